@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Java-client compatibility checks against the broker at env BOOTSTRAP (host:port).
+#   BOOTSTRAP=127.0.0.1:9092 compat/java/run.sh
+# Prints one "RESULT <scenario> PASS|FAIL|SKIP <detail>" line per scenario; exits 1 if any FAIL.
+# Scenarios: java-build, RoundTrip's java-* scenarios, java-client-compatibility-test
+# (org.apache.kafka.tools.ClientCompatibilityTest), java-verifiable-producer, java-verifiable-consumer.
+#
+# Env:
+#   BOOTSTRAP                       required
+#   WITH_GROUPS=1                   also run VerifiableConsumer (needs consumer groups); default SKIP
+#   VP_MESSAGES                     records for VerifiableProducer/Consumer (default 1000)
+#   CCT_DESCRIBE_ACLS_SUPPORTED     ClientCompatibilityTest --describe-acls-supported (default false: dlog
+#                                   has no DescribeAcls API; a real Kafka without authorizer needs true)
+#   CCT_IDEMPOTENT_PRODUCER_SUPPORTED  default false (dlog has no InitProducerId)
+#   WORK_DIR                        where tool outputs go (default: a fresh temp dir)
+set -uo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+: "${BOOTSTRAP:?set BOOTSTRAP=host:port}"
+VP_MESSAGES="${VP_MESSAGES:-1000}"
+WORK_DIR="${WORK_DIR:-$(mktemp -d /tmp/dlog-compat-java.XXXXXX)}"
+mkdir -p "$WORK_DIR"
+RUN_ID="$(date +%s)-$$"
+FAILED=0
+
+result() { # scenario PASS|FAIL|SKIP detail
+  echo "RESULT $1 $2 ${3:-}"
+  [[ "$2" == "FAIL" ]] && FAILED=1
+  return 0
+}
+tail_detail() { tail -n "${2:-5}" "$1" 2>/dev/null | tr '\n' ' ' | cut -c1-500; }
+
+# Fail fast (instead of minutes of client timeouts) when nothing listens at BOOTSTRAP.
+if ! timeout 5 bash -c "exec 3<>/dev/tcp/${BOOTSTRAP%:*}/${BOOTSTRAP##*:}" 2>/dev/null; then
+  result java-bootstrap FAIL "nothing accepts connections at $BOOTSTRAP"
+  exit 1
+fi
+
+# ---------------------------------------------------------------- build
+build() {
+  local cls="$HERE/target/classes/dlog/compat/RoundTrip.class" cpf="$HERE/target/classpath.txt"
+  if [[ -f "$cls" && -f "$cpf" && "$cls" -nt "$HERE/src/main/java/dlog/compat/RoundTrip.java" \
+        && "$cpf" -nt "$HERE/pom.xml" ]] && tr ':' '\n' <"$cpf" | head -n1 | xargs test -f; then
+    return 0
+  fi
+  command -v mvn >/dev/null || { echo "mvn not found" >"$WORK_DIR/build.log"; return 1; }
+  local goals=(-B -q -f "$HERE/pom.xml" compile dependency:build-classpath "-Dmdep.outputFile=$cpf")
+  # Offline first (fast, after one online resolve), online as the fallback.
+  timeout 300 mvn -o "${goals[@]}" >"$WORK_DIR/build.log" 2>&1 \
+    || timeout 900 mvn "${goals[@]}" >>"$WORK_DIR/build.log" 2>&1
+}
+if build; then
+  result java-build PASS "compiled $(basename "$HERE")/RoundTrip, kafka-clients $(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$HERE/pom.xml")"
+else
+  result java-build FAIL "$(grep -m4 -E 'ERROR|error:' "$WORK_DIR/build.log" | tr '\n' ' ' | cut -c1-500)"
+  exit 1
+fi
+CP="$HERE/target/classes:$(cat "$HERE/target/classpath.txt")"
+JAVA=(java -Xmx512m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -Dorg.slf4j.simpleLogger.logFile=System.err -cp "$CP")
+
+# ---------------------------------------------------------------- RoundTrip (own scenarios)
+timeout 300 "${JAVA[@]}" dlog.compat.RoundTrip >"$WORK_DIR/roundtrip.out" 2>"$WORK_DIR/roundtrip.err"
+rc=$?
+grep '^RESULT ' "$WORK_DIR/roundtrip.out"
+if [[ $rc -ne 0 ]]; then
+  FAILED=1
+  grep -q '^RESULT .* FAIL' "$WORK_DIR/roundtrip.out" \
+    || result java-roundtrip FAIL "exit $rc: $(tail_detail "$WORK_DIR/roundtrip.err")"
+fi
+
+# ---------------------------------------------------------------- Kafka's ClientCompatibilityTest
+# It creates "newtopic" via Admin (so remove a leftover first) and needs a fresh, auto-created topic
+# whose first two records are its own.
+CCT_TOPIC="cct-$RUN_ID"
+if ! timeout 90 "${JAVA[@]}" dlog.compat.RoundTrip delete-topic newtopic >"$WORK_DIR/cct-prep.out" 2>"$WORK_DIR/cct-prep.err"; then
+  result java-client-compatibility-test FAIL "prep (delete leftover newtopic): $(tail_detail "$WORK_DIR/cct-prep.out" 3)"
+else
+  CCT_FLAGS=(
+    --topic "$CCT_TOPIC" --bootstrap-server "$BOOTSTRAP"
+    --num-cluster-nodes 1
+    --create-topics-supported true
+    --describe-configs-supported true
+    --offsets-for-times-supported true
+    --cluster-id-supported true
+    --expect-record-too-large-exception false
+    --describe-acls-supported "${CCT_DESCRIBE_ACLS_SUPPORTED:-false}"
+    --idempotent-producer-supported "${CCT_IDEMPOTENT_PRODUCER_SUPPORTED:-false}"
+  )
+  timeout 120 "${JAVA[@]}" org.apache.kafka.tools.ClientCompatibilityTest "${CCT_FLAGS[@]}" \
+    >"$WORK_DIR/cct.out" 2>"$WORK_DIR/cct.err"
+  rc=$?
+  if [[ $rc -eq 0 ]] && grep -q '^SUCCESS\.' "$WORK_DIR/cct.out"; then
+    result java-client-compatibility-test PASS "topic $CCT_TOPIC, acls=${CCT_DESCRIBE_ACLS_SUPPORTED:-false} idempotence=${CCT_IDEMPOTENT_PRODUCER_SUPPORTED:-false}"
+  else
+    result java-client-compatibility-test FAIL "exit $rc: $(cat "$WORK_DIR/cct.out" "$WORK_DIR/cct.err" | grep -m1 -E 'FAILED|Exception' | cut -c1-400)"
+  fi
+fi
+
+# ---------------------------------------------------------------- Kafka's VerifiableProducer / VerifiableConsumer
+VP_TOPIC="vp-$RUN_ID"
+printf 'enable.idempotence=false\nrequest.timeout.ms=20000\ndelivery.timeout.ms=60000\nmax.block.ms=30000\n' \
+  >"$WORK_DIR/producer.properties"
+timeout 120 "${JAVA[@]}" org.apache.kafka.tools.VerifiableProducer --bootstrap-server "$BOOTSTRAP" \
+  --topic "$VP_TOPIC" --max-messages "$VP_MESSAGES" --acks -1 \
+  --producer.config "$WORK_DIR/producer.properties" >"$WORK_DIR/vp.out" 2>"$WORK_DIR/vp.err"
+rc=$?
+timeout 60 "${JAVA[@]}" dlog.compat.RoundTrip check-verifiable-producer verifiable-producer \
+  "$WORK_DIR/vp.out" "$VP_MESSAGES" >"$WORK_DIR/vp.check" 2>&1
+line="$(grep -m1 '^RESULT ' "$WORK_DIR/vp.check")"
+status="$(awk '{print $3}' <<<"$line")"; detail="$(cut -d' ' -f4- <<<"$line")"
+if [[ $rc -eq 0 && "$status" == PASS ]]; then
+  result java-verifiable-producer PASS "$detail"
+else
+  result java-verifiable-producer FAIL "exit $rc: ${detail:-$(tail_detail "$WORK_DIR/vp.check" 3)} $(grep -m1 Exception "$WORK_DIR/vp.err" | cut -c1-200)"
+fi
+
+if [[ "${WITH_GROUPS:-0}" == 1 ]]; then
+  printf 'request.timeout.ms=20000\ndefault.api.timeout.ms=30000\n' >"$WORK_DIR/consumer.properties"
+  timeout 120 "${JAVA[@]}" org.apache.kafka.tools.VerifiableConsumer --bootstrap-server "$BOOTSTRAP" \
+    --topic "$VP_TOPIC" --group-id "vc-$RUN_ID" --max-messages "$VP_MESSAGES" --reset-policy earliest \
+    --consumer.config "$WORK_DIR/consumer.properties" >"$WORK_DIR/vc.out" 2>"$WORK_DIR/vc.err"
+  rc=$?
+  timeout 60 "${JAVA[@]}" dlog.compat.RoundTrip check-verifiable-consumer verifiable-consumer \
+    "$WORK_DIR/vc.out" "$VP_MESSAGES" >"$WORK_DIR/vc.check" 2>&1
+  line="$(grep -m1 '^RESULT ' "$WORK_DIR/vc.check")"
+  status="$(awk '{print $3}' <<<"$line")"; detail="$(cut -d' ' -f4- <<<"$line")"
+  if [[ $rc -eq 0 && "$status" == PASS ]]; then
+    result java-verifiable-consumer PASS "$detail"
+  else
+    result java-verifiable-consumer FAIL "exit $rc: ${detail:-$(tail_detail "$WORK_DIR/vc.check" 3)} $(grep -m1 Exception "$WORK_DIR/vc.err" | cut -c1-200)"
+  fi
+else
+  result java-verifiable-consumer SKIP "needs consumer groups; set WITH_GROUPS=1"
+fi
+
+echo "java compat outputs in $WORK_DIR"
+exit "$FAILED"

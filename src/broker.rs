@@ -1,0 +1,203 @@
+//! The node: configuration, metadata (controller and image), partition logs, and the state
+//! handlers share. Built once at start; handlers receive `&Broker`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::{watch, Notify};
+
+use crate::clock::now_ms;
+use crate::config::BrokerConfig;
+use crate::controller::image::{Change, MetadataImage};
+use crate::controller::{ApiError, Controller, NewTopic};
+use crate::handlers::fetch::FetchSessions;
+use crate::log::LogManager;
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub cluster_id: String,
+    pub controller: Controller,
+    pub logs: LogManager,
+    /// Woken after every append, so that long-polling fetches re-check without polling.
+    pub data_arrived: Notify,
+    pub fetch_sessions: FetchSessions,
+    /// Flips to true when the node begins shutting down.
+    pub shutdown: watch::Sender<bool>,
+}
+
+/// Reads `meta.properties` (Kafka's format), creating it with a new cluster id on first start.
+fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> Result<String> {
+    let path = data_dir.join("meta.properties");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let stored_node_id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("node.id="))
+            .map(str::trim);
+        if let Some(stored) = stored_node_id {
+            if stored != node_id.to_string() {
+                anyhow::bail!(
+                    "{} belongs to node.id {stored}, this node is {node_id}",
+                    path.display()
+                );
+            }
+        }
+        return text
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("cluster.id=")
+                    .map(|id| id.trim().to_string())
+            })
+            .with_context(|| format!("{} has no cluster.id", path.display()));
+    }
+    // Kafka's cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars).
+    let cluster_id = base64_url(uuid::Uuid::new_v4().as_bytes());
+    let text = format!("#dlog\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(cluster_id)
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut output = String::new();
+    for group in bytes.chunks(3) {
+        let value = group
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for index in 0..=group.len() {
+            output.push(ALPHABET[((value >> (18 - 6 * index)) & 0x3f) as usize] as char);
+        }
+    }
+    output
+}
+
+impl Broker {
+    /// Opens storage, replays metadata and opens every partition log.
+    pub fn open(config: BrokerConfig) -> Result<Arc<Broker>> {
+        let data_dir = config.data_dir.clone();
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id)?;
+        let logs = LogManager::open(&data_dir).context("opening log directory")?;
+        let clean = logs.clean_start();
+        let (controller, changes) =
+            Controller::open(&data_dir, config.node_id, config.properties.clone(), clean)
+                .context("opening metadata log")?;
+        let (shutdown, _) = watch::channel(false);
+        let broker = Arc::new(Broker {
+            config,
+            cluster_id,
+            controller,
+            logs,
+            data_arrived: Notify::new(),
+            fetch_sessions: FetchSessions::default(),
+            shutdown,
+        });
+        broker.publish(&changes).context("opening partition logs")?;
+        Ok(broker)
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.controller.image()
+    }
+
+    /// Applies metadata changes to local storage: opens logs of new or grown topics (with
+    /// their current config), deletes logs of removed ones.
+    pub fn publish(&self, changes: &[Change]) -> std::io::Result<()> {
+        let image = self.image();
+        let mut done = std::collections::HashSet::new();
+        for change in changes {
+            match change {
+                Change::TopicChanged(name) if done.insert(name.clone()) => {
+                    if let Some(topic) = image.topics.get(name) {
+                        let config = Arc::new(self.controller.log_config(topic));
+                        self.logs.ensure_topic(
+                            name,
+                            &topic.id.to_string(),
+                            topic.partition_count(),
+                            config,
+                        )?;
+                    }
+                }
+                Change::TopicRemoved(name) => {
+                    done.remove(name);
+                    self.logs.delete_topic(name)?;
+                }
+                Change::TopicChanged(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a topic through the controller and opens its logs.
+    pub fn create_topic(&self, topic: &NewTopic, validate_only: bool) -> Result<(), ApiError> {
+        let changes = self.controller.create_topic(topic, validate_only)?;
+        self.publish(&changes).map_err(|e| {
+            ApiError::new(
+                kafka_protocol::ResponseError::KafkaStorageError,
+                e.to_string(),
+            )
+        })
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
+        let changes = self.controller.delete_topic(name)?;
+        self.publish(&changes).map_err(|e| {
+            ApiError::new(
+                kafka_protocol::ResponseError::KafkaStorageError,
+                e.to_string(),
+            )
+        })
+    }
+
+    /// Periodic maintenance: flush policy and checkpoints, once a second until shutdown.
+    pub async fn run_maintenance(self: Arc<Broker>) {
+        let mut shutdown = self.shutdown.subscribe();
+        let checkpoint_interval_ms = self
+            .config
+            .properties
+            .get_i64("log.flush.offset.checkpoint.interval.ms")
+            .max(1000);
+        let mut last_checkpoint_ms = now_ms();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let now = now_ms();
+            for log in self.logs.all() {
+                if let Err(error) = log.maybe_flush(now) {
+                    tracing::error!(topic = log.topic(), partition = log.partition(), %error, "flush failed");
+                }
+            }
+            if now - last_checkpoint_ms >= checkpoint_interval_ms {
+                last_checkpoint_ms = now;
+                if let Err(error) = self.logs.flush_and_checkpoint(now) {
+                    tracing::error!(%error, "writing checkpoints failed");
+                }
+            }
+        }
+    }
+
+    /// Clean shutdown of storage: flush, checkpoints, clean-shutdown marker.
+    pub fn close(&self) -> std::io::Result<()> {
+        self.controller.shutdown()?;
+        self.logs.shutdown(now_ms())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_ids_look_like_kafkas() {
+        let id = base64_url(&[0xff; 16]);
+        assert_eq!(id.len(), 22);
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+}

@@ -1,0 +1,142 @@
+//! The metadata image: the state that results from applying the metadata log in order.
+//! Handlers read an immutable snapshot (`Arc<MetadataImage>`); only the controller's commit
+//! path produces a new one.
+
+use std::collections::{BTreeMap, HashMap};
+
+use uuid::Uuid;
+
+use super::records::{ConfigResource, MetadataRecord};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionImage {
+    pub replicas: Vec<i32>,
+    pub leader: i32,
+    pub leader_epoch: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicImage {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: BTreeMap<i32, PartitionImage>,
+    /// Topic-level overrides only; defaults come from the broker configuration.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicImage {
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.len() as i32
+    }
+}
+
+/// What an applied record changed, for the broker to act on (open or delete logs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    TopicChanged(String),
+    TopicRemoved(String),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MetadataImage {
+    pub topics: BTreeMap<String, TopicImage>,
+    pub topic_names_by_id: HashMap<Uuid, String>,
+    pub broker_configs: BTreeMap<String, String>,
+    pub features: BTreeMap<String, i16>,
+    /// Offset of the last record applied, -1 before any.
+    pub applied_offset: i64,
+}
+
+impl MetadataImage {
+    pub fn new() -> MetadataImage {
+        MetadataImage {
+            applied_offset: -1,
+            ..Default::default()
+        }
+    }
+
+    pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
+        self.topics.get(self.topic_names_by_id.get(id)?)
+    }
+
+    /// Applies one record. A record that does not fit the image (a partition of an unknown
+    /// topic) is a bug in the controller, which validates before appending.
+    pub fn apply(&mut self, offset: i64, record: &MetadataRecord) -> Option<Change> {
+        assert!(
+            offset > self.applied_offset,
+            "metadata applied out of order: {offset} after {}",
+            self.applied_offset
+        );
+        self.applied_offset = offset;
+        match record {
+            MetadataRecord::Topic { name, topic_id } => {
+                self.topic_names_by_id.insert(*topic_id, name.clone());
+                self.topics.insert(
+                    name.clone(),
+                    TopicImage {
+                        name: name.clone(),
+                        id: *topic_id,
+                        partitions: BTreeMap::new(),
+                        configs: BTreeMap::new(),
+                    },
+                );
+                Some(Change::TopicChanged(name.clone()))
+            }
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                leader,
+                leader_epoch,
+            } => {
+                let name = self
+                    .topic_names_by_id
+                    .get(topic_id)
+                    .expect("partition of a known topic")
+                    .clone();
+                let topic = self.topics.get_mut(&name).expect("topic present");
+                let image = PartitionImage {
+                    replicas: replicas.clone(),
+                    leader: *leader,
+                    leader_epoch: *leader_epoch,
+                };
+                topic.partitions.insert(*partition, image);
+                Some(Change::TopicChanged(name))
+            }
+            MetadataRecord::Config {
+                resource: ConfigResource::Topic,
+                resource_name,
+                name,
+                value,
+            } => {
+                let topic = self.topics.get_mut(resource_name)?;
+                match value {
+                    Some(value) => topic.configs.insert(name.clone(), value.clone()),
+                    None => topic.configs.remove(name),
+                };
+                Some(Change::TopicChanged(resource_name.clone()))
+            }
+            MetadataRecord::Config {
+                resource: ConfigResource::Broker,
+                name,
+                value,
+                ..
+            } => {
+                match value {
+                    Some(value) => self.broker_configs.insert(name.clone(), value.clone()),
+                    None => self.broker_configs.remove(name),
+                };
+                None
+            }
+            MetadataRecord::RemoveTopic { topic_id } => {
+                let name = self.topic_names_by_id.remove(topic_id)?;
+                self.topics.remove(&name);
+                Some(Change::TopicRemoved(name))
+            }
+            MetadataRecord::FeatureLevel { name, level } => {
+                self.features.insert(name.clone(), *level);
+                None
+            }
+        }
+    }
+}

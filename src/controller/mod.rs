@@ -1,0 +1,333 @@
+//! The controller: owner of cluster metadata. Every change is validated here, appended as
+//! [`records::MetadataRecord`]s to the metadata log, and applied to the [`image::MetadataImage`].
+//!
+//! A single node is a one-voter quorum: a commit is durable (fsynced) once appended, so the
+//! append is the commit. The Raft quorum of a cluster replaces only [`Controller::commit`]'s
+//! append; validation, records and the image stay as they are.
+
+pub mod image;
+pub mod records;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use crate::config::Properties;
+use crate::log::log_config::LogConfig;
+use crate::log::partition::{Checkpoints, PartitionLog};
+use crate::record::batch::BatchIter;
+use crate::record::builder::BatchBuilder;
+use crate::record::records as record_codec;
+
+use image::{Change, MetadataImage};
+use records::{ConfigResource, MetadataRecord};
+
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
+/// Kafka's limit on topic name length.
+pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
+/// Partitions one CreateTopics may ask for; each partition holds open files.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+
+/// A refusal with the Kafka error code and message the client sees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub error: ResponseError,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(error: ResponseError, message: impl Into<String>) -> ApiError {
+        ApiError {
+            error,
+            message: message.into(),
+        }
+    }
+}
+
+/// A topic to create, as CreateTopics or auto-creation asks for it.
+#[derive(Clone, Debug, Default)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1: `num.partitions`.
+    pub partition_count: i32,
+    /// -1: `default.replication.factor`.
+    pub replication_factor: i16,
+    /// Explicit replica lists, partition index → brokers (replaces the two counts).
+    pub assignments: BTreeMap<i32, Vec<i32>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+pub struct Controller {
+    node_id: i32,
+    broker_properties: Properties,
+    log: PartitionLog,
+    image: RwLock<Arc<MetadataImage>>,
+    /// Serializes validate → append → apply, so validation sees every earlier commit.
+    commit_lock: Mutex<()>,
+}
+
+/// Kafka's topic name rule: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
+    let invalid = |why: String| Err(ApiError::new(ResponseError::InvalidTopicException, why));
+    if name.is_empty() || name == "." || name == ".." {
+        return invalid(format!("Topic name '{name}' is illegal"));
+    }
+    if name.len() > TOPIC_NAME_LENGTH_MAX {
+        return invalid(format!(
+            "Topic name is longer than {TOPIC_NAME_LENGTH_MAX} characters"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return invalid(format!("Topic name '{name}' contains characters other than ASCII alphanumerics, '.', '_' and '-'"));
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    crate::clock::now_ms()
+}
+
+impl Controller {
+    /// Opens the metadata log in `data_dir` and replays it. Returns the changes the replay
+    /// made, for the broker to open its logs.
+    pub fn open(
+        data_dir: &Path,
+        node_id: i32,
+        broker_properties: Properties,
+        clean: bool,
+    ) -> io::Result<(Controller, Vec<Change>)> {
+        let config = Arc::new(LogConfig::new(&broker_properties, &BTreeMap::new()));
+        let dir = data_dir.join(format!("{METADATA_TOPIC}-0"));
+        let log = PartitionLog::open(
+            &dir,
+            METADATA_TOPIC,
+            0,
+            config,
+            Checkpoints::default(),
+            clean,
+        )?;
+        let mut image = MetadataImage::new();
+        let mut changes = Vec::new();
+        let bytes = log.read_all_from(0)?;
+        for item in BatchIter::new(&bytes) {
+            let (position, header) =
+                item.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            let batch = &bytes[position..position + header.size_bytes()];
+            let invalid = |e: anyhow::Error| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("metadata log: {e}"))
+            };
+            let section = record_codec::records_section(batch, &header).map_err(invalid)?;
+            for record in record_codec::decode(&section, &header).map_err(invalid)? {
+                let value = record
+                    .value
+                    .ok_or_else(|| invalid(anyhow::anyhow!("null metadata record")))?;
+                let metadata_record = MetadataRecord::decode(value).map_err(invalid)?;
+                changes.extend(image.apply(record.offset, &metadata_record));
+            }
+        }
+        tracing::info!(
+            applied_offset = image.applied_offset,
+            topics = image.topics.len(),
+            "replayed metadata log"
+        );
+        let controller = Controller {
+            node_id,
+            broker_properties,
+            log,
+            image: RwLock::new(Arc::new(image)),
+            commit_lock: Mutex::new(()),
+        };
+        Ok((controller, changes))
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.read().expect("image lock").clone()
+    }
+
+    pub fn broker_properties(&self) -> &Properties {
+        &self.broker_properties
+    }
+
+    /// Appends `records` as one batch (atomically), fsyncs, applies them, and returns the
+    /// changes. Callers hold `commit_lock` from validation to here.
+    fn commit(&self, records: &[MetadataRecord]) -> io::Result<Vec<Change>> {
+        assert!(!records.is_empty(), "empty metadata commit");
+        let now = now_ms();
+        let encoded: Vec<Vec<u8>> = records.iter().map(MetadataRecord::encode).collect();
+        let batch = encoded
+            .iter()
+            .fold(BatchBuilder::new(now), |b, value| {
+                b.record(None, Some(value), now)
+            })
+            .build();
+        let appended = self
+            .log
+            .append_trusted(&batch, now)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        self.log.flush(now)?; // fsync: a metadata change is durable before it is visible
+        let mut image = (*self.image()).clone();
+        let mut changes = Vec::new();
+        for (index, record) in records.iter().enumerate() {
+            changes.extend(image.apply(appended.base_offset + index as i64, record));
+        }
+        *self.image.write().expect("image lock") = Arc::new(image);
+        Ok(changes)
+    }
+
+    /// Validates and (unless `validate_only`) creates a topic. Returns the changes to publish.
+    pub fn create_topic(
+        &self,
+        topic: &NewTopic,
+        validate_only: bool,
+    ) -> Result<Vec<Change>, ApiError> {
+        let _guard = self.commit_lock.lock().expect("commit lock");
+        let records = self.create_topic_records(topic)?;
+        if validate_only {
+            return Ok(Vec::new());
+        }
+        self.commit(&records)
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
+    }
+
+    fn create_topic_records(&self, topic: &NewTopic) -> Result<Vec<MetadataRecord>, ApiError> {
+        validate_topic_name(&topic.name)?;
+        let image = self.image();
+        if image.topics.contains_key(&topic.name) {
+            return Err(ApiError::new(
+                ResponseError::TopicAlreadyExists,
+                format!("Topic '{}' already exists.", topic.name),
+            ));
+        }
+        let normalized = topic.name.replace('.', "_");
+        if let Some(existing) = image
+            .topics
+            .keys()
+            .find(|existing| existing.replace('.', "_") == normalized)
+        {
+            return Err(ApiError::new(
+                ResponseError::InvalidTopicException,
+                format!(
+                    "Topic '{}' collides with existing topic: {existing}",
+                    topic.name
+                ),
+            ));
+        }
+        let assignments: BTreeMap<i32, Vec<i32>> = if topic.assignments.is_empty() {
+            let partition_count = match topic.partition_count {
+                -1 => self.broker_properties.get_i64("num.partitions") as i32,
+                count => count,
+            };
+            if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partition_count) {
+                return Err(ApiError::new(
+                    ResponseError::InvalidPartitions,
+                    format!("Number of partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}, got {partition_count}."),
+                ));
+            }
+            let replication_factor = match topic.replication_factor {
+                -1 => self.broker_properties.get_i64("default.replication.factor") as i16,
+                factor => factor,
+            };
+            if replication_factor != 1 {
+                return Err(ApiError::new(
+                    ResponseError::InvalidReplicationFactor,
+                    format!("Replication factor must be 1: this cluster has 1 broker (got {replication_factor})."),
+                ));
+            }
+            (0..partition_count)
+                .map(|p| (p, vec![self.node_id]))
+                .collect()
+        } else {
+            if topic.partition_count != -1 || topic.replication_factor != -1 {
+                return Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    "Both numPartitions or replicationFactor and replicasAssignments were set.",
+                ));
+            }
+            let expected: Vec<i32> = (0..topic.assignments.len() as i32).collect();
+            if topic.assignments.keys().copied().collect::<Vec<_>>() != expected
+                || topic.assignments.len() as i32 > PARTITIONS_PER_TOPIC_MAX
+            {
+                return Err(ApiError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    "Partitions must be numbered 0..n.",
+                ));
+            }
+            if topic
+                .assignments
+                .values()
+                .any(|replicas| replicas != &vec![self.node_id])
+            {
+                return Err(ApiError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    format!(
+                        "Every replica list must be [{}], the only broker.",
+                        self.node_id
+                    ),
+                ));
+            }
+            topic.assignments.clone()
+        };
+        LogConfig::validate_overrides(&topic.configs)
+            .map_err(|e| ApiError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        let topic_id = Uuid::new_v4();
+        let mut records = vec![MetadataRecord::Topic {
+            name: topic.name.clone(),
+            topic_id,
+        }];
+        for (name, value) in &topic.configs {
+            records.push(MetadataRecord::Config {
+                resource: ConfigResource::Topic,
+                resource_name: topic.name.clone(),
+                name: name.clone(),
+                value: Some(value.clone()),
+            });
+        }
+        for (partition, replicas) in assignments {
+            records.push(MetadataRecord::Partition {
+                topic_id,
+                partition,
+                leader: replicas[0],
+                replicas,
+                leader_epoch: 0,
+            });
+        }
+        Ok(records)
+    }
+
+    /// Deletes a topic by name.
+    pub fn delete_topic(&self, name: &str) -> Result<Vec<Change>, ApiError> {
+        let _guard = self.commit_lock.lock().expect("commit lock");
+        let image = self.image();
+        let topic = image.topics.get(name).ok_or_else(|| {
+            ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("Topic '{name}' does not exist."),
+            )
+        })?;
+        if name.starts_with("__") {
+            return Err(ApiError::new(
+                ResponseError::InvalidTopicException,
+                "Internal topics cannot be deleted.",
+            ));
+        }
+        self.commit(&[MetadataRecord::RemoveTopic { topic_id: topic.id }])
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
+    }
+
+    /// The typed log config of a topic in `image`.
+    pub fn log_config(&self, topic: &image::TopicImage) -> LogConfig {
+        LogConfig::new(&self.broker_properties, &topic.configs)
+    }
+
+    /// Flushes the metadata log for a clean shutdown.
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.log.close(now_ms())
+    }
+}

@@ -1,0 +1,53 @@
+//! Metadata records: every change to cluster metadata is one of these, appended to the
+//! metadata log (`__cluster_metadata-0`) and applied in order to the [`super::image`].
+//! They mirror Kafka's KRaft records (TopicRecord, PartitionRecord, ConfigRecord,
+//! RemoveTopicRecord, FeatureLevelRecord), stored as JSON record values.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigResource {
+    Topic,
+    Broker,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum MetadataRecord {
+    Topic {
+        name: String,
+        topic_id: Uuid,
+    },
+    Partition {
+        topic_id: Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+        leader: i32,
+        leader_epoch: i32,
+    },
+    /// `value: None` removes an override.
+    Config {
+        resource: ConfigResource,
+        resource_name: String,
+        name: String,
+        value: Option<String>,
+    },
+    RemoveTopic {
+        topic_id: Uuid,
+    },
+    FeatureLevel {
+        name: String,
+        level: i16,
+    },
+}
+
+impl MetadataRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("metadata records serialize")
+    }
+
+    pub fn decode(bytes: &[u8]) -> anyhow::Result<MetadataRecord> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}

@@ -1,0 +1,173 @@
+//! Metadata: brokers (the advertised listener), cluster id, controller id, and topics with
+//! ids and partitions, read from the metadata image. Unknown topics are auto-created when
+//! `auto.create.topics.enable` and the request allow it.
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::controller::image::TopicImage;
+use crate::controller::{validate_topic_name, NewTopic};
+use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
+
+/// Kafka's "authorized operations not requested" marker.
+const OPERATIONS_OMITTED: i32 = i32::MIN;
+
+pub fn is_internal(topic: &str) -> bool {
+    topic == "__consumer_offsets" || topic == "__transaction_state"
+}
+
+fn topic_response(topic: &TopicImage, version: i16) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .iter()
+        .map(|(index, partition)| {
+            let replicas: Vec<BrokerId> =
+                partition.replicas.iter().map(|&id| BrokerId(id)).collect();
+            let mut response = MetadataResponsePartition::default()
+                .with_partition_index(*index)
+                .with_leader_id(BrokerId(partition.leader))
+                .with_replica_nodes(replicas.clone())
+                .with_isr_nodes(replicas);
+            if version >= 7 {
+                response = response.with_leader_epoch(partition.leader_epoch);
+            }
+            response
+        })
+        .collect();
+    let mut response = MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_is_internal(is_internal(&topic.name))
+        .with_partitions(partitions);
+    if version >= 10 {
+        response = response.with_topic_id(topic.id);
+    }
+    if version >= 8 {
+        response = response.with_topic_authorized_operations(OPERATIONS_OMITTED);
+    }
+    response
+}
+
+fn error_topic(
+    name: Option<&str>,
+    topic_id: Uuid,
+    error: ResponseError,
+    version: i16,
+) -> MetadataResponseTopic {
+    let mut response = MetadataResponseTopic::default()
+        .with_error_code(error.code())
+        .with_name(name.map(|n| TopicName(StrBytes::from_string(n.to_string()))));
+    if version >= 10 {
+        response = response.with_topic_id(topic_id);
+    }
+    if version >= 8 {
+        response = response.with_topic_authorized_operations(OPERATIONS_OMITTED);
+    }
+    response
+}
+
+/// Looks a topic up by name, auto-creating it when allowed.
+fn topic_by_name(
+    broker: &Broker,
+    name: &str,
+    allow_auto_create: bool,
+    version: i16,
+) -> MetadataResponseTopic {
+    if let Some(topic) = broker.image().topics.get(name) {
+        return topic_response(topic, version);
+    }
+    if let Err(error) = validate_topic_name(name) {
+        return error_topic(Some(name), Uuid::nil(), error.error, version);
+    }
+    if !(allow_auto_create && broker.config.auto_create_topics && !name.starts_with("__")) {
+        return error_topic(
+            Some(name),
+            Uuid::nil(),
+            ResponseError::UnknownTopicOrPartition,
+            version,
+        );
+    }
+    let new_topic = NewTopic {
+        name: name.to_string(),
+        partition_count: -1,
+        replication_factor: -1,
+        ..Default::default()
+    };
+    match broker.create_topic(&new_topic, false) {
+        Ok(())
+        | Err(crate::controller::ApiError {
+            error: ResponseError::TopicAlreadyExists,
+            ..
+        }) => match broker.image().topics.get(name) {
+            Some(topic) => topic_response(topic, version),
+            None => error_topic(
+                Some(name),
+                Uuid::nil(),
+                ResponseError::LeaderNotAvailable,
+                version,
+            ),
+        },
+        Err(error) => {
+            tracing::warn!(
+                topic = name,
+                message = error.message,
+                "auto topic creation failed"
+            );
+            error_topic(Some(name), Uuid::nil(), error.error, version)
+        }
+    }
+}
+
+pub fn handle(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: MetadataRequest = decode(&mut request.body, version)?;
+    // Before v4 clients could not opt out of auto-creation.
+    let allow_auto_create = version < 4 || body.allow_auto_topic_creation;
+    let requested = match body.topics {
+        // v0 sends an empty list for "all topics"; v1+ sends null.
+        Some(topics) if !(version == 0 && topics.is_empty()) => Some(topics),
+        _ => None,
+    };
+    let topics = match requested {
+        None => broker
+            .image()
+            .topics
+            .values()
+            .map(|t| topic_response(t, version))
+            .collect(),
+        Some(requested) => requested
+            .iter()
+            .map(|wanted| match (&wanted.name, wanted.topic_id) {
+                (Some(name), _) => topic_by_name(broker, name.as_str(), allow_auto_create, version),
+                (None, id) => match broker.image().topic_by_id(&id) {
+                    Some(topic) => topic_response(topic, version),
+                    None => error_topic(None, id, ResponseError::UnknownTopicId, version),
+                },
+            })
+            .collect(),
+    };
+    let node = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(broker.config.node_id))
+        .with_host(StrBytes::from_string(broker.config.advertised_host.clone()))
+        .with_port(broker.config.advertised_port);
+    let mut response = MetadataResponse::default()
+        .with_brokers(vec![node])
+        .with_topics(topics);
+    if version >= 1 {
+        response = response.with_controller_id(BrokerId(broker.config.node_id));
+    }
+    if version >= 2 {
+        response = response.with_cluster_id(Some(StrBytes::from_string(broker.cluster_id.clone())));
+    }
+    Ok(encode_response(
+        ApiKey::Metadata,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}

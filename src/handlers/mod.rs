@@ -1,0 +1,9 @@
+//! One file per API family; each decodes its request, acts through the broker, and encodes
+//! its response at the request's version.
+
+pub mod admin;
+pub mod api_versions;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;

@@ -1,0 +1,210 @@
+//! Produce: validates each partition's batches (header and CRC only, no record decoding),
+//! appends them with offsets assigned in place, and answers per partition. acks=0 gets no
+//! response (an error then closes the connection, so the client notices, as in Kafka).
+//! With one replica, acks=1 and acks=all are the same durability: the append.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use crate::broker::Broker;
+use crate::clock::now_ms;
+use crate::controller::validate_topic_name;
+use crate::log::partition::AppendError;
+use crate::protocol::api_versions::PRODUCE_VERSION_MIN_ACCEPTED;
+use crate::protocol::{
+    decode, encode_response, encode_response_header, Chunk, Request, RequestError, ResponseFrame,
+};
+use crate::server::dispatch::Handled;
+
+struct PartitionOutcome {
+    index: i32,
+    error: Option<(ResponseError, String)>,
+    base_offset: i64,
+    log_append_time_ms: i64,
+    log_start_offset: i64,
+}
+
+fn failed(index: i32, error: ResponseError, message: String) -> PartitionOutcome {
+    PartitionOutcome {
+        index,
+        error: Some((error, message)),
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+    }
+}
+
+fn append_error_code(error: &AppendError) -> ResponseError {
+    match error {
+        AppendError::Corrupt(_) => ResponseError::CorruptMessage,
+        AppendError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        AppendError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
+        AppendError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
+        AppendError::Io(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+fn append_partition(
+    broker: &Broker,
+    topic: &str,
+    index: i32,
+    records: Option<&Bytes>,
+    now: i64,
+) -> PartitionOutcome {
+    let Some(log) = broker.logs.get(topic, index) else {
+        let error = if validate_topic_name(topic).is_err() {
+            ResponseError::InvalidTopicException
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
+        return failed(index, error, format!("{topic}-{index} is not hosted here"));
+    };
+    let records = records.map(|r| &r[..]).unwrap_or_default();
+    match log.append(records, now) {
+        Ok(result) => {
+            metrics::counter!(crate::metrics::BYTES_IN, "topic" => topic.to_string())
+                .increment(records.len() as u64);
+            PartitionOutcome {
+                index,
+                error: None,
+                base_offset: result.base_offset,
+                log_append_time_ms: result.log_append_time_ms,
+                log_start_offset: result.log_start_offset,
+            }
+        }
+        Err(error) => {
+            if let AppendError::Io(io) = &error {
+                tracing::error!(topic, partition = index, %io, "append failed");
+            }
+            failed(index, append_error_code(&error), error.to_string())
+        }
+    }
+}
+
+pub fn handle(broker: &Broker, mut request: Request) -> Result<Handled, RequestError> {
+    let version = request.version;
+    if version < PRODUCE_VERSION_MIN_ACCEPTED {
+        return refuse_old_version(request).map(Handled::Response);
+    }
+    let body: ProduceRequest = decode(&mut request.body, version)?;
+    let now = now_ms();
+    let acks_valid = matches!(body.acks, -1..=1);
+    let mut topics: Vec<(StrBytes, Vec<PartitionOutcome>)> =
+        Vec::with_capacity(body.topic_data.len());
+    for topic in &body.topic_data {
+        let name = topic.name.as_str();
+        let outcomes = topic
+            .partition_data
+            .iter()
+            .map(|partition| {
+                if !acks_valid {
+                    return failed(
+                        partition.index,
+                        ResponseError::InvalidRequiredAcks,
+                        format!("acks must be -1, 0 or 1, got {}", body.acks),
+                    );
+                }
+                append_partition(
+                    broker,
+                    name,
+                    partition.index,
+                    partition.records.as_ref(),
+                    now,
+                )
+            })
+            .collect();
+        topics.push((topic.name.0.clone(), outcomes));
+    }
+    broker.data_arrived.notify_waiters();
+    if body.acks == 0 {
+        let any_error = topics
+            .iter()
+            .flat_map(|(_, p)| p)
+            .any(|p| p.error.is_some());
+        return if any_error {
+            Err(RequestError::Malformed("acks=0 produce failed".into()))
+        } else {
+            Ok(Handled::NoResponse)
+        };
+    }
+    let responses = topics
+        .into_iter()
+        .map(|(name, outcomes)| {
+            let partitions = outcomes
+                .into_iter()
+                .map(|outcome| {
+                    let mut response = PartitionProduceResponse::default()
+                        .with_index(outcome.index)
+                        .with_base_offset(outcome.base_offset)
+                        .with_log_append_time_ms(outcome.log_append_time_ms)
+                        .with_log_start_offset(outcome.log_start_offset);
+                    if let Some((error, message)) = outcome.error {
+                        response = response.with_error_code(error.code());
+                        if version >= 8 {
+                            response =
+                                response.with_error_message(Some(StrBytes::from_string(message)));
+                        }
+                    }
+                    response
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(kafka_protocol::messages::TopicName(name))
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    let response = ProduceResponse::default().with_responses(responses);
+    Ok(Handled::Response(encode_response(
+        ApiKey::Produce,
+        version,
+        request.header.correlation_id,
+        &response,
+    )))
+}
+
+/// Produce v0–2 (message formats before v2) is advertised but refused, as Kafka 4 does: every
+/// partition gets UNSUPPORTED_VERSION. The request body is v3's without the transactional id,
+/// and the response is laid out by hand (the codec starts at v3).
+fn refuse_old_version(request: Request) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let mut as_v3 = BytesMut::with_capacity(request.body.len() + 2);
+    as_v3.put_i16(-1); // null transactional id
+    as_v3.put_slice(&request.body);
+    let body: ProduceRequest = decode(&mut as_v3.freeze(), 3)?;
+    if body.acks == 0 {
+        return Err(RequestError::UnsupportedVersion {
+            api_key: ApiKey::Produce,
+            version,
+        });
+    }
+    let mut output = BytesMut::new();
+    encode_response_header(
+        &mut output,
+        ApiKey::Produce,
+        version,
+        request.header.correlation_id,
+    );
+    output.put_i32(body.topic_data.len() as i32);
+    for topic in &body.topic_data {
+        output.put_i16(topic.name.len() as i16);
+        output.put_slice(topic.name.as_bytes());
+        output.put_i32(topic.partition_data.len() as i32);
+        for partition in &topic.partition_data {
+            output.put_i32(partition.index);
+            output.put_i16(ResponseError::UnsupportedVersion.code());
+            output.put_i64(-1); // base offset
+            if version >= 2 {
+                output.put_i64(-1); // log append time
+            }
+        }
+    }
+    if version >= 1 {
+        output.put_i32(0); // throttle time
+    }
+    Ok(ResponseFrame {
+        chunks: vec![Chunk::Bytes(output.freeze())],
+    })
+}

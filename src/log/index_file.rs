@@ -1,0 +1,152 @@
+//! A memory-mapped file of fixed-size, sorted entries: the common mechanism behind the offset
+//! index (`.index`, 8-byte entries) and the time index (`.timeindex`, 12-byte entries).
+//!
+//! As in Kafka, the active segment's index is preallocated to `segment.index.bytes` and trimmed
+//! to its entries when the segment is rolled or closed; an index left preallocated by a crash
+//! is trimmed (or rebuilt) on open.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use memmap2::MmapMut;
+
+pub struct IndexFile {
+    path: PathBuf,
+    file: File,
+    /// None when the file has zero length (mmap of an empty file is refused).
+    mmap: Option<MmapMut>,
+    entry_size_bytes: usize,
+    entries: usize,
+    entries_max: usize,
+}
+
+impl IndexFile {
+    /// Opens (or creates) the file; `size_bytes_max` > 0 preallocates it for appends.
+    /// Trailing bytes that do not form a whole entry are ignored.
+    pub fn open(
+        path: &Path,
+        entry_size_bytes: usize,
+        size_bytes_max: usize,
+    ) -> io::Result<IndexFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let length_bytes = file.metadata()?.len() as usize;
+        let entries = length_bytes / entry_size_bytes;
+        let mut index = IndexFile {
+            path: path.to_path_buf(),
+            file,
+            mmap: None,
+            entry_size_bytes,
+            entries,
+            entries_max: entries,
+        };
+        index.resize(size_bytes_max.max(entries * entry_size_bytes))?;
+        Ok(index)
+    }
+
+    fn resize(&mut self, size_bytes: usize) -> io::Result<()> {
+        let size_bytes = size_bytes / self.entry_size_bytes * self.entry_size_bytes;
+        self.mmap = None;
+        self.file.set_len(size_bytes as u64)?;
+        self.entries_max = size_bytes / self.entry_size_bytes;
+        self.entries = self.entries.min(self.entries_max);
+        // SAFETY: the file is private to this process's log directory and only this struct
+        // changes its length, always after dropping the map.
+        self.mmap = if size_bytes > 0 {
+            Some(unsafe { MmapMut::map_mut(&self.file)? })
+        } else {
+            None
+        };
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.entries >= self.entries_max
+    }
+
+    pub fn entry(&self, index: usize) -> &[u8] {
+        assert!(
+            index < self.entries,
+            "index entry {index} out of {}",
+            self.entries
+        );
+        let start = index * self.entry_size_bytes;
+        &self.mmap.as_ref().expect("non-empty index is mapped")
+            [start..start + self.entry_size_bytes]
+    }
+
+    pub fn push(&mut self, entry: &[u8]) {
+        assert_eq!(entry.len(), self.entry_size_bytes);
+        assert!(!self.is_full(), "index {} is full", self.path.display());
+        let start = self.entries * self.entry_size_bytes;
+        self.mmap.as_mut().expect("non-full index is mapped")[start..start + self.entry_size_bytes]
+            .copy_from_slice(entry);
+        self.entries += 1;
+    }
+
+    /// Keeps only the first `entries` entries.
+    pub fn truncate_entries(&mut self, entries: usize) {
+        self.entries = self.entries.min(entries);
+    }
+
+    /// Largest `i` such that `key(entry(i)) <= target`, by binary search; entries are sorted by key.
+    pub fn floor<K: Ord>(&self, target: K, key: impl Fn(&[u8]) -> K) -> Option<usize> {
+        let (mut low, mut high) = (0usize, self.entries);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            if key(self.entry(middle)) <= target {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        low.checked_sub(1)
+    }
+
+    /// Shrinks the file to its entries (at roll and clean close) and syncs it.
+    pub fn trim(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.resize(self.entries * self.entry_size_bytes)
+    }
+
+    pub fn flush(&self) -> io::Result<()> {
+        match &self.mmap {
+            Some(mmap) => mmap.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes the file.
+    pub fn delete(self) -> io::Result<()> {
+        let path = self.path.clone();
+        drop(self);
+        std::fs::remove_file(path)
+    }
+}
+
+/// Reads a big-endian u32 at `at`.
+pub fn be_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// Reads a big-endian i64 at `at`.
+pub fn be_i64(bytes: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}

@@ -1,0 +1,182 @@
+//! Partition logs on disk, laid out as Kafka lays out a log directory:
+//!
+//! ```text
+//! data/meta.properties                      cluster id, node id
+//! data/.kafka_cleanshutdown                 present only after a clean shutdown
+//! data/recovery-point-offset-checkpoint     per partition: offsets below are fsynced
+//! data/log-start-offset-checkpoint          per partition: first readable offset
+//! data/<topic>-<partition>/                 segments: 00000000000000000000.log/.index/.timeindex
+//! ```
+
+pub mod checkpoint;
+pub mod index_file;
+pub mod log_config;
+pub mod offset_index;
+pub mod partition;
+pub mod segment;
+pub mod time_index;
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use log_config::LogConfig;
+use partition::{Checkpoints, PartitionLog};
+
+pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
+const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
+const LOG_START_OFFSET_FILE: &str = "log-start-offset-checkpoint";
+
+/// `<topic>-<partition>`, Kafka's partition directory name.
+pub fn partition_dir_name(topic: &str, partition: i32) -> String {
+    format!("{topic}-{partition}")
+}
+
+/// All partition logs of the broker, by topic name then partition index.
+pub struct LogManager {
+    data_dir: PathBuf,
+    clean_start: bool,
+    startup_checkpoints: HashMap<(String, i32), Checkpoints>,
+    logs: RwLock<HashMap<String, Vec<Arc<PartitionLog>>>>,
+}
+
+impl LogManager {
+    /// Reads the checkpoints and the clean-shutdown marker. The marker is removed at once, so
+    /// that a crash from here on is recovered as unclean.
+    pub fn open(data_dir: &Path) -> io::Result<LogManager> {
+        std::fs::create_dir_all(data_dir)?;
+        let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean_start = marker.exists();
+        if clean_start {
+            std::fs::remove_file(&marker)?;
+            checkpoint::sync_dir(data_dir)?;
+        }
+        let recovery_points = checkpoint::read(&data_dir.join(RECOVERY_POINT_FILE))?;
+        let log_starts = checkpoint::read(&data_dir.join(LOG_START_OFFSET_FILE))?;
+        let mut startup_checkpoints: HashMap<(String, i32), Checkpoints> = HashMap::new();
+        for (key, offset) in recovery_points {
+            startup_checkpoints.entry(key).or_default().recovery_point = offset;
+        }
+        for (key, offset) in log_starts {
+            startup_checkpoints.entry(key).or_default().log_start_offset = offset;
+        }
+        tracing::info!(dir = %data_dir.display(), clean_start, "opened log directory");
+        Ok(LogManager {
+            data_dir: data_dir.to_path_buf(),
+            clean_start,
+            startup_checkpoints,
+            logs: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// Whether the previous run ended with a clean shutdown.
+    pub fn clean_start(&self) -> bool {
+        self.clean_start
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
+        let logs = self.logs.read().expect("logs lock");
+        logs.get(topic)?
+            .get(usize::try_from(partition).ok()?)
+            .cloned()
+    }
+
+    /// Opens (creating if needed) partitions `0..partition_count` of `topic`; existing ones get
+    /// the new config.
+    pub fn ensure_topic(
+        &self,
+        topic: &str,
+        topic_id: &str,
+        partition_count: i32,
+        config: Arc<LogConfig>,
+    ) -> io::Result<()> {
+        let mut logs = self.logs.write().expect("logs lock");
+        let partitions = logs.entry(topic.to_string()).or_default();
+        for log in partitions.iter() {
+            log.set_config(config.clone());
+        }
+        for partition in partitions.len() as i32..partition_count {
+            let dir = self.data_dir.join(partition_dir_name(topic, partition));
+            let is_new = !dir.exists();
+            let checkpoints = self
+                .startup_checkpoints
+                .get(&(topic.to_string(), partition))
+                .copied()
+                .unwrap_or_default();
+            let log = PartitionLog::open(
+                &dir,
+                topic,
+                partition,
+                config.clone(),
+                checkpoints,
+                self.clean_start && !is_new,
+            )?;
+            if is_new {
+                std::fs::write(
+                    dir.join("partition.metadata"),
+                    format!("version: 0\ntopic_id: {topic_id}\n"),
+                )?;
+            }
+            partitions.push(Arc::new(log));
+        }
+        Ok(())
+    }
+
+    /// Removes a topic's logs and files.
+    pub fn delete_topic(&self, topic: &str) -> io::Result<()> {
+        let removed = self.logs.write().expect("logs lock").remove(topic);
+        for log in removed.into_iter().flatten() {
+            // In-flight requests may hold the log; its files go once they are done with it.
+            match Arc::try_unwrap(log) {
+                Ok(log) => log.delete()?,
+                Err(shared) => std::fs::remove_dir_all(shared.dir())?,
+            }
+        }
+        Ok(())
+    }
+
+    pub fn all(&self) -> Vec<Arc<PartitionLog>> {
+        self.logs
+            .read()
+            .expect("logs lock")
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// Periodic work: flushes due by policy, then the checkpoint files.
+    pub fn flush_and_checkpoint(&self, now_ms: i64) -> io::Result<()> {
+        for log in self.all() {
+            log.maybe_flush(now_ms)?;
+        }
+        self.write_checkpoints()
+    }
+
+    fn write_checkpoints(&self) -> io::Result<()> {
+        let logs = self.all();
+        let key = |log: &PartitionLog| (log.topic().to_string(), log.partition());
+        let recovery: Vec<_> = logs.iter().map(|l| (key(l), l.recovery_point())).collect();
+        let starts: Vec<_> = logs
+            .iter()
+            .map(|l| (key(l), l.offsets().log_start_offset))
+            .collect();
+        checkpoint::write(&self.data_dir.join(RECOVERY_POINT_FILE), &recovery)?;
+        checkpoint::write(&self.data_dir.join(LOG_START_OFFSET_FILE), &starts)
+    }
+
+    /// Clean shutdown: flush every log, write the checkpoints, then the clean-shutdown marker.
+    pub fn shutdown(&self, now_ms: i64) -> io::Result<()> {
+        for log in self.all() {
+            log.close(now_ms)?;
+        }
+        self.write_checkpoints()?;
+        std::fs::write(self.data_dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
+        checkpoint::sync_dir(&self.data_dir)
+    }
+}

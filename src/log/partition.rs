@@ -1,0 +1,638 @@
+//! One partition's log: a directory of segments, appends with offset assignment, reads for
+//! fetch as file regions, offset/time lookups, flushing and crash recovery.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, IoSlice};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use thiserror::Error;
+
+use crate::record::batch::{self, BatchError, BatchHeader, BatchIter, HEADER_SIZE_BYTES};
+use crate::record::records;
+
+use super::log_config::LogConfig;
+use super::segment::{self, Segment};
+
+#[derive(Debug, Error)]
+pub enum AppendError {
+    #[error("corrupt batch: {0}")]
+    Corrupt(BatchError),
+    #[error("invalid batch: {0}")]
+    InvalidRecord(String),
+    #[error("batch of {size_bytes} bytes exceeds max.message.bytes {limit_bytes}")]
+    MessageTooLarge {
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
+    #[error("timestamp {timestamp_ms} out of range")]
+    InvalidTimestamp { timestamp_ms: i64 },
+    #[error("io: {0}")]
+    Io(#[from] io::Error),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct AppendResult {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The timestamp stamped on the batches, or -1 under CreateTime.
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+}
+
+/// A region of a segment file to send: the fetch path's zero-copy unit.
+#[derive(Clone, Debug)]
+pub struct FileSlice {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub length_bytes: u64,
+}
+
+impl FileSlice {
+    pub fn read_to_vec(&self) -> io::Result<Vec<u8>> {
+        let mut bytes = vec![0u8; self.length_bytes as usize];
+        self.file.read_exact_at(&mut bytes, self.position)?;
+        Ok(bytes)
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct OffsetOutOfRange;
+
+/// Offsets that bound what a reader may see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogOffsets {
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+}
+
+struct LogState {
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    /// Everything below this offset is on disk (fsynced); recovery starts here after a crash.
+    recovery_point: i64,
+    unflushed_messages: i64,
+    last_flush_ms: i64,
+}
+
+impl LogState {
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    fn log_end_offset(&self) -> i64 {
+        self.active().next_offset()
+    }
+}
+
+pub struct PartitionLog {
+    topic: String,
+    partition: i32,
+    dir: PathBuf,
+    config: RwLock<Arc<LogConfig>>,
+    state: Mutex<LogState>,
+}
+
+/// Largest batch the recovery scan accepts, so a corrupt length cannot ask for a huge buffer.
+const RECOVERY_BATCH_BYTES_MAX: usize = 128 * 1024 * 1024;
+
+impl PartitionLog {
+    /// Opens the partition directory, creating it if absent. `clean` says the broker shut
+    /// down cleanly (indexes are trusted); otherwise segments from the one holding the
+    /// recovery point onward are validated and their indexes rebuilt.
+    pub fn open(
+        dir: &Path,
+        topic: &str,
+        partition: i32,
+        config: Arc<LogConfig>,
+        checkpoints: Checkpoints,
+        clean: bool,
+    ) -> io::Result<PartitionLog> {
+        std::fs::create_dir_all(dir)?;
+        let mut base_offsets: Vec<i64> = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(".log") {
+                if let Ok(base_offset) = stem.parse::<i64>() {
+                    base_offsets.push(base_offset);
+                }
+            }
+        }
+        base_offsets.sort_unstable();
+        if base_offsets.is_empty() {
+            base_offsets.push(checkpoints.log_start_offset.max(0));
+        }
+        let mut segments = BTreeMap::new();
+        let last_base = *base_offsets.last().expect("at least one segment");
+        let recovery_base = base_offsets
+            .iter()
+            .rev()
+            .find(|&&b| b <= checkpoints.recovery_point)
+            .copied()
+            .unwrap_or(0);
+        let mut truncated_at: Option<i64> = None;
+        for &base_offset in &base_offsets {
+            if truncated_at.is_some() {
+                // A segment after a torn one cannot be trusted: its predecessor lost data.
+                Segment::open(dir, base_offset, 0, 0)?.delete()?;
+                continue;
+            }
+            let index_bytes = if base_offset == last_base {
+                config.segment_index_bytes
+            } else {
+                0
+            };
+            let mut segment =
+                Segment::open(dir, base_offset, config.index_interval_bytes, index_bytes)?;
+            let needs_recovery = !clean && base_offset >= recovery_base;
+            let loaded = if needs_recovery {
+                Err(())
+            } else {
+                segment.load_clean().map_err(|_| ())
+            };
+            if loaded.is_err() {
+                let truncated_bytes = segment.recover(RECOVERY_BATCH_BYTES_MAX)?;
+                if truncated_bytes > 0 {
+                    tracing::warn!(
+                        topic,
+                        partition,
+                        base_offset,
+                        truncated_bytes,
+                        "truncated torn or corrupt log tail"
+                    );
+                    truncated_at = Some(segment.next_offset());
+                }
+            }
+            segments.insert(base_offset, segment);
+        }
+        // Deleted successors mean the truncated segment is the active one now.
+        let active_base = *segments.keys().next_back().expect("segments");
+        if active_base != last_base {
+            let active = segments.remove(&active_base).expect("present");
+            drop(active);
+            let mut reopened = Segment::open(
+                dir,
+                active_base,
+                config.index_interval_bytes,
+                config.segment_index_bytes,
+            )?;
+            reopened.recover(RECOVERY_BATCH_BYTES_MAX)?;
+            segments.insert(active_base, reopened);
+        }
+        let first_base = *segments.keys().next().expect("segments");
+        let state = LogState {
+            log_start_offset: checkpoints.log_start_offset.max(first_base),
+            recovery_point: 0,
+            segments,
+            unflushed_messages: 0,
+            last_flush_ms: 0,
+        };
+        let log = PartitionLog {
+            topic: topic.to_string(),
+            partition,
+            dir: dir.to_path_buf(),
+            config: RwLock::new(config),
+            state: Mutex::new(state),
+        };
+        {
+            let mut state = log.lock();
+            state.recovery_point = if clean {
+                state.log_end_offset()
+            } else {
+                checkpoints.recovery_point.min(state.log_end_offset())
+            };
+        }
+        Ok(log)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogState> {
+        self.state.lock().expect("partition log lock poisoned")
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> Arc<LogConfig> {
+        self.config.read().expect("config lock").clone()
+    }
+
+    pub fn set_config(&self, config: Arc<LogConfig>) {
+        *self.config.write().expect("config lock") = config;
+    }
+
+    pub fn offsets(&self) -> LogOffsets {
+        let state = self.lock();
+        LogOffsets {
+            log_start_offset: state.log_start_offset,
+            log_end_offset: state.log_end_offset(),
+        }
+    }
+
+    pub fn recovery_point(&self) -> i64 {
+        self.lock().recovery_point
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().segments.values().map(Segment::size_bytes).sum()
+    }
+
+    /// Validates `records` (one or more v2 batches as a producer sent them), assigns offsets and
+    /// appends them. Nothing is written unless every batch is valid.
+    pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendResult, AppendError> {
+        let config = self.config();
+        let mut headers: Vec<(usize, BatchHeader)> = Vec::new();
+        for item in BatchIter::new(records) {
+            let (position, header) = item.map_err(|error| match error {
+                BatchError::BadCount { .. } | BatchError::BadCodec(_) | BatchError::BadMagic(_) => {
+                    AppendError::InvalidRecord(error.to_string())
+                }
+                other => AppendError::Corrupt(other),
+            })?;
+            batch::validate_produced(&header)
+                .map_err(|e| AppendError::InvalidRecord(e.to_string()))?;
+            if header.is_control() {
+                return Err(AppendError::InvalidRecord(
+                    "clients may not write control batches".into(),
+                ));
+            }
+            if header.size_bytes() > config.max_message_bytes {
+                return Err(AppendError::MessageTooLarge {
+                    size_bytes: header.size_bytes(),
+                    limit_bytes: config.max_message_bytes,
+                });
+            }
+            if !config.log_append_time {
+                check_timestamp(&config, &header, now_ms)?;
+            }
+            headers.push((position, header));
+        }
+        if headers.is_empty() {
+            return Err(AppendError::InvalidRecord("no record batches".into()));
+        }
+        self.append_validated(records, &headers, &config, now_ms)
+    }
+
+    /// Appends batches the broker itself wrote (e.g. the metadata log), skipping client checks.
+    pub fn append_trusted(&self, records: &[u8], now_ms: i64) -> Result<AppendResult, AppendError> {
+        let config = self.config();
+        let headers: Vec<(usize, BatchHeader)> = BatchIter::new(records)
+            .collect::<Result<_, _>>()
+            .map_err(AppendError::Corrupt)?;
+        assert!(
+            !headers.is_empty(),
+            "append_trusted needs at least one batch"
+        );
+        self.append_validated(records, &headers, &config, now_ms)
+    }
+
+    fn append_validated(
+        &self,
+        records: &[u8],
+        headers: &[(usize, BatchHeader)],
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<AppendResult, AppendError> {
+        let size_bytes: u64 = headers.iter().map(|(_, h)| h.size_bytes() as u64).sum();
+        let mut state = self.lock();
+        self.maybe_roll(&mut state, config, size_bytes, now_ms)?;
+        // Rewrite each header into its own buffer (offsets, epoch, maybe LogAppendTime) and
+        // write it with the untouched record bytes: one pwritev, no copy of the records.
+        let mut next_offset = state.log_end_offset();
+        let base_offset = next_offset;
+        let mut rewritten: Vec<[u8; HEADER_SIZE_BYTES]> = Vec::with_capacity(headers.len());
+        let mut placed: Vec<(u64, BatchHeader)> = Vec::with_capacity(headers.len());
+        let mut relative_position = 0u64;
+        for &(position, header) in headers {
+            let mut header_bytes: [u8; HEADER_SIZE_BYTES] = records
+                [position..position + HEADER_SIZE_BYTES]
+                .try_into()
+                .expect("61 bytes");
+            batch::set_base_offset_and_epoch(&mut header_bytes, next_offset, 0);
+            if config.log_append_time {
+                let body = &records[position + HEADER_SIZE_BYTES..position + header.size_bytes()];
+                batch::set_log_append_time_split(&mut header_bytes, body, now_ms);
+            }
+            let header = BatchHeader::parse(&header_bytes).expect("61 bytes");
+            placed.push((relative_position, header));
+            relative_position += header.size_bytes() as u64;
+            next_offset = header.last_offset() + 1;
+            rewritten.push(header_bytes);
+        }
+        let mut parts: Vec<IoSlice<'_>> = Vec::with_capacity(headers.len() * 2);
+        for (header_bytes, &(position, header)) in rewritten.iter().zip(headers) {
+            parts.push(IoSlice::new(header_bytes));
+            parts.push(IoSlice::new(
+                &records[position + HEADER_SIZE_BYTES..position + header.size_bytes()],
+            ));
+        }
+        state.active_mut().append(&parts, &placed, now_ms)?;
+        let record_count: i64 = headers
+            .iter()
+            .map(|(_, h)| i64::from(h.records_count))
+            .sum();
+        state.unflushed_messages += record_count;
+        if state.unflushed_messages >= config.flush_messages {
+            Self::flush_locked(&mut state, now_ms)?;
+        }
+        Ok(AppendResult {
+            base_offset,
+            last_offset: next_offset - 1,
+            log_append_time_ms: if config.log_append_time { now_ms } else { -1 },
+            log_start_offset: state.log_start_offset,
+        })
+    }
+
+    fn maybe_roll(
+        &self,
+        state: &mut LogState,
+        config: &LogConfig,
+        incoming_bytes: u64,
+        now_ms: i64,
+    ) -> io::Result<()> {
+        let active = state.active();
+        let next_offset = active.next_offset();
+        let too_big =
+            active.size_bytes() > 0 && active.size_bytes() + incoming_bytes > config.segment_bytes;
+        let too_old = active
+            .first_append_ms()
+            .is_some_and(|first| now_ms - first >= config.segment_ms);
+        // Relative offsets and positions in the indexes are u32.
+        let offsets_overflow = next_offset - active.base_offset() > i64::from(u32::MAX) / 2;
+        let position_overflow = active.size_bytes() + incoming_bytes > u64::from(u32::MAX);
+        if active.size_bytes() == 0
+            || !(too_big
+                || too_old
+                || active.indexes_full()
+                || offsets_overflow
+                || position_overflow)
+        {
+            return Ok(());
+        }
+        state.active_mut().seal()?;
+        let segment = Segment::open(
+            &self.dir,
+            next_offset,
+            config.index_interval_bytes,
+            config.segment_index_bytes,
+        )?;
+        tracing::debug!(
+            topic = self.topic,
+            partition = self.partition,
+            base_offset = next_offset,
+            "rolled segment"
+        );
+        state.segments.insert(next_offset, segment);
+        Ok(())
+    }
+
+    /// fsyncs every segment from the recovery point on and advances the recovery point.
+    fn flush_locked(state: &mut LogState, now_ms: i64) -> io::Result<()> {
+        let recovery_point = state.recovery_point;
+        let from = state
+            .segments
+            .range(..=recovery_point)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        for segment in state.segments.range(from..).map(|(_, s)| s) {
+            segment.flush()?;
+        }
+        state.recovery_point = state.log_end_offset();
+        state.unflushed_messages = 0;
+        state.last_flush_ms = now_ms;
+        Ok(())
+    }
+
+    /// The periodic flush: `flush.ms` elapsed, or sealed segments not yet on disk (Kafka
+    /// flushes a segment when it is rolled).
+    pub fn maybe_flush(&self, now_ms: i64) -> io::Result<()> {
+        let config = self.config();
+        let mut state = self.lock();
+        let sealed_unflushed = state.recovery_point < state.active().base_offset();
+        let due = state.unflushed_messages > 0 && now_ms - state.last_flush_ms >= config.flush_ms;
+        if sealed_unflushed || due {
+            Self::flush_locked(&mut state, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// fsyncs everything appended so far (e.g. after each metadata commit).
+    pub fn flush(&self, now_ms: i64) -> io::Result<()> {
+        Self::flush_locked(&mut self.lock(), now_ms)
+    }
+
+    /// Flushes and trims the active segment's indexes: the clean-shutdown path.
+    pub fn close(&self, now_ms: i64) -> io::Result<()> {
+        let mut state = self.lock();
+        Self::flush_locked(&mut state, now_ms)?;
+        state.active_mut().seal()
+    }
+
+    /// The bytes to send for a fetch at `offset`: from the batch holding `offset` to at most
+    /// `max_bytes` further (the whole first batch when `min_one_batch`), within one segment.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        min_one_batch: bool,
+    ) -> io::Result<Result<Option<FileSlice>, OffsetOutOfRange>> {
+        let state = self.lock();
+        if offset < state.log_start_offset || offset > state.log_end_offset() {
+            return Ok(Err(OffsetOutOfRange));
+        }
+        let first = state
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        for segment in state.segments.range(first..).map(|(_, s)| s) {
+            if let Some(found) = segment.find(offset)? {
+                let end = segment.size_bytes();
+                let available = end - found.position;
+                let mut length = available.min(max_bytes);
+                if length < found.header.size_bytes() as u64 {
+                    length = if min_one_batch {
+                        (found.header.size_bytes() as u64).min(available)
+                    } else {
+                        0
+                    };
+                }
+                if length == 0 {
+                    return Ok(Ok(None));
+                }
+                return Ok(Ok(Some(FileSlice {
+                    file: segment.file().clone(),
+                    position: found.position,
+                    length_bytes: length,
+                })));
+            }
+        }
+        Ok(Ok(None))
+    }
+
+    /// Every whole batch from `offset` to the end of the log, in memory (metadata log replay).
+    pub fn read_all_from(&self, offset: i64) -> io::Result<Vec<u8>> {
+        let mut output = Vec::new();
+        let mut next = offset;
+        loop {
+            let Ok(Some(slice)) = self.read(next, u64::MAX, true)? else {
+                return Ok(output);
+            };
+            let bytes = slice.read_to_vec()?;
+            let mut consumed = 0;
+            for item in BatchIter::new(&bytes) {
+                let Ok((position, header)) = item else { break };
+                consumed = position + header.size_bytes();
+                next = header.last_offset() + 1;
+            }
+            output.extend_from_slice(&bytes[..consumed]);
+            if consumed == 0 {
+                return Ok(output);
+            }
+        }
+    }
+
+    /// The first record with timestamp >= `target_ms`: (timestamp, offset).
+    pub fn offset_for_timestamp(&self, target_ms: i64) -> io::Result<Option<(i64, i64)>> {
+        let state = self.lock();
+        for segment in state.segments.values() {
+            if segment.max_timestamp().0 < target_ms {
+                continue;
+            }
+            let start_offset = segment
+                .time_lookup_offset(target_ms)
+                .max(state.log_start_offset);
+            let Some(found) = segment.find(start_offset)? else {
+                continue;
+            };
+            let mut position = found.position;
+            while let Some(header) =
+                Segment::read_header(segment.file(), position, segment.size_bytes())?
+            {
+                if header.max_timestamp >= target_ms {
+                    let found = first_record_at_or_after(
+                        segment.file(),
+                        position,
+                        &header,
+                        |ts, offset| ts >= target_ms && offset >= state.log_start_offset,
+                    )?;
+                    if found.is_some() {
+                        return Ok(found);
+                    }
+                }
+                position += header.size_bytes() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp (the first one, if several share it).
+    pub fn max_timestamp(&self) -> io::Result<Option<(i64, i64)>> {
+        let state = self.lock();
+        let Some(segment) = state
+            .segments
+            .values()
+            .filter(|s| s.max_timestamp().0 >= 0)
+            .reduce(|best, s| {
+                if s.max_timestamp().0 > best.max_timestamp().0 {
+                    s
+                } else {
+                    best
+                }
+            })
+        else {
+            return Ok(None);
+        };
+        let (max_timestamp_ms, offset) = segment.max_timestamp();
+        let Some(found) = segment.find(offset)? else {
+            return Ok(None);
+        };
+        first_record_at_or_after(segment.file(), found.position, &found.header, |ts, _| {
+            ts == max_timestamp_ms
+        })
+    }
+
+    /// Deletes the log's files (topic deletion).
+    pub fn delete(self) -> io::Result<()> {
+        let dir = self.dir.clone();
+        let state = self.state.into_inner().expect("lock");
+        for segment in state.segments.into_values() {
+            segment.delete()?;
+        }
+        std::fs::remove_dir_all(dir)
+    }
+}
+
+/// Decodes the batch at `position` and returns (timestamp, offset) of its first record that
+/// satisfies `matches`. Under LogAppendTime every record carries the batch's max timestamp.
+fn first_record_at_or_after(
+    file: &File,
+    position: u64,
+    header: &BatchHeader,
+    matches: impl Fn(i64, i64) -> bool,
+) -> io::Result<Option<(i64, i64)>> {
+    let mut bytes = vec![0u8; header.size_bytes()];
+    file.read_exact_at(&mut bytes, position)?;
+    let invalid = |e: anyhow::Error| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+    let section = records::records_section(&bytes, header).map_err(invalid)?;
+    let log_append_time = header.attributes & batch::ATTRIBUTE_LOG_APPEND_TIME != 0;
+    for record in records::decode(&section, header).map_err(invalid)? {
+        let timestamp_ms = if log_append_time {
+            header.max_timestamp
+        } else {
+            record.timestamp_ms
+        };
+        if matches(timestamp_ms, record.offset) {
+            return Ok(Some((timestamp_ms, record.offset)));
+        }
+    }
+    Ok(None)
+}
+
+/// CreateTime batches must lie within `message.timestamp.before/after.max.ms` of now.
+fn check_timestamp(
+    config: &LogConfig,
+    header: &BatchHeader,
+    now_ms: i64,
+) -> Result<(), AppendError> {
+    let too_old = now_ms.saturating_sub(header.base_timestamp) > config.timestamp_before_max_ms;
+    let too_new = header.max_timestamp.saturating_sub(now_ms) > config.timestamp_after_max_ms;
+    if too_old || too_new {
+        let timestamp_ms = if too_old {
+            header.base_timestamp
+        } else {
+            header.max_timestamp
+        };
+        return Err(AppendError::InvalidTimestamp { timestamp_ms });
+    }
+    Ok(())
+}
+
+/// What the broker's checkpoint files say about a partition at startup.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Checkpoints {
+    pub log_start_offset: i64,
+    pub recovery_point: i64,
+}
+
+pub use segment::file_stem;

@@ -1,0 +1,62 @@
+//! The APIs and versions dlog serves: the single source for ApiVersions responses, for
+//! request admission, and for the dispatch table's coverage test.
+//!
+//! Floors follow Kafka 4.x (KIP-896). Produce is advertised from v0, as Kafka 4 does, because
+//! older librdkafka disables compression when Produce v0 is absent; v0–2 are then refused at
+//! request time (UNSUPPORTED_VERSION per partition).
+
+use kafka_protocol::messages::ApiKey;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VersionRange {
+    pub min: i16,
+    pub max: i16,
+}
+
+const fn range(min: i16, max: i16) -> VersionRange {
+    VersionRange { min, max }
+}
+
+/// (api, versions served). Keep in step with `server::dispatch`.
+pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
+    (ApiKey::Produce, range(0, 12)),
+    (ApiKey::Fetch, range(4, 17)),
+    (ApiKey::ListOffsets, range(1, 10)),
+    (ApiKey::Metadata, range(0, 13)),
+    (ApiKey::ApiVersions, range(0, 4)),
+    (ApiKey::CreateTopics, range(2, 7)),
+    (ApiKey::DeleteTopics, range(1, 6)),
+    (ApiKey::DescribeConfigs, range(1, 4)),
+    (ApiKey::DescribeCluster, range(0, 1)),
+];
+
+/// Produce versions below this are advertised but refused.
+pub const PRODUCE_VERSION_MIN_ACCEPTED: i16 = 3;
+
+pub fn supported(api_key: ApiKey) -> Option<VersionRange> {
+    SUPPORTED
+        .iter()
+        .find(|(key, _)| *key == api_key)
+        .map(|(_, versions)| *versions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_versions_are_within_what_the_codec_knows() {
+        for (api_key, versions) in SUPPORTED {
+            let codec = api_key.valid_versions();
+            let floor = if *api_key == ApiKey::Produce {
+                PRODUCE_VERSION_MIN_ACCEPTED
+            } else {
+                versions.min
+            };
+            assert!(
+                codec.min <= floor && versions.max <= codec.max,
+                "{api_key:?}"
+            );
+        }
+    }
+}

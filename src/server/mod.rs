@@ -1,0 +1,44 @@
+//! The TCP listener: accepts connections up to `max.connections` and serves each on its own
+//! task until shutdown.
+
+pub mod connection;
+pub mod dispatch;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::broker::Broker;
+
+/// Accepts connections until the broker's shutdown flag flips.
+pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
+    let permits = Arc::new(Semaphore::new(
+        broker.config.connections_max.min(Semaphore::MAX_PERMITS),
+    ));
+    let mut shutdown = broker.shutdown.subscribe();
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "max.connections reached; closing new connection");
+            drop(stream);
+            continue;
+        };
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            connection::serve(broker, stream).await;
+            drop(permit);
+        });
+    }
+}
