@@ -221,7 +221,7 @@ mod tests {
                             list.iter()
                                 .map(|(id, first)| {
                                     AbortedTransaction::default()
-                                        .with_producer_id(*id)
+                                        .with_producer_id(kafka_protocol::messages::ProducerId(*id))
                                         .with_first_offset(*first)
                                 })
                                 .collect()
@@ -233,7 +233,7 @@ mod tests {
                             .with_last_stable_offset(p.last_stable_offset)
                             .with_log_start_offset(p.log_start_offset)
                             .with_aborted_transactions(aborted)
-                            .with_preferred_read_replica(p.preferred_read_replica)
+                            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(p.preferred_read_replica))
                             .with_records(records)
                     })
                     .collect();

@@ -141,3 +141,29 @@ pub fn encode_response<T: Encodable>(
         chunks: vec![Chunk::Bytes(output.freeze())],
     }
 }
+
+/// Decodes a request frame and its body as the handler for its api key would, without
+/// acting on it: the fuzz target's entry point, and a cheap well-formedness check.
+pub fn decode_request_frame(frame: Bytes) -> Result<(), RequestError> {
+    use kafka_protocol::messages::{
+        ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, FetchRequest,
+        ListOffsetsRequest, MetadataRequest, ProduceRequest,
+    };
+    let mut request = parse_request(frame)?;
+    let version = request.version;
+    let body = &mut request.body;
+    match request.api_key {
+        ApiKey::ApiVersions if version <= 4 => decode::<ApiVersionsRequest>(body, version).map(drop),
+        ApiKey::ApiVersions => Ok(()),
+        ApiKey::Produce if version < api_versions::PRODUCE_VERSION_MIN_ACCEPTED => Ok(()),
+        ApiKey::Produce => decode::<ProduceRequest>(body, version).map(drop),
+        ApiKey::Fetch => decode::<FetchRequest>(body, version).map(drop),
+        ApiKey::ListOffsets => decode::<ListOffsetsRequest>(body, version).map(drop),
+        ApiKey::Metadata => decode::<MetadataRequest>(body, version).map(drop),
+        ApiKey::CreateTopics => decode::<CreateTopicsRequest>(body, version).map(drop),
+        ApiKey::DeleteTopics => decode::<DeleteTopicsRequest>(body, version).map(drop),
+        ApiKey::DescribeConfigs => decode::<DescribeConfigsRequest>(body, version).map(drop),
+        ApiKey::DescribeCluster => decode::<DescribeClusterRequest>(body, version).map(drop),
+        other => Err(RequestError::UnknownApiKey(other as i16)),
+    }
+}

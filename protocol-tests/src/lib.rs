@@ -1,0 +1,1 @@
+//! Helpers for byte-level protocol cases; the cases live in tests/.
