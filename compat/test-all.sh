@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what the tests need, builds, and runs
+# every test: unit and integration tests (rdkafka against a real dlog process), byte-level
+# protocol tests, a short fuzz run, the compat suites (kcat, confluent-kafka, kafka-python,
+# the Java client and Kafka's tools, franz-go) against dlog, and the differential run of the
+# core suites against a real Apache Kafka 4.x broker.
+#   compat/test-all.sh            FUZZ_SECONDS=N to change the fuzz time per target (default 20)
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+out="$root/target/test-results"
+rm -rf "$out"; mkdir -p "$out"
+passed=0; failed=0; failures=()
+stage() {
+  local name="$1"; shift
+  echo "=== $name"
+  local started=$SECONDS
+  if "$@"; then passed=$((passed + 1)); echo "=== $name: ok ($((SECONDS - started)) s)"
+  else failed=$((failed + 1)); failures+=("$name"); echo "=== $name: FAILED ($((SECONDS - started)) s)"; fi
+}
+stage "install test dependencies" compat/install.sh
+stage "build" cargo build --release --workspace --all-targets
+stage "unit, integration and protocol tests" cargo test --release --workspace
+if [ -x protocol-tests/fuzz/run.sh ]; then
+  stage "fuzz (${FUZZ_SECONDS:-20} s per target)" protocol-tests/fuzz/run.sh "${FUZZ_SECONDS:-20}"
+fi
+stage "compat suites against dlog (python, java, go)" compat/run.sh dlog "$out/compat" python java go
+stage "differential run against Apache Kafka (python, java)" compat/diff.sh "$out/diff" python java
+echo
+for name in "${failures[@]}"; do echo "failed stage: $name"; done
+echo "stages: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
