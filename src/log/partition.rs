@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use thiserror::Error;
 
 use crate::record::batch::{self, BatchError, BatchHeader, BatchIter, HEADER_SIZE_BYTES};
-use crate::record::records;
+use crate::record::codec::Codec;
+use crate::record::{recompress, records};
 
 use super::log_config::LogConfig;
 use super::segment::{self, Segment};
@@ -290,7 +291,29 @@ impl PartitionLog {
         if headers.is_empty() {
             return Err(AppendError::InvalidRecord("no record batches".into()));
         }
-        self.append_validated(records, &headers, &config, now_ms)
+        match Codec::from_name(&config.compression_type) {
+            Some(codec)
+                if headers
+                    .iter()
+                    .any(|(_, h)| h.compression_codec() != codec as i16) =>
+            {
+                let converted = recompress_all(records, &headers, codec)?;
+                let headers: Vec<(usize, BatchHeader)> = BatchIter::new(&converted)
+                    .collect::<Result<_, _>>()
+                    .map_err(AppendError::Corrupt)?;
+                if let Some((_, too_big)) = headers
+                    .iter()
+                    .find(|(_, h)| h.size_bytes() > config.max_message_bytes)
+                {
+                    return Err(AppendError::MessageTooLarge {
+                        size_bytes: too_big.size_bytes(),
+                        limit_bytes: config.max_message_bytes,
+                    });
+                }
+                self.append_validated(&converted, &headers, &config, now_ms)
+            }
+            _ => self.append_validated(records, &headers, &config, now_ms),
+        }
     }
 
     /// Appends batches the broker itself wrote (e.g. the metadata log), skipping client checks.
@@ -609,6 +632,26 @@ fn first_record_at_or_after(
     Ok(None)
 }
 
+/// Every batch of `records` in `codec` (topic `compression.type`), as one buffer.
+fn recompress_all(
+    records: &[u8],
+    headers: &[(usize, BatchHeader)],
+    codec: Codec,
+) -> Result<Vec<u8>, AppendError> {
+    let mut converted = Vec::with_capacity(records.len());
+    for &(position, header) in headers {
+        let batch = &records[position..position + header.size_bytes()];
+        if header.compression_codec() == codec as i16 {
+            converted.extend_from_slice(batch);
+        } else {
+            let recompressed = recompress::recompress(batch, &header, codec)
+                .map_err(|e| AppendError::InvalidRecord(e.to_string()))?;
+            converted.extend_from_slice(&recompressed);
+        }
+    }
+    Ok(converted)
+}
+
 /// CreateTime batches must lie within `message.timestamp.before/after.max.ms` of now.
 fn check_timestamp(
     config: &LogConfig,
@@ -636,3 +679,130 @@ pub struct Checkpoints {
 }
 
 pub use segment::file_stem;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Properties;
+    use crate::record::builder::BatchBuilder;
+
+    fn config(overrides: &[(&str, &str)]) -> Arc<LogConfig> {
+        let overrides = overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Arc::new(LogConfig::new(&Properties::default(), &overrides))
+    }
+
+    fn batch(count: usize, codec: Codec, now: i64) -> Vec<u8> {
+        (0..count)
+            .fold(BatchBuilder::new(now).codec(codec), |b, i| {
+                b.record(None, Some(format!("value-{i}").as_bytes()), now)
+            })
+            .build()
+    }
+
+    #[test]
+    fn appends_assign_offsets_roll_and_survive_unclean_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::clock::now_ms();
+        let config = config(&[("segment.bytes", "1000"), ("index.interval.bytes", "0")]);
+        let log = PartitionLog::open(
+            dir.path(),
+            "t",
+            0,
+            config.clone(),
+            Checkpoints::default(),
+            false,
+        )
+        .unwrap();
+        for round in 0..20 {
+            let result = log.append(&batch(3, Codec::None, now), now).unwrap();
+            assert_eq!(result.base_offset, round * 3);
+        }
+        assert_eq!(log.offsets().log_end_offset, 60);
+        let slice = log.read(31, 1 << 20, true).unwrap().unwrap().unwrap();
+        let header = BatchHeader::parse(&slice.read_to_vec().unwrap()).unwrap();
+        assert_eq!((header.base_offset, header.last_offset()), (30, 32));
+        assert!(matches!(
+            log.read(61, 100, true).unwrap(),
+            Err(OffsetOutOfRange)
+        ));
+        drop(log);
+        // Unclean reopen (no checkpoints): every segment is recovered, nothing is lost.
+        let log =
+            PartitionLog::open(dir.path(), "t", 0, config, Checkpoints::default(), false).unwrap();
+        assert_eq!(log.offsets().log_end_offset, 60);
+        assert_eq!(
+            log.append(&batch(1, Codec::None, now), now)
+                .unwrap()
+                .base_offset,
+            60
+        );
+    }
+
+    #[test]
+    fn topic_compression_type_recompresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::clock::now_ms();
+        let log = PartitionLog::open(
+            dir.path(),
+            "t",
+            0,
+            config(&[("compression.type", "zstd")]),
+            Checkpoints::default(),
+            false,
+        )
+        .unwrap();
+        log.append(&batch(5, Codec::Gzip, now), now).unwrap();
+        let bytes = log
+            .read(0, 1 << 20, true)
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .read_to_vec()
+            .unwrap();
+        let header = batch::validate(&bytes).unwrap();
+        assert_eq!(header.compression_codec(), Codec::Zstd as i16);
+        let section = records::records_section(&bytes, &header).unwrap();
+        assert_eq!(
+            records::decode(&section, &header).unwrap()[4].value,
+            Some(&b"value-4"[..])
+        );
+    }
+
+    #[test]
+    fn invalid_batches_are_refused_without_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::clock::now_ms();
+        let log = PartitionLog::open(
+            dir.path(),
+            "t",
+            0,
+            config(&[("max.message.bytes", "100")]),
+            Checkpoints::default(),
+            false,
+        )
+        .unwrap();
+        let mut corrupt = batch(1, Codec::None, now);
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 1;
+        assert!(matches!(
+            log.append(&corrupt, now),
+            Err(AppendError::Corrupt(_))
+        ));
+        assert!(matches!(
+            log.append(&batch(20, Codec::None, now), now),
+            Err(AppendError::MessageTooLarge { .. })
+        ));
+        assert!(matches!(
+            log.append(&batch(1, Codec::None, now + 7_200_000), now),
+            Err(AppendError::InvalidTimestamp { .. })
+        ));
+        assert!(matches!(
+            log.append(&[], now),
+            Err(AppendError::InvalidRecord(_))
+        ));
+        assert_eq!(log.offsets().log_end_offset, 0);
+    }
+}

@@ -233,7 +233,9 @@ mod tests {
                             .with_last_stable_offset(p.last_stable_offset)
                             .with_log_start_offset(p.log_start_offset)
                             .with_aborted_transactions(aborted)
-                            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(p.preferred_read_replica))
+                            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(
+                                p.preferred_read_replica,
+                            ))
                             .with_records(records)
                     })
                     .collect();

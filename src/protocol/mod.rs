@@ -146,14 +146,16 @@ pub fn encode_response<T: Encodable>(
 /// acting on it: the fuzz target's entry point, and a cheap well-formedness check.
 pub fn decode_request_frame(frame: Bytes) -> Result<(), RequestError> {
     use kafka_protocol::messages::{
-        ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, FetchRequest,
-        ListOffsetsRequest, MetadataRequest, ProduceRequest,
+        ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+        DescribeConfigsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
     };
     let mut request = parse_request(frame)?;
     let version = request.version;
     let body = &mut request.body;
     match request.api_key {
-        ApiKey::ApiVersions if version <= 4 => decode::<ApiVersionsRequest>(body, version).map(drop),
+        ApiKey::ApiVersions if version <= 4 => {
+            decode::<ApiVersionsRequest>(body, version).map(drop)
+        }
         ApiKey::ApiVersions => Ok(()),
         ApiKey::Produce if version < api_versions::PRODUCE_VERSION_MIN_ACCEPTED => Ok(()),
         ApiKey::Produce => decode::<ProduceRequest>(body, version).map(drop),

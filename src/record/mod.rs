@@ -4,4 +4,5 @@
 pub mod batch;
 pub mod builder;
 pub mod codec;
+pub mod recompress;
 pub mod records;
