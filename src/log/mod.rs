@@ -103,11 +103,16 @@ impl LogManager {
         for partition in partitions.len() as i32..partition_count {
             let dir = self.data_dir.join(partition_dir_name(topic, partition));
             let is_new = !dir.exists();
-            let checkpoints = self
-                .startup_checkpoints
-                .get(&(topic.to_string(), partition))
-                .copied()
-                .unwrap_or_default();
+            // Checkpoints read at start describe directories that existed then; a topic
+            // deleted and created again since starts from nothing.
+            let checkpoints = match is_new {
+                true => Checkpoints::default(),
+                false => self
+                    .startup_checkpoints
+                    .get(&(topic.to_string(), partition))
+                    .copied()
+                    .unwrap_or_default(),
+            };
             let log = PartitionLog::open(
                 &dir,
                 topic,
