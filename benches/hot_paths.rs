@@ -1,1 +1,176 @@
-fn main() {}
+//! Micro-benchmarks of the broker's hot paths (criterion; `cargo bench --bench hot_paths`).
+//!
+//! - `batch_validation`: `BatchIter` + `validate_produced` (header parse + CRC32C, no record
+//!   decoding) over a 1 MiB buffer of 16 KiB batches, and over one 16 KiB batch of 100-byte
+//!   records. Throughput in bytes.
+//! - `offset_index`: `OffsetIndex::lookup` for random targets in an index of 100k entries.
+//! - `partition_append`: `PartitionLog::append` of one 16 KiB batch into a log in a temp dir
+//!   (default topic config: no fsync per append, so this measures the page-cache write path).
+//!
+//! Sample sizes and measurement times are kept small so the whole run stays well under two
+//! minutes on a 2-core VM; every group warms up first (first-touch memory is slow there).
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+use dlog::config::Properties;
+use dlog::log::log_config::LogConfig;
+use dlog::log::offset_index::OffsetIndex;
+use dlog::log::partition::{Checkpoints, PartitionLog};
+use dlog::record::batch::{self, BatchIter};
+use dlog::record::builder::BatchBuilder;
+
+const BATCH_SIZE_BYTES: usize = 16 * 1024;
+const BUFFER_SIZE_BYTES: usize = 1024 * 1024;
+const INDEX_ENTRIES: usize = 100_000;
+const LOOKUPS_PER_ITERATION: usize = 1_024;
+/// The append bench starts a fresh log once this much has been written, so a long run does not
+/// fill the disk (reopening is not timed).
+const APPEND_LOG_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// One uncompressed batch of `value_size_bytes` records, as close to (not above)
+/// `target_size_bytes` as whole records allow.
+fn batch_of(target_size_bytes: usize, value_size_bytes: usize, timestamp_ms: i64) -> Vec<u8> {
+    let build = |count: usize| {
+        (0..count)
+            .fold(BatchBuilder::new(timestamp_ms), |builder, i| {
+                builder.record(None, Some(&vec![i as u8; value_size_bytes]), timestamp_ms)
+            })
+            .build()
+    };
+    let one_record_bytes = build(2).len() - build(1).len();
+    let header_bytes = build(1).len() - one_record_bytes;
+    let count = ((target_size_bytes - header_bytes) / one_record_bytes).max(1);
+    let built = build(count);
+    assert!(built.len() <= target_size_bytes);
+    built
+}
+
+/// Sums record counts so the validation result is used; panics on an invalid batch.
+fn validate_all(bytes: &[u8]) -> i64 {
+    let mut records = 0i64;
+    for item in BatchIter::new(bytes) {
+        let (_, header) = item.expect("valid batch");
+        batch::validate_produced(&header).expect("valid produced batch");
+        records += i64::from(header.records_count);
+    }
+    records
+}
+
+fn batch_validation(c: &mut Criterion) {
+    let now_ms = dlog::clock::now_ms();
+    // 16 KiB batches of 1000-byte records, concatenated up to 1 MiB.
+    let big_batch = batch_of(BATCH_SIZE_BYTES, 1000, now_ms);
+    let mut buffer = Vec::with_capacity(BUFFER_SIZE_BYTES);
+    while buffer.len() + big_batch.len() <= BUFFER_SIZE_BYTES {
+        buffer.extend_from_slice(&big_batch);
+    }
+    // One 16 KiB batch of 100-byte records (the producer's default batch.size).
+    let small_records = batch_of(BATCH_SIZE_BYTES, 100, now_ms);
+    assert!(validate_all(&buffer) > 0 && validate_all(&small_records) > 0);
+
+    let mut group = c.benchmark_group("batch_validation");
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Bytes(buffer.len() as u64));
+    group.bench_function("1MiB_of_16KiB_batches", |b| {
+        b.iter(|| validate_all(black_box(&buffer)))
+    });
+    group.throughput(Throughput::Bytes(small_records.len() as u64));
+    group.bench_function("one_16KiB_batch_of_100B_records", |b| {
+        b.iter(|| validate_all(black_box(&small_records)))
+    });
+    group.finish();
+}
+
+/// xorshift64*: deterministic, dependency-free pseudo-random targets.
+fn pseudo_random(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+fn offset_index(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let base_offset = 1_000_000i64;
+    let path = dir.path().join("00000000000001000000.index");
+    let mut index = OffsetIndex::open(&path, base_offset, INDEX_ENTRIES * 8).expect("open index");
+    // One entry per ~4 KiB of log, as with index.interval.bytes=4096 and ~40-record batches.
+    const OFFSETS_PER_ENTRY: i64 = 40;
+    for i in 0..INDEX_ENTRIES as i64 {
+        index.append(base_offset + i * OFFSETS_PER_ENTRY, (i * 4096) as u32);
+    }
+    assert!(index.is_full());
+    let span = INDEX_ENTRIES as u64 * OFFSETS_PER_ENTRY as u64;
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let targets: Vec<i64> = (0..LOOKUPS_PER_ITERATION)
+        .map(|_| base_offset + (pseudo_random(&mut state) % span) as i64)
+        .collect();
+
+    let mut group = c.benchmark_group("offset_index");
+    group
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements(LOOKUPS_PER_ITERATION as u64));
+    group.bench_function("lookup_random_100k_entries_x1024", |b| {
+        b.iter(|| {
+            let mut sum = 0u64;
+            for &target in black_box(&targets) {
+                let (offset, position) = index.lookup(target);
+                sum = sum.wrapping_add(offset as u64 ^ u64::from(position));
+            }
+            sum
+        })
+    });
+    group.finish();
+}
+
+fn open_log(dir: &Path) -> PartitionLog {
+    let config = Arc::new(LogConfig::new(&Properties::default(), &BTreeMap::new()));
+    PartitionLog::open(dir, "bench", 0, config, Checkpoints::default(), true).expect("open log")
+}
+
+fn partition_append(c: &mut Criterion) {
+    let now_ms = dlog::clock::now_ms();
+    let batch = batch_of(BATCH_SIZE_BYTES, 1000, now_ms);
+    let appends_per_log = APPEND_LOG_BYTES_MAX / batch.len();
+
+    let mut group = c.benchmark_group("partition_append");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Bytes(batch.len() as u64));
+    group.bench_function("append_16KiB_batch_page_cache", |b| {
+        b.iter_custom(|iterations| {
+            let mut elapsed = Duration::ZERO;
+            let mut remaining = iterations;
+            while remaining > 0 {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let log = open_log(dir.path());
+                let chunk = remaining.min(appends_per_log as u64);
+                let start = Instant::now();
+                for _ in 0..chunk {
+                    black_box(log.append(black_box(&batch), now_ms).expect("append"));
+                }
+                elapsed += start.elapsed();
+                remaining -= chunk;
+                // Dropping the log and the directory (unlink of page-cache pages) is not timed.
+            }
+            elapsed
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, batch_validation, offset_index, partition_append);
+criterion_main!(benches);

@@ -152,7 +152,7 @@ impl Segment {
         {
             if !self.offset_index.is_full() {
                 self.offset_index
-                    .append(header.base_offset, position as u32);
+                    .append(header.last_offset(), position as u32); // Kafka indexes a batch by its last offset
             }
             self.time_index
                 .maybe_append(header.max_timestamp, header.last_offset());

@@ -214,7 +214,10 @@ impl Broker {
             let text = std::fs::read_to_string(self.log_path(run)).unwrap_or_default();
             let all: Vec<&str> = text.lines().collect();
             let start = all.len().saturating_sub(lines);
-            out.push_str(&format!("--- run {run} (last {} lines) ---\n", all.len() - start));
+            out.push_str(&format!(
+                "--- run {run} (last {} lines) ---\n",
+                all.len() - start
+            ));
             for line in &all[start..] {
                 out.push_str(line);
                 out.push('\n');
@@ -227,7 +230,11 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("dlog on port {} stderr:\n{}", self.port, self.stderr_tail(40));
+            eprintln!(
+                "dlog on port {} stderr:\n{}",
+                self.port,
+                self.stderr_tail(40)
+            );
         }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -316,7 +323,10 @@ pub fn wait_for_topic(bootstrap: &str, topic: &str, partitions: i32) {
                 }
             }
         }
-        assert!(Instant::now() < deadline, "topic {topic} not ready in metadata");
+        assert!(
+            Instant::now() < deadline,
+            "topic {topic} not ready in metadata"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -330,7 +340,11 @@ pub fn watermarks(bootstrap: &str, topic: &str, partition: i32) -> (i64, i64) {
 
 /// Reads every partition of `topic` from the beginning up to its high watermark at call time,
 /// with assign() only. Returns the messages per partition in fetch order.
-pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<OwnedMessage>> {
+pub fn consume_all(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, Vec<OwnedMessage>> {
     let consumer = consumer(bootstrap);
     let mut targets = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
@@ -344,10 +358,15 @@ pub fn consume_all(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i3
             .unwrap();
     }
     consumer.assign(&assignment).expect("assign");
-    let mut out: BTreeMap<i32, Vec<OwnedMessage>> = (0..partitions).map(|p| (p, Vec::new())).collect();
+    let mut out: BTreeMap<i32, Vec<OwnedMessage>> =
+        (0..partitions).map(|p| (p, Vec::new())).collect();
     let done = |out: &BTreeMap<i32, Vec<OwnedMessage>>| {
         targets.iter().all(|(p, high)| {
-            *high == 0 || out[p].last().map(|m| m.offset() >= high - 1).unwrap_or(false)
+            *high == 0
+                || out[p]
+                    .last()
+                    .map(|m| m.offset() >= high - 1)
+                    .unwrap_or(false)
         })
     };
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -410,19 +429,27 @@ pub fn api_versions_request(correlation_id: i32) -> Vec<u8> {
 
 /// Sends ApiVersions v0 and reads the response; Ok if a well-formed response with the same
 /// correlation id and error code 0 arrives within `timeout`.
-pub fn api_versions_roundtrip(stream: &mut TcpStream, correlation_id: i32, timeout: Duration) -> Result<(), String> {
+pub fn api_versions_roundtrip(
+    stream: &mut TcpStream,
+    correlation_id: i32,
+    timeout: Duration,
+) -> Result<(), String> {
     stream.set_read_timeout(Some(timeout)).unwrap();
     stream
         .write_all(&api_versions_request(correlation_id))
         .map_err(|e| format!("write: {e}"))?;
     let mut size = [0u8; 4];
-    stream.read_exact(&mut size).map_err(|e| format!("read size: {e}"))?;
+    stream
+        .read_exact(&mut size)
+        .map_err(|e| format!("read size: {e}"))?;
     let size = i32::from_be_bytes(size);
     if !(6..=1_000_000).contains(&size) {
         return Err(format!("response size {size}"));
     }
     let mut body = vec![0u8; size as usize];
-    stream.read_exact(&mut body).map_err(|e| format!("read body: {e}"))?;
+    stream
+        .read_exact(&mut body)
+        .map_err(|e| format!("read body: {e}"))?;
     let got = i32::from_be_bytes(body[0..4].try_into().unwrap());
     if got != correlation_id {
         return Err(format!("correlation id {got}, expected {correlation_id}"));
