@@ -164,7 +164,13 @@ async fn produce_all(producer: &FutureProducer, topic: &str, records: &mut [Expe
 }
 
 async fn roundtrip(codec: &str) {
-    let broker = Broker::start();
+    roundtrip_with(codec, &[], &[]).await;
+}
+
+/// Produces the record mix with `codec`, reads it back with a consumer configured with
+/// `consumer_settings` from a broker started with `broker_settings`, and compares everything.
+async fn roundtrip_with(codec: &str, broker_settings: &[&str], consumer_settings: &[(&str, &str)]) {
+    let broker = Broker::start_with(broker_settings);
     let bootstrap = broker.bootstrap();
     let topic = format!("roundtrip-{codec}");
     create_topic(&bootstrap, &topic, PARTITIONS, &[]).await;
@@ -190,7 +196,12 @@ async fn roundtrip(codec: &str) {
         );
     }
 
-    let consumed = consume_all(&bootstrap, &topic, PARTITIONS);
+    let mut consumer_config = consumer_config(&bootstrap);
+    for (key, value) in consumer_settings {
+        consumer_config.set(*key, *value);
+    }
+    let consumer = consumer_config.create().expect("consumer");
+    let consumed = consume_all_with(consumer, &topic, PARTITIONS);
     for partition in 0..PARTITIONS {
         let expected = per_partition.get(&partition).cloned().unwrap_or_default();
         let got = &consumed[&partition];
@@ -229,6 +240,144 @@ async fn roundtrip(codec: &str) {
     }
     let (low, high) = watermarks(&bootstrap, &topic, 5);
     assert_eq!((low, high), (0, per_partition[&5].len() as i64));
+
+    // With compression.type=producer the batches are stored with the client's codec.
+    // (librdkafka sends a batch uncompressed when compression would not shrink it.)
+    // Note: librdkafka only uses LZ4 if the broker advertises FindCoordinator
+    // (RD_KAFKA_FEATURE_LZ4 in rdkafka_feature.c); otherwise it silently sends uncompressed.
+    let codec_id = ["none", "gzip", "snappy", "lz4", "zstd"]
+        .iter()
+        .position(|c| *c == codec)
+        .unwrap() as u8;
+    let mut stored = BTreeMap::<u8, usize>::new();
+    for partition in 0..PARTITIONS {
+        for log in segment_logs(&broker.data_dir(), &topic, partition) {
+            for id in batch_codecs(&log) {
+                *stored.entry(id).or_default() += 1;
+            }
+        }
+    }
+    assert!(
+        stored.keys().all(|id| *id == codec_id || *id == 0),
+        "{codec}: stored batch codecs {stored:?}"
+    );
+    assert!(
+        stored.get(&codec_id).copied().unwrap_or(0) > 0,
+        "{codec}: no batch stored with codec {codec_id}: {stored:?}"
+    );
+}
+
+/// Small fetch limits and small segments: the broker must still return whole batches (at
+/// least one per partition even when larger than the limit, KIP-74) across segment boundaries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roundtrip_small_fetches_small_segments() {
+    roundtrip_with(
+        "zstd",
+        &["log.segment.bytes=16384", "log.index.interval.bytes=256"],
+        &[
+            ("fetch.message.max.bytes", "1024"),
+            ("message.max.bytes", "2048"),
+            ("fetch.max.bytes", "4096"),
+        ],
+    )
+    .await;
+}
+
+/// Fetching from any offset, including the middle of a compressed batch and the start of a
+/// segment, yields exactly that offset first; an offset past the end is OFFSET_OUT_OF_RANGE
+/// (the client then resets to earliest).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_from_any_offset() {
+    let broker = Broker::start_with(&["log.segment.bytes=8192", "log.index.interval.bytes=512"]);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "seek", 1, &[]).await;
+    let producer = producer(&bootstrap, "zstd", &[]);
+    const COUNT: usize = 600;
+    let values: Vec<Vec<u8>> = (0..COUNT)
+        .map(|i| {
+            let mut v = format!("seek-{i}-").into_bytes();
+            v.extend(random_bytes(i as u64, i % 90));
+            v
+        })
+        .collect();
+    // Waves of 1..=37 records: batches of many sizes.
+    let mut next = 0;
+    let mut wave = 1;
+    while next < COUNT {
+        let end = (next + wave).min(COUNT);
+        let mut futures = Vec::new();
+        for value in &values[next..end] {
+            let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to("seek")
+                .partition(0)
+                .payload(value.as_slice());
+            futures.push(
+                producer
+                    .send_result(record)
+                    .map_err(|(e, _)| e)
+                    .expect("enqueue"),
+            );
+        }
+        for (i, future) in futures.into_iter().enumerate() {
+            let delivery = tokio::time::timeout(Duration::from_secs(30), future)
+                .await
+                .expect("timeout")
+                .expect("canceled")
+                .map_err(|(e, _)| e)
+                .expect("produce");
+            assert_eq!(delivery.offset, (next + i) as i64);
+        }
+        next = end;
+        wave = wave % 37 + 1;
+    }
+    assert!(
+        segment_logs(&broker.data_dir(), "seek", 0).len() > 3,
+        "expected segment rolls"
+    );
+
+    let consumer = consumer(&bootstrap);
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset("seek", 0, Offset::Offset(0))
+        .unwrap();
+    consumer.assign(&assignment).expect("assign");
+    let first_message = |expected_first: usize, context: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{context}: nothing fetched"
+            );
+            match consumer.poll(Duration::from_millis(200)) {
+                None => continue,
+                Some(Err(e)) => panic!("{context}: {e}"),
+                Some(Ok(message)) => {
+                    assert_eq!(
+                        message.offset(),
+                        expected_first as i64,
+                        "{context}: first offset"
+                    );
+                    assert!(
+                        message.payload() == Some(values[expected_first].as_slice()),
+                        "{context}: payload"
+                    );
+                    return;
+                }
+            }
+        }
+    };
+    first_message(0, "start");
+    let mut positions: Vec<usize> = (0..COUNT).step_by(13).collect();
+    positions.push(COUNT - 1);
+    for position in positions.into_iter().rev() {
+        consumer
+            .seek("seek", 0, Offset::Offset(position as i64), CLIENT_TIMEOUT)
+            .unwrap_or_else(|e| panic!("seek {position}: {e}"));
+        first_message(position, &format!("seek to {position}"));
+    }
+    consumer
+        .seek("seek", 0, Offset::Offset(10_000), CLIENT_TIMEOUT)
+        .expect("seek past end");
+    first_message(0, "seek past the end (auto.offset.reset=earliest)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,6 +469,49 @@ async fn message_too_large_is_refused() {
     assert!(consumed[&0][1].payload().unwrap().iter().all(|b| *b == 0));
 }
 
+/// The limit is inclusive and counts the whole batch as stored, log overhead (offset and
+/// length, 12 bytes) included, as Kafka's `RecordBatch.sizeInBytes()` does: with one record,
+/// no key, no headers, and a value of V bytes (2^20 <= 2V < 2^21), the batch is 61 + V + 11 bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_max_bytes_boundary_is_exact() {
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "edge", 1, &[]).await;
+    let producer = producer(
+        &bootstrap,
+        "none",
+        &[
+            ("message.max.bytes", "8000000"),
+            ("batch.size", "8000000"),
+            ("linger.ms", "0"),
+        ],
+    );
+    const LIMIT: usize = 1_048_588;
+    let at_limit = random_bytes(1, LIMIT - 72);
+    let over_limit = random_bytes(2, LIMIT - 71);
+    let (_, offset) = produce_one(&producer, "edge", 0, &at_limit)
+        .await
+        .expect("a batch of exactly message.max.bytes must be accepted");
+    assert_eq!(offset, 0);
+    let stored = batch_codecs(&segment_logs(&broker.data_dir(), "edge", 0)[0]);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        std::fs::metadata(&segment_logs(&broker.data_dir(), "edge", 0)[0])
+            .unwrap()
+            .len(),
+        LIMIT as u64,
+        "batch size arithmetic of this test"
+    );
+    let error = produce_one(&producer, "edge", 0, &over_limit)
+        .await
+        .expect_err("a batch one byte over message.max.bytes must be refused");
+    assert_eq!(
+        error_code(&error),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge),
+        "{error}"
+    );
+}
+
 fn producer_for_zeros(bootstrap: &str) -> FutureProducer {
     producer(
         bootstrap,
@@ -379,22 +571,35 @@ async fn log_append_time_topic() {
         &[("message.timestamp.type", "LogAppendTime")],
     )
     .await;
-    let producer = producer(&bootstrap, "lz4", &[]);
+    let producer = producer(&bootstrap, "zstd", &[]);
     let client_ts = 1_000_000_000_000i64; // 2001: far from now.
     let before = now_ms();
     let mut delivered = Vec::new();
-    for i in 0..10 {
-        let payload = format!("r{i}");
-        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to("append-time")
-            .partition(0)
-            .payload(payload.as_bytes())
-            .timestamp(client_ts + i);
-        let delivery = producer
-            .send(record, Duration::from_secs(10))
-            .await
-            .map_err(|(e, _)| e)
-            .expect("produce");
-        delivered.push(delivery.timestamp);
+    // Two waves of 5 in flight together: compressed batches holding several records.
+    for wave in 0..2 {
+        let mut futures = Vec::new();
+        for i in 0..5 {
+            let payload = format!("r{wave}-{i} {}", "compressible ".repeat(20));
+            let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to("append-time")
+                .partition(0)
+                .payload(payload.as_bytes())
+                .timestamp(client_ts + i);
+            futures.push(
+                producer
+                    .send_result(record)
+                    .map_err(|(e, _)| e)
+                    .expect("enqueue"),
+            );
+        }
+        for future in futures {
+            let delivery = tokio::time::timeout(Duration::from_secs(30), future)
+                .await
+                .expect("timeout")
+                .expect("canceled")
+                .map_err(|(e, _)| e)
+                .expect("produce");
+            delivered.push(delivery.timestamp);
+        }
     }
     let after = now_ms();
     let in_range = |ts: i64| ts >= before - 1000 && ts <= after + 1000;

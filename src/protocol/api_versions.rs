@@ -28,6 +28,7 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DeleteTopics, range(1, 6)),
     (ApiKey::DescribeConfigs, range(1, 4)),
     (ApiKey::DescribeCluster, range(0, 1)),
+    (ApiKey::FindCoordinator, range(0, 6)),
 ];
 
 /// Produce versions below this are advertised but refused.

@@ -147,7 +147,8 @@ pub fn encode_response<T: Encodable>(
 pub fn decode_request_frame(frame: Bytes) -> Result<(), RequestError> {
     use kafka_protocol::messages::{
         ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-        DescribeConfigsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
+        DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest, ListOffsetsRequest,
+        MetadataRequest, ProduceRequest,
     };
     let mut request = parse_request(frame)?;
     let version = request.version;
@@ -166,6 +167,7 @@ pub fn decode_request_frame(frame: Bytes) -> Result<(), RequestError> {
         ApiKey::DeleteTopics => decode::<DeleteTopicsRequest>(body, version).map(drop),
         ApiKey::DescribeConfigs => decode::<DescribeConfigsRequest>(body, version).map(drop),
         ApiKey::DescribeCluster => decode::<DescribeClusterRequest>(body, version).map(drop),
+        ApiKey::FindCoordinator => decode::<FindCoordinatorRequest>(body, version).map(drop),
         other => Err(RequestError::UnknownApiKey(other as i16)),
     }
 }

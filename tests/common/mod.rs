@@ -261,16 +261,25 @@ pub fn producer_config(bootstrap: &str) -> ClientConfig {
     config
 }
 
-/// A consumer for assign()-only use: no group, no commits.
-pub fn consumer(bootstrap: &str) -> BaseConsumer {
-    ClientConfig::new()
+/// Consumer settings for assign()-only use: no commits, no subscribe. librdkafka refuses
+/// assign() without a group.id ("Unknown group"), so one is set, but no group protocol is used.
+pub fn consumer_config(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
+        .set("group.id", "dlog-it-assign-only")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", "100")
-        .set("socket.timeout.ms", "15000")
+        .set("socket.timeout.ms", "15000");
+    config
+}
+
+/// A consumer from [`consumer_config`].
+pub fn consumer(bootstrap: &str) -> BaseConsumer {
+    consumer_config(bootstrap)
         .create()
         .expect("create consumer")
 }
@@ -338,6 +347,48 @@ pub fn watermarks(bootstrap: &str, topic: &str, partition: i32) -> (i64, i64) {
         .unwrap_or_else(|e| panic!("watermarks {topic}-{partition}: {e}"))
 }
 
+/// ListOffsets by timestamp for one partition: the first offset with timestamp >= `ts`
+/// (`Offset::End` when there is none).
+pub fn offset_for_time(bootstrap: &str, topic: &str, partition: i32, ts: i64) -> Offset {
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, Offset::Offset(ts))
+        .unwrap();
+    let result = consumer(bootstrap)
+        .offsets_for_times(list, CLIENT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("offsets_for_times {topic}-{partition} ts {ts}: {e}"));
+    let element = result
+        .find_partition(topic, partition)
+        .expect("partition in result");
+    assert!(
+        element.error().is_ok(),
+        "offsets_for_times {topic}-{partition} ts {ts}: {:?}",
+        element.error()
+    );
+    element.offset()
+}
+
+/// The first record a fresh consumer assigned at `offset` receives (bounded wait).
+pub fn first_at(bootstrap: &str, topic: &str, partition: i32, offset: i64) -> OwnedMessage {
+    let consumer = consumer(bootstrap);
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, partition, Offset::Offset(offset))
+        .unwrap();
+    consumer.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "nothing fetched from {topic}-{partition}@{offset}"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Ok(message)) => return message.detach(),
+            Some(Err(error)) => panic!("fetch {topic}-{partition}@{offset}: {error}"),
+        }
+    }
+}
+
 /// Reads every partition of `topic` from the beginning up to its high watermark at call time,
 /// with assign() only. Returns the messages per partition in fetch order.
 pub fn consume_all(
@@ -345,7 +396,15 @@ pub fn consume_all(
     topic: &str,
     partitions: i32,
 ) -> BTreeMap<i32, Vec<OwnedMessage>> {
-    let consumer = consumer(bootstrap);
+    consume_all_with(consumer(bootstrap), topic, partitions)
+}
+
+/// [`consume_all`] with a caller-built consumer (e.g. with small fetch sizes).
+pub fn consume_all_with(
+    consumer: BaseConsumer,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, Vec<OwnedMessage>> {
     let mut targets = BTreeMap::new();
     let mut assignment = TopicPartitionList::new();
     for partition in 0..partitions {
@@ -520,4 +579,26 @@ pub fn segment_logs(data_dir: &Path, topic: &str, partition: i32) -> Vec<PathBuf
         .collect();
     logs.sort();
     logs
+}
+
+/// The compression codec (attributes & 7) of every record batch in a `.log` file, read
+/// straight from the on-disk (= wire) format.
+pub fn batch_codecs(log: &Path) -> Vec<u8> {
+    let bytes = std::fs::read(log).unwrap_or_else(|e| panic!("read {}: {e}", log.display()));
+    let mut codecs = Vec::new();
+    let mut position = 0usize;
+    while position + 61 <= bytes.len() {
+        let length = i32::from_be_bytes(bytes[position + 8..position + 12].try_into().unwrap());
+        assert!(
+            length >= 49,
+            "{}: batch length {length} at {position}",
+            log.display()
+        );
+        let attributes =
+            i16::from_be_bytes(bytes[position + 21..position + 23].try_into().unwrap());
+        codecs.push((attributes & 7) as u8);
+        position += 12 + length as usize;
+    }
+    assert_eq!(position, bytes.len(), "{}: trailing bytes", log.display());
+    codecs
 }
