@@ -11,7 +11,7 @@ classpath="$(cat "$root/compat/kafka/lib/classpath.txt")"
 "$root/target/release/dlog" --listen "127.0.0.1:$port" --data-dir "$data" \
   --set log.index.interval.bytes=200 --set log.segment.bytes=4096 >"$data.log" 2>&1 &
 pid=$!
-trap 'kill -9 $pid 2>/dev/null; rm -rf "$data" "$data.log"' EXIT
+trap 'kill -9 $pid 2>/dev/null || true; rm -rf "$data" "$data.log"' EXIT
 for _ in $(seq 1 100); do timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null && break; sleep 0.1; done
 for codec in none gzip snappy lz4 zstd; do
   for i in $(seq 1 200); do echo "key-$i:value-$codec-$i"; done |

@@ -61,6 +61,31 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Whether a broker at `addr` answers an ApiVersions v0 request. A bare connect is not
+/// enough: while nothing listens on a port in the ephemeral range, a connect to it can
+/// succeed by connecting the socket to itself (TCP simultaneous open).
+fn answers_api_versions(addr: SocketAddr) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    if stream.local_addr().ok() == stream.peer_addr().ok() {
+        return false;
+    }
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let frame = request_frame(
+        ApiKey::ApiVersions,
+        0,
+        0x5eed,
+        &ApiVersionsRequest::default(),
+    );
+    if stream.write_all(&with_size_prefix(&frame)).is_err() {
+        return false;
+    }
+    let mut header = [0u8; 8];
+    matches!(read_full(&mut stream, &mut header), Ok(true))
+        && i32::from_be_bytes(header[4..8].try_into().unwrap()) == 0x5eed
+}
+
 impl Broker {
     /// Starts a broker with default properties.
     pub fn start() -> Broker {
@@ -120,7 +145,7 @@ impl Broker {
                     eprintln!("dlog exited during startup ({status}); retrying:\n{last_log}");
                     break;
                 }
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                if answers_api_versions(addr) {
                     return broker;
                 }
                 if Instant::now() > deadline {

@@ -201,8 +201,12 @@ fn topics_by_id_at_v12_and_v13() {
         let request = MetadataRequest::default()
             .with_allow_auto_topic_creation(false)
             .with_topics(Some(vec![
-                MetadataRequestTopic::default().with_topic_id(topic_id),
-                MetadataRequestTopic::default().with_topic_id(unknown),
+                MetadataRequestTopic::default()
+                    .with_name(None)
+                    .with_topic_id(topic_id),
+                MetadataRequestTopic::default()
+                    .with_name(None)
+                    .with_topic_id(unknown),
             ]));
         let response: MetadataResponse = conn.request(ApiKey::Metadata, version, &request);
         assert_eq!(response.topics.len(), 2, "v{version}");
@@ -215,5 +219,39 @@ fn topics_by_id_at_v12_and_v13() {
         assert_eq!(missing.error_code, UNKNOWN_TOPIC_ID, "v{version}");
         assert_eq!(missing.topic_id, unknown);
         assert_eq!(missing.name, None);
+    }
+}
+
+#[test]
+fn empty_topic_list_at_v1_and_later_means_no_topics() {
+    let broker = Broker::start();
+    broker.create_topic("exists", 1);
+    let mut conn = broker.connect();
+    for version in 1..=13i16 {
+        let request = MetadataRequest::default().with_topics(Some(Vec::new()));
+        let response: MetadataResponse = conn.request(ApiKey::Metadata, version, &request);
+        assert!(response.topics.is_empty(), "v{version}: {response:?}");
+        assert_eq!(response.brokers.len(), 1, "v{version}");
+    }
+}
+
+#[test]
+fn unknown_tagged_fields_in_flexible_bodies_are_skipped() {
+    let broker = Broker::start();
+    broker.create_topic("tagged", 1);
+    let mut conn = broker.connect();
+    for version in 9..=13i16 {
+        let mut topic = MetadataRequestTopic::default().with_name(Some(topic_name("tagged")));
+        topic
+            .unknown_tagged_fields
+            .insert(1000, bytes::Bytes::from_static(b"topic-level"));
+        let mut request = MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(Some(vec![topic]));
+        request
+            .unknown_tagged_fields
+            .insert(77, bytes::Bytes::from_static(&[1, 2, 3]));
+        let response: MetadataResponse = conn.request(ApiKey::Metadata, version, &request);
+        assert_eq!(response.topics[0].error_code, 0, "v{version}");
     }
 }

@@ -12,6 +12,8 @@ use kafka_protocol::messages::{
 
 const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const MESSAGE_TOO_LARGE: i16 = 10;
+const INVALID_TIMESTAMP: i16 = 32;
 const INVALID_REQUIRED_ACKS: i16 = 21;
 const UNSUPPORTED_VERSION: i16 = 35;
 const INVALID_RECORD: i16 = 87;
@@ -405,4 +407,51 @@ fn compressed_batches_are_accepted() {
         &produce_request("codecs", 0, -1, &records),
     );
     assert_eq!(only_partition(&response).error_code, INVALID_RECORD);
+}
+
+#[test]
+fn batch_above_message_max_bytes_is_message_too_large() {
+    let broker = Broker::start_with(&["message.max.bytes=1000"]);
+    broker.create_topic("large", 1);
+    let mut records = BatchBuilder::new(now_ms());
+    records = records.record(None, Some(&[7u8; 2000]), now_ms());
+    let records = records.build();
+    assert!(records.len() > 1000);
+    expect_refused(
+        &broker,
+        "large",
+        &records,
+        MESSAGE_TOO_LARGE,
+        "2 kB batch, 1000-byte limit",
+    );
+    // Just under the limit is fine.
+    let small = BatchBuilder::new(now_ms())
+        .record(None, Some(&[7u8; 800]), now_ms())
+        .build();
+    assert!(small.len() <= 1000);
+    assert_eq!(broker.produce("large", 0, &small), 0);
+}
+
+#[test]
+fn timestamps_out_of_range_are_invalid_timestamp() {
+    // log.message.timestamp.after.max.ms defaults to one hour (Kafka 4).
+    let broker = Broker::start_with(&["log.message.timestamp.before.max.ms=86400000"]);
+    broker.create_topic("clock", 1);
+    let two_hours_ahead = batch(1, now_ms() + 2 * 3_600_000);
+    expect_refused(
+        &broker,
+        "clock",
+        &two_hours_ahead,
+        INVALID_TIMESTAMP,
+        "2 h in the future",
+    );
+    let two_days_ago = batch(1, now_ms() - 2 * 86_400_000);
+    expect_refused(
+        &broker,
+        "clock",
+        &two_days_ago,
+        INVALID_TIMESTAMP,
+        "2 days old",
+    );
+    assert_eq!(broker.produce("clock", 0, &batch(1, now_ms() - 60_000)), 0);
 }
