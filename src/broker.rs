@@ -110,9 +110,22 @@ impl Broker {
         let mut done = std::collections::HashSet::new();
         for change in changes {
             match change {
+                Change::BrokerConfigChanged => {
+                    for topic in image.topics.values() {
+                        if done.insert(topic.name.clone()) {
+                            let config = Arc::new(self.controller.log_config(&image, topic));
+                            self.logs.ensure_topic(
+                                &topic.name,
+                                &topic.id.to_string(),
+                                topic.partition_count(),
+                                config,
+                            )?;
+                        }
+                    }
+                }
                 Change::TopicChanged(name) if done.insert(name.clone()) => {
                     if let Some(topic) = image.topics.get(name) {
-                        let config = Arc::new(self.controller.log_config(topic));
+                        let config = Arc::new(self.controller.log_config(&image, topic));
                         self.logs.ensure_topic(
                             name,
                             &topic.id.to_string(),
@@ -152,7 +165,8 @@ impl Broker {
         })
     }
 
-    /// Periodic maintenance: flush policy and checkpoints, once a second until shutdown.
+    /// Periodic maintenance, once a second until shutdown: flush policy, retention, deletion
+    /// of retired segments, checkpoints.
     pub async fn run_maintenance(self: Arc<Broker>) {
         let mut shutdown = self.shutdown.subscribe();
         let checkpoint_interval_ms = self
@@ -160,7 +174,12 @@ impl Broker {
             .properties
             .get_i64("log.flush.offset.checkpoint.interval.ms")
             .max(1000);
+        let retention_check_interval_ms = self
+            .config
+            .properties
+            .get_i64("log.retention.check.interval.ms");
         let mut last_checkpoint_ms = now_ms();
+        let mut last_retention_check_ms = now_ms();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -171,6 +190,15 @@ impl Broker {
                 if let Err(error) = log.maybe_flush(now) {
                     tracing::error!(topic = log.topic(), partition = log.partition(), %error, "flush failed");
                 }
+            }
+            if now - last_retention_check_ms >= retention_check_interval_ms {
+                last_retention_check_ms = now;
+                if let Err(error) = self.logs.enforce_retention(now) {
+                    tracing::error!(%error, "retention failed");
+                }
+            }
+            if let Err(error) = self.logs.delete_retired(now) {
+                tracing::error!(%error, "deleting retired segments failed");
             }
             if now - last_checkpoint_ms >= checkpoint_interval_ms {
                 last_checkpoint_ms = now;

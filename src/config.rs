@@ -345,6 +345,21 @@ impl Properties {
         Ok(())
     }
 
+    /// These properties with `overrides` (already validated) in force: dynamic broker configs
+    /// over the static ones.
+    pub fn with_overrides<'a>(
+        &self,
+        overrides: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Properties {
+        let mut properties = self.clone();
+        for (name, value) in overrides {
+            properties
+                .explicit
+                .insert(name.to_string(), value.to_string());
+        }
+        properties
+    }
+
     pub fn is_explicit(&self, name: &str) -> bool {
         self.explicit.contains_key(name)
     }

@@ -35,13 +35,17 @@ impl TopicImage {
 pub enum Change {
     TopicChanged(String),
     TopicRemoved(String),
+    /// A dynamic broker config changed: every log's effective config may have.
+    BrokerConfigChanged,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicImage>,
     pub topic_names_by_id: HashMap<Uuid, String>,
-    pub broker_configs: BTreeMap<String, String>,
+    /// Dynamic broker configs by resource name: "" is the cluster-wide default, a node id
+    /// that node's own (which wins).
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     pub features: BTreeMap<String, i16>,
     /// Offset of the last record applied, -1 before any.
     pub applied_offset: i64,
@@ -53,6 +57,20 @@ impl MetadataImage {
             applied_offset: -1,
             ..Default::default()
         }
+    }
+
+    /// The dynamic value of a broker config for `node_id`: (value, set for the node itself
+    /// rather than as the cluster default).
+    pub fn dynamic_broker_config(&self, node_id: i32, name: &str) -> Option<(&str, bool)> {
+        if let Some(value) = self
+            .broker_configs
+            .get(&node_id.to_string())
+            .and_then(|c| c.get(name))
+        {
+            return Some((value, true));
+        }
+        let value = self.broker_configs.get("").and_then(|c| c.get(name))?;
+        Some((value, false))
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
@@ -118,15 +136,19 @@ impl MetadataImage {
             }
             MetadataRecord::Config {
                 resource: ConfigResource::Broker,
+                resource_name,
                 name,
                 value,
-                ..
             } => {
+                let configs = self
+                    .broker_configs
+                    .entry(resource_name.clone())
+                    .or_default();
                 match value {
-                    Some(value) => self.broker_configs.insert(name.clone(), value.clone()),
-                    None => self.broker_configs.remove(name),
+                    Some(value) => configs.insert(name.clone(), value.clone()),
+                    None => configs.remove(name),
                 };
-                None
+                Some(Change::BrokerConfigChanged)
             }
             MetadataRecord::RemoveTopic { topic_id } => {
                 let name = self.topic_names_by_id.remove(topic_id)?;

@@ -61,6 +61,37 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
+/// One config change of AlterConfigs / IncrementalAlterConfigs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigOp {
+    pub name: String,
+    pub change: ConfigChange,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigChange {
+    Set(String),
+    Delete,
+    /// To a list config (e.g. `cleanup.policy`), without duplicates.
+    Append(String),
+    Subtract(String),
+}
+
+/// Broker configs that may change at run time, as Kafka's dynamic log configs: the broker
+/// defaults of topic configs. Others need a restart.
+pub fn is_dynamic_broker_config(name: &str) -> bool {
+    crate::config::TOPIC_CONFIGS
+        .iter()
+        .any(|c| c.broker_default == name)
+}
+
+fn is_list_config(resource: ConfigResource, name: &str) -> bool {
+    match resource {
+        ConfigResource::Topic => name == "cleanup.policy",
+        ConfigResource::Broker => name == "log.cleanup.policy",
+    }
+}
+
 pub struct Controller {
     node_id: i32,
     broker_properties: Properties,
@@ -321,9 +352,229 @@ impl Controller {
             .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
     }
 
-    /// The typed log config of a topic in `image`.
-    pub fn log_config(&self, topic: &image::TopicImage) -> LogConfig {
-        LogConfig::new(&self.broker_properties, &topic.configs)
+    /// The typed log config of a topic in `image`: topic overrides over dynamic broker
+    /// configs over the static ones.
+    pub fn log_config(&self, image: &MetadataImage, topic: &image::TopicImage) -> LogConfig {
+        LogConfig::new(&self.effective_properties(image), &topic.configs)
+    }
+
+    /// The broker properties in force: static ones with the dynamic configs of `image`.
+    pub fn effective_properties(&self, image: &MetadataImage) -> Properties {
+        let dynamic: Vec<(&str, &str)> = crate::config::TOPIC_CONFIGS
+            .iter()
+            .filter_map(|c| {
+                image
+                    .dynamic_broker_config(self.node_id, c.broker_default)
+                    .map(|(value, _)| (c.broker_default, value))
+            })
+            .collect();
+        self.broker_properties.with_overrides(dynamic)
+    }
+
+    /// CreatePartitions: grows `topic` to `count` partitions.
+    pub fn create_partitions(
+        &self,
+        topic_name: &str,
+        count: i32,
+        assignments: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<Vec<Change>, ApiError> {
+        let _guard = self.commit_lock.lock().expect("commit lock");
+        let image = self.image();
+        let topic = image.topics.get(topic_name).ok_or_else(|| {
+            ApiError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("This server does not host this topic-partition: {topic_name}."),
+            )
+        })?;
+        let current = topic.partition_count();
+        if count < current {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
+            ));
+        }
+        if count == current {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!("Topic already has {current} partitions."),
+            ));
+        }
+        if count > PARTITIONS_PER_TOPIC_MAX {
+            return Err(ApiError::new(
+                ResponseError::InvalidPartitions,
+                format!(
+                    "Number of partitions must be at most {PARTITIONS_PER_TOPIC_MAX}, got {count}."
+                ),
+            ));
+        }
+        let added = (count - current) as usize;
+        let replica_lists = match assignments {
+            None => vec![vec![self.node_id]; added],
+            Some(lists) => {
+                if lists.len() != added {
+                    return Err(ApiError::new(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!("Increasing the number of partitions by {added} but {} assignments provided.", lists.len()),
+                    ));
+                }
+                if lists.iter().any(|replicas| replicas != &vec![self.node_id]) {
+                    return Err(ApiError::new(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!(
+                            "Every replica list must be [{}], the only broker.",
+                            self.node_id
+                        ),
+                    ));
+                }
+                lists
+            }
+        };
+        if validate_only {
+            return Ok(Vec::new());
+        }
+        let records: Vec<MetadataRecord> = replica_lists
+            .into_iter()
+            .enumerate()
+            .map(|(index, replicas)| MetadataRecord::Partition {
+                topic_id: topic.id,
+                partition: current + index as i32,
+                leader: replicas[0],
+                replicas,
+                leader_epoch: 0,
+            })
+            .collect();
+        self.commit(&records)
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
+    }
+
+    /// AlterConfigs (`replace_all`: every override not set by `ops` is removed) and
+    /// IncrementalAlterConfigs on one resource, validated as a whole.
+    pub fn alter_configs(
+        &self,
+        resource: ConfigResource,
+        resource_name: &str,
+        ops: &[ConfigOp],
+        replace_all: bool,
+        validate_only: bool,
+    ) -> Result<Vec<Change>, ApiError> {
+        let _guard = self.commit_lock.lock().expect("commit lock");
+        let image = self.image();
+        let invalid = |message: String| ApiError::new(ResponseError::InvalidConfig, message);
+        let current: BTreeMap<String, String> = match resource {
+            ConfigResource::Topic => image
+                .topics
+                .get(resource_name)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("Topic {resource_name} does not exist."),
+                    )
+                })?
+                .configs
+                .clone(),
+            ConfigResource::Broker => {
+                if !resource_name.is_empty() && resource_name != self.node_id.to_string() {
+                    return Err(ApiError::new(
+                        ResponseError::InvalidRequest,
+                        format!("Unexpected broker id {resource_name}."),
+                    ));
+                }
+                image
+                    .broker_configs
+                    .get(resource_name)
+                    .cloned()
+                    .unwrap_or_default()
+            }
+        };
+        let mut updated = if replace_all {
+            BTreeMap::new()
+        } else {
+            current.clone()
+        };
+        for op in ops {
+            let list_of = |map: &BTreeMap<String, String>| -> Vec<String> {
+                map.get(&op.name)
+                    .map(|v| {
+                        v.split(',')
+                            .map(|s| s.trim().to_string())
+                            .filter(|s| !s.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            match &op.change {
+                ConfigChange::Set(value) => {
+                    updated.insert(op.name.clone(), value.clone());
+                }
+                ConfigChange::Delete => {
+                    updated.remove(&op.name);
+                }
+                ConfigChange::Append(value) | ConfigChange::Subtract(value) => {
+                    if !is_list_config(resource, &op.name) {
+                        return Err(invalid(format!(
+                            "Config value append/subtract is not allowed for config key {} (not a list type).",
+                            op.name
+                        )));
+                    }
+                    let mut items = list_of(&updated);
+                    let given = value
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty());
+                    if matches!(op.change, ConfigChange::Append(_)) {
+                        for item in given {
+                            if !items.contains(&item) {
+                                items.push(item);
+                            }
+                        }
+                    } else {
+                        let removed: Vec<String> = given.collect();
+                        items.retain(|item| !removed.contains(item));
+                    }
+                    updated.insert(op.name.clone(), items.join(","));
+                }
+            }
+        }
+        match resource {
+            ConfigResource::Topic => {
+                LogConfig::validate_overrides(&updated).map_err(|e| invalid(e.to_string()))?
+            }
+            ConfigResource::Broker => {
+                for (name, value) in &updated {
+                    if !is_dynamic_broker_config(name) {
+                        return Err(invalid(format!(
+                            "Cannot update these configs dynamically: Set({name})"
+                        )));
+                    }
+                    let property = crate::config::broker_property(name)
+                        .expect("dynamic configs are broker properties");
+                    crate::config::validate(property, value).map_err(|e| invalid(e.to_string()))?;
+                }
+            }
+        }
+        let mut records = Vec::new();
+        for name in current.keys().chain(updated.keys()) {
+            let before = current.get(name);
+            let after = updated.get(name);
+            if before != after
+                && !records
+                    .iter()
+                    .any(|r| matches!(r, MetadataRecord::Config { name: n, .. } if n == name))
+            {
+                records.push(MetadataRecord::Config {
+                    resource,
+                    resource_name: resource_name.to_string(),
+                    name: name.clone(),
+                    value: after.cloned(),
+                });
+            }
+        }
+        if validate_only || records.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.commit(&records)
+            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
     }
 
     /// Flushes the metadata log for a clean shutdown.

@@ -1,96 +1,31 @@
 //! Topic administration and cluster description: CreateTopics, DeleteTopics,
-//! DescribeConfigs, DescribeCluster. Changes go through the controller (metadata log).
+//! CreatePartitions, DescribeCluster. Changes go through the controller (metadata log).
 
 use std::collections::{BTreeMap, HashSet};
 
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
-};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, TopicName,
+    ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest,
+    DescribeClusterResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::broker::Broker;
-use crate::config::{self, Kind, BROKER_PROPERTIES, TOPIC_CONFIGS};
 use crate::controller::image::TopicImage;
 use crate::controller::{ApiError, NewTopic};
+use crate::handlers::configs::topic_config_entries;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
-
-/// Config sources (Kafka's `DescribeConfigsResponse.ConfigSource`).
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
-/// Config resource types.
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
 
 fn str_bytes(value: impl Into<String>) -> StrBytes {
     StrBytes::from_string(value.into())
-}
-
-/// Kafka's `ConfigType` code for a property kind.
-fn config_type(kind: Kind) -> i8 {
-    match kind {
-        Kind::Boolean => 1,
-        Kind::String | Kind::Choice(_) => 2,
-        Kind::Int => 3,
-        Kind::Long => 5,
-        Kind::Double => 6,
-        Kind::ChoiceList(_) => 7,
-    }
-}
-
-/// One topic config's (value, source, synonyms: (broker name, value, source)).
-struct ConfigEntry {
-    name: &'static str,
-    value: String,
-    source: i8,
-    kind: Kind,
-    synonyms: Vec<(&'static str, String, i8)>,
-}
-
-fn topic_config_entries(broker: &Broker, topic: &TopicImage) -> Vec<ConfigEntry> {
-    let properties = &broker.config.properties;
-    TOPIC_CONFIGS
-        .iter()
-        .map(|c| {
-            let kind = config::broker_property(c.broker_default)
-                .expect("consistent table")
-                .kind;
-            let broker_source = if properties.is_explicit(c.broker_default) {
-                SOURCE_STATIC_BROKER
-            } else {
-                SOURCE_DEFAULT
-            };
-            let broker_value = properties.effective(c.broker_default);
-            let mut synonyms = Vec::new();
-            let (value, source) = match topic.configs.get(c.name) {
-                Some(value) => {
-                    synonyms.push((c.name, value.clone(), SOURCE_DYNAMIC_TOPIC));
-                    (value.clone(), SOURCE_DYNAMIC_TOPIC)
-                }
-                None => (broker_value.clone(), broker_source),
-            };
-            synonyms.push((c.broker_default, broker_value, broker_source));
-            ConfigEntry {
-                name: c.name,
-                value,
-                source,
-                kind,
-                synonyms,
-            }
-        })
-        .collect()
 }
 
 fn new_topic(
@@ -177,7 +112,7 @@ pub fn create_topics(broker: &Broker, mut request: Request) -> Result<ResponseFr
                             (None, -1) => broker.config.default_partition_count,
                             (None, count) => count.max(new.assignments.len() as i32),
                         };
-                        let configs = topic_config_entries(broker, topic_image)
+                        let configs = topic_config_entries(broker, &image, topic_image)
                             .into_iter()
                             .map(|e| {
                                 CreatableTopicConfigs::default()
@@ -279,110 +214,51 @@ pub fn delete_topics(broker: &Broker, mut request: Request) -> Result<ResponseFr
     ))
 }
 
-fn broker_config_entries(broker: &Broker) -> Vec<ConfigEntry> {
-    let properties = &broker.config.properties;
-    BROKER_PROPERTIES
-        .iter()
-        .map(|p| {
-            let source = if properties.is_explicit(p.name) {
-                SOURCE_STATIC_BROKER
-            } else {
-                SOURCE_DEFAULT
-            };
-            let value = properties.effective(p.name);
-            ConfigEntry {
-                name: p.name,
-                value: value.clone(),
-                source,
-                kind: p.kind,
-                synonyms: vec![(p.name, value, source)],
-            }
-        })
-        .collect()
-}
-
-pub fn describe_configs(
+pub fn create_partitions(
     broker: &Broker,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
-    let body: DescribeConfigsRequest = decode(&mut request.body, version)?;
+    let body: CreatePartitionsRequest = decode(&mut request.body, version)?;
+    let mut seen = HashSet::new();
     let results = body
-        .resources
+        .topics
         .iter()
-        .map(|resource| {
-            let name = resource.resource_name.to_string();
-            let mut result = DescribeConfigsResult::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name.clone());
-            let entries = match resource.resource_type {
-                RESOURCE_TOPIC => match broker.image().topics.get(&name) {
-                    Some(topic) => Ok((topic_config_entries(broker, topic), false)),
-                    None => Err((
-                        ResponseError::UnknownTopicOrPartition,
-                        format!("Topic {name} does not exist."),
-                    )),
-                },
-                RESOURCE_BROKER if name.is_empty() || name == broker.config.node_id.to_string() => {
-                    Ok((broker_config_entries(broker), true))
-                }
-                RESOURCE_BROKER => Err((
+        .map(|topic| {
+            let name = topic.name.0.to_string();
+            let outcome = if !seen.insert(name.clone()) {
+                Err(ApiError::new(
                     ResponseError::InvalidRequest,
-                    format!("Unexpected broker id {name}."),
-                )),
-                other => Err((
-                    ResponseError::InvalidRequest,
-                    format!("Unsupported resource type {other}."),
-                )),
-            };
-            match entries {
-                Ok((entries, read_only)) => {
-                    let keys: Option<HashSet<&str>> = resource
-                        .configuration_keys
-                        .as_ref()
-                        .map(|k| k.iter().map(|s| s.as_str()).collect());
-                    let configs = entries
-                        .into_iter()
-                        .filter(|e| keys.as_ref().is_none_or(|k| k.contains(e.name)))
-                        .map(|e| {
-                            let mut config = DescribeConfigsResourceResult::default()
-                                .with_name(str_bytes(e.name))
-                                .with_value(Some(str_bytes(e.value)))
-                                .with_read_only(read_only)
-                                .with_config_source(e.source);
-                            if body.include_synonyms {
-                                config = config.with_synonyms(
-                                    e.synonyms
-                                        .into_iter()
-                                        .map(|(n, v, s)| {
-                                            DescribeConfigsSynonym::default()
-                                                .with_name(str_bytes(n))
-                                                .with_value(Some(str_bytes(v)))
-                                                .with_source(s)
-                                        })
-                                        .collect(),
-                                );
-                            }
-                            if version >= 3 {
-                                config = config.with_config_type(config_type(e.kind));
-                            }
-                            config
+                    "Duplicate topic in request.",
+                ))
+            } else {
+                let assignments = topic.assignments.as_ref().map(|lists| {
+                    lists
+                        .iter()
+                        .map(|a| a.broker_ids.iter().map(|id| id.0).collect())
+                        .collect()
+                });
+                broker
+                    .controller
+                    .create_partitions(&name, topic.count, assignments, body.validate_only)
+                    .and_then(|changes| {
+                        broker.publish(&changes).map_err(|e| {
+                            ApiError::new(ResponseError::KafkaStorageError, e.to_string())
                         })
-                        .collect();
-                    result = result.with_configs(configs);
-                }
-                Err((error, message)) => {
-                    result = result
-                        .with_error_code(error.code())
-                        .with_error_message(Some(str_bytes(message)))
-                }
+                    })
+            };
+            let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+            match outcome {
+                Ok(()) => result,
+                Err(error) => result
+                    .with_error_code(error.error.code())
+                    .with_error_message(Some(str_bytes(error.message))),
             }
-            result
         })
         .collect();
-    let response = DescribeConfigsResponse::default().with_results(results);
+    let response = CreatePartitionsResponse::default().with_results(results);
     Ok(encode_response(
-        ApiKey::DescribeConfigs,
+        ApiKey::CreatePartitions,
         version,
         request.header.correlation_id,
         &response,

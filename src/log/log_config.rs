@@ -21,6 +21,9 @@ pub struct LogConfig {
     pub retention_ms: i64,
     pub retention_bytes: i64,
     pub compact: bool,
+    /// `cleanup.policy` holds `delete` (retention applies).
+    pub delete: bool,
+    pub file_delete_delay_ms: i64,
     /// `producer` or a codec name.
     pub compression_type: String,
 }
@@ -76,6 +79,8 @@ impl LogConfig {
             retention_ms: long("retention.ms"),
             retention_bytes: long("retention.bytes"),
             compact: values["cleanup.policy"].contains("compact"),
+            delete: values["cleanup.policy"].contains("delete"),
+            file_delete_delay_ms: long("file.delete.delay.ms"),
             compression_type: values["compression.type"].to_ascii_lowercase(),
         }
     }

@@ -16,13 +16,14 @@ pub mod partition;
 pub mod segment;
 pub mod time_index;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use log_config::LogConfig;
-use partition::{Checkpoints, PartitionLog};
+use partition::{Checkpoints, OffsetOutOfRange, PartitionLog};
+use segment::RetiredSegment;
 
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
@@ -39,7 +40,13 @@ pub struct LogManager {
     clean_start: bool,
     startup_checkpoints: HashMap<(String, i32), Checkpoints>,
     logs: RwLock<HashMap<String, Vec<Arc<PartitionLog>>>>,
+    /// Segments taken out of their logs, with the time (ms) after which their files go.
+    retired: Mutex<VecDeque<(i64, RetiredSegment)>>,
 }
+
+/// Retired segments waiting for `file.delete.delay.ms`; past this many, the oldest are
+/// deleted at once so the queue stays bounded.
+const RETIRED_SEGMENTS_MAX: usize = 100_000;
 
 impl LogManager {
     /// Reads the checkpoints and the clean-shutdown marker. The marker is removed at once, so
@@ -67,6 +74,7 @@ impl LogManager {
             clean_start,
             startup_checkpoints,
             logs: RwLock::new(HashMap::new()),
+            retired: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -175,8 +183,79 @@ impl LogManager {
         checkpoint::write(&self.data_dir.join(LOG_START_OFFSET_FILE), &starts)
     }
 
+    /// Retention on every log (`log.retention.check.interval.ms`); the log start offsets it
+    /// moves are checkpointed at once. Returns the number of segments retired.
+    pub fn enforce_retention(&self, now_ms: i64) -> io::Result<usize> {
+        let mut retired_count = 0;
+        for log in self.all() {
+            let retired = log.enforce_retention(now_ms)?;
+            retired_count += retired.len();
+            self.schedule_deletion(retired, now_ms + log.config().file_delete_delay_ms)?;
+        }
+        if retired_count > 0 {
+            self.write_checkpoints()?;
+        }
+        Ok(retired_count)
+    }
+
+    /// DeleteRecords on one partition: moves its log start offset to `offset` and makes that
+    /// durable before answering. Returns the new low watermark.
+    pub fn delete_records(
+        &self,
+        log: &PartitionLog,
+        offset: i64,
+        now_ms: i64,
+    ) -> io::Result<Result<i64, OffsetOutOfRange>> {
+        let (low_watermark, retired) = match log.delete_records_before(offset)? {
+            Ok(done) => done,
+            Err(out_of_range) => return Ok(Err(out_of_range)),
+        };
+        self.schedule_deletion(retired, now_ms + log.config().file_delete_delay_ms)?;
+        self.write_checkpoints()?;
+        Ok(Ok(low_watermark))
+    }
+
+    fn schedule_deletion(
+        &self,
+        retired: Vec<RetiredSegment>,
+        delete_after_ms: i64,
+    ) -> io::Result<()> {
+        let mut overflow = Vec::new();
+        {
+            let mut queue = self.retired.lock().expect("retired lock");
+            for segment in retired {
+                queue.push_back((delete_after_ms, segment));
+            }
+            while queue.len() > RETIRED_SEGMENTS_MAX {
+                overflow.push(queue.pop_front().expect("non-empty").1);
+            }
+        }
+        overflow.into_iter().try_for_each(RetiredSegment::delete)
+    }
+
+    /// Deletes retired segment files whose delay has passed (all of them when `now_ms` is
+    /// `i64::MAX`).
+    pub fn delete_retired(&self, now_ms: i64) -> io::Result<()> {
+        let due: Vec<RetiredSegment> = {
+            let mut queue = self.retired.lock().expect("retired lock");
+            let mut due = Vec::new();
+            // Not sorted by deadline (delays differ per topic): scan the bounded queue.
+            let mut index = 0;
+            while index < queue.len() {
+                if queue[index].0 <= now_ms {
+                    due.push(queue.remove(index).expect("in range").1);
+                } else {
+                    index += 1;
+                }
+            }
+            due
+        };
+        due.into_iter().try_for_each(RetiredSegment::delete)
+    }
+
     /// Clean shutdown: flush every log, write the checkpoints, then the clean-shutdown marker.
     pub fn shutdown(&self, now_ms: i64) -> io::Result<()> {
+        self.delete_retired(i64::MAX)?;
         for log in self.all() {
             log.close(now_ms)?;
         }

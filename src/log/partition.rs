@@ -15,7 +15,7 @@ use crate::record::codec::Codec;
 use crate::record::{recompress, records};
 
 use super::log_config::LogConfig;
-use super::segment::{self, Segment};
+use super::segment::{self, RetiredSegment, Segment};
 
 #[derive(Debug, Error)]
 pub enum AppendError {
@@ -124,7 +124,13 @@ impl PartitionLog {
         std::fs::create_dir_all(dir)?;
         let mut base_offsets: Vec<i64> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(segment::DELETED_SUFFIX) {
+                // Retired before a restart; nothing reads it any more.
+                std::fs::remove_file(entry.path())?;
+                continue;
+            }
             if let Some(stem) = name.strip_suffix(".log") {
                 if let Ok(base_offset) = stem.parse::<i64>() {
                     base_offsets.push(base_offset);
@@ -593,6 +599,102 @@ impl PartitionLog {
         first_record_at_or_after(segment.file(), found.position, &found.header, |ts, _| {
             ts == max_timestamp_ms
         })
+    }
+
+    /// Retention (`retention.ms`, `retention.bytes`) and the log start offset: takes out the
+    /// oldest sealed segments that are past a limit or wholly below the log start offset, and
+    /// moves the log start offset to the first remaining segment. The active segment is never
+    /// taken. Returns the retired segments, for the caller to delete after
+    /// `file.delete.delay.ms`.
+    pub fn enforce_retention(&self, now_ms: i64) -> io::Result<Vec<RetiredSegment>> {
+        let config = self.config();
+        if config.compact && !config.delete {
+            return self.retire_below_log_start();
+        }
+        let mut state = self.lock();
+        let total_bytes: u64 = state.segments.values().map(Segment::size_bytes).sum();
+        let mut bytes_over_limit = match config.retention_bytes {
+            limit if limit < 0 => 0,
+            limit => total_bytes.saturating_sub(limit as u64),
+        };
+        let active_base = state.active().base_offset();
+        let mut expired: Vec<i64> = Vec::new();
+        let mut bases = state.segments.keys().copied().peekable();
+        while let Some(base) = bases.next() {
+            let Some(&next_base) = bases.peek() else {
+                break;
+            }; // the active segment
+            let segment = &state.segments[&base];
+            let below_start = next_base <= state.log_start_offset;
+            let too_old = config.retention_ms >= 0
+                && segment.max_timestamp().0 >= 0
+                && now_ms - segment.max_timestamp().0 > config.retention_ms;
+            let too_big = bytes_over_limit > 0 && bytes_over_limit >= segment.size_bytes();
+            if !(below_start || too_old || too_big) {
+                break;
+            }
+            bytes_over_limit = bytes_over_limit.saturating_sub(segment.size_bytes());
+            expired.push(base);
+        }
+        debug_assert!(!expired.contains(&active_base));
+        self.retire_locked(&mut state, &expired)
+    }
+
+    fn retire_below_log_start(&self) -> io::Result<Vec<RetiredSegment>> {
+        let mut state = self.lock();
+        let bases: Vec<i64> = state.segments.keys().copied().collect();
+        let below: Vec<i64> = bases
+            .windows(2)
+            .take_while(|pair| pair[1] <= state.log_start_offset)
+            .map(|pair| pair[0])
+            .collect();
+        self.retire_locked(&mut state, &below)
+    }
+
+    fn retire_locked(
+        &self,
+        state: &mut LogState,
+        bases: &[i64],
+    ) -> io::Result<Vec<RetiredSegment>> {
+        let mut retired = Vec::with_capacity(bases.len());
+        for base in bases {
+            let segment = state.segments.remove(base).expect("segment to retire");
+            assert!(!state.segments.is_empty(), "retired the active segment");
+            retired.push(segment.retire()?);
+        }
+        let first_base = *state.segments.keys().next().expect("active segment");
+        if first_base > state.log_start_offset {
+            state.log_start_offset = first_base;
+        }
+        if !retired.is_empty() {
+            tracing::info!(
+                topic = self.topic,
+                partition = self.partition,
+                segments = retired.len(),
+                log_start_offset = state.log_start_offset,
+                "retired segments"
+            );
+        }
+        Ok(retired)
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (never down), then retires
+    /// the segments wholly below it. Returns the new log start offset (the low watermark).
+    pub fn delete_records_before(
+        &self,
+        offset: i64,
+    ) -> io::Result<Result<(i64, Vec<RetiredSegment>), OffsetOutOfRange>> {
+        {
+            let mut state = self.lock();
+            if offset < 0 || offset > state.log_end_offset() {
+                return Ok(Err(OffsetOutOfRange));
+            }
+            if offset > state.log_start_offset {
+                state.log_start_offset = offset;
+            }
+        }
+        let retired = self.retire_below_log_start()?;
+        Ok(Ok((self.offsets().log_start_offset, retired)))
     }
 
     /// Deletes the log's files (topic deletion).

@@ -36,6 +36,27 @@ pub struct Segment {
     first_append_ms: Option<i64>,
 }
 
+/// Suffix of segment files removed from a log and waiting for deletion.
+pub const DELETED_SUFFIX: &str = ".deleted";
+
+/// The renamed files of a segment taken out of its log, to delete once no reader needs them.
+#[derive(Debug)]
+pub struct RetiredSegment {
+    paths: Vec<PathBuf>,
+}
+
+impl RetiredSegment {
+    pub fn delete(self) -> io::Result<()> {
+        for path in self.paths {
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where a batch lies in the segment file.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchPosition {
@@ -262,6 +283,25 @@ impl Segment {
         self.offset_index.flush()?;
         self.time_index.flush()?;
         self.file.sync_data()
+    }
+
+    /// Takes the segment out of the log: its files are renamed to `<name>.deleted` at once (a
+    /// restart then ignores and removes them) and deleted later by the caller, after
+    /// `file.delete.delay.ms`. Fetches still sending from the file keep their open handle.
+    pub fn retire(self) -> io::Result<RetiredSegment> {
+        let stem_path = self.log_path.with_extension("");
+        let mut paths = Vec::with_capacity(3);
+        drop(self); // unmaps the indexes before their files are renamed
+        for extension in ["log", "index", "timeindex"] {
+            let path = stem_path.with_extension(extension);
+            let retired = PathBuf::from(format!("{}{DELETED_SUFFIX}", path.display()));
+            match std::fs::rename(&path, &retired) {
+                Ok(()) => paths.push(retired),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(RetiredSegment { paths })
     }
 
     pub fn delete(self) -> io::Result<()> {

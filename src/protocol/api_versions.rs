@@ -29,6 +29,11 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeConfigs, range(1, 4)),
     (ApiKey::DescribeCluster, range(0, 1)),
     (ApiKey::FindCoordinator, range(0, 6)),
+    (ApiKey::DeleteRecords, range(0, 2)),
+    (ApiKey::CreatePartitions, range(0, 3)),
+    (ApiKey::AlterConfigs, range(0, 2)),
+    (ApiKey::IncrementalAlterConfigs, range(0, 1)),
+    (ApiKey::DescribeLogDirs, range(1, 4)),
 ];
 
 /// Produce versions below this are advertised but refused.

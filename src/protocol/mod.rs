@@ -146,9 +146,10 @@ pub fn encode_response<T: Encodable>(
 /// acting on it: the fuzz target's entry point, and a cheap well-formedness check.
 pub fn decode_request_frame(frame: Bytes) -> Result<(), RequestError> {
     use kafka_protocol::messages::{
-        ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-        DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest, ListOffsetsRequest,
-        MetadataRequest, ProduceRequest,
+        AlterConfigsRequest, ApiVersionsRequest, CreatePartitionsRequest, CreateTopicsRequest,
+        DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+        DescribeLogDirsRequest, FetchRequest, FindCoordinatorRequest,
+        IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
     };
     let mut request = parse_request(frame)?;
     let version = request.version;
@@ -168,6 +169,13 @@ pub fn decode_request_frame(frame: Bytes) -> Result<(), RequestError> {
         ApiKey::DescribeConfigs => decode::<DescribeConfigsRequest>(body, version).map(drop),
         ApiKey::DescribeCluster => decode::<DescribeClusterRequest>(body, version).map(drop),
         ApiKey::FindCoordinator => decode::<FindCoordinatorRequest>(body, version).map(drop),
+        ApiKey::DeleteRecords => decode::<DeleteRecordsRequest>(body, version).map(drop),
+        ApiKey::CreatePartitions => decode::<CreatePartitionsRequest>(body, version).map(drop),
+        ApiKey::AlterConfigs => decode::<AlterConfigsRequest>(body, version).map(drop),
+        ApiKey::IncrementalAlterConfigs => {
+            decode::<IncrementalAlterConfigsRequest>(body, version).map(drop)
+        }
+        ApiKey::DescribeLogDirs => decode::<DescribeLogDirsRequest>(body, version).map(drop),
         other => Err(RequestError::UnknownApiKey(other as i16)),
     }
 }

@@ -40,8 +40,23 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, Strin
         ApiKey::DeleteTopics => {
             handlers::admin::delete_topics(broker, request).map(Handled::Response)
         }
+        ApiKey::CreatePartitions => {
+            handlers::admin::create_partitions(broker, request).map(Handled::Response)
+        }
         ApiKey::DescribeConfigs => {
-            handlers::admin::describe_configs(broker, request).map(Handled::Response)
+            handlers::configs::describe_configs(broker, request).map(Handled::Response)
+        }
+        ApiKey::AlterConfigs => {
+            handlers::configs::alter_configs(broker, request).map(Handled::Response)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            handlers::configs::incremental_alter_configs(broker, request).map(Handled::Response)
+        }
+        ApiKey::DeleteRecords => {
+            handlers::log_dirs::delete_records(broker, request).map(Handled::Response)
+        }
+        ApiKey::DescribeLogDirs => {
+            handlers::log_dirs::describe_log_dirs(broker, request).map(Handled::Response)
         }
         ApiKey::DescribeCluster => {
             handlers::admin::describe_cluster(broker, request).map(Handled::Response)

@@ -1,0 +1,383 @@
+//! Config APIs: DescribeConfigs (values, sources, synonyms), AlterConfigs (replace every
+//! override of a resource) and IncrementalAlterConfigs (set, delete, append, subtract), for
+//! topics and brokers. Changes go through the controller (metadata log) and apply to the
+//! running logs without a restart.
+
+use std::collections::HashSet;
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, ApiKey, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use crate::broker::Broker;
+use crate::config::{self, Kind, BROKER_PROPERTIES, TOPIC_CONFIGS};
+use crate::controller::image::{MetadataImage, TopicImage};
+use crate::controller::records::ConfigResource;
+use crate::controller::{is_dynamic_broker_config, ApiError, ConfigChange, ConfigOp};
+use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
+
+/// Config sources (Kafka's `DescribeConfigsResponse.ConfigSource`).
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+/// Config resource types.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+/// IncrementalAlterConfigs operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+fn str_bytes(value: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(value.into())
+}
+
+/// Kafka's `ConfigType` code for a property kind.
+fn config_type(kind: Kind) -> i8 {
+    match kind {
+        Kind::Boolean => 1,
+        Kind::String | Kind::Choice(_) => 2,
+        Kind::Int => 3,
+        Kind::Long => 5,
+        Kind::Double => 6,
+        Kind::ChoiceList(_) => 7,
+    }
+}
+
+/// One config's value in force, its source, and every level that sets it (synonyms, most
+/// specific first, as Kafka lists them).
+pub struct ConfigEntry {
+    pub name: &'static str,
+    pub value: String,
+    pub source: i8,
+    kind: Kind,
+    read_only: bool,
+    synonyms: Vec<(&'static str, String, i8)>,
+}
+
+/// The levels of a broker property, most specific first: this node's dynamic value, the
+/// cluster-wide dynamic default, the static (file or flag) value, the built-in default.
+fn broker_levels(
+    broker: &Broker,
+    image: &MetadataImage,
+    name: &'static str,
+) -> Vec<(&'static str, String, i8)> {
+    let mut levels = Vec::new();
+    let node = broker.config.node_id.to_string();
+    for (resource_name, source) in [
+        (node.as_str(), SOURCE_DYNAMIC_BROKER),
+        ("", SOURCE_DYNAMIC_DEFAULT_BROKER),
+    ] {
+        if let Some(value) = image
+            .broker_configs
+            .get(resource_name)
+            .and_then(|c| c.get(name))
+        {
+            levels.push((name, value.clone(), source));
+        }
+    }
+    let properties = &broker.config.properties;
+    let source = if properties.is_explicit(name) {
+        SOURCE_STATIC_BROKER
+    } else {
+        SOURCE_DEFAULT
+    };
+    levels.push((name, properties.effective(name), source));
+    levels
+}
+
+pub fn topic_config_entries(
+    broker: &Broker,
+    image: &MetadataImage,
+    topic: &TopicImage,
+) -> Vec<ConfigEntry> {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|c| {
+            let kind = config::broker_property(c.broker_default)
+                .expect("consistent table")
+                .kind;
+            let mut synonyms = Vec::new();
+            if let Some(value) = topic.configs.get(c.name) {
+                synonyms.push((c.name, value.clone(), SOURCE_DYNAMIC_TOPIC));
+            }
+            synonyms.extend(broker_levels(broker, image, c.broker_default));
+            let (_, value, source) = synonyms[0].clone();
+            ConfigEntry {
+                name: c.name,
+                value,
+                source,
+                kind,
+                read_only: false,
+                synonyms,
+            }
+        })
+        .collect()
+}
+
+fn broker_config_entries(broker: &Broker, image: &MetadataImage) -> Vec<ConfigEntry> {
+    BROKER_PROPERTIES
+        .iter()
+        .map(|p| {
+            let synonyms = broker_levels(broker, image, p.name);
+            let (_, value, source) = synonyms[0].clone();
+            ConfigEntry {
+                name: p.name,
+                value,
+                source,
+                kind: p.kind,
+                read_only: !is_dynamic_broker_config(p.name),
+                synonyms,
+            }
+        })
+        .collect()
+}
+
+pub fn describe_configs(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: DescribeConfigsRequest = decode(&mut request.body, version)?;
+    let image = broker.image();
+    let results = body
+        .resources
+        .iter()
+        .map(|resource| {
+            let name = resource.resource_name.to_string();
+            let mut result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let entries = match resource.resource_type {
+                RESOURCE_TOPIC => match image.topics.get(&name) {
+                    Some(topic) => Ok(topic_config_entries(broker, &image, topic)),
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition,
+                        format!("Topic {name} does not exist."),
+                    )),
+                },
+                RESOURCE_BROKER if name.is_empty() || name == broker.config.node_id.to_string() => {
+                    Ok(broker_config_entries(broker, &image))
+                }
+                RESOURCE_BROKER => Err((
+                    ResponseError::InvalidRequest,
+                    format!("Unexpected broker id {name}."),
+                )),
+                other => Err((
+                    ResponseError::InvalidRequest,
+                    format!("Unsupported resource type {other}."),
+                )),
+            };
+            match entries {
+                Ok(entries) => {
+                    let keys: Option<HashSet<&str>> = resource
+                        .configuration_keys
+                        .as_ref()
+                        .map(|k| k.iter().map(|s| s.as_str()).collect());
+                    let configs = entries
+                        .into_iter()
+                        .filter(|e| keys.as_ref().is_none_or(|k| k.contains(e.name)))
+                        .map(|e| {
+                            let mut config = DescribeConfigsResourceResult::default()
+                                .with_name(str_bytes(e.name))
+                                .with_value(Some(str_bytes(e.value)))
+                                .with_read_only(e.read_only)
+                                .with_config_source(e.source);
+                            if body.include_synonyms {
+                                config = config.with_synonyms(
+                                    e.synonyms
+                                        .into_iter()
+                                        .map(|(n, v, s)| {
+                                            DescribeConfigsSynonym::default()
+                                                .with_name(str_bytes(n))
+                                                .with_value(Some(str_bytes(v)))
+                                                .with_source(s)
+                                        })
+                                        .collect(),
+                                );
+                            }
+                            if version >= 3 {
+                                config = config.with_config_type(config_type(e.kind));
+                            }
+                            config
+                        })
+                        .collect();
+                    result = result.with_configs(configs);
+                }
+                Err((error, message)) => {
+                    result = result
+                        .with_error_code(error.code())
+                        .with_error_message(Some(str_bytes(message)))
+                }
+            }
+            result
+        })
+        .collect();
+    let response = DescribeConfigsResponse::default().with_results(results);
+    Ok(encode_response(
+        ApiKey::DescribeConfigs,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+fn resource_of(resource_type: i8) -> Result<ConfigResource, ApiError> {
+    match resource_type {
+        RESOURCE_TOPIC => Ok(ConfigResource::Topic),
+        RESOURCE_BROKER => Ok(ConfigResource::Broker),
+        other => Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            format!("Unsupported resource type {other}."),
+        )),
+    }
+}
+
+/// Applies one resource's changes through the controller and publishes them to the logs.
+fn alter(
+    broker: &Broker,
+    resource_type: i8,
+    resource_name: &str,
+    ops: Result<Vec<ConfigOp>, ApiError>,
+    replace_all: bool,
+    validate_only: bool,
+) -> Result<(), ApiError> {
+    let resource = resource_of(resource_type)?;
+    let changes = broker.controller.alter_configs(
+        resource,
+        resource_name,
+        &ops?,
+        replace_all,
+        validate_only,
+    )?;
+    broker
+        .publish(&changes)
+        .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))
+}
+
+/// (error code, message) of an outcome, as the alter responses carry them.
+fn outcome(result: Result<(), ApiError>) -> (i16, Option<StrBytes>) {
+    match result {
+        Ok(()) => (0, None),
+        Err(error) => (error.error.code(), Some(str_bytes(error.message))),
+    }
+}
+
+pub fn alter_configs(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: AlterConfigsRequest = decode(&mut request.body, version)?;
+    let responses = body
+        .resources
+        .iter()
+        .map(|resource| {
+            let ops = resource
+                .configs
+                .iter()
+                .map(|c| {
+                    let value = c.value.as_ref().ok_or_else(|| {
+                        ApiError::new(
+                            ResponseError::InvalidRequest,
+                            format!("Null value not supported for config {}", c.name.as_str()),
+                        )
+                    })?;
+                    Ok(ConfigOp {
+                        name: c.name.to_string(),
+                        change: ConfigChange::Set(value.to_string()),
+                    })
+                })
+                .collect();
+            let (error_code, error_message) = outcome(alter(
+                broker,
+                resource.resource_type,
+                resource.resource_name.as_str(),
+                ops,
+                true,
+                body.validate_only,
+            ));
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_code(error_code)
+                .with_error_message(error_message)
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone())
+        })
+        .collect();
+    let response = AlterConfigsResponse::default().with_responses(responses);
+    Ok(encode_response(
+        ApiKey::AlterConfigs,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+pub fn incremental_alter_configs(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: IncrementalAlterConfigsRequest = decode(&mut request.body, version)?;
+    let responses = body
+        .resources
+        .iter()
+        .map(|resource| {
+            let ops = resource
+                .configs
+                .iter()
+                .map(|c| {
+                    let name = c.name.to_string();
+                    let value = || {
+                        c.value.as_ref().map(|v| v.to_string()).ok_or_else(|| {
+                            ApiError::new(
+                                ResponseError::InvalidRequest,
+                                format!("Null value not supported for config {name}"),
+                            )
+                        })
+                    };
+                    let change = match c.config_operation {
+                        OP_SET => ConfigChange::Set(value()?),
+                        OP_DELETE => ConfigChange::Delete,
+                        OP_APPEND => ConfigChange::Append(value()?),
+                        OP_SUBTRACT => ConfigChange::Subtract(value()?),
+                        other => {
+                            return Err(ApiError::new(
+                                ResponseError::InvalidRequest,
+                                format!("Unknown config operation {other}"),
+                            ))
+                        }
+                    };
+                    Ok(ConfigOp { name, change })
+                })
+                .collect();
+            let (error_code, error_message) = outcome(alter(
+                broker,
+                resource.resource_type,
+                resource.resource_name.as_str(),
+                ops,
+                false,
+                body.validate_only,
+            ));
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_code(error_code)
+                .with_error_message(error_message)
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone())
+        })
+        .collect();
+    let response = IncrementalAlterConfigsResponse::default().with_responses(responses);
+    Ok(encode_response(
+        ApiKey::IncrementalAlterConfigs,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}

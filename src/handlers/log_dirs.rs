@@ -1,0 +1,151 @@
+//! Log-level administration: DeleteRecords (move a partition's log start offset) and
+//! DescribeLogDirs (the log directory with each partition's size).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, DeleteRecordsRequest, DeleteRecordsResponse, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use crate::broker::Broker;
+use crate::clock::now_ms;
+use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
+
+/// DeleteRecords' offset meaning "up to the high watermark".
+const HIGH_WATERMARK: i64 = -1;
+
+pub fn delete_records(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: DeleteRecordsRequest = decode(&mut request.body, version)?;
+    let now = now_ms();
+    let topics = body
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let mut result = DeleteRecordsPartitionResult::default()
+                        .with_partition_index(partition.partition_index)
+                        .with_low_watermark(-1);
+                    let Some(log) = broker
+                        .logs
+                        .get(topic.name.as_str(), partition.partition_index)
+                    else {
+                        return result.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let offset = match partition.offset {
+                        HIGH_WATERMARK => log.offsets().log_end_offset,
+                        offset => offset,
+                    };
+                    match broker.logs.delete_records(&log, offset, now) {
+                        Ok(Ok(low_watermark)) => result.low_watermark = low_watermark,
+                        Ok(Err(_)) => {
+                            result.error_code = ResponseError::OffsetOutOfRange.code();
+                        }
+                        Err(error) => {
+                            tracing::error!(topic = topic.name.as_str(), %error, "delete records failed");
+                            result.error_code = ResponseError::KafkaStorageError.code();
+                        }
+                    }
+                    result
+                })
+                .collect();
+            DeleteRecordsTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    let response = DeleteRecordsResponse::default().with_topics(topics);
+    Ok(encode_response(
+        ApiKey::DeleteRecords,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+/// (total, usable) bytes of the file system holding `dir`; (-1, -1) when unknown.
+fn file_system_bytes(dir: &std::path::Path) -> (i64, i64) {
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(stat) => {
+            let fragment = stat.fragment_size() as i64;
+            (
+                stat.blocks() as i64 * fragment,
+                stat.blocks_available() as i64 * fragment,
+            )
+        }
+        Err(_) => (-1, -1),
+    }
+}
+
+pub fn describe_log_dirs(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: DescribeLogDirsRequest = decode(&mut request.body, version)?;
+    // None asks for every partition; otherwise only the listed ones.
+    let wanted: Option<BTreeMap<String, Vec<i32>>> = body.topics.as_ref().map(|topics| {
+        topics
+            .iter()
+            .map(|t| (t.topic.to_string(), t.partitions.clone()))
+            .collect()
+    });
+    let mut by_topic: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
+    for log in broker.logs.all() {
+        let selected = wanted.as_ref().is_none_or(|wanted| {
+            wanted
+                .get(log.topic())
+                .is_some_and(|partitions| partitions.contains(&log.partition()))
+        });
+        if selected {
+            by_topic.entry(log.topic().to_string()).or_default().push(
+                DescribeLogDirsPartition::default()
+                    .with_partition_index(log.partition())
+                    .with_partition_size(log.size_bytes() as i64)
+                    .with_offset_lag(0)
+                    .with_is_future_key(false),
+            );
+        }
+    }
+    let topics = by_topic
+        .into_iter()
+        .map(|(name, mut partitions)| {
+            partitions.sort_by_key(|p| p.partition_index);
+            DescribeLogDirsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name)))
+                .with_partitions(partitions)
+        })
+        .collect();
+    let data_dir = broker.logs.data_dir();
+    let (total_bytes, usable_bytes) = file_system_bytes(data_dir);
+    let mut result = DescribeLogDirsResult::default()
+        .with_log_dir(StrBytes::from_string(data_dir.display().to_string()))
+        .with_topics(topics);
+    if version >= 4 {
+        result = result
+            .with_total_bytes(total_bytes)
+            .with_usable_bytes(usable_bytes);
+    }
+    let response = DescribeLogDirsResponse::default().with_results(vec![result]);
+    Ok(encode_response(
+        ApiKey::DescribeLogDirs,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
