@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Differential run: the same compat suites against dlog and against a real Apache Kafka
 # 4.x broker, then a per-test comparison.
-#   compat/diff.sh OUT_DIR [python|java|go ...]
+#   compat/diff.sh OUT_DIR [python|java|go|tools ...]
 # Exits non-zero when a test passes on Kafka but not on dlog. Tests that fail on both, or
 # pass only on dlog, are listed but do not fail the run (they are harness or Kafka quirks).
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="${1:?usage: compat/diff.sh OUT_DIR [suites]}"
 shift
-"$here/run.sh" dlog "$out/dlog" "$@"
+# DLOG_RESULTS=DIR reuses the dlog results of an earlier compat/run.sh (the test command's
+# previous stage) instead of running the suites against dlog again.
+if [ -n "${DLOG_RESULTS:-}" ]; then
+  mkdir -p "$out"; rm -rf "$out/dlog"; cp -r "$DLOG_RESULTS" "$out/dlog"
+else
+  "$here/run.sh" dlog "$out/dlog" "$@"
+fi
 "$here/run.sh" kafka "$out/kafka" "$@"
 status=0
 for results in "$out"/kafka/*.results; do

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs compat suites against one broker that this script starts and stops.
-#   compat/run.sh dlog|kafka OUT_DIR [python|java|go ...]     (default: all three)
+#   compat/run.sh dlog|kafka OUT_DIR [python|java|go|tools ...]     (default: all four)
 # dlog: target/release/dlog (build it first) on 127.0.0.1:19092, fresh data dir.
 # kafka: real Apache Kafka 4.x (compat/kafka/start.sh) on 127.0.0.1:29092, fresh data dir.
 # Writes OUT_DIR/<suite>.log (full output) and OUT_DIR/<suite>.results (lines
@@ -12,7 +12,7 @@ target="${1:?usage: compat/run.sh dlog|kafka OUT_DIR [suites]}"
 out="${2:?usage: compat/run.sh dlog|kafka OUT_DIR [suites]}"
 shift 2
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(python java go)
+[ ${#suites[@]} -gt 0 ] || suites=(python java go tools)
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 data="$(mktemp -d "${TMPDIR:-/tmp}/compat-$target.XXXXXX")"
@@ -51,6 +51,10 @@ for suite in "${suites[@]}"; do
       # Kafka without an authorizer answers DescribeAcls; dlog does not serve it.
       acls=false; [ "$target" = kafka ] && acls=true
       CCT_DESCRIBE_ACLS_SUPPORTED=$acls "$root/compat/java/run.sh" >"$log" 2>&1; rc=$?
+      grep -E '^RESULT ' "$log" | awk '{print $3, $2}' | sort -u >"$results"
+      ;;
+    tools)
+      "$root/compat/tools/run.sh" >"$log" 2>&1; rc=$?
       grep -E '^RESULT ' "$log" | awk '{print $3, $2}' | sort -u >"$results"
       ;;
     go)

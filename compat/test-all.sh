@@ -2,7 +2,7 @@
 # The one test command (README, .ci/run): installs what the tests need, builds, and runs
 # every test: unit and integration tests (rdkafka against a real dlog process), byte-level
 # protocol tests, a short fuzz run, the compat suites (kcat, confluent-kafka, kafka-python,
-# the Java client and Kafka's tools, franz-go) against dlog, and the differential run of the
+# the Java client and Kafka's tools, franz-go, Kafka's CLI tools) against dlog, and the differential run of the
 # core suites against a real Apache Kafka 4.x broker.
 #   compat/test-all.sh            FUZZ_SECONDS=N to change the fuzz time per target (default 20)
 set -uo pipefail
@@ -25,8 +25,9 @@ if [ -x protocol-tests/fuzz/run.sh ]; then
   stage "fuzz (${FUZZ_SECONDS:-20} s per target)" protocol-tests/fuzz/run.sh "${FUZZ_SECONDS:-20}"
 fi
 stage "on-disk format read by Kafka's DumpLogSegments" compat/storage/verify.sh
-stage "compat suites against dlog (python, java, go)" compat/run.sh dlog "$out/compat" python java go
-stage "differential run against Apache Kafka (python, java)" compat/diff.sh "$out/diff" python java
+stage "compat suites against dlog (python, java, go, Kafka's tools)" compat/run.sh dlog "$out/compat" python java go tools
+DLOG_RESULTS="$out/compat" stage "differential run against Apache Kafka (python, java, Kafka's tools)" \
+  compat/diff.sh "$out/diff" python java tools
 echo
 for name in "${failures[@]}"; do echo "failed stage: $name"; done
 echo "stages: $passed passed, $failed failed"

@@ -492,9 +492,20 @@ impl Controller {
         } else {
             current.clone()
         };
+        let properties = self.effective_properties(&image);
         for op in ops {
+            // A list op on a config without an override starts from the value in force, as
+            // Kafka does (APPEND compact to the default `delete` gives `delete,compact`).
             let list_of = |map: &BTreeMap<String, String>| -> Vec<String> {
+                let in_force = match resource {
+                    ConfigResource::Topic => crate::config::topic_config(&op.name)
+                        .map(|c| properties.effective(c.broker_default)),
+                    ConfigResource::Broker => crate::config::broker_property(&op.name)
+                        .map(|_| properties.effective(&op.name)),
+                };
                 map.get(&op.name)
+                    .cloned()
+                    .or(in_force)
                     .map(|v| {
                         v.split(',')
                             .map(|s| s.trim().to_string())

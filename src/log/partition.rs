@@ -292,6 +292,9 @@ impl PartitionLog {
             if !config.log_append_time {
                 check_timestamp(&config, &header, now_ms)?;
             }
+            if config.compact {
+                check_keyed(&records[position..position + header.size_bytes()], &header)?;
+            }
             headers.push((position, header));
         }
         if headers.is_empty() {
@@ -752,6 +755,21 @@ fn recompress_all(
         }
     }
     Ok(converted)
+}
+
+/// A compacted log keeps the latest record per key, so a record without a key has no place in
+/// it: Kafka refuses such batches with INVALID_RECORD. Needs the records decoded (and
+/// decompressed), which only compacted topics pay for.
+fn check_keyed(batch: &[u8], header: &BatchHeader) -> Result<(), AppendError> {
+    let invalid = |e: anyhow::Error| AppendError::InvalidRecord(e.to_string());
+    let section = records::records_section(batch, header).map_err(invalid)?;
+    let decoded = records::decode(&section, header).map_err(invalid)?;
+    if decoded.iter().any(|record| record.key.is_none()) {
+        return Err(AppendError::InvalidRecord(
+            "Compacted topic cannot accept message without key.".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// CreateTime batches must lie within `message.timestamp.before/after.max.ms` of now.
