@@ -13,6 +13,7 @@ use crate::config::BrokerConfig;
 use crate::controller::image::{Change, MetadataImage};
 use crate::controller::{ApiError, Controller, NewTopic};
 use crate::handlers::fetch::FetchSessions;
+use crate::log::cleaner::CleanerSettings;
 use crate::log::LogManager;
 
 pub struct Broker {
@@ -168,6 +169,13 @@ impl Broker {
     /// Periodic maintenance, once a second until shutdown: flush policy, retention, deletion
     /// of retired segments, checkpoints.
     pub async fn run_maintenance(self: Arc<Broker>) {
+        let cleaner = tokio::spawn(self.clone().run_cleaner());
+        self.clone().run_log_maintenance().await;
+        // The cleaner finishes the log it is on before the logs are closed.
+        let _ = cleaner.await;
+    }
+
+    async fn run_log_maintenance(self: Arc<Broker>) {
         let mut shutdown = self.shutdown.subscribe();
         let checkpoint_interval_ms = self
             .config
@@ -205,6 +213,56 @@ impl Broker {
                 if let Err(error) = self.logs.flush_and_checkpoint(now) {
                     tracing::error!(%error, "writing checkpoints failed");
                 }
+            }
+        }
+    }
+
+    /// The log cleaner (compaction): a pass over the compacted logs every
+    /// `log.cleaner.backoff.ms`, on a blocking thread, until shutdown. One pass runs at a time;
+    /// the dedupe buffer is split across `log.cleaner.threads` as Kafka splits it.
+    async fn run_cleaner(self: Arc<Broker>) {
+        let properties = &self.config.properties;
+        let threads = properties.get_i64("log.cleaner.threads");
+        if !properties.get_bool("log.cleaner.enable") || threads == 0 {
+            return;
+        }
+        let settings = CleanerSettings {
+            dedupe_buffer_bytes: properties.get_i64("log.cleaner.dedupe.buffer.size") as u64
+                / threads as u64,
+            io_bytes_per_second_max: properties
+                .get("log.cleaner.io.max.bytes.per.second")
+                .parse()
+                .expect("validated"),
+        };
+        let backoff =
+            Duration::from_millis(properties.get_i64("log.cleaner.backoff.ms").max(100) as u64);
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            let broker = self.clone();
+            let pass =
+                tokio::task::spawn_blocking(move || broker.logs.clean_logs(now_ms(), settings))
+                    .await;
+            match pass {
+                Ok(Ok(cleaned)) => {
+                    for (topic, partition, stats) in cleaned {
+                        tracing::info!(
+                            topic,
+                            partition,
+                            records_removed = stats.records_removed,
+                            segments_rewritten = stats.segments_rewritten,
+                            bytes_read = stats.bytes_read,
+                            bytes_written = stats.bytes_written,
+                            first_dirty_offset = stats.first_dirty_offset,
+                            "cleaned log"
+                        );
+                    }
+                }
+                Ok(Err(error)) => tracing::error!(%error, "log cleaner pass failed"),
+                Err(error) => tracing::error!(%error, "log cleaner pass panicked"),
             }
         }
     }

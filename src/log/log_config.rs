@@ -24,6 +24,10 @@ pub struct LogConfig {
     /// `cleanup.policy` holds `delete` (retention applies).
     pub delete: bool,
     pub file_delete_delay_ms: i64,
+    pub delete_retention_ms: i64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
     /// `producer` or a codec name.
     pub compression_type: String,
 }
@@ -81,6 +85,12 @@ impl LogConfig {
             compact: values["cleanup.policy"].contains("compact"),
             delete: values["cleanup.policy"].contains("delete"),
             file_delete_delay_ms: long("file.delete.delay.ms"),
+            delete_retention_ms: long("delete.retention.ms"),
+            min_compaction_lag_ms: long("min.compaction.lag.ms"),
+            max_compaction_lag_ms: long("max.compaction.lag.ms"),
+            min_cleanable_dirty_ratio: values["min.cleanable.dirty.ratio"]
+                .parse()
+                .expect("validated"),
             compression_type: values["compression.type"].to_ascii_lowercase(),
         }
     }

@@ -5,10 +5,12 @@
 //! data/.kafka_cleanshutdown                 present only after a clean shutdown
 //! data/recovery-point-offset-checkpoint     per partition: offsets below are fsynced
 //! data/log-start-offset-checkpoint          per partition: first readable offset
+//! data/cleaner-offset-checkpoint            per compacted partition: first dirty offset
 //! data/<topic>-<partition>/                 segments: 00000000000000000000.log/.index/.timeindex
 //! ```
 
 pub mod checkpoint;
+pub mod cleaner;
 pub mod index_file;
 pub mod log_config;
 pub mod offset_index;
@@ -28,6 +30,7 @@ use segment::RetiredSegment;
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 const LOG_START_OFFSET_FILE: &str = "log-start-offset-checkpoint";
+const CLEANER_OFFSET_FILE: &str = "cleaner-offset-checkpoint";
 
 /// `<topic>-<partition>`, Kafka's partition directory name.
 pub fn partition_dir_name(topic: &str, partition: i32) -> String {
@@ -42,6 +45,8 @@ pub struct LogManager {
     logs: RwLock<HashMap<String, Vec<Arc<PartitionLog>>>>,
     /// Segments taken out of their logs, with the time (ms) after which their files go.
     retired: Mutex<VecDeque<(i64, RetiredSegment)>>,
+    /// Per compacted partition: offsets below have been deduplicated by the cleaner.
+    first_dirty_offsets: Mutex<HashMap<(String, i32), i64>>,
 }
 
 /// Retired segments waiting for `file.delete.delay.ms`; past this many, the oldest are
@@ -75,6 +80,11 @@ impl LogManager {
             startup_checkpoints,
             logs: RwLock::new(HashMap::new()),
             retired: Mutex::new(VecDeque::new()),
+            first_dirty_offsets: Mutex::new(
+                checkpoint::read(&data_dir.join(CLEANER_OFFSET_FILE))?
+                    .into_iter()
+                    .collect(),
+            ),
         })
     }
 
@@ -143,6 +153,11 @@ impl LogManager {
     /// Removes a topic's logs and files.
     pub fn delete_topic(&self, topic: &str) -> io::Result<()> {
         let removed = self.logs.write().expect("logs lock").remove(topic);
+        // A topic created again under this name starts dirty from offset 0.
+        self.first_dirty_offsets
+            .lock()
+            .expect("cleaner offsets lock")
+            .retain(|(name, _), _| name != topic);
         for log in removed.into_iter().flatten() {
             // In-flight requests may hold the log; its files go once they are done with it.
             match Arc::try_unwrap(log) {
@@ -196,6 +211,53 @@ impl LogManager {
             self.write_checkpoints()?;
         }
         Ok(retired_count)
+    }
+
+    /// One cleaner pass: compacts every compacted log whose dirty ratio (or compaction lag)
+    /// asks for it, and checkpoints how far each got. Runs on a blocking thread.
+    pub fn clean_logs(
+        &self,
+        now_ms: i64,
+        settings: cleaner::CleanerSettings,
+    ) -> io::Result<Vec<(String, i32, cleaner::CleanStats)>> {
+        let mut done = Vec::new();
+        for log in self.all() {
+            let key = (log.topic().to_string(), log.partition());
+            let first_dirty = self
+                .first_dirty_offsets
+                .lock()
+                .expect("cleaner offsets lock")
+                .get(&key)
+                .copied()
+                .unwrap_or(0)
+                .max(log.offsets().log_start_offset);
+            if !cleaner::needs_cleaning(&log, first_dirty, now_ms) {
+                continue;
+            }
+            let Some((stats, retired)) = cleaner::clean(&log, first_dirty, now_ms, settings)?
+            else {
+                continue;
+            };
+            self.schedule_deletion(retired, now_ms + log.config().file_delete_delay_ms)?;
+            self.first_dirty_offsets
+                .lock()
+                .expect("cleaner offsets lock")
+                .insert(key.clone(), stats.first_dirty_offset);
+            self.write_cleaner_checkpoint()?;
+            done.push((key.0, key.1, stats));
+        }
+        Ok(done)
+    }
+
+    fn write_cleaner_checkpoint(&self) -> io::Result<()> {
+        let entries: Vec<((String, i32), i64)> = self
+            .first_dirty_offsets
+            .lock()
+            .expect("cleaner offsets lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        checkpoint::write(&self.data_dir.join(CLEANER_OFFSET_FILE), &entries)
     }
 
     /// DeleteRecords on one partition: moves its log start offset to `offset` and makes that

@@ -122,6 +122,7 @@ impl PartitionLog {
         clean: bool,
     ) -> io::Result<PartitionLog> {
         std::fs::create_dir_all(dir)?;
+        finish_interrupted_cleaning(dir)?;
         let mut base_offsets: Vec<i64> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
@@ -700,6 +701,70 @@ impl PartitionLog {
         Ok(Ok((self.offsets().log_start_offset, retired)))
     }
 
+    /// The sealed segments (every one but the active segment), oldest first: what the cleaner
+    /// may rewrite.
+    pub fn sealed_segments(&self) -> Vec<SealedSegment> {
+        let state = self.lock();
+        let active_base = state.active().base_offset();
+        state
+            .segments
+            .values()
+            .filter(|s| s.base_offset() != active_base)
+            .map(|s| SealedSegment {
+                base_offset: s.base_offset(),
+                next_offset: s.next_offset(),
+                size_bytes: s.size_bytes(),
+                max_timestamp_ms: s.max_timestamp().0,
+                file: s.file().clone(),
+            })
+            .collect()
+    }
+
+    /// Swaps the sealed segment at `base_offset` for the cleaned file `cleaned` (fsynced, in
+    /// this directory, named `<stem>.log.cleaned`), crash-safely: the cleaned file becomes
+    /// `.swap`, the old segment's files are retired, the `.swap` becomes the `.log`. A crash
+    /// at any point leaves either the old segment or the complete new one (see
+    /// [`finish_interrupted_cleaning`]). Returns the retired old segment, or None (and removes
+    /// the cleaned file) when the segment changed meanwhile (retention took it).
+    pub fn replace_sealed_segment(
+        &self,
+        base_offset: i64,
+        expected_size_bytes: u64,
+        cleaned: &Path,
+    ) -> io::Result<Option<RetiredSegment>> {
+        let config = self.config();
+        let mut state = self.lock();
+        let active_base = state.active().base_offset();
+        let unchanged = base_offset != active_base
+            && state
+                .segments
+                .get(&base_offset)
+                .is_some_and(|s| s.size_bytes() == expected_size_bytes);
+        if !unchanged {
+            std::fs::remove_file(cleaned)?;
+            return Ok(None);
+        }
+        let stem = file_stem(base_offset);
+        let swap = self.dir.join(format!("{stem}.log{SWAP_SUFFIX}"));
+        std::fs::rename(cleaned, &swap)?;
+        super::checkpoint::sync_dir(&self.dir)?;
+        let old = state.segments.remove(&base_offset).expect("checked above");
+        let retired = old.retire()?;
+        std::fs::rename(&swap, self.dir.join(format!("{stem}.log")))?;
+        super::checkpoint::sync_dir(&self.dir)?;
+        let mut segment = Segment::open(
+            &self.dir,
+            base_offset,
+            config.index_interval_bytes,
+            config.segment_index_bytes,
+        )?;
+        let truncated = segment.recover(RECOVERY_BATCH_BYTES_MAX)?;
+        assert_eq!(truncated, 0, "a cleaned segment is whole");
+        segment.seal()?;
+        state.segments.insert(base_offset, segment);
+        Ok(Some(retired))
+    }
+
     /// Deletes the log's files (topic deletion).
     pub fn delete(self) -> io::Result<()> {
         let dir = self.dir.clone();
@@ -709,6 +774,49 @@ impl PartitionLog {
         }
         std::fs::remove_dir_all(dir)
     }
+}
+
+/// A sealed segment as the cleaner sees it: immutable bytes below `size_bytes`.
+#[derive(Clone, Debug)]
+pub struct SealedSegment {
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub size_bytes: u64,
+    pub max_timestamp_ms: i64,
+    pub file: Arc<File>,
+}
+
+/// Suffix of a cleaned segment being written; incomplete by definition after a crash.
+pub const CLEANED_SUFFIX: &str = ".cleaned";
+/// Suffix of a complete cleaned segment between the two renames of a swap.
+pub const SWAP_SUFFIX: &str = ".swap";
+
+/// Startup half of the cleaner's swap protocol: a `.cleaned` file was never complete, so it
+/// goes; a `.swap` file is complete, so it replaces the segment whose old files may remain
+/// (their indexes are rebuilt from the new file).
+fn finish_interrupted_cleaning(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with(CLEANED_SUFFIX) {
+            std::fs::remove_file(&path)?;
+        } else if let Some(log_name) = name.strip_suffix(SWAP_SUFFIX) {
+            let stem = log_name.trim_end_matches(".log");
+            for extension in ["log", "index", "timeindex"] {
+                match std::fs::remove_file(dir.join(format!("{stem}.{extension}"))) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            std::fs::rename(&path, dir.join(log_name))?;
+            tracing::warn!(dir = %dir.display(), segment = stem, "completed an interrupted segment swap");
+        }
+    }
+    super::checkpoint::sync_dir(dir)
 }
 
 /// Decodes the batch at `position` and returns (timestamp, offset) of its first record that

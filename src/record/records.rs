@@ -51,6 +51,9 @@ pub struct Record<'a> {
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
     pub headers: Vec<(&'a [u8], Option<&'a [u8]>)>,
+    /// The whole encoded record (length prefix included): copied as is when a batch is
+    /// rewritten with a subset of its records (compaction).
+    pub raw: &'a [u8],
 }
 
 fn read_bytes<'a>(bytes: &'a [u8], position: &mut usize) -> Result<Option<&'a [u8]>> {
@@ -88,6 +91,7 @@ pub fn decode<'a>(section: &'a [u8], header: &BatchHeader) -> Result<Vec<Record<
     let mut records = Vec::new();
     let mut position = 0usize;
     for _ in 0..header.records_count.max(0) {
+        let record_start = position;
         let length = read_varint(section, &mut position)?;
         if length < 0 {
             bail!("negative record length");
@@ -117,6 +121,7 @@ pub fn decode<'a>(section: &'a [u8], header: &BatchHeader) -> Result<Vec<Record<
             key,
             value,
             headers,
+            raw: &section[record_start..end],
         });
     }
     Ok(records)
