@@ -146,9 +146,11 @@ pub fn encode_response<T: Encodable>(
 /// acting on it: the fuzz target's entry point, and a cheap well-formedness check.
 pub fn decode_request_frame(frame: Bytes) -> Result<(), RequestError> {
     use kafka_protocol::messages::{
-        ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-        DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest, ListOffsetsRequest,
-        MetadataRequest, ProduceRequest,
+        ApiVersionsRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
+        DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
+        FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+        ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+        OffsetDeleteRequest, OffsetFetchRequest, ProduceRequest, SyncGroupRequest,
     };
     let mut request = parse_request(frame)?;
     let version = request.version;
@@ -168,6 +170,16 @@ pub fn decode_request_frame(frame: Bytes) -> Result<(), RequestError> {
         ApiKey::DescribeConfigs => decode::<DescribeConfigsRequest>(body, version).map(drop),
         ApiKey::DescribeCluster => decode::<DescribeClusterRequest>(body, version).map(drop),
         ApiKey::FindCoordinator => decode::<FindCoordinatorRequest>(body, version).map(drop),
+        ApiKey::JoinGroup => decode::<JoinGroupRequest>(body, version).map(drop),
+        ApiKey::SyncGroup => decode::<SyncGroupRequest>(body, version).map(drop),
+        ApiKey::Heartbeat => decode::<HeartbeatRequest>(body, version).map(drop),
+        ApiKey::LeaveGroup => decode::<LeaveGroupRequest>(body, version).map(drop),
+        ApiKey::OffsetCommit => decode::<OffsetCommitRequest>(body, version).map(drop),
+        ApiKey::OffsetFetch => decode::<OffsetFetchRequest>(body, version).map(drop),
+        ApiKey::OffsetDelete => decode::<OffsetDeleteRequest>(body, version).map(drop),
+        ApiKey::DescribeGroups => decode::<DescribeGroupsRequest>(body, version).map(drop),
+        ApiKey::ListGroups => decode::<ListGroupsRequest>(body, version).map(drop),
+        ApiKey::DeleteGroups => decode::<DeleteGroupsRequest>(body, version).map(drop),
         other => Err(RequestError::UnknownApiKey(other as i16)),
     }
 }
