@@ -965,12 +965,8 @@ impl ClassicGroup {
             .map(|m| m.member_id.clone())
             .collect();
         for member_id in expired {
-            // During a join phase a silent member is simply left out when it completes.
-            if self.state == GroupState::PreparingRebalance
-                && self.members[&member_id].group_instance_id.is_none()
-            {
-                continue;
-            }
+            // Also during a join phase: a member that neither rejoins nor heartbeats within
+            // its session is gone, and the phase need not wait out the rebalance timeout.
             effects.merge(self.remove_member(
                 &member_id,
                 ResponseError::UnknownMemberId,
