@@ -9,6 +9,8 @@
 //! acknowledged. One timer task ([`run_timers`]) sleeps until the earliest deadline (session,
 //! join phase, sync phase, pending member id, offset retention) and fires what is due.
 
+pub mod assignor;
+pub mod consumer_group;
 pub mod group;
 pub mod offsets;
 pub mod records;
@@ -29,6 +31,7 @@ use crate::record::batch::BatchIter;
 use crate::record::builder::BatchBuilder;
 use crate::record::records as record_codec;
 
+use consumer_group::{ConsumerGroup, ConsumerLimits, HeartbeatRequest, HeartbeatResult};
 use group::{ClassicGroup, ClassicLimits, GroupState, JoinRequest, JoinResult, Reply, SyncResult};
 use offsets::OffsetStore;
 use records::{OffsetValue, OffsetsRecord};
@@ -56,6 +59,10 @@ pub struct Settings {
     pub offset_metadata_bytes_max: usize,
     pub offsets_retention_ms: i64,
     pub offsets_retention_check_interval_ms: i64,
+    pub consumer_session_timeout_ms: i32,
+    pub consumer_heartbeat_interval_ms: i32,
+    pub consumer_members_max: usize,
+    pub consumer_assignors: Vec<String>,
 }
 
 impl Settings {
@@ -73,6 +80,27 @@ impl Settings {
                 .saturating_mul(60_000),
             offsets_retention_check_interval_ms: properties
                 .get_i64("offsets.retention.check.interval.ms"),
+            consumer_session_timeout_ms: properties.get_i64("group.consumer.session.timeout.ms")
+                as i32,
+            consumer_heartbeat_interval_ms: properties
+                .get_i64("group.consumer.heartbeat.interval.ms")
+                as i32,
+            consumer_members_max: (properties.get_i64("group.consumer.max.size") as usize)
+                .min(MEMBERS_PER_GROUP_MAX),
+            consumer_assignors: properties
+                .get("group.consumer.assignors")
+                .split(',')
+                .map(|a| a.trim().to_ascii_lowercase())
+                .filter(|a| !a.is_empty())
+                .collect(),
+        }
+    }
+
+    fn consumer_limits(&self) -> ConsumerLimits {
+        ConsumerLimits {
+            session_timeout_ms: self.consumer_session_timeout_ms,
+            members_max: self.consumer_members_max,
+            assignors: self.consumer_assignors.clone(),
         }
     }
 
@@ -84,10 +112,59 @@ impl Settings {
     }
 }
 
-/// One group: its membership protocol state and its committed offsets.
+/// One group: its membership protocol state and its committed offsets. A group speaks one
+/// protocol at a time: while `consumer` is set it is a KIP-848 consumer group (its classic
+/// part stays empty); an empty group switches protocol when a member of the other kind joins.
 pub struct Group {
     pub classic: ClassicGroup,
+    pub consumer: Option<ConsumerGroup>,
     pub offsets: OffsetStore,
+}
+
+impl Group {
+    fn new(group_id: &str, now_ms: i64) -> Group {
+        Group {
+            classic: ClassicGroup::new(group_id, now_ms),
+            consumer: None,
+            offsets: OffsetStore::default(),
+        }
+    }
+
+    /// No members of either protocol.
+    fn has_no_members(&self) -> bool {
+        self.classic.is_empty()
+            && self.classic.state == GroupState::Empty
+            && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())
+    }
+
+    /// When the group last became empty (offset retention counts from it).
+    fn empty_since_ms(&self) -> i64 {
+        match &self.consumer {
+            Some(consumer) => consumer.state_timestamp_ms,
+            None => self.classic.state_timestamp_ms,
+        }
+    }
+
+    /// (protocol type, state name, group type) for ListGroups.
+    pub fn listing(&self) -> (String, &'static str, &'static str) {
+        match &self.consumer {
+            Some(consumer) => ("consumer".to_string(), consumer.state_name(), "consumer"),
+            None => (
+                self.classic.protocol_type.clone().unwrap_or_default(),
+                self.classic.state.name(),
+                "classic",
+            ),
+        }
+    }
+
+    fn next_deadline_ms(&self) -> Option<i64> {
+        let classic = self.classic.next_deadline_ms();
+        let consumer = self
+            .consumer
+            .as_ref()
+            .and_then(ConsumerGroup::next_deadline_ms);
+        classic.into_iter().chain(consumer).min()
+    }
 }
 
 /// A partition's commit request: (partition, offset, leader epoch, metadata).
@@ -302,19 +379,21 @@ impl GroupCoordinator {
                 return fail(ResponseError::GroupMaxSizeReached);
             }
         }
-        let group = groups.entry(group_id.to_string()).or_insert_with(|| Group {
-            classic: ClassicGroup::new(group_id, now),
-            offsets: OffsetStore::default(),
-        });
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now));
+        if let Some(consumer) = &group.consumer {
+            if !consumer.members.is_empty() {
+                // One protocol at a time: classic members cannot join a consumer group.
+                return fail(ResponseError::InconsistentGroupProtocol);
+            }
+            group.consumer = None;
+        }
         let (reply, effects) = group.classic.join(request, settings.classic_limits(), now);
         if effects.persist_group {
             let _ = self.persist_group(broker, group);
         }
-        if group.classic.is_empty()
-            && group.offsets.is_empty()
-            && group.classic.state == GroupState::Empty
-            && group.classic.generation_id == 0
-        {
+        if group.has_no_members() && group.offsets.is_empty() && group.classic.generation_id == 0 {
             // A join refused at once (bad protocol, MEMBER_ID_REQUIRED aside) leaves nothing.
             groups.remove(group_id);
         }
@@ -434,7 +513,10 @@ impl GroupCoordinator {
         let image = broker.image();
         let mut groups = self.lock();
         if let Some(group) = groups.get(group_id) {
-            validate_commit(&group.classic, generation_id, member_id, instance)?;
+            match &group.consumer {
+                Some(consumer) => consumer.validate_commit(member_id, generation_id)?,
+                None => validate_commit(&group.classic, generation_id, member_id, instance)?,
+            }
         } else {
             // Kafka: a commit with generation -1 to an unknown group creates an empty
             // (simple) group; a generation names a group that no longer exists.
@@ -487,10 +569,9 @@ impl GroupCoordinator {
             })
             .collect();
         self.append(broker, group_id, &encoded)?;
-        let group = groups.entry(group_id.to_string()).or_insert_with(|| Group {
-            classic: ClassicGroup::new(group_id, now),
-            offsets: OffsetStore::default(),
-        });
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now));
         for (topic, partition, value) in accepted {
             group.offsets.put(&topic, partition, value);
         }
@@ -548,9 +629,10 @@ impl GroupCoordinator {
         let Some(group) = groups.get_mut(group_id) else {
             return Err(ResponseError::GroupIdNotFound);
         };
-        let subscribed: Option<Vec<String>> = match group.classic.state {
-            GroupState::Empty => Some(Vec::new()),
-            _ => group.classic.subscribed_topics(),
+        let subscribed: Option<Vec<String>> = match (&group.consumer, group.classic.state) {
+            (Some(consumer), _) => Some(consumer.subscribed_topics().into_iter().collect()),
+            (None, GroupState::Empty) => Some(Vec::new()),
+            (None, _) => group.classic.subscribed_topics(),
         };
         let Some(subscribed) = subscribed else {
             return Err(ResponseError::NonEmptyGroup);
@@ -588,7 +670,11 @@ impl GroupCoordinator {
 
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         let groups = self.lock();
-        let group = &groups.get(group_id)?.classic;
+        let group = groups.get(group_id)?;
+        if group.consumer.is_some() {
+            return None; // "not a classic group": DescribeGroups answers as for an unknown group
+        }
+        let group = &group.classic;
         let protocol = group.protocol_name.clone().unwrap_or_default();
         // Kafka shows metadata and assignments only once the group is stable.
         let stable = group.state == GroupState::Stable;
@@ -625,17 +711,14 @@ impl GroupCoordinator {
         })
     }
 
-    /// (group id, protocol type, state) of every group.
-    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+    /// (group id, protocol type, state, group type) of every group.
+    pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
         let groups = self.lock();
         let mut listed: Vec<_> = groups
             .values()
             .map(|g| {
-                (
-                    g.classic.group_id.clone(),
-                    g.classic.protocol_type.clone().unwrap_or_default(),
-                    g.classic.state,
-                )
+                let (protocol_type, state, kind) = g.listing();
+                (g.classic.group_id.clone(), protocol_type, state, kind)
             })
             .collect();
         listed.sort_by(|a, b| a.0.cmp(&b.0));
@@ -649,7 +732,7 @@ impl GroupCoordinator {
         let Some(group) = groups.get_mut(group_id) else {
             return Err(ResponseError::GroupIdNotFound);
         };
-        if group.classic.state != GroupState::Empty || !group.classic.is_empty() {
+        if !group.has_no_members() {
             return Err(ResponseError::NonEmptyGroup);
         }
         let mut encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = group
@@ -666,12 +749,101 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    // ---- KIP-848 consumer groups ----
+
+    /// ConsumerGroupHeartbeat.
+    pub fn consumer_heartbeat(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        request: HeartbeatRequest,
+    ) -> Result<HeartbeatResult, (ResponseError, String)> {
+        validate_group_id(group_id)
+            .map_err(|e| (e, "The group id is empty or too long.".to_string()))?;
+        if request.member_id.is_empty() || request.member_id.len() > NAME_BYTES_MAX {
+            return Err((
+                ResponseError::InvalidRequest,
+                "MemberId must be a non-empty string.".into(),
+            ));
+        }
+        if request
+            .subscribed_topics
+            .as_ref()
+            .is_some_and(|t| t.iter().any(|name| name.len() > NAME_BYTES_MAX))
+        {
+            return Err((ResponseError::InvalidRequest, "Topic name too long.".into()));
+        }
+        let now = now_ms();
+        let image = broker.image();
+        let partitions_of = |topic: &str| image.topics.get(topic).map(|t| t.partition_count());
+        let mut groups = self.lock();
+        if !groups.contains_key(group_id) {
+            if request.member_epoch != 0 {
+                return Err((
+                    ResponseError::UnknownMemberId,
+                    format!("Group {group_id} has no member {}.", request.member_id),
+                ));
+            }
+            if groups.len() >= GROUPS_MAX {
+                return Err((
+                    ResponseError::GroupMaxSizeReached,
+                    format!("The coordinator holds {GROUPS_MAX} groups."),
+                ));
+            }
+        }
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now));
+        if group.consumer.is_none() {
+            if !group.has_no_members() {
+                return Err((
+                    ResponseError::GroupIdNotFound,
+                    format!("Group {group_id} is not a consumer group (it has classic members)."),
+                ));
+            }
+            group.consumer = Some(ConsumerGroup::new(now));
+        }
+        let consumer = group.consumer.as_mut().expect("set above");
+        let result = consumer.heartbeat(
+            request,
+            &partitions_of,
+            &self.settings.consumer_limits(),
+            now,
+        );
+        drop(groups);
+        self.wake.notify_one();
+        result
+    }
+
+    /// ConsumerGroupDescribe of one group: Err for unknown or classic groups.
+    pub fn consumer_describe<T>(
+        &self,
+        group_id: &str,
+        describe: impl FnOnce(&ConsumerGroup) -> T,
+    ) -> Result<T, (ResponseError, String)> {
+        let groups = self.lock();
+        match groups.get(group_id) {
+            Some(Group {
+                consumer: Some(consumer),
+                ..
+            }) => Ok(describe(consumer)),
+            Some(_) => Err((
+                ResponseError::GroupIdNotFound,
+                format!("Group {group_id} is not a consumer group."),
+            )),
+            None => Err((
+                ResponseError::GroupIdNotFound,
+                format!("Group {group_id} not found."),
+            )),
+        }
+    }
+
     // ---- timers ----
 
     fn next_deadline_ms(&self) -> Option<i64> {
         self.lock()
             .values()
-            .filter_map(|g| g.classic.next_deadline_ms())
+            .filter_map(Group::next_deadline_ms)
             .min()
     }
 
@@ -680,8 +852,17 @@ impl GroupCoordinator {
         let limits = self.settings.classic_limits();
         let mut groups = self.lock();
         for group in groups.values_mut() {
-            if !group.classic.next_deadline_ms().is_some_and(|d| d <= now) {
+            if !group.next_deadline_ms().is_some_and(|d| d <= now) {
                 continue;
+            }
+            if let Some(consumer) = group.consumer.as_mut() {
+                for member_id in consumer.expire(now) {
+                    tracing::info!(
+                        group_id = group.classic.group_id,
+                        member_id,
+                        "consumer group member expired"
+                    );
+                }
             }
             let (effects, evicted) = group.classic.expire(limits, now);
             for member_id in &evicted {
@@ -704,17 +885,16 @@ impl GroupCoordinator {
         let mut groups = self.lock();
         let mut dead = Vec::new();
         for (group_id, group) in groups.iter_mut() {
-            if group.classic.state != GroupState::Empty {
+            if !group.has_no_members() {
                 continue;
             }
-            let expired = group
-                .offsets
-                .expire(retention_ms, group.classic.state_timestamp_ms, now);
+            let empty_since_ms = group.empty_since_ms();
+            let expired = group.offsets.expire(retention_ms, empty_since_ms, now);
             let mut encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = expired
                 .iter()
                 .map(|(topic, partition)| (records::offset_key(group_id, topic, *partition), None))
                 .collect();
-            let gone = group.offsets.is_empty() && group.classic.is_empty();
+            let gone = group.offsets.is_empty();
             if gone {
                 encoded.push((records::group_key(group_id), None));
                 dead.push(group_id.clone());
@@ -783,10 +963,7 @@ fn apply_loaded(groups: &mut HashMap<String, Group>, record: OffsetsRecord, now:
             Some(value) => {
                 groups
                     .entry(group.clone())
-                    .or_insert_with(|| Group {
-                        classic: ClassicGroup::new(&group, now),
-                        offsets: OffsetStore::default(),
-                    })
+                    .or_insert_with(|| Group::new(&group, now))
                     .offsets
                     .put(&topic, partition, value);
             }
@@ -803,6 +980,7 @@ fn apply_loaded(groups: &mut HashMap<String, Group>, record: OffsetsRecord, now:
                     group.clone(),
                     Group {
                         classic: ClassicGroup::from_record(&group, &value, now),
+                        consumer: None,
                         offsets,
                     },
                 );

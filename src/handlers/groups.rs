@@ -35,7 +35,22 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 
+use kafka_protocol::messages::consumer_group_describe_response::{
+    Assignment as DescribeAssignment, DescribedGroup as ConsumerDescribedGroup,
+    Member as ConsumerDescribedMember, TopicPartitions as DescribeTopicPartitions,
+};
+use kafka_protocol::messages::consumer_group_heartbeat_response::{
+    Assignment as HeartbeatAssignment, TopicPartitions as HeartbeatTopicPartitions,
+};
+use kafka_protocol::messages::{
+    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
+    ConsumerGroupHeartbeatResponse,
+};
+use uuid::Uuid;
+
 use crate::broker::Broker;
+use crate::controller::image::MetadataImage;
+use crate::coordinator::consumer_group::{Assignment, HeartbeatRequest as ConsumerHeartbeat};
 use crate::coordinator::group::{GroupState, JoinRequest, JoinResult, Reply, SyncResult};
 use crate::coordinator::records::OffsetValue;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
@@ -604,16 +619,16 @@ pub fn list_groups(broker: &Broker, mut request: Request) -> Result<ResponseFram
         .groups
         .list()
         .into_iter()
-        .filter(|(_, _, state)| {
-            states.is_empty() || states.contains(&state.name().to_ascii_lowercase())
+        .filter(|(_, _, state, _)| {
+            states.is_empty() || states.contains(&state.to_ascii_lowercase())
         })
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
-        .map(|(group_id, protocol_type, state)| {
+        .filter(|(_, _, _, kind)| types.is_empty() || types.iter().any(|t| t == kind))
+        .map(|(group_id, protocol_type, state, kind)| {
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(group_id)))
                 .with_protocol_type(str_bytes(protocol_type))
-                .with_group_state(str_bytes(state.name()))
-                .with_group_type(StrBytes::from_static_str("classic"))
+                .with_group_state(str_bytes(state))
+                .with_group_type(StrBytes::from_static_str(kind))
         })
         .collect();
     let response = ListGroupsResponse::default().with_groups(groups);
@@ -634,4 +649,166 @@ pub fn delete_groups(broker: &Broker, mut request: Request) -> Result<ResponseFr
         .collect();
     let response = DeleteGroupsResponse::default().with_results(results);
     Ok(respond(&request, ApiKey::DeleteGroups, &response))
+}
+
+fn assignment_ids(image: &MetadataImage, assignment: &Assignment) -> Vec<(Uuid, String, Vec<i32>)> {
+    assignment
+        .iter()
+        .filter_map(|(topic, partitions)| {
+            let id = image.topics.get(topic)?.id;
+            Some((id, topic.clone(), partitions.iter().copied().collect()))
+        })
+        .collect()
+}
+
+pub fn consumer_group_heartbeat(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: ConsumerGroupHeartbeatRequest = decode(&mut request.body, version)?;
+    let image = broker.image();
+    // v0: the coordinator names a joining member; v1 (KIP-1082): the client does.
+    let member_id = if body.member_id.is_empty() && body.member_epoch == 0 && version == 0 {
+        uuid::Uuid::new_v4().to_string()
+    } else {
+        body.member_id.to_string()
+    };
+    let owned = body.topic_partitions.as_ref().map(|topics| {
+        let mut owned = Assignment::new();
+        for topic in topics {
+            if let Some(found) = image.topic_by_id(&topic.topic_id) {
+                owned
+                    .entry(found.name.clone())
+                    .or_default()
+                    .extend(topic.partitions.iter().copied());
+            }
+        }
+        owned
+    });
+    let subscribed_topics = match (&body.subscribed_topic_names, &body.subscribed_topic_regex) {
+        (Some(names), _) => Some(names.iter().map(|n| n.to_string()).collect()),
+        (None, _) => None,
+    };
+    let heartbeat = ConsumerHeartbeat {
+        member_id,
+        member_epoch: body.member_epoch,
+        instance_id: body.instance_id.as_ref().map(|s| s.to_string()),
+        rack_id: body.rack_id.as_ref().map(|s| s.to_string()),
+        client_id: request
+            .header
+            .client_id
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        client_host: client_host(),
+        rebalance_timeout_ms: body.rebalance_timeout_ms,
+        subscribed_topics,
+        server_assignor: body.server_assignor.as_ref().map(|s| s.to_string()),
+        owned,
+    };
+    let regex_only = body.subscribed_topic_regex.is_some() && body.subscribed_topic_names.is_none();
+    let outcome = if regex_only && body.member_epoch == 0 {
+        Err((
+            ResponseError::InvalidRequest,
+            "Regular expression subscriptions are not served by this broker.".to_string(),
+        ))
+    } else {
+        broker
+            .groups
+            .consumer_heartbeat(broker, body.group_id.as_str(), heartbeat)
+    };
+    let response = match outcome {
+        Err((error, message)) => ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(error.code())
+            .with_error_message(Some(str_bytes(message))),
+        Ok(result) => ConsumerGroupHeartbeatResponse::default()
+            .with_member_id(Some(str_bytes(result.member_id)))
+            .with_member_epoch(result.member_epoch)
+            .with_heartbeat_interval_ms(broker.groups.settings().consumer_heartbeat_interval_ms)
+            .with_assignment(result.assignment.map(|assignment| {
+                HeartbeatAssignment::default().with_topic_partitions(
+                    assignment_ids(&image, &assignment)
+                        .into_iter()
+                        .map(|(id, _, partitions)| {
+                            HeartbeatTopicPartitions::default()
+                                .with_topic_id(id)
+                                .with_partitions(partitions)
+                        })
+                        .collect(),
+                )
+            })),
+    };
+    Ok(respond(&request, ApiKey::ConsumerGroupHeartbeat, &response))
+}
+
+fn describe_assignment(image: &MetadataImage, assignment: &Assignment) -> DescribeAssignment {
+    DescribeAssignment::default().with_topic_partitions(
+        assignment_ids(image, assignment)
+            .into_iter()
+            .map(|(id, name, partitions)| {
+                DescribeTopicPartitions::default()
+                    .with_topic_id(id)
+                    .with_topic_name(TopicName(str_bytes(name)))
+                    .with_partitions(partitions)
+            })
+            .collect(),
+    )
+}
+
+pub fn consumer_group_describe(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let body: ConsumerGroupDescribeRequest = decode(&mut request.body, request.version)?;
+    let image = broker.image();
+    let groups = body
+        .group_ids
+        .into_iter()
+        .map(|group_id| {
+            let described = ConsumerDescribedGroup::default()
+                .with_group_id(group_id.clone())
+                .with_authorized_operations(OPERATIONS_OMITTED);
+            let outcome = broker.groups.consumer_describe(group_id.as_str(), |group| {
+                let members = group
+                    .members
+                    .values()
+                    .map(|m| {
+                        let target = group.target.get(&m.member_id).cloned().unwrap_or_default();
+                        ConsumerDescribedMember::default()
+                            .with_member_id(str_bytes(m.member_id.clone()))
+                            .with_instance_id(m.instance_id.clone().map(str_bytes))
+                            .with_rack_id(m.rack_id.clone().map(str_bytes))
+                            .with_member_epoch(m.member_epoch)
+                            .with_client_id(str_bytes(m.client_id.clone()))
+                            .with_client_host(str_bytes(m.client_host.clone()))
+                            .with_subscribed_topic_names(
+                                m.subscribed_topics
+                                    .iter()
+                                    .map(|t| TopicName(str_bytes(t.clone())))
+                                    .collect(),
+                            )
+                            .with_assignment(describe_assignment(&image, &m.assigned))
+                            .with_target_assignment(describe_assignment(&image, &target))
+                            .with_member_type(-1)
+                    })
+                    .collect();
+                described
+                    .clone()
+                    .with_group_state(StrBytes::from_static_str(group.state_name()))
+                    .with_group_epoch(group.group_epoch)
+                    .with_assignment_epoch(group.assignment_epoch)
+                    .with_assignor_name(str_bytes(group.assignor_name.clone()))
+                    .with_members(members)
+            });
+            match outcome {
+                Ok(described) => described,
+                Err((error, message)) => described
+                    .with_error_code(error.code())
+                    .with_error_message(Some(str_bytes(message))),
+            }
+        })
+        .collect();
+    let response = ConsumerGroupDescribeResponse::default().with_groups(groups);
+    Ok(respond(&request, ApiKey::ConsumerGroupDescribe, &response))
 }

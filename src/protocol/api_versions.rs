@@ -39,6 +39,8 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::ListGroups, range(0, 5)),
     (ApiKey::DeleteGroups, range(0, 2)),
     (ApiKey::OffsetDelete, range(0, 0)),
+    (ApiKey::ConsumerGroupHeartbeat, range(0, 1)),
+    (ApiKey::ConsumerGroupDescribe, range(0, 1)),
 ];
 
 /// Produce versions below this are advertised but refused.

@@ -180,6 +180,14 @@ pub fn decode_request_frame(frame: Bytes) -> Result<(), RequestError> {
         ApiKey::DescribeGroups => decode::<DescribeGroupsRequest>(body, version).map(drop),
         ApiKey::ListGroups => decode::<ListGroupsRequest>(body, version).map(drop),
         ApiKey::DeleteGroups => decode::<DeleteGroupsRequest>(body, version).map(drop),
+        ApiKey::ConsumerGroupHeartbeat => {
+            decode::<kafka_protocol::messages::ConsumerGroupHeartbeatRequest>(body, version)
+                .map(drop)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            decode::<kafka_protocol::messages::ConsumerGroupDescribeRequest>(body, version)
+                .map(drop)
+        }
         other => Err(RequestError::UnknownApiKey(other as i16)),
     }
 }

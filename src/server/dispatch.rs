@@ -66,6 +66,12 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, Strin
             handlers::groups::describe_groups(broker, request).map(Handled::Response)
         }
         ApiKey::ListGroups => handlers::groups::list_groups(broker, request).map(Handled::Response),
+        ApiKey::ConsumerGroupHeartbeat => {
+            handlers::groups::consumer_group_heartbeat(broker, request).map(Handled::Response)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            handlers::groups::consumer_group_describe(broker, request).map(Handled::Response)
+        }
         ApiKey::DeleteGroups => {
             handlers::groups::delete_groups(broker, request).map(Handled::Response)
         }
