@@ -50,6 +50,7 @@ SELECTED=(
     TestIssue523
     TestGroupSimple
     TestGroupETL
+    Test848RegexBrokerResolves
 )
 if [ $# -ge 1 ]; then
     RUN="$1"

@@ -18,7 +18,30 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use indexmap::IndexMap;
 use kafka_protocol::ResponseError;
 
+use regex::{Regex, RegexBuilder};
+
 use super::assignor;
+
+/// Compiled size bound of a subscription regex: a hostile pattern cannot take much memory.
+const REGEX_SIZE_BYTES_MAX: usize = 1 << 20;
+
+/// Kafka matches a subscription regex against the whole topic name (RE2J `matches()`).
+pub fn compile_regex(pattern: &str) -> Result<Regex, String> {
+    RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(REGEX_SIZE_BYTES_MAX)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn resolve(names: &[String], regex: Option<&Regex>, all_topics: &[String]) -> Vec<String> {
+    let mut topics: Vec<String> = names.to_vec();
+    if let Some(regex) = regex {
+        topics.extend(all_topics.iter().filter(|t| regex.is_match(t)).cloned());
+    }
+    topics.sort();
+    topics.dedup();
+    topics
+}
 
 /// topic name → partitions.
 pub type Assignment = BTreeMap<String, BTreeSet<i32>>;
@@ -33,7 +56,10 @@ pub struct ConsumerMember {
     pub rack_id: Option<String>,
     pub client_id: String,
     pub client_host: String,
+    /// Topics the member consumes: its names plus what its regex matches now (sorted).
     pub subscribed_topics: Vec<String>,
+    pub subscribed_names: Vec<String>,
+    pub subscribed_regex: Option<Regex>,
     pub server_assignor: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub member_epoch: i32,
@@ -62,6 +88,8 @@ pub struct HeartbeatRequest {
     pub rebalance_timeout_ms: i32,
     /// None: unchanged since the last heartbeat.
     pub subscribed_topics: Option<Vec<String>>,
+    /// None: unchanged; Some(""): no regex any more.
+    pub subscribed_regex: Option<String>,
     pub server_assignor: Option<String>,
     /// None: unchanged.
     pub owned: Option<Assignment>,
@@ -185,9 +213,19 @@ impl ConsumerGroup {
         &mut self,
         request: HeartbeatRequest,
         partitions_of: &dyn Fn(&str) -> Option<i32>,
+        all_topics: &[String],
         limits: &ConsumerLimits,
         now_ms: i64,
     ) -> Result<HeartbeatResult, Failure> {
+        let regex = match request.subscribed_regex.as_deref() {
+            None | Some("") => None,
+            Some(pattern) => Some(compile_regex(pattern).map_err(|e| {
+                failure(
+                    ResponseError::InvalidRegularExpression,
+                    format!("{pattern}: {e}"),
+                )
+            })?),
+        };
         if let Some(assignor) = &request.server_assignor {
             if !limits.assignors.contains(assignor) {
                 return Err(failure(
@@ -247,16 +285,26 @@ impl ConsumerGroup {
         if request.rack_id.is_some() {
             member.rack_id = request.rack_id.clone();
         }
+        if let Some(names) = &request.subscribed_topics {
+            member.subscribed_names = names.clone();
+        }
+        if let Some(pattern) = &request.subscribed_regex {
+            member.subscribed_regex = if pattern.is_empty() { None } else { regex };
+        }
+        // Regexes are re-resolved on every heartbeat: topics come and go.
         let mut subscription_changed = false;
-        if let Some(topics) = &request.subscribed_topics {
-            let mut topics = topics.clone();
-            topics.sort();
-            topics.dedup();
+        for member in self.members.values_mut() {
+            let topics = resolve(
+                &member.subscribed_names,
+                member.subscribed_regex.as_ref(),
+                all_topics,
+            );
             if topics != member.subscribed_topics {
                 member.subscribed_topics = topics;
                 subscription_changed = true;
             }
         }
+        let member = self.members.get_mut(&member_id).expect("member");
         if request.server_assignor.is_some() {
             member.server_assignor = request.server_assignor.clone();
         }
@@ -286,10 +334,10 @@ impl ConsumerGroup {
         limits: &ConsumerLimits,
         now_ms: i64,
     ) -> Result<(), Failure> {
-        if request.subscribed_topics.is_none() {
+        if request.subscribed_topics.is_none() && request.subscribed_regex.is_none() {
             return Err(failure(
                 ResponseError::InvalidRequest,
-                "SubscribedTopicNames must be set when joining (regular expressions are not served).",
+                "SubscribedTopicNames or SubscribedTopicRegex must be set when joining.",
             ));
         }
         // A static member coming back takes over its previous identity and partitions.
@@ -349,6 +397,8 @@ impl ConsumerGroup {
                 client_id: request.client_id.clone(),
                 client_host: request.client_host.clone(),
                 subscribed_topics: Vec::new(),
+                subscribed_names: Vec::new(),
+                subscribed_regex: None,
                 server_assignor: None,
                 rebalance_timeout_ms: request.rebalance_timeout_ms.max(1),
                 member_epoch: 0,

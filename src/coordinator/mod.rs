@@ -776,6 +776,7 @@ impl GroupCoordinator {
         let now = now_ms();
         let image = broker.image();
         let partitions_of = |topic: &str| image.topics.get(topic).map(|t| t.partition_count());
+        let all_topics: Vec<String> = image.topics.keys().cloned().collect();
         let mut groups = self.lock();
         if !groups.contains_key(group_id) {
             if request.member_epoch != 0 {
@@ -807,6 +808,7 @@ impl GroupCoordinator {
         let result = consumer.heartbeat(
             request,
             &partitions_of,
+            &all_topics,
             &self.settings.consumer_limits(),
             now,
         );

@@ -686,10 +686,10 @@ pub fn consumer_group_heartbeat(
         }
         owned
     });
-    let subscribed_topics = match (&body.subscribed_topic_names, &body.subscribed_topic_regex) {
-        (Some(names), _) => Some(names.iter().map(|n| n.to_string()).collect()),
-        (None, _) => None,
-    };
+    let subscribed_topics = body
+        .subscribed_topic_names
+        .as_ref()
+        .map(|names| names.iter().map(|n| n.to_string()).collect());
     let heartbeat = ConsumerHeartbeat {
         member_id,
         member_epoch: body.member_epoch,
@@ -704,20 +704,13 @@ pub fn consumer_group_heartbeat(
         client_host: client_host(),
         rebalance_timeout_ms: body.rebalance_timeout_ms,
         subscribed_topics,
+        subscribed_regex: body.subscribed_topic_regex.as_ref().map(|s| s.to_string()),
         server_assignor: body.server_assignor.as_ref().map(|s| s.to_string()),
         owned,
     };
-    let regex_only = body.subscribed_topic_regex.is_some() && body.subscribed_topic_names.is_none();
-    let outcome = if regex_only && body.member_epoch == 0 {
-        Err((
-            ResponseError::InvalidRequest,
-            "Regular expression subscriptions are not served by this broker.".to_string(),
-        ))
-    } else {
-        broker
-            .groups
-            .consumer_heartbeat(broker, body.group_id.as_str(), heartbeat)
-    };
+    let outcome = broker
+        .groups
+        .consumer_heartbeat(broker, body.group_id.as_str(), heartbeat);
     let response = match outcome {
         Err((error, message)) => ConsumerGroupHeartbeatResponse::default()
             .with_error_code(error.code())
@@ -782,6 +775,10 @@ pub fn consumer_group_describe(
                             .with_member_epoch(m.member_epoch)
                             .with_client_id(str_bytes(m.client_id.clone()))
                             .with_client_host(str_bytes(m.client_host.clone()))
+                            .with_subscribed_topic_regex(m.subscribed_regex.as_ref().map(|r| {
+                                let text = r.as_str();
+                                str_bytes(&text[4..text.len() - 2])
+                            }))
                             .with_subscribed_topic_names(
                                 m.subscribed_topics
                                     .iter()
