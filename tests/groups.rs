@@ -733,3 +733,63 @@ async fn bad_group_requests_get_kafka_error_codes() {
     // The broker is still serving.
     assert_eq!(heartbeat(&mut raw, "g", generation, &member_id), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// KIP-848: librdkafka with group.protocol=consumer (server-side assignment)
+
+async fn consumer_protocol_spread_and_shrink(assignor: &str) {
+    let broker = Broker::start_with(&["group.consumer.heartbeat.interval.ms=500"]);
+    let bootstrap = broker.bootstrap();
+    let topic = format!("kip848-{assignor}");
+    create_topic(&bootstrap, &topic, 6, &[]).await;
+    let group = format!("kip848-group-{assignor}");
+    let extra = [
+        ("group.protocol", "consumer"),
+        ("group.remote.assignor", assignor),
+    ];
+    let consumer = |_| {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("socket.timeout.ms", "15000");
+        for (key, value) in extra {
+            config.set(key, value);
+        }
+        let consumer: GroupConsumer = config
+            .create_with_context(CountingContext::default())
+            .expect("create consumer");
+        consumer.subscribe(&[&topic]).expect("subscribe");
+        consumer
+    };
+    let a = consumer(0);
+    let b = consumer(1);
+    let c = consumer(2);
+    poll_until(
+        &[&a, &b, &c],
+        "3 KIP-848 members over 6 partitions",
+        |assignments| {
+            assignments.iter().all(|a| a.len() == 2) && covers_exactly_once(assignments, &topic, 6)
+        },
+    );
+    drop(c);
+    poll_until(
+        &[&a, &b],
+        "2 KIP-848 members after one left",
+        |assignments| {
+            covers_exactly_once(assignments, &topic, 6) && assignments.iter().all(|a| a.len() == 3)
+        },
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_uniform_assignor() {
+    consumer_protocol_spread_and_shrink("uniform").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_range_assignor() {
+    consumer_protocol_spread_and_shrink("range").await;
+}
