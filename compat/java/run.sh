@@ -3,7 +3,8 @@
 #   BOOTSTRAP=127.0.0.1:9092 compat/java/run.sh
 # Prints one "RESULT <scenario> PASS|FAIL|SKIP <detail>" line per scenario; exits 1 if any FAIL.
 # Scenarios: java-build, RoundTrip's java-* scenarios, java-client-compatibility-test
-# (org.apache.kafka.tools.ClientCompatibilityTest), java-verifiable-producer, java-verifiable-consumer,
+# (org.apache.kafka.tools.ClientCompatibilityTest), java-verifiable-producer, java-verifiable-consumer
+# (classic) and java-verifiable-consumer-848 (group.protocol=consumer),
 # java-consumer-groups-command (kafka-consumer-groups: list, describe with lag, reset offsets).
 #
 # Env:
@@ -131,6 +132,22 @@ if [[ "${WITH_GROUPS:-1}" == 1 ]]; then
     result java-verifiable-consumer FAIL "exit $rc: ${detail:-$(tail_detail "$WORK_DIR/vc.check" 3)} $(grep -m1 Exception "$WORK_DIR/vc.err" | cut -c1-200)"
   fi
 
+  # The same with the KIP-848 consumer protocol (server-side assignment).
+  timeout 120 "${JAVA[@]}" org.apache.kafka.tools.VerifiableConsumer --bootstrap-server "$BOOTSTRAP" \
+    --topic "$VP_TOPIC" --group-id "vc848-$RUN_ID" --max-messages "$VP_MESSAGES" --reset-policy earliest \
+    --group-protocol consumer --consumer.config "$WORK_DIR/consumer.properties" \
+    >"$WORK_DIR/vc848.out" 2>"$WORK_DIR/vc848.err"
+  rc=$?
+  timeout 60 "${JAVA[@]}" dlog.compat.RoundTrip check-verifiable-consumer verifiable-consumer \
+    "$WORK_DIR/vc848.out" "$VP_MESSAGES" >"$WORK_DIR/vc848.check" 2>&1
+  line="$(grep -m1 '^RESULT ' "$WORK_DIR/vc848.check")"
+  status="$(awk '{print $3}' <<<"$line")"; detail="$(cut -d' ' -f4- <<<"$line")"
+  if [[ $rc -eq 0 && "$status" == PASS ]]; then
+    result java-verifiable-consumer-848 PASS "group.protocol=consumer: $detail"
+  else
+    result java-verifiable-consumer-848 FAIL "exit $rc: ${detail:-$(tail_detail "$WORK_DIR/vc848.check" 3)} $(grep -m1 Exception "$WORK_DIR/vc848.err" | cut -c1-200)"
+  fi
+
   # Kafka's kafka-consumer-groups tool on the group VerifiableConsumer left behind (empty, with
   # its commits): --list finds it, --describe shows lag 0, --reset-offsets --to-earliest moves
   # every partition back to 0 (lag = all records).
@@ -163,6 +180,7 @@ if [[ "${WITH_GROUPS:-1}" == 1 ]]; then
   fi
 else
   result java-verifiable-consumer SKIP "WITH_GROUPS=0"
+  result java-verifiable-consumer-848 SKIP "WITH_GROUPS=0"
   result java-consumer-groups-command SKIP "WITH_GROUPS=0"
 fi
 
