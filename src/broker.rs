@@ -12,6 +12,7 @@ use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::controller::image::{Change, MetadataImage};
 use crate::controller::{ApiError, Controller, NewTopic};
+use crate::coordinator::GroupCoordinator;
 use crate::handlers::fetch::FetchSessions;
 use crate::log::cleaner::CleanerSettings;
 use crate::log::LogManager;
@@ -24,6 +25,8 @@ pub struct Broker {
     /// Woken after every append, so that long-polling fetches re-check without polling.
     pub data_arrived: Notify,
     pub fetch_sessions: FetchSessions,
+    /// Consumer groups and committed offsets (`__consumer_offsets`).
+    pub groups: GroupCoordinator,
     /// Flips to true when the node begins shutting down.
     pub shutdown: watch::Sender<bool>,
 }
@@ -87,6 +90,7 @@ impl Broker {
             Controller::open(&data_dir, config.node_id, config.properties.clone(), clean)
                 .context("opening metadata log")?;
         let (shutdown, _) = watch::channel(false);
+        let properties = config.properties.clone();
         let broker = Arc::new(Broker {
             config,
             cluster_id,
@@ -94,9 +98,14 @@ impl Broker {
             logs,
             data_arrived: Notify::new(),
             fetch_sessions: FetchSessions::default(),
+            groups: GroupCoordinator::new(&properties),
             shutdown,
         });
         broker.publish(&changes).context("opening partition logs")?;
+        broker
+            .groups
+            .load(&broker)
+            .context("loading consumer groups from __consumer_offsets")?;
         Ok(broker)
     }
 

@@ -56,6 +56,8 @@ const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"];
 const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 const PROCESS_ROLES: &[&str] = &["broker", "controller"];
+const REBALANCE_PROTOCOLS: &[&str] = &["classic", "consumer", "share", "streams"];
+const CONSUMER_ASSIGNORS: &[&str] = &["uniform", "range"];
 
 /// Broker properties dlog understands, with Kafka 4.x defaults.
 pub const BROKER_PROPERTIES: &[Property] = &[
@@ -158,7 +160,56 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     at_least("log.cleaner.backoff.ms", Kind::Long, "15000", 0),
     property("unclean.leader.election.enable", Kind::Boolean, "false"),
     at_least("offsets.topic.num.partitions", Kind::Int, "50", 1),
+    at_least("offsets.topic.segment.bytes", Kind::Int, "104857600", 14),
+    at_least("offsets.retention.minutes", Kind::Int, "10080", 1),
+    at_least(
+        "offsets.retention.check.interval.ms",
+        Kind::Long,
+        "600000",
+        1,
+    ),
+    at_least("offset.metadata.max.bytes", Kind::Int, "4096", 0),
     at_least("group.initial.rebalance.delay.ms", Kind::Int, "3000", 0),
+    at_least("group.min.session.timeout.ms", Kind::Int, "6000", 0),
+    at_least("group.max.session.timeout.ms", Kind::Int, "1800000", 0),
+    at_least("group.max.size", Kind::Int, "2147483647", 1),
+    property(
+        "group.coordinator.rebalance.protocols",
+        Kind::ChoiceList(REBALANCE_PROTOCOLS),
+        "classic,consumer",
+    ),
+    at_least("group.consumer.session.timeout.ms", Kind::Int, "45000", 1),
+    at_least(
+        "group.consumer.min.session.timeout.ms",
+        Kind::Int,
+        "45000",
+        1,
+    ),
+    at_least(
+        "group.consumer.max.session.timeout.ms",
+        Kind::Int,
+        "60000",
+        1,
+    ),
+    at_least("group.consumer.heartbeat.interval.ms", Kind::Int, "5000", 1),
+    at_least(
+        "group.consumer.min.heartbeat.interval.ms",
+        Kind::Int,
+        "5000",
+        1,
+    ),
+    at_least(
+        "group.consumer.max.heartbeat.interval.ms",
+        Kind::Int,
+        "15000",
+        1,
+    ),
+    at_least("group.consumer.max.size", Kind::Int, "2147483647", 1),
+    property(
+        "group.consumer.assignors",
+        Kind::ChoiceList(CONSUMER_ASSIGNORS),
+        "uniform,range",
+    ),
 ];
 
 /// A topic-level config: its name, the broker property that supplies its default, and its kind.

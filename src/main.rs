@@ -95,6 +95,7 @@ async fn run(config: BrokerConfig, metrics_listen: Option<std::net::SocketAddr>)
         .with_context(|| format!("binding {listen_address}"))?;
     tracing::info!(address = %listen_address, cluster_id = broker.cluster_id, "dlog listening");
     let maintenance = tokio::spawn(broker.clone().run_maintenance());
+    let group_timers = tokio::spawn(dlog::coordinator::run_timers(broker.clone()));
     let server = tokio::spawn(dlog::server::run(broker.clone(), listener));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -105,6 +106,7 @@ async fn run(config: BrokerConfig, metrics_listen: Option<std::net::SocketAddr>)
     let _ = broker.shutdown.send(true);
     let _ = server.await;
     let _ = maintenance.await;
+    let _ = group_timers.await;
     // Let in-flight handlers finish their appends before closing the logs.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     broker.close().context("closing logs")?;

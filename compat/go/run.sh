@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs franz-go's pkg/kgo integration tests (the release pinned in go.mod) against the
-# broker at $BOOTSTRAP (host:port). Only tests that need produce/consume/admin without
-# consumer groups, transactions or share groups are selected: see TESTS.md.
+# broker at $BOOTSTRAP (host:port). Tests that need transactions, idempotence, SASL or
+# share groups are not selected: see TESTS.md.
 #
 #   BOOTSTRAP=127.0.0.1:9092 compat/go/run.sh            # the selected tests
 #   BOOTSTRAP=... compat/go/run.sh '^TestIssue337$'      # a custom -run regexp
@@ -19,8 +19,8 @@ if [ -z "${BOOTSTRAP:-}" ]; then
 fi
 command -v go >/dev/null || { echo "compat/go/run.sh: go not found" >&2; exit 2; }
 
-# Integration tests that only produce, consume by direct assignment and use admin
-# requests (CreateTopics/DeleteTopics/Metadata/ListOffsets). Keep in sync with TESTS.md.
+# Integration tests that produce, consume (directly or in classic consumer groups) and use
+# admin requests. Keep in sync with TESTS.md.
 SELECTED=(
     TestPing
     TestConsumeTopicRetrieval
@@ -44,6 +44,13 @@ SELECTED=(
     TestIssueProduceSyncManualPartitionNegativeDoesNotPanic
     TestIssue831
     TestClient_ProduceLargeMessages
+    TestUnknownGroupOffsetFetchPinned
+    TestIssue1034
+    TestConsumeRegex
+    TestIssue523
+    TestGroupSimple
+    TestGroupETL
+    Test848RegexBrokerResolves
 )
 if [ $# -ge 1 ]; then
     RUN="$1"

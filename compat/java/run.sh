@@ -3,11 +3,14 @@
 #   BOOTSTRAP=127.0.0.1:9092 compat/java/run.sh
 # Prints one "RESULT <scenario> PASS|FAIL|SKIP <detail>" line per scenario; exits 1 if any FAIL.
 # Scenarios: java-build, RoundTrip's java-* scenarios, java-client-compatibility-test
-# (org.apache.kafka.tools.ClientCompatibilityTest), java-verifiable-producer, java-verifiable-consumer.
+# (org.apache.kafka.tools.ClientCompatibilityTest), java-verifiable-producer, java-verifiable-consumer
+# (classic) and java-verifiable-consumer-848 (group.protocol=consumer),
+# java-consumer-groups-command (kafka-consumer-groups: list, describe with lag, reset offsets).
 #
 # Env:
 #   BOOTSTRAP                       required
-#   WITH_GROUPS=1                   also run VerifiableConsumer (needs consumer groups); default SKIP
+#   WITH_GROUPS=0                   skip the consumer-group scenarios (VerifiableConsumer,
+#                                   ConsumerGroupCommand); they run by default
 #   VP_MESSAGES                     records for VerifiableProducer/Consumer (default 1000)
 #   CCT_DESCRIBE_ACLS_SUPPORTED     ClientCompatibilityTest --describe-acls-supported (default false: dlog
 #                                   has no DescribeAcls API; a real Kafka without authorizer needs true)
@@ -113,7 +116,7 @@ else
   result java-verifiable-producer FAIL "exit $rc: ${detail:-$(tail_detail "$WORK_DIR/vp.check" 3)} $(grep -m1 Exception "$WORK_DIR/vp.err" | cut -c1-200)"
 fi
 
-if [[ "${WITH_GROUPS:-0}" == 1 ]]; then
+if [[ "${WITH_GROUPS:-1}" == 1 ]]; then
   printf 'request.timeout.ms=20000\ndefault.api.timeout.ms=30000\n' >"$WORK_DIR/consumer.properties"
   timeout 120 "${JAVA[@]}" org.apache.kafka.tools.VerifiableConsumer --bootstrap-server "$BOOTSTRAP" \
     --topic "$VP_TOPIC" --group-id "vc-$RUN_ID" --max-messages "$VP_MESSAGES" --reset-policy earliest \
@@ -128,8 +131,57 @@ if [[ "${WITH_GROUPS:-0}" == 1 ]]; then
   else
     result java-verifiable-consumer FAIL "exit $rc: ${detail:-$(tail_detail "$WORK_DIR/vc.check" 3)} $(grep -m1 Exception "$WORK_DIR/vc.err" | cut -c1-200)"
   fi
+
+  # The same with the KIP-848 consumer protocol (server-side assignment).
+  timeout 120 "${JAVA[@]}" org.apache.kafka.tools.VerifiableConsumer --bootstrap-server "$BOOTSTRAP" \
+    --topic "$VP_TOPIC" --group-id "vc848-$RUN_ID" --max-messages "$VP_MESSAGES" --reset-policy earliest \
+    --group-protocol consumer --consumer.config "$WORK_DIR/consumer.properties" \
+    >"$WORK_DIR/vc848.out" 2>"$WORK_DIR/vc848.err"
+  rc=$?
+  timeout 60 "${JAVA[@]}" dlog.compat.RoundTrip check-verifiable-consumer verifiable-consumer \
+    "$WORK_DIR/vc848.out" "$VP_MESSAGES" >"$WORK_DIR/vc848.check" 2>&1
+  line="$(grep -m1 '^RESULT ' "$WORK_DIR/vc848.check")"
+  status="$(awk '{print $3}' <<<"$line")"; detail="$(cut -d' ' -f4- <<<"$line")"
+  if [[ $rc -eq 0 && "$status" == PASS ]]; then
+    result java-verifiable-consumer-848 PASS "group.protocol=consumer: $detail"
+  else
+    result java-verifiable-consumer-848 FAIL "exit $rc: ${detail:-$(tail_detail "$WORK_DIR/vc848.check" 3)} $(grep -m1 Exception "$WORK_DIR/vc848.err" | cut -c1-200)"
+  fi
+
+  # Kafka's kafka-consumer-groups tool on the group VerifiableConsumer left behind (empty, with
+  # its commits): --list finds it, --describe shows lag 0, --reset-offsets --to-earliest moves
+  # every partition back to 0 (lag = all records).
+  CGC=("${JAVA[@]}" org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --bootstrap-server "$BOOTSTRAP")
+  lag_sums() { # group topic -> "current_sum lag_sum rows"
+    timeout 60 "${CGC[@]}" --describe --group "$1" 2>>"$WORK_DIR/cgc.err" | tee -a "$WORK_DIR/cgc.out" \
+      | awk -v t="$2" '$2 == t { c += $4; l += $6; n++ } END { print c+0, l+0, n+0 }'
+  }
+  cgc_detail=""
+  if ! timeout 60 "${CGC[@]}" --list >"$WORK_DIR/cgc-list.out" 2>>"$WORK_DIR/cgc.err" \
+       || ! grep -qx "vc-$RUN_ID" "$WORK_DIR/cgc-list.out"; then
+    cgc_detail="--list does not show vc-$RUN_ID: $(tail_detail "$WORK_DIR/cgc-list.out" 3)"
+  fi
+  read -r current lag rows <<<"$(lag_sums "vc-$RUN_ID" "$VP_TOPIC")"
+  if [[ -z "$cgc_detail" && ( "$current" != "$VP_MESSAGES" || "$lag" != 0 || "$rows" == 0 ) ]]; then
+    cgc_detail="--describe: committed sum $current, lag sum $lag over $rows partitions (want $VP_MESSAGES, 0)"
+  fi
+  if [[ -z "$cgc_detail" ]]; then
+    timeout 60 "${CGC[@]}" --reset-offsets --group "vc-$RUN_ID" --topic "$VP_TOPIC" --to-earliest --execute \
+      >>"$WORK_DIR/cgc.out" 2>>"$WORK_DIR/cgc.err"
+    read -r current lag rows <<<"$(lag_sums "vc-$RUN_ID" "$VP_TOPIC")"
+    if [[ "$current" != 0 || "$lag" != "$VP_MESSAGES" ]]; then
+      cgc_detail="after --reset-offsets --to-earliest: committed sum $current, lag sum $lag (want 0, $VP_MESSAGES)"
+    fi
+  fi
+  if [[ -z "$cgc_detail" ]]; then
+    result java-consumer-groups-command PASS "list, describe (lag 0 over $rows partitions), reset to earliest (lag $lag)"
+  else
+    result java-consumer-groups-command FAIL "$cgc_detail $(grep -m1 -E 'Exception|Error' "$WORK_DIR/cgc.err" | cut -c1-200)"
+  fi
 else
-  result java-verifiable-consumer SKIP "needs consumer groups; set WITH_GROUPS=1"
+  result java-verifiable-consumer SKIP "WITH_GROUPS=0"
+  result java-verifiable-consumer-848 SKIP "WITH_GROUPS=0"
+  result java-consumer-groups-command SKIP "WITH_GROUPS=0"
 fi
 
 echo "java compat outputs in $WORK_DIR"

@@ -2,12 +2,19 @@
 //! version newer than served is answered in the v0 layout with UNSUPPORTED_VERSION and the
 //! list, so the client can retry with a version both sides know.
 
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::protocol::api_versions::{self, SUPPORTED};
 use crate::protocol::{encode_response, Request, RequestError, ResponseFrame};
+
+const GROUP_VERSION_FEATURE: &str = "group.version";
+const GROUP_VERSION: i16 = 1;
+const FEATURES_EPOCH: i64 = 1;
 
 pub fn handle(request: &Request) -> Result<ResponseFrame, RequestError> {
     let served = api_versions::supported(ApiKey::ApiVersions).expect("ApiVersions is served");
@@ -32,7 +39,22 @@ pub fn handle(request: &Request) -> Result<ResponseFrame, RequestError> {
             &body,
         ));
     }
-    let body = ApiVersionsResponse::default().with_api_keys(api_keys);
+    let mut body = ApiVersionsResponse::default().with_api_keys(api_keys);
+    if request.version >= 3 {
+        // group.version 1 (KIP-848): Kafka 4 clients use the consumer group protocol only
+        // where the cluster has finalized it. The feature is fixed here, not set by an admin,
+        // so its epoch is constant.
+        body = body
+            .with_supported_features(vec![SupportedFeatureKey::default()
+                .with_name(StrBytes::from_static_str(GROUP_VERSION_FEATURE))
+                .with_min_version(0)
+                .with_max_version(GROUP_VERSION)])
+            .with_finalized_features_epoch(FEATURES_EPOCH)
+            .with_finalized_features(vec![FinalizedFeatureKey::default()
+                .with_name(StrBytes::from_static_str(GROUP_VERSION_FEATURE))
+                .with_min_version_level(GROUP_VERSION)
+                .with_max_version_level(GROUP_VERSION)]);
+    }
     Ok(encode_response(
         ApiKey::ApiVersions,
         request.version,

@@ -34,6 +34,18 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::AlterConfigs, range(0, 2)),
     (ApiKey::IncrementalAlterConfigs, range(0, 1)),
     (ApiKey::DescribeLogDirs, range(1, 4)),
+    (ApiKey::OffsetCommit, range(2, 9)),
+    (ApiKey::OffsetFetch, range(1, 9)),
+    (ApiKey::JoinGroup, range(2, 9)),
+    (ApiKey::Heartbeat, range(0, 4)),
+    (ApiKey::LeaveGroup, range(0, 5)),
+    (ApiKey::SyncGroup, range(0, 5)),
+    (ApiKey::DescribeGroups, range(0, 6)),
+    (ApiKey::ListGroups, range(0, 5)),
+    (ApiKey::DeleteGroups, range(0, 2)),
+    (ApiKey::OffsetDelete, range(0, 0)),
+    (ApiKey::ConsumerGroupHeartbeat, range(0, 1)),
+    (ApiKey::ConsumerGroupDescribe, range(0, 1)),
 ];
 
 /// Produce versions below this are advertised but refused.

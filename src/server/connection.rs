@@ -26,6 +26,12 @@ const PENDING_RESPONSES_MAX: usize = 64;
 /// announcing a large frame and sending nothing holds no memory.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
+tokio::task_local! {
+    /// The peer of the connection whose request is being dispatched: JoinGroup records it as
+    /// the member's client host, as Kafka does.
+    pub static PEER: Option<std::net::SocketAddr>;
+}
+
 enum Pending {
     Ready(ResponseFrame),
     Later(oneshot::Receiver<Option<ResponseFrame>>),
@@ -37,7 +43,7 @@ pub async fn serve(broker: Arc<Broker>, stream: TcpStream) {
     let (reader, writer) = stream.into_split();
     let (pending_tx, pending_rx) = mpsc::channel::<Pending>(PENDING_RESPONSES_MAX);
     let writer_task = tokio::spawn(write_responses(writer, pending_rx));
-    if let Err(reason) = read_requests(&broker, reader, pending_tx).await {
+    if let Err(reason) = read_requests(&broker, reader, pending_tx, peer).await {
         tracing::debug!(?peer, reason, "closing connection");
     }
     let _ = writer_task.await;
@@ -79,6 +85,7 @@ async fn read_requests(
     broker: &Arc<Broker>,
     mut reader: OwnedReadHalf,
     pending: mpsc::Sender<Pending>,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<(), String> {
     let idle = Duration::from_millis(broker.config.connection_idle_ms_max);
     let mut shutdown = broker.shutdown.subscribe();
@@ -90,7 +97,10 @@ async fn read_requests(
             _ = shutdown.changed() => return Ok(()),
         };
         let Some(frame) = frame else { return Ok(()) };
-        match dispatch::handle(broker, frame.freeze()).await? {
+        match PEER
+            .scope(peer, dispatch::handle(broker, frame.freeze()))
+            .await?
+        {
             Handled::Response(response) => send(&pending, Pending::Ready(response)).await?,
             Handled::NoResponse => {}
             Handled::Deferred(future) => {

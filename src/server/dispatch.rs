@@ -62,7 +62,33 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, Strin
             handlers::admin::describe_cluster(broker, request).map(Handled::Response)
         }
         ApiKey::FindCoordinator => {
-            handlers::groups::find_coordinator(request).map(Handled::Response)
+            handlers::groups::find_coordinator(broker, request).map(Handled::Response)
+        }
+        ApiKey::JoinGroup => handlers::groups::join_group(broker, request),
+        ApiKey::SyncGroup => handlers::groups::sync_group(broker, request),
+        ApiKey::Heartbeat => handlers::groups::heartbeat(broker, request).map(Handled::Response),
+        ApiKey::LeaveGroup => handlers::groups::leave_group(broker, request).map(Handled::Response),
+        ApiKey::OffsetCommit => {
+            handlers::groups::offset_commit(broker, request).map(Handled::Response)
+        }
+        ApiKey::OffsetFetch => {
+            handlers::groups::offset_fetch(broker, request).map(Handled::Response)
+        }
+        ApiKey::OffsetDelete => {
+            handlers::groups::offset_delete(broker, request).map(Handled::Response)
+        }
+        ApiKey::DescribeGroups => {
+            handlers::groups::describe_groups(broker, request).map(Handled::Response)
+        }
+        ApiKey::ListGroups => handlers::groups::list_groups(broker, request).map(Handled::Response),
+        ApiKey::ConsumerGroupHeartbeat => {
+            handlers::groups::consumer_group_heartbeat(broker, request).map(Handled::Response)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            handlers::groups::consumer_group_describe(broker, request).map(Handled::Response)
+        }
+        ApiKey::DeleteGroups => {
+            handlers::groups::delete_groups(broker, request).map(Handled::Response)
         }
         other => Err(RequestError::UnknownApiKey(other as i16)),
     };

@@ -1,0 +1,1024 @@
+//! The group coordinator: consumer groups (the classic rebalance protocol), their committed
+//! offsets, and the `__consumer_offsets` topic that makes both durable.
+//!
+//! This node coordinates every group (a single-node cluster). All groups live in one map
+//! behind one mutex: group operations are short and never wait while holding it; the ones
+//! that must wait (JoinGroup, SyncGroup) hold a oneshot receiver instead. Writes to
+//! `__consumer_offsets` happen under the mutex, so the log's order is the order in which
+//! changes were applied, and a replay at start rebuilds exactly the state clients saw
+//! acknowledged. One timer task ([`run_timers`]) sleeps until the earliest deadline (session,
+//! join phase, sync phase, pending member id, offset retention) and fires what is due.
+
+pub mod assignor;
+pub mod consumer_group;
+pub mod group;
+pub mod offsets;
+pub mod records;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use tokio::sync::Notify;
+
+use crate::broker::Broker;
+use crate::clock::now_ms;
+use crate::config::Properties;
+use crate::controller::NewTopic;
+use crate::record::batch::BatchIter;
+use crate::record::builder::BatchBuilder;
+use crate::record::records as record_codec;
+
+use consumer_group::{ConsumerGroup, ConsumerLimits, HeartbeatRequest, HeartbeatResult};
+use group::{ClassicGroup, ClassicLimits, GroupState, JoinRequest, JoinResult, Reply, SyncResult};
+use offsets::OffsetStore;
+use records::{OffsetValue, OffsetsRecord};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Groups this coordinator holds at most; a new group beyond it is refused with
+/// GROUP_MAX_SIZE_REACHED (Kafka has no such cap; memory needs one).
+pub const GROUPS_MAX: usize = 100_000;
+/// Members per group at most, whatever group.max.size says.
+pub const MEMBERS_PER_GROUP_MAX: usize = 10_000;
+/// Longest group id accepted: ids are written into records with int16 lengths.
+pub const GROUP_ID_BYTES_MAX: usize = 16 * 1024;
+/// Longest member id, instance id, protocol name or client id kept.
+pub const NAME_BYTES_MAX: usize = 16 * 1024;
+
+/// Coordinator settings, read once from the broker properties.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub session_timeout_min_ms: i32,
+    pub session_timeout_max_ms: i32,
+    pub initial_rebalance_delay_ms: i64,
+    pub members_max: usize,
+    pub offsets_partitions: i32,
+    pub offsets_segment_bytes: i64,
+    pub offset_metadata_bytes_max: usize,
+    pub offsets_retention_ms: i64,
+    pub offsets_retention_check_interval_ms: i64,
+    pub consumer_session_timeout_ms: i32,
+    pub consumer_heartbeat_interval_ms: i32,
+    pub consumer_members_max: usize,
+    pub consumer_assignors: Vec<String>,
+}
+
+impl Settings {
+    pub fn from_properties(properties: &Properties) -> Settings {
+        Settings {
+            session_timeout_min_ms: properties.get_i64("group.min.session.timeout.ms") as i32,
+            session_timeout_max_ms: properties.get_i64("group.max.session.timeout.ms") as i32,
+            initial_rebalance_delay_ms: properties.get_i64("group.initial.rebalance.delay.ms"),
+            members_max: (properties.get_i64("group.max.size") as usize).min(MEMBERS_PER_GROUP_MAX),
+            offsets_partitions: properties.get_i64("offsets.topic.num.partitions") as i32,
+            offsets_segment_bytes: properties.get_i64("offsets.topic.segment.bytes"),
+            offset_metadata_bytes_max: properties.get_i64("offset.metadata.max.bytes") as usize,
+            offsets_retention_ms: properties
+                .get_i64("offsets.retention.minutes")
+                .saturating_mul(60_000),
+            offsets_retention_check_interval_ms: properties
+                .get_i64("offsets.retention.check.interval.ms"),
+            consumer_session_timeout_ms: properties.get_i64("group.consumer.session.timeout.ms")
+                as i32,
+            consumer_heartbeat_interval_ms: properties
+                .get_i64("group.consumer.heartbeat.interval.ms")
+                as i32,
+            consumer_members_max: (properties.get_i64("group.consumer.max.size") as usize)
+                .min(MEMBERS_PER_GROUP_MAX),
+            consumer_assignors: properties
+                .get("group.consumer.assignors")
+                .split(',')
+                .map(|a| a.trim().to_ascii_lowercase())
+                .filter(|a| !a.is_empty())
+                .collect(),
+        }
+    }
+
+    fn consumer_limits(&self) -> ConsumerLimits {
+        ConsumerLimits {
+            session_timeout_ms: self.consumer_session_timeout_ms,
+            members_max: self.consumer_members_max,
+            assignors: self.consumer_assignors.clone(),
+        }
+    }
+
+    fn classic_limits(&self) -> ClassicLimits {
+        ClassicLimits {
+            initial_rebalance_delay_ms: self.initial_rebalance_delay_ms,
+            members_max: self.members_max,
+        }
+    }
+}
+
+/// One group: its membership protocol state and its committed offsets. A group speaks one
+/// protocol at a time: while `consumer` is set it is a KIP-848 consumer group (its classic
+/// part stays empty); an empty group switches protocol when a member of the other kind joins.
+pub struct Group {
+    pub classic: ClassicGroup,
+    pub consumer: Option<ConsumerGroup>,
+    pub offsets: OffsetStore,
+}
+
+impl Group {
+    fn new(group_id: &str, now_ms: i64) -> Group {
+        Group {
+            classic: ClassicGroup::new(group_id, now_ms),
+            consumer: None,
+            offsets: OffsetStore::default(),
+        }
+    }
+
+    /// No members of either protocol.
+    fn has_no_members(&self) -> bool {
+        self.classic.is_empty()
+            && self.classic.state == GroupState::Empty
+            && self.consumer.as_ref().is_none_or(|c| c.members.is_empty())
+    }
+
+    /// When the group last became empty (offset retention counts from it).
+    fn empty_since_ms(&self) -> i64 {
+        match &self.consumer {
+            Some(consumer) => consumer.state_timestamp_ms,
+            None => self.classic.state_timestamp_ms,
+        }
+    }
+
+    /// (protocol type, state name, group type) for ListGroups.
+    pub fn listing(&self) -> (String, &'static str, &'static str) {
+        match &self.consumer {
+            Some(consumer) => ("consumer".to_string(), consumer.state_name(), "consumer"),
+            None => (
+                self.classic.protocol_type.clone().unwrap_or_default(),
+                self.classic.state.name(),
+                "classic",
+            ),
+        }
+    }
+
+    fn next_deadline_ms(&self) -> Option<i64> {
+        let classic = self.classic.next_deadline_ms();
+        let consumer = self
+            .consumer
+            .as_ref()
+            .and_then(ConsumerGroup::next_deadline_ms);
+        classic.into_iter().chain(consumer).min()
+    }
+}
+
+/// A partition's commit request: (partition, offset, leader epoch, metadata).
+pub type PartitionCommit = (i32, i64, i32, Option<String>);
+
+pub struct GroupCoordinator {
+    settings: Settings,
+    groups: Mutex<HashMap<String, Group>>,
+    /// Wakes the timer task when a deadline earlier than the one it sleeps on may exist.
+    wake: Notify,
+}
+
+/// A group description for DescribeGroups.
+pub struct GroupDescription {
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    /// (member id, instance id, client id, client host, metadata, assignment)
+    pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
+}
+
+pub fn validate_group_id(group_id: &str) -> Result<(), ResponseError> {
+    if group_id.is_empty() || group_id.len() > GROUP_ID_BYTES_MAX {
+        return Err(ResponseError::InvalidGroupId);
+    }
+    Ok(())
+}
+
+impl GroupCoordinator {
+    pub fn new(properties: &Properties) -> GroupCoordinator {
+        GroupCoordinator {
+            settings: Settings::from_properties(properties),
+            groups: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
+        self.groups.lock().expect("groups lock")
+    }
+
+    /// Creates `__consumer_offsets` if absent (as Kafka does on the first FindCoordinator).
+    pub fn ensure_offsets_topic(&self, broker: &Broker) -> Result<i32, ResponseError> {
+        if let Some(topic) = broker.image().topics.get(OFFSETS_TOPIC) {
+            return Ok(topic.partition_count());
+        }
+        let topic = NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partition_count: self.settings.offsets_partitions,
+            replication_factor: -1,
+            assignments: Default::default(),
+            configs: [
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                (
+                    "segment.bytes".to_string(),
+                    self.settings.offsets_segment_bytes.to_string(),
+                ),
+                ("compression.type".to_string(), "producer".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        match broker.create_topic(&topic, false) {
+            Ok(()) => {}
+            Err(error) if error.error == ResponseError::TopicAlreadyExists => {}
+            Err(error) => {
+                tracing::error!(message = error.message, "cannot create {OFFSETS_TOPIC}");
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+        }
+        broker
+            .image()
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|t| t.partition_count())
+            .ok_or(ResponseError::CoordinatorNotAvailable)
+    }
+
+    /// Appends records for `group_id` to its `__consumer_offsets` partition, as one batch.
+    /// The append has produce's durability (acks=all on one replica: in the log once this
+    /// returns).
+    fn append(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        records: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<(), ResponseError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let partition_count = self.ensure_offsets_topic(broker)?;
+        let partition = records::partition_for(group_id, partition_count);
+        let log = broker
+            .logs
+            .get(OFFSETS_TOPIC, partition)
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let now = now_ms();
+        let batch = records
+            .iter()
+            .fold(BatchBuilder::new(now), |builder, (key, value)| {
+                builder.record(Some(key), value.as_deref(), now)
+            })
+            .build();
+        log.append_trusted(&batch, now).map_err(|error| {
+            tracing::error!(group_id, %error, "appending to {OFFSETS_TOPIC} failed");
+            ResponseError::CoordinatorNotAvailable
+        })?;
+        Ok(())
+    }
+
+    fn persist_group(&self, broker: &Broker, group: &Group) -> Result<(), ResponseError> {
+        let id = &group.classic.group_id;
+        let value = records::group_value(&group.classic.to_record());
+        self.append(broker, id, &[(records::group_key(id), Some(value))])
+    }
+
+    /// Replays `__consumer_offsets` (broker start): the latest record per key wins.
+    pub fn load(&self, broker: &Broker) -> std::io::Result<()> {
+        let Some(topic) = broker.image().topics.get(OFFSETS_TOPIC).cloned() else {
+            return Ok(());
+        };
+        let now = now_ms();
+        let mut groups = self.lock();
+        let mut record_count = 0u64;
+        for partition in 0..topic.partition_count() {
+            let Some(log) = broker.logs.get(OFFSETS_TOPIC, partition) else {
+                continue;
+            };
+            let bytes = log.read_all_from(log.offsets().log_start_offset)?;
+            for item in BatchIter::new(&bytes) {
+                let Ok((position, header)) = item else { break };
+                if header.is_control() {
+                    continue;
+                }
+                let batch = &bytes[position..position + header.size_bytes()];
+                let decoded = record_codec::records_section(batch, &header).and_then(|section| {
+                    let records = record_codec::decode(&section, &header)?;
+                    Ok(records
+                        .into_iter()
+                        .filter_map(|r| Some((r.key?.to_vec(), r.value.map(<[u8]>::to_vec))))
+                        .collect::<Vec<_>>())
+                });
+                let Ok(pairs) = decoded else {
+                    tracing::warn!(partition, "skipping undecodable batch in {OFFSETS_TOPIC}");
+                    continue;
+                };
+                for (key, value) in pairs {
+                    record_count += 1;
+                    match records::decode(&key, value.as_deref()) {
+                        Ok(Some(record)) => apply_loaded(&mut groups, record, now),
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::warn!(partition, error, "skipping bad {OFFSETS_TOPIC} record")
+                        }
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            groups = groups.len(),
+            records = record_count,
+            "loaded consumer groups"
+        );
+        Ok(())
+    }
+
+    // ---- classic membership ----
+
+    pub fn join(&self, broker: &Broker, group_id: &str, request: JoinRequest) -> Reply<JoinResult> {
+        let now = now_ms();
+        let member_id = request.member_id.clone();
+        let fail = |error| Reply::Now(JoinResult::error(error, &member_id));
+        if let Err(error) = validate_group_id(group_id) {
+            return fail(error);
+        }
+        let settings = &self.settings;
+        if request.session_timeout_ms < settings.session_timeout_min_ms
+            || request.session_timeout_ms > settings.session_timeout_max_ms
+        {
+            return fail(ResponseError::InvalidSessionTimeout);
+        }
+        if request.rebalance_timeout_ms <= 0
+            || [
+                &request.member_id,
+                &request.client_id,
+                &request.protocol_type,
+            ]
+            .iter()
+            .any(|s| s.len() > NAME_BYTES_MAX)
+            || request
+                .group_instance_id
+                .as_ref()
+                .is_some_and(|s| s.is_empty() || s.len() > NAME_BYTES_MAX)
+            || request
+                .protocols
+                .iter()
+                .any(|(name, _)| name.len() > NAME_BYTES_MAX)
+        {
+            return fail(ResponseError::InvalidRequest);
+        }
+        let mut groups = self.lock();
+        if !groups.contains_key(group_id) {
+            if !request.member_id.is_empty() {
+                return fail(ResponseError::UnknownMemberId);
+            }
+            if groups.len() >= GROUPS_MAX {
+                tracing::warn!(group_id, "refusing a new group: {GROUPS_MAX} groups exist");
+                return fail(ResponseError::GroupMaxSizeReached);
+            }
+        }
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now));
+        if let Some(consumer) = &group.consumer {
+            if !consumer.members.is_empty() {
+                // One protocol at a time: classic members cannot join a consumer group.
+                return fail(ResponseError::InconsistentGroupProtocol);
+            }
+            group.consumer = None;
+        }
+        let (reply, effects) = group.classic.join(request, settings.classic_limits(), now);
+        if effects.persist_group {
+            let _ = self.persist_group(broker, group);
+        }
+        if group.has_no_members() && group.offsets.is_empty() && group.classic.generation_id == 0 {
+            // A join refused at once (bad protocol, MEMBER_ID_REQUIRED aside) leaves nothing.
+            groups.remove(group_id);
+        }
+        drop(groups);
+        self.wake.notify_one();
+        reply
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn sync(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        instance: Option<&str>,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> Reply<SyncResult> {
+        if let Err(error) = validate_group_id(group_id) {
+            return Reply::Now(SyncResult::error(error));
+        }
+        let now = now_ms();
+        let limits = self.settings.classic_limits();
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return Reply::Now(SyncResult::error(ResponseError::UnknownMemberId));
+        };
+        let (reply, effects) = group.classic.sync(
+            generation_id,
+            member_id,
+            instance,
+            protocol_type,
+            protocol_name,
+            assignments,
+            limits,
+            now,
+        );
+        if effects.persist_group {
+            let error = self.persist_group(broker, group).err();
+            group.classic.complete_sync(error, limits, now);
+        }
+        drop(groups);
+        self.wake.notify_one();
+        reply
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        instance: Option<&str>,
+    ) -> Option<ResponseError> {
+        if let Err(error) = validate_group_id(group_id) {
+            return Some(error);
+        }
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return Some(ResponseError::UnknownMemberId);
+        };
+        group
+            .classic
+            .heartbeat(generation_id, member_id, instance, now_ms())
+    }
+
+    /// LeaveGroup: Err for the whole request, else one result per member identity.
+    pub fn leave(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
+        validate_group_id(group_id)?;
+        let now = now_ms();
+        let limits = self.settings.classic_limits();
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return Err(ResponseError::UnknownMemberId);
+        };
+        let mut persist = false;
+        let results = members
+            .iter()
+            .map(|(member_id, instance)| {
+                let (error, effects) =
+                    group
+                        .classic
+                        .leave(member_id, instance.as_deref(), limits, now);
+                persist |= effects.persist_group;
+                error
+            })
+            .collect();
+        if persist {
+            let _ = self.persist_group(broker, group);
+        }
+        drop(groups);
+        self.wake.notify_one();
+        Ok(results)
+    }
+
+    // ---- offsets ----
+
+    /// OffsetCommit. Err for the whole request (every partition gets it), else one result per
+    /// partition in request order.
+    pub fn commit_offsets(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        generation_id: i32,
+        member_id: &str,
+        instance: Option<&str>,
+        topics: &[(String, Vec<PartitionCommit>)],
+    ) -> Result<Vec<Vec<Option<ResponseError>>>, ResponseError> {
+        validate_group_id(group_id)?;
+        let now = now_ms();
+        let image = broker.image();
+        let mut groups = self.lock();
+        if let Some(group) = groups.get(group_id) {
+            match &group.consumer {
+                Some(consumer) => consumer.validate_commit(member_id, generation_id)?,
+                None => validate_commit(&group.classic, generation_id, member_id, instance)?,
+            }
+        } else {
+            // Kafka: a commit with generation -1 to an unknown group creates an empty
+            // (simple) group; a generation names a group that no longer exists.
+            if generation_id >= 0 {
+                return Err(ResponseError::IllegalGeneration);
+            }
+            if groups.len() >= GROUPS_MAX {
+                return Err(ResponseError::GroupMaxSizeReached);
+            }
+        }
+        let mut results = Vec::with_capacity(topics.len());
+        let mut accepted: Vec<(String, i32, OffsetValue)> = Vec::new();
+        for (topic, partitions) in topics {
+            let partition_count = image.topics.get(topic).map(|t| t.partition_count());
+            let mut topic_results = Vec::with_capacity(partitions.len());
+            for (partition, offset, leader_epoch, metadata) in partitions {
+                let metadata = metadata.clone().unwrap_or_default();
+                let error = if !partition_count.is_some_and(|count| (0..count).contains(partition))
+                {
+                    Some(ResponseError::UnknownTopicOrPartition)
+                } else if metadata.len() > self.settings.offset_metadata_bytes_max {
+                    Some(ResponseError::OffsetMetadataTooLarge)
+                } else {
+                    accepted.push((
+                        topic.clone(),
+                        *partition,
+                        OffsetValue {
+                            offset: *offset,
+                            leader_epoch: *leader_epoch,
+                            metadata,
+                            commit_timestamp_ms: now,
+                        },
+                    ));
+                    None
+                };
+                topic_results.push(error);
+            }
+            results.push(topic_results);
+        }
+        if accepted.is_empty() {
+            return Ok(results);
+        }
+        let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = accepted
+            .iter()
+            .map(|(topic, partition, value)| {
+                (
+                    records::offset_key(group_id, topic, *partition),
+                    Some(records::offset_value(value)),
+                )
+            })
+            .collect();
+        self.append(broker, group_id, &encoded)?;
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now));
+        for (topic, partition, value) in accepted {
+            group.offsets.put(&topic, partition, value);
+        }
+        Ok(results)
+    }
+
+    /// OffsetFetch for one group: (topic, [(partition, commit)]) for the partitions asked,
+    /// or every committed partition when `topics` is None.
+    #[allow(clippy::type_complexity)]
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Result<Vec<(String, Vec<(i32, Option<OffsetValue>)>)>, ResponseError> {
+        validate_group_id(group_id)?;
+        let groups = self.lock();
+        let group = groups.get(group_id);
+        match topics {
+            Some(topics) => Ok(topics
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let found = partitions
+                        .into_iter()
+                        .map(|p| (p, group.and_then(|g| g.offsets.get(&topic, p)).cloned()))
+                        .collect();
+                    (topic, found)
+                })
+                .collect()),
+            None => {
+                let mut output: Vec<(String, Vec<(i32, Option<OffsetValue>)>)> = Vec::new();
+                for (topic, partition, value) in group.iter().flat_map(|g| g.offsets.iter()) {
+                    match output.last_mut() {
+                        Some((last, partitions)) if last == topic => {
+                            partitions.push((partition, Some(value.clone())))
+                        }
+                        _ => {
+                            output.push((topic.to_string(), vec![(partition, Some(value.clone()))]))
+                        }
+                    }
+                }
+                Ok(output)
+            }
+        }
+    }
+
+    /// OffsetDelete: per partition NONE or GROUP_SUBSCRIBED_TO_TOPIC.
+    pub fn delete_offsets(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        topics: &[(String, Vec<i32>)],
+    ) -> Result<Vec<Vec<Option<ResponseError>>>, ResponseError> {
+        validate_group_id(group_id)?;
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return Err(ResponseError::GroupIdNotFound);
+        };
+        let subscribed: Option<Vec<String>> = match (&group.consumer, group.classic.state) {
+            (Some(consumer), _) => Some(consumer.subscribed_topics().into_iter().collect()),
+            (None, GroupState::Empty) => Some(Vec::new()),
+            (None, _) => group.classic.subscribed_topics(),
+        };
+        let Some(subscribed) = subscribed else {
+            return Err(ResponseError::NonEmptyGroup);
+        };
+        let mut tombstones = Vec::new();
+        let results = topics
+            .iter()
+            .map(|(topic, partitions)| {
+                partitions
+                    .iter()
+                    .map(|partition| {
+                        if subscribed.contains(topic) {
+                            return Some(ResponseError::GroupSubscribedToTopic);
+                        }
+                        if group.offsets.get(topic, *partition).is_some() {
+                            tombstones.push((topic.clone(), *partition));
+                        }
+                        None
+                    })
+                    .collect()
+            })
+            .collect();
+        let encoded: Vec<_> = tombstones
+            .iter()
+            .map(|(topic, partition)| (records::offset_key(group_id, topic, *partition), None))
+            .collect();
+        self.append(broker, group_id, &encoded)?;
+        for (topic, partition) in tombstones {
+            group.offsets.remove(&topic, partition);
+        }
+        Ok(results)
+    }
+
+    // ---- administration ----
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let groups = self.lock();
+        let group = groups.get(group_id)?;
+        if group.consumer.is_some() {
+            return None; // "not a classic group": DescribeGroups answers as for an unknown group
+        }
+        let group = &group.classic;
+        let protocol = group.protocol_name.clone().unwrap_or_default();
+        // Kafka shows metadata and assignments only once the group is stable.
+        let stable = group.state == GroupState::Stable;
+        Some(GroupDescription {
+            state: group.state,
+            protocol_type: group.protocol_type.clone().unwrap_or_default(),
+            protocol_name: if stable {
+                protocol.clone()
+            } else {
+                String::new()
+            },
+            members: group
+                .members
+                .values()
+                .map(|m| {
+                    (
+                        m.member_id.clone(),
+                        m.group_instance_id.clone(),
+                        m.client_id.clone(),
+                        m.client_host.clone(),
+                        if stable {
+                            m.metadata(&protocol)
+                        } else {
+                            Bytes::new()
+                        },
+                        if stable {
+                            m.assignment.clone()
+                        } else {
+                            Bytes::new()
+                        },
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    /// (group id, protocol type, state, group type) of every group.
+    pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
+        let groups = self.lock();
+        let mut listed: Vec<_> = groups
+            .values()
+            .map(|g| {
+                let (protocol_type, state, kind) = g.listing();
+                (g.classic.group_id.clone(), protocol_type, state, kind)
+            })
+            .collect();
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        listed
+    }
+
+    /// DeleteGroups for one group: only an empty group can go.
+    pub fn delete_group(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
+        validate_group_id(group_id)?;
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return Err(ResponseError::GroupIdNotFound);
+        };
+        if !group.has_no_members() {
+            return Err(ResponseError::NonEmptyGroup);
+        }
+        let mut encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = group
+            .offsets
+            .iter()
+            .map(|(topic, partition, _)| (records::offset_key(group_id, topic, partition), None))
+            .collect();
+        encoded.push((records::group_key(group_id), None));
+        self.append(broker, group_id, &encoded)?;
+        if let Some(mut group) = groups.remove(group_id) {
+            group.classic.state = GroupState::Dead;
+            group.classic.clear(ResponseError::CoordinatorNotAvailable);
+        }
+        Ok(())
+    }
+
+    // ---- KIP-848 consumer groups ----
+
+    /// ConsumerGroupHeartbeat.
+    pub fn consumer_heartbeat(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        request: HeartbeatRequest,
+    ) -> Result<HeartbeatResult, (ResponseError, String)> {
+        validate_group_id(group_id)
+            .map_err(|e| (e, "The group id is empty or too long.".to_string()))?;
+        if request.member_id.is_empty() || request.member_id.len() > NAME_BYTES_MAX {
+            return Err((
+                ResponseError::InvalidRequest,
+                "MemberId must be a non-empty string.".into(),
+            ));
+        }
+        if request
+            .subscribed_topics
+            .as_ref()
+            .is_some_and(|t| t.iter().any(|name| name.len() > NAME_BYTES_MAX))
+        {
+            return Err((ResponseError::InvalidRequest, "Topic name too long.".into()));
+        }
+        let now = now_ms();
+        let image = broker.image();
+        let partitions_of = |topic: &str| image.topics.get(topic).map(|t| t.partition_count());
+        let all_topics: Vec<String> = image.topics.keys().cloned().collect();
+        let mut groups = self.lock();
+        if !groups.contains_key(group_id) {
+            if request.member_epoch != 0 {
+                return Err((
+                    ResponseError::UnknownMemberId,
+                    format!("Group {group_id} has no member {}.", request.member_id),
+                ));
+            }
+            if groups.len() >= GROUPS_MAX {
+                return Err((
+                    ResponseError::GroupMaxSizeReached,
+                    format!("The coordinator holds {GROUPS_MAX} groups."),
+                ));
+            }
+        }
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now));
+        if group.consumer.is_none() {
+            if !group.has_no_members() {
+                return Err((
+                    ResponseError::GroupIdNotFound,
+                    format!("Group {group_id} is not a consumer group (it has classic members)."),
+                ));
+            }
+            group.consumer = Some(ConsumerGroup::new(now));
+        }
+        let consumer = group.consumer.as_mut().expect("set above");
+        let result = consumer.heartbeat(
+            request,
+            &partitions_of,
+            &all_topics,
+            &self.settings.consumer_limits(),
+            now,
+        );
+        drop(groups);
+        self.wake.notify_one();
+        result
+    }
+
+    /// ConsumerGroupDescribe of one group: Err for unknown or classic groups.
+    pub fn consumer_describe<T>(
+        &self,
+        group_id: &str,
+        describe: impl FnOnce(&ConsumerGroup) -> T,
+    ) -> Result<T, (ResponseError, String)> {
+        let groups = self.lock();
+        match groups.get(group_id) {
+            Some(Group {
+                consumer: Some(consumer),
+                ..
+            }) => Ok(describe(consumer)),
+            Some(_) => Err((
+                ResponseError::GroupIdNotFound,
+                format!("Group {group_id} is not a consumer group."),
+            )),
+            None => Err((
+                ResponseError::GroupIdNotFound,
+                format!("Group {group_id} not found."),
+            )),
+        }
+    }
+
+    // ---- timers ----
+
+    fn next_deadline_ms(&self) -> Option<i64> {
+        self.lock()
+            .values()
+            .filter_map(Group::next_deadline_ms)
+            .min()
+    }
+
+    /// Fires every session, join and sync deadline that is due.
+    fn expire(&self, broker: &Broker, now: i64) {
+        let limits = self.settings.classic_limits();
+        let mut groups = self.lock();
+        for group in groups.values_mut() {
+            if !group.next_deadline_ms().is_some_and(|d| d <= now) {
+                continue;
+            }
+            if let Some(consumer) = group.consumer.as_mut() {
+                for member_id in consumer.expire(now) {
+                    tracing::info!(
+                        group_id = group.classic.group_id,
+                        member_id,
+                        "consumer group member expired"
+                    );
+                }
+            }
+            let (effects, evicted) = group.classic.expire(limits, now);
+            for member_id in &evicted {
+                tracing::info!(
+                    group_id = group.classic.group_id,
+                    member_id,
+                    "member session expired"
+                );
+            }
+            if effects.persist_group {
+                let _ = self.persist_group(broker, group);
+            }
+        }
+    }
+
+    /// offsets.retention.minutes: an empty group's offsets expire; an empty group with no
+    /// offsets left is deleted (tombstoned), as Kafka's periodic cleanup does.
+    fn expire_offsets(&self, broker: &Broker, now: i64) {
+        let retention_ms = self.settings.offsets_retention_ms;
+        let mut groups = self.lock();
+        let mut dead = Vec::new();
+        for (group_id, group) in groups.iter_mut() {
+            if !group.has_no_members() {
+                continue;
+            }
+            let empty_since_ms = group.empty_since_ms();
+            let expired = group.offsets.expire(retention_ms, empty_since_ms, now);
+            let mut encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = expired
+                .iter()
+                .map(|(topic, partition)| (records::offset_key(group_id, topic, *partition), None))
+                .collect();
+            let gone = group.offsets.is_empty();
+            if gone {
+                encoded.push((records::group_key(group_id), None));
+                dead.push(group_id.clone());
+            }
+            if !encoded.is_empty() {
+                tracing::info!(
+                    group_id,
+                    offsets = expired.len(),
+                    deleted = gone,
+                    "expired offsets"
+                );
+            }
+            let _ = self.append(broker, group_id, &encoded);
+        }
+        for group_id in dead {
+            groups.remove(&group_id);
+        }
+    }
+}
+
+/// Kafka's rules for who may commit to a classic group.
+fn validate_commit(
+    group: &ClassicGroup,
+    generation_id: i32,
+    member_id: &str,
+    instance: Option<&str>,
+) -> Result<(), ResponseError> {
+    if group.state == GroupState::Dead {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    }
+    if generation_id < 0 && group.state == GroupState::Empty {
+        // A simple consumer (manual assignment) or an admin tool.
+        return Ok(());
+    }
+    if let Some(instance) = instance {
+        if let Some(member) = group
+            .members
+            .values()
+            .find(|m| m.group_instance_id.as_deref() == Some(instance))
+        {
+            if member.member_id != member_id {
+                return Err(ResponseError::FencedInstanceId);
+            }
+        }
+    }
+    if !group.members.contains_key(member_id) {
+        return Err(ResponseError::UnknownMemberId);
+    }
+    if generation_id != group.generation_id {
+        return Err(ResponseError::IllegalGeneration);
+    }
+    if group.state == GroupState::CompletingRebalance {
+        return Err(ResponseError::RebalanceInProgress);
+    }
+    Ok(())
+}
+
+fn apply_loaded(groups: &mut HashMap<String, Group>, record: OffsetsRecord, now: i64) {
+    match record {
+        OffsetsRecord::Offset {
+            group,
+            topic,
+            partition,
+            value,
+        } => match value {
+            Some(value) => {
+                groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group, now))
+                    .offsets
+                    .put(&topic, partition, value);
+            }
+            None => {
+                if let Some(entry) = groups.get_mut(&group) {
+                    entry.offsets.remove(&topic, partition);
+                }
+            }
+        },
+        OffsetsRecord::Group { group, value } => match value {
+            Some(value) => {
+                let offsets = groups.remove(&group).map(|g| g.offsets).unwrap_or_default();
+                groups.insert(
+                    group.clone(),
+                    Group {
+                        classic: ClassicGroup::from_record(&group, &value, now),
+                        consumer: None,
+                        offsets,
+                    },
+                );
+            }
+            None => {
+                groups.remove(&group);
+            }
+        },
+    }
+}
+
+/// The coordinator's timer: sleeps until the earliest deadline or a wake-up, fires what is
+/// due, and runs the offset retention check at its interval. Ends at shutdown.
+pub async fn run_timers(broker: Arc<Broker>) {
+    let coordinator = &broker.groups;
+    let mut shutdown = broker.shutdown.subscribe();
+    let check_interval_ms = coordinator.settings.offsets_retention_check_interval_ms;
+    let mut next_retention_check_ms = now_ms() + check_interval_ms;
+    loop {
+        let now = now_ms();
+        let next = coordinator
+            .next_deadline_ms()
+            .unwrap_or(i64::MAX)
+            .min(next_retention_check_ms);
+        // A floor of a few milliseconds: a deadline that fired without moving cannot spin.
+        let sleep_ms = (next - now).clamp(5, 60_000) as u64;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(sleep_ms)) => {}
+            _ = coordinator.wake.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = now_ms();
+        coordinator.expire(&broker, now);
+        if now >= next_retention_check_ms {
+            next_retention_check_ms = now + check_interval_ms;
+            coordinator.expire_offsets(&broker, now);
+        }
+    }
+}
