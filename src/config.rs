@@ -56,6 +56,7 @@ const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"];
 const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 const PROCESS_ROLES: &[&str] = &["broker", "controller"];
+const LOG_FORMATS: &[&str] = &["text", "json"];
 
 /// Broker properties dlog understands, with Kafka 4.x defaults.
 pub const BROKER_PROPERTIES: &[Property] = &[
@@ -145,6 +146,10 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     property("unclean.leader.election.enable", Kind::Boolean, "false"),
     at_least("offsets.topic.num.partitions", Kind::Int, "50", 1),
     at_least("group.initial.rebalance.delay.ms", Kind::Int, "3000", 0),
+    // dlog's own: observability (README "Metrics, health and logs").
+    property("metrics.listen", Kind::String, ""),
+    property("log.level", Kind::String, "info"),
+    property("log.format", Kind::Choice(LOG_FORMATS), "text"),
 ];
 
 /// A topic-level config: its name, the broker property that supplies its default, and its kind.

@@ -11,6 +11,7 @@ pub mod config;
 pub mod controller;
 pub mod handlers;
 pub mod log;
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod record;
