@@ -28,6 +28,7 @@ pub fn init(properties: &Properties) -> Result<()> {
     let filter = filter(properties)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if properties.get("log.format").eq_ignore_ascii_case("json") {
         builder
@@ -46,6 +47,7 @@ pub fn init(properties: &Properties) -> Result<()> {
 pub fn startup_logger() -> impl tracing::Subscriber + Send + Sync {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .finish()
 }
