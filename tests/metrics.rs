@@ -214,9 +214,11 @@ async fn counters_follow_produce_and_fetch_traffic() {
     });
     let bytes_in = after_produce.sum("dlog_topic_bytes_in_total", &[("topic", "traffic")]);
     let payload = (RECORDS * VALUE_BYTES) as f64;
-    // Batches add a 61-byte header each and a few bytes per record; no compression.
+    // Batches add a 61-byte header each and a few bytes per record (no compression): at
+    // worst, one batch per record.
+    let overhead_max = (RECORDS * (61 + 16)) as f64;
     assert!(
-        bytes_in >= payload && bytes_in <= payload * 1.5,
+        bytes_in >= payload && bytes_in <= payload + overhead_max,
         "bytes in {bytes_in} vs payload {payload}"
     );
     let partition = [("topic", "traffic"), ("partition", "0")];
@@ -547,7 +549,18 @@ fn malformed_http_does_not_break_the_listener() {
         .collect();
     drop(burst);
     drop(idle);
-    assert_eq!(get(metrics, "/ready").unwrap().0, 200);
+    // Connections over the cap are closed at accept until the others end: retry, bounded.
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    loop {
+        match get(metrics, "/ready") {
+            Ok((status, _)) => {
+                assert_eq!(status, 200);
+                break;
+            }
+            Err(error) => assert!(Instant::now() < deadline, "listener stuck: {error}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(broker.is_running());
     broker.stop_clean();
 }
