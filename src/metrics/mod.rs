@@ -230,6 +230,9 @@ fn api_name(api_key: i16) -> &'static str {
 
 fn api_handles(api_key: i16) -> Option<&'static ApiHandles> {
     let slot = API_HANDLES.get(usize::try_from(api_key).ok()?)?;
+    if let Some(handles) = slot.get() {
+        return Some(handles);
+    }
     let name = api_name(api_key);
     if name == "UNKNOWN" {
         return None;
