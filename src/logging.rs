@@ -11,10 +11,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::Properties;
 
-/// The filter in force: `RUST_LOG` if set and not empty, else `log.level`.
-fn filter(properties: &Properties) -> Result<EnvFilter> {
-    match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(&directives)
+/// The filter in force: `rust_log` (the `RUST_LOG` variable) if set and not empty, else
+/// `log.level`.
+fn filter(rust_log: Option<&str>, properties: &Properties) -> Result<EnvFilter> {
+    match rust_log {
+        Some(directives) if !directives.trim().is_empty() => EnvFilter::try_new(directives)
             .with_context(|| format!("RUST_LOG: invalid filter '{directives}'")),
         _ => {
             let level = properties.get("log.level");
@@ -25,7 +26,7 @@ fn filter(properties: &Properties) -> Result<EnvFilter> {
 
 /// Installs the process-wide logger from the configuration. Called once, at start.
 pub fn init(properties: &Properties) -> Result<()> {
-    let filter = filter(properties)?;
+    let filter = filter(std::env::var("RUST_LOG").ok().as_deref(), properties)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -50,4 +51,31 @@ pub fn startup_logger() -> impl tracing::Subscriber + Send + Sync {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_log_wins_over_log_level() {
+        let mut properties = Properties::default();
+        properties.set("log.level", "warn,dlog::log=debug").unwrap();
+        let from_property = filter(None, &properties).unwrap().to_string();
+        assert!(from_property.contains("warn") && from_property.contains("dlog::log=debug"));
+        assert_eq!(
+            filter(Some(""), &properties).unwrap().to_string(),
+            from_property
+        );
+        assert_eq!(
+            filter(Some("error"), &properties).unwrap().to_string(),
+            "error"
+        );
+        assert_eq!(
+            filter(None, &Properties::default()).unwrap().to_string(),
+            "info"
+        );
+        properties.set("log.level", "dlog=[").unwrap();
+        assert!(filter(None, &properties).is_err());
+    }
 }

@@ -351,6 +351,59 @@ async fn counters_follow_produce_and_fetch_traffic() {
     assert!(last.has("dlog_storage_recovery_duration_seconds"));
 }
 
+/// Issue 7's "lag = end offset − committed", through a real consumer group. Ignored until
+/// consumer groups (issue 3) land and `collect::append` passes the coordinator's snapshot to
+/// `collect::groups`; then remove the `ignore`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs consumer groups (issue 3) wired into collect::groups"]
+async fn group_lag_is_end_offset_minus_committed() {
+    let (broker, metrics) = start_with_metrics(&[]);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "lagged", 1, &[]).await;
+    let producer: FutureProducer = producer_config(&bootstrap).create().expect("producer");
+    let produce = |count: usize| {
+        let producer = producer.clone();
+        async move {
+            for index in 0..count {
+                let value = format!("record {index}");
+                let record: FutureRecord<'_, (), str> =
+                    FutureRecord::to("lagged").partition(0).payload(&value);
+                producer
+                    .send(record, Duration::from_secs(30))
+                    .await
+                    .expect("delivered");
+            }
+        }
+    };
+    produce(100).await;
+
+    let consumer = consumer_config(&bootstrap)
+        .set("group.id", "lag-group")
+        .create::<rdkafka::consumer::BaseConsumer>()
+        .expect("consumer");
+    let mut committed = TopicPartitionList::new();
+    committed
+        .add_partition_offset("lagged", 0, Offset::Offset(40))
+        .unwrap();
+    consumer
+        .commit(&committed, rdkafka::consumer::CommitMode::Sync)
+        .expect("commit offset 40");
+    let group = [
+        ("group", "lag-group"),
+        ("topic", "lagged"),
+        ("partition", "0"),
+    ];
+    scrape_until(metrics, "lag 60 at committed 40", |s| {
+        s.sum("dlog_group_committed_offset", &group) == 40.0
+            && s.sum("dlog_group_lag_records", &group) == 60.0
+    });
+    // Lag grows with appends even when the group commits nothing.
+    produce(10).await;
+    scrape_until(metrics, "lag 70 after 10 more records", |s| {
+        s.sum("dlog_group_lag_records", &group) == 70.0
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Health and readiness
 

@@ -138,6 +138,87 @@ fn disk(output: &mut String, broker: &Broker) {
     );
 }
 
+/// Consumer-group families from the coordinator's snapshot (see [`groups`]): state, members,
+/// committed offsets and lag = `log_end_offset(topic, partition)` − committed offset (0 when
+/// the committed offset is at or past the end; no lag sample for a partition not hosted).
+pub fn groups(
+    output: &mut String,
+    snapshot: &[groups::GroupSnapshot],
+    log_end_offset: impl Fn(&str, i32) -> Option<i64>,
+) {
+    if snapshot.is_empty() {
+        return;
+    }
+    family(
+        output,
+        groups::MEMBERS,
+        "gauge",
+        "Members of the consumer group",
+    );
+    for group in snapshot {
+        sample(
+            output,
+            groups::MEMBERS,
+            &[("group", &group.group)],
+            group.members as f64,
+        );
+    }
+    family(
+        output,
+        groups::STATE,
+        "gauge",
+        "1 for the group's current state",
+    );
+    for group in snapshot {
+        for state in groups::STATES {
+            let value = if *state == group.state { 1.0 } else { 0.0 };
+            sample(
+                output,
+                groups::STATE,
+                &[("group", &group.group), ("state", state)],
+                value,
+            );
+        }
+    }
+    family(
+        output,
+        groups::COMMITTED_OFFSET,
+        "gauge",
+        "Committed offset",
+    );
+    for group in snapshot {
+        for (topic, partition, offset) in &group.committed {
+            let partition = partition.to_string();
+            let labels = [
+                ("group", group.group.as_str()),
+                ("topic", topic),
+                ("partition", &partition),
+            ];
+            sample(output, groups::COMMITTED_OFFSET, &labels, *offset as f64);
+        }
+    }
+    family(
+        output,
+        groups::LAG,
+        "gauge",
+        "Log end offset minus committed offset",
+    );
+    for group in snapshot {
+        for (topic, partition, offset) in &group.committed {
+            let Some(end) = log_end_offset(topic, *partition) else {
+                continue;
+            };
+            let partition = partition.to_string();
+            let labels = [
+                ("group", group.group.as_str()),
+                ("topic", topic),
+                ("partition", &partition),
+            ];
+            sample(output, groups::LAG, &labels, (end - offset).max(0) as f64);
+        }
+    }
+}
+
 /// Linux reports process times in USER_HZ ticks, 100 per second on every architecture.
 const USER_HZ: f64 = 100.0;
 
@@ -221,6 +302,42 @@ mod tests {
         let mut output = String::new();
         sample(&mut output, "dlog_x", &[("topic", "a\"b\\c\nd")], 1.5);
         assert_eq!(output, "dlog_x{topic=\"a\\\"b\\\\c\\nd\"} 1.5\n");
+    }
+
+    #[test]
+    fn group_lag_is_end_minus_committed() {
+        let snapshot = [groups::GroupSnapshot {
+            group: "billing".into(),
+            state: "Stable",
+            members: 2,
+            committed: vec![
+                ("orders".into(), 0, 40),
+                ("orders".into(), 1, 99),
+                ("gone".into(), 0, 5),
+            ],
+        }];
+        let mut output = String::new();
+        groups(&mut output, &snapshot, |topic, partition| {
+            match (topic, partition) {
+                ("orders", 0) => Some(100),
+                ("orders", 1) => Some(50),
+                _ => None,
+            }
+        });
+        for line in [
+            "dlog_group_members{group=\"billing\"} 2",
+            "dlog_group_state{group=\"billing\",state=\"Stable\"} 1",
+            "dlog_group_state{group=\"billing\",state=\"Empty\"} 0",
+            "dlog_group_committed_offset{group=\"billing\",topic=\"orders\",partition=\"0\"} 40",
+            "dlog_group_lag_records{group=\"billing\",topic=\"orders\",partition=\"0\"} 60",
+            "dlog_group_lag_records{group=\"billing\",topic=\"orders\",partition=\"1\"} 0",
+        ] {
+            assert!(output.lines().any(|l| l == line), "{line} in\n{output}");
+        }
+        assert!(!output.contains("dlog_group_lag_records{group=\"billing\",topic=\"gone\""));
+        let mut empty = String::new();
+        groups(&mut empty, &[], |_, _| None);
+        assert!(empty.is_empty());
     }
 
     #[test]

@@ -466,17 +466,23 @@ pub mod storage {
     }
 }
 
-/// Consumer groups (issue 3): names and recording functions; the group coordinator calls them.
+/// Consumer groups (issue 3): names and the snapshot the group coordinator hands to the
+/// scrape. Lag is computed at scrape time ([`collect::groups`](super::collect::groups)) from
+/// each committed offset and the partition's current log end offset, so it grows while
+/// producers append even when the group commits nothing, and costs nothing between scrapes.
+///
+/// To wire it when the coordinator lands: one call in `collect::append`,
+/// `groups(output, &coordinator_snapshot, |topic, partition| log end offset)`.
 pub mod groups {
-    /// Records a consumer group is behind on a partition: log end offset − committed offset,
-    /// by `group`, `topic`, `partition`. Computed by [`record_lag`] from the committed offset.
+    /// Records a consumer group is behind on a partition: log end offset − committed offset
+    /// (never negative), by `group`, `topic`, `partition`.
     pub const LAG: &str = "dlog_group_lag_records";
     /// The group's committed offset, by `group`, `topic`, `partition`.
     pub const COMMITTED_OFFSET: &str = "dlog_group_committed_offset";
     /// Members of the group, by `group`.
     pub const MEMBERS: &str = "dlog_group_members";
-    /// 1 for the group's current state, by `group` and `state` (Kafka's names: `Empty`,
-    /// `PreparingRebalance`, `CompletingRebalance`, `Stable`, `Dead`), 0 for the others.
+    /// 1 for the group's current state, by `group` and `state` (Kafka's names, [`STATES`]),
+    /// 0 for the others.
     pub const STATE: &str = "dlog_group_state";
     pub const STATES: &[&str] = &[
         "Empty",
@@ -486,33 +492,15 @@ pub mod groups {
         "Dead",
     ];
 
-    /// Records lag = `log_end_offset` − `committed_offset` (never negative) and the committed
-    /// offset, for one group and partition. Meant for the coordinator's periodic pass (or a
-    /// scrape-time collector), not per commit.
-    pub fn record_lag(
-        group: &str,
-        topic: &str,
-        partition: i32,
-        committed_offset: i64,
-        log_end_offset: i64,
-    ) {
-        let labels = [
-            ("group", group.to_string()),
-            ("topic", topic.to_string()),
-            ("partition", partition.to_string()),
-        ];
-        metrics::gauge!(LAG, &labels).set((log_end_offset - committed_offset).max(0) as f64);
-        metrics::gauge!(COMMITTED_OFFSET, &labels).set(committed_offset as f64);
-    }
-
-    /// Records a group's state (one of [`STATES`]) and member count.
-    pub fn record_state(group: &str, state: &str, members: usize) {
-        let group = group.to_string();
-        metrics::gauge!(MEMBERS, "group" => group.clone()).set(members as f64);
-        for known in STATES {
-            let value = if *known == state { 1.0 } else { 0.0 };
-            metrics::gauge!(STATE, "group" => group.clone(), "state" => *known).set(value);
-        }
+    /// One group as the coordinator sees it at scrape time.
+    #[derive(Clone, Debug, Default)]
+    pub struct GroupSnapshot {
+        pub group: String,
+        /// One of [`STATES`].
+        pub state: &'static str,
+        pub members: usize,
+        /// Committed offsets: (topic, partition, offset).
+        pub committed: Vec<(String, i32, i64)>,
     }
 }
 
