@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): installs what the tests need, builds, and runs
 # every test: unit and integration tests (rdkafka against a real dlog process), byte-level
-# protocol tests, a short fuzz run, the deploy-file checks (deploy/check.sh), the compat suites
-# (kcat, confluent-kafka, kafka-python, the Java client and Kafka's tools, franz-go) against
-# dlog, and the differential run of the core suites against a real Apache Kafka 4.x broker.
+# protocol tests, a short fuzz run, the compat suites (kcat, confluent-kafka, kafka-python,
+# the Java client and Kafka's tools, franz-go) against dlog, and the differential run of the
+# core suites against a real Apache Kafka 4.x broker.
 #   compat/test-all.sh            FUZZ_SECONDS=N to change the fuzz time per target (default 20)
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,8 +24,8 @@ stage "unit, integration and protocol tests" cargo test --release --workspace
 if [ -x protocol-tests/fuzz/run.sh ]; then
   stage "fuzz (${FUZZ_SECONDS:-20} s per target)" protocol-tests/fuzz/run.sh "${FUZZ_SECONDS:-20}"
 fi
-stage "on-disk format read by Kafka's DumpLogSegments" compat/storage/verify.sh
 stage "deploy files (promtool, YAML/JSON, systemd, live scrape)" deploy/check.sh
+stage "on-disk format read by Kafka's DumpLogSegments" compat/storage/verify.sh
 stage "compat suites against dlog (python, java, go)" compat/run.sh dlog "$out/compat" python java go
 stage "differential run against Apache Kafka (python, java)" compat/diff.sh "$out/diff" python java
 echo
