@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Validates every file in deploy/ with offline tools (CI stage "deploy files"):
-#   promtool (Debian's `prometheus` package, installed by compat/install.sh):
-#     check config, check rules, test rules (alert unit tests), check metrics (a live scrape)
+#   promtool (Debian's `prometheus` package, installed by deploy/install.sh via compat/install.sh):
+#     check config, check rules, test rules (alert unit tests), check metrics (a live scrape),
+#     and every Grafana dashboard query parsed as PromQL (as a recording rule)
 #   python3 + PyYAML: compose, Kubernetes manifests, Grafana provisioning and dashboard JSON
 #     parse, and hold together (ports, probes, selectors, mounted files); every dlog_* metric
 #     a dashboard or rule uses is one dlog defines (src/metrics/mod.rs); every property in the
@@ -180,6 +181,34 @@ for wanted in ("DlogBrokerDown", "DlogOfflinePartitions", "DlogUnderReplicatedPa
 for message in problems: print(message)
 sys.exit(1 if problems else 0)
 PY
+
+# ---------------------------------------------------------------- dashboard PromQL
+# Every dashboard query, with Grafana's variables substituted, becomes a recording rule so that
+# promtool parses it: a typo in a panel fails here instead of showing "no data".
+dashboard_queries() {
+  local rules; rules="$(mktemp --suffix=.yml)"
+  python3 - "$deploy/grafana/dashboards" "$rules" <<'PY' || { rm -f "$rules"; return 1; }
+import json, pathlib, sys, yaml
+rules = []
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
+    for panel in json.loads(path.read_text())["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for variable, value in (("$__rate_interval", "5m"), ("$instance", ".*"),
+                                    ("$topic", ".*"), ("$group", ".*")):
+                expr = expr.replace(variable, value)
+            if "$" in expr:
+                sys.exit(f"{path.name}: unknown variable in {expr}")
+            rules.append({"record": f"dashboard:query_{len(rules)}", "expr": expr})
+yaml.safe_dump({"groups": [{"name": "dashboard-queries", "rules": rules}]}, open(sys.argv[2], "w"))
+print(f"{len(rules)} queries")
+PY
+  promtool check rules "$rules"; local status=$?
+  rm -f "$rules"; return "$status"
+}
+if command -v promtool >/dev/null; then
+  check "Grafana dashboard queries parse (promtool)" dashboard_queries
+fi
 
 # ---------------------------------------------------------------- Dockerfile
 check "Dockerfile stages and sources" python3 - "$root" <<'PY'
