@@ -10,6 +10,8 @@
 #   LOAD_WORK_DIR [/tmp/dlog-metrics-overhead]  RUNS [5] runs per mode
 #   RECORDS [2000000] 100-byte records per run  PARTITIONS [3]  SKIP_BUILD [0]
 #   DLOG_PORT [19192]  METRICS_PORT [19644]  SCRAPE_INTERVAL [1] s
+#   QUIET_WAIT_MAX [600] s to wait before a run for other processes' CPU use to drop to
+#   QUIET_FOREIGN_PCT_MAX [10] % of all cores
 # Requirements as for benches/load/run.sh: a JDK and compat/kafka/install.sh's jars, curl.
 set -euo pipefail
 
@@ -108,6 +110,22 @@ tree_jiffies() {
   echo "$total"
 }
 
+# Before each run, wait (at most QUIET_WAIT_MAX s) for a 5 s window in which other processes
+# use under QUIET_FOREIGN_PCT_MAX % of the CPUs; the CPU they take during the run is reported.
+QUIET_WAIT_MAX="${QUIET_WAIT_MAX:-600}"
+QUIET_FOREIGN_PCT_MAX="${QUIET_FOREIGN_PCT_MAX:-10}"
+wait_quiet() {
+  local deadline=$((SECONDS + QUIET_WAIT_MAX)) b0 o0 t0 pct
+  while :; do
+    b0="$(busy_jiffies)"; o0="$(tree_jiffies $$)"; t0="$(date +%s%N)"; sleep 5
+    pct="$(awk -v b=$(($(busy_jiffies) - b0)) -v o=$(($(tree_jiffies $$) - o0)) -v ns=$(($(date +%s%N) - t0)) \
+      -v hz="$CLK_TCK" -v n="$NPROC" 'BEGIN { f = (b - o) / hz / (ns / 1e9 * n) * 100; if (f < 0) f = 0; printf "%.1f", f }')"
+    awk -v p="$pct" -v m="$QUIET_FOREIGN_PCT_MAX" 'BEGIN { exit !(p <= m) }' && return 0
+    if (( SECONDS >= deadline )); then log "machine still busy ($pct% foreign CPU); measuring anyway"; return 0; fi
+    log "waiting for a quiet machine: $pct% of the CPUs used by other processes"
+  done
+}
+
 produce() { # produce TOPIC RECORDS -> "rec_s mb_s"
   local out="$WORK/raw/produce-$1.txt"
   java_tool 300 org.apache.kafka.tools.ProducerPerformance --topic "$1" --num-records "$2" \
@@ -127,6 +145,7 @@ measure() { # measure MODE RUN
   start_broker "$mode"
   create_topic warmup; create_topic "measured"
   produce warmup $((RECORDS / 4)) >/dev/null
+  wait_quiet
   [[ "$mode" == scraped ]] && start_scraper
   busy0="$(busy_jiffies)"; ours0="$(tree_jiffies $$ "$BROKER_PID")"; t0="$(date +%s%N)"
   line="$(produce measured "$RECORDS")" || { stop_scraper; stop_broker; return 1; }
