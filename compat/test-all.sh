@@ -24,6 +24,7 @@ stage "unit, integration and protocol tests" cargo test --release --workspace
 if [ -x protocol-tests/fuzz/run.sh ]; then
   stage "fuzz (${FUZZ_SECONDS:-20} s per target)" protocol-tests/fuzz/run.sh "${FUZZ_SECONDS:-20}"
 fi
+stage "deploy files (promtool, YAML/JSON, systemd, live scrape)" deploy/check.sh
 stage "on-disk format read by Kafka's DumpLogSegments" compat/storage/verify.sh
 stage "compat suites against dlog (python, java, go, Kafka's tools)" compat/run.sh dlog "$out/compat" python java go tools
 DLOG_RESULTS="$out/compat" stage "differential run against Apache Kafka (python, java, Kafka's tools)" \

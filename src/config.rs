@@ -58,6 +58,7 @@ const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
 const PROCESS_ROLES: &[&str] = &["broker", "controller"];
 const REBALANCE_PROTOCOLS: &[&str] = &["classic", "consumer", "share", "streams"];
 const CONSUMER_ASSIGNORS: &[&str] = &["uniform", "range"];
+const LOG_FORMATS: &[&str] = &["text", "json"];
 
 /// Broker properties dlog understands, with Kafka 4.x defaults.
 pub const BROKER_PROPERTIES: &[Property] = &[
@@ -210,6 +211,10 @@ pub const BROKER_PROPERTIES: &[Property] = &[
         Kind::ChoiceList(CONSUMER_ASSIGNORS),
         "uniform,range",
     ),
+    // dlog's own: observability (README "Metrics, health and logs").
+    property("metrics.listen", Kind::String, ""),
+    property("log.level", Kind::String, "info"),
+    property("log.format", Kind::Choice(LOG_FORMATS), "text"),
 ];
 
 /// A topic-level config: its name, the broker property that supplies its default, and its kind.

@@ -12,6 +12,7 @@ pub mod controller;
 pub mod coordinator;
 pub mod handlers;
 pub mod log;
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod record;

@@ -7,6 +7,7 @@ use clap::Parser;
 
 use dlog::broker::Broker;
 use dlog::config::{BrokerConfig, Properties};
+use dlog::metrics::http::{NodeStatus, Stage};
 
 /// A Kafka-compatible commit log. Properties use Kafka's names (server.properties).
 #[derive(Parser, Debug)]
@@ -24,9 +25,10 @@ struct Cli {
     /// Override any property, e.g. `--set log.segment.bytes=1048576` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
-    /// Serve Prometheus metrics at http://ADDRESS/metrics.
+    /// Serve /metrics (Prometheus), /health and /ready on ADDRESS (sets `metrics.listen`;
+    /// default: off).
     #[arg(long)]
-    metrics_listen: Option<std::net::SocketAddr>,
+    metrics_listen: Option<String>,
 }
 
 fn properties(cli: &Cli) -> Result<Properties> {
@@ -54,6 +56,9 @@ fn properties(cli: &Cli) -> Result<Properties> {
     if let Some(dir) = &cli.data_dir {
         properties.set("log.dirs", &dir.to_string_lossy())?;
     }
+    if let Some(address) = &cli.metrics_listen {
+        properties.set("metrics.listen", address)?;
+    }
     Ok(properties)
 }
 
@@ -66,33 +71,47 @@ fn raise_file_limit() {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
-    let config = BrokerConfig::from_properties(properties(&cli)?)?;
+    let properties =
+        tracing::subscriber::with_default(dlog::logging::startup_logger(), || properties(&cli))?;
+    dlog::logging::init(&properties)?;
+    let config = BrokerConfig::from_properties(properties)?;
     raise_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(config, cli.metrics_listen))
+    runtime.block_on(run(config))
 }
 
-async fn run(config: BrokerConfig, metrics_listen: Option<std::net::SocketAddr>) -> Result<()> {
-    if let Some(address) = metrics_listen {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(address)
-            .install()
-            .context("starting the metrics listener")?;
+/// `metrics.listen`: empty = off, else an address to bind (`host:port`).
+fn metrics_address(config: &BrokerConfig) -> Result<Option<std::net::SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    match config.properties.get("metrics.listen").trim() {
+        "" => Ok(None),
+        address => Ok(address
+            .to_socket_addrs()
+            .with_context(|| format!("metrics.listen: cannot resolve '{address}'"))?
+            .next()),
+    }
+}
+
+async fn run(config: BrokerConfig) -> Result<()> {
+    // Health endpoints come up first, so that /ready can say 503 while the logs recover.
+    let status = std::sync::Arc::new(NodeStatus::default());
+    if let Some(address) = metrics_address(&config)? {
+        let prometheus = dlog::metrics::install().context("installing metrics")?;
+        dlog::metrics::http::start(address, prometheus, status.clone()).await?;
     }
     let listen_address = config.listen_address;
-    let broker = Broker::open(config)?;
+    let opening = std::time::Instant::now();
+    let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
+    dlog::metrics::storage::recovered(opening.elapsed(), broker.logs.clean_start());
+    status.set_broker(broker.clone());
+    status.set_stage(Stage::Binding);
     let listener = tokio::net::TcpListener::bind(listen_address)
         .await
         .with_context(|| format!("binding {listen_address}"))?;
+    status.set_stage(Stage::Ready);
     tracing::info!(address = %listen_address, cluster_id = broker.cluster_id, "dlog listening");
     let maintenance = tokio::spawn(broker.clone().run_maintenance());
     let group_timers = tokio::spawn(dlog::coordinator::run_timers(broker.clone()));
@@ -103,6 +122,7 @@ async fn run(config: BrokerConfig, metrics_listen: Option<std::net::SocketAddr>)
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutting down");
+    status.set_stage(Stage::ShuttingDown);
     let _ = broker.shutdown.send(true);
     let _ = server.await;
     let _ = maintenance.await;

@@ -389,8 +389,13 @@ fn respond(
             })
             .sum();
         if sent > 0 {
-            metrics::counter!(crate::metrics::BYTES_OUT, "topic" => topic.name.clone())
-                .increment(sent);
+            crate::metrics::topic_fetched(&topic.name, sent);
+        }
+        for partition in &topic.partitions {
+            crate::metrics::partition_error(
+                kafka_protocol::messages::ApiKey::Fetch,
+                partition.error_code,
+            );
         }
     }
     fetch_response::encode(plan.version, plan.correlation_id, &result)

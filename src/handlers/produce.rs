@@ -65,8 +65,8 @@ fn append_partition(
     let records = records.map(|r| &r[..]).unwrap_or_default();
     match log.append(records, now) {
         Ok(result) => {
-            metrics::counter!(crate::metrics::BYTES_IN, "topic" => topic.to_string())
-                .increment(records.len() as u64);
+            let record_count = (result.last_offset - result.base_offset + 1) as u64;
+            crate::metrics::topic_produced(topic, records.len() as u64, record_count);
             PartitionOutcome {
                 index,
                 error: None,
@@ -119,6 +119,11 @@ pub fn handle(broker: &Broker, mut request: Request) -> Result<Handled, RequestE
         topics.push((topic.name.0.clone(), outcomes));
     }
     broker.data_arrived.notify_waiters();
+    for outcome in topics.iter().flat_map(|(_, p)| p) {
+        if let Some((error, _)) = &outcome.error {
+            crate::metrics::partition_error(ApiKey::Produce, error.code());
+        }
+    }
     if body.acks == 0 {
         let any_error = topics
             .iter()

@@ -69,6 +69,15 @@ pub struct LogOffsets {
     pub log_end_offset: i64,
 }
 
+/// A partition's shape at one moment, for metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct LogStats {
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub size_bytes: u64,
+    pub segment_count: usize,
+}
+
 struct LogState {
     segments: BTreeMap<i64, Segment>,
     log_start_offset: i64,
@@ -265,6 +274,17 @@ impl PartitionLog {
         self.lock().segments.values().map(Segment::size_bytes).sum()
     }
 
+    /// Offsets, size and segment count under one lock (scrape-time metrics).
+    pub fn stats(&self) -> LogStats {
+        let state = self.lock();
+        LogStats {
+            log_start_offset: state.log_start_offset,
+            log_end_offset: state.log_end_offset(),
+            size_bytes: state.segments.values().map(Segment::size_bytes).sum(),
+            segment_count: state.segments.len(),
+        }
+    }
+
     /// Validates `records` (one or more v2 batches as a producer sent them), assigns offsets and
     /// appends them. Nothing is written unless every batch is valid.
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendResult, AppendError> {
@@ -441,6 +461,7 @@ impl PartitionLog {
 
     /// fsyncs every segment from the recovery point on and advances the recovery point.
     fn flush_locked(state: &mut LogState, now_ms: i64) -> io::Result<()> {
+        let started = std::time::Instant::now();
         let recovery_point = state.recovery_point;
         let from = state
             .segments
@@ -453,6 +474,7 @@ impl PartitionLog {
         state.recovery_point = state.log_end_offset();
         state.unflushed_messages = 0;
         state.last_flush_ms = now_ms;
+        crate::metrics::storage::flushed(started.elapsed());
         Ok(())
     }
 

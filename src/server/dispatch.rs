@@ -24,8 +24,38 @@ pub enum Handled {
 
 /// Handles one request frame. An Err closes the connection: the request could not be
 /// understood well enough to answer it (unknown api, unsupported version, malformed bytes).
+/// Every request is counted and timed here, by API and outcome.
 pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, String> {
-    let request = protocol::parse_request(frame).map_err(|e| e.to_string())?;
+    let timer = crate::metrics::RequestTimer::start(&frame);
+    match route(broker, frame).await {
+        Ok(Handled::Response(response)) => {
+            timer.answered(response.size_bytes());
+            Ok(Handled::Response(response))
+        }
+        Ok(Handled::NoResponse) => {
+            timer.answered(0);
+            Ok(Handled::NoResponse)
+        }
+        Ok(Handled::Deferred(future)) => Ok(Handled::Deferred(Box::pin(async move {
+            let response = future.await;
+            match &response {
+                Some(response) => timer.answered(response.size_bytes()),
+                None => timer.failed("UNKNOWN_SERVER_ERROR"),
+            }
+            response
+        }))),
+        Err(error) => {
+            timer.failed(match error {
+                RequestError::UnsupportedVersion { .. } => "UNSUPPORTED_VERSION",
+                _ => "INVALID_REQUEST",
+            });
+            Err(error.to_string())
+        }
+    }
+}
+
+async fn route(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, RequestError> {
+    let request = protocol::parse_request(frame)?;
     let result: Result<Handled, RequestError> = match request.api_key {
         ApiKey::ApiVersions => handlers::api_versions::handle(&request).map(Handled::Response),
         ApiKey::Metadata => handlers::metadata::handle(broker, request).map(Handled::Response),
@@ -92,5 +122,5 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, Strin
         }
         other => Err(RequestError::UnknownApiKey(other as i16)),
     };
-    result.map_err(|e| e.to_string())
+    result
 }

@@ -32,12 +32,15 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "max.connections reached; closing new connection");
+            crate::metrics::connection_refused_max_connections();
             drop(stream);
             continue;
         };
         let broker = broker.clone();
+        let counted = crate::metrics::connection_accepted();
         tokio::spawn(async move {
             connection::serve(broker, stream).await;
+            drop(counted);
             drop(permit);
         });
     }
