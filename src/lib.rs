@@ -13,5 +13,6 @@ pub mod handlers;
 pub mod log;
 pub mod metrics;
 pub mod protocol;
+pub mod raft;
 pub mod record;
 pub mod server;
