@@ -606,15 +606,15 @@ impl RaftNode {
 
     pub(crate) fn become_follower(&mut self, epoch: Epoch, leader: NodeId) {
         assert_ne!(leader, self.config.node_id);
+        assert!(
+            !(self.is_leader() && epoch == self.epoch),
+            "a leader of epoch {epoch} saw another leader"
+        );
         self.set_epoch(epoch);
         assert!(
             self.leader_id.is_none() || self.leader_id == Some(leader),
             "two leaders in epoch {epoch}: {:?} and {leader}",
             self.leader_id
-        );
-        assert!(
-            !self.is_leader(),
-            "a leader of epoch {epoch} saw another leader"
         );
         if self.leader_id != Some(leader) {
             self.leader_id = Some(leader);
@@ -676,9 +676,10 @@ impl RaftNode {
                 assert_eq!(self.leader_id, Some(self.config.node_id));
                 assert_eq!(self.voted_for, Some(self.config.node_id));
                 assert!(leader.epoch_start_offset < self.log.end_offset());
-                assert_eq!(
-                    self.log.epoch_at(leader.epoch_start_offset),
-                    Some(self.epoch)
+                // (A snapshot may already cover the epoch's first entry.)
+                assert!(
+                    leader.epoch_start_offset < self.log.start_offset()
+                        || self.log.epoch_at(leader.epoch_start_offset) == Some(self.epoch)
                 );
             }
             Role::Candidate(tally) => {

@@ -335,7 +335,11 @@ impl Sim {
         } else {
             None
         };
+        let quiet = operations == 0 && ready.committed.is_empty() && ready.apply_snapshot.is_none();
         self.log(|| {
+            if quiet {
+                return format!("node {id}: {} messages", ready.messages.len());
+            }
             format!(
                 "node {id} ready: quorum {:?} snapshot {:?}{} truncate {:?} entries {}+{} hw {} committed {}+{}",
                 ready.quorum_state,
@@ -731,10 +735,18 @@ impl Sim {
         self.faults.crash = 0;
         self.log(|| "faults heal; checking liveness".to_string());
         let healed_at = self.now;
-        let mut proposed: Option<(Offset, Bytes)> = None;
+        let mut proposed: Option<(Offset, Bytes, Epoch)> = None;
         while self.now - healed_at < LIVENESS_TICKS_MAX {
             self.round(false);
-            if let Some((offset, data)) = &proposed {
+            if let Some((_, _, epoch)) = &proposed {
+                let current = self
+                    .leader()
+                    .map(|i| self.nodes[i].raft.as_ref().unwrap().epoch());
+                if current.is_some_and(|e| e != *epoch) {
+                    proposed = None; // A new leader may have truncated it: propose again.
+                }
+            }
+            if let Some((offset, data, _)) = &proposed {
                 let everywhere = self.nodes.iter().all(|n| {
                     let raft = n.raft.as_ref().unwrap();
                     raft.high_watermark() > *offset
@@ -752,8 +764,9 @@ impl Sim {
                     self.next_value += 1;
                     let data = Bytes::from(self.next_value.to_be_bytes().to_vec());
                     let raft = self.nodes[index].raft.as_mut().unwrap();
+                    let epoch = raft.epoch();
                     if let Ok(offset) = raft.propose(data.clone()) {
-                        proposed = Some((offset, data));
+                        proposed = Some((offset, data, epoch));
                     }
                     self.process_ready(index);
                 }
