@@ -83,6 +83,7 @@ struct SimNode {
     incarnation: u64,
     /// High watermark last seen in this incarnation.
     high_watermark_seen: Offset,
+    role_seen: RoleKind,
 }
 
 struct InFlight {
@@ -165,7 +166,40 @@ impl Checker {
     }
 }
 
+/// How often the interesting paths ran, so a green run means something.
+#[derive(Clone, Copy, Debug, Default)]
+struct Coverage {
+    elections_won: u64,
+    pre_votes_refused: u64,
+    divergence_truncations: u64,
+    snapshots_taken: u64,
+    snapshots_installed: u64,
+    fetch_snapshot_chunks: u64,
+    torn_persist_crashes: u64,
+    crashes: u64,
+    check_quorum_resignations: u64,
+    graceful_resignations: u64,
+    observer_commits: u64,
+}
+
+impl Coverage {
+    fn add(&mut self, other: &Coverage) {
+        self.elections_won += other.elections_won;
+        self.pre_votes_refused += other.pre_votes_refused;
+        self.divergence_truncations += other.divergence_truncations;
+        self.snapshots_taken += other.snapshots_taken;
+        self.snapshots_installed += other.snapshots_installed;
+        self.fetch_snapshot_chunks += other.fetch_snapshot_chunks;
+        self.torn_persist_crashes += other.torn_persist_crashes;
+        self.crashes += other.crashes;
+        self.check_quorum_resignations += other.check_quorum_resignations;
+        self.graceful_resignations += other.graceful_resignations;
+        self.observer_commits += other.observer_commits;
+    }
+}
+
 struct Sim {
+    coverage: Coverage,
     random: SplitMix64,
     seed: u64,
     faults: Faults,
@@ -225,9 +259,11 @@ impl Sim {
                 },
                 incarnation: 0,
                 high_watermark_seen: 0,
+                role_seen: RoleKind::Unattached,
             })
             .collect();
         let mut sim = Sim {
+            coverage: Coverage::default(),
             random,
             seed,
             faults,
@@ -304,6 +340,7 @@ impl Sim {
         let node = &mut self.nodes[index];
         node.incarnation += 1;
         node.high_watermark_seen = raft.high_watermark();
+        node.role_seen = raft.role();
         node.app = app;
         node.raft = Some(raft);
         let id = node.id;
@@ -314,14 +351,33 @@ impl Sim {
     fn crash(&mut self, index: usize) {
         let id = self.nodes[index].id;
         self.nodes[index].raft = None;
+        self.coverage.crashes += 1;
         self.log(|| format!("node {id} crashes"));
     }
 
     /// Acts on node `index`'s Ready: persist (maybe torn by a crash), send, apply; then check.
     fn process_ready(&mut self, index: usize) {
         self.steps += 1;
+        let was_leader = self.nodes[index].role_seen == RoleKind::Leader;
         let ready = self.nodes[index].raft.as_mut().expect("running").ready();
         let id = self.nodes[index].id;
+        let role = self.nodes[index].raft.as_ref().unwrap().role();
+        self.nodes[index].role_seen = role;
+        if !was_leader && role == RoleKind::Leader {
+            self.coverage.elections_won += 1;
+        }
+        if was_leader && role == RoleKind::Resigned {
+            self.coverage.check_quorum_resignations += 1;
+        }
+        if ready.truncate_to.is_some() {
+            self.coverage.divergence_truncations += 1;
+        }
+        if ready.snapshot_replaces_log {
+            self.coverage.snapshots_installed += 1;
+        }
+        if id == OBSERVER_ID {
+            self.coverage.observer_commits += ready.committed.len() as u64;
+        }
         let operations = ready.quorum_state.is_some() as usize
             + ready.snapshot.is_some() as usize
             + ready.truncate_to.is_some() as usize
@@ -451,6 +507,9 @@ impl Sim {
     }
 
     fn crash_torn(&mut self, index: usize, stage: u32) {
+        if stage < 4 {
+            self.coverage.torn_persist_crashes += 1;
+        }
         let id = self.nodes[index].id;
         self.log(|| format!("node {id} crashes while persisting (stage {stage})"));
         self.crash(index);
@@ -619,6 +678,8 @@ impl Sim {
                 let id = self.nodes[index].id;
                 self.log(|| format!("leader {id} resigns"));
                 self.nodes[index].raft.as_mut().unwrap().resign();
+                self.coverage.graceful_resignations += 1;
+                self.nodes[index].role_seen = RoleKind::Resigned;
                 self.process_ready(index);
                 if self.nodes[index].raft.is_some() && self.chance(500) {
                     self.crash(index); // A graceful shutdown.
@@ -676,6 +737,7 @@ impl Sim {
         }
         let app = node.app;
         raft.snapshot(app.applied_offset, snapshot_bytes(app));
+        self.coverage.snapshots_taken += 1;
         let id = node.id;
         self.log(|| format!("node {id} snapshots at {}", app.applied_offset));
         self.process_ready(index);
@@ -702,6 +764,13 @@ impl Sim {
             let index = self.index_of(to);
             if self.nodes[index].raft.is_none() {
                 continue;
+            }
+            match &message {
+                Message::VoteResponse(m) if m.pre_vote && !m.vote_granted => {
+                    self.coverage.pre_votes_refused += 1
+                }
+                Message::FetchSnapshotResponse(_) => self.coverage.fetch_snapshot_chunks += 1,
+                _ => {}
             }
             if self.trace.is_some() {
                 let line = format!("{from} -> {to}: {message:?}");
@@ -797,13 +866,30 @@ fn sim_ids(ids: &[NodeId]) -> Vec<NodeId> {
     ids.to_vec()
 }
 
-struct SeedOutcome {
-    liveness_ticks: u64,
-    committed: usize,
+#[derive(Clone, Copy, Debug, Default)]
+struct Stats {
+    seeds: u64,
     steps: u64,
+    committed: u64,
+    liveness_ticks_max: u64,
+    liveness_ticks_max_seed: u64,
+    coverage: Coverage,
 }
 
-fn run_seed(seed: u64, trace: &mut Option<Vec<String>>) -> SeedOutcome {
+impl Stats {
+    fn add(&mut self, other: &Stats) {
+        self.seeds += other.seeds;
+        self.steps += other.steps;
+        self.committed += other.committed;
+        if other.liveness_ticks_max > self.liveness_ticks_max {
+            self.liveness_ticks_max = other.liveness_ticks_max;
+            self.liveness_ticks_max_seed = other.liveness_ticks_max_seed;
+        }
+        self.coverage.add(&other.coverage);
+    }
+}
+
+fn run_seed(seed: u64, trace: &mut Option<Vec<String>>) -> Stats {
     let mut sim = Sim::new(seed, trace.is_some());
     let result = catch_unwind(AssertUnwindSafe(|| {
         let chaos_rounds = 150 + sim.random.below(250);
@@ -811,15 +897,18 @@ fn run_seed(seed: u64, trace: &mut Option<Vec<String>>) -> SeedOutcome {
             sim.round(true);
         }
         let liveness_ticks = sim.check_liveness();
-        SeedOutcome {
-            liveness_ticks,
-            committed: sim.checker.committed.len(),
+        Stats {
+            seeds: 1,
             steps: sim.steps,
+            committed: sim.checker.committed.len() as u64,
+            liveness_ticks_max: liveness_ticks,
+            liveness_ticks_max_seed: seed,
+            coverage: sim.coverage,
         }
     }));
     *trace = sim.trace.take();
     match result {
-        Ok(outcome) => outcome,
+        Ok(stats) => stats,
         Err(panic) => std::panic::resume_unwind(panic),
     }
 }
@@ -881,8 +970,8 @@ fn simulation() {
                     print_trace(seed, &trace);
                 }
                 eprintln!(
-                    "seed {seed} passed: {} committed, {} steps, liveness in {} ticks",
-                    outcome.committed, outcome.steps, outcome.liveness_ticks
+                    "seed {seed} passed: {} committed, {} steps, liveness in {} ticks; {:?}",
+                    outcome.committed, outcome.steps, outcome.liveness_ticks_max, outcome.coverage
                 );
             }
             Err(panic) => {
@@ -898,48 +987,43 @@ fn simulation() {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u64))
         .clamp(1, 64);
     let started = Instant::now();
-    let results: Vec<Result<(u64, u64, u64), (u64, String)>> = std::thread::scope(|scope| {
+    let results: Vec<Result<Stats, (u64, String)>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|thread| {
                 scope.spawn(move || {
-                    let mut liveness_max = 0;
-                    let mut committed = 0;
-                    let mut steps = 0;
+                    let mut stats = Stats::default();
                     let mut seed = first + thread;
                     while seed < first + count {
-                        let result = catch_unwind(AssertUnwindSafe(|| run_seed(seed, &mut None)));
-                        match result {
-                            Ok(outcome) => {
-                                liveness_max = liveness_max.max(outcome.liveness_ticks);
-                                committed += outcome.committed as u64;
-                                steps += outcome.steps;
-                            }
+                        match catch_unwind(AssertUnwindSafe(|| run_seed(seed, &mut None))) {
+                            Ok(outcome) => stats.add(&outcome),
                             Err(panic) => return Err((seed, panic_message(&panic))),
                         }
                         seed += threads;
                     }
-                    Ok((liveness_max, committed, steps))
+                    Ok(stats)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let mut failures = Vec::new();
-    let (mut liveness_max, mut committed, mut steps) = (0, 0, 0);
+    let mut stats = Stats::default();
     for result in results {
         match result {
-            Ok((l, c, s)) => {
-                liveness_max = liveness_max.max(l);
-                committed += c;
-                steps += s;
-            }
+            Ok(thread_stats) => stats.add(&thread_stats),
             Err(failure) => failures.push(failure),
         }
     }
     eprintln!(
-        "raft simulation: seeds {first}..{} on {threads} threads in {:.1?}: {steps} steps, {committed} committed entries, slowest recovery {liveness_max} ticks",
+        "raft simulation: {} seeds ({first}..{}) on {threads} threads in {:.1?}: {} steps, {} committed entries, slowest recovery {} ticks (seed {})\ncoverage: {:?}",
+        stats.seeds,
         first + count,
-        started.elapsed()
+        started.elapsed(),
+        stats.steps,
+        stats.committed,
+        stats.liveness_ticks_max,
+        stats.liveness_ticks_max_seed,
+        stats.coverage
     );
     if let Some((seed, message)) = failures.into_iter().min_by_key(|(seed, _)| *seed) {
         let replayed = replay_with_trace(seed);
