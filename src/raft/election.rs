@@ -254,7 +254,7 @@ impl RaftNode {
         if !self.is_voter_id(from) || from == self.config.node_id {
             return;
         }
-        if self.observe_leader(response.leader_id, response.leader_epoch) {
+        if self.observe_leader(from, response.leader_id, response.leader_epoch, false) {
             return;
         }
         if response.pre_vote {
@@ -296,7 +296,7 @@ impl RaftNode {
                 && self.leader_id == Some(request.leader_id)
                 && matches!(self.role, Role::Follower(_));
             if !known {
-                self.become_follower(request.leader_epoch, request.leader_id);
+                self.become_follower(request.leader_epoch, request.leader_id, true);
             } else if let Role::Follower(follower) = &mut self.role {
                 follower.leader_contact_tick = Some(self.now_ticks);
             }
@@ -323,7 +323,7 @@ impl RaftNode {
             if request.leader_epoch > self.epoch
                 || (self.leader_id.is_none() && !matches!(self.role, Role::Candidate(_)))
             {
-                self.become_follower(request.leader_epoch, request.leader_id);
+                self.become_follower(request.leader_epoch, request.leader_id, false);
             }
             if self.leader_id == Some(request.leader_id) {
                 if let Role::Follower(follower) = &mut self.role {

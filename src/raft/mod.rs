@@ -413,11 +413,11 @@ impl RaftNode {
             Message::VoteResponse(m) => self.handle_vote_response(from, m),
             Message::BeginQuorumEpochRequest(m) => self.handle_begin_quorum_epoch(from, m),
             Message::BeginQuorumEpochResponse(m) => {
-                self.observe_leader(m.leader_id, m.leader_epoch);
+                self.observe_leader(from, m.leader_id, m.leader_epoch, false);
             }
             Message::EndQuorumEpochRequest(m) => self.handle_end_quorum_epoch(from, m),
             Message::EndQuorumEpochResponse(m) => {
-                self.observe_leader(m.leader_id, m.leader_epoch);
+                self.observe_leader(from, m.leader_id, m.leader_epoch, false);
             }
             Message::FetchRequest(m) => self.handle_fetch_request(from, m),
             Message::FetchResponse(m) => self.handle_fetch_response(from, m),
@@ -604,7 +604,13 @@ impl RaftNode {
         self.reset_election_timer();
     }
 
-    pub(crate) fn become_follower(&mut self, epoch: Epoch, leader: NodeId) {
+    /// `heard_from_leader`: the leader itself spoke (it is alive), rather than a third party.
+    pub(crate) fn become_follower(
+        &mut self,
+        epoch: Epoch,
+        leader: NodeId,
+        heard_from_leader: bool,
+    ) {
         assert_ne!(leader, self.config.node_id);
         assert!(
             !(self.is_leader() && epoch == self.epoch),
@@ -621,7 +627,7 @@ impl RaftNode {
             self.quorum_state_dirty = true;
         }
         self.role = Role::Follower(FollowerState {
-            leader_contact_tick: Some(self.now_ticks),
+            leader_contact_tick: heard_from_leader.then_some(self.now_ticks),
             ..FollowerState::default()
         });
         self.reset_election_timer();
@@ -634,28 +640,39 @@ impl RaftNode {
     }
 
     /// Any message naming a newer epoch moves this node to it (as follower of its leader when
-    /// the message names one). Returns whether the epoch changed.
-    pub(crate) fn observe_leader(&mut self, leader_id: Option<NodeId>, epoch: Epoch) -> bool {
-        if epoch > self.epoch {
-            match leader_id {
-                Some(leader) if leader != self.config.node_id => {
-                    self.become_follower(epoch, leader)
-                }
-                _ => self.become_unattached(epoch),
+    /// the message names one); a message naming the leader of our epoch, when we know none,
+    /// attaches us to it. `leader_speaking`: the message is the leader's own answer as leader
+    /// (a fetch it served): only that proves the leader alive — a voter repeating the name of
+    /// a leader that has since died or resigned must not keep us from electing a new one.
+    /// Returns whether the epoch changed.
+    pub(crate) fn observe_leader(
+        &mut self,
+        from: NodeId,
+        leader_id: Option<NodeId>,
+        epoch: Epoch,
+        leader_speaking: bool,
+    ) -> bool {
+        let me = self.config.node_id;
+        let Some(leader) = leader_id.filter(|l| *l != me) else {
+            if epoch > self.epoch {
+                self.become_unattached(epoch);
+                return true;
             }
+            return false;
+        };
+        let alive = leader_speaking && from == leader;
+        if epoch > self.epoch {
+            self.become_follower(epoch, leader, alive);
             return true;
         }
-        if epoch == self.epoch {
-            if let Some(leader) = leader_id {
-                if leader != self.config.node_id
-                    && !matches!(self.role, Role::Follower(_))
-                    && (self.leader_id.is_none() || self.leader_id == Some(leader))
-                {
-                    // Learned the leader of our own epoch (we were unattached, prospective
-                    // or a losing candidate).
-                    self.become_follower(epoch, leader);
-                }
-            }
+        if epoch == self.epoch
+            && !matches!(self.role, Role::Follower(_))
+            && (self.leader_id.is_none()
+                || (self.leader_id == Some(leader) && (alive || !self.is_voter())))
+        {
+            // We were unattached, prospective or a losing candidate — or an observer looking
+            // for its leader (observers never vote: following a stale name costs nothing).
+            self.become_follower(epoch, leader, alive);
         }
         false
     }

@@ -276,7 +276,12 @@ impl RaftNode {
 
     pub(crate) fn handle_fetch_response(&mut self, from: NodeId, response: FetchResponse) {
         let leader = response.current_leader;
-        if self.observe_leader(leader.leader_id, leader.leader_epoch) {
+        if self.observe_leader(
+            from,
+            leader.leader_id,
+            leader.leader_epoch,
+            response.error == ErrorCode::None,
+        ) {
             return; // Answers a fetch of an older epoch.
         }
         if !self.is_following(from, leader.leader_epoch) {
@@ -407,7 +412,12 @@ impl RaftNode {
         response: FetchSnapshotResponse,
     ) {
         let leader = response.current_leader;
-        if self.observe_leader(leader.leader_id, leader.leader_epoch) {
+        if self.observe_leader(
+            from,
+            leader.leader_id,
+            leader.leader_epoch,
+            response.error == ErrorCode::None,
+        ) {
             return;
         }
         if !self.is_following(from, leader.leader_epoch) {
