@@ -94,6 +94,10 @@ struct InFlight {
 /// Fault rates of one seed, per mille.
 #[derive(Debug)]
 struct Faults {
+    restart: u64,
+    /// Entries per fetch response: 1 makes a follower take an old epoch's entries without the
+    /// new leader's, the window in which committing by counting old entries is wrong.
+    fetch_entries_max: usize,
     drop: u64,
     duplicate: u64,
     delay_long: u64,
@@ -225,12 +229,17 @@ impl Sim {
         if random.below(4) == 0 {
             ids.push(OBSERVER_ID);
         }
+        // A quarter of the seeds crash and restart nodes often.
+        let crashy = random.below(4) == 0;
+        let fetch_entries_max = 1 + random.below(4) as usize;
         let mut rate = |max: u64| random.below(max + 1);
         let faults = Faults {
+            restart: if crashy { 100 + rate(400) } else { 50 },
+            fetch_entries_max,
             drop: rate(200),
             duplicate: rate(100),
             delay_long: rate(300),
-            crash: rate(20),
+            crash: if crashy { rate(100) } else { rate(20) },
             torn_persist: rate(500),
             partition: rate(30),
             heal: 20 + rate(80),
@@ -307,7 +316,7 @@ impl Sim {
                 .wrapping_add((id as u64) << 32 | incarnation),
         );
         // Small limits so that fetches, snapshot chunks and back-pressure all get exercised.
-        config.fetch_entries_max = 4;
+        config.fetch_entries_max = self.faults.fetch_entries_max;
         config.snapshot_chunk_size_bytes_max = 7;
         config.uncommitted_entries_max = 64;
         config.log_entries_max = 256;
@@ -657,7 +666,7 @@ impl Sim {
         let crashed: Vec<usize> = (0..self.nodes.len())
             .filter(|i| self.nodes[*i].raft.is_none())
             .collect();
-        if !crashed.is_empty() && self.chance(50) {
+        if !crashed.is_empty() && self.chance(self.faults.restart) {
             let index = self.pick(&crashed).unwrap();
             self.start(index);
         }
