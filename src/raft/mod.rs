@@ -48,6 +48,8 @@ pub mod messages;
 pub mod replication;
 #[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -582,6 +584,11 @@ impl RaftNode {
 
     pub(crate) fn reset_election_timer(&mut self) {
         self.election_elapsed_ticks = 0;
+        if self.config.voters == [self.config.node_id] {
+            // A one-voter quorum has nobody to wait for.
+            self.election_timeout_current_ticks = 1;
+            return;
+        }
         let base = self.config.election_timeout_ticks;
         self.election_timeout_current_ticks = base + self.random.below(base as u64) as u32;
     }
