@@ -461,6 +461,10 @@ impl Sim {
                 assert!(drop > 0 && drop as usize <= durable.entries.len());
                 durable.entries.drain(..drop as usize);
             }
+            assert!(
+                snapshot.id.end_offset > durable.start_offset(),
+                "node {id}: durable snapshot moved back"
+            );
             durable.snapshot = Some(snapshot.clone());
         }
         if let Some(offset) = ready.truncate_to {
@@ -622,8 +626,42 @@ impl Sim {
     }
 
     /// One tick of simulated time: faults, ticks, proposals, snapshots, deliveries.
+    /// Every committed entry is on the disks of a majority of voters (in its log or under its
+    /// snapshot): what any crash leaves behind still holds it.
+    fn check_durable_majority(&self) {
+        let committed = self.checker.committed.len() as Offset;
+        let mut held: Vec<Offset> = self
+            .nodes
+            .iter()
+            .filter(|n| self.voters.contains(&n.id))
+            .map(|n| {
+                let durable = &n.durable;
+                let mut end = durable.start_offset();
+                if end > committed {
+                    return end;
+                }
+                for entry in &durable.entries {
+                    if end >= committed || *entry != self.checker.committed[end as usize] {
+                        break;
+                    }
+                    end += 1;
+                }
+                end
+            })
+            .collect();
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        let majority_holds = held[self.voters.len() / 2];
+        assert!(
+            majority_holds >= committed,
+            "committed through {committed} but a majority of disks hold only {majority_holds}: {held:?}"
+        );
+    }
+
     fn round(&mut self, chaos: bool) {
         self.now += 1;
+        if self.now % 16 == 0 {
+            self.check_durable_majority();
+        }
         if chaos {
             self.inject_faults();
         }
