@@ -1079,3 +1079,80 @@ fn simulation() {
         );
     }
 }
+
+/// KIP-996's point: a voter cut off from everyone keeps asking for pre-votes but never bumps
+/// the epoch, so when it returns the leader keeps leading.
+#[test]
+fn a_partitioned_voter_rejoins_without_disrupting_the_leader() {
+    for seed in 0..50 {
+        let mut sim = Sim::new(seed, false);
+        let fetch_entries_max = sim.faults.fetch_entries_max;
+        sim.faults = Faults {
+            restart: 0,
+            fetch_entries_max,
+            drop: 0,
+            duplicate: 0,
+            delay_long: 0,
+            crash: 0,
+            torn_persist: 0,
+            partition: 0,
+            heal: 0,
+            skip_tick: 0,
+            propose: 0,
+            snapshot: 0,
+            resign: 0,
+        };
+        let mut rounds = 0;
+        while sim.leader().is_none() {
+            sim.round(false);
+            rounds += 1;
+            assert!(rounds < 200, "seed {seed}: no leader");
+        }
+        for _ in 0..20 {
+            sim.round(false);
+        }
+        let leader = sim.leader().unwrap();
+        let leader_id = sim.nodes[leader].id;
+        let epoch = sim.nodes[leader].raft.as_ref().unwrap().epoch();
+        let isolated = sim
+            .nodes
+            .iter()
+            .map(|n| n.id)
+            .find(|id| *id != leader_id && sim.voters.contains(id))
+            .unwrap();
+        for other in sim.nodes.iter().map(|n| n.id) {
+            if other != isolated {
+                sim.blocked.insert((isolated, other));
+                sim.blocked.insert((other, isolated));
+            }
+        }
+        for _ in 0..200 {
+            sim.round(false);
+        }
+        let isolated_index = sim.index_of(isolated);
+        let isolated_raft = sim.nodes[isolated_index].raft.as_ref().unwrap();
+        assert_eq!(
+            isolated_raft.epoch(),
+            epoch,
+            "seed {seed}: epoch bumped in isolation"
+        );
+        assert_eq!(isolated_raft.role(), RoleKind::Prospective);
+        sim.blocked.clear();
+        for _ in 0..100 {
+            sim.round(false);
+        }
+        for node in &sim.nodes {
+            let raft = node.raft.as_ref().unwrap();
+            assert_eq!(
+                raft.epoch(),
+                epoch,
+                "seed {seed}: node {} moved on",
+                node.id
+            );
+        }
+        assert!(sim.nodes[leader].raft.as_ref().unwrap().is_leader());
+        let isolated_raft = sim.nodes[isolated_index].raft.as_ref().unwrap();
+        assert_eq!(isolated_raft.role(), RoleKind::Follower);
+        assert_eq!(isolated_raft.leader_id(), Some(leader_id));
+    }
+}
