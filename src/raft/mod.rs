@@ -512,6 +512,17 @@ impl RaftNode {
         self.check_invariants();
     }
 
+    /// Whether [`RaftNode::ready`] has anything to persist, send or apply.
+    pub fn has_ready(&self) -> bool {
+        self.quorum_state_dirty
+            || self.pending_snapshot.is_some()
+            || self.pending_truncate.is_some()
+            || self.stable_end_offset != self.log.end_offset()
+            || !self.messages.is_empty()
+            || self.pending_apply_snapshot.is_some()
+            || self.applied_offset != self.high_watermark
+    }
+
     /// Drains what the inputs since the last call produced.
     pub fn ready(&mut self) -> Ready {
         let mut ready = Ready {

@@ -368,6 +368,7 @@ impl Sim {
     fn process_ready(&mut self, index: usize) {
         self.steps += 1;
         let was_leader = self.nodes[index].role_seen == RoleKind::Leader;
+        let has_ready = self.nodes[index].raft.as_ref().unwrap().has_ready();
         let ready = self.nodes[index].raft.as_mut().expect("running").ready();
         let id = self.nodes[index].id;
         let role = self.nodes[index].raft.as_ref().unwrap().role();
@@ -400,6 +401,14 @@ impl Sim {
         } else {
             None
         };
+        assert_eq!(
+            has_ready,
+            operations > 0
+                || !ready.messages.is_empty()
+                || !ready.committed.is_empty()
+                || ready.apply_snapshot.is_some(),
+            "node {id}: has_ready disagrees with ready"
+        );
         let quiet = operations == 0 && ready.committed.is_empty() && ready.apply_snapshot.is_none();
         self.log(|| {
             if quiet {
@@ -659,7 +668,7 @@ impl Sim {
 
     fn round(&mut self, chaos: bool) {
         self.now += 1;
-        if self.now % 16 == 0 {
+        if self.now.is_multiple_of(16) {
             self.check_durable_majority();
         }
         if chaos {
