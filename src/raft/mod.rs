@@ -23,24 +23,33 @@
 //! # Driving it (the controller's quorum driver)
 //!
 //! `src/controller/` replaces its one-node `Controller::commit` with a driver task that owns a
-//! `RaftNode` and the metadata log files:
+//! `RaftNode` and the metadata log files (`__cluster_metadata-0`, `quorum-state`, snapshots):
 //! 1. On start, read `quorum-state` (epoch, voted-for, leader), the latest snapshot and the
-//!    log after it, and call [`RaftNode::restore`]. Restore the image from the snapshot.
-//! 2. Loop over one `select!`: a timer firing every tick (e.g. 50 ms) → `tick()`; a decoded
-//!    Vote/BeginQuorumEpoch/EndQuorumEpoch/Fetch/FetchSnapshot request or response from the
-//!    controller listener → `step(from, message)`; a metadata change to commit → `propose`
-//!    (the offset it returns is where the change will be; answer the client once the high
-//!    watermark passes it, or fail it when an entry of another epoch lands there).
-//! 3. After each input, `ready()` and act on it strictly in order: write `quorum_state`
-//!    (fsync), the snapshot, the truncation, the entries (fsync) — then send `messages` — then
-//!    apply `apply_snapshot` and `committed` to the image. Sending before the fsync would let
-//!    a vote or a fetch offset outlive a crash that lost what it promised.
-//! 4. When the image has applied far enough past the last snapshot, serialize it and call
-//!    `snapshot(applied_offset, bytes)`.
-//! 5. On SIGTERM, `resign()` if leader, send the EndQuorumEpoch messages, then exit.
-//!
-//! Brokers that are not voters run the same node as observers: they fetch and apply, never
-//! vote, and never count toward the high watermark.
+//!    log after it, and call [`RaftNode::restore`] ([`RaftNode::new`] on an empty data dir);
+//!    rebuild the image from the snapshot. `Config::voters` comes from
+//!    `controller.quorum.voters`; a node not in it is an observer (a broker).
+//! 2. Loop over one `select!`: a timer firing every tick (e.g. 50 ms; the timeouts in
+//!    [`Config`] are in ticks) → `tick()`; a decoded Vote / BeginQuorumEpoch /
+//!    EndQuorumEpoch / Fetch / FetchSnapshot request or response from the controller
+//!    listener → `step(from, message)`; a metadata change to commit → `propose(bytes)`. The
+//!    offset `propose` returns is where the change will land: answer the client when a
+//!    `Ready::committed` entry at that offset carries the proposing epoch, fail it when one
+//!    of another epoch lands there (a new leader truncated it) or the node stops leading.
+//! 3. After each input (or a batch of them), if `has_ready()`, take `ready()` and act on it
+//!    strictly in field order: write `quorum_state` (fsync), the snapshot, the truncation,
+//!    the entries (fsync) — then send `messages` — then apply `apply_snapshot` and
+//!    `committed` to the image. Sending before the fsync would let a vote or a fetch offset
+//!    outlive a crash that lost what it promised; for a one-voter quorum the entries of a
+//!    Ready are already in its `committed`, which is safe only in that order.
+//! 4. Messages map one-to-one onto `kafka_protocol::messages` (see `messages.rs`). Responses
+//!    carry a few "echo" fields (`VoteResponse::pre_vote`, `FetchResponse::fetch_offset` and
+//!    `last_fetched_epoch`) that are not on the wire: the driver keeps each in-flight
+//!    request by correlation id and copies them from it. Requests whose sender is not a
+//!    voter get `InconsistentVoterSet`; the driver should also check the cluster id.
+//! 5. When the image has applied far enough past the last snapshot, serialize it and call
+//!    `snapshot(applied_offset, bytes)`; serve DescribeQuorum from `epoch()`,
+//!    `leader_id()`, `high_watermark()` and `replica_progress()`.
+//! 6. On SIGTERM, `resign()` if leader, send the resulting EndQuorumEpoch messages, exit.
 
 pub mod election;
 pub mod log;
