@@ -15,5 +15,6 @@ pub mod log;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;
+pub mod raft;
 pub mod record;
 pub mod server;
