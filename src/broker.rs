@@ -12,6 +12,7 @@ use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::controller::image::{Change, MetadataImage};
 use crate::controller::{ApiError, Controller, NewTopic};
+use crate::coordinator::producer_ids::ProducerIdManager;
 use crate::handlers::fetch::FetchSessions;
 use crate::log::LogManager;
 
@@ -23,6 +24,8 @@ pub struct Broker {
     /// Woken after every append, so that long-polling fetches re-check without polling.
     pub data_arrived: Notify,
     pub fetch_sessions: FetchSessions,
+    /// Hands out producer ids (InitProducerId) from blocks the controller allocates.
+    pub producer_ids: ProducerIdManager,
     /// Flips to true when the node begins shutting down.
     pub shutdown: watch::Sender<bool>,
 }
@@ -93,6 +96,7 @@ impl Broker {
             logs,
             data_arrived: Notify::new(),
             fetch_sessions: FetchSessions::default(),
+            producer_ids: ProducerIdManager::default(),
             shutdown,
         });
         broker.publish(&changes).context("opening partition logs")?;
@@ -161,6 +165,12 @@ impl Broker {
             .get_i64("log.flush.offset.checkpoint.interval.ms")
             .max(1000);
         let mut last_checkpoint_ms = now_ms();
+        let producer_expiration_ms = self.config.properties.get_i64("producer.id.expiration.ms");
+        let producer_expiration_check_ms = self
+            .config
+            .properties
+            .get_i64("producer.id.expiration.check.interval.ms");
+        let mut last_producer_expiration_ms = now_ms();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -170,6 +180,20 @@ impl Broker {
             for log in self.logs.all() {
                 if let Err(error) = log.maybe_flush(now) {
                     tracing::error!(topic = log.topic(), partition = log.partition(), %error, "flush failed");
+                }
+            }
+            if now - last_producer_expiration_ms >= producer_expiration_check_ms {
+                last_producer_expiration_ms = now;
+                for log in self.logs.all() {
+                    let expired = log.expire_producers(now, producer_expiration_ms);
+                    if expired > 0 {
+                        tracing::debug!(
+                            topic = log.topic(),
+                            partition = log.partition(),
+                            expired,
+                            "expired producer ids"
+                        );
+                    }
                 }
             }
             if now - last_checkpoint_ms >= checkpoint_interval_ms {

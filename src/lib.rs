@@ -9,6 +9,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod controller;
+pub mod coordinator;
 pub mod handlers;
 pub mod log;
 pub mod metrics;

@@ -13,6 +13,7 @@ use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::controller::validate_topic_name;
 use crate::log::partition::AppendError;
+use crate::log::producer_state::ProducerError;
 use crate::protocol::api_versions::PRODUCE_VERSION_MIN_ACCEPTED;
 use crate::protocol::{
     decode, encode_response, encode_response_header, Chunk, Request, RequestError, ResponseFrame,
@@ -43,6 +44,13 @@ fn append_error_code(error: &AppendError) -> ResponseError {
         AppendError::InvalidRecord(_) => ResponseError::InvalidRecord,
         AppendError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         AppendError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
+        AppendError::Producer(ProducerError::InvalidEpoch { .. }) => {
+            ResponseError::InvalidProducerEpoch
+        }
+        AppendError::Producer(ProducerError::OutOfOrder { .. }) => {
+            ResponseError::OutOfOrderSequenceNumber
+        }
+        AppendError::Producer(ProducerError::Invalid(_)) => ResponseError::InvalidRecord,
         AppendError::Io(_) => ResponseError::KafkaStorageError,
     }
 }

@@ -6,6 +6,7 @@
 //! data/recovery-point-offset-checkpoint     per partition: offsets below are fsynced
 //! data/log-start-offset-checkpoint          per partition: first readable offset
 //! data/<topic>-<partition>/                 segments: 00000000000000000000.log/.index/.timeindex
+//!                                           and producer state: <offset>.snapshot
 //! ```
 
 pub mod checkpoint;
@@ -13,6 +14,7 @@ pub mod index_file;
 pub mod log_config;
 pub mod offset_index;
 pub mod partition;
+pub mod producer_state;
 pub mod segment;
 pub mod time_index;
 

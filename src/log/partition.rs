@@ -1,7 +1,7 @@
 //! One partition's log: a directory of segments, appends with offset assignment, reads for
 //! fetch as file regions, offset/time lookups, flushing and crash recovery.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, IoSlice};
 use std::os::unix::fs::FileExt;
@@ -15,6 +15,7 @@ use crate::record::codec::Codec;
 use crate::record::{recompress, records};
 
 use super::log_config::LogConfig;
+use super::producer_state::{ProducerError, ProducerStateManager, Verdict};
 use super::segment::{self, Segment};
 
 #[derive(Debug, Error)]
@@ -30,6 +31,8 @@ pub enum AppendError {
     },
     #[error("timestamp {timestamp_ms} out of range")]
     InvalidTimestamp { timestamp_ms: i64 },
+    #[error("{0}")]
+    Producer(ProducerError),
     #[error("io: {0}")]
     Io(#[from] io::Error),
 }
@@ -76,6 +79,9 @@ struct LogState {
     recovery_point: i64,
     unflushed_messages: i64,
     last_flush_ms: i64,
+    /// Idempotence and transaction state of the producers that wrote here; it always reflects
+    /// the log up to its end (checked and updated under this same lock as appends).
+    producers: ProducerStateManager,
 }
 
 impl LogState {
@@ -193,13 +199,15 @@ impl PartitionLog {
             segments.insert(active_base, reopened);
         }
         let first_base = *segments.keys().next().expect("segments");
-        let state = LogState {
+        let mut state = LogState {
             log_start_offset: checkpoints.log_start_offset.max(first_base),
             recovery_point: 0,
             segments,
             unflushed_messages: 0,
             last_flush_ms: 0,
+            producers: ProducerStateManager::new(dir),
         };
+        Self::load_producer_state(&mut state, topic, partition)?;
         let log = PartitionLog {
             topic: topic.to_string(),
             partition,
@@ -216,6 +224,56 @@ impl PartitionLog {
             };
         }
         Ok(log)
+    }
+
+    /// Loads the newest producer snapshot not beyond the log end and replays the batch headers
+    /// after it; with no snapshot, replays from the log start. Snapshots are written at every
+    /// roll and at clean shutdown, so after a crash only the active segment is read.
+    fn load_producer_state(state: &mut LogState, topic: &str, partition: i32) -> io::Result<()> {
+        let log_end_offset = state.log_end_offset();
+        let from = match state.producers.load_newest_snapshot(log_end_offset)? {
+            Some(offset) if offset >= state.log_start_offset => offset,
+            _ => {
+                state.producers.reset(state.log_start_offset);
+                state.log_start_offset
+            }
+        };
+        let mut replayed_batches = 0u64;
+        let first = state
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        for segment in state.segments.range(first..).map(|(_, s)| s) {
+            let Some(found) = segment.find(from)? else {
+                continue;
+            };
+            let mut position = found.position;
+            while let Some(header) =
+                Segment::read_header(segment.file(), position, segment.size_bytes())?
+            {
+                if header.batch_length <= 0 {
+                    break;
+                }
+                if header.last_offset() >= from {
+                    state.producers.replay(&header);
+                    replayed_batches += 1;
+                }
+                position += header.size_bytes() as u64;
+            }
+        }
+        state.producers.set_map_end_offset(log_end_offset);
+        if replayed_batches > 0 || state.producers.producer_count() > 0 {
+            tracing::debug!(
+                topic,
+                partition,
+                from,
+                replayed_batches,
+                producers = state.producers.producer_count(),
+                "loaded producer state"
+            );
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -310,9 +368,9 @@ impl PartitionLog {
                         limit_bytes: config.max_message_bytes,
                     });
                 }
-                self.append_validated(&converted, &headers, &config, now_ms)
+                self.append_validated(&converted, &headers, &config, now_ms, true)
             }
-            _ => self.append_validated(records, &headers, &config, now_ms),
+            _ => self.append_validated(records, &headers, &config, now_ms, true),
         }
     }
 
@@ -326,7 +384,7 @@ impl PartitionLog {
             !headers.is_empty(),
             "append_trusted needs at least one batch"
         );
-        self.append_validated(records, &headers, &config, now_ms)
+        self.append_validated(records, &headers, &config, now_ms, false)
     }
 
     fn append_validated(
@@ -335,9 +393,43 @@ impl PartitionLog {
         headers: &[(usize, BatchHeader)],
         config: &LogConfig,
         now_ms: i64,
+        from_client: bool,
     ) -> Result<AppendResult, AppendError> {
         let size_bytes: u64 = headers.iter().map(|(_, h)| h.size_bytes() as u64).sum();
         let mut state = self.lock();
+        // Producer checks run under the log lock, so two retries of one batch racing on two
+        // connections cannot both pass.
+        let mut pending = HashMap::new();
+        let mut first_offset = state.log_end_offset();
+        for (_, header) in headers {
+            if from_client {
+                match state
+                    .producers
+                    .check(&pending, header)
+                    .map_err(AppendError::Producer)?
+                {
+                    Verdict::Append => {}
+                    Verdict::Duplicate(original) => {
+                        tracing::debug!(
+                            topic = self.topic,
+                            partition = self.partition,
+                            producer_id = header.producer_id,
+                            first_sequence = header.base_sequence,
+                            first_offset = original.first_offset,
+                            "duplicate batch not appended again"
+                        );
+                        return Ok(AppendResult {
+                            base_offset: original.first_offset,
+                            last_offset: original.last_offset,
+                            log_append_time_ms: -1,
+                            log_start_offset: state.log_start_offset,
+                        });
+                    }
+                }
+            }
+            state.producers.stage(&mut pending, header, first_offset);
+            first_offset += i64::from(header.last_offset_delta) + 1;
+        }
         self.maybe_roll(&mut state, config, size_bytes, now_ms)?;
         // Rewrite each header into its own buffer (offsets, epoch, maybe LogAppendTime) and
         // write it with the untouched record bytes: one pwritev, no copy of the records.
@@ -370,6 +462,11 @@ impl PartitionLog {
             ));
         }
         state.active_mut().append(&parts, &placed, now_ms)?;
+        assert_eq!(
+            next_offset, first_offset,
+            "staged and written offsets agree"
+        );
+        state.producers.apply(pending, next_offset);
         let record_count: i64 = headers
             .iter()
             .map(|(_, h)| i64::from(h.records_count))
@@ -413,6 +510,10 @@ impl PartitionLog {
             return Ok(());
         }
         state.active_mut().seal()?;
+        // The snapshot named after the new segment's base offset lets recovery skip every
+        // sealed segment.
+        debug_assert_eq!(state.producers.map_end_offset(), next_offset);
+        state.producers.write_snapshot()?;
         let segment = Segment::open(
             &self.dir,
             next_offset,
@@ -468,7 +569,18 @@ impl PartitionLog {
     pub fn close(&self, now_ms: i64) -> io::Result<()> {
         let mut state = self.lock();
         Self::flush_locked(&mut state, now_ms)?;
-        state.active_mut().seal()
+        state.active_mut().seal()?;
+        state.producers.write_snapshot()
+    }
+
+    /// Forgets producers idle longer than `producer.id.expiration.ms`.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.lock().producers.expire(now_ms, expiration_ms)
+    }
+
+    /// Runs `f` on the producer state (read-only), under the log lock.
+    pub fn with_producers<T>(&self, f: impl FnOnce(&ProducerStateManager) -> T) -> T {
+        f(&self.lock().producers)
     }
 
     /// The bytes to send for a fetch at `offset`: from the batch holding `offset` to at most

@@ -29,6 +29,7 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeConfigs, range(1, 4)),
     (ApiKey::DescribeCluster, range(0, 1)),
     (ApiKey::FindCoordinator, range(0, 6)),
+    (ApiKey::InitProducerId, range(0, 5)),
 ];
 
 /// Produce versions below this are advertised but refused.

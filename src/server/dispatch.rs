@@ -49,6 +49,9 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, Strin
         ApiKey::FindCoordinator => {
             handlers::groups::find_coordinator(request).map(Handled::Response)
         }
+        ApiKey::InitProducerId => {
+            handlers::txn::init_producer_id(broker, request).map(Handled::Response)
+        }
         other => Err(RequestError::UnknownApiKey(other as i16)),
     };
     result.map_err(|e| e.to_string())

@@ -1,0 +1,4 @@
+//! Coordinators: producer ids (this file's siblings), transactions; the group coordinator
+//! lives beside them.
+
+pub mod producer_ids;
