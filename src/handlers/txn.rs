@@ -18,7 +18,14 @@ pub fn init_producer_id(
     let mut response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if body.transactional_id.is_some() {
+    if body
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| id.is_empty())
+    {
+        // As Kafka: an empty transactional id is neither idempotent-only nor a transaction.
+        response = response.with_error_code(ResponseError::InvalidRequest.code());
+    } else if body.transactional_id.is_some() {
         response = response.with_error_code(ResponseError::CoordinatorNotAvailable.code());
     } else {
         match broker.producer_ids.next_producer_id(&broker.controller) {
