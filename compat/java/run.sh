@@ -11,7 +11,7 @@
 #   VP_MESSAGES                     records for VerifiableProducer/Consumer (default 1000)
 #   CCT_DESCRIBE_ACLS_SUPPORTED     ClientCompatibilityTest --describe-acls-supported (default false: dlog
 #                                   has no DescribeAcls API; a real Kafka without authorizer needs true)
-#   CCT_IDEMPOTENT_PRODUCER_SUPPORTED  default false (dlog has no InitProducerId)
+#   CCT_IDEMPOTENT_PRODUCER_SUPPORTED  default true (InitProducerId is served)
 #   WORK_DIR                        where tool outputs go (default: a fresh temp dir)
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -83,13 +83,13 @@ else
     --cluster-id-supported true
     --expect-record-too-large-exception false
     --describe-acls-supported "${CCT_DESCRIBE_ACLS_SUPPORTED:-false}"
-    --idempotent-producer-supported "${CCT_IDEMPOTENT_PRODUCER_SUPPORTED:-false}"
+    --idempotent-producer-supported "${CCT_IDEMPOTENT_PRODUCER_SUPPORTED:-true}"
   )
   timeout 120 "${JAVA[@]}" org.apache.kafka.tools.ClientCompatibilityTest "${CCT_FLAGS[@]}" \
     >"$WORK_DIR/cct.out" 2>"$WORK_DIR/cct.err"
   rc=$?
   if [[ $rc -eq 0 ]] && grep -q '^SUCCESS\.' "$WORK_DIR/cct.out"; then
-    result java-client-compatibility-test PASS "topic $CCT_TOPIC, acls=${CCT_DESCRIBE_ACLS_SUPPORTED:-false} idempotence=${CCT_IDEMPOTENT_PRODUCER_SUPPORTED:-false}"
+    result java-client-compatibility-test PASS "topic $CCT_TOPIC, acls=${CCT_DESCRIBE_ACLS_SUPPORTED:-false} idempotence=${CCT_IDEMPOTENT_PRODUCER_SUPPORTED:-true}"
   else
     result java-client-compatibility-test FAIL "exit $rc: $(cat "$WORK_DIR/cct.out" "$WORK_DIR/cct.err" | grep -m1 -E 'FAILED|Exception' | cut -c1-400)"
   fi
@@ -97,7 +97,7 @@ fi
 
 # ---------------------------------------------------------------- Kafka's VerifiableProducer / VerifiableConsumer
 VP_TOPIC="vp-$RUN_ID"
-printf 'enable.idempotence=false\nrequest.timeout.ms=20000\ndelivery.timeout.ms=60000\nmax.block.ms=30000\n' \
+printf 'request.timeout.ms=20000\ndelivery.timeout.ms=60000\nmax.block.ms=30000\n' \
   >"$WORK_DIR/producer.properties"
 timeout 120 "${JAVA[@]}" org.apache.kafka.tools.VerifiableProducer --bootstrap-server "$BOOTSTRAP" \
   --topic "$VP_TOPIC" --max-messages "$VP_MESSAGES" --acks -1 \

@@ -58,7 +58,8 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *
  * Env: BOOTSTRAP (required), TOPIC (default: a fresh name per run), N (records per codec, default 200),
  * RT_TIMEOUT_S (hard limit for the whole program, default 240).
- * Only what dlog serves is used: no group.id (assign + seekToBeginning), enable.idempotence=false.
+ * Only what dlog serves is used: no group.id (assign + seekToBeginning); producers keep the client default
+ * (enable.idempotence=true).
  */
 public final class RoundTrip {
     static final String[] CODECS = {"none", "gzip", "snappy", "lz4", "zstd"};
@@ -329,10 +330,9 @@ public final class RoundTrip {
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ProducerConfig.CLIENT_ID_CONFIG, "dlog-compat-java-producer-" + codec);
         p.put(ProducerConfig.ACKS_CONFIG, "all");
-        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "false");
+        // Client defaults: enable.idempotence=true, max.in.flight.requests.per.connection=5.
         p.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, codec);
         p.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, Integer.toString(2 * 1024 * 1024));
-        p.put(ProducerConfig.MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION, "1");
         p.put(ProducerConfig.LINGER_MS_CONFIG, "5");
         p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, "20000");
         p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "60000");
@@ -635,7 +635,7 @@ public final class RoundTrip {
             if (offsets.size() != successes) problems.add("duplicate acked offsets (" + offsets.size() + " distinct of " + successes + ")");
             if (errors > 0) problems.add(errors + " send errors, first: " + firstError);
             result(scenario, problems.isEmpty(), problems.isEmpty()
-                    ? "sent=" + sent + " acked=" + acked + " (acks=-1, idempotence off)"
+                    ? "sent=" + sent + " acked=" + acked + " (acks=-1, idempotent)"
                     : String.join(", ", problems));
         } catch (Exception e) {
             result(scenario, false, "cannot read " + file + ": " + describe(e));
