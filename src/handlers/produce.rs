@@ -51,6 +51,7 @@ fn append_error_code(error: &AppendError) -> ResponseError {
             ResponseError::OutOfOrderSequenceNumber
         }
         AppendError::Producer(ProducerError::Invalid(_)) => ResponseError::InvalidRecord,
+        AppendError::Producer(ProducerError::InvalidTxnState) => ResponseError::InvalidTxnState,
         AppendError::Io(_) => ResponseError::KafkaStorageError,
     }
 }

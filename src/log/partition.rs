@@ -15,7 +15,9 @@ use crate::record::codec::Codec;
 use crate::record::{recompress, records};
 
 use super::log_config::LogConfig;
-use super::producer_state::{ProducerError, ProducerStateManager, Verdict};
+use super::producer_state::{
+    self as producer_state, AbortedTxn, ProducerError, ProducerStateManager, Verdict,
+};
 use super::segment::{self, Segment};
 
 #[derive(Debug, Error)]
@@ -70,6 +72,9 @@ pub struct OffsetOutOfRange;
 pub struct LogOffsets {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    /// Below this every transaction is decided (READ_COMMITTED readers stop here): the first
+    /// offset of the oldest open transaction, or the log end.
+    pub last_stable_offset: i64,
 }
 
 struct LogState {
@@ -82,6 +87,8 @@ struct LogState {
     /// Idempotence and transaction state of the producers that wrote here; it always reflects
     /// the log up to its end (checked and updated under this same lock as appends).
     producers: ProducerStateManager,
+    /// Aborted transactions, ordered by marker offset; mirrored in the segments' `.txnindex`.
+    aborted: Vec<AbortedTxn>,
 }
 
 impl LogState {
@@ -101,6 +108,10 @@ impl LogState {
 
     fn log_end_offset(&self) -> i64 {
         self.active().next_offset()
+    }
+
+    fn producers_dir(&self) -> PathBuf {
+        self.producers.dir().to_path_buf()
     }
 }
 
@@ -206,6 +217,7 @@ impl PartitionLog {
             unflushed_messages: 0,
             last_flush_ms: 0,
             producers: ProducerStateManager::new(dir),
+            aborted: Vec::new(),
         };
         Self::load_producer_state(&mut state, topic, partition)?;
         let log = PartitionLog {
@@ -238,6 +250,30 @@ impl PartitionLog {
                 state.log_start_offset
             }
         };
+        // Aborted transactions below `from` come from the `.txnindex` files; those at or above
+        // it are dropped from the files and found again by the replay.
+        let dir = state.producers_dir();
+        let bases: Vec<i64> = state.segments.keys().copied().collect();
+        state.aborted.clear();
+        for base in &bases {
+            let path = txn_index_path(&dir, *base);
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let kept: Vec<AbortedTxn> = producer_state::decode_aborted(&bytes)
+                .into_iter()
+                .filter(|t| t.last_offset < from)
+                .collect();
+            if kept.len() * producer_state::TXN_INDEX_ENTRY_BYTES != bytes.len() {
+                let rewritten: Vec<u8> = kept
+                    .iter()
+                    .flat_map(producer_state::encode_aborted)
+                    .collect();
+                std::fs::write(&path, rewritten)?;
+            }
+            state.aborted.extend(kept);
+        }
+        state.aborted.sort_by_key(|t| t.last_offset);
         let mut replayed_batches = 0u64;
         let first = state
             .segments
@@ -256,7 +292,27 @@ impl PartitionLog {
                     break;
                 }
                 if header.last_offset() >= from {
-                    state.producers.replay(&header);
+                    if header.is_control() {
+                        let size = header.size_bytes().min(RECOVERY_BATCH_BYTES_MAX);
+                        let mut bytes = vec![0u8; size];
+                        segment.file().read_exact_at(&mut bytes, position)?;
+                        if let Some(commit) = crate::record::control::is_commit(&bytes, &header) {
+                            let aborted = state.producers.apply_marker(
+                                header.producer_id,
+                                header.producer_epoch,
+                                -1,
+                                commit,
+                                header.base_offset,
+                                header.max_timestamp,
+                            );
+                            if let Some(aborted) = aborted {
+                                append_txn_index(&dir, segment.base_offset(), &aborted)?;
+                                state.aborted.push(aborted);
+                            }
+                        }
+                    } else {
+                        state.producers.replay(&header);
+                    }
                     replayed_batches += 1;
                 }
                 position += header.size_bytes() as u64;
@@ -302,9 +358,14 @@ impl PartitionLog {
 
     pub fn offsets(&self) -> LogOffsets {
         let state = self.lock();
+        let log_end_offset = state.log_end_offset();
         LogOffsets {
             log_start_offset: state.log_start_offset,
-            log_end_offset: state.log_end_offset(),
+            log_end_offset,
+            last_stable_offset: state
+                .producers
+                .first_unstable_offset()
+                .map_or(log_end_offset, |first| first.min(log_end_offset)),
         }
     }
 
@@ -368,9 +429,9 @@ impl PartitionLog {
                         limit_bytes: config.max_message_bytes,
                     });
                 }
-                self.append_validated(&converted, &headers, &config, now_ms, true)
+                self.append_validated(&converted, &headers, &config, now_ms, true, None)
             }
-            _ => self.append_validated(records, &headers, &config, now_ms, true),
+            _ => self.append_validated(records, &headers, &config, now_ms, true, None),
         }
     }
 
@@ -384,7 +445,51 @@ impl PartitionLog {
             !headers.is_empty(),
             "append_trusted needs at least one batch"
         );
-        self.append_validated(records, &headers, &config, now_ms, false)
+        self.append_validated(records, &headers, &config, now_ms, false, None)
+    }
+
+    /// Writes a transaction marker (COMMIT or ABORT control batch) for a producer, ending its
+    /// transaction in this partition. Returns the marker's offset.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        now_ms: i64,
+    ) -> Result<i64, AppendError> {
+        let config = self.config();
+        let batch = crate::record::control::marker_batch(
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+            commit,
+            now_ms,
+        );
+        let headers: Vec<(usize, BatchHeader)> = BatchIter::new(&batch)
+            .collect::<Result<_, _>>()
+            .map_err(AppendError::Corrupt)?;
+        let marker = Marker {
+            commit,
+            coordinator_epoch,
+        };
+        let result =
+            self.append_validated(&batch, &headers, &config, now_ms, false, Some(marker))?;
+        Ok(result.base_offset)
+    }
+
+    /// Aborted transactions a READ_COMMITTED fetch from `from_offset` up to `upper_offset`
+    /// must know about: (producer id, first offset).
+    pub fn aborted_transactions(&self, from_offset: i64, upper_offset: i64) -> Vec<(i64, i64)> {
+        let state = self.lock();
+        let start = state
+            .aborted
+            .partition_point(|t| t.last_offset < from_offset);
+        state.aborted[start..]
+            .iter()
+            .filter(|t| t.first_offset < upper_offset)
+            .map(|t| (t.producer_id, t.first_offset))
+            .collect()
     }
 
     fn append_validated(
@@ -394,6 +499,7 @@ impl PartitionLog {
         config: &LogConfig,
         now_ms: i64,
         from_client: bool,
+        marker: Option<Marker>,
     ) -> Result<AppendResult, AppendError> {
         let size_bytes: u64 = headers.iter().map(|(_, h)| h.size_bytes() as u64).sum();
         let mut state = self.lock();
@@ -467,6 +573,26 @@ impl PartitionLog {
             "staged and written offsets agree"
         );
         state.producers.apply(pending, next_offset);
+        if let Some(marker) = marker {
+            let (_, header) = headers[0];
+            assert!(
+                headers.len() == 1 && header.is_control(),
+                "one marker batch"
+            );
+            let aborted = state.producers.apply_marker(
+                header.producer_id,
+                header.producer_epoch,
+                marker.coordinator_epoch,
+                marker.commit,
+                base_offset,
+                now_ms,
+            );
+            if let Some(aborted) = aborted {
+                let active_base = state.active().base_offset();
+                append_txn_index(&self.dir, active_base, &aborted)?;
+                state.aborted.push(aborted);
+            }
+        }
         let record_count: i64 = headers
             .iter()
             .map(|(_, h)| i64::from(h.records_count))
@@ -573,6 +699,11 @@ impl PartitionLog {
         state.producers.write_snapshot()
     }
 
+    /// Open transactions in this partition: (producer id, first offset).
+    pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
+        self.lock().producers.ongoing_transactions().collect()
+    }
+
     /// Forgets producers idle longer than `producer.id.expiration.ms`.
     pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
         self.lock().producers.expire(now_ms, expiration_ms)
@@ -591,9 +722,41 @@ impl PartitionLog {
         max_bytes: u64,
         min_one_batch: bool,
     ) -> io::Result<Result<Option<FileSlice>, OffsetOutOfRange>> {
+        self.read_up_to(offset, max_bytes, min_one_batch, None)
+    }
+
+    /// [`Self::read`] that stops before the batch holding `upper_offset` (a READ_COMMITTED
+    /// fetch passes the last stable offset, which is always a batch's first offset).
+    pub fn read_up_to(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        min_one_batch: bool,
+        upper_offset: Option<i64>,
+    ) -> io::Result<Result<Option<FileSlice>, OffsetOutOfRange>> {
         let state = self.lock();
         if offset < state.log_start_offset || offset > state.log_end_offset() {
             return Ok(Err(OffsetOutOfRange));
+        }
+        let max_bytes = match upper_offset {
+            Some(upper) if upper <= offset => return Ok(Ok(None)),
+            Some(upper) if upper < state.log_end_offset() => {
+                let segment = state.segments.range(..=offset).next_back().map(|(_, s)| s);
+                match segment {
+                    Some(segment) => match (segment.find(offset)?, segment.find(upper)?) {
+                        // Only the bytes before the batch holding `upper`. When the first batch
+                        // lies below it, this is at least that batch, so KIP-74's
+                        // "at least one batch" cannot cross the bound.
+                        (Some(start), Some(end)) => max_bytes.min(end.position - start.position),
+                        _ => max_bytes,
+                    },
+                    None => max_bytes,
+                }
+            }
+            _ => max_bytes,
+        };
+        if max_bytes == 0 {
+            return Ok(Ok(None));
         }
         let first = state
             .segments
@@ -781,6 +944,29 @@ fn check_timestamp(
         return Err(AppendError::InvalidTimestamp { timestamp_ms });
     }
     Ok(())
+}
+
+/// A transaction marker being appended: its type and the coordinator epoch it carries.
+#[derive(Clone, Copy, Debug)]
+struct Marker {
+    commit: bool,
+    coordinator_epoch: i32,
+}
+
+fn txn_index_path(dir: &Path, segment_base: i64) -> PathBuf {
+    dir.join(format!("{}.txnindex", segment::file_stem(segment_base)))
+}
+
+/// Appends one aborted transaction to a segment's `.txnindex` and syncs it: a marker is rare,
+/// and READ_COMMITTED readers depend on the entry after a crash.
+fn append_txn_index(dir: &Path, segment_base: i64, aborted: &AbortedTxn) -> io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(txn_index_path(dir, segment_base))?;
+    file.write_all(&producer_state::encode_aborted(aborted))?;
+    file.sync_data()
 }
 
 /// What the broker's checkpoint files say about a partition at startup.

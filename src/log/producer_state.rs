@@ -23,7 +23,7 @@
 //!             | current_txn_first_offset i64
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -110,6 +110,8 @@ pub enum ProducerError {
     OutOfOrder { first_sequence: i32, expected: i32 },
     /// A producer id with a negative epoch or sequence.
     Invalid(&'static str),
+    /// A non-transactional batch from a producer with an open transaction here.
+    InvalidTxnState,
 }
 
 impl std::fmt::Display for ProducerError {
@@ -127,6 +129,9 @@ impl std::fmt::Display for ProducerError {
                 "Out of order sequence number: {first_sequence} (expected {expected})"
             ),
             ProducerError::Invalid(why) => f.write_str(why),
+            ProducerError::InvalidTxnState => {
+                f.write_str("non-transactional write from a producer with an open transaction")
+            }
         }
     }
 }
@@ -158,9 +163,22 @@ pub fn last_sequence_of(header: &BatchHeader) -> i32 {
     }
 }
 
+/// An aborted transaction, as `.txnindex` stores it: its data lies in
+/// `[first_offset, last_offset]` (the marker is at `last_offset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub last_stable_offset: i64,
+}
+
 pub struct ProducerStateManager {
     dir: PathBuf,
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions in this partition: first offset → producer id. The smallest key is
+    /// the first unstable offset, which bounds the last stable offset.
+    ongoing: BTreeMap<i64, i64>,
     /// Offset up to which the state reflects the log (exclusive).
     map_end_offset: i64,
 }
@@ -170,8 +188,13 @@ impl ProducerStateManager {
         ProducerStateManager {
             dir: dir.to_path_buf(),
             producers: HashMap::new(),
+            ongoing: BTreeMap::new(),
             map_end_offset: 0,
         }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn producer(&self, producer_id: i64) -> Option<&ProducerEntry> {
@@ -223,6 +246,9 @@ impl ProducerStateManager {
                 current: entry.epoch,
             });
         }
+        if !header.is_transactional() && entry.current_txn_first_offset.is_some() {
+            return Err(ProducerError::InvalidTxnState);
+        }
         if let Some(original) = entry.find_duplicate(epoch, first, last) {
             return Ok(Verdict::Duplicate(original));
         }
@@ -254,7 +280,7 @@ impl ProducerStateManager {
         header: &BatchHeader,
         first_offset: i64,
     ) {
-        if header.producer_id < 0 {
+        if header.producer_id < 0 || header.is_control() {
             return;
         }
         let entry = pending.entry(header.producer_id).or_insert_with(|| {
@@ -269,26 +295,91 @@ impl ProducerStateManager {
     /// Applies staged entries after the append that produced them; `end_offset` is the log end.
     pub fn apply(&mut self, pending: HashMap<i64, ProducerEntry>, end_offset: i64) {
         for (producer_id, entry) in pending {
-            if !self.producers.contains_key(&producer_id) {
-                self.make_room();
-            }
-            self.producers.insert(producer_id, entry);
+            self.insert(producer_id, entry);
         }
         self.map_end_offset = end_offset;
+    }
+
+    /// Replaces a producer's entry, keeping the open-transaction map in step.
+    fn insert(&mut self, producer_id: i64, entry: ProducerEntry) {
+        let old_first = match self.producers.get(&producer_id) {
+            Some(old) => old.current_txn_first_offset,
+            None => {
+                self.make_room();
+                None
+            }
+        };
+        if old_first != entry.current_txn_first_offset {
+            if let Some(first) = old_first {
+                self.ongoing.remove(&first);
+            }
+            if let Some(first) = entry.current_txn_first_offset {
+                self.ongoing.insert(first, producer_id);
+            }
+        }
+        self.producers.insert(producer_id, entry);
+    }
+
+    /// Applies a transaction marker written at `marker_offset`: the producer's open
+    /// transaction here (if any) ends. Returns the aborted transaction for the index when
+    /// the marker is an ABORT that closed an open transaction.
+    pub fn apply_marker(
+        &mut self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        marker_offset: i64,
+        timestamp_ms: i64,
+    ) -> Option<AbortedTxn> {
+        let mut entry = self
+            .producers
+            .get(&producer_id)
+            .cloned()
+            .unwrap_or_else(|| ProducerEntry::new(producer_epoch));
+        if producer_epoch > entry.epoch {
+            entry.epoch = producer_epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = coordinator_epoch;
+        entry.last_timestamp_ms = entry.last_timestamp_ms.max(timestamp_ms);
+        let first_offset = entry.current_txn_first_offset.take();
+        self.insert(producer_id, entry);
+        self.map_end_offset = self.map_end_offset.max(marker_offset + 1);
+        let first_offset = first_offset?;
+        if commit {
+            return None;
+        }
+        Some(AbortedTxn {
+            producer_id,
+            first_offset,
+            last_offset: marker_offset,
+            last_stable_offset: self.first_unstable_offset().unwrap_or(marker_offset + 1),
+        })
+    }
+
+    /// First offset of the oldest open transaction: the last stable offset when there is one.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// Open transactions here: (producer id, first offset).
+    pub fn ongoing_transactions(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.ongoing.iter().map(|(first, id)| (*id, *first))
     }
 
     /// Rebuilds state from a batch read back from the log (recovery). Control batches end the
     /// producer's transaction.
     pub fn replay(&mut self, header: &BatchHeader) {
+        debug_assert!(!header.is_control(), "markers replay through apply_marker");
         if header.producer_id >= 0 {
-            if !self.producers.contains_key(&header.producer_id) {
-                self.make_room();
-            }
-            let entry = self
+            let mut entry = self
                 .producers
-                .entry(header.producer_id)
-                .or_insert_with(|| ProducerEntry::new(header.producer_epoch));
-            update_entry(entry, header, header.base_offset);
+                .get(&header.producer_id)
+                .cloned()
+                .unwrap_or_else(|| ProducerEntry::new(header.producer_epoch));
+            update_entry(&mut entry, header, header.base_offset);
+            self.insert(header.producer_id, entry);
         }
         self.map_end_offset = header.last_offset() + 1;
     }
@@ -328,6 +419,7 @@ impl ProducerStateManager {
     /// Empties the state (before a rebuild from offset `offset`).
     pub fn reset(&mut self, offset: i64) {
         self.producers.clear();
+        self.ongoing.clear();
         self.map_end_offset = offset;
     }
 
@@ -393,6 +485,10 @@ impl ProducerStateManager {
                 .and_then(|bytes| decode_snapshot(&bytes))
             {
                 Some(producers) => {
+                    self.ongoing = producers
+                        .iter()
+                        .filter_map(|(id, e)| Some((e.current_txn_first_offset?, *id)))
+                        .collect();
                     self.producers = producers;
                     self.map_end_offset = *offset;
                     return Ok(Some(*offset));
@@ -413,11 +509,7 @@ fn update_entry(entry: &mut ProducerEntry, header: &BatchHeader, first_offset: i
         entry.epoch = header.producer_epoch;
         entry.batches.clear();
     }
-    if header.is_control() {
-        entry.current_txn_first_offset = None;
-        entry.last_timestamp_ms = entry.last_timestamp_ms.max(header.max_timestamp);
-        return;
-    }
+    assert!(!header.is_control(), "markers go through apply_marker");
     if header.is_transactional() && entry.current_txn_first_offset.is_none() {
         entry.current_txn_first_offset = Some(first_offset);
     }
@@ -428,6 +520,33 @@ fn update_entry(entry: &mut ProducerEntry, header: &BatchHeader, first_offset: i
         last_offset: first_offset + i64::from(header.last_offset_delta),
         timestamp_ms: header.max_timestamp,
     });
+}
+
+/// Bytes of one `.txnindex` entry: version i16 (0), producer id i64, first offset i64,
+/// last offset i64, last stable offset i64 (Kafka's AbortedTxn layout).
+pub const TXN_INDEX_ENTRY_BYTES: usize = 34;
+
+pub fn encode_aborted(txn: &AbortedTxn) -> [u8; TXN_INDEX_ENTRY_BYTES] {
+    let mut bytes = [0u8; TXN_INDEX_ENTRY_BYTES];
+    bytes[2..10].copy_from_slice(&txn.producer_id.to_be_bytes());
+    bytes[10..18].copy_from_slice(&txn.first_offset.to_be_bytes());
+    bytes[18..26].copy_from_slice(&txn.last_offset.to_be_bytes());
+    bytes[26..34].copy_from_slice(&txn.last_stable_offset.to_be_bytes());
+    bytes
+}
+
+/// Entries of a `.txnindex` file; a torn last entry is ignored.
+pub fn decode_aborted(bytes: &[u8]) -> Vec<AbortedTxn> {
+    bytes
+        .chunks_exact(TXN_INDEX_ENTRY_BYTES)
+        .filter(|e| e[0..2] == [0, 0])
+        .map(|e| AbortedTxn {
+            producer_id: i64::from_be_bytes(e[2..10].try_into().expect("8 bytes")),
+            first_offset: i64::from_be_bytes(e[10..18].try_into().expect("8 bytes")),
+            last_offset: i64::from_be_bytes(e[18..26].try_into().expect("8 bytes")),
+            last_stable_offset: i64::from_be_bytes(e[26..34].try_into().expect("8 bytes")),
+        })
+        .collect()
 }
 
 fn encode_snapshot(producers: &HashMap<i64, ProducerEntry>) -> Vec<u8> {
