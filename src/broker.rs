@@ -13,6 +13,7 @@ use crate::config::BrokerConfig;
 use crate::controller::image::{Change, MetadataImage};
 use crate::controller::{ApiError, Controller, NewTopic};
 use crate::coordinator::producer_ids::ProducerIdManager;
+use crate::coordinator::transaction::{TransactionCoordinator, TRANSACTION_STATE_TOPIC};
 use crate::handlers::fetch::FetchSessions;
 use crate::log::LogManager;
 
@@ -26,6 +27,8 @@ pub struct Broker {
     pub fetch_sessions: FetchSessions,
     /// Hands out producer ids (InitProducerId) from blocks the controller allocates.
     pub producer_ids: ProducerIdManager,
+    /// Transactional ids and their transactions (`__transaction_state`).
+    pub transactions: TransactionCoordinator,
     /// Flips to true when the node begins shutting down.
     pub shutdown: watch::Sender<bool>,
 }
@@ -97,9 +100,17 @@ impl Broker {
             data_arrived: Notify::new(),
             fetch_sessions: FetchSessions::default(),
             producer_ids: ProducerIdManager::default(),
+            transactions: TransactionCoordinator::default(),
             shutdown,
         });
         broker.publish(&changes).context("opening partition logs")?;
+        // Transactions a crash left prepared are completed now; open ones time out later.
+        if broker.image().topics.contains_key(TRANSACTION_STATE_TOPIC) {
+            broker
+                .transactions
+                .ensure_ready(&broker)
+                .map_err(|e| anyhow::anyhow!("loading transaction state: {}", e.message))?;
+        }
         Ok(broker)
     }
 
@@ -171,6 +182,11 @@ impl Broker {
             .properties
             .get_i64("producer.id.expiration.check.interval.ms");
         let mut last_producer_expiration_ms = now_ms();
+        let transaction_check_ms = self
+            .config
+            .properties
+            .get_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms");
+        let mut last_transaction_check_ms = now_ms();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -181,6 +197,10 @@ impl Broker {
                 if let Err(error) = log.maybe_flush(now) {
                     tracing::error!(topic = log.topic(), partition = log.partition(), %error, "flush failed");
                 }
+            }
+            if now - last_transaction_check_ms >= transaction_check_ms {
+                last_transaction_check_ms = now;
+                self.transactions.abort_timed_out(&self, now);
             }
             if now - last_producer_expiration_ms >= producer_expiration_check_ms {
                 last_producer_expiration_ms = now;

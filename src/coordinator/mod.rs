@@ -2,3 +2,4 @@
 //! lives beside them.
 
 pub mod producer_ids;
+pub mod transaction;

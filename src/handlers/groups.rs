@@ -13,9 +13,21 @@ use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFr
 /// First version that looks up a batch of keys.
 const BATCHED_VERSION: i16 = 4;
 
-pub fn find_coordinator(mut request: Request) -> Result<ResponseFrame, RequestError> {
+pub fn find_coordinator(
+    broker: &crate::broker::Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: FindCoordinatorRequest = decode(&mut request.body, version)?;
+    // Transactional ids (key type 1) are served by the transaction coordinator (issue 4).
+    if body.key_type == crate::handlers::txn::COORDINATOR_KEY_TYPE_TRANSACTION {
+        return Ok(crate::handlers::txn::find_transaction_coordinator(
+            broker,
+            &body,
+            version,
+            request.header.correlation_id,
+        ));
+    }
     let error = ResponseError::CoordinatorNotAvailable;
     let message = || {
         Some(StrBytes::from_static_str(

@@ -18,6 +18,7 @@ use crate::protocol::api_versions::PRODUCE_VERSION_MIN_ACCEPTED;
 use crate::protocol::{
     decode, encode_response, encode_response_header, Chunk, Request, RequestError, ResponseFrame,
 };
+use crate::record::batch::BatchHeader;
 use crate::server::dispatch::Handled;
 
 struct PartitionOutcome {
@@ -52,12 +53,14 @@ fn append_error_code(error: &AppendError) -> ResponseError {
         }
         AppendError::Producer(ProducerError::Invalid(_)) => ResponseError::InvalidRecord,
         AppendError::Producer(ProducerError::InvalidTxnState) => ResponseError::InvalidTxnState,
+        AppendError::Transaction(error, _) => *error,
         AppendError::Io(_) => ResponseError::KafkaStorageError,
     }
 }
 
 fn append_partition(
     broker: &Broker,
+    transactional_id: Option<&str>,
     topic: &str,
     index: i32,
     records: Option<&Bytes>,
@@ -72,7 +75,32 @@ fn append_partition(
         return failed(index, error, format!("{topic}-{index} is not hosted here"));
     };
     let records = records.map(|r| &r[..]).unwrap_or_default();
-    match log.append(records, now) {
+    // Transactional batches are appended only while the partition is in the producer's open
+    // transaction (the coordinator is in this process: KIP-890 part 1's verification without
+    // the round trip), so a late or stray batch cannot open a transaction nobody will end.
+    let transactional = BatchHeader::parse(records)
+        .ok()
+        .filter(|h| h.is_transactional() && !h.is_control() && h.producer_id >= 0);
+    let appended = match transactional {
+        Some(header) => broker
+            .transactions
+            .verify_and(
+                transactional_id,
+                header.producer_id,
+                header.producer_epoch,
+                topic,
+                index,
+                || log.append(records, now),
+            )
+            .unwrap_or_else(|error| {
+                Err(AppendError::Transaction(
+                    error,
+                    "the partition is not in an open transaction of this producer".into(),
+                ))
+            }),
+        None => log.append(records, now),
+    };
+    match appended {
         Ok(result) => {
             metrics::counter!(crate::metrics::BYTES_IN, "topic" => topic.to_string())
                 .increment(records.len() as u64);
@@ -118,6 +146,7 @@ pub fn handle(broker: &Broker, mut request: Request) -> Result<Handled, RequestE
                 }
                 append_partition(
                     broker,
+                    body.transactional_id.as_ref().map(|id| id.as_str()),
                     name,
                     partition.index,
                     partition.records.as_ref(),

@@ -1,14 +1,59 @@
-//! Producer-id and transaction APIs: InitProducerId (idempotent producers; transactional ids
-//! once the transaction coordinator is in).
+//! Producer-id and transaction APIs: InitProducerId (idempotent and transactional),
+//! AddPartitionsToTxn (client form v0–3 and the broker verification form v4+),
+//! AddOffsetsToTxn, EndTxn, TxnOffsetCommit, and the transaction side of FindCoordinator.
+//! The state machine is [`crate::coordinator::transaction`].
 
-use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, ApiKey, BrokerId, EndTxnRequest, EndTxnResponse,
+    InitProducerIdRequest, InitProducerIdResponse, ProducerId, TopicName, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
+};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
+use crate::controller::ApiError;
+use crate::coordinator::transaction::PendingOffset;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 
-/// InitProducerId without a transactional id: a fresh producer id at epoch 0, as Kafka does
-/// for idempotent producers (a client that wants to reset its sequences asks for a new id).
+/// FindCoordinator key type of a transactional id.
+pub const COORDINATOR_KEY_TYPE_TRANSACTION: i8 = 1;
+/// Partitions one AddPartitionsToTxn may name (bounds the work of one request).
+const PARTITIONS_PER_REQUEST_MAX: usize = 10_000;
+
+/// The coordinator for a transactional id: this node, once `__transaction_state` is ready.
+pub fn transaction_coordinator(broker: &Broker, key: &StrBytes) -> Coordinator {
+    let coordinator = Coordinator::default().with_key(key.clone());
+    if key.is_empty() {
+        return coordinator
+            .with_node_id(BrokerId(-1))
+            .with_port(-1)
+            .with_error_code(ResponseError::InvalidRequest.code());
+    }
+    match broker.transactions.ensure_ready(broker) {
+        Ok(()) => coordinator
+            .with_node_id(BrokerId(broker.config.node_id))
+            .with_host(StrBytes::from_string(broker.config.advertised_host.clone()))
+            .with_port(broker.config.advertised_port),
+        Err(error) => coordinator
+            .with_node_id(BrokerId(-1))
+            .with_port(-1)
+            .with_error_code(error.error.code())
+            .with_error_message(Some(StrBytes::from_string(error.message))),
+    }
+}
+
+/// InitProducerId. Without a transactional id: a fresh producer id at epoch 0, as Kafka does
+/// for idempotent producers. With one: the coordinator bumps the epoch (fencing).
 pub fn init_producer_id(
     broker: &Broker,
     mut request: Request,
@@ -18,26 +63,36 @@ pub fn init_producer_id(
     let mut response = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if body
+    let result: Result<(i64, i16), ApiError> = match body
         .transactional_id
         .as_ref()
-        .is_some_and(|id| id.is_empty())
+        .map(|id| id.as_str())
     {
-        // As Kafka: an empty transactional id is neither idempotent-only nor a transaction.
-        response = response.with_error_code(ResponseError::InvalidRequest.code());
-    } else if body.transactional_id.is_some() {
-        response = response.with_error_code(ResponseError::CoordinatorNotAvailable.code());
-    } else {
-        match broker.producer_ids.next_producer_id(&broker.controller) {
-            Ok(id) => {
-                response = response
-                    .with_producer_id(ProducerId(id))
-                    .with_producer_epoch(0);
-            }
-            Err(error) => {
-                tracing::error!(message = error.message, "producer id allocation failed");
-                response = response.with_error_code(error.error.code());
-            }
+        Some("") => Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            "empty transactional id",
+        )),
+        Some(id) => {
+            let expected =
+                (body.producer_id.0 >= 0).then_some((body.producer_id.0, body.producer_epoch));
+            broker
+                .transactions
+                .init_producer_id(broker, id, body.transaction_timeout_ms, expected)
+        }
+        None => broker
+            .producer_ids
+            .next_producer_id(&broker.controller)
+            .map(|id| (id, 0)),
+    };
+    match result {
+        Ok((id, epoch)) => {
+            response = response
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(epoch);
+        }
+        Err(error) => {
+            tracing::debug!(message = error.message, "InitProducerId refused");
+            response = response.with_error_code(error.error.code());
         }
     }
     Ok(encode_response(
@@ -46,4 +101,265 @@ pub fn init_producer_id(
         request.header.correlation_id,
         &response,
     ))
+}
+
+fn partitions_of(topics: &[AddPartitionsToTxnTopic]) -> Vec<(String, i32)> {
+    topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
+        .collect()
+}
+
+/// Per-topic results: `errors` for the listed partitions, `default` for the others.
+fn topic_results(
+    topics: &[AddPartitionsToTxnTopic],
+    errors: &[((String, i32), ResponseError)],
+    default: i16,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    topics
+        .iter()
+        .map(|topic| {
+            let results = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let code = errors
+                        .iter()
+                        .find(|((t, p), _)| t.as_str() == topic.name.as_str() && p == partition)
+                        .map_or(default, |(_, e)| e.code());
+                    AddPartitionsToTxnPartitionResult::default()
+                        .with_partition_index(*partition)
+                        .with_partition_error_code(code)
+                })
+                .collect();
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_results_by_partition(results)
+        })
+        .collect()
+}
+
+pub fn add_partitions_to_txn(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: AddPartitionsToTxnRequest = decode(&mut request.body, version)?;
+    let mut response = AddPartitionsToTxnResponse::default();
+    if version <= 3 {
+        let partitions = partitions_of(&body.v3_and_below_topics);
+        let outcome = if partitions.len() > PARTITIONS_PER_REQUEST_MAX {
+            Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                "too many partitions",
+            ))
+        } else {
+            broker.transactions.add_partitions(
+                broker,
+                body.v3_and_below_transactional_id.as_str(),
+                body.v3_and_below_producer_id.0,
+                body.v3_and_below_producer_epoch,
+                &partitions,
+            )
+        };
+        let results = match outcome {
+            Ok(errors) => topic_results(&body.v3_and_below_topics, &errors, 0),
+            Err(error) => topic_results(
+                &body.v3_and_below_topics,
+                &[],
+                legacy_code(version, error.error),
+            ),
+        };
+        response = response.with_results_by_topic_v3_and_below(results);
+    } else {
+        let mut results = Vec::with_capacity(body.transactions.len());
+        for txn in &body.transactions {
+            let partitions = partitions_of(&txn.topics);
+            let outcome = if partitions.len() > PARTITIONS_PER_REQUEST_MAX {
+                Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    "too many partitions",
+                ))
+            } else if txn.verify_only {
+                broker.transactions.verify_partitions(
+                    txn.transactional_id.as_str(),
+                    txn.producer_id.0,
+                    txn.producer_epoch,
+                    &partitions,
+                )
+            } else {
+                broker.transactions.add_partitions(
+                    broker,
+                    txn.transactional_id.as_str(),
+                    txn.producer_id.0,
+                    txn.producer_epoch,
+                    &partitions,
+                )
+            };
+            let topic_results = match outcome {
+                Ok(errors) => topic_results(&txn.topics, &errors, 0),
+                Err(error) => topic_results(&txn.topics, &[], error.error.code()),
+            };
+            results.push(
+                AddPartitionsToTxnResult::default()
+                    .with_transactional_id(txn.transactional_id.clone())
+                    .with_topic_results(topic_results),
+            );
+        }
+        response = response.with_results_by_transaction(results);
+    }
+    Ok(encode_response(
+        ApiKey::AddPartitionsToTxn,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+/// Before v2 of the transaction APIs (KIP-588) clients do not know PRODUCER_FENCED; Kafka
+/// answers them INVALID_PRODUCER_EPOCH instead.
+fn legacy_code(version: i16, error: ResponseError) -> i16 {
+    if error == ResponseError::ProducerFenced && version < 2 {
+        ResponseError::InvalidProducerEpoch.code()
+    } else {
+        error.code()
+    }
+}
+
+pub fn add_offsets_to_txn(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: AddOffsetsToTxnRequest = decode(&mut request.body, version)?;
+    let mut response = AddOffsetsToTxnResponse::default();
+    if let Err(error) = broker.transactions.add_offsets(
+        broker,
+        body.transactional_id.as_str(),
+        body.producer_id.0,
+        body.producer_epoch,
+        body.group_id.as_str(),
+    ) {
+        response = response.with_error_code(legacy_code(version, error.error));
+    }
+    Ok(encode_response(
+        ApiKey::AddOffsetsToTxn,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+pub fn end_txn(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: EndTxnRequest = decode(&mut request.body, version)?;
+    let mut response = EndTxnResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    if let Err(error) = broker.transactions.end_transaction(
+        broker,
+        body.transactional_id.as_str(),
+        body.producer_id.0,
+        body.producer_epoch,
+        body.committed,
+    ) {
+        tracing::debug!(message = error.message, "EndTxn refused");
+        response = response.with_error_code(legacy_code(version, error.error));
+    }
+    Ok(encode_response(
+        ApiKey::EndTxn,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+/// TxnOffsetCommit: offsets staged in the transaction, handed to the group offset store on
+/// commit (see `TxnOffsetSink`).
+pub fn txn_offset_commit(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: TxnOffsetCommitRequest = decode(&mut request.body, version)?;
+    let offsets: Vec<PendingOffset> = body
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|p| PendingOffset {
+                topic: topic.name.0.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            })
+        })
+        .collect();
+    let code = match broker.transactions.stage_offsets(
+        body.transactional_id.as_str(),
+        body.producer_id.0,
+        body.producer_epoch,
+        body.group_id.as_str(),
+        offsets,
+    ) {
+        Ok(()) => 0,
+        Err(error) => legacy_code(version, error.error),
+    };
+    let topics = body
+        .topics
+        .iter()
+        .map(|topic| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(TopicName(topic.name.0.clone()))
+                .with_partitions(
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let response = TxnOffsetCommitResponse::default().with_topics(topics);
+    Ok(encode_response(
+        ApiKey::TxnOffsetCommit,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+/// FindCoordinator for key type 1 (called from the FindCoordinator handler).
+pub fn find_transaction_coordinator(
+    broker: &Broker,
+    body: &kafka_protocol::messages::FindCoordinatorRequest,
+    version: i16,
+    correlation_id: i32,
+) -> ResponseFrame {
+    use kafka_protocol::messages::FindCoordinatorResponse;
+    let mut response = FindCoordinatorResponse::default();
+    if version >= 4 {
+        let coordinators = body
+            .coordinator_keys
+            .iter()
+            .take(PARTITIONS_PER_REQUEST_MAX)
+            .map(|key| transaction_coordinator(broker, key))
+            .collect();
+        response = response.with_coordinators(coordinators);
+    } else {
+        let found = transaction_coordinator(broker, &body.key);
+        response = response
+            .with_error_code(found.error_code)
+            .with_node_id(found.node_id)
+            .with_host(found.host)
+            .with_port(found.port);
+        if version >= 1 {
+            response = response.with_error_message(found.error_message);
+        }
+    }
+    encode_response(ApiKey::FindCoordinator, version, correlation_id, &response)
 }

@@ -35,6 +35,9 @@ pub enum AppendError {
     InvalidTimestamp { timestamp_ms: i64 },
     #[error("{0}")]
     Producer(ProducerError),
+    /// Refused by the transaction coordinator before reaching the log.
+    #[error("{1}")]
+    Transaction(kafka_protocol::ResponseError, String),
     #[error("io: {0}")]
     Io(#[from] io::Error),
 }

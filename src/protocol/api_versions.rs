@@ -30,6 +30,10 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeCluster, range(0, 1)),
     (ApiKey::FindCoordinator, range(0, 6)),
     (ApiKey::InitProducerId, range(0, 5)),
+    (ApiKey::AddPartitionsToTxn, range(0, 5)),
+    (ApiKey::AddOffsetsToTxn, range(0, 4)),
+    (ApiKey::EndTxn, range(0, 4)),
+    (ApiKey::TxnOffsetCommit, range(0, 4)),
 ];
 
 /// Produce versions below this are advertised but refused.

@@ -47,10 +47,20 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, Strin
             handlers::admin::describe_cluster(broker, request).map(Handled::Response)
         }
         ApiKey::FindCoordinator => {
-            handlers::groups::find_coordinator(request).map(Handled::Response)
+            handlers::groups::find_coordinator(broker, request).map(Handled::Response)
         }
         ApiKey::InitProducerId => {
             handlers::txn::init_producer_id(broker, request).map(Handled::Response)
+        }
+        ApiKey::AddPartitionsToTxn => {
+            handlers::txn::add_partitions_to_txn(broker, request).map(Handled::Response)
+        }
+        ApiKey::AddOffsetsToTxn => {
+            handlers::txn::add_offsets_to_txn(broker, request).map(Handled::Response)
+        }
+        ApiKey::EndTxn => handlers::txn::end_txn(broker, request).map(Handled::Response),
+        ApiKey::TxnOffsetCommit => {
+            handlers::txn::txn_offset_commit(broker, request).map(Handled::Response)
         }
         other => Err(RequestError::UnknownApiKey(other as i16)),
     };
