@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs franz-go's pkg/kgo integration tests (the release pinned in go.mod) against the
-# broker at $BOOTSTRAP (host:port). Only tests that need produce/consume/admin without
-# consumer groups, transactions or share groups are selected: see TESTS.md.
+# broker at $BOOTSTRAP (host:port). Only tests that need produce/consume/admin (with
+# idempotent produce) without consumer groups or share groups are selected: see TESTS.md.
 #
 #   BOOTSTRAP=127.0.0.1:9092 compat/go/run.sh            # the selected tests
 #   BOOTSTRAP=... compat/go/run.sh '^TestIssue337$'      # a custom -run regexp
@@ -44,6 +44,7 @@ SELECTED=(
     TestIssueProduceSyncManualPartitionNegativeDoesNotPanic
     TestIssue831
     TestClient_ProduceLargeMessages
+    TestIssue769
 )
 if [ $# -ge 1 ]; then
     RUN="$1"
