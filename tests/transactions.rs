@@ -340,3 +340,172 @@ async fn transactions_survive_kill9() {
         expected
     );
 }
+
+/// Bad transactional input over the raw protocol: each request gets Kafka's error code and
+/// nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_bad_transactional_input_gets_kafka_errors() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    use kafka_protocol::messages::{
+        AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, DescribeTransactionsRequest,
+        DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
+        InitProducerIdResponse, ListTransactionsRequest, ListTransactionsResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    const INVALID_RECORD: i16 = 87;
+    const INVALID_TXN_STATE: i16 = 48;
+    const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+    const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
+    const PRODUCER_FENCED: i16 = 90;
+    const TRANSACTIONAL_ID_NOT_FOUND: i16 = 105;
+
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "bad", 1, &[]).await;
+    let mut client = raw::RawClient::connect(broker.addr());
+    let id = || StrBytes::from_static_str("bad-id").into();
+    let mut init = |client: &mut raw::RawClient, timeout_ms: i32| -> InitProducerIdResponse {
+        client.call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(id()))
+                .with_transaction_timeout_ms(timeout_ms),
+        )
+    };
+    assert_eq!(init(&mut client, 0).error_code, INVALID_TRANSACTION_TIMEOUT);
+    assert_eq!(
+        init(&mut client, 10_000_000).error_code,
+        INVALID_TRANSACTION_TIMEOUT
+    );
+    let initialized = init(&mut client, 60_000);
+    assert_eq!(initialized.error_code, 0);
+    let (producer_id, epoch) = (initialized.producer_id.0, initialized.producer_epoch);
+
+    // A transactional batch before AddPartitionsToTxn, and a control batch from a client.
+    let batch = raw::producer_batch(producer_id, epoch, 0, 2, true);
+    assert_eq!(
+        client
+            .produce_transactional(Some("bad-id"), "bad", 0, &batch)
+            .0,
+        INVALID_TXN_STATE
+    );
+    let marker = dlog::record::control::marker_batch(producer_id, epoch, 0, true, 0);
+    assert_eq!(client.produce("bad", 0, &marker).0, INVALID_RECORD);
+
+    let mut add = |client: &mut raw::RawClient, pid: i64, epoch: i16, topic: &str| -> i16 {
+        let response: AddPartitionsToTxnResponse = client.call(
+            ApiKey::AddPartitionsToTxn,
+            3,
+            &AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(id())
+                .with_v3_and_below_producer_id(pid.into())
+                .with_v3_and_below_producer_epoch(epoch)
+                .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                    .with_partitions(vec![0])]),
+        );
+        response.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+    };
+    assert_eq!(
+        add(&mut client, producer_id, epoch + 1, "bad"),
+        PRODUCER_FENCED
+    );
+    assert_eq!(
+        add(&mut client, producer_id + 1, epoch, "bad"),
+        INVALID_PRODUCER_ID_MAPPING
+    );
+    assert_eq!(
+        add(&mut client, producer_id, epoch, "missing"),
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+    assert_eq!(watermarks(&bootstrap, "bad", 0).1, 0, "nothing stored");
+    assert_eq!(add(&mut client, producer_id, epoch, "bad"), 0);
+    assert_eq!(
+        client.produce_transactional(Some("bad-id"), "bad", 0, &batch),
+        (0, 0)
+    );
+    // The same producer may not write outside its open transaction.
+    let plain = raw::producer_batch(producer_id, epoch, 2, 1, false);
+    assert_eq!(client.produce("bad", 0, &plain).0, INVALID_TXN_STATE);
+
+    // Verification form (v4+): a partition outside the transaction.
+    let verify: AddPartitionsToTxnResponse = client.call(
+        ApiKey::AddPartitionsToTxn,
+        4,
+        &AddPartitionsToTxnRequest::default().with_transactions(vec![
+            AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(id())
+                .with_producer_id(producer_id.into())
+                .with_producer_epoch(epoch)
+                .with_verify_only(true)
+                .with_topics(vec![AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("bad")))
+                    .with_partitions(vec![0, 7])]),
+        ]),
+    );
+    let results = &verify.results_by_transaction[0].topic_results[0].results_by_partition;
+    assert_eq!(
+        results
+            .iter()
+            .map(|r| r.partition_error_code)
+            .collect::<Vec<_>>(),
+        vec![0, INVALID_TXN_STATE]
+    );
+
+    let mut end = |client: &mut raw::RawClient, epoch: i16, commit: bool| -> i16 {
+        let response: EndTxnResponse = client.call(
+            ApiKey::EndTxn,
+            3,
+            &EndTxnRequest::default()
+                .with_transactional_id(id())
+                .with_producer_id(producer_id.into())
+                .with_producer_epoch(epoch)
+                .with_committed(commit),
+        );
+        response.error_code
+    };
+    assert_eq!(end(&mut client, epoch - 1, true), PRODUCER_FENCED);
+    assert_eq!(end(&mut client, epoch, true), 0);
+    assert_eq!(
+        end(&mut client, epoch, true),
+        0,
+        "a retried commit succeeds"
+    );
+    assert_eq!(end(&mut client, epoch, false), INVALID_TXN_STATE);
+    assert_eq!(
+        end_offsets(&broker, "bad", 0),
+        (3, 3),
+        "2 records and a marker"
+    );
+
+    let described: DescribeTransactionsResponse = client.call(
+        ApiKey::DescribeTransactions,
+        0,
+        &DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![id(), StrBytes::from_static_str("nope").into()]),
+    );
+    assert_eq!(described.transaction_states[0].error_code, 0);
+    assert_eq!(
+        described.transaction_states[0].transaction_state.as_str(),
+        "CompleteCommit"
+    );
+    assert_eq!(described.transaction_states[0].producer_id.0, producer_id);
+    assert_eq!(
+        described.transaction_states[1].error_code,
+        TRANSACTIONAL_ID_NOT_FOUND
+    );
+    let listed: ListTransactionsResponse = client.call(
+        ApiKey::ListTransactions,
+        1,
+        &ListTransactionsRequest::default(),
+    );
+    assert_eq!(listed.error_code, 0);
+    assert!(listed
+        .transaction_states
+        .iter()
+        .any(|t| t.transactional_id.as_str() == "bad-id"));
+}

@@ -40,6 +40,8 @@ pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub const TRANSACTIONAL_IDS_MAX: usize = 100_000;
 /// Partitions one transaction may span.
 pub const PARTITIONS_PER_TRANSACTION_MAX: usize = 10_000;
+/// Offsets one transaction may stage with TxnOffsetCommit (over all its groups).
+pub const PENDING_OFFSETS_PER_TRANSACTION_MAX: usize = 100_000;
 /// The coordinator epoch written into markers: one coordinator, never moved.
 pub const COORDINATOR_EPOCH: i32 = 0;
 
@@ -745,6 +747,15 @@ impl TransactionCoordinator {
             ));
         }
         let groups = state.pending_offsets.entry(producer_id).or_default();
+        let staged_count: usize = groups.values().map(Vec::len).sum();
+        if staged_count + offsets.len() > PENDING_OFFSETS_PER_TRANSACTION_MAX {
+            return Err(api(
+                ResponseError::InvalidRequest,
+                format!(
+                    "a transaction may stage at most {PENDING_OFFSETS_PER_TRANSACTION_MAX} offsets"
+                ),
+            ));
+        }
         let staged = groups.entry(group_id.to_string()).or_default();
         for offset in offsets {
             staged.retain(|o| {
@@ -826,6 +837,24 @@ impl TransactionCoordinator {
             return;
         }
         let mut state = self.lock();
+        // A completion that failed half-way (a marker write failed) is retried: markers are
+        // idempotent for readers.
+        let stuck: Vec<TxnMetadata> = state
+            .txns
+            .values()
+            .filter(|t| matches!(t.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
+            .cloned()
+            .collect();
+        for mut txn in stuck {
+            let commit = txn.state == TxnState::PrepareCommit;
+            if let Err(error) = self.complete(broker, &mut state, &mut txn, commit) {
+                tracing::error!(
+                    transactional_id = txn.transactional_id,
+                    message = error.message,
+                    "completing transaction failed"
+                );
+            }
+        }
         let timed_out: Vec<TxnMetadata> = state
             .txns
             .values()

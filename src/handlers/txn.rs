@@ -363,3 +363,130 @@ pub fn find_transaction_coordinator(
     }
     encode_response(ApiKey::FindCoordinator, version, correlation_id, &response)
 }
+
+/// DescribeTransactions: the coordinator's view of each transactional id.
+pub fn describe_transactions(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
+    use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactionsResponse};
+    let version = request.version;
+    let body: DescribeTransactionsRequest = decode(&mut request.body, version)?;
+    let ready = broker.transactions.ensure_ready(broker);
+    let states = body
+        .transactional_ids
+        .iter()
+        .map(|id| {
+            let state = TransactionState::default()
+                .with_transactional_id(id.clone())
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+                .with_transaction_start_time_ms(-1);
+            if let Err(error) = &ready {
+                return state.with_error_code(error.error.code());
+            }
+            let Some(txn) = broker.transactions.transaction(id.as_str()) else {
+                return state.with_error_code(ResponseError::TransactionalIdNotFound.code());
+            };
+            let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();
+            for (topic, partition) in &txn.partitions {
+                by_topic.entry(topic).or_default().push(*partition);
+            }
+            let topics = by_topic
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    TopicData::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_partitions(partitions)
+                })
+                .collect();
+            state
+                .with_transaction_state(StrBytes::from_static_str(txn.state.name()))
+                .with_transaction_timeout_ms(txn.timeout_ms)
+                .with_transaction_start_time_ms(txn.start_ms)
+                .with_producer_id(ProducerId(txn.producer_id))
+                .with_producer_epoch(txn.producer_epoch)
+                .with_topics(topics)
+        })
+        .collect();
+    let response = DescribeTransactionsResponse::default().with_transaction_states(states);
+    Ok(encode_response(
+        ApiKey::DescribeTransactions,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+/// ListTransactions, filtered by state, producer id and (v1) minimum running time.
+pub fn list_transactions(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    use kafka_protocol::messages::list_transactions_response::TransactionState;
+    use kafka_protocol::messages::{ListTransactionsRequest, ListTransactionsResponse};
+    const STATES: &[&str] = &[
+        "Empty",
+        "Ongoing",
+        "PrepareCommit",
+        "PrepareAbort",
+        "CompleteCommit",
+        "CompleteAbort",
+        "Dead",
+        "PrepareEpochFence",
+    ];
+    let version = request.version;
+    let body: ListTransactionsRequest = decode(&mut request.body, version)?;
+    let mut response = ListTransactionsResponse::default();
+    if let Err(error) = broker.transactions.ensure_ready(broker) {
+        response = response.with_error_code(error.error.code());
+    } else {
+        let unknown: Vec<StrBytes> = body
+            .state_filters
+            .iter()
+            .filter(|s| !STATES.contains(&s.as_str()))
+            .cloned()
+            .collect();
+        let now = crate::clock::now_ms();
+        let states = broker
+            .transactions
+            .transactions()
+            .into_iter()
+            .filter(|t| {
+                body.state_filters.is_empty()
+                    || body
+                        .state_filters
+                        .iter()
+                        .any(|s| s.as_str() == t.state.name())
+            })
+            .filter(|t| {
+                body.producer_id_filters.is_empty()
+                    || body
+                        .producer_id_filters
+                        .iter()
+                        .any(|p| p.0 == t.producer_id)
+            })
+            .filter(|t| {
+                body.duration_filter < 0
+                    || (t.state == crate::coordinator::transaction::TxnState::Ongoing
+                        && now - t.start_ms >= body.duration_filter)
+            })
+            .map(|t| {
+                TransactionState::default()
+                    .with_transactional_id(StrBytes::from_string(t.transactional_id).into())
+                    .with_producer_id(ProducerId(t.producer_id))
+                    .with_transaction_state(StrBytes::from_static_str(t.state.name()))
+            })
+            .collect();
+        response = response
+            .with_unknown_state_filters(unknown)
+            .with_transaction_states(states);
+    }
+    Ok(encode_response(
+        ApiKey::ListTransactions,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}

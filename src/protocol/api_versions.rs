@@ -34,6 +34,8 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::AddOffsetsToTxn, range(0, 4)),
     (ApiKey::EndTxn, range(0, 4)),
     (ApiKey::TxnOffsetCommit, range(0, 4)),
+    (ApiKey::DescribeTransactions, range(0, 0)),
+    (ApiKey::ListTransactions, range(0, 1)),
 ];
 
 /// Produce versions below this are advertised but refused.

@@ -59,6 +59,12 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, Strin
             handlers::txn::add_offsets_to_txn(broker, request).map(Handled::Response)
         }
         ApiKey::EndTxn => handlers::txn::end_txn(broker, request).map(Handled::Response),
+        ApiKey::DescribeTransactions => {
+            handlers::txn::describe_transactions(broker, request).map(Handled::Response)
+        }
+        ApiKey::ListTransactions => {
+            handlers::txn::list_transactions(broker, request).map(Handled::Response)
+        }
         ApiKey::TxnOffsetCommit => {
             handlers::txn::txn_offset_commit(broker, request).map(Handled::Response)
         }
