@@ -201,6 +201,7 @@ impl Broker {
             if now - last_transaction_check_ms >= transaction_check_ms {
                 last_transaction_check_ms = now;
                 self.transactions.abort_timed_out(&self, now);
+                self.transactions.abort_hanging(&self);
             }
             if now - last_producer_expiration_ms >= producer_expiration_check_ms {
                 last_producer_expiration_ms = now;

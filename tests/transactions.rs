@@ -509,3 +509,42 @@ async fn raw_bad_transactional_input_gets_kafka_errors() {
         .iter()
         .any(|t| t.transactional_id.as_str() == "bad-id"));
 }
+
+/// A transaction open in a partition that the coordinator has no record of (its state was
+/// lost) is aborted, so it cannot pin the last stable offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_transaction_without_coordinator_state_is_aborted() {
+    let mut broker =
+        Broker::start_with(&["transaction.abort.timed.out.transaction.cleanup.interval.ms=200"]);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "hang", 1, &[]).await;
+    let producer = transactional_producer(&bootstrap, "hang-id", &[]);
+    producer.begin_transaction().unwrap();
+    send(&producer, "hang", 0, &values("lost", 3));
+    drop(producer);
+    broker.kill9();
+    // Lose the coordinator's state: empty every __transaction_state partition.
+    for entry in std::fs::read_dir(broker.data_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("__transaction_state-") {
+            std::fs::remove_dir_all(&path).unwrap();
+            std::fs::create_dir(&path).unwrap();
+        }
+    }
+    broker.restart();
+    wait_for_topic(&bootstrap, "hang", 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (stable, end) = end_offsets(&broker, "hang", 0);
+        if stable == end && end == 4 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "LSO pinned at {stable} (end {end})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(read_all(&bootstrap, "hang", 1, "read_committed")[&0].is_empty());
+}

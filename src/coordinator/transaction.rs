@@ -900,6 +900,47 @@ impl TransactionCoordinator {
         }
     }
 
+    /// Aborts transactions that are open in a partition but that no coordinator transaction
+    /// accounts for (state lost, e.g. `__transaction_state` damaged): without this they would
+    /// pin the partition's last stable offset forever. Kafka leaves these to an operator
+    /// (`kafka-transactions abort`); with the coordinator in-process dlog can tell for sure.
+    pub fn abort_hanging(&self, broker: &Broker) {
+        if !self.loaded.load(Ordering::Acquire) {
+            return;
+        }
+        let state = self.lock();
+        for log in broker.logs.all() {
+            for (producer_id, first_offset) in log.ongoing_transactions() {
+                let accounted = state.txns.values().any(|t| {
+                    t.producer_id == producer_id
+                        && t.state == TxnState::Ongoing
+                        && t.partitions
+                            .contains(&(log.topic().to_string(), log.partition()))
+                });
+                if accounted {
+                    continue;
+                }
+                let Some(epoch) = log.with_producers(|p| p.producer(producer_id).map(|e| e.epoch))
+                else {
+                    continue;
+                };
+                tracing::warn!(
+                    topic = log.topic(),
+                    partition = log.partition(),
+                    producer_id,
+                    first_offset,
+                    "aborting a hanging transaction no coordinator state accounts for"
+                );
+                if let Err(error) =
+                    log.append_marker(producer_id, epoch, COORDINATOR_EPOCH, false, now_ms())
+                {
+                    tracing::error!(%error, "writing the abort marker failed");
+                }
+            }
+        }
+        broker.data_arrived.notify_waiters();
+    }
+
     /// A copy of every transaction (DescribeTransactions / ListTransactions).
     pub fn transactions(&self) -> Vec<TxnMetadata> {
         self.lock().txns.values().cloned().collect()
