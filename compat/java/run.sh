@@ -2,7 +2,7 @@
 # Java-client compatibility checks against the broker at env BOOTSTRAP (host:port).
 #   BOOTSTRAP=127.0.0.1:9092 compat/java/run.sh
 # Prints one "RESULT <scenario> PASS|FAIL|SKIP <detail>" line per scenario; exits 1 if any FAIL.
-# Scenarios: java-build, RoundTrip's java-* scenarios, java-client-compatibility-test
+# Scenarios: java-build, RoundTrip's java-* scenarios, java-kafka-transactions-tool, java-client-compatibility-test
 # (org.apache.kafka.tools.ClientCompatibilityTest), java-verifiable-producer, java-verifiable-consumer.
 #
 # Env:
@@ -65,6 +65,21 @@ if [[ $rc -ne 0 ]]; then
   FAILED=1
   grep -q '^RESULT .* FAIL' "$WORK_DIR/roundtrip.out" \
     || result java-roundtrip FAIL "exit $rc: $(tail_detail "$WORK_DIR/roundtrip.err")"
+fi
+
+# ---------------------------------------------------------------- kafka-transactions (TransactionsCommand)
+# RoundTrip's transactions scenario left a transactional id "compat-java-txn-*-id"; the tool lists it
+# (ListTransactions) and describes it (DescribeTransactions).
+timeout 60 "${JAVA[@]}" org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$BOOTSTRAP" list \
+  >"$WORK_DIR/txn-list.out" 2>"$WORK_DIR/txn-list.err"
+rc=$?
+txn_id="$(grep -o -m1 'compat-java-txn-[A-Za-z0-9._-]*-id' "$WORK_DIR/txn-list.out")"
+if [[ $rc -eq 0 && -n "$txn_id" ]] && timeout 60 "${JAVA[@]}" org.apache.kafka.tools.TransactionsCommand \
+     --bootstrap-server "$BOOTSTRAP" describe --transactional-id "$txn_id" >"$WORK_DIR/txn-describe.out" 2>&1 \
+   && grep -q 'CompleteCommit' "$WORK_DIR/txn-describe.out"; then
+  result java-kafka-transactions-tool PASS "list and describe $txn_id"
+else
+  result java-kafka-transactions-tool FAIL "exit $rc: $(tail_detail "$WORK_DIR/txn-list.out" 3) $(tail_detail "$WORK_DIR/txn-describe.out" 3) $(grep -m1 Exception "$WORK_DIR/txn-list.err" | cut -c1-200)"
 fi
 
 # ---------------------------------------------------------------- Kafka's ClientCompatibilityTest

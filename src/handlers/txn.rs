@@ -490,3 +490,66 @@ pub fn list_transactions(
         &response,
     ))
 }
+
+/// Producers listed per partition in one DescribeProducers response, at most; the partition
+/// map itself is bounded by `PRODUCERS_PER_PARTITION_MAX`.
+const DESCRIBED_PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
+
+/// DescribeProducers: each partition's active producers (what `kafka-transactions
+/// find-hanging` reads).
+pub fn describe_producers(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    use kafka_protocol::messages::describe_producers_response::{
+        PartitionResponse, ProducerState, TopicResponse,
+    };
+    use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse};
+    let version = request.version;
+    let body: DescribeProducersRequest = decode(&mut request.body, version)?;
+    let topics = body
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_indexes
+                .iter()
+                .map(|&index| {
+                    let response = PartitionResponse::default().with_partition_index(index);
+                    let Some(log) = broker.logs.get(topic.name.as_str(), index) else {
+                        return response
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let active = log.with_producers(|state| {
+                        state
+                            .producers()
+                            .take(DESCRIBED_PRODUCERS_PER_PARTITION_MAX)
+                            .map(|(id, entry)| {
+                                ProducerState::default()
+                                    .with_producer_id(ProducerId(id))
+                                    .with_producer_epoch(i32::from(entry.epoch))
+                                    .with_last_sequence(entry.last_sequence())
+                                    .with_last_timestamp(entry.last_timestamp_ms)
+                                    .with_coordinator_epoch(entry.coordinator_epoch)
+                                    .with_current_txn_start_offset(
+                                        entry.current_txn_first_offset.unwrap_or(-1),
+                                    )
+                            })
+                            .collect()
+                    });
+                    response.with_active_producers(active)
+                })
+                .collect();
+            TopicResponse::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    let response = DescribeProducersResponse::default().with_topics(topics);
+    Ok(encode_response(
+        ApiKey::DescribeProducers,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}

@@ -201,6 +201,11 @@ impl ProducerStateManager {
         self.producers.get(&producer_id)
     }
 
+    /// Every producer with its entry (DescribeProducers).
+    pub fn producers(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> + '_ {
+        self.producers.iter().map(|(id, entry)| (*id, entry))
+    }
+
     pub fn producer_count(&self) -> usize {
         self.producers.len()
     }

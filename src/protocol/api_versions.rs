@@ -35,6 +35,7 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::EndTxn, range(0, 4)),
     (ApiKey::TxnOffsetCommit, range(0, 4)),
     (ApiKey::DescribeTransactions, range(0, 0)),
+    (ApiKey::DescribeProducers, range(0, 0)),
     (ApiKey::ListTransactions, range(0, 1)),
 ];
 

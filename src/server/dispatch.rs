@@ -62,6 +62,9 @@ pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, Strin
         ApiKey::DescribeTransactions => {
             handlers::txn::describe_transactions(broker, request).map(Handled::Response)
         }
+        ApiKey::DescribeProducers => {
+            handlers::txn::describe_producers(broker, request).map(Handled::Response)
+        }
         ApiKey::ListTransactions => {
             handlers::txn::list_transactions(broker, request).map(Handled::Response)
         }
