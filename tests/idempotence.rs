@@ -217,6 +217,13 @@ async fn raw_retries_sequences_and_epochs() {
     // A transactional batch without a producer id.
     let orphan = producer_batch(-1, -1, -1, 1, true);
     assert_eq!(client.produce("raw", 0, &orphan).0, INVALID_RECORD);
+    // Two sequenced batches in one partition's records (Kafka allows one batch).
+    let two = [
+        producer_batch(producer_id, epoch + 1, 1, 1, false),
+        producer_batch(producer_id, epoch + 1, 2, 1, false),
+    ]
+    .concat();
+    assert_eq!(client.produce("raw", 0, &two).0, INVALID_RECORD);
     assert_eq!(log_end_offset(&bootstrap, "raw"), 6);
 
     // After kill -9 the state is rebuilt from the log: the last batch is still a duplicate and

@@ -78,9 +78,18 @@ fn append_partition(
     // Transactional batches are appended only while the partition is in the producer's open
     // transaction (the coordinator is in this process: KIP-890 part 1's verification without
     // the round trip), so a late or stray batch cannot open a transaction nobody will end.
-    let transactional = BatchHeader::parse(records)
-        .ok()
-        .filter(|h| h.is_transactional() && !h.is_control() && h.producer_id >= 0);
+    let (first, batch_count, any_producer) = scan_headers(records);
+    if batch_count > 1 && any_producer {
+        // As Kafka (ProduceRequest v3+ allows one batch per partition): producer state and
+        // transaction verification reason about one batch per partition and producer.
+        return failed(
+            index,
+            ResponseError::InvalidRecord,
+            "idempotent or transactional records must be sent as one batch per partition".into(),
+        );
+    }
+    let transactional =
+        first.filter(|h| h.is_transactional() && !h.is_control() && h.producer_id >= 0);
     let appended = match transactional {
         Some(header) => broker
             .transactions
@@ -119,6 +128,27 @@ fn append_partition(
             failed(index, append_error_code(&error), error.to_string())
         }
     }
+}
+
+/// The first batch header, the number of batches and whether any batch carries a producer id,
+/// from the headers alone (the log validates lengths and CRCs afterwards).
+fn scan_headers(records: &[u8]) -> (Option<BatchHeader>, usize, bool) {
+    let first = BatchHeader::parse(records).ok();
+    let mut position = 0usize;
+    let mut count = 0usize;
+    let mut any_producer = false;
+    while let Ok(header) = BatchHeader::parse(&records[position.min(records.len())..]) {
+        count += 1;
+        any_producer |= header.producer_id >= 0;
+        if header.batch_length <= 0 {
+            break;
+        }
+        position = position.saturating_add(header.size_bytes());
+        if position >= records.len() {
+            break;
+        }
+    }
+    (first, count, any_producer)
 }
 
 pub fn handle(broker: &Broker, mut request: Request) -> Result<Handled, RequestError> {
