@@ -30,8 +30,16 @@ fn lookup(
         LATEST if read_committed => (-1, offsets.last_stable_offset),
         LATEST => (-1, offsets.log_end_offset),
         EARLIEST | EARLIEST_LOCAL | EARLIEST_PENDING_UPLOAD => (-1, offsets.log_start_offset),
-        MAX_TIMESTAMP => log.max_timestamp()?.unwrap_or((-1, -1)),
-        target if target >= 0 => log.offset_for_timestamp(target)?.unwrap_or((-1, -1)),
+        // Under READ_COMMITTED a record at or above the last stable offset is not fetchable
+        // yet, so it is not an answer (as Kafka).
+        MAX_TIMESTAMP => log
+            .max_timestamp()?
+            .filter(|(_, offset)| !read_committed || *offset < offsets.last_stable_offset)
+            .unwrap_or((-1, -1)),
+        target if target >= 0 => log
+            .offset_for_timestamp(target)?
+            .filter(|(_, offset)| !read_committed || *offset < offsets.last_stable_offset)
+            .unwrap_or((-1, -1)),
         _ => return Ok(Err(ResponseError::InvalidRequest)),
     }))
 }
