@@ -339,6 +339,17 @@ async fn transactions_survive_kill9() {
         read_all(&bootstrap, "durable", 1, "read_committed")[&0],
         expected
     );
+    // And after a clean restart (state from the shutdown snapshot and the .txnindex files).
+    drop(again);
+    broker.stop_clean();
+    broker.restart();
+    wait_for_topic(&bootstrap, "durable", 1);
+    assert_eq!(
+        read_all(&bootstrap, "durable", 1, "read_committed")[&0],
+        expected
+    );
+    let (stable, end) = end_offsets(&broker, "durable", 0);
+    assert_eq!(stable, end);
 }
 
 /// Bad transactional input over the raw protocol: each request gets Kafka's error code and

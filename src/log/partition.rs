@@ -299,7 +299,9 @@ impl PartitionLog {
                         let size = header.size_bytes().min(RECOVERY_BATCH_BYTES_MAX);
                         let mut bytes = vec![0u8; size];
                         segment.file().read_exact_at(&mut bytes, position)?;
-                        if let Some(commit) = crate::record::control::is_commit(&bytes, &header) {
+                        let marker = crate::record::control::is_commit(&bytes, &header)
+                            .filter(|_| header.producer_id >= 0);
+                        if let Some(commit) = marker {
                             let aborted = state.producers.apply_marker(
                                 header.producer_id,
                                 header.producer_epoch,
