@@ -256,3 +256,35 @@ async fn raw_retries_sequences_and_epochs() {
     );
     assert_eq!(log_end_offset(&bootstrap, "raw"), 10);
 }
+
+/// `producer.id.expiration.ms`: a producer idle longer than that is forgotten, after which it
+/// may resume at any sequence (as a producer the partition never saw).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_producers_expire() {
+    let broker = Broker::start_with(&[
+        "producer.id.expiration.ms=1000",
+        "producer.id.expiration.check.interval.ms=500",
+    ]);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "expiry", 1, &[]).await;
+    let mut client = RawClient::connect(broker.addr());
+    let (producer_id, epoch) = client.init_producer_id();
+    let first = producer_batch(producer_id, epoch, 0, 2, false);
+    assert_eq!(client.produce("expiry", 0, &first), (0, 0));
+    let gap = producer_batch(producer_id, epoch, 7, 1, false);
+    assert_eq!(
+        client.produce("expiry", 0, &gap).0,
+        OUT_OF_ORDER_SEQUENCE_NUMBER
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let (error, offset) = client.produce("expiry", 0, &gap);
+        if error == 0 {
+            assert_eq!(offset, 2);
+            break;
+        }
+        assert_eq!(error, OUT_OF_ORDER_SEQUENCE_NUMBER);
+        assert!(Instant::now() < deadline, "producer never expired");
+    }
+}
