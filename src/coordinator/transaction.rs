@@ -8,10 +8,11 @@
 //! CompleteCommit/CompleteAbort. A broker that crashes in between finds the Prepare state when
 //! it loads the topic and writes the markers again (markers are idempotent for readers).
 //!
-//! One lock serializes the coordinator, including the log writes it makes, and produce of
-//! transactional batches takes it too ([`TransactionCoordinator::verify_and`]), so a batch can
-//! never land in a partition after that transaction's marker (which would leave a transaction
-//! open forever and pin the last stable offset). Lock order: coordinator, then partition.
+//! One read-write lock guards the coordinator: state changes (including the log writes they
+//! make) hold it for writing; produce of transactional batches holds it for reading across the
+//! append ([`TransactionCoordinator::verify_and`]), so a batch can never land in a partition
+//! after that transaction's marker (which would leave a transaction open forever and pin the
+//! last stable offset). Lock order: coordinator, then partition.
 //!
 //! ```text
 //! key   := version i16 (0) | transactional_id string
@@ -22,7 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kafka_protocol::ResponseError;
 
@@ -126,7 +127,9 @@ struct State {
 }
 
 pub struct TransactionCoordinator {
-    state: Mutex<State>,
+    /// Written by every state change (which also writes the logs); read by the produce path's
+    /// verification, so transactional produce to different partitions runs in parallel.
+    state: RwLock<State>,
     loaded: AtomicBool,
     offset_sink: Mutex<Option<Box<dyn TxnOffsetSink>>>,
 }
@@ -134,7 +137,7 @@ pub struct TransactionCoordinator {
 impl Default for TransactionCoordinator {
     fn default() -> Self {
         TransactionCoordinator {
-            state: Mutex::new(State {
+            state: RwLock::new(State {
                 txns: HashMap::new(),
                 pending_offsets: HashMap::new(),
             }),
@@ -307,8 +310,12 @@ impl TransactionCoordinator {
         *self.offset_sink.lock().expect("offset sink lock") = Some(sink);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().expect("transaction coordinator lock")
+    fn lock(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().expect("transaction coordinator lock")
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().expect("transaction coordinator lock")
     }
 
     fn partition_count(broker: &Broker) -> i32 {
@@ -679,7 +686,7 @@ impl TransactionCoordinator {
         epoch: i16,
         partitions: &[(String, i32)],
     ) -> Result<Vec<((String, i32), ResponseError)>, ApiError> {
-        let state = self.lock();
+        let state = self.read();
         let txn = state.txns.get(transactional_id).ok_or_else(|| {
             api(
                 ResponseError::InvalidProducerIdMapping,
@@ -811,7 +818,7 @@ impl TransactionCoordinator {
         partition: i32,
         append: impl FnOnce() -> T,
     ) -> Result<T, ResponseError> {
-        let state = self.lock();
+        let state = self.read();
         let Some(txn) = transactional_id.and_then(|id| state.txns.get(id)) else {
             return Err(ResponseError::InvalidTxnState);
         };
@@ -943,11 +950,11 @@ impl TransactionCoordinator {
 
     /// A copy of every transaction (DescribeTransactions / ListTransactions).
     pub fn transactions(&self) -> Vec<TxnMetadata> {
-        self.lock().txns.values().cloned().collect()
+        self.read().txns.values().cloned().collect()
     }
 
     pub fn transaction(&self, transactional_id: &str) -> Option<TxnMetadata> {
-        self.lock().txns.get(transactional_id).cloned()
+        self.read().txns.get(transactional_id).cloned()
     }
 }
 
