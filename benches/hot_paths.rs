@@ -257,6 +257,75 @@ fn cleaner(c: &mut Criterion) {
     group.finish();
 }
 
+/// `batch` stamped with a producer id, epoch 0 and `first_sequence`, CRC recomputed.
+fn stamped(batch: &[u8], producer_id: i64, first_sequence: i32) -> Vec<u8> {
+    let mut batch = batch.to_vec();
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&0i16.to_be_bytes());
+    batch[53..57].copy_from_slice(&first_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
+
+/// Idempotent versus plain appends of the same 16 KiB batches (issue 4 asks idempotence to
+/// cost < 5%): the producer-state check and update are the only difference. Batches are built
+/// untimed, 512 at a time.
+fn idempotent_append(c: &mut Criterion) {
+    const BATCHES_PER_ROUND: usize = 512;
+    let now_ms = dlog::clock::now_ms();
+    let batch = batch_of(BATCH_SIZE_BYTES, 1000, now_ms);
+    let records_per_batch = i32::from_be_bytes(batch[57..61].try_into().unwrap());
+    let appends_per_log = APPEND_LOG_BYTES_MAX / batch.len();
+    let mut group = c.benchmark_group("idempotent_append");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    group.throughput(Throughput::Bytes(batch.len() as u64));
+    for idempotent in [false, true] {
+        let name = if idempotent {
+            "idempotent_16KiB_batch"
+        } else {
+            "plain_16KiB_batch"
+        };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iterations| {
+                let mut elapsed = Duration::ZERO;
+                let mut remaining = iterations;
+                while remaining > 0 {
+                    let dir = tempfile::tempdir().expect("temp dir");
+                    let log = open_log(dir.path());
+                    let mut sequence = 0i32;
+                    let mut in_log = 0usize;
+                    while remaining > 0 && in_log < appends_per_log {
+                        let round = (remaining as usize).min(BATCHES_PER_ROUND);
+                        let batches: Vec<Vec<u8>> = (0..round)
+                            .map(|i| {
+                                if idempotent {
+                                    stamped(&batch, 7, sequence + i as i32 * records_per_batch)
+                                } else {
+                                    batch.clone()
+                                }
+                            })
+                            .collect();
+                        sequence += round as i32 * records_per_batch;
+                        let start = Instant::now();
+                        for batch in &batches {
+                            black_box(log.append(black_box(batch), now_ms).expect("append"));
+                        }
+                        elapsed += start.elapsed();
+                        remaining -= round as u64;
+                        in_log += round;
+                    }
+                }
+                elapsed
+            })
+        });
+    }
+    group.finish();
+}
+
 /// What metrics cost a request with the Prometheus recorder installed (as under
 /// `--metrics-listen`): the dispatch timer (a counter, a histogram sample, two byte counters)
 /// and the per-topic produce counters. Histogram samples are folded into their buckets by the
@@ -304,6 +373,7 @@ criterion_group!(
     offset_index,
     partition_append,
     cleaner,
+    idempotent_append,
     metrics_recording
 );
 criterion_main!(benches);

@@ -12,6 +12,8 @@ use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::controller::image::{Change, MetadataImage};
 use crate::controller::{ApiError, Controller, NewTopic};
+use crate::coordinator::producer_ids::ProducerIdManager;
+use crate::coordinator::transaction::{TransactionCoordinator, TRANSACTION_STATE_TOPIC};
 use crate::coordinator::GroupCoordinator;
 use crate::handlers::fetch::FetchSessions;
 use crate::log::cleaner::CleanerSettings;
@@ -27,6 +29,10 @@ pub struct Broker {
     pub fetch_sessions: FetchSessions,
     /// Consumer groups and committed offsets (`__consumer_offsets`).
     pub groups: GroupCoordinator,
+    /// Hands out producer ids (InitProducerId) from blocks the controller allocates.
+    pub producer_ids: ProducerIdManager,
+    /// Transactional ids and their transactions (`__transaction_state`).
+    pub transactions: TransactionCoordinator,
     /// Flips to true when the node begins shutting down.
     pub shutdown: watch::Sender<bool>,
 }
@@ -99,6 +105,8 @@ impl Broker {
             data_arrived: Notify::new(),
             fetch_sessions: FetchSessions::default(),
             groups: GroupCoordinator::new(&properties),
+            producer_ids: ProducerIdManager::default(),
+            transactions: TransactionCoordinator::default(),
             shutdown,
         });
         broker.publish(&changes).context("opening partition logs")?;
@@ -106,6 +114,13 @@ impl Broker {
             .groups
             .load(&broker)
             .context("loading consumer groups from __consumer_offsets")?;
+        // Transactions a crash left prepared are completed now; open ones time out later.
+        if broker.image().topics.contains_key(TRANSACTION_STATE_TOPIC) {
+            broker
+                .transactions
+                .ensure_ready(&broker)
+                .map_err(|e| anyhow::anyhow!("loading transaction state: {}", e.message))?;
+        }
         Ok(broker)
     }
 
@@ -197,6 +212,17 @@ impl Broker {
             .get_i64("log.retention.check.interval.ms");
         let mut last_checkpoint_ms = now_ms();
         let mut last_retention_check_ms = now_ms();
+        let producer_expiration_ms = self.config.properties.get_i64("producer.id.expiration.ms");
+        let producer_expiration_check_ms = self
+            .config
+            .properties
+            .get_i64("producer.id.expiration.check.interval.ms");
+        let mut last_producer_expiration_ms = now_ms();
+        let transaction_check_ms = self
+            .config
+            .properties
+            .get_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms");
+        let mut last_transaction_check_ms = now_ms();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -216,6 +242,25 @@ impl Broker {
             }
             if let Err(error) = self.logs.delete_retired(now) {
                 tracing::error!(%error, "deleting retired segments failed");
+            }
+            if now - last_transaction_check_ms >= transaction_check_ms {
+                last_transaction_check_ms = now;
+                self.transactions.abort_timed_out(&self, now);
+                self.transactions.abort_hanging(&self);
+            }
+            if now - last_producer_expiration_ms >= producer_expiration_check_ms {
+                last_producer_expiration_ms = now;
+                for log in self.logs.all() {
+                    let expired = log.expire_producers(now, producer_expiration_ms);
+                    if expired > 0 {
+                        tracing::debug!(
+                            topic = log.topic(),
+                            partition = log.partition(),
+                            expired,
+                            "expired producer ids"
+                        );
+                    }
+                }
             }
             if now - last_checkpoint_ms >= checkpoint_interval_ms {
                 last_checkpoint_ms = now;

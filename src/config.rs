@@ -215,6 +215,23 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     property("metrics.listen", Kind::String, ""),
     property("log.level", Kind::String, "info"),
     property("log.format", Kind::Choice(LOG_FORMATS), "text"),
+    // Idempotent producers and transactions (issue 4).
+    at_least("producer.id.expiration.ms", Kind::Int, "86400000", 1),
+    at_least(
+        "producer.id.expiration.check.interval.ms",
+        Kind::Int,
+        "600000",
+        1,
+    ),
+    at_least("transaction.max.timeout.ms", Kind::Int, "900000", 1),
+    at_least("transaction.state.log.num.partitions", Kind::Int, "50", 1),
+    at_least("transactional.id.expiration.ms", Kind::Int, "604800000", 1),
+    at_least(
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        Kind::Int,
+        "10000",
+        1,
+    ),
 ];
 
 /// A topic-level config: its name, the broker property that supplies its default, and its kind.

@@ -2,10 +2,11 @@
 # Java-client compatibility checks against the broker at env BOOTSTRAP (host:port).
 #   BOOTSTRAP=127.0.0.1:9092 compat/java/run.sh
 # Prints one "RESULT <scenario> PASS|FAIL|SKIP <detail>" line per scenario; exits 1 if any FAIL.
-# Scenarios: java-build, RoundTrip's java-* scenarios, java-client-compatibility-test
-# (org.apache.kafka.tools.ClientCompatibilityTest), java-verifiable-producer, java-verifiable-consumer
-# (classic) and java-verifiable-consumer-848 (group.protocol=consumer),
-# java-consumer-groups-command (kafka-consumer-groups: list, describe with lag, reset offsets).
+# Scenarios: java-build, RoundTrip's java-* scenarios, java-kafka-transactions-tool,
+# java-client-compatibility-test (org.apache.kafka.tools.ClientCompatibilityTest),
+# java-verifiable-producer, java-verifiable-consumer (classic) and java-verifiable-consumer-848
+# (group.protocol=consumer), java-consumer-groups-command (kafka-consumer-groups: list,
+# describe with lag, reset offsets).
 #
 # Env:
 #   BOOTSTRAP                       required
@@ -14,7 +15,7 @@
 #   VP_MESSAGES                     records for VerifiableProducer/Consumer (default 1000)
 #   CCT_DESCRIBE_ACLS_SUPPORTED     ClientCompatibilityTest --describe-acls-supported (default false: dlog
 #                                   has no DescribeAcls API; a real Kafka without authorizer needs true)
-#   CCT_IDEMPOTENT_PRODUCER_SUPPORTED  default false (dlog has no InitProducerId)
+#   CCT_IDEMPOTENT_PRODUCER_SUPPORTED  default true (InitProducerId is served)
 #   WORK_DIR                        where tool outputs go (default: a fresh temp dir)
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -70,6 +71,21 @@ if [[ $rc -ne 0 ]]; then
     || result java-roundtrip FAIL "exit $rc: $(tail_detail "$WORK_DIR/roundtrip.err")"
 fi
 
+# ---------------------------------------------------------------- kafka-transactions (TransactionsCommand)
+# RoundTrip's transactions scenario left a transactional id "compat-java-txn-*-id"; the tool lists it
+# (ListTransactions) and describes it (DescribeTransactions).
+timeout 60 "${JAVA[@]}" org.apache.kafka.tools.TransactionsCommand --bootstrap-server "$BOOTSTRAP" list \
+  >"$WORK_DIR/txn-list.out" 2>"$WORK_DIR/txn-list.err"
+rc=$?
+txn_id="$(grep -o -m1 'compat-java-txn-[A-Za-z0-9._-]*-id' "$WORK_DIR/txn-list.out")"
+if [[ $rc -eq 0 && -n "$txn_id" ]] && timeout 60 "${JAVA[@]}" org.apache.kafka.tools.TransactionsCommand \
+     --bootstrap-server "$BOOTSTRAP" describe --transactional-id "$txn_id" >"$WORK_DIR/txn-describe.out" 2>&1 \
+   && grep -q 'CompleteCommit' "$WORK_DIR/txn-describe.out"; then
+  result java-kafka-transactions-tool PASS "list and describe $txn_id"
+else
+  result java-kafka-transactions-tool FAIL "exit $rc: $(tail_detail "$WORK_DIR/txn-list.out" 3) $(tail_detail "$WORK_DIR/txn-describe.out" 3) $(grep -m1 Exception "$WORK_DIR/txn-list.err" | cut -c1-200)"
+fi
+
 # ---------------------------------------------------------------- Kafka's ClientCompatibilityTest
 # It creates "newtopic" via Admin (so remove a leftover first) and needs a fresh, auto-created topic
 # whose first two records are its own.
@@ -86,13 +102,13 @@ else
     --cluster-id-supported true
     --expect-record-too-large-exception false
     --describe-acls-supported "${CCT_DESCRIBE_ACLS_SUPPORTED:-false}"
-    --idempotent-producer-supported "${CCT_IDEMPOTENT_PRODUCER_SUPPORTED:-false}"
+    --idempotent-producer-supported "${CCT_IDEMPOTENT_PRODUCER_SUPPORTED:-true}"
   )
   timeout 120 "${JAVA[@]}" org.apache.kafka.tools.ClientCompatibilityTest "${CCT_FLAGS[@]}" \
     >"$WORK_DIR/cct.out" 2>"$WORK_DIR/cct.err"
   rc=$?
   if [[ $rc -eq 0 ]] && grep -q '^SUCCESS\.' "$WORK_DIR/cct.out"; then
-    result java-client-compatibility-test PASS "topic $CCT_TOPIC, acls=${CCT_DESCRIBE_ACLS_SUPPORTED:-false} idempotence=${CCT_IDEMPOTENT_PRODUCER_SUPPORTED:-false}"
+    result java-client-compatibility-test PASS "topic $CCT_TOPIC, acls=${CCT_DESCRIBE_ACLS_SUPPORTED:-false} idempotence=${CCT_IDEMPOTENT_PRODUCER_SUPPORTED:-true}"
   else
     result java-client-compatibility-test FAIL "exit $rc: $(cat "$WORK_DIR/cct.out" "$WORK_DIR/cct.err" | grep -m1 -E 'FAILED|Exception' | cut -c1-400)"
   fi
@@ -100,7 +116,7 @@ fi
 
 # ---------------------------------------------------------------- Kafka's VerifiableProducer / VerifiableConsumer
 VP_TOPIC="vp-$RUN_ID"
-printf 'enable.idempotence=false\nrequest.timeout.ms=20000\ndelivery.timeout.ms=60000\nmax.block.ms=30000\n' \
+printf 'request.timeout.ms=20000\ndelivery.timeout.ms=60000\nmax.block.ms=30000\n' \
   >"$WORK_DIR/producer.properties"
 timeout 120 "${JAVA[@]}" org.apache.kafka.tools.VerifiableProducer --bootstrap-server "$BOOTSTRAP" \
   --topic "$VP_TOPIC" --max-messages "$VP_MESSAGES" --acks -1 \

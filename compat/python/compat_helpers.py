@@ -92,7 +92,7 @@ def delete_topics_quietly(admin, names):
 def producer(bootstrap, **extra):
     conf = {
         "bootstrap.servers": bootstrap,
-        "enable.idempotence": False,
+        "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
         "message.timeout.ms": 30000,

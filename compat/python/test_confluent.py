@@ -1,7 +1,7 @@
 """confluent-kafka (librdkafka 2.x) against the broker at $BOOTSTRAP.
 
 Consumers use assign() with explicit offsets only: no subscribe(), no commits.
-Producers run with enable.idempotence=false.
+Producers run with enable.idempotence=true.
 """
 
 import time
@@ -217,7 +217,9 @@ def test_acks_variants(bootstrap, topic_factory):
     c = h.consumer(bootstrap)
     try:
         for acks in ("0", "1", "all"):
-            p = h.producer(bootstrap, acks=acks)
+            # Idempotence requires acks=all; the other variants are plain producers.
+            extra = {} if acks == "all" else {"enable.idempotence": False}
+            p = h.producer(bootstrap, acks=acks, **extra)
             batch = [{"topic": topic, "partition": 0, "value": f"{acks}-{i}".encode()}
                      for i in range(20)]
             h.produce_all(p, batch)

@@ -1,7 +1,6 @@
 """kafka-python (pure Python client) against the broker at $BOOTSTRAP.
 
-The producer runs with enable_idempotence=False (kafka-python 3.x defaults it
-to True); consumers have group_id=None and use assign() + seek only.
+The producer keeps kafka-python 3.x's default, enable_idempotence=True; consumers have group_id=None and use assign() + seek only.
 """
 
 import time
@@ -19,7 +18,7 @@ TIMEOUT_MS = 30000
 
 
 def kp_producer(bootstrap, **extra):
-    conf = dict(bootstrap_servers=bootstrap, enable_idempotence=False, acks="all",
+    conf = dict(bootstrap_servers=bootstrap, acks="all",
                 request_timeout_ms=TIMEOUT_MS, max_block_ms=TIMEOUT_MS,
                 delivery_timeout_ms=TIMEOUT_MS + 5000, linger_ms=5)
     conf.update(extra)

@@ -47,6 +47,8 @@ pub struct MetadataImage {
     /// that node's own (which wins).
     pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     pub features: BTreeMap<String, i16>,
+    /// First producer id not yet handed out in a block (0 before any block).
+    pub next_producer_id: i64,
     /// Offset of the last record applied, -1 before any.
     pub applied_offset: i64,
 }
@@ -157,6 +159,18 @@ impl MetadataImage {
             }
             MetadataRecord::FeatureLevel { name, level } => {
                 self.features.insert(name.clone(), *level);
+                None
+            }
+            MetadataRecord::ProducerIds {
+                next_producer_id, ..
+            } => {
+                // Blocks only move forward: a smaller value would hand out ids twice.
+                assert!(
+                    *next_producer_id > self.next_producer_id,
+                    "producer id blocks went backwards: {next_producer_id} after {}",
+                    self.next_producer_id
+                );
+                self.next_producer_id = *next_producer_id;
                 None
             }
         }

@@ -352,6 +352,28 @@ impl Controller {
             .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
     }
 
+    /// Allocates the next block of `block_size` producer ids (Kafka's AllocateProducerIds):
+    /// returns the first id of the block. The block is durable in the metadata log before any
+    /// of its ids is used, so ids are never reused after a restart.
+    pub fn allocate_producer_ids(&self, block_size: i64) -> Result<i64, ApiError> {
+        assert!(block_size > 0, "empty producer id block");
+        let _guard = self.commit_lock.lock().expect("commit lock");
+        let first = self.image().next_producer_id;
+        let Some(next) = first.checked_add(block_size) else {
+            return Err(ApiError::new(
+                ResponseError::UnknownServerError,
+                "producer ids exhausted",
+            ));
+        };
+        self.commit(&[MetadataRecord::ProducerIds {
+            broker_id: self.node_id,
+            broker_epoch: 0,
+            next_producer_id: next,
+        }])
+        .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        Ok(first)
+    }
+
     /// The typed log config of a topic in `image`: topic overrides over dynamic broker
     /// configs over the static ones.
     pub fn log_config(&self, image: &MetadataImage, topic: &image::TopicImage) -> LogConfig {

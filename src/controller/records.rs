@@ -1,7 +1,7 @@
 //! Metadata records: every change to cluster metadata is one of these, appended to the
 //! metadata log (`__cluster_metadata-0`) and applied in order to the [`super::image`].
 //! They mirror Kafka's KRaft records (TopicRecord, PartitionRecord, ConfigRecord,
-//! RemoveTopicRecord, FeatureLevelRecord), stored as JSON record values.
+//! RemoveTopicRecord, FeatureLevelRecord, ProducerIdsRecord), stored as JSON record values.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -39,6 +39,13 @@ pub enum MetadataRecord {
     FeatureLevel {
         name: String,
         level: i16,
+    },
+    /// A block of producer ids handed to a broker (Kafka's ProducerIdsRecord): ids below
+    /// `next_producer_id` are taken, so none is ever handed out twice, even after a restart.
+    ProducerIds {
+        broker_id: i32,
+        broker_epoch: i64,
+        next_producer_id: i64,
     },
 }
 

@@ -1,4 +1,4 @@
-//! The group coordinator: consumer groups (the classic rebalance protocol), their committed
+//! Coordinators. This file: the group coordinator: consumer groups (the classic rebalance protocol), their committed
 //! offsets, and the `__consumer_offsets` topic that makes both durable.
 //!
 //! This node coordinates every group (a single-node cluster). All groups live in one map
@@ -13,7 +13,9 @@ pub mod assignor;
 pub mod consumer_group;
 pub mod group;
 pub mod offsets;
+pub mod producer_ids;
 pub mod records;
+pub mod transaction;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -499,6 +501,54 @@ impl GroupCoordinator {
 
     /// OffsetCommit. Err for the whole request (every partition gets it), else one result per
     /// partition in request order.
+    /// The offsets of a committed transaction (TxnOffsetCommit, applied at EndTxn): written
+    /// as commits without membership checks, which TxnOffsetCommit made when it staged them.
+    pub fn commit_transactional_offsets(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        offsets: &[transaction::PendingOffset],
+    ) -> Result<(), ResponseError> {
+        validate_group_id(group_id)?;
+        let now = now_ms();
+        let mut groups = self.lock();
+        if !groups.contains_key(group_id) && groups.len() >= GROUPS_MAX {
+            return Err(ResponseError::GroupMaxSizeReached);
+        }
+        let values: Vec<(&str, i32, OffsetValue)> = offsets
+            .iter()
+            .map(|o| {
+                (
+                    o.topic.as_str(),
+                    o.partition,
+                    OffsetValue {
+                        offset: o.offset,
+                        leader_epoch: o.leader_epoch,
+                        metadata: o.metadata.clone().unwrap_or_default(),
+                        commit_timestamp_ms: now,
+                    },
+                )
+            })
+            .collect();
+        let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = values
+            .iter()
+            .map(|(topic, partition, value)| {
+                (
+                    records::offset_key(group_id, topic, *partition),
+                    Some(records::offset_value(value)),
+                )
+            })
+            .collect();
+        self.append(broker, group_id, &encoded)?;
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now));
+        for (topic, partition, value) in values {
+            group.offsets.put(topic, partition, value);
+        }
+        Ok(())
+    }
+
     pub fn commit_offsets(
         &self,
         broker: &Broker,

@@ -295,13 +295,25 @@ fn read_pass(broker: &Broker, plan: &FetchPlan) -> (Vec<(PartitionKey, Partition
         };
         let offsets = log.offsets();
         result.high_watermark = offsets.log_end_offset;
-        result.last_stable_offset = offsets.log_end_offset;
+        result.last_stable_offset = offsets.last_stable_offset;
         result.log_start_offset = offsets.log_start_offset;
         let partition_budget = (state.max_bytes.max(0) as u64).min(remaining_bytes);
         // KIP-74: the first batch of the first partition with data is returned even if it
         // exceeds the limits, so that a consumer always makes progress.
         let min_one_batch = total_bytes == 0;
-        match log.read(state.fetch_offset, partition_budget, min_one_batch) {
+        // READ_COMMITTED stops at the last stable offset and lists the aborted transactions
+        // in the range, so the client can drop their records.
+        let upper_offset = plan.read_committed.then_some(offsets.last_stable_offset);
+        if plan.read_committed {
+            result.aborted_transactions =
+                Some(log.aborted_transactions(state.fetch_offset, offsets.last_stable_offset));
+        }
+        match log.read_up_to(
+            state.fetch_offset,
+            partition_budget,
+            min_one_batch,
+            upper_offset,
+        ) {
             Ok(Ok(Some(slice))) => {
                 total_bytes += slice.length_bytes;
                 remaining_bytes = remaining_bytes.saturating_sub(slice.length_bytes);

@@ -81,7 +81,8 @@ fn respond<T: Encodable>(request: &Request, api_key: ApiKey, body: &T) -> Respon
     )
 }
 
-/// Where a key's coordinator is: this node for groups; transactions are not served yet.
+/// Where a key's coordinator is: this node, for groups and transactional ids, once the
+/// coordinator's internal topic exists.
 fn coordinator_for(
     broker: &Broker,
     key_type: i8,
@@ -100,10 +101,16 @@ fn coordinator_for(
             ),
             Err(error) => unavailable(error, "The coordinator is not available."),
         },
-        KEY_TYPE_TRANSACTION => unavailable(
-            ResponseError::CoordinatorNotAvailable,
-            "The coordinator is not available.",
-        ),
+        KEY_TYPE_TRANSACTION => match broker.transactions.ensure_ready(broker) {
+            Ok(()) => (
+                None,
+                "",
+                BrokerId(broker.config.node_id),
+                str_bytes(broker.config.advertised_host.clone()),
+                broker.config.advertised_port,
+            ),
+            Err(error) => unavailable(error.error, "The coordinator is not available."),
+        },
         _ => unavailable(
             ResponseError::InvalidRequest,
             "Unknown coordinator key type.",

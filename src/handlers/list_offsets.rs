@@ -22,13 +22,24 @@ const EARLIEST_PENDING_UPLOAD: i64 = -5;
 fn lookup(
     log: &PartitionLog,
     timestamp: i64,
+    read_committed: bool,
 ) -> std::io::Result<Result<(i64, i64), ResponseError>> {
     let offsets = log.offsets();
     Ok(Ok(match timestamp {
+        // READ_COMMITTED consumers see the log up to the last stable offset.
+        LATEST if read_committed => (-1, offsets.last_stable_offset),
         LATEST => (-1, offsets.log_end_offset),
         EARLIEST | EARLIEST_LOCAL | EARLIEST_PENDING_UPLOAD => (-1, offsets.log_start_offset),
-        MAX_TIMESTAMP => log.max_timestamp()?.unwrap_or((-1, -1)),
-        target if target >= 0 => log.offset_for_timestamp(target)?.unwrap_or((-1, -1)),
+        // Under READ_COMMITTED a record at or above the last stable offset is not fetchable
+        // yet, so it is not an answer (as Kafka).
+        MAX_TIMESTAMP => log
+            .max_timestamp()?
+            .filter(|(_, offset)| !read_committed || *offset < offsets.last_stable_offset)
+            .unwrap_or((-1, -1)),
+        target if target >= 0 => log
+            .offset_for_timestamp(target)?
+            .filter(|(_, offset)| !read_committed || *offset < offsets.last_stable_offset)
+            .unwrap_or((-1, -1)),
         _ => return Ok(Err(ResponseError::InvalidRequest)),
     }))
 }
@@ -50,7 +61,7 @@ pub fn handle(broker: &Broker, mut request: Request) -> Result<ResponseFrame, Re
                         .with_offset(-1);
                     let result = match broker.logs.get(topic.name.as_str(), partition.partition_index) {
                         None => Err(ResponseError::UnknownTopicOrPartition),
-                        Some(log) => lookup(&log, partition.timestamp).unwrap_or_else(|error| {
+                        Some(log) => lookup(&log, partition.timestamp, body.isolation_level == 1).unwrap_or_else(|error| {
                             tracing::error!(topic = topic.name.as_str(), %error, "offset lookup failed");
                             Err(ResponseError::KafkaStorageError)
                         }),

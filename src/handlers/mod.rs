@@ -10,3 +10,4 @@ pub mod list_offsets;
 pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
+pub mod txn;

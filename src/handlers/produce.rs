@@ -13,10 +13,12 @@ use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::controller::validate_topic_name;
 use crate::log::partition::AppendError;
+use crate::log::producer_state::ProducerError;
 use crate::protocol::api_versions::PRODUCE_VERSION_MIN_ACCEPTED;
 use crate::protocol::{
     decode, encode_response, encode_response_header, Chunk, Request, RequestError, ResponseFrame,
 };
+use crate::record::batch::BatchHeader;
 use crate::server::dispatch::Handled;
 
 struct PartitionOutcome {
@@ -43,12 +45,22 @@ fn append_error_code(error: &AppendError) -> ResponseError {
         AppendError::InvalidRecord(_) => ResponseError::InvalidRecord,
         AppendError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         AppendError::InvalidTimestamp { .. } => ResponseError::InvalidTimestamp,
+        AppendError::Producer(ProducerError::InvalidEpoch { .. }) => {
+            ResponseError::InvalidProducerEpoch
+        }
+        AppendError::Producer(ProducerError::OutOfOrder { .. }) => {
+            ResponseError::OutOfOrderSequenceNumber
+        }
+        AppendError::Producer(ProducerError::Invalid(_)) => ResponseError::InvalidRecord,
+        AppendError::Producer(ProducerError::InvalidTxnState) => ResponseError::InvalidTxnState,
+        AppendError::Transaction(error, _) => *error,
         AppendError::Io(_) => ResponseError::KafkaStorageError,
     }
 }
 
 fn append_partition(
     broker: &Broker,
+    transactional_id: Option<&str>,
     topic: &str,
     index: i32,
     records: Option<&Bytes>,
@@ -63,7 +75,41 @@ fn append_partition(
         return failed(index, error, format!("{topic}-{index} is not hosted here"));
     };
     let records = records.map(|r| &r[..]).unwrap_or_default();
-    match log.append(records, now) {
+    // Transactional batches are appended only while the partition is in the producer's open
+    // transaction (the coordinator is in this process: KIP-890 part 1's verification without
+    // the round trip), so a late or stray batch cannot open a transaction nobody will end.
+    let (first, batch_count, any_producer) = scan_headers(records);
+    if batch_count > 1 && any_producer {
+        // As Kafka (ProduceRequest v3+ allows one batch per partition): producer state and
+        // transaction verification reason about one batch per partition and producer.
+        return failed(
+            index,
+            ResponseError::InvalidRecord,
+            "idempotent or transactional records must be sent as one batch per partition".into(),
+        );
+    }
+    let transactional =
+        first.filter(|h| h.is_transactional() && !h.is_control() && h.producer_id >= 0);
+    let appended = match transactional {
+        Some(header) => broker
+            .transactions
+            .verify_and(
+                transactional_id,
+                header.producer_id,
+                header.producer_epoch,
+                topic,
+                index,
+                || log.append(records, now),
+            )
+            .unwrap_or_else(|error| {
+                Err(AppendError::Transaction(
+                    error,
+                    "the partition is not in an open transaction of this producer".into(),
+                ))
+            }),
+        None => log.append(records, now),
+    };
+    match appended {
         Ok(result) => {
             let record_count = (result.last_offset - result.base_offset + 1) as u64;
             crate::metrics::topic_produced(topic, records.len() as u64, record_count);
@@ -82,6 +128,27 @@ fn append_partition(
             failed(index, append_error_code(&error), error.to_string())
         }
     }
+}
+
+/// The first batch header, the number of batches and whether any batch carries a producer id,
+/// from the headers alone (the log validates lengths and CRCs afterwards).
+fn scan_headers(records: &[u8]) -> (Option<BatchHeader>, usize, bool) {
+    let first = BatchHeader::parse(records).ok();
+    let mut position = 0usize;
+    let mut count = 0usize;
+    let mut any_producer = false;
+    while let Ok(header) = BatchHeader::parse(&records[position.min(records.len())..]) {
+        count += 1;
+        any_producer |= header.producer_id >= 0;
+        if header.batch_length <= 0 {
+            break;
+        }
+        position = position.saturating_add(header.size_bytes());
+        if position >= records.len() {
+            break;
+        }
+    }
+    (first, count, any_producer)
 }
 
 pub fn handle(broker: &Broker, mut request: Request) -> Result<Handled, RequestError> {
@@ -109,6 +176,7 @@ pub fn handle(broker: &Broker, mut request: Request) -> Result<Handled, RequestE
                 }
                 append_partition(
                     broker,
+                    body.transactional_id.as_ref().map(|id| id.as_str()),
                     name,
                     partition.index,
                     partition.records.as_ref(),

@@ -7,6 +7,7 @@
 //! data/log-start-offset-checkpoint          per partition: first readable offset
 //! data/cleaner-offset-checkpoint            per compacted partition: first dirty offset
 //! data/<topic>-<partition>/                 segments: 00000000000000000000.log/.index/.timeindex
+//!                                           and producer state: <offset>.snapshot
 //! ```
 
 pub mod checkpoint;
@@ -15,6 +16,7 @@ pub mod index_file;
 pub mod log_config;
 pub mod offset_index;
 pub mod partition;
+pub mod producer_state;
 pub mod segment;
 pub mod time_index;
 

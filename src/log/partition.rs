@@ -1,7 +1,7 @@
 //! One partition's log: a directory of segments, appends with offset assignment, reads for
 //! fetch as file regions, offset/time lookups, flushing and crash recovery.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, IoSlice};
 use std::os::unix::fs::FileExt;
@@ -15,6 +15,9 @@ use crate::record::codec::Codec;
 use crate::record::{recompress, records};
 
 use super::log_config::LogConfig;
+use super::producer_state::{
+    self as producer_state, AbortedTxn, ProducerError, ProducerStateManager, Verdict,
+};
 use super::segment::{self, RetiredSegment, Segment};
 
 #[derive(Debug, Error)]
@@ -30,6 +33,11 @@ pub enum AppendError {
     },
     #[error("timestamp {timestamp_ms} out of range")]
     InvalidTimestamp { timestamp_ms: i64 },
+    #[error("{0}")]
+    Producer(ProducerError),
+    /// Refused by the transaction coordinator before reaching the log.
+    #[error("{1}")]
+    Transaction(kafka_protocol::ResponseError, String),
     #[error("io: {0}")]
     Io(#[from] io::Error),
 }
@@ -67,6 +75,9 @@ pub struct OffsetOutOfRange;
 pub struct LogOffsets {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
+    /// Below this every transaction is decided (READ_COMMITTED readers stop here): the first
+    /// offset of the oldest open transaction, or the log end.
+    pub last_stable_offset: i64,
 }
 
 /// A partition's shape at one moment, for metrics.
@@ -85,6 +96,11 @@ struct LogState {
     recovery_point: i64,
     unflushed_messages: i64,
     last_flush_ms: i64,
+    /// Idempotence and transaction state of the producers that wrote here; it always reflects
+    /// the log up to its end (checked and updated under this same lock as appends).
+    producers: ProducerStateManager,
+    /// Aborted transactions, ordered by marker offset; mirrored in the segments' `.txnindex`.
+    aborted: Vec<AbortedTxn>,
 }
 
 impl LogState {
@@ -104,6 +120,10 @@ impl LogState {
 
     fn log_end_offset(&self) -> i64 {
         self.active().next_offset()
+    }
+
+    fn producers_dir(&self) -> PathBuf {
+        self.producers.dir().to_path_buf()
     }
 }
 
@@ -209,13 +229,16 @@ impl PartitionLog {
             segments.insert(active_base, reopened);
         }
         let first_base = *segments.keys().next().expect("segments");
-        let state = LogState {
+        let mut state = LogState {
             log_start_offset: checkpoints.log_start_offset.max(first_base),
             recovery_point: 0,
             segments,
             unflushed_messages: 0,
             last_flush_ms: 0,
+            producers: ProducerStateManager::new(dir),
+            aborted: Vec::new(),
         };
+        Self::load_producer_state(&mut state, topic, partition)?;
         let log = PartitionLog {
             topic: topic.to_string(),
             partition,
@@ -232,6 +255,102 @@ impl PartitionLog {
             };
         }
         Ok(log)
+    }
+
+    /// Loads the newest producer snapshot not beyond the log end and replays the batch headers
+    /// after it; with no snapshot, replays from the log start. Snapshots are written at every
+    /// roll and at clean shutdown, so after a crash only the active segment is read.
+    fn load_producer_state(state: &mut LogState, topic: &str, partition: i32) -> io::Result<()> {
+        let log_end_offset = state.log_end_offset();
+        let from = match state.producers.load_newest_snapshot(log_end_offset)? {
+            Some(offset) if offset >= state.log_start_offset => offset,
+            _ => {
+                state.producers.reset(state.log_start_offset);
+                state.log_start_offset
+            }
+        };
+        // Aborted transactions below `from` come from the `.txnindex` files; those at or above
+        // it are dropped from the files and found again by the replay.
+        let dir = state.producers_dir();
+        let bases: Vec<i64> = state.segments.keys().copied().collect();
+        state.aborted.clear();
+        for base in &bases {
+            let path = txn_index_path(&dir, *base);
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let kept: Vec<AbortedTxn> = producer_state::decode_aborted(&bytes)
+                .into_iter()
+                .filter(|t| t.last_offset < from)
+                .collect();
+            if kept.len() * producer_state::TXN_INDEX_ENTRY_BYTES != bytes.len() {
+                let rewritten: Vec<u8> = kept
+                    .iter()
+                    .flat_map(producer_state::encode_aborted)
+                    .collect();
+                std::fs::write(&path, rewritten)?;
+            }
+            state.aborted.extend(kept);
+        }
+        state.aborted.sort_by_key(|t| t.last_offset);
+        let mut replayed_batches = 0u64;
+        let first = state
+            .segments
+            .range(..=from)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        for segment in state.segments.range(first..).map(|(_, s)| s) {
+            let Some(found) = segment.find(from)? else {
+                continue;
+            };
+            let mut position = found.position;
+            while let Some(header) =
+                Segment::read_header(segment.file(), position, segment.size_bytes())?
+            {
+                if header.batch_length <= 0 {
+                    break;
+                }
+                if header.last_offset() >= from {
+                    if header.is_control() {
+                        let size = header.size_bytes().min(RECOVERY_BATCH_BYTES_MAX);
+                        let mut bytes = vec![0u8; size];
+                        segment.file().read_exact_at(&mut bytes, position)?;
+                        let marker = crate::record::control::is_commit(&bytes, &header)
+                            .filter(|_| header.producer_id >= 0);
+                        if let Some(commit) = marker {
+                            let aborted = state.producers.apply_marker(
+                                header.producer_id,
+                                header.producer_epoch,
+                                -1,
+                                commit,
+                                header.base_offset,
+                                header.max_timestamp,
+                            );
+                            if let Some(aborted) = aborted {
+                                append_txn_index(&dir, segment.base_offset(), &aborted)?;
+                                state.aborted.push(aborted);
+                            }
+                        }
+                    } else {
+                        state.producers.replay(&header);
+                    }
+                    replayed_batches += 1;
+                }
+                position += header.size_bytes() as u64;
+            }
+        }
+        state.producers.set_map_end_offset(log_end_offset);
+        if replayed_batches > 0 || state.producers.producer_count() > 0 {
+            tracing::debug!(
+                topic,
+                partition,
+                from,
+                replayed_batches,
+                producers = state.producers.producer_count(),
+                "loaded producer state"
+            );
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -260,9 +379,14 @@ impl PartitionLog {
 
     pub fn offsets(&self) -> LogOffsets {
         let state = self.lock();
+        let log_end_offset = state.log_end_offset();
         LogOffsets {
             log_start_offset: state.log_start_offset,
-            log_end_offset: state.log_end_offset(),
+            log_end_offset,
+            last_stable_offset: state
+                .producers
+                .first_unstable_offset()
+                .map_or(log_end_offset, |first| first.min(log_end_offset)),
         }
     }
 
@@ -340,9 +464,9 @@ impl PartitionLog {
                         limit_bytes: config.max_message_bytes,
                     });
                 }
-                self.append_validated(&converted, &headers, &config, now_ms)
+                self.append_validated(&converted, &headers, &config, now_ms, true, None)
             }
-            _ => self.append_validated(records, &headers, &config, now_ms),
+            _ => self.append_validated(records, &headers, &config, now_ms, true, None),
         }
     }
 
@@ -356,7 +480,51 @@ impl PartitionLog {
             !headers.is_empty(),
             "append_trusted needs at least one batch"
         );
-        self.append_validated(records, &headers, &config, now_ms)
+        self.append_validated(records, &headers, &config, now_ms, false, None)
+    }
+
+    /// Writes a transaction marker (COMMIT or ABORT control batch) for a producer, ending its
+    /// transaction in this partition. Returns the marker's offset.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        now_ms: i64,
+    ) -> Result<i64, AppendError> {
+        let config = self.config();
+        let batch = crate::record::control::marker_batch(
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+            commit,
+            now_ms,
+        );
+        let headers: Vec<(usize, BatchHeader)> = BatchIter::new(&batch)
+            .collect::<Result<_, _>>()
+            .map_err(AppendError::Corrupt)?;
+        let marker = Marker {
+            commit,
+            coordinator_epoch,
+        };
+        let result =
+            self.append_validated(&batch, &headers, &config, now_ms, false, Some(marker))?;
+        Ok(result.base_offset)
+    }
+
+    /// Aborted transactions a READ_COMMITTED fetch from `from_offset` up to `upper_offset`
+    /// must know about: (producer id, first offset).
+    pub fn aborted_transactions(&self, from_offset: i64, upper_offset: i64) -> Vec<(i64, i64)> {
+        let state = self.lock();
+        let start = state
+            .aborted
+            .partition_point(|t| t.last_offset < from_offset);
+        state.aborted[start..]
+            .iter()
+            .filter(|t| t.first_offset < upper_offset)
+            .map(|t| (t.producer_id, t.first_offset))
+            .collect()
     }
 
     fn append_validated(
@@ -365,9 +533,44 @@ impl PartitionLog {
         headers: &[(usize, BatchHeader)],
         config: &LogConfig,
         now_ms: i64,
+        from_client: bool,
+        marker: Option<Marker>,
     ) -> Result<AppendResult, AppendError> {
         let size_bytes: u64 = headers.iter().map(|(_, h)| h.size_bytes() as u64).sum();
         let mut state = self.lock();
+        // Producer checks run under the log lock, so two retries of one batch racing on two
+        // connections cannot both pass.
+        let mut pending = HashMap::new();
+        let mut first_offset = state.log_end_offset();
+        for (_, header) in headers {
+            if from_client {
+                match state
+                    .producers
+                    .check(&pending, header)
+                    .map_err(AppendError::Producer)?
+                {
+                    Verdict::Append => {}
+                    Verdict::Duplicate(original) => {
+                        tracing::debug!(
+                            topic = self.topic,
+                            partition = self.partition,
+                            producer_id = header.producer_id,
+                            first_sequence = header.base_sequence,
+                            first_offset = original.first_offset,
+                            "duplicate batch not appended again"
+                        );
+                        return Ok(AppendResult {
+                            base_offset: original.first_offset,
+                            last_offset: original.last_offset,
+                            log_append_time_ms: -1,
+                            log_start_offset: state.log_start_offset,
+                        });
+                    }
+                }
+            }
+            state.producers.stage(&mut pending, header, first_offset);
+            first_offset += i64::from(header.last_offset_delta) + 1;
+        }
         self.maybe_roll(&mut state, config, size_bytes, now_ms)?;
         // Rewrite each header into its own buffer (offsets, epoch, maybe LogAppendTime) and
         // write it with the untouched record bytes: one pwritev, no copy of the records.
@@ -400,6 +603,31 @@ impl PartitionLog {
             ));
         }
         state.active_mut().append(&parts, &placed, now_ms)?;
+        assert_eq!(
+            next_offset, first_offset,
+            "staged and written offsets agree"
+        );
+        state.producers.apply(pending, next_offset);
+        if let Some(marker) = marker {
+            let (_, header) = headers[0];
+            assert!(
+                headers.len() == 1 && header.is_control(),
+                "one marker batch"
+            );
+            let aborted = state.producers.apply_marker(
+                header.producer_id,
+                header.producer_epoch,
+                marker.coordinator_epoch,
+                marker.commit,
+                base_offset,
+                now_ms,
+            );
+            if let Some(aborted) = aborted {
+                let active_base = state.active().base_offset();
+                append_txn_index(&self.dir, active_base, &aborted)?;
+                state.aborted.push(aborted);
+            }
+        }
         let record_count: i64 = headers
             .iter()
             .map(|(_, h)| i64::from(h.records_count))
@@ -443,6 +671,10 @@ impl PartitionLog {
             return Ok(());
         }
         state.active_mut().seal()?;
+        // The snapshot named after the new segment's base offset lets recovery skip every
+        // sealed segment.
+        debug_assert_eq!(state.producers.map_end_offset(), next_offset);
+        state.producers.write_snapshot()?;
         let segment = Segment::open(
             &self.dir,
             next_offset,
@@ -500,7 +732,23 @@ impl PartitionLog {
     pub fn close(&self, now_ms: i64) -> io::Result<()> {
         let mut state = self.lock();
         Self::flush_locked(&mut state, now_ms)?;
-        state.active_mut().seal()
+        state.active_mut().seal()?;
+        state.producers.write_snapshot()
+    }
+
+    /// Open transactions in this partition: (producer id, first offset).
+    pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
+        self.lock().producers.ongoing_transactions().collect()
+    }
+
+    /// Forgets producers idle longer than `producer.id.expiration.ms`.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.lock().producers.expire(now_ms, expiration_ms)
+    }
+
+    /// Runs `f` on the producer state (read-only), under the log lock.
+    pub fn with_producers<T>(&self, f: impl FnOnce(&ProducerStateManager) -> T) -> T {
+        f(&self.lock().producers)
     }
 
     /// The bytes to send for a fetch at `offset`: from the batch holding `offset` to at most
@@ -511,9 +759,41 @@ impl PartitionLog {
         max_bytes: u64,
         min_one_batch: bool,
     ) -> io::Result<Result<Option<FileSlice>, OffsetOutOfRange>> {
+        self.read_up_to(offset, max_bytes, min_one_batch, None)
+    }
+
+    /// [`Self::read`] that stops before the batch holding `upper_offset` (a READ_COMMITTED
+    /// fetch passes the last stable offset, which is always a batch's first offset).
+    pub fn read_up_to(
+        &self,
+        offset: i64,
+        max_bytes: u64,
+        min_one_batch: bool,
+        upper_offset: Option<i64>,
+    ) -> io::Result<Result<Option<FileSlice>, OffsetOutOfRange>> {
         let state = self.lock();
         if offset < state.log_start_offset || offset > state.log_end_offset() {
             return Ok(Err(OffsetOutOfRange));
+        }
+        let max_bytes = match upper_offset {
+            Some(upper) if upper <= offset => return Ok(Ok(None)),
+            Some(upper) if upper < state.log_end_offset() => {
+                let segment = state.segments.range(..=offset).next_back().map(|(_, s)| s);
+                match segment {
+                    Some(segment) => match (segment.find(offset)?, segment.find(upper)?) {
+                        // Only the bytes before the batch holding `upper`. When the first batch
+                        // lies below it, this is at least that batch, so KIP-74's
+                        // "at least one batch" cannot cross the bound.
+                        (Some(start), Some(end)) => max_bytes.min(end.position - start.position),
+                        _ => max_bytes,
+                    },
+                    None => max_bytes,
+                }
+            }
+            _ => max_bytes,
+        };
+        if max_bytes == 0 {
+            return Ok(Ok(None));
         }
         let first = state
             .segments
@@ -919,6 +1199,29 @@ fn check_timestamp(
         return Err(AppendError::InvalidTimestamp { timestamp_ms });
     }
     Ok(())
+}
+
+/// A transaction marker being appended: its type and the coordinator epoch it carries.
+#[derive(Clone, Copy, Debug)]
+struct Marker {
+    commit: bool,
+    coordinator_epoch: i32,
+}
+
+fn txn_index_path(dir: &Path, segment_base: i64) -> PathBuf {
+    dir.join(format!("{}.txnindex", segment::file_stem(segment_base)))
+}
+
+/// Appends one aborted transaction to a segment's `.txnindex` and syncs it: a marker is rare,
+/// and READ_COMMITTED readers depend on the entry after a crash.
+fn append_txn_index(dir: &Path, segment_base: i64, aborted: &AbortedTxn) -> io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(txn_index_path(dir, segment_base))?;
+    file.write_all(&producer_state::encode_aborted(aborted))?;
+    file.sync_data()
 }
 
 /// What the broker's checkpoint files say about a partition at startup.

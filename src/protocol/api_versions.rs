@@ -46,6 +46,14 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::OffsetDelete, range(0, 0)),
     (ApiKey::ConsumerGroupHeartbeat, range(0, 1)),
     (ApiKey::ConsumerGroupDescribe, range(0, 1)),
+    (ApiKey::InitProducerId, range(0, 5)),
+    (ApiKey::AddPartitionsToTxn, range(0, 5)),
+    (ApiKey::AddOffsetsToTxn, range(0, 4)),
+    (ApiKey::EndTxn, range(0, 4)),
+    (ApiKey::TxnOffsetCommit, range(0, 4)),
+    (ApiKey::DescribeTransactions, range(0, 0)),
+    (ApiKey::DescribeProducers, range(0, 0)),
+    (ApiKey::ListTransactions, range(0, 1)),
 ];
 
 /// Produce versions below this are advertised but refused.

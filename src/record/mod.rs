@@ -4,5 +4,6 @@
 pub mod batch;
 pub mod builder;
 pub mod codec;
+pub mod control;
 pub mod recompress;
 pub mod records;

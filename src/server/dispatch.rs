@@ -120,6 +120,28 @@ async fn route(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, RequestErr
         ApiKey::DeleteGroups => {
             handlers::groups::delete_groups(broker, request).map(Handled::Response)
         }
+        ApiKey::InitProducerId => {
+            handlers::txn::init_producer_id(broker, request).map(Handled::Response)
+        }
+        ApiKey::AddPartitionsToTxn => {
+            handlers::txn::add_partitions_to_txn(broker, request).map(Handled::Response)
+        }
+        ApiKey::AddOffsetsToTxn => {
+            handlers::txn::add_offsets_to_txn(broker, request).map(Handled::Response)
+        }
+        ApiKey::EndTxn => handlers::txn::end_txn(broker, request).map(Handled::Response),
+        ApiKey::DescribeTransactions => {
+            handlers::txn::describe_transactions(broker, request).map(Handled::Response)
+        }
+        ApiKey::DescribeProducers => {
+            handlers::txn::describe_producers(broker, request).map(Handled::Response)
+        }
+        ApiKey::ListTransactions => {
+            handlers::txn::list_transactions(broker, request).map(Handled::Response)
+        }
+        ApiKey::TxnOffsetCommit => {
+            handlers::txn::txn_offset_commit(broker, request).map(Handled::Response)
+        }
         other => Err(RequestError::UnknownApiKey(other as i16)),
     };
     result

@@ -246,8 +246,9 @@ impl Drop for Broker {
 // ---------------------------------------------------------------------------------------------
 // rdkafka clients
 
-/// Producer settings shared by all tests: acks=all, no idempotence (dlog has no
-/// InitProducerId yet), bounded timeouts.
+/// Producer settings shared by all tests: acks=all, no idempotence (idempotent and
+/// transactional producers have their own tests: tests/idempotence.rs, tests/transactions.rs),
+/// bounded timeouts.
 pub fn producer_config(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config

@@ -54,11 +54,14 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *
  * Scenarios, one line each: {@code RESULT java-<scenario> PASS|FAIL <detail>}; exit status 1 on any FAIL.
  * admin-create-topic, produce-CODEC and roundtrip-CODEC for each codec, roundtrip-order,
+ * transactions (commit/abort mix read by read_committed and read_uncommitted consumers, fencing by a
+ * second producer with the same transactional.id),
  * admin-list-topics, admin-describe-cluster, admin-describe-topics, admin-describe-configs.
  *
  * Env: BOOTSTRAP (required), TOPIC (default: a fresh name per run), N (records per codec, default 200),
  * RT_TIMEOUT_S (hard limit for the whole program, default 240).
- * Only what dlog serves is used: no group.id (assign + seekToBeginning), enable.idempotence=false.
+ * Only what dlog serves is used: no group.id (assign + seekToBeginning); producers keep the client default
+ * (enable.idempotence=true).
  */
 public final class RoundTrip {
     static final String[] CODECS = {"none", "gzip", "snappy", "lz4", "zstd"};
@@ -218,12 +221,107 @@ public final class RoundTrip {
                 }
                 consumeAndCheck(bootstrap, topic, runId, sentByCodec);
             }
+            transactions(bootstrap, admin, "compat-java-txn-" + runId);
             listTopics(admin, topic);
             describeCluster(admin);
             describeTopics(admin, topic);
             describeConfigs(admin, topic);
         } catch (Exception e) {
             result("roundtrip-admin", false, "unexpected: " + describe(e));
+        }
+    }
+
+    static KafkaProducer<byte[], byte[]> txnProducer(String bootstrap, String transactionalId) {
+        Properties p = new Properties();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ProducerConfig.CLIENT_ID_CONFIG, "dlog-compat-java-txn");
+        p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, transactionalId);
+        p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, "20000");
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "30000");
+        KafkaProducer<byte[], byte[]> producer =
+                new KafkaProducer<>(p, new ByteArraySerializer(), new ByteArraySerializer());
+        producer.initTransactions();
+        return producer;
+    }
+
+    static void sendAll(KafkaProducer<byte[], byte[]> producer, String topic, String prefix, int n) throws Exception {
+        List<Future<RecordMetadata>> futures = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            futures.add(producer.send(new ProducerRecord<>(topic, 0, null, utf8(prefix + "-" + i))));
+        }
+        for (Future<RecordMetadata> f : futures) f.get(30, TimeUnit.SECONDS);
+    }
+
+    /** Values of partition 0 from the start to the end offset the consumer sees at its isolation level. */
+    static List<String> readAll(String bootstrap, String topic, String isolation) {
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.CLIENT_ID_CONFIG, "dlog-compat-java-txn-consumer");
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        p.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation);
+        p.put(ConsumerConfig.FETCH_MAX_WAIT_MS_CONFIG, "200");
+        p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000");
+        List<String> values = new ArrayList<>();
+        try (KafkaConsumer<byte[], byte[]> consumer =
+                     new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
+            TopicPartition tp = new TopicPartition(topic, 0);
+            consumer.assign(List.of(tp));
+            consumer.seekToBeginning(List.of(tp));
+            long end = consumer.endOffsets(List.of(tp)).get(tp);
+            long deadline = System.currentTimeMillis() + 30_000;
+            while (consumer.position(tp) < end && System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<byte[], byte[]> r : consumer.poll(Duration.ofMillis(200))) {
+                    values.add(new String(r.value(), StandardCharsets.UTF_8));
+                }
+            }
+        }
+        return values;
+    }
+
+    static void transactions(String bootstrap, Admin admin, String topic) {
+        try {
+            admin.createTopics(List.of(new NewTopic(topic, 1, (short) 1))).all().get(30, TimeUnit.SECONDS);
+            String id = topic + "-id";
+            KafkaProducer<byte[], byte[]> first = txnProducer(bootstrap, id);
+            first.beginTransaction();
+            sendAll(first, topic, "c1", 10);
+            first.commitTransaction();
+            first.beginTransaction();
+            sendAll(first, topic, "a", 10);
+            first.abortTransaction();
+            first.beginTransaction();
+            sendAll(first, topic, "c2", 5);
+            first.commitTransaction();
+            first.beginTransaction();
+            sendAll(first, topic, "zombie", 3);
+            KafkaProducer<byte[], byte[]> second = txnProducer(bootstrap, id);
+            String fenced;
+            try {
+                first.commitTransaction();
+                fenced = "the first producer committed after being fenced";
+            } catch (Exception e) {
+                fenced = e.getClass().getSimpleName().contains("Fenced")
+                        || e.getClass().getSimpleName().contains("InvalidProducerEpoch")
+                        ? null
+                        : "unexpected " + describe(e);
+            }
+            first.close(Duration.ZERO);
+            second.beginTransaction();
+            sendAll(second, topic, "c3", 2);
+            second.commitTransaction();
+            second.close(Duration.ofSeconds(5));
+            List<String> expected = new ArrayList<>();
+            for (int i = 0; i < 10; i++) expected.add("c1-" + i);
+            for (int i = 0; i < 5; i++) expected.add("c2-" + i);
+            for (int i = 0; i < 2; i++) expected.add("c3-" + i);
+            List<String> committed = readAll(bootstrap, topic, "read_committed");
+            List<String> uncommitted = readAll(bootstrap, topic, "read_uncommitted");
+            boolean ok = fenced == null && committed.equals(expected) && uncommitted.size() == 30;
+            result("transactions", ok, ok
+                    ? "read_committed " + committed.size() + " of " + uncommitted.size() + " records; zombie fenced"
+                    : "fencing: " + fenced + "; read_committed " + committed + "; read_uncommitted " + uncommitted.size());
+        } catch (Exception e) {
+            result("transactions", false, describe(e));
         }
     }
 
@@ -329,10 +427,9 @@ public final class RoundTrip {
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ProducerConfig.CLIENT_ID_CONFIG, "dlog-compat-java-producer-" + codec);
         p.put(ProducerConfig.ACKS_CONFIG, "all");
-        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "false");
+        // Client defaults: enable.idempotence=true, max.in.flight.requests.per.connection=5.
         p.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, codec);
         p.put(ProducerConfig.MAX_REQUEST_SIZE_CONFIG, Integer.toString(2 * 1024 * 1024));
-        p.put(ProducerConfig.MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION, "1");
         p.put(ProducerConfig.LINGER_MS_CONFIG, "5");
         p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, "20000");
         p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "60000");
@@ -635,7 +732,7 @@ public final class RoundTrip {
             if (offsets.size() != successes) problems.add("duplicate acked offsets (" + offsets.size() + " distinct of " + successes + ")");
             if (errors > 0) problems.add(errors + " send errors, first: " + firstError);
             result(scenario, problems.isEmpty(), problems.isEmpty()
-                    ? "sent=" + sent + " acked=" + acked + " (acks=-1, idempotence off)"
+                    ? "sent=" + sent + " acked=" + acked + " (acks=-1, idempotent)"
                     : String.join(", ", problems));
         } catch (Exception e) {
             result(scenario, false, "cannot read " + file + ": " + describe(e));

@@ -1,0 +1,995 @@
+//! The transaction coordinator (Kafka's TransactionCoordinator, transaction.version 1 / KIP-890
+//! part 1): one [`TxnMetadata`] per transactional id, persisted in the internal topic
+//! `__transaction_state` (50 partitions; a transactional id lives in partition
+//! `abs(javaHash(id)) % 50`) with Kafka's record schemas, so its files read like Kafka's.
+//!
+//! Commit and abort run to completion inside the request: PrepareCommit/PrepareAbort is
+//! written (fsynced), then a marker into every partition of the transaction, then
+//! CompleteCommit/CompleteAbort. A broker that crashes in between finds the Prepare state when
+//! it loads the topic and writes the markers again (markers are idempotent for readers).
+//!
+//! One read-write lock guards the coordinator: state changes (including the log writes they
+//! make) hold it for writing; produce of transactional batches holds it for reading across the
+//! append ([`TransactionCoordinator::verify_and`]), so a batch can never land in a partition
+//! after that transaction's marker (which would leave a transaction open forever and pin the
+//! last stable offset). Lock order: coordinator, then partition.
+//!
+//! ```text
+//! key   := version i16 (0) | transactional_id string
+//! value := version i16 (0) | producer_id i64 | producer_epoch i16 | timeout_ms i32
+//!          | status i8 | partitions [topic string, [partition i32]] | last_update_ms i64
+//!          | start_ms i64                           (a null value deletes the id)
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use kafka_protocol::ResponseError;
+
+use crate::broker::Broker;
+use crate::clock::now_ms;
+use crate::controller::{ApiError, NewTopic};
+use crate::record::batch::BatchIter;
+use crate::record::builder::BatchBuilder;
+use crate::record::records as record_codec;
+
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Transactional ids kept at once; beyond it, InitProducerId for a new id is refused until
+/// idle ids expire (`transactional.id.expiration.ms`).
+pub const TRANSACTIONAL_IDS_MAX: usize = 100_000;
+/// Partitions one transaction may span.
+pub const PARTITIONS_PER_TRANSACTION_MAX: usize = 10_000;
+/// Offsets one transaction may stage with TxnOffsetCommit (over all its groups).
+pub const PENDING_OFFSETS_PER_TRANSACTION_MAX: usize = 100_000;
+/// The coordinator epoch written into markers: one coordinator, never moved.
+pub const COORDINATOR_EPOCH: i32 = 0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TxnState {
+    Empty = 0,
+    Ongoing = 1,
+    PrepareCommit = 2,
+    PrepareAbort = 3,
+    CompleteCommit = 4,
+    CompleteAbort = 5,
+    Dead = 6,
+    PrepareEpochFence = 7,
+}
+
+impl TxnState {
+    fn from_i8(value: i8) -> Option<TxnState> {
+        Some(match value {
+            0 => TxnState::Empty,
+            1 => TxnState::Ongoing,
+            2 => TxnState::PrepareCommit,
+            3 => TxnState::PrepareAbort,
+            4 => TxnState::CompleteCommit,
+            5 => TxnState::CompleteAbort,
+            6 => TxnState::Dead,
+            7 => TxnState::PrepareEpochFence,
+            _ => return None,
+        })
+    }
+
+    /// Kafka's names (DescribeTransactions / ListTransactions).
+    pub fn name(self) -> &'static str {
+        match self {
+            TxnState::Empty => "Empty",
+            TxnState::Ongoing => "Ongoing",
+            TxnState::PrepareCommit => "PrepareCommit",
+            TxnState::PrepareAbort => "PrepareAbort",
+            TxnState::CompleteCommit => "CompleteCommit",
+            TxnState::CompleteAbort => "CompleteAbort",
+            TxnState::Dead => "Dead",
+            TxnState::PrepareEpochFence => "PrepareEpochFence",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TxnMetadata {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub timeout_ms: i32,
+    pub state: TxnState,
+    pub partitions: BTreeSet<(String, i32)>,
+    pub last_update_ms: i64,
+    pub start_ms: i64,
+}
+
+/// Offsets a transaction commits for a consumer group (TxnOffsetCommit), held until EndTxn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+struct State {
+    txns: HashMap<String, TxnMetadata>,
+    /// producer id → group id → offsets staged by TxnOffsetCommit in the open transaction.
+    pending_offsets: HashMap<i64, BTreeMap<String, Vec<PendingOffset>>>,
+}
+
+pub struct TransactionCoordinator {
+    /// Written by every state change (which also writes the logs); read by the produce path's
+    /// verification, so transactional produce to different partitions runs in parallel.
+    state: RwLock<State>,
+    loaded: AtomicBool,
+}
+
+impl Default for TransactionCoordinator {
+    fn default() -> Self {
+        TransactionCoordinator {
+            state: RwLock::new(State {
+                txns: HashMap::new(),
+                pending_offsets: HashMap::new(),
+            }),
+            loaded: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Kafka's `Utils.abs(s.hashCode())`, with Java's String.hashCode over UTF-16 units.
+pub fn java_hash_abs(text: &str) -> i32 {
+    let hash = text.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    if hash == i32::MIN {
+        0
+    } else {
+        hash.abs()
+    }
+}
+
+fn api(error: ResponseError, message: impl Into<String>) -> ApiError {
+    ApiError::new(error, message)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Record encoding
+
+fn put_string(output: &mut Vec<u8>, text: &str) {
+    output.extend_from_slice(&(text.len() as i16).to_be_bytes());
+    output.extend_from_slice(text.as_bytes());
+}
+
+pub fn encode_key(transactional_id: &str) -> Vec<u8> {
+    let mut key = 0i16.to_be_bytes().to_vec();
+    put_string(&mut key, transactional_id);
+    key
+}
+
+pub fn encode_value(txn: &TxnMetadata) -> Vec<u8> {
+    let mut value = 0i16.to_be_bytes().to_vec();
+    value.extend_from_slice(&txn.producer_id.to_be_bytes());
+    value.extend_from_slice(&txn.producer_epoch.to_be_bytes());
+    value.extend_from_slice(&txn.timeout_ms.to_be_bytes());
+    value.push(txn.state as i8 as u8);
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in &txn.partitions {
+        by_topic.entry(topic).or_default().push(*partition);
+    }
+    value.extend_from_slice(&(by_topic.len() as i32).to_be_bytes());
+    for (topic, partitions) in by_topic {
+        put_string(&mut value, topic);
+        value.extend_from_slice(&(partitions.len() as i32).to_be_bytes());
+        for partition in partitions {
+            value.extend_from_slice(&partition.to_be_bytes());
+        }
+    }
+    value.extend_from_slice(&txn.last_update_ms.to_be_bytes());
+    value.extend_from_slice(&txn.start_ms.to_be_bytes());
+    value
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    position: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, count: usize) -> Option<&[u8]> {
+        let end = self.position.checked_add(count)?;
+        let slice = self.bytes.get(self.position..end)?;
+        self.position = end;
+        Some(slice)
+    }
+    fn i8(&mut self) -> Option<i8> {
+        Some(self.take(1)?[0] as i8)
+    }
+    fn i16(&mut self) -> Option<i16> {
+        Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
+    }
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn string(&mut self) -> Option<String> {
+        let length = usize::try_from(self.i16()?).ok()?;
+        String::from_utf8(self.take(length)?.to_vec()).ok()
+    }
+    /// An array count that cannot exceed what the remaining bytes could hold.
+    fn count(&mut self, element_bytes_min: usize) -> Option<usize> {
+        let count = self.i32()?;
+        if count < 0 {
+            return Some(0);
+        }
+        let count = count as usize;
+        (count * element_bytes_min <= self.bytes.len() - self.position).then_some(count)
+    }
+}
+
+pub fn decode_key(bytes: &[u8]) -> Option<String> {
+    let mut reader = Reader { bytes, position: 0 };
+    if reader.i16()? > 1 {
+        return None;
+    }
+    reader.string()
+}
+
+/// Reads value version 0 (and the non-tagged fields of version 1, which are the same).
+pub fn decode_value(transactional_id: &str, bytes: &[u8]) -> Option<TxnMetadata> {
+    let mut reader = Reader { bytes, position: 0 };
+    let version = reader.i16()?;
+    if version != 0 {
+        return None;
+    }
+    let producer_id = reader.i64()?;
+    let producer_epoch = reader.i16()?;
+    let timeout_ms = reader.i32()?;
+    let state = TxnState::from_i8(reader.i8()?)?;
+    let mut partitions = BTreeSet::new();
+    for _ in 0..reader.count(6)? {
+        let topic = reader.string()?;
+        for _ in 0..reader.count(4)? {
+            partitions.insert((topic.clone(), reader.i32()?));
+        }
+    }
+    let last_update_ms = reader.i64()?;
+    let start_ms = reader.i64()?;
+    Some(TxnMetadata {
+        transactional_id: transactional_id.to_string(),
+        producer_id,
+        producer_epoch,
+        timeout_ms,
+        state,
+        partitions,
+        last_update_ms,
+        start_ms,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The coordinator
+
+/// The checks every transactional request makes against the stored producer id and epoch.
+fn check_producer(txn: &TxnMetadata, producer_id: i64, epoch: i16) -> Result<(), ApiError> {
+    if txn.producer_id != producer_id {
+        return Err(api(
+            ResponseError::InvalidProducerIdMapping,
+            format!(
+                "producer id {producer_id} is not the current producer of '{}'",
+                txn.transactional_id
+            ),
+        ));
+    }
+    if txn.producer_epoch != epoch {
+        return Err(api(
+            ResponseError::ProducerFenced,
+            format!(
+                "epoch {epoch} of producer {producer_id} is not the current epoch {}",
+                txn.producer_epoch
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl TransactionCoordinator {
+    fn lock(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().expect("transaction coordinator lock")
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().expect("transaction coordinator lock")
+    }
+
+    fn partition_count(broker: &Broker) -> i32 {
+        broker
+            .config
+            .properties
+            .get_i64("transaction.state.log.num.partitions") as i32
+    }
+
+    pub fn state_partition(broker: &Broker, transactional_id: &str) -> i32 {
+        java_hash_abs(transactional_id) % Self::partition_count(broker)
+    }
+
+    /// Creates `__transaction_state` if needed and loads it once: what FindCoordinator for a
+    /// transaction, and every transactional request, wait for.
+    pub fn ensure_ready(&self, broker: &Broker) -> Result<(), ApiError> {
+        if self.loaded.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut state = self.lock();
+        if self.loaded.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if !broker.image().topics.contains_key(TRANSACTION_STATE_TOPIC) {
+            let topic = NewTopic {
+                name: TRANSACTION_STATE_TOPIC.to_string(),
+                partition_count: Self::partition_count(broker),
+                replication_factor: 1,
+                configs: [("cleanup.policy".to_string(), "compact".to_string())]
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            };
+            match broker.create_topic(&topic, false) {
+                Ok(()) => {}
+                Err(error) if error.error == ResponseError::TopicAlreadyExists => {}
+                Err(error) => return Err(error),
+            }
+        }
+        self.load_locked(broker, &mut state)?;
+        self.loaded.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Replays `__transaction_state` (last record per id wins) and finishes transactions a
+    /// crash left in PrepareCommit/PrepareAbort.
+    fn load_locked(&self, broker: &Broker, state: &mut State) -> Result<(), ApiError> {
+        let storage =
+            |e: std::io::Error| api(ResponseError::CoordinatorNotAvailable, e.to_string());
+        state.txns.clear();
+        for partition in 0..Self::partition_count(broker) {
+            let Some(log) = broker.logs.get(TRANSACTION_STATE_TOPIC, partition) else {
+                continue;
+            };
+            let bytes = log.read_all_from(0).map_err(storage)?;
+            for item in BatchIter::new(&bytes) {
+                let Ok((position, header)) = item else { break };
+                let batch = &bytes[position..position + header.size_bytes()];
+                let Ok(section) = record_codec::records_section(batch, &header) else {
+                    continue;
+                };
+                let Ok(records) = record_codec::decode(&section, &header) else {
+                    continue;
+                };
+                for record in records {
+                    let Some(id) = record.key.and_then(decode_key) else {
+                        continue;
+                    };
+                    match record.value.and_then(|v| decode_value(&id, v)) {
+                        Some(txn) => {
+                            state.txns.insert(id, txn);
+                        }
+                        None => {
+                            state.txns.remove(&id);
+                        }
+                    }
+                }
+            }
+        }
+        let unfinished: Vec<String> = state
+            .txns
+            .values()
+            .filter(|t| matches!(t.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
+            .map(|t| t.transactional_id.clone())
+            .collect();
+        for id in unfinished {
+            let mut txn = state.txns[&id].clone();
+            let commit = txn.state == TxnState::PrepareCommit;
+            tracing::info!(
+                transactional_id = id,
+                commit,
+                "completing a prepared transaction"
+            );
+            self.complete(broker, state, &mut txn, commit)?;
+        }
+        tracing::info!(transactions = state.txns.len(), "loaded transaction state");
+        Ok(())
+    }
+
+    /// Appends the metadata of `txn` to its `__transaction_state` partition and fsyncs it.
+    fn persist(&self, broker: &Broker, txn: &TxnMetadata) -> Result<(), ApiError> {
+        self.persist_record(broker, &txn.transactional_id, Some(encode_value(txn)))
+    }
+
+    fn persist_record(
+        &self,
+        broker: &Broker,
+        transactional_id: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), ApiError> {
+        let partition = Self::state_partition(broker, transactional_id);
+        let log = broker
+            .logs
+            .get(TRANSACTION_STATE_TOPIC, partition)
+            .ok_or_else(|| {
+                api(
+                    ResponseError::CoordinatorNotAvailable,
+                    "transaction state partition missing",
+                )
+            })?;
+        let now = now_ms();
+        let key = encode_key(transactional_id);
+        let batch = BatchBuilder::new(now)
+            .record(Some(&key), value.as_deref(), now)
+            .build();
+        let storage = |e: String| api(ResponseError::CoordinatorNotAvailable, e);
+        log.append_trusted(&batch, now)
+            .map_err(|e| storage(e.to_string()))?;
+        log.flush(now).map_err(|e| storage(e.to_string()))
+    }
+
+    /// Writes Prepare, the markers, then Complete; leaves `txn` (and the map) Complete.
+    fn complete(
+        &self,
+        broker: &Broker,
+        state: &mut State,
+        txn: &mut TxnMetadata,
+        commit: bool,
+    ) -> Result<(), ApiError> {
+        let now = now_ms();
+        txn.state = if commit {
+            TxnState::PrepareCommit
+        } else {
+            TxnState::PrepareAbort
+        };
+        txn.last_update_ms = now;
+        self.persist(broker, txn)?;
+        state.txns.insert(txn.transactional_id.clone(), txn.clone());
+        for (topic, partition) in &txn.partitions {
+            let Some(log) = broker.logs.get(topic, *partition) else {
+                // The topic was deleted during the transaction: nothing to mark.
+                continue;
+            };
+            log.append_marker(
+                txn.producer_id,
+                txn.producer_epoch,
+                COORDINATOR_EPOCH,
+                commit,
+                now,
+            )
+            .map_err(|e| api(ResponseError::KafkaStorageError, e.to_string()))?;
+        }
+        broker.data_arrived.notify_waiters();
+        if let Some(groups) = state.pending_offsets.remove(&txn.producer_id) {
+            if commit {
+                for (group, offsets) in &groups {
+                    if let Err(error) = broker
+                        .groups
+                        .commit_transactional_offsets(broker, group, offsets)
+                    {
+                        tracing::error!(group, %error, "writing transactional offsets failed");
+                    }
+                }
+            }
+        }
+        txn.state = if commit {
+            TxnState::CompleteCommit
+        } else {
+            TxnState::CompleteAbort
+        };
+        txn.partitions.clear();
+        txn.last_update_ms = now_ms();
+        self.persist(broker, txn)?;
+        state.txns.insert(txn.transactional_id.clone(), txn.clone());
+        Ok(())
+    }
+
+    /// InitProducerId with a transactional id: (producer id, epoch). Fences the previous
+    /// producer of the id by bumping the epoch, aborting its open transaction first.
+    pub fn init_producer_id(
+        &self,
+        broker: &Broker,
+        transactional_id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), ApiError> {
+        let timeout_max_ms = broker
+            .config
+            .properties
+            .get_i64("transaction.max.timeout.ms");
+        if timeout_ms <= 0 || i64::from(timeout_ms) > timeout_max_ms {
+            return Err(api(
+                ResponseError::InvalidTransactionTimeout,
+                format!("transaction timeout {timeout_ms} ms is not in 1..={timeout_max_ms}"),
+            ));
+        }
+        self.ensure_ready(broker)?;
+        let mut state = self.lock();
+        let now = now_ms();
+        let Some(existing) = state.txns.get(transactional_id).cloned() else {
+            if state.txns.len() >= TRANSACTIONAL_IDS_MAX {
+                return Err(api(
+                    ResponseError::CoordinatorNotAvailable,
+                    "too many transactional ids; retry after idle ones expire",
+                ));
+            }
+            let producer_id = broker.producer_ids.next_producer_id(&broker.controller)?;
+            let txn = TxnMetadata {
+                transactional_id: transactional_id.to_string(),
+                producer_id,
+                producer_epoch: 0,
+                timeout_ms,
+                state: TxnState::Empty,
+                partitions: BTreeSet::new(),
+                last_update_ms: now,
+                start_ms: -1,
+            };
+            self.persist(broker, &txn)?;
+            state.txns.insert(transactional_id.to_string(), txn);
+            return Ok((producer_id, 0));
+        };
+        let mut txn = existing;
+        if let Some((producer_id, epoch)) = expected {
+            // KIP-360: a producer re-initializing itself must still be the current one.
+            if producer_id != txn.producer_id {
+                return Err(api(
+                    ResponseError::InvalidProducerIdMapping,
+                    "producer id does not match the transactional id",
+                ));
+            }
+            if epoch != txn.producer_epoch {
+                return Err(api(ResponseError::ProducerFenced, "stale producer epoch"));
+            }
+        }
+        match txn.state {
+            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
+                return Err(api(
+                    ResponseError::ConcurrentTransactions,
+                    "transaction is completing",
+                ));
+            }
+            TxnState::Ongoing => {
+                // Fence the old producer: its open transaction is aborted under a bumped epoch,
+                // so its late writes and its EndTxn are refused.
+                txn.producer_epoch += 1;
+                self.complete(broker, &mut state, &mut txn, false)?;
+            }
+            _ => {}
+        }
+        if txn.producer_epoch >= i16::MAX - 1 {
+            txn.producer_id = broker.producer_ids.next_producer_id(&broker.controller)?;
+            txn.producer_epoch = 0;
+        } else {
+            txn.producer_epoch += 1;
+        }
+        txn.timeout_ms = timeout_ms;
+        txn.state = TxnState::Empty;
+        txn.partitions.clear();
+        txn.start_ms = -1;
+        txn.last_update_ms = now;
+        self.persist(broker, &txn)?;
+        let result = (txn.producer_id, txn.producer_epoch);
+        state.txns.insert(transactional_id.to_string(), txn);
+        Ok(result)
+    }
+
+    /// AddPartitionsToTxn (client form): adds partitions to the open transaction, starting it.
+    /// Returns the error for the whole request, or per-partition errors for unknown partitions.
+    pub fn add_partitions(
+        &self,
+        broker: &Broker,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<((String, i32), ResponseError)>, ApiError> {
+        self.ensure_ready(broker)?;
+        let image = broker.image();
+        let unknown: Vec<&(String, i32)> = partitions
+            .iter()
+            .filter(|(topic, partition)| {
+                topic != CONSUMER_OFFSETS_TOPIC
+                    && image
+                        .topics
+                        .get(topic)
+                        .is_none_or(|t| !t.partitions.contains_key(partition))
+            })
+            .collect();
+        if !unknown.is_empty() {
+            return Ok(partitions
+                .iter()
+                .map(|p| {
+                    let error = if unknown.contains(&p) {
+                        ResponseError::UnknownTopicOrPartition
+                    } else {
+                        ResponseError::OperationNotAttempted
+                    };
+                    (p.clone(), error)
+                })
+                .collect());
+        }
+        let mut state = self.lock();
+        let mut txn = state.txns.get(transactional_id).cloned().ok_or_else(|| {
+            api(
+                ResponseError::InvalidProducerIdMapping,
+                "unknown transactional id",
+            )
+        })?;
+        check_producer(&txn, producer_id, epoch)?;
+        match txn.state {
+            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
+                return Err(api(
+                    ResponseError::ConcurrentTransactions,
+                    "transaction is completing",
+                ))
+            }
+            TxnState::Dead => {
+                return Err(api(ResponseError::InvalidTxnState, "transaction is dead"))
+            }
+            _ => {}
+        }
+        let added: Vec<&(String, i32)> = partitions
+            .iter()
+            .filter(|p| !txn.partitions.contains(*p))
+            .collect();
+        if added.is_empty() && txn.state == TxnState::Ongoing {
+            return Ok(Vec::new());
+        }
+        if txn.partitions.len() + added.len() > PARTITIONS_PER_TRANSACTION_MAX {
+            return Err(api(
+                ResponseError::InvalidRequest,
+                format!(
+                    "a transaction may span at most {PARTITIONS_PER_TRANSACTION_MAX} partitions"
+                ),
+            ));
+        }
+        let now = now_ms();
+        if txn.state != TxnState::Ongoing {
+            txn.state = TxnState::Ongoing;
+            txn.start_ms = now;
+        }
+        txn.partitions.extend(added.into_iter().cloned());
+        txn.last_update_ms = now;
+        self.persist(broker, &txn)?;
+        state.txns.insert(transactional_id.to_string(), txn);
+        Ok(Vec::new())
+    }
+
+    /// AddPartitionsToTxn v4+ with verify_only: whether each partition is in the producer's
+    /// open transaction.
+    pub fn verify_partitions(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<((String, i32), ResponseError)>, ApiError> {
+        let state = self.read();
+        let txn = state.txns.get(transactional_id).ok_or_else(|| {
+            api(
+                ResponseError::InvalidProducerIdMapping,
+                "unknown transactional id",
+            )
+        })?;
+        check_producer(txn, producer_id, epoch)?;
+        Ok(partitions
+            .iter()
+            .filter(|p| txn.state != TxnState::Ongoing || !txn.partitions.contains(*p))
+            .map(|p| (p.clone(), ResponseError::InvalidTxnState))
+            .collect())
+    }
+
+    /// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction.
+    pub fn add_offsets(
+        &self,
+        broker: &Broker,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group_id: &str,
+    ) -> Result<(), ApiError> {
+        let partitions = broker
+            .config
+            .properties
+            .get_i64("offsets.topic.num.partitions") as i32;
+        let partition = java_hash_abs(group_id) % partitions.max(1);
+        self.add_partitions(
+            broker,
+            transactional_id,
+            producer_id,
+            epoch,
+            &[(CONSUMER_OFFSETS_TOPIC.to_string(), partition)],
+        )
+        .map(|_| ())
+    }
+
+    /// TxnOffsetCommit: stages offsets for the group until the transaction ends.
+    pub fn stage_offsets(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group_id: &str,
+        offsets: Vec<PendingOffset>,
+    ) -> Result<(), ApiError> {
+        let mut state = self.lock();
+        let txn = state.txns.get(transactional_id).ok_or_else(|| {
+            api(
+                ResponseError::InvalidProducerIdMapping,
+                "unknown transactional id",
+            )
+        })?;
+        check_producer(txn, producer_id, epoch)?;
+        if txn.state != TxnState::Ongoing
+            || !txn
+                .partitions
+                .iter()
+                .any(|(topic, _)| topic == CONSUMER_OFFSETS_TOPIC)
+        {
+            return Err(api(
+                ResponseError::InvalidTxnState,
+                "AddOffsetsToTxn must come first",
+            ));
+        }
+        let groups = state.pending_offsets.entry(producer_id).or_default();
+        let staged_count: usize = groups.values().map(Vec::len).sum();
+        if staged_count + offsets.len() > PENDING_OFFSETS_PER_TRANSACTION_MAX {
+            return Err(api(
+                ResponseError::InvalidRequest,
+                format!(
+                    "a transaction may stage at most {PENDING_OFFSETS_PER_TRANSACTION_MAX} offsets"
+                ),
+            ));
+        }
+        let staged = groups.entry(group_id.to_string()).or_default();
+        for offset in offsets {
+            staged.retain(|o| {
+                (o.topic.as_str(), o.partition) != (offset.topic.as_str(), offset.partition)
+            });
+            staged.push(offset);
+        }
+        Ok(())
+    }
+
+    /// EndTxn: commits or aborts the open transaction.
+    pub fn end_transaction(
+        &self,
+        broker: &Broker,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<(), ApiError> {
+        self.ensure_ready(broker)?;
+        let mut state = self.lock();
+        let mut txn = state.txns.get(transactional_id).cloned().ok_or_else(|| {
+            api(
+                ResponseError::InvalidProducerIdMapping,
+                "unknown transactional id",
+            )
+        })?;
+        check_producer(&txn, producer_id, epoch)?;
+        match (txn.state, commit) {
+            (TxnState::Ongoing, _) => self.complete(broker, &mut state, &mut txn, commit),
+            // A retry of an EndTxn that already completed.
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(()),
+            (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => Err(api(
+                ResponseError::ConcurrentTransactions,
+                "transaction is completing",
+            )),
+            (current, _) => Err(api(
+                ResponseError::InvalidTxnState,
+                format!("EndTxn(commit={commit}) in state {}", current.name()),
+            )),
+        }
+    }
+
+    /// Runs `append` (a produce of transactional batches to `topic`-`partition`) only if the
+    /// partition is in the producer's open transaction, holding the coordinator lock so that no
+    /// marker can be written in between.
+    pub fn verify_and<T>(
+        &self,
+        transactional_id: Option<&str>,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+        append: impl FnOnce() -> T,
+    ) -> Result<T, ResponseError> {
+        let state = self.read();
+        let Some(txn) = transactional_id.and_then(|id| state.txns.get(id)) else {
+            return Err(ResponseError::InvalidTxnState);
+        };
+        if txn.producer_id != producer_id {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        if epoch < txn.producer_epoch {
+            return Err(ResponseError::InvalidProducerEpoch);
+        }
+        if txn.state != TxnState::Ongoing
+            || !txn.partitions.contains(&(topic.to_string(), partition))
+        {
+            return Err(ResponseError::InvalidTxnState);
+        }
+        Ok(append())
+    }
+
+    /// Aborts transactions open longer than their timeout (bumping the epoch, which fences the
+    /// producer, as Kafka does) and forgets ids idle longer than
+    /// `transactional.id.expiration.ms`.
+    pub fn abort_timed_out(&self, broker: &Broker, now: i64) {
+        if !self.loaded.load(Ordering::Acquire) {
+            return;
+        }
+        let mut state = self.lock();
+        // A completion that failed half-way (a marker write failed) is retried: markers are
+        // idempotent for readers.
+        let stuck: Vec<TxnMetadata> = state
+            .txns
+            .values()
+            .filter(|t| matches!(t.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
+            .cloned()
+            .collect();
+        for mut txn in stuck {
+            let commit = txn.state == TxnState::PrepareCommit;
+            if let Err(error) = self.complete(broker, &mut state, &mut txn, commit) {
+                tracing::error!(
+                    transactional_id = txn.transactional_id,
+                    message = error.message,
+                    "completing transaction failed"
+                );
+            }
+        }
+        let timed_out: Vec<TxnMetadata> = state
+            .txns
+            .values()
+            .filter(|t| t.state == TxnState::Ongoing && now - t.start_ms > i64::from(t.timeout_ms))
+            .cloned()
+            .collect();
+        for mut txn in timed_out {
+            tracing::info!(
+                transactional_id = txn.transactional_id,
+                producer_id = txn.producer_id,
+                "aborting timed-out transaction"
+            );
+            if txn.producer_epoch < i16::MAX - 1 {
+                txn.producer_epoch += 1;
+            }
+            if let Err(error) = self.complete(broker, &mut state, &mut txn, false) {
+                tracing::error!(
+                    transactional_id = txn.transactional_id,
+                    message = error.message,
+                    "abort failed"
+                );
+            }
+        }
+        let expiration_ms = broker
+            .config
+            .properties
+            .get_i64("transactional.id.expiration.ms");
+        let expired: Vec<String> = state
+            .txns
+            .values()
+            .filter(|t| {
+                matches!(
+                    t.state,
+                    TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+                ) && now - t.last_update_ms > expiration_ms
+            })
+            .map(|t| t.transactional_id.clone())
+            .collect();
+        for id in expired {
+            if self.persist_record(broker, &id, None).is_ok() {
+                state.txns.remove(&id);
+            }
+        }
+    }
+
+    /// Aborts transactions that are open in a partition but that no coordinator transaction
+    /// accounts for (state lost, e.g. `__transaction_state` damaged): without this they would
+    /// pin the partition's last stable offset forever. Kafka leaves these to an operator
+    /// (`kafka-transactions abort`); with the coordinator in-process dlog can tell for sure.
+    pub fn abort_hanging(&self, broker: &Broker) {
+        if !self.loaded.load(Ordering::Acquire) {
+            return;
+        }
+        let state = self.lock();
+        for log in broker.logs.all() {
+            for (producer_id, first_offset) in log.ongoing_transactions() {
+                let accounted = state.txns.values().any(|t| {
+                    t.producer_id == producer_id
+                        && t.state == TxnState::Ongoing
+                        && t.partitions
+                            .contains(&(log.topic().to_string(), log.partition()))
+                });
+                if accounted {
+                    continue;
+                }
+                let Some(epoch) = log.with_producers(|p| p.producer(producer_id).map(|e| e.epoch))
+                else {
+                    continue;
+                };
+                tracing::warn!(
+                    topic = log.topic(),
+                    partition = log.partition(),
+                    producer_id,
+                    first_offset,
+                    "aborting a hanging transaction no coordinator state accounts for"
+                );
+                if let Err(error) =
+                    log.append_marker(producer_id, epoch, COORDINATOR_EPOCH, false, now_ms())
+                {
+                    tracing::error!(%error, "writing the abort marker failed");
+                }
+            }
+        }
+        broker.data_arrived.notify_waiters();
+    }
+
+    /// A copy of every transaction (DescribeTransactions / ListTransactions).
+    pub fn transactions(&self) -> Vec<TxnMetadata> {
+        self.read().txns.values().cloned().collect()
+    }
+
+    pub fn transaction(&self, transactional_id: &str) -> Option<TxnMetadata> {
+        self.read().txns.get(transactional_id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_hash_matches_kafka() {
+        // "hello".hashCode() == 99162322 in Java.
+        assert_eq!(java_hash_abs("hello"), 99_162_322);
+        assert_eq!(java_hash_abs(""), 0);
+    }
+
+    fn txn_copy() -> TxnMetadata {
+        TxnMetadata {
+            transactional_id: "t".into(),
+            producer_id: 1,
+            producer_epoch: 0,
+            timeout_ms: 1,
+            state: TxnState::Empty,
+            partitions: BTreeSet::new(),
+            last_update_ms: 0,
+            start_ms: 0,
+        }
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let txn = TxnMetadata {
+            transactional_id: "t".into(),
+            producer_id: 7,
+            producer_epoch: 3,
+            timeout_ms: 60_000,
+            state: TxnState::Ongoing,
+            partitions: [
+                ("a".to_string(), 0),
+                ("a".to_string(), 2),
+                ("b".to_string(), 1),
+            ]
+            .into_iter()
+            .collect(),
+            last_update_ms: 5,
+            start_ms: 4,
+        };
+        assert_eq!(decode_key(&encode_key("t")).as_deref(), Some("t"));
+        assert_eq!(decode_value("t", &encode_value(&txn)), Some(txn));
+        assert_eq!(decode_value("t", &[0, 0, 1]), None);
+        // A huge array count cannot make the decoder allocate.
+        let mut bad = encode_value(&TxnMetadata {
+            partitions: BTreeSet::new(),
+            ..txn_copy()
+        });
+        bad[17..21].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert_eq!(decode_value("t", &bad), None);
+    }
+}

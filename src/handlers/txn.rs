@@ -1,0 +1,555 @@
+//! Producer-id and transaction APIs: InitProducerId (idempotent and transactional),
+//! AddPartitionsToTxn (client form v0–3 and the broker verification form v4+),
+//! AddOffsetsToTxn, EndTxn, TxnOffsetCommit, and the transaction side of FindCoordinator.
+//! The state machine is [`crate::coordinator::transaction`].
+
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, ApiKey, BrokerId, EndTxnRequest, EndTxnResponse,
+    InitProducerIdRequest, InitProducerIdResponse, ProducerId, TopicName, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use crate::broker::Broker;
+use crate::controller::ApiError;
+use crate::coordinator::transaction::PendingOffset;
+use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
+
+/// FindCoordinator key type of a transactional id.
+pub const COORDINATOR_KEY_TYPE_TRANSACTION: i8 = 1;
+/// Partitions one AddPartitionsToTxn may name (bounds the work of one request).
+const PARTITIONS_PER_REQUEST_MAX: usize = 10_000;
+
+/// The coordinator for a transactional id: this node, once `__transaction_state` is ready.
+pub fn transaction_coordinator(broker: &Broker, key: &StrBytes) -> Coordinator {
+    let coordinator = Coordinator::default().with_key(key.clone());
+    if key.is_empty() {
+        return coordinator
+            .with_node_id(BrokerId(-1))
+            .with_port(-1)
+            .with_error_code(ResponseError::InvalidRequest.code());
+    }
+    match broker.transactions.ensure_ready(broker) {
+        Ok(()) => coordinator
+            .with_node_id(BrokerId(broker.config.node_id))
+            .with_host(StrBytes::from_string(broker.config.advertised_host.clone()))
+            .with_port(broker.config.advertised_port),
+        Err(error) => coordinator
+            .with_node_id(BrokerId(-1))
+            .with_port(-1)
+            .with_error_code(error.error.code())
+            .with_error_message(Some(StrBytes::from_string(error.message))),
+    }
+}
+
+/// InitProducerId. Without a transactional id: a fresh producer id at epoch 0, as Kafka does
+/// for idempotent producers. With one: the coordinator bumps the epoch (fencing).
+pub fn init_producer_id(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: InitProducerIdRequest = decode(&mut request.body, version)?;
+    let mut response = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    let result: Result<(i64, i16), ApiError> = match body
+        .transactional_id
+        .as_ref()
+        .map(|id| id.as_str())
+    {
+        Some("") => Err(ApiError::new(
+            ResponseError::InvalidRequest,
+            "empty transactional id",
+        )),
+        Some(id) => {
+            let expected =
+                (body.producer_id.0 >= 0).then_some((body.producer_id.0, body.producer_epoch));
+            broker
+                .transactions
+                .init_producer_id(broker, id, body.transaction_timeout_ms, expected)
+        }
+        None => broker
+            .producer_ids
+            .next_producer_id(&broker.controller)
+            .map(|id| (id, 0)),
+    };
+    match result {
+        Ok((id, epoch)) => {
+            response = response
+                .with_producer_id(ProducerId(id))
+                .with_producer_epoch(epoch);
+        }
+        Err(error) => {
+            tracing::debug!(message = error.message, "InitProducerId refused");
+            response = response.with_error_code(error.error.code());
+        }
+    }
+    Ok(encode_response(
+        ApiKey::InitProducerId,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+fn partitions_of(topics: &[AddPartitionsToTxnTopic]) -> Vec<(String, i32)> {
+    topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.0.to_string(), *p)))
+        .collect()
+}
+
+/// Per-topic results: `errors` for the listed partitions, `default` for the others.
+fn topic_results(
+    topics: &[AddPartitionsToTxnTopic],
+    errors: &[((String, i32), ResponseError)],
+    default: i16,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    topics
+        .iter()
+        .map(|topic| {
+            let results = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let code = errors
+                        .iter()
+                        .find(|((t, p), _)| t.as_str() == topic.name.as_str() && p == partition)
+                        .map_or(default, |(_, e)| e.code());
+                    AddPartitionsToTxnPartitionResult::default()
+                        .with_partition_index(*partition)
+                        .with_partition_error_code(code)
+                })
+                .collect();
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_results_by_partition(results)
+        })
+        .collect()
+}
+
+pub fn add_partitions_to_txn(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: AddPartitionsToTxnRequest = decode(&mut request.body, version)?;
+    let mut response = AddPartitionsToTxnResponse::default();
+    if version <= 3 {
+        let partitions = partitions_of(&body.v3_and_below_topics);
+        let outcome = if partitions.len() > PARTITIONS_PER_REQUEST_MAX {
+            Err(ApiError::new(
+                ResponseError::InvalidRequest,
+                "too many partitions",
+            ))
+        } else {
+            broker.transactions.add_partitions(
+                broker,
+                body.v3_and_below_transactional_id.as_str(),
+                body.v3_and_below_producer_id.0,
+                body.v3_and_below_producer_epoch,
+                &partitions,
+            )
+        };
+        let results = match outcome {
+            Ok(errors) => topic_results(&body.v3_and_below_topics, &errors, 0),
+            Err(error) => topic_results(
+                &body.v3_and_below_topics,
+                &[],
+                legacy_code(version, error.error),
+            ),
+        };
+        response = response.with_results_by_topic_v3_and_below(results);
+    } else {
+        let mut results = Vec::with_capacity(body.transactions.len());
+        for txn in &body.transactions {
+            let partitions = partitions_of(&txn.topics);
+            let outcome = if partitions.len() > PARTITIONS_PER_REQUEST_MAX {
+                Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    "too many partitions",
+                ))
+            } else if txn.verify_only {
+                broker.transactions.verify_partitions(
+                    txn.transactional_id.as_str(),
+                    txn.producer_id.0,
+                    txn.producer_epoch,
+                    &partitions,
+                )
+            } else {
+                broker.transactions.add_partitions(
+                    broker,
+                    txn.transactional_id.as_str(),
+                    txn.producer_id.0,
+                    txn.producer_epoch,
+                    &partitions,
+                )
+            };
+            let topic_results = match outcome {
+                Ok(errors) => topic_results(&txn.topics, &errors, 0),
+                Err(error) => topic_results(&txn.topics, &[], error.error.code()),
+            };
+            results.push(
+                AddPartitionsToTxnResult::default()
+                    .with_transactional_id(txn.transactional_id.clone())
+                    .with_topic_results(topic_results),
+            );
+        }
+        response = response.with_results_by_transaction(results);
+    }
+    Ok(encode_response(
+        ApiKey::AddPartitionsToTxn,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+/// Before v2 of the transaction APIs (KIP-588) clients do not know PRODUCER_FENCED; Kafka
+/// answers them INVALID_PRODUCER_EPOCH instead.
+fn legacy_code(version: i16, error: ResponseError) -> i16 {
+    if error == ResponseError::ProducerFenced && version < 2 {
+        ResponseError::InvalidProducerEpoch.code()
+    } else {
+        error.code()
+    }
+}
+
+pub fn add_offsets_to_txn(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: AddOffsetsToTxnRequest = decode(&mut request.body, version)?;
+    let mut response = AddOffsetsToTxnResponse::default();
+    if let Err(error) = broker.transactions.add_offsets(
+        broker,
+        body.transactional_id.as_str(),
+        body.producer_id.0,
+        body.producer_epoch,
+        body.group_id.as_str(),
+    ) {
+        response = response.with_error_code(legacy_code(version, error.error));
+    }
+    Ok(encode_response(
+        ApiKey::AddOffsetsToTxn,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+pub fn end_txn(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: EndTxnRequest = decode(&mut request.body, version)?;
+    let mut response = EndTxnResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    if let Err(error) = broker.transactions.end_transaction(
+        broker,
+        body.transactional_id.as_str(),
+        body.producer_id.0,
+        body.producer_epoch,
+        body.committed,
+    ) {
+        tracing::debug!(message = error.message, "EndTxn refused");
+        response = response.with_error_code(legacy_code(version, error.error));
+    }
+    Ok(encode_response(
+        ApiKey::EndTxn,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+/// TxnOffsetCommit: offsets staged in the transaction, handed to the group offset store on
+/// commit (`GroupCoordinator::commit_transactional_offsets`).
+pub fn txn_offset_commit(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: TxnOffsetCommitRequest = decode(&mut request.body, version)?;
+    let offsets: Vec<PendingOffset> = body
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|p| PendingOffset {
+                topic: topic.name.0.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            })
+        })
+        .collect();
+    let code = match broker.transactions.stage_offsets(
+        body.transactional_id.as_str(),
+        body.producer_id.0,
+        body.producer_epoch,
+        body.group_id.as_str(),
+        offsets,
+    ) {
+        Ok(()) => 0,
+        Err(error) => legacy_code(version, error.error),
+    };
+    let topics = body
+        .topics
+        .iter()
+        .map(|topic| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(TopicName(topic.name.0.clone()))
+                .with_partitions(
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let response = TxnOffsetCommitResponse::default().with_topics(topics);
+    Ok(encode_response(
+        ApiKey::TxnOffsetCommit,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+/// FindCoordinator for key type 1 (called from the FindCoordinator handler).
+pub fn find_transaction_coordinator(
+    broker: &Broker,
+    body: &kafka_protocol::messages::FindCoordinatorRequest,
+    version: i16,
+    correlation_id: i32,
+) -> ResponseFrame {
+    use kafka_protocol::messages::FindCoordinatorResponse;
+    let mut response = FindCoordinatorResponse::default();
+    if version >= 4 {
+        let coordinators = body
+            .coordinator_keys
+            .iter()
+            .take(PARTITIONS_PER_REQUEST_MAX)
+            .map(|key| transaction_coordinator(broker, key))
+            .collect();
+        response = response.with_coordinators(coordinators);
+    } else {
+        let found = transaction_coordinator(broker, &body.key);
+        response = response
+            .with_error_code(found.error_code)
+            .with_node_id(found.node_id)
+            .with_host(found.host)
+            .with_port(found.port);
+        if version >= 1 {
+            response = response.with_error_message(found.error_message);
+        }
+    }
+    encode_response(ApiKey::FindCoordinator, version, correlation_id, &response)
+}
+
+/// DescribeTransactions: the coordinator's view of each transactional id.
+pub fn describe_transactions(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
+    use kafka_protocol::messages::{DescribeTransactionsRequest, DescribeTransactionsResponse};
+    let version = request.version;
+    let body: DescribeTransactionsRequest = decode(&mut request.body, version)?;
+    let ready = broker.transactions.ensure_ready(broker);
+    let states = body
+        .transactional_ids
+        .iter()
+        .map(|id| {
+            let state = TransactionState::default()
+                .with_transactional_id(id.clone())
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+                .with_transaction_start_time_ms(-1);
+            if let Err(error) = &ready {
+                return state.with_error_code(error.error.code());
+            }
+            let Some(txn) = broker.transactions.transaction(id.as_str()) else {
+                return state.with_error_code(ResponseError::TransactionalIdNotFound.code());
+            };
+            let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();
+            for (topic, partition) in &txn.partitions {
+                by_topic.entry(topic).or_default().push(*partition);
+            }
+            let topics = by_topic
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    TopicData::default()
+                        .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_partitions(partitions)
+                })
+                .collect();
+            state
+                .with_transaction_state(StrBytes::from_static_str(txn.state.name()))
+                .with_transaction_timeout_ms(txn.timeout_ms)
+                .with_transaction_start_time_ms(txn.start_ms)
+                .with_producer_id(ProducerId(txn.producer_id))
+                .with_producer_epoch(txn.producer_epoch)
+                .with_topics(topics)
+        })
+        .collect();
+    let response = DescribeTransactionsResponse::default().with_transaction_states(states);
+    Ok(encode_response(
+        ApiKey::DescribeTransactions,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+/// ListTransactions, filtered by state, producer id and (v1) minimum running time.
+pub fn list_transactions(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    use kafka_protocol::messages::list_transactions_response::TransactionState;
+    use kafka_protocol::messages::{ListTransactionsRequest, ListTransactionsResponse};
+    const STATES: &[&str] = &[
+        "Empty",
+        "Ongoing",
+        "PrepareCommit",
+        "PrepareAbort",
+        "CompleteCommit",
+        "CompleteAbort",
+        "Dead",
+        "PrepareEpochFence",
+    ];
+    let version = request.version;
+    let body: ListTransactionsRequest = decode(&mut request.body, version)?;
+    let mut response = ListTransactionsResponse::default();
+    if let Err(error) = broker.transactions.ensure_ready(broker) {
+        response = response.with_error_code(error.error.code());
+    } else {
+        let unknown: Vec<StrBytes> = body
+            .state_filters
+            .iter()
+            .filter(|s| !STATES.contains(&s.as_str()))
+            .cloned()
+            .collect();
+        let now = crate::clock::now_ms();
+        let states = broker
+            .transactions
+            .transactions()
+            .into_iter()
+            .filter(|t| {
+                body.state_filters.is_empty()
+                    || body
+                        .state_filters
+                        .iter()
+                        .any(|s| s.as_str() == t.state.name())
+            })
+            .filter(|t| {
+                body.producer_id_filters.is_empty()
+                    || body
+                        .producer_id_filters
+                        .iter()
+                        .any(|p| p.0 == t.producer_id)
+            })
+            .filter(|t| {
+                body.duration_filter < 0
+                    || (t.state == crate::coordinator::transaction::TxnState::Ongoing
+                        && now - t.start_ms >= body.duration_filter)
+            })
+            .map(|t| {
+                TransactionState::default()
+                    .with_transactional_id(StrBytes::from_string(t.transactional_id).into())
+                    .with_producer_id(ProducerId(t.producer_id))
+                    .with_transaction_state(StrBytes::from_static_str(t.state.name()))
+            })
+            .collect();
+        response = response
+            .with_unknown_state_filters(unknown)
+            .with_transaction_states(states);
+    }
+    Ok(encode_response(
+        ApiKey::ListTransactions,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+/// Producers listed per partition in one DescribeProducers response, at most; the partition
+/// map itself is bounded by `PRODUCERS_PER_PARTITION_MAX`.
+const DESCRIBED_PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
+
+/// DescribeProducers: each partition's active producers (what `kafka-transactions
+/// find-hanging` reads).
+pub fn describe_producers(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    use kafka_protocol::messages::describe_producers_response::{
+        PartitionResponse, ProducerState, TopicResponse,
+    };
+    use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse};
+    let version = request.version;
+    let body: DescribeProducersRequest = decode(&mut request.body, version)?;
+    let topics = body
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partition_indexes
+                .iter()
+                .map(|&index| {
+                    let response = PartitionResponse::default().with_partition_index(index);
+                    let Some(log) = broker.logs.get(topic.name.as_str(), index) else {
+                        return response
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    };
+                    let active = log.with_producers(|state| {
+                        state
+                            .producers()
+                            .take(DESCRIBED_PRODUCERS_PER_PARTITION_MAX)
+                            .map(|(id, entry)| {
+                                ProducerState::default()
+                                    .with_producer_id(ProducerId(id))
+                                    .with_producer_epoch(i32::from(entry.epoch))
+                                    .with_last_sequence(entry.last_sequence())
+                                    .with_last_timestamp(entry.last_timestamp_ms)
+                                    .with_coordinator_epoch(entry.coordinator_epoch)
+                                    .with_current_txn_start_offset(
+                                        entry.current_txn_first_offset.unwrap_or(-1),
+                                    )
+                            })
+                            .collect()
+                    });
+                    response.with_active_producers(active)
+                })
+                .collect();
+            TopicResponse::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    let response = DescribeProducersResponse::default().with_topics(topics);
+    Ok(encode_response(
+        ApiKey::DescribeProducers,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}

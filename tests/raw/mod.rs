@@ -1,0 +1,139 @@
+//! A minimal Kafka protocol client over a blocking TCP stream, for tests that must send exact
+//! requests (a retried batch, a sequence gap) that real clients never send on purpose.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+pub struct RawClient {
+    stream: TcpStream,
+    correlation_id: i32,
+}
+
+impl RawClient {
+    pub fn connect(addr: std::net::SocketAddr) -> RawClient {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        RawClient {
+            stream,
+            correlation_id: 0,
+        }
+    }
+
+    pub fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        api_key: ApiKey,
+        version: i16,
+        request: &Req,
+    ) -> Resp {
+        self.correlation_id += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api_key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("raw-test")));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, api_key.request_header_version(version))
+            .unwrap();
+        request.encode(&mut body, version).unwrap();
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame).expect("write request");
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).expect("read size");
+        let mut response = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut response).expect("read body");
+        let mut response = Bytes::from(response);
+        let header =
+            ResponseHeader::decode(&mut response, api_key.response_header_version(version))
+                .unwrap();
+        assert_eq!(header.correlation_id, self.correlation_id);
+        Resp::decode(&mut response, version).unwrap()
+    }
+
+    /// InitProducerId v4 for an idempotent (non-transactional) producer: (id, epoch).
+    pub fn init_producer_id(&mut self) -> (i64, i16) {
+        let response: InitProducerIdResponse = self.call(
+            ApiKey::InitProducerId,
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+        );
+        assert_eq!(response.error_code, 0, "InitProducerId error");
+        (response.producer_id.0, response.producer_epoch)
+    }
+
+    /// Produce v9 of one batch to one partition: (error code, base offset).
+    pub fn produce(&mut self, topic: &str, partition: i32, batch: &[u8]) -> (i16, i64) {
+        self.produce_transactional(None, topic, partition, batch)
+    }
+
+    pub fn produce_transactional(
+        &mut self,
+        transactional_id: Option<&str>,
+        topic: &str,
+        partition: i32,
+        batch: &[u8],
+    ) -> (i16, i64) {
+        let request = ProduceRequest::default()
+            .with_transactional_id(
+                transactional_id.map(|id| StrBytes::from_string(id.to_string()).into()),
+            )
+            .with_acks(-1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(Bytes::copy_from_slice(batch)))])]);
+        let response: ProduceResponse = self.call(ApiKey::Produce, 9, &request);
+        let partition = &response.responses[0].partition_responses[0];
+        (partition.error_code, partition.base_offset)
+    }
+}
+
+/// A v2 batch of `count` records stamped with a producer id, epoch and first sequence (and the
+/// transactional bit), with its CRC recomputed.
+pub fn producer_batch(
+    producer_id: i64,
+    epoch: i16,
+    first_sequence: i32,
+    count: i32,
+    transactional: bool,
+) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut builder = dlog::record::builder::BatchBuilder::new(now);
+    for i in 0..count {
+        let value = format!("p{producer_id}-e{epoch}-s{}", first_sequence + i);
+        builder = builder.record(None, Some(value.as_bytes()), now);
+    }
+    let mut batch = builder.build();
+    if transactional {
+        let attributes = i16::from_be_bytes([batch[21], batch[22]]) | 0x10;
+        batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    }
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&first_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+    batch
+}
