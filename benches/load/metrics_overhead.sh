@@ -34,7 +34,7 @@ port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
 rm -rf "$WORK"
 mkdir -p "$WORK/raw"
-RESULTS="$WORK/results.csv" # mode,run,rec_s,mb_s,scrapes,foreign_cpu_pct
+RESULTS="$WORK/results.csv" # mode,run,rec_s,mb_s,scrapes,foreign_cpu_pct,broker_cpu_s
 : >"$RESULTS"
 
 "$ROOT/compat/kafka/install.sh" >&2
@@ -126,6 +126,9 @@ wait_quiet() {
   done
 }
 
+# CPU time of every thread of the broker, in ns (schedstat: exact, unlike 10 ms ticks).
+broker_cpu_ns() { cat "/proc/$BROKER_PID"/task/*/schedstat 2>/dev/null | awk '{ total += $1 } END { printf "%.0f", total }'; }
+
 produce() { # produce TOPIC RECORDS -> "rec_s mb_s"
   local out="$WORK/raw/produce-$1.txt"
   java_tool 300 org.apache.kafka.tools.ProducerPerformance --topic "$1" --num-records "$2" \
@@ -141,22 +144,25 @@ create_topic() {
 }
 
 measure() { # measure MODE RUN
-  local mode="$1" run="$2" line busy0 ours0 t0 busy1 ours1 t1 foreign scrapes
+  local mode="$1" run="$2" line busy0 ours0 t0 busy1 ours1 t1 foreign scrapes broker0 broker1 broker_cpu
   start_broker "$mode"
   create_topic warmup; create_topic "measured"
   produce warmup $((RECORDS / 4)) >/dev/null
   wait_quiet
   [[ "$mode" == scraped ]] && start_scraper
   busy0="$(busy_jiffies)"; ours0="$(tree_jiffies $$ "$BROKER_PID")"; t0="$(date +%s%N)"
+  broker0="$(broker_cpu_ns)"
   line="$(produce measured "$RECORDS")" || { stop_scraper; stop_broker; return 1; }
   busy1="$(busy_jiffies)"; ours1="$(tree_jiffies $$ "$BROKER_PID")"; t1="$(date +%s%N)"
+  broker1="$(broker_cpu_ns)"
+  broker_cpu="$(awk -v ns=$((broker1 - broker0)) 'BEGIN { printf "%.4f", ns / 1e9 }')"
   stop_scraper
   scrapes=0; [[ -f "$WORK/scrapes" && "$mode" == scraped ]] && scrapes="$(wc -l <"$WORK/scrapes")"
   foreign="$(awk -v b=$((busy1 - busy0)) -v o=$((ours1 - ours0)) -v ns=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$NPROC" \
     'BEGIN { f = (b - o) / hz / (ns / 1e9 * n) * 100; if (f < 0) f = 0; printf "%.1f", f }')"
   read -r rec_s mb_s <<<"$line"
-  echo "$mode,$run,$rec_s,$mb_s,$scrapes,$foreign" >>"$RESULTS"
-  log "$mode run $run: $rec_s rec/s, $mb_s MB/s, $scrapes scrapes, foreign CPU $foreign%"
+  echo "$mode,$run,$rec_s,$mb_s,$scrapes,$foreign,$broker_cpu" >>"$RESULTS"
+  log "$mode run $run: $rec_s rec/s, $mb_s MB/s, broker CPU ${broker_cpu} s, $scrapes scrapes, foreign CPU $foreign%"
   if [[ "$mode" == scraped ]]; then
     grep -q '^dlog_topic_records_in_total{topic="measured"}' "$WORK/last-scrape.txt" \
       || log "warning: the last scrape has no records-in counter for the measured topic"
@@ -184,14 +190,17 @@ if not off or not scraped:
 m_off, m_scraped = statistics.median(off), statistics.median(scraped)
 overhead = (m_off - m_scraped) / m_off * 100
 foreign = max(values("off", 5) + values("scraped", 5))
+# Broker CPU per 1000 records: what metrics cost the broker, far less sensitive to CPU taken by
+# neighbours than throughput is.
+per_k = lambda mode: [c / int(records) * 1e9 for c in values(mode, 6)]  # ms per million records
+cpu_off, cpu_scraped = statistics.median(per_k("off")), statistics.median(per_k("scraped"))
 print(f"dlog {commit}: ProducerPerformance {records} x 100 B, acks=1, 3 partitions; "
       f"medians of {len(off)} runs per mode (alternating)")
-print("| mode | rec/s (median) | MB/s (median) | runs (rec/s) |")
-print("|---|---|---|---|")
-for mode, v in (("metrics off", off), (f"metrics on, scraped every {interval} s", scraped)):
-    mb = values("off" if mode == "metrics off" else "scraped", 3)
-    print(f"| {mode} | {statistics.median(v):,.0f} | {statistics.median(mb):.1f} | "
-          + ", ".join(f"{x:,.0f}" for x in v) + " |")
-print(f"overhead: {overhead:+.2f}% of produce throughput (positive = slower with metrics); "
-      f"max foreign CPU during a run {foreign:.1f}%")
+print("| mode | rec/s (median) | MB/s (median) | broker CPU ms / 1M records (median) | runs (rec/s) |")
+print("|---|---|---|---|---|")
+for key, label in (("off", "metrics off"), ("scraped", f"metrics on, scraped every {interval} s")):
+    print(f"| {label} | {statistics.median(values(key, 2)):,.0f} | {statistics.median(values(key, 3)):.1f} | "
+          f"{statistics.median(per_k(key)):.1f} | " + ", ".join(f"{x:,.0f}" for x in values(key, 2)) + " |")
+print(f"throughput overhead: {overhead:+.2f}% (positive = slower with metrics); broker CPU per record: "
+      f"{(cpu_scraped - cpu_off) / cpu_off * 100:+.2f}%; max foreign CPU during a run {foreign:.1f}%")
 PY
