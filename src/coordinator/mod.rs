@@ -46,6 +46,9 @@ pub const MEMBERS_PER_GROUP_MAX: usize = 10_000;
 pub const GROUP_ID_BYTES_MAX: usize = 16 * 1024;
 /// Longest member id, instance id, protocol name or client id kept.
 pub const NAME_BYTES_MAX: usize = 16 * 1024;
+/// Protocols one JoinGroup may offer, and their metadata in bytes: what a member stores.
+pub const PROTOCOLS_PER_MEMBER_MAX: usize = 64;
+pub const PROTOCOL_METADATA_BYTES_MAX: usize = 1024 * 1024;
 
 /// Coordinator settings, read once from the broker properties.
 #[derive(Clone, Debug)]
@@ -366,6 +369,13 @@ impl GroupCoordinator {
                 .protocols
                 .iter()
                 .any(|(name, _)| name.len() > NAME_BYTES_MAX)
+            || request.protocols.len() > PROTOCOLS_PER_MEMBER_MAX
+            || request
+                .protocols
+                .iter()
+                .map(|(_, m)| m.len())
+                .sum::<usize>()
+                > PROTOCOL_METADATA_BYTES_MAX
         {
             return fail(ResponseError::InvalidRequest);
         }
