@@ -284,12 +284,24 @@ fn main() {
                 .with_replication_factor(1)])
             .with_timeout_ms(30_000),
     );
-    let found: FindCoordinatorResponse = raw.call(
-        ApiKey::FindCoordinator,
-        3,
-        &FindCoordinatorRequest::default().with_key(text("bench")),
-    );
-    assert_eq!(found.error_code, 0, "FindCoordinator");
+    // Kafka answers COORDINATOR_NOT_AVAILABLE while it creates __consumer_offsets: retry.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found: FindCoordinatorResponse = raw.call(
+            ApiKey::FindCoordinator,
+            3,
+            &FindCoordinatorRequest::default().with_key(text("bench")),
+        );
+        if found.error_code == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "FindCoordinator: {}",
+            found.error_code
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let sizes: Vec<usize> = std::env::var("MEMBERS")
         .unwrap_or_else(|_| "10,100".into())
         .split(',')
