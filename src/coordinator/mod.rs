@@ -66,6 +66,8 @@ pub struct Settings {
     pub consumer_heartbeat_interval_ms: i32,
     pub consumer_members_max: usize,
     pub consumer_assignors: Vec<String>,
+    /// `group.coordinator.rebalance.protocols` lists `consumer`: KIP-848 groups are served.
+    pub consumer_protocol_enabled: bool,
 }
 
 impl Settings {
@@ -90,6 +92,10 @@ impl Settings {
                 as i32,
             consumer_members_max: (properties.get_i64("group.consumer.max.size") as usize)
                 .min(MEMBERS_PER_GROUP_MAX),
+            consumer_protocol_enabled: properties
+                .get("group.coordinator.rebalance.protocols")
+                .split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("consumer")),
             consumer_assignors: properties
                 .get("group.consumer.assignors")
                 .split(',')
@@ -400,6 +406,7 @@ impl GroupCoordinator {
             group.consumer = None;
         }
         let (reply, effects) = group.classic.join(request, settings.classic_limits(), now);
+        group.classic.check_invariants();
         if effects.persist_group {
             let _ = self.persist_group(broker, group);
         }
@@ -447,6 +454,7 @@ impl GroupCoordinator {
             let error = self.persist_group(broker, group).err();
             group.classic.complete_sync(error, limits, now);
         }
+        group.classic.check_invariants();
         drop(groups);
         self.wake.notify_one();
         reply
@@ -497,6 +505,7 @@ impl GroupCoordinator {
                 error
             })
             .collect();
+        group.classic.check_invariants();
         if persist {
             let _ = self.persist_group(broker, group);
         }
@@ -768,6 +777,13 @@ impl GroupCoordinator {
         group_id: &str,
         request: HeartbeatRequest,
     ) -> Result<HeartbeatResult, (ResponseError, String)> {
+        if !self.settings.consumer_protocol_enabled {
+            return Err((
+                ResponseError::UnsupportedVersion,
+                "The consumer group protocol is disabled (group.coordinator.rebalance.protocols)."
+                    .to_string(),
+            ));
+        }
         validate_group_id(group_id)
             .map_err(|e| (e, "The group id is empty or too long.".to_string()))?;
         if request.member_id.is_empty() || request.member_id.len() > NAME_BYTES_MAX {
@@ -877,6 +893,7 @@ impl GroupCoordinator {
                 }
             }
             let (effects, evicted) = group.classic.expire(limits, now);
+            group.classic.check_invariants();
             for member_id in &evicted {
                 tracing::info!(
                     group_id = group.classic.group_id,
