@@ -913,3 +913,42 @@ async fn offsets_of_an_empty_group_expire_after_the_retention() {
         assert!(Instant::now() < deadline, "offsets never expired");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_member_survives_a_broker_restart() {
+    // KIP-848 membership is not persisted: after kill -9 and restart the member is told
+    // UNKNOWN_MEMBER_ID, rejoins, and resumes from its committed offset.
+    let mut broker = Broker::start_with(&["group.consumer.heartbeat.interval.ms=500"]);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "resume848", 1, &[]).await;
+    produce_numbered(&bootstrap, "resume848", 60).await;
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "resumers848")
+        .set("group.protocol", "consumer")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("socket.timeout.ms", "15000");
+    let consumer: GroupConsumer = config
+        .create_with_context(CountingContext::default())
+        .expect("consumer");
+    consumer.subscribe(&["resume848"]).expect("subscribe");
+    assert_eq!(consume_in_group(&consumer, 30), (0..30).collect::<Vec<_>>());
+    let mut commit = TopicPartitionList::new();
+    commit
+        .add_partition_offset("resume848", 0, Offset::Offset(30))
+        .unwrap();
+    consumer.commit(&commit, CommitMode::Sync).expect("commit");
+    broker.kill9();
+    broker.restart();
+    // The same consumer carries on: it rejoins and fetches from the committed offset (its
+    // position may also still be 30; either way no record is skipped or repeated).
+    let rest = consume_in_group(&consumer, 30);
+    assert_eq!(rest, (30..60).collect::<Vec<_>>());
+    let committed = consumer.committed(CLIENT_TIMEOUT).expect("OffsetFetch");
+    assert_eq!(
+        committed.find_partition("resume848", 0).unwrap().offset(),
+        Offset::Offset(30)
+    );
+}
