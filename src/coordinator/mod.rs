@@ -16,6 +16,7 @@ pub mod offsets;
 pub mod records;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -182,8 +183,11 @@ pub type PartitionCommit = (i32, i64, i32, Option<String>);
 pub struct GroupCoordinator {
     settings: Settings,
     groups: Mutex<HashMap<String, Group>>,
-    /// Wakes the timer task when a deadline earlier than the one it sleeps on may exist.
+    /// Wakes the timer task when a deadline earlier than the one it sleeps on appears.
     wake: Notify,
+    /// The earliest deadline the timer knew of when it last looked (i64::MAX: none). Read and
+    /// written under the groups lock, so a new earlier deadline is never missed.
+    timer_target_ms: AtomicI64,
 }
 
 /// A group description for DescribeGroups.
@@ -208,6 +212,7 @@ impl GroupCoordinator {
             settings: Settings::from_properties(properties),
             groups: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            timer_target_ms: AtomicI64::new(i64::MAX),
         }
     }
 
@@ -414,8 +419,11 @@ impl GroupCoordinator {
             // A join refused at once (bad protocol, MEMBER_ID_REQUIRED aside) leaves nothing.
             groups.remove(group_id);
         }
+        let wake = self.deadline_moved_earlier(&groups, group_id);
         drop(groups);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
         reply
     }
 
@@ -455,8 +463,11 @@ impl GroupCoordinator {
             group.classic.complete_sync(error, limits, now);
         }
         group.classic.check_invariants();
+        let wake = self.deadline_moved_earlier(&groups, group_id);
         drop(groups);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
         reply
     }
 
@@ -509,8 +520,11 @@ impl GroupCoordinator {
         if persist {
             let _ = self.persist_group(broker, group);
         }
+        let wake = self.deadline_moved_earlier(&groups, group_id);
         drop(groups);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
         Ok(results)
     }
 
@@ -838,8 +852,11 @@ impl GroupCoordinator {
             &self.settings.consumer_limits(),
             now,
         );
+        let wake = self.deadline_moved_earlier(&groups, group_id);
         drop(groups);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
         result
     }
 
@@ -868,11 +885,20 @@ impl GroupCoordinator {
 
     // ---- timers ----
 
+    /// Whether `group_id` now has a deadline earlier than the one the timer sleeps towards.
+    /// Called with the groups lock held.
+    fn deadline_moved_earlier(&self, groups: &HashMap<String, Group>, group_id: &str) -> bool {
+        let deadline = groups.get(group_id).and_then(Group::next_deadline_ms);
+        deadline.is_some_and(|d| d < self.timer_target_ms.load(Ordering::SeqCst))
+    }
+
+    /// The earliest deadline of all groups; remembered for [`Self::deadline_moved_earlier`].
     fn next_deadline_ms(&self) -> Option<i64> {
-        self.lock()
-            .values()
-            .filter_map(Group::next_deadline_ms)
-            .min()
+        let groups = self.lock();
+        let next = groups.values().filter_map(Group::next_deadline_ms).min();
+        self.timer_target_ms
+            .store(next.unwrap_or(i64::MAX), Ordering::SeqCst);
+        next
     }
 
     /// Fires every session, join and sync deadline that is due.
