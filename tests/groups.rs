@@ -793,3 +793,162 @@ async fn consumer_protocol_uniform_assignor() {
 async fn consumer_protocol_range_assignor() {
     consumer_protocol_spread_and_shrink("range").await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Limits, listing and offset retention
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_max_size_and_list_groups_state_filter() {
+    use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
+    let broker = Broker::start_with(&["group.initial.rebalance.delay.ms=0", "group.max.size=1"]);
+    create_topic(&broker.bootstrap(), "capped", 2, &[]).await;
+    let mut first = Raw::connect(&broker);
+    let mut first_id = String::new();
+    join_and_sync(
+        &mut first,
+        "capped-group",
+        &mut first_id,
+        "capped",
+        2,
+        10_000,
+    )
+    .expect("first member");
+    let mut second = Raw::connect(&broker);
+    let mut second_id = String::new();
+    assert_eq!(
+        join_and_sync(
+            &mut second,
+            "capped-group",
+            &mut second_id,
+            "capped",
+            2,
+            10_000
+        ),
+        Err(ResponseError::GroupMaxSizeReached.code())
+    );
+    let list = |raw: &mut Raw, states: &[&str]| -> Vec<(String, String)> {
+        let response: ListGroupsResponse = raw.call(
+            ApiKey::ListGroups,
+            4,
+            &ListGroupsRequest::default().with_states_filter(
+                states
+                    .iter()
+                    .map(|s| StrBytes::from_string(s.to_string()))
+                    .collect(),
+            ),
+        );
+        response
+            .groups
+            .iter()
+            .map(|g| (g.group_id.to_string(), g.group_state.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        list(&mut second, &[]),
+        [("capped-group".to_string(), "Stable".to_string())]
+    );
+    assert_eq!(list(&mut second, &["stable"]).len(), 1);
+    assert!(list(&mut second, &["Empty", "Dead"]).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_of_an_empty_group_expire_after_the_retention() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+    use kafka_protocol::messages::{
+        OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    };
+    let broker = Broker::start_with(&[
+        "offsets.retention.minutes=1",
+        "offsets.retention.check.interval.ms=1000",
+    ]);
+    create_topic(&broker.bootstrap(), "fleeting", 1, &[]).await;
+    let mut raw = Raw::connect(&broker);
+    let committed: OffsetCommitResponse = raw.call(
+        ApiKey::OffsetCommit,
+        8,
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("fleeting-group")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("fleeting")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(5)])]),
+    );
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    let fetch = |raw: &mut Raw| -> (Vec<i64>, usize) {
+        let response: OffsetFetchResponse = raw.call(
+            ApiKey::OffsetFetch,
+            8,
+            &OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("fleeting-group")))
+                .with_topics(None)]),
+        );
+        let offsets = response.groups[0]
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.committed_offset))
+            .collect();
+        let listed: kafka_protocol::messages::ListGroupsResponse = raw.call(
+            ApiKey::ListGroups,
+            4,
+            &kafka_protocol::messages::ListGroupsRequest::default(),
+        );
+        (offsets, listed.groups.len())
+    };
+    assert_eq!(fetch(&mut raw), (vec![5], 1));
+    // Retention is one minute from the commit (the group was empty all along); the check
+    // runs every second.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let (offsets, groups) = fetch(&mut raw);
+        if offsets.is_empty() {
+            assert_eq!(groups, 0, "the empty group without offsets is deleted too");
+            break;
+        }
+        assert!(Instant::now() < deadline, "offsets never expired");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_member_survives_a_broker_restart() {
+    // KIP-848 membership is not persisted: after kill -9 and restart the member is told
+    // UNKNOWN_MEMBER_ID, rejoins, and resumes from its committed offset.
+    let mut broker = Broker::start_with(&["group.consumer.heartbeat.interval.ms=500"]);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "resume848", 1, &[]).await;
+    produce_numbered(&bootstrap, "resume848", 60).await;
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "resumers848")
+        .set("group.protocol", "consumer")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("socket.timeout.ms", "15000");
+    let consumer: GroupConsumer = config
+        .create_with_context(CountingContext::default())
+        .expect("consumer");
+    consumer.subscribe(&["resume848"]).expect("subscribe");
+    assert_eq!(consume_in_group(&consumer, 30), (0..30).collect::<Vec<_>>());
+    let mut commit = TopicPartitionList::new();
+    commit
+        .add_partition_offset("resume848", 0, Offset::Offset(30))
+        .unwrap();
+    consumer.commit(&commit, CommitMode::Sync).expect("commit");
+    broker.kill9();
+    broker.restart();
+    // The same consumer carries on: it rejoins and fetches from the committed offset (its
+    // position may also still be 30; either way no record is skipped or repeated).
+    let rest = consume_in_group(&consumer, 30);
+    assert_eq!(rest, (30..60).collect::<Vec<_>>());
+    let committed = consumer.committed(CLIENT_TIMEOUT).expect("OffsetFetch");
+    assert_eq!(
+        committed.find_partition("resume848", 0).unwrap().offset(),
+        Offset::Offset(30)
+    );
+}

@@ -162,3 +162,45 @@ def test_kafka_python_group_commits_and_admin(bootstrap, topic_factory):
         assert group not in {g["group_id"] for g in admin.list_groups()}
     finally:
         admin.close()
+
+
+def test_confluent_consumer_protocol_kip848(bootstrap, topic_factory, admin):
+    """librdkafka with group.protocol=consumer: the broker assigns (KIP-848)."""
+    topic = topic_factory("ck-848", partitions=PARTITIONS)
+    produce_spread(bootstrap, topic)
+    group = f"ck-848-{uuid.uuid4().hex[:8]}"
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "group.protocol": "consumer",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "socket.timeout.ms": 10000,
+    }
+    members = [Consumer(conf) for _ in range(2)]
+    for c in members:
+        c.subscribe([topic])
+    seen = set()
+    deadline = time.monotonic() + 60
+    while len(seen) < RECORDS and time.monotonic() < deadline:
+        for c in members:
+            m = c.poll(0.2)
+            if m is None or m.error():
+                continue
+            seen.add((m.partition(), m.offset()))
+            c.commit(message=m, asynchronous=False)
+    assert len(seen) == RECORDS, f"consumed {len(seen)}/{RECORDS}"
+    h.wait_for(lambda: [c.poll(0.1) for c in members] and
+               sum(len(c.assignment()) for c in members) == PARTITIONS and
+               all(c.assignment() for c in members),
+               timeout=30, what="both members assigned")
+    described = admin.describe_consumer_groups([group])[group].result(timeout=30)
+    assert len(described.members) == 2
+    assert str(described.type).endswith("CONSUMER"), described.type
+    for c in members:
+        c.close()
+    committed = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in range(PARTITIONS)])]
+    )[group].result(timeout=30)
+    assert {tp.partition: tp.offset for tp in committed.topic_partitions} == \
+        {p: RECORDS // PARTITIONS for p in range(PARTITIONS)}

@@ -7,9 +7,12 @@ use dlog::protocol::api_versions::SUPPORTED;
 use dlog::protocol::decode_request_frame;
 use dlog_protocol_tests::*;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, FetchRequest, FindCoordinatorRequest,
-    ListOffsetsRequest, MetadataRequest,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ConsumerGroupDescribeRequest,
+    ConsumerGroupHeartbeatRequest, CreateTopicsRequest, DeleteGroupsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::Encodable;
 
@@ -126,6 +129,20 @@ fn valid_body(api_key: ApiKey, version: i16) -> Option<Vec<u8>> {
         ApiKey::DescribeConfigs => encode(&DescribeConfigsRequest::default(), version),
         ApiKey::DescribeCluster => encode(&DescribeClusterRequest::default(), version),
         ApiKey::FindCoordinator => encode(&FindCoordinatorRequest::default(), version),
+        ApiKey::JoinGroup => encode(&JoinGroupRequest::default(), version),
+        ApiKey::SyncGroup => encode(&SyncGroupRequest::default(), version),
+        ApiKey::Heartbeat => encode(&HeartbeatRequest::default(), version),
+        ApiKey::LeaveGroup => encode(&LeaveGroupRequest::default(), version),
+        ApiKey::OffsetCommit => encode(&OffsetCommitRequest::default(), version),
+        ApiKey::OffsetFetch => encode(&OffsetFetchRequest::default(), version),
+        ApiKey::OffsetDelete => encode(&OffsetDeleteRequest::default(), version),
+        ApiKey::DescribeGroups => encode(&DescribeGroupsRequest::default(), version),
+        ApiKey::ListGroups => encode(&ListGroupsRequest::default(), version),
+        ApiKey::DeleteGroups => encode(&DeleteGroupsRequest::default(), version),
+        ApiKey::ConsumerGroupHeartbeat => {
+            encode(&ConsumerGroupHeartbeatRequest::default(), version)
+        }
+        ApiKey::ConsumerGroupDescribe => encode(&ConsumerGroupDescribeRequest::default(), version),
         _ => None,
     }
 }

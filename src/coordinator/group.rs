@@ -256,11 +256,13 @@ impl ClassicGroup {
         } else {
             GroupState::Stable
         };
-        if group
+        if !group
             .leader
             .as_ref()
-            .is_some_and(|l| !group.members.contains_key(l))
+            .is_some_and(|l| group.members.contains_key(l))
         {
+            // A record without a valid leader (written by another broker, or damaged): any
+            // member can lead the next rebalance.
             group.leader = group.members.keys().next().cloned();
         }
         group
@@ -292,6 +294,41 @@ impl ClassicGroup {
                     assignment: member.assignment.clone(),
                 })
                 .collect(),
+        }
+    }
+
+    /// What must hold between operations (checked by the coordinator after each one).
+    pub fn check_invariants(&self) {
+        let id = &self.group_id;
+        match self.state {
+            GroupState::Empty => assert!(self.members.is_empty(), "{id}: Empty with members"),
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                let leader = self.leader.as_ref().expect("a settled group has a leader");
+                assert!(
+                    self.members.contains_key(leader),
+                    "{id}: leader is not a member"
+                );
+            }
+            GroupState::PreparingRebalance | GroupState::Dead => {}
+        }
+        for member in self.members.values() {
+            assert!(
+                member.join_waiter.is_none() || self.state == GroupState::PreparingRebalance,
+                "{id}: a join waits outside PreparingRebalance"
+            );
+            assert!(
+                member.sync_waiter.is_none() || self.state == GroupState::CompletingRebalance,
+                "{id}: a sync waits outside CompletingRebalance"
+            );
+        }
+        for (instance, member_id) in &self.static_members {
+            assert_eq!(
+                self.members
+                    .get(member_id)
+                    .and_then(|m| m.group_instance_id.as_deref()),
+                Some(instance.as_str()),
+                "{id}: static member map out of step"
+            );
         }
     }
 

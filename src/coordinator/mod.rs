@@ -18,6 +18,7 @@ pub mod records;
 pub mod transaction;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -48,6 +49,9 @@ pub const MEMBERS_PER_GROUP_MAX: usize = 10_000;
 pub const GROUP_ID_BYTES_MAX: usize = 16 * 1024;
 /// Longest member id, instance id, protocol name or client id kept.
 pub const NAME_BYTES_MAX: usize = 16 * 1024;
+/// Protocols one JoinGroup may offer, and their metadata in bytes: what a member stores.
+pub const PROTOCOLS_PER_MEMBER_MAX: usize = 64;
+pub const PROTOCOL_METADATA_BYTES_MAX: usize = 1024 * 1024;
 
 /// Coordinator settings, read once from the broker properties.
 #[derive(Clone, Debug)]
@@ -65,6 +69,8 @@ pub struct Settings {
     pub consumer_heartbeat_interval_ms: i32,
     pub consumer_members_max: usize,
     pub consumer_assignors: Vec<String>,
+    /// `group.coordinator.rebalance.protocols` lists `consumer`: KIP-848 groups are served.
+    pub consumer_protocol_enabled: bool,
 }
 
 impl Settings {
@@ -89,6 +95,10 @@ impl Settings {
                 as i32,
             consumer_members_max: (properties.get_i64("group.consumer.max.size") as usize)
                 .min(MEMBERS_PER_GROUP_MAX),
+            consumer_protocol_enabled: properties
+                .get("group.coordinator.rebalance.protocols")
+                .split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("consumer")),
             consumer_assignors: properties
                 .get("group.consumer.assignors")
                 .split(',')
@@ -175,8 +185,11 @@ pub type PartitionCommit = (i32, i64, i32, Option<String>);
 pub struct GroupCoordinator {
     settings: Settings,
     groups: Mutex<HashMap<String, Group>>,
-    /// Wakes the timer task when a deadline earlier than the one it sleeps on may exist.
+    /// Wakes the timer task when a deadline earlier than the one it sleeps on appears.
     wake: Notify,
+    /// The earliest deadline the timer knew of when it last looked (i64::MAX: none). Read and
+    /// written under the groups lock, so a new earlier deadline is never missed.
+    timer_target_ms: AtomicI64,
 }
 
 /// A group description for DescribeGroups.
@@ -201,6 +214,7 @@ impl GroupCoordinator {
             settings: Settings::from_properties(properties),
             groups: Mutex::new(HashMap::new()),
             wake: Notify::new(),
+            timer_target_ms: AtomicI64::new(i64::MAX),
         }
     }
 
@@ -368,6 +382,13 @@ impl GroupCoordinator {
                 .protocols
                 .iter()
                 .any(|(name, _)| name.len() > NAME_BYTES_MAX)
+            || request.protocols.len() > PROTOCOLS_PER_MEMBER_MAX
+            || request
+                .protocols
+                .iter()
+                .map(|(_, m)| m.len())
+                .sum::<usize>()
+                > PROTOCOL_METADATA_BYTES_MAX
         {
             return fail(ResponseError::InvalidRequest);
         }
@@ -392,6 +413,7 @@ impl GroupCoordinator {
             group.consumer = None;
         }
         let (reply, effects) = group.classic.join(request, settings.classic_limits(), now);
+        group.classic.check_invariants();
         if effects.persist_group {
             let _ = self.persist_group(broker, group);
         }
@@ -399,8 +421,11 @@ impl GroupCoordinator {
             // A join refused at once (bad protocol, MEMBER_ID_REQUIRED aside) leaves nothing.
             groups.remove(group_id);
         }
+        let wake = self.deadline_moved_earlier(&groups, group_id);
         drop(groups);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
         reply
     }
 
@@ -439,8 +464,12 @@ impl GroupCoordinator {
             let error = self.persist_group(broker, group).err();
             group.classic.complete_sync(error, limits, now);
         }
+        group.classic.check_invariants();
+        let wake = self.deadline_moved_earlier(&groups, group_id);
         drop(groups);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
         reply
     }
 
@@ -489,11 +518,15 @@ impl GroupCoordinator {
                 error
             })
             .collect();
+        group.classic.check_invariants();
         if persist {
             let _ = self.persist_group(broker, group);
         }
+        let wake = self.deadline_moved_earlier(&groups, group_id);
         drop(groups);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
         Ok(results)
     }
 
@@ -808,6 +841,13 @@ impl GroupCoordinator {
         group_id: &str,
         request: HeartbeatRequest,
     ) -> Result<HeartbeatResult, (ResponseError, String)> {
+        if !self.settings.consumer_protocol_enabled {
+            return Err((
+                ResponseError::UnsupportedVersion,
+                "The consumer group protocol is disabled (group.coordinator.rebalance.protocols)."
+                    .to_string(),
+            ));
+        }
         validate_group_id(group_id)
             .map_err(|e| (e, "The group id is empty or too long.".to_string()))?;
         if request.member_id.is_empty() || request.member_id.len() > NAME_BYTES_MAX {
@@ -862,8 +902,11 @@ impl GroupCoordinator {
             &self.settings.consumer_limits(),
             now,
         );
+        let wake = self.deadline_moved_earlier(&groups, group_id);
         drop(groups);
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
         result
     }
 
@@ -892,11 +935,20 @@ impl GroupCoordinator {
 
     // ---- timers ----
 
+    /// Whether `group_id` now has a deadline earlier than the one the timer sleeps towards.
+    /// Called with the groups lock held.
+    fn deadline_moved_earlier(&self, groups: &HashMap<String, Group>, group_id: &str) -> bool {
+        let deadline = groups.get(group_id).and_then(Group::next_deadline_ms);
+        deadline.is_some_and(|d| d < self.timer_target_ms.load(Ordering::SeqCst))
+    }
+
+    /// The earliest deadline of all groups; remembered for [`Self::deadline_moved_earlier`].
     fn next_deadline_ms(&self) -> Option<i64> {
-        self.lock()
-            .values()
-            .filter_map(Group::next_deadline_ms)
-            .min()
+        let groups = self.lock();
+        let next = groups.values().filter_map(Group::next_deadline_ms).min();
+        self.timer_target_ms
+            .store(next.unwrap_or(i64::MAX), Ordering::SeqCst);
+        next
     }
 
     /// Fires every session, join and sync deadline that is due.
@@ -917,6 +969,7 @@ impl GroupCoordinator {
                 }
             }
             let (effects, evicted) = group.classic.expire(limits, now);
+            group.classic.check_invariants();
             for member_id in &evicted {
                 tracing::info!(
                     group_id = group.classic.group_id,

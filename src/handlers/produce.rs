@@ -66,6 +66,15 @@ fn append_partition(
     records: Option<&Bytes>,
     now: i64,
 ) -> PartitionOutcome {
+    if crate::handlers::metadata::is_internal(topic) {
+        // Only the coordinators write internal topics (Kafka: "Cannot append to internal
+        // topic"); a client record in __consumer_offsets would be replayed as a commit.
+        return failed(
+            index,
+            ResponseError::InvalidTopicException,
+            format!("Cannot append to internal topic {topic}"),
+        );
+    }
     let Some(log) = broker.logs.get(topic, index) else {
         let error = if validate_topic_name(topic).is_err() {
             ResponseError::InvalidTopicException
