@@ -378,7 +378,7 @@ async fn raw_bad_transactional_input_gets_kafka_errors() {
     create_topic(&bootstrap, "bad", 1, &[]).await;
     let mut client = raw::RawClient::connect(broker.addr());
     let id = || StrBytes::from_static_str("bad-id").into();
-    let mut init = |client: &mut raw::RawClient, timeout_ms: i32| -> InitProducerIdResponse {
+    let init = |client: &mut raw::RawClient, timeout_ms: i32| -> InitProducerIdResponse {
         client.call(
             ApiKey::InitProducerId,
             4,
@@ -407,7 +407,7 @@ async fn raw_bad_transactional_input_gets_kafka_errors() {
     let marker = dlog::record::control::marker_batch(producer_id, epoch, 0, true, 0);
     assert_eq!(client.produce("bad", 0, &marker).0, INVALID_RECORD);
 
-    let mut add = |client: &mut raw::RawClient, pid: i64, epoch: i16, topic: &str| -> i16 {
+    let add = |client: &mut raw::RawClient, pid: i64, epoch: i16, topic: &str| -> i16 {
         let response: AddPartitionsToTxnResponse = client.call(
             ApiKey::AddPartitionsToTxn,
             3,
@@ -467,7 +467,7 @@ async fn raw_bad_transactional_input_gets_kafka_errors() {
         vec![0, INVALID_TXN_STATE]
     );
 
-    let mut end = |client: &mut raw::RawClient, epoch: i16, commit: bool| -> i16 {
+    let end = |client: &mut raw::RawClient, epoch: i16, commit: bool| -> i16 {
         let response: EndTxnResponse = client.call(
             ApiKey::EndTxn,
             3,
