@@ -116,9 +116,13 @@ pub struct PendingOffset {
 /// Where committed transactional offsets go: the group coordinator's offset store.
 ///
 /// TODO(merge with groups, issue 3): implement this for the group coordinator's offset store
-/// (write the offsets to `__consumer_offsets` as a normal commit) and install it with
-/// [`TransactionCoordinator::set_offset_sink`]. Until then committed transactional offsets are
-/// only logged.
+/// and install it with [`TransactionCoordinator::set_offset_sink`] when the broker is built.
+/// On main that is `coordinator::GroupCoordinator`: append `records::offset_key` /
+/// `records::offset_value` for each offset (as `commit_offsets` does, but without its
+/// generation check: TxnOffsetCommit was validated when staged) and `group.offsets.put` them.
+/// Main's `__consumer_offsets` loader already skips control batches, so the COMMIT/ABORT
+/// markers this coordinator writes into the group's `__consumer_offsets` partition are safe.
+/// Until then committed transactional offsets are only logged.
 pub trait TxnOffsetSink: Send + Sync {
     fn commit(&self, group_id: &str, offsets: &[PendingOffset]);
 }
