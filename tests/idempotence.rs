@@ -99,7 +99,7 @@ fn idempotent_producer_survives_kill9_without_duplicates_or_gaps() {
                     }
                 }
                 producer.poll(Duration::ZERO);
-                if sent % 20 == 0 {
+                if sent.is_multiple_of(20) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }

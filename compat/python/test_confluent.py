@@ -1,7 +1,7 @@
 """confluent-kafka (librdkafka 2.x) against the broker at $BOOTSTRAP.
 
 Consumers use assign() with explicit offsets only: no subscribe(), no commits.
-Producers run with enable.idempotence=true.
+Producers run with enable.idempotence=true; one test uses a transactional producer.
 """
 
 import time
@@ -380,3 +380,43 @@ def test_list_offsets_empty_and_unknown(bootstrap, admin, topic_factory):
             c.get_watermark_offsets(TopicPartition(topic, 5), timeout=5)
     finally:
         c.close()
+
+
+# ------------------------------------------------------------- transactions
+
+
+def test_transactions_commit_abort_and_fencing(bootstrap, topic_factory):
+    """A transactional producer's commits are visible to read_committed consumers, its aborts
+    only to read_uncommitted ones; a second producer with the same transactional.id fences the
+    first."""
+    topic = topic_factory("ck-txn")
+    txn_id = f"{topic}-id"
+    p = h.producer(bootstrap, **{"transactional.id": txn_id})
+    p.init_transactions(h.WAIT)
+    for round_, commit in ((0, True), (1, False), (2, True)):
+        p.begin_transaction()
+        for i in range(5):
+            p.produce(topic, f"r{round_}-{i}".encode(), partition=0)
+        p.flush(h.WAIT)
+        if commit:
+            p.commit_transaction(h.WAIT)
+        else:
+            p.abort_transaction(h.WAIT)
+    p.begin_transaction()
+    p.produce(topic, b"zombie", partition=0)
+    p.flush(h.WAIT)
+    successor = h.producer(bootstrap, **{"transactional.id": txn_id})
+    successor.init_transactions(h.WAIT)
+    with pytest.raises(KafkaException):
+        p.commit_transaction(h.WAIT)
+    successor.begin_transaction()
+    successor.produce(topic, b"successor", partition=0)
+    successor.commit_transaction(h.WAIT)
+
+    expected = [f"r{r}-{i}".encode() for r in (0, 2) for i in range(5)] + [b"successor"]
+    committed = h.consume_partitions(bootstrap, topic, [0], len(expected),
+                                     **{"isolation.level": "read_committed"})[0]
+    assert [m.value() for m in committed] == expected
+    everything = h.consume_partitions(bootstrap, topic, [0], 17,
+                                      **{"isolation.level": "read_uncommitted"})[0]
+    assert len(everything) == 17  # 15 + zombie + successor; markers are not records

@@ -41,6 +41,9 @@ pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub const TRANSACTIONAL_IDS_MAX: usize = 100_000;
 /// Partitions one transaction may span.
 pub const PARTITIONS_PER_TRANSACTION_MAX: usize = 10_000;
+/// Per-partition errors of a request that was otherwise accepted: ((topic, partition), error).
+pub type PartitionErrors = Vec<((String, i32), ResponseError)>;
+
 /// Offsets one transaction may stage with TxnOffsetCommit (over all its groups).
 pub const PENDING_OFFSETS_PER_TRANSACTION_MAX: usize = 100_000;
 /// The coordinator epoch written into markers: one coordinator, never moved.
@@ -585,7 +588,7 @@ impl TransactionCoordinator {
         producer_id: i64,
         epoch: i16,
         partitions: &[(String, i32)],
-    ) -> Result<Vec<((String, i32), ResponseError)>, ApiError> {
+    ) -> Result<PartitionErrors, ApiError> {
         self.ensure_ready(broker)?;
         let image = broker.image();
         let unknown: Vec<&(String, i32)> = partitions
@@ -666,7 +669,7 @@ impl TransactionCoordinator {
         producer_id: i64,
         epoch: i16,
         partitions: &[(String, i32)],
-    ) -> Result<Vec<((String, i32), ResponseError)>, ApiError> {
+    ) -> Result<PartitionErrors, ApiError> {
         let state = self.read();
         let txn = state.txns.get(transactional_id).ok_or_else(|| {
             api(
