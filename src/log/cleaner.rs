@@ -43,6 +43,8 @@ pub struct CleanStats {
     pub bytes_written: u64,
     pub records_removed: u64,
     pub segments_rewritten: u64,
+    /// Bytes the rewritten segments shrank by.
+    pub bytes_removed: u64,
     /// The new cleaner checkpoint: everything below has been deduplicated.
     pub first_dirty_offset: i64,
 }
@@ -224,6 +226,7 @@ pub fn clean(
             retired.push(old);
             stats.records_removed += removed_here;
             stats.bytes_written += output.len() as u64;
+            stats.bytes_removed += segment.size_bytes.saturating_sub(output.len() as u64);
             stats.segments_rewritten += 1;
         }
     }

@@ -207,6 +207,13 @@ impl LogManager {
         for log in self.all() {
             let retired = log.enforce_retention(now_ms)?;
             retired_count += retired.len();
+            if !retired.is_empty() {
+                crate::metrics::storage::retention_deleted(
+                    log.topic(),
+                    retired.len() as u64,
+                    retired.iter().map(|r| r.size_bytes).sum(),
+                );
+            }
             self.schedule_deletion(retired, now_ms + log.config().file_delete_delay_ms)?;
         }
         if retired_count > 0 {
@@ -236,10 +243,12 @@ impl LogManager {
             if !cleaner::needs_cleaning(&log, first_dirty, now_ms) {
                 continue;
             }
+            let started = std::time::Instant::now();
             let Some((stats, retired)) = cleaner::clean(&log, first_dirty, now_ms, settings)?
             else {
                 continue;
             };
+            crate::metrics::storage::cleaned(stats.bytes_removed, started.elapsed());
             self.schedule_deletion(retired, now_ms + log.config().file_delete_delay_ms)?;
             self.first_dirty_offsets
                 .lock()

@@ -966,7 +966,7 @@ impl PartitionLog {
         for base in bases {
             let segment = state.segments.remove(base).expect("segment to retire");
             assert!(!state.segments.is_empty(), "retired the active segment");
-            retired.push(segment.retire()?);
+            retired.push(segment.retire(true)?);
         }
         let first_base = *state.segments.keys().next().expect("active segment");
         if first_base > state.log_start_offset {
@@ -1051,7 +1051,7 @@ impl PartitionLog {
         std::fs::rename(cleaned, &swap)?;
         super::checkpoint::sync_dir(&self.dir)?;
         let old = state.segments.remove(&base_offset).expect("checked above");
-        let retired = old.retire()?;
+        let retired = old.retire(false)?;
         std::fs::rename(&swap, self.dir.join(format!("{stem}.log")))?;
         super::checkpoint::sync_dir(&self.dir)?;
         let mut segment = Segment::open(

@@ -43,6 +43,8 @@ pub const DELETED_SUFFIX: &str = ".deleted";
 #[derive(Debug)]
 pub struct RetiredSegment {
     paths: Vec<PathBuf>,
+    /// Size of the segment's `.log` when it was retired.
+    pub size_bytes: u64,
 }
 
 impl RetiredSegment {
@@ -288,11 +290,19 @@ impl Segment {
     /// Takes the segment out of the log: its files are renamed to `<name>.deleted` at once (a
     /// restart then ignores and removes them) and deleted later by the caller, after
     /// `file.delete.delay.ms`. Fetches still sending from the file keep their open handle.
-    pub fn retire(self) -> io::Result<RetiredSegment> {
+    /// `with_txn_index`: the segment's `.txnindex` goes too (retention); a cleaned segment
+    /// that replaces this one keeps it (compaction leaves transactional batches whole).
+    pub fn retire(self, with_txn_index: bool) -> io::Result<RetiredSegment> {
         let stem_path = self.log_path.with_extension("");
-        let mut paths = Vec::with_capacity(3);
+        let size_bytes = self.size_bytes;
+        let mut paths = Vec::with_capacity(4);
         drop(self); // unmaps the indexes before their files are renamed
-        for extension in ["log", "index", "timeindex"] {
+        let extensions: &[&str] = if with_txn_index {
+            &["log", "index", "timeindex", "txnindex"]
+        } else {
+            &["log", "index", "timeindex"]
+        };
+        for extension in extensions {
             let path = stem_path.with_extension(extension);
             let retired = PathBuf::from(format!("{}{DELETED_SUFFIX}", path.display()));
             match std::fs::rename(&path, &retired) {
@@ -301,7 +311,7 @@ impl Segment {
                 Err(e) => return Err(e),
             }
         }
-        Ok(RetiredSegment { paths })
+        Ok(RetiredSegment { paths, size_bytes })
     }
 
     pub fn delete(self) -> io::Result<()> {
