@@ -360,11 +360,8 @@ async fn counters_follow_produce_and_fetch_traffic() {
     assert!(last.has("dlog_storage_recovery_duration_seconds"));
 }
 
-/// Issue 7's "lag = end offset − committed", through a real consumer group. Ignored until
-/// consumer groups (issue 3) land and `collect::append` passes the coordinator's snapshot to
-/// `collect::groups`; then remove the `ignore`.
+/// Issue 7's "lag = end offset − committed", through a real consumer group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs consumer groups (issue 3) wired into collect::groups"]
 async fn group_lag_is_end_offset_minus_committed() {
     let (broker, metrics) = start_with_metrics(&[]);
     let bootstrap = broker.bootstrap();

@@ -749,6 +749,35 @@ impl GroupCoordinator {
         Ok(results)
     }
 
+    /// Every group for the metrics scrape: state, member count, committed offsets.
+    pub fn metrics_snapshot(&self) -> Vec<crate::metrics::groups::GroupSnapshot> {
+        let groups = self.lock();
+        let mut snapshot: Vec<_> = groups
+            .values()
+            .map(|group| {
+                let (_, state, _) = group.listing();
+                let members = match &group.consumer {
+                    Some(consumer) => consumer.members.len(),
+                    None => group.classic.members.len(),
+                };
+                crate::metrics::groups::GroupSnapshot {
+                    group: group.classic.group_id.clone(),
+                    state,
+                    members,
+                    committed: group
+                        .offsets
+                        .iter()
+                        .map(|(topic, partition, value)| {
+                            (topic.to_string(), partition, value.offset)
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        snapshot.sort_by(|a, b| a.group.cmp(&b.group));
+        snapshot
+    }
+
     // ---- administration ----
 
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {

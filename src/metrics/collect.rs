@@ -22,6 +22,16 @@ pub fn append(output: &mut String, broker: Option<&Broker>, ready: bool) {
     if let Some(broker) = broker {
         partitions(output, broker);
         disk(output, broker);
+        groups(
+            output,
+            &broker.groups.metrics_snapshot(),
+            |topic, partition| {
+                broker
+                    .logs
+                    .get(topic, partition)
+                    .map(|log| log.offsets().log_end_offset)
+            },
+        );
     }
 }
 

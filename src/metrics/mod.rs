@@ -471,8 +471,6 @@ pub mod storage {
 /// each committed offset and the partition's current log end offset, so it grows while
 /// producers append even when the group commits nothing, and costs nothing between scrapes.
 ///
-/// To wire it when the coordinator lands: one call in `collect::append`,
-/// `groups(output, &coordinator_snapshot, |topic, partition| log end offset)`.
 pub mod groups {
     /// Records a consumer group is behind on a partition: log end offset − committed offset
     /// (never negative), by `group`, `topic`, `partition`.
@@ -490,6 +488,9 @@ pub mod groups {
         "CompletingRebalance",
         "Stable",
         "Dead",
+        // KIP-848 consumer groups.
+        "Assigning",
+        "Reconciling",
     ];
 
     /// One group as the coordinator sees it at scrape time.
