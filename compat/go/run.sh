@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs franz-go's pkg/kgo integration tests (the release pinned in go.mod) against the
-# broker at $BOOTSTRAP (host:port), with kgo's default idempotent produce. Tests that
-# need transactions, SASL or share groups are not selected: see TESTS.md.
+# broker at $BOOTSTRAP (host:port), with kgo's default idempotent produce, consumer groups
+# and transactions. Tests that need SASL or share groups are not selected: see TESTS.md.
 #
 #   BOOTSTRAP=127.0.0.1:9092 compat/go/run.sh            # the selected tests
 #   BOOTSTRAP=... compat/go/run.sh '^TestIssue337$'      # a custom -run regexp
@@ -51,6 +51,7 @@ SELECTED=(
     TestGroupSimple
     TestGroupETL
     Test848RegexBrokerResolves
+    TestTxnEtl
     TestIssue769
 )
 if [ $# -ge 1 ]; then
