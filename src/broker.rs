@@ -133,30 +133,28 @@ impl Broker {
     pub fn publish(&self, changes: &[Change]) -> std::io::Result<()> {
         let image = self.image();
         let mut done = std::collections::HashSet::new();
+        // Opens the topic's logs (or grows them) with its current effective config.
+        let open = |topic: &crate::controller::image::TopicImage| {
+            let config = Arc::new(self.controller.log_config(&image, topic));
+            self.logs.ensure_topic(
+                &topic.name,
+                &topic.id.to_string(),
+                topic.partition_count(),
+                config,
+            )
+        };
         for change in changes {
             match change {
                 Change::BrokerConfigChanged => {
                     for topic in image.topics.values() {
                         if done.insert(topic.name.clone()) {
-                            let config = Arc::new(self.controller.log_config(&image, topic));
-                            self.logs.ensure_topic(
-                                &topic.name,
-                                &topic.id.to_string(),
-                                topic.partition_count(),
-                                config,
-                            )?;
+                            open(topic)?;
                         }
                     }
                 }
                 Change::TopicChanged(name) if done.insert(name.clone()) => {
                     if let Some(topic) = image.topics.get(name) {
-                        let config = Arc::new(self.controller.log_config(&image, topic));
-                        self.logs.ensure_topic(
-                            name,
-                            &topic.id.to_string(),
-                            topic.partition_count(),
-                            config,
-                        )?;
+                        open(topic)?;
                     }
                 }
                 Change::TopicRemoved(name) => {

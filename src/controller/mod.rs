@@ -587,14 +587,11 @@ impl Controller {
             }
         }
         let mut records = Vec::new();
-        for name in current.keys().chain(updated.keys()) {
-            let before = current.get(name);
+        let names: std::collections::BTreeSet<&String> =
+            current.keys().chain(updated.keys()).collect();
+        for name in names {
             let after = updated.get(name);
-            if before != after
-                && !records
-                    .iter()
-                    .any(|r| matches!(r, MetadataRecord::Config { name: n, .. } if n == name))
-            {
+            if current.get(name) != after {
                 records.push(MetadataRecord::Config {
                     resource,
                     resource_name: resource_name.to_string(),

@@ -548,11 +548,11 @@ impl GroupCoordinator {
         if !groups.contains_key(group_id) && groups.len() >= GROUPS_MAX {
             return Err(ResponseError::GroupMaxSizeReached);
         }
-        let values: Vec<(&str, i32, OffsetValue)> = offsets
+        let values: Vec<(String, i32, OffsetValue)> = offsets
             .iter()
             .map(|o| {
                 (
-                    o.topic.as_str(),
+                    o.topic.clone(),
                     o.partition,
                     OffsetValue {
                         offset: o.offset,
@@ -563,7 +563,20 @@ impl GroupCoordinator {
                 )
             })
             .collect();
-        let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = values
+        self.store_offsets(broker, &mut groups, group_id, now, values)
+    }
+
+    /// Appends `offsets` to the group's `__consumer_offsets` partition, then applies them to
+    /// the group (created if absent): the shared tail of every kind of commit.
+    fn store_offsets(
+        &self,
+        broker: &Broker,
+        groups: &mut HashMap<String, Group>,
+        group_id: &str,
+        now: i64,
+        offsets: Vec<(String, i32, OffsetValue)>,
+    ) -> Result<(), ResponseError> {
+        let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = offsets
             .iter()
             .map(|(topic, partition, value)| {
                 (
@@ -576,8 +589,8 @@ impl GroupCoordinator {
         let group = groups
             .entry(group_id.to_string())
             .or_insert_with(|| Group::new(group_id, now));
-        for (topic, partition, value) in values {
-            group.offsets.put(topic, partition, value);
+        for (topic, partition, value) in offsets {
+            group.offsets.put(&topic, partition, value);
         }
         Ok(())
     }
@@ -642,22 +655,7 @@ impl GroupCoordinator {
         if accepted.is_empty() {
             return Ok(results);
         }
-        let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = accepted
-            .iter()
-            .map(|(topic, partition, value)| {
-                (
-                    records::offset_key(group_id, topic, *partition),
-                    Some(records::offset_value(value)),
-                )
-            })
-            .collect();
-        self.append(broker, group_id, &encoded)?;
-        let group = groups
-            .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id, now));
-        for (topic, partition, value) in accepted {
-            group.offsets.put(&topic, partition, value);
-        }
+        self.store_offsets(broker, &mut groups, group_id, now, accepted)?;
         Ok(results)
     }
 

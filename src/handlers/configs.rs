@@ -265,6 +265,16 @@ fn alter(
         .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))
 }
 
+/// A config value the operation needs: null is INVALID_REQUEST.
+fn required_value(name: &StrBytes, value: &Option<StrBytes>) -> Result<String, ApiError> {
+    value.as_ref().map(|v| v.to_string()).ok_or_else(|| {
+        ApiError::new(
+            ResponseError::InvalidRequest,
+            format!("Null value not supported for config {}", name.as_str()),
+        )
+    })
+}
+
 /// (error code, message) of an outcome, as the alter responses carry them.
 fn outcome(result: Result<(), ApiError>) -> (i16, Option<StrBytes>) {
     match result {
@@ -284,15 +294,9 @@ pub fn alter_configs(broker: &Broker, mut request: Request) -> Result<ResponseFr
                 .configs
                 .iter()
                 .map(|c| {
-                    let value = c.value.as_ref().ok_or_else(|| {
-                        ApiError::new(
-                            ResponseError::InvalidRequest,
-                            format!("Null value not supported for config {}", c.name.as_str()),
-                        )
-                    })?;
                     Ok(ConfigOp {
                         name: c.name.to_string(),
-                        change: ConfigChange::Set(value.to_string()),
+                        change: ConfigChange::Set(required_value(&c.name, &c.value)?),
                     })
                 })
                 .collect();
@@ -335,14 +339,7 @@ pub fn incremental_alter_configs(
                 .iter()
                 .map(|c| {
                     let name = c.name.to_string();
-                    let value = || {
-                        c.value.as_ref().map(|v| v.to_string()).ok_or_else(|| {
-                            ApiError::new(
-                                ResponseError::InvalidRequest,
-                                format!("Null value not supported for config {name}"),
-                            )
-                        })
-                    };
+                    let value = || required_value(&c.name, &c.value);
                     let change = match c.config_operation {
                         OP_SET => ConfigChange::Set(value()?),
                         OP_DELETE => ConfigChange::Delete,

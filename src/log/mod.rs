@@ -311,17 +311,12 @@ impl LogManager {
     pub fn delete_retired(&self, now_ms: i64) -> io::Result<()> {
         let due: Vec<RetiredSegment> = {
             let mut queue = self.retired.lock().expect("retired lock");
-            let mut due = Vec::new();
-            // Not sorted by deadline (delays differ per topic): scan the bounded queue.
-            let mut index = 0;
-            while index < queue.len() {
-                if queue[index].0 <= now_ms {
-                    due.push(queue.remove(index).expect("in range").1);
-                } else {
-                    index += 1;
-                }
-            }
-            due
+            // Not sorted by deadline (delays differ per topic): split the bounded queue.
+            let (due, waiting): (Vec<_>, Vec<_>) = queue
+                .drain(..)
+                .partition(|(delete_after_ms, _)| *delete_after_ms <= now_ms);
+            *queue = waiting.into();
+            due.into_iter().map(|(_, segment)| segment).collect()
         };
         due.into_iter().try_for_each(RetiredSegment::delete)
     }

@@ -33,17 +33,7 @@ impl RaftNode {
         tally.granted.insert(self.config.node_id);
         self.role = Role::Prospective(tally);
         self.reset_election_timer();
-        let request = VoteRequest {
-            candidate_epoch: self.epoch + 1,
-            candidate_id: self.config.node_id,
-            last_offset_epoch: self.log.last_epoch(),
-            last_offset: self.log.end_offset(),
-            pre_vote: true,
-        };
-        let voters: Vec<NodeId> = self.other_voters().collect();
-        for voter in voters {
-            self.send(voter, Message::VoteRequest(request.clone()));
-        }
+        self.request_votes(self.epoch + 1, true);
         self.maybe_win_pre_vote();
     }
 
@@ -63,18 +53,24 @@ impl RaftNode {
         let mut tally = VoteTally::default();
         tally.granted.insert(self.config.node_id);
         self.role = Role::Candidate(tally);
+        self.request_votes(self.epoch, false);
+        self.maybe_win_election();
+    }
+
+    /// Asks every other voter for its (pre-)vote for `candidate_epoch`, offering this node's
+    /// log end.
+    fn request_votes(&mut self, candidate_epoch: Epoch, pre_vote: bool) {
         let request = VoteRequest {
-            candidate_epoch: self.epoch,
+            candidate_epoch,
             candidate_id: self.config.node_id,
             last_offset_epoch: self.log.last_epoch(),
             last_offset: self.log.end_offset(),
-            pre_vote: false,
+            pre_vote,
         };
         let voters: Vec<NodeId> = self.other_voters().collect();
         for voter in voters {
             self.send(voter, Message::VoteRequest(request.clone()));
         }
-        self.maybe_win_election();
     }
 
     fn maybe_win_election(&mut self) {
