@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use kafka_protocol::ResponseError;
 use tokio::sync::{watch, Notify};
 
 use crate::clock::now_ms;
@@ -35,6 +36,8 @@ pub struct Broker {
     pub transactions: TransactionCoordinator,
     /// Flips to true when the node begins shutting down.
     pub shutdown: watch::Sender<bool>,
+    /// Registration with the controller and heartbeats.
+    pub lifecycle: crate::lifecycle::BrokerLifecycle,
 }
 
 /// Reads `meta.properties` (Kafka's format), creating it with a new cluster id on first start.
@@ -108,8 +111,13 @@ impl Broker {
             producer_ids: ProducerIdManager::default(),
             transactions: TransactionCoordinator::default(),
             shutdown,
+            lifecycle: Default::default(),
         });
         broker.publish(&changes).context("opening partition logs")?;
+        // Registered and unfenced before the listener opens, so Metadata lists this broker.
+        broker
+            .register_and_heartbeat(false)
+            .map_err(|e| anyhow::anyhow!("registering broker: {}", e.message))?;
         broker
             .groups
             .load(&broker)
@@ -128,20 +136,38 @@ impl Broker {
         self.controller.image()
     }
 
+    /// Why a partition has no log here: it exists on another broker (NOT_LEADER_OR_FOLLOWER,
+    /// so the client refreshes metadata and goes there) or it does not exist at all.
+    pub fn missing_partition_error(&self, topic: &str, partition: i32) -> ResponseError {
+        let exists = self
+            .image()
+            .topics
+            .get(topic)
+            .is_some_and(|t| t.partitions.contains_key(&partition));
+        match exists {
+            true => ResponseError::NotLeaderOrFollower,
+            false => ResponseError::UnknownTopicOrPartition,
+        }
+    }
+
     /// Applies metadata changes to local storage: opens logs of new or grown topics (with
     /// their current config), deletes logs of removed ones.
     pub fn publish(&self, changes: &[Change]) -> std::io::Result<()> {
         let image = self.image();
         let mut done = std::collections::HashSet::new();
-        // Opens the topic's logs (or grows them) with its current effective config.
+        // Opens the logs of the topic's partitions hosted here (or of new ones) with its
+        // current effective config.
+        let node_id = self.config.node_id;
         let open = |topic: &crate::controller::image::TopicImage| {
             let config = Arc::new(self.controller.log_config(&image, topic));
-            self.logs.ensure_topic(
-                &topic.name,
-                &topic.id.to_string(),
-                topic.partition_count(),
-                config,
-            )
+            let hosted: Vec<i32> = topic
+                .partitions
+                .iter()
+                .filter(|(_, partition)| partition.replicas.contains(&node_id))
+                .map(|(index, _)| *index)
+                .collect();
+            self.logs
+                .ensure_topic(&topic.name, &topic.id.to_string(), &hosted, config)
         };
         for change in changes {
             match change {
@@ -161,7 +187,7 @@ impl Broker {
                     done.remove(name);
                     self.logs.delete_topic(name)?;
                 }
-                Change::TopicChanged(_) => {}
+                Change::TopicChanged(_) | Change::BrokersChanged => {}
             }
         }
         Ok(())

@@ -115,6 +115,7 @@ async fn run(config: BrokerConfig) -> Result<()> {
     tracing::info!(address = %listen_address, cluster_id = broker.cluster_id, "dlog listening");
     let maintenance = tokio::spawn(broker.clone().run_maintenance());
     let group_timers = tokio::spawn(dlog::coordinator::run_timers(broker.clone()));
+    let lifecycle = tokio::spawn(broker.clone().run_lifecycle());
     let server = tokio::spawn(dlog::server::run(broker.clone(), listener));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -127,6 +128,7 @@ async fn run(config: BrokerConfig) -> Result<()> {
     let _ = server.await;
     let _ = maintenance.await;
     let _ = group_timers.await;
+    let _ = lifecycle.await;
     // Let in-flight handlers finish their appends before closing the logs.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     broker.close().context("closing logs")?;

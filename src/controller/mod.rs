@@ -6,7 +6,9 @@
 //! append; validation, records and the image stay as they are.
 
 pub mod image;
+pub mod placement;
 pub mod records;
+pub mod registration;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -99,6 +101,8 @@ pub struct Controller {
     image: RwLock<Arc<MetadataImage>>,
     /// Serializes validate → append → apply, so validation sees every earlier commit.
     commit_lock: Mutex<()>,
+    /// Brokers' last heartbeats, for fencing (active controller only; not replicated).
+    heartbeats: Mutex<registration::HeartbeatTimes>,
 }
 
 /// Kafka's topic name rule: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -123,6 +127,12 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
 
 fn now_ms() -> i64 {
     crate::clock::now_ms()
+}
+
+/// Where placement starts its round-robin: random, so that the leaders of single-partition
+/// topics spread over the brokers.
+fn placement_start() -> usize {
+    Uuid::new_v4().as_u128() as usize
 }
 
 impl Controller {
@@ -174,6 +184,7 @@ impl Controller {
             log,
             image: RwLock::new(Arc::new(image)),
             commit_lock: Mutex::new(()),
+            heartbeats: Mutex::new(registration::HeartbeatTimes::default()),
         };
         Ok((controller, changes))
     }
@@ -265,15 +276,16 @@ impl Controller {
                 -1 => self.broker_properties.get_i64("default.replication.factor") as i16,
                 factor => factor,
             };
-            if replication_factor != 1 {
-                return Err(ApiError::new(
-                    ResponseError::InvalidReplicationFactor,
-                    format!("Replication factor must be 1: this cluster has 1 broker (got {replication_factor})."),
-                ));
-            }
-            (0..partition_count)
-                .map(|p| (p, vec![self.node_id]))
-                .collect()
+            placement::place(
+                &image,
+                partition_count as usize,
+                replication_factor,
+                placement_start(),
+            )?
+            .into_iter()
+            .enumerate()
+            .map(|(index, replicas)| (index as i32, replicas))
+            .collect()
         } else {
             if topic.partition_count != -1 || topic.replication_factor != -1 {
                 return Err(ApiError::new(
@@ -290,18 +302,8 @@ impl Controller {
                     "Partitions must be numbered 0..n.",
                 ));
             }
-            if topic
-                .assignments
-                .values()
-                .any(|replicas| replicas != &vec![self.node_id])
-            {
-                return Err(ApiError::new(
-                    ResponseError::InvalidReplicaAssignment,
-                    format!(
-                        "Every replica list must be [{}], the only broker.",
-                        self.node_id
-                    ),
-                ));
+            for replicas in topic.assignments.values() {
+                placement::validate_assignment(&image, replicas)?;
             }
             topic.assignments.clone()
         };
@@ -432,7 +434,7 @@ impl Controller {
         }
         let added = (count - current) as usize;
         let replica_lists = match assignments {
-            None => vec![vec![self.node_id]; added],
+            None => placement::place(&image, added, 1, placement_start())?,
             Some(lists) => {
                 if lists.len() != added {
                     return Err(ApiError::new(
@@ -440,14 +442,8 @@ impl Controller {
                         format!("Increasing the number of partitions by {added} but {} assignments provided.", lists.len()),
                     ));
                 }
-                if lists.iter().any(|replicas| replicas != &vec![self.node_id]) {
-                    return Err(ApiError::new(
-                        ResponseError::InvalidReplicaAssignment,
-                        format!(
-                            "Every replica list must be [{}], the only broker.",
-                            self.node_id
-                        ),
-                    ));
+                for replicas in &lists {
+                    placement::validate_assignment(&image, replicas)?;
                 }
                 lists
             }

@@ -517,8 +517,11 @@ pub fn describe_producers(
                 .map(|&index| {
                     let response = PartitionResponse::default().with_partition_index(index);
                     let Some(log) = broker.logs.get(topic.name.as_str(), index) else {
-                        return response
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        return response.with_error_code(
+                            broker
+                                .missing_partition_error(topic.name.as_str(), index)
+                                .code(),
+                        );
                     };
                     let active = log.with_producers(|state| {
                         state

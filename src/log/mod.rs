@@ -20,7 +20,7 @@ pub mod producer_state;
 pub mod segment;
 pub mod time_index;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -44,7 +44,8 @@ pub struct LogManager {
     data_dir: PathBuf,
     clean_start: bool,
     startup_checkpoints: HashMap<(String, i32), Checkpoints>,
-    logs: RwLock<HashMap<String, Vec<Arc<PartitionLog>>>>,
+    /// Only the partitions this broker hosts (a replica of), so indexes may be sparse.
+    logs: RwLock<HashMap<String, BTreeMap<i32, Arc<PartitionLog>>>>,
     /// Segments taken out of their logs, with the time (ms) after which their files go.
     retired: Mutex<VecDeque<(i64, RetiredSegment)>>,
     /// Per compacted partition: offsets below have been deduplicated by the cleaner.
@@ -101,26 +102,28 @@ impl LogManager {
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
         let logs = self.logs.read().expect("logs lock");
-        logs.get(topic)?
-            .get(usize::try_from(partition).ok()?)
-            .cloned()
+        logs.get(topic)?.get(&partition).cloned()
     }
 
-    /// Opens (creating if needed) partitions `0..partition_count` of `topic`; existing ones get
-    /// the new config.
+    /// Opens (creating if needed) the `hosted` partitions of `topic`; existing ones get the
+    /// new config. Partitions this broker no longer hosts are left open: replicas never move
+    /// until partition reassignment exists.
     pub fn ensure_topic(
         &self,
         topic: &str,
         topic_id: &str,
-        partition_count: i32,
+        hosted: &[i32],
         config: Arc<LogConfig>,
     ) -> io::Result<()> {
         let mut logs = self.logs.write().expect("logs lock");
         let partitions = logs.entry(topic.to_string()).or_default();
-        for log in partitions.iter() {
+        for log in partitions.values() {
             log.set_config(config.clone());
         }
-        for partition in partitions.len() as i32..partition_count {
+        for &partition in hosted {
+            if partitions.contains_key(&partition) {
+                continue;
+            }
             let dir = self.data_dir.join(partition_dir_name(topic, partition));
             let is_new = !dir.exists();
             // Checkpoints read at start describe directories that existed then; a topic
@@ -147,7 +150,7 @@ impl LogManager {
                     format!("version: 0\ntopic_id: {topic_id}\n"),
                 )?;
             }
-            partitions.push(Arc::new(log));
+            partitions.insert(partition, Arc::new(log));
         }
         Ok(())
     }
@@ -160,7 +163,7 @@ impl LogManager {
             .lock()
             .expect("cleaner offsets lock")
             .retain(|(name, _), _| name != topic);
-        for log in removed.into_iter().flatten() {
+        for log in removed.into_iter().flat_map(BTreeMap::into_values) {
             // In-flight requests may hold the log; its files go once they are done with it.
             match Arc::try_unwrap(log) {
                 Ok(log) => log.delete()?,
@@ -175,7 +178,7 @@ impl LogManager {
             .read()
             .expect("logs lock")
             .values()
-            .flatten()
+            .flat_map(BTreeMap::values)
             .cloned()
             .collect()
     }

@@ -1,0 +1,126 @@
+//! The broker's side of registration (Kafka's BrokerLifecycleManager): register with the
+//! active controller, heartbeat every `broker.heartbeat.interval.ms`, register again when the
+//! controller forgot us (a stale epoch), and ask to be fenced on shutdown so that clients stop
+//! being sent here. The active controller also fences brokers whose heartbeats stopped.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::controller::records::BrokerEndpoint;
+use crate::controller::registration::{Heartbeat, HeartbeatReply, Registration};
+use crate::controller::ApiError;
+
+/// Kafka's security protocol id of PLAINTEXT.
+const SECURITY_PROTOCOL_PLAINTEXT: i16 = 0;
+
+/// This process's registration state.
+#[derive(Debug)]
+pub struct BrokerLifecycle {
+    /// New at every start: tells a restart apart from a retried registration.
+    pub incarnation_id: Uuid,
+    /// -1 until registered.
+    epoch: AtomicI64,
+}
+
+impl Default for BrokerLifecycle {
+    fn default() -> Self {
+        BrokerLifecycle {
+            incarnation_id: Uuid::new_v4(),
+            epoch: AtomicI64::new(-1),
+        }
+    }
+}
+
+impl BrokerLifecycle {
+    pub fn epoch(&self) -> i64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+}
+
+impl Broker {
+    /// What this broker registers: its id, incarnation, client listener and rack.
+    pub fn registration(&self) -> Registration {
+        let rack = self.config.properties.get("broker.rack").trim().to_string();
+        Registration {
+            broker_id: self.config.node_id,
+            incarnation_id: self.lifecycle.incarnation_id,
+            endpoints: vec![BrokerEndpoint {
+                name: "PLAINTEXT".to_string(),
+                host: self.config.advertised_host.clone(),
+                port: u16::try_from(self.config.advertised_port).unwrap_or(0),
+                security_protocol: SECURITY_PROTOCOL_PLAINTEXT,
+            }],
+            rack: (!rack.is_empty()).then_some(rack),
+        }
+    }
+
+    fn heartbeat_request(&self, want_shutdown: bool) -> Heartbeat {
+        Heartbeat {
+            broker_id: self.config.node_id,
+            broker_epoch: self.lifecycle.epoch(),
+            want_fence: false,
+            want_shutdown,
+            metadata_offset: self.image().applied_offset,
+        }
+    }
+
+    /// Registers (when not yet) and heartbeats once, through the controller.
+    pub fn register_and_heartbeat(&self, want_shutdown: bool) -> Result<HeartbeatReply, ApiError> {
+        if self.lifecycle.epoch() < 0 {
+            let epoch = self.controller.register_broker(&self.registration())?;
+            self.lifecycle.epoch.store(epoch, Ordering::Release);
+        }
+        let reply = self
+            .controller
+            .broker_heartbeat(&self.heartbeat_request(want_shutdown));
+        if let Err(error) = &reply {
+            // The controller lost our registration (or saw a newer one): start over.
+            if matches!(
+                error.error,
+                ResponseError::StaleBrokerEpoch | ResponseError::BrokerIdNotRegistered
+            ) {
+                self.lifecycle.epoch.store(-1, Ordering::Release);
+            }
+        }
+        reply
+    }
+
+    /// Heartbeats until shutdown, then asks to be fenced. The active controller also fences
+    /// brokers whose heartbeats stopped.
+    pub async fn run_lifecycle(self: Arc<Broker>) {
+        let mut shutdown = self.shutdown.subscribe();
+        let interval = Duration::from_millis(
+            self.config
+                .properties
+                .get_i64("broker.heartbeat.interval.ms")
+                .max(1) as u64,
+        );
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => break,
+            }
+            let broker = self.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let reply = broker.register_and_heartbeat(false);
+                let fenced = broker.controller.fence_stale_brokers();
+                (reply, fenced)
+            })
+            .await;
+            match result {
+                Ok((Err(error), _)) | Ok((_, Err(error))) => {
+                    tracing::warn!(message = error.message, "broker heartbeat failed")
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "heartbeat task failed"),
+            }
+        }
+        let broker = self.clone();
+        let _ = tokio::task::spawn_blocking(move || broker.register_and_heartbeat(true)).await;
+    }
+}
