@@ -100,6 +100,12 @@ fn coordinator_for(
             ),
             Err(error) => return unavailable(error, "The coordinator is not available."),
         },
+        KEY_TYPE_TRANSACTION if key.is_empty() => {
+            return unavailable(
+                ResponseError::InvalidRequest,
+                "A transactional id must not be empty.",
+            )
+        }
         KEY_TYPE_TRANSACTION => match broker.transactions.ensure_ready(broker) {
             Ok(()) => (
                 TRANSACTION_STATE_TOPIC,
@@ -458,7 +464,10 @@ pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFra
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let result = broker.groups.fetch_offsets(group.group_id.as_str(), topics);
+                let result = broker
+                    .groups
+                    .check_coordinator(broker, group.group_id.as_str())
+                    .and_then(|()| broker.groups.fetch_offsets(group.group_id.as_str(), topics));
                 let (error, fetched): (Option<ResponseError>, FetchedTopics) = match result {
                     Ok(fetched) => (None, fetched),
                     Err(error) => (Some(error), Vec::new()),
@@ -499,11 +508,14 @@ pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFra
                 .map(|t| (t.name.to_string(), t.partition_indexes))
                 .collect()
         });
-        let (error, fetched): (Option<ResponseError>, FetchedTopics) =
-            match broker.groups.fetch_offsets(body.group_id.as_str(), topics) {
-                Ok(fetched) => (None, fetched),
-                Err(error) => (Some(error), Vec::new()),
-            };
+        let (error, fetched): (Option<ResponseError>, FetchedTopics) = match broker
+            .groups
+            .check_coordinator(broker, body.group_id.as_str())
+            .and_then(|()| broker.groups.fetch_offsets(body.group_id.as_str(), topics))
+        {
+            Ok(fetched) => (None, fetched),
+            Err(error) => (Some(error), Vec::new()),
+        };
         response = response
             .with_error_code(if version >= 2 { code(error) } else { 0 })
             .with_topics(
