@@ -16,6 +16,18 @@ struct Cli {
     /// Address to listen on (sets `listeners=PLAINTEXT://ADDRESS`).
     #[arg(long)]
     listen: Option<String>,
+    /// This node's id (sets `node.id`).
+    #[arg(long)]
+    node_id: Option<i32>,
+    /// Address of the controller listener (adds `CONTROLLER://ADDRESS` to `listeners`).
+    #[arg(long)]
+    controller_listen: Option<String>,
+    /// The controller quorum, `ID@HOST:PORT,...` (sets `controller.quorum.voters`).
+    #[arg(long)]
+    controller_quorum_voters: Option<String>,
+    /// Roles of this node: `broker`, `controller` or `broker,controller` (sets `process.roles`).
+    #[arg(long)]
+    process_roles: Option<String>,
     /// Data directory (sets `log.dirs`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -52,6 +64,39 @@ fn properties(cli: &Cli) -> Result<Properties> {
     }
     if let Some(listen) = &cli.listen {
         properties.set("listeners", &format!("PLAINTEXT://{listen}"))?;
+    }
+    if let Some(address) = &cli.controller_listen {
+        let name = properties
+            .get("controller.listener.names")
+            .split(',')
+            .next()
+            .unwrap_or("CONTROLLER")
+            .trim()
+            .to_string();
+        // Replace an existing controller entry; keep the others.
+        let mut listeners: Vec<String> = properties
+            .get("listeners")
+            .split(',')
+            .map(str::trim)
+            .filter(|l| {
+                !l.is_empty()
+                    && !l
+                        .to_ascii_uppercase()
+                        .starts_with(&format!("{}://", name.to_ascii_uppercase()))
+            })
+            .map(str::to_string)
+            .collect();
+        listeners.push(format!("{name}://{address}"));
+        properties.set("listeners", &listeners.join(","))?;
+    }
+    if let Some(id) = cli.node_id {
+        properties.set("node.id", &id.to_string())?;
+    }
+    if let Some(voters) = &cli.controller_quorum_voters {
+        properties.set("controller.quorum.voters", voters)?;
+    }
+    if let Some(roles) = &cli.process_roles {
+        properties.set("process.roles", roles)?;
     }
     if let Some(dir) = &cli.data_dir {
         properties.set("log.dirs", &dir.to_string_lossy())?;
