@@ -8,14 +8,14 @@ use uuid::Uuid;
 
 use super::records::{ConfigResource, MetadataRecord};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionImage {
     pub replicas: Vec<i32>,
     pub leader: i32,
     pub leader_epoch: i32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TopicImage {
     pub name: String,
     pub id: Uuid,
@@ -39,7 +39,8 @@ pub enum Change {
     BrokerConfigChanged,
 }
 
-#[derive(Clone, Debug, Default)]
+/// Serializable: a snapshot of the metadata log is this image as JSON.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicImage>,
     pub topic_names_by_id: HashMap<Uuid, String>,

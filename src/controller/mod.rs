@@ -6,6 +6,7 @@
 //! append; validation, records and the image stay as they are.
 
 pub mod image;
+pub mod metadata_log;
 pub mod peer;
 pub mod records;
 
