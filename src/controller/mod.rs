@@ -1,31 +1,33 @@
 //! The controller: owner of cluster metadata. Every change is validated here, appended as
 //! [`records::MetadataRecord`]s to the metadata log, and applied to the [`image::MetadataImage`].
 //!
-//! A single node is a one-voter quorum: a commit is durable (fsynced) once appended, so the
-//! append is the commit. The Raft quorum of a cluster replaces only [`Controller::commit`]'s
-//! append; validation, records and the image stay as they are.
+//! A commit is a proposal to the metadata quorum ([`quorum`]): the active controller
+//! validates, proposes the records as one Raft entry and answers once that entry committed
+//! and was applied. Every node (leader, follower, observer) applies committed entries to its
+//! image in the quorum driver, which hands the resulting changes to the broker. A single node
+//! is a one-voter quorum of itself: same path, no peers.
 
 pub mod image;
 pub mod metadata_log;
 pub mod peer;
+pub mod quorum;
 pub mod records;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::config::Properties;
 use crate::log::log_config::LogConfig;
-use crate::log::partition::{Checkpoints, PartitionLog};
-use crate::record::batch::BatchIter;
-use crate::record::builder::BatchBuilder;
-use crate::record::records as record_codec;
 
 use image::{Change, MetadataImage};
+use quorum::{ProposeFailure, Quorum, QuorumConfig};
 use records::{ConfigResource, MetadataRecord};
 
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
@@ -33,6 +35,8 @@ pub const METADATA_TOPIC: &str = "__cluster_metadata";
 pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
 /// Partitions one CreateTopics may ask for; each partition holds open files.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+/// How long a commit waits for the quorum before REQUEST_TIMED_OUT.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A refusal with the Kafka error code and message the client sees.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,8 +101,7 @@ fn is_list_config(resource: ConfigResource, name: &str) -> bool {
 pub struct Controller {
     node_id: i32,
     broker_properties: Properties,
-    log: PartitionLog,
-    image: RwLock<Arc<MetadataImage>>,
+    quorum: Quorum,
     /// Serializes validate → append → apply, so validation sees every earlier commit.
     commit_lock: Mutex<()>,
 }
@@ -123,95 +126,78 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    crate::clock::now_ms()
-}
-
 impl Controller {
-    /// Opens the metadata log in `data_dir` and replays it. Returns the changes the replay
-    /// made, for the broker to open its logs.
+    /// Opens the metadata quorum in `data_dir` (`__cluster_metadata-0`) and starts its driver.
+    /// A one-voter quorum elects itself and applies its whole log before this returns; a
+    /// node of a larger quorum catches up in the background. Changes applied reach the
+    /// subscriber ([`Controller::subscribe`]), the replay first.
     pub fn open(
         data_dir: &Path,
         node_id: i32,
         broker_properties: Properties,
-        clean: bool,
-    ) -> io::Result<(Controller, Vec<Change>)> {
-        let config = Arc::new(LogConfig::new(&broker_properties, &BTreeMap::new()));
+        quorum_config: QuorumConfig,
+    ) -> io::Result<Controller> {
         let dir = data_dir.join(format!("{METADATA_TOPIC}-0"));
-        let log = PartitionLog::open(
-            &dir,
-            METADATA_TOPIC,
-            0,
-            config,
-            Checkpoints::default(),
-            clean,
-        )?;
-        let mut image = MetadataImage::new();
-        let mut changes = Vec::new();
-        let bytes = log.read_all_from(0)?;
-        for item in BatchIter::new(&bytes) {
-            let (position, header) =
-                item.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            let batch = &bytes[position..position + header.size_bytes()];
-            let invalid = |e: anyhow::Error| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("metadata log: {e}"))
-            };
-            let section = record_codec::records_section(batch, &header).map_err(invalid)?;
-            for record in record_codec::decode(&section, &header).map_err(invalid)? {
-                let value = record
-                    .value
-                    .ok_or_else(|| invalid(anyhow::anyhow!("null metadata record")))?;
-                let metadata_record = MetadataRecord::decode(value).map_err(invalid)?;
-                changes.extend(image.apply(record.offset, &metadata_record));
+        let single = quorum_config.is_single_node();
+        let quorum = Quorum::open(&dir, quorum_config)?;
+        if single {
+            let end = quorum.status().log_end_offset;
+            if !quorum.wait_active(end, Duration::from_secs(60)) {
+                return Err(io::Error::other("metadata log replay timed out"));
             }
         }
+        let image = quorum.image();
         tracing::info!(
             applied_offset = image.applied_offset,
             topics = image.topics.len(),
             "replayed metadata log"
         );
-        let controller = Controller {
+        Ok(Controller {
             node_id,
             broker_properties,
-            log,
-            image: RwLock::new(Arc::new(image)),
+            quorum,
             commit_lock: Mutex::new(()),
-        };
-        Ok((controller, changes))
+        })
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.image.read().expect("image lock").clone()
+        self.quorum.image()
+    }
+
+    pub fn quorum(&self) -> &Quorum {
+        &self.quorum
+    }
+
+    /// Sets the one receiver of applied changes (see [`Quorum::subscribe`]).
+    pub fn subscribe(&self, subscriber: quorum::Subscriber) {
+        self.quorum.subscribe(subscriber)
     }
 
     pub fn broker_properties(&self) -> &Properties {
         &self.broker_properties
     }
 
-    /// Appends `records` as one batch (atomically), fsyncs, applies them, and returns the
-    /// changes. Callers hold `commit_lock` from validation to here.
-    fn commit(&self, records: &[MetadataRecord]) -> io::Result<Vec<Change>> {
+    /// Proposes `records` as one entry (atomically) and waits until it committed and was
+    /// applied; the changes went to the subscriber, so none are returned. Callers hold
+    /// `commit_lock` from validation to here.
+    fn commit(&self, records: &[MetadataRecord]) -> Result<Vec<Change>, ApiError> {
         assert!(!records.is_empty(), "empty metadata commit");
-        let now = now_ms();
-        let encoded: Vec<Vec<u8>> = records.iter().map(MetadataRecord::encode).collect();
-        let batch = encoded
-            .iter()
-            .fold(BatchBuilder::new(now), |b, value| {
-                b.record(None, Some(value), now)
-            })
-            .build();
-        let appended = self
-            .log
-            .append_trusted(&batch, now)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        self.log.flush(now)?; // fsync: a metadata change is durable before it is visible
-        let mut image = (*self.image()).clone();
-        let mut changes = Vec::new();
-        for (index, record) in records.iter().enumerate() {
-            changes.extend(image.apply(appended.base_offset + index as i64, record));
+        let data = quorum::encode_entry_records(records);
+        match self.quorum.propose_and_wait(data, COMMIT_TIMEOUT) {
+            Ok(()) => Ok(Vec::new()),
+            Err(ProposeFailure::NotController { leader_id }) => Err(ApiError::new(
+                ResponseError::NotController,
+                format!("This node is not the active controller (leader: {leader_id:?})."),
+            )),
+            Err(ProposeFailure::Timeout) => Err(ApiError::new(
+                ResponseError::RequestTimedOut,
+                "The metadata change did not commit in time (no quorum?).",
+            )),
+            Err(ProposeFailure::TooLarge) => Err(ApiError::new(
+                ResponseError::PolicyViolation,
+                "The metadata change is too large.",
+            )),
         }
-        *self.image.write().expect("image lock") = Arc::new(image);
-        Ok(changes)
     }
 
     /// Validates and (unless `validate_only`) creates a topic. Returns the changes to publish.
@@ -226,7 +212,6 @@ impl Controller {
             return Ok(Vec::new());
         }
         self.commit(&records)
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
     }
 
     fn create_topic_records(&self, topic: &NewTopic) -> Result<Vec<MetadataRecord>, ApiError> {
@@ -351,7 +336,6 @@ impl Controller {
             ));
         }
         self.commit(&[MetadataRecord::RemoveTopic { topic_id: topic.id }])
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
     }
 
     /// Allocates the next block of `block_size` producer ids (Kafka's AllocateProducerIds):
@@ -371,8 +355,7 @@ impl Controller {
             broker_id: self.node_id,
             broker_epoch: 0,
             next_producer_id: next,
-        }])
-        .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        }])?;
         Ok(first)
     }
 
@@ -469,7 +452,6 @@ impl Controller {
             })
             .collect();
         self.commit(&records)
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
     }
 
     /// AlterConfigs (`replace_all`: every override not set by `ops` is removed) and
@@ -606,11 +588,11 @@ impl Controller {
             return Ok(Vec::new());
         }
         self.commit(&records)
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
     }
 
-    /// Flushes the metadata log for a clean shutdown.
+    /// Resigns leadership (if held) and stops the quorum driver.
     pub fn shutdown(&self) -> io::Result<()> {
-        self.log.close(now_ms())
+        self.quorum.shutdown();
+        Ok(())
     }
 }
