@@ -253,6 +253,11 @@ impl Broker {
 
     /// Creates a topic through the controller and opens its logs.
     pub fn create_topic(&self, topic: &NewTopic, validate_only: bool) -> Result<(), ApiError> {
+        if !self.controller.is_local() {
+            // Auto-creation (Metadata, groups, transactions) on a node that is not the active
+            // controller: ask the controller; the commit comes back through the metadata log.
+            return self.controller.forward_create_topic(topic, validate_only);
+        }
         let changes = self.controller.create_topic(topic, validate_only)?;
         self.publish(&changes).map_err(|e| {
             ApiError::new(

@@ -148,19 +148,40 @@ async fn run(config: BrokerConfig) -> Result<()> {
         dlog::metrics::http::start(address, prometheus, status.clone()).await?;
     }
     let listen_address = config.listen_address;
+    let controller_address = config.controller_listen_address;
+    let serves_clients = config.roles.broker;
     let opening = std::time::Instant::now();
     let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
     dlog::metrics::storage::recovered(opening.elapsed(), broker.logs.clean_start());
     status.set_broker(broker.clone());
     status.set_stage(Stage::Binding);
-    let listener = tokio::net::TcpListener::bind(listen_address)
-        .await
-        .with_context(|| format!("binding {listen_address}"))?;
+    // The controller listener first: peers need it to elect a leader.
+    let controller_server = match controller_address {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding controller listener {address}"))?;
+            tracing::info!(%address, "controller listener up");
+            Some(tokio::spawn(dlog::server::run_listener(
+                broker.clone(),
+                listener,
+                dlog::server::ListenerKind::Controller,
+            )))
+        }
+        None => None,
+    };
+    let server = if serves_clients {
+        let listener = tokio::net::TcpListener::bind(listen_address)
+            .await
+            .with_context(|| format!("binding {listen_address}"))?;
+        tracing::info!(address = %listen_address, cluster_id = broker.cluster_id, "dlog listening");
+        Some(tokio::spawn(dlog::server::run(broker.clone(), listener)))
+    } else {
+        None
+    };
     status.set_stage(Stage::Ready);
-    tracing::info!(address = %listen_address, cluster_id = broker.cluster_id, "dlog listening");
     let maintenance = tokio::spawn(broker.clone().run_maintenance());
     let group_timers = tokio::spawn(dlog::coordinator::run_timers(broker.clone()));
-    let server = tokio::spawn(dlog::server::run(broker.clone(), listener));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = terminate.recv() => {}
@@ -168,8 +189,13 @@ async fn run(config: BrokerConfig) -> Result<()> {
     }
     tracing::info!("shutting down");
     status.set_stage(Stage::ShuttingDown);
+    // A leading controller resigns (EndQuorumEpoch) first, so a peer takes over at once.
+    let resigning = broker.clone();
+    let _ = tokio::task::spawn_blocking(move || resigning.controller.quorum().shutdown()).await;
     let _ = broker.shutdown.send(true);
-    let _ = server.await;
+    for server in [server, controller_server].into_iter().flatten() {
+        let _ = server.await;
+    }
     let _ = maintenance.await;
     let _ = group_timers.await;
     // Let in-flight handlers finish their appends before closing the logs.

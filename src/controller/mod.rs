@@ -102,6 +102,8 @@ pub struct Controller {
     node_id: i32,
     broker_properties: Properties,
     quorum: Quorum,
+    /// Clients for forwarding to the active controller, by node id.
+    peers: Mutex<BTreeMap<i32, peer::PeerClient>>,
     /// Serializes validate → append → apply, so validation sees every earlier commit.
     commit_lock: Mutex<()>,
 }
@@ -156,8 +158,128 @@ impl Controller {
             node_id,
             broker_properties,
             quorum,
+            peers: Mutex::new(BTreeMap::new()),
             commit_lock: Mutex::new(()),
         })
+    }
+
+    /// Whether metadata changes are made here: a one-voter quorum, or the active controller.
+    /// Anyone else forwards them ([`Controller::call_active`]).
+    pub fn is_local(&self) -> bool {
+        self.quorum.config().is_single_node() || self.quorum.is_active()
+    }
+
+    /// The client for controller `id` at `address` (one per node, reused).
+    pub fn peer(&self, id: i32, address: &str) -> peer::PeerClient {
+        let mut peers = self.peers.lock().expect("peers lock");
+        let client = peers
+            .entry(id)
+            .or_insert_with(|| peer::PeerClient::new(address, format!("dlog-{}", self.node_id)));
+        if client.address() != address {
+            *client = peer::PeerClient::new(address, format!("dlog-{}", self.node_id));
+        }
+        client.clone()
+    }
+
+    /// Sends `request` to the active controller (waiting a little for one to be elected) and
+    /// returns its answer; blocks this thread, boundedly (for sync callers such as
+    /// auto-topic-creation and producer-id blocks on a node that is not the controller).
+    pub fn call_active<R>(&self, version: i16, request: &R) -> Result<R::Response, ApiError>
+    where
+        R: kafka_protocol::protocol::Request + kafka_protocol::protocol::Encodable,
+        R::Response: kafka_protocol::protocol::Decodable,
+    {
+        let not_controller = |why: String| ApiError::new(ResponseError::NotController, why);
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| not_controller("no runtime to forward from".into()))?;
+        quorum::blocking(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            let (id, address) = loop {
+                match self.quorum.active_controller() {
+                    Some((id, Some(address))) if id != self.node_id => break (id, address),
+                    _ if std::time::Instant::now() >= deadline => {
+                        return Err(not_controller("No active controller is known.".into()))
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(50)),
+                }
+            };
+            let peer = self.peer(id, &address);
+            handle
+                .block_on(peer.send(version, request))
+                .map_err(|e| not_controller(format!("forwarding to controller {id}: {e}")))
+        })
+    }
+
+    /// CreateTopics for one topic, forwarded to the active controller; returns once this
+    /// node's image has the topic (bounded).
+    pub fn forward_create_topic(
+        &self,
+        topic: &NewTopic,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        use kafka_protocol::messages::create_topics_request::{
+            CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+        };
+        use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        let creatable = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.name.clone())))
+            .with_num_partitions(topic.partition_count)
+            .with_replication_factor(topic.replication_factor)
+            .with_assignments(
+                topic
+                    .assignments
+                    .iter()
+                    .map(|(partition, replicas)| {
+                        CreatableReplicaAssignment::default()
+                            .with_partition_index(*partition)
+                            .with_broker_ids(replicas.iter().map(|b| BrokerId(*b)).collect())
+                    })
+                    .collect(),
+            )
+            .with_configs(
+                topic
+                    .configs
+                    .iter()
+                    .map(|(name, value)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(name.clone()))
+                            .with_value(Some(StrBytes::from_string(value.clone())))
+                    })
+                    .collect(),
+            );
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![creatable])
+            .with_timeout_ms(COMMIT_TIMEOUT.as_millis() as i32)
+            .with_validate_only(validate_only);
+        let response = self.call_active(7, &request)?;
+        let result = response.topics.first().ok_or_else(|| {
+            ApiError::new(
+                ResponseError::UnknownServerError,
+                "empty CreateTopics answer",
+            )
+        })?;
+        if result.error_code != 0 {
+            let error = ResponseError::try_from_code(result.error_code)
+                .unwrap_or(ResponseError::UnknownServerError);
+            let message = result
+                .error_message
+                .as_ref()
+                .map_or_else(String::new, |m| m.to_string());
+            return Err(ApiError::new(error, message));
+        }
+        if !validate_only {
+            // The commit reaches this node's image a moment later: wait for it (bounded).
+            quorum::blocking(|| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                while !self.image().topics.contains_key(&topic.name)
+                    && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+        }
+        Ok(())
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {
@@ -343,6 +465,24 @@ impl Controller {
     /// of its ids is used, so ids are never reused after a restart.
     pub fn allocate_producer_ids(&self, block_size: i64) -> Result<i64, ApiError> {
         assert!(block_size > 0, "empty producer id block");
+        if !self.is_local() {
+            let request = kafka_protocol::messages::AllocateProducerIdsRequest::default()
+                .with_broker_id(kafka_protocol::messages::BrokerId(self.node_id))
+                .with_broker_epoch(-1);
+            let response = self.call_active(0, &request)?;
+            if response.error_code != 0 {
+                let error = ResponseError::try_from_code(response.error_code)
+                    .unwrap_or(ResponseError::UnknownServerError);
+                return Err(ApiError::new(error, "AllocateProducerIds failed"));
+            }
+            if i64::from(response.producer_id_len) != block_size {
+                return Err(ApiError::new(
+                    ResponseError::UnknownServerError,
+                    "the controller handed out a block of another size",
+                ));
+            }
+            return Ok(response.producer_id_start.0);
+        }
         let _guard = self.commit_lock.lock().expect("commit lock");
         let first = self.image().next_producer_id;
         let Some(next) = first.checked_add(block_size) else {

@@ -443,6 +443,17 @@ impl Quorum {
     }
 }
 
+/// Runs a blocking `f`: inside a multi-thread tokio runtime the worker is handed off first
+/// (`block_in_place`), so other tasks keep running.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// The changes that turn `before` into `after` (a snapshot installed, or the first image).
 fn initial_changes(before: &MetadataImage, after: &MetadataImage) -> Vec<Change> {
     let mut changes: Vec<Change> = before
