@@ -40,7 +40,8 @@ fn create(raw: &mut Raw, names: &[String]) {
     let response: CreateTopicsResponse = raw.call(ApiKey::CreateTopics, 5, &request);
     for result in &response.topics {
         assert_eq!(
-            result.error_code, 0,
+            result.error_code,
+            0,
             "CreateTopics {}: error {} {:?}",
             result.name.as_str(),
             result.error_code,
@@ -102,7 +103,9 @@ fn main() {
     );
     delete(&mut raw, &names);
 
-    let names: Vec<String> = (0..count).map(|n| format!("bench-ctl-{run}-b{n}")).collect();
+    let names: Vec<String> = (0..count)
+        .map(|n| format!("bench-ctl-{run}-b{n}"))
+        .collect();
     let started = Instant::now();
     for chunk in names.chunks(BATCH_TOPICS) {
         create(&mut raw, chunk);

@@ -12,6 +12,7 @@ use tokio::sync::{watch, Notify};
 use crate::clock::now_ms;
 use crate::config::BrokerConfig;
 use crate::controller::image::{Change, MetadataImage};
+use crate::controller::quorum::QuorumConfig;
 use crate::controller::{ApiError, Controller, NewTopic};
 use crate::coordinator::producer_ids::ProducerIdManager;
 use crate::coordinator::transaction::{TransactionCoordinator, TRANSACTION_STATE_TOPIC};
@@ -19,6 +20,9 @@ use crate::coordinator::GroupCoordinator;
 use crate::handlers::fetch::FetchSessions;
 use crate::log::cleaner::CleanerSettings;
 use crate::log::LogManager;
+
+/// The quorum driver's clock: Raft timeouts are counted in these.
+pub const QUORUM_TICK_MS: u64 = 50;
 
 pub struct Broker {
     pub config: BrokerConfig,
@@ -40,8 +44,43 @@ pub struct Broker {
     pub lifecycle: crate::lifecycle::BrokerLifecycle,
 }
 
-/// Reads `meta.properties` (Kafka's format), creating it with a new cluster id on first start.
-fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> Result<String> {
+/// The cluster id the configuration asks for: `cluster.id`, else one derived from the voter
+/// set (so that nodes started with the same `controller.quorum.voters` agree), else none (a
+/// single node makes up its own on first start).
+pub fn configured_cluster_id(config: &BrokerConfig) -> Option<String> {
+    let explicit = config.properties.get("cluster.id").trim();
+    if !explicit.is_empty() {
+        return Some(explicit.to_string());
+    }
+    if config.quorum_voters.is_empty() {
+        return None;
+    }
+    let mut voters: Vec<String> = config
+        .quorum_voters
+        .iter()
+        .map(|(id, address)| format!("{id}@{address}"))
+        .collect();
+    voters.sort();
+    let text = format!("dlog-cluster:{}", voters.join(","));
+    // FNV-1a, twice with different offsets: 16 stable bytes.
+    let fnv = |basis: u64| {
+        text.bytes().fold(basis, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        })
+    };
+    let mut bytes = fnv(0xcbf2_9ce4_8422_2325).to_be_bytes().to_vec();
+    bytes.extend_from_slice(&fnv(0x6c62_272e_07bb_0142).to_be_bytes());
+    Some(base64_url(&bytes))
+}
+
+/// Reads `meta.properties` (Kafka's format), creating it on first start with `wanted` or a
+/// new random cluster id. A stored id that differs from `wanted` is an error: this data
+/// belongs to another cluster.
+fn load_or_create_cluster_id(
+    data_dir: &Path,
+    node_id: i32,
+    wanted: Option<String>,
+) -> Result<String> {
     let path = data_dir.join("meta.properties");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let stored_node_id = text
@@ -56,16 +95,24 @@ fn load_or_create_cluster_id(data_dir: &Path, node_id: i32) -> Result<String> {
                 );
             }
         }
-        return text
+        let stored = text
             .lines()
             .find_map(|line| {
                 line.strip_prefix("cluster.id=")
                     .map(|id| id.trim().to_string())
             })
-            .with_context(|| format!("{} has no cluster.id", path.display()));
+            .with_context(|| format!("{} has no cluster.id", path.display()))?;
+        if let Some(wanted) = wanted.filter(|w| *w != stored) {
+            anyhow::bail!(
+                "{} has cluster.id {stored}, but this node is configured for cluster {wanted} \
+                 (INCONSISTENT_CLUSTER_ID)",
+                path.display()
+            );
+        }
+        return Ok(stored);
     }
     // Kafka's cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars).
-    let cluster_id = base64_url(uuid::Uuid::new_v4().as_bytes());
+    let cluster_id = wanted.unwrap_or_else(|| base64_url(uuid::Uuid::new_v4().as_bytes()));
     let text = format!("#dlog\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(cluster_id)
@@ -92,12 +139,28 @@ impl Broker {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
-        let cluster_id = load_or_create_cluster_id(&data_dir, config.node_id)?;
+        let cluster_id =
+            load_or_create_cluster_id(&data_dir, config.node_id, configured_cluster_id(&config))?;
         let logs = LogManager::open(&data_dir).context("opening log directory")?;
-        let clean = logs.clean_start();
-        let (controller, changes) =
-            Controller::open(&data_dir, config.node_id, config.properties.clone(), clean)
-                .context("opening metadata log")?;
+        let properties = &config.properties;
+        let quorum_config = QuorumConfig {
+            node_id: config.node_id,
+            voters: config.quorum_voters.clone(),
+            cluster_id: cluster_id.clone(),
+            tick_ms: QUORUM_TICK_MS,
+            election_timeout_ms: properties.get_i64("controller.quorum.election.timeout.ms") as u64,
+            fetch_timeout_ms: properties.get_i64("controller.quorum.fetch.timeout.ms") as u64,
+            snapshot_interval_bytes: properties
+                .get_i64("metadata.log.max.record.bytes.between.snapshots")
+                as u64,
+        };
+        let controller = Controller::open(
+            &data_dir,
+            config.node_id,
+            config.properties.clone(),
+            quorum_config,
+        )
+        .context("opening metadata log")?;
         let (shutdown, _) = watch::channel(false);
         let properties = config.properties.clone();
         let broker = Arc::new(Broker {
@@ -113,11 +176,35 @@ impl Broker {
             shutdown,
             lifecycle: Default::default(),
         });
-        broker.publish(&changes).context("opening partition logs")?;
-        // Registered and unfenced before the listener opens, so Metadata lists this broker.
-        broker
-            .register_and_heartbeat(false)
-            .map_err(|e| anyhow::anyhow!("registering broker: {}", e.message))?;
+        // Every change applied to the image (the replay now, commits from anywhere later)
+        // opens or deletes this node's logs. A controller-only node holds no partitions.
+        if broker.config.roles.broker {
+            let weak = Arc::downgrade(&broker);
+            let failed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+            let first_failure = failed.clone();
+            // The replay is delivered on this thread, inside `subscribe`.
+            broker.controller.subscribe(Box::new(move |changes| {
+                let Some(broker) = weak.upgrade() else { return };
+                if let Err(error) = broker.publish(changes) {
+                    tracing::error!(%error, "applying metadata changes to the logs failed");
+                    first_failure
+                        .lock()
+                        .expect("failure slot")
+                        .get_or_insert(error.to_string());
+                }
+            }));
+            let failure = failed.lock().expect("failure slot").take();
+            if let Some(error) = failure {
+                anyhow::bail!("opening partition logs: {error}");
+            }
+        }
+        // A one-node cluster registers (and is unfenced) before its listener opens, so its
+        // first Metadata lists it; nodes of a larger quorum register in `run_lifecycle`.
+        if broker.config.roles.broker && broker.controller.is_local() {
+            broker
+                .register_and_heartbeat(false)
+                .map_err(|e| anyhow::anyhow!("registering broker: {}", e.message))?;
+        }
         broker
             .groups
             .load(&broker)
@@ -195,6 +282,11 @@ impl Broker {
 
     /// Creates a topic through the controller and opens its logs.
     pub fn create_topic(&self, topic: &NewTopic, validate_only: bool) -> Result<(), ApiError> {
+        if !self.controller.is_local() {
+            // Auto-creation (Metadata, groups, transactions) on a node that is not the active
+            // controller: ask the controller; the commit comes back through the metadata log.
+            return self.controller.forward_create_topic(topic, validate_only);
+        }
         let changes = self.controller.create_topic(topic, validate_only)?;
         self.publish(&changes).map_err(|e| {
             ApiError::new(

@@ -75,6 +75,23 @@ pub const BROKER_PROPERTIES: &[Property] = &[
         Kind::ChoiceList(PROCESS_ROLES),
         "broker,controller",
     ),
+    // The controller quorum (KRaft). No voters: a one-voter quorum of this node.
+    property("controller.quorum.voters", Kind::String, ""),
+    property("controller.listener.names", Kind::String, "CONTROLLER"),
+    property("cluster.id", Kind::String, ""),
+    at_least(
+        "controller.quorum.election.timeout.ms",
+        Kind::Int,
+        "1000",
+        100,
+    ),
+    at_least("controller.quorum.fetch.timeout.ms", Kind::Int, "2000", 100),
+    at_least(
+        "metadata.log.max.record.bytes.between.snapshots",
+        Kind::Long,
+        "20971520",
+        1,
+    ),
     at_least("socket.request.max.bytes", Kind::Int, "104857600", 1),
     at_least("connections.max.idle.ms", Kind::Long, "600000", 1),
     at_least("max.connections", Kind::Int, "2147483647", 1),
@@ -499,6 +516,50 @@ pub struct BrokerConfig {
     pub connections_max: usize,
     pub auto_create_topics: bool,
     pub default_partition_count: i32,
+    /// `process.roles`.
+    pub roles: ProcessRoles,
+    /// The listener named in `controller.listener.names`, if any.
+    pub controller_listen_address: Option<SocketAddr>,
+    /// `controller.quorum.voters`: (node id, host:port); empty for a one-voter quorum.
+    pub quorum_voters: Vec<(i32, String)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessRoles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
+/// `controller.quorum.voters`: `1@host:port,2@host:port`.
+pub fn parse_quorum_voters(text: &str) -> Result<Vec<(i32, String)>> {
+    let mut voters: Vec<(i32, String)> = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, address) = item
+            .split_once('@')
+            .with_context(|| format!("controller.quorum.voters: '{item}' is not ID@HOST:PORT"))?;
+        let id: i32 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("controller.quorum.voters: bad node id in '{item}'"))?;
+        let (host, port) = parse_listener(address)?;
+        if id < 0 || voters.iter().any(|(v, _)| *v == id) {
+            bail!("controller.quorum.voters: node id {id} negative or repeated");
+        }
+        voters.push((id, format!("{host}:{port}")));
+    }
+    Ok(voters)
+}
+
+/// The `NAME://host:port` entries of a listeners list.
+fn named_listeners(text: &str) -> Vec<(String, String)> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| match item.split_once("://") {
+            Some((name, address)) => (name.trim().to_ascii_uppercase(), address.to_string()),
+            None => ("PLAINTEXT".to_string(), item.to_string()),
+        })
+        .collect()
 }
 
 /// `PLAINTEXT://host:port` → (host, port).
@@ -519,7 +580,54 @@ fn parse_listener(listener: &str) -> Result<(String, u16)> {
 
 impl BrokerConfig {
     pub fn from_properties(properties: Properties) -> Result<BrokerConfig> {
-        let (host, port) = parse_listener(properties.get("listeners"))?;
+        let controller_names: Vec<String> = properties
+            .get("controller.listener.names")
+            .split(',')
+            .map(|s| s.trim().to_ascii_uppercase())
+            .collect();
+        let listeners = named_listeners(properties.get("listeners"));
+        let controller_listener = listeners
+            .iter()
+            .find(|(name, _)| controller_names.contains(name))
+            .map(|(_, address)| address.clone());
+        let broker_listener = listeners
+            .iter()
+            .find(|(name, _)| !controller_names.contains(name))
+            .map(|(_, address)| address.clone())
+            .or_else(|| controller_listener.clone())
+            .unwrap_or_else(|| "127.0.0.1:9092".to_string());
+        let controller_listen_address = match &controller_listener {
+            Some(address) => {
+                let (host, port) = parse_listener(address)?;
+                let host = if host.is_empty() {
+                    "0.0.0.0".into()
+                } else {
+                    host
+                };
+                Some(tokio_resolve(&host, port)?)
+            }
+            None => None,
+        };
+        let roles_text = properties.get("process.roles").to_ascii_lowercase();
+        let roles = ProcessRoles {
+            broker: roles_text.contains("broker"),
+            controller: roles_text.contains("controller"),
+        };
+        let quorum_voters = parse_quorum_voters(properties.get("controller.quorum.voters"))?;
+        let node_id = properties.get_i64("node.id") as i32;
+        if !quorum_voters.is_empty() {
+            let is_voter = quorum_voters.iter().any(|(id, _)| *id == node_id);
+            if roles.controller && !is_voter {
+                bail!("process.roles has controller but node.id {node_id} is not in controller.quorum.voters");
+            }
+            if !roles.controller && is_voter {
+                bail!("node.id {node_id} is a voter in controller.quorum.voters but process.roles lacks controller");
+            }
+            if roles.controller && controller_listen_address.is_none() {
+                bail!("a controller in a quorum needs a controller listener (listeners=CONTROLLER://HOST:PORT or --controller-listen)");
+            }
+        }
+        let (host, port) = parse_listener(&broker_listener)?;
         let bind_host = if host.is_empty() {
             "0.0.0.0".to_string()
         } else {
@@ -535,7 +643,16 @@ impl BrokerConfig {
                 },
                 port,
             ),
-            advertised => parse_listener(advertised)?,
+            advertised => {
+                let listeners = named_listeners(advertised);
+                let broker = listeners
+                    .iter()
+                    .find(|(name, _)| !controller_names.contains(name))
+                    .or(listeners.first())
+                    .map(|(_, address)| address.as_str())
+                    .unwrap_or(advertised);
+                parse_listener(broker)?
+            }
         };
         let data_dir = if properties.is_explicit("log.dirs") {
             properties.get("log.dirs")
@@ -546,7 +663,7 @@ impl BrokerConfig {
             bail!("log.dirs: dlog takes a single directory, got '{data_dir}'");
         }
         Ok(BrokerConfig {
-            node_id: properties.get_i64("node.id") as i32,
+            node_id,
             listen_address,
             advertised_host,
             advertised_port: i32::from(advertised_port),
@@ -556,6 +673,9 @@ impl BrokerConfig {
             connections_max: properties.get_i64("max.connections") as usize,
             auto_create_topics: properties.get_bool("auto.create.topics.enable"),
             default_partition_count: properties.get_i64("num.partitions") as i32,
+            roles,
+            controller_listen_address,
+            quorum_voters,
             properties,
         })
     }
@@ -608,6 +728,17 @@ mod tests {
                 ("num.partitions".into(), "3".into())
             ]
         );
+    }
+
+    #[test]
+    fn quorum_voters_parse() {
+        assert_eq!(
+            parse_quorum_voters("1@127.0.0.1:19093, 2@localhost:29093").unwrap(),
+            vec![(1, "127.0.0.1:19093".into()), (2, "localhost:29093".into())]
+        );
+        assert!(parse_quorum_voters("1@127.0.0.1:1,1@127.0.0.1:2").is_err());
+        assert!(parse_quorum_voters("x@127.0.0.1:1").is_err());
+        assert!(parse_quorum_voters("").unwrap().is_empty());
     }
 
     #[test]

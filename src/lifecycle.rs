@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_protocol::messages::broker_registration_request::Listener;
+use kafka_protocol::messages::{BrokerHeartbeatRequest, BrokerId, BrokerRegistrationRequest};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
@@ -17,6 +20,14 @@ use crate::controller::ApiError;
 
 /// Kafka's security protocol id of PLAINTEXT.
 const SECURITY_PROTOCOL_PLAINTEXT: i16 = 0;
+/// Versions sent to the controller (Kafka 4.x brokers send these).
+const REGISTRATION_VERSION: i16 = 4;
+const HEARTBEAT_VERSION: i16 = 1;
+
+fn remote_error(code: i16, what: &str) -> ApiError {
+    let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
+    ApiError::new(error, format!("{what}: {error:?}"))
+}
 
 /// This process's registration state.
 #[derive(Debug)]
@@ -69,15 +80,14 @@ impl Broker {
         }
     }
 
-    /// Registers (when not yet) and heartbeats once, through the controller.
+    /// Registers (when not yet) and heartbeats once, with the active controller: this node's
+    /// own when it is the active one, else over the controller listener.
     pub fn register_and_heartbeat(&self, want_shutdown: bool) -> Result<HeartbeatReply, ApiError> {
         if self.lifecycle.epoch() < 0 {
-            let epoch = self.controller.register_broker(&self.registration())?;
+            let epoch = self.send_registration()?;
             self.lifecycle.epoch.store(epoch, Ordering::Release);
         }
-        let reply = self
-            .controller
-            .broker_heartbeat(&self.heartbeat_request(want_shutdown));
+        let reply = self.send_heartbeat(&self.heartbeat_request(want_shutdown));
         if let Err(error) = &reply {
             // The controller lost our registration (or saw a newer one): start over.
             if matches!(
@@ -88,6 +98,59 @@ impl Broker {
             }
         }
         reply
+    }
+
+    fn send_registration(&self) -> Result<i64, ApiError> {
+        let registration = self.registration();
+        if self.controller.is_local() {
+            return self.controller.register_broker(&registration);
+        }
+        let request = BrokerRegistrationRequest::default()
+            .with_broker_id(BrokerId(registration.broker_id))
+            .with_cluster_id(StrBytes::from_string(self.cluster_id.clone()))
+            .with_incarnation_id(registration.incarnation_id)
+            .with_listeners(
+                registration
+                    .endpoints
+                    .iter()
+                    .map(|e| {
+                        Listener::default()
+                            .with_name(StrBytes::from_string(e.name.clone()))
+                            .with_host(StrBytes::from_string(e.host.clone()))
+                            .with_port(e.port)
+                            .with_security_protocol(e.security_protocol)
+                    })
+                    .collect(),
+            )
+            .with_rack(registration.rack.map(StrBytes::from_string));
+        let response = self
+            .controller
+            .call_active(REGISTRATION_VERSION, &request)?;
+        match response.error_code {
+            0 => Ok(response.broker_epoch),
+            code => Err(remote_error(code, "broker registration refused")),
+        }
+    }
+
+    fn send_heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatReply, ApiError> {
+        if self.controller.is_local() {
+            return self.controller.broker_heartbeat(heartbeat);
+        }
+        let request = BrokerHeartbeatRequest::default()
+            .with_broker_id(BrokerId(heartbeat.broker_id))
+            .with_broker_epoch(heartbeat.broker_epoch)
+            .with_current_metadata_offset(heartbeat.metadata_offset)
+            .with_want_fence(heartbeat.want_fence)
+            .with_want_shut_down(heartbeat.want_shutdown);
+        let response = self.controller.call_active(HEARTBEAT_VERSION, &request)?;
+        match response.error_code {
+            0 => Ok(HeartbeatReply {
+                is_caught_up: response.is_caught_up,
+                is_fenced: response.is_fenced,
+                should_shutdown: response.should_shut_down,
+            }),
+            code => Err(remote_error(code, "broker heartbeat refused")),
+        }
     }
 
     /// Heartbeats until shutdown, then asks to be fenced. The active controller also fences
@@ -107,8 +170,15 @@ impl Broker {
             }
             let broker = self.clone();
             let result = tokio::task::spawn_blocking(move || {
-                let reply = broker.register_and_heartbeat(false);
-                let fenced = broker.controller.fence_stale_brokers();
+                let reply = match broker.config.roles.broker {
+                    true => broker.register_and_heartbeat(false).map(|_| ()),
+                    false => Ok(()),
+                };
+                // Only the active controller decides fencing.
+                let fenced = match broker.controller.is_local() {
+                    true => broker.controller.fence_stale_brokers().map(|_| ()),
+                    false => Ok(()),
+                };
                 (reply, fenced)
             })
             .await;
@@ -120,7 +190,9 @@ impl Broker {
                 Err(error) => tracing::error!(%error, "heartbeat task failed"),
             }
         }
-        let broker = self.clone();
-        let _ = tokio::task::spawn_blocking(move || broker.register_and_heartbeat(true)).await;
+        if self.config.roles.broker && self.lifecycle.epoch() >= 0 {
+            let broker = self.clone();
+            let _ = tokio::task::spawn_blocking(move || broker.register_and_heartbeat(true)).await;
+        }
     }
 }

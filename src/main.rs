@@ -16,6 +16,18 @@ struct Cli {
     /// Address to listen on (sets `listeners=PLAINTEXT://ADDRESS`).
     #[arg(long)]
     listen: Option<String>,
+    /// This node's id (sets `node.id`).
+    #[arg(long)]
+    node_id: Option<i32>,
+    /// Address of the controller listener (adds `CONTROLLER://ADDRESS` to `listeners`).
+    #[arg(long)]
+    controller_listen: Option<String>,
+    /// The controller quorum, `ID@HOST:PORT,...` (sets `controller.quorum.voters`).
+    #[arg(long)]
+    controller_quorum_voters: Option<String>,
+    /// Roles of this node: `broker`, `controller` or `broker,controller` (sets `process.roles`).
+    #[arg(long)]
+    process_roles: Option<String>,
     /// Data directory (sets `log.dirs`).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -52,6 +64,39 @@ fn properties(cli: &Cli) -> Result<Properties> {
     }
     if let Some(listen) = &cli.listen {
         properties.set("listeners", &format!("PLAINTEXT://{listen}"))?;
+    }
+    if let Some(address) = &cli.controller_listen {
+        let name = properties
+            .get("controller.listener.names")
+            .split(',')
+            .next()
+            .unwrap_or("CONTROLLER")
+            .trim()
+            .to_string();
+        // Replace an existing controller entry; keep the others.
+        let mut listeners: Vec<String> = properties
+            .get("listeners")
+            .split(',')
+            .map(str::trim)
+            .filter(|l| {
+                !l.is_empty()
+                    && !l
+                        .to_ascii_uppercase()
+                        .starts_with(&format!("{}://", name.to_ascii_uppercase()))
+            })
+            .map(str::to_string)
+            .collect();
+        listeners.push(format!("{name}://{address}"));
+        properties.set("listeners", &listeners.join(","))?;
+    }
+    if let Some(id) = cli.node_id {
+        properties.set("node.id", &id.to_string())?;
+    }
+    if let Some(voters) = &cli.controller_quorum_voters {
+        properties.set("controller.quorum.voters", voters)?;
+    }
+    if let Some(roles) = &cli.process_roles {
+        properties.set("process.roles", roles)?;
     }
     if let Some(dir) = &cli.data_dir {
         properties.set("log.dirs", &dir.to_string_lossy())?;
@@ -103,20 +148,41 @@ async fn run(config: BrokerConfig) -> Result<()> {
         dlog::metrics::http::start(address, prometheus, status.clone()).await?;
     }
     let listen_address = config.listen_address;
+    let controller_address = config.controller_listen_address;
+    let serves_clients = config.roles.broker;
     let opening = std::time::Instant::now();
     let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
     dlog::metrics::storage::recovered(opening.elapsed(), broker.logs.clean_start());
     status.set_broker(broker.clone());
     status.set_stage(Stage::Binding);
-    let listener = tokio::net::TcpListener::bind(listen_address)
-        .await
-        .with_context(|| format!("binding {listen_address}"))?;
+    // The controller listener first: peers need it to elect a leader.
+    let controller_server = match controller_address {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding controller listener {address}"))?;
+            tracing::info!(%address, "controller listener up");
+            Some(tokio::spawn(dlog::server::run_listener(
+                broker.clone(),
+                listener,
+                dlog::server::ListenerKind::Controller,
+            )))
+        }
+        None => None,
+    };
+    let server = if serves_clients {
+        let listener = tokio::net::TcpListener::bind(listen_address)
+            .await
+            .with_context(|| format!("binding {listen_address}"))?;
+        tracing::info!(address = %listen_address, cluster_id = broker.cluster_id, "dlog listening");
+        Some(tokio::spawn(dlog::server::run(broker.clone(), listener)))
+    } else {
+        None
+    };
     status.set_stage(Stage::Ready);
-    tracing::info!(address = %listen_address, cluster_id = broker.cluster_id, "dlog listening");
     let maintenance = tokio::spawn(broker.clone().run_maintenance());
     let group_timers = tokio::spawn(dlog::coordinator::run_timers(broker.clone()));
     let lifecycle = tokio::spawn(broker.clone().run_lifecycle());
-    let server = tokio::spawn(dlog::server::run(broker.clone(), listener));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = terminate.recv() => {}
@@ -124,8 +190,13 @@ async fn run(config: BrokerConfig) -> Result<()> {
     }
     tracing::info!("shutting down");
     status.set_stage(Stage::ShuttingDown);
+    // A leading controller resigns (EndQuorumEpoch) first, so a peer takes over at once.
+    let resigning = broker.clone();
+    let _ = tokio::task::spawn_blocking(move || resigning.controller.quorum().shutdown()).await;
     let _ = broker.shutdown.send(true);
-    let _ = server.await;
+    for server in [server, controller_server].into_iter().flatten() {
+        let _ = server.await;
+    }
     let _ = maintenance.await;
     let _ = group_timers.await;
     let _ = lifecycle.await;

@@ -10,14 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use super::records::{BrokerEndpoint, ConfigResource, MetadataRecord};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionImage {
     pub replicas: Vec<i32>,
     pub leader: i32,
     pub leader_epoch: i32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TopicImage {
     pub name: String,
     pub id: Uuid,
@@ -63,7 +63,8 @@ impl BrokerImage {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+/// Serializable: a snapshot of the metadata log is this image as JSON.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicImage>,
     /// Registered brokers by id, fenced or not.

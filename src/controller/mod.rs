@@ -1,31 +1,35 @@
 //! The controller: owner of cluster metadata. Every change is validated here, appended as
 //! [`records::MetadataRecord`]s to the metadata log, and applied to the [`image::MetadataImage`].
 //!
-//! A single node is a one-voter quorum: a commit is durable (fsynced) once appended, so the
-//! append is the commit. The Raft quorum of a cluster replaces only [`Controller::commit`]'s
-//! append; validation, records and the image stay as they are.
+//! A commit is a proposal to the metadata quorum ([`quorum`]): the active controller
+//! validates, proposes the records as one Raft entry and answers once that entry committed
+//! and was applied. Every node (leader, follower, observer) applies committed entries to its
+//! image in the quorum driver, which hands the resulting changes to the broker. A single node
+//! is a one-voter quorum of itself: same path, no peers.
 
 pub mod image;
+pub mod metadata_log;
+pub mod peer;
 pub mod placement;
+pub mod quorum;
 pub mod records;
 pub mod registration;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::config::Properties;
 use crate::log::log_config::LogConfig;
-use crate::log::partition::{Checkpoints, PartitionLog};
-use crate::record::batch::BatchIter;
-use crate::record::builder::BatchBuilder;
-use crate::record::records as record_codec;
 
 use image::{Change, MetadataImage};
+use quorum::{ProposeFailure, Quorum, QuorumConfig};
 use records::{ConfigResource, MetadataRecord};
 
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
@@ -33,6 +37,8 @@ pub const METADATA_TOPIC: &str = "__cluster_metadata";
 pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
 /// Partitions one CreateTopics may ask for; each partition holds open files.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+/// How long a commit waits for the quorum before REQUEST_TIMED_OUT.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A refusal with the Kafka error code and message the client sees.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,8 +103,9 @@ fn is_list_config(resource: ConfigResource, name: &str) -> bool {
 pub struct Controller {
     node_id: i32,
     broker_properties: Properties,
-    log: PartitionLog,
-    image: RwLock<Arc<MetadataImage>>,
+    quorum: Quorum,
+    /// Clients for forwarding to the active controller, by node id.
+    peers: Mutex<BTreeMap<i32, peer::PeerClient>>,
     /// Serializes validate → append → apply, so validation sees every earlier commit.
     commit_lock: Mutex<()>,
     /// Brokers' last heartbeats, for fencing (active controller only; not replicated).
@@ -125,10 +132,6 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn now_ms() -> i64 {
-    crate::clock::now_ms()
-}
-
 /// Where placement starts its round-robin: random, so that the leaders of single-partition
 /// topics spread over the brokers.
 fn placement_start() -> usize {
@@ -136,91 +139,198 @@ fn placement_start() -> usize {
 }
 
 impl Controller {
-    /// Opens the metadata log in `data_dir` and replays it. Returns the changes the replay
-    /// made, for the broker to open its logs.
+    /// Opens the metadata quorum in `data_dir` (`__cluster_metadata-0`) and starts its driver.
+    /// A one-voter quorum elects itself and applies its whole log before this returns; a
+    /// node of a larger quorum catches up in the background. Changes applied reach the
+    /// subscriber ([`Controller::subscribe`]), the replay first.
     pub fn open(
         data_dir: &Path,
         node_id: i32,
         broker_properties: Properties,
-        clean: bool,
-    ) -> io::Result<(Controller, Vec<Change>)> {
-        let config = Arc::new(LogConfig::new(&broker_properties, &BTreeMap::new()));
+        quorum_config: QuorumConfig,
+    ) -> io::Result<Controller> {
         let dir = data_dir.join(format!("{METADATA_TOPIC}-0"));
-        let log = PartitionLog::open(
-            &dir,
-            METADATA_TOPIC,
-            0,
-            config,
-            Checkpoints::default(),
-            clean,
-        )?;
-        let mut image = MetadataImage::new();
-        let mut changes = Vec::new();
-        let bytes = log.read_all_from(0)?;
-        for item in BatchIter::new(&bytes) {
-            let (position, header) =
-                item.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            let batch = &bytes[position..position + header.size_bytes()];
-            let invalid = |e: anyhow::Error| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("metadata log: {e}"))
-            };
-            let section = record_codec::records_section(batch, &header).map_err(invalid)?;
-            for record in record_codec::decode(&section, &header).map_err(invalid)? {
-                let value = record
-                    .value
-                    .ok_or_else(|| invalid(anyhow::anyhow!("null metadata record")))?;
-                let metadata_record = MetadataRecord::decode(value).map_err(invalid)?;
-                changes.extend(image.apply(record.offset, &metadata_record));
+        let single = quorum_config.is_single_node();
+        let quorum = Quorum::open(&dir, quorum_config)?;
+        if single {
+            let end = quorum.status().log_end_offset;
+            if !quorum.wait_active(end, Duration::from_secs(60)) {
+                return Err(io::Error::other("metadata log replay timed out"));
             }
         }
+        let image = quorum.image();
         tracing::info!(
             applied_offset = image.applied_offset,
             topics = image.topics.len(),
             "replayed metadata log"
         );
-        let controller = Controller {
+        Ok(Controller {
             node_id,
             broker_properties,
-            log,
-            image: RwLock::new(Arc::new(image)),
+            quorum,
+            peers: Mutex::new(BTreeMap::new()),
             commit_lock: Mutex::new(()),
             heartbeats: Mutex::new(registration::HeartbeatTimes::default()),
+        })
+    }
+
+    /// Whether metadata changes are made here: a one-voter quorum, or the active controller.
+    /// Anyone else forwards them ([`Controller::call_active`]).
+    pub fn is_local(&self) -> bool {
+        self.quorum.config().is_single_node() || self.quorum.is_active()
+    }
+
+    /// The client for controller `id` at `address` (one per node, reused).
+    pub fn peer(&self, id: i32, address: &str) -> peer::PeerClient {
+        let mut peers = self.peers.lock().expect("peers lock");
+        let client = peers
+            .entry(id)
+            .or_insert_with(|| peer::PeerClient::new(address, format!("dlog-{}", self.node_id)));
+        if client.address() != address {
+            *client = peer::PeerClient::new(address, format!("dlog-{}", self.node_id));
+        }
+        client.clone()
+    }
+
+    /// Sends `request` to the active controller (waiting a little for one to be elected) and
+    /// returns its answer; blocks this thread, boundedly (for sync callers such as
+    /// auto-topic-creation and producer-id blocks on a node that is not the controller).
+    pub fn call_active<R>(&self, version: i16, request: &R) -> Result<R::Response, ApiError>
+    where
+        R: kafka_protocol::protocol::Request + kafka_protocol::protocol::Encodable,
+        R::Response: kafka_protocol::protocol::Decodable,
+    {
+        let not_controller = |why: String| ApiError::new(ResponseError::NotController, why);
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| not_controller("no runtime to forward from".into()))?;
+        quorum::blocking(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            let (id, address) = loop {
+                match self.quorum.active_controller() {
+                    Some((id, Some(address))) if id != self.node_id => break (id, address),
+                    _ if std::time::Instant::now() >= deadline => {
+                        return Err(not_controller("No active controller is known.".into()))
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(50)),
+                }
+            };
+            let peer = self.peer(id, &address);
+            handle
+                .block_on(peer.send(version, request))
+                .map_err(|e| not_controller(format!("forwarding to controller {id}: {e}")))
+        })
+    }
+
+    /// CreateTopics for one topic, forwarded to the active controller; returns once this
+    /// node's image has the topic (bounded).
+    pub fn forward_create_topic(
+        &self,
+        topic: &NewTopic,
+        validate_only: bool,
+    ) -> Result<(), ApiError> {
+        use kafka_protocol::messages::create_topics_request::{
+            CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
         };
-        Ok((controller, changes))
+        use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        let creatable = CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.name.clone())))
+            .with_num_partitions(topic.partition_count)
+            .with_replication_factor(topic.replication_factor)
+            .with_assignments(
+                topic
+                    .assignments
+                    .iter()
+                    .map(|(partition, replicas)| {
+                        CreatableReplicaAssignment::default()
+                            .with_partition_index(*partition)
+                            .with_broker_ids(replicas.iter().map(|b| BrokerId(*b)).collect())
+                    })
+                    .collect(),
+            )
+            .with_configs(
+                topic
+                    .configs
+                    .iter()
+                    .map(|(name, value)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(name.clone()))
+                            .with_value(Some(StrBytes::from_string(value.clone())))
+                    })
+                    .collect(),
+            );
+        let request = CreateTopicsRequest::default()
+            .with_topics(vec![creatable])
+            .with_timeout_ms(COMMIT_TIMEOUT.as_millis() as i32)
+            .with_validate_only(validate_only);
+        let response = self.call_active(7, &request)?;
+        let result = response.topics.first().ok_or_else(|| {
+            ApiError::new(
+                ResponseError::UnknownServerError,
+                "empty CreateTopics answer",
+            )
+        })?;
+        if result.error_code != 0 {
+            let error = ResponseError::try_from_code(result.error_code)
+                .unwrap_or(ResponseError::UnknownServerError);
+            let message = result
+                .error_message
+                .as_ref()
+                .map_or_else(String::new, |m| m.to_string());
+            return Err(ApiError::new(error, message));
+        }
+        if !validate_only {
+            // The commit reaches this node's image a moment later: wait for it (bounded).
+            quorum::blocking(|| {
+                let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                while !self.image().topics.contains_key(&topic.name)
+                    && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+        }
+        Ok(())
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {
-        self.image.read().expect("image lock").clone()
+        self.quorum.image()
+    }
+
+    pub fn quorum(&self) -> &Quorum {
+        &self.quorum
+    }
+
+    /// Sets the one receiver of applied changes (see [`Quorum::subscribe`]).
+    pub fn subscribe(&self, subscriber: quorum::Subscriber) {
+        self.quorum.subscribe(subscriber)
     }
 
     pub fn broker_properties(&self) -> &Properties {
         &self.broker_properties
     }
 
-    /// Appends `records` as one batch (atomically), fsyncs, applies them, and returns the
-    /// changes. Callers hold `commit_lock` from validation to here.
-    fn commit(&self, records: &[MetadataRecord]) -> io::Result<Vec<Change>> {
+    /// Proposes `records` as one entry (atomically) and waits until it committed and was
+    /// applied; the changes went to the subscriber, so none are returned. Callers hold
+    /// `commit_lock` from validation to here.
+    fn commit(&self, records: &[MetadataRecord]) -> Result<Vec<Change>, ApiError> {
         assert!(!records.is_empty(), "empty metadata commit");
-        let now = now_ms();
-        let encoded: Vec<Vec<u8>> = records.iter().map(MetadataRecord::encode).collect();
-        let batch = encoded
-            .iter()
-            .fold(BatchBuilder::new(now), |b, value| {
-                b.record(None, Some(value), now)
-            })
-            .build();
-        let appended = self
-            .log
-            .append_trusted(&batch, now)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        self.log.flush(now)?; // fsync: a metadata change is durable before it is visible
-        let mut image = (*self.image()).clone();
-        let mut changes = Vec::new();
-        for (index, record) in records.iter().enumerate() {
-            changes.extend(image.apply(appended.base_offset + index as i64, record));
+        let data = quorum::encode_entry_records(records);
+        match self.quorum.propose_and_wait(data, COMMIT_TIMEOUT) {
+            Ok(()) => Ok(Vec::new()),
+            Err(ProposeFailure::NotController { leader_id }) => Err(ApiError::new(
+                ResponseError::NotController,
+                format!("This node is not the active controller (leader: {leader_id:?})."),
+            )),
+            Err(ProposeFailure::Timeout) => Err(ApiError::new(
+                ResponseError::RequestTimedOut,
+                "The metadata change did not commit in time (no quorum?).",
+            )),
+            Err(ProposeFailure::TooLarge) => Err(ApiError::new(
+                ResponseError::PolicyViolation,
+                "The metadata change is too large.",
+            )),
         }
-        *self.image.write().expect("image lock") = Arc::new(image);
-        Ok(changes)
     }
 
     /// Validates and (unless `validate_only`) creates a topic. Returns the changes to publish.
@@ -235,7 +345,6 @@ impl Controller {
             return Ok(Vec::new());
         }
         self.commit(&records)
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
     }
 
     fn create_topic_records(&self, topic: &NewTopic) -> Result<Vec<MetadataRecord>, ApiError> {
@@ -351,7 +460,6 @@ impl Controller {
             ));
         }
         self.commit(&[MetadataRecord::RemoveTopic { topic_id: topic.id }])
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
     }
 
     /// Allocates the next block of `block_size` producer ids (Kafka's AllocateProducerIds):
@@ -359,6 +467,24 @@ impl Controller {
     /// of its ids is used, so ids are never reused after a restart.
     pub fn allocate_producer_ids(&self, block_size: i64) -> Result<i64, ApiError> {
         assert!(block_size > 0, "empty producer id block");
+        if !self.is_local() {
+            let request = kafka_protocol::messages::AllocateProducerIdsRequest::default()
+                .with_broker_id(kafka_protocol::messages::BrokerId(self.node_id))
+                .with_broker_epoch(-1);
+            let response = self.call_active(0, &request)?;
+            if response.error_code != 0 {
+                let error = ResponseError::try_from_code(response.error_code)
+                    .unwrap_or(ResponseError::UnknownServerError);
+                return Err(ApiError::new(error, "AllocateProducerIds failed"));
+            }
+            if i64::from(response.producer_id_len) != block_size {
+                return Err(ApiError::new(
+                    ResponseError::UnknownServerError,
+                    "the controller handed out a block of another size",
+                ));
+            }
+            return Ok(response.producer_id_start.0);
+        }
         let _guard = self.commit_lock.lock().expect("commit lock");
         let first = self.image().next_producer_id;
         let Some(next) = first.checked_add(block_size) else {
@@ -371,8 +497,7 @@ impl Controller {
             broker_id: self.node_id,
             broker_epoch: 0,
             next_producer_id: next,
-        }])
-        .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))?;
+        }])?;
         Ok(first)
     }
 
@@ -463,7 +588,6 @@ impl Controller {
             })
             .collect();
         self.commit(&records)
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
     }
 
     /// AlterConfigs (`replace_all`: every override not set by `ops` is removed) and
@@ -600,11 +724,11 @@ impl Controller {
             return Ok(Vec::new());
         }
         self.commit(&records)
-            .map_err(|e| ApiError::new(ResponseError::UnknownServerError, e.to_string()))
     }
 
-    /// Flushes the metadata log for a clean shutdown.
+    /// Resigns leadership (if held) and stops the quorum driver.
     pub fn shutdown(&self) -> io::Result<()> {
-        self.log.close(now_ms())
+        self.quorum.shutdown();
+        Ok(())
     }
 }

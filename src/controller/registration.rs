@@ -77,10 +77,6 @@ impl HeartbeatTimes {
     }
 }
 
-fn server_error(error: std::io::Error) -> ApiError {
-    ApiError::new(ResponseError::UnknownServerError, error.to_string())
-}
-
 impl Controller {
     fn session_timeout(&self) -> Duration {
         Duration::from_millis(
@@ -118,8 +114,7 @@ impl Controller {
             incarnation_id: registration.incarnation_id,
             endpoints: registration.endpoints.clone(),
             rack: registration.rack.clone(),
-        }])
-        .map_err(server_error)?;
+        }])?;
         self.heartbeats
             .lock()
             .expect("heartbeats lock")
@@ -173,8 +168,7 @@ impl Controller {
                 broker_id: broker.id,
                 broker_epoch: broker.epoch,
                 fenced,
-            }])
-            .map_err(server_error)?;
+            }])?;
             tracing::info!(broker_id = broker.id, fenced, "broker fencing changed");
         }
         Ok(HeartbeatReply {
@@ -206,7 +200,7 @@ impl Controller {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        self.commit(&records).map_err(server_error)?;
+        self.commit(&records)?;
         let fenced: Vec<i32> = records
             .iter()
             .filter_map(|record| match record {

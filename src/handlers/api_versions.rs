@@ -17,8 +17,16 @@ const GROUP_VERSION: i16 = 1;
 const FEATURES_EPOCH: i64 = 1;
 
 pub fn handle(request: &Request) -> Result<ResponseFrame, RequestError> {
+    handle_with(request, SUPPORTED)
+}
+
+/// ApiVersions for a listener serving `table` (the broker's, or the controller listener's).
+pub fn handle_with(
+    request: &Request,
+    table: &[(ApiKey, api_versions::VersionRange)],
+) -> Result<ResponseFrame, RequestError> {
     let served = api_versions::supported(ApiKey::ApiVersions).expect("ApiVersions is served");
-    let api_keys = SUPPORTED
+    let api_keys = table
         .iter()
         .map(|(key, versions)| {
             ApiVersion::default()

@@ -11,4 +11,5 @@ pub mod list_offsets;
 pub mod log_dirs;
 pub mod metadata;
 pub mod produce;
+pub mod quorum;
 pub mod txn;

@@ -54,7 +54,33 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeTransactions, range(0, 0)),
     (ApiKey::DescribeProducers, range(0, 0)),
     (ApiKey::ListTransactions, range(0, 1)),
+    (ApiKey::DescribeQuorum, range(0, 2)),
 ];
+
+/// What the controller listener serves (`controller.listener.names`): the quorum RPCs,
+/// DescribeQuorum, and the requests brokers forward to the active controller.
+pub const CONTROLLER_SUPPORTED: &[(ApiKey, VersionRange)] = &[
+    (ApiKey::ApiVersions, range(0, 4)),
+    (ApiKey::Vote, range(0, 2)),
+    (ApiKey::BeginQuorumEpoch, range(0, 1)),
+    (ApiKey::EndQuorumEpoch, range(0, 1)),
+    (ApiKey::DescribeQuorum, range(0, 2)),
+    (ApiKey::Fetch, range(12, 17)),
+    (ApiKey::FetchSnapshot, range(0, 1)),
+    (ApiKey::CreateTopics, range(2, 7)),
+    (ApiKey::DeleteTopics, range(1, 6)),
+    (ApiKey::CreatePartitions, range(0, 3)),
+    (ApiKey::AlterConfigs, range(0, 2)),
+    (ApiKey::IncrementalAlterConfigs, range(0, 1)),
+    (ApiKey::AllocateProducerIds, range(0, 0)),
+];
+
+pub fn controller_supported(api_key: ApiKey) -> Option<VersionRange> {
+    CONTROLLER_SUPPORTED
+        .iter()
+        .find(|(key, _)| *key == api_key)
+        .map(|(_, versions)| *versions)
+}
 
 /// Produce versions below this are advertised but refused.
 pub const PRODUCE_VERSION_MIN_ACCEPTED: i16 = 3;

@@ -34,7 +34,15 @@ pub struct Request {
 
 /// Peeks the api key and version, checks them against what is served, then decodes the header.
 /// An ApiVersions request of any version is let through: it is answered even when unsupported.
-pub fn parse_request(mut frame: Bytes) -> Result<Request, RequestError> {
+pub fn parse_request(frame: Bytes) -> Result<Request, RequestError> {
+    parse_request_in(frame, api_versions::supported)
+}
+
+/// [`parse_request`] against another listener's table (the controller listener's).
+pub fn parse_request_in(
+    mut frame: Bytes,
+    supported: fn(ApiKey) -> Option<api_versions::VersionRange>,
+) -> Result<Request, RequestError> {
     if frame.len() < 4 {
         return Err(RequestError::Truncated);
     }
@@ -42,8 +50,7 @@ pub fn parse_request(mut frame: Bytes) -> Result<Request, RequestError> {
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let api_key =
         ApiKey::try_from(api_key_code).map_err(|_| RequestError::UnknownApiKey(api_key_code))?;
-    let supported =
-        api_versions::supported(api_key).ok_or(RequestError::UnknownApiKey(api_key_code))?;
+    let supported = supported(api_key).ok_or(RequestError::UnknownApiKey(api_key_code))?;
     let header_version = if api_key == ApiKey::ApiVersions && version > supported.max {
         // Unknown future version: read the header as the newest we know (v2 is a superset
         // prefix of every ApiVersions request header).

@@ -37,13 +37,13 @@ enum Pending {
     Later(oneshot::Receiver<Option<ResponseFrame>>),
 }
 
-pub async fn serve(broker: Arc<Broker>, stream: TcpStream) {
+pub async fn serve(broker: Arc<Broker>, stream: TcpStream, kind: super::ListenerKind) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     let (pending_tx, pending_rx) = mpsc::channel::<Pending>(PENDING_RESPONSES_MAX);
     let writer_task = tokio::spawn(write_responses(writer, pending_rx));
-    if let Err(reason) = read_requests(&broker, reader, pending_tx, peer).await {
+    if let Err(reason) = read_requests(&broker, reader, pending_tx, peer, kind).await {
         tracing::debug!(?peer, reason, "closing connection");
     }
     let _ = writer_task.await;
@@ -86,6 +86,7 @@ async fn read_requests(
     mut reader: OwnedReadHalf,
     pending: mpsc::Sender<Pending>,
     peer: Option<std::net::SocketAddr>,
+    kind: super::ListenerKind,
 ) -> Result<(), String> {
     let idle = Duration::from_millis(broker.config.connection_idle_ms_max);
     let mut shutdown = broker.shutdown.subscribe();
@@ -98,7 +99,7 @@ async fn read_requests(
         };
         let Some(frame) = frame else { return Ok(()) };
         match PEER
-            .scope(peer, dispatch::handle(broker, frame.freeze()))
+            .scope(peer, dispatch::handle(broker, kind, frame.freeze()))
             .await?
         {
             Handled::Response(response) => send(&pending, Pending::Ready(response)).await?,

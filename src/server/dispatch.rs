@@ -10,6 +10,7 @@ use kafka_protocol::messages::ApiKey;
 
 use crate::broker::Broker;
 use crate::handlers;
+use crate::handlers::quorum::forward_to_controller;
 use crate::protocol::{self, RequestError, ResponseFrame};
 
 pub type DeferredResponse = Pin<Box<dyn Future<Output = Option<ResponseFrame>> + Send>>;
@@ -25,9 +26,17 @@ pub enum Handled {
 /// Handles one request frame. An Err closes the connection: the request could not be
 /// understood well enough to answer it (unknown api, unsupported version, malformed bytes).
 /// Every request is counted and timed here, by API and outcome.
-pub async fn handle(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, String> {
+pub async fn handle(
+    broker: &Arc<Broker>,
+    kind: super::ListenerKind,
+    frame: Bytes,
+) -> Result<Handled, String> {
     let timer = crate::metrics::RequestTimer::start(&frame);
-    match route(broker, frame).await {
+    let routed = match kind {
+        super::ListenerKind::Broker => route(broker, frame).await,
+        super::ListenerKind::Controller => handlers::quorum::route(broker, frame).await,
+    };
+    match routed {
         Ok(Handled::Response(response)) => {
             timer.answered(response.size_bytes());
             Ok(Handled::Response(response))
@@ -64,24 +73,28 @@ async fn route(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, RequestErr
         ApiKey::ListOffsets => {
             handlers::list_offsets::handle(broker, request).map(Handled::Response)
         }
-        ApiKey::CreateTopics => {
-            handlers::admin::create_topics(broker, request).map(Handled::Response)
-        }
-        ApiKey::DeleteTopics => {
-            handlers::admin::delete_topics(broker, request).map(Handled::Response)
-        }
-        ApiKey::CreatePartitions => {
-            handlers::admin::create_partitions(broker, request).map(Handled::Response)
-        }
+        // Metadata changes: made by the active controller, forwarded to it from elsewhere.
+        ApiKey::CreateTopics => forward_to_controller(broker, request, |b, r| {
+            handlers::admin::create_topics(b, r).map(Handled::Response)
+        }),
+        ApiKey::DeleteTopics => forward_to_controller(broker, request, |b, r| {
+            handlers::admin::delete_topics(b, r).map(Handled::Response)
+        }),
+        ApiKey::CreatePartitions => forward_to_controller(broker, request, |b, r| {
+            handlers::admin::create_partitions(b, r).map(Handled::Response)
+        }),
+        ApiKey::DescribeQuorum => forward_to_controller(broker, request, |b, r| {
+            Ok(handlers::quorum::describe_quorum(b, r))
+        }),
         ApiKey::DescribeConfigs => {
             handlers::configs::describe_configs(broker, request).map(Handled::Response)
         }
-        ApiKey::AlterConfigs => {
-            handlers::configs::alter_configs(broker, request).map(Handled::Response)
-        }
-        ApiKey::IncrementalAlterConfigs => {
-            handlers::configs::incremental_alter_configs(broker, request).map(Handled::Response)
-        }
+        ApiKey::AlterConfigs => forward_to_controller(broker, request, |b, r| {
+            handlers::configs::alter_configs(b, r).map(Handled::Response)
+        }),
+        ApiKey::IncrementalAlterConfigs => forward_to_controller(broker, request, |b, r| {
+            handlers::configs::incremental_alter_configs(b, r).map(Handled::Response)
+        }),
         ApiKey::DeleteRecords => {
             handlers::log_dirs::delete_records(broker, request).map(Handled::Response)
         }

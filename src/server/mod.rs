@@ -11,8 +11,21 @@ use tokio::sync::Semaphore;
 
 use crate::broker::Broker;
 
+/// Which APIs a listener serves: the client-facing table, or the controller listener's
+/// (quorum RPCs, DescribeQuorum, requests forwarded to the active controller).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerKind {
+    Broker,
+    Controller,
+}
+
 /// Accepts connections until the broker's shutdown flag flips.
 pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
+    run_listener(broker, listener, ListenerKind::Broker).await
+}
+
+/// Accepts connections for a listener of `kind` until the broker's shutdown flag flips.
+pub async fn run_listener(broker: Arc<Broker>, listener: TcpListener, kind: ListenerKind) {
     let permits = Arc::new(Semaphore::new(
         broker.config.connections_max.min(Semaphore::MAX_PERMITS),
     ));
@@ -39,7 +52,7 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
         let broker = broker.clone();
         let counted = crate::metrics::connection_accepted();
         tokio::spawn(async move {
-            connection::serve(broker, stream).await;
+            connection::serve(broker, stream, kind).await;
             drop(counted);
             drop(permit);
         });

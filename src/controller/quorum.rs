@@ -1,0 +1,973 @@
+//! The quorum driver: the I/O shell around [`crate::raft::RaftNode`] (see `raft/mod.rs`,
+//! "Driving it"). It runs on its own thread with its own small tokio runtime, so that a
+//! handler blocked (boundedly) on a commit can never starve it.
+//!
+//! One loop: a tick every `tick_ms`, commands from the rest of the node (proposals, quorum
+//! requests from the controller listener, answers to our own requests), then the `Ready` in
+//! field order — quorum-state (fsync), snapshot, truncation, entries (fsync), messages,
+//! then apply. Committed entries are applied to the metadata image on every node (leader,
+//! followers, observers) and the resulting [`Change`]s go to the one subscriber (the broker,
+//! which opens and deletes logs) before any proposer is answered.
+//!
+//! Interface for the rest of the node: [`Quorum::image`], [`Quorum::status`] (epoch, leader,
+//! high watermark, replica progress: DescribeQuorum), [`Quorum::active_controller`] (where
+//! to forward), [`Quorum::propose_and_wait`] (the controller's commit),
+//! [`Quorum::subscribe`], [`Quorum::inbound`] (the controller listener's quorum RPCs),
+//! [`Quorum::shutdown`] (resign, then stop).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::image::{Change, MetadataImage};
+use super::metadata_log::{self, MetadataLog};
+use super::peer::PeerClient;
+use super::records::MetadataRecord;
+use super::wire;
+use crate::raft::{
+    Config, Entry, EntryKind, Epoch, Message, NodeId, Offset, Persisted, ProposeError, QuorumState,
+    RaftNode, Ready, RoleKind, Snapshot,
+};
+
+/// Commands queued for the driver; senders beyond it get "busy".
+const COMMANDS_MAX: usize = 4096;
+/// Quorum requests from one peer waiting for the Raft node's answer.
+const PENDING_INBOUND_PER_PEER_MAX: usize = 16;
+/// Proposals waiting for commit (Raft refuses more than this uncommitted anyway).
+const PENDING_PROPOSALS_MAX: usize = 4096;
+/// A proposal nobody waits for any more is forgotten after this.
+const PROPOSAL_FORGET_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Debug)]
+pub struct QuorumConfig {
+    pub node_id: NodeId,
+    /// `controller.quorum.voters` as (id, host:port); empty: a one-voter quorum of this node.
+    pub voters: Vec<(NodeId, String)>,
+    pub cluster_id: String,
+    pub tick_ms: u64,
+    pub election_timeout_ms: u64,
+    pub fetch_timeout_ms: u64,
+    /// Take a snapshot of the image once this many bytes of entries were applied after the
+    /// last one (`metadata.log.max.record.bytes.between.snapshots`).
+    pub snapshot_interval_bytes: u64,
+}
+
+impl QuorumConfig {
+    pub fn voter_ids(&self) -> Vec<NodeId> {
+        if self.voters.is_empty() {
+            vec![self.node_id]
+        } else {
+            self.voters.iter().map(|(id, _)| *id).collect()
+        }
+    }
+
+    pub fn is_single_node(&self) -> bool {
+        self.voter_ids() == [self.node_id]
+    }
+
+    pub fn voter_address(&self, id: NodeId) -> Option<&str> {
+        self.voters
+            .iter()
+            .find(|(v, _)| *v == id)
+            .map(|(_, address)| address.as_str())
+    }
+}
+
+/// Why a proposal did not commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProposeFailure {
+    /// This node does not lead (or stopped leading before the entry committed).
+    NotController {
+        leader_id: Option<NodeId>,
+    },
+    /// No answer in time (no quorum, or the driver is overloaded).
+    Timeout,
+    TooLarge,
+}
+
+/// What the leader knows of one replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    pub node_id: NodeId,
+    pub log_end_offset: Offset,
+    /// Wall clock of its last fetch, -1 if none.
+    pub last_fetch_ms: i64,
+}
+
+/// A copy of the quorum's state, refreshed after every driver step.
+#[derive(Clone, Debug)]
+pub struct QuorumStatus {
+    pub node_id: NodeId,
+    pub epoch: Epoch,
+    pub leader_id: Option<NodeId>,
+    pub role: RoleKind,
+    /// This node leads and has applied everything committed before its epoch began.
+    pub active: bool,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+    pub applied_offset: Offset,
+    pub voters: Vec<NodeId>,
+    /// Leader only: voters and observers that fetched.
+    pub replicas: Vec<ReplicaStatus>,
+}
+
+pub type Subscriber = Box<dyn Fn(&[Change]) + Send + Sync>;
+
+struct Shared {
+    image: RwLock<Arc<MetadataImage>>,
+    status: RwLock<QuorumStatus>,
+    /// The subscriber, or the changes waiting for one.
+    subscriber: Mutex<(Option<Subscriber>, Vec<Change>)>,
+}
+
+enum Command {
+    Propose {
+        data: Bytes,
+        reply: std::sync::mpsc::Sender<Result<(), ProposeFailure>>,
+    },
+    Inbound {
+        from: NodeId,
+        message: Message,
+        reply: oneshot::Sender<Message>,
+    },
+    Response {
+        from: NodeId,
+        message: Message,
+    },
+    Shutdown {
+        done: std::sync::mpsc::Sender<()>,
+    },
+}
+
+/// The handle the node keeps; cheap to clone.
+#[derive(Clone)]
+pub struct Quorum {
+    inner: Arc<QuorumInner>,
+}
+
+struct QuorumInner {
+    config: QuorumConfig,
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn fatal(what: &str, error: impl std::fmt::Display) -> ! {
+    tracing::error!(%error, "metadata log: {what} failed; exiting");
+    eprintln!("dlog: metadata log: {what} failed: {error}");
+    std::process::exit(70)
+}
+
+/// Metadata records of one data entry: a JSON array, or (logs from before the quorum) one
+/// JSON record.
+pub fn decode_entry_records(data: &[u8]) -> anyhow::Result<Vec<MetadataRecord>> {
+    if data.first() == Some(&b'[') {
+        Ok(serde_json::from_slice(data)?)
+    } else {
+        Ok(vec![MetadataRecord::decode(data)?])
+    }
+}
+
+pub fn encode_entry_records(records: &[MetadataRecord]) -> Bytes {
+    Bytes::from(serde_json::to_vec(records).expect("metadata records serialize"))
+}
+
+impl Quorum {
+    /// Restores the quorum from `dir` (`__cluster_metadata-0`) and starts the driver thread.
+    pub fn open(dir: &Path, config: QuorumConfig) -> std::io::Result<Quorum> {
+        let snapshot = metadata_log::read_latest_snapshot(dir)?;
+        let start = snapshot.as_ref().map_or(0, |s| s.id.end_offset);
+        let (log, entries) = MetadataLog::open(dir, start)?;
+        let image = match &snapshot {
+            Some(s) => serde_json::from_slice(&s.data).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("snapshot {:?}: {e}", s.id),
+                )
+            })?,
+            None => MetadataImage::new(),
+        };
+        let mut quorum_state = metadata_log::read_quorum_state(dir)?.unwrap_or(QuorumState {
+            epoch: 0,
+            voted_for: None,
+            leader_id: None,
+        });
+        let last_epoch = entries
+            .last()
+            .map(|e| e.epoch)
+            .or(snapshot.as_ref().map(|s| s.id.epoch))
+            .unwrap_or(0);
+        if quorum_state.epoch < last_epoch {
+            quorum_state = QuorumState {
+                epoch: last_epoch,
+                voted_for: None,
+                leader_id: None,
+            };
+        }
+        let voters = config.voter_ids();
+        for voter in &voters {
+            assert!(
+                *voter == config.node_id || config.voter_address(*voter).is_some(),
+                "voter {voter} has no address"
+            );
+        }
+        let tick_ms = config.tick_ms.max(1);
+        let mut raft_config = Config::new(
+            config.node_id,
+            voters.clone(),
+            (config.node_id as u64) ^ crate::clock::now_ms() as u64,
+        );
+        raft_config.election_timeout_ticks = (config.election_timeout_ms / tick_ms).max(2) as u32;
+        raft_config.check_quorum_timeout_ticks = (config.fetch_timeout_ms / tick_ms).max(3) as u32;
+        raft_config.fetch_max_wait_ticks = (500 / tick_ms).max(1) as u32;
+        raft_config.fetch_retry_ticks = raft_config.fetch_max_wait_ticks * 2 + 2;
+        raft_config.begin_quorum_retry_ticks = (200 / tick_ms).max(1) as u32;
+        let log_end = start + entries.len() as Offset;
+        let raft = RaftNode::restore(
+            raft_config,
+            Persisted {
+                quorum_state,
+                snapshot: snapshot.clone(),
+                entries,
+            },
+        );
+        tracing::info!(
+            node_id = config.node_id,
+            ?voters,
+            epoch = quorum_state.epoch,
+            log_start = start,
+            log_end,
+            "metadata quorum restored"
+        );
+        let status = QuorumStatus {
+            node_id: config.node_id,
+            epoch: raft.epoch(),
+            leader_id: raft.leader_id(),
+            role: raft.role(),
+            active: false,
+            high_watermark: raft.high_watermark(),
+            log_start_offset: raft.log_start_offset(),
+            log_end_offset: raft.log_end_offset(),
+            applied_offset: raft.high_watermark(),
+            voters: voters.clone(),
+            replicas: Vec::new(),
+        };
+        let shared = Arc::new(Shared {
+            image: RwLock::new(Arc::new(image.clone())),
+            status: RwLock::new(status),
+            subscriber: Mutex::new((None, initial_changes(&MetadataImage::new(), &image))),
+        });
+        let (commands, receiver) = mpsc::channel(COMMANDS_MAX);
+        let peers = config
+            .voters
+            .iter()
+            .filter(|(id, _)| *id != config.node_id)
+            .map(|(id, address)| {
+                (
+                    *id,
+                    PeerClient::with_timeout(
+                        address.clone(),
+                        format!("dlog-raft-{}", config.node_id),
+                        Duration::from_millis(config.fetch_timeout_ms.max(1000)),
+                    ),
+                )
+            })
+            .collect();
+        let driver = Driver {
+            raft,
+            log,
+            dir: dir.to_path_buf(),
+            image,
+            shared: shared.clone(),
+            voters,
+            peers,
+            cluster_id: config.cluster_id.clone(),
+            tick_ms,
+            commands: commands.clone(),
+            pending_proposals: BTreeMap::new(),
+            pending_inbound: HashMap::new(),
+            bytes_since_snapshot: 0,
+            snapshot_interval_bytes: config.snapshot_interval_bytes.max(1),
+            active: false,
+            applied_offset: start,
+        };
+        let thread = std::thread::Builder::new()
+            .name("dlog-quorum".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("quorum runtime");
+                runtime.block_on(driver.run(receiver));
+            })?;
+        Ok(Quorum {
+            inner: Arc::new(QuorumInner {
+                config,
+                shared,
+                commands,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &QuorumConfig {
+        &self.inner.config
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.inner.shared.image.read().expect("image lock").clone()
+    }
+
+    pub fn status(&self) -> QuorumStatus {
+        self.inner
+            .shared
+            .status
+            .read()
+            .expect("status lock")
+            .clone()
+    }
+
+    /// Whether this node is the active controller (leads, caught up).
+    pub fn is_active(&self) -> bool {
+        let status = self.status();
+        status.active && status.leader_id == Some(status.node_id)
+    }
+
+    /// The leader this node knows of and its controller listener address (None for itself
+    /// when it has no controller listener, e.g. a one-voter quorum).
+    pub fn active_controller(&self) -> Option<(NodeId, Option<String>)> {
+        let leader = self.status().leader_id?;
+        Some((
+            leader,
+            self.inner.config.voter_address(leader).map(str::to_string),
+        ))
+    }
+
+    /// Sets the one subscriber to applied changes; it first receives every change applied so
+    /// far (the replay of the log), on this thread. Later calls run on the driver thread, in
+    /// log order, before the proposal that caused them is answered.
+    pub fn subscribe(&self, subscriber: Subscriber) {
+        let mut slot = self
+            .inner
+            .shared
+            .subscriber
+            .lock()
+            .expect("subscriber lock");
+        let backlog = std::mem::take(&mut slot.1);
+        if !backlog.is_empty() {
+            subscriber(&backlog);
+        }
+        slot.0 = Some(subscriber);
+    }
+
+    /// Proposes one entry and waits (blocking this thread, at most `timeout`) until it
+    /// commits and is applied. Inside a multi-thread tokio runtime the worker is handed off
+    /// first (`block_in_place`), so other tasks keep running.
+    pub fn propose_and_wait(&self, data: Bytes, timeout: Duration) -> Result<(), ProposeFailure> {
+        let (reply, result) = std::sync::mpsc::channel();
+        if self
+            .inner
+            .commands
+            .try_send(Command::Propose { data, reply })
+            .is_err()
+        {
+            return Err(ProposeFailure::Timeout);
+        }
+        let wait = || match result.recv_timeout(timeout) {
+            Ok(outcome) => outcome,
+            Err(_) => Err(ProposeFailure::Timeout),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
+    }
+
+    /// A quorum request from the controller listener; resolves to the Raft node's answer, or
+    /// None when it gave none in time.
+    pub async fn inbound(&self, from: NodeId, message: Message) -> Option<Message> {
+        let timeout = match &message {
+            Message::FetchRequest(r) => {
+                Duration::from_millis(u64::from(r.max_wait_ticks) * self.inner.config.tick_ms)
+                    + Duration::from_secs(2)
+            }
+            _ => Duration::from_secs(2),
+        };
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .commands
+            .try_send(Command::Inbound {
+                from,
+                message,
+                reply,
+            })
+            .ok()?;
+        tokio::time::timeout(timeout, answer).await.ok()?.ok()
+    }
+
+    /// Waits (blocking, bounded) until this node is the active controller and its image has
+    /// applied everything below `offset`: a one-voter quorum's start.
+    pub fn wait_active(&self, offset: Offset, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let status = self.status();
+            if status.applied_offset >= offset && status.active {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    /// Resigns if leading (EndQuorumEpoch to the voters), then stops the driver.
+    pub fn shutdown(&self) {
+        let (done, finished) = std::sync::mpsc::channel();
+        if self
+            .inner
+            .commands
+            .try_send(Command::Shutdown { done })
+            .is_ok()
+        {
+            let _ = finished.recv_timeout(Duration::from_secs(3));
+        }
+        if let Some(thread) = self.inner.thread.lock().expect("thread lock").take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Runs a blocking `f`: inside a multi-thread tokio runtime the worker is handed off first
+/// (`block_in_place`), so other tasks keep running.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// The changes that turn `before` into `after` (a snapshot installed, or the first image).
+fn initial_changes(before: &MetadataImage, after: &MetadataImage) -> Vec<Change> {
+    let mut changes: Vec<Change> = before
+        .topics
+        .keys()
+        .filter(|name| !after.topics.contains_key(*name))
+        .map(|name| Change::TopicRemoved(name.clone()))
+        .collect();
+    changes.extend(after.topics.keys().map(|n| Change::TopicChanged(n.clone())));
+    if !after.broker_configs.is_empty() || !before.broker_configs.is_empty() {
+        changes.push(Change::BrokerConfigChanged);
+    }
+    changes
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Vote,
+    BeginQuorumEpoch,
+    EndQuorumEpoch,
+    Fetch,
+    FetchSnapshot,
+}
+
+fn kind_of(message: &Message) -> (Kind, bool) {
+    match message {
+        Message::VoteRequest(_) => (Kind::Vote, true),
+        Message::VoteResponse(_) => (Kind::Vote, false),
+        Message::BeginQuorumEpochRequest(_) => (Kind::BeginQuorumEpoch, true),
+        Message::BeginQuorumEpochResponse(_) => (Kind::BeginQuorumEpoch, false),
+        Message::EndQuorumEpochRequest(_) => (Kind::EndQuorumEpoch, true),
+        Message::EndQuorumEpochResponse(_) => (Kind::EndQuorumEpoch, false),
+        Message::FetchRequest(_) => (Kind::Fetch, true),
+        Message::FetchResponse(_) => (Kind::Fetch, false),
+        Message::FetchSnapshotRequest(_) => (Kind::FetchSnapshot, true),
+        Message::FetchSnapshotResponse(_) => (Kind::FetchSnapshot, false),
+    }
+}
+
+struct PendingInbound {
+    kind: Kind,
+    /// Fetches: (fetch offset, last fetched epoch), echoed by the answer.
+    fetch: Option<(Offset, Epoch)>,
+    reply: oneshot::Sender<Message>,
+}
+
+struct PendingProposal {
+    epoch: Epoch,
+    since: Instant,
+    reply: std::sync::mpsc::Sender<Result<(), ProposeFailure>>,
+}
+
+struct Driver {
+    raft: RaftNode,
+    log: MetadataLog,
+    dir: PathBuf,
+    image: MetadataImage,
+    shared: Arc<Shared>,
+    voters: Vec<NodeId>,
+    peers: HashMap<NodeId, PeerClient>,
+    cluster_id: String,
+    tick_ms: u64,
+    commands: mpsc::Sender<Command>,
+    pending_proposals: BTreeMap<Offset, PendingProposal>,
+    pending_inbound: HashMap<NodeId, VecDeque<PendingInbound>>,
+    bytes_since_snapshot: u64,
+    snapshot_interval_bytes: u64,
+    active: bool,
+    /// Entries below this are applied to `image`.
+    applied_offset: Offset,
+}
+
+impl Driver {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut interval = tokio::time::interval(Duration::from_millis(self.tick_ms));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut shutdown: Option<std::sync::mpsc::Sender<()>> = None;
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {
+                    self.raft.tick();
+                    self.forget_abandoned();
+                }
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    shutdown = self.handle(command);
+                    // Take what else is queued (bounded), then act on one Ready for all.
+                    for _ in 0..256 {
+                        if shutdown.is_some() {
+                            break;
+                        }
+                        match commands.try_recv() {
+                            Ok(command) => shutdown = self.handle(command),
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            let outbound = self.process_ready();
+            if let Some(done) = shutdown.take() {
+                // Deliver the resignation (EndQuorumEpoch) before the runtime goes away.
+                let sends = outbound
+                    .into_iter()
+                    .filter_map(|(to, message)| {
+                        let peer = self.peers.get(&to)?.clone();
+                        let cluster_id = self.cluster_id.clone();
+                        let tick_ms = self.tick_ms;
+                        Some(async move {
+                            call(&peer, &cluster_id, to, message, tick_ms).await;
+                        })
+                    })
+                    .collect::<Vec<_>>();
+                let all = async {
+                    for send in sends {
+                        send.await;
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_millis(1000), all).await;
+                let _ = done.send(());
+                tracing::info!("metadata quorum driver stopped");
+                return;
+            }
+            for (to, message) in outbound {
+                self.send_request(to, message);
+            }
+            self.maybe_snapshot();
+            self.publish_status();
+        }
+    }
+
+    /// Applies one command; Some(done) for a shutdown.
+    fn handle(&mut self, command: Command) -> Option<std::sync::mpsc::Sender<()>> {
+        match command {
+            Command::Propose { data, reply } => {
+                let outcome = self.raft.propose(data);
+                match outcome {
+                    Ok(offset) => {
+                        if self.pending_proposals.len() >= PENDING_PROPOSALS_MAX {
+                            let _ = reply.send(Err(ProposeFailure::Timeout));
+                        } else {
+                            self.pending_proposals.insert(
+                                offset,
+                                PendingProposal {
+                                    epoch: self.raft.epoch(),
+                                    since: Instant::now(),
+                                    reply,
+                                },
+                            );
+                        }
+                    }
+                    Err(ProposeError::NotLeader { leader_id, .. }) => {
+                        let _ = reply.send(Err(ProposeFailure::NotController { leader_id }));
+                    }
+                    Err(ProposeError::Busy) => {
+                        let _ = reply.send(Err(ProposeFailure::Timeout));
+                    }
+                    Err(ProposeError::TooLarge) => {
+                        let _ = reply.send(Err(ProposeFailure::TooLarge));
+                    }
+                }
+            }
+            Command::Inbound {
+                from,
+                message,
+                reply,
+            } => {
+                if from == self.raft.node_id() {
+                    return None; // A peer claiming our id: dropped (the caller answers).
+                }
+                let (kind, _) = kind_of(&message);
+                let fetch = match &message {
+                    Message::FetchRequest(r) => Some((r.fetch_offset, r.last_fetched_epoch)),
+                    _ => None,
+                };
+                let queue = self.pending_inbound.entry(from).or_default();
+                if queue.len() >= PENDING_INBOUND_PER_PEER_MAX {
+                    queue.pop_front();
+                }
+                queue.push_back(PendingInbound { kind, fetch, reply });
+                self.raft.step(from, message);
+            }
+            Command::Response { from, message } => self.raft.step(from, message),
+            Command::Shutdown { done } => {
+                self.raft.resign();
+                return Some(done);
+            }
+        }
+        None
+    }
+
+    /// Drops waiters nobody listens to any more.
+    fn forget_abandoned(&mut self) {
+        for queue in self.pending_inbound.values_mut() {
+            queue.retain(|p| !p.reply.is_closed());
+        }
+        self.pending_inbound.retain(|_, q| !q.is_empty());
+        let now = Instant::now();
+        self.pending_proposals
+            .retain(|_, p| now.duration_since(p.since) < PROPOSAL_FORGET_AFTER);
+    }
+
+    /// Acts on every Ready; returns the requests to send.
+    fn process_ready(&mut self) -> Vec<(NodeId, Message)> {
+        let mut outbound = Vec::new();
+        let mut rounds = 0;
+        while self.raft.has_ready() && rounds < 64 {
+            rounds += 1;
+            let ready = self.raft.ready();
+            self.persist(&ready);
+            let Ready {
+                messages,
+                apply_snapshot,
+                committed_offset,
+                committed,
+                ..
+            } = ready;
+            for envelope in messages {
+                let (_, is_request) = kind_of(&envelope.message);
+                if is_request {
+                    outbound.push((envelope.to, envelope.message));
+                } else {
+                    self.answer_inbound(envelope.to, envelope.message);
+                }
+            }
+            self.apply(apply_snapshot, committed_offset, committed);
+        }
+        outbound
+    }
+
+    fn persist(&mut self, ready: &Ready) {
+        if let Some(state) = &ready.quorum_state {
+            if let Err(e) = metadata_log::write_quorum_state(&self.dir, state, &self.voters) {
+                fatal("writing quorum-state", e);
+            }
+        }
+        if let Some(snapshot) = &ready.snapshot {
+            if let Err(e) = metadata_log::write_snapshot(&self.dir, snapshot) {
+                fatal("writing a snapshot", e);
+            }
+            let end = snapshot.id.end_offset;
+            let remaining: Vec<Entry> = if ready.snapshot_replaces_log {
+                Vec::new()
+            } else {
+                let keep_end = ready
+                    .truncate_to
+                    .unwrap_or(Offset::MAX)
+                    .min(self.log.end_offset());
+                (end..keep_end)
+                    .map(|o| {
+                        self.raft
+                            .entry(o)
+                            .expect("entry after the snapshot")
+                            .clone()
+                    })
+                    .collect()
+            };
+            if let Err(e) = self.log.compact(end, &remaining) {
+                fatal("compacting the log", e);
+            }
+        }
+        if let Some(offset) = ready.truncate_to {
+            if offset < self.log.end_offset() {
+                if let Err(e) = self.log.truncate(offset.max(self.log.start_offset())) {
+                    fatal("truncating the log", e);
+                }
+            }
+        }
+        if !ready.entries.is_empty() {
+            if let Err(e) = self.log.append(ready.entries_offset, &ready.entries) {
+                fatal("appending to the log", e);
+            }
+        }
+    }
+
+    fn answer_inbound(&mut self, to: NodeId, message: Message) {
+        let (kind, _) = kind_of(&message);
+        let Some(queue) = self.pending_inbound.get_mut(&to) else {
+            return;
+        };
+        let position = match &message {
+            Message::FetchResponse(r) => queue.iter().position(|p| {
+                p.kind == Kind::Fetch && p.fetch == Some((r.fetch_offset, r.last_fetched_epoch))
+            }),
+            _ => queue.iter().position(|p| p.kind == kind),
+        };
+        let Some(position) = position else { return };
+        let pending = queue.remove(position).expect("in range");
+        if kind == Kind::Fetch {
+            // Older fetches of this peer were replaced by this one (the leader parks one).
+            let mut index = 0;
+            queue.retain(|p| {
+                let keep = index >= position || p.kind != Kind::Fetch;
+                index += 1;
+                keep
+            });
+        }
+        let _ = pending.reply.send(message);
+    }
+
+    fn send_request(&self, to: NodeId, message: Message) {
+        let Some(peer) = self.peers.get(&to).cloned() else {
+            return;
+        };
+        let commands = self.commands.clone();
+        let cluster_id = self.cluster_id.clone();
+        let tick_ms = self.tick_ms;
+        tokio::spawn(async move {
+            if let Some(answer) = call(&peer, &cluster_id, to, message, tick_ms).await {
+                let _ = commands.try_send(Command::Response {
+                    from: to,
+                    message: answer,
+                });
+            }
+        });
+    }
+
+    fn apply(
+        &mut self,
+        snapshot: Option<Snapshot>,
+        committed_offset: Offset,
+        committed: Vec<Entry>,
+    ) {
+        let mut changes = Vec::new();
+        let mut answers = Vec::new();
+        let mut changed_image = false;
+        if let Some(snapshot) = snapshot {
+            let image: MetadataImage = match serde_json::from_slice(&snapshot.data) {
+                Ok(image) => image,
+                Err(e) => fatal("reading a fetched snapshot", e),
+            };
+            changes.extend(initial_changes(&self.image, &image));
+            self.image = image;
+            changed_image = true;
+            self.applied_offset = snapshot.id.end_offset;
+            self.bytes_since_snapshot = 0;
+            let covered: Vec<Offset> = self
+                .pending_proposals
+                .range(..snapshot.id.end_offset)
+                .map(|(o, _)| *o)
+                .collect();
+            for offset in covered {
+                let pending = self.pending_proposals.remove(&offset).expect("listed");
+                answers.push((pending.reply, Err(ProposeFailure::Timeout)));
+            }
+            tracing::info!(
+                end_offset = snapshot.id.end_offset,
+                "installed a metadata snapshot"
+            );
+        }
+        if !committed.is_empty() {
+            assert_eq!(
+                committed_offset, self.applied_offset,
+                "applied out of order"
+            );
+        }
+        for (index, entry) in committed.iter().enumerate() {
+            let offset = committed_offset + index as Offset;
+            match entry.kind {
+                EntryKind::LeaderChange => {
+                    if entry.epoch == self.raft.epoch() && self.raft.is_leader() {
+                        self.active = true;
+                        tracing::info!(epoch = entry.epoch, offset, "active controller");
+                    }
+                }
+                EntryKind::Data => {
+                    self.bytes_since_snapshot += entry.data.len() as u64;
+                    match decode_entry_records(&entry.data) {
+                        Ok(records) => {
+                            for record in &records {
+                                let next = self.image.applied_offset + 1;
+                                changes.extend(self.image.apply(next, record));
+                            }
+                            changed_image = true;
+                        }
+                        Err(error) => {
+                            tracing::error!(offset, %error, "unreadable metadata entry skipped")
+                        }
+                    }
+                }
+            }
+            if let Some(pending) = self.pending_proposals.remove(&offset) {
+                let outcome = if pending.epoch == entry.epoch {
+                    Ok(())
+                } else {
+                    Err(ProposeFailure::NotController {
+                        leader_id: self.raft.leader_id(),
+                    })
+                };
+                answers.push((pending.reply, outcome));
+            }
+        }
+        self.applied_offset += committed.len() as Offset;
+        if changed_image {
+            *self.shared.image.write().expect("image lock") = Arc::new(self.image.clone());
+        }
+        if !changes.is_empty() {
+            let mut slot = self.shared.subscriber.lock().expect("subscriber lock");
+            match &slot.0 {
+                Some(subscriber) => subscriber(&changes),
+                None => slot.1.extend(changes),
+            }
+        }
+        // Status before answers: a proposer that returns sees its commit applied.
+        self.publish_status();
+        for (reply, outcome) in answers {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    fn maybe_snapshot(&mut self) {
+        if self.bytes_since_snapshot < self.snapshot_interval_bytes
+            || self.applied_offset <= self.raft.log_start_offset()
+        {
+            return;
+        }
+        let data = serde_json::to_vec(&self.image).expect("image serializes");
+        self.raft.snapshot(self.applied_offset, Bytes::from(data));
+        self.bytes_since_snapshot = 0;
+        tracing::info!(end_offset = self.applied_offset, "metadata snapshot taken");
+        let outbound = self.process_ready();
+        for (to, message) in outbound {
+            self.send_request(to, message);
+        }
+    }
+
+    fn publish_status(&mut self) {
+        if !self.raft.is_leader() {
+            self.active = false;
+        }
+        let now_ms = crate::clock::now_ms();
+        let now_ticks = self.raft.now_ticks;
+        let replicas = self
+            .raft
+            .replica_progress()
+            .map(|progress| {
+                progress
+                    .iter()
+                    .map(|(id, p)| ReplicaStatus {
+                        node_id: *id,
+                        log_end_offset: p.end_offset,
+                        last_fetch_ms: p.last_fetch_tick.map_or(-1, |t| {
+                            now_ms - (now_ticks.saturating_sub(t) * self.tick_ms) as i64
+                        }),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let status = QuorumStatus {
+            node_id: self.raft.node_id(),
+            epoch: self.raft.epoch(),
+            leader_id: self.raft.leader_id(),
+            role: self.raft.role(),
+            active: self.active,
+            high_watermark: self.raft.high_watermark(),
+            log_start_offset: self.raft.log_start_offset(),
+            log_end_offset: self.raft.log_end_offset(),
+            applied_offset: self.applied_offset,
+            voters: self.voters.clone(),
+            replicas,
+        };
+        *self.shared.status.write().expect("status lock") = status;
+    }
+}
+
+/// Sends one quorum request and converts the answer (echo fields from the request).
+async fn call(
+    peer: &PeerClient,
+    cluster_id: &str,
+    to: NodeId,
+    message: Message,
+    tick_ms: u64,
+) -> Option<Message> {
+    let outcome = match message {
+        Message::VoteRequest(r) => peer
+            .send(wire::VOTE_VERSION, &wire::vote_request(&r, cluster_id, to))
+            .await
+            .map(|k| wire::from_vote_response(&k, r.pre_vote).map(Message::VoteResponse)),
+        Message::BeginQuorumEpochRequest(r) => peer
+            .send(
+                wire::BEGIN_QUORUM_EPOCH_VERSION,
+                &wire::begin_quorum_epoch_request(&r, cluster_id, to),
+            )
+            .await
+            .map(|k| {
+                wire::from_begin_quorum_epoch_response(&k).map(Message::BeginQuorumEpochResponse)
+            }),
+        Message::EndQuorumEpochRequest(r) => peer
+            .send(
+                wire::END_QUORUM_EPOCH_VERSION,
+                &wire::end_quorum_epoch_request(&r, cluster_id),
+            )
+            .await
+            .map(|k| wire::from_end_quorum_epoch_response(&k).map(Message::EndQuorumEpochResponse)),
+        Message::FetchRequest(r) => peer
+            .send(
+                wire::FETCH_VERSION,
+                &wire::fetch_request(&r, cluster_id, tick_ms),
+            )
+            .await
+            .map(|k| wire::from_fetch_response(&k, &r).map(Message::FetchResponse)),
+        Message::FetchSnapshotRequest(r) => peer
+            .send(
+                wire::FETCH_SNAPSHOT_VERSION,
+                &wire::fetch_snapshot_request(&r, cluster_id),
+            )
+            .await
+            .map(|k| wire::from_fetch_snapshot_response(&k).map(Message::FetchSnapshotResponse)),
+        _ => return None,
+    };
+    match outcome {
+        Ok(answer) => answer,
+        Err(error) => {
+            tracing::debug!(to, %error, "quorum request failed");
+            None
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The controller listener and the quorum's APIs: Vote, BeginQuorumEpoch, EndQuorumEpoch,
+//! Fetch of `__cluster_metadata`-0, FetchSnapshot (handed to the quorum driver),
+//! DescribeQuorum, AllocateProducerIds, and the admin requests brokers forward to the active
+//! controller. Also the forwarding itself: a broker that is not the active controller relays
+//! CreateTopics, DeleteTopics, CreatePartitions, (Incremental)AlterConfigs and DescribeQuorum
+//! to it as the same Kafka request and relays the answer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::describe_quorum_response::{
+    Listener, Node, PartitionData, ReplicaState, TopicData,
+};
+use kafka_protocol::messages::{
+    AllocateProducerIdsRequest, AllocateProducerIdsResponse, ApiKey, BeginQuorumEpochRequest,
+    BrokerId, DescribeQuorumResponse, EndQuorumEpochRequest, FetchRequest, FetchSnapshotRequest,
+    TopicName, VoteRequest,
+};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::ResponseError;
+
+use crate::broker::Broker;
+use crate::controller::wire;
+use crate::controller::METADATA_TOPIC;
+use crate::coordinator::producer_ids::PRODUCER_ID_BLOCK_SIZE;
+use crate::handlers;
+use crate::protocol::api_versions::{self, CONTROLLER_SUPPORTED};
+use crate::protocol::{
+    decode, encode_response, encode_response_header, Chunk, Request, RequestError, ResponseFrame,
+};
+use crate::raft::{Message, NodeId};
+use crate::server::dispatch::Handled;
+
+/// How long a forwarded request waits for a leader to be known.
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+
+/// One request on the controller listener.
+pub async fn route(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, RequestError> {
+    let request = crate::protocol::parse_request_in(frame, api_versions::controller_supported)?;
+    let response = |frame: Result<ResponseFrame, RequestError>| frame.map(Handled::Response);
+    match request.api_key {
+        ApiKey::ApiVersions => response(handlers::api_versions::handle_with(
+            &request,
+            CONTROLLER_SUPPORTED,
+        )),
+        ApiKey::Vote => vote(broker, request),
+        ApiKey::BeginQuorumEpoch => begin_quorum_epoch(broker, request),
+        ApiKey::EndQuorumEpoch => end_quorum_epoch(broker, request),
+        ApiKey::Fetch => fetch(broker, request),
+        ApiKey::FetchSnapshot => fetch_snapshot(broker, request),
+        ApiKey::DescribeQuorum => Ok(describe_quorum(broker, request)),
+        ApiKey::AllocateProducerIds => response(allocate_producer_ids(broker, request)),
+        // Served here by the active controller; anyone else answers NOT_CONTROLLER from the
+        // commit (a forwarder never forwards twice).
+        ApiKey::CreateTopics => response(handlers::admin::create_topics(broker, request)),
+        ApiKey::DeleteTopics => response(handlers::admin::delete_topics(broker, request)),
+        ApiKey::CreatePartitions => response(handlers::admin::create_partitions(broker, request)),
+        ApiKey::AlterConfigs => response(handlers::configs::alter_configs(broker, request)),
+        ApiKey::IncrementalAlterConfigs => response(handlers::configs::incremental_alter_configs(
+            broker, request,
+        )),
+        other => Err(RequestError::UnknownApiKey(other as i16)),
+    }
+}
+
+fn respond<T: Encodable>(request: &Request, body: &T) -> ResponseFrame {
+    encode_response(
+        request.api_key,
+        request.version,
+        request.header.correlation_id,
+        body,
+    )
+}
+
+/// Hands a decoded quorum request to the driver and answers with what it says (or, when it
+/// says nothing in time, with `fallback`).
+fn to_driver<T: Encodable + Send + 'static>(
+    broker: &Arc<Broker>,
+    request: &Request,
+    from: NodeId,
+    message: Message,
+    answer: impl FnOnce(Message) -> Option<T> + Send + 'static,
+    fallback: T,
+) -> Handled {
+    let quorum = broker.controller.quorum().clone();
+    let (api_key, version, correlation_id) = (
+        request.api_key,
+        request.version,
+        request.header.correlation_id,
+    );
+    Handled::Deferred(Box::pin(async move {
+        let body = match quorum.inbound(from, message).await {
+            Some(message) => answer(message).unwrap_or(fallback),
+            None => fallback,
+        };
+        Some(encode_response(api_key, version, correlation_id, &body))
+    }))
+}
+
+fn check_sender(broker: &Broker, cluster_id: &Option<StrBytes>, from: NodeId) -> Result<(), i16> {
+    if !wire::cluster_matches(cluster_id, &broker.cluster_id) {
+        tracing::warn!(
+            from,
+            ?cluster_id,
+            "quorum request from another cluster refused"
+        );
+        return Err(wire::INCONSISTENT_CLUSTER_ID);
+    }
+    if from == broker.config.node_id || from < 0 {
+        return Err(wire::INVALID_REQUEST);
+    }
+    Ok(())
+}
+
+fn vote(broker: &Arc<Broker>, mut request: Request) -> Result<Handled, RequestError> {
+    let body: VoteRequest = decode(&mut request.body, request.version)?;
+    let parsed = wire::from_vote_request(&body)
+        .and_then(|r| check_sender(broker, &body.cluster_id, r.candidate_id).map(|()| r));
+    match parsed {
+        Err(code) => Ok(Handled::Response(respond(
+            &request,
+            &wire::vote_error_response(code),
+        ))),
+        Ok(r) => Ok(to_driver(
+            broker,
+            &request,
+            r.candidate_id,
+            Message::VoteRequest(r),
+            |m| match m {
+                Message::VoteResponse(r) => Some(wire::vote_response(&r)),
+                _ => None,
+            },
+            wire::vote_error_response(ResponseError::RequestTimedOut.code()),
+        )),
+    }
+}
+
+fn begin_quorum_epoch(broker: &Arc<Broker>, mut request: Request) -> Result<Handled, RequestError> {
+    let body: BeginQuorumEpochRequest = decode(&mut request.body, request.version)?;
+    let parsed = wire::from_begin_quorum_epoch_request(&body)
+        .and_then(|r| check_sender(broker, &body.cluster_id, r.leader_id).map(|()| r));
+    let error = |code: i16| {
+        kafka_protocol::messages::BeginQuorumEpochResponse::default().with_error_code(code)
+    };
+    match parsed {
+        Err(code) => Ok(Handled::Response(respond(&request, &error(code)))),
+        Ok(r) => Ok(to_driver(
+            broker,
+            &request,
+            r.leader_id,
+            Message::BeginQuorumEpochRequest(r),
+            |m| match m {
+                Message::BeginQuorumEpochResponse(r) => Some(wire::begin_quorum_epoch_response(&r)),
+                _ => None,
+            },
+            error(ResponseError::RequestTimedOut.code()),
+        )),
+    }
+}
+
+fn end_quorum_epoch(broker: &Arc<Broker>, mut request: Request) -> Result<Handled, RequestError> {
+    let body: EndQuorumEpochRequest = decode(&mut request.body, request.version)?;
+    let parsed = wire::from_end_quorum_epoch_request(&body)
+        .and_then(|r| check_sender(broker, &body.cluster_id, r.leader_id).map(|()| r));
+    let error = |code: i16| {
+        kafka_protocol::messages::EndQuorumEpochResponse::default().with_error_code(code)
+    };
+    match parsed {
+        Err(code) => Ok(Handled::Response(respond(&request, &error(code)))),
+        Ok(r) => Ok(to_driver(
+            broker,
+            &request,
+            r.leader_id,
+            Message::EndQuorumEpochRequest(r),
+            |m| match m {
+                Message::EndQuorumEpochResponse(r) => Some(wire::end_quorum_epoch_response(&r)),
+                _ => None,
+            },
+            error(ResponseError::RequestTimedOut.code()),
+        )),
+    }
+}
+
+fn fetch(broker: &Arc<Broker>, mut request: Request) -> Result<Handled, RequestError> {
+    let body: FetchRequest = decode(&mut request.body, request.version)?;
+    let tick_ms = crate::broker::QUORUM_TICK_MS;
+    let parsed = if wire::is_metadata_fetch(&body) {
+        wire::from_fetch_request(&body, request.version, tick_ms)
+            .and_then(|r| check_sender(broker, &body.cluster_id, r.replica_id).map(|()| r))
+    } else {
+        Err(wire::UNKNOWN_TOPIC_OR_PARTITION)
+    };
+    match parsed {
+        Err(code) => Ok(Handled::Response(respond(
+            &request,
+            &wire::fetch_error_response(code),
+        ))),
+        Ok(r) => Ok(to_driver(
+            broker,
+            &request,
+            r.replica_id,
+            Message::FetchRequest(r),
+            |m| match m {
+                Message::FetchResponse(r) => Some(wire::fetch_response(&r, crate::clock::now_ms())),
+                _ => None,
+            },
+            wire::fetch_error_response(ResponseError::RequestTimedOut.code()),
+        )),
+    }
+}
+
+fn fetch_snapshot(broker: &Arc<Broker>, mut request: Request) -> Result<Handled, RequestError> {
+    let body: FetchSnapshotRequest = decode(&mut request.body, request.version)?;
+    let parsed = wire::from_fetch_snapshot_request(&body)
+        .and_then(|r| check_sender(broker, &body.cluster_id, r.replica_id).map(|()| r));
+    match parsed {
+        Err(code) => Ok(Handled::Response(respond(
+            &request,
+            &wire::fetch_snapshot_error_response(code),
+        ))),
+        Ok(r) => Ok(to_driver(
+            broker,
+            &request,
+            r.replica_id,
+            Message::FetchSnapshotRequest(r),
+            |m| match m {
+                Message::FetchSnapshotResponse(r) => Some(wire::fetch_snapshot_response(&r)),
+                _ => None,
+            },
+            wire::fetch_snapshot_error_response(ResponseError::RequestTimedOut.code()),
+        )),
+    }
+}
+
+/// DescribeQuorum from this node's view. The leader knows every replica's progress; a
+/// follower reports leader and epoch with what it knows of itself (brokers forward the
+/// request to the leader first, see [`forward_to_controller`]).
+pub fn describe_quorum(broker: &Broker, request: Request) -> Handled {
+    let quorum = broker.controller.quorum();
+    let status = quorum.status();
+    let now_ms = crate::clock::now_ms();
+    let is_leader = status.leader_id == Some(status.node_id);
+    let replica = |id: NodeId| {
+        let known = status.replicas.iter().find(|r| r.node_id == id);
+        let (log_end_offset, last_fetch_ms) = if id == status.node_id {
+            (status.log_end_offset, now_ms)
+        } else {
+            known.map_or((-1, -1), |r| (r.log_end_offset, r.last_fetch_ms))
+        };
+        let caught_up = log_end_offset >= status.high_watermark && last_fetch_ms >= 0;
+        ReplicaState::default()
+            .with_replica_id(BrokerId(id))
+            .with_log_end_offset(log_end_offset)
+            .with_last_fetch_timestamp(last_fetch_ms)
+            .with_last_caught_up_timestamp(if caught_up { last_fetch_ms } else { -1 })
+    };
+    let voters: Vec<ReplicaState> = status.voters.iter().map(|id| replica(*id)).collect();
+    let observers: Vec<ReplicaState> = if is_leader {
+        status
+            .replicas
+            .iter()
+            .filter(|r| !status.voters.contains(&r.node_id))
+            .map(|r| replica(r.node_id))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut partition = PartitionData::default()
+        .with_partition_index(0)
+        .with_leader_id(BrokerId(status.leader_id.unwrap_or(-1)))
+        .with_leader_epoch(status.epoch)
+        .with_high_watermark(status.high_watermark)
+        .with_current_voters(voters)
+        .with_observers(observers);
+    if status.leader_id.is_none() {
+        partition = partition.with_error_code(ResponseError::NotLeaderOrFollower.code());
+    }
+    let mut response = DescribeQuorumResponse::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(StrBytes::from_static_str(METADATA_TOPIC)))
+        .with_partitions(vec![partition])]);
+    if request.version >= 2 {
+        let config = quorum.config();
+        let nodes = config
+            .voters
+            .iter()
+            .filter_map(|(id, address)| {
+                let (host, port) = address.rsplit_once(':')?;
+                Some(Node::default().with_node_id(BrokerId(*id)).with_listeners(
+                    vec![Listener::default()
+                            .with_name(StrBytes::from_static_str("CONTROLLER"))
+                            .with_host(StrBytes::from_string(host.to_string()))
+                            .with_port(port.parse().ok()?)],
+                ))
+            })
+            .collect();
+        response = response.with_nodes(nodes);
+    }
+    Handled::Response(respond(&request, &response))
+}
+
+/// AllocateProducerIds (a broker asking the active controller for a block).
+fn allocate_producer_ids(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let _body: AllocateProducerIdsRequest = decode(&mut request.body, request.version)?;
+    let response = match broker
+        .controller
+        .allocate_producer_ids(PRODUCER_ID_BLOCK_SIZE)
+    {
+        Ok(first) => AllocateProducerIdsResponse::default()
+            .with_producer_id_start(first.into())
+            .with_producer_id_len(PRODUCER_ID_BLOCK_SIZE as i32),
+        Err(error) => AllocateProducerIdsResponse::default().with_error_code(error.error.code()),
+    };
+    Ok(respond(&request, &response))
+}
+
+/// Runs a controller request here when this node is the active controller (or no other
+/// controller can be reached, so that the local handler answers with NOT_CONTROLLER / a
+/// timeout in the API's own response), else relays it to the active controller's listener.
+pub fn forward_to_controller(
+    broker: &Arc<Broker>,
+    request: Request,
+    local: fn(&Arc<Broker>, Request) -> Result<Handled, RequestError>,
+) -> Result<Handled, RequestError> {
+    let quorum = broker.controller.quorum();
+    if quorum.config().is_single_node() || quorum.is_active() {
+        return local(broker, request);
+    }
+    let broker = broker.clone();
+    Ok(Handled::Deferred(Box::pin(async move {
+        let deadline = Instant::now() + LEADER_WAIT;
+        let target = loop {
+            let quorum = broker.controller.quorum();
+            if quorum.is_active() {
+                break None;
+            }
+            match quorum.active_controller() {
+                Some((id, Some(address))) if id != broker.config.node_id => {
+                    break Some((id, address))
+                }
+                _ if Instant::now() >= deadline => break None,
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        if let Some((id, address)) = target {
+            let peer = broker.controller.peer(id, &address);
+            let (api_key, version) = (request.api_key, request.version);
+            match peer.send_raw(api_key, version, request.body.clone()).await {
+                Ok(body) => {
+                    let mut output = BytesMut::with_capacity(body.len() + 16);
+                    encode_response_header(
+                        &mut output,
+                        api_key,
+                        version,
+                        request.header.correlation_id,
+                    );
+                    output.extend_from_slice(&body);
+                    return Some(ResponseFrame {
+                        chunks: vec![Chunk::Bytes(output.freeze())],
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(controller = id, %error, ?api_key, "forwarding failed");
+                }
+            }
+        }
+        // Answer here: the commit fails with the API's own NOT_CONTROLLER / timeout error.
+        let handled = tokio::task::block_in_place(|| local(&broker, request)).ok()?;
+        match handled {
+            Handled::Response(response) => Some(response),
+            Handled::Deferred(future) => future.await,
+            Handled::NoResponse => None,
+        }
+    })))
+}
