@@ -228,6 +228,38 @@ async fn tombstones_stay_until_delete_retention_passes() {
     check_against_model(&bootstrap, "tombstones", &produced, cleaned_end, false);
 }
 
+/// Waits (bounded) until a segment of partition 0 of `topic` is being rewritten (a `.cleaned`
+/// file exists), kills the broker with SIGKILL, restarts it and checks that no half-done
+/// swap remains. Returns the new bootstrap address.
+fn kill_mid_clean_and_restart(broker: &mut Broker, topic: &str) -> String {
+    let dir = broker.data_dir().join(format!("{topic}-0"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut saw_cleaning = false;
+    while Instant::now() < deadline && !saw_cleaning {
+        saw_cleaning = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().ends_with(".cleaned"));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    broker.kill9();
+    eprintln!("{topic}: killed while a .cleaned file existed: {saw_cleaning}");
+    broker.restart();
+    let bootstrap = broker.bootstrap();
+    wait_for_topic(&bootstrap, topic, 1);
+    let leftovers: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap") || n.ends_with(".tmp"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "half-done cleaning left {leftovers:?}"
+    );
+    bootstrap
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_during_cleaning_leaves_a_consistent_log() {
     // A slow cleaner (throttled reads) so that the kill lands in the middle of a pass.
@@ -259,36 +291,7 @@ async fn kill_during_cleaning_leaves_a_consistent_log() {
         &mut produced,
     )
     .await;
-    // Kill while segments are being rewritten: a .cleaned file exists, or soon will.
-    let dir = broker.data_dir().join("crash-clean-0");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut saw_cleaning = false;
-    while Instant::now() < deadline {
-        let cleaning = std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(Result::ok)
-            .any(|e| e.file_name().to_string_lossy().ends_with(".cleaned"));
-        if cleaning {
-            saw_cleaning = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    broker.kill9();
-    eprintln!("killed while a .cleaned file existed: {saw_cleaning}");
-    broker.restart();
-    let bootstrap = broker.bootstrap();
-    wait_for_topic(&bootstrap, "crash-clean", 1);
-    let leftovers: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap"))
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "half-done cleaning left {leftovers:?}"
-    );
+    let bootstrap = kill_mid_clean_and_restart(&mut broker, "crash-clean");
     let cleaned_end = first_dirty_offset(&broker.data_dir(), "crash-clean").unwrap_or(0);
     check_against_model(&bootstrap, "crash-clean", &produced, cleaned_end, true);
     // And cleaning resumes after the restart.
@@ -537,13 +540,11 @@ fn markers_on_disk(data_dir: &Path, topic: &str) -> (usize, usize) {
     (commits, aborts)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compaction_with_transactions_keeps_committed_values_and_drops_aborted_ones() {
-    let broker = Broker::start_with(CLEANER_SETTINGS);
-    let bootstrap = broker.bootstrap();
-    let topic = "compacted-txn";
+/// A compacted topic of small segments, markers removable at once, filled by
+/// [`produce_transactional`] (16 rounds, 60 filler records).
+async fn transactional_topic(bootstrap: &str, topic: &str) -> TxnModel {
     create_topic(
-        &bootstrap,
+        bootstrap,
         topic,
         1,
         &[
@@ -554,7 +555,15 @@ async fn compaction_with_transactions_keeps_committed_values_and_drops_aborted_o
         ],
     )
     .await;
-    let model = produce_transactional(&bootstrap, topic, 16, 60).await;
+    produce_transactional(bootstrap, topic, 16, 60).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_with_transactions_keeps_committed_values_and_drops_aborted_ones() {
+    let broker = Broker::start_with(CLEANER_SETTINGS);
+    let bootstrap = broker.bootstrap();
+    let topic = "compacted-txn";
+    let model = transactional_topic(&bootstrap, topic).await;
     wait_for_cleaning(&broker.data_dir(), topic, model.txn_end);
     check_txn_model(&bootstrap, topic, &model, true, Some("more-"));
 
@@ -607,44 +616,8 @@ async fn kill_during_transactional_cleaning_leaves_a_consistent_log() {
     ]);
     let bootstrap = broker.bootstrap();
     let topic = "crash-clean-txn";
-    create_topic(
-        &bootstrap,
-        topic,
-        1,
-        &[
-            ("cleanup.policy", "compact"),
-            ("segment.bytes", "3000"),
-            ("min.cleanable.dirty.ratio", "0.01"),
-            ("delete.retention.ms", "0"),
-        ],
-    )
-    .await;
-    let model = produce_transactional(&bootstrap, topic, 16, 60).await;
-    let dir = broker.data_dir().join(format!("{topic}-0"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut saw_cleaning = false;
-    while Instant::now() < deadline && !saw_cleaning {
-        saw_cleaning = std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(Result::ok)
-            .any(|e| e.file_name().to_string_lossy().ends_with(".cleaned"));
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    broker.kill9();
-    eprintln!("killed while a .cleaned file existed: {saw_cleaning}");
-    broker.restart();
-    let bootstrap = broker.bootstrap();
-    wait_for_topic(&bootstrap, topic, 1);
-    let leftovers: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap") || n.ends_with(".tmp"))
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "half-done cleaning left {leftovers:?}"
-    );
+    let model = transactional_topic(&bootstrap, topic).await;
+    let bootstrap = kill_mid_clean_and_restart(&mut broker, topic);
     // Whatever the kill interrupted, the log is consistent ...
     check_txn_model(&bootstrap, topic, &model, false, None);
     // ... and cleaning resumes to the same end state.

@@ -430,11 +430,12 @@ mod tests {
         threads: 1,
     };
 
-    fn compacted_log(dir: &std::path::Path) -> PartitionLog {
+    /// A compacted log of ~2-batch segments.
+    fn compacted_log(dir: &std::path::Path, delete_retention_ms: &str) -> PartitionLog {
         let overrides = [
             ("cleanup.policy", "compact"),
             ("segment.bytes", "200"),
-            ("delete.retention.ms", "0"),
+            ("delete.retention.ms", delete_retention_ms),
             ("index.interval.bytes", "0"),
         ]
         .iter()
@@ -504,7 +505,7 @@ mod tests {
     #[test]
     fn aborted_data_goes_at_once_and_markers_once_their_data_is_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let log = compacted_log(dir.path());
+        let log = compacted_log(dir.path(), "0");
         let now = crate::clock::now_ms();
         // Producer 1 commits k1=a1, k2=a2; producer 2, interleaved, aborts k1=b1, k3=b3.
         let a1 = log.append(&record("k1", "a1", Some((1, 0, true)), now), now);
@@ -565,7 +566,7 @@ mod tests {
         // After a restart the aborted list is still empty and the data the same.
         let before = contents(&log);
         drop(log);
-        let log = compacted_log(dir.path());
+        let log = compacted_log(dir.path(), "0");
         assert!(log.aborted_transactions(0, i64::MAX).is_empty());
         assert_eq!(contents(&log), before);
     }
@@ -573,17 +574,7 @@ mod tests {
     #[test]
     fn markers_stay_until_delete_retention_passes() {
         let dir = tempfile::tempdir().unwrap();
-        let overrides = [
-            ("cleanup.policy", "compact"),
-            ("segment.bytes", "200"),
-            ("delete.retention.ms", "60000"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let config = Arc::new(LogConfig::new(&Properties::default(), &overrides));
-        let log =
-            PartitionLog::open(dir.path(), "t", 0, config, Checkpoints::default(), false).unwrap();
+        let log = compacted_log(dir.path(), "60000");
         let now = crate::clock::now_ms();
         log.append(&record("k1", "b1", Some((2, 0, true)), now), now)
             .unwrap();
@@ -602,7 +593,7 @@ mod tests {
     #[test]
     fn nothing_at_or_past_the_last_stable_offset_is_cleaned() {
         let dir = tempfile::tempdir().unwrap();
-        let log = compacted_log(dir.path());
+        let log = compacted_log(dir.path(), "0");
         let now = crate::clock::now_ms();
         filler(&log, 0, 4, now);
         // An open transaction, then plain writes that supersede its key and roll segments.
