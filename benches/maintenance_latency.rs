@@ -65,8 +65,13 @@ impl Mode {
         }
     }
 
-    fn settings(self) -> &'static [&'static str] {
-        match self {
+    /// The broker settings of the mode; `ACTIVE_SETTINGS` (comma-separated `key=value`)
+    /// replaces the active ones, to take the cleaner and retention apart.
+    fn settings(self) -> Vec<String> {
+        if let (Mode::Active, Ok(custom)) = (self, std::env::var("ACTIVE_SETTINGS")) {
+            return custom.split(',').map(str::to_string).collect();
+        }
+        let settings: &[&str] = match self {
             Mode::Idle => &[
                 "log.cleaner.enable=false",
                 "log.retention.check.interval.ms=3600000",
@@ -76,7 +81,8 @@ impl Mode {
                 "log.cleaner.backoff.ms=100",
                 "log.retention.check.interval.ms=500",
             ],
-        }
+        };
+        settings.iter().map(|s| s.to_string()).collect()
     }
 }
 
