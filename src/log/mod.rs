@@ -383,3 +383,51 @@ impl LogManager {
         checkpoint::sync_dir(&self.data_dir)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Properties;
+    use crate::record::builder::BatchBuilder;
+
+    #[test]
+    fn cleaner_threads_clean_several_logs_in_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = LogManager::open(dir.path()).unwrap();
+        let overrides = [
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "300"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let config = Arc::new(LogConfig::new(&Properties::default(), &overrides));
+        manager.ensure_topic("t", "id", 3, config).unwrap();
+        let now = crate::clock::now_ms();
+        for partition in 0..3 {
+            let log = manager.get("t", partition).unwrap();
+            for i in 0..20 {
+                let key = format!("k{}", i % 3);
+                let batch = BatchBuilder::new(now)
+                    .record(Some(key.as_bytes()), Some(b"v"), now)
+                    .build();
+                log.append(&batch, now).unwrap();
+            }
+        }
+        let settings = cleaner::CleanerSettings {
+            dedupe_buffer_bytes: 1 << 20,
+            io_bytes_per_second_max: f64::INFINITY,
+            threads: 2,
+        };
+        let mut cleaned = manager.clean_logs(now + 10, settings);
+        cleaned.sort_by_key(|(_, partition, _)| *partition);
+        assert_eq!(
+            cleaned.iter().map(|(_, p, _)| *p).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert!(cleaned.iter().all(|(_, _, s)| s.records_removed > 0));
+        let checkpoint = checkpoint::read(&dir.path().join(CLEANER_OFFSET_FILE)).unwrap();
+        assert_eq!(checkpoint.len(), 3);
+    }
+}
