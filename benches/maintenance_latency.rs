@@ -345,7 +345,11 @@ fn run(
                 tick += 1;
                 let due = (tick as f64 * records_per_tick) as u64;
                 while sent < due {
-                    let topic = if sent % 2 == 0 { "dirty" } else { "expiring" };
+                    let topic = if sent.is_multiple_of(2) {
+                        "dirty"
+                    } else {
+                        "expiring"
+                    };
                     let key = format!("key-{}", (sent * 104_729 + prefill_records) % keys);
                     background.send(topic, &key, &values[(sent % 64) as usize]);
                     sent += 1;

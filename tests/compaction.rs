@@ -377,7 +377,7 @@ async fn produce_transactional(
     for round in 0..rounds {
         first.begin_transaction().unwrap();
         second.begin_transaction().unwrap();
-        let mut pending: Vec<(bool, Vec<(String, String)>, Vec<_>)> = Vec::new();
+        let mut pending = Vec::new();
         for (index, producer) in [&first, &second].into_iter().enumerate() {
             // The first commits on even rounds, the second on odd ones.
             let commit = (round + index) % 2 == 0;
