@@ -388,8 +388,9 @@ impl Broker {
     }
 
     /// The log cleaner (compaction): a pass over the compacted logs every
-    /// `log.cleaner.backoff.ms`, on a blocking thread, until shutdown. One pass runs at a time;
-    /// the dedupe buffer is split across `log.cleaner.threads` as Kafka splits it.
+    /// `log.cleaner.backoff.ms`, on blocking threads, until shutdown. One pass runs at a time
+    /// and cleans up to `log.cleaner.threads` logs in parallel; the dedupe buffer is split
+    /// across the threads as Kafka splits it, and the io limit is shared by them.
     async fn run_cleaner(self: Arc<Broker>) {
         let properties = &self.config.properties;
         let threads = properties.get_i64("log.cleaner.threads");
@@ -403,6 +404,7 @@ impl Broker {
                 .get("log.cleaner.io.max.bytes.per.second")
                 .parse()
                 .expect("validated"),
+            threads: threads as usize,
         };
         let backoff =
             Duration::from_millis(properties.get_i64("log.cleaner.backoff.ms").max(100) as u64);
@@ -417,7 +419,7 @@ impl Broker {
                 tokio::task::spawn_blocking(move || broker.logs.clean_logs(now_ms(), settings))
                     .await;
             match pass {
-                Ok(Ok(cleaned)) => {
+                Ok(cleaned) => {
                     for (topic, partition, stats) in cleaned {
                         tracing::info!(
                             topic,
@@ -431,7 +433,6 @@ impl Broker {
                         );
                     }
                 }
-                Ok(Err(error)) => tracing::error!(%error, "log cleaner pass failed"),
                 Err(error) => tracing::error!(%error, "log cleaner pass panicked"),
             }
         }
