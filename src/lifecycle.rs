@@ -23,6 +23,8 @@ const SECURITY_PROTOCOL_PLAINTEXT: i16 = 0;
 /// Versions sent to the controller (Kafka 4.x brokers send these).
 const REGISTRATION_VERSION: i16 = 4;
 const HEARTBEAT_VERSION: i16 = 1;
+/// Registration retry interval while no controller has accepted us yet.
+const REGISTRATION_RETRY_MS: u64 = 200;
 
 fn remote_error(code: i16, what: &str) -> ApiError {
     let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
@@ -163,9 +165,18 @@ impl Broker {
                 .get_i64("broker.heartbeat.interval.ms")
                 .max(1) as u64,
         );
+        // Until registered, retry often: a broker is invisible to clients until then.
+        let retry = interval.min(Duration::from_millis(REGISTRATION_RETRY_MS));
+        let mut first = true;
         loop {
+            let wait = match (first, self.lifecycle.epoch() < 0) {
+                (true, _) => Duration::ZERO,
+                (false, true) => retry,
+                (false, false) => interval,
+            };
+            first = false;
             tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => break,
             }
             let broker = self.clone();

@@ -406,7 +406,7 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let config = Arc::new(LogConfig::new(&Properties::default(), &overrides));
-        manager.ensure_topic("t", "id", 3, config).unwrap();
+        manager.ensure_topic("t", "id", &[0, 1, 2], config).unwrap();
         let now = crate::clock::now_ms();
         for partition in 0..3 {
             let log = manager.get("t", partition).unwrap();
