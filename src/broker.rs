@@ -193,6 +193,9 @@ impl Broker {
             if let Some(error) = failure {
                 anyhow::bail!("opening partition logs: {error}");
             }
+        } else {
+            // A controller-only node keeps the image and no partitions.
+            broker.controller.subscribe(Box::new(|_| {}));
         }
         broker
             .groups

@@ -449,6 +449,11 @@ fn restarted_node_catches_up_by_snapshot() {
             "missed-{n}: {names:?}"
         );
     }
+    assert!(
+        cluster.logs(follower).contains("installed a metadata snapshot"),
+        "caught up without FetchSnapshot:\n{}",
+        cluster.logs(follower)
+    );
     // It serves the partitions of topics it learned from the snapshot.
     let log_dir = cluster.nodes[follower].dir.join("data/missed-0-0");
     assert!(log_dir.exists(), "{} not opened", log_dir.display());
