@@ -450,7 +450,9 @@ fn restarted_node_catches_up_by_snapshot() {
         );
     }
     assert!(
-        cluster.logs(follower).contains("installed a metadata snapshot"),
+        cluster
+            .logs(follower)
+            .contains("installed a metadata snapshot"),
         "caught up without FetchSnapshot:\n{}",
         cluster.logs(follower)
     );
@@ -521,4 +523,42 @@ fn bad_quorum_requests_get_kafka_errors() {
     // None of it disturbed the quorum.
     let (_, after) = cluster.wait_leader();
     assert_eq!(after, epoch);
+}
+
+/// Election time after a leader kill -9: time until both survivors agree on a new leader.
+/// A measurement for benches/README.md, not a pass/fail test:
+/// `cargo test --release --test quorum election_time -- --ignored --nocapture`
+/// (`DLOG_ELECTION_TRIALS`, default 50).
+#[test]
+#[ignore]
+fn election_time_after_leader_kill() {
+    let trials: usize = std::env::var("DLOG_ELECTION_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(50);
+    let mut cluster = Cluster::start(&[]);
+    let mut samples = Vec::new();
+    for trial in 0..trials {
+        let (leader, _) = cluster.wait_leader();
+        // Let the new quorum settle (followers fetching) before the next kill.
+        std::thread::sleep(Duration::from_millis(300));
+        let killed = Instant::now();
+        cluster.kill9(index_of(leader));
+        let (new_leader, _) = cluster.wait_leader();
+        let took = killed.elapsed();
+        assert_ne!(new_leader, leader);
+        samples.push(took);
+        println!("trial {trial}: leader {leader} -> {new_leader} in {took:?}");
+        cluster.restart(index_of(leader));
+    }
+    samples.sort();
+    let at =
+        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+    println!(
+        "election after leader kill -9 over {} trials: p50 {:?}, p99 {:?}, max {:?}",
+        samples.len(),
+        at(0.50),
+        at(0.99),
+        samples.last().unwrap()
+    );
 }
