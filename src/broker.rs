@@ -197,6 +197,9 @@ impl Broker {
             if let Some(error) = failure {
                 anyhow::bail!("opening partition logs: {error}");
             }
+        } else {
+            // A controller-only node keeps the image and no partitions.
+            broker.controller.subscribe(Box::new(|_| {}));
         }
         // A one-node cluster registers (and is unfenced) before its listener opens, so its
         // first Metadata lists it; nodes of a larger quorum register in `run_lifecycle`.

@@ -50,6 +50,7 @@ pub async fn route(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, Reques
         ApiKey::Fetch => fetch(broker, request),
         ApiKey::FetchSnapshot => fetch_snapshot(broker, request),
         ApiKey::DescribeQuorum => Ok(describe_quorum(broker, request)),
+        ApiKey::DescribeCluster => response(describe_controllers(broker, request)),
         ApiKey::AllocateProducerIds => response(allocate_producer_ids(broker, request)),
         ApiKey::BrokerRegistration => response(handlers::broker_registration::broker_registration(
             broker, request,
@@ -303,6 +304,43 @@ pub fn describe_quorum(broker: &Broker, request: Request) -> Handled {
         response = response.with_nodes(nodes);
     }
     Handled::Response(respond(&request, &response))
+}
+
+/// DescribeCluster on the controller listener (KIP-919, what `--bootstrap-controller` admin
+/// clients ask first): the controllers and which of them is active.
+fn describe_controllers(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+    use kafka_protocol::messages::{DescribeClusterRequest, DescribeClusterResponse};
+    const ENDPOINT_TYPE_CONTROLLERS: i8 = 2;
+    let _body: DescribeClusterRequest = decode(&mut request.body, request.version)?;
+    let quorum = broker.controller.quorum();
+    let status = quorum.status();
+    let controllers = quorum
+        .config()
+        .voters
+        .iter()
+        .filter_map(|(id, address)| {
+            let (host, port) = address.rsplit_once(':')?;
+            Some(
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(*id))
+                    .with_host(StrBytes::from_string(host.to_string()))
+                    .with_port(port.parse().ok()?),
+            )
+        })
+        .collect();
+    let mut response = DescribeClusterResponse::default()
+        .with_cluster_id(StrBytes::from_string(broker.cluster_id.clone()))
+        .with_controller_id(BrokerId(status.leader_id.unwrap_or(-1)))
+        .with_cluster_authorized_operations(i32::MIN)
+        .with_brokers(controllers);
+    if request.version >= 1 {
+        response = response.with_endpoint_type(ENDPOINT_TYPE_CONTROLLERS);
+    }
+    Ok(respond(&request, &response))
 }
 
 /// AllocateProducerIds (a broker asking the active controller for a block).

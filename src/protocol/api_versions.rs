@@ -65,6 +65,7 @@ pub const CONTROLLER_SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::BeginQuorumEpoch, range(0, 1)),
     (ApiKey::EndQuorumEpoch, range(0, 1)),
     (ApiKey::DescribeQuorum, range(0, 2)),
+    (ApiKey::DescribeCluster, range(0, 1)),
     (ApiKey::Fetch, range(12, 17)),
     (ApiKey::FetchSnapshot, range(0, 1)),
     (ApiKey::CreateTopics, range(2, 7)),

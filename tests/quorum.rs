@@ -1,0 +1,564 @@
+//! The controller quorum across real processes on loopback: three combined nodes
+//! (`process.roles=broker,controller`) started with the CLI form of issue 5, talking to each
+//! other over their controller listeners. Leader election, agreement (DescribeQuorum),
+//! commits through any node (forwarding), leader loss, minority loss (no split brain),
+//! catch-up after a restart (by snapshot when far behind), and Kafka's errors for bad quorum
+//! requests. Every wait is bounded; times are printed, not asserted (they belong in benches).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use kafka_protocol::messages::{
+    vote_request, ApiKey, BeginQuorumEpochRequest, BeginQuorumEpochResponse, BrokerId,
+    CreateTopicsRequest, CreateTopicsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
+    MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName, VoteRequest,
+    VoteResponse,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+const WAIT: Duration = Duration::from_secs(20);
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Node {
+    id: i32,
+    port: u16,
+    controller_port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+    runs: usize,
+}
+
+struct Cluster {
+    _temp: tempfile::TempDir,
+    nodes: Vec<Node>,
+    voters: String,
+    extra: Vec<String>,
+}
+
+impl Cluster {
+    fn start(settings: &[&str]) -> Cluster {
+        let temp = tempfile::Builder::new()
+            .prefix("dlog-quorum-")
+            .tempdir()
+            .unwrap();
+        let nodes: Vec<Node> = (1..=3)
+            .map(|id| Node {
+                id,
+                port: free_port(),
+                controller_port: free_port(),
+                dir: temp.path().join(format!("node{id}")),
+                child: None,
+                runs: 0,
+            })
+            .collect();
+        let voters = nodes
+            .iter()
+            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let extra = settings
+            .iter()
+            .flat_map(|s| ["--set".to_string(), s.to_string()])
+            .collect();
+        let mut cluster = Cluster {
+            _temp: temp,
+            nodes,
+            voters,
+            extra,
+        };
+        for index in 0..3 {
+            cluster.spawn(index);
+        }
+        for index in 0..3 {
+            cluster.wait_listening(index);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        assert!(node.child.is_none());
+        std::fs::create_dir_all(&node.dir).unwrap();
+        node.runs += 1;
+        let log = File::create(node.dir.join(format!("stderr-{}", node.runs))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_dlog"))
+            .args(["--node-id", &node.id.to_string()])
+            .args(["--listen", &format!("127.0.0.1:{}", node.port)])
+            .args([
+                "--controller-listen",
+                &format!("127.0.0.1:{}", node.controller_port),
+            ])
+            .args(["--controller-quorum-voters", &self.voters])
+            .arg("--data-dir")
+            .arg(node.dir.join("data"))
+            .args(&self.extra)
+            .env(
+                "RUST_LOG",
+                std::env::var("DLOG_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn dlog");
+        node.child = Some(child);
+    }
+
+    fn wait_listening(&mut self, index: usize) {
+        let deadline = Instant::now() + WAIT;
+        let addr = self.addr(index);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if let Some(status) = self.nodes[index]
+                .child
+                .as_mut()
+                .unwrap()
+                .try_wait()
+                .unwrap()
+            {
+                panic!("node {} exited: {status}\n{}", index + 1, self.logs(index));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} not listening",
+                index + 1
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn restart(&mut self, index: usize) {
+        self.spawn(index);
+        self.wait_listening(index);
+    }
+
+    fn kill9(&mut self, index: usize) {
+        let mut child = self.nodes[index].child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn addr(&self, index: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.nodes[index].port))
+    }
+
+    fn controller_addr(&self, index: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.nodes[index].controller_port))
+    }
+
+    fn running(&self) -> Vec<usize> {
+        (0..3).filter(|i| self.nodes[*i].child.is_some()).collect()
+    }
+
+    fn logs(&self, index: usize) -> String {
+        let node = &self.nodes[index];
+        let mut out = String::new();
+        for run in 1..=node.runs {
+            let text =
+                std::fs::read_to_string(node.dir.join(format!("stderr-{run}"))).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- node {} run {run} ---\n", node.id));
+            for line in &lines[lines.len().saturating_sub(30)..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// (leader id, epoch) as every running node's controller listener reports it, once they
+    /// all agree on a leader (a running one).
+    fn wait_leader(&self) -> (i32, i32) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let views: Vec<Option<(i32, i32)>> = self
+                .running()
+                .into_iter()
+                .map(|i| describe_quorum(self.controller_addr(i)))
+                .collect();
+            if let Some(Some(first)) = views.first() {
+                let leader_running =
+                    first.0 >= 1 && first.0 <= 3 && self.nodes[index_of(first.0)].child.is_some();
+                if leader_running && views.iter().all(|v| *v == Some(*first)) {
+                    return *first;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no agreed leader: {views:?}\n{}",
+                (0..3).map(|i| self.logs(i)).collect::<String>()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until every running node's Metadata lists `topic` (or, `present: false`, none
+    /// does after a while); returns how long it took.
+    fn wait_topic_everywhere(&self, topic: &str) -> Duration {
+        let start = Instant::now();
+        loop {
+            let missing: Vec<usize> = self
+                .running()
+                .into_iter()
+                .filter(|i| !topics(self.addr(*i)).contains(&topic.to_string()))
+                .collect();
+            if missing.is_empty() {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "topic {topic} missing on nodes {missing:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for index in 0..3 {
+                eprintln!("{}", self.logs(index));
+            }
+        }
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// One request/response on a fresh connection; None on any I/O failure.
+fn call<Req: Encodable, Resp: Decodable>(
+    addr: SocketAddr,
+    api_key: ApiKey,
+    version: i16,
+    request: &Req,
+) -> Option<Resp> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(IO_TIMEOUT)).ok()?;
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("quorum-test")));
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, api_key.request_header_version(version))
+        .unwrap();
+    request.encode(&mut body, version).unwrap();
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).ok()?;
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).ok()?;
+    let mut response = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut response).ok()?;
+    let mut response = Bytes::from(response);
+    let header =
+        ResponseHeader::decode(&mut response, api_key.response_header_version(version)).ok()?;
+    assert_eq!(header.correlation_id, 7);
+    Resp::decode(&mut response, version).ok()
+}
+
+fn describe_quorum(addr: SocketAddr) -> Option<(i32, i32)> {
+    let request = DescribeQuorumRequest::default().with_topics(vec![TopicData::default()
+        .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+        .with_partitions(vec![PartitionData::default().with_partition_index(0)])]);
+    let response: DescribeQuorumResponse = call(addr, ApiKey::DescribeQuorum, 2, &request)?;
+    let partition = response.topics.first()?.partitions.first()?;
+    Some((partition.leader_id.0, partition.leader_epoch))
+}
+
+/// CreateTopics of one topic with one partition through `addr`: the topic's error code.
+fn create_topic(addr: SocketAddr, name: &str) -> Option<i16> {
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.to_string())))
+            .with_num_partitions(1)
+            .with_replication_factor(1)])
+        .with_timeout_ms(10_000);
+    let response: CreateTopicsResponse = call(addr, ApiKey::CreateTopics, 7, &request)?;
+    Some(response.topics.first()?.error_code)
+}
+
+/// Creates `name` through `addr`, retrying retriable failures (no leader yet) for a while.
+fn create_topic_eventually(addr: SocketAddr, name: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        match create_topic(addr, name) {
+            Some(0) => return start.elapsed(),
+            // A retry of a create that did commit.
+            Some(36) if start.elapsed() > Duration::ZERO => return start.elapsed(),
+            outcome => {
+                assert!(start.elapsed() < WAIT, "creating {name}: {outcome:?}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn topics(addr: SocketAddr) -> Vec<String> {
+    let response: Option<MetadataResponse> = call(
+        addr,
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    );
+    response
+        .map(|r| {
+            r.topics
+                .iter()
+                .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn index_of(id: i32) -> usize {
+    (id - 1) as usize
+}
+
+#[test]
+fn three_nodes_elect_one_leader_and_commit_through_any_node() {
+    let cluster = Cluster::start(&[]);
+    let (leader, epoch) = cluster.wait_leader();
+    assert!((1..=3).contains(&leader) && epoch >= 1);
+    // The broker listener answers DescribeQuorum too (kafka-metadata-quorum --bootstrap-server).
+    for index in 0..3 {
+        assert_eq!(
+            describe_quorum(cluster.addr(index)).map(|(l, _)| l),
+            Some(leader)
+        );
+    }
+    // Through every node, the followers forwarding to the leader.
+    for index in 0..3 {
+        let name = format!("through-node-{}", index + 1);
+        let took = create_topic_eventually(cluster.addr(index), &name);
+        let visible = cluster.wait_topic_everywhere(&name);
+        println!("{name}: committed in {took:?}, on every node after {visible:?}");
+    }
+    // Creating it again is refused by the controller, from any node.
+    assert_eq!(create_topic(cluster.addr(0), "through-node-1"), Some(36));
+    // Auto-creation (Metadata allow_auto_topic_creation) from a follower.
+    let follower = (0..3).find(|i| *i != index_of(leader)).unwrap();
+    let request = MetadataRequest::default()
+        .with_topics(Some(vec![
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("auto-created")))),
+        ]))
+        .with_allow_auto_topic_creation(true);
+    let response: MetadataResponse =
+        call(cluster.addr(follower), ApiKey::Metadata, 12, &request).unwrap();
+    assert_eq!(response.topics[0].error_code, 0, "{response:?}");
+    cluster.wait_topic_everywhere("auto-created");
+}
+
+#[test]
+fn leader_loss_minority_and_recovery() {
+    let mut cluster = Cluster::start(&[]);
+    let (leader, epoch) = cluster.wait_leader();
+    create_topic_eventually(cluster.addr(0), "before");
+    cluster.wait_topic_everywhere("before");
+
+    // kill -9 the leader: the two others elect a new one and commit again.
+    let killed = Instant::now();
+    cluster.kill9(index_of(leader));
+    let (new_leader, new_epoch) = cluster.wait_leader();
+    println!(
+        "new leader {new_leader} (epoch {new_epoch}) {:?} after kill -9",
+        killed.elapsed()
+    );
+    assert_ne!(new_leader, leader);
+    assert!(new_epoch > epoch);
+    let survivor = cluster.running()[0];
+    create_topic_eventually(cluster.addr(survivor), "after-leader-loss");
+    cluster.wait_topic_everywhere("after-leader-loss");
+
+    // kill a second node: one alone must refuse metadata changes.
+    cluster.kill9(index_of(new_leader));
+    let alone = cluster.running()[0];
+    let outcome = create_topic(cluster.addr(alone), "minority-write");
+    assert!(
+        matches!(outcome, Some(code) if code != 0),
+        "a lone node committed: {outcome:?}"
+    );
+    assert!(!topics(cluster.addr(alone)).contains(&"minority-write".to_string()));
+
+    // One returns: the majority heals, commits again, and the refused write never shows.
+    cluster.restart(index_of(leader));
+    cluster.wait_leader();
+    create_topic_eventually(cluster.addr(alone), "healed");
+    cluster.wait_topic_everywhere("healed");
+    cluster.wait_topic_everywhere("after-leader-loss");
+    for index in cluster.running() {
+        assert!(!topics(cluster.addr(index)).contains(&"minority-write".to_string()));
+    }
+}
+
+#[test]
+fn restarted_node_catches_up_by_snapshot() {
+    // A snapshot every few hundred bytes of metadata: a node that misses a few commits finds
+    // the leader's log starting past its own end and must fetch the snapshot.
+    let mut cluster = Cluster::start(&["metadata.log.max.record.bytes.between.snapshots=300"]);
+    let (leader, _) = cluster.wait_leader();
+    let follower = (0..3).find(|i| *i != index_of(leader)).unwrap();
+    create_topic_eventually(cluster.addr(index_of(leader)), "first");
+    cluster.wait_topic_everywhere("first");
+    cluster.kill9(follower);
+    for n in 0..20 {
+        create_topic_eventually(cluster.addr(index_of(leader)), &format!("missed-{n}"));
+    }
+    let leader_dir = cluster.nodes[index_of(leader)]
+        .dir
+        .join("data/__cluster_metadata-0");
+    let checkpoints = std::fs::read_dir(&leader_dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".checkpoint")
+        })
+        .count();
+    assert_eq!(checkpoints, 1, "the leader keeps its latest snapshot");
+    cluster.restart(follower);
+    let took = cluster.wait_topic_everywhere("missed-19");
+    println!("restarted node caught up in {took:?}");
+    let names = topics(cluster.addr(follower));
+    for n in 0..20 {
+        assert!(
+            names.contains(&format!("missed-{n}")),
+            "missed-{n}: {names:?}"
+        );
+    }
+    assert!(
+        cluster
+            .logs(follower)
+            .contains("installed a metadata snapshot"),
+        "caught up without FetchSnapshot:\n{}",
+        cluster.logs(follower)
+    );
+    // It serves the partitions of topics it learned from the snapshot.
+    let log_dir = cluster.nodes[follower].dir.join("data/missed-0-0");
+    assert!(log_dir.exists(), "{} not opened", log_dir.display());
+}
+
+fn vote(candidate_id: i32, epoch: i32, cluster_id: Option<&str>) -> VoteRequest {
+    VoteRequest::default()
+        .with_cluster_id(cluster_id.map(|c| StrBytes::from_string(c.to_string())))
+        .with_voter_id(BrokerId(1))
+        .with_topics(vec![vote_request::TopicData::default()
+            .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+            .with_partitions(vec![vote_request::PartitionData::default()
+                .with_partition_index(0)
+                .with_replica_epoch(epoch)
+                .with_replica_id(BrokerId(candidate_id))
+                .with_last_offset_epoch(0)
+                .with_last_offset(0)])])
+}
+
+fn vote_errors(response: &VoteResponse) -> (i16, i16, bool) {
+    let partition = &response.topics[0].partitions[0];
+    (
+        response.error_code,
+        partition.error_code,
+        partition.vote_granted,
+    )
+}
+
+#[test]
+fn bad_quorum_requests_get_kafka_errors() {
+    let cluster = Cluster::start(&[]);
+    let (_, epoch) = cluster.wait_leader();
+    let node1 = cluster.controller_addr(0);
+    // A voter the quorum does not know: INCONSISTENT_VOTER_SET (94).
+    let response: VoteResponse = call(node1, ApiKey::Vote, 2, &vote(99, epoch + 1, None)).unwrap();
+    assert_eq!(vote_errors(&response), (0, 94, false));
+    // A stale epoch: FENCED_LEADER_EPOCH (74), not granted.
+    let response: VoteResponse = call(node1, ApiKey::Vote, 2, &vote(2, 0, None)).unwrap();
+    assert_eq!(vote_errors(&response), (0, 74, false));
+    // Another cluster: INCONSISTENT_CLUSTER_ID (104), before anything else.
+    let response: VoteResponse = call(
+        node1,
+        ApiKey::Vote,
+        2,
+        &vote(2, epoch + 5, Some("someOtherCluster")),
+    )
+    .unwrap();
+    assert_eq!(response.error_code, 104);
+    // BeginQuorumEpoch from a node that is not a voter: INCONSISTENT_VOTER_SET.
+    let begin = BeginQuorumEpochRequest::default()
+        .with_voter_id(BrokerId(1))
+        .with_topics(vec![
+            kafka_protocol::messages::begin_quorum_epoch_request::TopicData::default()
+                .with_topic_name(TopicName(StrBytes::from_static_str("__cluster_metadata")))
+                .with_partitions(vec![
+                    kafka_protocol::messages::begin_quorum_epoch_request::PartitionData::default()
+                        .with_partition_index(0)
+                        .with_leader_id(BrokerId(42))
+                        .with_leader_epoch(epoch + 1),
+                ]),
+        ]);
+    let response: BeginQuorumEpochResponse =
+        call(node1, ApiKey::BeginQuorumEpoch, 1, &begin).unwrap();
+    assert_eq!(response.topics[0].partitions[0].error_code, 94);
+    // None of it disturbed the quorum.
+    let (_, after) = cluster.wait_leader();
+    assert_eq!(after, epoch);
+}
+
+/// Election time after a leader kill -9: time until both survivors agree on a new leader.
+/// A measurement for benches/README.md, not a pass/fail test:
+/// `cargo test --release --test quorum election_time -- --ignored --nocapture`
+/// (`DLOG_ELECTION_TRIALS`, default 50).
+#[test]
+#[ignore]
+fn election_time_after_leader_kill() {
+    let trials: usize = std::env::var("DLOG_ELECTION_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(50);
+    let mut cluster = Cluster::start(&[]);
+    let mut samples = Vec::new();
+    for trial in 0..trials {
+        let (leader, _) = cluster.wait_leader();
+        // Let the new quorum settle (followers fetching) before the next kill.
+        std::thread::sleep(Duration::from_millis(300));
+        let killed = Instant::now();
+        cluster.kill9(index_of(leader));
+        let (new_leader, _) = cluster.wait_leader();
+        let took = killed.elapsed();
+        assert_ne!(new_leader, leader);
+        samples.push(took);
+        println!("trial {trial}: leader {leader} -> {new_leader} in {took:?}");
+        cluster.restart(index_of(leader));
+    }
+    samples.sort();
+    let at =
+        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
+    println!(
+        "election after leader kill -9 over {} trials: p50 {:?}, p99 {:?}, max {:?}",
+        samples.len(),
+        at(0.50),
+        at(0.99),
+        samples.last().unwrap()
+    );
+}
