@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::{
     vote_request, ApiKey, BeginQuorumEpochRequest, BeginQuorumEpochResponse, BrokerId,
@@ -416,7 +416,10 @@ fn leader_loss_minority_and_recovery() {
 fn restarted_node_catches_up_by_snapshot() {
     // A snapshot every few hundred bytes of metadata: a node that misses a few commits finds
     // the leader's log starting past its own end and must fetch the snapshot.
-    let mut cluster = Cluster::start(&["metadata.log.max.record.bytes.between.snapshots=300"]);
+    let mut cluster = Cluster::start(&[
+        "metadata.log.max.record.bytes.between.snapshots=300",
+        "broker.session.timeout.ms=60000",
+    ]);
     let (leader, _) = cluster.wait_leader();
     let follower = (0..3).find(|i| *i != index_of(leader)).unwrap();
     create_topic_eventually(cluster.addr(index_of(leader)), "first");
@@ -425,6 +428,23 @@ fn restarted_node_catches_up_by_snapshot() {
     for n in 0..20 {
         create_topic_eventually(cluster.addr(index_of(leader)), &format!("missed-{n}"));
     }
+    let assigned = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("missed-hosted")))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(vec![CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(vec![BrokerId(cluster.nodes[follower].id)])])])
+        .with_timeout_ms(10_000);
+    let response: CreateTopicsResponse = call(
+        cluster.addr(index_of(leader)),
+        ApiKey::CreateTopics,
+        7,
+        &assigned,
+    )
+    .expect("CreateTopics");
+    assert_eq!(response.topics[0].error_code, 0, "{response:?}");
     let leader_dir = cluster.nodes[index_of(leader)]
         .dir
         .join("data/__cluster_metadata-0");
@@ -440,7 +460,7 @@ fn restarted_node_catches_up_by_snapshot() {
         .count();
     assert_eq!(checkpoints, 1, "the leader keeps its latest snapshot");
     cluster.restart(follower);
-    let took = cluster.wait_topic_everywhere("missed-19");
+    let took = cluster.wait_topic_everywhere("missed-hosted");
     println!("restarted node caught up in {took:?}");
     let names = topics(cluster.addr(follower));
     for n in 0..20 {
@@ -456,8 +476,9 @@ fn restarted_node_catches_up_by_snapshot() {
         "caught up without FetchSnapshot:\n{}",
         cluster.logs(follower)
     );
-    // It serves the partitions of topics it learned from the snapshot.
-    let log_dir = cluster.nodes[follower].dir.join("data/missed-0-0");
+    // It opens the partitions it hosts of topics it learned from the snapshot (placed on it
+    // while it was down: its broker session had not expired yet).
+    let log_dir = cluster.nodes[follower].dir.join("data/missed-hosted-0");
     assert!(log_dir.exists(), "{} not opened", log_dir.display());
 }
 
