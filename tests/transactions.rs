@@ -559,3 +559,155 @@ async fn hanging_transaction_without_coordinator_state_is_aborted() {
     }
     assert!(read_all(&bootstrap, "hang", 1, "read_committed")[&0].is_empty());
 }
+
+/// Consume-transform-produce with `send_offsets_to_transaction` (librdkafka): a group member
+/// reads the input read_committed, writes each record transformed to the output and commits
+/// its input offsets in the same transaction. Some rounds abort, after which the member is
+/// replaced and the group resumes from its committed offsets. The output read_committed is
+/// exactly the transformed input, the group's offsets end at the input's end, and an aborted
+/// round leaves neither its output visible nor its offsets committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_transform_produce_with_send_offsets() {
+    const PER_PARTITION: usize = 60;
+    const BATCH: usize = 25;
+    const GROUP: &str = "ctp-group";
+    let broker = Broker::start_with(&["group.initial.rebalance.delay.ms=0"]);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "ctp-in", 2, &[]).await;
+    create_topic(&bootstrap, "ctp-out", 2, &[]).await;
+    let plain = future_free_producer(&bootstrap);
+    for partition in 0..2 {
+        send(
+            &plain,
+            "ctp-in",
+            partition,
+            &values(&format!("in-p{partition}"), PER_PARTITION),
+        );
+    }
+    let member = || -> BaseConsumer {
+        let consumer: BaseConsumer = consumer_config(&bootstrap)
+            .set("group.id", GROUP)
+            .set("isolation.level", "read_committed")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .expect("group consumer");
+        consumer.subscribe(&["ctp-in"]).expect("subscribe");
+        consumer
+    };
+    let committed_offsets = |consumer: &BaseConsumer| -> BTreeMap<i32, i64> {
+        let mut list = TopicPartitionList::new();
+        for partition in 0..2 {
+            list.add_partition("ctp-in", partition);
+        }
+        let committed = consumer
+            .committed_offsets(list, TIMEOUT)
+            .expect("committed offsets");
+        committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(offset) => Some((e.partition(), offset)),
+                _ => None,
+            })
+            .collect()
+    };
+    let producer = transactional_producer(&bootstrap, "ctp-id", &[]);
+    let mut consumer: Option<BaseConsumer> = None;
+    // Offsets committed so far through transactions: partition → next offset to read.
+    let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
+    let end: BTreeMap<i32, i64> = (0..2).map(|p| (p, PER_PARTITION as i64)).collect();
+    let abort_rounds = [0usize, 3];
+    let mut aborted_records = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut round = 0usize;
+    while committed != end {
+        assert!(
+            Instant::now() < deadline,
+            "copy did not finish: committed {committed:?}"
+        );
+        let member_consumer = consumer.get_or_insert_with(member);
+        // One batch: up to BATCH records, or what arrived before a quiet poll.
+        let mut batch = Vec::new();
+        while batch.len() < BATCH {
+            match member_consumer.poll(Duration::from_millis(300)) {
+                None if batch.is_empty() => continue,
+                None => break,
+                Some(Ok(message)) => batch.push((
+                    message.partition(),
+                    message.offset(),
+                    String::from_utf8(message.payload().unwrap_or_default().to_vec()).unwrap(),
+                )),
+                Some(Err(error)) => panic!("consume ctp-in: {error}"),
+            }
+            assert!(Instant::now() < deadline, "no input within the deadline");
+        }
+        let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
+        producer.begin_transaction().unwrap();
+        for (partition, offset, value) in &batch {
+            producer
+                .send(
+                    BaseRecord::<(), str>::to("ctp-out")
+                        .partition(*partition)
+                        .payload(&format!("out-{value}")),
+                )
+                .expect("enqueue");
+            offsets.insert(*partition, offset + 1);
+        }
+        // BaseProducer: delivery reports are served by flush, which abort needs too.
+        producer.flush(TIMEOUT).expect("flush");
+        let mut list = TopicPartitionList::new();
+        for (partition, offset) in &offsets {
+            list.add_partition_offset("ctp-in", *partition, Offset::Offset(*offset))
+                .unwrap();
+        }
+        let group_metadata = member_consumer
+            .group_metadata()
+            .expect("group metadata of a subscribed consumer");
+        producer
+            .send_offsets_to_transaction(&list, &group_metadata, TIMEOUT)
+            .expect("send_offsets_to_transaction");
+        if abort_rounds.contains(&round) {
+            producer.abort_transaction(TIMEOUT).unwrap();
+            aborted_records += batch.len();
+            assert_eq!(
+                committed_offsets(member_consumer),
+                committed,
+                "an aborted round commits no offsets (round {round})"
+            );
+            // Rewind: a new member resumes from the group's committed offsets.
+            consumer = None;
+        } else {
+            producer.commit_transaction(TIMEOUT).unwrap();
+            committed.extend(offsets);
+            assert_eq!(
+                committed_offsets(member_consumer),
+                committed,
+                "offsets committed by the transaction (round {round})"
+            );
+        }
+        round += 1;
+    }
+    assert!(aborted_records > 0);
+    let output = read_all(&bootstrap, "ctp-out", 2, "read_committed");
+    for partition in 0..2 {
+        let expected: Vec<String> = values(&format!("in-p{partition}"), PER_PARTITION)
+            .iter()
+            .map(|v| format!("out-{v}"))
+            .collect();
+        assert_eq!(output[&partition], expected, "ctp-out p{partition}");
+    }
+    let uncommitted: usize = read_all(&bootstrap, "ctp-out", 2, "read_uncommitted")
+        .values()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(
+        uncommitted,
+        2 * PER_PARTITION + aborted_records,
+        "the aborted rounds' records are in the log, hidden from read_committed"
+    );
+    let fresh = consumer_config(&bootstrap)
+        .set("group.id", GROUP)
+        .create::<BaseConsumer>()
+        .unwrap();
+    assert_eq!(committed_offsets(&fresh), end);
+}
