@@ -711,3 +711,109 @@ async fn consume_transform_produce_with_send_offsets() {
         .unwrap();
     assert_eq!(committed_offsets(&fresh), end);
 }
+
+/// Offsets committed through transactions live in `__consumer_offsets` as transactional
+/// records decided by the transaction's marker: after kill -9 a committed transaction's offsets
+/// are back, and those of a transaction open at the crash never count (it is aborted on
+/// timeout after the restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_offsets_survive_kill9() {
+    const GROUP: &str = "tos-group";
+    let mut broker =
+        Broker::start_with(&["transaction.abort.timed.out.transaction.cleanup.interval.ms=200"]);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "tos-in", 1, &[]).await;
+    create_topic(&bootstrap, "tos-out", 1, &[]).await;
+    // assign() mode: the group metadata carries generation -1, as for a simple consumer.
+    let consumer: BaseConsumer = consumer_config(&bootstrap)
+        .set("group.id", GROUP)
+        .create()
+        .unwrap();
+    let group_metadata = consumer.group_metadata().expect("group metadata");
+    let offsets = |offset: i64| {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset("tos-in", 0, Offset::Offset(offset))
+            .unwrap();
+        list
+    };
+    let committed = |bootstrap: &str| -> Offset {
+        let consumer: BaseConsumer = consumer_config(bootstrap)
+            .set("group.id", GROUP)
+            .create()
+            .unwrap();
+        let mut list = TopicPartitionList::new();
+        list.add_partition("tos-in", 0);
+        let committed = consumer.committed_offsets(list, TIMEOUT).unwrap();
+        committed.elements()[0].offset()
+    };
+    let done = transactional_producer(&bootstrap, "tos-done", &[]);
+    done.begin_transaction().unwrap();
+    send(&done, "tos-out", 0, &values("done", 2));
+    done.send_offsets_to_transaction(&offsets(5), &group_metadata, TIMEOUT)
+        .unwrap();
+    done.commit_transaction(TIMEOUT).unwrap();
+    assert_eq!(committed(&bootstrap), Offset::Offset(5));
+    let open = transactional_producer(&bootstrap, "tos-open", &short_timeouts("3000"));
+    open.begin_transaction().unwrap();
+    send(&open, "tos-out", 0, &values("open", 2));
+    open.send_offsets_to_transaction(&offsets(9), &group_metadata, TIMEOUT)
+        .unwrap();
+    // While the transaction is open: require_stable=false reads the last committed offset;
+    // require_stable=true (what read_committed consumers send) gets UNSTABLE_OFFSET_COMMIT.
+    let addr = broker.addr();
+    let fetch = |require_stable: bool| -> (i16, i64) {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        use kafka_protocol::messages::{
+            ApiKey, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+        };
+        use kafka_protocol::protocol::StrBytes;
+        let mut client = raw::RawClient::connect(addr);
+        let response: OffsetFetchResponse = client.call(
+            ApiKey::OffsetFetch,
+            7,
+            &OffsetFetchRequest::default()
+                .with_group_id(StrBytes::from_static_str(GROUP).into())
+                .with_require_stable(require_stable)
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("tos-in")))
+                    .with_partition_indexes(vec![0])])),
+        );
+        let partition = &response.topics[0].partitions[0];
+        (partition.error_code, partition.committed_offset)
+    };
+    const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+    assert_eq!(
+        fetch(false),
+        (0, 5),
+        "offsets of an open transaction do not count"
+    );
+    assert_eq!(fetch(true), (UNSTABLE_OFFSET_COMMIT, -1));
+    drop((done, open, consumer));
+    broker.kill9();
+    broker.restart();
+    wait_for_topic(&bootstrap, "tos-out", 1);
+    assert_eq!(committed(&bootstrap), Offset::Offset(5), "after kill -9");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (stable, end) = end_offsets(&broker, "tos-out", 0);
+        if stable == end {
+            break;
+        }
+        assert!(Instant::now() < deadline, "LSO stuck at {stable} of {end}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        committed(&bootstrap),
+        Offset::Offset(5),
+        "the open transaction was aborted, its offsets with it"
+    );
+    assert_eq!(fetch(true), (0, 5), "stable again");
+    broker.stop_clean();
+    broker.restart();
+    wait_for_topic(&bootstrap, "tos-out", 1);
+    assert_eq!(
+        committed(&bootstrap),
+        Offset::Offset(5),
+        "after a clean restart"
+    );
+}

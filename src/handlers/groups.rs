@@ -420,6 +420,24 @@ fn fetched_partition(partition: i32, value: Option<OffsetValue>) -> (i32, i64, i
     }
 }
 
+/// KIP-447: with `require_stable` (read_committed consumers ask for it), a partition whose
+/// offset an unfinished transaction has written answers UNSTABLE_OFFSET_COMMIT, without an
+/// offset, and the client retries: else a new member could start from the offset that the
+/// transaction is about to replace, and process those records twice.
+fn unstable(
+    broker: &Broker,
+    require_stable: bool,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> bool {
+    require_stable
+        && (broker
+            .transactions
+            .has_staged_offset(group, topic, partition)
+            || broker.groups.has_undecided_offset(group, topic, partition))
+}
+
 pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: OffsetFetchRequest = decode(&mut request.body, version)?;
@@ -435,6 +453,8 @@ pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFra
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
+                let require_stable = body.require_stable;
+                let group_id = group.group_id.to_string();
                 let result = broker.groups.fetch_offsets(group.group_id.as_str(), topics);
                 let (error, fetched): (Option<ResponseError>, FetchedTopics) = match result {
                     Ok(fetched) => (None, fetched),
@@ -447,22 +467,31 @@ pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFra
                         fetched
                             .into_iter()
                             .map(|(name, partitions)| {
+                                let partitions = partitions
+                                    .into_iter()
+                                    .map(|(p, value)| {
+                                        if unstable(broker, require_stable, &group_id, &name, p) {
+                                            return OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(-1)
+                                                .with_committed_leader_epoch(-1)
+                                                .with_metadata(Some(StrBytes::default()))
+                                                .with_error_code(code(Some(
+                                                    ResponseError::UnstableOffsetCommit,
+                                                )));
+                                        }
+                                        let (index, offset, epoch, metadata) =
+                                            fetched_partition(p, value);
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(index)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(epoch)
+                                            .with_metadata(Some(metadata))
+                                    })
+                                    .collect();
                                 OffsetFetchResponseTopics::default()
                                     .with_name(TopicName(str_bytes(name)))
-                                    .with_partitions(
-                                        partitions
-                                            .into_iter()
-                                            .map(|(p, value)| {
-                                                let (index, offset, epoch, metadata) =
-                                                    fetched_partition(p, value);
-                                                OffsetFetchResponsePartitions::default()
-                                                    .with_partition_index(index)
-                                                    .with_committed_offset(offset)
-                                                    .with_committed_leader_epoch(epoch)
-                                                    .with_metadata(Some(metadata))
-                                            })
-                                            .collect(),
-                                    )
+                                    .with_partitions(partitions)
                             })
                             .collect(),
                     )
@@ -488,11 +517,22 @@ pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFra
                     .into_iter()
                     .map(|(name, partitions)| {
                         OffsetFetchResponseTopic::default()
-                            .with_name(TopicName(str_bytes(name)))
+                            .with_name(TopicName(str_bytes(name.clone())))
                             .with_partitions(
                                 partitions
                                     .into_iter()
                                     .map(|(p, value)| {
+                                        let group = body.group_id.as_str();
+                                        if unstable(broker, body.require_stable, group, &name, p) {
+                                            return OffsetFetchResponsePartition::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(-1)
+                                                .with_committed_leader_epoch(-1)
+                                                .with_metadata(Some(StrBytes::default()))
+                                                .with_error_code(code(Some(
+                                                    ResponseError::UnstableOffsetCommit,
+                                                )));
+                                        }
                                         let (index, offset, epoch, metadata) =
                                             fetched_partition(p, value);
                                         OffsetFetchResponsePartition::default()

@@ -345,9 +345,8 @@ public final class RoundTrip {
 
     /**
      * The group's committed offsets for {@code topic}: partition → offset (absent when none). With requireStable
-     * (as a read_committed consumer asks): while a transaction's offsets are pending the broker answers
-     * UNSTABLE_OFFSET_COMMIT and the admin client retries, so offsets of a just-ended transaction are final
-     * (Kafka writes the markers after answering EndTxn).
+     * (as a read_committed consumer asks): a partition with transactional offsets still pending gets
+     * UNSTABLE_OFFSET_COMMIT and is left out of the answer.
      */
     static Map<Integer, Long> groupOffsets(Admin admin, String group, String topic) throws Exception {
         Map<Integer, Long> out = new java.util.TreeMap<>();
@@ -358,6 +357,22 @@ public final class RoundTrip {
                     if (om != null && tp.topic().equals(topic)) out.put(tp.partition(), om.offset());
                 });
         return out;
+    }
+
+    /**
+     * Polls {@link #groupOffsets} (bounded by 15 s) until it equals {@code expected}; returns the last answer.
+     * Kafka completes a transaction's offsets after answering EndTxn (it writes the markers then), so right after
+     * commitTransaction() they may still be pending.
+     */
+    static Map<Integer, Long> awaitGroupOffsets(Admin admin, String group, String topic, Map<Integer, Long> expected)
+            throws Exception {
+        long deadline = System.currentTimeMillis() + 15_000;
+        Map<Integer, Long> now = groupOffsets(admin, group, topic);
+        while (!now.equals(expected) && System.currentTimeMillis() < deadline) {
+            Thread.sleep(100);
+            now = groupOffsets(admin, group, topic);
+        }
+        return now;
     }
 
     /**
@@ -431,14 +446,14 @@ public final class RoundTrip {
                     if (abortRounds.contains(rounds)) {
                         producer.abortTransaction();
                         aborted += records.count();
-                        Map<Integer, Long> now = groupOffsets(admin, group, in);
+                        Map<Integer, Long> now = awaitGroupOffsets(admin, group, in, committed);
                         if (!now.equals(committed)) problems.add("round " + rounds + " aborted, yet group offsets " + now + " != " + committed);
                         consumer.close(Duration.ofSeconds(10)); // rewind: a new member resumes from the committed offsets
                         consumer = null;
                     } else {
                         producer.commitTransaction();
                         offsets.forEach((tp, om) -> committed.put(tp.partition(), om.offset()));
-                        Map<Integer, Long> now = groupOffsets(admin, group, in);
+                        Map<Integer, Long> now = awaitGroupOffsets(admin, group, in, committed);
                         if (!now.equals(committed)) problems.add("round " + rounds + " committed, group offsets " + now + " != " + committed);
                     }
                     rounds++;
@@ -934,7 +949,7 @@ public final class RoundTrip {
             }
             if (missing > 0) problems.add(missing + " values missing (first " + firstMissing + ")");
             if (committed.size() != n) problems.add("read_committed " + committed.size() + " records, want " + n);
-            Map<Integer, Long> offsets = groupOffsets(admin, group, in);
+            Map<Integer, Long> offsets = awaitGroupOffsets(admin, group, in, Map.of(0, (long) n));
             TopicPartition tp = new TopicPartition(in, 0);
             long inEnd = admin.listOffsets(Map.of(tp, org.apache.kafka.clients.admin.OffsetSpec.latest()))
                     .partitionResult(tp).get(30, TimeUnit.SECONDS).offset();
