@@ -60,6 +60,7 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * transactions (commit/abort mix read by read_committed and read_uncommitted consumers, fencing by a
  * second producer with the same transactional.id), consume-transform-produce (sendOffsetsToTransaction with
  * the group metadata of a subscribed read_committed consumer; aborted rounds commit neither output nor offsets),
+ * transaction-timeout (an open transaction past its timeout is aborted by the coordinator, the LSO advances),
  * admin-list-topics, admin-describe-cluster, admin-describe-topics, admin-describe-configs.
  *
  * Env: BOOTSTRAP (required), TOPIC (default: a fresh name per run), N (records per codec, default 200),
@@ -235,6 +236,7 @@ public final class RoundTrip {
             }
             transactions(bootstrap, admin, "compat-java-txn-" + runId);
             consumeTransformProduce(bootstrap, admin, "compat-java-ctp-" + runId);
+            transactionTimeout(bootstrap, admin, "compat-java-txn-timeout-" + runId);
             listTopics(admin, topic);
             describeCluster(admin);
             describeTopics(admin, topic);
@@ -482,6 +484,72 @@ public final class RoundTrip {
                     : String.join(" | ", problems));
         } catch (Exception e) {
             result("consume-transform-produce", false, describe(e));
+        }
+    }
+
+    /** End offset of partition 0 as a consumer of the given isolation level sees it (read_committed: the LSO). */
+    static long endOffset(String bootstrap, String topic, String isolation) {
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation);
+        p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000");
+        try (KafkaConsumer<byte[], byte[]> consumer =
+                     new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
+            TopicPartition tp = new TopicPartition(topic, 0);
+            return consumer.endOffsets(List.of(tp)).get(tp);
+        }
+    }
+
+    /**
+     * A transaction left open past its transaction.timeout.ms (2 s) is aborted by the coordinator: the last stable
+     * offset moves past the abort marker (the broker checks every
+     * transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by default), read_committed sees none of its
+     * records, and the producer can no longer commit it.
+     */
+    static void transactionTimeout(String bootstrap, Admin admin, String topic) {
+        try {
+            admin.createTopics(List.of(new NewTopic(topic, 1, (short) 1))).all().get(30, TimeUnit.SECONDS);
+            Properties p = new Properties();
+            p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+            p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, topic + "-id");
+            p.put(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, "2000");
+            p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "30000");
+            KafkaProducer<byte[], byte[]> producer =
+                    new KafkaProducer<>(p, new ByteArraySerializer(), new ByteArraySerializer());
+            try {
+                producer.initTransactions();
+                producer.beginTransaction();
+                sendAll(producer, topic, "doomed", 3);
+                long stableWhileOpen = endOffset(bootstrap, topic, "read_committed");
+                long deadline = System.currentTimeMillis() + 45_000;
+                long stable = stableWhileOpen, end = -1;
+                while (System.currentTimeMillis() < deadline) {
+                    stable = endOffset(bootstrap, topic, "read_committed");
+                    end = endOffset(bootstrap, topic, "read_uncommitted");
+                    if (stable == end && end == 4) break;
+                    Thread.sleep(500);
+                }
+                List<String> visible = readAll(bootstrap, topic, "read_committed");
+                String commit;
+                try {
+                    producer.commitTransaction();
+                    commit = "the timed-out transaction committed";
+                } catch (Exception e) {
+                    commit = null;
+                }
+                List<String> problems = new ArrayList<>();
+                if (stableWhileOpen != 0) problems.add("LSO " + stableWhileOpen + " while the transaction was open, want 0");
+                if (stable != 4 || end != 4) problems.add("after the timeout LSO " + stable + ", log end " + end + " (want 4, 4: 3 records and the abort marker)");
+                if (!visible.isEmpty()) problems.add("read_committed sees " + visible);
+                if (commit != null) problems.add(commit);
+                result("transaction-timeout", problems.isEmpty(), problems.isEmpty()
+                        ? "open transaction aborted by the coordinator after its 2 s timeout: LSO 0 -> 4, nothing visible, commit refused"
+                        : String.join(" | ", problems));
+            } finally {
+                producer.close(Duration.ofSeconds(5));
+            }
+        } catch (Exception e) {
+            result("transaction-timeout", false, describe(e));
         }
     }
 
