@@ -637,7 +637,7 @@ impl GroupCoordinator {
             .lock()
             .expect("undecided offsets lock")
             .remove(&producer_id);
-        if !commit {
+        if !commit || (loaded.is_none() && staged.is_none()) {
             return;
         }
         let now = now_ms();

@@ -236,7 +236,7 @@ public final class RoundTrip {
             }
             transactions(bootstrap, admin, "compat-java-txn-" + runId);
             consumeTransformProduce(bootstrap, admin, "compat-java-ctp-" + runId);
-            transactionTimeout(bootstrap, admin, "compat-java-txn-timeout-" + runId);
+            transactionTimeout(bootstrap, admin, "compat-java-timeout-" + runId);
             listTopics(admin, topic);
             describeCluster(admin);
             describeTopics(admin, topic);
