@@ -1,6 +1,18 @@
 # Shared by the load benches (sourced): logging, port checks, client JVM runs, and the CPU
 # accounting that tells whether other processes disturbed a measurement.
-# Needs before sourcing: CLIENT_JVM (array) and CP (classpath of compat/kafka/lib).
+# Needs: ROOT (the repository), WORK (scratch dir), CLIENT_JVM (array).
+
+# Installs Kafka's jars and sets CP (their classpath); builds dlog unless SKIP_BUILD=1 and
+# copies it to $WORK/dlog (other builds may replace target/); sets DLOG_COMMIT.
+prepare_binaries() {
+  "$ROOT/compat/kafka/install.sh" >&2
+  CP="$(cat "$ROOT/compat/kafka/lib/classpath.txt")"
+  if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+    (cd "$ROOT" && cargo build --release --bin dlog >&2)
+  fi
+  cp "$ROOT/target/release/dlog" "$WORK/dlog"
+  DLOG_COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+}
 
 log() { echo "[$(date +%T)] $*" >&2; }
 port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }

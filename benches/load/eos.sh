@@ -35,14 +35,8 @@ rm -rf "$WORK"
 mkdir -p "$WORK/raw"
 RESULTS="$WORK/results.csv" # broker,kind,mode,run,value,broker_cpu_s,foreign_cpu_pct
 : >"$RESULTS"
-"$ROOT/compat/kafka/install.sh" >&2
-CP="$(cat "$ROOT/compat/kafka/lib/classpath.txt")"
 source "$HERE/common.sh"
-if [[ "$SKIP_BUILD" != 1 ]]; then
-  (cd "$ROOT" && cargo build --release --bin dlog >&2)
-fi
-cp "$ROOT/target/release/dlog" "$WORK/dlog" # private copy: other builds may replace target/
-DLOG_COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+prepare_binaries
 
 BROKER=""; BROKER_PID=""
 start_broker() { # start_broker dlog|kafka

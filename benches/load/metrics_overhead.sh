@@ -34,14 +34,8 @@ mkdir -p "$WORK/raw"
 RESULTS="$WORK/results.csv" # mode,run,rec_s,mb_s,scrapes,foreign_cpu_pct,broker_cpu_s
 : >"$RESULTS"
 
-"$ROOT/compat/kafka/install.sh" >&2
-CP="$(cat "$ROOT/compat/kafka/lib/classpath.txt")"
 source "$HERE/common.sh"
-if [[ "$SKIP_BUILD" != 1 ]]; then
-  (cd "$ROOT" && cargo build --release --bin dlog >&2)
-fi
-cp "$ROOT/target/release/dlog" "$WORK/dlog" # private copy: other builds may replace target/
-DLOG_COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+prepare_binaries
 
 BROKER_PID=""
 SCRAPER_PID=""

@@ -269,6 +269,14 @@ impl GroupCoordinator {
             .ok_or(ResponseError::CoordinatorNotAvailable)
     }
 
+    /// The `__consumer_offsets` partition of `group_id` (the topic is created if absent).
+    pub fn offsets_partition(&self, broker: &Broker, group_id: &str) -> Result<i32, ResponseError> {
+        Ok(records::partition_for(
+            group_id,
+            self.ensure_offsets_topic(broker)?,
+        ))
+    }
+
     /// Appends records for `group_id` to its `__consumer_offsets` partition, as one batch.
     /// The append has produce's durability (acks=all on one replica: in the log once this
     /// returns).

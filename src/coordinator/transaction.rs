@@ -687,11 +687,12 @@ impl TransactionCoordinator {
         epoch: i16,
         group_id: &str,
     ) -> Result<(), ApiError> {
-        let partitions = broker
-            .config
-            .properties
-            .get_i64("offsets.topic.num.partitions") as i32;
-        let partition = java_hash_abs(group_id) % partitions.max(1);
+        // The partition the group coordinator writes the group's offsets to (and so where
+        // TxnOffsetCommit's records go): the marker must follow them there.
+        let partition = broker
+            .groups
+            .offsets_partition(broker, group_id)
+            .map_err(|error| api(error, "__consumer_offsets unavailable"))?;
         self.add_partitions(
             broker,
             transactional_id,

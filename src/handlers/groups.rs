@@ -413,10 +413,18 @@ pub fn offset_commit(broker: &Broker, mut request: Request) -> Result<ResponseFr
 
 type FetchedTopics = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
 
-fn fetched_partition(partition: i32, value: Option<OffsetValue>) -> (i32, i64, i32, StrBytes) {
+/// (offset, leader epoch, metadata, error code) of one partition in an OffsetFetch answer;
+/// an `unstable` partition (see [`unstable`]) has no offset and UNSTABLE_OFFSET_COMMIT.
+fn fetched_partition(value: Option<OffsetValue>, unstable: bool) -> (i64, i32, StrBytes, i16) {
     match value {
-        Some(v) => (partition, v.offset, v.leader_epoch, str_bytes(v.metadata)),
-        None => (partition, -1, -1, StrBytes::default()),
+        _ if unstable => (
+            -1,
+            -1,
+            StrBytes::default(),
+            code(Some(ResponseError::UnstableOffsetCommit)),
+        ),
+        Some(v) => (v.offset, v.leader_epoch, str_bytes(v.metadata), 0),
+        None => (-1, -1, StrBytes::default(), 0),
     }
 }
 
@@ -470,23 +478,16 @@ pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFra
                                 let partitions = partitions
                                     .into_iter()
                                     .map(|(p, value)| {
-                                        if unstable(broker, require_stable, &group_id, &name, p) {
-                                            return OffsetFetchResponsePartitions::default()
-                                                .with_partition_index(p)
-                                                .with_committed_offset(-1)
-                                                .with_committed_leader_epoch(-1)
-                                                .with_metadata(Some(StrBytes::default()))
-                                                .with_error_code(code(Some(
-                                                    ResponseError::UnstableOffsetCommit,
-                                                )));
-                                        }
-                                        let (index, offset, epoch, metadata) =
-                                            fetched_partition(p, value);
+                                        let unstable =
+                                            unstable(broker, require_stable, &group_id, &name, p);
+                                        let (offset, epoch, metadata, error) =
+                                            fetched_partition(value, unstable);
                                         OffsetFetchResponsePartitions::default()
-                                            .with_partition_index(index)
+                                            .with_partition_index(p)
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(epoch)
                                             .with_metadata(Some(metadata))
+                                            .with_error_code(error)
                                     })
                                     .collect();
                                 OffsetFetchResponseTopics::default()
@@ -523,27 +524,18 @@ pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFra
                                     .into_iter()
                                     .map(|(p, value)| {
                                         let group = body.group_id.as_str();
-                                        if unstable(broker, body.require_stable, group, &name, p) {
-                                            return OffsetFetchResponsePartition::default()
-                                                .with_partition_index(p)
-                                                .with_committed_offset(-1)
-                                                .with_committed_leader_epoch(-1)
-                                                .with_metadata(Some(StrBytes::default()))
-                                                .with_error_code(code(Some(
-                                                    ResponseError::UnstableOffsetCommit,
-                                                )));
-                                        }
-                                        let (index, offset, epoch, metadata) =
-                                            fetched_partition(p, value);
+                                        let unstable =
+                                            unstable(broker, body.require_stable, group, &name, p);
+                                        let (offset, epoch, metadata, partition_error) =
+                                            fetched_partition(value, unstable);
                                         OffsetFetchResponsePartition::default()
-                                            .with_partition_index(index)
+                                            .with_partition_index(p)
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(epoch)
                                             .with_metadata(Some(metadata))
-                                            .with_error_code(if version < 2 {
-                                                code(error)
-                                            } else {
-                                                0
+                                            .with_error_code(match partition_error {
+                                                0 if version < 2 => code(error),
+                                                other => other,
                                             })
                                     })
                                     .collect(),
