@@ -50,7 +50,9 @@ for suite in "${suites[@]}"; do
     java)
       # Kafka without an authorizer answers DescribeAcls; dlog does not serve it.
       acls=false; [ "$target" = kafka ] && acls=true
-      CCT_DESCRIBE_ACLS_SUPPORTED=$acls "$root/compat/java/run.sh" >"$log" 2>&1; rc=$?
+      # CRASH_BROKER: the copier-across-kill-9 scenario starts, kills and restarts a broker of its own.
+      CCT_DESCRIBE_ACLS_SUPPORTED=$acls CRASH_BROKER=$target DLOG_BIN="$root/target/release/dlog" \
+        "$root/compat/java/run.sh" >"$log" 2>&1; rc=$?
       grep -E '^RESULT ' "$log" | awk '{print $3, $2}' | sort -u >"$results"
       ;;
     tools)

@@ -559,3 +559,261 @@ async fn hanging_transaction_without_coordinator_state_is_aborted() {
     }
     assert!(read_all(&bootstrap, "hang", 1, "read_committed")[&0].is_empty());
 }
+
+/// Consume-transform-produce with `send_offsets_to_transaction` (librdkafka): a group member
+/// reads the input read_committed, writes each record transformed to the output and commits
+/// its input offsets in the same transaction. Some rounds abort, after which the member is
+/// replaced and the group resumes from its committed offsets. The output read_committed is
+/// exactly the transformed input, the group's offsets end at the input's end, and an aborted
+/// round leaves neither its output visible nor its offsets committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_transform_produce_with_send_offsets() {
+    const PER_PARTITION: usize = 60;
+    const BATCH: usize = 25;
+    const GROUP: &str = "ctp-group";
+    let broker = Broker::start_with(&["group.initial.rebalance.delay.ms=0"]);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "ctp-in", 2, &[]).await;
+    create_topic(&bootstrap, "ctp-out", 2, &[]).await;
+    let plain = future_free_producer(&bootstrap);
+    for partition in 0..2 {
+        send(
+            &plain,
+            "ctp-in",
+            partition,
+            &values(&format!("in-p{partition}"), PER_PARTITION),
+        );
+    }
+    let member = || -> BaseConsumer {
+        let consumer: BaseConsumer = consumer_config(&bootstrap)
+            .set("group.id", GROUP)
+            .set("isolation.level", "read_committed")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .expect("group consumer");
+        consumer.subscribe(&["ctp-in"]).expect("subscribe");
+        consumer
+    };
+    let committed_offsets = |consumer: &BaseConsumer| -> BTreeMap<i32, i64> {
+        let mut list = TopicPartitionList::new();
+        for partition in 0..2 {
+            list.add_partition("ctp-in", partition);
+        }
+        let committed = consumer
+            .committed_offsets(list, TIMEOUT)
+            .expect("committed offsets");
+        committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(offset) => Some((e.partition(), offset)),
+                _ => None,
+            })
+            .collect()
+    };
+    let producer = transactional_producer(&bootstrap, "ctp-id", &[]);
+    let mut consumer: Option<BaseConsumer> = None;
+    // Offsets committed so far through transactions: partition → next offset to read.
+    let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
+    let end: BTreeMap<i32, i64> = (0..2).map(|p| (p, PER_PARTITION as i64)).collect();
+    let abort_rounds = [0usize, 3];
+    let mut aborted_records = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut round = 0usize;
+    while committed != end {
+        assert!(
+            Instant::now() < deadline,
+            "copy did not finish: committed {committed:?}"
+        );
+        let member_consumer = consumer.get_or_insert_with(member);
+        // One batch: up to BATCH records, or what arrived before a quiet poll.
+        let mut batch = Vec::new();
+        while batch.len() < BATCH {
+            match member_consumer.poll(Duration::from_millis(300)) {
+                None if batch.is_empty() => continue,
+                None => break,
+                Some(Ok(message)) => batch.push((
+                    message.partition(),
+                    message.offset(),
+                    String::from_utf8(message.payload().unwrap_or_default().to_vec()).unwrap(),
+                )),
+                Some(Err(error)) => panic!("consume ctp-in: {error}"),
+            }
+            assert!(Instant::now() < deadline, "no input within the deadline");
+        }
+        let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
+        producer.begin_transaction().unwrap();
+        for (partition, offset, value) in &batch {
+            producer
+                .send(
+                    BaseRecord::<(), str>::to("ctp-out")
+                        .partition(*partition)
+                        .payload(&format!("out-{value}")),
+                )
+                .expect("enqueue");
+            offsets.insert(*partition, offset + 1);
+        }
+        // BaseProducer: delivery reports are served by flush, which abort needs too.
+        producer.flush(TIMEOUT).expect("flush");
+        let mut list = TopicPartitionList::new();
+        for (partition, offset) in &offsets {
+            list.add_partition_offset("ctp-in", *partition, Offset::Offset(*offset))
+                .unwrap();
+        }
+        let group_metadata = member_consumer
+            .group_metadata()
+            .expect("group metadata of a subscribed consumer");
+        producer
+            .send_offsets_to_transaction(&list, &group_metadata, TIMEOUT)
+            .expect("send_offsets_to_transaction");
+        if abort_rounds.contains(&round) {
+            producer.abort_transaction(TIMEOUT).unwrap();
+            aborted_records += batch.len();
+            assert_eq!(
+                committed_offsets(member_consumer),
+                committed,
+                "an aborted round commits no offsets (round {round})"
+            );
+            // Rewind: a new member resumes from the group's committed offsets.
+            consumer = None;
+        } else {
+            producer.commit_transaction(TIMEOUT).unwrap();
+            committed.extend(offsets);
+            assert_eq!(
+                committed_offsets(member_consumer),
+                committed,
+                "offsets committed by the transaction (round {round})"
+            );
+        }
+        round += 1;
+    }
+    assert!(aborted_records > 0);
+    let output = read_all(&bootstrap, "ctp-out", 2, "read_committed");
+    for partition in 0..2 {
+        let expected: Vec<String> = values(&format!("in-p{partition}"), PER_PARTITION)
+            .iter()
+            .map(|v| format!("out-{v}"))
+            .collect();
+        assert_eq!(output[&partition], expected, "ctp-out p{partition}");
+    }
+    let uncommitted: usize = read_all(&bootstrap, "ctp-out", 2, "read_uncommitted")
+        .values()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(
+        uncommitted,
+        2 * PER_PARTITION + aborted_records,
+        "the aborted rounds' records are in the log, hidden from read_committed"
+    );
+    let fresh = consumer_config(&bootstrap)
+        .set("group.id", GROUP)
+        .create::<BaseConsumer>()
+        .unwrap();
+    assert_eq!(committed_offsets(&fresh), end);
+}
+
+/// Offsets committed through transactions live in `__consumer_offsets` as transactional
+/// records decided by the transaction's marker: after kill -9 a committed transaction's offsets
+/// are back, and those of a transaction open at the crash never count (it is aborted on
+/// timeout after the restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_offsets_survive_kill9() {
+    const GROUP: &str = "tos-group";
+    let mut broker =
+        Broker::start_with(&["transaction.abort.timed.out.transaction.cleanup.interval.ms=200"]);
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "tos-in", 1, &[]).await;
+    create_topic(&bootstrap, "tos-out", 1, &[]).await;
+    // assign() mode: the group metadata carries generation -1, as for a simple consumer.
+    let consumer: BaseConsumer = consumer_config(&bootstrap)
+        .set("group.id", GROUP)
+        .create()
+        .unwrap();
+    let group_metadata = consumer.group_metadata().expect("group metadata");
+    let offsets = |offset: i64| {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset("tos-in", 0, Offset::Offset(offset))
+            .unwrap();
+        list
+    };
+    let committed = |bootstrap: &str| -> Offset {
+        let consumer: BaseConsumer = consumer_config(bootstrap)
+            .set("group.id", GROUP)
+            .create()
+            .unwrap();
+        let mut list = TopicPartitionList::new();
+        list.add_partition("tos-in", 0);
+        let committed = consumer.committed_offsets(list, TIMEOUT).unwrap();
+        committed.elements()[0].offset()
+    };
+    let done = transactional_producer(&bootstrap, "tos-done", &[]);
+    done.begin_transaction().unwrap();
+    send(&done, "tos-out", 0, &values("done", 2));
+    done.send_offsets_to_transaction(&offsets(5), &group_metadata, TIMEOUT)
+        .unwrap();
+    done.commit_transaction(TIMEOUT).unwrap();
+    assert_eq!(committed(&bootstrap), Offset::Offset(5));
+    let open = transactional_producer(&bootstrap, "tos-open", &short_timeouts("3000"));
+    open.begin_transaction().unwrap();
+    send(&open, "tos-out", 0, &values("open", 2));
+    open.send_offsets_to_transaction(&offsets(9), &group_metadata, TIMEOUT)
+        .unwrap();
+    // While the transaction is open: require_stable=false reads the last committed offset;
+    // require_stable=true (what read_committed consumers send) gets UNSTABLE_OFFSET_COMMIT.
+    let addr = broker.addr();
+    let fetch = |require_stable: bool| -> (i16, i64) {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        use kafka_protocol::messages::{
+            ApiKey, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+        };
+        use kafka_protocol::protocol::StrBytes;
+        let mut client = raw::RawClient::connect(addr);
+        let response: OffsetFetchResponse = client.call(
+            ApiKey::OffsetFetch,
+            7,
+            &OffsetFetchRequest::default()
+                .with_group_id(StrBytes::from_static_str(GROUP).into())
+                .with_require_stable(require_stable)
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("tos-in")))
+                    .with_partition_indexes(vec![0])])),
+        );
+        let partition = &response.topics[0].partitions[0];
+        (partition.error_code, partition.committed_offset)
+    };
+    const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+    assert_eq!(
+        fetch(false),
+        (0, 5),
+        "offsets of an open transaction do not count"
+    );
+    assert_eq!(fetch(true), (UNSTABLE_OFFSET_COMMIT, -1));
+    drop((done, open, consumer));
+    broker.kill9();
+    broker.restart();
+    wait_for_topic(&bootstrap, "tos-out", 1);
+    assert_eq!(committed(&bootstrap), Offset::Offset(5), "after kill -9");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (stable, end) = end_offsets(&broker, "tos-out", 0);
+        if stable == end {
+            break;
+        }
+        assert!(Instant::now() < deadline, "LSO stuck at {stable} of {end}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        committed(&bootstrap),
+        Offset::Offset(5),
+        "the open transaction was aborted, its offsets with it"
+    );
+    assert_eq!(fetch(true), (0, 5), "stable again");
+    broker.stop_clean();
+    broker.restart();
+    wait_for_topic(&bootstrap, "tos-out", 1);
+    assert_eq!(
+        committed(&bootstrap),
+        Offset::Offset(5),
+        "after a clean restart"
+    );
+}

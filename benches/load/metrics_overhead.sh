@@ -29,26 +29,13 @@ PRODUCER_PROPS=(acks=1 linger.ms=5 batch.size=16384 compression.type=none enable
 CLIENT_JVM=(-Xmx512m "-Dlog4j2.configurationFile=$HERE/log4j2-client.xml")
 BOOTSTRAP="127.0.0.1:$DLOG_PORT"
 
-log() { echo "[$(date +%T)] $*" >&2; }
-port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
-
 rm -rf "$WORK"
 mkdir -p "$WORK/raw"
 RESULTS="$WORK/results.csv" # mode,run,rec_s,mb_s,scrapes,foreign_cpu_pct,broker_cpu_s
 : >"$RESULTS"
 
-"$ROOT/compat/kafka/install.sh" >&2
-CP="$(cat "$ROOT/compat/kafka/lib/classpath.txt")"
-if [[ "$SKIP_BUILD" != 1 ]]; then
-  (cd "$ROOT" && cargo build --release --bin dlog >&2)
-fi
-cp "$ROOT/target/release/dlog" "$WORK/dlog" # private copy: other builds may replace target/
-DLOG_COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-
-java_tool() { # java_tool TIMEOUT_S MAIN ARGS...
-  local limit="$1"; shift
-  timeout -k 5 "$limit" java "${CLIENT_JVM[@]}" -cp "$CP" "$@"
-}
+source "$HERE/common.sh"
+prepare_binaries
 
 BROKER_PID=""
 SCRAPER_PID=""
@@ -97,38 +84,6 @@ stop_scraper() {
   SCRAPER_PID=""
 }
 
-# Foreign CPU (others + steal) during a run, % of all cores: /proc/stat busy time minus the
-# broker's and this script's tree (as in run.sh).
-CLK_TCK="$(getconf CLK_TCK)"; NPROC="$(nproc)"
-busy_jiffies() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-tree_jiffies() {
-  local total=0 pid
-  for pid in "$@"; do
-    [[ -n "$pid" && -r "/proc/$pid/stat" ]] || continue
-    total=$((total + $(awk '{sub(/^.*\) /, ""); print $12 + $13 + $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
-  done
-  echo "$total"
-}
-
-# Before each run, wait (at most QUIET_WAIT_MAX s) for a 5 s window in which other processes
-# use under QUIET_FOREIGN_PCT_MAX % of the CPUs; the CPU they take during the run is reported.
-QUIET_WAIT_MAX="${QUIET_WAIT_MAX:-600}"
-QUIET_FOREIGN_PCT_MAX="${QUIET_FOREIGN_PCT_MAX:-10}"
-wait_quiet() {
-  local deadline=$((SECONDS + QUIET_WAIT_MAX)) b0 o0 t0 pct
-  while :; do
-    b0="$(busy_jiffies)"; o0="$(tree_jiffies $$)"; t0="$(date +%s%N)"; sleep 5
-    pct="$(awk -v b=$(($(busy_jiffies) - b0)) -v o=$(($(tree_jiffies $$) - o0)) -v ns=$(($(date +%s%N) - t0)) \
-      -v hz="$CLK_TCK" -v n="$NPROC" 'BEGIN { f = (b - o) / hz / (ns / 1e9 * n) * 100; if (f < 0) f = 0; printf "%.1f", f }')"
-    awk -v p="$pct" -v m="$QUIET_FOREIGN_PCT_MAX" 'BEGIN { exit !(p <= m) }' && return 0
-    if (( SECONDS >= deadline )); then log "machine still busy ($pct% foreign CPU); measuring anyway"; return 0; fi
-    log "waiting for a quiet machine: $pct% of the CPUs used by other processes"
-  done
-}
-
-# CPU time of every thread of the broker, in ns (schedstat: exact, unlike 10 ms ticks).
-broker_cpu_ns() { cat "/proc/$BROKER_PID"/task/*/schedstat 2>/dev/null | awk '{ total += $1 } END { printf "%.0f", total }'; }
-
 produce() { # produce TOPIC RECORDS -> "rec_s mb_s"
   local out="$WORK/raw/produce-$1.txt"
   java_tool 300 org.apache.kafka.tools.ProducerPerformance --topic "$1" --num-records "$2" \
@@ -151,15 +106,14 @@ measure() { # measure MODE RUN
   wait_quiet
   [[ "$mode" == scraped ]] && start_scraper
   busy0="$(busy_jiffies)"; ours0="$(tree_jiffies $$ "$BROKER_PID")"; t0="$(date +%s%N)"
-  broker0="$(broker_cpu_ns)"
+  broker0="$(cpu_ns "$BROKER_PID")"
   line="$(produce measured "$RECORDS")" || { stop_scraper; stop_broker; return 1; }
   busy1="$(busy_jiffies)"; ours1="$(tree_jiffies $$ "$BROKER_PID")"; t1="$(date +%s%N)"
-  broker1="$(broker_cpu_ns)"
+  broker1="$(cpu_ns "$BROKER_PID")"
   broker_cpu="$(awk -v ns=$((broker1 - broker0)) 'BEGIN { printf "%.4f", ns / 1e9 }')"
   stop_scraper
   scrapes=0; [[ -f "$WORK/scrapes" && "$mode" == scraped ]] && scrapes="$(wc -l <"$WORK/scrapes")"
-  foreign="$(awk -v b=$((busy1 - busy0)) -v o=$((ours1 - ours0)) -v ns=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$NPROC" \
-    'BEGIN { f = (b - o) / hz / (ns / 1e9 * n) * 100; if (f < 0) f = 0; printf "%.1f", f }')"
+  foreign="$(foreign_pct $((busy1 - busy0)) $((ours1 - ours0)) $((t1 - t0)))"
   read -r rec_s mb_s <<<"$line"
   echo "$mode,$run,$rec_s,$mb_s,$scrapes,$foreign,$broker_cpu" >>"$RESULTS"
   log "$mode run $run: $rec_s rec/s, $mb_s MB/s, broker CPU ${broker_cpu} s, $scrapes scrapes, foreign CPU $foreign%"

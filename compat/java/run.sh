@@ -6,7 +6,9 @@
 # java-client-compatibility-test (org.apache.kafka.tools.ClientCompatibilityTest),
 # java-verifiable-producer, java-verifiable-consumer (classic) and java-verifiable-consumer-848
 # (group.protocol=consumer), java-consumer-groups-command (kafka-consumer-groups: list,
-# describe with lag, reset offsets).
+# describe with lag, reset offsets), java-transactional-copier-kill9 (Kafka's TransactionalMessageCopier
+# copying COPY_N records exactly once while its broker is killed with SIGKILL and restarted; needs a
+# broker of its own, see CRASH_BROKER).
 #
 # Env:
 #   BOOTSTRAP                       required
@@ -17,10 +19,17 @@
 #                                   has no DescribeAcls API; a real Kafka without authorizer needs true)
 #   CCT_IDEMPOTENT_PRODUCER_SUPPORTED  default true (InitProducerId is served)
 #   WORK_DIR                        where tool outputs go (default: a fresh temp dir)
+#   CRASH_BROKER=dlog|kafka         the broker java-transactional-copier-kill9 starts, kills -9 and restarts on
+#                                   a free port and a data dir of its own (dlog: DLOG_BIN, default
+#                                   target/release/dlog; kafka: compat/kafka/start.sh); unset: SKIP.
+#                                   compat/run.sh sets it to its target.
+#   COPY_N                          records the copier copies (default 20000)
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
 : "${BOOTSTRAP:?set BOOTSTRAP=host:port}"
 VP_MESSAGES="${VP_MESSAGES:-1000}"
+COPY_N="${COPY_N:-20000}"
 WORK_DIR="${WORK_DIR:-$(mktemp -d /tmp/dlog-compat-java.XXXXXX)}"
 mkdir -p "$WORK_DIR"
 RUN_ID="$(date +%s)-$$"
@@ -198,6 +207,114 @@ else
   result java-verifiable-consumer SKIP "WITH_GROUPS=0"
   result java-verifiable-consumer-848 SKIP "WITH_GROUPS=0"
   result java-consumer-groups-command SKIP "WITH_GROUPS=0"
+fi
+
+# ---------------------------------------------------------------- TransactionalMessageCopier across kill -9
+# Kafka's TransactionalMessageCopier (read_committed consumer in group COPY_GROUP, transactional producer,
+# input offsets committed with sendOffsetsToTransaction) copies COPY_N records that VerifiableProducer wrote
+# into partition 0 of the input, 50 per transaction, about a third of the transactions aborted on purpose
+# (--enable-random-aborts: abort, then rewind to the committed offsets). Twice mid-copy the broker is killed
+# with SIGKILL and started again on the same data dir; the copier continues (or, if it gave up, is run again: a new instance fences the
+# old epoch and resumes from the committed offsets) until it reports nothing remaining. Then the output,
+# read_committed, must hold every input value exactly once and the group's offset must be the input's end.
+copier_kill9() {
+  local dir="$WORK_DIR/crash" port boot in out group tid pid="" attempt rc killed_at="" copier_pid copied
+  mkdir -p "$dir"
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  boot="127.0.0.1:$port"
+  in="copy-in-$RUN_ID"; out="copy-out-$RUN_ID"; group="copy-group-$RUN_ID"; tid="copy-txn-$RUN_ID"
+  crash_start() {
+    case "$CRASH_BROKER" in
+      dlog) "${DLOG_BIN:-$ROOT/target/release/dlog}" --listen "$boot" --data-dir "$dir/data" >>"$dir/broker.log" 2>&1 &
+            pid=$! ;;
+      kafka) "$ROOT/compat/kafka/start.sh" "$port" "$dir" >>"$dir/start.log" 2>&1 || return 1
+             pid="$(cat "$dir/kafka.pid")" ;;
+    esac
+    for _ in $(seq 1 300); do timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null && return 0; sleep 0.1; done
+    return 1
+  }
+  crash_kill9() {
+    kill -KILL "$pid" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    [[ "$CRASH_BROKER" == kafka ]] && rm -f "$dir/kafka.pid"
+    wait "$pid" 2>/dev/null
+  }
+  crash_stop() {
+    case "$CRASH_BROKER" in
+      dlog) kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null ;;
+      kafka) "$ROOT/compat/kafka/stop.sh" "$dir" >>"$dir/start.log" 2>&1 ;;
+    esac
+  }
+  # The last "remaining" the copier printed (progress lines and shutdown_complete).
+  remaining() { grep -o '"remaining":[0-9]*' "$1" 2>/dev/null | tail -n1 | cut -d: -f2; }
+  processed() { grep -o '"totalProcessed":[0-9]*' "$1" 2>/dev/null | tail -n1 | cut -d: -f2; }
+
+  if ! crash_start; then
+    result java-transactional-copier-kill9 FAIL "$CRASH_BROKER did not start on $boot: $(tail_detail "$dir/broker.log" 3)$(tail_detail "$dir/start.log" 3)"
+    return
+  fi
+  local topic_cmd=("${JAVA[@]}" org.apache.kafka.tools.TopicCommand --bootstrap-server "$boot" --create
+                   --partitions 1 --replication-factor 1)
+  if ! timeout 60 "${topic_cmd[@]}" --topic "$in" >"$dir/topics.out" 2>&1 \
+     || ! timeout 60 "${topic_cmd[@]}" --topic "$out" >>"$dir/topics.out" 2>&1; then
+    result java-transactional-copier-kill9 FAIL "create topics: $(tail_detail "$dir/topics.out" 3)"
+    crash_stop; return
+  fi
+  timeout 120 "${JAVA[@]}" org.apache.kafka.tools.VerifiableProducer --bootstrap-server "$boot" \
+    --topic "$in" --max-messages "$COPY_N" --acks -1 --producer.config "$WORK_DIR/producer.properties" \
+    >"$dir/vp.out" 2>"$dir/vp.err"
+  if [[ "$(grep -c '"name":"producer_send_success"' "$dir/vp.out")" != "$COPY_N" ]]; then
+    result java-transactional-copier-kill9 FAIL "VerifiableProducer did not ack $COPY_N records: $(tail_detail "$dir/vp.err" 3)"
+    crash_stop; return
+  fi
+  local copier=("${JAVA[@]}" org.apache.kafka.tools.TransactionalMessageCopier --broker-list "$boot"
+                --input-topic "$in" --input-partition 0 --output-topic "$out" --consumer-group "$group"
+                --transactional-id "$tid" --transaction-size 50 --transaction-timeout 20000 --use-group-metadata --enable-random-aborts)
+  local attempts=()
+  for attempt in 1 2 3 4; do
+    timeout 150 "${copier[@]}" >"$dir/copier-$attempt.out" 2>"$dir/copier-$attempt.err" &
+    copier_pid=$!
+    if [[ $attempt == 1 ]]; then
+      # Kill the broker once a quarter, and again once 60%, of the records are copied (waiting at most
+      # 60 s for each).
+      for threshold in $((COPY_N / 4)) $((COPY_N * 3 / 5)); do
+        for _ in $(seq 1 600); do
+          copied="$(processed "$dir/copier-1.out")"
+          (( ${copied:-0} >= threshold )) && break
+          kill -0 "$copier_pid" 2>/dev/null || break
+          sleep 0.1
+        done
+        killed_at+="${killed_at:+, }$(processed "$dir/copier-1.out")"
+        crash_kill9
+        sleep 1
+        if ! crash_start; then
+          kill "$copier_pid" 2>/dev/null; wait "$copier_pid" 2>/dev/null
+          result java-transactional-copier-kill9 FAIL "$CRASH_BROKER did not restart after kill -9: $(tail_detail "$dir/broker.log" 3)$(tail_detail "$dir/start.log" 3)"
+          return
+        fi
+      done
+    fi
+    wait "$copier_pid"; rc=$?
+    attempts+=("#$attempt exit $rc, copied $(processed "$dir/copier-$attempt.out"), remaining $(remaining "$dir/copier-$attempt.out")")
+    [[ $rc == 0 && "$(remaining "$dir/copier-$attempt.out")" == 0 ]] && break
+  done
+  BOOTSTRAP="$boot" timeout 120 "${JAVA[@]}" dlog.compat.RoundTrip check-copy transactional-copier-kill9 \
+    "$in" "$out" "$group" "$COPY_N" >"$dir/check.out" 2>&1
+  local line status detail
+  line="$(grep -m1 '^RESULT ' "$dir/check.out")"
+  status="$(awk '{print $3}' <<<"$line")"; detail="$(cut -d' ' -f4- <<<"$line")"
+  detail="$CRASH_BROKER killed -9 after $killed_at of $COPY_N records copied (random aborts on); copier runs: $(IFS=';'; echo "${attempts[*]}"); ${detail:-$(tail_detail "$dir/check.out" 3)}"
+  if [[ "$status" == PASS && "$(remaining "$dir/copier-$attempt.out")" == 0 ]]; then
+    result java-transactional-copier-kill9 PASS "$detail"
+  else
+    result java-transactional-copier-kill9 FAIL "$detail"
+  fi
+  crash_stop
+}
+if [[ -n "${CRASH_BROKER:-}" ]]; then
+  copier_kill9
+else
+  result java-transactional-copier-kill9 SKIP "CRASH_BROKER unset (compat/run.sh sets it)"
 fi
 
 echo "java compat outputs in $WORK_DIR"

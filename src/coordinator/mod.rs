@@ -32,6 +32,7 @@ use crate::config::Properties;
 use crate::controller::NewTopic;
 use crate::record::batch::BatchIter;
 use crate::record::builder::BatchBuilder;
+use crate::record::control;
 use crate::record::records as record_codec;
 
 use consumer_group::{ConsumerGroup, ConsumerLimits, HeartbeatRequest, HeartbeatResult};
@@ -190,6 +191,10 @@ pub struct GroupCoordinator {
     /// The earliest deadline the timer knew of when it last looked (i64::MAX: none). Read and
     /// written under the groups lock, so a new earlier deadline is never missed.
     timer_target_ms: AtomicI64,
+    /// Transactional offset commits found in `__consumer_offsets` at load with no marker after
+    /// them yet, by producer id: the transaction coordinator decides them when it completes
+    /// (or aborts) the transaction ([`GroupCoordinator::end_transactional_offsets`]).
+    undecided_offsets: Mutex<HashMap<i64, Vec<OffsetsRecord>>>,
 }
 
 /// A group description for DescribeGroups.
@@ -215,6 +220,7 @@ impl GroupCoordinator {
             groups: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             timer_target_ms: AtomicI64::new(i64::MAX),
+            undecided_offsets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -279,6 +285,14 @@ impl GroupCoordinator {
             .ok_or(ResponseError::CoordinatorNotAvailable)
     }
 
+    /// The `__consumer_offsets` partition of `group_id` (the topic is created if absent).
+    pub fn offsets_partition(&self, broker: &Broker, group_id: &str) -> Result<i32, ResponseError> {
+        Ok(records::partition_for(
+            group_id,
+            self.ensure_offsets_topic(broker)?,
+        ))
+    }
+
     /// Appends records for `group_id` to its `__consumer_offsets` partition, as one batch.
     /// The append has produce's durability (acks=all on one replica: in the log once this
     /// returns).
@@ -287,6 +301,17 @@ impl GroupCoordinator {
         broker: &Broker,
         group_id: &str,
         records: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<(), ResponseError> {
+        self.append_as(broker, group_id, records, None)
+    }
+
+    /// [`Self::append`], as a transactional batch of `producer` (id, epoch) when given.
+    fn append_as(
+        &self,
+        broker: &Broker,
+        group_id: &str,
+        records: &[(Vec<u8>, Option<Vec<u8>>)],
+        producer: Option<(i64, i16)>,
     ) -> Result<(), ResponseError> {
         if records.is_empty() {
             return Ok(());
@@ -298,9 +323,16 @@ impl GroupCoordinator {
             .get(OFFSETS_TOPIC, partition)
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
         let now = now_ms();
+        let builder = match producer {
+            // Kafka writes transactional offset commits without a sequence number.
+            Some((producer_id, epoch)) => BatchBuilder::new(now)
+                .producer(producer_id, epoch, -1)
+                .transactional(),
+            None => BatchBuilder::new(now),
+        };
         let batch = records
             .iter()
-            .fold(BatchBuilder::new(now), |builder, (key, value)| {
+            .fold(builder, |builder, (key, value)| {
                 builder.record(Some(key), value.as_deref(), now)
             })
             .build();
@@ -325,6 +357,8 @@ impl GroupCoordinator {
         let now = now_ms();
         let mut groups = self.lock();
         let mut record_count = 0u64;
+        // Transactional offset commits wait for their transaction's marker.
+        let mut undecided: HashMap<i64, Vec<OffsetsRecord>> = HashMap::new();
         for partition in 0..topic.partition_count() {
             let Some(log) = broker.logs.get(OFFSETS_TOPIC, partition) else {
                 continue;
@@ -332,10 +366,18 @@ impl GroupCoordinator {
             let bytes = log.read_all_from(log.offsets().log_start_offset)?;
             for item in BatchIter::new(&bytes) {
                 let Ok((position, header)) = item else { break };
+                let batch = &bytes[position..position + header.size_bytes()];
                 if header.is_control() {
+                    let decided = undecided.remove(&header.producer_id);
+                    if let (Some(records), Some(true)) =
+                        (decided, control::is_commit(batch, &header))
+                    {
+                        for record in records {
+                            apply_loaded(&mut groups, record, now);
+                        }
+                    }
                     continue;
                 }
-                let batch = &bytes[position..position + header.size_bytes()];
                 let decoded = record_codec::records_section(batch, &header).and_then(|section| {
                     let records = record_codec::decode(&section, &header)?;
                     Ok(records
@@ -350,6 +392,10 @@ impl GroupCoordinator {
                 for (key, value) in pairs {
                     record_count += 1;
                     match records::decode(&key, value.as_deref()) {
+                        Ok(Some(record)) if header.is_transactional() => undecided
+                            .entry(header.producer_id)
+                            .or_default()
+                            .push(record),
                         Ok(Some(record)) => apply_loaded(&mut groups, record, now),
                         Ok(None) => {}
                         Err(error) => {
@@ -362,8 +408,13 @@ impl GroupCoordinator {
         tracing::info!(
             groups = groups.len(),
             records = record_count,
+            undecided_transactions = undecided.len(),
             "loaded consumer groups"
         );
+        *self
+            .undecided_offsets
+            .lock()
+            .expect("undecided offsets lock") = undecided;
         Ok(())
     }
 
@@ -556,36 +607,84 @@ impl GroupCoordinator {
 
     /// OffsetCommit. Err for the whole request (every partition gets it), else one result per
     /// partition in request order.
-    /// The offsets of a committed transaction (TxnOffsetCommit, applied at EndTxn): written
-    /// as commits without membership checks, which TxnOffsetCommit made when it staged them.
-    pub fn commit_transactional_offsets(
+    /// TxnOffsetCommit: writes the offsets to the group's `__consumer_offsets` partition as a
+    /// transactional batch of the producer, as Kafka does. They count only once the
+    /// transaction's COMMIT marker follows them there (the coordinator writes it to the
+    /// partition AddOffsetsToTxn added); until then the in-memory offsets do not change.
+    pub fn append_transactional_offsets(
         &self,
         broker: &Broker,
         group_id: &str,
+        producer: (i64, i16),
         offsets: &[transaction::PendingOffset],
     ) -> Result<(), ResponseError> {
         validate_group_id(group_id)?;
-        let now = now_ms();
-        let mut groups = self.lock();
-        if !groups.contains_key(group_id) && groups.len() >= GROUPS_MAX {
-            return Err(ResponseError::GroupMaxSizeReached);
+        {
+            let groups = self.lock();
+            if !groups.contains_key(group_id) && groups.len() >= GROUPS_MAX {
+                return Err(ResponseError::GroupMaxSizeReached);
+            }
         }
-        let values: Vec<(String, i32, OffsetValue)> = offsets
+        let now = now_ms();
+        let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = offsets
             .iter()
             .map(|o| {
+                let value = pending_offset_value(o, now);
                 (
-                    o.topic.clone(),
-                    o.partition,
-                    OffsetValue {
-                        offset: o.offset,
-                        leader_epoch: o.leader_epoch,
-                        metadata: o.metadata.clone().unwrap_or_default(),
-                        commit_timestamp_ms: now,
-                    },
+                    records::offset_key(group_id, &o.topic, o.partition),
+                    Some(records::offset_value(&value)),
                 )
             })
             .collect();
-        self.store_offsets(broker, &mut groups, group_id, now, values)
+        self.append_as(broker, group_id, &encoded, Some(producer))
+    }
+
+    /// Whether a transactional offset for this group partition, found at load, still waits
+    /// for its transaction's marker.
+    pub fn has_undecided_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        let undecided = self
+            .undecided_offsets
+            .lock()
+            .expect("undecided offsets lock");
+        undecided.values().flatten().any(|record| {
+            matches!(record, OffsetsRecord::Offset { group, topic: t, partition: p, .. }
+                if group == group_id && t == topic && *p == partition)
+        })
+    }
+
+    /// The transaction of `producer_id` ended (its markers are written): on commit its offsets
+    /// take effect, `staged` (what TxnOffsetCommit staged in this process, by group) and any
+    /// found undecided at load; on abort they are dropped. Nothing is appended: the
+    /// transactional records and the marker are in the log already.
+    pub fn end_transactional_offsets(
+        &self,
+        producer_id: i64,
+        staged: Option<&std::collections::BTreeMap<String, Vec<transaction::PendingOffset>>>,
+        commit: bool,
+    ) {
+        let loaded = self
+            .undecided_offsets
+            .lock()
+            .expect("undecided offsets lock")
+            .remove(&producer_id);
+        if !commit || (loaded.is_none() && staged.is_none()) {
+            return;
+        }
+        let now = now_ms();
+        let mut groups = self.lock();
+        for record in loaded.into_iter().flatten() {
+            apply_loaded(&mut groups, record, now);
+        }
+        for (group_id, offsets) in staged.into_iter().flatten() {
+            let group = groups
+                .entry(group_id.clone())
+                .or_insert_with(|| Group::new(group_id, now));
+            for o in offsets {
+                group
+                    .offsets
+                    .put(&o.topic, o.partition, pending_offset_value(o, now));
+            }
+        }
     }
 
     /// Appends `offsets` to the group's `__consumer_offsets` partition, then applies them to
@@ -1109,6 +1208,15 @@ fn validate_commit(
         return Err(ResponseError::RebalanceInProgress);
     }
     Ok(())
+}
+
+fn pending_offset_value(offset: &transaction::PendingOffset, now: i64) -> OffsetValue {
+    OffsetValue {
+        offset: offset.offset,
+        leader_epoch: offset.leader_epoch,
+        metadata: offset.metadata.clone().unwrap_or_default(),
+        commit_timestamp_ms: now,
+    }
 }
 
 fn apply_loaded(groups: &mut HashMap<String, Group>, record: OffsetsRecord, now: i64) {

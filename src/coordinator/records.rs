@@ -28,11 +28,7 @@ const MEMBERS_PER_RECORD_MAX: usize = 100_000;
 /// Kafka's `Utils.abs(groupId.hashCode()) % partitions`: Java's String hash over UTF-16 units.
 pub fn partition_for(group_id: &str, partition_count: i32) -> i32 {
     assert!(partition_count > 0, "__consumer_offsets has partitions");
-    let hash = group_id.encode_utf16().fold(0i32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    });
-    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
-    abs % partition_count
+    super::transaction::java_hash_abs(group_id) % partition_count
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

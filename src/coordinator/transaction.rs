@@ -466,18 +466,11 @@ impl TransactionCoordinator {
             .map_err(|e| api(ResponseError::KafkaStorageError, e.to_string()))?;
         }
         broker.data_arrived.notify_waiters();
-        if let Some(groups) = state.pending_offsets.remove(&txn.producer_id) {
-            if commit {
-                for (group, offsets) in &groups {
-                    if let Err(error) = broker
-                        .groups
-                        .commit_transactional_offsets(broker, group, offsets)
-                    {
-                        tracing::error!(group, %error, "writing transactional offsets failed");
-                    }
-                }
-            }
-        }
+        // The markers decided the offsets in `__consumer_offsets`; now the groups see them.
+        let staged = state.pending_offsets.remove(&txn.producer_id);
+        broker
+            .groups
+            .end_transactional_offsets(txn.producer_id, staged.as_ref(), commit);
         txn.state = if commit {
             TxnState::CompleteCommit
         } else {
@@ -694,11 +687,12 @@ impl TransactionCoordinator {
         epoch: i16,
         group_id: &str,
     ) -> Result<(), ApiError> {
-        let partitions = broker
-            .config
-            .properties
-            .get_i64("offsets.topic.num.partitions") as i32;
-        let partition = java_hash_abs(group_id) % partitions.max(1);
+        // The partition the group coordinator writes the group's offsets to (and so where
+        // TxnOffsetCommit's records go): the marker must follow them there.
+        let partition = broker
+            .groups
+            .offsets_partition(broker, group_id)
+            .map_err(|error| api(error, "__consumer_offsets unavailable"))?;
         self.add_partitions(
             broker,
             transactional_id,
@@ -709,9 +703,12 @@ impl TransactionCoordinator {
         .map(|_| ())
     }
 
-    /// TxnOffsetCommit: stages offsets for the group until the transaction ends.
+    /// TxnOffsetCommit: writes the offsets to `__consumer_offsets` as part of the transaction
+    /// (so a restart finds them, and the transaction's marker decides them) and stages them
+    /// in memory until the transaction ends.
     pub fn stage_offsets(
         &self,
+        broker: &Broker,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
@@ -747,6 +744,11 @@ impl TransactionCoordinator {
                 ),
             ));
         }
+        broker
+            .groups
+            .append_transactional_offsets(broker, group_id, (producer_id, epoch), &offsets)
+            .map_err(|error| api(error, "writing transactional offsets failed"))?;
+        let groups = state.pending_offsets.entry(producer_id).or_default();
         let staged = groups.entry(group_id.to_string()).or_default();
         for offset in offsets {
             staged.retain(|o| {
@@ -755,6 +757,18 @@ impl TransactionCoordinator {
             staged.push(offset);
         }
         Ok(())
+    }
+
+    /// Whether an open transaction has staged an offset for this group partition
+    /// (TxnOffsetCommit before EndTxn).
+    pub fn has_staged_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.read().pending_offsets.values().any(|groups| {
+            groups.get(group_id).is_some_and(|offsets| {
+                offsets
+                    .iter()
+                    .any(|o| o.partition == partition && o.topic == topic)
+            })
+        })
     }
 
     /// EndTxn: commits or aborts the open transaction.

@@ -442,11 +442,37 @@ pub fn offset_commit(broker: &Broker, mut request: Request) -> Result<ResponseFr
 
 type FetchedTopics = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
 
-fn fetched_partition(partition: i32, value: Option<OffsetValue>) -> (i32, i64, i32, StrBytes) {
+/// (offset, leader epoch, metadata, error code) of one partition in an OffsetFetch answer;
+/// an `unstable` partition (see [`unstable`]) has no offset and UNSTABLE_OFFSET_COMMIT.
+fn fetched_partition(value: Option<OffsetValue>, unstable: bool) -> (i64, i32, StrBytes, i16) {
     match value {
-        Some(v) => (partition, v.offset, v.leader_epoch, str_bytes(v.metadata)),
-        None => (partition, -1, -1, StrBytes::default()),
+        _ if unstable => (
+            -1,
+            -1,
+            StrBytes::default(),
+            code(Some(ResponseError::UnstableOffsetCommit)),
+        ),
+        Some(v) => (v.offset, v.leader_epoch, str_bytes(v.metadata), 0),
+        None => (-1, -1, StrBytes::default(), 0),
     }
+}
+
+/// KIP-447: with `require_stable` (read_committed consumers ask for it), a partition whose
+/// offset an unfinished transaction has written answers UNSTABLE_OFFSET_COMMIT, without an
+/// offset, and the client retries: else a new member could start from the offset that the
+/// transaction is about to replace, and process those records twice.
+fn unstable(
+    broker: &Broker,
+    require_stable: bool,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> bool {
+    require_stable
+        && (broker
+            .transactions
+            .has_staged_offset(group, topic, partition)
+            || broker.groups.has_undecided_offset(group, topic, partition))
 }
 
 pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
@@ -464,6 +490,8 @@ pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFra
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
+                let require_stable = body.require_stable;
+                let group_id = group.group_id.to_string();
                 let result = broker
                     .groups
                     .check_coordinator(broker, group.group_id.as_str())
@@ -479,22 +507,24 @@ pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFra
                         fetched
                             .into_iter()
                             .map(|(name, partitions)| {
+                                let partitions = partitions
+                                    .into_iter()
+                                    .map(|(p, value)| {
+                                        let unstable =
+                                            unstable(broker, require_stable, &group_id, &name, p);
+                                        let (offset, epoch, metadata, error) =
+                                            fetched_partition(value, unstable);
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(epoch)
+                                            .with_metadata(Some(metadata))
+                                            .with_error_code(error)
+                                    })
+                                    .collect();
                                 OffsetFetchResponseTopics::default()
                                     .with_name(TopicName(str_bytes(name)))
-                                    .with_partitions(
-                                        partitions
-                                            .into_iter()
-                                            .map(|(p, value)| {
-                                                let (index, offset, epoch, metadata) =
-                                                    fetched_partition(p, value);
-                                                OffsetFetchResponsePartitions::default()
-                                                    .with_partition_index(index)
-                                                    .with_committed_offset(offset)
-                                                    .with_committed_leader_epoch(epoch)
-                                                    .with_metadata(Some(metadata))
-                                            })
-                                            .collect(),
-                                    )
+                                    .with_partitions(partitions)
                             })
                             .collect(),
                     )
@@ -523,22 +553,24 @@ pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFra
                     .into_iter()
                     .map(|(name, partitions)| {
                         OffsetFetchResponseTopic::default()
-                            .with_name(TopicName(str_bytes(name)))
+                            .with_name(TopicName(str_bytes(name.clone())))
                             .with_partitions(
                                 partitions
                                     .into_iter()
                                     .map(|(p, value)| {
-                                        let (index, offset, epoch, metadata) =
-                                            fetched_partition(p, value);
+                                        let group = body.group_id.as_str();
+                                        let unstable =
+                                            unstable(broker, body.require_stable, group, &name, p);
+                                        let (offset, epoch, metadata, partition_error) =
+                                            fetched_partition(value, unstable);
                                         OffsetFetchResponsePartition::default()
-                                            .with_partition_index(index)
+                                            .with_partition_index(p)
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(epoch)
                                             .with_metadata(Some(metadata))
-                                            .with_error_code(if version < 2 {
-                                                code(error)
-                                            } else {
-                                                0
+                                            .with_error_code(match partition_error {
+                                                0 if version < 2 => code(error),
+                                                other => other,
                                             })
                                     })
                                     .collect(),

@@ -250,8 +250,8 @@ pub fn end_txn(broker: &Broker, mut request: Request) -> Result<ResponseFrame, R
     ))
 }
 
-/// TxnOffsetCommit: offsets staged in the transaction, handed to the group offset store on
-/// commit (`GroupCoordinator::commit_transactional_offsets`).
+/// TxnOffsetCommit: offsets written to `__consumer_offsets` in the transaction and staged,
+/// visible to the group once it commits (`GroupCoordinator::end_transactional_offsets`).
 pub fn txn_offset_commit(
     broker: &Broker,
     mut request: Request,
@@ -272,6 +272,7 @@ pub fn txn_offset_commit(
         })
         .collect();
     let code = match broker.transactions.stage_offsets(
+        broker,
         body.transactional_id.as_str(),
         body.producer_id.0,
         body.producer_epoch,

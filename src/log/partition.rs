@@ -293,6 +293,7 @@ impl PartitionLog {
             state.aborted.extend(kept);
         }
         state.aborted.sort_by_key(|t| t.last_offset);
+        forget_aborted_below_log_start(state);
         let mut replayed_batches = 0u64;
         let first = state
             .segments
@@ -984,6 +985,7 @@ impl PartitionLog {
         if first_base > state.log_start_offset {
             state.log_start_offset = first_base;
         }
+        forget_aborted_below_log_start(state);
         if !retired.is_empty() {
             tracing::info!(
                 topic = self.topic,
@@ -1236,6 +1238,17 @@ fn txn_index_path(dir: &Path, segment_base: i64) -> PathBuf {
     dir.join(format!("{}.txnindex", segment::file_stem(segment_base)))
 }
 
+/// Drops the aborted transactions whose marker lies below the log start offset: no fetch can
+/// start below it, so none will ask for them (their `.txnindex` entries go with their segments).
+/// This bounds the in-memory list by what the log still holds.
+fn forget_aborted_below_log_start(state: &mut LogState) {
+    let log_start_offset = state.log_start_offset;
+    let stale = state
+        .aborted
+        .partition_point(|t| t.last_offset < log_start_offset);
+    state.aborted.drain(..stale);
+}
+
 /// Appends one aborted transaction to a segment's `.txnindex` and syncs it: a marker is rare,
 /// and READ_COMMITTED readers depend on the entry after a crash.
 fn append_txn_index(dir: &Path, segment_base: i64, aborted: &AbortedTxn) -> io::Result<()> {
@@ -1412,5 +1425,64 @@ mod tests {
             Err(AppendError::InvalidRecord(_))
         ));
         assert_eq!(log.offsets().log_end_offset, 0);
+    }
+
+    #[test]
+    fn aborted_transactions_below_the_log_start_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::clock::now_ms();
+        let config = config(&[("segment.bytes", "300")]);
+        let log = PartitionLog::open(
+            dir.path(),
+            "t",
+            0,
+            config.clone(),
+            Checkpoints::default(),
+            false,
+        )
+        .unwrap();
+        // Ten aborted transactions of 3 records each: data at 4r..4r+2, ABORT marker at 4r+3.
+        for round in 0..10 {
+            let batch = (0..3)
+                .fold(
+                    BatchBuilder::new(now)
+                        .producer(7, 0, round * 3)
+                        .transactional(),
+                    |b, i| b.record(None, Some(format!("r{round}-{i}").as_bytes()), now),
+                )
+                .build();
+            assert_eq!(
+                log.append(&batch, now).unwrap().base_offset,
+                round as i64 * 4
+            );
+            assert_eq!(
+                log.append_marker(7, 0, 0, false, now).unwrap(),
+                round as i64 * 4 + 3
+            );
+        }
+        let all = |log: &PartitionLog| log.aborted_transactions(0, i64::MAX);
+        assert_eq!(all(&log).len(), 10);
+        assert_eq!(
+            log.aborted_transactions(21, 40),
+            vec![(7, 20), (7, 24), (7, 28), (7, 32), (7, 36)]
+        );
+        // DeleteRecords up to 21 (mid-transaction): markers 3 … 19 lie below the new start.
+        let (log_start, _retired) = log.delete_records_before(21).unwrap().unwrap();
+        assert_eq!(log_start, 21);
+        assert_eq!(
+            all(&log).iter().map(|t| t.1).collect::<Vec<_>>(),
+            vec![20, 24, 28, 32, 36]
+        );
+        // Reopened, the list holds no more than the remaining segments' `.txnindex` entries.
+        let first_base = log.sealed_segments()[0].base_offset;
+        drop(log);
+        let log =
+            PartitionLog::open(dir.path(), "t", 0, config, Checkpoints::default(), false).unwrap();
+        let kept = all(&log);
+        assert!(!kept.is_empty());
+        assert!(
+            kept.iter().all(|(_, first)| *first + 3 >= first_base),
+            "{kept:?} below {first_base}"
+        );
     }
 }

@@ -11,6 +11,9 @@ pub struct BatchBuilder {
     records: Vec<u8>,
     count: i32,
     max_timestamp_ms: i64,
+    /// (producer id, producer epoch, first sequence); (-1, -1, -1) when not idempotent.
+    producer: (i64, i16, i32),
+    transactional: bool,
 }
 
 /// (key, value, timestamp)
@@ -24,7 +27,21 @@ impl BatchBuilder {
             records: Vec::new(),
             count: 0,
             max_timestamp_ms: -1,
+            producer: (-1, -1, -1),
+            transactional: false,
         }
+    }
+
+    /// Stamps the batch as an idempotent producer's: its id, epoch and first sequence.
+    pub fn producer(mut self, producer_id: i64, producer_epoch: i16, first_sequence: i32) -> Self {
+        self.producer = (producer_id, producer_epoch, first_sequence);
+        self
+    }
+
+    /// Sets the transactional attribute bit (the batch belongs to an open transaction).
+    pub fn transactional(mut self) -> BatchBuilder {
+        self.transactional = true;
+        self
     }
 
     pub fn codec(mut self, codec: Codec) -> BatchBuilder {
@@ -76,13 +93,15 @@ impl BatchBuilder {
         batch.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
         batch.push(MAGIC_V2 as u8);
         batch.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
-        batch.extend_from_slice(&(self.codec as i16).to_be_bytes());
+        let attributes = self.codec as i16 | if self.transactional { 0x10 } else { 0 };
+        batch.extend_from_slice(&attributes.to_be_bytes());
         batch.extend_from_slice(&(self.count - 1).to_be_bytes());
         batch.extend_from_slice(&self.base_timestamp_ms.to_be_bytes());
         batch.extend_from_slice(&self.max_timestamp_ms.to_be_bytes());
-        batch.extend_from_slice(&(-1i64).to_be_bytes()); // producer id
-        batch.extend_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-        batch.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+        let (producer_id, producer_epoch, first_sequence) = self.producer;
+        batch.extend_from_slice(&producer_id.to_be_bytes());
+        batch.extend_from_slice(&producer_epoch.to_be_bytes());
+        batch.extend_from_slice(&first_sequence.to_be_bytes());
         batch.extend_from_slice(&self.count.to_be_bytes());
         batch.extend_from_slice(&body);
         let crc = crc32c::crc32c(&batch[21..]);

@@ -108,7 +108,7 @@ impl RawClient {
 }
 
 /// A v2 batch of `count` records stamped with a producer id, epoch and first sequence (and the
-/// transactional bit), with its CRC recomputed.
+/// transactional bit).
 pub fn producer_batch(
     producer_id: i64,
     epoch: i16,
@@ -120,20 +120,14 @@ pub fn producer_batch(
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let mut builder = dlog::record::builder::BatchBuilder::new(now);
+    let mut builder =
+        dlog::record::builder::BatchBuilder::new(now).producer(producer_id, epoch, first_sequence);
+    if transactional {
+        builder = builder.transactional();
+    }
     for i in 0..count {
         let value = format!("p{producer_id}-e{epoch}-s{}", first_sequence + i);
         builder = builder.record(None, Some(value.as_bytes()), now);
     }
-    let mut batch = builder.build();
-    if transactional {
-        let attributes = i16::from_be_bytes([batch[21], batch[22]]) | 0x10;
-        batch[21..23].copy_from_slice(&attributes.to_be_bytes());
-    }
-    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
-    batch[51..53].copy_from_slice(&epoch.to_be_bytes());
-    batch[53..57].copy_from_slice(&first_sequence.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[21..]);
-    batch[17..21].copy_from_slice(&crc.to_be_bytes());
-    batch
+    builder.build()
 }

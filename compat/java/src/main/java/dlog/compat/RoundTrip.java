@@ -50,17 +50,22 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *   RoundTrip delete-topic NAME   delete NAME if present and wait until it is gone (prep for other tools)
  *   RoundTrip check-verifiable-producer SCENARIO FILE N   judge VerifiableProducer's JSON output
  *   RoundTrip check-verifiable-consumer SCENARIO FILE N   judge VerifiableConsumer's JSON output
+ *   RoundTrip check-copy SCENARIO IN OUT GROUP N   judge a TransactionalMessageCopier run: partition 0 of OUT,
+ *                                                  read_committed, holds exactly the values 0..N-1 once each, and
+ *                                                  GROUP's committed offset of IN-0 is IN-0's end offset (N)
  * </pre>
  *
  * Scenarios, one line each: {@code RESULT java-<scenario> PASS|FAIL <detail>}; exit status 1 on any FAIL.
  * admin-create-topic, produce-CODEC and roundtrip-CODEC for each codec, roundtrip-order,
  * transactions (commit/abort mix read by read_committed and read_uncommitted consumers, fencing by a
- * second producer with the same transactional.id),
+ * second producer with the same transactional.id), consume-transform-produce (sendOffsetsToTransaction with
+ * the group metadata of a subscribed read_committed consumer; aborted rounds commit neither output nor offsets),
+ * transaction-timeout (an open transaction past its timeout is aborted by the coordinator, the LSO advances),
  * admin-list-topics, admin-describe-cluster, admin-describe-topics, admin-describe-configs.
  *
  * Env: BOOTSTRAP (required), TOPIC (default: a fresh name per run), N (records per codec, default 200),
  * RT_TIMEOUT_S (hard limit for the whole program, default 240).
- * Only what dlog serves is used: no group.id (assign + seekToBeginning); producers keep the client default
+ * Reads use assign + seekToBeginning (no group) except consume-transform-produce; producers keep the client default
  * (enable.idempotence=true).
  */
 public final class RoundTrip {
@@ -139,11 +144,19 @@ public final class RoundTrip {
         } else if (args.length == 4 && args[0].equals("check-verifiable-consumer")) {
             checkVerifiableConsumer(args[1], args[2], Integer.parseInt(args[3]));
             rc = failures == 0 ? 0 : 1;
+        } else if (args.length == 6 && args[0].equals("check-copy")) {
+            if (bootstrap == null || bootstrap.isEmpty()) {
+                System.err.println("RoundTrip check-copy: env BOOTSTRAP (host:port) is required");
+                System.exit(2);
+            }
+            checkCopy(bootstrap, args[1], args[2], args[3], args[4], Integer.parseInt(args[5]));
+            rc = failures == 0 ? 0 : 1;
         } else if (args.length == 0) {
             runAll(bootstrap);
             rc = failures == 0 ? 0 : 1;
         } else {
-            System.err.println("usage: RoundTrip [delete-topic NAME | check-verifiable-producer|check-verifiable-consumer SCENARIO FILE N]");
+            System.err.println("usage: RoundTrip [delete-topic NAME | check-verifiable-producer|check-verifiable-consumer SCENARIO FILE N"
+                    + " | check-copy SCENARIO IN OUT GROUP N]");
             rc = 2;
         }
         System.out.flush();
@@ -222,6 +235,8 @@ public final class RoundTrip {
                 consumeAndCheck(bootstrap, topic, runId, sentByCodec);
             }
             transactions(bootstrap, admin, "compat-java-txn-" + runId);
+            consumeTransformProduce(bootstrap, admin, "compat-java-ctp-" + runId);
+            transactionTimeout(bootstrap, admin, "compat-java-timeout-" + runId);
             listTopics(admin, topic);
             describeCluster(admin);
             describeTopics(admin, topic);
@@ -254,6 +269,11 @@ public final class RoundTrip {
 
     /** Values of partition 0 from the start to the end offset the consumer sees at its isolation level. */
     static List<String> readAll(String bootstrap, String topic, String isolation) {
+        return readAll(bootstrap, topic, 0, isolation);
+    }
+
+    /** Values of one partition from the start to the end offset the consumer sees at its isolation level. */
+    static List<String> readAll(String bootstrap, String topic, int partition, String isolation) {
         Properties p = new Properties();
         p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ConsumerConfig.CLIENT_ID_CONFIG, "dlog-compat-java-txn-consumer");
@@ -264,7 +284,7 @@ public final class RoundTrip {
         List<String> values = new ArrayList<>();
         try (KafkaConsumer<byte[], byte[]> consumer =
                      new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
-            TopicPartition tp = new TopicPartition(topic, 0);
+            TopicPartition tp = new TopicPartition(topic, partition);
             consumer.assign(List.of(tp));
             consumer.seekToBeginning(List.of(tp));
             long end = consumer.endOffsets(List.of(tp)).get(tp);
@@ -322,6 +342,214 @@ public final class RoundTrip {
                     : "fencing: " + fenced + "; read_committed " + committed + "; read_uncommitted " + uncommitted.size());
         } catch (Exception e) {
             result("transactions", false, describe(e));
+        }
+    }
+
+    /**
+     * The group's committed offsets for {@code topic}: partition → offset (absent when none). With requireStable
+     * (as a read_committed consumer asks): a partition with transactional offsets still pending gets
+     * UNSTABLE_OFFSET_COMMIT and is left out of the answer.
+     */
+    static Map<Integer, Long> groupOffsets(Admin admin, String group, String topic) throws Exception {
+        Map<Integer, Long> out = new java.util.TreeMap<>();
+        admin.listConsumerGroupOffsets(group,
+                        new org.apache.kafka.clients.admin.ListConsumerGroupOffsetsOptions().requireStable(true))
+                .partitionsToOffsetAndMetadata().get(30, TimeUnit.SECONDS)
+                .forEach((tp, om) -> {
+                    if (om != null && tp.topic().equals(topic)) out.put(tp.partition(), om.offset());
+                });
+        return out;
+    }
+
+    /**
+     * Polls {@link #groupOffsets} (bounded by 15 s) until it equals {@code expected}; returns the last answer.
+     * Kafka completes a transaction's offsets after answering EndTxn (it writes the markers then), so right after
+     * commitTransaction() they may still be pending.
+     */
+    static Map<Integer, Long> awaitGroupOffsets(Admin admin, String group, String topic, Map<Integer, Long> expected)
+            throws Exception {
+        long deadline = System.currentTimeMillis() + 15_000;
+        Map<Integer, Long> now = groupOffsets(admin, group, topic);
+        while (!now.equals(expected) && System.currentTimeMillis() < deadline) {
+            Thread.sleep(100);
+            now = groupOffsets(admin, group, topic);
+        }
+        return now;
+    }
+
+    /**
+     * Consume-transform-produce with sendOffsetsToTransaction: a group member (subscribe, read_committed,
+     * 25 records per poll) writes each input record transformed to the same partition of the output and
+     * commits its input positions in the same transaction, with the consumer's group metadata. Rounds 0 and 3
+     * abort; the member is then replaced and the group resumes from its committed offsets. Output read_committed
+     * must be exactly the transformed input; the group's offsets must move only with committed rounds and end at
+     * the input's end offsets; the aborted rounds' records stay in the log, hidden.
+     */
+    static void consumeTransformProduce(String bootstrap, Admin admin, String prefix) {
+        final int partitions = 2, perPartition = 60;
+        String in = prefix + "-in", out = prefix + "-out", group = prefix + "-group";
+        try {
+            admin.createTopics(List.of(new NewTopic(in, partitions, (short) 1), new NewTopic(out, partitions, (short) 1)))
+                    .all().get(30, TimeUnit.SECONDS);
+            Properties pp = new Properties();
+            pp.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+            pp.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, "20000");
+            pp.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "30000");
+            try (KafkaProducer<byte[], byte[]> plain = new KafkaProducer<>(pp, new ByteArraySerializer(), new ByteArraySerializer())) {
+                List<Future<RecordMetadata>> futures = new ArrayList<>();
+                for (int p = 0; p < partitions; p++) {
+                    for (int i = 0; i < perPartition; i++) {
+                        futures.add(plain.send(new ProducerRecord<>(in, p, null, utf8("in-p" + p + "-" + i))));
+                    }
+                }
+                for (Future<RecordMetadata> f : futures) f.get(30, TimeUnit.SECONDS);
+            }
+            Properties cp = new Properties();
+            cp.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+            cp.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+            cp.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+            cp.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+            cp.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+            cp.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "25");
+            cp.put(ConsumerConfig.FETCH_MAX_WAIT_MS_CONFIG, "200");
+            cp.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000");
+            Map<Integer, Long> end = new java.util.TreeMap<>();
+            for (int p = 0; p < partitions; p++) end.put(p, (long) perPartition);
+            Map<Integer, Long> committed = new java.util.TreeMap<>();
+            Set<Integer> abortRounds = Set.of(0, 3);
+            List<String> problems = new ArrayList<>();
+            int aborted = 0, rounds = 0;
+            long deadline = System.currentTimeMillis() + 120_000;
+            KafkaConsumer<byte[], byte[]> consumer = null;
+            try (KafkaProducer<byte[], byte[]> producer = txnProducer(bootstrap, prefix + "-id")) {
+                while (!committed.equals(end) && problems.isEmpty()) {
+                    if (System.currentTimeMillis() > deadline) {
+                        problems.add("not done after 120 s: committed " + committed);
+                        break;
+                    }
+                    if (consumer == null) {
+                        consumer = new KafkaConsumer<>(cp, new ByteArrayDeserializer(), new ByteArrayDeserializer());
+                        consumer.subscribe(List.of(in));
+                    }
+                    org.apache.kafka.clients.consumer.ConsumerRecords<byte[], byte[]> records = consumer.poll(Duration.ofMillis(500));
+                    if (records.isEmpty()) continue;
+                    Map<TopicPartition, org.apache.kafka.clients.consumer.OffsetAndMetadata> offsets = new HashMap<>();
+                    producer.beginTransaction();
+                    for (ConsumerRecord<byte[], byte[]> r : records) {
+                        producer.send(new ProducerRecord<>(out, r.partition(), null,
+                                utf8("out-" + new String(r.value(), StandardCharsets.UTF_8))));
+                        offsets.put(new TopicPartition(in, r.partition()),
+                                new org.apache.kafka.clients.consumer.OffsetAndMetadata(r.offset() + 1));
+                    }
+                    // Flushed so that an aborted round's records do reach the log (abortTransaction would
+                    // drop batches still unsent) and must be hidden by the abort marker.
+                    producer.flush();
+                    producer.sendOffsetsToTransaction(offsets, consumer.groupMetadata());
+                    if (abortRounds.contains(rounds)) {
+                        producer.abortTransaction();
+                        aborted += records.count();
+                        Map<Integer, Long> now = awaitGroupOffsets(admin, group, in, committed);
+                        if (!now.equals(committed)) problems.add("round " + rounds + " aborted, yet group offsets " + now + " != " + committed);
+                        consumer.close(Duration.ofSeconds(10)); // rewind: a new member resumes from the committed offsets
+                        consumer = null;
+                    } else {
+                        producer.commitTransaction();
+                        offsets.forEach((tp, om) -> committed.put(tp.partition(), om.offset()));
+                        Map<Integer, Long> now = awaitGroupOffsets(admin, group, in, committed);
+                        if (!now.equals(committed)) problems.add("round " + rounds + " committed, group offsets " + now + " != " + committed);
+                    }
+                    rounds++;
+                }
+            } finally {
+                if (consumer != null) consumer.close(Duration.ofSeconds(10));
+            }
+            int uncommitted = 0;
+            for (int p = 0; p < partitions && problems.isEmpty(); p++) {
+                List<String> expected = new ArrayList<>();
+                for (int i = 0; i < perPartition; i++) expected.add("out-in-p" + p + "-" + i);
+                List<String> got = readAll(bootstrap, out, p, "read_committed");
+                if (!got.equals(expected)) {
+                    problems.add("output p" + p + " read_committed has " + got.size() + " records ("
+                            + new java.util.HashSet<>(got).size() + " distinct), want the " + perPartition + " transformed inputs in order");
+                }
+                uncommitted += readAll(bootstrap, out, p, "read_uncommitted").size();
+            }
+            if (problems.isEmpty() && uncommitted != partitions * perPartition + aborted) {
+                problems.add("read_uncommitted " + uncommitted + " records, want " + (partitions * perPartition) + " + " + aborted + " aborted");
+            }
+            if (problems.isEmpty() && aborted == 0) problems.add("no round aborted");
+            result("consume-transform-produce", problems.isEmpty(), problems.isEmpty()
+                    ? rounds + " rounds (" + aborted + " records in 2 aborted rounds): output read_committed = the "
+                        + partitions * perPartition + " transformed inputs, group offsets " + committed
+                    : String.join(" | ", problems));
+        } catch (Exception e) {
+            result("consume-transform-produce", false, describe(e));
+        }
+    }
+
+    /** End offset of partition 0 as a consumer of the given isolation level sees it (read_committed: the LSO). */
+    static long endOffset(String bootstrap, String topic, String isolation) {
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation);
+        p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000");
+        try (KafkaConsumer<byte[], byte[]> consumer =
+                     new KafkaConsumer<>(p, new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
+            TopicPartition tp = new TopicPartition(topic, 0);
+            return consumer.endOffsets(List.of(tp)).get(tp);
+        }
+    }
+
+    /**
+     * A transaction left open past its transaction.timeout.ms (2 s) is aborted by the coordinator: the last stable
+     * offset moves past the abort marker (the broker checks every
+     * transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by default), read_committed sees none of its
+     * records, and the producer can no longer commit it.
+     */
+    static void transactionTimeout(String bootstrap, Admin admin, String topic) {
+        try {
+            admin.createTopics(List.of(new NewTopic(topic, 1, (short) 1))).all().get(30, TimeUnit.SECONDS);
+            Properties p = new Properties();
+            p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+            p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, topic + "-id");
+            p.put(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, "2000");
+            p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "30000");
+            KafkaProducer<byte[], byte[]> producer =
+                    new KafkaProducer<>(p, new ByteArraySerializer(), new ByteArraySerializer());
+            try {
+                producer.initTransactions();
+                producer.beginTransaction();
+                sendAll(producer, topic, "doomed", 3);
+                long stableWhileOpen = endOffset(bootstrap, topic, "read_committed");
+                long deadline = System.currentTimeMillis() + 45_000;
+                long stable = stableWhileOpen, end = -1;
+                while (System.currentTimeMillis() < deadline) {
+                    stable = endOffset(bootstrap, topic, "read_committed");
+                    end = endOffset(bootstrap, topic, "read_uncommitted");
+                    if (stable == end && end == 4) break;
+                    Thread.sleep(500);
+                }
+                List<String> visible = readAll(bootstrap, topic, "read_committed");
+                String commit;
+                try {
+                    producer.commitTransaction();
+                    commit = "the timed-out transaction committed";
+                } catch (Exception e) {
+                    commit = null;
+                }
+                List<String> problems = new ArrayList<>();
+                if (stableWhileOpen != 0) problems.add("LSO " + stableWhileOpen + " while the transaction was open, want 0");
+                if (stable != 4 || end != 4) problems.add("after the timeout LSO " + stable + ", log end " + end + " (want 4, 4: 3 records and the abort marker)");
+                if (!visible.isEmpty()) problems.add("read_committed sees " + visible);
+                if (commit != null) problems.add(commit);
+                result("transaction-timeout", problems.isEmpty(), problems.isEmpty()
+                        ? "open transaction aborted by the coordinator after its 2 s timeout: LSO 0 -> 4, nothing visible, commit refused"
+                        : String.join(" | ", problems));
+            } finally {
+                producer.close(Duration.ofSeconds(5));
+            }
+        } catch (Exception e) {
+            result("transaction-timeout", false, describe(e));
         }
     }
 
@@ -762,6 +990,45 @@ public final class RoundTrip {
                     : String.join(", ", problems));
         } catch (Exception e) {
             result(scenario, false, "cannot read " + file + ": " + describe(e));
+        }
+    }
+
+    /**
+     * TransactionalMessageCopier copied the n records VerifiableProducer wrote to partition 0 of {@code in} (values
+     * "0" … "n-1") into {@code out}: read_committed, partition 0 of {@code out} holds each value exactly once and
+     * nothing else, and the group's committed offset of {@code in}-0 is its end offset. The detail also tells how
+     * many records read_uncommitted sees (copies from aborted transactions are in the log, hidden).
+     */
+    static void checkCopy(String bootstrap, String scenario, String in, String out, String group, int n) {
+        try (Admin admin = Admin.create(adminProps(bootstrap))) {
+            List<String> committed = readAll(bootstrap, out, 0, "read_committed");
+            Map<String, Integer> counts = new HashMap<>();
+            for (String v : committed) counts.merge(v, 1, Integer::sum);
+            List<String> problems = new ArrayList<>();
+            long dupes = counts.values().stream().filter(c -> c > 1).count();
+            if (dupes > 0) problems.add(dupes + " values copied more than once");
+            int missing = 0;
+            String firstMissing = null;
+            for (int i = 0; i < n; i++) {
+                if (!counts.containsKey(Integer.toString(i))) {
+                    missing++;
+                    if (firstMissing == null) firstMissing = Integer.toString(i);
+                }
+            }
+            if (missing > 0) problems.add(missing + " values missing (first " + firstMissing + ")");
+            if (committed.size() != n) problems.add("read_committed " + committed.size() + " records, want " + n);
+            Map<Integer, Long> offsets = awaitGroupOffsets(admin, group, in, Map.of(0, (long) n));
+            TopicPartition tp = new TopicPartition(in, 0);
+            long inEnd = admin.listOffsets(Map.of(tp, org.apache.kafka.clients.admin.OffsetSpec.latest()))
+                    .partitionResult(tp).get(30, TimeUnit.SECONDS).offset();
+            if (inEnd != n) problems.add("input end offset " + inEnd + ", want " + n);
+            if (!Long.valueOf(inEnd).equals(offsets.get(0))) problems.add("group " + group + " committed " + offsets + ", want {0=" + inEnd + "}");
+            int uncommitted = readAll(bootstrap, out, 0, "read_uncommitted").size();
+            result(scenario, problems.isEmpty(), (problems.isEmpty()
+                    ? "output read_committed = the " + n + " input values once each, group offset " + offsets.get(0)
+                    : String.join(", ", problems)) + "; read_uncommitted " + uncommitted + " records");
+        } catch (Exception e) {
+            result(scenario, false, "check: " + describe(e));
         }
     }
 }
