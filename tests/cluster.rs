@@ -212,3 +212,140 @@ fn three_brokers_serve_partitions_led_by_each_other() {
     let values = consume_values(&cluster.bootstrap(victim_index), topic, 660);
     assert_eq!(values.len(), 660);
 }
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn transactional_producer(bootstrap: &str, id: &str) -> rdkafka::producer::BaseProducer {
+    let producer: rdkafka::producer::BaseProducer = common::producer_config(bootstrap)
+        .set("enable.idempotence", "true")
+        .set("transactional.id", id)
+        .set("transaction.timeout.ms", "60000")
+        .create()
+        .expect("transactional producer");
+    producer
+        .init_transactions(TXN_TIMEOUT)
+        .expect("init_transactions");
+    producer
+}
+
+/// One transaction writing `values` to every partition of `topic` (value i to partition
+/// i % partitions), then committed or aborted.
+fn transaction(
+    producer: &rdkafka::producer::BaseProducer,
+    topic: &str,
+    partitions: i32,
+    values: &[String],
+    commit: bool,
+) {
+    producer.begin_transaction().expect("begin_transaction");
+    for (index, value) in values.iter().enumerate() {
+        producer
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(index as i32 % partitions)
+                    .payload(value),
+            )
+            .expect("enqueue");
+    }
+    producer.flush(TXN_TIMEOUT).expect("flush");
+    if commit {
+        producer
+            .commit_transaction(TXN_TIMEOUT)
+            .expect("commit_transaction");
+    } else {
+        producer
+            .abort_transaction(TXN_TIMEOUT)
+            .expect("abort_transaction");
+    }
+}
+
+/// Reads every partition of `topic` from the beginning to its end (the last stable offset for
+/// read_committed): the payloads, which must reach the end of every partition.
+fn read_to_end(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> BTreeSet<String> {
+    use rdkafka::error::KafkaError;
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = common::consumer_config(bootstrap)
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut values = BTreeSet::new();
+    let mut at_end = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while at_end.len() < partitions as usize {
+        assert!(
+            Instant::now() < deadline,
+            "{topic} ({isolation}): only partitions {at_end:?} reached their end"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Ok(message)) => {
+                at_end.remove(&message.partition());
+                let value = String::from_utf8(message.payload().unwrap_or_default().to_vec());
+                assert!(values.insert(value.unwrap()), "duplicate record");
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+            }
+            Some(Err(error)) => panic!("consume {topic}: {error}"),
+        }
+    }
+    values
+}
+
+fn tagged(tag: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{tag}-{i}")).collect()
+}
+
+/// A transaction spanning partitions led by every broker: the coordinator writes its own
+/// partitions' markers and sends WriteTxnMarkers for the others, and the other brokers take
+/// the transactional batches without the coordinator's state. read_committed sees exactly the
+/// committed transactions and reaches the end of every partition (the last stable offset moved
+/// past each transaction everywhere); read_uncommitted sees everything.
+#[test]
+fn transaction_spans_partitions_on_every_broker() {
+    let cluster = Cluster::start(3);
+    let all: BTreeSet<i32> = [1, 2, 3].into();
+    for index in 0..3 {
+        let bootstrap = cluster.bootstrap(index);
+        eventually(
+            Duration::from_secs(20),
+            || metadata(&bootstrap, None).0,
+            |b| *b == all,
+        );
+    }
+    let topic = "xtxn";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(common::create_topic(&cluster.bootstrap(0), topic, 6, &[]));
+    let (_, leaders) = eventually(
+        Duration::from_secs(5),
+        || metadata(&cluster.bootstrap(1), Some(topic)),
+        |(_, leaders)| leaders.len() == 6,
+    );
+    let leading: BTreeSet<i32> = leaders.values().copied().collect();
+    assert_eq!(leading, all, "leaders on every broker: {leaders:?}");
+
+    let producer = transactional_producer(&cluster.bootstrap(1), "xtxn-producer");
+    let first = tagged("first", 60);
+    let aborted = tagged("aborted", 60);
+    let third = tagged("third", 60);
+    transaction(&producer, topic, 6, &first, true);
+    transaction(&producer, topic, 6, &aborted, false);
+    transaction(&producer, topic, 6, &third, true);
+
+    let committed: BTreeSet<String> = first.iter().chain(&third).cloned().collect();
+    for index in 0..3 {
+        let seen = read_to_end(&cluster.bootstrap(index), topic, 6, "read_committed");
+        assert_eq!(seen, committed, "read_committed through node {}", index + 1);
+    }
+    let everything: BTreeSet<String> = committed.iter().chain(&aborted).cloned().collect();
+    let seen = read_to_end(&cluster.bootstrap(2), topic, 6, "read_uncommitted");
+    assert_eq!(seen, everything);
+}

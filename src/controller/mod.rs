@@ -181,6 +181,11 @@ impl Controller {
     }
 
     /// The client for controller `id` at `address` (one per node, reused).
+    /// This node's id.
+    pub fn node_id(&self) -> i32 {
+        self.node_id
+    }
+
     pub fn peer(&self, id: i32, address: &str) -> peer::PeerClient {
         let mut peers = self.peers.lock().expect("peers lock");
         let client = peers

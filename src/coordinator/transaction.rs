@@ -21,7 +21,7 @@
 //!          | start_ms i64                           (a null value deletes the id)
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -48,6 +48,10 @@ pub type PartitionErrors = Vec<((String, i32), ResponseError)>;
 pub const PENDING_OFFSETS_PER_TRANSACTION_MAX: usize = 100_000;
 /// The coordinator epoch written into markers: one coordinator, never moved.
 pub const COORDINATOR_EPOCH: i32 = 0;
+/// The WriteTxnMarkers version brokers send (the one kafka_protocol knows).
+pub const WRITE_TXN_MARKERS_VERSION: i16 = 1;
+/// Partitions one WriteTxnMarkers request may name (over all its markers).
+pub const MARKER_PARTITIONS_PER_REQUEST_MAX: usize = PARTITIONS_PER_TRANSACTION_MAX;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxnState {
@@ -115,6 +119,10 @@ pub struct PendingOffset {
 
 struct State {
     txns: HashMap<String, TxnMetadata>,
+    /// Transactional ids whose markers are being sent to other brokers without the lock held:
+    /// the retry path leaves them alone (a late duplicate marker could end the producer's next
+    /// transaction in that partition).
+    sending: HashSet<String>,
     /// producer id → group id → offsets staged by TxnOffsetCommit in the open transaction.
     pending_offsets: HashMap<i64, BTreeMap<String, Vec<PendingOffset>>>,
 }
@@ -131,6 +139,7 @@ impl Default for TransactionCoordinator {
         TransactionCoordinator {
             state: RwLock::new(State {
                 txns: HashMap::new(),
+                sending: HashSet::new(),
                 pending_offsets: HashMap::new(),
             }),
             loaded: AtomicBool::new(false),
@@ -396,7 +405,15 @@ impl TransactionCoordinator {
                 commit,
                 "completing a prepared transaction"
             );
-            self.complete(broker, state, &mut txn, commit)?;
+            if let Err(error) = self.complete(broker, state, &mut txn, commit) {
+                // Left prepared: the periodic retry finishes it (a partition's broker may be
+                // down), and the coordinator still loads.
+                tracing::warn!(
+                    transactional_id = id,
+                    message = error.message,
+                    "completing a prepared transaction failed; will retry"
+                );
+            }
         }
         tracing::info!(transactions = state.txns.len(), "loaded transaction state");
         Ok(())
@@ -434,7 +451,9 @@ impl TransactionCoordinator {
         log.flush(now).map_err(|e| storage(e.to_string()))
     }
 
-    /// Writes Prepare, the markers, then Complete; leaves `txn` (and the map) Complete.
+    /// Writes Prepare, the markers (local ones, then those of partitions other brokers lead,
+    /// holding the lock across those calls), then Complete; leaves `txn` (and the map)
+    /// Complete. On error `txn` stays prepared, for the periodic retry.
     fn complete(
         &self,
         broker: &Broker,
@@ -442,18 +461,44 @@ impl TransactionCoordinator {
         txn: &mut TxnMetadata,
         commit: bool,
     ) -> Result<(), ApiError> {
+        let remote = self.prepare(broker, state, txn, commit)?;
+        send_remote_markers(broker, txn, commit, &remote)?;
+        self.finish(broker, state, txn, commit)
+    }
+
+    /// Persists PrepareCommit/PrepareAbort (unless already there) and writes the markers of the
+    /// partitions hosted here; returns the partitions (of existing topics) hosted elsewhere.
+    fn prepare(
+        &self,
+        broker: &Broker,
+        state: &mut State,
+        txn: &mut TxnMetadata,
+        commit: bool,
+    ) -> Result<Vec<(String, i32)>, ApiError> {
         let now = now_ms();
-        txn.state = if commit {
+        let prepared = if commit {
             TxnState::PrepareCommit
         } else {
             TxnState::PrepareAbort
         };
-        txn.last_update_ms = now;
-        self.persist(broker, txn)?;
-        state.txns.insert(txn.transactional_id.clone(), txn.clone());
+        if txn.state != prepared {
+            txn.state = prepared;
+            txn.last_update_ms = now;
+            self.persist(broker, txn)?;
+            state.txns.insert(txn.transactional_id.clone(), txn.clone());
+        }
+        let image = broker.image();
+        let mut remote = Vec::new();
         for (topic, partition) in &txn.partitions {
             let Some(log) = broker.logs.get(topic, *partition) else {
-                // The topic was deleted during the transaction: nothing to mark.
+                let exists = image
+                    .topics
+                    .get(topic)
+                    .is_some_and(|t| t.partitions.contains_key(partition));
+                // A topic deleted during the transaction has nothing to mark.
+                if exists {
+                    remote.push((topic.clone(), *partition));
+                }
                 continue;
             };
             log.append_marker(
@@ -466,6 +511,18 @@ impl TransactionCoordinator {
             .map_err(|e| api(ResponseError::KafkaStorageError, e.to_string()))?;
         }
         broker.data_arrived.notify_waiters();
+        Ok(remote)
+    }
+
+    /// After every marker is written: the staged offsets take effect (or are dropped) and
+    /// CompleteCommit/CompleteAbort is persisted.
+    fn finish(
+        &self,
+        broker: &Broker,
+        state: &mut State,
+        txn: &mut TxnMetadata,
+        commit: bool,
+    ) -> Result<(), ApiError> {
         // The markers decided the offsets in `__consumer_offsets`; now the groups see them.
         let staged = state.pending_offsets.remove(&txn.producer_id);
         broker
@@ -481,6 +538,27 @@ impl TransactionCoordinator {
         self.persist(broker, txn)?;
         state.txns.insert(txn.transactional_id.clone(), txn.clone());
         Ok(())
+    }
+
+    /// Offsets TxnOffsetCommit staged here for `producer_id` (this broker coordinates the
+    /// group, another the transaction): taken when the marker arrives (WriteTxnMarkers).
+    pub fn take_staged_offsets(
+        &self,
+        producer_id: i64,
+    ) -> Option<BTreeMap<String, Vec<PendingOffset>>> {
+        self.lock().pending_offsets.remove(&producer_id)
+    }
+
+    /// Whether this broker hosts the `__transaction_state` partition of `transactional_id`
+    /// (so it coordinates that transaction).
+    pub fn is_local(broker: &Broker, transactional_id: &str) -> bool {
+        broker
+            .logs
+            .get(
+                TRANSACTION_STATE_TOPIC,
+                Self::state_partition(broker, transactional_id),
+            )
+            .is_some()
     }
 
     /// InitProducerId with a transactional id: (producer id, epoch). Fences the previous
@@ -716,6 +794,11 @@ impl TransactionCoordinator {
         offsets: Vec<PendingOffset>,
     ) -> Result<(), ApiError> {
         let mut state = self.lock();
+        if !Self::is_local(broker, transactional_id) {
+            // Another broker coordinates the transaction (this one the group): its state is
+            // not here to check, as for produce; the marker it sends decides the offsets.
+            return Self::stage_locked(broker, &mut state, producer_id, epoch, group_id, offsets);
+        }
         let txn = state.txns.get(transactional_id).ok_or_else(|| {
             api(
                 ResponseError::InvalidProducerIdMapping,
@@ -734,6 +817,18 @@ impl TransactionCoordinator {
                 "AddOffsetsToTxn must come first",
             ));
         }
+        Self::stage_locked(broker, &mut state, producer_id, epoch, group_id, offsets)
+    }
+
+    /// Appends the transactional offsets and stages them under `producer_id`.
+    fn stage_locked(
+        broker: &Broker,
+        state: &mut State,
+        producer_id: i64,
+        epoch: i16,
+        group_id: &str,
+        offsets: Vec<PendingOffset>,
+    ) -> Result<(), ApiError> {
         let groups = state.pending_offsets.entry(producer_id).or_default();
         let staged_count: usize = groups.values().map(Vec::len).sum();
         if staged_count + offsets.len() > PENDING_OFFSETS_PER_TRANSACTION_MAX {
@@ -790,7 +885,40 @@ impl TransactionCoordinator {
         })?;
         check_producer(&txn, producer_id, epoch)?;
         match (txn.state, commit) {
-            (TxnState::Ongoing, _) => self.complete(broker, &mut state, &mut txn, commit),
+            (TxnState::Ongoing, _) => {
+                let remote = self.prepare(broker, &mut state, &mut txn, commit)?;
+                if remote.is_empty() {
+                    return self.finish(broker, &mut state, &mut txn, commit);
+                }
+                // The other brokers' markers are sent without the lock: other transactions
+                // go on meanwhile; this one is prepared, so its own requests wait
+                // (CONCURRENT_TRANSACTIONS) and the retry path leaves it to us.
+                state.sending.insert(transactional_id.to_string());
+                drop(state);
+                let sent = send_remote_markers(broker, &txn, commit, &remote);
+                let mut state = self.lock();
+                state.sending.remove(transactional_id);
+                if let Err(error) = sent {
+                    // The decision is durable (Prepare); the periodic retry writes the rest,
+                    // as Kafka answers EndTxn once Prepare is written.
+                    tracing::warn!(
+                        transactional_id,
+                        message = error.message,
+                        "transaction markers not written yet; will retry"
+                    );
+                    return Ok(());
+                }
+                let unchanged = state.txns.get(transactional_id).is_some_and(|t| {
+                    t.state == txn.state
+                        && t.producer_id == txn.producer_id
+                        && t.producer_epoch == txn.producer_epoch
+                });
+                if unchanged {
+                    self.finish(broker, &mut state, &mut txn, commit)
+                } else {
+                    Ok(())
+                }
+            }
             // A retry of an EndTxn that already completed.
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(()),
             (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => Err(api(
@@ -848,6 +976,7 @@ impl TransactionCoordinator {
             .txns
             .values()
             .filter(|t| matches!(t.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
+            .filter(|t| !state.sending.contains(&t.transactional_id))
             .cloned()
             .collect();
         for mut txn in stuck {
@@ -914,15 +1043,27 @@ impl TransactionCoordinator {
             return;
         }
         let state = self.lock();
+        // With other brokers, a producer this coordinator does not know may be another
+        // coordinator's (whose markers come by WriteTxnMarkers): only the partition's last
+        // stable offset and that coordinator's timeout apply then.
+        let alone = broker
+            .image()
+            .brokers
+            .keys()
+            .all(|id| *id == broker.controller.node_id());
         for log in broker.logs.all() {
             for (producer_id, first_offset) in log.ongoing_transactions() {
+                let known = state.txns.values().any(|t| t.producer_id == producer_id);
                 let accounted = state.txns.values().any(|t| {
                     t.producer_id == producer_id
-                        && t.state == TxnState::Ongoing
+                        && matches!(
+                            t.state,
+                            TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort
+                        )
                         && t.partitions
                             .contains(&(log.topic().to_string(), log.partition()))
                 });
-                if accounted {
+                if accounted || (!known && !alone) {
                     continue;
                 }
                 let Some(epoch) = log.with_producers(|p| p.producer(producer_id).map(|e| e.epoch))
@@ -954,6 +1095,113 @@ impl TransactionCoordinator {
     pub fn transaction(&self, transactional_id: &str) -> Option<TxnMetadata> {
         self.read().txns.get(transactional_id).cloned()
     }
+}
+
+/// Sends WriteTxnMarkers for `partitions` (hosted on other brokers) to their leaders, one
+/// request per leader; Ok once every partition has its marker. Blocks this thread, each call
+/// bounded by the peer client's request timeout; a partition without a live leader fails at
+/// once (CONCURRENT_TRANSACTIONS: the transaction stays prepared and is retried).
+fn send_remote_markers(
+    broker: &Broker,
+    txn: &TxnMetadata,
+    commit: bool,
+    partitions: &[(String, i32)],
+) -> Result<(), ApiError> {
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    use kafka_protocol::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
+    use kafka_protocol::protocol::StrBytes;
+
+    if partitions.is_empty() {
+        return Ok(());
+    }
+    let pending = |why: String| api(ResponseError::ConcurrentTransactions, why);
+    let image = broker.image();
+    let mut by_leader: BTreeMap<i32, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
+    for (topic, partition) in partitions {
+        let Some(image_partition) = image
+            .topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(partition))
+        else {
+            continue; // deleted since: nothing to mark
+        };
+        let leader = image.live_leader(image_partition);
+        if leader < 0 || leader == broker.controller.node_id() {
+            // No live leader, or this node leads it but has not opened it yet.
+            return Err(pending(format!(
+                "{topic}-{partition} has no reachable leader"
+            )));
+        }
+        by_leader
+            .entry(leader)
+            .or_default()
+            .entry(topic)
+            .or_default()
+            .push(*partition);
+    }
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| pending("no runtime to send markers from".into()))?;
+    for (leader, topics) in by_leader {
+        let Some(endpoint) = image.brokers.get(&leader).and_then(|b| b.client_endpoint()) else {
+            return Err(pending(format!("broker {leader} has no endpoint")));
+        };
+        let address = format!("{}:{}", endpoint.host, endpoint.port);
+        let marker = WritableTxnMarker::default()
+            .with_producer_id(ProducerId(txn.producer_id))
+            .with_producer_epoch(txn.producer_epoch)
+            .with_transaction_result(commit)
+            .with_coordinator_epoch(COORDINATOR_EPOCH)
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|(topic, indexes)| {
+                        WritableTxnMarkerTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                            .with_partition_indexes(indexes.clone())
+                    })
+                    .collect(),
+            );
+        let request = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
+        let peer = broker.controller.peer(leader, &address);
+        let response = crate::controller::quorum::blocking(|| {
+            handle.block_on(peer.send(WRITE_TXN_MARKERS_VERSION, &request))
+        })
+        .map_err(|e| pending(format!("WriteTxnMarkers to broker {leader}: {e}")))?;
+        let failed: Vec<String> = response
+            .markers
+            .iter()
+            .flat_map(|m| m.topics.iter())
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .filter(|p| p.error_code != 0)
+                    .map(move |p| {
+                        format!(
+                            "{}-{}: {}",
+                            t.name.as_str(),
+                            p.partition_index,
+                            p.error_code
+                        )
+                    })
+            })
+            .collect();
+        let answered: usize = response
+            .markers
+            .iter()
+            .flat_map(|m| m.topics.iter())
+            .map(|t| t.partitions.len())
+            .sum();
+        let asked: usize = topics.values().map(Vec::len).sum();
+        if !failed.is_empty() || answered != asked {
+            return Err(pending(format!(
+                "broker {leader} did not write every marker: {}",
+                failed.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

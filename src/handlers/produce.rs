@@ -99,7 +99,13 @@ fn append_partition(
     }
     let transactional =
         first.filter(|h| h.is_transactional() && !h.is_control() && h.producer_id >= 0);
-    let appended = match transactional {
+    // Another broker coordinates the transaction: no state here to verify against (Kafka
+    // before KIP-890); the partition's last stable offset and that coordinator's timeout
+    // bound a stray batch.
+    let coordinated_here = transactional_id.is_none_or(|id| {
+        crate::coordinator::transaction::TransactionCoordinator::is_local(broker, id)
+    });
+    let appended = match transactional.filter(|_| coordinated_here) {
         Some(header) => broker
             .transactions
             .verify_and(

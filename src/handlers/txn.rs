@@ -14,13 +14,18 @@ use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
     AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
     InitProducerIdResponse, ProducerId, TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
 use crate::controller::ApiError;
-use crate::coordinator::transaction::PendingOffset;
+use crate::coordinator::transaction::{
+    PendingOffset, CONSUMER_OFFSETS_TOPIC, MARKER_PARTITIONS_PER_REQUEST_MAX,
+};
+use crate::log::partition::AppendError;
+use crate::log::producer_state::ProducerError;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 
 /// FindCoordinator key type of a transactional id.
@@ -500,5 +505,96 @@ pub fn describe_producers(
         version,
         request.header.correlation_id,
         &response,
+    ))
+}
+
+/// WriteTxnMarkers (sent by the transaction coordinator of another broker): appends each
+/// marker's COMMIT/ABORT control batch to the listed partitions hosted here, as the
+/// coordinator does for its own; a marker on `__consumer_offsets` also decides the offsets
+/// TxnOffsetCommit staged here for the producer.
+pub fn write_txn_markers(
+    broker: &Broker,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    use kafka_protocol::messages::write_txn_markers_response::{
+        WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+    };
+    let version = request.version;
+    let body: WriteTxnMarkersRequest = decode(&mut request.body, version)?;
+    let partition_count: usize = body
+        .markers
+        .iter()
+        .flat_map(|m| m.topics.iter())
+        .map(|t| t.partition_indexes.len())
+        .sum();
+    let too_many = partition_count > MARKER_PARTITIONS_PER_REQUEST_MAX;
+    let now = crate::clock::now_ms();
+    let mut results = Vec::with_capacity(body.markers.len());
+    for marker in &body.markers {
+        let producer_id = marker.producer_id.0;
+        let mut offsets_marked = false;
+        let mut topics = Vec::with_capacity(marker.topics.len());
+        for topic in &marker.topics {
+            let name = topic.name.as_str();
+            let partitions = topic
+                .partition_indexes
+                .iter()
+                .map(|&index| {
+                    let error = if too_many {
+                        Some(ResponseError::InvalidRequest)
+                    } else if let Some(log) = broker.logs.get(name, index) {
+                        match log.append_marker(
+                            producer_id,
+                            marker.producer_epoch,
+                            marker.coordinator_epoch,
+                            marker.transaction_result,
+                            now,
+                        ) {
+                            Ok(_) => {
+                                offsets_marked |= name == CONSUMER_OFFSETS_TOPIC;
+                                None
+                            }
+                            Err(AppendError::Producer(ProducerError::InvalidEpoch { .. })) => {
+                                Some(ResponseError::InvalidProducerEpoch)
+                            }
+                            Err(error) => {
+                                tracing::error!(topic = name, partition = index, %error, "writing a transaction marker failed");
+                                Some(ResponseError::KafkaStorageError)
+                            }
+                        }
+                    } else {
+                        Some(broker.missing_partition_error(name, index))
+                    };
+                    WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(index)
+                        .with_error_code(error.map_or(0, |e| e.code()))
+                })
+                .collect();
+            topics.push(
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        if offsets_marked {
+            let staged = broker.transactions.take_staged_offsets(producer_id);
+            broker.groups.end_transactional_offsets(
+                producer_id,
+                staged.as_ref(),
+                marker.transaction_result,
+            );
+        }
+        results.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(marker.producer_id)
+                .with_topics(topics),
+        );
+    }
+    broker.data_arrived.notify_waiters();
+    Ok(encode_response(
+        ApiKey::WriteTxnMarkers,
+        version,
+        request.header.correlation_id,
+        &WriteTxnMarkersResponse::default().with_markers(results),
     ))
 }

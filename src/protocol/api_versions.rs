@@ -51,6 +51,7 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::AddOffsetsToTxn, range(0, 4)),
     (ApiKey::EndTxn, range(0, 4)),
     (ApiKey::TxnOffsetCommit, range(0, 4)),
+    (ApiKey::WriteTxnMarkers, range(1, 1)),
     (ApiKey::DescribeTransactions, range(0, 0)),
     (ApiKey::DescribeProducers, range(0, 0)),
     (ApiKey::ListTransactions, range(0, 1)),

@@ -155,6 +155,9 @@ async fn route(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, RequestErr
         ApiKey::TxnOffsetCommit => {
             handlers::txn::txn_offset_commit(broker, request).map(Handled::Response)
         }
+        ApiKey::WriteTxnMarkers => {
+            handlers::txn::write_txn_markers(broker, request).map(Handled::Response)
+        }
         other => Err(RequestError::UnknownApiKey(other as i16)),
     };
     result
