@@ -4,6 +4,7 @@
 //! leader) and serves its data again when it returns.
 
 mod common;
+mod raw;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -348,4 +349,181 @@ fn transaction_spans_partitions_on_every_broker() {
     let everything: BTreeSet<String> = committed.iter().chain(&aborted).cloned().collect();
     let seen = read_to_end(&cluster.bootstrap(2), topic, 6, "read_uncommitted");
     assert_eq!(seen, everything);
+}
+
+/// The node FindCoordinator names for `key` (key type 0: group, 1: transaction).
+fn coordinator_of(cluster: &Cluster, key_type: i8, key: &str) -> i32 {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+    use kafka_protocol::protocol::StrBytes;
+    eventually(
+        Duration::from_secs(20),
+        || {
+            let mut client = raw::RawClient::connect(cluster.nodes[0].addr());
+            let request = FindCoordinatorRequest::default()
+                .with_key_type(key_type)
+                .with_coordinator_keys(vec![StrBytes::from_string(key.to_string())]);
+            let response: FindCoordinatorResponse =
+                client.call(ApiKey::FindCoordinator, 4, &request);
+            let coordinator = &response.coordinators[0];
+            (coordinator.error_code == 0).then_some(coordinator.node_id.0)
+        },
+        Option::is_some,
+    )
+    .unwrap()
+}
+
+/// Consume-transform-produce where the group's coordinator is another broker than the
+/// transaction's: TxnOffsetCommit is staged on the group coordinator, and the marker the
+/// transaction coordinator sends it (WriteTxnMarkers on `__consumer_offsets`) decides the
+/// offsets there. An aborted round commits neither output nor offsets.
+#[test]
+fn send_offsets_to_transaction_across_brokers() {
+    use rdkafka::{Offset, TopicPartitionList};
+    const PER_PARTITION: i64 = 30;
+    const GROUP: &str = "xctp-group";
+    let cluster = Cluster::start(3);
+    let all: BTreeSet<i32> = [1, 2, 3].into();
+    eventually(
+        Duration::from_secs(20),
+        || metadata(&cluster.bootstrap(0), None).0,
+        |b| *b == all,
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(common::create_topic(
+        &cluster.bootstrap(0),
+        "xctp-in",
+        3,
+        &[],
+    ));
+    runtime.block_on(common::create_topic(
+        &cluster.bootstrap(0),
+        "xctp-out",
+        3,
+        &[],
+    ));
+    eventually(
+        Duration::from_secs(5),
+        || metadata(&cluster.bootstrap(1), Some("xctp-out")).1,
+        |leaders| leaders.len() == 3,
+    );
+    produce_keyed(
+        &cluster.bootstrap(0),
+        "xctp-in",
+        3,
+        3 * PER_PARTITION as usize,
+        "in",
+    );
+
+    let group_coordinator = coordinator_of(&cluster, 0, GROUP);
+    let transactional_id = (0..100)
+        .map(|n| format!("xctp-{n}"))
+        .find(|id| coordinator_of(&cluster, 1, id) != group_coordinator)
+        .expect("a transactional id coordinated by another broker than the group");
+
+    let bootstrap = cluster.bootstrap(0);
+    let member = || -> BaseConsumer {
+        let consumer: BaseConsumer = common::consumer_config(&bootstrap)
+            .set("group.id", GROUP)
+            .set("isolation.level", "read_committed")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .expect("group consumer");
+        consumer.subscribe(&["xctp-in"]).expect("subscribe");
+        consumer
+    };
+    let committed_offsets = |consumer: &BaseConsumer| -> BTreeMap<i32, i64> {
+        let mut list = TopicPartitionList::new();
+        for partition in 0..3 {
+            list.add_partition("xctp-in", partition);
+        }
+        consumer
+            .committed_offsets(list, TXN_TIMEOUT)
+            .expect("committed offsets")
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(offset) => Some((e.partition(), offset)),
+                _ => None,
+            })
+            .collect()
+    };
+    let producer = transactional_producer(&cluster.bootstrap(1), &transactional_id);
+    let end: BTreeMap<i32, i64> = (0..3).map(|p| (p, PER_PARTITION)).collect();
+    let mut committed: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut consumer: Option<BaseConsumer> = None;
+    let mut aborted_records = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut round = 0usize;
+    while committed != end {
+        assert!(Instant::now() < deadline, "copy stuck at {committed:?}");
+        let member_consumer = consumer.get_or_insert_with(member);
+        let mut batch = Vec::new();
+        while batch.len() < 20 {
+            match member_consumer.poll(Duration::from_millis(300)) {
+                None if batch.is_empty() => continue,
+                None => break,
+                Some(Ok(message)) => batch.push((
+                    message.partition(),
+                    message.offset(),
+                    String::from_utf8(message.payload().unwrap_or_default().to_vec()).unwrap(),
+                )),
+                Some(Err(error)) => panic!("consume xctp-in: {error}"),
+            }
+            assert!(Instant::now() < deadline, "no input within the deadline");
+        }
+        let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
+        producer.begin_transaction().unwrap();
+        for (partition, offset, value) in &batch {
+            producer
+                .send(
+                    BaseRecord::<(), str>::to("xctp-out")
+                        .partition(*partition)
+                        .payload(&format!("out-{value}")),
+                )
+                .expect("enqueue");
+            offsets.insert(*partition, offset + 1);
+        }
+        producer.flush(TXN_TIMEOUT).expect("flush");
+        let mut list = TopicPartitionList::new();
+        for (partition, offset) in &offsets {
+            list.add_partition_offset("xctp-in", *partition, Offset::Offset(*offset))
+                .unwrap();
+        }
+        let group_metadata = member_consumer.group_metadata().expect("group metadata");
+        producer
+            .send_offsets_to_transaction(&list, &group_metadata, TXN_TIMEOUT)
+            .expect("send_offsets_to_transaction");
+        if round == 1 {
+            producer.abort_transaction(TXN_TIMEOUT).unwrap();
+            aborted_records += batch.len();
+            assert_eq!(
+                committed_offsets(member_consumer),
+                committed,
+                "aborted round"
+            );
+            consumer = None;
+        } else {
+            producer.commit_transaction(TXN_TIMEOUT).unwrap();
+            committed.extend(offsets);
+            assert_eq!(
+                committed_offsets(member_consumer),
+                committed,
+                "offsets committed by round {round}"
+            );
+        }
+        round += 1;
+    }
+    assert!(aborted_records > 0);
+    let expected: BTreeSet<String> = (0..3 * PER_PARTITION)
+        .map(|i| format!("out-in-{i}"))
+        .collect();
+    assert_eq!(
+        read_to_end(&cluster.bootstrap(2), "xctp-out", 3, "read_committed"),
+        expected
+    );
+    let fresh: BaseConsumer = common::consumer_config(&cluster.bootstrap(2))
+        .set("group.id", GROUP)
+        .create()
+        .unwrap();
+    assert_eq!(committed_offsets(&fresh), end);
 }
