@@ -527,3 +527,85 @@ fn send_offsets_to_transaction_across_brokers() {
         .unwrap();
     assert_eq!(committed_offsets(&fresh), end);
 }
+
+/// A transaction committed while a broker leading some of its partitions is down: EndTxn
+/// answers once the decision (PrepareCommit) is durable, the coordinator keeps the
+/// transaction prepared and retries the missing markers until the broker is back; the next
+/// transaction waits for that (CONCURRENT_TRANSACTIONS, retried by the client).
+#[test]
+fn markers_for_a_dead_broker_are_retried_when_it_returns() {
+    let mut cluster = Cluster::start(3);
+    let all: BTreeSet<i32> = [1, 2, 3].into();
+    eventually(
+        Duration::from_secs(20),
+        || metadata(&cluster.bootstrap(0), None).0,
+        |b| *b == all,
+    );
+    let topic = "xtxn-retry";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(common::create_topic(&cluster.bootstrap(0), topic, 6, &[]));
+    let (_, leaders) = eventually(
+        Duration::from_secs(5),
+        || metadata(&cluster.bootstrap(0), Some(topic)),
+        |(_, leaders)| leaders.len() == 6,
+    );
+    let transactional_id = "xtxn-retry-producer";
+    let coordinator = coordinator_of(&cluster, 1, transactional_id);
+    // Not the coordinator, and not node 1 (which the checks talk to).
+    let victim = (2..=3).find(|id| *id != coordinator).unwrap();
+    assert!(leaders.values().any(|leader| *leader == victim));
+    let coordinator_index = (coordinator - 1) as usize;
+    let victim_index = (victim - 1) as usize;
+
+    let producer = transactional_producer(&cluster.bootstrap(coordinator_index), transactional_id);
+    let first = tagged("first", 60);
+    producer.begin_transaction().expect("begin_transaction");
+    for (index, value) in first.iter().enumerate() {
+        producer
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(index as i32 % 6)
+                    .payload(value),
+            )
+            .expect("enqueue");
+    }
+    producer.flush(TXN_TIMEOUT).expect("flush");
+    cluster.nodes[victim_index].kill9();
+    producer
+        .commit_transaction(TXN_TIMEOUT)
+        .expect("commit_transaction with a partition leader down");
+
+    // Back once fenced (a node returning within its old session is refused registration).
+    eventually(
+        Duration::from_millis(SESSION_TIMEOUT_MS * 4),
+        || metadata(&cluster.bootstrap(0), Some(topic)).0,
+        |brokers| !brokers.contains(&victim),
+    );
+    cluster.nodes[victim_index].restart_nowait();
+    cluster.nodes[victim_index].wait_listening();
+    eventually(
+        Duration::from_secs(30),
+        || metadata(&cluster.bootstrap(0), Some(topic)),
+        |(brokers, leaders_now)| brokers == &all && leaders_now == &leaders,
+    );
+    // read_committed ends at the last stable offset: the dead broker's partitions show the
+    // transaction once the retry (every cleanup interval, 10 s) has written their markers.
+    let committed: BTreeSet<String> = first.iter().cloned().collect();
+    eventually(
+        Duration::from_secs(40),
+        || read_to_end(&cluster.bootstrap(0), topic, 6, "read_committed").len(),
+        |seen| *seen == committed.len(),
+    );
+    assert_eq!(
+        read_to_end(&cluster.bootstrap(0), topic, 6, "read_committed"),
+        committed
+    );
+
+    let second = tagged("second", 60);
+    transaction(&producer, topic, 6, &second, true);
+    let committed: BTreeSet<String> = first.iter().chain(&second).cloned().collect();
+    assert_eq!(
+        read_to_end(&cluster.bootstrap(victim_index), topic, 6, "read_committed"),
+        committed
+    );
+}

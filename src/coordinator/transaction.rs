@@ -1119,6 +1119,9 @@ fn send_remote_markers(
     let pending = |why: String| api(ResponseError::ConcurrentTransactions, why);
     let image = broker.image();
     let mut by_leader: BTreeMap<i32, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
+    // Every reachable leader gets its markers even when one cannot (its partitions' last
+    // stable offsets move on); the first failure is reported.
+    let mut first_error: Option<ApiError> = None;
     for (topic, partition) in partitions {
         let Some(image_partition) = image
             .topics
@@ -1130,9 +1133,10 @@ fn send_remote_markers(
         let leader = image.live_leader(image_partition);
         if leader < 0 || leader == broker.controller.node_id() {
             // No live leader, or this node leads it but has not opened it yet.
-            return Err(pending(format!(
-                "{topic}-{partition} has no reachable leader"
-            )));
+            first_error.get_or_insert_with(|| {
+                pending(format!("{topic}-{partition} has no reachable leader"))
+            });
+            continue;
         }
         by_leader
             .entry(leader)
@@ -1145,7 +1149,8 @@ fn send_remote_markers(
         .map_err(|_| pending("no runtime to send markers from".into()))?;
     for (leader, topics) in by_leader {
         let Some(endpoint) = image.brokers.get(&leader).and_then(|b| b.client_endpoint()) else {
-            return Err(pending(format!("broker {leader} has no endpoint")));
+            first_error.get_or_insert_with(|| pending(format!("broker {leader} has no endpoint")));
+            continue;
         };
         let address = format!("{}:{}", endpoint.host, endpoint.port);
         let marker = WritableTxnMarker::default()
@@ -1165,10 +1170,17 @@ fn send_remote_markers(
             );
         let request = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
         let peer = broker.controller.peer(leader, &address);
-        let response = crate::controller::quorum::blocking(|| {
+        let response = match crate::controller::quorum::blocking(|| {
             handle.block_on(peer.send(WRITE_TXN_MARKERS_VERSION, &request))
-        })
-        .map_err(|e| pending(format!("WriteTxnMarkers to broker {leader}: {e}")))?;
+        }) {
+            Ok(response) => response,
+            Err(e) => {
+                first_error.get_or_insert_with(|| {
+                    pending(format!("WriteTxnMarkers to broker {leader}: {e}"))
+                });
+                continue;
+            }
+        };
         let failed: Vec<String> = response
             .markers
             .iter()
@@ -1195,13 +1207,15 @@ fn send_remote_markers(
             .sum();
         let asked: usize = topics.values().map(Vec::len).sum();
         if !failed.is_empty() || answered != asked {
-            return Err(pending(format!(
-                "broker {leader} did not write every marker: {}",
-                failed.join(", ")
-            )));
+            first_error.get_or_insert_with(|| {
+                pending(format!(
+                    "broker {leader} did not write every marker: {}",
+                    failed.join(", ")
+                ))
+            });
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
