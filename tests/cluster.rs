@@ -59,6 +59,45 @@ impl Cluster {
     fn bootstrap(&self, index: usize) -> String {
         self.nodes[index].bootstrap()
     }
+
+    /// [`Cluster::start`], then waits until every node lists every broker.
+    fn start_registered(count: usize) -> Cluster {
+        let cluster = Cluster::start(count);
+        let all: BTreeSet<i32> = (1..=count as i32).collect();
+        for index in 0..count {
+            let bootstrap = cluster.bootstrap(index);
+            eventually(
+                Duration::from_secs(20),
+                || metadata(&bootstrap, None).0,
+                |b| *b == all,
+            );
+        }
+        cluster
+    }
+
+    /// Creates `topic` through node `via` and waits until node `check` reports a leader for
+    /// each partition: partition → leader.
+    fn create_topic(
+        &self,
+        via: usize,
+        check: usize,
+        topic: &str,
+        partitions: i32,
+    ) -> BTreeMap<i32, i32> {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(common::create_topic(
+            &self.bootstrap(via),
+            topic,
+            partitions,
+            &[],
+        ));
+        let (_, leaders) = eventually(
+            Duration::from_secs(5),
+            || metadata(&self.bootstrap(check), Some(topic)),
+            |(_, leaders)| leaders.len() == partitions as usize,
+        );
+        leaders
+    }
 }
 
 /// Broker ids and partition leaders (partition → leader) of `topic`, as node `bootstrap`
@@ -149,26 +188,12 @@ fn consume_values(bootstrap: &str, topic: &str, expected: usize) -> BTreeSet<Str
 
 #[test]
 fn three_brokers_serve_partitions_led_by_each_other() {
-    let mut cluster = Cluster::start(3);
+    let mut cluster = Cluster::start_registered(3);
     let all: BTreeSet<i32> = [1, 2, 3].into();
-    for index in 0..3 {
-        let bootstrap = cluster.bootstrap(index);
-        eventually(
-            Duration::from_secs(20),
-            || metadata(&bootstrap, None).0,
-            |b| *b == all,
-        );
-    }
 
     // Created through node 3, visible from node 1 with leaders on every broker.
     let topic = "spread";
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(common::create_topic(&cluster.bootstrap(2), topic, 6, &[]));
-    let (_, leaders) = eventually(
-        Duration::from_secs(5),
-        || metadata(&cluster.bootstrap(0), Some(topic)),
-        |(_, leaders)| leaders.len() == 6,
-    );
+    let leaders = cluster.create_topic(2, 0, topic, 6);
     let leading: BTreeSet<i32> = leaders.values().copied().collect();
     assert_eq!(
         leading, all,
@@ -312,24 +337,10 @@ fn tagged(tag: &str, count: usize) -> Vec<String> {
 /// past each transaction everywhere); read_uncommitted sees everything.
 #[test]
 fn transaction_spans_partitions_on_every_broker() {
-    let cluster = Cluster::start(3);
+    let cluster = Cluster::start_registered(3);
     let all: BTreeSet<i32> = [1, 2, 3].into();
-    for index in 0..3 {
-        let bootstrap = cluster.bootstrap(index);
-        eventually(
-            Duration::from_secs(20),
-            || metadata(&bootstrap, None).0,
-            |b| *b == all,
-        );
-    }
     let topic = "xtxn";
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(common::create_topic(&cluster.bootstrap(0), topic, 6, &[]));
-    let (_, leaders) = eventually(
-        Duration::from_secs(5),
-        || metadata(&cluster.bootstrap(1), Some(topic)),
-        |(_, leaders)| leaders.len() == 6,
-    );
+    let leaders = cluster.create_topic(0, 1, topic, 6);
     let leading: BTreeSet<i32> = leaders.values().copied().collect();
     assert_eq!(leading, all, "leaders on every broker: {leaders:?}");
 
@@ -381,31 +392,9 @@ fn send_offsets_to_transaction_across_brokers() {
     use rdkafka::{Offset, TopicPartitionList};
     const PER_PARTITION: i64 = 30;
     const GROUP: &str = "xctp-group";
-    let cluster = Cluster::start(3);
-    let all: BTreeSet<i32> = [1, 2, 3].into();
-    eventually(
-        Duration::from_secs(20),
-        || metadata(&cluster.bootstrap(0), None).0,
-        |b| *b == all,
-    );
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(common::create_topic(
-        &cluster.bootstrap(0),
-        "xctp-in",
-        3,
-        &[],
-    ));
-    runtime.block_on(common::create_topic(
-        &cluster.bootstrap(0),
-        "xctp-out",
-        3,
-        &[],
-    ));
-    eventually(
-        Duration::from_secs(5),
-        || metadata(&cluster.bootstrap(1), Some("xctp-out")).1,
-        |leaders| leaders.len() == 3,
-    );
+    let cluster = Cluster::start_registered(3);
+    cluster.create_topic(0, 1, "xctp-in", 3);
+    cluster.create_topic(0, 1, "xctp-out", 3);
     produce_keyed(
         &cluster.bootstrap(0),
         "xctp-in",
@@ -534,21 +523,10 @@ fn send_offsets_to_transaction_across_brokers() {
 /// transaction waits for that (CONCURRENT_TRANSACTIONS, retried by the client).
 #[test]
 fn markers_for_a_dead_broker_are_retried_when_it_returns() {
-    let mut cluster = Cluster::start(3);
+    let mut cluster = Cluster::start_registered(3);
     let all: BTreeSet<i32> = [1, 2, 3].into();
-    eventually(
-        Duration::from_secs(20),
-        || metadata(&cluster.bootstrap(0), None).0,
-        |b| *b == all,
-    );
     let topic = "xtxn-retry";
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(common::create_topic(&cluster.bootstrap(0), topic, 6, &[]));
-    let (_, leaders) = eventually(
-        Duration::from_secs(5),
-        || metadata(&cluster.bootstrap(0), Some(topic)),
-        |(_, leaders)| leaders.len() == 6,
-    );
+    let leaders = cluster.create_topic(0, 0, topic, 6);
     let transactional_id = "xtxn-retry-producer";
     let coordinator = coordinator_of(&cluster, 1, transactional_id);
     // Not the coordinator, and not node 1 (which the checks talk to).
