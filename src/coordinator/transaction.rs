@@ -3,10 +3,12 @@
 //! `__transaction_state` (50 partitions; a transactional id lives in partition
 //! `abs(javaHash(id)) % 50`) with Kafka's record schemas, so its files read like Kafka's.
 //!
-//! Commit and abort run to completion inside the request: PrepareCommit/PrepareAbort is
-//! written (fsynced), then a marker into every partition of the transaction, then
-//! CompleteCommit/CompleteAbort. A broker that crashes in between finds the Prepare state when
-//! it loads the topic and writes the markers again (markers are idempotent for readers).
+//! Commit and abort: PrepareCommit/PrepareAbort is written (fsynced), then a marker into every
+//! partition of the transaction — directly into those hosted here, by WriteTxnMarkers to the
+//! leaders of the others (sent without the lock on EndTxn) — then CompleteCommit/CompleteAbort.
+//! A marker that cannot be written yet (leader down) leaves the transaction prepared; the
+//! periodic check sends its markers again, as does a broker that crashed in between when it
+//! loads the topic (markers are idempotent for readers while no new transaction has begun).
 //!
 //! One read-write lock guards the coordinator: state changes (including the log writes they
 //! make) hold it for writing; produce of transactional batches holds it for reading across the
@@ -23,7 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kafka_protocol::ResponseError;
 
@@ -124,15 +126,23 @@ struct State {
     /// transaction in that partition).
     sending: HashSet<String>,
     /// producer id → group id → offsets staged by TxnOffsetCommit in the open transaction.
-    pending_offsets: HashMap<i64, BTreeMap<String, Vec<PendingOffset>>>,
+    pending_offsets: StagedOffsets,
 }
 
 pub struct TransactionCoordinator {
     /// Written by every state change (which also writes the logs); read by the produce path's
     /// verification, so transactional produce to different partitions runs in parallel.
     state: RwLock<State>,
+    /// Offsets TxnOffsetCommit staged here for transactions another broker coordinates (this
+    /// one coordinates the group), by producer id, until that coordinator's marker arrives
+    /// (WriteTxnMarkers). Apart from `state`: the marker handler must not wait for this
+    /// coordinator's lock, which may be held across a call to the marker's sender.
+    remote_offsets: Mutex<StagedOffsets>,
     loaded: AtomicBool,
 }
+
+/// producer id → group id → staged offsets.
+type StagedOffsets = HashMap<i64, BTreeMap<String, Vec<PendingOffset>>>;
 
 impl Default for TransactionCoordinator {
     fn default() -> Self {
@@ -142,6 +152,7 @@ impl Default for TransactionCoordinator {
                 sending: HashSet::new(),
                 pending_offsets: HashMap::new(),
             }),
+            remote_offsets: Mutex::new(HashMap::new()),
             loaded: AtomicBool::new(false),
         }
     }
@@ -546,7 +557,10 @@ impl TransactionCoordinator {
         &self,
         producer_id: i64,
     ) -> Option<BTreeMap<String, Vec<PendingOffset>>> {
-        self.lock().pending_offsets.remove(&producer_id)
+        self.remote_offsets
+            .lock()
+            .expect("remote offsets lock")
+            .remove(&producer_id)
     }
 
     /// Whether this broker hosts the `__transaction_state` partition of `transactional_id`
@@ -793,12 +807,13 @@ impl TransactionCoordinator {
         group_id: &str,
         offsets: Vec<PendingOffset>,
     ) -> Result<(), ApiError> {
-        let mut state = self.lock();
         if !Self::is_local(broker, transactional_id) {
             // Another broker coordinates the transaction (this one the group): its state is
             // not here to check, as for produce; the marker it sends decides the offsets.
-            return Self::stage_locked(broker, &mut state, producer_id, epoch, group_id, offsets);
+            let mut remote = self.remote_offsets.lock().expect("remote offsets lock");
+            return Self::stage_in(broker, &mut remote, producer_id, epoch, group_id, offsets);
         }
+        let mut state = self.lock();
         let txn = state.txns.get(transactional_id).ok_or_else(|| {
             api(
                 ResponseError::InvalidProducerIdMapping,
@@ -817,19 +832,26 @@ impl TransactionCoordinator {
                 "AddOffsetsToTxn must come first",
             ));
         }
-        Self::stage_locked(broker, &mut state, producer_id, epoch, group_id, offsets)
+        Self::stage_in(
+            broker,
+            &mut state.pending_offsets,
+            producer_id,
+            epoch,
+            group_id,
+            offsets,
+        )
     }
 
     /// Appends the transactional offsets and stages them under `producer_id`.
-    fn stage_locked(
+    fn stage_in(
         broker: &Broker,
-        state: &mut State,
+        pending: &mut StagedOffsets,
         producer_id: i64,
         epoch: i16,
         group_id: &str,
         offsets: Vec<PendingOffset>,
     ) -> Result<(), ApiError> {
-        let groups = state.pending_offsets.entry(producer_id).or_default();
+        let groups = pending.entry(producer_id).or_default();
         let staged_count: usize = groups.values().map(Vec::len).sum();
         if staged_count + offsets.len() > PENDING_OFFSETS_PER_TRANSACTION_MAX {
             return Err(api(
@@ -843,7 +865,7 @@ impl TransactionCoordinator {
             .groups
             .append_transactional_offsets(broker, group_id, (producer_id, epoch), &offsets)
             .map_err(|error| api(error, "writing transactional offsets failed"))?;
-        let groups = state.pending_offsets.entry(producer_id).or_default();
+        let groups = pending.entry(producer_id).or_default();
         let staged = groups.entry(group_id.to_string()).or_default();
         for offset in offsets {
             staged.retain(|o| {
@@ -857,13 +879,17 @@ impl TransactionCoordinator {
     /// Whether an open transaction has staged an offset for this group partition
     /// (TxnOffsetCommit before EndTxn).
     pub fn has_staged_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
-        self.read().pending_offsets.values().any(|groups| {
-            groups.get(group_id).is_some_and(|offsets| {
-                offsets
-                    .iter()
-                    .any(|o| o.partition == partition && o.topic == topic)
+        let staged = |pending: &StagedOffsets| {
+            pending.values().any(|groups| {
+                groups.get(group_id).is_some_and(|offsets| {
+                    offsets
+                        .iter()
+                        .any(|o| o.partition == partition && o.topic == topic)
+                })
             })
-        })
+        };
+        staged(&self.read().pending_offsets)
+            || staged(&self.remote_offsets.lock().expect("remote offsets lock"))
     }
 
     /// EndTxn: commits or aborts the open transaction.
