@@ -224,6 +224,7 @@ fn cleaner(c: &mut Criterion) {
     let settings = CleanerSettings {
         dedupe_buffer_bytes: 128 * 1024 * 1024,
         io_bytes_per_second_max: f64::INFINITY,
+        threads: 1,
     };
     let mut group = c.benchmark_group("cleaner");
     group

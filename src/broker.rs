@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use kafka_protocol::ResponseError;
 use tokio::sync::{watch, Notify};
 
 use crate::clock::now_ms;
@@ -39,6 +40,8 @@ pub struct Broker {
     pub transactions: TransactionCoordinator,
     /// Flips to true when the node begins shutting down.
     pub shutdown: watch::Sender<bool>,
+    /// Registration with the controller and heartbeats.
+    pub lifecycle: crate::lifecycle::BrokerLifecycle,
 }
 
 /// The cluster id the configuration asks for: `cluster.id`, else one derived from the voter
@@ -171,6 +174,7 @@ impl Broker {
             producer_ids: ProducerIdManager::default(),
             transactions: TransactionCoordinator::default(),
             shutdown,
+            lifecycle: Default::default(),
         });
         // Every change applied to the image (the replay now, commits from anywhere later)
         // opens or deletes this node's logs. A controller-only node holds no partitions.
@@ -197,6 +201,13 @@ impl Broker {
             // A controller-only node keeps the image and no partitions.
             broker.controller.subscribe(Box::new(|_| {}));
         }
+        // A one-node cluster registers (and is unfenced) before its listener opens, so its
+        // first Metadata lists it; nodes of a larger quorum register in `run_lifecycle`.
+        if broker.config.roles.broker && broker.controller.is_local() {
+            broker
+                .register_and_heartbeat(false)
+                .map_err(|e| anyhow::anyhow!("registering broker: {}", e.message))?;
+        }
         broker
             .groups
             .load(&broker)
@@ -215,20 +226,38 @@ impl Broker {
         self.controller.image()
     }
 
+    /// Why a partition has no log here: it exists on another broker (NOT_LEADER_OR_FOLLOWER,
+    /// so the client refreshes metadata and goes there) or it does not exist at all.
+    pub fn missing_partition_error(&self, topic: &str, partition: i32) -> ResponseError {
+        let exists = self
+            .image()
+            .topics
+            .get(topic)
+            .is_some_and(|t| t.partitions.contains_key(&partition));
+        match exists {
+            true => ResponseError::NotLeaderOrFollower,
+            false => ResponseError::UnknownTopicOrPartition,
+        }
+    }
+
     /// Applies metadata changes to local storage: opens logs of new or grown topics (with
     /// their current config), deletes logs of removed ones.
     pub fn publish(&self, changes: &[Change]) -> std::io::Result<()> {
         let image = self.image();
         let mut done = std::collections::HashSet::new();
-        // Opens the topic's logs (or grows them) with its current effective config.
+        // Opens the logs of the topic's partitions hosted here (or of new ones) with its
+        // current effective config.
+        let node_id = self.config.node_id;
         let open = |topic: &crate::controller::image::TopicImage| {
             let config = Arc::new(self.controller.log_config(&image, topic));
-            self.logs.ensure_topic(
-                &topic.name,
-                &topic.id.to_string(),
-                topic.partition_count(),
-                config,
-            )
+            let hosted: Vec<i32> = topic
+                .partitions
+                .iter()
+                .filter(|(_, partition)| partition.replicas.contains(&node_id))
+                .map(|(index, _)| *index)
+                .collect();
+            self.logs
+                .ensure_topic(&topic.name, &topic.id.to_string(), &hosted, config)
         };
         for change in changes {
             match change {
@@ -248,7 +277,7 @@ impl Broker {
                     done.remove(name);
                     self.logs.delete_topic(name)?;
                 }
-                Change::TopicChanged(_) => {}
+                Change::TopicChanged(_) | Change::BrokersChanged => {}
             }
         }
         Ok(())
@@ -362,8 +391,9 @@ impl Broker {
     }
 
     /// The log cleaner (compaction): a pass over the compacted logs every
-    /// `log.cleaner.backoff.ms`, on a blocking thread, until shutdown. One pass runs at a time;
-    /// the dedupe buffer is split across `log.cleaner.threads` as Kafka splits it.
+    /// `log.cleaner.backoff.ms`, on blocking threads, until shutdown. One pass runs at a time
+    /// and cleans up to `log.cleaner.threads` logs in parallel; the dedupe buffer is split
+    /// across the threads as Kafka splits it, and the io limit is shared by them.
     async fn run_cleaner(self: Arc<Broker>) {
         let properties = &self.config.properties;
         let threads = properties.get_i64("log.cleaner.threads");
@@ -377,6 +407,7 @@ impl Broker {
                 .get("log.cleaner.io.max.bytes.per.second")
                 .parse()
                 .expect("validated"),
+            threads: threads as usize,
         };
         let backoff =
             Duration::from_millis(properties.get_i64("log.cleaner.backoff.ms").max(100) as u64);
@@ -391,7 +422,7 @@ impl Broker {
                 tokio::task::spawn_blocking(move || broker.logs.clean_logs(now_ms(), settings))
                     .await;
             match pass {
-                Ok(Ok(cleaned)) => {
+                Ok(cleaned) => {
                     for (topic, partition, stats) in cleaned {
                         tracing::info!(
                             topic,
@@ -405,7 +436,6 @@ impl Broker {
                         );
                     }
                 }
-                Ok(Err(error)) => tracing::error!(%error, "log cleaner pass failed"),
                 Err(error) => tracing::error!(%error, "log cleaner pass panicked"),
             }
         }

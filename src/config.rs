@@ -67,6 +67,9 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     property("log.dirs", Kind::String, "./data"),
     property("log.dir", Kind::String, "./data"),
     at_least("node.id", Kind::Int, "1", 0),
+    property("broker.rack", Kind::String, ""),
+    at_least("broker.session.timeout.ms", Kind::Int, "9000", 1),
+    at_least("broker.heartbeat.interval.ms", Kind::Int, "2000", 1),
     property(
         "process.roles",
         Kind::ChoiceList(PROCESS_ROLES),

@@ -11,6 +11,7 @@ pub mod config;
 pub mod controller;
 pub mod coordinator;
 pub mod handlers;
+pub mod lifecycle;
 pub mod log;
 pub mod logging;
 pub mod metrics;

@@ -182,6 +182,7 @@ async fn run(config: BrokerConfig) -> Result<()> {
     status.set_stage(Stage::Ready);
     let maintenance = tokio::spawn(broker.clone().run_maintenance());
     let group_timers = tokio::spawn(dlog::coordinator::run_timers(broker.clone()));
+    let lifecycle = tokio::spawn(broker.clone().run_lifecycle());
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = terminate.recv() => {}
@@ -198,6 +199,7 @@ async fn run(config: BrokerConfig) -> Result<()> {
     }
     let _ = maintenance.await;
     let _ = group_timers.await;
+    let _ = lifecycle.await;
     // Let in-flight handlers finish their appends before closing the logs.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     broker.close().context("closing logs")?;

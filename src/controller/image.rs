@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use uuid::Uuid;
 
-use super::records::{ConfigResource, MetadataRecord};
+use serde::{Deserialize, Serialize};
+
+use super::records::{BrokerEndpoint, ConfigResource, MetadataRecord};
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionImage {
@@ -37,12 +39,36 @@ pub enum Change {
     TopicRemoved(String),
     /// A dynamic broker config changed: every log's effective config may have.
     BrokerConfigChanged,
+    /// A broker registered, or was fenced or unfenced: partition leadership may have moved.
+    BrokersChanged,
+}
+
+/// A registered broker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerImage {
+    pub id: i32,
+    pub incarnation_id: Uuid,
+    /// The offset of its registration record.
+    pub epoch: i64,
+    pub endpoints: Vec<BrokerEndpoint>,
+    pub rack: Option<String>,
+    pub fenced: bool,
+}
+
+impl BrokerImage {
+    /// The endpoint clients use: the first advertised listener (the controller listener is
+    /// never registered).
+    pub fn client_endpoint(&self) -> Option<&BrokerEndpoint> {
+        self.endpoints.first()
+    }
 }
 
 /// Serializable: a snapshot of the metadata log is this image as JSON.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicImage>,
+    /// Registered brokers by id, fenced or not.
+    pub brokers: BTreeMap<i32, BrokerImage>,
     pub topic_names_by_id: HashMap<Uuid, String>,
     /// Dynamic broker configs by resource name: "" is the cluster-wide default, a node id
     /// that node's own (which wins).
@@ -74,6 +100,19 @@ impl MetadataImage {
         }
         let value = self.broker_configs.get("").and_then(|c| c.get(name))?;
         Some((value, false))
+    }
+
+    /// Ids of the brokers that may lead partitions and take new replicas.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerImage> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
+
+    /// The partition's leader if it is on a live broker; -1 (no leader) otherwise.
+    pub fn live_leader(&self, partition: &PartitionImage) -> i32 {
+        match self.brokers.get(&partition.leader) {
+            Some(broker) if !broker.fenced => partition.leader,
+            _ => -1,
+        }
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
@@ -173,6 +212,36 @@ impl MetadataImage {
                 );
                 self.next_producer_id = *next_producer_id;
                 None
+            }
+            MetadataRecord::RegisterBroker {
+                broker_id,
+                incarnation_id,
+                endpoints,
+                rack,
+            } => {
+                let broker = BrokerImage {
+                    id: *broker_id,
+                    incarnation_id: *incarnation_id,
+                    epoch: offset,
+                    endpoints: endpoints.clone(),
+                    rack: rack.clone(),
+                    fenced: true,
+                };
+                self.brokers.insert(*broker_id, broker);
+                Some(Change::BrokersChanged)
+            }
+            MetadataRecord::BrokerFencing {
+                broker_id,
+                broker_epoch,
+                fenced,
+            } => {
+                // A fencing decided against an older registration is stale: skip it.
+                let broker = self.brokers.get_mut(broker_id)?;
+                if broker.epoch != *broker_epoch {
+                    return None;
+                }
+                broker.fenced = *fenced;
+                Some(Change::BrokersChanged)
             }
         }
     }

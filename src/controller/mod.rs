@@ -10,8 +10,10 @@
 pub mod image;
 pub mod metadata_log;
 pub mod peer;
+pub mod placement;
 pub mod quorum;
 pub mod records;
+pub mod registration;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -106,6 +108,8 @@ pub struct Controller {
     peers: Mutex<BTreeMap<i32, peer::PeerClient>>,
     /// Serializes validate → append → apply, so validation sees every earlier commit.
     commit_lock: Mutex<()>,
+    /// Brokers' last heartbeats, for fencing (active controller only; not replicated).
+    heartbeats: Mutex<registration::HeartbeatTimes>,
 }
 
 /// Kafka's topic name rule: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -126,6 +130,12 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
         return invalid(format!("Topic name '{name}' contains characters other than ASCII alphanumerics, '.', '_' and '-'"));
     }
     Ok(())
+}
+
+/// Where placement starts its round-robin: random, so that the leaders of single-partition
+/// topics spread over the brokers.
+fn placement_start() -> usize {
+    Uuid::new_v4().as_u128() as usize
 }
 
 impl Controller {
@@ -160,6 +170,7 @@ impl Controller {
             quorum,
             peers: Mutex::new(BTreeMap::new()),
             commit_lock: Mutex::new(()),
+            heartbeats: Mutex::new(registration::HeartbeatTimes::default()),
         })
     }
 
@@ -374,15 +385,16 @@ impl Controller {
                 -1 => self.broker_properties.get_i64("default.replication.factor") as i16,
                 factor => factor,
             };
-            if replication_factor != 1 {
-                return Err(ApiError::new(
-                    ResponseError::InvalidReplicationFactor,
-                    format!("Replication factor must be 1: this cluster has 1 broker (got {replication_factor})."),
-                ));
-            }
-            (0..partition_count)
-                .map(|p| (p, vec![self.node_id]))
-                .collect()
+            placement::place(
+                &image,
+                partition_count as usize,
+                replication_factor,
+                placement_start(),
+            )?
+            .into_iter()
+            .enumerate()
+            .map(|(index, replicas)| (index as i32, replicas))
+            .collect()
         } else {
             if topic.partition_count != -1 || topic.replication_factor != -1 {
                 return Err(ApiError::new(
@@ -399,18 +411,8 @@ impl Controller {
                     "Partitions must be numbered 0..n.",
                 ));
             }
-            if topic
-                .assignments
-                .values()
-                .any(|replicas| replicas != &vec![self.node_id])
-            {
-                return Err(ApiError::new(
-                    ResponseError::InvalidReplicaAssignment,
-                    format!(
-                        "Every replica list must be [{}], the only broker.",
-                        self.node_id
-                    ),
-                ));
+            for replicas in topic.assignments.values() {
+                placement::validate_assignment(&image, replicas)?;
             }
             topic.assignments.clone()
         };
@@ -557,7 +559,7 @@ impl Controller {
         }
         let added = (count - current) as usize;
         let replica_lists = match assignments {
-            None => vec![vec![self.node_id]; added],
+            None => placement::place(&image, added, 1, placement_start())?,
             Some(lists) => {
                 if lists.len() != added {
                     return Err(ApiError::new(
@@ -565,14 +567,8 @@ impl Controller {
                         format!("Increasing the number of partitions by {added} but {} assignments provided.", lists.len()),
                     ));
                 }
-                if lists.iter().any(|replicas| replicas != &vec![self.node_id]) {
-                    return Err(ApiError::new(
-                        ResponseError::InvalidReplicaAssignment,
-                        format!(
-                            "Every replica list must be [{}], the only broker.",
-                            self.node_id
-                        ),
-                    ));
+                for replicas in &lists {
+                    placement::validate_assignment(&image, replicas)?;
                 }
                 lists
             }

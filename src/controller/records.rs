@@ -47,6 +47,30 @@ pub enum MetadataRecord {
         broker_epoch: i64,
         next_producer_id: i64,
     },
+    /// A broker (re)registered (Kafka's RegisterBrokerRecord). Its broker epoch is this
+    /// record's offset, so every registration gets a new, larger epoch. It starts fenced.
+    RegisterBroker {
+        broker_id: i32,
+        incarnation_id: Uuid,
+        endpoints: Vec<BrokerEndpoint>,
+        rack: Option<String>,
+    },
+    /// Kafka's FenceBrokerRecord / UnfenceBrokerRecord: a fenced broker leads nothing and is
+    /// given no new replicas.
+    BrokerFencing {
+        broker_id: i32,
+        broker_epoch: i64,
+        fenced: bool,
+    },
+}
+
+/// One listener of a broker, as clients reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerEndpoint {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub security_protocol: i16,
 }
 
 impl MetadataRecord {

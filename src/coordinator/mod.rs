@@ -226,6 +226,22 @@ impl GroupCoordinator {
         self.groups.lock().expect("groups lock")
     }
 
+    /// NOT_COORDINATOR unless this broker hosts the group's `__consumer_offsets` partition:
+    /// in a cluster each broker coordinates the groups of the partitions it leads, and a
+    /// client that asked another one rediscovers the coordinator (FindCoordinator).
+    pub fn check_coordinator(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
+        let image = broker.image();
+        let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
+            // Created on first use, here (single node) or by FindCoordinator.
+            return Ok(());
+        };
+        let partition = records::partition_for(group_id, topic.partition_count());
+        match broker.logs.get(OFFSETS_TOPIC, partition) {
+            Some(_) => Ok(()),
+            None => Err(ResponseError::NotCoordinator),
+        }
+    }
+
     /// Creates `__consumer_offsets` if absent (as Kafka does on the first FindCoordinator).
     pub fn ensure_offsets_topic(&self, broker: &Broker) -> Result<i32, ResponseError> {
         if let Some(topic) = broker.image().topics.get(OFFSETS_TOPIC) {
@@ -360,6 +376,9 @@ impl GroupCoordinator {
         if let Err(error) = validate_group_id(group_id) {
             return fail(error);
         }
+        if let Err(error) = self.check_coordinator(broker, group_id) {
+            return fail(error);
+        }
         let settings = &self.settings;
         if request.session_timeout_ms < settings.session_timeout_min_ms
             || request.session_timeout_ms > settings.session_timeout_max_ms
@@ -441,7 +460,9 @@ impl GroupCoordinator {
         protocol_name: Option<&str>,
         assignments: Vec<(String, Bytes)>,
     ) -> Reply<SyncResult> {
-        if let Err(error) = validate_group_id(group_id) {
+        if let Err(error) =
+            validate_group_id(group_id).and_then(|()| self.check_coordinator(broker, group_id))
+        {
             return Reply::Now(SyncResult::error(error));
         }
         let now = now_ms();
@@ -500,6 +521,7 @@ impl GroupCoordinator {
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
         validate_group_id(group_id)?;
+        self.check_coordinator(broker, group_id)?;
         let now = now_ms();
         let limits = self.settings.classic_limits();
         let mut groups = self.lock();
@@ -605,6 +627,7 @@ impl GroupCoordinator {
         topics: &[(String, Vec<PartitionCommit>)],
     ) -> Result<Vec<Vec<Option<ResponseError>>>, ResponseError> {
         validate_group_id(group_id)?;
+        self.check_coordinator(broker, group_id)?;
         let now = now_ms();
         let image = broker.image();
         let mut groups = self.lock();
@@ -706,6 +729,7 @@ impl GroupCoordinator {
         topics: &[(String, Vec<i32>)],
     ) -> Result<Vec<Vec<Option<ResponseError>>>, ResponseError> {
         validate_group_id(group_id)?;
+        self.check_coordinator(broker, group_id)?;
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return Err(ResponseError::GroupIdNotFound);
@@ -838,6 +862,7 @@ impl GroupCoordinator {
     /// DeleteGroups for one group: only an empty group can go.
     pub fn delete_group(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
         validate_group_id(group_id)?;
+        self.check_coordinator(broker, group_id)?;
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return Err(ResponseError::GroupIdNotFound);
@@ -877,6 +902,8 @@ impl GroupCoordinator {
         }
         validate_group_id(group_id)
             .map_err(|e| (e, "The group id is empty or too long.".to_string()))?;
+        self.check_coordinator(broker, group_id)
+            .map_err(|e| (e, "This broker is not the group's coordinator.".to_string()))?;
         if request.member_id.is_empty() || request.member_id.len() > NAME_BYTES_MAX {
             return Err((
                 ResponseError::InvalidRequest,

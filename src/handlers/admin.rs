@@ -276,10 +276,18 @@ pub fn describe_cluster(
         .with_cluster_id(str_bytes(broker.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.config.node_id))
         .with_cluster_authorized_operations(i32::MIN)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(broker.config.node_id))
-            .with_host(str_bytes(broker.config.advertised_host.clone()))
-            .with_port(broker.config.advertised_port)]);
+        .with_brokers(
+            crate::handlers::metadata::live_brokers(&broker.image())
+                .into_iter()
+                .map(|(id, host, port, rack)| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(id))
+                        .with_host(str_bytes(host))
+                        .with_port(port)
+                        .with_rack(rack.map(str_bytes))
+                })
+                .collect(),
+        );
     if version >= 1 {
         if body.endpoint_type != ENDPOINT_TYPE_BROKERS {
             response = response

@@ -287,7 +287,7 @@ fn read_pass(broker: &Broker, plan: &FetchPlan) -> (Vec<(PartitionKey, Partition
             let error = if plan.version >= 13 && key.topic.is_empty() {
                 ResponseError::UnknownTopicId
             } else {
-                ResponseError::UnknownTopicOrPartition
+                broker.missing_partition_error(&key.topic, key.partition)
             };
             result.error_code = error.code();
             results.push((key.clone(), result));

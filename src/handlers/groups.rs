@@ -53,6 +53,7 @@ use crate::controller::image::MetadataImage;
 use crate::coordinator::consumer_group::{Assignment, HeartbeatRequest as ConsumerHeartbeat};
 use crate::coordinator::group::{GroupState, JoinRequest, JoinResult, Reply, SyncResult};
 use crate::coordinator::records::OffsetValue;
+use crate::coordinator::transaction::{TransactionCoordinator, TRANSACTION_STATE_TOPIC};
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 use crate::server::dispatch::Handled;
 
@@ -81,39 +82,65 @@ fn respond<T: Encodable>(request: &Request, api_key: ApiKey, body: &T) -> Respon
     )
 }
 
-/// Where a key's coordinator is: this node, for groups and transactional ids, once the
-/// coordinator's internal topic exists.
+/// Where a key's coordinator is: the live leader of the key's partition of the
+/// coordinator's internal topic (created on first use), as Kafka places coordinators.
 fn coordinator_for(
     broker: &Broker,
     key_type: i8,
+    key: &str,
 ) -> (Option<ResponseError>, &'static str, BrokerId, StrBytes, i32) {
     let unavailable = |error: ResponseError, message| {
         (Some(error), message, BrokerId(-1), StrBytes::default(), -1)
     };
-    match key_type {
+    let (topic, partition) = match key_type {
         KEY_TYPE_GROUP => match broker.groups.ensure_offsets_topic(broker) {
-            Ok(_) => (
-                None,
-                "",
-                BrokerId(broker.config.node_id),
-                str_bytes(broker.config.advertised_host.clone()),
-                broker.config.advertised_port,
+            Ok(count) => (
+                crate::coordinator::OFFSETS_TOPIC,
+                crate::coordinator::records::partition_for(key, count),
             ),
-            Err(error) => unavailable(error, "The coordinator is not available."),
+            Err(error) => return unavailable(error, "The coordinator is not available."),
         },
+        KEY_TYPE_TRANSACTION if key.is_empty() => {
+            return unavailable(
+                ResponseError::InvalidRequest,
+                "A transactional id must not be empty.",
+            )
+        }
         KEY_TYPE_TRANSACTION => match broker.transactions.ensure_ready(broker) {
             Ok(()) => (
-                None,
-                "",
-                BrokerId(broker.config.node_id),
-                str_bytes(broker.config.advertised_host.clone()),
-                broker.config.advertised_port,
+                TRANSACTION_STATE_TOPIC,
+                TransactionCoordinator::state_partition(broker, key),
             ),
-            Err(error) => unavailable(error.error, "The coordinator is not available."),
+            Err(error) => return unavailable(error.error, "The coordinator is not available."),
         },
-        _ => unavailable(
-            ResponseError::InvalidRequest,
-            "Unknown coordinator key type.",
+        _ => {
+            return unavailable(
+                ResponseError::InvalidRequest,
+                "Unknown coordinator key type.",
+            )
+        }
+    };
+    let image = broker.image();
+    let leader = image
+        .topics
+        .get(topic)
+        .and_then(|t| t.partitions.get(&partition))
+        .map_or(-1, |p| image.live_leader(p));
+    let endpoint = image
+        .brokers
+        .get(&leader)
+        .and_then(|b| b.client_endpoint().cloned());
+    match endpoint {
+        Some(endpoint) => (
+            None,
+            "",
+            BrokerId(leader),
+            str_bytes(endpoint.host),
+            i32::from(endpoint.port),
+        ),
+        None => unavailable(
+            ResponseError::CoordinatorNotAvailable,
+            "The coordinator is not available.",
         ),
     }
 }
@@ -135,7 +162,8 @@ pub fn find_coordinator(
             .coordinator_keys
             .iter()
             .map(|key| {
-                let (error, message, node_id, host, port) = coordinator_for(broker, key_type);
+                let (error, message, node_id, host, port) =
+                    coordinator_for(broker, key_type, key.as_str());
                 Coordinator::default()
                     .with_key(key.clone())
                     .with_node_id(node_id)
@@ -147,7 +175,8 @@ pub fn find_coordinator(
             .collect();
         response = response.with_coordinators(coordinators);
     } else {
-        let (error, message, node_id, host, port) = coordinator_for(broker, key_type);
+        let (error, message, node_id, host, port) =
+            coordinator_for(broker, key_type, body.key.as_str());
         response = response
             .with_error_code(code(error))
             .with_node_id(node_id)
@@ -435,7 +464,10 @@ pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFra
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let result = broker.groups.fetch_offsets(group.group_id.as_str(), topics);
+                let result = broker
+                    .groups
+                    .check_coordinator(broker, group.group_id.as_str())
+                    .and_then(|()| broker.groups.fetch_offsets(group.group_id.as_str(), topics));
                 let (error, fetched): (Option<ResponseError>, FetchedTopics) = match result {
                     Ok(fetched) => (None, fetched),
                     Err(error) => (Some(error), Vec::new()),
@@ -476,11 +508,14 @@ pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFra
                 .map(|t| (t.name.to_string(), t.partition_indexes))
                 .collect()
         });
-        let (error, fetched): (Option<ResponseError>, FetchedTopics) =
-            match broker.groups.fetch_offsets(body.group_id.as_str(), topics) {
-                Ok(fetched) => (None, fetched),
-                Err(error) => (Some(error), Vec::new()),
-            };
+        let (error, fetched): (Option<ResponseError>, FetchedTopics) = match broker
+            .groups
+            .check_coordinator(broker, body.group_id.as_str())
+            .and_then(|()| broker.groups.fetch_offsets(body.group_id.as_str(), topics))
+        {
+            Ok(fetched) => (None, fetched),
+            Err(error) => (Some(error), Vec::new()),
+        };
         response = response
             .with_error_code(if version >= 2 { code(error) } else { 0 })
             .with_topics(

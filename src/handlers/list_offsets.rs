@@ -60,7 +60,7 @@ pub fn handle(broker: &Broker, mut request: Request) -> Result<ResponseFrame, Re
                         .with_timestamp(-1)
                         .with_offset(-1);
                     let result = match broker.logs.get(topic.name.as_str(), partition.partition_index) {
-                        None => Err(ResponseError::UnknownTopicOrPartition),
+                        None => Err(broker.missing_partition_error(topic.name.as_str(), partition.partition_index)),
                         Some(log) => lookup(&log, partition.timestamp, body.isolation_level == 1).unwrap_or_else(|error| {
                             tracing::error!(topic = topic.name.as_str(), %error, "offset lookup failed");
                             Err(ResponseError::KafkaStorageError)

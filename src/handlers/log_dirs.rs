@@ -45,7 +45,9 @@ pub fn delete_records(
                         .logs
                         .get(topic.name.as_str(), partition.partition_index)
                     else {
-                        return result.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        let error = broker
+                            .missing_partition_error(topic.name.as_str(), partition.partition_index);
+                        return result.with_error_code(error.code());
                     };
                     let offset = match partition.offset {
                         HIGH_WATERMARK => log.offsets().log_end_offset,

@@ -11,7 +11,7 @@ use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
 use crate::broker::Broker;
-use crate::controller::image::TopicImage;
+use crate::controller::image::{MetadataImage, TopicImage};
 use crate::controller::{validate_topic_name, NewTopic};
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 
@@ -22,18 +22,51 @@ pub fn is_internal(topic: &str) -> bool {
     topic == "__consumer_offsets" || topic == "__transaction_state"
 }
 
-fn topic_response(topic: &TopicImage, version: i16) -> MetadataResponseTopic {
+/// The brokers clients may connect to: registered and not fenced, with their advertised
+/// client listener and rack.
+pub fn live_brokers(image: &MetadataImage) -> Vec<(i32, String, i32, Option<String>)> {
+    image
+        .live_brokers()
+        .filter_map(|b| {
+            let endpoint = b.client_endpoint()?;
+            Some((
+                b.id,
+                endpoint.host.clone(),
+                i32::from(endpoint.port),
+                b.rack.clone(),
+            ))
+        })
+        .collect()
+}
+
+fn topic_response(
+    image: &MetadataImage,
+    topic: &TopicImage,
+    version: i16,
+) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .iter()
         .map(|(index, partition)| {
             let replicas: Vec<BrokerId> =
                 partition.replicas.iter().map(|&id| BrokerId(id)).collect();
+            // A partition whose only replica is on a fenced broker has no leader until it
+            // returns (replication factor 1: there is no other replica to elect).
+            let leader = image.live_leader(partition);
+            let isr = match leader {
+                -1 => Vec::new(),
+                _ => replicas.clone(),
+            };
+            let error = match leader {
+                -1 => ResponseError::LeaderNotAvailable.code(),
+                _ => 0,
+            };
             let mut response = MetadataResponsePartition::default()
+                .with_error_code(error)
                 .with_partition_index(*index)
-                .with_leader_id(BrokerId(partition.leader))
+                .with_leader_id(BrokerId(leader))
                 .with_replica_nodes(replicas.clone())
-                .with_isr_nodes(replicas);
+                .with_isr_nodes(isr);
             if version >= 7 {
                 response = response.with_leader_epoch(partition.leader_epoch);
             }
@@ -78,8 +111,9 @@ fn topic_by_name(
     allow_auto_create: bool,
     version: i16,
 ) -> MetadataResponseTopic {
-    if let Some(topic) = broker.image().topics.get(name) {
-        return topic_response(topic, version);
+    let image = broker.image();
+    if let Some(topic) = image.topics.get(name) {
+        return topic_response(&image, topic, version);
     }
     if let Err(error) = validate_topic_name(name) {
         return error_topic(Some(name), Uuid::nil(), error.error, version);
@@ -104,7 +138,7 @@ fn topic_by_name(
             error: ResponseError::TopicAlreadyExists,
             ..
         }) => match broker.image().topics.get(name) {
-            Some(topic) => topic_response(topic, version),
+            Some(topic) => topic_response(&broker.image(), topic, version),
             None => error_topic(
                 Some(name),
                 Uuid::nil(),
@@ -133,30 +167,36 @@ pub fn handle(broker: &Broker, mut request: Request) -> Result<ResponseFrame, Re
         Some(topics) if !(version == 0 && topics.is_empty()) => Some(topics),
         _ => None,
     };
+    let image = broker.image();
     let topics = match requested {
-        None => broker
-            .image()
+        None => image
             .topics
             .values()
-            .map(|t| topic_response(t, version))
+            .map(|t| topic_response(&image, t, version))
             .collect(),
         Some(requested) => requested
             .iter()
             .map(|wanted| match (&wanted.name, wanted.topic_id) {
                 (Some(name), _) => topic_by_name(broker, name.as_str(), allow_auto_create, version),
-                (None, id) => match broker.image().topic_by_id(&id) {
-                    Some(topic) => topic_response(topic, version),
+                (None, id) => match image.topic_by_id(&id) {
+                    Some(topic) => topic_response(&image, topic, version),
                     None => error_topic(None, id, ResponseError::UnknownTopicId, version),
                 },
             })
             .collect(),
     };
-    let node = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(broker.config.node_id))
-        .with_host(StrBytes::from_string(broker.config.advertised_host.clone()))
-        .with_port(broker.config.advertised_port);
+    let brokers = live_brokers(&broker.image())
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port)
+                .with_rack(rack.map(StrBytes::from_string))
+        })
+        .collect();
     let mut response = MetadataResponse::default()
-        .with_brokers(vec![node])
+        .with_brokers(brokers)
         .with_topics(topics);
     if version >= 1 {
         response = response.with_controller_id(BrokerId(broker.config.node_id));

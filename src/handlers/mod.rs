@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod api_versions;
+pub mod broker_registration;
 pub mod configs;
 pub mod fetch;
 pub mod groups;

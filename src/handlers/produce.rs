@@ -79,7 +79,7 @@ fn append_partition(
         let error = if validate_topic_name(topic).is_err() {
             ResponseError::InvalidTopicException
         } else {
-            ResponseError::UnknownTopicOrPartition
+            broker.missing_partition_error(topic, index)
         };
         return failed(index, error, format!("{topic}-{index} is not hosted here"));
     };

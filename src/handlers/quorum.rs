@@ -52,6 +52,12 @@ pub async fn route(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, Reques
         ApiKey::DescribeQuorum => Ok(describe_quorum(broker, request)),
         ApiKey::DescribeCluster => response(describe_controllers(broker, request)),
         ApiKey::AllocateProducerIds => response(allocate_producer_ids(broker, request)),
+        ApiKey::BrokerRegistration => response(handlers::broker_registration::broker_registration(
+            broker, request,
+        )),
+        ApiKey::BrokerHeartbeat => response(handlers::broker_registration::broker_heartbeat(
+            broker, request,
+        )),
         // Served here by the active controller; anyone else answers NOT_CONTROLLER from the
         // commit (a forwarder never forwards twice).
         ApiKey::CreateTopics => response(handlers::admin::create_topics(broker, request)),

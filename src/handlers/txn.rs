@@ -7,15 +7,13 @@ use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnT
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
 };
-use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
-    AddPartitionsToTxnResponse, ApiKey, BrokerId, EndTxnRequest, EndTxnResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ProducerId, TopicName, TxnOffsetCommitRequest,
-    TxnOffsetCommitResponse,
+    AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ProducerId, TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -29,28 +27,6 @@ use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFr
 pub const COORDINATOR_KEY_TYPE_TRANSACTION: i8 = 1;
 /// Partitions one AddPartitionsToTxn may name (bounds the work of one request).
 const PARTITIONS_PER_REQUEST_MAX: usize = 10_000;
-
-/// The coordinator for a transactional id: this node, once `__transaction_state` is ready.
-pub fn transaction_coordinator(broker: &Broker, key: &StrBytes) -> Coordinator {
-    let coordinator = Coordinator::default().with_key(key.clone());
-    if key.is_empty() {
-        return coordinator
-            .with_node_id(BrokerId(-1))
-            .with_port(-1)
-            .with_error_code(ResponseError::InvalidRequest.code());
-    }
-    match broker.transactions.ensure_ready(broker) {
-        Ok(()) => coordinator
-            .with_node_id(BrokerId(broker.config.node_id))
-            .with_host(StrBytes::from_string(broker.config.advertised_host.clone()))
-            .with_port(broker.config.advertised_port),
-        Err(error) => coordinator
-            .with_node_id(BrokerId(-1))
-            .with_port(-1)
-            .with_error_code(error.error.code())
-            .with_error_message(Some(StrBytes::from_string(error.message))),
-    }
-}
 
 /// InitProducerId. Without a transactional id: a fresh producer id at epoch 0, as Kafka does
 /// for idempotent producers. With one: the coordinator bumps the epoch (fencing).
@@ -333,37 +309,6 @@ pub fn txn_offset_commit(
     ))
 }
 
-/// FindCoordinator for key type 1 (called from the FindCoordinator handler).
-pub fn find_transaction_coordinator(
-    broker: &Broker,
-    body: &kafka_protocol::messages::FindCoordinatorRequest,
-    version: i16,
-    correlation_id: i32,
-) -> ResponseFrame {
-    use kafka_protocol::messages::FindCoordinatorResponse;
-    let mut response = FindCoordinatorResponse::default();
-    if version >= 4 {
-        let coordinators = body
-            .coordinator_keys
-            .iter()
-            .take(PARTITIONS_PER_REQUEST_MAX)
-            .map(|key| transaction_coordinator(broker, key))
-            .collect();
-        response = response.with_coordinators(coordinators);
-    } else {
-        let found = transaction_coordinator(broker, &body.key);
-        response = response
-            .with_error_code(found.error_code)
-            .with_node_id(found.node_id)
-            .with_host(found.host)
-            .with_port(found.port);
-        if version >= 1 {
-            response = response.with_error_message(found.error_message);
-        }
-    }
-    encode_response(ApiKey::FindCoordinator, version, correlation_id, &response)
-}
-
 /// DescribeTransactions: the coordinator's view of each transactional id.
 pub fn describe_transactions(
     broker: &Broker,
@@ -517,8 +462,11 @@ pub fn describe_producers(
                 .map(|&index| {
                     let response = PartitionResponse::default().with_partition_index(index);
                     let Some(log) = broker.logs.get(topic.name.as_str(), index) else {
-                        return response
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                        return response.with_error_code(
+                            broker
+                                .missing_partition_error(topic.name.as_str(), index)
+                                .code(),
+                        );
                     };
                     let active = log.with_producers(|state| {
                         state

@@ -20,7 +20,7 @@ pub mod producer_state;
 pub mod segment;
 pub mod time_index;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -44,12 +44,16 @@ pub struct LogManager {
     data_dir: PathBuf,
     clean_start: bool,
     startup_checkpoints: HashMap<(String, i32), Checkpoints>,
-    logs: RwLock<HashMap<String, Vec<Arc<PartitionLog>>>>,
+    /// Only the partitions this broker hosts (a replica of), so indexes may be sparse.
+    logs: RwLock<HashMap<String, BTreeMap<i32, Arc<PartitionLog>>>>,
     /// Segments taken out of their logs, with the time (ms) after which their files go.
     retired: Mutex<VecDeque<(i64, RetiredSegment)>>,
     /// Per compacted partition: offsets below have been deduplicated by the cleaner.
     first_dirty_offsets: Mutex<HashMap<(String, i32), i64>>,
 }
+
+/// Upper bound on `log.cleaner.threads` (Kafka has none; a typo must not spawn thousands).
+const CLEANER_THREADS_MAX: usize = 64;
 
 /// Retired segments waiting for `file.delete.delay.ms`; past this many, the oldest are
 /// deleted at once so the queue stays bounded.
@@ -101,26 +105,28 @@ impl LogManager {
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
         let logs = self.logs.read().expect("logs lock");
-        logs.get(topic)?
-            .get(usize::try_from(partition).ok()?)
-            .cloned()
+        logs.get(topic)?.get(&partition).cloned()
     }
 
-    /// Opens (creating if needed) partitions `0..partition_count` of `topic`; existing ones get
-    /// the new config.
+    /// Opens (creating if needed) the `hosted` partitions of `topic`; existing ones get the
+    /// new config. Partitions this broker no longer hosts are left open: replicas never move
+    /// until partition reassignment exists.
     pub fn ensure_topic(
         &self,
         topic: &str,
         topic_id: &str,
-        partition_count: i32,
+        hosted: &[i32],
         config: Arc<LogConfig>,
     ) -> io::Result<()> {
         let mut logs = self.logs.write().expect("logs lock");
         let partitions = logs.entry(topic.to_string()).or_default();
-        for log in partitions.iter() {
+        for log in partitions.values() {
             log.set_config(config.clone());
         }
-        for partition in partitions.len() as i32..partition_count {
+        for &partition in hosted {
+            if partitions.contains_key(&partition) {
+                continue;
+            }
             let dir = self.data_dir.join(partition_dir_name(topic, partition));
             let is_new = !dir.exists();
             // Checkpoints read at start describe directories that existed then; a topic
@@ -147,7 +153,7 @@ impl LogManager {
                     format!("version: 0\ntopic_id: {topic_id}\n"),
                 )?;
             }
-            partitions.push(Arc::new(log));
+            partitions.insert(partition, Arc::new(log));
         }
         Ok(())
     }
@@ -160,7 +166,7 @@ impl LogManager {
             .lock()
             .expect("cleaner offsets lock")
             .retain(|(name, _), _| name != topic);
-        for log in removed.into_iter().flatten() {
+        for log in removed.into_iter().flat_map(BTreeMap::into_values) {
             // In-flight requests may hold the log; its files go once they are done with it.
             match Arc::try_unwrap(log) {
                 Ok(log) => log.delete()?,
@@ -175,7 +181,7 @@ impl LogManager {
             .read()
             .expect("logs lock")
             .values()
-            .flatten()
+            .flat_map(BTreeMap::values)
             .cloned()
             .collect()
     }
@@ -223,13 +229,15 @@ impl LogManager {
     }
 
     /// One cleaner pass: compacts every compacted log whose dirty ratio (or compaction lag)
-    /// asks for it, and checkpoints how far each got. Runs on a blocking thread.
+    /// asks for it, up to `settings.threads` logs at once, and checkpoints how far each got.
+    /// All threads share one read budget (`log.cleaner.io.max.bytes.per.second`). A log whose
+    /// cleaning fails is logged and skipped; the others go on. Runs on a blocking thread.
     pub fn clean_logs(
         &self,
         now_ms: i64,
         settings: cleaner::CleanerSettings,
-    ) -> io::Result<Vec<(String, i32, cleaner::CleanStats)>> {
-        let mut done = Vec::new();
+    ) -> Vec<(String, i32, cleaner::CleanStats)> {
+        let mut due: Vec<(Arc<PartitionLog>, i64)> = Vec::new();
         for log in self.all() {
             let key = (log.topic().to_string(), log.partition());
             let first_dirty = self
@@ -240,35 +248,81 @@ impl LogManager {
                 .copied()
                 .unwrap_or(0)
                 .max(log.offsets().log_start_offset);
-            if !cleaner::needs_cleaning(&log, first_dirty, now_ms) {
-                continue;
+            if cleaner::needs_cleaning(&log, first_dirty, now_ms) {
+                due.push((log, first_dirty));
             }
-            let started = std::time::Instant::now();
-            let Some((stats, retired)) = cleaner::clean(&log, first_dirty, now_ms, settings)?
-            else {
-                continue;
-            };
-            crate::metrics::storage::cleaned(stats.bytes_removed, started.elapsed());
-            self.schedule_deletion(retired, now_ms + log.config().file_delete_delay_ms)?;
-            self.first_dirty_offsets
-                .lock()
-                .expect("cleaner offsets lock")
-                .insert(key.clone(), stats.first_dirty_offset);
-            self.write_cleaner_checkpoint()?;
-            done.push((key.0, key.1, stats));
         }
-        Ok(done)
+        let throttle = cleaner::IoThrottle::new(settings.io_bytes_per_second_max);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let done = Mutex::new(Vec::new());
+        let worker = || loop {
+            let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some((log, first_dirty)) = due.get(index) else {
+                return;
+            };
+            match self.clean_one(log, *first_dirty, now_ms, settings, &throttle) {
+                Ok(Some(stats)) => done.lock().expect("cleaned lock").push((
+                    log.topic().to_string(),
+                    log.partition(),
+                    stats,
+                )),
+                Ok(None) => {}
+                Err(error) => tracing::error!(
+                    topic = log.topic(),
+                    partition = log.partition(),
+                    %error,
+                    "cleaning a log failed"
+                ),
+            }
+        };
+        let threads = settings
+            .threads
+            .clamp(1, CLEANER_THREADS_MAX)
+            .min(due.len().max(1));
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(worker);
+            }
+            worker();
+        });
+        done.into_inner().expect("cleaned lock")
     }
 
-    fn write_cleaner_checkpoint(&self) -> io::Result<()> {
-        let entries: Vec<((String, i32), i64)> = self
+    /// Cleans one log and checkpoints the offset it reached.
+    fn clean_one(
+        &self,
+        log: &PartitionLog,
+        first_dirty: i64,
+        now_ms: i64,
+        settings: cleaner::CleanerSettings,
+        throttle: &cleaner::IoThrottle,
+    ) -> io::Result<Option<cleaner::CleanStats>> {
+        let started = std::time::Instant::now();
+        let Some((stats, retired)) =
+            cleaner::clean_throttled(log, first_dirty, now_ms, settings, throttle)?
+        else {
+            return Ok(None);
+        };
+        crate::metrics::storage::cleaned(stats.bytes_removed, started.elapsed());
+        self.schedule_deletion(retired, now_ms + log.config().file_delete_delay_ms)?;
+        let key = (log.topic().to_string(), log.partition());
+        let mut offsets = self
             .first_dirty_offsets
             .lock()
-            .expect("cleaner offsets lock")
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        checkpoint::write(&self.data_dir.join(CLEANER_OFFSET_FILE), &entries)
+            .expect("cleaner offsets lock");
+        offsets.insert(key, stats.first_dirty_offset);
+        // Written under the lock: threads finishing together must not share the temporary.
+        Self::write_cleaner_checkpoint_locked(&self.data_dir, &offsets)?;
+        Ok(Some(stats))
+    }
+
+    fn write_cleaner_checkpoint_locked(
+        data_dir: &Path,
+        offsets: &HashMap<(String, i32), i64>,
+    ) -> io::Result<()> {
+        let entries: Vec<((String, i32), i64)> =
+            offsets.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        checkpoint::write(&data_dir.join(CLEANER_OFFSET_FILE), &entries)
     }
 
     /// DeleteRecords on one partition: moves its log start offset to `offset` and makes that
@@ -330,5 +384,53 @@ impl LogManager {
         self.write_checkpoints()?;
         std::fs::write(self.data_dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
         checkpoint::sync_dir(&self.data_dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Properties;
+    use crate::record::builder::BatchBuilder;
+
+    #[test]
+    fn cleaner_threads_clean_several_logs_in_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = LogManager::open(dir.path()).unwrap();
+        let overrides = [
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "300"),
+            ("min.cleanable.dirty.ratio", "0.01"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let config = Arc::new(LogConfig::new(&Properties::default(), &overrides));
+        manager.ensure_topic("t", "id", &[0, 1, 2], config).unwrap();
+        let now = crate::clock::now_ms();
+        for partition in 0..3 {
+            let log = manager.get("t", partition).unwrap();
+            for i in 0..20 {
+                let key = format!("k{}", i % 3);
+                let batch = BatchBuilder::new(now)
+                    .record(Some(key.as_bytes()), Some(b"v"), now)
+                    .build();
+                log.append(&batch, now).unwrap();
+            }
+        }
+        let settings = cleaner::CleanerSettings {
+            dedupe_buffer_bytes: 1 << 20,
+            io_bytes_per_second_max: f64::INFINITY,
+            threads: 2,
+        };
+        let mut cleaned = manager.clean_logs(now + 10, settings);
+        cleaned.sort_by_key(|(_, partition, _)| *partition);
+        assert_eq!(
+            cleaned.iter().map(|(_, p, _)| *p).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert!(cleaned.iter().all(|(_, _, s)| s.records_removed > 0));
+        let checkpoint = checkpoint::read(&dir.path().join(CLEANER_OFFSET_FILE)).unwrap();
+        assert_eq!(checkpoint.len(), 3);
     }
 }

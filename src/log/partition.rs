@@ -513,6 +513,18 @@ impl PartitionLog {
         Ok(result.base_offset)
     }
 
+    /// The last stable offset and every aborted transaction, read under one lock: all
+    /// transactions with data below that offset are decided, so those not listed committed.
+    pub fn stable_view(&self) -> (i64, Vec<AbortedTxn>) {
+        let state = self.lock();
+        let log_end_offset = state.log_end_offset();
+        let last_stable_offset = state
+            .producers
+            .first_unstable_offset()
+            .map_or(log_end_offset, |first| first.min(log_end_offset));
+        (last_stable_offset, state.aborted.clone())
+    }
+
     /// Aborted transactions a READ_COMMITTED fetch from `from_offset` up to `upper_offset`
     /// must know about: (producer id, first offset).
     pub fn aborted_transactions(&self, from_offset: i64, upper_offset: i64) -> Vec<(i64, i64)> {
@@ -1028,11 +1040,18 @@ impl PartitionLog {
     /// at any point leaves either the old segment or the complete new one (see
     /// [`finish_interrupted_cleaning`]). Returns the retired old segment, or None (and removes
     /// the cleaned file) when the segment changed meanwhile (retention took it).
+    ///
+    /// `dropped_abort_markers`: offsets of the ABORT markers the cleaned file no longer holds.
+    /// Their aborted-transaction entries leave the segment's `.txnindex` (rewritten
+    /// crash-safely) and the in-memory list *before* the swap: a crash in between leaves a
+    /// marker without an entry, which readers ignore, never an entry without its marker,
+    /// which would make READ_COMMITTED readers skip the producer's later committed data.
     pub fn replace_sealed_segment(
         &self,
         base_offset: i64,
         expected_size_bytes: u64,
         cleaned: &Path,
+        dropped_abort_markers: &[i64],
     ) -> io::Result<Option<RetiredSegment>> {
         let config = self.config();
         let mut state = self.lock();
@@ -1045,6 +1064,11 @@ impl PartitionLog {
         if !unchanged {
             std::fs::remove_file(cleaned)?;
             return Ok(None);
+        }
+        if !dropped_abort_markers.is_empty() {
+            let dropped = |t: &AbortedTxn| dropped_abort_markers.contains(&t.last_offset);
+            rewrite_txn_index(&self.dir, base_offset, &dropped)?;
+            state.aborted.retain(|t| !dropped(t));
         }
         let stem = file_stem(base_offset);
         let swap = self.dir.join(format!("{stem}.log{SWAP_SUFFIX}"));
@@ -1093,8 +1117,8 @@ pub const CLEANED_SUFFIX: &str = ".cleaned";
 /// Suffix of a complete cleaned segment between the two renames of a swap.
 pub const SWAP_SUFFIX: &str = ".swap";
 
-/// Startup half of the cleaner's swap protocol: a `.cleaned` file was never complete, so it
-/// goes; a `.swap` file is complete, so it replaces the segment whose old files may remain
+/// Startup half of the cleaner's swap protocol: a `.cleaned` file (or a `.txnindex.tmp`) was
+/// never complete, so it goes; a `.swap` file is complete, so it replaces the segment whose old files may remain
 /// (their indexes are rebuilt from the new file).
 fn finish_interrupted_cleaning(dir: &Path) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
@@ -1104,7 +1128,7 @@ fn finish_interrupted_cleaning(dir: &Path) -> io::Result<()> {
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        if name.ends_with(CLEANED_SUFFIX) {
+        if name.ends_with(CLEANED_SUFFIX) || name.ends_with(".txnindex.tmp") {
             std::fs::remove_file(&path)?;
         } else if let Some(log_name) = name.strip_suffix(SWAP_SUFFIX) {
             let stem = log_name.trim_end_matches(".log");
@@ -1222,6 +1246,37 @@ fn append_txn_index(dir: &Path, segment_base: i64, aborted: &AbortedTxn) -> io::
         .open(txn_index_path(dir, segment_base))?;
     file.write_all(&producer_state::encode_aborted(aborted))?;
     file.sync_data()
+}
+
+/// Rewrites a segment's `.txnindex` without the entries `dropped` selects: a temporary file,
+/// fsynced, renamed over the old one.
+fn rewrite_txn_index(
+    dir: &Path,
+    segment_base: i64,
+    dropped: &dyn Fn(&AbortedTxn) -> bool,
+) -> io::Result<()> {
+    use std::io::Write;
+    let path = txn_index_path(dir, segment_base);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let kept: Vec<u8> = producer_state::decode_aborted(&bytes)
+        .iter()
+        .filter(|t| !dropped(t))
+        .flat_map(producer_state::encode_aborted)
+        .collect();
+    if kept.len() == bytes.len() {
+        return Ok(());
+    }
+    let temporary = path.with_extension("txnindex.tmp");
+    let mut file = File::create(&temporary)?;
+    file.write_all(&kept)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, &path)?;
+    super::checkpoint::sync_dir(dir)
 }
 
 /// What the broker's checkpoint files say about a partition at startup.

@@ -291,7 +291,7 @@ impl Segment {
     /// restart then ignores and removes them) and deleted later by the caller, after
     /// `file.delete.delay.ms`. Fetches still sending from the file keep their open handle.
     /// `with_txn_index`: the segment's `.txnindex` goes too (retention); a cleaned segment
-    /// that replaces this one keeps it (compaction leaves transactional batches whole).
+    /// that replaces this one keeps it (the cleaner edits it in place when markers go).
     pub fn retire(self, with_txn_index: bool) -> io::Result<RetiredSegment> {
         let stem_path = self.log_path.with_extension("");
         let size_bytes = self.size_bytes;

@@ -74,6 +74,8 @@ pub const CONTROLLER_SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::AlterConfigs, range(0, 2)),
     (ApiKey::IncrementalAlterConfigs, range(0, 1)),
     (ApiKey::AllocateProducerIds, range(0, 0)),
+    (ApiKey::BrokerRegistration, range(0, 4)),
+    (ApiKey::BrokerHeartbeat, range(0, 1)),
 ];
 
 pub fn controller_supported(api_key: ApiKey) -> Option<VersionRange> {

@@ -57,6 +57,24 @@ impl Broker {
         Broker::start_with(&[])
     }
 
+    /// Starts a process with `args` (after `--listen` and `--data-dir`) on `port`, without
+    /// waiting for it to listen: nodes of a cluster may wait for each other before they do.
+    pub fn spawn_with_args(port: u16, args: Vec<String>) -> Broker {
+        let temp = tempfile::Builder::new()
+            .prefix("dlog-it-")
+            .tempdir()
+            .expect("temp dir");
+        let mut broker = Broker {
+            port,
+            temp,
+            extra_args: args,
+            child: None,
+            runs: 0,
+        };
+        broker.spawn_process();
+        broker
+    }
+
     /// Starts a broker with `--set key=value` for each of `settings`.
     pub fn start_with(settings: &[&str]) -> Broker {
         let temp = tempfile::Builder::new()
@@ -100,6 +118,11 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
+        self.spawn_process();
+        self.wait_listening();
+    }
+
+    fn spawn_process(&mut self) {
         assert!(self.child.is_none(), "broker already running");
         self.runs += 1;
         let log = File::create(self.log_path(self.runs)).expect("create stderr log");
@@ -119,11 +142,15 @@ impl Broker {
             .spawn()
             .expect("spawn dlog");
         self.child = Some(child);
-        self.wait_listening();
+    }
+
+    /// Starts the process again on the same port and data directory, without waiting.
+    pub fn restart_nowait(&mut self) {
+        self.spawn_process();
     }
 
     /// Waits until a TCP connect succeeds (bounded), failing fast if the process exits.
-    fn wait_listening(&mut self) {
+    pub fn wait_listening(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {

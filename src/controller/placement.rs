@@ -1,0 +1,196 @@
+//! Partition placement: which brokers hold the replicas of new partitions. Leaders and
+//! replicas are spread round-robin over the live (registered, unfenced) brokers, in an order
+//! that alternates racks when `broker.rack` is set, so consecutive replicas of a partition
+//! land on different racks (as Kafka's rack-aware assignment).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::ResponseError;
+
+use super::image::MetadataImage;
+use super::ApiError;
+
+/// Replicas per partition this broker implements. Until follower replication lands every
+/// partition has exactly one replica; a larger factor is refused, never silently accepted.
+pub const REPLICATION_FACTOR_MAX: i16 = 1;
+
+/// Live broker ids ordered so that neighbours are on different racks: the first broker of
+/// each rack, then the second of each, and so on (racks and brokers in id order).
+fn rack_alternated_brokers(image: &MetadataImage) -> Vec<i32> {
+    let mut by_rack: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for broker in image.live_brokers() {
+        by_rack
+            .entry(broker.rack.as_deref().unwrap_or(""))
+            .or_default()
+            .push(broker.id);
+    }
+    let longest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+    (0..longest)
+        .flat_map(|index| {
+            by_rack
+                .values()
+                .filter_map(move |brokers| brokers.get(index).copied())
+        })
+        .collect()
+}
+
+/// Checks a replication factor against what is implemented and the live brokers.
+pub fn validate_replication_factor(
+    image: &MetadataImage,
+    replication_factor: i16,
+) -> Result<(), ApiError> {
+    let live = image.live_brokers().count();
+    if replication_factor < 1 {
+        return Err(ApiError::new(
+            ResponseError::InvalidReplicationFactor,
+            format!("Replication factor must be larger than 0, got {replication_factor}."),
+        ));
+    }
+    if replication_factor as usize > live {
+        return Err(ApiError::new(
+            ResponseError::InvalidReplicationFactor,
+            format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {live} broker(s) are registered."),
+        ));
+    }
+    if replication_factor > REPLICATION_FACTOR_MAX {
+        return Err(ApiError::new(
+            ResponseError::InvalidReplicationFactor,
+            format!("Replication factor must be at most {REPLICATION_FACTOR_MAX}: replication is not implemented yet (got {replication_factor})."),
+        ));
+    }
+    Ok(())
+}
+
+/// Replica lists for `partition_count` new partitions. `start` (random in production) picks
+/// the broker that leads the first one, so topics do not all start on the same broker.
+pub fn place(
+    image: &MetadataImage,
+    partition_count: usize,
+    replication_factor: i16,
+    start: usize,
+) -> Result<Vec<Vec<i32>>, ApiError> {
+    validate_replication_factor(image, replication_factor)?;
+    let brokers = rack_alternated_brokers(image);
+    assert!(
+        !brokers.is_empty(),
+        "a valid replication factor implies a live broker"
+    );
+    let lists = (0..partition_count)
+        .map(|partition| {
+            (0..replication_factor as usize)
+                .map(|replica| brokers[(start + partition + replica) % brokers.len()])
+                .collect()
+        })
+        .collect();
+    Ok(lists)
+}
+
+/// Checks an explicit replica list (CreateTopics / CreatePartitions assignments).
+pub fn validate_assignment(image: &MetadataImage, replicas: &[i32]) -> Result<(), ApiError> {
+    let invalid = |message: String| {
+        Err(ApiError::new(
+            ResponseError::InvalidReplicaAssignment,
+            message,
+        ))
+    };
+    if replicas.is_empty() || replicas.len() > REPLICATION_FACTOR_MAX as usize {
+        return invalid(format!(
+            "A replica list must hold 1 to {REPLICATION_FACTOR_MAX} brokers, got {replicas:?}."
+        ));
+    }
+    for (index, id) in replicas.iter().enumerate() {
+        if replicas[..index].contains(id) {
+            return invalid(format!("Duplicate brokers in replica list {replicas:?}."));
+        }
+        if !image.brokers.contains_key(id) {
+            return invalid(format!("Unknown broker {id} in replica list {replicas:?}."));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::records::MetadataRecord;
+
+    fn image_with(brokers: &[(i32, Option<&str>, bool)]) -> MetadataImage {
+        let mut image = MetadataImage::new();
+        let mut offset = 0;
+        for &(id, rack, fenced) in brokers {
+            image.apply(
+                offset,
+                &MetadataRecord::RegisterBroker {
+                    broker_id: id,
+                    incarnation_id: uuid::Uuid::new_v4(),
+                    endpoints: Vec::new(),
+                    rack: rack.map(str::to_string),
+                },
+            );
+            let epoch = offset;
+            offset += 1;
+            image.apply(
+                offset,
+                &MetadataRecord::BrokerFencing {
+                    broker_id: id,
+                    broker_epoch: epoch,
+                    fenced,
+                },
+            );
+            offset += 1;
+        }
+        image
+    }
+
+    #[test]
+    fn leaders_spread_over_live_brokers_only() {
+        let image = image_with(&[(1, None, false), (2, None, true), (3, None, false)]);
+        let lists = place(&image, 4, 1, 0).unwrap();
+        assert_eq!(lists, vec![vec![1], vec![3], vec![1], vec![3]]);
+        let shifted = place(&image, 1, 1, 1).unwrap();
+        assert_eq!(shifted, vec![vec![3]]);
+    }
+
+    #[test]
+    fn racks_alternate() {
+        let image = image_with(&[
+            (1, Some("a"), false),
+            (2, Some("a"), false),
+            (3, Some("b"), false),
+            (4, Some("b"), false),
+        ]);
+        assert_eq!(rack_alternated_brokers(&image), vec![1, 3, 2, 4]);
+    }
+
+    #[test]
+    fn replication_factor_bounded_by_live_brokers_and_implementation() {
+        let image = image_with(&[(1, None, false), (2, None, false)]);
+        let error = place(&image, 1, 3, 0).unwrap_err();
+        assert_eq!(error.error, ResponseError::InvalidReplicationFactor);
+        assert!(
+            error.message.contains("only 2 broker(s)"),
+            "{}",
+            error.message
+        );
+        let error = place(&image, 1, 2, 0).unwrap_err();
+        assert_eq!(error.error, ResponseError::InvalidReplicationFactor);
+        assert_eq!(
+            place(&image, 1, 0, 0).unwrap_err().error,
+            ResponseError::InvalidReplicationFactor
+        );
+        let none = image_with(&[(1, None, true)]);
+        assert_eq!(
+            place(&none, 1, 1, 0).unwrap_err().error,
+            ResponseError::InvalidReplicationFactor
+        );
+    }
+
+    #[test]
+    fn explicit_assignments_checked() {
+        let image = image_with(&[(1, None, false), (2, None, false)]);
+        assert!(validate_assignment(&image, &[2]).is_ok());
+        assert!(validate_assignment(&image, &[7]).is_err());
+        assert!(validate_assignment(&image, &[]).is_err());
+        assert!(validate_assignment(&image, &[1, 2]).is_err());
+    }
+}

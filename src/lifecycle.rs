@@ -1,0 +1,209 @@
+//! The broker's side of registration (Kafka's BrokerLifecycleManager): register with the
+//! active controller, heartbeat every `broker.heartbeat.interval.ms`, register again when the
+//! controller forgot us (a stale epoch), and ask to be fenced on shutdown so that clients stop
+//! being sent here. The active controller also fences brokers whose heartbeats stopped.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::broker_registration_request::Listener;
+use kafka_protocol::messages::{BrokerHeartbeatRequest, BrokerId, BrokerRegistrationRequest};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::controller::records::BrokerEndpoint;
+use crate::controller::registration::{Heartbeat, HeartbeatReply, Registration};
+use crate::controller::ApiError;
+
+/// Kafka's security protocol id of PLAINTEXT.
+const SECURITY_PROTOCOL_PLAINTEXT: i16 = 0;
+/// Versions sent to the controller (Kafka 4.x brokers send these).
+const REGISTRATION_VERSION: i16 = 4;
+const HEARTBEAT_VERSION: i16 = 1;
+/// Registration retry interval while no controller has accepted us yet.
+const REGISTRATION_RETRY_MS: u64 = 200;
+
+fn remote_error(code: i16, what: &str) -> ApiError {
+    let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
+    ApiError::new(error, format!("{what}: {error:?}"))
+}
+
+/// This process's registration state.
+#[derive(Debug)]
+pub struct BrokerLifecycle {
+    /// New at every start: tells a restart apart from a retried registration.
+    pub incarnation_id: Uuid,
+    /// -1 until registered.
+    epoch: AtomicI64,
+}
+
+impl Default for BrokerLifecycle {
+    fn default() -> Self {
+        BrokerLifecycle {
+            incarnation_id: Uuid::new_v4(),
+            epoch: AtomicI64::new(-1),
+        }
+    }
+}
+
+impl BrokerLifecycle {
+    pub fn epoch(&self) -> i64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+}
+
+impl Broker {
+    /// What this broker registers: its id, incarnation, client listener and rack.
+    pub fn registration(&self) -> Registration {
+        let rack = self.config.properties.get("broker.rack").trim().to_string();
+        Registration {
+            broker_id: self.config.node_id,
+            incarnation_id: self.lifecycle.incarnation_id,
+            endpoints: vec![BrokerEndpoint {
+                name: "PLAINTEXT".to_string(),
+                host: self.config.advertised_host.clone(),
+                port: u16::try_from(self.config.advertised_port).unwrap_or(0),
+                security_protocol: SECURITY_PROTOCOL_PLAINTEXT,
+            }],
+            rack: (!rack.is_empty()).then_some(rack),
+        }
+    }
+
+    fn heartbeat_request(&self, want_shutdown: bool) -> Heartbeat {
+        Heartbeat {
+            broker_id: self.config.node_id,
+            broker_epoch: self.lifecycle.epoch(),
+            want_fence: false,
+            want_shutdown,
+            metadata_offset: self.image().applied_offset,
+        }
+    }
+
+    /// Registers (when not yet) and heartbeats once, with the active controller: this node's
+    /// own when it is the active one, else over the controller listener.
+    pub fn register_and_heartbeat(&self, want_shutdown: bool) -> Result<HeartbeatReply, ApiError> {
+        if self.lifecycle.epoch() < 0 {
+            let epoch = self.send_registration()?;
+            self.lifecycle.epoch.store(epoch, Ordering::Release);
+        }
+        let reply = self.send_heartbeat(&self.heartbeat_request(want_shutdown));
+        if let Err(error) = &reply {
+            // The controller lost our registration (or saw a newer one): start over.
+            if matches!(
+                error.error,
+                ResponseError::StaleBrokerEpoch | ResponseError::BrokerIdNotRegistered
+            ) {
+                self.lifecycle.epoch.store(-1, Ordering::Release);
+            }
+        }
+        reply
+    }
+
+    fn send_registration(&self) -> Result<i64, ApiError> {
+        let registration = self.registration();
+        if self.controller.is_local() {
+            return self.controller.register_broker(&registration);
+        }
+        let request = BrokerRegistrationRequest::default()
+            .with_broker_id(BrokerId(registration.broker_id))
+            .with_cluster_id(StrBytes::from_string(self.cluster_id.clone()))
+            .with_incarnation_id(registration.incarnation_id)
+            .with_listeners(
+                registration
+                    .endpoints
+                    .iter()
+                    .map(|e| {
+                        Listener::default()
+                            .with_name(StrBytes::from_string(e.name.clone()))
+                            .with_host(StrBytes::from_string(e.host.clone()))
+                            .with_port(e.port)
+                            .with_security_protocol(e.security_protocol)
+                    })
+                    .collect(),
+            )
+            .with_rack(registration.rack.map(StrBytes::from_string));
+        let response = self
+            .controller
+            .call_active(REGISTRATION_VERSION, &request)?;
+        match response.error_code {
+            0 => Ok(response.broker_epoch),
+            code => Err(remote_error(code, "broker registration refused")),
+        }
+    }
+
+    fn send_heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatReply, ApiError> {
+        if self.controller.is_local() {
+            return self.controller.broker_heartbeat(heartbeat);
+        }
+        let request = BrokerHeartbeatRequest::default()
+            .with_broker_id(BrokerId(heartbeat.broker_id))
+            .with_broker_epoch(heartbeat.broker_epoch)
+            .with_current_metadata_offset(heartbeat.metadata_offset)
+            .with_want_fence(heartbeat.want_fence)
+            .with_want_shut_down(heartbeat.want_shutdown);
+        let response = self.controller.call_active(HEARTBEAT_VERSION, &request)?;
+        match response.error_code {
+            0 => Ok(HeartbeatReply {
+                is_caught_up: response.is_caught_up,
+                is_fenced: response.is_fenced,
+                should_shutdown: response.should_shut_down,
+            }),
+            code => Err(remote_error(code, "broker heartbeat refused")),
+        }
+    }
+
+    /// Heartbeats until shutdown, then asks to be fenced. The active controller also fences
+    /// brokers whose heartbeats stopped.
+    pub async fn run_lifecycle(self: Arc<Broker>) {
+        let mut shutdown = self.shutdown.subscribe();
+        let interval = Duration::from_millis(
+            self.config
+                .properties
+                .get_i64("broker.heartbeat.interval.ms")
+                .max(1) as u64,
+        );
+        // Until registered, retry often: a broker is invisible to clients until then.
+        let retry = interval.min(Duration::from_millis(REGISTRATION_RETRY_MS));
+        let mut first = true;
+        loop {
+            let wait = match (first, self.lifecycle.epoch() < 0) {
+                (true, _) => Duration::ZERO,
+                (false, true) => retry,
+                (false, false) => interval,
+            };
+            first = false;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => break,
+            }
+            let broker = self.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let reply = match broker.config.roles.broker {
+                    true => broker.register_and_heartbeat(false).map(|_| ()),
+                    false => Ok(()),
+                };
+                // Only the active controller decides fencing.
+                let fenced = match broker.controller.is_local() {
+                    true => broker.controller.fence_stale_brokers().map(|_| ()),
+                    false => Ok(()),
+                };
+                (reply, fenced)
+            })
+            .await;
+            match result {
+                Ok((Err(error), _)) | Ok((_, Err(error))) => {
+                    tracing::warn!(message = error.message, "broker heartbeat failed")
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "heartbeat task failed"),
+            }
+        }
+        if self.config.roles.broker && self.lifecycle.epoch() >= 0 {
+            let broker = self.clone();
+            let _ = tokio::task::spawn_blocking(move || broker.register_and_heartbeat(true)).await;
+        }
+    }
+}
