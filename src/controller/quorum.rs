@@ -971,3 +971,108 @@ async fn call(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::Properties;
+    use crate::controller::records::ConfigResource;
+    use crate::controller::{Controller, METADATA_TOPIC};
+    use crate::log::log_config::LogConfig;
+    use crate::log::partition::{Checkpoints, PartitionLog};
+    use crate::record::builder::BatchBuilder;
+
+    fn single_node(node_id: NodeId) -> QuorumConfig {
+        QuorumConfig {
+            node_id,
+            voters: Vec::new(),
+            cluster_id: "test".into(),
+            tick_ms: 10,
+            election_timeout_ms: 100,
+            fetch_timeout_ms: 200,
+            snapshot_interval_bytes: 1 << 20,
+        }
+    }
+
+    /// A data directory written before the quorum: the metadata log is a partition log of
+    /// plain batches of JSON records (several per batch), with index files, no quorum-state.
+    #[test]
+    fn a_single_node_data_dir_from_before_the_quorum_opens() {
+        let temp = tempfile::tempdir().unwrap();
+        let properties = Properties::default();
+        let topic_id = uuid::Uuid::new_v4();
+        {
+            let config = Arc::new(LogConfig::new(&properties, &BTreeMap::new()));
+            let dir = temp.path().join(format!("{METADATA_TOPIC}-0"));
+            let log = PartitionLog::open(
+                &dir,
+                METADATA_TOPIC,
+                0,
+                config,
+                Checkpoints::default(),
+                false,
+            )
+            .unwrap();
+            let batches: Vec<Vec<MetadataRecord>> = vec![
+                vec![
+                    MetadataRecord::Topic {
+                        name: "old".into(),
+                        topic_id,
+                    },
+                    MetadataRecord::Partition {
+                        topic_id,
+                        partition: 0,
+                        replicas: vec![1],
+                        leader: 1,
+                        leader_epoch: 0,
+                    },
+                ],
+                vec![MetadataRecord::Config {
+                    resource: ConfigResource::Topic,
+                    resource_name: "old".into(),
+                    name: "retention.ms".into(),
+                    value: Some("1000".into()),
+                }],
+                vec![MetadataRecord::ProducerIds {
+                    broker_id: 1,
+                    broker_epoch: 0,
+                    next_producer_id: 1000,
+                }],
+            ];
+            for records in batches {
+                let batch = records
+                    .iter()
+                    .fold(BatchBuilder::new(1), |b, r| {
+                        b.record(None, Some(&r.encode()), 1)
+                    })
+                    .build();
+                log.append_trusted(&batch, 1).unwrap();
+            }
+            log.close(1).unwrap();
+        }
+        let check = |controller: &Controller, next_producer_id: i64| {
+            let image = controller.image();
+            let topic = image.topics.get("old").expect("topic replayed");
+            assert_eq!(topic.id, topic_id);
+            assert_eq!(topic.partition_count(), 1);
+            assert_eq!(
+                topic.configs.get("retention.ms").map(String::as_str),
+                Some("1000")
+            );
+            assert_eq!(image.next_producer_id, next_producer_id);
+        };
+        let controller =
+            Controller::open(temp.path(), 1, properties.clone(), single_node(1)).unwrap();
+        check(&controller, 1000);
+        // A commit through the one-voter quorum, then a restart: both histories replay.
+        assert_eq!(controller.allocate_producer_ids(1000).unwrap(), 1000);
+        check(&controller, 2000);
+        controller.shutdown().unwrap();
+        drop(controller);
+        let controller = Controller::open(temp.path(), 1, properties, single_node(1)).unwrap();
+        check(&controller, 2000);
+        controller.shutdown().unwrap();
+    }
+}
