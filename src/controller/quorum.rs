@@ -114,6 +114,8 @@ pub struct QuorumStatus {
     pub voters: Vec<NodeId>,
     /// Leader only: voters and observers that fetched.
     pub replicas: Vec<ReplicaStatus>,
+    /// The driver has stopped (shutdown): nothing commits here any more.
+    pub stopped: bool,
 }
 
 pub type Subscriber = Box<dyn Fn(&[Change]) + Send + Sync>;
@@ -224,7 +226,9 @@ impl Quorum {
         );
         raft_config.election_timeout_ticks = (config.election_timeout_ms / tick_ms).max(2) as u32;
         raft_config.check_quorum_timeout_ticks = (config.fetch_timeout_ms / tick_ms).max(3) as u32;
-        raft_config.fetch_max_wait_ticks = (500 / tick_ms).max(1) as u32;
+        // A caught-up fetch is held this long: also how late a follower may learn of a new
+        // high watermark (the fetch carries none), so kept well under a second.
+        raft_config.fetch_max_wait_ticks = (200 / tick_ms).max(1) as u32;
         raft_config.fetch_retry_ticks = raft_config.fetch_max_wait_ticks * 2 + 2;
         raft_config.begin_quorum_retry_ticks = (200 / tick_ms).max(1) as u32;
         let log_end = start + entries.len() as Offset;
@@ -256,6 +260,7 @@ impl Quorum {
             applied_offset: raft.high_watermark(),
             voters: voters.clone(),
             replicas: Vec::new(),
+            stopped: false,
         };
         let shared = Arc::new(Shared {
             image: RwLock::new(Arc::new(image.clone())),
@@ -341,7 +346,11 @@ impl Quorum {
     /// The leader this node knows of and its controller listener address (None for itself
     /// when it has no controller listener, e.g. a one-voter quorum).
     pub fn active_controller(&self) -> Option<(NodeId, Option<String>)> {
-        let leader = self.status().leader_id?;
+        let status = self.status();
+        if status.stopped {
+            return None;
+        }
+        let leader = status.leader_id?;
         Some((
             leader,
             self.inner.config.voter_address(leader).map(str::to_string),
@@ -572,6 +581,12 @@ impl Driver {
                     }
                 };
                 let _ = tokio::time::timeout(Duration::from_millis(1000), all).await;
+                {
+                    let mut status = self.shared.status.write().expect("status lock");
+                    status.stopped = true;
+                    status.active = false;
+                    status.leader_id = None;
+                }
                 let _ = done.send(());
                 tracing::info!("metadata quorum driver stopped");
                 return;
@@ -629,6 +644,13 @@ impl Driver {
                     _ => None,
                 };
                 let queue = self.pending_inbound.entry(from).or_default();
+                if kind == Kind::Fetch {
+                    // The leader keeps one fetch per replica: a newer one replaces an older
+                    // one, which will never be answered. Answer it now (the handler falls
+                    // back to an error the fetcher ignores): a waiting fetch would hold up
+                    // every later response on its connection (responses go in order).
+                    queue.retain(|p| p.kind != Kind::Fetch);
+                }
                 if queue.len() >= PENDING_INBOUND_PER_PEER_MAX {
                     queue.pop_front();
                 }
@@ -662,7 +684,15 @@ impl Driver {
         while self.raft.has_ready() && rounds < 64 {
             rounds += 1;
             let ready = self.raft.ready();
+            let persisting = Instant::now();
             self.persist(&ready);
+            let took = persisting.elapsed();
+            if took > Duration::from_millis(200) {
+                tracing::warn!(
+                    took_ms = took.as_millis() as u64,
+                    "slow metadata log write (fsync)"
+                );
+            }
             let Ready {
                 messages,
                 apply_snapshot,
@@ -741,15 +771,6 @@ impl Driver {
         };
         let Some(position) = position else { return };
         let pending = queue.remove(position).expect("in range");
-        if kind == Kind::Fetch {
-            // Older fetches of this peer were replaced by this one (the leader parks one).
-            let mut index = 0;
-            queue.retain(|p| {
-                let keep = index >= position || p.kind != Kind::Fetch;
-                index += 1;
-                keep
-            });
-        }
         let _ = pending.reply.send(message);
     }
 
@@ -913,6 +934,7 @@ impl Driver {
             applied_offset: self.applied_offset,
             voters: self.voters.clone(),
             replicas,
+            stopped: false,
         };
         *self.shared.status.write().expect("status lock") = status;
     }

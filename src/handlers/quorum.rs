@@ -365,7 +365,7 @@ pub fn forward_to_controller(
                 Some((id, Some(address))) if id != broker.config.node_id => {
                     break Some((id, address))
                 }
-                _ if Instant::now() >= deadline => break None,
+                _ if Instant::now() >= deadline || quorum.status().stopped => break None,
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         };
