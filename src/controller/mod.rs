@@ -174,6 +174,13 @@ impl Controller {
         })
     }
 
+    /// Takes the commit lock. Its holder may wait seconds for the quorum, so waiting for it
+    /// hands the tokio worker off first ([`quorum::blocking`]): workers blocked on this lock
+    /// would otherwise starve the very tasks (quorum fetches from peers) the commit waits for.
+    pub(crate) fn lock_commits(&self) -> std::sync::MutexGuard<'_, ()> {
+        quorum::blocking(|| self.commit_lock.lock().expect("commit lock"))
+    }
+
     /// Whether metadata changes are made here: a one-voter quorum, or the active controller.
     /// Anyone else forwards them ([`Controller::call_active`]).
     pub fn is_local(&self) -> bool {
@@ -208,7 +215,7 @@ impl Controller {
             let (id, address) = loop {
                 match self.quorum.active_controller() {
                     Some((id, Some(address))) if id != self.node_id => break (id, address),
-                    _ if std::time::Instant::now() >= deadline => {
+                    _ if std::time::Instant::now() >= deadline || self.quorum.status().stopped => {
                         return Err(not_controller("No active controller is known.".into()))
                     }
                     _ => std::thread::sleep(Duration::from_millis(50)),
@@ -339,7 +346,7 @@ impl Controller {
         topic: &NewTopic,
         validate_only: bool,
     ) -> Result<Vec<Change>, ApiError> {
-        let _guard = self.commit_lock.lock().expect("commit lock");
+        let _guard = self.lock_commits();
         let records = self.create_topic_records(topic)?;
         if validate_only {
             return Ok(Vec::new());
@@ -445,7 +452,7 @@ impl Controller {
 
     /// Deletes a topic by name.
     pub fn delete_topic(&self, name: &str) -> Result<Vec<Change>, ApiError> {
-        let _guard = self.commit_lock.lock().expect("commit lock");
+        let _guard = self.lock_commits();
         let image = self.image();
         let topic = image.topics.get(name).ok_or_else(|| {
             ApiError::new(
@@ -485,7 +492,7 @@ impl Controller {
             }
             return Ok(response.producer_id_start.0);
         }
-        let _guard = self.commit_lock.lock().expect("commit lock");
+        let _guard = self.lock_commits();
         let first = self.image().next_producer_id;
         let Some(next) = first.checked_add(block_size) else {
             return Err(ApiError::new(
@@ -528,7 +535,7 @@ impl Controller {
         assignments: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     ) -> Result<Vec<Change>, ApiError> {
-        let _guard = self.commit_lock.lock().expect("commit lock");
+        let _guard = self.lock_commits();
         let image = self.image();
         let topic = image.topics.get(topic_name).ok_or_else(|| {
             ApiError::new(
@@ -600,7 +607,7 @@ impl Controller {
         replace_all: bool,
         validate_only: bool,
     ) -> Result<Vec<Change>, ApiError> {
-        let _guard = self.commit_lock.lock().expect("commit lock");
+        let _guard = self.lock_commits();
         let image = self.image();
         let invalid = |message: String| ApiError::new(ResponseError::InvalidConfig, message);
         let current: BTreeMap<String, String> = match resource {
