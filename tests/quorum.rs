@@ -509,7 +509,11 @@ fn restarted_node_catches_up_by_snapshot() {
     // It opens the partitions it hosts of topics it learned from the snapshot (placed on it
     // while it was down: its broker session had not expired yet).
     let log_dir = cluster.nodes[follower].dir.join("data/missed-hosted-0");
-    assert!(log_dir.exists(), "{} not opened", log_dir.display());
+    assert!(
+        eventually_exists(&log_dir),
+        "{} not opened",
+        log_dir.display()
+    );
     // It opened the logs of the partitions placed on it that it learned of from the snapshot.
     let metadata: MetadataResponse = call(
         cluster.addr(follower),
@@ -526,10 +530,20 @@ fn restarted_node_catches_up_by_snapshot() {
                 let dir = cluster.nodes[follower]
                     .dir
                     .join(format!("data/{name}-{}", partition.partition_index));
-                assert!(dir.exists(), "{} not opened", dir.display());
+                assert!(eventually_exists(&dir), "{} not opened", dir.display());
             }
         }
     }
+}
+
+/// Whether `path` exists within a few seconds: a node's Metadata may show a topic a moment
+/// before the broker has opened its logs (the image is swapped first, then the logs opened).
+fn eventually_exists(path: &std::path::Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    path.exists()
 }
 
 fn vote(candidate_id: i32, epoch: i32, cluster_id: Option<&str>) -> VoteRequest {

@@ -35,6 +35,9 @@ use records::{ConfigResource, MetadataRecord};
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
+/// Metadata records batched into one commit by [`Controller::create_topics`]; more go into
+/// further commits, so one request cannot make an entry of unbounded size.
+const RECORDS_PER_COMMIT_MAX: usize = 1000;
 /// Partitions one CreateTopics may ask for; each partition holds open files.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 /// How long a commit waits for the quorum before REQUEST_TIMED_OUT.
@@ -352,6 +355,56 @@ impl Controller {
             return Ok(Vec::new());
         }
         self.commit(&records)
+    }
+
+    /// Validates and (unless `validate_only`) creates several topics, as one CreateTopics asks:
+    /// their records go in as few commits (Raft entries, fsyncs) as `RECORDS_PER_COMMIT_MAX`
+    /// allows. One outcome per topic; a topic that fails validation does not stop the others.
+    pub fn create_topics(
+        &self,
+        topics: &[NewTopic],
+        validate_only: bool,
+    ) -> Vec<Result<(), ApiError>> {
+        let _guard = self.lock_commits();
+        let mut outcomes: Vec<Result<(), ApiError>> = Vec::with_capacity(topics.len());
+        // Names in this request, '.' and '_' folded: two topics of one request may collide
+        // with each other as well as with existing ones.
+        let mut normalized_names = std::collections::HashSet::new();
+        let mut pending: Vec<usize> = Vec::new();
+        let mut records: Vec<MetadataRecord> = Vec::new();
+        for (index, topic) in topics.iter().enumerate() {
+            let outcome = match normalized_names.insert(topic.name.replace('.', "_")) {
+                false => Err(ApiError::new(
+                    ResponseError::InvalidTopicException,
+                    format!(
+                        "Topic '{}' collides with another topic of the request.",
+                        topic.name
+                    ),
+                )),
+                true => self.create_topic_records(topic),
+            };
+            match outcome {
+                Ok(topic_records) => {
+                    records.extend(topic_records);
+                    pending.push(index);
+                    outcomes.push(Ok(()));
+                }
+                Err(error) => outcomes.push(Err(error)),
+            }
+            let last = index + 1 == topics.len();
+            if !pending.is_empty() && (records.len() >= RECORDS_PER_COMMIT_MAX || last) {
+                if !validate_only {
+                    if let Err(error) = self.commit(&records) {
+                        for &done in &pending {
+                            outcomes[done] = Err(error.clone());
+                        }
+                    }
+                }
+                records.clear();
+                pending.clear();
+            }
+        }
+        outcomes
     }
 
     fn create_topic_records(&self, topic: &NewTopic) -> Result<Vec<MetadataRecord>, ApiError> {
