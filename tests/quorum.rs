@@ -502,7 +502,12 @@ fn restarted_node_catches_up_by_snapshot() {
                 let dir = cluster.nodes[follower]
                     .dir
                     .join(format!("data/{name}-{}", partition.partition_index));
-                assert!(dir.exists(), "{} not opened", dir.display());
+                // The image is published a moment before the logs are opened: wait a little.
+                let deadline = Instant::now() + WAIT;
+                while !dir.exists() {
+                    assert!(Instant::now() < deadline, "{} not opened", dir.display());
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
         }
     }
