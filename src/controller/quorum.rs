@@ -231,6 +231,9 @@ impl Quorum {
         raft_config.fetch_max_wait_ticks = (200 / tick_ms).max(1) as u32;
         raft_config.fetch_retry_ticks = raft_config.fetch_max_wait_ticks * 2 + 2;
         raft_config.begin_quorum_retry_ticks = (200 / tick_ms).max(1) as u32;
+        // One entry is one metadata change (a CreateTopics of thousands of partitions is
+        // one); fetches still carry at least one entry whatever their byte limit.
+        raft_config.entry_size_bytes_max = 8 << 20;
         let log_end = start + entries.len() as Offset;
         let raft = RaftNode::restore(
             raft_config,
