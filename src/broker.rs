@@ -299,6 +299,22 @@ impl Broker {
         })
     }
 
+    /// Creates several topics through the controller, batched into few metadata commits
+    /// (forwarded one by one when this node is not the active controller).
+    pub fn create_topics(
+        &self,
+        topics: &[NewTopic],
+        validate_only: bool,
+    ) -> Vec<Result<(), ApiError>> {
+        if !self.controller.is_local() {
+            return topics
+                .iter()
+                .map(|topic| self.create_topic(topic, validate_only))
+                .collect();
+        }
+        self.controller.create_topics(topics, validate_only)
+    }
+
     pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
         let changes = self.controller.delete_topic(name)?;
         self.publish(&changes).map_err(|e| {

@@ -146,6 +146,23 @@ impl Cluster {
         self.wait_listening(index);
     }
 
+    fn terminate(&mut self, index: usize) -> std::process::ExitStatus {
+        extern "C" {
+            fn kill(pid: i32, signal: i32) -> i32;
+        }
+        let mut child = self.nodes[index].child.take().expect("running");
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { kill(child.id() as i32, 15) }, 0);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn kill9(&mut self, index: usize) {
         let mut child = self.nodes[index].child.take().expect("running");
         child.kill().unwrap();
@@ -368,6 +385,19 @@ fn three_nodes_elect_one_leader_and_commit_through_any_node() {
         call(cluster.addr(follower), ApiKey::Metadata, 12, &request).unwrap();
     assert_eq!(response.topics[0].error_code, 0, "{response:?}");
     cluster.wait_topic_everywhere("auto-created");
+
+    // SIGTERM: the leader resigns (EndQuorumEpoch), exits cleanly, and a successor takes over
+    // without waiting for an election timeout.
+    let mut cluster = cluster;
+    let stopping = Instant::now();
+    let status = cluster.terminate(index_of(leader));
+    assert!(status.success(), "{status}");
+    let (successor, _) = cluster.wait_leader();
+    assert_ne!(successor, leader);
+    println!(
+        "graceful handover to {successor} {:?} after SIGTERM",
+        stopping.elapsed()
+    );
 }
 
 #[test]
@@ -479,7 +509,41 @@ fn restarted_node_catches_up_by_snapshot() {
     // It opens the partitions it hosts of topics it learned from the snapshot (placed on it
     // while it was down: its broker session had not expired yet).
     let log_dir = cluster.nodes[follower].dir.join("data/missed-hosted-0");
-    assert!(log_dir.exists(), "{} not opened", log_dir.display());
+    assert!(
+        eventually_exists(&log_dir),
+        "{} not opened",
+        log_dir.display()
+    );
+    // It opened the logs of the partitions placed on it that it learned of from the snapshot.
+    let metadata: MetadataResponse = call(
+        cluster.addr(follower),
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    )
+    .unwrap();
+    let follower_id = (follower + 1) as i32;
+    for topic in &metadata.topics {
+        let name = topic.name.as_ref().unwrap().0.to_string();
+        for partition in &topic.partitions {
+            if partition.replica_nodes.iter().any(|r| r.0 == follower_id) {
+                let dir = cluster.nodes[follower]
+                    .dir
+                    .join(format!("data/{name}-{}", partition.partition_index));
+                assert!(eventually_exists(&dir), "{} not opened", dir.display());
+            }
+        }
+    }
+}
+
+/// Whether `path` exists within a few seconds: a node's Metadata may show a topic a moment
+/// before the broker has opened its logs (the image is swapped first, then the logs opened).
+fn eventually_exists(path: &std::path::Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !path.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    path.exists()
 }
 
 fn vote(candidate_id: i32, epoch: i32, cluster_id: Option<&str>) -> VoteRequest {

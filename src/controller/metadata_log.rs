@@ -369,45 +369,42 @@ fn parse_checkpoint_name(name: &str) -> Option<SnapshotId> {
     })
 }
 
+/// The snapshot files in `dir`.
+fn checkpoints(dir: &Path) -> io::Result<Vec<(SnapshotId, PathBuf)>> {
+    let mut found = Vec::new();
+    for item in fs::read_dir(dir)? {
+        let path = item?.path();
+        let id = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(parse_checkpoint_name);
+        if let Some(id) = id {
+            found.push((id, path));
+        }
+    }
+    Ok(found)
+}
+
 /// The latest snapshot in `dir`, if any.
 pub fn read_latest_snapshot(dir: &Path) -> io::Result<Option<Snapshot>> {
-    let mut latest: Option<SnapshotId> = None;
     if !dir.exists() {
         return Ok(None);
     }
-    for item in fs::read_dir(dir)? {
-        let path = item?.path();
-        if let Some(id) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(parse_checkpoint_name)
-        {
-            if latest.is_none_or(|l| id > l) {
-                latest = Some(id);
-            }
-        }
-    }
-    let Some(id) = latest else { return Ok(None) };
-    let data = fs::read(dir.join(checkpoint_name(id)))?;
+    let Some((id, path)) = checkpoints(dir)?.into_iter().max_by_key(|(id, _)| *id) else {
+        return Ok(None);
+    };
     Ok(Some(Snapshot {
         id,
-        data: Bytes::from(data),
+        data: Bytes::from(fs::read(path)?),
     }))
 }
 
 /// Writes a snapshot and deletes the older ones.
 pub fn write_snapshot(dir: &Path, snapshot: &Snapshot) -> io::Result<()> {
     write_atomically(&dir.join(checkpoint_name(snapshot.id)), &snapshot.data)?;
-    for item in fs::read_dir(dir)? {
-        let path = item?.path();
-        if let Some(id) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(parse_checkpoint_name)
-        {
-            if id < snapshot.id {
-                let _ = fs::remove_file(&path);
-            }
+    for (id, path) in checkpoints(dir)? {
+        if id < snapshot.id {
+            let _ = fs::remove_file(&path);
         }
     }
     Ok(())

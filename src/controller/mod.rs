@@ -35,6 +35,9 @@ use records::{ConfigResource, MetadataRecord};
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_LENGTH_MAX: usize = 249;
+/// Metadata records batched into one commit by [`Controller::create_topics`]; more go into
+/// further commits, so one request cannot make an entry of unbounded size.
+const RECORDS_PER_COMMIT_MAX: usize = 1000;
 /// Partitions one CreateTopics may ask for; each partition holds open files.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 /// How long a commit waits for the quorum before REQUEST_TIMED_OUT.
@@ -174,6 +177,13 @@ impl Controller {
         })
     }
 
+    /// Takes the commit lock. Its holder may wait seconds for the quorum, so waiting for it
+    /// hands the tokio worker off first ([`quorum::blocking`]): workers blocked on this lock
+    /// would otherwise starve the very tasks (quorum fetches from peers) the commit waits for.
+    pub(crate) fn lock_commits(&self) -> std::sync::MutexGuard<'_, ()> {
+        quorum::blocking(|| self.commit_lock.lock().expect("commit lock"))
+    }
+
     /// Whether metadata changes are made here: a one-voter quorum, or the active controller.
     /// Anyone else forwards them ([`Controller::call_active`]).
     pub fn is_local(&self) -> bool {
@@ -213,7 +223,7 @@ impl Controller {
             let (id, address) = loop {
                 match self.quorum.active_controller() {
                     Some((id, Some(address))) if id != self.node_id => break (id, address),
-                    _ if std::time::Instant::now() >= deadline => {
+                    _ if std::time::Instant::now() >= deadline || self.quorum.status().stopped => {
                         return Err(not_controller("No active controller is known.".into()))
                     }
                     _ => std::thread::sleep(Duration::from_millis(50)),
@@ -344,12 +354,62 @@ impl Controller {
         topic: &NewTopic,
         validate_only: bool,
     ) -> Result<Vec<Change>, ApiError> {
-        let _guard = self.commit_lock.lock().expect("commit lock");
+        let _guard = self.lock_commits();
         let records = self.create_topic_records(topic)?;
         if validate_only {
             return Ok(Vec::new());
         }
         self.commit(&records)
+    }
+
+    /// Validates and (unless `validate_only`) creates several topics, as one CreateTopics asks:
+    /// their records go in as few commits (Raft entries, fsyncs) as `RECORDS_PER_COMMIT_MAX`
+    /// allows. One outcome per topic; a topic that fails validation does not stop the others.
+    pub fn create_topics(
+        &self,
+        topics: &[NewTopic],
+        validate_only: bool,
+    ) -> Vec<Result<(), ApiError>> {
+        let _guard = self.lock_commits();
+        let mut outcomes: Vec<Result<(), ApiError>> = Vec::with_capacity(topics.len());
+        // Names in this request, '.' and '_' folded: two topics of one request may collide
+        // with each other as well as with existing ones.
+        let mut normalized_names = std::collections::HashSet::new();
+        let mut pending: Vec<usize> = Vec::new();
+        let mut records: Vec<MetadataRecord> = Vec::new();
+        for (index, topic) in topics.iter().enumerate() {
+            let outcome = match normalized_names.insert(topic.name.replace('.', "_")) {
+                false => Err(ApiError::new(
+                    ResponseError::InvalidTopicException,
+                    format!(
+                        "Topic '{}' collides with another topic of the request.",
+                        topic.name
+                    ),
+                )),
+                true => self.create_topic_records(topic),
+            };
+            match outcome {
+                Ok(topic_records) => {
+                    records.extend(topic_records);
+                    pending.push(index);
+                    outcomes.push(Ok(()));
+                }
+                Err(error) => outcomes.push(Err(error)),
+            }
+            let last = index + 1 == topics.len();
+            if !pending.is_empty() && (records.len() >= RECORDS_PER_COMMIT_MAX || last) {
+                if !validate_only {
+                    if let Err(error) = self.commit(&records) {
+                        for &done in &pending {
+                            outcomes[done] = Err(error.clone());
+                        }
+                    }
+                }
+                records.clear();
+                pending.clear();
+            }
+        }
+        outcomes
     }
 
     fn create_topic_records(&self, topic: &NewTopic) -> Result<Vec<MetadataRecord>, ApiError> {
@@ -450,7 +510,7 @@ impl Controller {
 
     /// Deletes a topic by name.
     pub fn delete_topic(&self, name: &str) -> Result<Vec<Change>, ApiError> {
-        let _guard = self.commit_lock.lock().expect("commit lock");
+        let _guard = self.lock_commits();
         let image = self.image();
         let topic = image.topics.get(name).ok_or_else(|| {
             ApiError::new(
@@ -490,7 +550,7 @@ impl Controller {
             }
             return Ok(response.producer_id_start.0);
         }
-        let _guard = self.commit_lock.lock().expect("commit lock");
+        let _guard = self.lock_commits();
         let first = self.image().next_producer_id;
         let Some(next) = first.checked_add(block_size) else {
             return Err(ApiError::new(
@@ -533,7 +593,7 @@ impl Controller {
         assignments: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     ) -> Result<Vec<Change>, ApiError> {
-        let _guard = self.commit_lock.lock().expect("commit lock");
+        let _guard = self.lock_commits();
         let image = self.image();
         let topic = image.topics.get(topic_name).ok_or_else(|| {
             ApiError::new(
@@ -605,7 +665,7 @@ impl Controller {
         replace_all: bool,
         validate_only: bool,
     ) -> Result<Vec<Change>, ApiError> {
-        let _guard = self.commit_lock.lock().expect("commit lock");
+        let _guard = self.lock_commits();
         let image = self.image();
         let invalid = |message: String| ApiError::new(ResponseError::InvalidConfig, message);
         let current: BTreeMap<String, String> = match resource {

@@ -44,6 +44,20 @@ pub enum PeerError {
 
 type Waiters = Arc<Mutex<HashMap<i32, oneshot::Sender<Bytes>>>>;
 
+struct ForgetWaiter {
+    waiters: Waiters,
+    correlation_id: i32,
+}
+
+impl Drop for ForgetWaiter {
+    fn drop(&mut self) {
+        self.waiters
+            .lock()
+            .expect("waiters")
+            .remove(&self.correlation_id);
+    }
+}
+
 /// One live connection: frames to write go through `outbound`; a reader task completes the
 /// waiters by correlation id. Dropped (and replaced on the next call) once either task ends.
 struct Connection {
@@ -150,15 +164,13 @@ impl PeerClient {
                 .lock()
                 .expect("waiters")
                 .insert(correlation_id, tx);
-            let forget = || {
-                connection
-                    .waiters
-                    .lock()
-                    .expect("waiters")
-                    .remove(&correlation_id);
+            // Removes the waiter however this call ends (answer, error, or the timeout
+            // dropping this future), so a slow peer does not leave waiters behind.
+            let _forget = ForgetWaiter {
+                waiters: connection.waiters.clone(),
+                correlation_id,
             };
             if connection.outbound.send(frame.freeze()).await.is_err() {
-                forget();
                 return Err(PeerError::Disconnected(address.clone()));
             }
             let Ok(mut response) = rx.await else {

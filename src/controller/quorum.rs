@@ -114,6 +114,8 @@ pub struct QuorumStatus {
     pub voters: Vec<NodeId>,
     /// Leader only: voters and observers that fetched.
     pub replicas: Vec<ReplicaStatus>,
+    /// The driver has stopped (shutdown): nothing commits here any more.
+    pub stopped: bool,
 }
 
 pub type Subscriber = Box<dyn Fn(&[Change]) + Send + Sync>;
@@ -224,9 +226,14 @@ impl Quorum {
         );
         raft_config.election_timeout_ticks = (config.election_timeout_ms / tick_ms).max(2) as u32;
         raft_config.check_quorum_timeout_ticks = (config.fetch_timeout_ms / tick_ms).max(3) as u32;
-        raft_config.fetch_max_wait_ticks = (500 / tick_ms).max(1) as u32;
+        // A caught-up fetch is held this long: also how late a follower may learn of a new
+        // high watermark (the fetch carries none), so kept well under a second.
+        raft_config.fetch_max_wait_ticks = (200 / tick_ms).max(1) as u32;
         raft_config.fetch_retry_ticks = raft_config.fetch_max_wait_ticks * 2 + 2;
         raft_config.begin_quorum_retry_ticks = (200 / tick_ms).max(1) as u32;
+        // One entry is one metadata change (a CreateTopics of thousands of partitions is
+        // one); fetches still carry at least one entry whatever their byte limit.
+        raft_config.entry_size_bytes_max = 8 << 20;
         let log_end = start + entries.len() as Offset;
         let raft = RaftNode::restore(
             raft_config,
@@ -256,6 +263,7 @@ impl Quorum {
             applied_offset: raft.high_watermark(),
             voters: voters.clone(),
             replicas: Vec::new(),
+            stopped: false,
         };
         let shared = Arc::new(Shared {
             image: RwLock::new(Arc::new(image.clone())),
@@ -341,7 +349,11 @@ impl Quorum {
     /// The leader this node knows of and its controller listener address (None for itself
     /// when it has no controller listener, e.g. a one-voter quorum).
     pub fn active_controller(&self) -> Option<(NodeId, Option<String>)> {
-        let leader = self.status().leader_id?;
+        let status = self.status();
+        if status.stopped {
+            return None;
+        }
+        let leader = status.leader_id?;
         Some((
             leader,
             self.inner.config.voter_address(leader).map(str::to_string),
@@ -572,6 +584,12 @@ impl Driver {
                     }
                 };
                 let _ = tokio::time::timeout(Duration::from_millis(1000), all).await;
+                {
+                    let mut status = self.shared.status.write().expect("status lock");
+                    status.stopped = true;
+                    status.active = false;
+                    status.leader_id = None;
+                }
                 let _ = done.send(());
                 tracing::info!("metadata quorum driver stopped");
                 return;
@@ -629,6 +647,13 @@ impl Driver {
                     _ => None,
                 };
                 let queue = self.pending_inbound.entry(from).or_default();
+                if kind == Kind::Fetch {
+                    // The leader keeps one fetch per replica: a newer one replaces an older
+                    // one, which will never be answered. Answer it now (the handler falls
+                    // back to an error the fetcher ignores): a waiting fetch would hold up
+                    // every later response on its connection (responses go in order).
+                    queue.retain(|p| p.kind != Kind::Fetch);
+                }
                 if queue.len() >= PENDING_INBOUND_PER_PEER_MAX {
                     queue.pop_front();
                 }
@@ -662,7 +687,15 @@ impl Driver {
         while self.raft.has_ready() && rounds < 64 {
             rounds += 1;
             let ready = self.raft.ready();
+            let persisting = Instant::now();
             self.persist(&ready);
+            let took = persisting.elapsed();
+            if took > Duration::from_millis(200) {
+                tracing::warn!(
+                    took_ms = took.as_millis() as u64,
+                    "slow metadata log write (fsync)"
+                );
+            }
             let Ready {
                 messages,
                 apply_snapshot,
@@ -741,15 +774,6 @@ impl Driver {
         };
         let Some(position) = position else { return };
         let pending = queue.remove(position).expect("in range");
-        if kind == Kind::Fetch {
-            // Older fetches of this peer were replaced by this one (the leader parks one).
-            let mut index = 0;
-            queue.retain(|p| {
-                let keep = index >= position || p.kind != Kind::Fetch;
-                index += 1;
-                keep
-            });
-        }
         let _ = pending.reply.send(message);
     }
 
@@ -913,6 +937,7 @@ impl Driver {
             applied_offset: self.applied_offset,
             voters: self.voters.clone(),
             replicas,
+            stopped: false,
         };
         *self.shared.status.write().expect("status lock") = status;
     }
@@ -969,5 +994,110 @@ async fn call(
             tracing::debug!(to, %error, "quorum request failed");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::Properties;
+    use crate::controller::records::ConfigResource;
+    use crate::controller::{Controller, METADATA_TOPIC};
+    use crate::log::log_config::LogConfig;
+    use crate::log::partition::{Checkpoints, PartitionLog};
+    use crate::record::builder::BatchBuilder;
+
+    fn single_node(node_id: NodeId) -> QuorumConfig {
+        QuorumConfig {
+            node_id,
+            voters: Vec::new(),
+            cluster_id: "test".into(),
+            tick_ms: 10,
+            election_timeout_ms: 100,
+            fetch_timeout_ms: 200,
+            snapshot_interval_bytes: 1 << 20,
+        }
+    }
+
+    /// A data directory written before the quorum: the metadata log is a partition log of
+    /// plain batches of JSON records (several per batch), with index files, no quorum-state.
+    #[test]
+    fn a_single_node_data_dir_from_before_the_quorum_opens() {
+        let temp = tempfile::tempdir().unwrap();
+        let properties = Properties::default();
+        let topic_id = uuid::Uuid::new_v4();
+        {
+            let config = Arc::new(LogConfig::new(&properties, &BTreeMap::new()));
+            let dir = temp.path().join(format!("{METADATA_TOPIC}-0"));
+            let log = PartitionLog::open(
+                &dir,
+                METADATA_TOPIC,
+                0,
+                config,
+                Checkpoints::default(),
+                false,
+            )
+            .unwrap();
+            let batches: Vec<Vec<MetadataRecord>> = vec![
+                vec![
+                    MetadataRecord::Topic {
+                        name: "old".into(),
+                        topic_id,
+                    },
+                    MetadataRecord::Partition {
+                        topic_id,
+                        partition: 0,
+                        replicas: vec![1],
+                        leader: 1,
+                        leader_epoch: 0,
+                    },
+                ],
+                vec![MetadataRecord::Config {
+                    resource: ConfigResource::Topic,
+                    resource_name: "old".into(),
+                    name: "retention.ms".into(),
+                    value: Some("1000".into()),
+                }],
+                vec![MetadataRecord::ProducerIds {
+                    broker_id: 1,
+                    broker_epoch: 0,
+                    next_producer_id: 1000,
+                }],
+            ];
+            for records in batches {
+                let batch = records
+                    .iter()
+                    .fold(BatchBuilder::new(1), |b, r| {
+                        b.record(None, Some(&r.encode()), 1)
+                    })
+                    .build();
+                log.append_trusted(&batch, 1).unwrap();
+            }
+            log.close(1).unwrap();
+        }
+        let check = |controller: &Controller, next_producer_id: i64| {
+            let image = controller.image();
+            let topic = image.topics.get("old").expect("topic replayed");
+            assert_eq!(topic.id, topic_id);
+            assert_eq!(topic.partition_count(), 1);
+            assert_eq!(
+                topic.configs.get("retention.ms").map(String::as_str),
+                Some("1000")
+            );
+            assert_eq!(image.next_producer_id, next_producer_id);
+        };
+        let controller =
+            Controller::open(temp.path(), 1, properties.clone(), single_node(1)).unwrap();
+        check(&controller, 1000);
+        // A commit through the one-voter quorum, then a restart: both histories replay.
+        assert_eq!(controller.allocate_producer_ids(1000).unwrap(), 1000);
+        check(&controller, 2000);
+        controller.shutdown().unwrap();
+        drop(controller);
+        let controller = Controller::open(temp.path(), 1, properties, single_node(1)).unwrap();
+        check(&controller, 2000);
+        controller.shutdown().unwrap();
     }
 }

@@ -88,7 +88,7 @@ impl Controller {
 
     /// BrokerRegistration: returns the broker epoch.
     pub fn register_broker(&self, registration: &Registration) -> Result<i64, ApiError> {
-        let _guard = self.commit_lock.lock().expect("commit lock");
+        let _guard = self.lock_commits();
         let now = Instant::now();
         let image = self.image();
         if let Some(existing) = image.brokers.get(&registration.broker_id) {
@@ -135,7 +135,7 @@ impl Controller {
 
     /// BrokerHeartbeat: keeps the broker's session alive and fences or unfences it.
     pub fn broker_heartbeat(&self, heartbeat: &Heartbeat) -> Result<HeartbeatReply, ApiError> {
-        let _guard = self.commit_lock.lock().expect("commit lock");
+        let _guard = self.lock_commits();
         let image = self.image();
         let Some(broker) = image.brokers.get(&heartbeat.broker_id) else {
             return Err(ApiError::new(
@@ -181,7 +181,7 @@ impl Controller {
     /// Fences every unfenced broker whose heartbeats stopped for the session timeout. Run
     /// periodically by the active controller; returns the fenced ids.
     pub fn fence_stale_brokers(&self) -> Result<Vec<i32>, ApiError> {
-        let _guard = self.commit_lock.lock().expect("commit lock");
+        let _guard = self.lock_commits();
         let now = Instant::now();
         let session = self.session_timeout();
         let image = self.image();

@@ -66,6 +66,14 @@ fn is_metadata_partition(name: &TopicName, partition: i32) -> bool {
     name.0.as_str() == METADATA_TOPIC && partition == 0
 }
 
+/// The one item of a request's one-element array, or INVALID_REQUEST.
+fn only<T>(items: &[T]) -> Result<&T, i16> {
+    match items {
+        [item] => Ok(item),
+        _ => Err(INVALID_REQUEST),
+    }
+}
+
 // ---- Vote -------------------------------------------------------------------------------
 
 pub fn vote_request(r: &raft::VoteRequest, cluster_id: &str, to: NodeId) -> kafka::VoteRequest {
@@ -86,12 +94,8 @@ pub fn vote_request(r: &raft::VoteRequest, cluster_id: &str, to: NodeId) -> kafk
 
 /// The raft request of a Vote, or the error code for the whole request.
 pub fn from_vote_request(k: &kafka::VoteRequest) -> Result<raft::VoteRequest, i16> {
-    let [topic] = k.topics.as_slice() else {
-        return Err(INVALID_REQUEST);
-    };
-    let [p] = topic.partitions.as_slice() else {
-        return Err(INVALID_REQUEST);
-    };
+    let topic = only(&k.topics)?;
+    let p = only(&topic.partitions)?;
     if !is_metadata_partition(&topic.topic_name, p.partition_index) {
         return Err(UNKNOWN_TOPIC_OR_PARTITION);
     }
@@ -157,12 +161,8 @@ pub fn begin_quorum_epoch_request(
 pub fn from_begin_quorum_epoch_request(
     k: &kafka::BeginQuorumEpochRequest,
 ) -> Result<raft::BeginQuorumEpochRequest, i16> {
-    let [topic] = k.topics.as_slice() else {
-        return Err(INVALID_REQUEST);
-    };
-    let [p] = topic.partitions.as_slice() else {
-        return Err(INVALID_REQUEST);
-    };
+    let topic = only(&k.topics)?;
+    let p = only(&topic.partitions)?;
     if !is_metadata_partition(&topic.topic_name, p.partition_index) {
         return Err(UNKNOWN_TOPIC_OR_PARTITION);
     }
@@ -229,12 +229,8 @@ pub fn end_quorum_epoch_request(
 pub fn from_end_quorum_epoch_request(
     k: &kafka::EndQuorumEpochRequest,
 ) -> Result<raft::EndQuorumEpochRequest, i16> {
-    let [topic] = k.topics.as_slice() else {
-        return Err(INVALID_REQUEST);
-    };
-    let [p] = topic.partitions.as_slice() else {
-        return Err(INVALID_REQUEST);
-    };
+    let topic = only(&k.topics)?;
+    let p = only(&topic.partitions)?;
     if !is_metadata_partition(&topic.topic_name, p.partition_index) {
         return Err(UNKNOWN_TOPIC_OR_PARTITION);
     }
@@ -323,12 +319,8 @@ pub fn from_fetch_request(
     version: i16,
     tick_ms: u64,
 ) -> Result<raft::FetchRequest, i16> {
-    let [topic] = k.topics.as_slice() else {
-        return Err(INVALID_REQUEST);
-    };
-    let [p] = topic.partitions.as_slice() else {
-        return Err(INVALID_REQUEST);
-    };
+    let topic = only(&k.topics)?;
+    let p = only(&topic.partitions)?;
     if p.partition != 0 {
         return Err(UNKNOWN_TOPIC_OR_PARTITION);
     }
@@ -468,12 +460,8 @@ pub fn fetch_snapshot_request(
 pub fn from_fetch_snapshot_request(
     k: &kafka::FetchSnapshotRequest,
 ) -> Result<raft::FetchSnapshotRequest, i16> {
-    let [topic] = k.topics.as_slice() else {
-        return Err(INVALID_REQUEST);
-    };
-    let [p] = topic.partitions.as_slice() else {
-        return Err(INVALID_REQUEST);
-    };
+    let topic = only(&k.topics)?;
+    let p = only(&topic.partitions)?;
     if !is_metadata_partition(&topic.name, p.partition) {
         return Err(UNKNOWN_TOPIC_OR_PARTITION);
     }

@@ -73,24 +73,44 @@ pub fn create_topics(broker: &Broker, mut request: Request) -> Result<ResponseFr
         .map(|t| t.name.0.to_string())
         .filter(|name| !seen.insert(name.clone()))
         .collect();
-    let topics = body
+    let parsed: Vec<Result<NewTopic, ApiError>> = body
         .topics
         .iter()
         .map(|topic| {
+            let name = topic.name.0.to_string();
+            match duplicates.contains(&name) {
+                true => Err(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    format!("Create topics request from client contains duplicate topic {name}."),
+                )),
+                false => new_topic(topic),
+            }
+        })
+        .collect();
+    // All valid topics of the request in one go (one metadata commit for many topics).
+    let valid: Vec<NewTopic> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
+    let mut created = broker.create_topics(&valid, body.validate_only).into_iter();
+    let outcomes: Vec<Result<NewTopic, ApiError>> = parsed
+        .into_iter()
+        .map(|parsed| {
+            let new = parsed?;
+            let outcome = created.next().expect("one outcome per valid topic");
+            outcome.map(|()| new)
+        })
+        .collect();
+    let topics = body
+        .topics
+        .iter()
+        .zip(outcomes)
+        .map(|(topic, outcome)| {
             let name = topic.name.0.to_string();
             let mut result = CreatableTopicResult::default()
                 .with_name(topic.name.clone())
                 .with_num_partitions(-1)
                 .with_replication_factor(-1);
-            let outcome = if duplicates.contains(&name) {
-                Err(ApiError::new(
-                    ResponseError::InvalidRequest,
-                    format!("Create topics request from client contains duplicate topic {name}."),
-                ))
-            } else {
-                new_topic(topic)
-                    .and_then(|new| broker.create_topic(&new, body.validate_only).map(|()| new))
-            };
             match outcome {
                 Ok(new) => {
                     let image = broker.image();

@@ -14,10 +14,10 @@ use kafka_protocol::messages::describe_quorum_response::{
 };
 use kafka_protocol::messages::{
     AllocateProducerIdsRequest, AllocateProducerIdsResponse, ApiKey, BeginQuorumEpochRequest,
-    BrokerId, DescribeQuorumResponse, EndQuorumEpochRequest, FetchRequest, FetchSnapshotRequest,
-    TopicName, VoteRequest,
+    BeginQuorumEpochResponse, BrokerId, DescribeQuorumResponse, EndQuorumEpochRequest,
+    EndQuorumEpochResponse, FetchRequest, FetchSnapshotRequest, TopicName, VoteRequest,
 };
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
@@ -80,29 +80,44 @@ fn respond<T: Encodable>(request: &Request, body: &T) -> ResponseFrame {
     )
 }
 
-/// Hands a decoded quorum request to the driver and answers with what it says (or, when it
-/// says nothing in time, with `fallback`).
-fn to_driver<T: Encodable + Send + 'static>(
+/// One quorum RPC: decode, check the cluster id and the sender, hand the request to the
+/// driver and answer with what the Raft node says — or, when it says nothing in time, with
+/// REQUEST_TIMED_OUT. `parse` names the sender and builds the Raft message (or the error
+/// code for the whole request).
+fn quorum_request<Req, Resp>(
     broker: &Arc<Broker>,
-    request: &Request,
-    from: NodeId,
-    message: Message,
-    answer: impl FnOnce(Message) -> Option<T> + Send + 'static,
-    fallback: T,
-) -> Handled {
+    mut request: Request,
+    cluster_id: fn(&Req) -> &Option<StrBytes>,
+    parse: fn(&Req, i16) -> Result<(NodeId, Message), i16>,
+    answer: fn(Message) -> Option<Resp>,
+    error: fn(i16) -> Resp,
+) -> Result<Handled, RequestError>
+where
+    Req: Decodable,
+    Resp: Encodable + Send + 'static,
+{
+    let body: Req = decode(&mut request.body, request.version)?;
+    let parsed = parse(&body, request.version).and_then(|(from, message)| {
+        check_sender(broker, cluster_id(&body), from).map(|()| (from, message))
+    });
+    let (from, message) = match parsed {
+        Ok(parsed) => parsed,
+        Err(code) => return Ok(Handled::Response(respond(&request, &error(code)))),
+    };
     let quorum = broker.controller.quorum().clone();
     let (api_key, version, correlation_id) = (
         request.api_key,
         request.version,
         request.header.correlation_id,
     );
-    Handled::Deferred(Box::pin(async move {
-        let body = match quorum.inbound(from, message).await {
-            Some(message) => answer(message).unwrap_or(fallback),
-            None => fallback,
-        };
+    Ok(Handled::Deferred(Box::pin(async move {
+        let body = quorum
+            .inbound(from, message)
+            .await
+            .and_then(answer)
+            .unwrap_or_else(|| error(ResponseError::RequestTimedOut.code()));
         Some(encode_response(api_key, version, correlation_id, &body))
-    }))
+    })))
 }
 
 fn check_sender(broker: &Broker, cluster_id: &Option<StrBytes>, from: NodeId) -> Result<(), i16> {
@@ -120,124 +135,89 @@ fn check_sender(broker: &Broker, cluster_id: &Option<StrBytes>, from: NodeId) ->
     Ok(())
 }
 
-fn vote(broker: &Arc<Broker>, mut request: Request) -> Result<Handled, RequestError> {
-    let body: VoteRequest = decode(&mut request.body, request.version)?;
-    let parsed = wire::from_vote_request(&body)
-        .and_then(|r| check_sender(broker, &body.cluster_id, r.candidate_id).map(|()| r));
-    match parsed {
-        Err(code) => Ok(Handled::Response(respond(
-            &request,
-            &wire::vote_error_response(code),
-        ))),
-        Ok(r) => Ok(to_driver(
-            broker,
-            &request,
-            r.candidate_id,
-            Message::VoteRequest(r),
-            |m| match m {
-                Message::VoteResponse(r) => Some(wire::vote_response(&r)),
-                _ => None,
-            },
-            wire::vote_error_response(ResponseError::RequestTimedOut.code()),
-        )),
-    }
+fn vote(broker: &Arc<Broker>, request: Request) -> Result<Handled, RequestError> {
+    quorum_request(
+        broker,
+        request,
+        |body: &VoteRequest| &body.cluster_id,
+        |body, _| wire::from_vote_request(body).map(|r| (r.candidate_id, Message::VoteRequest(r))),
+        |answer| match answer {
+            Message::VoteResponse(r) => Some(wire::vote_response(&r)),
+            _ => None,
+        },
+        wire::vote_error_response,
+    )
 }
 
-fn begin_quorum_epoch(broker: &Arc<Broker>, mut request: Request) -> Result<Handled, RequestError> {
-    let body: BeginQuorumEpochRequest = decode(&mut request.body, request.version)?;
-    let parsed = wire::from_begin_quorum_epoch_request(&body)
-        .and_then(|r| check_sender(broker, &body.cluster_id, r.leader_id).map(|()| r));
-    let error = |code: i16| {
-        kafka_protocol::messages::BeginQuorumEpochResponse::default().with_error_code(code)
-    };
-    match parsed {
-        Err(code) => Ok(Handled::Response(respond(&request, &error(code)))),
-        Ok(r) => Ok(to_driver(
-            broker,
-            &request,
-            r.leader_id,
-            Message::BeginQuorumEpochRequest(r),
-            |m| match m {
-                Message::BeginQuorumEpochResponse(r) => Some(wire::begin_quorum_epoch_response(&r)),
-                _ => None,
-            },
-            error(ResponseError::RequestTimedOut.code()),
-        )),
-    }
+fn begin_quorum_epoch(broker: &Arc<Broker>, request: Request) -> Result<Handled, RequestError> {
+    quorum_request(
+        broker,
+        request,
+        |body: &BeginQuorumEpochRequest| &body.cluster_id,
+        |body, _| {
+            wire::from_begin_quorum_epoch_request(body)
+                .map(|r| (r.leader_id, Message::BeginQuorumEpochRequest(r)))
+        },
+        |answer| match answer {
+            Message::BeginQuorumEpochResponse(r) => Some(wire::begin_quorum_epoch_response(&r)),
+            _ => None,
+        },
+        |code| BeginQuorumEpochResponse::default().with_error_code(code),
+    )
 }
 
-fn end_quorum_epoch(broker: &Arc<Broker>, mut request: Request) -> Result<Handled, RequestError> {
-    let body: EndQuorumEpochRequest = decode(&mut request.body, request.version)?;
-    let parsed = wire::from_end_quorum_epoch_request(&body)
-        .and_then(|r| check_sender(broker, &body.cluster_id, r.leader_id).map(|()| r));
-    let error = |code: i16| {
-        kafka_protocol::messages::EndQuorumEpochResponse::default().with_error_code(code)
-    };
-    match parsed {
-        Err(code) => Ok(Handled::Response(respond(&request, &error(code)))),
-        Ok(r) => Ok(to_driver(
-            broker,
-            &request,
-            r.leader_id,
-            Message::EndQuorumEpochRequest(r),
-            |m| match m {
-                Message::EndQuorumEpochResponse(r) => Some(wire::end_quorum_epoch_response(&r)),
-                _ => None,
-            },
-            error(ResponseError::RequestTimedOut.code()),
-        )),
-    }
+fn end_quorum_epoch(broker: &Arc<Broker>, request: Request) -> Result<Handled, RequestError> {
+    quorum_request(
+        broker,
+        request,
+        |body: &EndQuorumEpochRequest| &body.cluster_id,
+        |body, _| {
+            wire::from_end_quorum_epoch_request(body)
+                .map(|r| (r.leader_id, Message::EndQuorumEpochRequest(r)))
+        },
+        |answer| match answer {
+            Message::EndQuorumEpochResponse(r) => Some(wire::end_quorum_epoch_response(&r)),
+            _ => None,
+        },
+        |code| EndQuorumEpochResponse::default().with_error_code(code),
+    )
 }
 
-fn fetch(broker: &Arc<Broker>, mut request: Request) -> Result<Handled, RequestError> {
-    let body: FetchRequest = decode(&mut request.body, request.version)?;
-    let tick_ms = crate::broker::QUORUM_TICK_MS;
-    let parsed = if wire::is_metadata_fetch(&body) {
-        wire::from_fetch_request(&body, request.version, tick_ms)
-            .and_then(|r| check_sender(broker, &body.cluster_id, r.replica_id).map(|()| r))
-    } else {
-        Err(wire::UNKNOWN_TOPIC_OR_PARTITION)
-    };
-    match parsed {
-        Err(code) => Ok(Handled::Response(respond(
-            &request,
-            &wire::fetch_error_response(code),
-        ))),
-        Ok(r) => Ok(to_driver(
-            broker,
-            &request,
-            r.replica_id,
-            Message::FetchRequest(r),
-            |m| match m {
-                Message::FetchResponse(r) => Some(wire::fetch_response(&r, crate::clock::now_ms())),
-                _ => None,
-            },
-            wire::fetch_error_response(ResponseError::RequestTimedOut.code()),
-        )),
-    }
+fn fetch(broker: &Arc<Broker>, request: Request) -> Result<Handled, RequestError> {
+    quorum_request(
+        broker,
+        request,
+        |body: &FetchRequest| &body.cluster_id,
+        |body, version| {
+            if !wire::is_metadata_fetch(body) {
+                return Err(wire::UNKNOWN_TOPIC_OR_PARTITION);
+            }
+            wire::from_fetch_request(body, version, crate::broker::QUORUM_TICK_MS)
+                .map(|r| (r.replica_id, Message::FetchRequest(r)))
+        },
+        |answer| match answer {
+            Message::FetchResponse(r) => Some(wire::fetch_response(&r, crate::clock::now_ms())),
+            _ => None,
+        },
+        wire::fetch_error_response,
+    )
 }
 
-fn fetch_snapshot(broker: &Arc<Broker>, mut request: Request) -> Result<Handled, RequestError> {
-    let body: FetchSnapshotRequest = decode(&mut request.body, request.version)?;
-    let parsed = wire::from_fetch_snapshot_request(&body)
-        .and_then(|r| check_sender(broker, &body.cluster_id, r.replica_id).map(|()| r));
-    match parsed {
-        Err(code) => Ok(Handled::Response(respond(
-            &request,
-            &wire::fetch_snapshot_error_response(code),
-        ))),
-        Ok(r) => Ok(to_driver(
-            broker,
-            &request,
-            r.replica_id,
-            Message::FetchSnapshotRequest(r),
-            |m| match m {
-                Message::FetchSnapshotResponse(r) => Some(wire::fetch_snapshot_response(&r)),
-                _ => None,
-            },
-            wire::fetch_snapshot_error_response(ResponseError::RequestTimedOut.code()),
-        )),
-    }
+fn fetch_snapshot(broker: &Arc<Broker>, request: Request) -> Result<Handled, RequestError> {
+    quorum_request(
+        broker,
+        request,
+        |body: &FetchSnapshotRequest| &body.cluster_id,
+        |body, _| {
+            wire::from_fetch_snapshot_request(body)
+                .map(|r| (r.replica_id, Message::FetchSnapshotRequest(r)))
+        },
+        |answer| match answer {
+            Message::FetchSnapshotResponse(r) => Some(wire::fetch_snapshot_response(&r)),
+            _ => None,
+        },
+        wire::fetch_snapshot_error_response,
+    )
 }
 
 /// DescribeQuorum from this node's view. The leader knows every replica's progress; a
@@ -385,7 +365,7 @@ pub fn forward_to_controller(
                 Some((id, Some(address))) if id != broker.config.node_id => {
                     break Some((id, address))
                 }
-                _ if Instant::now() >= deadline => break None,
+                _ if Instant::now() >= deadline || quorum.status().stopped => break None,
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         };
