@@ -16,10 +16,11 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic};
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::{
-    vote_request, ApiKey, BeginQuorumEpochRequest, BeginQuorumEpochResponse, BrokerId,
-    CreateTopicsRequest, CreateTopicsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
-    MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader, TopicName, VoteRequest,
-    VoteResponse,
+    vote_request, ApiKey, BeginQuorumEpochRequest, BeginQuorumEpochResponse,
+    BrokerHeartbeatRequest, BrokerHeartbeatResponse, BrokerId, BrokerRegistrationRequest,
+    BrokerRegistrationResponse, CreateTopicsRequest, CreateTopicsResponse, DescribeQuorumRequest,
+    DescribeQuorumResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
+    TopicName, VoteRequest, VoteResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -646,4 +647,100 @@ fn election_time_after_leader_kill() {
         at(0.99),
         samples.last().unwrap()
     );
+}
+
+/// The leader's cluster id, from Metadata.
+fn cluster_id(addr: SocketAddr) -> String {
+    let response: MetadataResponse = call(
+        addr,
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(Vec::new())),
+    )
+    .expect("Metadata");
+    response.cluster_id.expect("cluster id").to_string()
+}
+
+fn registration(broker_id: i32, cluster_id: &str) -> BrokerRegistrationRequest {
+    BrokerRegistrationRequest::default()
+        .with_broker_id(BrokerId(broker_id))
+        .with_cluster_id(StrBytes::from_string(cluster_id.to_string()))
+        .with_incarnation_id(uuid::Uuid::new_v4())
+        .with_listeners(vec![
+            kafka_protocol::messages::broker_registration_request::Listener::default()
+                .with_name(StrBytes::from_static_str("PLAINTEXT"))
+                .with_host(StrBytes::from_static_str("127.0.0.1"))
+                .with_port(1),
+        ])
+}
+
+#[test]
+fn bad_broker_registrations_get_kafka_errors() {
+    let cluster = Cluster::start(&[]);
+    let (leader, _) = cluster.wait_leader();
+    let active = cluster.controller_addr(index_of(leader));
+    let cluster_id = cluster_id(cluster.addr(index_of(leader)));
+    // Every broker registers (and heartbeats) on its own within a few seconds.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response: MetadataResponse = call(
+            cluster.addr(0),
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(Vec::new())),
+        )
+        .expect("Metadata");
+        if response.brokers.len() == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "brokers: {:?}", response.brokers);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let other = (1..=3).find(|id| *id != leader).unwrap();
+    // Another live broker's id, from another process: DUPLICATE_BROKER_REGISTRATION (101).
+    let response: BrokerRegistrationResponse = call(
+        active,
+        ApiKey::BrokerRegistration,
+        4,
+        &registration(other, &cluster_id),
+    )
+    .expect("BrokerRegistration");
+    assert_eq!(response.error_code, 101);
+    // Another cluster: INCONSISTENT_CLUSTER_ID (104), from any controller.
+    for index in 0..3 {
+        let response: BrokerRegistrationResponse = call(
+            cluster.controller_addr(index),
+            ApiKey::BrokerRegistration,
+            4,
+            &registration(7, "someOtherCluster"),
+        )
+        .expect("BrokerRegistration");
+        assert_eq!(response.error_code, 104);
+    }
+    // Heartbeats: a stale epoch gets STALE_BROKER_EPOCH (77), an unknown broker
+    // BROKER_ID_NOT_REGISTERED (102).
+    let heartbeat = |broker_id: i32, epoch: i64| -> i16 {
+        let response: BrokerHeartbeatResponse = call(
+            active,
+            ApiKey::BrokerHeartbeat,
+            1,
+            &BrokerHeartbeatRequest::default()
+                .with_broker_id(BrokerId(broker_id))
+                .with_broker_epoch(epoch)
+                .with_current_metadata_offset(i64::MAX),
+        )
+        .expect("BrokerHeartbeat");
+        response.error_code
+    };
+    assert_eq!(heartbeat(other, 1_000_000), 77);
+    assert_eq!(heartbeat(99, 0), 102);
+    // Nothing changed: all three brokers still listed.
+    let response: MetadataResponse = call(
+        cluster.addr(0),
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(Vec::new())),
+    )
+    .expect("Metadata");
+    assert_eq!(response.brokers.len(), 3, "{:?}", response.brokers);
 }
