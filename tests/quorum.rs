@@ -649,16 +649,15 @@ fn election_time_after_leader_kill() {
     );
 }
 
-/// The leader's cluster id, from Metadata.
-fn cluster_id(addr: SocketAddr) -> String {
-    let response: MetadataResponse = call(
+/// Metadata of no topic from `addr`: brokers and cluster id.
+fn cluster_metadata(addr: SocketAddr) -> MetadataResponse {
+    call(
         addr,
         ApiKey::Metadata,
         12,
         &MetadataRequest::default().with_topics(Some(Vec::new())),
     )
-    .expect("Metadata");
-    response.cluster_id.expect("cluster id").to_string()
+    .expect("Metadata")
 }
 
 fn registration(broker_id: i32, cluster_id: &str) -> BrokerRegistrationRequest {
@@ -679,17 +678,14 @@ fn bad_broker_registrations_get_kafka_errors() {
     let cluster = Cluster::start(&[]);
     let (leader, _) = cluster.wait_leader();
     let active = cluster.controller_addr(index_of(leader));
-    let cluster_id = cluster_id(cluster.addr(index_of(leader)));
+    let cluster_id = cluster_metadata(cluster.addr(index_of(leader)))
+        .cluster_id
+        .expect("cluster id")
+        .to_string();
     // Every broker registers (and heartbeats) on its own within a few seconds.
     let deadline = Instant::now() + WAIT;
     loop {
-        let response: MetadataResponse = call(
-            cluster.addr(0),
-            ApiKey::Metadata,
-            12,
-            &MetadataRequest::default().with_topics(Some(Vec::new())),
-        )
-        .expect("Metadata");
+        let response = cluster_metadata(cluster.addr(0));
         if response.brokers.len() == 3 {
             break;
         }
@@ -735,12 +731,6 @@ fn bad_broker_registrations_get_kafka_errors() {
     assert_eq!(heartbeat(other, 1_000_000), 77);
     assert_eq!(heartbeat(99, 0), 102);
     // Nothing changed: all three brokers still listed.
-    let response: MetadataResponse = call(
-        cluster.addr(0),
-        ApiKey::Metadata,
-        12,
-        &MetadataRequest::default().with_topics(Some(Vec::new())),
-    )
-    .expect("Metadata");
+    let response = cluster_metadata(cluster.addr(0));
     assert_eq!(response.brokers.len(), 3, "{:?}", response.brokers);
 }

@@ -294,6 +294,18 @@ pub fn decode_value(transactional_id: &str, bytes: &[u8]) -> Option<TxnMetadata>
 // The coordinator
 
 /// The checks every transactional request makes against the stored producer id and epoch.
+/// CONCURRENT_TRANSACTIONS (clients retry) while the previous transaction's markers are
+/// being written.
+fn refuse_while_completing(txn: &TxnMetadata) -> Result<(), ApiError> {
+    match txn.state {
+        TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => Err(api(
+            ResponseError::ConcurrentTransactions,
+            "transaction is completing",
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check_producer(txn: &TxnMetadata, producer_id: i64, epoch: i16) -> Result<(), ApiError> {
     if txn.producer_id != producer_id {
         return Err(api(
@@ -622,23 +634,10 @@ impl TransactionCoordinator {
         let mut txn = existing;
         if let Some((producer_id, epoch)) = expected {
             // KIP-360: a producer re-initializing itself must still be the current one.
-            if producer_id != txn.producer_id {
-                return Err(api(
-                    ResponseError::InvalidProducerIdMapping,
-                    "producer id does not match the transactional id",
-                ));
-            }
-            if epoch != txn.producer_epoch {
-                return Err(api(ResponseError::ProducerFenced, "stale producer epoch"));
-            }
+            check_producer(&txn, producer_id, epoch)?;
         }
+        refuse_while_completing(&txn)?;
         match txn.state {
-            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
-                return Err(api(
-                    ResponseError::ConcurrentTransactions,
-                    "transaction is completing",
-                ));
-            }
             TxnState::Ongoing => {
                 // Fence the old producer: its open transaction is aborted under a bumped epoch,
                 // so its late writes and its EndTxn are refused.
@@ -707,13 +706,8 @@ impl TransactionCoordinator {
             )
         })?;
         check_producer(&txn, producer_id, epoch)?;
+        refuse_while_completing(&txn)?;
         match txn.state {
-            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
-                return Err(api(
-                    ResponseError::ConcurrentTransactions,
-                    "transaction is completing",
-                ))
-            }
             TxnState::Dead => {
                 return Err(api(ResponseError::InvalidTxnState, "transaction is dead"))
             }
