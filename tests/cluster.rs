@@ -389,7 +389,6 @@ fn coordinator_of(cluster: &Cluster, key_type: i8, key: &str) -> i32 {
 /// offsets there. An aborted round commits neither output nor offsets.
 #[test]
 fn send_offsets_to_transaction_across_brokers() {
-    use rdkafka::{Offset, TopicPartitionList};
     const PER_PARTITION: i64 = 30;
     const GROUP: &str = "xctp-group";
     let cluster = Cluster::start_registered(3);
@@ -420,21 +419,8 @@ fn send_offsets_to_transaction_across_brokers() {
         consumer.subscribe(&["xctp-in"]).expect("subscribe");
         consumer
     };
-    let committed_offsets = |consumer: &BaseConsumer| -> BTreeMap<i32, i64> {
-        let mut list = TopicPartitionList::new();
-        for partition in 0..3 {
-            list.add_partition("xctp-in", partition);
-        }
-        consumer
-            .committed_offsets(list, TXN_TIMEOUT)
-            .expect("committed offsets")
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(offset) => Some((e.partition(), offset)),
-                _ => None,
-            })
-            .collect()
+    let committed_offsets = |consumer: &BaseConsumer| {
+        common::group_committed_offsets(consumer, "xctp-in", 3, TXN_TIMEOUT)
     };
     let producer = transactional_producer(&cluster.bootstrap(1), &transactional_id);
     let end: BTreeMap<i32, i64> = (0..3).map(|p| (p, PER_PARTITION)).collect();
@@ -446,45 +432,17 @@ fn send_offsets_to_transaction_across_brokers() {
     while committed != end {
         assert!(Instant::now() < deadline, "copy stuck at {committed:?}");
         let member_consumer = consumer.get_or_insert_with(member);
-        let mut batch = Vec::new();
-        while batch.len() < 20 {
-            match member_consumer.poll(Duration::from_millis(300)) {
-                None if batch.is_empty() => continue,
-                None => break,
-                Some(Ok(message)) => batch.push((
-                    message.partition(),
-                    message.offset(),
-                    String::from_utf8(message.payload().unwrap_or_default().to_vec()).unwrap(),
-                )),
-                Some(Err(error)) => panic!("consume xctp-in: {error}"),
-            }
-            assert!(Instant::now() < deadline, "no input within the deadline");
-        }
-        let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
-        producer.begin_transaction().unwrap();
-        for (partition, offset, value) in &batch {
-            producer
-                .send(
-                    BaseRecord::<(), str>::to("xctp-out")
-                        .partition(*partition)
-                        .payload(&format!("out-{value}")),
-                )
-                .expect("enqueue");
-            offsets.insert(*partition, offset + 1);
-        }
-        producer.flush(TXN_TIMEOUT).expect("flush");
-        let mut list = TopicPartitionList::new();
-        for (partition, offset) in &offsets {
-            list.add_partition_offset("xctp-in", *partition, Offset::Offset(*offset))
-                .unwrap();
-        }
-        let group_metadata = member_consumer.group_metadata().expect("group metadata");
-        producer
-            .send_offsets_to_transaction(&list, &group_metadata, TXN_TIMEOUT)
-            .expect("send_offsets_to_transaction");
+        let (batch_len, offsets) = common::transform_round(
+            &producer,
+            member_consumer,
+            ("xctp-in", "xctp-out"),
+            20,
+            deadline,
+            TXN_TIMEOUT,
+        );
         if round == 1 {
             producer.abort_transaction(TXN_TIMEOUT).unwrap();
-            aborted_records += batch.len();
+            aborted_records += batch_len;
             assert_eq!(
                 committed_offsets(member_consumer),
                 committed,

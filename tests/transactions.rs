@@ -594,23 +594,8 @@ async fn consume_transform_produce_with_send_offsets() {
         consumer.subscribe(&["ctp-in"]).expect("subscribe");
         consumer
     };
-    let committed_offsets = |consumer: &BaseConsumer| -> BTreeMap<i32, i64> {
-        let mut list = TopicPartitionList::new();
-        for partition in 0..2 {
-            list.add_partition("ctp-in", partition);
-        }
-        let committed = consumer
-            .committed_offsets(list, TIMEOUT)
-            .expect("committed offsets");
-        committed
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(offset) => Some((e.partition(), offset)),
-                _ => None,
-            })
-            .collect()
-    };
+    let committed_offsets =
+        |consumer: &BaseConsumer| common::group_committed_offsets(consumer, "ctp-in", 2, TIMEOUT);
     let producer = transactional_producer(&bootstrap, "ctp-id", &[]);
     let mut consumer: Option<BaseConsumer> = None;
     // Offsets committed so far through transactions: partition → next offset to read.
@@ -626,49 +611,17 @@ async fn consume_transform_produce_with_send_offsets() {
             "copy did not finish: committed {committed:?}"
         );
         let member_consumer = consumer.get_or_insert_with(member);
-        // One batch: up to BATCH records, or what arrived before a quiet poll.
-        let mut batch = Vec::new();
-        while batch.len() < BATCH {
-            match member_consumer.poll(Duration::from_millis(300)) {
-                None if batch.is_empty() => continue,
-                None => break,
-                Some(Ok(message)) => batch.push((
-                    message.partition(),
-                    message.offset(),
-                    String::from_utf8(message.payload().unwrap_or_default().to_vec()).unwrap(),
-                )),
-                Some(Err(error)) => panic!("consume ctp-in: {error}"),
-            }
-            assert!(Instant::now() < deadline, "no input within the deadline");
-        }
-        let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
-        producer.begin_transaction().unwrap();
-        for (partition, offset, value) in &batch {
-            producer
-                .send(
-                    BaseRecord::<(), str>::to("ctp-out")
-                        .partition(*partition)
-                        .payload(&format!("out-{value}")),
-                )
-                .expect("enqueue");
-            offsets.insert(*partition, offset + 1);
-        }
-        // BaseProducer: delivery reports are served by flush, which abort needs too.
-        producer.flush(TIMEOUT).expect("flush");
-        let mut list = TopicPartitionList::new();
-        for (partition, offset) in &offsets {
-            list.add_partition_offset("ctp-in", *partition, Offset::Offset(*offset))
-                .unwrap();
-        }
-        let group_metadata = member_consumer
-            .group_metadata()
-            .expect("group metadata of a subscribed consumer");
-        producer
-            .send_offsets_to_transaction(&list, &group_metadata, TIMEOUT)
-            .expect("send_offsets_to_transaction");
+        let (batch_len, offsets) = common::transform_round(
+            &producer,
+            member_consumer,
+            ("ctp-in", "ctp-out"),
+            BATCH,
+            deadline,
+            TIMEOUT,
+        );
         if abort_rounds.contains(&round) {
             producer.abort_transaction(TIMEOUT).unwrap();
-            aborted_records += batch.len();
+            aborted_records += batch_len;
             assert_eq!(
                 committed_offsets(member_consumer),
                 committed,

@@ -630,3 +630,85 @@ pub fn batch_codecs(log: &Path) -> Vec<u8> {
     assert_eq!(position, bytes.len(), "{}: trailing bytes", log.display());
     codecs
 }
+
+// ---------------------------------------------------------------------------------------------
+// Exactly-once consume-transform-produce
+
+/// Offsets `consumer`'s group committed for partitions `0..partitions` of `topic`.
+pub fn group_committed_offsets(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> BTreeMap<i32, i64> {
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    consumer
+        .committed_offsets(list, timeout)
+        .expect("committed offsets")
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(offset) => Some((e.partition(), offset)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One round of an exactly-once copier: polls up to `batch_max` records of `input` (waiting
+/// for the first until `deadline`), begins a transaction of `producer`, writes each as
+/// `out-<value>` to the same partition of `output`, and sends the consumer's next offsets to
+/// the transaction. Returns the batch size and those offsets; the caller commits or aborts.
+pub fn transform_round(
+    producer: &rdkafka::producer::BaseProducer,
+    consumer: &BaseConsumer,
+    (input, output): (&str, &str),
+    batch_max: usize,
+    deadline: Instant,
+    timeout: Duration,
+) -> (usize, BTreeMap<i32, i64>) {
+    use rdkafka::producer::{BaseRecord, Producer};
+    // One batch: up to `batch_max` records, or what arrived before a quiet poll.
+    let mut batch = Vec::new();
+    while batch.len() < batch_max {
+        match consumer.poll(Duration::from_millis(300)) {
+            None if batch.is_empty() => {}
+            None => break,
+            Some(Ok(message)) => batch.push((
+                message.partition(),
+                message.offset(),
+                String::from_utf8(message.payload().unwrap_or_default().to_vec()).unwrap(),
+            )),
+            Some(Err(error)) => panic!("consume {input}: {error}"),
+        }
+        assert!(Instant::now() < deadline, "no input within the deadline");
+    }
+    let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
+    producer.begin_transaction().unwrap();
+    for (partition, offset, value) in &batch {
+        producer
+            .send(
+                BaseRecord::<(), str>::to(output)
+                    .partition(*partition)
+                    .payload(&format!("out-{value}")),
+            )
+            .expect("enqueue");
+        offsets.insert(*partition, offset + 1);
+    }
+    // BaseProducer: delivery reports are served by flush, which abort needs too.
+    producer.flush(timeout).expect("flush");
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in &offsets {
+        list.add_partition_offset(input, *partition, Offset::Offset(*offset))
+            .unwrap();
+    }
+    let group_metadata = consumer
+        .group_metadata()
+        .expect("group metadata of a subscribed consumer");
+    producer
+        .send_offsets_to_transaction(&list, &group_metadata, timeout)
+        .expect("send_offsets_to_transaction");
+    (batch.len(), offsets)
+}
