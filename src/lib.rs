@@ -1,11 +1,20 @@
 //! dlog: a Kafka-compatible commit log. A single binary that speaks Kafka's binary protocol.
+//! `ARCHITECTURE.md` at the root describes the layers and the dependencies that must never exist.
 //!
-//! Reading order: [`server`] accepts connections and frames requests; [`protocol`] decodes
-//! them safely and owns the ApiVersions table; [`handlers`] holds one file per API family;
-//! [`log`] and [`record`] are the storage; [`controller`] owns metadata (the metadata log and
-//! the image every handler reads); [`broker`] wires them into a node.
+//! Reading order, top to bottom:
+//! - [`server`]: accepts connections, frames requests, builds each connection's request
+//!   context and routes requests to their handler.
+//! - [`protocol`]: decodes requests safely and owns the ApiVersions table.
+//! - [`handlers`]: one file per API family; decode, ask the owner of the state, encode.
+//! - [`security`]: principals and the authorizer every handler asks through its context.
+//! - [`replica`]: owns every hosted partition: its role, leader epoch, high watermark, the
+//!   requests waiting for data, and fetch sessions.
+//! - [`coordinator`]: the group and transaction coordinators, as shards loaded per internal
+//!   partition this node leads, writing through a narrow port.
+//! - [`controller`]: the metadata quorum around [`raft`], the metadata image, registration.
+//! - [`log`] and [`record`]: storage (segments, indexes, cleaner) and record batches.
+//! - [`node`]: wiring only: builds the owners, starts their tasks, shuts them down in order.
 
-pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod controller;
@@ -15,7 +24,10 @@ pub mod lifecycle;
 pub mod log;
 pub mod logging;
 pub mod metrics;
+pub mod node;
 pub mod protocol;
 pub mod raft;
 pub mod record;
+pub mod replica;
+pub mod security;
 pub mod server;

@@ -13,10 +13,10 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use crate::broker::Broker;
 use crate::controller::records::BrokerEndpoint;
 use crate::controller::registration::{Heartbeat, HeartbeatReply, Registration};
 use crate::controller::ApiError;
+use crate::node::Node;
 
 /// Kafka's security protocol id of PLAINTEXT.
 const SECURITY_PROTOCOL_PLAINTEXT: i16 = 0;
@@ -55,7 +55,7 @@ impl BrokerLifecycle {
     }
 }
 
-impl Broker {
+impl Node {
     /// What this broker registers: its id, incarnation, client listener and rack.
     pub fn registration(&self) -> Registration {
         let rack = self.config.properties.get("broker.rack").trim().to_string();
@@ -157,7 +157,7 @@ impl Broker {
 
     /// Heartbeats until shutdown, then asks to be fenced. The active controller also fences
     /// brokers whose heartbeats stopped.
-    pub async fn run_lifecycle(self: Arc<Broker>) {
+    pub async fn run_lifecycle(self: Arc<Node>) {
         let mut shutdown = self.shutdown.subscribe();
         let interval = Duration::from_millis(
             self.config

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use dlog::broker::Broker;
 use dlog::config::{BrokerConfig, Properties};
 use dlog::metrics::http::{NodeStatus, Stage};
+use dlog::node::Node;
 
 /// A Kafka-compatible commit log. Properties use Kafka's names (server.properties).
 #[derive(Parser, Debug)]
@@ -151,8 +151,8 @@ async fn run(config: BrokerConfig) -> Result<()> {
     let controller_address = config.controller_listen_address;
     let serves_clients = config.roles.broker;
     let opening = std::time::Instant::now();
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config)).await??;
-    dlog::metrics::storage::recovered(opening.elapsed(), broker.logs.clean_start());
+    let broker = tokio::task::spawn_blocking(move || Node::open(config)).await??;
+    dlog::metrics::storage::recovered(opening.elapsed(), broker.replicas.logs().clean_start());
     status.set_broker(broker.clone());
     status.set_stage(Stage::Binding);
     // The controller listener first: peers need it to elect a leader.
@@ -181,7 +181,10 @@ async fn run(config: BrokerConfig) -> Result<()> {
     };
     status.set_stage(Stage::Ready);
     let maintenance = tokio::spawn(broker.clone().run_maintenance());
-    let group_timers = tokio::spawn(dlog::coordinator::run_timers(broker.clone()));
+    let group_timers = tokio::spawn(dlog::coordinator::run_timers(
+        broker.clone(),
+        broker.shutdown.subscribe(),
+    ));
     let lifecycle = tokio::spawn(broker.clone().run_lifecycle());
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

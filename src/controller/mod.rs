@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::config::Properties;
 use crate::log::log_config::LogConfig;
 
-use image::{Change, MetadataImage};
+use image::MetadataImage;
 use quorum::{ProposeFailure, Quorum, QuorumConfig};
 use records::{ConfigResource, MetadataRecord};
 
@@ -326,13 +326,13 @@ impl Controller {
     }
 
     /// Proposes `records` as one entry (atomically) and waits until it committed and was
-    /// applied; the changes went to the subscriber, so none are returned. Callers hold
+    /// applied (the subscriber saw the changes before this returns). Callers hold
     /// `commit_lock` from validation to here.
-    fn commit(&self, records: &[MetadataRecord]) -> Result<Vec<Change>, ApiError> {
+    fn commit(&self, records: &[MetadataRecord]) -> Result<(), ApiError> {
         assert!(!records.is_empty(), "empty metadata commit");
         let data = quorum::encode_entry_records(records);
         match self.quorum.propose_and_wait(data, COMMIT_TIMEOUT) {
-            Ok(()) => Ok(Vec::new()),
+            Ok(()) => Ok(()),
             Err(ProposeFailure::NotController { leader_id }) => Err(ApiError::new(
                 ResponseError::NotController,
                 format!("This node is not the active controller (leader: {leader_id:?})."),
@@ -348,16 +348,12 @@ impl Controller {
         }
     }
 
-    /// Validates and (unless `validate_only`) creates a topic. Returns the changes to publish.
-    pub fn create_topic(
-        &self,
-        topic: &NewTopic,
-        validate_only: bool,
-    ) -> Result<Vec<Change>, ApiError> {
+    /// Validates and (unless `validate_only`) creates a topic.
+    pub fn create_topic(&self, topic: &NewTopic, validate_only: bool) -> Result<(), ApiError> {
         let _guard = self.lock_commits();
         let records = self.create_topic_records(topic)?;
         if validate_only {
-            return Ok(Vec::new());
+            return Ok(());
         }
         self.commit(&records)
     }
@@ -509,7 +505,7 @@ impl Controller {
     }
 
     /// Deletes a topic by name.
-    pub fn delete_topic(&self, name: &str) -> Result<Vec<Change>, ApiError> {
+    pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
         let _guard = self.lock_commits();
         let image = self.image();
         let topic = image.topics.get(name).ok_or_else(|| {
@@ -592,7 +588,7 @@ impl Controller {
         count: i32,
         assignments: Option<Vec<Vec<i32>>>,
         validate_only: bool,
-    ) -> Result<Vec<Change>, ApiError> {
+    ) -> Result<(), ApiError> {
         let _guard = self.lock_commits();
         let image = self.image();
         let topic = image.topics.get(topic_name).ok_or_else(|| {
@@ -639,7 +635,7 @@ impl Controller {
             }
         };
         if validate_only {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let records: Vec<MetadataRecord> = replica_lists
             .into_iter()
@@ -664,7 +660,7 @@ impl Controller {
         ops: &[ConfigOp],
         replace_all: bool,
         validate_only: bool,
-    ) -> Result<Vec<Change>, ApiError> {
+    ) -> Result<(), ApiError> {
         let _guard = self.lock_commits();
         let image = self.image();
         let invalid = |message: String| ApiError::new(ResponseError::InvalidConfig, message);
@@ -786,7 +782,7 @@ impl Controller {
             }
         }
         if validate_only || records.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
         self.commit(&records)
     }

@@ -1,13 +1,16 @@
-//! Coordinators. This file: the group coordinator: consumer groups (the classic rebalance protocol), their committed
-//! offsets, and the `__consumer_offsets` topic that makes both durable.
+//! Coordinators. This file: the group coordinator: consumer groups (the classic rebalance
+//! protocol and KIP-848), their committed offsets, and the `__consumer_offsets` topic that
+//! makes both durable.
 //!
-//! This node coordinates every group (a single-node cluster). All groups live in one map
-//! behind one mutex: group operations are short and never wait while holding it; the ones
-//! that must wait (JoinGroup, SyncGroup) hold a oneshot receiver instead. Writes to
-//! `__consumer_offsets` happen under the mutex, so the log's order is the order in which
-//! changes were applied, and a replay at start rebuilds exactly the state clients saw
-//! acknowledged. One timer task ([`run_timers`]) sleeps until the earliest deadline (session,
-//! join phase, sync phase, pending member id, offset retention) and fires what is due.
+//! This node coordinates the groups of the `__consumer_offsets` partitions it leads: one shard
+//! per partition, loaded (replayed) when leadership arrives and unloaded when it leaves
+//! ([`runtime`]). The groups of every loaded shard live in one map behind one mutex: group
+//! operations are short and never wait while holding it; the ones that must wait (JoinGroup,
+//! SyncGroup) hold a oneshot receiver instead. Writes to `__consumer_offsets` happen under the
+//! mutex, so the log's order is the order in which changes were applied, and a replay rebuilds
+//! exactly the state clients saw acknowledged. One timer task ([`run_timers`]) sleeps until
+//! the earliest deadline (session, join phase, sync phase, pending member id, offset
+//! retention) and fires what is due.
 
 pub mod assignor;
 pub mod consumer_group;
@@ -15,9 +18,10 @@ pub mod group;
 pub mod offsets;
 pub mod producer_ids;
 pub mod records;
+pub mod runtime;
 pub mod transaction;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -26,7 +30,6 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
 
-use crate::broker::Broker;
 use crate::clock::now_ms;
 use crate::config::Properties;
 use crate::controller::NewTopic;
@@ -34,12 +37,15 @@ use crate::record::batch::BatchIter;
 use crate::record::builder::BatchBuilder;
 use crate::record::control;
 use crate::record::records as record_codec;
+use runtime::CoordinatorHost;
 
 use consumer_group::{ConsumerGroup, ConsumerLimits, HeartbeatRequest, HeartbeatResult};
 use group::{ClassicGroup, ClassicLimits, GroupState, JoinRequest, JoinResult, Reply, SyncResult};
 use offsets::OffsetStore;
 use records::{OffsetValue, OffsetsRecord};
+use runtime::WriteError;
 
+/// The internal topic of group metadata and committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Groups this coordinator holds at most; a new group beyond it is refused with
 /// GROUP_MAX_SIZE_REACHED (Kafka has no such cap; memory needs one).
@@ -195,6 +201,15 @@ pub struct GroupCoordinator {
     /// them yet, by producer id: the transaction coordinator decides them when it completes
     /// (or aborts) the transaction ([`GroupCoordinator::end_transactional_offsets`]).
     undecided_offsets: Mutex<HashMap<i64, Vec<OffsetsRecord>>>,
+    /// The shards loaded here: `__consumer_offsets` partitions this node leads and replayed.
+    shards: Mutex<Shards>,
+}
+
+#[derive(Default)]
+struct Shards {
+    /// The topic's partition count when a shard was loaded (group ids hash over it).
+    partition_count: i32,
+    loaded: BTreeSet<i32>,
 }
 
 /// A group description for DescribeGroups.
@@ -221,6 +236,7 @@ impl GroupCoordinator {
             wake: Notify::new(),
             timer_target_ms: AtomicI64::new(i64::MAX),
             undecided_offsets: Mutex::new(HashMap::new()),
+            shards: Mutex::new(Shards::default()),
         }
     }
 
@@ -232,25 +248,34 @@ impl GroupCoordinator {
         self.groups.lock().expect("groups lock")
     }
 
-    /// NOT_COORDINATOR unless this broker hosts the group's `__consumer_offsets` partition:
-    /// in a cluster each broker coordinates the groups of the partitions it leads, and a
-    /// client that asked another one rediscovers the coordinator (FindCoordinator).
-    pub fn check_coordinator(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
-        let image = broker.image();
-        let Some(topic) = image.topics.get(OFFSETS_TOPIC) else {
-            // Created on first use, here (single node) or by FindCoordinator.
-            return Ok(());
-        };
-        let partition = records::partition_for(group_id, topic.partition_count());
-        match broker.logs.get(OFFSETS_TOPIC, partition) {
-            Some(_) => Ok(()),
-            None => Err(ResponseError::NotCoordinator),
+    /// NOT_COORDINATOR unless the group's shard is loaded here: in a cluster each broker
+    /// coordinates the groups of the `__consumer_offsets` partitions it leads, and a client
+    /// that asked another one rediscovers the coordinator (FindCoordinator). Creates the topic
+    /// on first use, before any group lock is taken: its shards load as the commit applies.
+    pub fn check_coordinator(
+        &self,
+        host: &dyn CoordinatorHost,
+        group_id: &str,
+    ) -> Result<(), ResponseError> {
+        let partition = self.offsets_partition(host, group_id)?;
+        match self.is_loaded(partition) {
+            true => Ok(()),
+            false => Err(ResponseError::NotCoordinator),
         }
     }
 
+    /// Whether the shard of `__consumer_offsets`-`partition` is loaded here.
+    pub fn is_loaded(&self, partition: i32) -> bool {
+        self.shards
+            .lock()
+            .expect("shards lock")
+            .loaded
+            .contains(&partition)
+    }
+
     /// Creates `__consumer_offsets` if absent (as Kafka does on the first FindCoordinator).
-    pub fn ensure_offsets_topic(&self, broker: &Broker) -> Result<i32, ResponseError> {
-        if let Some(topic) = broker.image().topics.get(OFFSETS_TOPIC) {
+    pub fn ensure_offsets_topic(&self, host: &dyn CoordinatorHost) -> Result<i32, ResponseError> {
+        if let Some(topic) = host.image().topics.get(OFFSETS_TOPIC) {
             return Ok(topic.partition_count());
         }
         let topic = NewTopic {
@@ -269,7 +294,7 @@ impl GroupCoordinator {
             .into_iter()
             .collect(),
         };
-        match broker.create_topic(&topic, false) {
+        match host.create_topic(&topic) {
             Ok(()) => {}
             Err(error) if error.error == ResponseError::TopicAlreadyExists => {}
             Err(error) => {
@@ -277,8 +302,7 @@ impl GroupCoordinator {
                 return Err(ResponseError::CoordinatorNotAvailable);
             }
         }
-        broker
-            .image()
+        host.image()
             .topics
             .get(OFFSETS_TOPIC)
             .map(|t| t.partition_count())
@@ -286,10 +310,14 @@ impl GroupCoordinator {
     }
 
     /// The `__consumer_offsets` partition of `group_id` (the topic is created if absent).
-    pub fn offsets_partition(&self, broker: &Broker, group_id: &str) -> Result<i32, ResponseError> {
+    pub fn offsets_partition(
+        &self,
+        host: &dyn CoordinatorHost,
+        group_id: &str,
+    ) -> Result<i32, ResponseError> {
         Ok(records::partition_for(
             group_id,
-            self.ensure_offsets_topic(broker)?,
+            self.ensure_offsets_topic(host)?,
         ))
     }
 
@@ -298,17 +326,17 @@ impl GroupCoordinator {
     /// returns).
     fn append(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         group_id: &str,
         records: &[(Vec<u8>, Option<Vec<u8>>)],
     ) -> Result<(), ResponseError> {
-        self.append_as(broker, group_id, records, None)
+        self.append_as(host, group_id, records, None)
     }
 
     /// [`Self::append`], as a transactional batch of `producer` (id, epoch) when given.
     fn append_as(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         group_id: &str,
         records: &[(Vec<u8>, Option<Vec<u8>>)],
         producer: Option<(i64, i16)>,
@@ -316,12 +344,14 @@ impl GroupCoordinator {
         if records.is_empty() {
             return Ok(());
         }
-        let partition_count = self.ensure_offsets_topic(broker)?;
-        let partition = records::partition_for(group_id, partition_count);
-        let log = broker
-            .logs
-            .get(OFFSETS_TOPIC, partition)
+        // The topic exists: every path here passed check_coordinator or offsets_partition.
+        let partition_count = host
+            .image()
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|t| t.partition_count())
             .ok_or(ResponseError::CoordinatorNotAvailable)?;
+        let partition = records::partition_for(group_id, partition_count);
         let now = now_ms();
         let builder = match producer {
             // Kafka writes transactional offset commits without a sequence number.
@@ -336,34 +366,44 @@ impl GroupCoordinator {
                 builder.record(Some(key), value.as_deref(), now)
             })
             .build();
-        log.append_trusted(&batch, now).map_err(|error| {
-            tracing::error!(group_id, %error, "appending to {OFFSETS_TOPIC} failed");
-            ResponseError::CoordinatorNotAvailable
-        })?;
-        Ok(())
+        host.append(OFFSETS_TOPIC, partition, &batch, false)
+            .map_err(|error| {
+                tracing::error!(group_id, %error, "appending to {OFFSETS_TOPIC} failed");
+                match error {
+                    WriteError::NotLeader(..) => ResponseError::NotCoordinator,
+                    WriteError::Storage(_) => ResponseError::CoordinatorNotAvailable,
+                }
+            })
     }
 
-    fn persist_group(&self, broker: &Broker, group: &Group) -> Result<(), ResponseError> {
+    fn persist_group(
+        &self,
+        host: &dyn CoordinatorHost,
+        group: &Group,
+    ) -> Result<(), ResponseError> {
         let id = &group.classic.group_id;
         let value = records::group_value(&group.classic.to_record());
-        self.append(broker, id, &[(records::group_key(id), Some(value))])
+        self.append(host, id, &[(records::group_key(id), Some(value))])
     }
 
-    /// Replays `__consumer_offsets` (broker start): the latest record per key wins.
-    pub fn load(&self, broker: &Broker) -> std::io::Result<()> {
-        let Some(topic) = broker.image().topics.get(OFFSETS_TOPIC).cloned() else {
+    /// Loads the shard of `partition` (this node became its leader): replays the partition,
+    /// the latest record per key winning, into the groups map.
+    pub fn load_shard(&self, host: &dyn CoordinatorHost, partition: i32) -> Result<(), WriteError> {
+        let Some(partition_count) = host
+            .image()
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map(|t| t.partition_count())
+        else {
             return Ok(());
         };
+        let bytes = host.read_all(OFFSETS_TOPIC, partition)?;
         let now = now_ms();
         let mut groups = self.lock();
         let mut record_count = 0u64;
         // Transactional offset commits wait for their transaction's marker.
         let mut undecided: HashMap<i64, Vec<OffsetsRecord>> = HashMap::new();
-        for partition in 0..topic.partition_count() {
-            let Some(log) = broker.logs.get(OFFSETS_TOPIC, partition) else {
-                continue;
-            };
-            let bytes = log.read_all_from(log.offsets().log_start_offset)?;
+        {
             for item in BatchIter::new(&bytes) {
                 let Ok((position, header)) = item else { break };
                 let batch = &bytes[position..position + header.size_bytes()];
@@ -406,28 +446,73 @@ impl GroupCoordinator {
             }
         }
         tracing::info!(
+            partition,
             groups = groups.len(),
             records = record_count,
             undecided_transactions = undecided.len(),
             "loaded consumer groups"
         );
-        *self
+        let mut undecided_offsets = self
             .undecided_offsets
             .lock()
-            .expect("undecided offsets lock") = undecided;
+            .expect("undecided offsets lock");
+        for (producer_id, records) in undecided {
+            undecided_offsets
+                .entry(producer_id)
+                .or_default()
+                .extend(records);
+        }
+        let mut shards = self.shards.lock().expect("shards lock");
+        shards.partition_count = partition_count;
+        shards.loaded.insert(partition);
         Ok(())
+    }
+
+    /// Unloads the shard of `partition` (this node stopped leading it): its groups are
+    /// forgotten here; the new leader replays them.
+    pub fn unload_shard(&self, partition: i32) {
+        let mut shards = self.shards.lock().expect("shards lock");
+        if !shards.loaded.remove(&partition) {
+            return;
+        }
+        let partition_count = shards.partition_count;
+        drop(shards);
+        let in_shard =
+            |group_id: &str| records::partition_for(group_id, partition_count) == partition;
+        let mut groups = self.lock();
+        let before = groups.len();
+        groups.retain(|group_id, _| !in_shard(group_id));
+        tracing::info!(
+            partition,
+            groups = before - groups.len(),
+            "unloaded consumer groups"
+        );
+        drop(groups);
+        let mut undecided = self
+            .undecided_offsets
+            .lock()
+            .expect("undecided offsets lock");
+        for records in undecided.values_mut() {
+            records.retain(|record| !in_shard(record.group_id()));
+        }
+        undecided.retain(|_, records| !records.is_empty());
     }
 
     // ---- classic membership ----
 
-    pub fn join(&self, broker: &Broker, group_id: &str, request: JoinRequest) -> Reply<JoinResult> {
+    pub fn join(
+        &self,
+        host: &dyn CoordinatorHost,
+        group_id: &str,
+        request: JoinRequest,
+    ) -> Reply<JoinResult> {
         let now = now_ms();
         let member_id = request.member_id.clone();
         let fail = |error| Reply::Now(JoinResult::error(error, &member_id));
         if let Err(error) = validate_group_id(group_id) {
             return fail(error);
         }
-        if let Err(error) = self.check_coordinator(broker, group_id) {
+        if let Err(error) = self.check_coordinator(host, group_id) {
             return fail(error);
         }
         let settings = &self.settings;
@@ -485,7 +570,7 @@ impl GroupCoordinator {
         let (reply, effects) = group.classic.join(request, settings.classic_limits(), now);
         group.classic.check_invariants();
         if effects.persist_group {
-            let _ = self.persist_group(broker, group);
+            let _ = self.persist_group(host, group);
         }
         if group.has_no_members() && group.offsets.is_empty() && group.classic.generation_id == 0 {
             // A join refused at once (bad protocol, MEMBER_ID_REQUIRED aside) leaves nothing.
@@ -502,7 +587,7 @@ impl GroupCoordinator {
     #[allow(clippy::too_many_arguments)]
     pub fn sync(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         group_id: &str,
         generation_id: i32,
         member_id: &str,
@@ -512,7 +597,7 @@ impl GroupCoordinator {
         assignments: Vec<(String, Bytes)>,
     ) -> Reply<SyncResult> {
         if let Err(error) =
-            validate_group_id(group_id).and_then(|()| self.check_coordinator(broker, group_id))
+            validate_group_id(group_id).and_then(|()| self.check_coordinator(host, group_id))
         {
             return Reply::Now(SyncResult::error(error));
         }
@@ -533,7 +618,7 @@ impl GroupCoordinator {
             now,
         );
         if effects.persist_group {
-            let error = self.persist_group(broker, group).err();
+            let error = self.persist_group(host, group).err();
             group.classic.complete_sync(error, limits, now);
         }
         group.classic.check_invariants();
@@ -567,12 +652,12 @@ impl GroupCoordinator {
     /// LeaveGroup: Err for the whole request, else one result per member identity.
     pub fn leave(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Option<ResponseError>>, ResponseError> {
         validate_group_id(group_id)?;
-        self.check_coordinator(broker, group_id)?;
+        self.check_coordinator(host, group_id)?;
         let now = now_ms();
         let limits = self.settings.classic_limits();
         let mut groups = self.lock();
@@ -593,7 +678,7 @@ impl GroupCoordinator {
             .collect();
         group.classic.check_invariants();
         if persist {
-            let _ = self.persist_group(broker, group);
+            let _ = self.persist_group(host, group);
         }
         let wake = self.deadline_moved_earlier(&groups, group_id);
         drop(groups);
@@ -613,7 +698,7 @@ impl GroupCoordinator {
     /// partition AddOffsetsToTxn added); until then the in-memory offsets do not change.
     pub fn append_transactional_offsets(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         group_id: &str,
         producer: (i64, i16),
         offsets: &[transaction::PendingOffset],
@@ -636,7 +721,7 @@ impl GroupCoordinator {
                 )
             })
             .collect();
-        self.append_as(broker, group_id, &encoded, Some(producer))
+        self.append_as(host, group_id, &encoded, Some(producer))
     }
 
     /// Whether a transactional offset for this group partition, found at load, still waits
@@ -691,7 +776,7 @@ impl GroupCoordinator {
     /// the group (created if absent): the shared tail of every kind of commit.
     fn store_offsets(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         groups: &mut HashMap<String, Group>,
         group_id: &str,
         now: i64,
@@ -706,7 +791,7 @@ impl GroupCoordinator {
                 )
             })
             .collect();
-        self.append(broker, group_id, &encoded)?;
+        self.append(host, group_id, &encoded)?;
         let group = groups
             .entry(group_id.to_string())
             .or_insert_with(|| Group::new(group_id, now));
@@ -718,7 +803,7 @@ impl GroupCoordinator {
 
     pub fn commit_offsets(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         group_id: &str,
         generation_id: i32,
         member_id: &str,
@@ -726,9 +811,9 @@ impl GroupCoordinator {
         topics: &[(String, Vec<PartitionCommit>)],
     ) -> Result<Vec<Vec<Option<ResponseError>>>, ResponseError> {
         validate_group_id(group_id)?;
-        self.check_coordinator(broker, group_id)?;
+        self.check_coordinator(host, group_id)?;
         let now = now_ms();
-        let image = broker.image();
+        let image = host.image();
         let mut groups = self.lock();
         if let Some(group) = groups.get(group_id) {
             match &group.consumer {
@@ -777,7 +862,7 @@ impl GroupCoordinator {
         if accepted.is_empty() {
             return Ok(results);
         }
-        self.store_offsets(broker, &mut groups, group_id, now, accepted)?;
+        self.store_offsets(host, &mut groups, group_id, now, accepted)?;
         Ok(results)
     }
 
@@ -823,12 +908,12 @@ impl GroupCoordinator {
     /// OffsetDelete: per partition NONE or GROUP_SUBSCRIBED_TO_TOPIC.
     pub fn delete_offsets(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         group_id: &str,
         topics: &[(String, Vec<i32>)],
     ) -> Result<Vec<Vec<Option<ResponseError>>>, ResponseError> {
         validate_group_id(group_id)?;
-        self.check_coordinator(broker, group_id)?;
+        self.check_coordinator(host, group_id)?;
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return Err(ResponseError::GroupIdNotFound);
@@ -863,7 +948,7 @@ impl GroupCoordinator {
             .iter()
             .map(|(topic, partition)| (records::offset_key(group_id, topic, *partition), None))
             .collect();
-        self.append(broker, group_id, &encoded)?;
+        self.append(host, group_id, &encoded)?;
         for (topic, partition) in tombstones {
             group.offsets.remove(&topic, partition);
         }
@@ -959,9 +1044,13 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups for one group: only an empty group can go.
-    pub fn delete_group(&self, broker: &Broker, group_id: &str) -> Result<(), ResponseError> {
+    pub fn delete_group(
+        &self,
+        host: &dyn CoordinatorHost,
+        group_id: &str,
+    ) -> Result<(), ResponseError> {
         validate_group_id(group_id)?;
-        self.check_coordinator(broker, group_id)?;
+        self.check_coordinator(host, group_id)?;
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return Err(ResponseError::GroupIdNotFound);
@@ -975,7 +1064,7 @@ impl GroupCoordinator {
             .map(|(topic, partition, _)| (records::offset_key(group_id, topic, partition), None))
             .collect();
         encoded.push((records::group_key(group_id), None));
-        self.append(broker, group_id, &encoded)?;
+        self.append(host, group_id, &encoded)?;
         if let Some(mut group) = groups.remove(group_id) {
             group.classic.state = GroupState::Dead;
             group.classic.clear(ResponseError::CoordinatorNotAvailable);
@@ -988,7 +1077,7 @@ impl GroupCoordinator {
     /// ConsumerGroupHeartbeat.
     pub fn consumer_heartbeat(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         group_id: &str,
         request: HeartbeatRequest,
     ) -> Result<HeartbeatResult, (ResponseError, String)> {
@@ -1001,7 +1090,7 @@ impl GroupCoordinator {
         }
         validate_group_id(group_id)
             .map_err(|e| (e, "The group id is empty or too long.".to_string()))?;
-        self.check_coordinator(broker, group_id)
+        self.check_coordinator(host, group_id)
             .map_err(|e| (e, "This broker is not the group's coordinator.".to_string()))?;
         if request.member_id.is_empty() || request.member_id.len() > NAME_BYTES_MAX {
             return Err((
@@ -1017,7 +1106,7 @@ impl GroupCoordinator {
             return Err((ResponseError::InvalidRequest, "Topic name too long.".into()));
         }
         let now = now_ms();
-        let image = broker.image();
+        let image = host.image();
         let partitions_of = |topic: &str| image.topics.get(topic).map(|t| t.partition_count());
         let all_topics: Vec<String> = image.topics.keys().cloned().collect();
         let mut groups = self.lock();
@@ -1105,7 +1194,7 @@ impl GroupCoordinator {
     }
 
     /// Fires every session, join and sync deadline that is due.
-    fn expire(&self, broker: &Broker, now: i64) {
+    fn expire(&self, host: &dyn CoordinatorHost, now: i64) {
         let limits = self.settings.classic_limits();
         let mut groups = self.lock();
         for group in groups.values_mut() {
@@ -1131,14 +1220,14 @@ impl GroupCoordinator {
                 );
             }
             if effects.persist_group {
-                let _ = self.persist_group(broker, group);
+                let _ = self.persist_group(host, group);
             }
         }
     }
 
     /// offsets.retention.minutes: an empty group's offsets expire; an empty group with no
     /// offsets left is deleted (tombstoned), as Kafka's periodic cleanup does.
-    fn expire_offsets(&self, broker: &Broker, now: i64) {
+    fn expire_offsets(&self, host: &dyn CoordinatorHost, now: i64) {
         let retention_ms = self.settings.offsets_retention_ms;
         let mut groups = self.lock();
         let mut dead = Vec::new();
@@ -1165,7 +1254,7 @@ impl GroupCoordinator {
                     "expired offsets"
                 );
             }
-            let _ = self.append(broker, group_id, &encoded);
+            let _ = self.append(host, group_id, &encoded);
         }
         for group_id in dead {
             groups.remove(&group_id);
@@ -1261,9 +1350,11 @@ fn apply_loaded(groups: &mut HashMap<String, Group>, record: OffsetsRecord, now:
 
 /// The coordinator's timer: sleeps until the earliest deadline or a wake-up, fires what is
 /// due, and runs the offset retention check at its interval. Ends at shutdown.
-pub async fn run_timers(broker: Arc<Broker>) {
-    let coordinator = &broker.groups;
-    let mut shutdown = broker.shutdown.subscribe();
+pub async fn run_timers(
+    host: Arc<dyn CoordinatorHost>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let coordinator = host.groups();
     let check_interval_ms = coordinator.settings.offsets_retention_check_interval_ms;
     let mut next_retention_check_ms = now_ms() + check_interval_ms;
     loop {
@@ -1280,10 +1371,10 @@ pub async fn run_timers(broker: Arc<Broker>) {
             _ = shutdown.changed() => return,
         }
         let now = now_ms();
-        coordinator.expire(&broker, now);
+        coordinator.expire(host.as_ref(), now);
         if now >= next_retention_check_ms {
             next_retention_check_ms = now + check_interval_ms;
-            coordinator.expire_offsets(&broker, now);
+            coordinator.expire_offsets(host.as_ref(), now);
         }
     }
 }

@@ -76,6 +76,15 @@ pub enum OffsetsRecord {
     },
 }
 
+impl OffsetsRecord {
+    /// The group the record belongs to (what picks its `__consumer_offsets` partition).
+    pub fn group_id(&self) -> &str {
+        match self {
+            OffsetsRecord::Offset { group, .. } | OffsetsRecord::Group { group, .. } => group,
+        }
+    }
+}
+
 fn put_string(output: &mut Vec<u8>, value: &str) {
     let length = i16::try_from(value.len()).expect("strings here are bounded below 32 KiB");
     output.put_i16(length);

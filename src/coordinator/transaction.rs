@@ -10,6 +10,11 @@
 //! periodic check sends its markers again, as does a broker that crashed in between when it
 //! loads the topic (markers are idempotent for readers while no new transaction has begun).
 //!
+//! This node coordinates the transactional ids of the `__transaction_state` partitions it
+//! leads: one shard per partition, loaded when leadership arrives (a replay; the transactions
+//! it left prepared are completed afterwards, off the metadata path) and unloaded when it
+//! leaves ([`super::runtime`]).
+//!
 //! One read-write lock guards the coordinator: state changes (including the log writes they
 //! make) hold it for writing; produce of transactional batches holds it for reading across the
 //! append ([`TransactionCoordinator::verify_and`]), so a batch can never land in a partition
@@ -24,20 +29,21 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
+use super::runtime::CoordinatorHost;
+use super::runtime::WriteError;
 use crate::clock::now_ms;
 use crate::controller::{ApiError, NewTopic};
 use crate::record::batch::BatchIter;
 use crate::record::builder::BatchBuilder;
 use crate::record::records as record_codec;
 
+/// The internal topic of transaction metadata.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
-pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub use super::OFFSETS_TOPIC as CONSUMER_OFFSETS_TOPIC;
 /// Transactional ids kept at once; beyond it, InitProducerId for a new id is refused until
 /// idle ids expire (`transactional.id.expiration.ms`).
 pub const TRANSACTIONAL_IDS_MAX: usize = 100_000;
@@ -138,14 +144,37 @@ pub struct TransactionCoordinator {
     /// (WriteTxnMarkers). Apart from `state`: the marker handler must not wait for this
     /// coordinator's lock, which may be held across a call to the marker's sender.
     remote_offsets: Mutex<StagedOffsets>,
-    loaded: AtomicBool,
+    /// The `__transaction_state` partitions whose shard is loaded here.
+    shards: Mutex<BTreeSet<i32>>,
+    settings: TransactionSettings,
+}
+
+/// The transaction coordinator's settings, read once from the broker properties.
+#[derive(Clone, Debug)]
+pub struct TransactionSettings {
+    /// `transaction.state.log.num.partitions`
+    pub state_partitions: i32,
+    /// `transaction.max.timeout.ms`
+    pub timeout_max_ms: i64,
+    /// `transactional.id.expiration.ms`
+    pub id_expiration_ms: i64,
+}
+
+impl TransactionSettings {
+    pub fn from_properties(properties: &crate::config::Properties) -> TransactionSettings {
+        TransactionSettings {
+            state_partitions: properties.get_i64("transaction.state.log.num.partitions") as i32,
+            timeout_max_ms: properties.get_i64("transaction.max.timeout.ms"),
+            id_expiration_ms: properties.get_i64("transactional.id.expiration.ms"),
+        }
+    }
 }
 
 /// producer id → group id → staged offsets.
 type StagedOffsets = HashMap<i64, BTreeMap<String, Vec<PendingOffset>>>;
 
-impl Default for TransactionCoordinator {
-    fn default() -> Self {
+impl TransactionCoordinator {
+    pub fn new(settings: TransactionSettings) -> Self {
         TransactionCoordinator {
             state: RwLock::new(State {
                 txns: HashMap::new(),
@@ -153,7 +182,8 @@ impl Default for TransactionCoordinator {
                 pending_offsets: HashMap::new(),
             }),
             remote_offsets: Mutex::new(HashMap::new()),
-            loaded: AtomicBool::new(false),
+            shards: Mutex::new(BTreeSet::new()),
+            settings,
         }
     }
 }
@@ -337,87 +367,111 @@ impl TransactionCoordinator {
         self.state.read().expect("transaction coordinator lock")
     }
 
-    fn partition_count(broker: &Broker) -> i32 {
-        broker
-            .config
-            .properties
-            .get_i64("transaction.state.log.num.partitions") as i32
+    /// The `__transaction_state` partition of `transactional_id`.
+    pub fn state_partition(&self, transactional_id: &str) -> i32 {
+        java_hash_abs(transactional_id) % self.settings.state_partitions
     }
 
-    pub fn state_partition(broker: &Broker, transactional_id: &str) -> i32 {
-        java_hash_abs(transactional_id) % Self::partition_count(broker)
-    }
-
-    /// Creates `__transaction_state` if needed and loads it once: what FindCoordinator for a
-    /// transaction, and every transactional request, wait for.
-    pub fn ensure_ready(&self, broker: &Broker) -> Result<(), ApiError> {
-        if self.loaded.load(Ordering::Acquire) {
+    /// Creates `__transaction_state` if needed: what FindCoordinator for a transaction, and
+    /// every transactional request, do first. Its shards load as the creation applies.
+    pub fn ensure_ready(&self, host: &dyn CoordinatorHost) -> Result<(), ApiError> {
+        if host.image().topics.contains_key(TRANSACTION_STATE_TOPIC) {
             return Ok(());
         }
-        let mut state = self.lock();
-        if self.loaded.load(Ordering::Acquire) {
-            return Ok(());
+        let topic = NewTopic {
+            name: TRANSACTION_STATE_TOPIC.to_string(),
+            partition_count: self.settings.state_partitions,
+            replication_factor: 1,
+            configs: [("cleanup.policy".to_string(), "compact".to_string())]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        match host.create_topic(&topic) {
+            Ok(()) => Ok(()),
+            Err(error) if error.error == ResponseError::TopicAlreadyExists => Ok(()),
+            Err(error) => Err(error),
         }
-        if !broker.image().topics.contains_key(TRANSACTION_STATE_TOPIC) {
-            let topic = NewTopic {
-                name: TRANSACTION_STATE_TOPIC.to_string(),
-                partition_count: Self::partition_count(broker),
-                replication_factor: 1,
-                configs: [("cleanup.policy".to_string(), "compact".to_string())]
-                    .into_iter()
-                    .collect(),
-                ..Default::default()
-            };
-            match broker.create_topic(&topic, false) {
-                Ok(()) => {}
-                Err(error) if error.error == ResponseError::TopicAlreadyExists => {}
-                Err(error) => return Err(error),
-            }
-        }
-        self.load_locked(broker, &mut state)?;
-        self.loaded.store(true, Ordering::Release);
-        Ok(())
     }
 
-    /// Replays `__transaction_state` (last record per id wins) and finishes transactions a
-    /// crash left in PrepareCommit/PrepareAbort.
-    fn load_locked(&self, broker: &Broker, state: &mut State) -> Result<(), ApiError> {
-        let storage =
-            |e: std::io::Error| api(ResponseError::CoordinatorNotAvailable, e.to_string());
-        state.txns.clear();
-        for partition in 0..Self::partition_count(broker) {
-            let Some(log) = broker.logs.get(TRANSACTION_STATE_TOPIC, partition) else {
+    fn any_shard_loaded(&self) -> bool {
+        !self.shards.lock().expect("shards lock").is_empty()
+    }
+
+    /// Loads the shard of `partition` (this node became its leader): replays it, the last
+    /// record per id winning. Transactions it left prepared are completed by
+    /// [`Self::complete_prepared`] (which may send markers to other brokers, so it is not
+    /// done here, on the metadata path).
+    pub fn load_shard(&self, host: &dyn CoordinatorHost, partition: i32) -> Result<(), ApiError> {
+        let storage = |e: WriteError| api(ResponseError::CoordinatorNotAvailable, e.to_string());
+        let bytes = host
+            .read_all(TRANSACTION_STATE_TOPIC, partition)
+            .map_err(storage)?;
+        let mut loaded: HashMap<String, TxnMetadata> = HashMap::new();
+        for item in BatchIter::new(&bytes) {
+            let Ok((position, header)) = item else { break };
+            let batch = &bytes[position..position + header.size_bytes()];
+            let Ok(section) = record_codec::records_section(batch, &header) else {
                 continue;
             };
-            let bytes = log.read_all_from(0).map_err(storage)?;
-            for item in BatchIter::new(&bytes) {
-                let Ok((position, header)) = item else { break };
-                let batch = &bytes[position..position + header.size_bytes()];
-                let Ok(section) = record_codec::records_section(batch, &header) else {
+            let Ok(records) = record_codec::decode(&section, &header) else {
+                continue;
+            };
+            for record in records {
+                let Some(id) = record.key.and_then(decode_key) else {
                     continue;
                 };
-                let Ok(records) = record_codec::decode(&section, &header) else {
-                    continue;
-                };
-                for record in records {
-                    let Some(id) = record.key.and_then(decode_key) else {
-                        continue;
-                    };
-                    match record.value.and_then(|v| decode_value(&id, v)) {
-                        Some(txn) => {
-                            state.txns.insert(id, txn);
-                        }
-                        None => {
-                            state.txns.remove(&id);
-                        }
+                match record.value.and_then(|v| decode_value(&id, v)) {
+                    Some(txn) => {
+                        loaded.insert(id, txn);
+                    }
+                    None => {
+                        loaded.remove(&id);
                     }
                 }
             }
         }
+        let mut state = self.lock();
+        state
+            .txns
+            .retain(|id, _| self.state_partition(id) != partition);
+        tracing::info!(
+            partition,
+            transactions = loaded.len(),
+            "loaded transaction state"
+        );
+        state.txns.extend(loaded);
+        self.shards.lock().expect("shards lock").insert(partition);
+        Ok(())
+    }
+
+    /// Unloads the shard of `partition` (this node stopped leading it): its transactional ids
+    /// are forgotten here; the new leader replays them.
+    pub fn unload_shard(&self, partition: i32) {
+        if !self.shards.lock().expect("shards lock").remove(&partition) {
+            return;
+        }
+        let mut state = self.lock();
+        let before = state.txns.len();
+        state
+            .txns
+            .retain(|id, _| self.state_partition(id) != partition);
+        tracing::info!(
+            partition,
+            transactions = before - state.txns.len(),
+            "unloaded transaction state"
+        );
+    }
+
+    /// Finishes the transactions a crash (or the previous leader) left in
+    /// PrepareCommit/PrepareAbort: after shards load.
+    pub fn complete_prepared(&self, host: &dyn CoordinatorHost) {
+        let mut state = self.lock();
         let unfinished: Vec<String> = state
             .txns
             .values()
             .filter(|t| matches!(t.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
+            .filter(|t| !state.sending.contains(&t.transactional_id))
             .map(|t| t.transactional_id.clone())
             .collect();
         for id in unfinished {
@@ -428,9 +482,9 @@ impl TransactionCoordinator {
                 commit,
                 "completing a prepared transaction"
             );
-            if let Err(error) = self.complete(broker, state, &mut txn, commit) {
+            if let Err(error) = self.complete(host, &mut state, &mut txn, commit) {
                 // Left prepared: the periodic retry finishes it (a partition's broker may be
-                // down), and the coordinator still loads.
+                // down).
                 tracing::warn!(
                     transactional_id = id,
                     message = error.message,
@@ -438,40 +492,32 @@ impl TransactionCoordinator {
                 );
             }
         }
-        tracing::info!(transactions = state.txns.len(), "loaded transaction state");
-        Ok(())
     }
 
     /// Appends the metadata of `txn` to its `__transaction_state` partition and fsyncs it.
-    fn persist(&self, broker: &Broker, txn: &TxnMetadata) -> Result<(), ApiError> {
-        self.persist_record(broker, &txn.transactional_id, Some(encode_value(txn)))
+    fn persist(&self, host: &dyn CoordinatorHost, txn: &TxnMetadata) -> Result<(), ApiError> {
+        self.persist_record(host, &txn.transactional_id, Some(encode_value(txn)))
     }
 
     fn persist_record(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         transactional_id: &str,
         value: Option<Vec<u8>>,
     ) -> Result<(), ApiError> {
-        let partition = Self::state_partition(broker, transactional_id);
-        let log = broker
-            .logs
-            .get(TRANSACTION_STATE_TOPIC, partition)
-            .ok_or_else(|| {
-                api(
-                    ResponseError::CoordinatorNotAvailable,
-                    "transaction state partition missing",
-                )
-            })?;
+        let partition = self.state_partition(transactional_id);
         let now = now_ms();
         let key = encode_key(transactional_id);
         let batch = BatchBuilder::new(now)
             .record(Some(&key), value.as_deref(), now)
             .build();
-        let storage = |e: String| api(ResponseError::CoordinatorNotAvailable, e);
-        log.append_trusted(&batch, now)
-            .map_err(|e| storage(e.to_string()))?;
-        log.flush(now).map_err(|e| storage(e.to_string()))
+        host.append(TRANSACTION_STATE_TOPIC, partition, &batch, true)
+            .map_err(|error| match error {
+                WriteError::NotLeader(..) => api(ResponseError::NotCoordinator, error.to_string()),
+                WriteError::Storage(_) => {
+                    api(ResponseError::CoordinatorNotAvailable, error.to_string())
+                }
+            })
     }
 
     /// Writes Prepare, the markers (local ones, then those of partitions other brokers lead,
@@ -479,21 +525,21 @@ impl TransactionCoordinator {
     /// Complete. On error `txn` stays prepared, for the periodic retry.
     fn complete(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         state: &mut State,
         txn: &mut TxnMetadata,
         commit: bool,
     ) -> Result<(), ApiError> {
-        let remote = self.prepare(broker, state, txn, commit)?;
-        send_remote_markers(broker, txn, commit, &remote)?;
-        self.finish(broker, state, txn, commit)
+        let remote = self.prepare(host, state, txn, commit)?;
+        send_remote_markers(host, txn, commit, &remote)?;
+        self.finish(host, state, txn, commit)
     }
 
     /// Persists PrepareCommit/PrepareAbort (unless already there) and writes the markers of the
     /// partitions hosted here; returns the partitions (of existing topics) hosted elsewhere.
     fn prepare(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         state: &mut State,
         txn: &mut TxnMetadata,
         commit: bool,
@@ -507,13 +553,13 @@ impl TransactionCoordinator {
         if txn.state != prepared {
             txn.state = prepared;
             txn.last_update_ms = now;
-            self.persist(broker, txn)?;
+            self.persist(host, txn)?;
             state.txns.insert(txn.transactional_id.clone(), txn.clone());
         }
-        let image = broker.image();
+        let image = host.image();
         let mut remote = Vec::new();
         for (topic, partition) in &txn.partitions {
-            let Some(log) = broker.logs.get(topic, *partition) else {
+            if !host.leads(topic, *partition) {
                 let exists = image
                     .topics
                     .get(topic)
@@ -523,17 +569,16 @@ impl TransactionCoordinator {
                     remote.push((topic.clone(), *partition));
                 }
                 continue;
-            };
-            log.append_marker(
+            }
+            host.write_marker(
+                topic,
+                *partition,
                 txn.producer_id,
                 txn.producer_epoch,
-                COORDINATOR_EPOCH,
                 commit,
-                now,
             )
             .map_err(|e| api(ResponseError::KafkaStorageError, e.to_string()))?;
         }
-        broker.data_arrived.notify_waiters();
         Ok(remote)
     }
 
@@ -541,15 +586,14 @@ impl TransactionCoordinator {
     /// CompleteCommit/CompleteAbort is persisted.
     fn finish(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         state: &mut State,
         txn: &mut TxnMetadata,
         commit: bool,
     ) -> Result<(), ApiError> {
         // The markers decided the offsets in `__consumer_offsets`; now the groups see them.
         let staged = state.pending_offsets.remove(&txn.producer_id);
-        broker
-            .groups
+        host.groups()
             .end_transactional_offsets(txn.producer_id, staged.as_ref(), commit);
         txn.state = if commit {
             TxnState::CompleteCommit
@@ -558,7 +602,7 @@ impl TransactionCoordinator {
         };
         txn.partitions.clear();
         txn.last_update_ms = now_ms();
-        self.persist(broker, txn)?;
+        self.persist(host, txn)?;
         state.txns.insert(txn.transactional_id.clone(), txn.clone());
         Ok(())
     }
@@ -575,38 +619,32 @@ impl TransactionCoordinator {
             .remove(&producer_id)
     }
 
-    /// Whether this broker hosts the `__transaction_state` partition of `transactional_id`
-    /// (so it coordinates that transaction).
-    pub fn is_local(broker: &Broker, transactional_id: &str) -> bool {
-        broker
-            .logs
-            .get(
-                TRANSACTION_STATE_TOPIC,
-                Self::state_partition(broker, transactional_id),
-            )
-            .is_some()
+    /// Whether this node coordinates `transactional_id`: its shard is loaded here.
+    pub fn coordinates(&self, transactional_id: &str) -> bool {
+        let partition = self.state_partition(transactional_id);
+        self.shards
+            .lock()
+            .expect("shards lock")
+            .contains(&partition)
     }
 
     /// InitProducerId with a transactional id: (producer id, epoch). Fences the previous
     /// producer of the id by bumping the epoch, aborting its open transaction first.
     pub fn init_producer_id(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         transactional_id: &str,
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
     ) -> Result<(i64, i16), ApiError> {
-        let timeout_max_ms = broker
-            .config
-            .properties
-            .get_i64("transaction.max.timeout.ms");
+        let timeout_max_ms = self.settings.timeout_max_ms;
         if timeout_ms <= 0 || i64::from(timeout_ms) > timeout_max_ms {
             return Err(api(
                 ResponseError::InvalidTransactionTimeout,
                 format!("transaction timeout {timeout_ms} ms is not in 1..={timeout_max_ms}"),
             ));
         }
-        self.ensure_ready(broker)?;
+        self.ensure_ready(host)?;
         let mut state = self.lock();
         let now = now_ms();
         let Some(existing) = state.txns.get(transactional_id).cloned() else {
@@ -616,7 +654,7 @@ impl TransactionCoordinator {
                     "too many transactional ids; retry after idle ones expire",
                 ));
             }
-            let producer_id = broker.producer_ids.next_producer_id(&broker.controller)?;
+            let producer_id = host.next_producer_id()?;
             let txn = TxnMetadata {
                 transactional_id: transactional_id.to_string(),
                 producer_id,
@@ -627,7 +665,7 @@ impl TransactionCoordinator {
                 last_update_ms: now,
                 start_ms: -1,
             };
-            self.persist(broker, &txn)?;
+            self.persist(host, &txn)?;
             state.txns.insert(transactional_id.to_string(), txn);
             return Ok((producer_id, 0));
         };
@@ -642,12 +680,12 @@ impl TransactionCoordinator {
                 // Fence the old producer: its open transaction is aborted under a bumped epoch,
                 // so its late writes and its EndTxn are refused.
                 txn.producer_epoch += 1;
-                self.complete(broker, &mut state, &mut txn, false)?;
+                self.complete(host, &mut state, &mut txn, false)?;
             }
             _ => {}
         }
         if txn.producer_epoch >= i16::MAX - 1 {
-            txn.producer_id = broker.producer_ids.next_producer_id(&broker.controller)?;
+            txn.producer_id = host.next_producer_id()?;
             txn.producer_epoch = 0;
         } else {
             txn.producer_epoch += 1;
@@ -657,7 +695,7 @@ impl TransactionCoordinator {
         txn.partitions.clear();
         txn.start_ms = -1;
         txn.last_update_ms = now;
-        self.persist(broker, &txn)?;
+        self.persist(host, &txn)?;
         let result = (txn.producer_id, txn.producer_epoch);
         state.txns.insert(transactional_id.to_string(), txn);
         Ok(result)
@@ -667,14 +705,14 @@ impl TransactionCoordinator {
     /// Returns the error for the whole request, or per-partition errors for unknown partitions.
     pub fn add_partitions(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
         partitions: &[(String, i32)],
     ) -> Result<PartitionErrors, ApiError> {
-        self.ensure_ready(broker)?;
-        let image = broker.image();
+        self.ensure_ready(host)?;
+        let image = host.image();
         let unknown: Vec<&(String, i32)> = partitions
             .iter()
             .filter(|(topic, partition)| {
@@ -735,7 +773,7 @@ impl TransactionCoordinator {
         }
         txn.partitions.extend(added.into_iter().cloned());
         txn.last_update_ms = now;
-        self.persist(broker, &txn)?;
+        self.persist(host, &txn)?;
         state.txns.insert(transactional_id.to_string(), txn);
         Ok(Vec::new())
     }
@@ -767,7 +805,7 @@ impl TransactionCoordinator {
     /// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction.
     pub fn add_offsets(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
@@ -775,12 +813,12 @@ impl TransactionCoordinator {
     ) -> Result<(), ApiError> {
         // The partition the group coordinator writes the group's offsets to (and so where
         // TxnOffsetCommit's records go): the marker must follow them there.
-        let partition = broker
-            .groups
-            .offsets_partition(broker, group_id)
+        let partition = host
+            .groups()
+            .offsets_partition(host, group_id)
             .map_err(|error| api(error, "__consumer_offsets unavailable"))?;
         self.add_partitions(
-            broker,
+            host,
             transactional_id,
             producer_id,
             epoch,
@@ -794,18 +832,18 @@ impl TransactionCoordinator {
     /// in memory until the transaction ends.
     pub fn stage_offsets(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
         group_id: &str,
         offsets: Vec<PendingOffset>,
     ) -> Result<(), ApiError> {
-        if !Self::is_local(broker, transactional_id) {
+        if !self.coordinates(transactional_id) {
             // Another broker coordinates the transaction (this one the group): its state is
             // not here to check, as for produce; the marker it sends decides the offsets.
             let mut remote = self.remote_offsets.lock().expect("remote offsets lock");
-            return Self::stage_in(broker, &mut remote, producer_id, epoch, group_id, offsets);
+            return Self::stage_in(host, &mut remote, producer_id, epoch, group_id, offsets);
         }
         let mut state = self.lock();
         let txn = state.txns.get(transactional_id).ok_or_else(|| {
@@ -827,7 +865,7 @@ impl TransactionCoordinator {
             ));
         }
         Self::stage_in(
-            broker,
+            host,
             &mut state.pending_offsets,
             producer_id,
             epoch,
@@ -838,7 +876,7 @@ impl TransactionCoordinator {
 
     /// Appends the transactional offsets and stages them under `producer_id`.
     fn stage_in(
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         pending: &mut StagedOffsets,
         producer_id: i64,
         epoch: i16,
@@ -855,9 +893,8 @@ impl TransactionCoordinator {
                 ),
             ));
         }
-        broker
-            .groups
-            .append_transactional_offsets(broker, group_id, (producer_id, epoch), &offsets)
+        host.groups()
+            .append_transactional_offsets(host, group_id, (producer_id, epoch), &offsets)
             .map_err(|error| api(error, "writing transactional offsets failed"))?;
         let groups = pending.entry(producer_id).or_default();
         let staged = groups.entry(group_id.to_string()).or_default();
@@ -889,13 +926,13 @@ impl TransactionCoordinator {
     /// EndTxn: commits or aborts the open transaction.
     pub fn end_transaction(
         &self,
-        broker: &Broker,
+        host: &dyn CoordinatorHost,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
         commit: bool,
     ) -> Result<(), ApiError> {
-        self.ensure_ready(broker)?;
+        self.ensure_ready(host)?;
         let mut state = self.lock();
         let mut txn = state.txns.get(transactional_id).cloned().ok_or_else(|| {
             api(
@@ -906,16 +943,16 @@ impl TransactionCoordinator {
         check_producer(&txn, producer_id, epoch)?;
         match (txn.state, commit) {
             (TxnState::Ongoing, _) => {
-                let remote = self.prepare(broker, &mut state, &mut txn, commit)?;
+                let remote = self.prepare(host, &mut state, &mut txn, commit)?;
                 if remote.is_empty() {
-                    return self.finish(broker, &mut state, &mut txn, commit);
+                    return self.finish(host, &mut state, &mut txn, commit);
                 }
                 // The other brokers' markers are sent without the lock: other transactions
                 // go on meanwhile; this one is prepared, so its own requests wait
                 // (CONCURRENT_TRANSACTIONS) and the retry path leaves it to us.
                 state.sending.insert(transactional_id.to_string());
                 drop(state);
-                let sent = send_remote_markers(broker, &txn, commit, &remote);
+                let sent = send_remote_markers(host, &txn, commit, &remote);
                 let mut state = self.lock();
                 state.sending.remove(transactional_id);
                 if let Err(error) = sent {
@@ -934,7 +971,7 @@ impl TransactionCoordinator {
                         && t.producer_epoch == txn.producer_epoch
                 });
                 if unchanged {
-                    self.finish(broker, &mut state, &mut txn, commit)
+                    self.finish(host, &mut state, &mut txn, commit)
                 } else {
                     Ok(())
                 }
@@ -985,8 +1022,8 @@ impl TransactionCoordinator {
     /// Aborts transactions open longer than their timeout (bumping the epoch, which fences the
     /// producer, as Kafka does) and forgets ids idle longer than
     /// `transactional.id.expiration.ms`.
-    pub fn abort_timed_out(&self, broker: &Broker, now: i64) {
-        if !self.loaded.load(Ordering::Acquire) {
+    pub fn abort_timed_out(&self, host: &dyn CoordinatorHost, now: i64) {
+        if !self.any_shard_loaded() {
             return;
         }
         let mut state = self.lock();
@@ -1001,7 +1038,7 @@ impl TransactionCoordinator {
             .collect();
         for mut txn in stuck {
             let commit = txn.state == TxnState::PrepareCommit;
-            if let Err(error) = self.complete(broker, &mut state, &mut txn, commit) {
+            if let Err(error) = self.complete(host, &mut state, &mut txn, commit) {
                 tracing::error!(
                     transactional_id = txn.transactional_id,
                     message = error.message,
@@ -1024,7 +1061,7 @@ impl TransactionCoordinator {
             if txn.producer_epoch < i16::MAX - 1 {
                 txn.producer_epoch += 1;
             }
-            if let Err(error) = self.complete(broker, &mut state, &mut txn, false) {
+            if let Err(error) = self.complete(host, &mut state, &mut txn, false) {
                 tracing::error!(
                     transactional_id = txn.transactional_id,
                     message = error.message,
@@ -1032,10 +1069,7 @@ impl TransactionCoordinator {
                 );
             }
         }
-        let expiration_ms = broker
-            .config
-            .properties
-            .get_i64("transactional.id.expiration.ms");
+        let expiration_ms = self.settings.id_expiration_ms;
         let expired: Vec<String> = state
             .txns
             .values()
@@ -1048,7 +1082,7 @@ impl TransactionCoordinator {
             .map(|t| t.transactional_id.clone())
             .collect();
         for id in expired {
-            if self.persist_record(broker, &id, None).is_ok() {
+            if self.persist_record(host, &id, None).is_ok() {
                 state.txns.remove(&id);
             }
         }
@@ -1058,53 +1092,46 @@ impl TransactionCoordinator {
     /// accounts for (state lost, e.g. `__transaction_state` damaged): without this they would
     /// pin the partition's last stable offset forever. Kafka leaves these to an operator
     /// (`kafka-transactions abort`); with the coordinator in-process dlog can tell for sure.
-    pub fn abort_hanging(&self, broker: &Broker) {
-        if !self.loaded.load(Ordering::Acquire) {
+    pub fn abort_hanging(&self, host: &dyn CoordinatorHost) {
+        if !self.any_shard_loaded() {
             return;
         }
         let state = self.lock();
         // With other brokers, a producer this coordinator does not know may be another
         // coordinator's (whose markers come by WriteTxnMarkers): only the partition's last
         // stable offset and that coordinator's timeout apply then.
-        let alone = broker
-            .image()
-            .brokers
-            .keys()
-            .all(|id| *id == broker.controller.node_id());
-        for log in broker.logs.all() {
-            for (producer_id, first_offset) in log.ongoing_transactions() {
-                let known = state.txns.values().any(|t| t.producer_id == producer_id);
-                let accounted = state.txns.values().any(|t| {
-                    t.producer_id == producer_id
-                        && matches!(
-                            t.state,
-                            TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort
-                        )
-                        && t.partitions
-                            .contains(&(log.topic().to_string(), log.partition()))
-                });
-                if accounted || (!known && !alone) {
-                    continue;
-                }
-                let Some(epoch) = log.with_producers(|p| p.producer(producer_id).map(|e| e.epoch))
-                else {
-                    continue;
-                };
-                tracing::warn!(
-                    topic = log.topic(),
-                    partition = log.partition(),
-                    producer_id,
-                    first_offset,
-                    "aborting a hanging transaction no coordinator state accounts for"
-                );
-                if let Err(error) =
-                    log.append_marker(producer_id, epoch, COORDINATOR_EPOCH, false, now_ms())
-                {
-                    tracing::error!(%error, "writing the abort marker failed");
-                }
+        let alone = host.image().brokers.keys().all(|id| *id == host.node_id());
+        for open in host.open_transactions() {
+            let producer_id = open.producer_id;
+            let known = state.txns.values().any(|t| t.producer_id == producer_id);
+            let accounted = state.txns.values().any(|t| {
+                t.producer_id == producer_id
+                    && matches!(
+                        t.state,
+                        TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort
+                    )
+                    && t.partitions.contains(&(open.topic.clone(), open.partition))
+            });
+            if accounted || (!known && !alone) {
+                continue;
+            }
+            tracing::warn!(
+                topic = open.topic,
+                partition = open.partition,
+                producer_id,
+                first_offset = open.first_offset,
+                "aborting a hanging transaction no coordinator state accounts for"
+            );
+            if let Err(error) = host.write_marker(
+                &open.topic,
+                open.partition,
+                producer_id,
+                open.producer_epoch,
+                false,
+            ) {
+                tracing::error!(%error, "writing the abort marker failed");
             }
         }
-        broker.data_arrived.notify_waiters();
     }
 
     /// A copy of every transaction (DescribeTransactions / ListTransactions).
@@ -1122,7 +1149,7 @@ impl TransactionCoordinator {
 /// bounded by the peer client's request timeout; a partition without a live leader fails at
 /// once (CONCURRENT_TRANSACTIONS: the transaction stays prepared and is retried).
 fn send_remote_markers(
-    broker: &Broker,
+    host: &dyn CoordinatorHost,
     txn: &TxnMetadata,
     commit: bool,
     partitions: &[(String, i32)],
@@ -1137,7 +1164,7 @@ fn send_remote_markers(
         return Ok(());
     }
     let pending = |why: String| api(ResponseError::ConcurrentTransactions, why);
-    let image = broker.image();
+    let image = host.image();
     let mut by_leader: BTreeMap<i32, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
     // Every reachable leader gets its markers even when one cannot (its partitions' last
     // stable offsets move on); the first failure is reported.
@@ -1151,7 +1178,7 @@ fn send_remote_markers(
             continue; // deleted since: nothing to mark
         };
         let leader = image.live_leader(image_partition);
-        if leader < 0 || leader == broker.controller.node_id() {
+        if leader < 0 || leader == host.node_id() {
             // No live leader, or this node leads it but has not opened it yet.
             first_error.get_or_insert_with(|| {
                 pending(format!("{topic}-{partition} has no reachable leader"))
@@ -1165,8 +1192,6 @@ fn send_remote_markers(
             .or_default()
             .push(*partition);
     }
-    let handle = tokio::runtime::Handle::try_current()
-        .map_err(|_| pending("no runtime to send markers from".into()))?;
     for (leader, topics) in by_leader {
         let Some(endpoint) = image.brokers.get(&leader).and_then(|b| b.client_endpoint()) else {
             first_error.get_or_insert_with(|| pending(format!("broker {leader} has no endpoint")));
@@ -1189,10 +1214,7 @@ fn send_remote_markers(
                     .collect(),
             );
         let request = WriteTxnMarkersRequest::default().with_markers(vec![marker]);
-        let peer = broker.controller.peer(leader, &address);
-        let response = match crate::controller::quorum::blocking(|| {
-            handle.block_on(peer.send(WRITE_TXN_MARKERS_VERSION, &request))
-        }) {
+        let response = match host.send_markers(leader, &address, &request) {
             Ok(response) => response,
             Err(e) => {
                 first_error.get_or_insert_with(|| {

@@ -18,10 +18,11 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use crate::broker::Broker;
 use crate::controller::image::TopicImage;
 use crate::controller::{ApiError, NewTopic};
 use crate::handlers::configs::topic_config_entries;
+use crate::handlers::context::RequestContext;
+use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 
 fn str_bytes(value: impl Into<String>) -> StrBytes {
@@ -63,7 +64,11 @@ fn new_topic(
     })
 }
 
-pub fn create_topics(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+pub fn create_topics(
+    broker: &Node,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: CreateTopicsRequest = decode(&mut request.body, version)?;
     let mut seen = HashSet::new();
@@ -166,7 +171,11 @@ pub fn create_topics(broker: &Broker, mut request: Request) -> Result<ResponseFr
     ))
 }
 
-pub fn delete_topics(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+pub fn delete_topics(
+    broker: &Node,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: DeleteTopicsRequest = decode(&mut request.body, version)?;
     // v6 names topics by name or id in `topics`; earlier versions by name in `topic_names`.
@@ -235,7 +244,8 @@ pub fn delete_topics(broker: &Broker, mut request: Request) -> Result<ResponseFr
 }
 
 pub fn create_partitions(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -258,14 +268,12 @@ pub fn create_partitions(
                         .map(|a| a.broker_ids.iter().map(|id| id.0).collect())
                         .collect()
                 });
-                broker
-                    .controller
-                    .create_partitions(&name, topic.count, assignments, body.validate_only)
-                    .and_then(|changes| {
-                        broker.publish(&changes).map_err(|e| {
-                            ApiError::new(ResponseError::KafkaStorageError, e.to_string())
-                        })
-                    })
+                broker.controller.create_partitions(
+                    &name,
+                    topic.count,
+                    assignments,
+                    body.validate_only,
+                )
             };
             let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
             match outcome {
@@ -286,7 +294,8 @@ pub fn create_partitions(
 }
 
 pub fn describe_cluster(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;

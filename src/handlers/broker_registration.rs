@@ -7,9 +7,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
 use crate::controller::records::BrokerEndpoint;
 use crate::controller::registration::{Heartbeat, Registration};
+use crate::handlers::context::RequestContext;
+use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 
 /// Listeners one registration may carry; Kafka brokers have a handful.
@@ -18,7 +19,8 @@ const LISTENERS_MAX: usize = 16;
 const NAME_LENGTH_MAX: usize = 255;
 
 pub fn broker_registration(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -85,7 +87,8 @@ pub fn broker_registration(
 }
 
 pub fn broker_heartbeat(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;

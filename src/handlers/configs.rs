@@ -16,11 +16,12 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
 use crate::config::{self, Kind, BROKER_PROPERTIES, TOPIC_CONFIGS};
 use crate::controller::image::{MetadataImage, TopicImage};
 use crate::controller::records::ConfigResource;
 use crate::controller::{is_dynamic_broker_config, ApiError, ConfigChange, ConfigOp};
+use crate::handlers::context::RequestContext;
+use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 
 /// Config sources (Kafka's `DescribeConfigsResponse.ConfigSource`).
@@ -68,7 +69,7 @@ pub struct ConfigEntry {
 /// The levels of a broker property, most specific first: this node's dynamic value, the
 /// cluster-wide dynamic default, the static (file or flag) value, the built-in default.
 fn broker_levels(
-    broker: &Broker,
+    broker: &Node,
     image: &MetadataImage,
     name: &'static str,
 ) -> Vec<(&'static str, String, i8)> {
@@ -97,7 +98,7 @@ fn broker_levels(
 }
 
 pub fn topic_config_entries(
-    broker: &Broker,
+    broker: &Node,
     image: &MetadataImage,
     topic: &TopicImage,
 ) -> Vec<ConfigEntry> {
@@ -125,7 +126,7 @@ pub fn topic_config_entries(
         .collect()
 }
 
-fn broker_config_entries(broker: &Broker, image: &MetadataImage) -> Vec<ConfigEntry> {
+fn broker_config_entries(broker: &Node, image: &MetadataImage) -> Vec<ConfigEntry> {
     BROKER_PROPERTIES
         .iter()
         .map(|p| {
@@ -144,7 +145,8 @@ fn broker_config_entries(broker: &Broker, image: &MetadataImage) -> Vec<ConfigEn
 }
 
 pub fn describe_configs(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -243,9 +245,10 @@ fn resource_of(resource_type: i8) -> Result<ConfigResource, ApiError> {
     }
 }
 
-/// Applies one resource's changes through the controller and publishes them to the logs.
+/// Applies one resource's changes through the controller (the commit reaches the logs through
+/// the metadata subscription).
 fn alter(
-    broker: &Broker,
+    broker: &Node,
     resource_type: i8,
     resource_name: &str,
     ops: Result<Vec<ConfigOp>, ApiError>,
@@ -253,16 +256,9 @@ fn alter(
     validate_only: bool,
 ) -> Result<(), ApiError> {
     let resource = resource_of(resource_type)?;
-    let changes = broker.controller.alter_configs(
-        resource,
-        resource_name,
-        &ops?,
-        replace_all,
-        validate_only,
-    )?;
     broker
-        .publish(&changes)
-        .map_err(|e| ApiError::new(ResponseError::KafkaStorageError, e.to_string()))
+        .controller
+        .alter_configs(resource, resource_name, &ops?, replace_all, validate_only)
 }
 
 /// A config value the operation needs: null is INVALID_REQUEST.
@@ -283,7 +279,11 @@ fn outcome(result: Result<(), ApiError>) -> (i16, Option<StrBytes>) {
     }
 }
 
-pub fn alter_configs(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+pub fn alter_configs(
+    broker: &Node,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: AlterConfigsRequest = decode(&mut request.body, version)?;
     let responses = body
@@ -325,7 +325,8 @@ pub fn alter_configs(broker: &Broker, mut request: Request) -> Result<ResponseFr
 }
 
 pub fn incremental_alter_configs(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;

@@ -3,102 +3,25 @@
 //! polling (woken by appends), and keeps fetch sessions (KIP-227) so that incremental fetches
 //! name only what changed.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use indexmap::IndexMap;
 use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::ResponseError;
-use uuid::Uuid;
 
-use crate::broker::Broker;
+use crate::handlers::context::RequestContext;
+use crate::handlers::Handled;
+use crate::node::Node;
 use crate::protocol::fetch_response::{
     self, FetchResult, PartitionResult, RecordsSource, TopicResult,
 };
 use crate::protocol::{decode, Request, RequestError, ResponseFrame};
-use crate::server::dispatch::Handled;
+use crate::replica::fetch_session::{Answered, PartitionKey, PartitionState, SessionView};
+use crate::replica::ReplicaManager;
 
-/// Sessions kept at once (Kafka's `max.incremental.fetch.session.cache.slots`); the least
-/// recently used is evicted beyond it.
-const SESSIONS_MAX: usize = 1000;
 /// Longest wait a client may ask for; bounds how long a request can occupy the broker.
 const MAX_WAIT_MS_MAX: i32 = 60_000;
 const READ_COMMITTED: i8 = 1;
-/// Session epoch that opens a new session / closes one (KIP-227).
-const INITIAL_EPOCH: i32 = 0;
-const FINAL_EPOCH: i32 = -1;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-struct PartitionKey {
-    topic: String,
-    topic_id: Uuid,
-    partition: i32,
-}
-
-#[derive(Clone, Copy, Debug)]
-struct PartitionState {
-    fetch_offset: i64,
-    max_bytes: i32,
-    /// What the client was last told, to decide whether an incremental response includes it.
-    high_watermark: i64,
-    log_start_offset: i64,
-}
-
-struct Session {
-    next_epoch: i32,
-    partitions: IndexMap<PartitionKey, PartitionState>,
-}
-
-#[derive(Default)]
-struct SessionCache {
-    sessions: HashMap<i32, Session>,
-    /// Least recently used first.
-    recency: VecDeque<i32>,
-    last_id: i32,
-}
-
-#[derive(Default)]
-pub struct FetchSessions {
-    cache: Mutex<SessionCache>,
-}
-
-impl SessionCache {
-    fn touch(&mut self, id: i32) {
-        self.recency.retain(|&other| other != id);
-        self.recency.push_back(id);
-    }
-
-    fn remove(&mut self, id: i32) {
-        self.sessions.remove(&id);
-        self.recency.retain(|&other| other != id);
-    }
-
-    fn insert(&mut self, partitions: IndexMap<PartitionKey, PartitionState>) -> i32 {
-        while self.sessions.len() >= SESSIONS_MAX {
-            let Some(oldest) = self.recency.pop_front() else {
-                break;
-            };
-            self.sessions.remove(&oldest);
-        }
-        loop {
-            self.last_id = self.last_id.wrapping_add(1).max(1);
-            if !self.sessions.contains_key(&self.last_id) {
-                break;
-            }
-        }
-        let id = self.last_id;
-        self.sessions.insert(
-            id,
-            Session {
-                next_epoch: 1,
-                partitions,
-            },
-        );
-        self.touch(id);
-        id
-    }
-}
 
 /// What one fetch reads, resolved from the request and its session.
 struct FetchPlan {
@@ -114,7 +37,7 @@ struct FetchPlan {
 }
 
 fn request_partitions(
-    broker: &Broker,
+    broker: &Node,
     body: &FetchRequest,
     version: i16,
 ) -> Vec<(PartitionKey, PartitionState)> {
@@ -152,7 +75,7 @@ fn request_partitions(
     partitions
 }
 
-fn forgotten(broker: &Broker, body: &FetchRequest, version: i16) -> Vec<(String, Uuid, i32)> {
+fn forgotten(broker: &Node, body: &FetchRequest, version: i16) -> Vec<PartitionKey> {
     let image = broker.image();
     let mut keys = Vec::new();
     for topic in &body.forgotten_topics_data {
@@ -171,7 +94,11 @@ fn forgotten(broker: &Broker, body: &FetchRequest, version: i16) -> Vec<(String,
                 image.topics.get(&name).map(|t| t.id).unwrap_or_default(),
             )
         };
-        keys.extend(topic.partitions.iter().map(|&p| (name.clone(), id, p)));
+        keys.extend(topic.partitions.iter().map(|&partition| PartitionKey {
+            topic: name.clone(),
+            topic_id: id,
+            partition,
+        }));
     }
     keys
 }
@@ -179,7 +106,7 @@ fn forgotten(broker: &Broker, body: &FetchRequest, version: i16) -> Vec<(String,
 /// Applies the request to the session cache (KIP-227) and returns the plan, or a top-level
 /// session error.
 fn plan(
-    broker: &Broker,
+    broker: &Node,
     body: &FetchRequest,
     version: i16,
     correlation_id: i32,
@@ -200,69 +127,22 @@ fn plan(
     if version < 7 {
         return Ok(base(0, false, requested));
     }
-    let mut cache = broker
-        .fetch_sessions
-        .cache
-        .lock()
-        .expect("session cache lock");
-    match (body.session_id, body.session_epoch) {
-        (0, FINAL_EPOCH) => Ok(base(0, false, requested)),
-        (id, FINAL_EPOCH) => {
-            cache.remove(id);
-            Ok(base(0, false, requested))
-        }
-        (id, INITIAL_EPOCH) => {
-            if id != 0 {
-                cache.remove(id);
-            }
-            let partitions: IndexMap<_, _> = requested.iter().cloned().collect();
-            let new_id = cache.insert(partitions);
-            Ok(base(new_id, false, requested))
-        }
-        (id, epoch) => {
-            let session = cache
-                .sessions
-                .get_mut(&id)
-                .ok_or(ResponseError::FetchSessionIdNotFound)?;
-            if session.next_epoch != epoch {
-                return Err(ResponseError::InvalidFetchSessionEpoch);
-            }
-            session.next_epoch = if epoch == i32::MAX { 1 } else { epoch + 1 };
-            for (name, topic_id, partition) in forgotten(broker, body, version) {
-                session.partitions.shift_remove(&PartitionKey {
-                    topic: name,
-                    topic_id,
-                    partition,
-                });
-            }
-            for (key, state) in &requested {
-                match session.partitions.get_mut(key) {
-                    Some(existing) => {
-                        existing.fetch_offset = state.fetch_offset;
-                        existing.max_bytes = state.max_bytes;
-                    }
-                    None => {
-                        session.partitions.insert(key.clone(), *state);
-                    }
-                }
-            }
-            let partitions = session
-                .partitions
-                .iter()
-                .map(|(k, s)| (k.clone(), *s))
-                .collect();
-            cache.touch(id);
-            Ok(base(id, true, partitions))
-        }
-    }
+    let view = broker.replicas.fetch_sessions.update(
+        body.session_id,
+        body.session_epoch,
+        requested,
+        || forgotten(broker, body, version),
+    )?;
+    Ok(base(view.session_id, view.incremental, view.partitions))
 }
 
 /// One read pass over the plan's partitions. Returns the per-partition results and the
 /// record bytes gathered.
-fn read_pass(broker: &Broker, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionResult)>, u64) {
+fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionResult)>, u64) {
     let mut remaining_bytes = plan.max_bytes;
     let mut total_bytes = 0u64;
     let mut results = Vec::with_capacity(plan.partitions.len());
+    let image = broker.image();
     for (key, state) in &plan.partitions {
         let mut result = PartitionResult {
             partition_index: key.partition,
@@ -278,23 +158,28 @@ fn read_pass(broker: &Broker, plan: &FetchPlan) -> (Vec<(PartitionKey, Partition
             preferred_read_replica: -1,
             records: Some(RecordsSource::Memory(bytes::Bytes::new())),
         };
-        let log = if key.topic.is_empty() {
-            None
-        } else {
-            broker.logs.get(&key.topic, key.partition)
+        let log = match key.topic.is_empty() {
+            true => Err(ResponseError::UnknownTopicId),
+            false => broker
+                .replicas
+                .leader_log(&image, &key.topic, key.partition),
         };
-        let Some(log) = log else {
-            let error = if plan.version >= 13 && key.topic.is_empty() {
-                ResponseError::UnknownTopicId
-            } else {
-                broker.missing_partition_error(&key.topic, key.partition)
-            };
-            result.error_code = error.code();
-            results.push((key.clone(), result));
-            continue;
+        let log = match log {
+            Ok(log) => log,
+            Err(error) => {
+                let error = match error {
+                    ResponseError::UnknownTopicId if plan.version < 13 => {
+                        ResponseError::UnknownTopicOrPartition
+                    }
+                    other => other,
+                };
+                result.error_code = error.code();
+                results.push((key.clone(), result));
+                continue;
+            }
         };
         let offsets = log.offsets();
-        result.high_watermark = offsets.log_end_offset;
+        result.high_watermark = ReplicaManager::high_watermark(&offsets);
         result.last_stable_offset = offsets.last_stable_offset;
         result.log_start_offset = offsets.log_start_offset;
         let partition_budget = (state.max_bytes.max(0) as u64).min(remaining_bytes);
@@ -334,43 +219,24 @@ fn read_pass(broker: &Broker, plan: &FetchPlan) -> (Vec<(PartitionKey, Partition
 /// Builds the response, dropping unchanged partitions from incremental responses and
 /// recording what the client was told in the session.
 fn respond(
-    broker: &Broker,
+    broker: &Node,
     plan: &FetchPlan,
     results: Vec<(PartitionKey, PartitionResult)>,
 ) -> ResponseFrame {
-    let mut included: Vec<(PartitionKey, PartitionResult)> = Vec::with_capacity(results.len());
-    if plan.session_id != 0 {
-        let mut cache = broker
-            .fetch_sessions
-            .cache
-            .lock()
-            .expect("session cache lock");
-        let session = cache.sessions.get_mut(&plan.session_id);
-        for (key, result) in results {
-            let cached = session
-                .as_ref()
-                .and_then(|s| s.partitions.get(&key))
-                .copied();
-            let has_records = matches!(&result.records, Some(RecordsSource::File(_)));
-            let changed = cached.is_none_or(|c| {
-                c.high_watermark != result.high_watermark
-                    || c.log_start_offset != result.log_start_offset
-            });
-            if !plan.incremental || has_records || result.error_code != 0 || changed {
-                included.push((key, result));
-            }
-        }
-        if let Some(session) = session {
-            for (key, result) in &included {
-                if let Some(state) = session.partitions.get_mut(key) {
-                    state.high_watermark = result.high_watermark;
-                    state.log_start_offset = result.log_start_offset;
-                }
-            }
-        }
-    } else {
-        included = results;
-    }
+    let view = SessionView {
+        session_id: plan.session_id,
+        incremental: plan.incremental,
+        partitions: Vec::new(),
+    };
+    let included = broker
+        .replicas
+        .fetch_sessions
+        .filter_answered(&view, results, |result| Answered {
+            has_records: matches!(&result.records, Some(RecordsSource::File(_))),
+            error_code: result.error_code,
+            high_watermark: result.high_watermark,
+            log_start_offset: result.log_start_offset,
+        });
     let mut topics: Vec<TopicResult> = Vec::new();
     for (key, result) in included {
         match topics.last_mut() {
@@ -421,7 +287,11 @@ fn session_error(version: i16, correlation_id: i32, error: ResponseError) -> Res
     fetch_response::encode(version, correlation_id, &result)
 }
 
-pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Handled, RequestError> {
+pub fn handle(
+    broker: &Arc<Node>,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<Handled, RequestError> {
     let version = request.version;
     let correlation_id = request.header.correlation_id;
     let body: FetchRequest = decode(&mut request.body, version)?;
@@ -449,7 +319,7 @@ pub fn handle(broker: &Arc<Broker>, mut request: Request) -> Result<Handled, Req
         loop {
             // Register for the wake-up before reading, so an append between the read and the
             // wait is not missed.
-            let notified = broker.data_arrived.notified();
+            let notified = broker.replicas.appended();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let (results, total_bytes) = read_pass(&broker, &plan);

@@ -48,14 +48,15 @@ use kafka_protocol::messages::{
 };
 use uuid::Uuid;
 
-use crate::broker::Broker;
 use crate::controller::image::MetadataImage;
 use crate::coordinator::consumer_group::{Assignment, HeartbeatRequest as ConsumerHeartbeat};
 use crate::coordinator::group::{GroupState, JoinRequest, JoinResult, Reply, SyncResult};
 use crate::coordinator::records::OffsetValue;
-use crate::coordinator::transaction::{TransactionCoordinator, TRANSACTION_STATE_TOPIC};
+use crate::coordinator::transaction::TRANSACTION_STATE_TOPIC;
+use crate::handlers::context::RequestContext;
+use crate::handlers::Handled;
+use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
-use crate::server::dispatch::Handled;
 
 /// First version that looks up a batch of keys.
 const BATCHED_VERSION: i16 = 4;
@@ -85,7 +86,7 @@ fn respond<T: Encodable>(request: &Request, api_key: ApiKey, body: &T) -> Respon
 /// Where a key's coordinator is: the live leader of the key's partition of the
 /// coordinator's internal topic (created on first use), as Kafka places coordinators.
 fn coordinator_for(
-    broker: &Broker,
+    broker: &Node,
     key_type: i8,
     key: &str,
 ) -> (Option<ResponseError>, &'static str, BrokerId, StrBytes, i32) {
@@ -109,7 +110,7 @@ fn coordinator_for(
         KEY_TYPE_TRANSACTION => match broker.transactions.ensure_ready(broker) {
             Ok(()) => (
                 TRANSACTION_STATE_TOPIC,
-                TransactionCoordinator::state_partition(broker, key),
+                broker.transactions.state_partition(key),
             ),
             Err(error) => return unavailable(error.error, "The coordinator is not available."),
         },
@@ -146,7 +147,8 @@ fn coordinator_for(
 }
 
 pub fn find_coordinator(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -188,14 +190,6 @@ pub fn find_coordinator(
         }
     }
     Ok(respond(&request, ApiKey::FindCoordinator, &response))
-}
-
-fn client_host() -> String {
-    crate::server::connection::PEER
-        .try_with(|peer| peer.map(|p| format!("/{}", p.ip())))
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "/unknown".to_string())
 }
 
 fn join_response(result: JoinResult, version: i16) -> JoinGroupResponse {
@@ -254,7 +248,11 @@ fn reply_with<T: Send + 'static, B: Encodable + Send + 'static>(
     }
 }
 
-pub fn join_group(broker: &Arc<Broker>, mut request: Request) -> Result<Handled, RequestError> {
+pub fn join_group(
+    broker: &Arc<Node>,
+    context: &RequestContext,
+    mut request: Request,
+) -> Result<Handled, RequestError> {
     let version = request.version;
     let body: JoinGroupRequest = decode(&mut request.body, version)?;
     let join = JoinRequest {
@@ -266,7 +264,7 @@ pub fn join_group(broker: &Arc<Broker>, mut request: Request) -> Result<Handled,
             .as_ref()
             .map(|s| s.to_string())
             .unwrap_or_default(),
-        client_host: client_host(),
+        client_host: context.client_host(),
         session_timeout_ms: body.session_timeout_ms,
         // v0 has no rebalance timeout: it is the session timeout.
         rebalance_timeout_ms: if version >= 1 {
@@ -283,7 +281,9 @@ pub fn join_group(broker: &Arc<Broker>, mut request: Request) -> Result<Handled,
         require_known_member_id: version >= 4,
     };
     let member_id = join.member_id.clone();
-    let reply = broker.groups.join(broker, body.group_id.as_str(), join);
+    let reply = broker
+        .groups
+        .join(broker.as_ref(), body.group_id.as_str(), join);
     Ok(reply_with(
         &request,
         ApiKey::JoinGroup,
@@ -301,7 +301,11 @@ fn sync_response(result: SyncResult) -> SyncGroupResponse {
         .with_assignment(result.assignment)
 }
 
-pub fn sync_group(broker: &Arc<Broker>, mut request: Request) -> Result<Handled, RequestError> {
+pub fn sync_group(
+    broker: &Arc<Node>,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<Handled, RequestError> {
     let version = request.version;
     let body: SyncGroupRequest = decode(&mut request.body, version)?;
     let assignments: Vec<(String, Bytes)> = body
@@ -310,7 +314,7 @@ pub fn sync_group(broker: &Arc<Broker>, mut request: Request) -> Result<Handled,
         .map(|a| (a.member_id.to_string(), a.assignment))
         .collect();
     let reply = broker.groups.sync(
-        broker,
+        broker.as_ref(),
         body.group_id.as_str(),
         body.generation_id,
         body.member_id.as_str(),
@@ -328,7 +332,11 @@ pub fn sync_group(broker: &Arc<Broker>, mut request: Request) -> Result<Handled,
     ))
 }
 
-pub fn heartbeat(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+pub fn heartbeat(
+    broker: &Node,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
     let body: HeartbeatRequest = decode(&mut request.body, request.version)?;
     let error = broker.groups.heartbeat(
         body.group_id.as_str(),
@@ -340,7 +348,11 @@ pub fn heartbeat(broker: &Broker, mut request: Request) -> Result<ResponseFrame,
     Ok(respond(&request, ApiKey::Heartbeat, &response))
 }
 
-pub fn leave_group(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+pub fn leave_group(
+    broker: &Node,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: LeaveGroupRequest = decode(&mut request.body, version)?;
     let identities: Vec<(String, Option<String>)> = if version >= 3 {
@@ -380,7 +392,11 @@ pub fn leave_group(broker: &Broker, mut request: Request) -> Result<ResponseFram
     Ok(respond(&request, ApiKey::LeaveGroup, &response))
 }
 
-pub fn offset_commit(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+pub fn offset_commit(
+    broker: &Node,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: OffsetCommitRequest = decode(&mut request.body, version)?;
     let topics: Vec<(String, Vec<(i32, i64, i32, Option<String>)>)> = body
@@ -461,13 +477,7 @@ fn fetched_partition(value: Option<OffsetValue>, unstable: bool) -> (i64, i32, S
 /// offset an unfinished transaction has written answers UNSTABLE_OFFSET_COMMIT, without an
 /// offset, and the client retries: else a new member could start from the offset that the
 /// transaction is about to replace, and process those records twice.
-fn unstable(
-    broker: &Broker,
-    require_stable: bool,
-    group: &str,
-    topic: &str,
-    partition: i32,
-) -> bool {
+fn unstable(broker: &Node, require_stable: bool, group: &str, topic: &str, partition: i32) -> bool {
     require_stable
         && (broker
             .transactions
@@ -475,7 +485,11 @@ fn unstable(
             || broker.groups.has_undecided_offset(group, topic, partition))
 }
 
-pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+pub fn offset_fetch(
+    broker: &Node,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: OffsetFetchRequest = decode(&mut request.body, version)?;
     let mut response = OffsetFetchResponse::default();
@@ -582,7 +596,11 @@ pub fn offset_fetch(broker: &Broker, mut request: Request) -> Result<ResponseFra
     Ok(respond(&request, ApiKey::OffsetFetch, &response))
 }
 
-pub fn offset_delete(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+pub fn offset_delete(
+    broker: &Node,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
     let body: OffsetDeleteRequest = decode(&mut request.body, request.version)?;
     let topics: Vec<(String, Vec<i32>)> = body
         .topics
@@ -625,7 +643,8 @@ pub fn offset_delete(broker: &Broker, mut request: Request) -> Result<ResponseFr
 }
 
 pub fn describe_groups(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -676,7 +695,11 @@ pub fn describe_groups(
     Ok(respond(&request, ApiKey::DescribeGroups, &response))
 }
 
-pub fn list_groups(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+pub fn list_groups(
+    broker: &Node,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: ListGroupsRequest = decode(&mut request.body, version)?;
     let states: Vec<String> = body
@@ -709,7 +732,11 @@ pub fn list_groups(broker: &Broker, mut request: Request) -> Result<ResponseFram
     Ok(respond(&request, ApiKey::ListGroups, &response))
 }
 
-pub fn delete_groups(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+pub fn delete_groups(
+    broker: &Node,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
     let body: DeleteGroupsRequest = decode(&mut request.body, request.version)?;
     let results = body
         .groups_names
@@ -736,7 +763,8 @@ fn assignment_ids(image: &MetadataImage, assignment: &Assignment) -> Vec<(Uuid, 
 }
 
 pub fn consumer_group_heartbeat(
-    broker: &Broker,
+    broker: &Node,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -775,7 +803,7 @@ pub fn consumer_group_heartbeat(
             .as_ref()
             .map(|s| s.to_string())
             .unwrap_or_default(),
-        client_host: client_host(),
+        client_host: context.client_host(),
         rebalance_timeout_ms: body.rebalance_timeout_ms,
         subscribed_topics,
         subscribed_regex: body.subscribed_topic_regex.as_ref().map(|s| s.to_string()),
@@ -824,7 +852,8 @@ fn describe_assignment(image: &MetadataImage, assignment: &Assignment) -> Descri
 }
 
 pub fn consumer_group_describe(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let body: ConsumerGroupDescribeRequest = decode(&mut request.body, request.version)?;

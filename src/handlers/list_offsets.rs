@@ -8,9 +8,10 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
-use crate::log::partition::PartitionLog;
+use crate::handlers::context::RequestContext;
+use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
+use crate::replica::PartitionLog;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -44,9 +45,14 @@ fn lookup(
     }))
 }
 
-pub fn handle(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+pub fn handle(
+    broker: &Node,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: ListOffsetsRequest = decode(&mut request.body, version)?;
+    let image = broker.image();
     let topics = body
         .topics
         .iter()
@@ -59,9 +65,9 @@ pub fn handle(broker: &Broker, mut request: Request) -> Result<ResponseFrame, Re
                         .with_partition_index(partition.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
-                    let result = match broker.logs.get(topic.name.as_str(), partition.partition_index) {
-                        None => Err(broker.missing_partition_error(topic.name.as_str(), partition.partition_index)),
-                        Some(log) => lookup(&log, partition.timestamp, body.isolation_level == 1).unwrap_or_else(|error| {
+                    let result = match broker.replicas.leader_log(&image, topic.name.as_str(), partition.partition_index) {
+                        Err(error) => Err(error),
+                        Ok(log) => lookup(&log, partition.timestamp, body.isolation_level == 1).unwrap_or_else(|error| {
                             tracing::error!(topic = topic.name.as_str(), %error, "offset lookup failed");
                             Err(ResponseError::KafkaStorageError)
                         }),

@@ -16,20 +16,23 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
 use crate::clock::now_ms;
+use crate::handlers::context::RequestContext;
+use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 
 /// DeleteRecords' offset meaning "up to the high watermark".
 const HIGH_WATERMARK: i64 = -1;
 
 pub fn delete_records(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: DeleteRecordsRequest = decode(&mut request.body, version)?;
     let now = now_ms();
+    let image = broker.image();
     let topics = body
         .topics
         .iter()
@@ -41,19 +44,19 @@ pub fn delete_records(
                     let mut result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(partition.partition_index)
                         .with_low_watermark(-1);
-                    let Some(log) = broker
-                        .logs
-                        .get(topic.name.as_str(), partition.partition_index)
-                    else {
-                        let error = broker
-                            .missing_partition_error(topic.name.as_str(), partition.partition_index);
-                        return result.with_error_code(error.code());
+                    let log = match broker.replicas.leader_log(
+                        &image,
+                        topic.name.as_str(),
+                        partition.partition_index,
+                    ) {
+                        Ok(log) => log,
+                        Err(error) => return result.with_error_code(error.code()),
                     };
                     let offset = match partition.offset {
                         HIGH_WATERMARK => log.offsets().log_end_offset,
                         offset => offset,
                     };
-                    match broker.logs.delete_records(&log, offset, now) {
+                    match broker.replicas.logs().delete_records(&log, offset, now) {
                         Ok(Ok(low_watermark)) => result.low_watermark = low_watermark,
                         Ok(Err(_)) => {
                             result.error_code = ResponseError::OffsetOutOfRange.code();
@@ -95,7 +98,8 @@ fn file_system_bytes(dir: &std::path::Path) -> (i64, i64) {
 }
 
 pub fn describe_log_dirs(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -108,7 +112,7 @@ pub fn describe_log_dirs(
             .collect()
     });
     let mut by_topic: BTreeMap<String, Vec<DescribeLogDirsPartition>> = BTreeMap::new();
-    for log in broker.logs.all() {
+    for log in broker.replicas.logs().all() {
         let selected = wanted.as_ref().is_none_or(|wanted| {
             wanted
                 .get(log.topic())
@@ -133,7 +137,7 @@ pub fn describe_log_dirs(
                 .with_partitions(partitions)
         })
         .collect();
-    let data_dir = broker.logs.data_dir();
+    let data_dir = broker.replicas.logs().data_dir();
     let (total_bytes, usable_bytes) = file_system_bytes(data_dir);
     let mut result = DescribeLogDirsResult::default()
         .with_log_dir(StrBytes::from_string(data_dir.display().to_string()))

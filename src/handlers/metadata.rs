@@ -10,9 +10,10 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use crate::broker::Broker;
 use crate::controller::image::{MetadataImage, TopicImage};
 use crate::controller::{validate_topic_name, NewTopic};
+use crate::handlers::context::RequestContext;
+use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 
 /// Kafka's "authorized operations not requested" marker.
@@ -106,7 +107,7 @@ fn error_topic(
 
 /// Looks a topic up by name, auto-creating it when allowed.
 fn topic_by_name(
-    broker: &Broker,
+    broker: &Node,
     name: &str,
     allow_auto_create: bool,
     version: i16,
@@ -157,7 +158,11 @@ fn topic_by_name(
     }
 }
 
-pub fn handle(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+pub fn handle(
+    broker: &Node,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: MetadataRequest = decode(&mut request.body, version)?;
     // Before v4 clients could not opt out of auto-creation.

@@ -1,10 +1,12 @@
-//! One file per API family; each decodes its request, acts through the broker, and encodes
-//! its response at the request's version.
+//! One file per API family; each decodes its request, asks the owner of the state (the replica
+//! layer, a coordinator, the controller), and encodes its response at the request's version.
+//! Every handler receives the request's [`context::RequestContext`].
 
 pub mod admin;
 pub mod api_versions;
 pub mod broker_registration;
 pub mod configs;
+pub mod context;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
@@ -13,3 +15,19 @@ pub mod metadata;
 pub mod produce;
 pub mod quorum;
 pub mod txn;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::protocol::ResponseFrame;
+
+pub type DeferredResponse = Pin<Box<dyn Future<Output = Option<ResponseFrame>> + Send>>;
+
+/// What a handler made of a request.
+pub enum Handled {
+    Response(ResponseFrame),
+    /// acks=0 produce: the client expects nothing back.
+    NoResponse,
+    /// A response that may wait (a long-polling fetch); None closes the connection.
+    Deferred(DeferredResponse),
+}

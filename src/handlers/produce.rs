@@ -9,17 +9,18 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
 use crate::clock::now_ms;
+use crate::controller::image::MetadataImage;
 use crate::controller::validate_topic_name;
-use crate::log::partition::AppendError;
-use crate::log::producer_state::ProducerError;
+use crate::handlers::context::RequestContext;
+use crate::handlers::Handled;
+use crate::node::Node;
 use crate::protocol::api_versions::PRODUCE_VERSION_MIN_ACCEPTED;
 use crate::protocol::{
     decode, encode_response, encode_response_header, Chunk, Request, RequestError, ResponseFrame,
 };
 use crate::record::batch::BatchHeader;
-use crate::server::dispatch::Handled;
+use crate::replica::{AppendError, ProducerError};
 
 struct PartitionOutcome {
     index: i32,
@@ -59,7 +60,8 @@ fn append_error_code(error: &AppendError) -> ResponseError {
 }
 
 fn append_partition(
-    broker: &Broker,
+    broker: &Node,
+    image: &MetadataImage,
     transactional_id: Option<&str>,
     topic: &str,
     index: i32,
@@ -75,13 +77,15 @@ fn append_partition(
             format!("Cannot append to internal topic {topic}"),
         );
     }
-    let Some(log) = broker.logs.get(topic, index) else {
-        let error = if validate_topic_name(topic).is_err() {
-            ResponseError::InvalidTopicException
-        } else {
-            broker.missing_partition_error(topic, index)
-        };
-        return failed(index, error, format!("{topic}-{index} is not hosted here"));
+    let log = match broker.replicas.leader_log(image, topic, index) {
+        Ok(log) => log,
+        Err(error) => {
+            let error = match validate_topic_name(topic) {
+                Err(_) => ResponseError::InvalidTopicException,
+                Ok(()) => error,
+            };
+            return failed(index, error, format!("{topic}-{index} is not led here"));
+        }
     };
     let records = records.map(|r| &r[..]).unwrap_or_default();
     // Transactional batches are appended only while the partition is in the producer's open
@@ -102,9 +106,7 @@ fn append_partition(
     // Another broker coordinates the transaction: no state here to verify against (Kafka
     // before KIP-890); the partition's last stable offset and that coordinator's timeout
     // bound a stray batch.
-    let coordinated_here = transactional_id.is_none_or(|id| {
-        crate::coordinator::transaction::TransactionCoordinator::is_local(broker, id)
-    });
+    let coordinated_here = transactional_id.is_none_or(|id| broker.transactions.coordinates(id));
     let appended = match transactional.filter(|_| coordinated_here) {
         Some(header) => broker
             .transactions
@@ -166,13 +168,18 @@ fn scan_headers(records: &[u8]) -> (Option<BatchHeader>, usize, bool) {
     (first, count, any_producer)
 }
 
-pub fn handle(broker: &Broker, mut request: Request) -> Result<Handled, RequestError> {
+pub fn handle(
+    broker: &Node,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<Handled, RequestError> {
     let version = request.version;
     if version < PRODUCE_VERSION_MIN_ACCEPTED {
         return refuse_old_version(request).map(Handled::Response);
     }
     let body: ProduceRequest = decode(&mut request.body, version)?;
     let now = now_ms();
+    let image = broker.image();
     let acks_valid = matches!(body.acks, -1..=1);
     let mut topics: Vec<(StrBytes, Vec<PartitionOutcome>)> =
         Vec::with_capacity(body.topic_data.len());
@@ -191,6 +198,7 @@ pub fn handle(broker: &Broker, mut request: Request) -> Result<Handled, RequestE
                 }
                 append_partition(
                     broker,
+                    &image,
                     body.transactional_id.as_ref().map(|id| id.as_str()),
                     name,
                     partition.index,
@@ -201,7 +209,7 @@ pub fn handle(broker: &Broker, mut request: Request) -> Result<Handled, RequestE
             .collect();
         topics.push((topic.name.0.clone(), outcomes));
     }
-    broker.data_arrived.notify_waiters();
+    broker.replicas.notify_appended();
     for outcome in topics.iter().flat_map(|(_, p)| p) {
         if let Some((error, _)) = &outcome.error {
             crate::metrics::partition_error(ApiKey::Produce, error.code());

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::describe_quorum_response::{
-    Listener, Node, PartitionData, ReplicaState, TopicData,
+    Listener, Node as NodeEndpoints, PartitionData, ReplicaState, TopicData,
 };
 use kafka_protocol::messages::{
     AllocateProducerIdsRequest, AllocateProducerIdsResponse, ApiKey, BeginQuorumEpochRequest,
@@ -20,23 +20,28 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
 use crate::controller::wire;
 use crate::controller::METADATA_TOPIC;
 use crate::coordinator::producer_ids::PRODUCER_ID_BLOCK_SIZE;
 use crate::handlers;
+use crate::handlers::context::RequestContext;
+use crate::handlers::Handled;
+use crate::node::Node;
 use crate::protocol::api_versions::{self, CONTROLLER_SUPPORTED};
 use crate::protocol::{
     decode, encode_response, encode_response_header, Chunk, Request, RequestError, ResponseFrame,
 };
 use crate::raft::{Message, NodeId};
-use crate::server::dispatch::Handled;
 
 /// How long a forwarded request waits for a leader to be known.
 const LEADER_WAIT: Duration = Duration::from_secs(3);
 
 /// One request on the controller listener.
-pub async fn route(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, RequestError> {
+pub async fn route(
+    broker: &Arc<Node>,
+    context: &Arc<RequestContext>,
+    frame: Bytes,
+) -> Result<Handled, RequestError> {
     let request = crate::protocol::parse_request_in(frame, api_versions::controller_supported)?;
     let response = |frame: Result<ResponseFrame, RequestError>| frame.map(Handled::Response);
     match request.api_key {
@@ -49,23 +54,27 @@ pub async fn route(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, Reques
         ApiKey::EndQuorumEpoch => end_quorum_epoch(broker, request),
         ApiKey::Fetch => fetch(broker, request),
         ApiKey::FetchSnapshot => fetch_snapshot(broker, request),
-        ApiKey::DescribeQuorum => Ok(describe_quorum(broker, request)),
+        ApiKey::DescribeQuorum => Ok(describe_quorum(broker, context, request)),
         ApiKey::DescribeCluster => response(describe_controllers(broker, request)),
         ApiKey::AllocateProducerIds => response(allocate_producer_ids(broker, request)),
         ApiKey::BrokerRegistration => response(handlers::broker_registration::broker_registration(
-            broker, request,
+            broker, context, request,
         )),
         ApiKey::BrokerHeartbeat => response(handlers::broker_registration::broker_heartbeat(
-            broker, request,
+            broker, context, request,
         )),
         // Served here by the active controller; anyone else answers NOT_CONTROLLER from the
         // commit (a forwarder never forwards twice).
-        ApiKey::CreateTopics => response(handlers::admin::create_topics(broker, request)),
-        ApiKey::DeleteTopics => response(handlers::admin::delete_topics(broker, request)),
-        ApiKey::CreatePartitions => response(handlers::admin::create_partitions(broker, request)),
-        ApiKey::AlterConfigs => response(handlers::configs::alter_configs(broker, request)),
+        ApiKey::CreateTopics => response(handlers::admin::create_topics(broker, context, request)),
+        ApiKey::DeleteTopics => response(handlers::admin::delete_topics(broker, context, request)),
+        ApiKey::CreatePartitions => {
+            response(handlers::admin::create_partitions(broker, context, request))
+        }
+        ApiKey::AlterConfigs => {
+            response(handlers::configs::alter_configs(broker, context, request))
+        }
         ApiKey::IncrementalAlterConfigs => response(handlers::configs::incremental_alter_configs(
-            broker, request,
+            broker, context, request,
         )),
         other => Err(RequestError::UnknownApiKey(other as i16)),
     }
@@ -85,7 +94,7 @@ fn respond<T: Encodable>(request: &Request, body: &T) -> ResponseFrame {
 /// REQUEST_TIMED_OUT. `parse` names the sender and builds the Raft message (or the error
 /// code for the whole request).
 fn quorum_request<Req, Resp>(
-    broker: &Arc<Broker>,
+    broker: &Arc<Node>,
     mut request: Request,
     cluster_id: fn(&Req) -> &Option<StrBytes>,
     parse: fn(&Req, i16) -> Result<(NodeId, Message), i16>,
@@ -120,7 +129,7 @@ where
     })))
 }
 
-fn check_sender(broker: &Broker, cluster_id: &Option<StrBytes>, from: NodeId) -> Result<(), i16> {
+fn check_sender(broker: &Node, cluster_id: &Option<StrBytes>, from: NodeId) -> Result<(), i16> {
     if !wire::cluster_matches(cluster_id, &broker.cluster_id) {
         tracing::warn!(
             from,
@@ -135,7 +144,7 @@ fn check_sender(broker: &Broker, cluster_id: &Option<StrBytes>, from: NodeId) ->
     Ok(())
 }
 
-fn vote(broker: &Arc<Broker>, request: Request) -> Result<Handled, RequestError> {
+fn vote(broker: &Arc<Node>, request: Request) -> Result<Handled, RequestError> {
     quorum_request(
         broker,
         request,
@@ -149,7 +158,7 @@ fn vote(broker: &Arc<Broker>, request: Request) -> Result<Handled, RequestError>
     )
 }
 
-fn begin_quorum_epoch(broker: &Arc<Broker>, request: Request) -> Result<Handled, RequestError> {
+fn begin_quorum_epoch(broker: &Arc<Node>, request: Request) -> Result<Handled, RequestError> {
     quorum_request(
         broker,
         request,
@@ -166,7 +175,7 @@ fn begin_quorum_epoch(broker: &Arc<Broker>, request: Request) -> Result<Handled,
     )
 }
 
-fn end_quorum_epoch(broker: &Arc<Broker>, request: Request) -> Result<Handled, RequestError> {
+fn end_quorum_epoch(broker: &Arc<Node>, request: Request) -> Result<Handled, RequestError> {
     quorum_request(
         broker,
         request,
@@ -183,7 +192,7 @@ fn end_quorum_epoch(broker: &Arc<Broker>, request: Request) -> Result<Handled, R
     )
 }
 
-fn fetch(broker: &Arc<Broker>, request: Request) -> Result<Handled, RequestError> {
+fn fetch(broker: &Arc<Node>, request: Request) -> Result<Handled, RequestError> {
     quorum_request(
         broker,
         request,
@@ -192,7 +201,7 @@ fn fetch(broker: &Arc<Broker>, request: Request) -> Result<Handled, RequestError
             if !wire::is_metadata_fetch(body) {
                 return Err(wire::UNKNOWN_TOPIC_OR_PARTITION);
             }
-            wire::from_fetch_request(body, version, crate::broker::QUORUM_TICK_MS)
+            wire::from_fetch_request(body, version, crate::node::QUORUM_TICK_MS)
                 .map(|r| (r.replica_id, Message::FetchRequest(r)))
         },
         |answer| match answer {
@@ -203,7 +212,7 @@ fn fetch(broker: &Arc<Broker>, request: Request) -> Result<Handled, RequestError
     )
 }
 
-fn fetch_snapshot(broker: &Arc<Broker>, request: Request) -> Result<Handled, RequestError> {
+fn fetch_snapshot(broker: &Arc<Node>, request: Request) -> Result<Handled, RequestError> {
     quorum_request(
         broker,
         request,
@@ -223,7 +232,7 @@ fn fetch_snapshot(broker: &Arc<Broker>, request: Request) -> Result<Handled, Req
 /// DescribeQuorum from this node's view. The leader knows every replica's progress; a
 /// follower reports leader and epoch with what it knows of itself (brokers forward the
 /// request to the leader first, see [`forward_to_controller`]).
-pub fn describe_quorum(broker: &Broker, request: Request) -> Handled {
+pub fn describe_quorum(broker: &Node, _context: &RequestContext, request: Request) -> Handled {
     let quorum = broker.controller.quorum();
     let status = quorum.status();
     let now_ms = crate::clock::now_ms();
@@ -273,12 +282,14 @@ pub fn describe_quorum(broker: &Broker, request: Request) -> Handled {
             .iter()
             .filter_map(|(id, address)| {
                 let (host, port) = address.rsplit_once(':')?;
-                Some(Node::default().with_node_id(BrokerId(*id)).with_listeners(
-                    vec![Listener::default()
+                Some(
+                    NodeEndpoints::default()
+                        .with_node_id(BrokerId(*id))
+                        .with_listeners(vec![Listener::default()
                             .with_name(StrBytes::from_static_str("CONTROLLER"))
                             .with_host(StrBytes::from_string(host.to_string()))
-                            .with_port(port.parse().ok()?)],
-                ))
+                            .with_port(port.parse().ok()?)]),
+                )
             })
             .collect();
         response = response.with_nodes(nodes);
@@ -289,7 +300,7 @@ pub fn describe_quorum(broker: &Broker, request: Request) -> Handled {
 /// DescribeCluster on the controller listener (KIP-919, what `--bootstrap-controller` admin
 /// clients ask first): the controllers and which of them is active.
 fn describe_controllers(
-    broker: &Broker,
+    broker: &Node,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -325,7 +336,7 @@ fn describe_controllers(
 
 /// AllocateProducerIds (a broker asking the active controller for a block).
 fn allocate_producer_ids(
-    broker: &Broker,
+    broker: &Node,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let _body: AllocateProducerIdsRequest = decode(&mut request.body, request.version)?;
@@ -345,15 +356,17 @@ fn allocate_producer_ids(
 /// controller can be reached, so that the local handler answers with NOT_CONTROLLER / a
 /// timeout in the API's own response), else relays it to the active controller's listener.
 pub fn forward_to_controller(
-    broker: &Arc<Broker>,
+    broker: &Arc<Node>,
+    context: &Arc<RequestContext>,
     request: Request,
-    local: fn(&Arc<Broker>, Request) -> Result<Handled, RequestError>,
+    local: fn(&Arc<Node>, &RequestContext, Request) -> Result<Handled, RequestError>,
 ) -> Result<Handled, RequestError> {
     let quorum = broker.controller.quorum();
     if quorum.config().is_single_node() || quorum.is_active() {
-        return local(broker, request);
+        return local(broker, context, request);
     }
     let broker = broker.clone();
+    let context = context.clone();
     Ok(Handled::Deferred(Box::pin(async move {
         let deadline = Instant::now() + LEADER_WAIT;
         let target = loop {
@@ -392,7 +405,7 @@ pub fn forward_to_controller(
             }
         }
         // Answer here: the commit fails with the API's own NOT_CONTROLLER / timeout error.
-        let handled = tokio::task::block_in_place(|| local(&broker, request)).ok()?;
+        let handled = tokio::task::block_in_place(|| local(&broker, &context, request)).ok()?;
         match handled {
             Handled::Response(response) => Some(response),
             Handled::Deferred(future) => future.await,

@@ -19,14 +19,14 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
 use crate::controller::ApiError;
 use crate::coordinator::transaction::{
     PendingOffset, CONSUMER_OFFSETS_TOPIC, MARKER_PARTITIONS_PER_REQUEST_MAX,
 };
-use crate::log::partition::AppendError;
-use crate::log::producer_state::ProducerError;
+use crate::handlers::context::RequestContext;
+use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
+use crate::replica::{AppendError, ProducerError};
 
 /// FindCoordinator key type of a transactional id.
 pub const COORDINATOR_KEY_TYPE_TRANSACTION: i8 = 1;
@@ -36,7 +36,8 @@ const PARTITIONS_PER_REQUEST_MAX: usize = 10_000;
 /// InitProducerId. Without a transactional id: a fresh producer id at epoch 0, as Kafka does
 /// for idempotent producers. With one: the coordinator bumps the epoch (fencing).
 pub fn init_producer_id(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -121,7 +122,8 @@ fn topic_results(
 }
 
 pub fn add_partitions_to_txn(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -208,7 +210,8 @@ fn legacy_code(version: i16, error: ResponseError) -> i16 {
 }
 
 pub fn add_offsets_to_txn(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -231,7 +234,11 @@ pub fn add_offsets_to_txn(
     ))
 }
 
-pub fn end_txn(broker: &Broker, mut request: Request) -> Result<ResponseFrame, RequestError> {
+pub fn end_txn(
+    broker: &Node,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: EndTxnRequest = decode(&mut request.body, version)?;
     let mut response = EndTxnResponse::default()
@@ -258,7 +265,8 @@ pub fn end_txn(broker: &Broker, mut request: Request) -> Result<ResponseFrame, R
 /// TxnOffsetCommit: offsets written to `__consumer_offsets` in the transaction and staged,
 /// visible to the group once it commits (`GroupCoordinator::end_transactional_offsets`).
 pub fn txn_offset_commit(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -317,7 +325,8 @@ pub fn txn_offset_commit(
 
 /// DescribeTransactions: the coordinator's view of each transactional id.
 pub fn describe_transactions(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
@@ -372,7 +381,8 @@ pub fn describe_transactions(
 
 /// ListTransactions, filtered by state, producer id and (v1) minimum running time.
 pub fn list_transactions(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     use kafka_protocol::messages::list_transactions_response::TransactionState;
@@ -449,7 +459,8 @@ const DESCRIBED_PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
 /// DescribeProducers: each partition's active producers (what `kafka-transactions
 /// find-hanging` reads).
 pub fn describe_producers(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     use kafka_protocol::messages::describe_producers_response::{
@@ -458,6 +469,7 @@ pub fn describe_producers(
     use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse};
     let version = request.version;
     let body: DescribeProducersRequest = decode(&mut request.body, version)?;
+    let image = broker.image();
     let topics = body
         .topics
         .iter()
@@ -467,12 +479,12 @@ pub fn describe_producers(
                 .iter()
                 .map(|&index| {
                     let response = PartitionResponse::default().with_partition_index(index);
-                    let Some(log) = broker.logs.get(topic.name.as_str(), index) else {
-                        return response.with_error_code(
-                            broker
-                                .missing_partition_error(topic.name.as_str(), index)
-                                .code(),
-                        );
+                    let log = match broker
+                        .replicas
+                        .leader_log(&image, topic.name.as_str(), index)
+                    {
+                        Ok(log) => log,
+                        Err(error) => return response.with_error_code(error.code()),
                     };
                     let active = log.with_producers(|state| {
                         state
@@ -513,7 +525,8 @@ pub fn describe_producers(
 /// coordinator does for its own; a marker on `__consumer_offsets` also decides the offsets
 /// TxnOffsetCommit staged here for the producer.
 pub fn write_txn_markers(
-    broker: &Broker,
+    broker: &Node,
+    _context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     use kafka_protocol::messages::write_txn_markers_response::{
@@ -529,6 +542,7 @@ pub fn write_txn_markers(
         .sum();
     let too_many = partition_count > MARKER_PARTITIONS_PER_REQUEST_MAX;
     let now = crate::clock::now_ms();
+    let image = broker.image();
     let mut results = Vec::with_capacity(body.markers.len());
     for marker in &body.markers {
         let producer_id = marker.producer_id.0;
@@ -540,9 +554,10 @@ pub fn write_txn_markers(
                 .partition_indexes
                 .iter()
                 .map(|&index| {
+                    let log = broker.replicas.leader_log(&image, name, index);
                     let error = if too_many {
                         Some(ResponseError::InvalidRequest)
-                    } else if let Some(log) = broker.logs.get(name, index) {
+                    } else if let Ok(log) = log {
                         match log.append_marker(
                             producer_id,
                             marker.producer_epoch,
@@ -563,7 +578,7 @@ pub fn write_txn_markers(
                             }
                         }
                     } else {
-                        Some(broker.missing_partition_error(name, index))
+                        log.err()
                     };
                     WritableTxnMarkerPartitionResult::default()
                         .with_partition_index(index)
@@ -590,7 +605,7 @@ pub fn write_txn_markers(
                 .with_topics(topics),
         );
     }
-    broker.data_arrived.notify_waiters();
+    broker.replicas.notify_appended();
     Ok(encode_response(
         ApiKey::WriteTxnMarkers,
         version,

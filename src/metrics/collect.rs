@@ -5,10 +5,10 @@
 use std::fmt::Write;
 
 use super::*;
-use crate::broker::Broker;
+use crate::node::Node;
 
 /// Appends the scrape-time families to `output` (the Prometheus text format).
-pub fn append(output: &mut String, broker: Option<&Broker>, ready: bool) {
+pub fn append(output: &mut String, broker: Option<&Node>, ready: bool) {
     family(output, READY, "gauge", "1 when /ready answers 200");
     sample(output, READY, &[], if ready { 1.0 } else { 0.0 });
     family(output, BUILD_INFO, "gauge", "The running build");
@@ -27,7 +27,8 @@ pub fn append(output: &mut String, broker: Option<&Broker>, ready: bool) {
             &broker.groups.metrics_snapshot(),
             |topic, partition| {
                 broker
-                    .logs
+                    .replicas
+                    .logs()
                     .get(topic, partition)
                     .map(|log| log.offsets().log_end_offset)
             },
@@ -65,8 +66,8 @@ fn sample(output: &mut String, name: &str, labels: &[(&str, &str)], value: f64) 
 }
 
 /// Per-partition gauges, one family at a time as the format requires.
-fn partitions(output: &mut String, broker: &Broker) {
-    let mut logs = broker.logs.all();
+fn partitions(output: &mut String, broker: &Node) {
+    let mut logs = broker.replicas.logs().all();
     logs.sort_by(|a, b| (a.topic(), a.partition()).cmp(&(b.topic(), b.partition())));
     let stats: Vec<_> = logs
         .iter()
@@ -116,12 +117,12 @@ fn partitions(output: &mut String, broker: &Broker) {
     }
 }
 
-fn disk(output: &mut String, broker: &Broker) {
-    let Ok(stat) = nix::sys::statvfs::statvfs(broker.logs.data_dir()) else {
+fn disk(output: &mut String, broker: &Node) {
+    let Ok(stat) = nix::sys::statvfs::statvfs(broker.replicas.logs().data_dir()) else {
         return;
     };
     let fragment = stat.fragment_size() as f64;
-    let dir = broker.logs.data_dir().to_string_lossy();
+    let dir = broker.replicas.logs().data_dir().to_string_lossy();
     family(
         output,
         LOG_DIR_TOTAL_BYTES,

@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::broker::Broker;
+use crate::node::Node;
 
 /// Largest request line + headers accepted.
 pub const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
@@ -59,7 +59,7 @@ impl Stage {
 /// What the endpoints report on: the stage, and the broker once it is open.
 pub struct NodeStatus {
     stage: AtomicU8,
-    broker: OnceLock<Arc<Broker>>,
+    broker: OnceLock<Arc<Node>>,
 }
 
 impl Default for NodeStatus {
@@ -86,7 +86,7 @@ impl NodeStatus {
     }
 
     /// The broker, for scrape-time partition metrics (absent while recovering).
-    pub fn set_broker(&self, broker: Arc<Broker>) {
+    pub fn set_broker(&self, broker: Arc<Node>) {
         let _ = self.broker.set(broker);
     }
 }

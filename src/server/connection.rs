@@ -15,10 +15,13 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::broker::Broker;
+use crate::node::Node;
 use crate::protocol::{Chunk, ResponseFrame};
 
-use super::dispatch::{self, Handled};
+use crate::handlers::context::RequestContext;
+use crate::handlers::Handled;
+
+use super::dispatch;
 
 /// Responses queued for writing per connection; reading pauses while it is full.
 const PENDING_RESPONSES_MAX: usize = 64;
@@ -26,24 +29,19 @@ const PENDING_RESPONSES_MAX: usize = 64;
 /// announcing a large frame and sending nothing holds no memory.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
-tokio::task_local! {
-    /// The peer of the connection whose request is being dispatched: JoinGroup records it as
-    /// the member's client host, as Kafka does.
-    pub static PEER: Option<std::net::SocketAddr>;
-}
-
 enum Pending {
     Ready(ResponseFrame),
     Later(oneshot::Receiver<Option<ResponseFrame>>),
 }
 
-pub async fn serve(broker: Arc<Broker>, stream: TcpStream, kind: super::ListenerKind) {
+pub async fn serve(broker: Arc<Node>, stream: TcpStream, kind: super::ListenerKind) {
     let peer = stream.peer_addr().ok();
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     let (pending_tx, pending_rx) = mpsc::channel::<Pending>(PENDING_RESPONSES_MAX);
     let writer_task = tokio::spawn(write_responses(writer, pending_rx));
-    if let Err(reason) = read_requests(&broker, reader, pending_tx, peer, kind).await {
+    let context = Arc::new(RequestContext::anonymous(peer, kind.listener_name()));
+    if let Err(reason) = read_requests(&broker, &context, reader, pending_tx, kind).await {
         tracing::debug!(?peer, reason, "closing connection");
     }
     let _ = writer_task.await;
@@ -82,10 +80,10 @@ async fn read_frame(
 }
 
 async fn read_requests(
-    broker: &Arc<Broker>,
+    broker: &Arc<Node>,
+    context: &Arc<RequestContext>,
     mut reader: OwnedReadHalf,
     pending: mpsc::Sender<Pending>,
-    peer: Option<std::net::SocketAddr>,
     kind: super::ListenerKind,
 ) -> Result<(), String> {
     let idle = Duration::from_millis(broker.config.connection_idle_ms_max);
@@ -98,10 +96,7 @@ async fn read_requests(
             _ = shutdown.changed() => return Ok(()),
         };
         let Some(frame) = frame else { return Ok(()) };
-        match PEER
-            .scope(peer, dispatch::handle(broker, kind, frame.freeze()))
-            .await?
-        {
+        match dispatch::handle(broker, context, kind, frame.freeze()).await? {
             Handled::Response(response) => send(&pending, Pending::Ready(response)).await?,
             Handled::NoResponse => {}
             Handled::Deferred(future) => {
@@ -156,7 +151,7 @@ async fn write_frame(writer: &mut OwnedWriteHalf, response: &ResponseFrame) -> s
 /// sendfile(2) from the segment file to the socket: record bytes never enter user space.
 async fn send_file(
     writer: &mut OwnedWriteHalf,
-    slice: &crate::log::partition::FileSlice,
+    slice: &crate::replica::FileSlice,
 ) -> std::io::Result<()> {
     let stream: &TcpStream = writer.as_ref();
     let mut offset = slice.position as i64;

@@ -1,40 +1,29 @@
 //! The dispatch table: api key → handler. Every API listed in
 //! `protocol::api_versions::SUPPORTED` has an arm here.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 
-use crate::broker::Broker;
-use crate::handlers;
 use crate::handlers::quorum::forward_to_controller;
-use crate::protocol::{self, RequestError, ResponseFrame};
-
-pub type DeferredResponse = Pin<Box<dyn Future<Output = Option<ResponseFrame>> + Send>>;
-
-pub enum Handled {
-    Response(ResponseFrame),
-    /// acks=0 produce: the client expects nothing back.
-    NoResponse,
-    /// A response that may wait (a long-polling fetch); None closes the connection.
-    Deferred(DeferredResponse),
-}
+use crate::handlers::{self, context::RequestContext, Handled};
+use crate::node::Node;
+use crate::protocol::{self, RequestError};
 
 /// Handles one request frame. An Err closes the connection: the request could not be
 /// understood well enough to answer it (unknown api, unsupported version, malformed bytes).
 /// Every request is counted and timed here, by API and outcome.
 pub async fn handle(
-    broker: &Arc<Broker>,
+    broker: &Arc<Node>,
+    context: &Arc<RequestContext>,
     kind: super::ListenerKind,
     frame: Bytes,
 ) -> Result<Handled, String> {
     let timer = crate::metrics::RequestTimer::start(&frame);
     let routed = match kind {
-        super::ListenerKind::Broker => route(broker, frame).await,
-        super::ListenerKind::Controller => handlers::quorum::route(broker, frame).await,
+        super::ListenerKind::Broker => route(broker, context, frame).await,
+        super::ListenerKind::Controller => handlers::quorum::route(broker, context, frame).await,
     };
     match routed {
         Ok(Handled::Response(response)) => {
@@ -63,100 +52,116 @@ pub async fn handle(
     }
 }
 
-async fn route(broker: &Arc<Broker>, frame: Bytes) -> Result<Handled, RequestError> {
+async fn route(
+    broker: &Arc<Node>,
+    context: &Arc<RequestContext>,
+    frame: Bytes,
+) -> Result<Handled, RequestError> {
     let request = protocol::parse_request(frame)?;
     let result: Result<Handled, RequestError> = match request.api_key {
         ApiKey::ApiVersions => handlers::api_versions::handle(&request).map(Handled::Response),
-        ApiKey::Metadata => handlers::metadata::handle(broker, request).map(Handled::Response),
-        ApiKey::Produce => handlers::produce::handle(broker, request),
-        ApiKey::Fetch => handlers::fetch::handle(broker, request),
+        ApiKey::Metadata => {
+            handlers::metadata::handle(broker, context, request).map(Handled::Response)
+        }
+        ApiKey::Produce => handlers::produce::handle(broker, context, request),
+        ApiKey::Fetch => handlers::fetch::handle(broker, context, request),
         ApiKey::ListOffsets => {
-            handlers::list_offsets::handle(broker, request).map(Handled::Response)
+            handlers::list_offsets::handle(broker, context, request).map(Handled::Response)
         }
         // Metadata changes: made by the active controller, forwarded to it from elsewhere.
-        ApiKey::CreateTopics => forward_to_controller(broker, request, |b, r| {
-            handlers::admin::create_topics(b, r).map(Handled::Response)
+        ApiKey::CreateTopics => forward_to_controller(broker, context, request, |b, c, r| {
+            handlers::admin::create_topics(b, c, r).map(Handled::Response)
         }),
-        ApiKey::DeleteTopics => forward_to_controller(broker, request, |b, r| {
-            handlers::admin::delete_topics(b, r).map(Handled::Response)
+        ApiKey::DeleteTopics => forward_to_controller(broker, context, request, |b, c, r| {
+            handlers::admin::delete_topics(b, c, r).map(Handled::Response)
         }),
-        ApiKey::CreatePartitions => forward_to_controller(broker, request, |b, r| {
-            handlers::admin::create_partitions(b, r).map(Handled::Response)
+        ApiKey::CreatePartitions => forward_to_controller(broker, context, request, |b, c, r| {
+            handlers::admin::create_partitions(b, c, r).map(Handled::Response)
         }),
-        ApiKey::DescribeQuorum => forward_to_controller(broker, request, |b, r| {
-            Ok(handlers::quorum::describe_quorum(b, r))
+        ApiKey::DescribeQuorum => forward_to_controller(broker, context, request, |b, c, r| {
+            Ok(handlers::quorum::describe_quorum(b, c, r))
         }),
         ApiKey::DescribeConfigs => {
-            handlers::configs::describe_configs(broker, request).map(Handled::Response)
+            handlers::configs::describe_configs(broker, context, request).map(Handled::Response)
         }
-        ApiKey::AlterConfigs => forward_to_controller(broker, request, |b, r| {
-            handlers::configs::alter_configs(b, r).map(Handled::Response)
+        ApiKey::AlterConfigs => forward_to_controller(broker, context, request, |b, c, r| {
+            handlers::configs::alter_configs(b, c, r).map(Handled::Response)
         }),
-        ApiKey::IncrementalAlterConfigs => forward_to_controller(broker, request, |b, r| {
-            handlers::configs::incremental_alter_configs(b, r).map(Handled::Response)
-        }),
+        ApiKey::IncrementalAlterConfigs => {
+            forward_to_controller(broker, context, request, |b, c, r| {
+                handlers::configs::incremental_alter_configs(b, c, r).map(Handled::Response)
+            })
+        }
         ApiKey::DeleteRecords => {
-            handlers::log_dirs::delete_records(broker, request).map(Handled::Response)
+            handlers::log_dirs::delete_records(broker, context, request).map(Handled::Response)
         }
         ApiKey::DescribeLogDirs => {
-            handlers::log_dirs::describe_log_dirs(broker, request).map(Handled::Response)
+            handlers::log_dirs::describe_log_dirs(broker, context, request).map(Handled::Response)
         }
         ApiKey::DescribeCluster => {
-            handlers::admin::describe_cluster(broker, request).map(Handled::Response)
+            handlers::admin::describe_cluster(broker, context, request).map(Handled::Response)
         }
         ApiKey::FindCoordinator => {
-            handlers::groups::find_coordinator(broker, request).map(Handled::Response)
+            handlers::groups::find_coordinator(broker, context, request).map(Handled::Response)
         }
-        ApiKey::JoinGroup => handlers::groups::join_group(broker, request),
-        ApiKey::SyncGroup => handlers::groups::sync_group(broker, request),
-        ApiKey::Heartbeat => handlers::groups::heartbeat(broker, request).map(Handled::Response),
-        ApiKey::LeaveGroup => handlers::groups::leave_group(broker, request).map(Handled::Response),
+        ApiKey::JoinGroup => handlers::groups::join_group(broker, context, request),
+        ApiKey::SyncGroup => handlers::groups::sync_group(broker, context, request),
+        ApiKey::Heartbeat => {
+            handlers::groups::heartbeat(broker, context, request).map(Handled::Response)
+        }
+        ApiKey::LeaveGroup => {
+            handlers::groups::leave_group(broker, context, request).map(Handled::Response)
+        }
         ApiKey::OffsetCommit => {
-            handlers::groups::offset_commit(broker, request).map(Handled::Response)
+            handlers::groups::offset_commit(broker, context, request).map(Handled::Response)
         }
         ApiKey::OffsetFetch => {
-            handlers::groups::offset_fetch(broker, request).map(Handled::Response)
+            handlers::groups::offset_fetch(broker, context, request).map(Handled::Response)
         }
         ApiKey::OffsetDelete => {
-            handlers::groups::offset_delete(broker, request).map(Handled::Response)
+            handlers::groups::offset_delete(broker, context, request).map(Handled::Response)
         }
         ApiKey::DescribeGroups => {
-            handlers::groups::describe_groups(broker, request).map(Handled::Response)
+            handlers::groups::describe_groups(broker, context, request).map(Handled::Response)
         }
-        ApiKey::ListGroups => handlers::groups::list_groups(broker, request).map(Handled::Response),
+        ApiKey::ListGroups => {
+            handlers::groups::list_groups(broker, context, request).map(Handled::Response)
+        }
         ApiKey::ConsumerGroupHeartbeat => {
-            handlers::groups::consumer_group_heartbeat(broker, request).map(Handled::Response)
+            handlers::groups::consumer_group_heartbeat(broker, context, request)
+                .map(Handled::Response)
         }
         ApiKey::ConsumerGroupDescribe => {
-            handlers::groups::consumer_group_describe(broker, request).map(Handled::Response)
+            handlers::groups::consumer_group_describe(broker, context, request)
+                .map(Handled::Response)
         }
         ApiKey::DeleteGroups => {
-            handlers::groups::delete_groups(broker, request).map(Handled::Response)
+            handlers::groups::delete_groups(broker, context, request).map(Handled::Response)
         }
         ApiKey::InitProducerId => {
-            handlers::txn::init_producer_id(broker, request).map(Handled::Response)
+            handlers::txn::init_producer_id(broker, context, request).map(Handled::Response)
         }
         ApiKey::AddPartitionsToTxn => {
-            handlers::txn::add_partitions_to_txn(broker, request).map(Handled::Response)
+            handlers::txn::add_partitions_to_txn(broker, context, request).map(Handled::Response)
         }
         ApiKey::AddOffsetsToTxn => {
-            handlers::txn::add_offsets_to_txn(broker, request).map(Handled::Response)
+            handlers::txn::add_offsets_to_txn(broker, context, request).map(Handled::Response)
         }
-        ApiKey::EndTxn => handlers::txn::end_txn(broker, request).map(Handled::Response),
+        ApiKey::EndTxn => handlers::txn::end_txn(broker, context, request).map(Handled::Response),
         ApiKey::DescribeTransactions => {
-            handlers::txn::describe_transactions(broker, request).map(Handled::Response)
+            handlers::txn::describe_transactions(broker, context, request).map(Handled::Response)
         }
         ApiKey::DescribeProducers => {
-            handlers::txn::describe_producers(broker, request).map(Handled::Response)
+            handlers::txn::describe_producers(broker, context, request).map(Handled::Response)
         }
         ApiKey::ListTransactions => {
-            handlers::txn::list_transactions(broker, request).map(Handled::Response)
+            handlers::txn::list_transactions(broker, context, request).map(Handled::Response)
         }
         ApiKey::TxnOffsetCommit => {
-            handlers::txn::txn_offset_commit(broker, request).map(Handled::Response)
+            handlers::txn::txn_offset_commit(broker, context, request).map(Handled::Response)
         }
         ApiKey::WriteTxnMarkers => {
-            handlers::txn::write_txn_markers(broker, request).map(Handled::Response)
+            handlers::txn::write_txn_markers(broker, context, request).map(Handled::Response)
         }
         other => Err(RequestError::UnknownApiKey(other as i16)),
     };

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::broker::Broker;
+use crate::node::Node;
 
 /// Which APIs a listener serves: the client-facing table, or the controller listener's
 /// (quorum RPCs, DescribeQuorum, requests forwarded to the active controller).
@@ -19,13 +19,23 @@ pub enum ListenerKind {
     Controller,
 }
 
+impl ListenerKind {
+    /// Kafka's default listener names for the two kinds.
+    pub fn listener_name(self) -> &'static str {
+        match self {
+            ListenerKind::Broker => "PLAINTEXT",
+            ListenerKind::Controller => "CONTROLLER",
+        }
+    }
+}
+
 /// Accepts connections until the broker's shutdown flag flips.
-pub async fn run(broker: Arc<Broker>, listener: TcpListener) {
+pub async fn run(broker: Arc<Node>, listener: TcpListener) {
     run_listener(broker, listener, ListenerKind::Broker).await
 }
 
 /// Accepts connections for a listener of `kind` until the broker's shutdown flag flips.
-pub async fn run_listener(broker: Arc<Broker>, listener: TcpListener, kind: ListenerKind) {
+pub async fn run_listener(broker: Arc<Node>, listener: TcpListener, kind: ListenerKind) {
     let permits = Arc::new(Semaphore::new(
         broker.config.connections_max.min(Semaphore::MAX_PERMITS),
     ));

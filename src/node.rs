@@ -1,13 +1,15 @@
-//! The node: configuration, metadata (controller and image), partition logs, and the state
-//! handlers share. Built once at start; handlers receive `&Broker`.
+//! The node: wiring only. Builds the owners of state (controller, replica layer,
+//! coordinators) once at start, connects the metadata image to the replica layer and the
+//! replica layer's leadership changes to the coordinator shards, implements the coordinators'
+//! port ([`CoordinatorHost`]), and runs the periodic tasks. Handlers receive `&Node` and ask
+//! its owners.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use kafka_protocol::ResponseError;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::clock::now_ms;
 use crate::config::BrokerConfig;
@@ -15,23 +17,27 @@ use crate::controller::image::{Change, MetadataImage};
 use crate::controller::quorum::QuorumConfig;
 use crate::controller::{ApiError, Controller, NewTopic};
 use crate::coordinator::producer_ids::ProducerIdManager;
-use crate::coordinator::transaction::{TransactionCoordinator, TRANSACTION_STATE_TOPIC};
+use crate::coordinator::runtime::{self, CoordinatorHost, OpenTransaction, WriteError};
+use crate::coordinator::transaction::{
+    TransactionCoordinator, TransactionSettings, COORDINATOR_EPOCH, WRITE_TXN_MARKERS_VERSION,
+};
 use crate::coordinator::GroupCoordinator;
-use crate::handlers::fetch::FetchSessions;
 use crate::log::cleaner::CleanerSettings;
 use crate::log::LogManager;
+use crate::replica::{LeadershipChange, ReplicaManager};
+use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 
 /// The quorum driver's clock: Raft timeouts are counted in these.
 pub const QUORUM_TICK_MS: u64 = 50;
 
-pub struct Broker {
+pub struct Node {
+    /// This node itself, for the tasks it spawns.
+    this: std::sync::Weak<Node>,
     pub config: BrokerConfig,
     pub cluster_id: String,
     pub controller: Controller,
-    pub logs: LogManager,
-    /// Woken after every append, so that long-polling fetches re-check without polling.
-    pub data_arrived: Notify,
-    pub fetch_sessions: FetchSessions,
+    /// Every hosted partition: its role, leader epoch, log, and the requests waiting on it.
+    pub replicas: ReplicaManager,
     /// Consumer groups and committed offsets (`__consumer_offsets`).
     pub groups: GroupCoordinator,
     /// Hands out producer ids (InitProducerId) from blocks the controller allocates.
@@ -133,9 +139,9 @@ fn base64_url(bytes: &[u8]) -> String {
     output
 }
 
-impl Broker {
+impl Node {
     /// Opens storage, replays metadata and opens every partition log.
-    pub fn open(config: BrokerConfig) -> Result<Arc<Broker>> {
+    pub fn open(config: BrokerConfig) -> Result<Arc<Node>> {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -163,16 +169,18 @@ impl Broker {
         .context("opening metadata log")?;
         let (shutdown, _) = watch::channel(false);
         let properties = config.properties.clone();
-        let broker = Arc::new(Broker {
+        let node_id = config.node_id;
+        let broker = Arc::new_cyclic(|this| Node {
+            this: this.clone(),
             config,
             cluster_id,
             controller,
-            logs,
-            data_arrived: Notify::new(),
-            fetch_sessions: FetchSessions::default(),
+            replicas: ReplicaManager::new(node_id, logs),
             groups: GroupCoordinator::new(&properties),
             producer_ids: ProducerIdManager::default(),
-            transactions: TransactionCoordinator::default(),
+            transactions: TransactionCoordinator::new(TransactionSettings::from_properties(
+                &properties,
+            )),
             shutdown,
             lifecycle: Default::default(),
         });
@@ -208,79 +216,52 @@ impl Broker {
                 .register_and_heartbeat(false)
                 .map_err(|e| anyhow::anyhow!("registering broker: {}", e.message))?;
         }
-        broker
-            .groups
-            .load(&broker)
-            .context("loading consumer groups from __consumer_offsets")?;
-        // Transactions a crash left prepared are completed now; open ones time out later.
-        if broker.image().topics.contains_key(TRANSACTION_STATE_TOPIC) {
-            broker
-                .transactions
-                .ensure_ready(&broker)
-                .map_err(|e| anyhow::anyhow!("loading transaction state: {}", e.message))?;
-        }
+        // The replay loaded the coordinator shards of the partitions led here; transactions a
+        // crash left prepared are completed now; open ones time out later.
+        broker.transactions.complete_prepared(broker.as_ref());
         Ok(broker)
+    }
+
+    fn this(&self) -> Option<Arc<Node>> {
+        self.this.upgrade()
     }
 
     pub fn image(&self) -> Arc<MetadataImage> {
         self.controller.image()
     }
 
-    /// Why a partition has no log here: it exists on another broker (NOT_LEADER_OR_FOLLOWER,
-    /// so the client refreshes metadata and goes there) or it does not exist at all.
-    pub fn missing_partition_error(&self, topic: &str, partition: i32) -> ResponseError {
-        let exists = self
-            .image()
-            .topics
-            .get(topic)
-            .is_some_and(|t| t.partitions.contains_key(&partition));
-        match exists {
-            true => ResponseError::NotLeaderOrFollower,
-            false => ResponseError::UnknownTopicOrPartition,
-        }
-    }
-
-    /// Applies metadata changes to local storage: opens logs of new or grown topics (with
-    /// their current config), deletes logs of removed ones.
+    /// Applies metadata changes: the replica layer opens, leads, follows or deletes hosted
+    /// partitions, and the coordinator shards of internal partitions whose leadership here
+    /// began or ended are loaded or unloaded.
     pub fn publish(&self, changes: &[Change]) -> std::io::Result<()> {
         let image = self.image();
-        let mut done = std::collections::HashSet::new();
-        // Opens the logs of the topic's partitions hosted here (or of new ones) with its
-        // current effective config.
-        let node_id = self.config.node_id;
-        let open = |topic: &crate::controller::image::TopicImage| {
-            let config = Arc::new(self.controller.log_config(&image, topic));
-            let hosted: Vec<i32> = topic
-                .partitions
-                .iter()
-                .filter(|(_, partition)| partition.replicas.contains(&node_id))
-                .map(|(index, _)| *index)
-                .collect();
-            self.logs
-                .ensure_topic(&topic.name, &topic.id.to_string(), &hosted, config)
-        };
+        let leadership = self.replicas.apply(&image, changes, |topic| {
+            Arc::new(self.controller.log_config(&image, topic))
+        })?;
+        self.leadership_changed(&leadership);
+        Ok(())
+    }
+
+    fn leadership_changed(&self, changes: &[LeadershipChange]) {
         for change in changes {
-            match change {
-                Change::BrokerConfigChanged => {
-                    for topic in image.topics.values() {
-                        if done.insert(topic.name.clone()) {
-                            open(topic)?;
-                        }
-                    }
-                }
-                Change::TopicChanged(name) if done.insert(name.clone()) => {
-                    if let Some(topic) = image.topics.get(name) {
-                        open(topic)?;
-                    }
-                }
-                Change::TopicRemoved(name) => {
-                    done.remove(name);
-                    self.logs.delete_topic(name)?;
-                }
-                Change::TopicChanged(_) | Change::BrokersChanged => {}
+            runtime::leadership_changed(
+                self,
+                &self.transactions,
+                &change.topic,
+                change.partition,
+                change.led,
+            );
+        }
+        let transaction_shard_loaded = changes.iter().any(|change| {
+            change.led && change.topic == crate::coordinator::transaction::TRANSACTION_STATE_TOPIC
+        });
+        if transaction_shard_loaded && self.lifecycle.epoch() >= 0 {
+            // Leadership arrived while running: what the previous leader left prepared is
+            // completed off the metadata path (it may send markers to other brokers).
+            if let (Ok(handle), Some(node)) = (tokio::runtime::Handle::try_current(), self.this()) {
+                handle.spawn_blocking(move || node.transactions.complete_prepared(node.as_ref()));
             }
         }
-        Ok(())
     }
 
     /// Creates a topic through the controller and opens its logs.
@@ -290,13 +271,8 @@ impl Broker {
             // controller: ask the controller; the commit comes back through the metadata log.
             return self.controller.forward_create_topic(topic, validate_only);
         }
-        let changes = self.controller.create_topic(topic, validate_only)?;
-        self.publish(&changes).map_err(|e| {
-            ApiError::new(
-                kafka_protocol::ResponseError::KafkaStorageError,
-                e.to_string(),
-            )
-        })
+        // The commit reaches the replica layer through the metadata subscription.
+        self.controller.create_topic(topic, validate_only)
     }
 
     /// Creates several topics through the controller, batched into few metadata commits
@@ -316,25 +292,19 @@ impl Broker {
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
-        let changes = self.controller.delete_topic(name)?;
-        self.publish(&changes).map_err(|e| {
-            ApiError::new(
-                kafka_protocol::ResponseError::KafkaStorageError,
-                e.to_string(),
-            )
-        })
+        self.controller.delete_topic(name)
     }
 
     /// Periodic maintenance, once a second until shutdown: flush policy, retention, deletion
     /// of retired segments, checkpoints.
-    pub async fn run_maintenance(self: Arc<Broker>) {
+    pub async fn run_maintenance(self: Arc<Node>) {
         let cleaner = tokio::spawn(self.clone().run_cleaner());
         self.clone().run_log_maintenance().await;
         // The cleaner finishes the log it is on before the logs are closed.
         let _ = cleaner.await;
     }
 
-    async fn run_log_maintenance(self: Arc<Broker>) {
+    async fn run_log_maintenance(self: Arc<Node>) {
         let mut shutdown = self.shutdown.subscribe();
         let checkpoint_interval_ms = self
             .config
@@ -364,28 +334,28 @@ impl Broker {
                 _ = shutdown.changed() => return,
             }
             let now = now_ms();
-            for log in self.logs.all() {
+            for log in self.replicas.logs().all() {
                 if let Err(error) = log.maybe_flush(now) {
                     tracing::error!(topic = log.topic(), partition = log.partition(), %error, "flush failed");
                 }
             }
             if now - last_retention_check_ms >= retention_check_interval_ms {
                 last_retention_check_ms = now;
-                if let Err(error) = self.logs.enforce_retention(now) {
+                if let Err(error) = self.replicas.logs().enforce_retention(now) {
                     tracing::error!(%error, "retention failed");
                 }
             }
-            if let Err(error) = self.logs.delete_retired(now) {
+            if let Err(error) = self.replicas.logs().delete_retired(now) {
                 tracing::error!(%error, "deleting retired segments failed");
             }
             if now - last_transaction_check_ms >= transaction_check_ms {
                 last_transaction_check_ms = now;
-                self.transactions.abort_timed_out(&self, now);
-                self.transactions.abort_hanging(&self);
+                self.transactions.abort_timed_out(self.as_ref(), now);
+                self.transactions.abort_hanging(self.as_ref());
             }
             if now - last_producer_expiration_ms >= producer_expiration_check_ms {
                 last_producer_expiration_ms = now;
-                for log in self.logs.all() {
+                for log in self.replicas.logs().all() {
                     let expired = log.expire_producers(now, producer_expiration_ms);
                     if expired > 0 {
                         tracing::debug!(
@@ -399,7 +369,7 @@ impl Broker {
             }
             if now - last_checkpoint_ms >= checkpoint_interval_ms {
                 last_checkpoint_ms = now;
-                if let Err(error) = self.logs.flush_and_checkpoint(now) {
+                if let Err(error) = self.replicas.logs().flush_and_checkpoint(now) {
                     tracing::error!(%error, "writing checkpoints failed");
                 }
             }
@@ -410,7 +380,7 @@ impl Broker {
     /// `log.cleaner.backoff.ms`, on blocking threads, until shutdown. One pass runs at a time
     /// and cleans up to `log.cleaner.threads` logs in parallel; the dedupe buffer is split
     /// across the threads as Kafka splits it, and the io limit is shared by them.
-    async fn run_cleaner(self: Arc<Broker>) {
+    async fn run_cleaner(self: Arc<Node>) {
         let properties = &self.config.properties;
         let threads = properties.get_i64("log.cleaner.threads");
         if !properties.get_bool("log.cleaner.enable") || threads == 0 {
@@ -434,9 +404,10 @@ impl Broker {
                 _ = shutdown.changed() => return,
             }
             let broker = self.clone();
-            let pass =
-                tokio::task::spawn_blocking(move || broker.logs.clean_logs(now_ms(), settings))
-                    .await;
+            let pass = tokio::task::spawn_blocking(move || {
+                broker.replicas.logs().clean_logs(now_ms(), settings)
+            })
+            .await;
             match pass {
                 Ok(cleaned) => {
                     for (topic, partition, stats) in cleaned {
@@ -460,7 +431,129 @@ impl Broker {
     /// Clean shutdown of storage: flush, checkpoints, clean-shutdown marker.
     pub fn close(&self) -> std::io::Result<()> {
         self.controller.shutdown()?;
-        self.logs.shutdown(now_ms())
+        self.replicas.logs().shutdown(now_ms())
+    }
+}
+
+/// The coordinators' port: what they may do on this node, and nothing more.
+impl CoordinatorHost for Node {
+    fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    fn image(&self) -> Arc<MetadataImage> {
+        self.controller.image()
+    }
+
+    fn leads(&self, topic: &str, partition: i32) -> bool {
+        self.replicas.is_leader(topic, partition)
+    }
+
+    fn append(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &[u8],
+        durable: bool,
+    ) -> Result<(), WriteError> {
+        let log = self.led_log(topic, partition)?;
+        let now = now_ms();
+        let storage = |e: &dyn std::fmt::Display| WriteError::Storage(e.to_string());
+        log.append_trusted(batch, now).map_err(|e| storage(&e))?;
+        if durable {
+            log.flush(now).map_err(|e| storage(&e))?;
+        }
+        self.replicas.notify_appended();
+        Ok(())
+    }
+
+    fn read_all(&self, topic: &str, partition: i32) -> Result<Vec<u8>, WriteError> {
+        let log = self.led_log(topic, partition)?;
+        log.read_all_from(log.offsets().log_start_offset)
+            .map_err(|e| WriteError::Storage(e.to_string()))
+    }
+
+    fn write_marker(
+        &self,
+        topic: &str,
+        partition: i32,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+    ) -> Result<(), WriteError> {
+        let log = self.led_log(topic, partition)?;
+        let written = log.append_marker(
+            producer_id,
+            producer_epoch,
+            COORDINATOR_EPOCH,
+            commit,
+            now_ms(),
+        );
+        self.replicas.notify_appended();
+        written
+            .map(|_| ())
+            .map_err(|e| WriteError::Storage(e.to_string()))
+    }
+
+    fn open_transactions(&self) -> Vec<OpenTransaction> {
+        let mut open = Vec::new();
+        for log in self.replicas.led_logs() {
+            for (producer_id, first_offset) in log.ongoing_transactions() {
+                let Some(producer_epoch) =
+                    log.with_producers(|p| p.producer(producer_id).map(|e| e.epoch))
+                else {
+                    continue;
+                };
+                open.push(OpenTransaction {
+                    topic: log.topic().to_string(),
+                    partition: log.partition(),
+                    producer_id,
+                    producer_epoch,
+                    first_offset,
+                });
+            }
+        }
+        open
+    }
+
+    fn create_topic(&self, topic: &NewTopic) -> Result<(), ApiError> {
+        Node::create_topic(self, topic, false)
+    }
+
+    fn next_producer_id(&self) -> Result<i64, ApiError> {
+        self.producer_ids.next_producer_id(&self.controller)
+    }
+
+    fn groups(&self) -> &GroupCoordinator {
+        &self.groups
+    }
+
+    fn send_markers(
+        &self,
+        leader: i32,
+        address: &str,
+        request: &WriteTxnMarkersRequest,
+    ) -> Result<WriteTxnMarkersResponse, String> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| "no runtime to send markers from".to_string())?;
+        let peer = self.controller.peer(leader, address);
+        crate::controller::quorum::blocking(|| {
+            handle.block_on(peer.send(WRITE_TXN_MARKERS_VERSION, request))
+        })
+        .map_err(|e| e.to_string())
+    }
+}
+
+impl Node {
+    /// The log of a partition this node leads, for the coordinators' writes.
+    fn led_log(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<crate::replica::PartitionLog>, WriteError> {
+        self.replicas
+            .leader_log(&self.image(), topic, partition)
+            .map_err(|_| WriteError::NotLeader(topic.to_string(), partition))
     }
 }
 

@@ -1,0 +1,51 @@
+//! The request context (Kafka's `RequestContext`): the facts of the connection a request came
+//! on, built once per connection by the server and passed to every handler, so that no
+//! handler reads task-locals or reaches for the socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::security::{AllowAll, Authorizer, Operation, Principal, Resource};
+
+pub struct RequestContext {
+    /// The client's address; None when the socket could not say.
+    pub peer: Option<SocketAddr>,
+    /// The listener the connection arrived on (Kafka's listener name, e.g. `PLAINTEXT`).
+    pub listener: String,
+    pub principal: Principal,
+    authorizer: Arc<dyn Authorizer>,
+}
+
+impl RequestContext {
+    pub fn new(
+        peer: Option<SocketAddr>,
+        listener: impl Into<String>,
+        principal: Principal,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> RequestContext {
+        RequestContext {
+            peer,
+            listener: listener.into(),
+            principal,
+            authorizer,
+        }
+    }
+
+    /// An anonymous connection with every operation allowed (tests, in-process callers).
+    pub fn anonymous(peer: Option<SocketAddr>, listener: impl Into<String>) -> RequestContext {
+        RequestContext::new(peer, listener, Principal::anonymous(), Arc::new(AllowAll))
+    }
+
+    /// Whether this request's principal may perform `operation` on `resource`.
+    pub fn authorized(&self, operation: Operation, resource: Resource<'_>) -> bool {
+        self.authorizer
+            .authorize(&self.principal, operation, resource)
+    }
+
+    /// The client host Kafka records for group members: the peer's IP address.
+    pub fn client_host(&self) -> String {
+        self.peer
+            .map(|peer| format!("/{}", peer.ip()))
+            .unwrap_or_else(|| "/unknown".to_string())
+    }
+}

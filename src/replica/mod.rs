@@ -1,0 +1,263 @@
+//! The replica layer: owns every partition hosted on this node (Kafka's `ReplicaManager` and
+//! `Partition`). Its role here (leader or follower), its leader epoch and its high watermark
+//! come from the metadata image, never from "a log directory exists on this node": a copy of
+//! a partition that is not led here refuses produce (NOT_LEADER_OR_FOLLOWER) and no
+//! coordinator shard is loaded from it. Requests that must wait for data (long-poll fetch now,
+//! acks=all produce next) wait on this layer's wake-ups, and fetch sessions (KIP-227) live here.
+//!
+//! Handlers and coordinators reach partition logs only through this layer.
+
+pub mod fetch_session;
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, RwLock};
+
+use kafka_protocol::ResponseError;
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
+
+use crate::controller::image::{Change, MetadataImage, TopicImage};
+use crate::log::log_config::LogConfig;
+use crate::log::LogManager;
+
+pub use crate::log::partition::{AppendError, AppendResult, FileSlice, LogOffsets, PartitionLog};
+pub use crate::log::producer_state::ProducerError;
+pub use fetch_session::FetchSessions;
+
+/// What this node is for one hosted partition, from the metadata image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Takes produce, serves fetch, runs the coordinator shard of an internal partition.
+    Leader,
+    /// Hosts a copy and follows the leader (replication fills it in; today nothing appends).
+    Follower,
+}
+
+/// One hosted partition: the role and leader epoch this node last applied, and its log.
+#[derive(Clone)]
+struct Replica {
+    role: Role,
+    leader_epoch: i32,
+    log: Arc<PartitionLog>,
+}
+
+/// A partition whose leadership here began or ended when an image was applied: what the
+/// coordinator runtime loads or unloads shards on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeadershipChange {
+    pub topic: String,
+    pub partition: i32,
+    /// True: this node leads it now; false: it stopped leading it (or the partition is gone).
+    pub led: bool,
+}
+
+pub struct ReplicaManager {
+    node_id: i32,
+    logs: LogManager,
+    /// Hosted partitions by (topic, partition). Written only when an image is applied.
+    replicas: RwLock<HashMap<(String, i32), Replica>>,
+    /// Woken after every append, so that waiting fetches re-check without polling.
+    appended: Notify,
+    pub fetch_sessions: FetchSessions,
+}
+
+impl ReplicaManager {
+    pub fn new(node_id: i32, logs: LogManager) -> ReplicaManager {
+        ReplicaManager {
+            node_id,
+            logs,
+            replicas: RwLock::new(HashMap::new()),
+            appended: Notify::new(),
+            fetch_sessions: FetchSessions::default(),
+        }
+    }
+
+    /// The storage under every hosted partition (maintenance, metrics, log dirs).
+    pub fn logs(&self) -> &LogManager {
+        &self.logs
+    }
+
+    /// Applies metadata changes to hosted partitions: opens the logs of partitions assigned to
+    /// this node (with their topic's effective config), takes each one's role and leader epoch
+    /// from the image, and deletes the logs of removed topics. Returns the partitions whose
+    /// leadership here began or ended, in image order.
+    pub fn apply(
+        &self,
+        image: &MetadataImage,
+        changes: &[Change],
+        log_config: impl Fn(&TopicImage) -> Arc<LogConfig>,
+    ) -> io::Result<Vec<LeadershipChange>> {
+        let mut leadership = Vec::new();
+        let mut done = std::collections::HashSet::new();
+        for change in changes {
+            match change {
+                Change::BrokerConfigChanged => {
+                    for topic in image.topics.values() {
+                        if done.insert(topic.name.clone()) {
+                            self.apply_topic(topic, log_config(topic), &mut leadership)?;
+                        }
+                    }
+                }
+                Change::TopicChanged(name) if done.insert(name.clone()) => {
+                    if let Some(topic) = image.topics.get(name) {
+                        self.apply_topic(topic, log_config(topic), &mut leadership)?;
+                    }
+                }
+                Change::TopicRemoved(name) => {
+                    done.remove(name);
+                    self.remove_topic(name, &mut leadership);
+                    self.logs.delete_topic(name)?;
+                }
+                Change::TopicChanged(_) | Change::BrokersChanged => {}
+            }
+        }
+        Ok(leadership)
+    }
+
+    fn apply_topic(
+        &self,
+        topic: &TopicImage,
+        config: Arc<LogConfig>,
+        leadership: &mut Vec<LeadershipChange>,
+    ) -> io::Result<()> {
+        let hosted: Vec<i32> = topic
+            .partitions
+            .iter()
+            .filter(|(_, partition)| partition.replicas.contains(&self.node_id))
+            .map(|(index, _)| *index)
+            .collect();
+        self.logs
+            .ensure_topic(&topic.name, &topic.id.to_string(), &hosted, config)?;
+        let mut replicas = self.replicas.write().expect("replicas lock");
+        for (&index, partition) in &topic.partitions {
+            let key = (topic.name.clone(), index);
+            if !partition.replicas.contains(&self.node_id) {
+                // Replicas never move until reassignment exists; a partition assigned
+                // elsewhere is simply not hosted.
+                if let Some(previous) = replicas.remove(&key) {
+                    if previous.role == Role::Leader {
+                        leadership.push(change(&key, false));
+                    }
+                }
+                continue;
+            }
+            let Some(log) = self.logs.get(&topic.name, index) else {
+                continue;
+            };
+            let role = match partition.leader == self.node_id {
+                true => Role::Leader,
+                false => Role::Follower,
+            };
+            let was_leader = replicas.get(&key).map(|r| r.role) == Some(Role::Leader);
+            if was_leader != (role == Role::Leader) {
+                leadership.push(change(&key, role == Role::Leader));
+            }
+            replicas.insert(
+                key,
+                Replica {
+                    role,
+                    leader_epoch: partition.leader_epoch,
+                    log,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn remove_topic(&self, name: &str, leadership: &mut Vec<LeadershipChange>) {
+        let mut replicas = self.replicas.write().expect("replicas lock");
+        let mut removed: Vec<(String, i32)> = replicas
+            .iter()
+            .filter(|((topic, _), replica)| topic == name && replica.role == Role::Leader)
+            .map(|(key, _)| key.clone())
+            .collect();
+        removed.sort();
+        replicas.retain(|(topic, _), _| topic != name);
+        leadership.extend(removed.iter().map(|key| change(key, false)));
+    }
+
+    fn replica(&self, topic: &str, partition: i32) -> Option<Replica> {
+        let replicas = self.replicas.read().expect("replicas lock");
+        replicas.get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// The log of a partition this node leads: what produce, fetch from consumers, ListOffsets
+    /// and the coordinators use. Otherwise NOT_LEADER_OR_FOLLOWER when the partition exists
+    /// (the client refreshes metadata and goes to the leader), else UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn leader_log(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<PartitionLog>, ResponseError> {
+        match self.replica(topic, partition) {
+            Some(replica) if replica.role == Role::Leader => Ok(replica.log),
+            _ => Err(missing_partition_error(image, topic, partition)),
+        }
+    }
+
+    /// Whether this node leads the partition.
+    pub fn is_leader(&self, topic: &str, partition: i32) -> bool {
+        self.replica(topic, partition)
+            .is_some_and(|replica| replica.role == Role::Leader)
+    }
+
+    /// The role and leader epoch this node applied for a hosted partition.
+    pub fn role(&self, topic: &str, partition: i32) -> Option<(Role, i32)> {
+        self.replica(topic, partition)
+            .map(|replica| (replica.role, replica.leader_epoch))
+    }
+
+    /// Every hosted partition this node leads, as (topic, partition, log).
+    pub fn led_logs(&self) -> Vec<Arc<PartitionLog>> {
+        let replicas = self.replicas.read().expect("replicas lock");
+        replicas
+            .values()
+            .filter(|replica| replica.role == Role::Leader)
+            .map(|replica| replica.log.clone())
+            .collect()
+    }
+
+    /// The high watermark of a led partition: the offset below which records are committed
+    /// and visible to consumers. With one replica it is the log end offset.
+    pub fn high_watermark(offsets: &LogOffsets) -> i64 {
+        offsets.log_end_offset
+    }
+
+    /// Wakes every waiting fetch after records were appended.
+    pub fn notify_appended(&self) {
+        self.appended.notify_waiters();
+    }
+
+    /// A wake-up for the next append (register it before reading, so an append between the
+    /// read and the wait is not missed).
+    pub fn appended(&self) -> Notified<'_> {
+        self.appended.notified()
+    }
+}
+
+fn change(key: &(String, i32), led: bool) -> LeadershipChange {
+    LeadershipChange {
+        topic: key.0.clone(),
+        partition: key.1,
+        led,
+    }
+}
+
+/// Why a partition is not served here: it exists elsewhere (NOT_LEADER_OR_FOLLOWER, so the
+/// client refreshes metadata and goes there) or it does not exist at all.
+pub fn missing_partition_error(
+    image: &MetadataImage,
+    topic: &str,
+    partition: i32,
+) -> ResponseError {
+    let exists = image
+        .topics
+        .get(topic)
+        .is_some_and(|t| t.partitions.contains_key(&partition));
+    match exists {
+        true => ResponseError::NotLeaderOrFollower,
+        false => ResponseError::UnknownTopicOrPartition,
+    }
+}
