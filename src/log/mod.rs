@@ -9,9 +9,12 @@
 //! data/<topic>-<partition>/                 segments: 00000000000000000000.log/.index/.timeindex
 //!                                           and producer state: <offset>.snapshot
 //! ```
+//!
+//! Storage errors are [`error`]'s; no Kafka protocol error type is used here.
 
 pub mod checkpoint;
 pub mod cleaner;
+pub mod error;
 pub mod index_file;
 pub mod log_config;
 pub mod offset_index;

@@ -8,39 +8,15 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use thiserror::Error;
-
 use crate::record::batch::{self, BatchError, BatchHeader, BatchIter, HEADER_SIZE_BYTES};
 use crate::record::codec::Codec;
 use crate::record::{recompress, records};
 
 use super::log_config::LogConfig;
-use super::producer_state::{
-    self as producer_state, AbortedTxn, ProducerError, ProducerStateManager, Verdict,
-};
+use super::producer_state::{self as producer_state, AbortedTxn, ProducerStateManager, Verdict};
 use super::segment::{self, RetiredSegment, Segment};
 
-#[derive(Debug, Error)]
-pub enum AppendError {
-    #[error("corrupt batch: {0}")]
-    Corrupt(BatchError),
-    #[error("invalid batch: {0}")]
-    InvalidRecord(String),
-    #[error("batch of {size_bytes} bytes exceeds max.message.bytes {limit_bytes}")]
-    MessageTooLarge {
-        size_bytes: usize,
-        limit_bytes: usize,
-    },
-    #[error("timestamp {timestamp_ms} out of range")]
-    InvalidTimestamp { timestamp_ms: i64 },
-    #[error("{0}")]
-    Producer(ProducerError),
-    /// Refused by the transaction coordinator before reaching the log.
-    #[error("{1}")]
-    Transaction(kafka_protocol::ResponseError, String),
-    #[error("io: {0}")]
-    Io(#[from] io::Error),
-}
+pub use super::error::{AppendError, OffsetOutOfRange};
 
 #[derive(Clone, Copy, Debug)]
 pub struct AppendResult {
@@ -66,9 +42,6 @@ impl FileSlice {
         Ok(bytes)
     }
 }
-
-#[derive(Debug, PartialEq, Eq)]
-pub struct OffsetOutOfRange;
 
 /// Offsets that bound what a reader may see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
