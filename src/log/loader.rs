@@ -9,18 +9,21 @@
 //!    holding the recovery point on, rebuilding its indexes and truncating a torn or corrupt
 //!    tail, and delete the segments after a truncated one;
 //! 4. rebuild producer state and the aborted-transaction list from the newest producer
-//!    snapshot and the batch headers after it.
+//!    snapshot and the batch headers after it;
+//! 5. read the leader epoch cache (rebuilt from the batch headers when its file is missing,
+//!    unreadable, or empty while the log is not) and trim it to the log's offsets.
 //!
 //! Invariants of what it returns: the log end offset is the end of the last whole, valid
 //! batch; the log start offset is at least the first segment's base offset; the recovery
-//! point is at most the log end offset; producer state and aborted transactions describe
-//! exactly the batches in `[log start, log end)`.
+//! point is at most the log end offset; producer state, aborted transactions and leader
+//! epochs describe exactly the batches in `[log start, log end)`.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use super::leader_epoch::LeaderEpochCache;
 use super::local_log::{LocalLog, CLEANED_SUFFIX, RECOVERY_BATCH_BYTES_MAX, SWAP_SUFFIX};
 use super::log_config::LogConfig;
 use super::producer_state::{AbortedTxn, ProducerStateManager};
@@ -41,6 +44,7 @@ pub struct LoadedLog {
     pub producers: ProducerStateManager,
     /// Ordered by marker offset, none below the log start offset.
     pub aborted: Vec<AbortedTxn>,
+    pub leader_epochs: LeaderEpochCache,
 }
 
 /// Loads the partition directory `dir`, creating it if absent. `clean` says the broker shut
@@ -68,11 +72,13 @@ pub fn load(
     } else {
         checkpoints.recovery_point.min(local.log_end_offset())
     });
+    let leader_epochs = load_leader_epochs(&local, log_start_offset, topic, partition)?;
     Ok(LoadedLog {
         local,
         log_start_offset,
         producers,
         aborted,
+        leader_epochs,
     })
 }
 
@@ -229,6 +235,55 @@ fn load_producer_state(
         );
     }
     Ok(aborted)
+}
+
+/// Step 5: the leader epoch cache from its checkpoint file or, when that is missing,
+/// unreadable or empty while the log is not, from the partition leader epoch of every batch
+/// from the log start on (Kafka's rule: a batch opens an epoch above the latest); then
+/// trimmed to `[log start, log end)` (the file may have missed a truncation before a crash)
+/// and written back if that changed it.
+fn load_leader_epochs(
+    local: &LocalLog,
+    log_start_offset: i64,
+    topic: &str,
+    partition: i32,
+) -> io::Result<LeaderEpochCache> {
+    let dir = local.dir();
+    let (mut cache, mut write) = match LeaderEpochCache::load(dir) {
+        Ok(Some(cache)) => (cache, false),
+        Ok(None) => (LeaderEpochCache::empty(dir), false),
+        Err(error) if error.kind() == io::ErrorKind::InvalidData => {
+            tracing::warn!(
+                topic,
+                partition,
+                %error,
+                "rebuilding an unreadable leader epoch checkpoint"
+            );
+            (LeaderEpochCache::empty(dir), true)
+        }
+        Err(error) => return Err(error),
+    };
+    if cache.is_empty() && local.log_end_offset() > log_start_offset {
+        local.for_each_batch_from(log_start_offset, |_, _, header| {
+            cache.assign_if_newer(header.partition_leader_epoch, header.base_offset);
+            Ok(())
+        })?;
+        write |= !cache.is_empty();
+        if !cache.is_empty() {
+            tracing::info!(
+                topic,
+                partition,
+                entries = cache.entries().len(),
+                "rebuilt the leader epoch cache from the log"
+            );
+        }
+    }
+    write |= cache.truncate_from_end(local.log_end_offset());
+    write |= cache.truncate_from_start(log_start_offset);
+    if write {
+        cache.flush()?;
+    }
+    Ok(cache)
 }
 
 /// Startup half of the cleaner's swap protocol: a `.cleaned` file (or a `.txnindex.tmp`) was

@@ -1,16 +1,18 @@
 //! One partition's log (Kafka's `UnifiedLog`): the local log of segments composed with what
 //! makes it a Kafka partition: the log start offset, producer state (idempotence, open
-//! transactions, the last stable offset) and aborted transactions. This is the
+//! transactions, the last stable offset), aborted transactions and leader epochs. This is the
 //! API the rest of the broker uses: appends (validated by [`super::validator`], offsets
 //! assigned, producer state checked under the same lock), reads for fetch as file regions,
 //! offset/time lookups, retention, DeleteRecords, flushing and the cleaner's swaps. Opening
 //! a directory is [`super::loader`]'s job; segments and files are [`super::local_log`]'s.
 //!
 //! Invariants (all under the one log lock):
-//! - Producer state and the aborted-transaction list describe the log exactly up to its end
-//!   offset: they are checked and updated with each append.
+//! - Producer state, the aborted-transaction list and the leader epoch cache describe the
+//!   log exactly up to its end offset: they are checked and updated with each append.
 //! - `log start offset <= log end offset`, and the start only moves up; nothing below it is
-//!   readable, and the aborted list holds nothing below it.
+//!   readable, and the aborted list and leader epochs hold nothing below it.
+//! - A batch that opens a leader epoch is in the leader epoch checkpoint before it is in a
+//!   segment.
 
 use std::collections::HashMap;
 use std::io;
@@ -19,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::record::batch::BatchHeader;
 
+use super::leader_epoch::{EpochEntry, LeaderEpochCache};
 use super::local_log::LocalLog;
 use super::log_config::LogConfig;
 use super::producer_state::{AbortedTxn, ProducerStateManager, Verdict};
@@ -30,7 +33,8 @@ pub use super::loader::Checkpoints;
 pub use super::local_log::{FileSlice, SealedSegment, CLEANED_SUFFIX, SWAP_SUFFIX};
 pub use super::segment::file_stem;
 
-/// The partition leader epoch stamped on every appended batch.
+/// The partition leader epoch stamped on every batch appended through [`PartitionLog::append`],
+/// [`PartitionLog::append_trusted`] and [`PartitionLog::append_marker`].
 const DEFAULT_LEADER_EPOCH: i32 = 0;
 
 #[derive(Clone, Copy, Debug)]
@@ -69,6 +73,8 @@ struct LogState {
     producers: ProducerStateManager,
     /// Aborted transactions, ordered by marker offset; mirrored in the segments' `.txnindex`.
     aborted: Vec<AbortedTxn>,
+    /// Where each leader epoch starts; mirrored in `leader-epoch-checkpoint`.
+    leader_epochs: LeaderEpochCache,
 }
 
 impl LogState {
@@ -115,6 +121,7 @@ impl PartitionLog {
                 log_start_offset: loaded.log_start_offset,
                 producers: loaded.producers,
                 aborted: loaded.aborted,
+                leader_epochs: loaded.leader_epochs,
             }),
         })
     }
@@ -174,6 +181,17 @@ impl PartitionLog {
     /// Validates `records` (one or more v2 batches as a producer sent them), assigns offsets and
     /// appends them. Nothing is written unless every batch is valid.
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendResult, AppendError> {
+        self.append_as_leader(records, DEFAULT_LEADER_EPOCH, now_ms)
+    }
+
+    /// [`Self::append`] as the leader of `leader_epoch`, which is stamped on the batches (Kafka's
+    /// `appendAsLeader`); a batch opening a newer epoch adds it to the leader epoch cache.
+    pub fn append_as_leader(
+        &self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendResult, AppendError> {
         let config = self.config();
         let valid = validator::validate_from_client(records, &config, now_ms)?;
         self.append_validated(
@@ -183,7 +201,7 @@ impl PartitionLog {
             now_ms,
             true,
             None,
-            DEFAULT_LEADER_EPOCH,
+            leader_epoch,
         )
     }
 
@@ -319,6 +337,7 @@ impl PartitionLog {
             leader_epoch,
             config.log_append_time.then_some(now_ms),
         );
+        record_leader_epochs(&mut state.leader_epochs, &assigned.placed)?;
         let parts = assigned.io_slices(records, headers);
         state.local.append(&parts, &assigned.placed, now_ms)?;
         let next_offset = assigned.next_offset;
@@ -421,6 +440,20 @@ impl PartitionLog {
         f(&self.lock().producers)
     }
 
+    /// The leader epoch entries (epoch, start offset), oldest first.
+    pub fn leader_epochs(&self) -> Vec<EpochEntry> {
+        self.lock().leader_epochs.entries().to_vec()
+    }
+
+    /// OffsetsForLeaderEpoch for `epoch`: (the largest known epoch <= it, where that epoch
+    /// ends), or (-1, -1) when unknown. See [`LeaderEpochCache::end_offset_for`].
+    pub fn end_offset_for_leader_epoch(&self, epoch: i32) -> (i32, i64) {
+        let state = self.lock();
+        state
+            .leader_epochs
+            .end_offset_for(epoch, state.log_end_offset())
+    }
+
     /// The bytes to send for a fetch at `offset`: from the batch holding `offset` to at most
     /// `max_bytes` further (the whole first batch when `min_one_batch`), within one segment.
     pub fn read(
@@ -510,8 +543,8 @@ impl PartitionLog {
     }
 
     /// Retires the segments based at `bases`, then brings the log start offset up to the
-    /// first remaining segment and drops what lies below it from the aborted transactions.
-    /// Every move of the log start offset ends here.
+    /// first remaining segment and drops what lies below it from the aborted transactions and
+    /// the leader epochs. Every move of the log start offset ends here.
     fn retire_locked(
         &self,
         state: &mut LogState,
@@ -523,6 +556,21 @@ impl PartitionLog {
             state.log_start_offset = first_base;
         }
         transaction_index::forget_below_log_start(&mut state.aborted, state.log_start_offset);
+        if state
+            .leader_epochs
+            .truncate_from_start(state.log_start_offset)
+        {
+            // The loader truncates the cache to the checkpointed log start again, so a file
+            // that lags here is corrected on the next open: no reason to fail retention.
+            if let Err(error) = state.leader_epochs.flush() {
+                tracing::warn!(
+                    topic = self.topic,
+                    partition = self.partition,
+                    %error,
+                    "writing the leader epoch checkpoint failed"
+                );
+            }
+        }
         if !retired.is_empty() {
             tracing::info!(
                 topic = self.topic,
@@ -601,6 +649,28 @@ impl PartitionLog {
         state.local.delete_segments()?;
         std::fs::remove_dir_all(dir)
     }
+}
+
+/// Adds the leader epochs the placed batches open to `cache` and writes its checkpoint, before
+/// the batches reach a segment: the file never lacks an epoch the log holds. The cache
+/// changes only once the file is written, so a failed write is retried by the next append.
+fn record_leader_epochs(
+    cache: &mut LeaderEpochCache,
+    placed: &[(u64, BatchHeader)],
+) -> io::Result<()> {
+    if !placed
+        .iter()
+        .any(|(_, header)| cache.opens_new_epoch(header.partition_leader_epoch))
+    {
+        return Ok(());
+    }
+    let mut updated = cache.clone();
+    for (_, header) in placed {
+        updated.assign_if_newer(header.partition_leader_epoch, header.base_offset);
+    }
+    updated.flush()?;
+    *cache = updated;
+    Ok(())
 }
 
 /// A transaction marker being appended: its type and the coordinator epoch it carries.
@@ -729,5 +799,124 @@ pub(crate) mod tests {
             kept.iter().all(|(_, first)| *first + 3 >= first_base),
             "{kept:?} below {first_base}"
         );
+    }
+
+    fn epochs(log: &PartitionLog) -> Vec<(i32, i64)> {
+        log.leader_epochs()
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect()
+    }
+
+    #[test]
+    fn leader_epochs_follow_appends_and_are_rebuilt_from_the_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::clock::now_ms();
+        let config = config(&[("segment.bytes", "300")]);
+        let open = || {
+            PartitionLog::open(
+                dir.path(),
+                "t",
+                0,
+                config.clone(),
+                Checkpoints::default(),
+                false,
+            )
+            .unwrap()
+        };
+        let log = open();
+        assert!(epochs(&log).is_empty());
+        let file = dir
+            .path()
+            .join(super::super::leader_epoch::LEADER_EPOCH_CHECKPOINT_FILE);
+        for epoch in [0, 0, 2] {
+            log.append_as_leader(&batch(3, Codec::None, now), epoch, now)
+                .unwrap();
+        }
+        // The leader's epoch is stamped on the batches it appends.
+        let slice = log.read(6, 1 << 20, true).unwrap().unwrap().unwrap();
+        let header = BatchHeader::parse(&slice.read_to_vec().unwrap()).unwrap();
+        assert_eq!((header.base_offset, header.partition_leader_epoch), (6, 2));
+        assert_eq!(epochs(&log), [(0, 0), (2, 6)]);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n2\n0 0\n2 6\n");
+        assert_eq!(log.end_offset_for_leader_epoch(0), (0, 6));
+        assert_eq!(log.end_offset_for_leader_epoch(1), (0, 6));
+        assert_eq!(log.end_offset_for_leader_epoch(2), (2, 9));
+        assert_eq!(log.end_offset_for_leader_epoch(3), (-1, -1));
+        drop(log);
+        // Without its file, the cache is rebuilt from the batch headers, and written again.
+        std::fs::remove_file(&file).unwrap();
+        let log = open();
+        assert_eq!(epochs(&log), [(0, 0), (2, 6)]);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n2\n0 0\n2 6\n");
+        // Appends in the latest epoch add nothing; a newer epoch does.
+        log.append(&batch(1, Codec::None, now), now).unwrap();
+        log.append_as_leader(&batch(1, Codec::None, now), 2, now)
+            .unwrap();
+        assert_eq!(epochs(&log), [(0, 0), (2, 6)]);
+        log.append_as_leader(&batch(1, Codec::None, now), 5, now)
+            .unwrap();
+        assert_eq!(epochs(&log), [(0, 0), (2, 6), (5, 11)]);
+    }
+
+    #[test]
+    fn leader_epochs_follow_log_start_moves_and_tail_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::clock::now_ms();
+        let config = config(&[("segment.bytes", "300")]);
+        let open = || {
+            PartitionLog::open(
+                dir.path(),
+                "t",
+                0,
+                config.clone(),
+                Checkpoints::default(),
+                false,
+            )
+            .unwrap()
+        };
+        let log = open();
+        for (round, epoch) in [0, 0, 1, 1, 3].into_iter().enumerate() {
+            let result = log
+                .append_as_leader(&batch(3, Codec::None, now), epoch, now)
+                .unwrap();
+            assert_eq!(result.base_offset, round as i64 * 3);
+        }
+        assert_eq!(epochs(&log), [(0, 0), (1, 6), (3, 12)]);
+        // DeleteRecords: the entries below the new log start collapse onto it.
+        log.delete_records_before(4).unwrap().unwrap();
+        assert_eq!(epochs(&log), [(0, 4), (1, 6), (3, 12)]);
+        log.delete_records_before(7).unwrap().unwrap();
+        assert_eq!(epochs(&log), [(1, 7), (3, 12)]);
+        drop(log);
+        // A torn last batch (a crash mid-write) takes its epoch with it on recovery, and a
+        // file entry beyond the log end (written before the batch) goes too.
+        let file = dir
+            .path()
+            .join(super::super::leader_epoch::LEADER_EPOCH_CHECKPOINT_FILE);
+        std::fs::write(&file, "0\n3\n1 7\n3 12\n4 15\n").unwrap();
+        let active = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .max()
+            .unwrap();
+        let segment = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&active)
+            .unwrap();
+        let size = segment.metadata().unwrap().len();
+        segment.set_len(size - 5).unwrap();
+        drop(segment);
+        let checkpoints = Checkpoints {
+            log_start_offset: 7,
+            recovery_point: 0,
+        };
+        let log =
+            PartitionLog::open(dir.path(), "t", 0, config.clone(), checkpoints, false).unwrap();
+        assert_eq!(log.offsets().log_end_offset, 12);
+        assert_eq!(epochs(&log), [(1, 7)]);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n1\n1 7\n");
+        assert_eq!(log.end_offset_for_leader_epoch(1), (1, 12));
     }
 }
