@@ -7,18 +7,31 @@
 //! data/log-start-offset-checkpoint          per partition: first readable offset
 //! data/cleaner-offset-checkpoint            per compacted partition: first dirty offset
 //! data/<topic>-<partition>/                 segments: 00000000000000000000.log/.index/.timeindex
-//!                                           and producer state: <offset>.snapshot
+//!                                           (and .txnindex), producer state: <offset>.snapshot,
+//!                                           leader-epoch-checkpoint
 //! ```
+//!
+//! The modules follow Kafka's storage layer: [`partition`] is the partition log the broker
+//! uses (Kafka's `UnifiedLog`), composed of [`local_log`] (the segments), [`producer_state`],
+//! [`transaction_index`] and [`leader_epoch`]; [`loader`] opens a partition directory and
+//! [`validator`] checks batches before they are appended. Storage errors are [`error`]'s; no
+//! Kafka protocol error type is used here.
 
 pub mod checkpoint;
 pub mod cleaner;
+pub mod error;
 pub mod index_file;
+pub mod leader_epoch;
+pub mod loader;
+pub mod local_log;
 pub mod log_config;
 pub mod offset_index;
 pub mod partition;
 pub mod producer_state;
 pub mod segment;
 pub mod time_index;
+pub mod transaction_index;
+pub mod validator;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;

@@ -1,46 +1,41 @@
-//! One partition's log: a directory of segments, appends with offset assignment, reads for
-//! fetch as file regions, offset/time lookups, flushing and crash recovery.
+//! One partition's log (Kafka's `UnifiedLog`): the local log of segments composed with what
+//! makes it a Kafka partition: the log start offset, producer state (idempotence, open
+//! transactions, the last stable offset), aborted transactions and leader epochs. This is the
+//! API the rest of the broker uses: appends (validated by [`super::validator`], offsets
+//! assigned, producer state checked under the same lock), reads for fetch as file regions,
+//! offset/time lookups, retention, DeleteRecords, flushing and the cleaner's swaps. Opening
+//! a directory is [`super::loader`]'s job; segments and files are [`super::local_log`]'s.
+//!
+//! Invariants (all under the one log lock):
+//! - Producer state, the aborted-transaction list and the leader epoch cache describe the
+//!   log exactly up to its end offset: they are checked and updated with each append.
+//! - `log start offset <= log end offset`, and the start only moves up; nothing below it is
+//!   readable, and the aborted list and leader epochs hold nothing below it.
+//! - A batch that opens a leader epoch is in the leader epoch checkpoint before it is in a
+//!   segment.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{self, IoSlice};
-use std::os::unix::fs::FileExt;
+use std::collections::HashMap;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use thiserror::Error;
+use crate::record::batch::BatchHeader;
 
-use crate::record::batch::{self, BatchError, BatchHeader, BatchIter, HEADER_SIZE_BYTES};
-use crate::record::codec::Codec;
-use crate::record::{recompress, records};
-
+use super::leader_epoch::{EpochEntry, LeaderEpochCache};
+use super::local_log::LocalLog;
 use super::log_config::LogConfig;
-use super::producer_state::{
-    self as producer_state, AbortedTxn, ProducerError, ProducerStateManager, Verdict,
-};
-use super::segment::{self, RetiredSegment, Segment};
+use super::producer_state::{AbortedTxn, ProducerStateManager, Verdict};
+use super::segment::RetiredSegment;
+use super::{loader, transaction_index, validator};
 
-#[derive(Debug, Error)]
-pub enum AppendError {
-    #[error("corrupt batch: {0}")]
-    Corrupt(BatchError),
-    #[error("invalid batch: {0}")]
-    InvalidRecord(String),
-    #[error("batch of {size_bytes} bytes exceeds max.message.bytes {limit_bytes}")]
-    MessageTooLarge {
-        size_bytes: usize,
-        limit_bytes: usize,
-    },
-    #[error("timestamp {timestamp_ms} out of range")]
-    InvalidTimestamp { timestamp_ms: i64 },
-    #[error("{0}")]
-    Producer(ProducerError),
-    /// Refused by the transaction coordinator before reaching the log.
-    #[error("{1}")]
-    Transaction(kafka_protocol::ResponseError, String),
-    #[error("io: {0}")]
-    Io(#[from] io::Error),
-}
+pub use super::error::{AppendError, OffsetOutOfRange};
+pub use super::loader::Checkpoints;
+pub use super::local_log::{FileSlice, SealedSegment, CLEANED_SUFFIX, SWAP_SUFFIX};
+pub use super::segment::file_stem;
+
+/// The partition leader epoch stamped on every batch appended through [`PartitionLog::append`],
+/// [`PartitionLog::append_trusted`] and [`PartitionLog::append_marker`].
+const DEFAULT_LEADER_EPOCH: i32 = 0;
 
 #[derive(Clone, Copy, Debug)]
 pub struct AppendResult {
@@ -50,25 +45,6 @@ pub struct AppendResult {
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
 }
-
-/// A region of a segment file to send: the fetch path's zero-copy unit.
-#[derive(Clone, Debug)]
-pub struct FileSlice {
-    pub file: Arc<File>,
-    pub position: u64,
-    pub length_bytes: u64,
-}
-
-impl FileSlice {
-    pub fn read_to_vec(&self) -> io::Result<Vec<u8>> {
-        let mut bytes = vec![0u8; self.length_bytes as usize];
-        self.file.read_exact_at(&mut bytes, self.position)?;
-        Ok(bytes)
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub struct OffsetOutOfRange;
 
 /// Offsets that bound what a reader may see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,40 +66,27 @@ pub struct LogStats {
 }
 
 struct LogState {
-    segments: BTreeMap<i64, Segment>,
+    local: LocalLog,
     log_start_offset: i64,
-    /// Everything below this offset is on disk (fsynced); recovery starts here after a crash.
-    recovery_point: i64,
-    unflushed_messages: i64,
-    last_flush_ms: i64,
     /// Idempotence and transaction state of the producers that wrote here; it always reflects
     /// the log up to its end (checked and updated under this same lock as appends).
     producers: ProducerStateManager,
     /// Aborted transactions, ordered by marker offset; mirrored in the segments' `.txnindex`.
     aborted: Vec<AbortedTxn>,
+    /// Where each leader epoch starts; mirrored in `leader-epoch-checkpoint`.
+    leader_epochs: LeaderEpochCache,
 }
 
 impl LogState {
-    fn active(&self) -> &Segment {
-        self.segments
-            .values()
-            .next_back()
-            .expect("a log always has an active segment")
-    }
-
-    fn active_mut(&mut self) -> &mut Segment {
-        self.segments
-            .values_mut()
-            .next_back()
-            .expect("a log always has an active segment")
-    }
-
     fn log_end_offset(&self) -> i64 {
-        self.active().next_offset()
+        self.local.log_end_offset()
     }
 
-    fn producers_dir(&self) -> PathBuf {
-        self.producers.dir().to_path_buf()
+    fn last_stable_offset(&self) -> i64 {
+        let log_end_offset = self.log_end_offset();
+        self.producers
+            .first_unstable_offset()
+            .map_or(log_end_offset, |first| first.min(log_end_offset))
     }
 }
 
@@ -134,9 +97,6 @@ pub struct PartitionLog {
     config: RwLock<Arc<LogConfig>>,
     state: Mutex<LogState>,
 }
-
-/// Largest batch the recovery scan accepts, so a corrupt length cannot ask for a huge buffer.
-const RECOVERY_BATCH_BYTES_MAX: usize = 128 * 1024 * 1024;
 
 impl PartitionLog {
     /// Opens the partition directory, creating it if absent. `clean` says the broker shut
@@ -150,208 +110,20 @@ impl PartitionLog {
         checkpoints: Checkpoints,
         clean: bool,
     ) -> io::Result<PartitionLog> {
-        std::fs::create_dir_all(dir)?;
-        finish_interrupted_cleaning(dir)?;
-        let mut base_offsets: Vec<i64> = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(segment::DELETED_SUFFIX) {
-                // Retired before a restart; nothing reads it any more.
-                std::fs::remove_file(entry.path())?;
-                continue;
-            }
-            if let Some(stem) = name.strip_suffix(".log") {
-                if let Ok(base_offset) = stem.parse::<i64>() {
-                    base_offsets.push(base_offset);
-                }
-            }
-        }
-        base_offsets.sort_unstable();
-        if base_offsets.is_empty() {
-            base_offsets.push(checkpoints.log_start_offset.max(0));
-        }
-        let mut segments = BTreeMap::new();
-        let last_base = *base_offsets.last().expect("at least one segment");
-        let recovery_base = base_offsets
-            .iter()
-            .rev()
-            .find(|&&b| b <= checkpoints.recovery_point)
-            .copied()
-            .unwrap_or(0);
-        let mut truncated_at: Option<i64> = None;
-        for &base_offset in &base_offsets {
-            if truncated_at.is_some() {
-                // A segment after a torn one cannot be trusted: its predecessor lost data.
-                Segment::open(dir, base_offset, 0, 0)?.delete()?;
-                continue;
-            }
-            let index_bytes = if base_offset == last_base {
-                config.segment_index_bytes
-            } else {
-                0
-            };
-            let mut segment =
-                Segment::open(dir, base_offset, config.index_interval_bytes, index_bytes)?;
-            let needs_recovery = !clean && base_offset >= recovery_base;
-            let loaded = if needs_recovery {
-                Err(())
-            } else {
-                segment.load_clean().map_err(|_| ())
-            };
-            if loaded.is_err() {
-                let truncated_bytes = segment.recover(RECOVERY_BATCH_BYTES_MAX)?;
-                if truncated_bytes > 0 {
-                    tracing::warn!(
-                        topic,
-                        partition,
-                        base_offset,
-                        truncated_bytes,
-                        "truncated torn or corrupt log tail"
-                    );
-                    truncated_at = Some(segment.next_offset());
-                }
-            }
-            segments.insert(base_offset, segment);
-        }
-        // Deleted successors mean the truncated segment is the active one now.
-        let active_base = *segments.keys().next_back().expect("segments");
-        if active_base != last_base {
-            let active = segments.remove(&active_base).expect("present");
-            drop(active);
-            let mut reopened = Segment::open(
-                dir,
-                active_base,
-                config.index_interval_bytes,
-                config.segment_index_bytes,
-            )?;
-            reopened.recover(RECOVERY_BATCH_BYTES_MAX)?;
-            segments.insert(active_base, reopened);
-        }
-        let first_base = *segments.keys().next().expect("segments");
-        let mut state = LogState {
-            log_start_offset: checkpoints.log_start_offset.max(first_base),
-            recovery_point: 0,
-            segments,
-            unflushed_messages: 0,
-            last_flush_ms: 0,
-            producers: ProducerStateManager::new(dir),
-            aborted: Vec::new(),
-        };
-        Self::load_producer_state(&mut state, topic, partition)?;
-        let log = PartitionLog {
+        let loaded = loader::load(dir, topic, partition, &config, checkpoints, clean)?;
+        Ok(PartitionLog {
             topic: topic.to_string(),
             partition,
             dir: dir.to_path_buf(),
             config: RwLock::new(config),
-            state: Mutex::new(state),
-        };
-        {
-            let mut state = log.lock();
-            state.recovery_point = if clean {
-                state.log_end_offset()
-            } else {
-                checkpoints.recovery_point.min(state.log_end_offset())
-            };
-        }
-        Ok(log)
-    }
-
-    /// Loads the newest producer snapshot not beyond the log end and replays the batch headers
-    /// after it; with no snapshot, replays from the log start. Snapshots are written at every
-    /// roll and at clean shutdown, so after a crash only the active segment is read.
-    fn load_producer_state(state: &mut LogState, topic: &str, partition: i32) -> io::Result<()> {
-        let log_end_offset = state.log_end_offset();
-        let from = match state.producers.load_newest_snapshot(log_end_offset)? {
-            Some(offset) if offset >= state.log_start_offset => offset,
-            _ => {
-                state.producers.reset(state.log_start_offset);
-                state.log_start_offset
-            }
-        };
-        // Aborted transactions below `from` come from the `.txnindex` files; those at or above
-        // it are dropped from the files and found again by the replay.
-        let dir = state.producers_dir();
-        let bases: Vec<i64> = state.segments.keys().copied().collect();
-        state.aborted.clear();
-        for base in &bases {
-            let path = txn_index_path(&dir, *base);
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            let kept: Vec<AbortedTxn> = producer_state::decode_aborted(&bytes)
-                .into_iter()
-                .filter(|t| t.last_offset < from)
-                .collect();
-            if kept.len() * producer_state::TXN_INDEX_ENTRY_BYTES != bytes.len() {
-                let rewritten: Vec<u8> = kept
-                    .iter()
-                    .flat_map(producer_state::encode_aborted)
-                    .collect();
-                std::fs::write(&path, rewritten)?;
-            }
-            state.aborted.extend(kept);
-        }
-        state.aborted.sort_by_key(|t| t.last_offset);
-        forget_aborted_below_log_start(state);
-        let mut replayed_batches = 0u64;
-        let first = state
-            .segments
-            .range(..=from)
-            .next_back()
-            .map_or(i64::MIN, |(base, _)| *base);
-        for segment in state.segments.range(first..).map(|(_, s)| s) {
-            let Some(found) = segment.find(from)? else {
-                continue;
-            };
-            let mut position = found.position;
-            while let Some(header) =
-                Segment::read_header(segment.file(), position, segment.size_bytes())?
-            {
-                if header.batch_length <= 0 {
-                    break;
-                }
-                if header.last_offset() >= from {
-                    if header.is_control() {
-                        let size = header.size_bytes().min(RECOVERY_BATCH_BYTES_MAX);
-                        let mut bytes = vec![0u8; size];
-                        segment.file().read_exact_at(&mut bytes, position)?;
-                        let marker = crate::record::control::is_commit(&bytes, &header)
-                            .filter(|_| header.producer_id >= 0);
-                        if let Some(commit) = marker {
-                            let aborted = state.producers.apply_marker(
-                                header.producer_id,
-                                header.producer_epoch,
-                                -1,
-                                commit,
-                                header.base_offset,
-                                header.max_timestamp,
-                            );
-                            if let Some(aborted) = aborted {
-                                append_txn_index(&dir, segment.base_offset(), &aborted)?;
-                                state.aborted.push(aborted);
-                            }
-                        }
-                    } else {
-                        state.producers.replay(&header);
-                    }
-                    replayed_batches += 1;
-                }
-                position += header.size_bytes() as u64;
-            }
-        }
-        state.producers.set_map_end_offset(log_end_offset);
-        if replayed_batches > 0 || state.producers.producer_count() > 0 {
-            tracing::debug!(
-                topic,
-                partition,
-                from,
-                replayed_batches,
-                producers = state.producers.producer_count(),
-                "loaded producer state"
-            );
-        }
-        Ok(())
+            state: Mutex::new(LogState {
+                local: loaded.local,
+                log_start_offset: loaded.log_start_offset,
+                producers: loaded.producers,
+                aborted: loaded.aborted,
+                leader_epochs: loaded.leader_epochs,
+            }),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -380,23 +152,19 @@ impl PartitionLog {
 
     pub fn offsets(&self) -> LogOffsets {
         let state = self.lock();
-        let log_end_offset = state.log_end_offset();
         LogOffsets {
             log_start_offset: state.log_start_offset,
-            log_end_offset,
-            last_stable_offset: state
-                .producers
-                .first_unstable_offset()
-                .map_or(log_end_offset, |first| first.min(log_end_offset)),
+            log_end_offset: state.log_end_offset(),
+            last_stable_offset: state.last_stable_offset(),
         }
     }
 
     pub fn recovery_point(&self) -> i64 {
-        self.lock().recovery_point
+        self.lock().local.recovery_point()
     }
 
     pub fn size_bytes(&self) -> u64 {
-        self.lock().segments.values().map(Segment::size_bytes).sum()
+        self.lock().local.size_bytes()
     }
 
     /// Offsets, size and segment count under one lock (scrape-time metrics).
@@ -405,83 +173,55 @@ impl PartitionLog {
         LogStats {
             log_start_offset: state.log_start_offset,
             log_end_offset: state.log_end_offset(),
-            size_bytes: state.segments.values().map(Segment::size_bytes).sum(),
-            segment_count: state.segments.len(),
+            size_bytes: state.local.size_bytes(),
+            segment_count: state.local.segment_count(),
         }
     }
 
     /// Validates `records` (one or more v2 batches as a producer sent them), assigns offsets and
     /// appends them. Nothing is written unless every batch is valid.
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendResult, AppendError> {
+        self.append_as_leader(records, DEFAULT_LEADER_EPOCH, now_ms)
+    }
+
+    /// [`Self::append`] as the leader of `leader_epoch`, which is stamped on the batches (Kafka's
+    /// `appendAsLeader`); a batch opening a newer epoch adds it to the leader epoch cache.
+    pub fn append_as_leader(
+        &self,
+        records: &[u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendResult, AppendError> {
         let config = self.config();
-        let mut headers: Vec<(usize, BatchHeader)> = Vec::new();
-        for item in BatchIter::new(records) {
-            let (position, header) = item.map_err(|error| match error {
-                BatchError::BadCount { .. } | BatchError::BadCodec(_) | BatchError::BadMagic(_) => {
-                    AppendError::InvalidRecord(error.to_string())
-                }
-                other => AppendError::Corrupt(other),
-            })?;
-            batch::validate_produced(&header)
-                .map_err(|e| AppendError::InvalidRecord(e.to_string()))?;
-            if header.is_control() {
-                return Err(AppendError::InvalidRecord(
-                    "clients may not write control batches".into(),
-                ));
-            }
-            if header.size_bytes() > config.max_message_bytes {
-                return Err(AppendError::MessageTooLarge {
-                    size_bytes: header.size_bytes(),
-                    limit_bytes: config.max_message_bytes,
-                });
-            }
-            if !config.log_append_time {
-                check_timestamp(&config, &header, now_ms)?;
-            }
-            if config.compact {
-                check_keyed(&records[position..position + header.size_bytes()], &header)?;
-            }
-            headers.push((position, header));
-        }
-        if headers.is_empty() {
-            return Err(AppendError::InvalidRecord("no record batches".into()));
-        }
-        match Codec::from_name(&config.compression_type) {
-            Some(codec)
-                if headers
-                    .iter()
-                    .any(|(_, h)| h.compression_codec() != codec as i16) =>
-            {
-                let converted = recompress_all(records, &headers, codec)?;
-                let headers: Vec<(usize, BatchHeader)> = BatchIter::new(&converted)
-                    .collect::<Result<_, _>>()
-                    .map_err(AppendError::Corrupt)?;
-                if let Some((_, too_big)) = headers
-                    .iter()
-                    .find(|(_, h)| h.size_bytes() > config.max_message_bytes)
-                {
-                    return Err(AppendError::MessageTooLarge {
-                        size_bytes: too_big.size_bytes(),
-                        limit_bytes: config.max_message_bytes,
-                    });
-                }
-                self.append_validated(&converted, &headers, &config, now_ms, true, None)
-            }
-            _ => self.append_validated(records, &headers, &config, now_ms, true, None),
-        }
+        let valid = validator::validate_from_client(records, &config, now_ms)?;
+        self.append_validated(
+            &valid.records,
+            &valid.headers,
+            &config,
+            now_ms,
+            true,
+            None,
+            leader_epoch,
+        )
     }
 
     /// Appends batches the broker itself wrote (e.g. the metadata log), skipping client checks.
     pub fn append_trusted(&self, records: &[u8], now_ms: i64) -> Result<AppendResult, AppendError> {
         let config = self.config();
-        let headers: Vec<(usize, BatchHeader)> = BatchIter::new(records)
-            .collect::<Result<_, _>>()
-            .map_err(AppendError::Corrupt)?;
+        let headers = validator::parse_trusted(records)?;
         assert!(
             !headers.is_empty(),
             "append_trusted needs at least one batch"
         );
-        self.append_validated(records, &headers, &config, now_ms, false, None)
+        self.append_validated(
+            records,
+            &headers,
+            &config,
+            now_ms,
+            false,
+            None,
+            DEFAULT_LEADER_EPOCH,
+        )
     }
 
     /// Writes a transaction marker (COMMIT or ABORT control batch) for a producer, ending its
@@ -502,15 +242,20 @@ impl PartitionLog {
             commit,
             now_ms,
         );
-        let headers: Vec<(usize, BatchHeader)> = BatchIter::new(&batch)
-            .collect::<Result<_, _>>()
-            .map_err(AppendError::Corrupt)?;
+        let headers = validator::parse_trusted(&batch)?;
         let marker = Marker {
             commit,
             coordinator_epoch,
         };
-        let result =
-            self.append_validated(&batch, &headers, &config, now_ms, false, Some(marker))?;
+        let result = self.append_validated(
+            &batch,
+            &headers,
+            &config,
+            now_ms,
+            false,
+            Some(marker),
+            DEFAULT_LEADER_EPOCH,
+        )?;
         Ok(result.base_offset)
     }
 
@@ -518,12 +263,7 @@ impl PartitionLog {
     /// transactions with data below that offset are decided, so those not listed committed.
     pub fn stable_view(&self) -> (i64, Vec<AbortedTxn>) {
         let state = self.lock();
-        let log_end_offset = state.log_end_offset();
-        let last_stable_offset = state
-            .producers
-            .first_unstable_offset()
-            .map_or(log_end_offset, |first| first.min(log_end_offset));
-        (last_stable_offset, state.aborted.clone())
+        (state.last_stable_offset(), state.aborted.clone())
     }
 
     /// Aborted transactions a READ_COMMITTED fetch from `from_offset` up to `upper_offset`
@@ -540,6 +280,7 @@ impl PartitionLog {
             .collect()
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn append_validated(
         &self,
         records: &[u8],
@@ -548,6 +289,7 @@ impl PartitionLog {
         now_ms: i64,
         from_client: bool,
         marker: Option<Marker>,
+        leader_epoch: i32,
     ) -> Result<AppendResult, AppendError> {
         let size_bytes: u64 = headers.iter().map(|(_, h)| h.size_bytes() as u64).sum();
         let mut state = self.lock();
@@ -587,35 +329,18 @@ impl PartitionLog {
         self.maybe_roll(&mut state, config, size_bytes, now_ms)?;
         // Rewrite each header into its own buffer (offsets, epoch, maybe LogAppendTime) and
         // write it with the untouched record bytes: one pwritev, no copy of the records.
-        let mut next_offset = state.log_end_offset();
-        let base_offset = next_offset;
-        let mut rewritten: Vec<[u8; HEADER_SIZE_BYTES]> = Vec::with_capacity(headers.len());
-        let mut placed: Vec<(u64, BatchHeader)> = Vec::with_capacity(headers.len());
-        let mut relative_position = 0u64;
-        for &(position, header) in headers {
-            let mut header_bytes: [u8; HEADER_SIZE_BYTES] = records
-                [position..position + HEADER_SIZE_BYTES]
-                .try_into()
-                .expect("61 bytes");
-            batch::set_base_offset_and_epoch(&mut header_bytes, next_offset, 0);
-            if config.log_append_time {
-                let body = &records[position + HEADER_SIZE_BYTES..position + header.size_bytes()];
-                batch::set_log_append_time_split(&mut header_bytes, body, now_ms);
-            }
-            let header = BatchHeader::parse(&header_bytes).expect("61 bytes");
-            placed.push((relative_position, header));
-            relative_position += header.size_bytes() as u64;
-            next_offset = header.last_offset() + 1;
-            rewritten.push(header_bytes);
-        }
-        let mut parts: Vec<IoSlice<'_>> = Vec::with_capacity(headers.len() * 2);
-        for (header_bytes, &(position, header)) in rewritten.iter().zip(headers) {
-            parts.push(IoSlice::new(header_bytes));
-            parts.push(IoSlice::new(
-                &records[position + HEADER_SIZE_BYTES..position + header.size_bytes()],
-            ));
-        }
-        state.active_mut().append(&parts, &placed, now_ms)?;
+        let base_offset = state.log_end_offset();
+        let assigned = validator::assign_offsets(
+            records,
+            headers,
+            base_offset,
+            leader_epoch,
+            config.log_append_time.then_some(now_ms),
+        );
+        record_leader_epochs(&mut state.leader_epochs, &assigned.placed)?;
+        let parts = assigned.io_slices(records, headers);
+        state.local.append(&parts, &assigned.placed, now_ms)?;
+        let next_offset = assigned.next_offset;
         assert_eq!(
             next_offset, first_offset,
             "staged and written offsets agree"
@@ -636,8 +361,8 @@ impl PartitionLog {
                 now_ms,
             );
             if let Some(aborted) = aborted {
-                let active_base = state.active().base_offset();
-                append_txn_index(&self.dir, active_base, &aborted)?;
+                let active_base = state.local.active().base_offset();
+                transaction_index::append(&self.dir, active_base, &aborted)?;
                 state.aborted.push(aborted);
             }
         }
@@ -645,10 +370,7 @@ impl PartitionLog {
             .iter()
             .map(|(_, h)| i64::from(h.records_count))
             .sum();
-        state.unflushed_messages += record_count;
-        if state.unflushed_messages >= config.flush_messages {
-            Self::flush_locked(&mut state, now_ms)?;
-        }
+        state.local.count_unflushed(record_count, config, now_ms)?;
         Ok(AppendResult {
             base_offset,
             last_offset: next_offset - 1,
@@ -664,62 +386,22 @@ impl PartitionLog {
         incoming_bytes: u64,
         now_ms: i64,
     ) -> io::Result<()> {
-        let active = state.active();
-        let next_offset = active.next_offset();
-        let too_big =
-            active.size_bytes() > 0 && active.size_bytes() + incoming_bytes > config.segment_bytes;
-        let too_old = active
-            .first_append_ms()
-            .is_some_and(|first| now_ms - first >= config.segment_ms);
-        // Relative offsets and positions in the indexes are u32.
-        let offsets_overflow = next_offset - active.base_offset() > i64::from(u32::MAX) / 2;
-        let position_overflow = active.size_bytes() + incoming_bytes > u64::from(u32::MAX);
-        if active.size_bytes() == 0
-            || !(too_big
-                || too_old
-                || active.indexes_full()
-                || offsets_overflow
-                || position_overflow)
-        {
+        if !state.local.should_roll(config, incoming_bytes, now_ms) {
             return Ok(());
         }
-        state.active_mut().seal()?;
+        let next_offset = state.log_end_offset();
+        state.local.seal_active()?;
         // The snapshot named after the new segment's base offset lets recovery skip every
         // sealed segment.
         debug_assert_eq!(state.producers.map_end_offset(), next_offset);
         state.producers.write_snapshot()?;
-        let segment = Segment::open(
-            &self.dir,
-            next_offset,
-            config.index_interval_bytes,
-            config.segment_index_bytes,
-        )?;
+        state.local.roll(config)?;
         tracing::debug!(
             topic = self.topic,
             partition = self.partition,
             base_offset = next_offset,
             "rolled segment"
         );
-        state.segments.insert(next_offset, segment);
-        Ok(())
-    }
-
-    /// fsyncs every segment from the recovery point on and advances the recovery point.
-    fn flush_locked(state: &mut LogState, now_ms: i64) -> io::Result<()> {
-        let started = std::time::Instant::now();
-        let recovery_point = state.recovery_point;
-        let from = state
-            .segments
-            .range(..=recovery_point)
-            .next_back()
-            .map_or(i64::MIN, |(base, _)| *base);
-        for segment in state.segments.range(from..).map(|(_, s)| s) {
-            segment.flush()?;
-        }
-        state.recovery_point = state.log_end_offset();
-        state.unflushed_messages = 0;
-        state.last_flush_ms = now_ms;
-        crate::metrics::storage::flushed(started.elapsed());
         Ok(())
     }
 
@@ -727,25 +409,19 @@ impl PartitionLog {
     /// flushes a segment when it is rolled).
     pub fn maybe_flush(&self, now_ms: i64) -> io::Result<()> {
         let config = self.config();
-        let mut state = self.lock();
-        let sealed_unflushed = state.recovery_point < state.active().base_offset();
-        let due = state.unflushed_messages > 0 && now_ms - state.last_flush_ms >= config.flush_ms;
-        if sealed_unflushed || due {
-            Self::flush_locked(&mut state, now_ms)?;
-        }
-        Ok(())
+        self.lock().local.maybe_flush(&config, now_ms)
     }
 
     /// fsyncs everything appended so far (e.g. after each metadata commit).
     pub fn flush(&self, now_ms: i64) -> io::Result<()> {
-        Self::flush_locked(&mut self.lock(), now_ms)
+        self.lock().local.flush(now_ms)
     }
 
     /// Flushes and trims the active segment's indexes: the clean-shutdown path.
     pub fn close(&self, now_ms: i64) -> io::Result<()> {
         let mut state = self.lock();
-        Self::flush_locked(&mut state, now_ms)?;
-        state.active_mut().seal()?;
+        state.local.flush(now_ms)?;
+        state.local.seal_active()?;
         state.producers.write_snapshot()
     }
 
@@ -762,6 +438,20 @@ impl PartitionLog {
     /// Runs `f` on the producer state (read-only), under the log lock.
     pub fn with_producers<T>(&self, f: impl FnOnce(&ProducerStateManager) -> T) -> T {
         f(&self.lock().producers)
+    }
+
+    /// The leader epoch entries (epoch, start offset), oldest first.
+    pub fn leader_epochs(&self) -> Vec<EpochEntry> {
+        self.lock().leader_epochs.entries().to_vec()
+    }
+
+    /// OffsetsForLeaderEpoch for `epoch`: (the largest known epoch <= it, where that epoch
+    /// ends), or (-1, -1) when unknown. See [`LeaderEpochCache::end_offset_for`].
+    pub fn end_offset_for_leader_epoch(&self, epoch: i32) -> (i32, i64) {
+        let state = self.lock();
+        state
+            .leader_epochs
+            .end_offset_for(epoch, state.log_end_offset())
     }
 
     /// The bytes to send for a fetch at `offset`: from the batch holding `offset` to at most
@@ -785,57 +475,13 @@ impl PartitionLog {
         upper_offset: Option<i64>,
     ) -> io::Result<Result<Option<FileSlice>, OffsetOutOfRange>> {
         let state = self.lock();
-        if offset < state.log_start_offset || offset > state.log_end_offset() {
-            return Ok(Err(OffsetOutOfRange));
-        }
-        let max_bytes = match upper_offset {
-            Some(upper) if upper <= offset => return Ok(Ok(None)),
-            Some(upper) if upper < state.log_end_offset() => {
-                let segment = state.segments.range(..=offset).next_back().map(|(_, s)| s);
-                match segment {
-                    Some(segment) => match (segment.find(offset)?, segment.find(upper)?) {
-                        // Only the bytes before the batch holding `upper`. When the first batch
-                        // lies below it, this is at least that batch, so KIP-74's
-                        // "at least one batch" cannot cross the bound.
-                        (Some(start), Some(end)) => max_bytes.min(end.position - start.position),
-                        _ => max_bytes,
-                    },
-                    None => max_bytes,
-                }
-            }
-            _ => max_bytes,
-        };
-        if max_bytes == 0 {
-            return Ok(Ok(None));
-        }
-        let first = state
-            .segments
-            .range(..=offset)
-            .next_back()
-            .map_or(i64::MIN, |(base, _)| *base);
-        for segment in state.segments.range(first..).map(|(_, s)| s) {
-            if let Some(found) = segment.find(offset)? {
-                let end = segment.size_bytes();
-                let available = end - found.position;
-                let mut length = available.min(max_bytes);
-                if length < found.header.size_bytes() as u64 {
-                    length = if min_one_batch {
-                        (found.header.size_bytes() as u64).min(available)
-                    } else {
-                        0
-                    };
-                }
-                if length == 0 {
-                    return Ok(Ok(None));
-                }
-                return Ok(Ok(Some(FileSlice {
-                    file: segment.file().clone(),
-                    position: found.position,
-                    length_bytes: length,
-                })));
-            }
-        }
-        Ok(Ok(None))
+        state.local.read(
+            offset,
+            max_bytes,
+            min_one_batch,
+            upper_offset,
+            state.log_start_offset,
+        )
     }
 
     /// Every whole batch from `offset` to the end of the log, in memory (metadata log replay).
@@ -848,7 +494,7 @@ impl PartitionLog {
             };
             let bytes = slice.read_to_vec()?;
             let mut consumed = 0;
-            for item in BatchIter::new(&bytes) {
+            for item in crate::record::batch::BatchIter::new(&bytes) {
                 let Ok((position, header)) = item else { break };
                 consumed = position + header.size_bytes();
                 next = header.last_offset() + 1;
@@ -863,61 +509,14 @@ impl PartitionLog {
     /// The first record with timestamp >= `target_ms`: (timestamp, offset).
     pub fn offset_for_timestamp(&self, target_ms: i64) -> io::Result<Option<(i64, i64)>> {
         let state = self.lock();
-        for segment in state.segments.values() {
-            if segment.max_timestamp().0 < target_ms {
-                continue;
-            }
-            let start_offset = segment
-                .time_lookup_offset(target_ms)
-                .max(state.log_start_offset);
-            let Some(found) = segment.find(start_offset)? else {
-                continue;
-            };
-            let mut position = found.position;
-            while let Some(header) =
-                Segment::read_header(segment.file(), position, segment.size_bytes())?
-            {
-                if header.max_timestamp >= target_ms {
-                    let found = first_record_at_or_after(
-                        segment.file(),
-                        position,
-                        &header,
-                        |ts, offset| ts >= target_ms && offset >= state.log_start_offset,
-                    )?;
-                    if found.is_some() {
-                        return Ok(found);
-                    }
-                }
-                position += header.size_bytes() as u64;
-            }
-        }
-        Ok(None)
+        state
+            .local
+            .offset_for_timestamp(target_ms, state.log_start_offset)
     }
 
     /// The record with the largest timestamp (the first one, if several share it).
     pub fn max_timestamp(&self) -> io::Result<Option<(i64, i64)>> {
-        let state = self.lock();
-        let Some(segment) = state
-            .segments
-            .values()
-            .filter(|s| s.max_timestamp().0 >= 0)
-            .reduce(|best, s| {
-                if s.max_timestamp().0 > best.max_timestamp().0 {
-                    s
-                } else {
-                    best
-                }
-            })
-        else {
-            return Ok(None);
-        };
-        let (max_timestamp_ms, offset) = segment.max_timestamp();
-        let Some(found) = segment.find(offset)? else {
-            return Ok(None);
-        };
-        first_record_at_or_after(segment.file(), found.position, &found.header, |ts, _| {
-            ts == max_timestamp_ms
-        })
+        self.lock().local.max_timestamp()
     }
 
     /// Retention (`retention.ms`, `retention.bytes`) and the log start offset: takes out the
@@ -931,61 +530,47 @@ impl PartitionLog {
             return self.retire_below_log_start();
         }
         let mut state = self.lock();
-        let total_bytes: u64 = state.segments.values().map(Segment::size_bytes).sum();
-        let mut bytes_over_limit = match config.retention_bytes {
-            limit if limit < 0 => 0,
-            limit => total_bytes.saturating_sub(limit as u64),
-        };
-        let active_base = state.active().base_offset();
-        let mut expired: Vec<i64> = Vec::new();
-        let mut bases = state.segments.keys().copied().peekable();
-        while let Some(base) = bases.next() {
-            let Some(&next_base) = bases.peek() else {
-                break;
-            }; // the active segment
-            let segment = &state.segments[&base];
-            let below_start = next_base <= state.log_start_offset;
-            let too_old = config.retention_ms >= 0
-                && segment.max_timestamp().0 >= 0
-                && now_ms - segment.max_timestamp().0 > config.retention_ms;
-            let too_big = bytes_over_limit > 0 && bytes_over_limit >= segment.size_bytes();
-            if !(below_start || too_old || too_big) {
-                break;
-            }
-            bytes_over_limit = bytes_over_limit.saturating_sub(segment.size_bytes());
-            expired.push(base);
-        }
-        debug_assert!(!expired.contains(&active_base));
+        let expired = state
+            .local
+            .expired_segments(&config, now_ms, state.log_start_offset);
         self.retire_locked(&mut state, &expired)
     }
 
     fn retire_below_log_start(&self) -> io::Result<Vec<RetiredSegment>> {
         let mut state = self.lock();
-        let bases: Vec<i64> = state.segments.keys().copied().collect();
-        let below: Vec<i64> = bases
-            .windows(2)
-            .take_while(|pair| pair[1] <= state.log_start_offset)
-            .map(|pair| pair[0])
-            .collect();
+        let below = state.local.segments_below(state.log_start_offset);
         self.retire_locked(&mut state, &below)
     }
 
+    /// Retires the segments based at `bases`, then brings the log start offset up to the
+    /// first remaining segment and drops what lies below it from the aborted transactions and
+    /// the leader epochs. Every move of the log start offset ends here.
     fn retire_locked(
         &self,
         state: &mut LogState,
         bases: &[i64],
     ) -> io::Result<Vec<RetiredSegment>> {
-        let mut retired = Vec::with_capacity(bases.len());
-        for base in bases {
-            let segment = state.segments.remove(base).expect("segment to retire");
-            assert!(!state.segments.is_empty(), "retired the active segment");
-            retired.push(segment.retire(true)?);
-        }
-        let first_base = *state.segments.keys().next().expect("active segment");
+        let retired = state.local.retire(bases)?;
+        let first_base = state.local.first_base_offset();
         if first_base > state.log_start_offset {
             state.log_start_offset = first_base;
         }
-        forget_aborted_below_log_start(state);
+        transaction_index::forget_below_log_start(&mut state.aborted, state.log_start_offset);
+        if state
+            .leader_epochs
+            .truncate_from_start(state.log_start_offset)
+        {
+            // The loader truncates the cache to the checkpointed log start again, so a file
+            // that lags here is corrected on the next open: no reason to fail retention.
+            if let Err(error) = state.leader_epochs.flush() {
+                tracing::warn!(
+                    topic = self.topic,
+                    partition = self.partition,
+                    %error,
+                    "writing the leader epoch checkpoint failed"
+                );
+            }
+        }
         if !retired.is_empty() {
             tracing::info!(
                 topic = self.topic,
@@ -1020,28 +605,15 @@ impl PartitionLog {
     /// The sealed segments (every one but the active segment), oldest first: what the cleaner
     /// may rewrite.
     pub fn sealed_segments(&self) -> Vec<SealedSegment> {
-        let state = self.lock();
-        let active_base = state.active().base_offset();
-        state
-            .segments
-            .values()
-            .filter(|s| s.base_offset() != active_base)
-            .map(|s| SealedSegment {
-                base_offset: s.base_offset(),
-                next_offset: s.next_offset(),
-                size_bytes: s.size_bytes(),
-                max_timestamp_ms: s.max_timestamp().0,
-                file: s.file().clone(),
-            })
-            .collect()
+        self.lock().local.sealed_segments()
     }
 
     /// Swaps the sealed segment at `base_offset` for the cleaned file `cleaned` (fsynced, in
     /// this directory, named `<stem>.log.cleaned`), crash-safely: the cleaned file becomes
     /// `.swap`, the old segment's files are retired, the `.swap` becomes the `.log`. A crash
-    /// at any point leaves either the old segment or the complete new one (see
-    /// [`finish_interrupted_cleaning`]). Returns the retired old segment, or None (and removes
-    /// the cleaned file) when the segment changed meanwhile (retention took it).
+    /// at any point leaves either the old segment or the complete new one (the loader finishes
+    /// an interrupted swap). Returns the retired old segment, or None (and removes the cleaned
+    /// file) when the segment changed meanwhile (retention took it).
     ///
     /// `dropped_abort_markers`: offsets of the ABORT markers the cleaned file no longer holds.
     /// Their aborted-transaction entries leave the segment's `.txnindex` (rewritten
@@ -1057,39 +629,16 @@ impl PartitionLog {
     ) -> io::Result<Option<RetiredSegment>> {
         let config = self.config();
         let mut state = self.lock();
-        let active_base = state.active().base_offset();
-        let unchanged = base_offset != active_base
-            && state
-                .segments
-                .get(&base_offset)
-                .is_some_and(|s| s.size_bytes() == expected_size_bytes);
-        if !unchanged {
+        if !state.local.holds_sealed(base_offset, expected_size_bytes) {
             std::fs::remove_file(cleaned)?;
             return Ok(None);
         }
         if !dropped_abort_markers.is_empty() {
             let dropped = |t: &AbortedTxn| dropped_abort_markers.contains(&t.last_offset);
-            rewrite_txn_index(&self.dir, base_offset, &dropped)?;
+            transaction_index::rewrite_without(&self.dir, base_offset, &dropped)?;
             state.aborted.retain(|t| !dropped(t));
         }
-        let stem = file_stem(base_offset);
-        let swap = self.dir.join(format!("{stem}.log{SWAP_SUFFIX}"));
-        std::fs::rename(cleaned, &swap)?;
-        super::checkpoint::sync_dir(&self.dir)?;
-        let old = state.segments.remove(&base_offset).expect("checked above");
-        let retired = old.retire(false)?;
-        std::fs::rename(&swap, self.dir.join(format!("{stem}.log")))?;
-        super::checkpoint::sync_dir(&self.dir)?;
-        let mut segment = Segment::open(
-            &self.dir,
-            base_offset,
-            config.index_interval_bytes,
-            config.segment_index_bytes,
-        )?;
-        let truncated = segment.recover(RECOVERY_BATCH_BYTES_MAX)?;
-        assert_eq!(truncated, 0, "a cleaned segment is whole");
-        segment.seal()?;
-        state.segments.insert(base_offset, segment);
+        let retired = state.local.swap_in_cleaned(base_offset, cleaned, &config)?;
         Ok(Some(retired))
     }
 
@@ -1097,133 +646,30 @@ impl PartitionLog {
     pub fn delete(self) -> io::Result<()> {
         let dir = self.dir.clone();
         let state = self.state.into_inner().expect("lock");
-        for segment in state.segments.into_values() {
-            segment.delete()?;
-        }
+        state.local.delete_segments()?;
         std::fs::remove_dir_all(dir)
     }
 }
 
-/// A sealed segment as the cleaner sees it: immutable bytes below `size_bytes`.
-#[derive(Clone, Debug)]
-pub struct SealedSegment {
-    pub base_offset: i64,
-    pub next_offset: i64,
-    pub size_bytes: u64,
-    pub max_timestamp_ms: i64,
-    pub file: Arc<File>,
-}
-
-/// Suffix of a cleaned segment being written; incomplete by definition after a crash.
-pub const CLEANED_SUFFIX: &str = ".cleaned";
-/// Suffix of a complete cleaned segment between the two renames of a swap.
-pub const SWAP_SUFFIX: &str = ".swap";
-
-/// Startup half of the cleaner's swap protocol: a `.cleaned` file (or a `.txnindex.tmp`) was
-/// never complete, so it goes; a `.swap` file is complete, so it replaces the segment whose old files may remain
-/// (their indexes are rebuilt from the new file).
-fn finish_interrupted_cleaning(dir: &Path) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        if name.ends_with(CLEANED_SUFFIX) || name.ends_with(".txnindex.tmp") {
-            std::fs::remove_file(&path)?;
-        } else if let Some(log_name) = name.strip_suffix(SWAP_SUFFIX) {
-            let stem = log_name.trim_end_matches(".log");
-            for extension in ["log", "index", "timeindex"] {
-                match std::fs::remove_file(dir.join(format!("{stem}.{extension}"))) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
-            }
-            std::fs::rename(&path, dir.join(log_name))?;
-            tracing::warn!(dir = %dir.display(), segment = stem, "completed an interrupted segment swap");
-        }
+/// Adds the leader epochs the placed batches open to `cache` and writes its checkpoint, before
+/// the batches reach a segment: the file never lacks an epoch the log holds. The cache
+/// changes only once the file is written, so a failed write is retried by the next append.
+fn record_leader_epochs(
+    cache: &mut LeaderEpochCache,
+    placed: &[(u64, BatchHeader)],
+) -> io::Result<()> {
+    if !placed
+        .iter()
+        .any(|(_, header)| cache.opens_new_epoch(header.partition_leader_epoch))
+    {
+        return Ok(());
     }
-    super::checkpoint::sync_dir(dir)
-}
-
-/// Decodes the batch at `position` and returns (timestamp, offset) of its first record that
-/// satisfies `matches`. Under LogAppendTime every record carries the batch's max timestamp.
-fn first_record_at_or_after(
-    file: &File,
-    position: u64,
-    header: &BatchHeader,
-    matches: impl Fn(i64, i64) -> bool,
-) -> io::Result<Option<(i64, i64)>> {
-    let mut bytes = vec![0u8; header.size_bytes()];
-    file.read_exact_at(&mut bytes, position)?;
-    let invalid = |e: anyhow::Error| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
-    let section = records::records_section(&bytes, header).map_err(invalid)?;
-    let log_append_time = header.attributes & batch::ATTRIBUTE_LOG_APPEND_TIME != 0;
-    for record in records::decode(&section, header).map_err(invalid)? {
-        let timestamp_ms = if log_append_time {
-            header.max_timestamp
-        } else {
-            record.timestamp_ms
-        };
-        if matches(timestamp_ms, record.offset) {
-            return Ok(Some((timestamp_ms, record.offset)));
-        }
+    let mut updated = cache.clone();
+    for (_, header) in placed {
+        updated.assign_if_newer(header.partition_leader_epoch, header.base_offset);
     }
-    Ok(None)
-}
-
-/// Every batch of `records` in `codec` (topic `compression.type`), as one buffer.
-fn recompress_all(
-    records: &[u8],
-    headers: &[(usize, BatchHeader)],
-    codec: Codec,
-) -> Result<Vec<u8>, AppendError> {
-    let mut converted = Vec::with_capacity(records.len());
-    for &(position, header) in headers {
-        let batch = &records[position..position + header.size_bytes()];
-        if header.compression_codec() == codec as i16 {
-            converted.extend_from_slice(batch);
-        } else {
-            let recompressed = recompress::recompress(batch, &header, codec)
-                .map_err(|e| AppendError::InvalidRecord(e.to_string()))?;
-            converted.extend_from_slice(&recompressed);
-        }
-    }
-    Ok(converted)
-}
-
-/// A compacted log keeps the latest record per key, so a record without a key has no place in
-/// it: Kafka refuses such batches with INVALID_RECORD. Needs the records decoded (and
-/// decompressed), which only compacted topics pay for.
-fn check_keyed(batch: &[u8], header: &BatchHeader) -> Result<(), AppendError> {
-    let invalid = |e: anyhow::Error| AppendError::InvalidRecord(e.to_string());
-    let section = records::records_section(batch, header).map_err(invalid)?;
-    let decoded = records::decode(&section, header).map_err(invalid)?;
-    if decoded.iter().any(|record| record.key.is_none()) {
-        return Err(AppendError::InvalidRecord(
-            "Compacted topic cannot accept message without key.".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// CreateTime batches must lie within `message.timestamp.before/after.max.ms` of now.
-fn check_timestamp(
-    config: &LogConfig,
-    header: &BatchHeader,
-    now_ms: i64,
-) -> Result<(), AppendError> {
-    let too_old = now_ms.saturating_sub(header.base_timestamp) > config.timestamp_before_max_ms;
-    let too_new = header.max_timestamp.saturating_sub(now_ms) > config.timestamp_after_max_ms;
-    if too_old || too_new {
-        let timestamp_ms = if too_old {
-            header.base_timestamp
-        } else {
-            header.max_timestamp
-        };
-        return Err(AppendError::InvalidTimestamp { timestamp_ms });
-    }
+    updated.flush()?;
+    *cache = updated;
     Ok(())
 }
 
@@ -1234,80 +680,14 @@ struct Marker {
     coordinator_epoch: i32,
 }
 
-fn txn_index_path(dir: &Path, segment_base: i64) -> PathBuf {
-    dir.join(format!("{}.txnindex", segment::file_stem(segment_base)))
-}
-
-/// Drops the aborted transactions whose marker lies below the log start offset: no fetch can
-/// start below it, so none will ask for them (their `.txnindex` entries go with their segments).
-/// This bounds the in-memory list by what the log still holds.
-fn forget_aborted_below_log_start(state: &mut LogState) {
-    let log_start_offset = state.log_start_offset;
-    let stale = state
-        .aborted
-        .partition_point(|t| t.last_offset < log_start_offset);
-    state.aborted.drain(..stale);
-}
-
-/// Appends one aborted transaction to a segment's `.txnindex` and syncs it: a marker is rare,
-/// and READ_COMMITTED readers depend on the entry after a crash.
-fn append_txn_index(dir: &Path, segment_base: i64, aborted: &AbortedTxn) -> io::Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(txn_index_path(dir, segment_base))?;
-    file.write_all(&producer_state::encode_aborted(aborted))?;
-    file.sync_data()
-}
-
-/// Rewrites a segment's `.txnindex` without the entries `dropped` selects: a temporary file,
-/// fsynced, renamed over the old one.
-fn rewrite_txn_index(
-    dir: &Path,
-    segment_base: i64,
-    dropped: &dyn Fn(&AbortedTxn) -> bool,
-) -> io::Result<()> {
-    use std::io::Write;
-    let path = txn_index_path(dir, segment_base);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let kept: Vec<u8> = producer_state::decode_aborted(&bytes)
-        .iter()
-        .filter(|t| !dropped(t))
-        .flat_map(producer_state::encode_aborted)
-        .collect();
-    if kept.len() == bytes.len() {
-        return Ok(());
-    }
-    let temporary = path.with_extension("txnindex.tmp");
-    let mut file = File::create(&temporary)?;
-    file.write_all(&kept)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&temporary, &path)?;
-    super::checkpoint::sync_dir(dir)
-}
-
-/// What the broker's checkpoint files say about a partition at startup.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Checkpoints {
-    pub log_start_offset: i64,
-    pub recovery_point: i64,
-}
-
-pub use segment::file_stem;
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::config::Properties;
     use crate::record::builder::BatchBuilder;
+    use crate::record::codec::Codec;
 
-    fn config(overrides: &[(&str, &str)]) -> Arc<LogConfig> {
+    pub(crate) fn config(overrides: &[(&str, &str)]) -> Arc<LogConfig> {
         let overrides = overrides
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -1315,7 +695,7 @@ mod tests {
         Arc::new(LogConfig::new(&Properties::default(), &overrides))
     }
 
-    fn batch(count: usize, codec: Codec, now: i64) -> Vec<u8> {
+    pub(crate) fn batch(count: usize, codec: Codec, now: i64) -> Vec<u8> {
         (0..count)
             .fold(BatchBuilder::new(now).codec(codec), |b, i| {
                 b.record(None, Some(format!("value-{i}").as_bytes()), now)
@@ -1360,71 +740,6 @@ mod tests {
                 .base_offset,
             60
         );
-    }
-
-    #[test]
-    fn topic_compression_type_recompresses() {
-        let dir = tempfile::tempdir().unwrap();
-        let now = crate::clock::now_ms();
-        let log = PartitionLog::open(
-            dir.path(),
-            "t",
-            0,
-            config(&[("compression.type", "zstd")]),
-            Checkpoints::default(),
-            false,
-        )
-        .unwrap();
-        log.append(&batch(5, Codec::Gzip, now), now).unwrap();
-        let bytes = log
-            .read(0, 1 << 20, true)
-            .unwrap()
-            .unwrap()
-            .unwrap()
-            .read_to_vec()
-            .unwrap();
-        let header = batch::validate(&bytes).unwrap();
-        assert_eq!(header.compression_codec(), Codec::Zstd as i16);
-        let section = records::records_section(&bytes, &header).unwrap();
-        assert_eq!(
-            records::decode(&section, &header).unwrap()[4].value,
-            Some(&b"value-4"[..])
-        );
-    }
-
-    #[test]
-    fn invalid_batches_are_refused_without_writing() {
-        let dir = tempfile::tempdir().unwrap();
-        let now = crate::clock::now_ms();
-        let log = PartitionLog::open(
-            dir.path(),
-            "t",
-            0,
-            config(&[("max.message.bytes", "100")]),
-            Checkpoints::default(),
-            false,
-        )
-        .unwrap();
-        let mut corrupt = batch(1, Codec::None, now);
-        let last = corrupt.len() - 1;
-        corrupt[last] ^= 1;
-        assert!(matches!(
-            log.append(&corrupt, now),
-            Err(AppendError::Corrupt(_))
-        ));
-        assert!(matches!(
-            log.append(&batch(20, Codec::None, now), now),
-            Err(AppendError::MessageTooLarge { .. })
-        ));
-        assert!(matches!(
-            log.append(&batch(1, Codec::None, now + 7_200_000), now),
-            Err(AppendError::InvalidTimestamp { .. })
-        ));
-        assert!(matches!(
-            log.append(&[], now),
-            Err(AppendError::InvalidRecord(_))
-        ));
-        assert_eq!(log.offsets().log_end_offset, 0);
     }
 
     #[test]
@@ -1484,5 +799,124 @@ mod tests {
             kept.iter().all(|(_, first)| *first + 3 >= first_base),
             "{kept:?} below {first_base}"
         );
+    }
+
+    fn epochs(log: &PartitionLog) -> Vec<(i32, i64)> {
+        log.leader_epochs()
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect()
+    }
+
+    #[test]
+    fn leader_epochs_follow_appends_and_are_rebuilt_from_the_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::clock::now_ms();
+        let config = config(&[("segment.bytes", "300")]);
+        let open = || {
+            PartitionLog::open(
+                dir.path(),
+                "t",
+                0,
+                config.clone(),
+                Checkpoints::default(),
+                false,
+            )
+            .unwrap()
+        };
+        let log = open();
+        assert!(epochs(&log).is_empty());
+        let file = dir
+            .path()
+            .join(super::super::leader_epoch::LEADER_EPOCH_CHECKPOINT_FILE);
+        for epoch in [0, 0, 2] {
+            log.append_as_leader(&batch(3, Codec::None, now), epoch, now)
+                .unwrap();
+        }
+        // The leader's epoch is stamped on the batches it appends.
+        let slice = log.read(6, 1 << 20, true).unwrap().unwrap().unwrap();
+        let header = BatchHeader::parse(&slice.read_to_vec().unwrap()).unwrap();
+        assert_eq!((header.base_offset, header.partition_leader_epoch), (6, 2));
+        assert_eq!(epochs(&log), [(0, 0), (2, 6)]);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n2\n0 0\n2 6\n");
+        assert_eq!(log.end_offset_for_leader_epoch(0), (0, 6));
+        assert_eq!(log.end_offset_for_leader_epoch(1), (0, 6));
+        assert_eq!(log.end_offset_for_leader_epoch(2), (2, 9));
+        assert_eq!(log.end_offset_for_leader_epoch(3), (-1, -1));
+        drop(log);
+        // Without its file, the cache is rebuilt from the batch headers, and written again.
+        std::fs::remove_file(&file).unwrap();
+        let log = open();
+        assert_eq!(epochs(&log), [(0, 0), (2, 6)]);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n2\n0 0\n2 6\n");
+        // Appends in the latest epoch add nothing; a newer epoch does.
+        log.append(&batch(1, Codec::None, now), now).unwrap();
+        log.append_as_leader(&batch(1, Codec::None, now), 2, now)
+            .unwrap();
+        assert_eq!(epochs(&log), [(0, 0), (2, 6)]);
+        log.append_as_leader(&batch(1, Codec::None, now), 5, now)
+            .unwrap();
+        assert_eq!(epochs(&log), [(0, 0), (2, 6), (5, 11)]);
+    }
+
+    #[test]
+    fn leader_epochs_follow_log_start_moves_and_tail_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = crate::clock::now_ms();
+        let config = config(&[("segment.bytes", "300")]);
+        let open = || {
+            PartitionLog::open(
+                dir.path(),
+                "t",
+                0,
+                config.clone(),
+                Checkpoints::default(),
+                false,
+            )
+            .unwrap()
+        };
+        let log = open();
+        for (round, epoch) in [0, 0, 1, 1, 3].into_iter().enumerate() {
+            let result = log
+                .append_as_leader(&batch(3, Codec::None, now), epoch, now)
+                .unwrap();
+            assert_eq!(result.base_offset, round as i64 * 3);
+        }
+        assert_eq!(epochs(&log), [(0, 0), (1, 6), (3, 12)]);
+        // DeleteRecords: the entries below the new log start collapse onto it.
+        log.delete_records_before(4).unwrap().unwrap();
+        assert_eq!(epochs(&log), [(0, 4), (1, 6), (3, 12)]);
+        log.delete_records_before(7).unwrap().unwrap();
+        assert_eq!(epochs(&log), [(1, 7), (3, 12)]);
+        drop(log);
+        // A torn last batch (a crash mid-write) takes its epoch with it on recovery, and a
+        // file entry beyond the log end (written before the batch) goes too.
+        let file = dir
+            .path()
+            .join(super::super::leader_epoch::LEADER_EPOCH_CHECKPOINT_FILE);
+        std::fs::write(&file, "0\n3\n1 7\n3 12\n4 15\n").unwrap();
+        let active = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "log"))
+            .max()
+            .unwrap();
+        let segment = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&active)
+            .unwrap();
+        let size = segment.metadata().unwrap().len();
+        segment.set_len(size - 5).unwrap();
+        drop(segment);
+        let checkpoints = Checkpoints {
+            log_start_offset: 7,
+            recovery_point: 0,
+        };
+        let log =
+            PartitionLog::open(dir.path(), "t", 0, config.clone(), checkpoints, false).unwrap();
+        assert_eq!(log.offsets().log_end_offset, 12);
+        assert_eq!(epochs(&log), [(1, 7)]);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "0\n1\n1 7\n");
+        assert_eq!(log.end_offset_for_leader_epoch(1), (1, 12));
     }
 }
