@@ -191,9 +191,9 @@ impl Node {
             let failed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
             let first_failure = failed.clone();
             // The replay is delivered on this thread, inside `subscribe`.
-            broker.controller.subscribe(Box::new(move |changes| {
+            broker.controller.subscribe(Box::new(move |image, changes| {
                 let Some(broker) = weak.upgrade() else { return };
-                if let Err(error) = broker.publish(changes) {
+                if let Err(error) = broker.publish(image, changes) {
                     tracing::error!(%error, "applying metadata changes to the logs failed");
                     first_failure
                         .lock()
@@ -207,7 +207,7 @@ impl Node {
             }
         } else {
             // A controller-only node keeps the image and no partitions.
-            broker.controller.subscribe(Box::new(|_| {}));
+            broker.controller.subscribe(Box::new(|_, _| {}));
         }
         // A one-node cluster registers (and is unfenced) before its listener opens, so its
         // first Metadata lists it; nodes of a larger quorum register in `run_lifecycle`.
@@ -230,23 +230,23 @@ impl Node {
         self.controller.image()
     }
 
-    /// Applies metadata changes: the replica layer opens, leads, follows or deletes hosted
-    /// partitions, and the coordinator shards of internal partitions whose leadership here
-    /// began or ended are loaded or unloaded.
-    pub fn publish(&self, changes: &[Change]) -> std::io::Result<()> {
-        let image = self.image();
-        let leadership = self.replicas.apply(&image, changes, |topic| {
-            Arc::new(self.controller.log_config(&image, topic))
+    /// Applies metadata changes (before readers see `image`): the replica layer opens, leads,
+    /// follows or deletes hosted partitions, and the coordinator shards of internal partitions
+    /// whose leadership here began or ended are loaded or unloaded.
+    fn publish(&self, image: &MetadataImage, changes: &[Change]) -> std::io::Result<()> {
+        let leadership = self.replicas.apply(image, changes, |topic| {
+            Arc::new(self.controller.log_config(image, topic))
         })?;
-        self.leadership_changed(&leadership);
+        self.leadership_changed(image, &leadership);
         Ok(())
     }
 
-    fn leadership_changed(&self, changes: &[LeadershipChange]) {
+    fn leadership_changed(&self, image: &MetadataImage, changes: &[LeadershipChange]) {
         for change in changes {
             runtime::leadership_changed(
                 self,
                 &self.transactions,
+                image,
                 &change.topic,
                 change.partition,
                 change.led,

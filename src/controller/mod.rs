@@ -88,6 +88,21 @@ pub enum ConfigChange {
     Subtract(String),
 }
 
+/// How long a forwarder waits for an active controller to be elected.
+pub const ACTIVE_CONTROLLER_WAIT: Duration = Duration::from_secs(3);
+/// How often it looks while waiting.
+const ACTIVE_CONTROLLER_POLL: Duration = Duration::from_millis(50);
+
+/// Where metadata changes are made right now.
+pub enum ActiveController {
+    /// This node is the active controller.
+    Here,
+    /// Another node is: its id and client.
+    Peer(i32, peer::PeerClient),
+    /// None is known (an election is running, or the quorum stopped).
+    Unknown,
+}
+
 /// Broker configs that may change at run time, as Kafka's dynamic log configs: the broker
 /// defaults of topic configs. Others need a restart.
 pub fn is_dynamic_broker_config(name: &str) -> bool {
@@ -207,6 +222,26 @@ impl Controller {
         client.clone()
     }
 
+    /// Waits (at most `wait`) until the active controller is known: this node, or a peer to
+    /// send to. The one way every forwarder finds the active controller.
+    pub async fn active_controller(&self, wait: Duration) -> ActiveController {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if self.quorum.is_active() {
+                return ActiveController::Here;
+            }
+            match self.quorum.active_controller() {
+                Some((id, Some(address))) if id != self.node_id => {
+                    return ActiveController::Peer(id, self.peer(id, &address))
+                }
+                _ if tokio::time::Instant::now() >= deadline || self.quorum.status().stopped => {
+                    return ActiveController::Unknown
+                }
+                _ => tokio::time::sleep(ACTIVE_CONTROLLER_POLL).await,
+            }
+        }
+    }
+
     /// Sends `request` to the active controller (waiting a little for one to be elected) and
     /// returns its answer; blocks this thread, boundedly (for sync callers such as
     /// auto-topic-creation and producer-id blocks on a node that is not the controller).
@@ -219,20 +254,17 @@ impl Controller {
         let handle = tokio::runtime::Handle::try_current()
             .map_err(|_| not_controller("no runtime to forward from".into()))?;
         quorum::blocking(|| {
-            let deadline = std::time::Instant::now() + Duration::from_secs(3);
-            let (id, address) = loop {
-                match self.quorum.active_controller() {
-                    Some((id, Some(address))) if id != self.node_id => break (id, address),
-                    _ if std::time::Instant::now() >= deadline || self.quorum.status().stopped => {
-                        return Err(not_controller("No active controller is known.".into()))
-                    }
-                    _ => std::thread::sleep(Duration::from_millis(50)),
+            handle.block_on(async {
+                match self.active_controller(ACTIVE_CONTROLLER_WAIT).await {
+                    ActiveController::Peer(id, peer) => peer
+                        .send(version, request)
+                        .await
+                        .map_err(|e| not_controller(format!("forwarding to controller {id}: {e}"))),
+                    ActiveController::Here | ActiveController::Unknown => Err(not_controller(
+                        "No other active controller is known.".into(),
+                    )),
                 }
-            };
-            let peer = self.peer(id, &address);
-            handle
-                .block_on(peer.send(version, request))
-                .map_err(|e| not_controller(format!("forwarding to controller {id}: {e}")))
+            })
         })
     }
 

@@ -118,7 +118,9 @@ pub struct QuorumStatus {
     pub stopped: bool,
 }
 
-pub type Subscriber = Box<dyn Fn(&[Change]) + Send + Sync>;
+/// Receives the image just applied and the changes that led to it, before the image is
+/// published to readers: whatever a reader finds in the image has been applied by then.
+pub type Subscriber = Box<dyn Fn(&MetadataImage, &[Change]) + Send + Sync>;
 
 struct Shared {
     image: RwLock<Arc<MetadataImage>>,
@@ -372,7 +374,7 @@ impl Quorum {
             .expect("subscriber lock");
         let backlog = std::mem::take(&mut slot.1);
         if !backlog.is_empty() {
-            subscriber(&backlog);
+            subscriber(&self.image(), &backlog);
         }
         slot.0 = Some(subscriber);
     }
@@ -870,15 +872,17 @@ impl Driver {
             }
         }
         self.applied_offset += committed.len() as Offset;
-        if changed_image {
-            *self.shared.image.write().expect("image lock") = Arc::new(self.image.clone());
-        }
+        // The subscriber first (the broker opens logs and loads coordinator shards), then the
+        // image readers see: a handler never finds a partition the node has not applied yet.
         if !changes.is_empty() {
             let mut slot = self.shared.subscriber.lock().expect("subscriber lock");
             match &slot.0 {
-                Some(subscriber) => subscriber(&changes),
+                Some(subscriber) => subscriber(&self.image, &changes),
                 None => slot.1.extend(changes),
             }
+        }
+        if changed_image {
+            *self.shared.image.write().expect("image lock") = Arc::new(self.image.clone());
         }
         // Status before answers: a proposer that returns sees its commit applied.
         self.publish_status();

@@ -388,15 +388,13 @@ impl GroupCoordinator {
 
     /// Loads the shard of `partition` (this node became its leader): replays the partition,
     /// the latest record per key winning, into the groups map.
-    pub fn load_shard(&self, host: &dyn CoordinatorHost, partition: i32) -> Result<(), WriteError> {
-        let Some(partition_count) = host
-            .image()
-            .topics
-            .get(OFFSETS_TOPIC)
-            .map(|t| t.partition_count())
-        else {
-            return Ok(());
-        };
+    /// `partition_count` is the topic's, from the image being applied.
+    pub fn load_shard(
+        &self,
+        host: &dyn CoordinatorHost,
+        partition: i32,
+        partition_count: i32,
+    ) -> Result<(), WriteError> {
         let bytes = host.read_all(OFFSETS_TOPIC, partition)?;
         let now = now_ms();
         let mut groups = self.lock();
@@ -445,7 +443,7 @@ impl GroupCoordinator {
                 }
             }
         }
-        tracing::info!(
+        tracing::debug!(
             partition,
             groups = groups.len(),
             records = record_count,

@@ -97,22 +97,26 @@ pub trait CoordinatorHost: Send + Sync {
 }
 
 /// Loads or unloads the coordinator shard of an internal partition whose leadership here
-/// began (`led`) or ended. Partitions of other topics have no shard.
+/// began (`led`) or ended, as `image` (being applied; readers do not see it yet) says.
+/// Partitions of other topics have no shard.
 pub fn leadership_changed(
     host: &dyn CoordinatorHost,
     transactions: &super::transaction::TransactionCoordinator,
+    image: &MetadataImage,
     topic: &str,
     partition: i32,
     led: bool,
 ) {
-    match (topic, led) {
-        (OFFSETS_TOPIC, true) => {
-            if let Err(error) = host.groups().load_shard(host, partition) {
+    let partition_count = image.topics.get(topic).map(|t| t.partition_count());
+    match (topic, led, partition_count) {
+        (OFFSETS_TOPIC, true, Some(partition_count)) => {
+            let loaded = host.groups().load_shard(host, partition, partition_count);
+            if let Err(error) = loaded {
                 tracing::error!(partition, %error, "loading the groups of {OFFSETS_TOPIC} failed");
             }
         }
-        (OFFSETS_TOPIC, false) => host.groups().unload_shard(partition),
-        (TRANSACTION_STATE_TOPIC, true) => {
+        (OFFSETS_TOPIC, false, _) => host.groups().unload_shard(partition),
+        (TRANSACTION_STATE_TOPIC, true, Some(_)) => {
             if let Err(error) = transactions.load_shard(host, partition) {
                 tracing::error!(
                     partition,
@@ -121,7 +125,7 @@ pub fn leadership_changed(
                 );
             }
         }
-        (TRANSACTION_STATE_TOPIC, false) => transactions.unload_shard(partition),
+        (TRANSACTION_STATE_TOPIC, false, _) => transactions.unload_shard(partition),
         _ => {}
     }
 }

@@ -16,10 +16,11 @@
 //! leaves ([`super::runtime`]).
 //!
 //! One read-write lock guards the coordinator: state changes (including the log writes they
-//! make) hold it for writing; produce of transactional batches holds it for reading across the
-//! append ([`TransactionCoordinator::verify_and`]), so a batch can never land in a partition
-//! after that transaction's marker (which would leave a transaction open forever and pin the
-//! last stable offset). Lock order: coordinator, then partition.
+//! make) hold it for writing; produce of transactional batches only reads it to verify
+//! ([`TransactionCoordinator::verify`]) and appends with the partition's verification guard,
+//! taken before the check and voided by the transaction's marker, so a batch can never land
+//! in a partition after that transaction's marker (which would leave a transaction open
+//! forever and pin the last stable offset). Lock order: coordinator, then partition.
 //!
 //! ```text
 //! key   := version i16 (0) | transactional_id string
@@ -33,8 +34,8 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kafka_protocol::ResponseError;
 
-use super::runtime::CoordinatorHost;
-use super::runtime::WriteError;
+use super::runtime::{CoordinatorHost, WriteError};
+use super::OFFSETS_TOPIC;
 use crate::clock::now_ms;
 use crate::controller::{ApiError, NewTopic};
 use crate::record::batch::BatchIter;
@@ -43,7 +44,6 @@ use crate::record::records as record_codec;
 
 /// The internal topic of transaction metadata.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
-pub use super::OFFSETS_TOPIC as CONSUMER_OFFSETS_TOPIC;
 /// Transactional ids kept at once; beyond it, InitProducerId for a new id is refused until
 /// idle ids expire (`transactional.id.expiration.ms`).
 pub const TRANSACTIONAL_IDS_MAX: usize = 100_000;
@@ -716,7 +716,7 @@ impl TransactionCoordinator {
         let unknown: Vec<&(String, i32)> = partitions
             .iter()
             .filter(|(topic, partition)| {
-                topic != CONSUMER_OFFSETS_TOPIC
+                topic != OFFSETS_TOPIC
                     && image
                         .topics
                         .get(topic)
@@ -822,7 +822,7 @@ impl TransactionCoordinator {
             transactional_id,
             producer_id,
             epoch,
-            &[(CONSUMER_OFFSETS_TOPIC.to_string(), partition)],
+            &[(OFFSETS_TOPIC.to_string(), partition)],
         )
         .map(|_| ())
     }
@@ -857,7 +857,7 @@ impl TransactionCoordinator {
             || !txn
                 .partitions
                 .iter()
-                .any(|(topic, _)| topic == CONSUMER_OFFSETS_TOPIC)
+                .any(|(topic, _)| topic == OFFSETS_TOPIC)
         {
             return Err(api(
                 ResponseError::InvalidTxnState,
@@ -989,18 +989,18 @@ impl TransactionCoordinator {
         }
     }
 
-    /// Runs `append` (a produce of transactional batches to `topic`-`partition`) only if the
-    /// partition is in the producer's open transaction, holding the coordinator lock so that no
-    /// marker can be written in between.
-    pub fn verify_and<T>(
+    /// Whether a produce of transactional batches to `topic`-`partition` belongs to the
+    /// producer's open transaction (KIP-890 part 1's verification, in process). The caller
+    /// took the partition's verification guard before asking and appends with it, so a marker
+    /// written in between voids the append; no lock is held across the append.
+    pub fn verify(
         &self,
         transactional_id: Option<&str>,
         producer_id: i64,
         epoch: i16,
         topic: &str,
         partition: i32,
-        append: impl FnOnce() -> T,
-    ) -> Result<T, ResponseError> {
+    ) -> Result<(), ResponseError> {
         let state = self.read();
         let Some(txn) = transactional_id.and_then(|id| state.txns.get(id)) else {
             return Err(ResponseError::InvalidTxnState);
@@ -1016,7 +1016,7 @@ impl TransactionCoordinator {
         {
             return Err(ResponseError::InvalidTxnState);
         }
-        Ok(append())
+        Ok(())
     }
 
     /// Aborts transactions open longer than their timeout (bumping the epoch, which fences the

@@ -19,8 +19,10 @@ use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFr
 /// Kafka's "authorized operations not requested" marker.
 const OPERATIONS_OMITTED: i32 = i32::MIN;
 
+/// Topics only the coordinators write (Kafka's internal topics).
 pub fn is_internal(topic: &str) -> bool {
-    topic == "__consumer_offsets" || topic == "__transaction_state"
+    topic == crate::coordinator::OFFSETS_TOPIC
+        || topic == crate::coordinator::transaction::TRANSACTION_STATE_TOPIC
 }
 
 /// The brokers clients may connect to: registered and not fenced, with their advertised

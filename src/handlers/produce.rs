@@ -54,6 +54,7 @@ fn append_error_code(error: &AppendError) -> ResponseError {
         }
         AppendError::Producer(ProducerError::Invalid(_)) => ResponseError::InvalidRecord,
         AppendError::Producer(ProducerError::InvalidTxnState) => ResponseError::InvalidTxnState,
+        AppendError::VerificationVoided => ResponseError::InvalidTxnState,
         AppendError::Io(_) => ResponseError::KafkaStorageError,
     }
 }
@@ -107,24 +108,27 @@ fn append_partition(
     // bound a stray batch.
     let coordinated_here = transactional_id.is_none_or(|id| broker.transactions.coordinates(id));
     let appended = match transactional.filter(|_| coordinated_here) {
-        Some(header) => match broker.transactions.verify_and(
-            transactional_id,
-            header.producer_id,
-            header.producer_epoch,
-            topic,
-            index,
-            || log.append(records, now),
-        ) {
-            Ok(appended) => appended,
-            // Refused before the log: the coordinator's error, not a storage error.
-            Err(error) => {
-                return failed(
-                    index,
-                    error,
-                    "the partition is not in an open transaction of this producer".into(),
-                )
+        Some(header) => {
+            // The guard first: a marker written after it voids the append below.
+            let guard = log.begin_verification(header.producer_id, now);
+            match broker.transactions.verify(
+                transactional_id,
+                header.producer_id,
+                header.producer_epoch,
+                topic,
+                index,
+            ) {
+                Ok(()) => log.append_verified(records, now, guard),
+                // Refused before the log: the coordinator's error, not a storage error.
+                Err(error) => {
+                    return failed(
+                        index,
+                        error,
+                        "the partition is not in an open transaction of this producer".into(),
+                    )
+                }
             }
-        },
+        }
         None => log.append(records, now),
     };
     match appended {

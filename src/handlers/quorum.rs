@@ -6,7 +6,6 @@
 //! to it as the same Kafka request and relays the answer.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::describe_quorum_response::{
@@ -21,7 +20,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 
 use crate::controller::wire;
-use crate::controller::METADATA_TOPIC;
+use crate::controller::{ActiveController, ACTIVE_CONTROLLER_WAIT, METADATA_TOPIC};
 use crate::coordinator::producer_ids::PRODUCER_ID_BLOCK_SIZE;
 use crate::handlers;
 use crate::handlers::context::RequestContext;
@@ -32,9 +31,6 @@ use crate::protocol::{
     decode, encode_response, encode_response_header, Chunk, Request, RequestError, ResponseFrame,
 };
 use crate::raft::{Message, NodeId};
-
-/// How long a forwarded request waits for a leader to be known.
-const LEADER_WAIT: Duration = Duration::from_secs(3);
 
 /// One request on the controller listener.
 pub async fn route(
@@ -368,22 +364,11 @@ pub fn forward_to_controller(
     let broker = broker.clone();
     let context = context.clone();
     Ok(Handled::Deferred(Box::pin(async move {
-        let deadline = Instant::now() + LEADER_WAIT;
-        let target = loop {
-            let quorum = broker.controller.quorum();
-            if quorum.is_active() {
-                break None;
-            }
-            match quorum.active_controller() {
-                Some((id, Some(address))) if id != broker.config.node_id => {
-                    break Some((id, address))
-                }
-                _ if Instant::now() >= deadline || quorum.status().stopped => break None,
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
-        if let Some((id, address)) = target {
-            let peer = broker.controller.peer(id, &address);
+        let active = broker
+            .controller
+            .active_controller(ACTIVE_CONTROLLER_WAIT)
+            .await;
+        if let ActiveController::Peer(id, peer) = active {
             let (api_key, version) = (request.api_key, request.version);
             match peer.send_raw(api_key, version, request.body.clone()).await {
                 Ok(body) => {

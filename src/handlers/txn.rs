@@ -20,9 +20,8 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::controller::ApiError;
-use crate::coordinator::transaction::{
-    PendingOffset, CONSUMER_OFFSETS_TOPIC, MARKER_PARTITIONS_PER_REQUEST_MAX,
-};
+use crate::coordinator::transaction::{PendingOffset, MARKER_PARTITIONS_PER_REQUEST_MAX};
+use crate::coordinator::OFFSETS_TOPIC;
 use crate::handlers::context::RequestContext;
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
@@ -566,7 +565,7 @@ pub fn write_txn_markers(
                             now,
                         ) {
                             Ok(_) => {
-                                offsets_marked |= name == CONSUMER_OFFSETS_TOPIC;
+                                offsets_marked |= name == OFFSETS_TOPIC;
                                 None
                             }
                             Err(AppendError::Producer(ProducerError::InvalidEpoch { .. })) => {

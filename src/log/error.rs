@@ -29,6 +29,10 @@ pub enum AppendError {
     InvalidTimestamp { timestamp_ms: i64 },
     #[error("{0}")]
     Producer(ProducerError),
+    /// The transaction the batch was verified against ended (its marker was written) before
+    /// the batch reached the log.
+    #[error("the transaction ended before this verified batch was appended")]
+    VerificationVoided,
     #[error("io: {0}")]
     Io(#[from] io::Error),
 }

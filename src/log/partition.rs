@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::record::batch::BatchHeader;
@@ -75,6 +76,23 @@ struct LogState {
     aborted: Vec<AbortedTxn>,
     /// Where each leader epoch starts; mirrored in `leader-epoch-checkpoint`.
     leader_epochs: LeaderEpochCache,
+    /// Open verifications of transactional appends, by producer id: (guard id, created at).
+    /// A marker for the producer ends its verification, so a batch verified before the marker
+    /// cannot be appended after it. At most one entry per producer; entries older than
+    /// `VERIFICATION_AGE_MS_MAX` are dropped with idle producers.
+    verifications: HashMap<i64, (u64, i64)>,
+}
+
+/// Age after which an open verification is forgotten (Kafka's longest transaction timeout).
+const VERIFICATION_AGE_MS_MAX: i64 = 15 * 60 * 1000;
+
+/// Proof that a transactional append was verified against its transaction (Kafka's
+/// `VerificationGuard`): taken from the partition before the coordinator is asked, checked
+/// under the log lock at append. A marker written for the producer in between voids it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerificationGuard {
+    producer_id: i64,
+    id: u64,
 }
 
 impl LogState {
@@ -96,6 +114,7 @@ pub struct PartitionLog {
     dir: PathBuf,
     config: RwLock<Arc<LogConfig>>,
     state: Mutex<LogState>,
+    next_guard_id: AtomicU64,
 }
 
 impl PartitionLog {
@@ -122,7 +141,9 @@ impl PartitionLog {
                 producers: loaded.producers,
                 aborted: loaded.aborted,
                 leader_epochs: loaded.leader_epochs,
+                verifications: HashMap::new(),
             }),
+            next_guard_id: AtomicU64::new(1),
         })
     }
 
@@ -184,6 +205,48 @@ impl PartitionLog {
         self.append_as_leader(records, DEFAULT_LEADER_EPOCH, now_ms)
     }
 
+    /// Opens (or joins) the verification of `producer_id`'s transactional appends: call before
+    /// asking the transaction coordinator, then append with [`Self::append_verified`].
+    pub fn begin_verification(&self, producer_id: i64, now_ms: i64) -> VerificationGuard {
+        let mut state = self.lock();
+        let next_id = &self.next_guard_id;
+        let (id, _) = *state
+            .verifications
+            .entry(producer_id)
+            .or_insert_with(|| (next_id.fetch_add(1, Ordering::Relaxed), now_ms));
+        VerificationGuard { producer_id, id }
+    }
+
+    /// [`Self::append`] of a transactional batch whose transaction was verified with `guard`;
+    /// refused with [`AppendError::VerificationVoided`] when a marker for the producer was
+    /// written since the guard was taken.
+    pub fn append_verified(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+        guard: VerificationGuard,
+    ) -> Result<AppendResult, AppendError> {
+        let config = self.config();
+        let valid = validator::validate_from_client(records, &config, now_ms)?;
+        if valid
+            .headers
+            .iter()
+            .any(|(_, h)| h.producer_id != guard.producer_id)
+        {
+            return Err(AppendError::VerificationVoided);
+        }
+        self.append_validated(
+            &valid.records,
+            &valid.headers,
+            &config,
+            now_ms,
+            true,
+            None,
+            DEFAULT_LEADER_EPOCH,
+            Some(guard),
+        )
+    }
+
     /// [`Self::append`] as the leader of `leader_epoch`, which is stamped on the batches (Kafka's
     /// `appendAsLeader`); a batch opening a newer epoch adds it to the leader epoch cache.
     pub fn append_as_leader(
@@ -202,6 +265,7 @@ impl PartitionLog {
             true,
             None,
             leader_epoch,
+            None,
         )
     }
 
@@ -221,6 +285,7 @@ impl PartitionLog {
             false,
             None,
             DEFAULT_LEADER_EPOCH,
+            None,
         )
     }
 
@@ -255,6 +320,7 @@ impl PartitionLog {
             false,
             Some(marker),
             DEFAULT_LEADER_EPOCH,
+            None,
         )?;
         Ok(result.base_offset)
     }
@@ -290,9 +356,19 @@ impl PartitionLog {
         from_client: bool,
         marker: Option<Marker>,
         leader_epoch: i32,
+        verification: Option<VerificationGuard>,
     ) -> Result<AppendResult, AppendError> {
         let size_bytes: u64 = headers.iter().map(|(_, h)| h.size_bytes() as u64).sum();
         let mut state = self.lock();
+        if let Some(guard) = verification {
+            let open = state
+                .verifications
+                .get(&guard.producer_id)
+                .map(|(id, _)| *id);
+            if open != Some(guard.id) {
+                return Err(AppendError::VerificationVoided);
+            }
+        }
         // Producer checks run under the log lock, so two retries of one batch racing on two
         // connections cannot both pass.
         let mut pending = HashMap::new();
@@ -360,6 +436,8 @@ impl PartitionLog {
                 base_offset,
                 now_ms,
             );
+            // The transaction ended here: a batch verified for it can no longer be appended.
+            state.verifications.remove(&header.producer_id);
             if let Some(aborted) = aborted {
                 let active_base = state.local.active().base_offset();
                 transaction_index::append(&self.dir, active_base, &aborted)?;
@@ -432,7 +510,11 @@ impl PartitionLog {
 
     /// Forgets producers idle longer than `producer.id.expiration.ms`.
     pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
-        self.lock().producers.expire(now_ms, expiration_ms)
+        let mut state = self.lock();
+        state
+            .verifications
+            .retain(|_, (_, created_ms)| now_ms - *created_ms <= VERIFICATION_AGE_MS_MAX);
+        state.producers.expire(now_ms, expiration_ms)
     }
 
     /// Runs `f` on the producer state (read-only), under the log lock.

@@ -1,5 +1,6 @@
 //! The TCP listener: accepts connections up to `max.connections` and serves each on its own
-//! task until shutdown.
+//! task until shutdown; a listener returns only once its connections have finished (their
+//! in-flight requests answered), so the node closes its logs after the last append.
 
 pub mod connection;
 pub mod dispatch;
@@ -8,6 +9,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 use crate::node::Node;
 
@@ -34,12 +36,16 @@ pub async fn run(broker: Arc<Node>, listener: TcpListener) {
     run_listener(broker, listener, ListenerKind::Broker).await
 }
 
+/// Longest wait at shutdown for connections to answer their in-flight requests.
+const CONNECTIONS_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Accepts connections for a listener of `kind` until the broker's shutdown flag flips.
 pub async fn run_listener(broker: Arc<Node>, listener: TcpListener, kind: ListenerKind) {
     let permits = Arc::new(Semaphore::new(
         broker.config.connections_max.min(Semaphore::MAX_PERMITS),
     ));
     let mut shutdown = broker.shutdown.subscribe();
+    let mut connections = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -51,7 +57,10 @@ pub async fn run_listener(broker: Arc<Node>, listener: TcpListener, kind: Listen
                     continue;
                 }
             },
-            _ = shutdown.changed() => return,
+            // Finished connections are reaped as they end, so the set stays bounded by
+            // max.connections.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            _ = shutdown.changed() => break,
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "max.connections reached; closing new connection");
@@ -61,10 +70,23 @@ pub async fn run_listener(broker: Arc<Node>, listener: TcpListener, kind: Listen
         };
         let broker = broker.clone();
         let counted = crate::metrics::connection_accepted();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             connection::serve(broker, stream, kind).await;
             drop(counted);
             drop(permit);
         });
+    }
+    // Every connection stops reading at shutdown and answers what it has in flight; one
+    // that cannot finish in time (a peer not reading its responses) is cut off.
+    let drained = tokio::time::timeout(CONNECTIONS_DRAIN_MAX, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            remaining = connections.len(),
+            "connections still busy at shutdown; closing them"
+        );
+        connections.shutdown().await;
     }
 }
