@@ -54,7 +54,7 @@ pub struct Node {
 /// set (so that nodes started with the same `controller.quorum.voters` agree), else none (a
 /// single node makes up its own on first start).
 pub fn configured_cluster_id(config: &BrokerConfig) -> Option<String> {
-    let explicit = config.properties.get("cluster.id").trim();
+    let explicit = config.properties.get(crate::config::CLUSTER_ID).trim();
     if !explicit.is_empty() {
         return Some(explicit.to_string());
     }
@@ -154,10 +154,13 @@ impl Node {
             voters: config.quorum_voters.clone(),
             cluster_id: cluster_id.clone(),
             tick_ms: QUORUM_TICK_MS,
-            election_timeout_ms: properties.get_i64("controller.quorum.election.timeout.ms") as u64,
-            fetch_timeout_ms: properties.get_i64("controller.quorum.fetch.timeout.ms") as u64,
+            election_timeout_ms: properties
+                .get_i64(crate::config::CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS)
+                as u64,
+            fetch_timeout_ms: properties.get_i64(crate::config::CONTROLLER_QUORUM_FETCH_TIMEOUT_MS)
+                as u64,
             snapshot_interval_bytes: properties
-                .get_i64("metadata.log.max.record.bytes.between.snapshots")
+                .get_i64(crate::config::METADATA_LOG_MAX_RECORD_BYTES_BETWEEN_SNAPSHOTS)
                 as u64,
         };
         let controller = Controller::open(
@@ -309,24 +312,27 @@ impl Node {
         let checkpoint_interval_ms = self
             .config
             .properties
-            .get_i64("log.flush.offset.checkpoint.interval.ms")
+            .get_i64(crate::config::LOG_FLUSH_OFFSET_CHECKPOINT_INTERVAL_MS)
             .max(1000);
         let retention_check_interval_ms = self
             .config
             .properties
-            .get_i64("log.retention.check.interval.ms");
+            .get_i64(crate::config::LOG_RETENTION_CHECK_INTERVAL_MS);
         let mut last_checkpoint_ms = now_ms();
         let mut last_retention_check_ms = now_ms();
-        let producer_expiration_ms = self.config.properties.get_i64("producer.id.expiration.ms");
+        let producer_expiration_ms = self
+            .config
+            .properties
+            .get_i64(crate::config::PRODUCER_ID_EXPIRATION_MS);
         let producer_expiration_check_ms = self
             .config
             .properties
-            .get_i64("producer.id.expiration.check.interval.ms");
+            .get_i64(crate::config::PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS);
         let mut last_producer_expiration_ms = now_ms();
         let transaction_check_ms = self
             .config
             .properties
-            .get_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms");
+            .get_i64(crate::config::TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS);
         let mut last_transaction_check_ms = now_ms();
         loop {
             tokio::select! {
@@ -382,21 +388,23 @@ impl Node {
     /// across the threads as Kafka splits it, and the io limit is shared by them.
     async fn run_cleaner(self: Arc<Node>) {
         let properties = &self.config.properties;
-        let threads = properties.get_i64("log.cleaner.threads");
-        if !properties.get_bool("log.cleaner.enable") || threads == 0 {
+        let threads = properties.get_i64(crate::config::LOG_CLEANER_THREADS);
+        if !properties.get_bool(crate::config::LOG_CLEANER_ENABLE) || threads == 0 {
             return;
         }
         let settings = CleanerSettings {
-            dedupe_buffer_bytes: properties.get_i64("log.cleaner.dedupe.buffer.size") as u64
+            dedupe_buffer_bytes: properties.get_i64(crate::config::LOG_CLEANER_DEDUPE_BUFFER_SIZE)
+                as u64
                 / threads as u64,
             io_bytes_per_second_max: properties
-                .get("log.cleaner.io.max.bytes.per.second")
-                .parse()
-                .expect("validated"),
+                .get_f64(crate::config::LOG_CLEANER_IO_MAX_BYTES_PER_SECOND),
             threads: threads as usize,
         };
-        let backoff =
-            Duration::from_millis(properties.get_i64("log.cleaner.backoff.ms").max(100) as u64);
+        let backoff = Duration::from_millis(
+            properties
+                .get_i64(crate::config::LOG_CLEANER_BACKOFF_MS)
+                .max(100) as u64,
+        );
         let mut shutdown = self.shutdown.subscribe();
         loop {
             tokio::select! {
