@@ -387,24 +387,11 @@ impl Node {
     /// and cleans up to `log.cleaner.threads` logs in parallel; the dedupe buffer is split
     /// across the threads as Kafka splits it, and the io limit is shared by them.
     async fn run_cleaner(self: Arc<Node>) {
-        let properties = &self.config.properties;
-        let threads = properties.get_i64(crate::config::LOG_CLEANER_THREADS);
-        if !properties.get_bool(crate::config::LOG_CLEANER_ENABLE) || threads == 0 {
+        let settings = CleanerSettings::from_properties(&self.config.properties);
+        if !settings.enabled {
             return;
         }
-        let settings = CleanerSettings {
-            dedupe_buffer_bytes: properties.get_i64(crate::config::LOG_CLEANER_DEDUPE_BUFFER_SIZE)
-                as u64
-                / threads as u64,
-            io_bytes_per_second_max: properties
-                .get_f64(crate::config::LOG_CLEANER_IO_MAX_BYTES_PER_SECOND),
-            threads: threads as usize,
-        };
-        let backoff = Duration::from_millis(
-            properties
-                .get_i64(crate::config::LOG_CLEANER_BACKOFF_MS)
-                .max(100) as u64,
-        );
+        let backoff = Duration::from_millis(settings.backoff_ms);
         let mut shutdown = self.shutdown.subscribe();
         loop {
             tokio::select! {
