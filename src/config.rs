@@ -10,7 +10,8 @@
 //! (`properties.get_i64(LOG_CLEANER_THREADS)`), never by a string: each constant is resolved
 //! against [`BROKER_PROPERTIES`] at compile time, so a misspelled name, or a name without a
 //! default in the table, does not compile. Each owner builds its typed settings from the
-//! properties once, in one constructor (`coordinator::Settings::from_properties`,
+//! properties once, in one constructor (`CleanerSettings::from_properties`,
+//! [`MaintenanceSettings::from_properties`], `coordinator::Settings::from_properties`,
 //! `TransactionSettings::from_properties`, `LogConfig::new`).
 
 use std::collections::BTreeMap;
@@ -813,6 +814,39 @@ impl BrokerConfig {
     }
 }
 
+/// The node's periodic log tasks (flush checkpoints, retention, producer id expiration, timed
+/// out transactions), read once when they start. None of these properties is a dynamic
+/// broker config, so the static properties are the ones in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaintenanceSettings {
+    /// `log.flush.offset.checkpoint.interval.ms`, at least a second.
+    pub checkpoint_interval_ms: i64,
+    /// `log.retention.check.interval.ms`
+    pub retention_check_interval_ms: i64,
+    /// `producer.id.expiration.ms`: a producer id idle this long is forgotten.
+    pub producer_id_expiration_ms: i64,
+    /// `producer.id.expiration.check.interval.ms`
+    pub producer_id_expiration_check_interval_ms: i64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    pub transaction_abort_check_interval_ms: i64,
+}
+
+impl MaintenanceSettings {
+    pub fn from_properties(properties: &Properties) -> MaintenanceSettings {
+        MaintenanceSettings {
+            checkpoint_interval_ms: properties
+                .get_i64(LOG_FLUSH_OFFSET_CHECKPOINT_INTERVAL_MS)
+                .max(1000),
+            retention_check_interval_ms: properties.get_i64(LOG_RETENTION_CHECK_INTERVAL_MS),
+            producer_id_expiration_ms: properties.get_i64(PRODUCER_ID_EXPIRATION_MS),
+            producer_id_expiration_check_interval_ms: properties
+                .get_i64(PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS),
+            transaction_abort_check_interval_ms: properties
+                .get_i64(TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS),
+        }
+    }
+}
+
 fn tokio_resolve(host: &str, port: u16) -> Result<SocketAddr> {
     use std::net::ToSocketAddrs;
     (host, port)
@@ -917,6 +951,28 @@ mod tests {
                 key.name()
             );
         }
+    }
+
+    #[test]
+    fn maintenance_settings_keep_kafka_defaults() {
+        assert_eq!(
+            MaintenanceSettings::from_properties(&Properties::default()),
+            MaintenanceSettings {
+                checkpoint_interval_ms: 60_000,
+                retention_check_interval_ms: 300_000,
+                producer_id_expiration_ms: 86_400_000,
+                producer_id_expiration_check_interval_ms: 600_000,
+                transaction_abort_check_interval_ms: 10_000,
+            }
+        );
+        let mut properties = Properties::default();
+        properties
+            .set("log.flush.offset.checkpoint.interval.ms", "10")
+            .unwrap();
+        assert_eq!(
+            MaintenanceSettings::from_properties(&properties).checkpoint_interval_ms,
+            1000
+        );
     }
 
     #[test]

@@ -309,30 +309,15 @@ impl Node {
 
     async fn run_log_maintenance(self: Arc<Node>) {
         let mut shutdown = self.shutdown.subscribe();
-        let checkpoint_interval_ms = self
-            .config
-            .properties
-            .get_i64(crate::config::LOG_FLUSH_OFFSET_CHECKPOINT_INTERVAL_MS)
-            .max(1000);
-        let retention_check_interval_ms = self
-            .config
-            .properties
-            .get_i64(crate::config::LOG_RETENTION_CHECK_INTERVAL_MS);
+        let settings = crate::config::MaintenanceSettings::from_properties(&self.config.properties);
+        let checkpoint_interval_ms = settings.checkpoint_interval_ms;
+        let retention_check_interval_ms = settings.retention_check_interval_ms;
         let mut last_checkpoint_ms = now_ms();
         let mut last_retention_check_ms = now_ms();
-        let producer_expiration_ms = self
-            .config
-            .properties
-            .get_i64(crate::config::PRODUCER_ID_EXPIRATION_MS);
-        let producer_expiration_check_ms = self
-            .config
-            .properties
-            .get_i64(crate::config::PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS);
+        let producer_expiration_ms = settings.producer_id_expiration_ms;
+        let producer_expiration_check_ms = settings.producer_id_expiration_check_interval_ms;
         let mut last_producer_expiration_ms = now_ms();
-        let transaction_check_ms = self
-            .config
-            .properties
-            .get_i64(crate::config::TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS);
+        let transaction_check_ms = settings.transaction_abort_check_interval_ms;
         let mut last_transaction_check_ms = now_ms();
         loop {
             tokio::select! {
