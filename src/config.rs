@@ -12,7 +12,7 @@
 //! default in the table, does not compile. Each owner builds its typed settings from the
 //! properties once, in one constructor (`CleanerSettings::from_properties`,
 //! [`MaintenanceSettings::from_properties`], `coordinator::Settings::from_properties`,
-//! `TransactionSettings::from_properties`, `LogConfig::new`).
+//! `TransactionSettings::from_properties`, `QuorumConfig::from_config`, `LogConfig::new`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -148,21 +148,7 @@ impl Node {
         let cluster_id =
             load_or_create_cluster_id(&data_dir, config.node_id, configured_cluster_id(&config))?;
         let logs = LogManager::open(&data_dir).context("opening log directory")?;
-        let properties = &config.properties;
-        let quorum_config = QuorumConfig {
-            node_id: config.node_id,
-            voters: config.quorum_voters.clone(),
-            cluster_id: cluster_id.clone(),
-            tick_ms: QUORUM_TICK_MS,
-            election_timeout_ms: properties
-                .get_i64(crate::config::CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS)
-                as u64,
-            fetch_timeout_ms: properties.get_i64(crate::config::CONTROLLER_QUORUM_FETCH_TIMEOUT_MS)
-                as u64,
-            snapshot_interval_bytes: properties
-                .get_i64(crate::config::METADATA_LOG_MAX_RECORD_BYTES_BETWEEN_SNAPSHOTS)
-                as u64,
-        };
+        let quorum_config = QuorumConfig::from_config(&config, cluster_id.clone(), QUORUM_TICK_MS);
         let controller = Controller::open(
             &data_dir,
             config.node_id,
