@@ -222,6 +222,8 @@ fn compacted_log(
 fn cleaner(c: &mut Criterion) {
     const LOG_BYTES: usize = 16 * 1024 * 1024;
     let settings = CleanerSettings {
+        enabled: true,
+        backoff_ms: 15_000,
         dedupe_buffer_bytes: 128 * 1024 * 1024,
         io_bytes_per_second_max: f64::INFINITY,
         threads: 1,

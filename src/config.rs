@@ -5,6 +5,14 @@
 //! `LogConfig` does (`segment.bytes` defaults to `log.segment.bytes`, …). Values are validated
 //! when the broker starts and when a topic is created, so a bad value is refused with a message
 //! instead of surfacing later as odd behaviour.
+//!
+//! Code reads a property through a [`Key`] constant declared below the table
+//! (`properties.get_i64(LOG_CLEANER_THREADS)`), never by a string: each constant is resolved
+//! against [`BROKER_PROPERTIES`] at compile time, so a misspelled name, or a name without a
+//! default in the table, does not compile. Each owner builds its typed settings from the
+//! properties once, in one constructor (`CleanerSettings::from_properties`,
+//! [`MaintenanceSettings::from_properties`], `coordinator::Settings::from_properties`,
+//! `TransactionSettings::from_properties`, `QuorumConfig::from_config`, `LogConfig::new`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -55,7 +63,7 @@ const fn at_least(name: &'static str, kind: Kind, default: &'static str, min: i6
 const TIMESTAMP_TYPES: &[&str] = &["CreateTime", "LogAppendTime"];
 const COMPRESSION_TYPES: &[&str] = &["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"];
 const CLEANUP_POLICIES: &[&str] = &["delete", "compact"];
-const PROCESS_ROLES: &[&str] = &["broker", "controller"];
+const PROCESS_ROLE_NAMES: &[&str] = &["broker", "controller"];
 const REBALANCE_PROTOCOLS: &[&str] = &["classic", "consumer", "share", "streams"];
 const CONSUMER_ASSIGNORS: &[&str] = &["uniform", "range"];
 const LOG_FORMATS: &[&str] = &["text", "json"];
@@ -72,7 +80,7 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     at_least("broker.heartbeat.interval.ms", Kind::Int, "2000", 1),
     property(
         "process.roles",
-        Kind::ChoiceList(PROCESS_ROLES),
+        Kind::ChoiceList(PROCESS_ROLE_NAMES),
         "broker,controller",
     ),
     // The controller quorum (KRaft). No voters: a one-voter quorum of this node.
@@ -253,6 +261,117 @@ pub const BROKER_PROPERTIES: &[Property] = &[
         1,
     ),
 ];
+
+/// A broker property the code reads: an index into [`BROKER_PROPERTIES`], made only by the
+/// constants below, each checked against the table when the crate compiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Key(usize);
+
+impl Key {
+    pub fn name(self) -> &'static str {
+        BROKER_PROPERTIES[self.0].name
+    }
+
+    pub fn property(self) -> &'static Property {
+        &BROKER_PROPERTIES[self.0]
+    }
+}
+
+const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut index = 0;
+    while index < a.len() {
+        if a[index] != b[index] {
+            return false;
+        }
+        index += 1;
+    }
+    true
+}
+
+/// The key of `name` in [`BROKER_PROPERTIES`]. Evaluated at compile time for the constants
+/// below: a name missing from the table fails the build ("evaluation panicked: NAME").
+const fn key(name: &'static str) -> Key {
+    let mut index = 0;
+    while index < BROKER_PROPERTIES.len() {
+        if same_name(BROKER_PROPERTIES[index].name, name) {
+            return Key(index);
+        }
+        index += 1;
+    }
+    panic!("{}", name)
+}
+
+// The node: listeners, identity, roles (`BrokerConfig`, main, lifecycle).
+pub const LISTENERS: Key = key("listeners");
+pub const ADVERTISED_LISTENERS: Key = key("advertised.listeners");
+pub const LOG_DIRS: Key = key("log.dirs");
+pub const LOG_DIR: Key = key("log.dir");
+pub const NODE_ID: Key = key("node.id");
+pub const BROKER_RACK: Key = key("broker.rack");
+pub const BROKER_SESSION_TIMEOUT_MS: Key = key("broker.session.timeout.ms");
+pub const BROKER_HEARTBEAT_INTERVAL_MS: Key = key("broker.heartbeat.interval.ms");
+pub const PROCESS_ROLES: Key = key("process.roles");
+pub const CONTROLLER_QUORUM_VOTERS: Key = key("controller.quorum.voters");
+pub const CONTROLLER_LISTENER_NAMES: Key = key("controller.listener.names");
+pub const CLUSTER_ID: Key = key("cluster.id");
+pub const SOCKET_REQUEST_MAX_BYTES: Key = key("socket.request.max.bytes");
+pub const CONNECTIONS_MAX_IDLE_MS: Key = key("connections.max.idle.ms");
+pub const MAX_CONNECTIONS: Key = key("max.connections");
+pub const AUTO_CREATE_TOPICS_ENABLE: Key = key("auto.create.topics.enable");
+pub const NUM_PARTITIONS: Key = key("num.partitions");
+pub const DEFAULT_REPLICATION_FACTOR: Key = key("default.replication.factor");
+pub const METRICS_LISTEN: Key = key("metrics.listen");
+pub const LOG_LEVEL: Key = key("log.level");
+pub const LOG_FORMAT: Key = key("log.format");
+// The metadata quorum (`QuorumConfig`).
+pub const CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS: Key = key("controller.quorum.election.timeout.ms");
+pub const CONTROLLER_QUORUM_FETCH_TIMEOUT_MS: Key = key("controller.quorum.fetch.timeout.ms");
+pub const METADATA_LOG_MAX_RECORD_BYTES_BETWEEN_SNAPSHOTS: Key =
+    key("metadata.log.max.record.bytes.between.snapshots");
+// Log defaults derived from coarser properties (`Properties::effective`).
+pub const LOG_SEGMENT_BYTES: Key = key("log.segment.bytes");
+pub const LOG_ROLL_MS: Key = key("log.roll.ms");
+pub const LOG_ROLL_HOURS: Key = key("log.roll.hours");
+pub const LOG_RETENTION_MS: Key = key("log.retention.ms");
+pub const LOG_RETENTION_HOURS: Key = key("log.retention.hours");
+// Periodic log tasks (`MaintenanceSettings`).
+pub const LOG_FLUSH_OFFSET_CHECKPOINT_INTERVAL_MS: Key =
+    key("log.flush.offset.checkpoint.interval.ms");
+pub const LOG_RETENTION_CHECK_INTERVAL_MS: Key = key("log.retention.check.interval.ms");
+pub const PRODUCER_ID_EXPIRATION_MS: Key = key("producer.id.expiration.ms");
+pub const PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS: Key =
+    key("producer.id.expiration.check.interval.ms");
+pub const TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS: Key =
+    key("transaction.abort.timed.out.transaction.cleanup.interval.ms");
+// The log cleaner (`log::cleaner::CleanerSettings`).
+pub const LOG_CLEANER_ENABLE: Key = key("log.cleaner.enable");
+pub const LOG_CLEANER_THREADS: Key = key("log.cleaner.threads");
+pub const LOG_CLEANER_DEDUPE_BUFFER_SIZE: Key = key("log.cleaner.dedupe.buffer.size");
+pub const LOG_CLEANER_IO_MAX_BYTES_PER_SECOND: Key = key("log.cleaner.io.max.bytes.per.second");
+pub const LOG_CLEANER_BACKOFF_MS: Key = key("log.cleaner.backoff.ms");
+// The group coordinator (`coordinator::Settings`).
+pub const GROUP_MIN_SESSION_TIMEOUT_MS: Key = key("group.min.session.timeout.ms");
+pub const GROUP_MAX_SESSION_TIMEOUT_MS: Key = key("group.max.session.timeout.ms");
+pub const GROUP_INITIAL_REBALANCE_DELAY_MS: Key = key("group.initial.rebalance.delay.ms");
+pub const GROUP_MAX_SIZE: Key = key("group.max.size");
+pub const OFFSETS_TOPIC_NUM_PARTITIONS: Key = key("offsets.topic.num.partitions");
+pub const OFFSETS_TOPIC_SEGMENT_BYTES: Key = key("offsets.topic.segment.bytes");
+pub const OFFSET_METADATA_MAX_BYTES: Key = key("offset.metadata.max.bytes");
+pub const OFFSETS_RETENTION_MINUTES: Key = key("offsets.retention.minutes");
+pub const OFFSETS_RETENTION_CHECK_INTERVAL_MS: Key = key("offsets.retention.check.interval.ms");
+pub const GROUP_CONSUMER_SESSION_TIMEOUT_MS: Key = key("group.consumer.session.timeout.ms");
+pub const GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS: Key = key("group.consumer.heartbeat.interval.ms");
+pub const GROUP_CONSUMER_MAX_SIZE: Key = key("group.consumer.max.size");
+pub const GROUP_COORDINATOR_REBALANCE_PROTOCOLS: Key = key("group.coordinator.rebalance.protocols");
+pub const GROUP_CONSUMER_ASSIGNORS: Key = key("group.consumer.assignors");
+// The transaction coordinator (`coordinator::transaction::TransactionSettings`).
+pub const TRANSACTION_STATE_LOG_NUM_PARTITIONS: Key = key("transaction.state.log.num.partitions");
+pub const TRANSACTION_MAX_TIMEOUT_MS: Key = key("transaction.max.timeout.ms");
+pub const TRANSACTIONAL_ID_EXPIRATION_MS: Key = key("transactional.id.expiration.ms");
 
 /// A topic-level config: its name, the broker property that supplies its default, and its kind.
 pub struct TopicConfig {
@@ -471,32 +590,46 @@ impl Properties {
         self.explicit.contains_key(name)
     }
 
-    /// The value in force: explicit, else the default. Panics on a name not in the table,
-    /// which is a programming error.
-    pub fn get(&self, name: &str) -> &str {
-        if let Some(value) = self.explicit.get(name) {
-            return value;
+    /// The value in force: explicit, else the default.
+    pub fn get(&self, key: Key) -> &str {
+        match self.explicit.get(key.name()) {
+            Some(value) => value,
+            None => key.property().default,
         }
-        broker_property(name)
-            .unwrap_or_else(|| panic!("unknown broker property {name}"))
-            .default
     }
 
-    pub fn get_i64(&self, name: &str) -> i64 {
-        self.get(name).parse().expect("validated at set")
+    pub fn get_i64(&self, key: Key) -> i64 {
+        self.get(key).parse().expect("validated at set")
     }
 
-    pub fn get_bool(&self, name: &str) -> bool {
-        self.get(name).eq_ignore_ascii_case("true")
+    pub fn get_f64(&self, key: Key) -> f64 {
+        self.get(key).parse().expect("validated at set")
     }
 
-    /// Kafka derives some defaults from coarser properties (`log.roll.hours`, `log.retention.hours`).
+    pub fn get_bool(&self, key: Key) -> bool {
+        self.get(key).eq_ignore_ascii_case("true")
+    }
+
+    /// The value in force of a property named at run time (DescribeConfigs, the broker
+    /// defaults of topic configs). Kafka derives some defaults from coarser properties
+    /// (`log.roll.hours`, `log.retention.hours`). Panics on a name not in the table, which is
+    /// a programming error.
     pub fn effective(&self, name: &str) -> String {
-        let hours = |hours_name: &str| (self.get_i64(hours_name) * 3_600_000).to_string();
-        match name {
-            "log.roll.ms" if !self.is_explicit(name) => hours("log.roll.hours"),
-            "log.retention.ms" if !self.is_explicit(name) => hours("log.retention.hours"),
-            _ => self.get(name).to_string(),
+        let hours = |hours_key: Key| (self.get_i64(hours_key) * 3_600_000).to_string();
+        if !self.is_explicit(name) {
+            if name == LOG_ROLL_MS.name() {
+                return hours(LOG_ROLL_HOURS);
+            }
+            if name == LOG_RETENTION_MS.name() {
+                return hours(LOG_RETENTION_HOURS);
+            }
+        }
+        match self.explicit.get(name) {
+            Some(value) => value.clone(),
+            None => broker_property(name)
+                .unwrap_or_else(|| panic!("unknown broker property {name}"))
+                .default
+                .to_string(),
         }
     }
 }
@@ -581,11 +714,11 @@ fn parse_listener(listener: &str) -> Result<(String, u16)> {
 impl BrokerConfig {
     pub fn from_properties(properties: Properties) -> Result<BrokerConfig> {
         let controller_names: Vec<String> = properties
-            .get("controller.listener.names")
+            .get(CONTROLLER_LISTENER_NAMES)
             .split(',')
             .map(|s| s.trim().to_ascii_uppercase())
             .collect();
-        let listeners = named_listeners(properties.get("listeners"));
+        let listeners = named_listeners(properties.get(LISTENERS));
         let controller_listener = listeners
             .iter()
             .find(|(name, _)| controller_names.contains(name))
@@ -608,13 +741,13 @@ impl BrokerConfig {
             }
             None => None,
         };
-        let roles_text = properties.get("process.roles").to_ascii_lowercase();
+        let roles_text = properties.get(PROCESS_ROLES).to_ascii_lowercase();
         let roles = ProcessRoles {
             broker: roles_text.contains("broker"),
             controller: roles_text.contains("controller"),
         };
-        let quorum_voters = parse_quorum_voters(properties.get("controller.quorum.voters"))?;
-        let node_id = properties.get_i64("node.id") as i32;
+        let quorum_voters = parse_quorum_voters(properties.get(CONTROLLER_QUORUM_VOTERS))?;
+        let node_id = properties.get_i64(NODE_ID) as i32;
         if !quorum_voters.is_empty() {
             let is_voter = quorum_voters.iter().any(|(id, _)| *id == node_id);
             if roles.controller && !is_voter {
@@ -634,7 +767,7 @@ impl BrokerConfig {
             host.clone()
         };
         let listen_address: SocketAddr = tokio_resolve(&bind_host, port)?;
-        let (advertised_host, advertised_port) = match properties.get("advertised.listeners") {
+        let (advertised_host, advertised_port) = match properties.get(ADVERTISED_LISTENERS) {
             "" => (
                 if host.is_empty() || host == "0.0.0.0" {
                     "127.0.0.1".to_string()
@@ -654,10 +787,10 @@ impl BrokerConfig {
                 parse_listener(broker)?
             }
         };
-        let data_dir = if properties.is_explicit("log.dirs") {
-            properties.get("log.dirs")
+        let data_dir = if properties.is_explicit(LOG_DIRS.name()) {
+            properties.get(LOG_DIRS)
         } else {
-            properties.get("log.dir")
+            properties.get(LOG_DIR)
         };
         if data_dir.contains(',') {
             bail!("log.dirs: dlog takes a single directory, got '{data_dir}'");
@@ -668,16 +801,49 @@ impl BrokerConfig {
             advertised_host,
             advertised_port: i32::from(advertised_port),
             data_dir: PathBuf::from(data_dir),
-            request_size_bytes_max: properties.get_i64("socket.request.max.bytes") as usize,
-            connection_idle_ms_max: properties.get_i64("connections.max.idle.ms") as u64,
-            connections_max: properties.get_i64("max.connections") as usize,
-            auto_create_topics: properties.get_bool("auto.create.topics.enable"),
-            default_partition_count: properties.get_i64("num.partitions") as i32,
+            request_size_bytes_max: properties.get_i64(SOCKET_REQUEST_MAX_BYTES) as usize,
+            connection_idle_ms_max: properties.get_i64(CONNECTIONS_MAX_IDLE_MS) as u64,
+            connections_max: properties.get_i64(MAX_CONNECTIONS) as usize,
+            auto_create_topics: properties.get_bool(AUTO_CREATE_TOPICS_ENABLE),
+            default_partition_count: properties.get_i64(NUM_PARTITIONS) as i32,
             roles,
             controller_listen_address,
             quorum_voters,
             properties,
         })
+    }
+}
+
+/// The node's periodic log tasks (flush checkpoints, retention, producer id expiration, timed
+/// out transactions), read once when they start. None of these properties is a dynamic
+/// broker config, so the static properties are the ones in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaintenanceSettings {
+    /// `log.flush.offset.checkpoint.interval.ms`, at least a second.
+    pub checkpoint_interval_ms: i64,
+    /// `log.retention.check.interval.ms`
+    pub retention_check_interval_ms: i64,
+    /// `producer.id.expiration.ms`: a producer id idle this long is forgotten.
+    pub producer_id_expiration_ms: i64,
+    /// `producer.id.expiration.check.interval.ms`
+    pub producer_id_expiration_check_interval_ms: i64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`
+    pub transaction_abort_check_interval_ms: i64,
+}
+
+impl MaintenanceSettings {
+    pub fn from_properties(properties: &Properties) -> MaintenanceSettings {
+        MaintenanceSettings {
+            checkpoint_interval_ms: properties
+                .get_i64(LOG_FLUSH_OFFSET_CHECKPOINT_INTERVAL_MS)
+                .max(1000),
+            retention_check_interval_ms: properties.get_i64(LOG_RETENTION_CHECK_INTERVAL_MS),
+            producer_id_expiration_ms: properties.get_i64(PRODUCER_ID_EXPIRATION_MS),
+            producer_id_expiration_check_interval_ms: properties
+                .get_i64(PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS),
+            transaction_abort_check_interval_ms: properties
+                .get_i64(TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS),
+        }
     }
 }
 
@@ -705,6 +871,110 @@ mod tests {
         }
     }
 
+    /// [`key`] takes the first entry of a name: a second one would be silently shadowed.
+    #[test]
+    fn broker_property_names_are_unique() {
+        let mut names = std::collections::BTreeSet::new();
+        for property in BROKER_PROPERTIES {
+            assert!(names.insert(property.name), "{} twice", property.name);
+        }
+    }
+
+    /// A key names its own entry of the table, and an unset property reads as its default.
+    /// (A name missing from the table does not compile: see [`key`].)
+    #[test]
+    fn keys_resolve_to_their_properties() {
+        let defaults = Properties::default();
+        for (key, name, default) in [
+            (LISTENERS, "listeners", "PLAINTEXT://127.0.0.1:9092"),
+            (LOG_CLEANER_THREADS, "log.cleaner.threads", "1"),
+            (
+                TRANSACTIONAL_ID_EXPIRATION_MS,
+                "transactional.id.expiration.ms",
+                "604800000",
+            ),
+        ] {
+            assert_eq!(key.name(), name);
+            assert_eq!(key.property().default, default);
+            assert_eq!(defaults.get(key), default);
+        }
+        let mut properties = Properties::default();
+        properties.set("log.cleaner.threads", "3").unwrap();
+        assert_eq!(properties.get_i64(LOG_CLEANER_THREADS), 3);
+    }
+
+    /// Settings built once from the static properties must not read a dynamic broker config
+    /// (the broker default of a topic config): those reach the logs through `LogConfig`,
+    /// rebuilt from the image's dynamic configs when they change.
+    #[test]
+    fn settings_read_once_are_not_dynamic() {
+        let read_once = [
+            LOG_FLUSH_OFFSET_CHECKPOINT_INTERVAL_MS,
+            LOG_RETENTION_CHECK_INTERVAL_MS,
+            PRODUCER_ID_EXPIRATION_MS,
+            PRODUCER_ID_EXPIRATION_CHECK_INTERVAL_MS,
+            TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS,
+            LOG_CLEANER_ENABLE,
+            LOG_CLEANER_THREADS,
+            LOG_CLEANER_DEDUPE_BUFFER_SIZE,
+            LOG_CLEANER_IO_MAX_BYTES_PER_SECOND,
+            LOG_CLEANER_BACKOFF_MS,
+            GROUP_MIN_SESSION_TIMEOUT_MS,
+            GROUP_MAX_SESSION_TIMEOUT_MS,
+            GROUP_INITIAL_REBALANCE_DELAY_MS,
+            GROUP_MAX_SIZE,
+            OFFSETS_TOPIC_NUM_PARTITIONS,
+            OFFSETS_TOPIC_SEGMENT_BYTES,
+            OFFSET_METADATA_MAX_BYTES,
+            OFFSETS_RETENTION_MINUTES,
+            OFFSETS_RETENTION_CHECK_INTERVAL_MS,
+            GROUP_CONSUMER_SESSION_TIMEOUT_MS,
+            GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS,
+            GROUP_CONSUMER_MAX_SIZE,
+            GROUP_COORDINATOR_REBALANCE_PROTOCOLS,
+            GROUP_CONSUMER_ASSIGNORS,
+            TRANSACTION_STATE_LOG_NUM_PARTITIONS,
+            TRANSACTION_MAX_TIMEOUT_MS,
+            TRANSACTIONAL_ID_EXPIRATION_MS,
+            CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS,
+            CONTROLLER_QUORUM_FETCH_TIMEOUT_MS,
+            METADATA_LOG_MAX_RECORD_BYTES_BETWEEN_SNAPSHOTS,
+            BROKER_SESSION_TIMEOUT_MS,
+            BROKER_HEARTBEAT_INTERVAL_MS,
+            NUM_PARTITIONS,
+            DEFAULT_REPLICATION_FACTOR,
+        ];
+        for key in read_once {
+            assert!(
+                !TOPIC_CONFIGS.iter().any(|c| c.broker_default == key.name()),
+                "{} is dynamic",
+                key.name()
+            );
+        }
+    }
+
+    #[test]
+    fn maintenance_settings_keep_kafka_defaults() {
+        assert_eq!(
+            MaintenanceSettings::from_properties(&Properties::default()),
+            MaintenanceSettings {
+                checkpoint_interval_ms: 60_000,
+                retention_check_interval_ms: 300_000,
+                producer_id_expiration_ms: 86_400_000,
+                producer_id_expiration_check_interval_ms: 600_000,
+                transaction_abort_check_interval_ms: 10_000,
+            }
+        );
+        let mut properties = Properties::default();
+        properties
+            .set("log.flush.offset.checkpoint.interval.ms", "10")
+            .unwrap();
+        assert_eq!(
+            MaintenanceSettings::from_properties(&properties).checkpoint_interval_ms,
+            1000
+        );
+    }
+
     #[test]
     fn invalid_values_are_refused() {
         let mut properties = Properties::default();
@@ -714,7 +984,7 @@ mod tests {
             .set("log.message.timestamp.type", "Whenever")
             .is_err());
         properties.set("log.segment.bytes", "1048576").unwrap();
-        assert_eq!(properties.get_i64("log.segment.bytes"), 1048576);
+        assert_eq!(properties.get_i64(LOG_SEGMENT_BYTES), 1048576);
     }
 
     #[test]

@@ -58,7 +58,12 @@ impl BrokerLifecycle {
 impl Node {
     /// What this broker registers: its id, incarnation, client listener and rack.
     pub fn registration(&self) -> Registration {
-        let rack = self.config.properties.get("broker.rack").trim().to_string();
+        let rack = self
+            .config
+            .properties
+            .get(crate::config::BROKER_RACK)
+            .trim()
+            .to_string();
         Registration {
             broker_id: self.config.node_id,
             incarnation_id: self.lifecycle.incarnation_id,
@@ -162,7 +167,7 @@ impl Node {
         let interval = Duration::from_millis(
             self.config
                 .properties
-                .get_i64("broker.heartbeat.interval.ms")
+                .get_i64(crate::config::BROKER_HEARTBEAT_INTERVAL_MS)
                 .max(1) as u64,
         );
         // Until registered, retry often: a broker is invisible to clients until then.

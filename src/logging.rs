@@ -18,7 +18,7 @@ fn filter(rust_log: Option<&str>, properties: &Properties) -> Result<EnvFilter> 
         Some(directives) if !directives.trim().is_empty() => EnvFilter::try_new(directives)
             .with_context(|| format!("RUST_LOG: invalid filter '{directives}'")),
         _ => {
-            let level = properties.get("log.level");
+            let level = properties.get(crate::config::LOG_LEVEL);
             EnvFilter::try_new(level).with_context(|| format!("log.level: invalid level '{level}'"))
         }
     }
@@ -31,7 +31,10 @@ pub fn init(properties: &Properties) -> Result<()> {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if properties.get("log.format").eq_ignore_ascii_case("json") {
+    if properties
+        .get(crate::config::LOG_FORMAT)
+        .eq_ignore_ascii_case("json")
+    {
         builder
             .json()
             .flatten_event(true)

@@ -67,7 +67,7 @@ fn properties(cli: &Cli) -> Result<Properties> {
     }
     if let Some(address) = &cli.controller_listen {
         let name = properties
-            .get("controller.listener.names")
+            .get(dlog::config::CONTROLLER_LISTENER_NAMES)
             .split(',')
             .next()
             .unwrap_or("CONTROLLER")
@@ -75,7 +75,7 @@ fn properties(cli: &Cli) -> Result<Properties> {
             .to_string();
         // Replace an existing controller entry; keep the others.
         let mut listeners: Vec<String> = properties
-            .get("listeners")
+            .get(dlog::config::LISTENERS)
             .split(',')
             .map(str::trim)
             .filter(|l| {
@@ -131,7 +131,7 @@ fn main() -> Result<()> {
 /// `metrics.listen`: empty = off, else an address to bind (`host:port`).
 fn metrics_address(config: &BrokerConfig) -> Result<Option<std::net::SocketAddr>> {
     use std::net::ToSocketAddrs;
-    match config.properties.get("metrics.listen").trim() {
+    match config.properties.get(dlog::config::METRICS_LISTEN).trim() {
         "" => Ok(None),
         address => Ok(address
             .to_socket_addrs()

@@ -54,7 +54,7 @@ pub struct Node {
 /// set (so that nodes started with the same `controller.quorum.voters` agree), else none (a
 /// single node makes up its own on first start).
 pub fn configured_cluster_id(config: &BrokerConfig) -> Option<String> {
-    let explicit = config.properties.get("cluster.id").trim();
+    let explicit = config.properties.get(crate::config::CLUSTER_ID).trim();
     if !explicit.is_empty() {
         return Some(explicit.to_string());
     }
@@ -148,18 +148,7 @@ impl Node {
         let cluster_id =
             load_or_create_cluster_id(&data_dir, config.node_id, configured_cluster_id(&config))?;
         let logs = LogManager::open(&data_dir).context("opening log directory")?;
-        let properties = &config.properties;
-        let quorum_config = QuorumConfig {
-            node_id: config.node_id,
-            voters: config.quorum_voters.clone(),
-            cluster_id: cluster_id.clone(),
-            tick_ms: QUORUM_TICK_MS,
-            election_timeout_ms: properties.get_i64("controller.quorum.election.timeout.ms") as u64,
-            fetch_timeout_ms: properties.get_i64("controller.quorum.fetch.timeout.ms") as u64,
-            snapshot_interval_bytes: properties
-                .get_i64("metadata.log.max.record.bytes.between.snapshots")
-                as u64,
-        };
+        let quorum_config = QuorumConfig::from_config(&config, cluster_id.clone(), QUORUM_TICK_MS);
         let controller = Controller::open(
             &data_dir,
             config.node_id,
@@ -306,27 +295,15 @@ impl Node {
 
     async fn run_log_maintenance(self: Arc<Node>) {
         let mut shutdown = self.shutdown.subscribe();
-        let checkpoint_interval_ms = self
-            .config
-            .properties
-            .get_i64("log.flush.offset.checkpoint.interval.ms")
-            .max(1000);
-        let retention_check_interval_ms = self
-            .config
-            .properties
-            .get_i64("log.retention.check.interval.ms");
+        let settings = crate::config::MaintenanceSettings::from_properties(&self.config.properties);
+        let checkpoint_interval_ms = settings.checkpoint_interval_ms;
+        let retention_check_interval_ms = settings.retention_check_interval_ms;
         let mut last_checkpoint_ms = now_ms();
         let mut last_retention_check_ms = now_ms();
-        let producer_expiration_ms = self.config.properties.get_i64("producer.id.expiration.ms");
-        let producer_expiration_check_ms = self
-            .config
-            .properties
-            .get_i64("producer.id.expiration.check.interval.ms");
+        let producer_expiration_ms = settings.producer_id_expiration_ms;
+        let producer_expiration_check_ms = settings.producer_id_expiration_check_interval_ms;
         let mut last_producer_expiration_ms = now_ms();
-        let transaction_check_ms = self
-            .config
-            .properties
-            .get_i64("transaction.abort.timed.out.transaction.cleanup.interval.ms");
+        let transaction_check_ms = settings.transaction_abort_check_interval_ms;
         let mut last_transaction_check_ms = now_ms();
         loop {
             tokio::select! {
@@ -381,22 +358,11 @@ impl Node {
     /// and cleans up to `log.cleaner.threads` logs in parallel; the dedupe buffer is split
     /// across the threads as Kafka splits it, and the io limit is shared by them.
     async fn run_cleaner(self: Arc<Node>) {
-        let properties = &self.config.properties;
-        let threads = properties.get_i64("log.cleaner.threads");
-        if !properties.get_bool("log.cleaner.enable") || threads == 0 {
+        let settings = CleanerSettings::from_properties(&self.config.properties);
+        if !settings.enabled {
             return;
         }
-        let settings = CleanerSettings {
-            dedupe_buffer_bytes: properties.get_i64("log.cleaner.dedupe.buffer.size") as u64
-                / threads as u64,
-            io_bytes_per_second_max: properties
-                .get("log.cleaner.io.max.bytes.per.second")
-                .parse()
-                .expect("validated"),
-            threads: threads as usize,
-        };
-        let backoff =
-            Duration::from_millis(properties.get_i64("log.cleaner.backoff.ms").max(100) as u64);
+        let backoff = Duration::from_millis(settings.backoff_ms);
         let mut shutdown = self.shutdown.subscribe();
         loop {
             tokio::select! {

@@ -465,7 +465,9 @@ impl Controller {
         }
         let assignments: BTreeMap<i32, Vec<i32>> = if topic.assignments.is_empty() {
             let partition_count = match topic.partition_count {
-                -1 => self.broker_properties.get_i64("num.partitions") as i32,
+                -1 => self
+                    .broker_properties
+                    .get_i64(crate::config::NUM_PARTITIONS) as i32,
                 count => count,
             };
             if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partition_count) {
@@ -475,7 +477,10 @@ impl Controller {
                 ));
             }
             let replication_factor = match topic.replication_factor {
-                -1 => self.broker_properties.get_i64("default.replication.factor") as i16,
+                -1 => self
+                    .broker_properties
+                    .get_i64(crate::config::DEFAULT_REPLICATION_FACTOR)
+                    as i16,
                 factor => factor,
             };
             placement::place(

@@ -28,6 +28,10 @@ use super::metadata_log::{self, MetadataLog};
 use super::peer::PeerClient;
 use super::records::MetadataRecord;
 use super::wire;
+use crate::config::{
+    BrokerConfig, CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS, CONTROLLER_QUORUM_FETCH_TIMEOUT_MS,
+    METADATA_LOG_MAX_RECORD_BYTES_BETWEEN_SNAPSHOTS,
+};
 use crate::raft::{
     Config, Entry, EntryKind, Epoch, Message, NodeId, Offset, Persisted, ProposeError, QuorumState,
     RaftNode, Ready, RoleKind, Snapshot,
@@ -57,6 +61,23 @@ pub struct QuorumConfig {
 }
 
 impl QuorumConfig {
+    /// The quorum settings of the node `config` describes, in cluster `cluster_id`, with the
+    /// driver's clock ticking every `tick_ms`.
+    pub fn from_config(config: &BrokerConfig, cluster_id: String, tick_ms: u64) -> QuorumConfig {
+        let properties = &config.properties;
+        QuorumConfig {
+            node_id: config.node_id,
+            voters: config.quorum_voters.clone(),
+            cluster_id,
+            tick_ms,
+            election_timeout_ms: properties.get_i64(CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS) as u64,
+            fetch_timeout_ms: properties.get_i64(CONTROLLER_QUORUM_FETCH_TIMEOUT_MS) as u64,
+            snapshot_interval_bytes: properties
+                .get_i64(METADATA_LOG_MAX_RECORD_BYTES_BETWEEN_SNAPSHOTS)
+                as u64,
+        }
+    }
+
     pub fn voter_ids(&self) -> Vec<NodeId> {
         if self.voters.is_empty() {
             vec![self.node_id]

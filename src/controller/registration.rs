@@ -81,7 +81,7 @@ impl Controller {
     fn session_timeout(&self) -> Duration {
         Duration::from_millis(
             self.broker_properties
-                .get_i64("broker.session.timeout.ms")
+                .get_i64(crate::config::BROKER_SESSION_TIMEOUT_MS)
                 .max(1) as u64,
         )
     }

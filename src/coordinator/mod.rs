@@ -31,7 +31,7 @@ use kafka_protocol::ResponseError;
 use tokio::sync::Notify;
 
 use crate::clock::now_ms;
-use crate::config::Properties;
+use crate::config::{self, Properties};
 use crate::controller::NewTopic;
 use crate::record::batch::BatchIter;
 use crate::record::builder::BatchBuilder;
@@ -83,31 +83,35 @@ pub struct Settings {
 impl Settings {
     pub fn from_properties(properties: &Properties) -> Settings {
         Settings {
-            session_timeout_min_ms: properties.get_i64("group.min.session.timeout.ms") as i32,
-            session_timeout_max_ms: properties.get_i64("group.max.session.timeout.ms") as i32,
-            initial_rebalance_delay_ms: properties.get_i64("group.initial.rebalance.delay.ms"),
-            members_max: (properties.get_i64("group.max.size") as usize).min(MEMBERS_PER_GROUP_MAX),
-            offsets_partitions: properties.get_i64("offsets.topic.num.partitions") as i32,
-            offsets_segment_bytes: properties.get_i64("offsets.topic.segment.bytes"),
-            offset_metadata_bytes_max: properties.get_i64("offset.metadata.max.bytes") as usize,
+            session_timeout_min_ms: properties.get_i64(config::GROUP_MIN_SESSION_TIMEOUT_MS) as i32,
+            session_timeout_max_ms: properties.get_i64(config::GROUP_MAX_SESSION_TIMEOUT_MS) as i32,
+            initial_rebalance_delay_ms: properties
+                .get_i64(config::GROUP_INITIAL_REBALANCE_DELAY_MS),
+            members_max: (properties.get_i64(config::GROUP_MAX_SIZE) as usize)
+                .min(MEMBERS_PER_GROUP_MAX),
+            offsets_partitions: properties.get_i64(config::OFFSETS_TOPIC_NUM_PARTITIONS) as i32,
+            offsets_segment_bytes: properties.get_i64(config::OFFSETS_TOPIC_SEGMENT_BYTES),
+            offset_metadata_bytes_max: properties.get_i64(config::OFFSET_METADATA_MAX_BYTES)
+                as usize,
             offsets_retention_ms: properties
-                .get_i64("offsets.retention.minutes")
+                .get_i64(config::OFFSETS_RETENTION_MINUTES)
                 .saturating_mul(60_000),
             offsets_retention_check_interval_ms: properties
-                .get_i64("offsets.retention.check.interval.ms"),
-            consumer_session_timeout_ms: properties.get_i64("group.consumer.session.timeout.ms")
+                .get_i64(config::OFFSETS_RETENTION_CHECK_INTERVAL_MS),
+            consumer_session_timeout_ms: properties
+                .get_i64(config::GROUP_CONSUMER_SESSION_TIMEOUT_MS)
                 as i32,
             consumer_heartbeat_interval_ms: properties
-                .get_i64("group.consumer.heartbeat.interval.ms")
+                .get_i64(config::GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS)
                 as i32,
-            consumer_members_max: (properties.get_i64("group.consumer.max.size") as usize)
+            consumer_members_max: (properties.get_i64(config::GROUP_CONSUMER_MAX_SIZE) as usize)
                 .min(MEMBERS_PER_GROUP_MAX),
             consumer_protocol_enabled: properties
-                .get("group.coordinator.rebalance.protocols")
+                .get(config::GROUP_COORDINATOR_REBALANCE_PROTOCOLS)
                 .split(',')
                 .any(|p| p.trim().eq_ignore_ascii_case("consumer")),
             consumer_assignors: properties
-                .get("group.consumer.assignors")
+                .get(config::GROUP_CONSUMER_ASSIGNORS)
                 .split(',')
                 .map(|a| a.trim().to_ascii_lowercase())
                 .filter(|a| !a.is_empty())

@@ -163,9 +163,11 @@ pub struct TransactionSettings {
 impl TransactionSettings {
     pub fn from_properties(properties: &crate::config::Properties) -> TransactionSettings {
         TransactionSettings {
-            state_partitions: properties.get_i64("transaction.state.log.num.partitions") as i32,
-            timeout_max_ms: properties.get_i64("transaction.max.timeout.ms"),
-            id_expiration_ms: properties.get_i64("transactional.id.expiration.ms"),
+            state_partitions: properties
+                .get_i64(crate::config::TRANSACTION_STATE_LOG_NUM_PARTITIONS)
+                as i32,
+            timeout_max_ms: properties.get_i64(crate::config::TRANSACTION_MAX_TIMEOUT_MS),
+            id_expiration_ms: properties.get_i64(crate::config::TRANSACTIONAL_ID_EXPIRATION_MS),
         }
     }
 }

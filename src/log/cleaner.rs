@@ -33,6 +33,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::config::{self, Properties};
 use crate::record::batch::BatchHeader;
 use crate::record::{control, recompress, records};
 
@@ -40,15 +41,36 @@ use super::partition::{PartitionLog, SealedSegment, CLEANED_SUFFIX};
 use super::producer_state::AbortedTxn;
 use super::segment::{file_stem, RetiredSegment, Segment};
 
-/// Broker-wide cleaner settings.
+/// Broker-wide cleaner settings, read once from the broker properties (none of them is a
+/// dynamic broker config).
 #[derive(Clone, Copy, Debug)]
 pub struct CleanerSettings {
+    /// `log.cleaner.enable` and at least one thread: whether the cleaner runs at all.
+    pub enabled: bool,
+    /// Pause between passes (`log.cleaner.backoff.ms`), at least 100 ms.
+    pub backoff_ms: u64,
     /// Key map budget of one cleaning thread (Kafka splits the buffer across the threads).
     pub dedupe_buffer_bytes: u64,
     /// Read rate of all cleaning threads together.
     pub io_bytes_per_second_max: f64,
     /// Logs cleaned at once (`log.cleaner.threads`), at least 1.
     pub threads: usize,
+}
+
+impl CleanerSettings {
+    pub fn from_properties(properties: &Properties) -> CleanerSettings {
+        let threads = properties.get_i64(config::LOG_CLEANER_THREADS);
+        let threads_at_least_one = threads.max(1) as u64;
+        CleanerSettings {
+            enabled: properties.get_bool(config::LOG_CLEANER_ENABLE) && threads > 0,
+            backoff_ms: properties.get_i64(config::LOG_CLEANER_BACKOFF_MS).max(100) as u64,
+            dedupe_buffer_bytes: properties.get_i64(config::LOG_CLEANER_DEDUPE_BUFFER_SIZE) as u64
+                / threads_at_least_one,
+            io_bytes_per_second_max: properties
+                .get_f64(config::LOG_CLEANER_IO_MAX_BYTES_PER_SECOND),
+            threads: threads_at_least_one as usize,
+        }
+    }
 }
 
 /// What one pass did, for logs and metrics.
@@ -425,10 +447,39 @@ mod tests {
     use crate::record::builder::BatchBuilder;
 
     const SETTINGS: CleanerSettings = CleanerSettings {
+        enabled: true,
+        backoff_ms: 15_000,
         dedupe_buffer_bytes: 1 << 20,
         io_bytes_per_second_max: f64::INFINITY,
         threads: 1,
     };
+
+    #[test]
+    fn settings_come_from_the_broker_properties() {
+        let defaults = CleanerSettings::from_properties(&Properties::default());
+        assert!(defaults.enabled);
+        assert_eq!(defaults.backoff_ms, 15_000);
+        assert_eq!(defaults.dedupe_buffer_bytes, 134_217_728);
+        assert_eq!(defaults.io_bytes_per_second_max, f64::MAX);
+        assert_eq!(defaults.threads, 1);
+
+        let mut properties = Properties::default();
+        properties.set("log.cleaner.threads", "2").unwrap();
+        properties.set("log.cleaner.backoff.ms", "10").unwrap();
+        properties
+            .set("log.cleaner.io.max.bytes.per.second", "1048576")
+            .unwrap();
+        let two = CleanerSettings::from_properties(&properties);
+        assert_eq!((two.threads, two.dedupe_buffer_bytes), (2, 67_108_864));
+        assert_eq!(two.backoff_ms, 100);
+        assert_eq!(two.io_bytes_per_second_max, 1_048_576.0);
+
+        properties.set("log.cleaner.threads", "0").unwrap();
+        assert!(!CleanerSettings::from_properties(&properties).enabled);
+        let mut disabled = Properties::default();
+        disabled.set("log.cleaner.enable", "false").unwrap();
+        assert!(!CleanerSettings::from_properties(&disabled).enabled);
+    }
 
     /// A compacted log of ~2-batch segments.
     fn compacted_log(dir: &std::path::Path, delete_retention_ms: &str) -> PartitionLog {

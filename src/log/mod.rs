@@ -432,6 +432,8 @@ mod tests {
             }
         }
         let settings = cleaner::CleanerSettings {
+            enabled: true,
+            backoff_ms: 15_000,
             dedupe_buffer_bytes: 1 << 20,
             io_bytes_per_second_max: f64::INFINITY,
             threads: 2,
