@@ -97,50 +97,39 @@ fn crate_modules(text: &str) -> BTreeSet<String> {
     modules
 }
 
+/// Every `crate::<module>` named by a file under src/`layer` that `allowed` refuses.
+fn violations(src: &Path, layer: &str, allowed: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut files = Vec::new();
+    rust_files(&src.join(layer), &mut files);
+    assert!(!files.is_empty(), "src/{layer} has no files: update this test");
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable source file");
+        for module in crate_modules(&text) {
+            if !allowed(&module) {
+                found.push(format!("{} names crate::{module}", file.display()));
+            }
+        }
+    }
+    found
+}
+
 #[test]
 fn layers_import_only_what_they_may() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut violations = Vec::new();
-    let mut checked = 0usize;
+    let mut found = Vec::new();
     for (layer, forbidden) in FORBIDDEN {
-        let mut files = Vec::new();
-        rust_files(&src.join(layer), &mut files);
-        assert!(
-            !files.is_empty(),
-            "src/{layer} has no files: update this test"
-        );
-        for file in files {
-            let text = std::fs::read_to_string(&file).expect("readable source file");
-            checked += 1;
-            for module in crate_modules(&text) {
-                if forbidden.contains(&module.as_str()) {
-                    violations.push(format!("{} names crate::{module}", file.display()));
-                }
-            }
-        }
+        found.extend(violations(&src, layer, |module| !forbidden.contains(&module)));
     }
     for (layer, allowed) in ALLOWED_ONLY {
-        let mut files = Vec::new();
-        rust_files(&src.join(layer), &mut files);
-        assert!(
-            !files.is_empty(),
-            "src/{layer} has no files: update this test"
-        );
-        for file in files {
-            let text = std::fs::read_to_string(&file).expect("readable source file");
-            checked += 1;
-            for module in crate_modules(&text) {
-                if module != *layer && !allowed.contains(&module.as_str()) {
-                    violations.push(format!("{} names crate::{module}", file.display()));
-                }
-            }
-        }
+        found.extend(violations(&src, layer, |module| {
+            module == *layer || allowed.contains(&module)
+        }));
     }
-    assert!(checked > 0);
     assert!(
-        violations.is_empty(),
+        found.is_empty(),
         "layer rules broken (see ARCHITECTURE.md):\n{}",
-        violations.join("\n")
+        found.join("\n")
     );
 }
 
