@@ -327,8 +327,17 @@ impl Node {
             }
             if now - last_transaction_check_ms >= transaction_check_ms {
                 last_transaction_check_ms = now;
-                self.transactions.abort_timed_out(self.as_ref(), now);
-                self.transactions.abort_hanging(self.as_ref());
+                // Completing a transaction writes fsynced records and may send markers to
+                // other brokers: on the blocking pool, not on a runtime worker.
+                let node = self.clone();
+                let checked = tokio::task::spawn_blocking(move || {
+                    node.transactions.abort_timed_out(node.as_ref(), now);
+                    node.transactions.abort_hanging(node.as_ref());
+                })
+                .await;
+                if let Err(error) = checked {
+                    tracing::error!(%error, "transaction timeout check panicked");
+                }
             }
             if now - last_producer_expiration_ms >= producer_expiration_check_ms {
                 last_producer_expiration_ms = now;

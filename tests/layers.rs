@@ -101,7 +101,10 @@ fn crate_modules(text: &str) -> BTreeSet<String> {
 fn violations(src: &Path, layer: &str, allowed: impl Fn(&str) -> bool) -> Vec<String> {
     let mut files = Vec::new();
     rust_files(&src.join(layer), &mut files);
-    assert!(!files.is_empty(), "src/{layer} has no files: update this test");
+    assert!(
+        !files.is_empty(),
+        "src/{layer} has no files: update this test"
+    );
     let mut found = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).expect("readable source file");
@@ -119,7 +122,9 @@ fn layers_import_only_what_they_may() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut found = Vec::new();
     for (layer, forbidden) in FORBIDDEN {
-        found.extend(violations(&src, layer, |module| !forbidden.contains(&module)));
+        found.extend(violations(&src, layer, |module| {
+            !forbidden.contains(&module)
+        }));
     }
     for (layer, allowed) in ALLOWED_ONLY {
         found.extend(violations(&src, layer, |module| {

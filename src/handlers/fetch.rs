@@ -16,7 +16,7 @@ use crate::protocol::fetch_response::{
     self, FetchResult, PartitionResult, RecordsSource, TopicResult,
 };
 use crate::protocol::{decode, Request, RequestError, ResponseFrame};
-use crate::replica::fetch_session::{Answered, PartitionKey, PartitionState, SessionView};
+use crate::replica::fetch_session::{Answered, PartitionKey, PartitionState};
 use crate::replica::ReplicaManager;
 
 /// Longest wait a client may ask for; bounds how long a request can occupy the broker.
@@ -223,20 +223,17 @@ fn respond(
     plan: &FetchPlan,
     results: Vec<(PartitionKey, PartitionResult)>,
 ) -> ResponseFrame {
-    let view = SessionView {
-        session_id: plan.session_id,
-        incremental: plan.incremental,
-        partitions: Vec::new(),
-    };
-    let included = broker
-        .replicas
-        .fetch_sessions
-        .filter_answered(&view, results, |result| Answered {
+    let included = broker.replicas.fetch_sessions.filter_answered(
+        plan.session_id,
+        plan.incremental,
+        results,
+        |result| Answered {
             has_records: matches!(&result.records, Some(RecordsSource::File(_))),
             error_code: result.error_code,
             high_watermark: result.high_watermark,
             log_start_offset: result.log_start_offset,
-        });
+        },
+    );
     let mut topics: Vec<TopicResult> = Vec::new();
     for (key, result) in included {
         match topics.last_mut() {

@@ -52,6 +52,32 @@ pub async fn route(
         ApiKey::FetchSnapshot => fetch_snapshot(broker, request),
         ApiKey::DescribeQuorum => Ok(describe_quorum(broker, context, request)),
         ApiKey::DescribeCluster => response(describe_controllers(broker, request)),
+        ApiKey::AllocateProducerIds
+        | ApiKey::BrokerRegistration
+        | ApiKey::BrokerHeartbeat
+        | ApiKey::CreateTopics
+        | ApiKey::DeleteTopics
+        | ApiKey::CreatePartitions
+        | ApiKey::AlterConfigs
+        | ApiKey::IncrementalAlterConfigs => {
+            // They wait for a metadata commit: on the blocking pool, never on a runtime worker.
+            let (broker, context) = (broker.clone(), context.clone());
+            tokio::task::spawn_blocking(move || commit_request(&broker, &context, request))
+                .await
+                .map_err(|error| RequestError::Malformed(format!("handler failed: {error}")))?
+        }
+        other => Err(RequestError::UnknownApiKey(other as i16)),
+    }
+}
+
+/// The controller-listener requests that change metadata (and so wait for the commit).
+fn commit_request(
+    broker: &Arc<Node>,
+    context: &RequestContext,
+    request: Request,
+) -> Result<Handled, RequestError> {
+    let response = |frame: Result<ResponseFrame, RequestError>| frame.map(Handled::Response);
+    match request.api_key {
         ApiKey::AllocateProducerIds => response(allocate_producer_ids(broker, request)),
         ApiKey::BrokerRegistration => response(handlers::broker_registration::broker_registration(
             broker, context, request,
@@ -390,7 +416,9 @@ pub fn forward_to_controller(
             }
         }
         // Answer here: the commit fails with the API's own NOT_CONTROLLER / timeout error.
-        let handled = tokio::task::block_in_place(|| local(&broker, &context, request)).ok()?;
+        let handled = tokio::task::spawn_blocking(move || local(&broker, &context, request).ok())
+            .await
+            .ok()??;
         match handled {
             Handled::Response(response) => Some(response),
             Handled::Deferred(future) => future.await,

@@ -180,15 +180,16 @@ impl FetchSessions {
     /// no records, no error and nothing new) and records what it was told in the session.
     pub fn filter_answered<R>(
         &self,
-        view: &SessionView,
+        session_id: i32,
+        incremental: bool,
         results: Vec<(PartitionKey, R)>,
         answered: impl Fn(&R) -> Answered,
     ) -> Vec<(PartitionKey, R)> {
-        if view.session_id == 0 {
+        if session_id == 0 {
             return results;
         }
         let mut cache = self.lock();
-        let mut session = cache.sessions.get_mut(&view.session_id);
+        let mut session = cache.sessions.get_mut(&session_id);
         let mut included = Vec::with_capacity(results.len());
         for (key, result) in results {
             let answer = answered(&result);
@@ -200,7 +201,7 @@ impl FetchSessions {
                 c.high_watermark != answer.high_watermark
                     || c.log_start_offset != answer.log_start_offset
             });
-            if !view.incremental || answer.has_records || answer.error_code != 0 || changed {
+            if !incremental || answer.has_records || answer.error_code != 0 || changed {
                 if let Some(state) = session.as_mut().and_then(|s| s.partitions.get_mut(&key)) {
                     state.high_watermark = answer.high_watermark;
                     state.log_start_offset = answer.log_start_offset;

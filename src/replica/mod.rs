@@ -9,7 +9,7 @@
 
 pub mod fetch_session;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::{Arc, RwLock};
 
@@ -55,8 +55,9 @@ pub struct LeadershipChange {
 pub struct ReplicaManager {
     node_id: i32,
     logs: LogManager,
-    /// Hosted partitions by (topic, partition). Written only when an image is applied.
-    replicas: RwLock<HashMap<(String, i32), Replica>>,
+    /// Hosted partitions by topic, then partition (looked up by `&str` on the data path,
+    /// without allocating). Written only when an image is applied.
+    replicas: RwLock<HashMap<String, BTreeMap<i32, Replica>>>,
     /// Woken after every append, so that waiting fetches re-check without polling.
     appended: Notify,
     pub fetch_sessions: FetchSessions,
@@ -129,15 +130,15 @@ impl ReplicaManager {
             .collect();
         self.logs
             .ensure_topic(&topic.name, &topic.id.to_string(), &hosted, config)?;
-        let mut replicas = self.replicas.write().expect("replicas lock");
+        let mut all = self.replicas.write().expect("replicas lock");
+        let replicas = all.entry(topic.name.clone()).or_default();
         for (&index, partition) in &topic.partitions {
-            let key = (topic.name.clone(), index);
             if !partition.replicas.contains(&self.node_id) {
                 // Replicas never move until reassignment exists; a partition assigned
                 // elsewhere is simply not hosted.
-                if let Some(previous) = replicas.remove(&key) {
+                if let Some(previous) = replicas.remove(&index) {
                     if previous.role == Role::Leader {
-                        leadership.push(change(&key, false));
+                        leadership.push(change(&topic.name, index, false));
                     }
                 }
                 continue;
@@ -149,12 +150,12 @@ impl ReplicaManager {
                 true => Role::Leader,
                 false => Role::Follower,
             };
-            let was_leader = replicas.get(&key).map(|r| r.role) == Some(Role::Leader);
+            let was_leader = replicas.get(&index).map(|r| r.role) == Some(Role::Leader);
             if was_leader != (role == Role::Leader) {
-                leadership.push(change(&key, role == Role::Leader));
+                leadership.push(change(&topic.name, index, role == Role::Leader));
             }
             replicas.insert(
-                key,
+                index,
                 Replica {
                     role,
                     leader_epoch: partition.leader_epoch,
@@ -166,20 +167,17 @@ impl ReplicaManager {
     }
 
     fn remove_topic(&self, name: &str, leadership: &mut Vec<LeadershipChange>) {
-        let mut replicas = self.replicas.write().expect("replicas lock");
-        let mut removed: Vec<(String, i32)> = replicas
-            .iter()
-            .filter(|((topic, _), replica)| topic == name && replica.role == Role::Leader)
-            .map(|(key, _)| key.clone())
-            .collect();
-        removed.sort();
-        replicas.retain(|(topic, _), _| topic != name);
-        leadership.extend(removed.iter().map(|key| change(key, false)));
+        let removed = self.replicas.write().expect("replicas lock").remove(name);
+        for (index, replica) in removed.into_iter().flatten() {
+            if replica.role == Role::Leader {
+                leadership.push(change(name, index, false));
+            }
+        }
     }
 
     fn replica(&self, topic: &str, partition: i32) -> Option<Replica> {
         let replicas = self.replicas.read().expect("replicas lock");
-        replicas.get(&(topic.to_string(), partition)).cloned()
+        replicas.get(topic)?.get(&partition).cloned()
     }
 
     /// The log of a partition this node leads: what produce, fetch from consumers, ListOffsets
@@ -209,11 +207,12 @@ impl ReplicaManager {
             .map(|replica| (replica.role, replica.leader_epoch))
     }
 
-    /// Every hosted partition this node leads, as (topic, partition, log).
+    /// The logs of every hosted partition this node leads.
     pub fn led_logs(&self) -> Vec<Arc<PartitionLog>> {
         let replicas = self.replicas.read().expect("replicas lock");
         replicas
             .values()
+            .flat_map(BTreeMap::values)
             .filter(|replica| replica.role == Role::Leader)
             .map(|replica| replica.log.clone())
             .collect()
@@ -237,10 +236,10 @@ impl ReplicaManager {
     }
 }
 
-fn change(key: &(String, i32), led: bool) -> LeadershipChange {
+fn change(topic: &str, partition: i32, led: bool) -> LeadershipChange {
     LeadershipChange {
-        topic: key.0.clone(),
-        partition: key.1,
+        topic: topic.to_string(),
+        partition,
         led,
     }
 }

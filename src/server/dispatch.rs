@@ -58,6 +58,28 @@ async fn route(
     frame: Bytes,
 ) -> Result<Handled, RequestError> {
     let request = protocol::parse_request(frame)?;
+    match request.api_key {
+        // The data path never waits for the controller: it runs on the connection's task.
+        ApiKey::ApiVersions | ApiKey::Produce | ApiKey::Fetch | ApiKey::ListOffsets => {
+            route_sync(broker, context, request)
+        }
+        // Anything else may wait for the controller (a metadata commit, an internal topic's
+        // creation, a producer id block) or for another broker: it runs on the blocking pool,
+        // and the connection waits for it in order, so no runtime worker does.
+        _ => {
+            let (broker, context) = (broker.clone(), context.clone());
+            tokio::task::spawn_blocking(move || route_sync(&broker, &context, request))
+                .await
+                .map_err(|error| RequestError::Malformed(format!("handler failed: {error}")))?
+        }
+    }
+}
+
+fn route_sync(
+    broker: &Arc<Node>,
+    context: &Arc<RequestContext>,
+    request: protocol::Request,
+) -> Result<Handled, RequestError> {
     let result: Result<Handled, RequestError> = match request.api_key {
         ApiKey::ApiVersions => handlers::api_versions::handle(&request).map(Handled::Response),
         ApiKey::Metadata => {
