@@ -883,6 +883,11 @@ pub(crate) mod tests {
         );
     }
 
+    /// Opens `t`-0 in `dir` as after an unclean shutdown, with no checkpoints.
+    fn open_unclean(dir: &Path, config: &Arc<LogConfig>) -> PartitionLog {
+        PartitionLog::open(dir, "t", 0, config.clone(), Checkpoints::default(), false).unwrap()
+    }
+
     fn epochs(log: &PartitionLog) -> Vec<(i32, i64)> {
         log.leader_epochs()
             .iter()
@@ -895,17 +900,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let now = crate::clock::now_ms();
         let config = config(&[("segment.bytes", "300")]);
-        let open = || {
-            PartitionLog::open(
-                dir.path(),
-                "t",
-                0,
-                config.clone(),
-                Checkpoints::default(),
-                false,
-            )
-            .unwrap()
-        };
+        let open = || open_unclean(dir.path(), &config);
         let log = open();
         assert!(epochs(&log).is_empty());
         let file = dir
@@ -946,17 +941,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let now = crate::clock::now_ms();
         let config = config(&[("segment.bytes", "300")]);
-        let open = || {
-            PartitionLog::open(
-                dir.path(),
-                "t",
-                0,
-                config.clone(),
-                Checkpoints::default(),
-                false,
-            )
-            .unwrap()
-        };
+        let open = || open_unclean(dir.path(), &config);
         let log = open();
         for (round, epoch) in [0, 0, 1, 1, 3].into_iter().enumerate() {
             let result = log
