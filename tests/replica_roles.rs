@@ -52,8 +52,10 @@ impl TestNode {
             0,
             PartitionImage {
                 replicas: vec![THIS_NODE, OTHER_NODE],
+                isr: vec![THIS_NODE, OTHER_NODE],
                 leader,
                 leader_epoch: epoch,
+                partition_epoch: epoch,
             },
         )]
         .into_iter()

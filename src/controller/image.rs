@@ -13,8 +13,17 @@ use super::records::{BrokerEndpoint, ConfigResource, MetadataRecord};
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionImage {
     pub replicas: Vec<i32>,
+    /// In-sync replicas: the leader and the followers that have caught up with it. Only they
+    /// may be elected leader in a clean election; acks=all waits for all of them.
+    pub isr: Vec<i32>,
+    /// -1: no leader (every ISR member is fenced or gone).
     pub leader: i32,
+    /// Bumped on every leader change: stamped into the batches a leader appends, and what
+    /// followers truncate by (KIP-101).
     pub leader_epoch: i32,
+    /// Bumped on every change of this partition (leader, ISR, replicas): AlterPartition
+    /// requests carrying an older one are stale (Kafka's partition epoch).
+    pub partition_epoch: i32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -146,8 +155,10 @@ impl MetadataImage {
                 topic_id,
                 partition,
                 replicas,
+                isr,
                 leader,
                 leader_epoch,
+                partition_epoch,
             } => {
                 let name = self
                     .topic_names_by_id
@@ -155,10 +166,17 @@ impl MetadataImage {
                     .expect("partition of a known topic")
                     .clone();
                 let topic = self.topics.get_mut(&name).expect("topic present");
+                // Records written before replication carry no ISR: every replica was in sync.
+                let isr = match isr.is_empty() {
+                    true => replicas.clone(),
+                    false => isr.clone(),
+                };
                 let image = PartitionImage {
                     replicas: replicas.clone(),
+                    isr,
                     leader: *leader,
                     leader_epoch: *leader_epoch,
+                    partition_epoch: *partition_epoch,
                 };
                 topic.partitions.insert(*partition, image);
                 Some(Change::TopicChanged(name))

@@ -534,8 +534,10 @@ impl Controller {
                 topic_id,
                 partition,
                 leader: replicas[0],
+                isr: replicas.clone(),
                 replicas,
                 leader_epoch: 0,
+                partition_epoch: 0,
             });
         }
         Ok(records)
@@ -681,8 +683,10 @@ impl Controller {
                 topic_id: topic.id,
                 partition: current + index as i32,
                 leader: replicas[0],
+                isr: replicas.clone(),
                 replicas,
                 leader_epoch: 0,
+                partition_epoch: 0,
             })
             .collect();
         self.commit(&records)

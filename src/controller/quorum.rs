@@ -1075,8 +1075,10 @@ mod tests {
                         topic_id,
                         partition: 0,
                         replicas: vec![1],
+                        isr: vec![1],
                         leader: 1,
                         leader_epoch: 0,
+                        partition_epoch: 0,
                     },
                 ],
                 vec![MetadataRecord::Config {

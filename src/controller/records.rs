@@ -23,8 +23,13 @@ pub enum MetadataRecord {
         topic_id: Uuid,
         partition: i32,
         replicas: Vec<i32>,
+        /// Empty in records written before replication: then every replica is in sync.
+        #[serde(default)]
+        isr: Vec<i32>,
         leader: i32,
         leader_epoch: i32,
+        #[serde(default)]
+        partition_epoch: i32,
     },
     /// `value: None` removes an override.
     Config {
