@@ -77,6 +77,7 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     at_least("node.id", Kind::Int, "1", 0),
     property("broker.rack", Kind::String, ""),
     at_least("broker.session.timeout.ms", Kind::Int, "9000", 1),
+    at_least("replica.lag.time.max.ms", Kind::Long, "30000", 1),
     at_least("broker.heartbeat.interval.ms", Kind::Int, "2000", 1),
     property(
         "process.roles",
@@ -313,6 +314,8 @@ pub const LOG_DIR: Key = key("log.dir");
 pub const NODE_ID: Key = key("node.id");
 pub const BROKER_RACK: Key = key("broker.rack");
 pub const BROKER_SESSION_TIMEOUT_MS: Key = key("broker.session.timeout.ms");
+/// A follower that has not caught up for this long leaves the ISR.
+pub const REPLICA_LAG_TIME_MAX_MS: Key = key("replica.lag.time.max.ms");
 pub const BROKER_HEARTBEAT_INTERVAL_MS: Key = key("broker.heartbeat.interval.ms");
 pub const PROCESS_ROLES: Key = key("process.roles");
 pub const CONTROLLER_QUORUM_VOTERS: Key = key("controller.quorum.voters");

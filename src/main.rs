@@ -186,6 +186,7 @@ async fn run(config: BrokerConfig) -> Result<()> {
         broker.shutdown.subscribe(),
     ));
     let lifecycle = tokio::spawn(broker.clone().run_lifecycle());
+    let replication = tokio::spawn(broker.clone().run_replication());
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = terminate.recv() => {}
@@ -203,6 +204,7 @@ async fn run(config: BrokerConfig) -> Result<()> {
     let _ = maintenance.await;
     let _ = group_timers.await;
     let _ = lifecycle.await;
+    let _ = replication.await;
     // The listeners returned after their connections answered what was in flight: no handler
     // appends any more when the logs close.
     broker.close().context("closing logs")?;

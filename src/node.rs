@@ -24,11 +24,14 @@ use crate::coordinator::transaction::{
 use crate::coordinator::GroupCoordinator;
 use crate::log::cleaner::CleanerSettings;
 use crate::log::LogManager;
-use crate::replica::{LeadershipChange, ReplicaManager};
+use crate::replica::fetcher::{AddressOf, Fetchers};
+use crate::replica::{IsrChange, LeadershipChange, ReplicaManager};
 use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 
 /// The quorum driver's clock: Raft timeouts are counted in these.
 pub const QUORUM_TICK_MS: u64 = 50;
+/// How often replication looks for fetchers to start and ISR changes to ask for.
+const REPLICATION_TICK: Duration = Duration::from_millis(100);
 
 pub struct Node {
     /// This node itself, for the tasks it spawns.
@@ -37,7 +40,9 @@ pub struct Node {
     pub cluster_id: String,
     pub controller: Controller,
     /// Every hosted partition: its role, leader epoch, log, and the requests waiting on it.
-    pub replicas: ReplicaManager,
+    pub replicas: Arc<ReplicaManager>,
+    /// One replica fetcher per leader this node follows partitions of.
+    fetchers: Fetchers,
     /// Consumer groups and committed offsets (`__consumer_offsets`).
     pub groups: GroupCoordinator,
     /// Hands out producer ids (InitProducerId) from blocks the controller allocates.
@@ -164,7 +169,8 @@ impl Node {
             config,
             cluster_id,
             controller,
-            replicas: ReplicaManager::new(node_id, logs),
+            replicas: Arc::new(ReplicaManager::new(node_id, logs)),
+            fetchers: Fetchers::default(),
             groups: GroupCoordinator::new(&properties),
             producer_ids: ProducerIdManager::default(),
             transactions: TransactionCoordinator::new(TransactionSettings::from_properties(
@@ -282,6 +288,86 @@ impl Node {
 
     pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
         self.controller.delete_topic(name)
+    }
+
+    /// Replication until shutdown: starts the replica fetchers the assignment needs, and as
+    /// leader asks the controller to shrink or expand ISRs (AlterPartition), one change per
+    /// partition at a time, off the runtime workers.
+    pub async fn run_replication(self: Arc<Node>) {
+        let mut shutdown = self.shutdown.subscribe();
+        let this = Arc::downgrade(&self);
+        let address_of: AddressOf = Arc::new(move |broker_id| {
+            let node = this.upgrade()?;
+            let image = node.image();
+            let endpoint = image.brokers.get(&broker_id)?.client_endpoint()?.clone();
+            Some(format!("{}:{}", endpoint.host, endpoint.port))
+        });
+        let lag_max_ms = self
+            .config
+            .properties
+            .get_i64(crate::config::REPLICA_LAG_TIME_MAX_MS)
+            .max(1);
+        let mut tick = tokio::time::interval(REPLICATION_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            self.fetchers.ensure(&self.replicas, &address_of, &shutdown);
+            let now = now_ms();
+            for (topic, partition, led) in self.replicas.led_replicated() {
+                let leader_end = led.log.offsets().log_end_offset;
+                let Some(change) = led.replication.isr_change_due(leader_end, lag_max_ms, now)
+                else {
+                    continue;
+                };
+                let node = self.clone();
+                tokio::task::spawn_blocking(move || {
+                    node.alter_isr(&topic, partition, &led.replication, change)
+                });
+            }
+        }
+    }
+
+    /// Asks the controller for an ISR change (blocking: on the blocking pool).
+    fn alter_isr(
+        &self,
+        topic: &str,
+        partition: i32,
+        replication: &crate::replica::Replication,
+        change: IsrChange,
+    ) {
+        tracing::info!(
+            topic,
+            partition,
+            new_isr = ?change.new_isr,
+            "asking the controller to change the ISR"
+        );
+        let request = crate::controller::alter_partition::AlterPartition {
+            broker_id: self.config.node_id,
+            broker_epoch: self.lifecycle.epoch(),
+            changes: vec![crate::controller::alter_partition::IsrChange {
+                topic: topic.to_string(),
+                partition,
+                leader_epoch: change.leader_epoch,
+                partition_epoch: change.partition_epoch,
+                new_isr: change.new_isr,
+                new_isr_broker_epochs: Vec::new(),
+            }],
+        };
+        let refused = match self.controller.alter_partition(&request) {
+            Err(error) => Some(error),
+            Ok(mut outcomes) => outcomes.pop().and_then(Result::err),
+        };
+        // Accepted: the image brings the new ISR (and clears the change in flight).
+        if let Some(error) = refused {
+            tracing::warn!(topic, partition, message = error.message, "ISR change refused");
+            replication.isr_change_failed();
+        }
     }
 
     /// Periodic maintenance, once a second until shutdown: flush policy, retention, deletion

@@ -545,3 +545,185 @@ fn markers_for_a_dead_broker_are_retried_when_it_returns() {
         committed
     );
 }
+
+/// Partition → (leader, ISR) of `topic` as node `bootstrap` reports them.
+fn replica_state(bootstrap: &str, topic: &str) -> BTreeMap<i32, (i32, Vec<i32>)> {
+    let consumer = common::consumer(bootstrap);
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), CLIENT_TIMEOUT) else {
+        return BTreeMap::new();
+    };
+    metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| {
+            t.partitions().iter().map(|p| {
+                let mut isr = p.isr().to_vec();
+                isr.sort_unstable();
+                (p.id(), (p.leader(), isr))
+            })
+        })
+        .collect()
+}
+
+/// Records which sends the brokers acknowledged.
+struct Acknowledged(std::sync::Arc<std::sync::Mutex<Vec<(i32, String)>>>);
+
+impl rdkafka::ClientContext for Acknowledged {}
+
+impl rdkafka::producer::ProducerContext for Acknowledged {
+    type DeliveryOpaque = ();
+    fn delivery(
+        &self,
+        result: &rdkafka::message::DeliveryResult<'_>,
+        _opaque: Self::DeliveryOpaque,
+    ) {
+        if let Ok(message) = result {
+            let value = String::from_utf8(message.payload().unwrap().to_vec()).unwrap();
+            self.0.lock().unwrap().push((message.partition(), value));
+        }
+    }
+}
+
+/// Replication factor 3, min.insync.replicas 2, an idempotent acks=all producer: the leader
+/// of a partition is killed with kill -9 while the producer runs. A new leader is elected
+/// from the ISR, the producer carries on, and once the killed broker is back in every ISR,
+/// every acknowledged record is read exactly once, in send order per partition, through
+/// every node — including the one that was killed.
+#[test]
+fn replicated_topic_survives_the_kill_of_a_leader() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let mut cluster = Cluster::start_registered(3);
+    let topic = "replicated";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(common::create_replicated_topic(
+        &cluster.bootstrap(0),
+        topic,
+        3,
+        3,
+        &[("min.insync.replicas", "2")],
+    ));
+    let full: Vec<i32> = vec![1, 2, 3];
+    let state = eventually(
+        Duration::from_secs(20),
+        || replica_state(&cluster.bootstrap(0), topic),
+        |state| state.len() == 3 && state.values().all(|(l, isr)| *l > 0 && *isr == full),
+    );
+
+    let bootstrap_all = (0..3).map(|i| cluster.bootstrap(i)).collect::<Vec<_>>().join(",");
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = {
+        let (acknowledged, stop, bootstrap) = (acknowledged.clone(), stop.clone(), bootstrap_all.clone());
+        std::thread::spawn(move || {
+            let producer: ThreadedProducer<Acknowledged> = common::producer_config(&bootstrap)
+                .set("enable.idempotence", "true")
+                .set("message.timeout.ms", "60000")
+                .set("retry.backoff.ms", "100")
+                .create_with_context(Acknowledged(acknowledged))
+                .expect("producer");
+            let mut index = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let value = format!("v-{index}");
+                let record = BaseRecord::<(), str>::to(topic)
+                    .partition((index % 3) as i32)
+                    .payload(&value);
+                match producer.send(record) {
+                    Ok(()) => index += 1,
+                    Err(_) => {
+                        producer.poll(Duration::from_millis(50));
+                    }
+                }
+                if index % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            producer.flush(Duration::from_secs(60)).expect("flush");
+            index
+        })
+    };
+
+    std::thread::sleep(Duration::from_secs(2));
+    let victim = state[&0].0;
+    let victim_index = (victim - 1) as usize;
+    let survivor = if victim_index == 0 { 1 } else { 0 };
+    cluster.nodes[victim_index].kill9();
+    let after = eventually(
+        Duration::from_millis(SESSION_TIMEOUT_MS * 5),
+        || replica_state(&cluster.bootstrap(survivor), topic),
+        |state| state.len() == 3 && state.values().all(|(l, isr)| *l > 0 && *l != victim && !isr.contains(&victim)),
+    );
+    assert!(after.values().all(|(_, isr)| isr.len() == 2), "{after:?}");
+    std::thread::sleep(Duration::from_secs(2));
+
+    cluster.nodes[victim_index].restart_nowait();
+    cluster.nodes[victim_index].wait_listening();
+    eventually(
+        Duration::from_secs(40),
+        || replica_state(&cluster.bootstrap(survivor), topic),
+        |state| state.len() == 3 && state.values().all(|(_, isr)| *isr == full),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let sent = producing.join().expect("producer thread");
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() > 300, "only {} of {sent} acknowledged", acknowledged.len());
+    let mut expected: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for (partition, value) in &acknowledged {
+        expected.entry(*partition).or_default().push(value.clone());
+    }
+    for index in 0..3 {
+        let read = read_in_order(&cluster.bootstrap(index), topic, 3);
+        for (partition, values) in &read {
+            let unique: BTreeSet<&String> = values.iter().collect();
+            assert_eq!(unique.len(), values.len(), "duplicates in partition {partition} via node {}", index + 1);
+            // Send order is index order within a partition.
+            let numbers: Vec<usize> = values.iter().map(|v| v[2..].parse().unwrap()).collect();
+            assert!(numbers.windows(2).all(|w| w[0] < w[1]), "partition {partition} out of order via node {}", index + 1);
+        }
+        for (partition, values) in &expected {
+            let have: BTreeSet<&String> = read.get(partition).into_iter().flatten().collect();
+            let lost: Vec<&String> = values.iter().filter(|v| !have.contains(v)).collect();
+            assert!(lost.is_empty(), "acknowledged but lost in partition {partition} via node {}: {} of {}, e.g. {:?}", index + 1, lost.len(), values.len(), &lost[..lost.len().min(5)]);
+        }
+    }
+}
+
+/// Every partition of `topic` read from the beginning to its end through `bootstrap`, values
+/// in offset order.
+fn read_in_order(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<String>> {
+    use rdkafka::error::KafkaError;
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = common::consumer_config(bootstrap)
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut values: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    let mut at_end = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while at_end.len() < partitions as usize {
+        assert!(Instant::now() < deadline, "{topic}: only partitions {at_end:?} reached their end");
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Ok(message)) => {
+                at_end.remove(&message.partition());
+                let value = String::from_utf8(message.payload().unwrap_or_default().to_vec()).unwrap();
+                values.entry(message.partition()).or_default().push(value);
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                at_end.insert(partition);
+            }
+            Some(Err(error)) => panic!("consume {topic}: {error}"),
+        }
+    }
+    values
+}

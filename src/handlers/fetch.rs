@@ -17,7 +17,6 @@ use crate::protocol::fetch_response::{
 };
 use crate::protocol::{decode, Request, RequestError, ResponseFrame};
 use crate::replica::fetch_session::{Answered, PartitionKey, PartitionState};
-use crate::replica::ReplicaManager;
 
 /// Longest wait a client may ask for; bounds how long a request can occupy the broker.
 const MAX_WAIT_MS_MAX: i32 = 60_000;
@@ -34,6 +33,9 @@ struct FetchPlan {
     max_bytes: u64,
     min_bytes: u64,
     read_committed: bool,
+    /// A follower's node id (Kafka's replica fetch): it reads up to the log end, not the
+    /// high watermark, and its fetch offset is its progress. -1 for consumers.
+    replica_id: i32,
 }
 
 fn request_partitions(
@@ -66,6 +68,11 @@ fn request_partitions(
             let state = PartitionState {
                 fetch_offset: partition.fetch_offset,
                 max_bytes: partition.partition_max_bytes,
+                current_leader_epoch: partition.current_leader_epoch,
+                last_fetched_epoch: match version >= 12 {
+                    true => partition.last_fetched_epoch,
+                    false => -1,
+                },
                 high_watermark: -1,
                 log_start_offset: -1,
             };
@@ -123,6 +130,10 @@ fn plan(
         max_bytes: body.max_bytes.max(0) as u64,
         min_bytes: body.min_bytes.max(0) as u64,
         read_committed: body.isolation_level == READ_COMMITTED,
+        replica_id: match version >= 15 {
+            true => body.replica_state.replica_id.0,
+            false => body.replica_id.0,
+        },
     };
     if version < 7 {
         return Ok(base(0, false, requested));
@@ -137,12 +148,15 @@ fn plan(
 }
 
 /// One read pass over the plan's partitions. Returns the per-partition results and the
-/// record bytes gathered.
+/// record bytes gathered (a diverging follower counts as news). A follower's fetch records
+/// its progress, which may move the high watermark (then waiting requests are woken).
 fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionResult)>, u64) {
     let mut remaining_bytes = plan.max_bytes;
     let mut total_bytes = 0u64;
     let mut results = Vec::with_capacity(plan.partitions.len());
     let image = broker.image();
+    let follower = plan.replica_id >= 0;
+    let mut high_watermark_moved = false;
     for (key, state) in &plan.partitions {
         let mut result = PartitionResult {
             partition_index: key.partition,
@@ -156,16 +170,29 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
                 None
             },
             preferred_read_replica: -1,
+            diverging_epoch: None,
             records: Some(RecordsSource::Memory(bytes::Bytes::new())),
         };
-        let log = match key.topic.is_empty() {
+        let led = match key.topic.is_empty() {
             true => Err(ResponseError::UnknownTopicId),
             false => broker
                 .replicas
-                .leader_log(&image, &key.topic, key.partition),
+                .leader_partition(&image, &key.topic, key.partition),
         };
-        let log = match log {
-            Ok(log) => log,
+        let led = match led {
+            Ok(led) if state.current_leader_epoch < 0 => Ok(led),
+            // KIP-320: a fetcher behind this leader's epoch is fenced; one ahead of it knows
+            // of a leadership this node has not applied yet.
+            Ok(led) if state.current_leader_epoch < led.leader_epoch => {
+                Err(ResponseError::FencedLeaderEpoch)
+            }
+            Ok(led) if state.current_leader_epoch > led.leader_epoch => {
+                Err(ResponseError::UnknownLeaderEpoch)
+            }
+            other => other,
+        };
+        let led = match led {
+            Ok(led) => led,
             Err(error) => {
                 let error = match error {
                     ResponseError::UnknownTopicId if plan.version < 13 => {
@@ -178,20 +205,51 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
                 continue;
             }
         };
+        let log = &led.log;
         let offsets = log.offsets();
-        result.high_watermark = ReplicaManager::high_watermark(&offsets);
-        result.last_stable_offset = offsets.last_stable_offset;
+        if follower {
+            // KIP-595: the follower's last batch is of an epoch that ends earlier here (or
+            // that this log never had): it truncates before fetching on.
+            if state.last_fetched_epoch >= 0 {
+                let (epoch, end_offset) = log.end_offset_for_leader_epoch(state.last_fetched_epoch);
+                if epoch != state.last_fetched_epoch || end_offset < state.fetch_offset {
+                    result.diverging_epoch = Some((epoch, end_offset));
+                    result.high_watermark = led.replication.high_watermark();
+                    result.log_start_offset = offsets.log_start_offset;
+                    total_bytes = total_bytes.max(1);
+                    results.push((key.clone(), result));
+                    continue;
+                }
+            }
+            if (offsets.log_start_offset..=offsets.log_end_offset).contains(&state.fetch_offset) {
+                let (_, moved) = led.replication.follower_fetched(
+                    plan.replica_id,
+                    state.fetch_offset,
+                    offsets.log_end_offset,
+                    crate::clock::now_ms(),
+                );
+                high_watermark_moved |= moved;
+            }
+        }
+        let high_watermark = led.replication.high_watermark();
+        result.high_watermark = high_watermark;
+        result.last_stable_offset = offsets.last_stable_offset.min(high_watermark);
         result.log_start_offset = offsets.log_start_offset;
         let partition_budget = (state.max_bytes.max(0) as u64).min(remaining_bytes);
         // KIP-74: the first batch of the first partition with data is returned even if it
         // exceeds the limits, so that a consumer always makes progress.
         let min_one_batch = total_bytes == 0;
+        // Consumers read up to the high watermark (what every in-sync replica has);
         // READ_COMMITTED stops at the last stable offset and lists the aborted transactions
-        // in the range, so the client can drop their records.
-        let upper_offset = plan.read_committed.then_some(offsets.last_stable_offset);
+        // in the range, so the client can drop their records. Followers read to the log end.
+        let upper_offset = match (follower, plan.read_committed) {
+            (true, _) => None,
+            (false, true) => Some(result.last_stable_offset),
+            (false, false) => Some(high_watermark),
+        };
         if plan.read_committed {
             result.aborted_transactions =
-                Some(log.aborted_transactions(state.fetch_offset, offsets.last_stable_offset));
+                Some(log.aborted_transactions(state.fetch_offset, result.last_stable_offset));
         }
         match log.read_up_to(
             state.fetch_offset,
@@ -212,6 +270,10 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
             }
         }
         results.push((key.clone(), result));
+    }
+    if high_watermark_moved {
+        // acks=all produces and consumers waiting for the high watermark.
+        broker.replicas.notify_appended();
     }
     (results, total_bytes)
 }

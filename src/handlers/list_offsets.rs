@@ -20,26 +20,29 @@ const EARLIEST_LOCAL: i64 = -4;
 const EARLIEST_PENDING_UPLOAD: i64 = -5;
 
 /// (timestamp, offset) answering `timestamp` on `log`; (-1, -1) when no record matches.
+/// Consumers see the log up to the high watermark (READ_COMMITTED: the last stable offset
+/// below it), so nothing above that is an answer (as Kafka).
 fn lookup(
     log: &PartitionLog,
+    high_watermark: i64,
     timestamp: i64,
     read_committed: bool,
 ) -> std::io::Result<Result<(i64, i64), ResponseError>> {
     let offsets = log.offsets();
+    let visible_end = match read_committed {
+        true => offsets.last_stable_offset.min(high_watermark),
+        false => high_watermark,
+    };
     Ok(Ok(match timestamp {
-        // READ_COMMITTED consumers see the log up to the last stable offset.
-        LATEST if read_committed => (-1, offsets.last_stable_offset),
-        LATEST => (-1, offsets.log_end_offset),
+        LATEST => (-1, visible_end),
         EARLIEST | EARLIEST_LOCAL | EARLIEST_PENDING_UPLOAD => (-1, offsets.log_start_offset),
-        // Under READ_COMMITTED a record at or above the last stable offset is not fetchable
-        // yet, so it is not an answer (as Kafka).
         MAX_TIMESTAMP => log
             .max_timestamp()?
-            .filter(|(_, offset)| !read_committed || *offset < offsets.last_stable_offset)
+            .filter(|(_, offset)| *offset < visible_end)
             .unwrap_or((-1, -1)),
         target if target >= 0 => log
             .offset_for_timestamp(target)?
-            .filter(|(_, offset)| !read_committed || *offset < offsets.last_stable_offset)
+            .filter(|(_, offset)| *offset < visible_end)
             .unwrap_or((-1, -1)),
         _ => return Ok(Err(ResponseError::InvalidRequest)),
     }))
@@ -65,21 +68,23 @@ pub fn handle(
                         .with_partition_index(partition.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
-                    let result = match broker.replicas.leader_log(&image, topic.name.as_str(), partition.partition_index) {
-                        Err(error) => Err(error),
-                        Ok(log) => lookup(&log, partition.timestamp, body.isolation_level == 1).unwrap_or_else(|error| {
+                    let led = broker.replicas.leader_partition(&image, topic.name.as_str(), partition.partition_index);
+                    let result = match &led {
+                        Err(error) => Err(*error),
+                        Ok(led) => lookup(&led.log, led.replication.high_watermark(), partition.timestamp, body.isolation_level == 1).unwrap_or_else(|error| {
                             tracing::error!(topic = topic.name.as_str(), %error, "offset lookup failed");
                             Err(ResponseError::KafkaStorageError)
                         }),
                     };
-                    match result {
-                        Ok((timestamp, offset)) => {
+                    match (result, led) {
+                        (Ok((timestamp, offset)), Ok(led)) => {
                             response = response.with_timestamp(timestamp).with_offset(offset);
                             if version >= 4 {
-                                response = response.with_leader_epoch(0);
+                                response = response.with_leader_epoch(led.leader_epoch);
                             }
                         }
-                        Err(error) => response = response.with_error_code(error.code()),
+                        (Ok(_), Err(error)) => response = response.with_error_code(error.code()),
+                        (Err(error), _) => response = response.with_error_code(error.code()),
                     }
                     response
                 })

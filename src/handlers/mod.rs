@@ -12,6 +12,7 @@ pub mod groups;
 pub mod list_offsets;
 pub mod log_dirs;
 pub mod metadata;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod quorum;
 pub mod txn;
@@ -28,6 +29,7 @@ pub enum Handled {
     Response(ResponseFrame),
     /// acks=0 produce: the client expects nothing back.
     NoResponse,
-    /// A response that may wait (a long-polling fetch); None closes the connection.
+    /// A response that may wait (a long-polling fetch, an acks=all produce); None closes the
+    /// connection.
     Deferred(DeferredResponse),
 }

@@ -1,7 +1,14 @@
 //! Produce: validates each partition's batches (header and CRC only, no record decoding),
 //! appends them with offsets assigned in place, and answers per partition. acks=0 gets no
 //! response (an error then closes the connection, so the client notices, as in Kafka).
-//! With one replica, acks=1 and acks=all are the same durability: the append.
+//! acks=1 is answered after the leader's append; acks=all once the high watermark passed the
+//! appended batches (every in-sync replica has them): a deferred response woken by follower
+//! fetches, never a blocked worker. acks=all needs `min.insync.replicas` in-sync replicas
+//! before the append (NOT_ENOUGH_REPLICAS) and still when the batch is committed
+//! (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -20,7 +27,7 @@ use crate::protocol::{
     decode, encode_response, encode_response_header, Chunk, Request, RequestError, ResponseFrame,
 };
 use crate::record::batch::BatchHeader;
-use crate::replica::{AppendError, ProducerError};
+use crate::replica::{AppendError, LedPartition, ProducerError, Role};
 
 struct PartitionOutcome {
     index: i32,
@@ -28,7 +35,13 @@ struct PartitionOutcome {
     base_offset: i64,
     log_append_time_ms: i64,
     log_start_offset: i64,
+    /// acks=all: the offset the high watermark must reach, and the partition's state.
+    awaiting: Option<(i64, LedPartition)>,
 }
+
+/// Longest acks=all wait a request may ask for (its `timeout_ms`), bounding how long a
+/// produce can occupy the broker.
+const ACKS_ALL_WAIT_MS_MAX: i32 = 300_000;
 
 fn failed(index: i32, error: ResponseError, message: String) -> PartitionOutcome {
     PartitionOutcome {
@@ -37,6 +50,7 @@ fn failed(index: i32, error: ResponseError, message: String) -> PartitionOutcome
         base_offset: -1,
         log_append_time_ms: -1,
         log_start_offset: -1,
+        awaiting: None,
     }
 }
 
@@ -55,6 +69,8 @@ fn append_error_code(error: &AppendError) -> ResponseError {
         AppendError::Producer(ProducerError::Invalid(_)) => ResponseError::InvalidRecord,
         AppendError::Producer(ProducerError::InvalidTxnState) => ResponseError::InvalidTxnState,
         AppendError::VerificationVoided => ResponseError::InvalidTxnState,
+        // Only followers append copies; a client's batches get offsets assigned.
+        AppendError::NotContiguous { .. } => ResponseError::UnknownServerError,
         AppendError::Io(_) => ResponseError::KafkaStorageError,
     }
 }
@@ -66,6 +82,7 @@ fn append_partition(
     topic: &str,
     index: i32,
     records: Option<&Bytes>,
+    acks: i16,
     now: i64,
 ) -> PartitionOutcome {
     if crate::handlers::metadata::is_internal(topic) {
@@ -77,8 +94,8 @@ fn append_partition(
             format!("Cannot append to internal topic {topic}"),
         );
     }
-    let log = match broker.replicas.leader_log(image, topic, index) {
-        Ok(log) => log,
+    let led = match broker.replicas.leader_partition(image, topic, index) {
+        Ok(led) => led,
         Err(error) => {
             let error = match validate_topic_name(topic) {
                 Err(_) => ResponseError::InvalidTopicException,
@@ -87,6 +104,18 @@ fn append_partition(
             return failed(index, error, format!("{topic}-{index} is not led here"));
         }
     };
+    let log = &led.log;
+    let min_insync_replicas = log.config().min_insync_replicas;
+    if acks == -1 && led.replication.isr_len() < min_insync_replicas {
+        return failed(
+            index,
+            ResponseError::NotEnoughReplicas,
+            format!(
+                "The size of the current ISR {:?} is insufficient to satisfy the min.isr requirement of {min_insync_replicas} for partition {topic}-{index}",
+                led.replication.isr()
+            ),
+        );
+    }
     let records = records.map(|r| &r[..]).unwrap_or_default();
     // Transactional batches are appended only while the partition is in the producer's open
     // transaction (the coordinator is in this process: KIP-890 part 1's verification without
@@ -135,12 +164,18 @@ fn append_partition(
         Ok(result) => {
             let record_count = (result.last_offset - result.base_offset + 1) as u64;
             crate::metrics::topic_produced(topic, records.len() as u64, record_count);
+            let high_watermark = led
+                .replication
+                .leader_appended(log.offsets().log_end_offset);
+            let committed_end = result.last_offset + 1;
             PartitionOutcome {
                 index,
                 error: None,
                 base_offset: result.base_offset,
                 log_append_time_ms: result.log_append_time_ms,
                 log_start_offset: result.log_start_offset,
+                awaiting: (acks == -1 && high_watermark < committed_end)
+                    .then(|| (committed_end, led.clone())),
             }
         }
         Err(error) => {
@@ -174,7 +209,7 @@ fn scan_headers(records: &[u8]) -> (Option<BatchHeader>, usize, bool) {
 }
 
 pub fn handle(
-    broker: &Node,
+    broker: &Arc<Node>,
     _context: &RequestContext,
     mut request: Request,
 ) -> Result<Handled, RequestError> {
@@ -208,6 +243,7 @@ pub fn handle(
                     name,
                     partition.index,
                     partition.records.as_ref(),
+                    body.acks,
                     now,
                 )
             })
@@ -231,6 +267,79 @@ pub fn handle(
             Ok(Handled::NoResponse)
         };
     }
+    let correlation_id = request.header.correlation_id;
+    let waiting = topics
+        .iter()
+        .flat_map(|(_, p)| p)
+        .any(|p| p.awaiting.is_some());
+    if !waiting {
+        return Ok(Handled::Response(encode(version, correlation_id, topics)));
+    }
+    let broker = broker.clone();
+    let wait_ms = body.timeout_ms.clamp(0, ACKS_ALL_WAIT_MS_MAX);
+    let deadline = Instant::now() + Duration::from_millis(wait_ms as u64);
+    Ok(Handled::Deferred(Box::pin(async move {
+        let mut shutdown = broker.shutdown.subscribe();
+        loop {
+            // Register before checking, so a follower fetch in between is not missed.
+            let notified = broker.replicas.appended();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let timed_out = Instant::now() >= deadline || *shutdown.borrow();
+            let mut pending = false;
+            for (name, outcomes) in topics.iter_mut() {
+                for outcome in outcomes.iter_mut() {
+                    pending |= !settle(&broker, name.as_str(), outcome, timed_out);
+                }
+            }
+            if !pending {
+                return Some(encode(version, correlation_id, topics));
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    })))
+}
+
+/// Settles an acks=all outcome if it can be: committed (the high watermark passed it, with
+/// enough in-sync replicas), leadership lost, or timed out. Returns whether it is settled.
+fn settle(broker: &Node, topic: &str, outcome: &mut PartitionOutcome, timed_out: bool) -> bool {
+    let Some((committed_end, led)) = &outcome.awaiting else {
+        return true;
+    };
+    let still_leader =
+        broker.replicas.role(topic, outcome.index) == Some((Role::Leader, led.leader_epoch));
+    let error = if !still_leader {
+        Some(ResponseError::NotLeaderOrFollower)
+    } else if led.replication.high_watermark() >= *committed_end {
+        let min_insync_replicas = led.log.config().min_insync_replicas;
+        (led.replication.isr_len() < min_insync_replicas)
+            .then_some(ResponseError::NotEnoughReplicasAfterAppend)
+    } else if timed_out {
+        Some(ResponseError::RequestTimedOut)
+    } else {
+        return false;
+    };
+    outcome.awaiting = None;
+    if let Some(error) = error {
+        crate::metrics::partition_error(ApiKey::Produce, error.code());
+        outcome.error = Some((
+            error,
+            format!("{topic}-{}: the batch was not acknowledged by the in-sync replicas", outcome.index),
+        ));
+        outcome.base_offset = -1;
+    }
+    true
+}
+
+fn encode(
+    version: i16,
+    correlation_id: i32,
+    topics: Vec<(StrBytes, Vec<PartitionOutcome>)>,
+) -> ResponseFrame {
     let responses = topics
         .into_iter()
         .map(|(name, outcomes)| {
@@ -258,12 +367,7 @@ pub fn handle(
         })
         .collect();
     let response = ProduceResponse::default().with_responses(responses);
-    Ok(Handled::Response(encode_response(
-        ApiKey::Produce,
-        version,
-        request.header.correlation_id,
-        &response,
-    )))
+    encode_response(ApiKey::Produce, version, correlation_id, &response)
 }
 
 /// Produce v0–2 (message formats before v2) is advertised but refused, as Kafka 4 does: every

@@ -33,6 +33,13 @@ pub enum AppendError {
     /// the batch reached the log.
     #[error("the transaction ended before this verified batch was appended")]
     VerificationVoided,
+    /// Batches copied from a leader do not continue this log: their first offset is not
+    /// the log end offset, or they overlap each other.
+    #[error("batch at offset {base_offset} does not follow the log end offset {log_end_offset}")]
+    NotContiguous {
+        base_offset: i64,
+        log_end_offset: i64,
+    },
     #[error("io: {0}")]
     Io(#[from] io::Error),
 }

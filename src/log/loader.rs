@@ -174,7 +174,7 @@ fn load_segments(
 /// headers after it; with no snapshot, replays from the log start. Snapshots are written at
 /// every roll and at clean shutdown, so after a crash only the active segment is read.
 /// Returns the aborted transactions, ordered by marker offset.
-fn load_producer_state(
+pub(super) fn load_producer_state(
     local: &LocalLog,
     log_start_offset: i64,
     producers: &mut ProducerStateManager,

@@ -181,6 +181,66 @@ impl LocalLog {
         Ok(next_offset)
     }
 
+    /// Removes every batch from the one holding `offset` on (Kafka's `truncateTo`, for a
+    /// follower whose log diverged from its leader's): later segments are deleted, and the
+    /// segment holding `offset` is cut at that batch and becomes the active one again,
+    /// reopened with appendable indexes rebuilt from its remaining batches. `offset` must be
+    /// at or above the first segment's base offset (see [`Self::truncate_fully`]).
+    pub fn truncate_to(&mut self, offset: i64, config: &LogConfig) -> io::Result<()> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        assert!(
+            offset >= self.first_base_offset(),
+            "truncation below the first segment goes through truncate_fully"
+        );
+        let keep_base = *self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .expect("a segment at or below the offset")
+            .0;
+        let later: Vec<i64> = self.segments.range(keep_base + 1..).map(|(b, _)| *b).collect();
+        for base in later {
+            let segment = self.segments.remove(&base).expect("listed segment");
+            delete_with_txn_index(&self.dir, segment)?;
+        }
+        let segment = self.segments.remove(&keep_base).expect("kept segment");
+        let position = segment
+            .find(offset)?
+            .map_or(segment.size_bytes(), |batch| batch.position);
+        segment.file().set_len(position)?;
+        drop(segment); // unmaps its indexes before they are reopened appendable
+        let mut reopened = Segment::open(
+            &self.dir,
+            keep_base,
+            config.index_interval_bytes,
+            config.segment_index_bytes,
+        )?;
+        reopened.recover(RECOVERY_BATCH_BYTES_MAX)?;
+        self.segments.insert(keep_base, reopened);
+        self.recovery_point = self.recovery_point.min(self.log_end_offset());
+        Ok(())
+    }
+
+    /// Deletes every segment and starts the log empty at `offset` (Kafka's
+    /// `truncateFullyAndStartAt`: a follower that fell below its leader's log start).
+    pub fn truncate_fully(&mut self, offset: i64, config: &LogConfig) -> io::Result<()> {
+        for (_, segment) in std::mem::take(&mut self.segments) {
+            delete_with_txn_index(&self.dir, segment)?;
+        }
+        let segment = Segment::open(
+            &self.dir,
+            offset,
+            config.index_interval_bytes,
+            config.segment_index_bytes,
+        )?;
+        self.segments.insert(offset, segment);
+        self.recovery_point = offset;
+        self.unflushed_messages = 0;
+        Ok(())
+    }
+
     /// Appends batches whose offsets are assigned to the active segment (see
     /// [`Segment::append`]).
     pub fn append(
@@ -557,4 +617,14 @@ fn first_record_at_or_after(
         }
     }
     Ok(None)
+}
+
+/// Deletes a segment's files, its `.txnindex` included (truncation: nothing of it remains).
+fn delete_with_txn_index(dir: &Path, segment: Segment) -> io::Result<()> {
+    let txn_index = dir.join(format!("{}.txnindex", file_stem(segment.base_offset())));
+    segment.delete()?;
+    match std::fs::remove_file(txn_index) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }

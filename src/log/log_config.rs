@@ -30,6 +30,8 @@ pub struct LogConfig {
     pub min_cleanable_dirty_ratio: f64,
     /// `producer` or a codec name.
     pub compression_type: String,
+    /// In-sync replicas an acks=all produce needs (`min.insync.replicas`).
+    pub min_insync_replicas: usize,
 }
 
 impl LogConfig {
@@ -92,6 +94,7 @@ impl LogConfig {
                 .parse()
                 .expect("validated"),
             compression_type: values["compression.type"].to_ascii_lowercase(),
+            min_insync_replicas: long("min.insync.replicas").max(1) as usize,
         }
     }
 }

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::record::batch::BatchHeader;
@@ -34,8 +34,8 @@ pub use super::loader::Checkpoints;
 pub use super::local_log::{FileSlice, SealedSegment, CLEANED_SUFFIX, SWAP_SUFFIX};
 pub use super::segment::file_stem;
 
-/// The partition leader epoch stamped on every batch appended through [`PartitionLog::append`],
-/// [`PartitionLog::append_trusted`] and [`PartitionLog::append_marker`].
+/// The partition leader epoch a log stamps until the replica layer tells it otherwise
+/// ([`PartitionLog::set_leader_epoch`]); the metadata log keeps it.
 const DEFAULT_LEADER_EPOCH: i32 = 0;
 
 #[derive(Clone, Copy, Debug)]
@@ -115,6 +115,10 @@ pub struct PartitionLog {
     config: RwLock<Arc<LogConfig>>,
     state: Mutex<LogState>,
     next_guard_id: AtomicU64,
+    /// Stamped on every batch this node appends as leader ([`Self::append`],
+    /// [`Self::append_verified`], [`Self::append_trusted`], [`Self::append_marker`]): the
+    /// epoch of this node's leadership, set by the replica layer from the metadata image.
+    leader_epoch: AtomicI32,
 }
 
 impl PartitionLog {
@@ -144,6 +148,7 @@ impl PartitionLog {
                 verifications: HashMap::new(),
             }),
             next_guard_id: AtomicU64::new(1),
+            leader_epoch: AtomicI32::new(DEFAULT_LEADER_EPOCH),
         })
     }
 
@@ -202,7 +207,16 @@ impl PartitionLog {
     /// Validates `records` (one or more v2 batches as a producer sent them), assigns offsets and
     /// appends them. Nothing is written unless every batch is valid.
     pub fn append(&self, records: &[u8], now_ms: i64) -> Result<AppendResult, AppendError> {
-        self.append_as_leader(records, DEFAULT_LEADER_EPOCH, now_ms)
+        self.append_as_leader(records, self.leader_epoch(), now_ms)
+    }
+
+    /// The leader epoch stamped on this node's appends from now on (a new leadership).
+    pub fn set_leader_epoch(&self, leader_epoch: i32) {
+        self.leader_epoch.store(leader_epoch, Ordering::Release);
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Acquire)
     }
 
     /// Opens (or joins) the verification of `producer_id`'s transactional appends: call before
@@ -242,7 +256,7 @@ impl PartitionLog {
             now_ms,
             true,
             None,
-            DEFAULT_LEADER_EPOCH,
+            self.leader_epoch(),
             Some(guard),
         )
     }
@@ -284,9 +298,160 @@ impl PartitionLog {
             now_ms,
             false,
             None,
-            DEFAULT_LEADER_EPOCH,
+            self.leader_epoch(),
             None,
         )
+    }
+
+    /// Appends batches copied from the partition's leader (Kafka's `appendAsFollower`): their
+    /// offsets, leader epochs and timestamps stay as the leader wrote them, and producer state
+    /// is replayed from them rather than checked (the leader checked). They must continue
+    /// this log exactly: the first one starts at the log end offset.
+    pub fn append_as_follower(
+        &self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendResult, AppendError> {
+        let config = self.config();
+        let headers = validator::parse_trusted(records)?;
+        assert!(!headers.is_empty(), "append_as_follower needs a batch");
+        let mut state = self.lock();
+        let base_offset = state.log_end_offset();
+        let mut next_offset = base_offset;
+        for (_, header) in &headers {
+            if header.base_offset != next_offset {
+                return Err(AppendError::NotContiguous {
+                    base_offset: header.base_offset,
+                    log_end_offset: base_offset,
+                });
+            }
+            next_offset = header.last_offset() + 1;
+        }
+        let size_bytes: u64 = headers.iter().map(|(_, h)| h.size_bytes() as u64).sum();
+        self.maybe_roll(&mut state, &config, size_bytes, now_ms)?;
+        let first_position = headers[0].0;
+        let placed: Vec<(u64, BatchHeader)> = headers
+            .iter()
+            .map(|&(position, header)| ((position - first_position) as u64, header))
+            .collect();
+        record_leader_epochs(&mut state.leader_epochs, &placed)?;
+        let end_position = first_position + size_bytes as usize;
+        state.local.append(
+            &[std::io::IoSlice::new(&records[first_position..end_position])],
+            &placed,
+            now_ms,
+        )?;
+        for &(position, header) in &headers {
+            if !header.is_control() {
+                state.producers.replay(&header);
+                continue;
+            }
+            let batch = &records[position..position + header.size_bytes()];
+            let commit = crate::record::control::is_commit(batch, &header)
+                .filter(|_| header.producer_id >= 0);
+            if let Some(commit) = commit {
+                let aborted = state.producers.apply_marker(
+                    header.producer_id,
+                    header.producer_epoch,
+                    -1,
+                    commit,
+                    header.base_offset,
+                    header.max_timestamp,
+                );
+                state.verifications.remove(&header.producer_id);
+                if let Some(aborted) = aborted {
+                    let active_base = state.local.active().base_offset();
+                    transaction_index::append(&self.dir, active_base, &aborted)?;
+                    state.aborted.push(aborted);
+                }
+            }
+        }
+        state.producers.set_map_end_offset(next_offset);
+        let record_count: i64 = headers
+            .iter()
+            .map(|(_, h)| i64::from(h.records_count))
+            .sum();
+        state.local.count_unflushed(record_count, &config, now_ms)?;
+        Ok(AppendResult {
+            base_offset,
+            last_offset: next_offset - 1,
+            log_append_time_ms: -1,
+            log_start_offset: state.log_start_offset,
+        })
+    }
+
+    /// Removes every batch from the one holding `offset` on (a follower whose log diverged
+    /// from its leader's, KIP-101), and rebuilds what describes the log from what remains:
+    /// producer state (from the newest snapshot at or below the new end), aborted
+    /// transactions and leader epochs. Below the log start offset the log is emptied and
+    /// starts again at `offset`. Returns the new log end offset.
+    pub fn truncate_to(&self, offset: i64) -> io::Result<i64> {
+        let config = self.config();
+        let mut state = self.lock();
+        let old_end = state.log_end_offset();
+        if offset >= old_end {
+            return Ok(old_end);
+        }
+        if offset < state.local.first_base_offset() || offset < state.log_start_offset {
+            state.local.truncate_fully(offset, &config)?;
+            state.log_start_offset = offset;
+        } else {
+            state.local.truncate_to(offset, &config)?;
+        }
+        self.rebuild_after_truncation(&mut state)?;
+        tracing::warn!(
+            topic = self.topic,
+            partition = self.partition,
+            old_end,
+            new_end = state.log_end_offset(),
+            "truncated the log"
+        );
+        Ok(state.log_end_offset())
+    }
+
+    /// Empties the log and starts it again at `offset` (Kafka's `truncateFullyAndStartAt`: a
+    /// follower that fell below its leader's log start).
+    pub fn reset_to(&self, offset: i64) -> io::Result<()> {
+        let config = self.config();
+        let mut state = self.lock();
+        state.local.truncate_fully(offset, &config)?;
+        state.log_start_offset = offset;
+        self.rebuild_after_truncation(&mut state)?;
+        tracing::warn!(
+            topic = self.topic,
+            partition = self.partition,
+            offset,
+            "emptied the log to start at the leader's log start"
+        );
+        Ok(())
+    }
+
+    fn rebuild_after_truncation(&self, state: &mut LogState) -> io::Result<()> {
+        let new_end = state.log_end_offset();
+        let mut producers = ProducerStateManager::new(&self.dir);
+        let aborted = loader::load_producer_state(
+            &state.local,
+            state.log_start_offset,
+            &mut producers,
+            &self.topic,
+            self.partition,
+        )?;
+        state.producers = producers;
+        state.aborted = aborted;
+        state.verifications.clear();
+        let log_start_offset = state.log_start_offset;
+        let mut changed = state.leader_epochs.truncate_from_end(new_end);
+        changed |= state.leader_epochs.truncate_from_start(log_start_offset);
+        if changed {
+            state.leader_epochs.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The latest leader epoch in the log, -1 when it has none (what a follower sends as its
+    /// last fetched epoch).
+    pub fn latest_epoch(&self) -> i32 {
+        self.lock().leader_epochs.latest_epoch().unwrap_or(-1)
     }
 
     /// Writes a transaction marker (COMMIT or ABORT control batch) for a producer, ending its
@@ -319,7 +484,7 @@ impl PartitionLog {
             now_ms,
             false,
             Some(marker),
-            DEFAULT_LEADER_EPOCH,
+            self.leader_epoch(),
             None,
         )?;
         Ok(result.base_offset)

@@ -22,6 +22,7 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::Produce, range(0, 12)),
     (ApiKey::Fetch, range(4, 17)),
     (ApiKey::ListOffsets, range(1, 10)),
+    (ApiKey::OffsetForLeaderEpoch, range(2, 4)),
     (ApiKey::Metadata, range(0, 13)),
     (ApiKey::ApiVersions, range(0, 4)),
     (ApiKey::CreateTopics, range(2, 7)),

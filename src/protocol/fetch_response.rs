@@ -25,6 +25,9 @@ pub struct PartitionResult {
     /// (producer id, first offset); None encodes as null.
     pub aborted_transactions: Option<Vec<(i64, i64)>>,
     pub preferred_read_replica: i32,
+    /// For a follower whose log diverged (v12+): the leader's (epoch, end offset) to truncate
+    /// by (KIP-595's DivergingEpoch, tagged field 0).
+    pub diverging_epoch: Option<(i32, i64)>,
     pub records: Option<RecordsSource>,
 }
 
@@ -147,7 +150,17 @@ pub fn encode(version: i16, correlation_id: i32, result: &FetchResult) -> Respon
                 }
             }
             if flexible {
-                put_unsigned_varint(&mut output, 0); // partition tagged fields
+                match partition.diverging_epoch {
+                    None => put_unsigned_varint(&mut output, 0), // no partition tagged fields
+                    Some((epoch, end_offset)) => {
+                        put_unsigned_varint(&mut output, 1); // one tagged field
+                        put_unsigned_varint(&mut output, 0); // tag 0: DivergingEpoch
+                        put_unsigned_varint(&mut output, 4 + 8 + 1); // its size in bytes
+                        output.put_i32(epoch);
+                        output.put_i64(end_offset);
+                        put_unsigned_varint(&mut output, 0); // its own tagged fields
+                    }
+                }
             }
         }
         if flexible {
@@ -181,6 +194,7 @@ mod tests {
                     log_start_offset: 3,
                     aborted_transactions: aborted,
                     preferred_read_replica: -1,
+                    diverging_epoch: None,
                     records,
                 }
             };
@@ -236,6 +250,11 @@ mod tests {
                             .with_preferred_read_replica(kafka_protocol::messages::BrokerId(
                                 p.preferred_read_replica,
                             ))
+                            .with_diverging_epoch(
+                                kafka_protocol::messages::fetch_response::EpochEndOffset::default()
+                                    .with_epoch(p.diverging_epoch.map_or(-1, |d| d.0))
+                                    .with_end_offset(p.diverging_epoch.map_or(-1, |d| d.1)),
+                            )
                             .with_records(records)
                     })
                     .collect();
@@ -269,6 +288,9 @@ mod tests {
             let mut result = sample(b"record-bytes");
             if version < 7 {
                 result.session_id = 0;
+            }
+            if version >= FLEXIBLE_VERSION {
+                result.topics[0].partitions[1].diverging_epoch = Some((4, 1234));
             }
             let ours = encode(version, 9, &result).to_bytes().unwrap();
             assert_eq!(

@@ -26,6 +26,10 @@ pub struct PartitionKey {
 pub struct PartitionState {
     pub fetch_offset: i64,
     pub max_bytes: i32,
+    /// The leader epoch the fetcher believes current (-1: not checked).
+    pub current_leader_epoch: i32,
+    /// A follower's epoch of its last fetched batch (-1: none), for divergence (KIP-595).
+    pub last_fetched_epoch: i32,
     /// What the client was last told, to decide whether an incremental response includes it.
     pub high_watermark: i64,
     pub log_start_offset: i64,
@@ -155,6 +159,8 @@ impl FetchSessions {
                         Some(existing) => {
                             existing.fetch_offset = state.fetch_offset;
                             existing.max_bytes = state.max_bytes;
+                            existing.current_leader_epoch = state.current_leader_epoch;
+                            existing.last_fetched_epoch = state.last_fetched_epoch;
                         }
                         None => {
                             session.partitions.insert(key.clone(), *state);

@@ -8,6 +8,8 @@
 //! Handlers and coordinators reach partition logs only through this layer.
 
 pub mod fetch_session;
+pub mod fetcher;
+pub mod replication;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -17,6 +19,7 @@ use kafka_protocol::ResponseError;
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
+use crate::clock::now_ms;
 use crate::controller::image::{Change, MetadataImage, TopicImage};
 use crate::log::log_config::LogConfig;
 use crate::log::LogManager;
@@ -24,22 +27,45 @@ use crate::log::LogManager;
 pub use crate::log::partition::{AppendError, AppendResult, FileSlice, LogOffsets, PartitionLog};
 pub use crate::log::producer_state::ProducerError;
 pub use fetch_session::FetchSessions;
+pub use replication::{IsrChange, Replication};
 
 /// What this node is for one hosted partition, from the metadata image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     /// Takes produce, serves fetch, runs the coordinator shard of an internal partition.
     Leader,
-    /// Hosts a copy and follows the leader (replication fills it in; today nothing appends).
+    /// Hosts a copy, filled by fetching from the leader ([`fetcher`]).
     Follower,
 }
 
-/// One hosted partition: the role and leader epoch this node last applied, and its log.
+/// One hosted partition: the role, leader and leader epoch this node last applied, its log
+/// and its replication state (kept across role changes: the high watermark survives them).
 #[derive(Clone)]
 struct Replica {
     role: Role,
+    leader: i32,
     leader_epoch: i32,
     log: Arc<PartitionLog>,
+    replication: Arc<Replication>,
+}
+
+/// A partition led here, as produce and fetch need it.
+#[derive(Clone)]
+pub struct LedPartition {
+    pub log: Arc<PartitionLog>,
+    /// Stamped on the batches appended (and checked against fetchers' epochs).
+    pub leader_epoch: i32,
+    pub replication: Arc<Replication>,
+}
+
+/// A partition this node follows, as its fetcher needs it.
+#[derive(Clone)]
+pub struct FollowedPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub log: Arc<PartitionLog>,
+    pub replication: Arc<Replication>,
 }
 
 /// A partition whose leadership here began or ended when an image was applied: what the
@@ -72,6 +98,10 @@ impl ReplicaManager {
             appended: Notify::new(),
             fetch_sessions: FetchSessions::default(),
         }
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.node_id
     }
 
     /// The storage under every hosted partition (maintenance, metrics, log dirs).
@@ -150,16 +180,32 @@ impl ReplicaManager {
                 true => Role::Leader,
                 false => Role::Follower,
             };
-            let was_leader = replicas.get(&index).map(|r| r.role) == Some(Role::Leader);
+            let previous = replicas.get(&index);
+            let was_leader = previous.map(|r| r.role) == Some(Role::Leader);
             if was_leader != (role == Role::Leader) {
                 leadership.push(change(&topic.name, index, role == Role::Leader));
+            }
+            // A new replica starts with the high watermark at its log start: it exposes
+            // nothing it has not seen replicated (Kafka reads a checkpoint instead).
+            let replication = match previous {
+                Some(previous) => previous.replication.clone(),
+                None => Arc::new(Replication::new(
+                    self.node_id,
+                    log.offsets().log_start_offset,
+                )),
+            };
+            replication.apply(partition, log.offsets().log_end_offset, now_ms());
+            if role == Role::Leader {
+                log.set_leader_epoch(partition.leader_epoch);
             }
             replicas.insert(
                 index,
                 Replica {
                     role,
+                    leader: partition.leader,
                     leader_epoch: partition.leader_epoch,
                     log,
+                    replication,
                 },
             );
         }
@@ -195,6 +241,82 @@ impl ReplicaManager {
         }
     }
 
+    /// A partition this node leads, with its leader epoch and replication state.
+    pub fn leader_partition(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+        partition: i32,
+    ) -> Result<LedPartition, ResponseError> {
+        match self.replica(topic, partition) {
+            Some(replica) if replica.role == Role::Leader => Ok(LedPartition {
+                log: replica.log,
+                leader_epoch: replica.leader_epoch,
+                replication: replica.replication,
+            }),
+            _ => Err(missing_partition_error(image, topic, partition)),
+        }
+    }
+
+    /// The partitions this node follows whose leader is `leader_id`, in topic order.
+    pub fn followed_from(&self, leader_id: i32) -> Vec<FollowedPartition> {
+        let replicas = self.replicas.read().expect("replicas lock");
+        let mut followed = Vec::new();
+        for (topic, partitions) in replicas.iter() {
+            for (&partition, replica) in partitions {
+                if replica.role == Role::Follower && replica.leader == leader_id {
+                    followed.push(FollowedPartition {
+                        topic: topic.clone(),
+                        partition,
+                        leader_epoch: replica.leader_epoch,
+                        log: replica.log.clone(),
+                        replication: replica.replication.clone(),
+                    });
+                }
+            }
+        }
+        followed
+    }
+
+    /// The leaders (other live nodes) of the partitions this node follows.
+    pub fn followed_leaders(&self) -> std::collections::BTreeSet<i32> {
+        let replicas = self.replicas.read().expect("replicas lock");
+        replicas
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter(|replica| replica.role == Role::Follower && replica.leader >= 0)
+            .map(|replica| replica.leader)
+            .collect()
+    }
+
+    /// Every partition led here: (topic, partition, state), for the periodic ISR check.
+    pub fn led_replicated(&self) -> Vec<(String, i32, LedPartition)> {
+        let replicas = self.replicas.read().expect("replicas lock");
+        let mut led = Vec::new();
+        for (topic, partitions) in replicas.iter() {
+            for (&partition, replica) in partitions {
+                if replica.role == Role::Leader {
+                    led.push((
+                        topic.clone(),
+                        partition,
+                        LedPartition {
+                            log: replica.log.clone(),
+                            leader_epoch: replica.leader_epoch,
+                            replication: replica.replication.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+        led
+    }
+
+    /// The high watermark of a hosted partition (-1 when not hosted).
+    pub fn high_watermark_of(&self, topic: &str, partition: i32) -> i64 {
+        self.replica(topic, partition)
+            .map_or(-1, |replica| replica.replication.high_watermark())
+    }
+
     /// Whether this node leads the partition.
     pub fn is_leader(&self, topic: &str, partition: i32) -> bool {
         self.replica(topic, partition)
@@ -216,12 +338,6 @@ impl ReplicaManager {
             .filter(|replica| replica.role == Role::Leader)
             .map(|replica| replica.log.clone())
             .collect()
-    }
-
-    /// The high watermark of a led partition: the offset below which records are committed
-    /// and visible to consumers. With one replica it is the log end offset.
-    pub fn high_watermark(offsets: &LogOffsets) -> i64 {
-        offsets.log_end_offset
     }
 
     /// Wakes every waiting fetch after records were appended.

@@ -60,9 +60,11 @@ async fn route(
     let request = protocol::parse_request(frame)?;
     match request.api_key {
         // The data path never waits for the controller: it runs on the connection's task.
-        ApiKey::ApiVersions | ApiKey::Produce | ApiKey::Fetch | ApiKey::ListOffsets => {
-            route_sync(broker, context, request)
-        }
+        ApiKey::ApiVersions
+        | ApiKey::Produce
+        | ApiKey::Fetch
+        | ApiKey::ListOffsets
+        | ApiKey::OffsetForLeaderEpoch => route_sync(broker, context, request),
         // Anything else may wait for the controller (a metadata commit, an internal topic's
         // creation, a producer id block) or for another broker: it runs on the blocking pool,
         // and the connection waits for it in order, so no runtime worker does.
@@ -89,6 +91,10 @@ fn route_sync(
         ApiKey::Fetch => handlers::fetch::handle(broker, context, request),
         ApiKey::ListOffsets => {
             handlers::list_offsets::handle(broker, context, request).map(Handled::Response)
+        }
+        ApiKey::OffsetForLeaderEpoch => {
+            handlers::offset_for_leader_epoch::handle(broker, context, request)
+                .map(Handled::Response)
         }
         // Metadata changes: made by the active controller, forwarded to it from elsewhere.
         ApiKey::CreateTopics => forward_to_controller(broker, context, request, |b, c, r| {

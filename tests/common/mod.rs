@@ -327,8 +327,23 @@ pub fn admin_options() -> AdminOptions {
 /// Creates a topic via CreateTopics (with optional topic configs) and waits until metadata
 /// shows all its partitions with a leader.
 pub async fn create_topic(bootstrap: &str, name: &str, partitions: i32, configs: &[(&str, &str)]) {
+    create_replicated_topic(bootstrap, name, partitions, 1, configs).await
+}
+
+/// [`create_topic`] with `replication_factor` replicas per partition.
+pub async fn create_replicated_topic(
+    bootstrap: &str,
+    name: &str,
+    partitions: i32,
+    replication_factor: i32,
+    configs: &[(&str, &str)],
+) {
     let admin = admin(bootstrap);
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(
+        name,
+        partitions,
+        TopicReplication::Fixed(replication_factor),
+    );
     for (key, value) in configs {
         topic = topic.set(key, value);
     }

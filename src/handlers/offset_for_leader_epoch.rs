@@ -1,0 +1,72 @@
+//! OffsetForLeaderEpoch (KIP-101, KIP-320): for each partition, the end offset of the largest
+//! leader epoch at or below the one asked for, from the leader's epoch cache. Consumers use
+//! it to detect that their position was truncated after a leader change; a follower may use
+//! it to find where its log diverged (dlog's own followers use Fetch's DivergingEpoch).
+
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+};
+use kafka_protocol::ResponseError;
+
+use crate::handlers::context::RequestContext;
+use crate::node::Node;
+use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
+
+pub fn handle(
+    broker: &Node,
+    _context: &RequestContext,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: OffsetForLeaderEpochRequest = decode(&mut request.body, version)?;
+    let image = broker.image();
+    let topics = body
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|asked| {
+                    let answer = EpochEndOffset::default()
+                        .with_partition(asked.partition)
+                        .with_leader_epoch(-1)
+                        .with_end_offset(-1);
+                    let led = broker.replicas.leader_partition(
+                        &image,
+                        topic.topic.as_str(),
+                        asked.partition,
+                    );
+                    let led = match led {
+                        Ok(led) if asked.current_leader_epoch < 0 => led,
+                        Ok(led) if asked.current_leader_epoch < led.leader_epoch => {
+                            return answer.with_error_code(ResponseError::FencedLeaderEpoch.code())
+                        }
+                        Ok(led) if asked.current_leader_epoch > led.leader_epoch => {
+                            return answer
+                                .with_error_code(ResponseError::UnknownLeaderEpoch.code())
+                        }
+                        Ok(led) => led,
+                        Err(error) => return answer.with_error_code(error.code()),
+                    };
+                    let (epoch, end_offset) =
+                        led.log.end_offset_for_leader_epoch(asked.leader_epoch);
+                    answer.with_leader_epoch(epoch).with_end_offset(end_offset)
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(topic.topic.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    let response = OffsetForLeaderEpochResponse::default().with_topics(topics);
+    Ok(encode_response(
+        ApiKey::OffsetForLeaderEpoch,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}

@@ -1,0 +1,298 @@
+//! Replication state of one hosted partition (the leader-side half of Kafka's `Partition`):
+//! the in-sync replicas as the metadata image last said, each follower's progress as its
+//! fetches report it, and the high watermark they determine.
+//!
+//! Invariants:
+//! - The high watermark never moves back while this node leads, and never passes the
+//!   leader's log end offset.
+//! - As leader, the high watermark is the smallest log end offset of the ISR members (the
+//!   leader's own included): a record below it is on every in-sync replica, so a clean
+//!   election cannot lose it. With the leader alone in the ISR it is the log end offset.
+//! - At most one ISR change (AlterPartition) is in flight per partition; the next waits for
+//!   the image to carry the result (a new partition epoch) or for the request to fail.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::controller::image::PartitionImage;
+
+/// What the leader knows of one follower, from its fetches.
+#[derive(Clone, Copy, Debug)]
+struct FollowerProgress {
+    /// The follower's log end offset: the offset of its last fetch (-1: not fetched yet).
+    log_end_offset: i64,
+    /// Last time the follower had fetched up to the leader's log end as of an earlier fetch
+    /// (Kafka's `lastCaughtUpTimeMs`): what ISR shrinking measures lag by.
+    last_caught_up_ms: i64,
+    /// The time and the leader's log end offset of the follower's previous fetch.
+    last_fetch_ms: i64,
+    last_fetch_leader_end: i64,
+}
+
+impl FollowerProgress {
+    fn new(now_ms: i64) -> FollowerProgress {
+        FollowerProgress {
+            log_end_offset: -1,
+            last_caught_up_ms: now_ms,
+            last_fetch_ms: now_ms,
+            last_fetch_leader_end: -1,
+        }
+    }
+}
+
+/// An ISR change the leader wants the controller to commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IsrChange {
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<i32>,
+}
+
+#[derive(Debug)]
+struct State {
+    node_id: i32,
+    leading: bool,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    high_watermark: i64,
+    followers: BTreeMap<i32, FollowerProgress>,
+    isr_change_in_flight: bool,
+}
+
+#[derive(Debug)]
+pub struct Replication {
+    state: Mutex<State>,
+}
+
+impl Replication {
+    pub fn new(node_id: i32, high_watermark: i64) -> Replication {
+        Replication {
+            state: Mutex::new(State {
+                node_id,
+                leading: false,
+                leader_epoch: -1,
+                partition_epoch: -1,
+                replicas: Vec::new(),
+                isr: Vec::new(),
+                high_watermark,
+                followers: BTreeMap::new(),
+                isr_change_in_flight: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("replication lock")
+    }
+
+    /// Applies the partition's state from the metadata image. A new leader epoch (or the
+    /// start of leadership) resets follower progress: followers prove themselves again.
+    pub fn apply(&self, partition: &PartitionImage, log_end_offset: i64, now_ms: i64) {
+        let mut state = self.lock();
+        let leading = partition.leader == state.node_id;
+        let new_term = leading && (!state.leading || partition.leader_epoch != state.leader_epoch);
+        if new_term {
+            state.followers = partition
+                .replicas
+                .iter()
+                .filter(|&&id| id != state.node_id)
+                .map(|&id| (id, FollowerProgress::new(now_ms)))
+                .collect();
+        }
+        if !leading {
+            state.followers.clear();
+        }
+        if partition.partition_epoch != state.partition_epoch || new_term || !leading {
+            state.isr_change_in_flight = false;
+        }
+        state.leading = leading;
+        state.leader_epoch = partition.leader_epoch;
+        state.partition_epoch = partition.partition_epoch;
+        state.replicas = partition.replicas.clone();
+        state.isr = partition.isr.clone();
+        state.high_watermark = state.high_watermark.min(log_end_offset);
+        if leading {
+            Self::advance(&mut state, log_end_offset);
+        }
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.lock().high_watermark
+    }
+
+    /// The ISR as last applied from the image.
+    pub fn isr(&self) -> Vec<i32> {
+        self.lock().isr.clone()
+    }
+
+    pub fn isr_len(&self) -> usize {
+        self.lock().isr.len()
+    }
+
+    /// After the leader appended: with the leader alone in the ISR the high watermark follows
+    /// the log end at once. Returns the high watermark.
+    pub fn leader_appended(&self, log_end_offset: i64) -> i64 {
+        let mut state = self.lock();
+        Self::advance(&mut state, log_end_offset);
+        state.high_watermark
+    }
+
+    /// Records a follower's fetch at `fetch_offset` (its log end offset) while the leader's
+    /// log ends at `leader_end`. Returns the high watermark and whether it moved.
+    pub fn follower_fetched(
+        &self,
+        follower_id: i32,
+        fetch_offset: i64,
+        leader_end: i64,
+        now_ms: i64,
+    ) -> (i64, bool) {
+        let mut state = self.lock();
+        if let Some(progress) = state.followers.get_mut(&follower_id) {
+            if fetch_offset >= leader_end {
+                progress.last_caught_up_ms = now_ms;
+            } else if fetch_offset >= progress.last_fetch_leader_end {
+                progress.last_caught_up_ms =
+                    progress.last_caught_up_ms.max(progress.last_fetch_ms);
+            }
+            progress.log_end_offset = fetch_offset;
+            progress.last_fetch_ms = now_ms;
+            progress.last_fetch_leader_end = leader_end;
+        }
+        let before = state.high_watermark;
+        Self::advance(&mut state, leader_end);
+        (state.high_watermark, state.high_watermark > before)
+    }
+
+    /// As follower: the leader said its high watermark is `leader_high_watermark`.
+    pub fn follower_learned(&self, leader_high_watermark: i64, log_end_offset: i64) {
+        let mut state = self.lock();
+        if !state.leading {
+            state.high_watermark = leader_high_watermark.min(log_end_offset);
+        }
+    }
+
+    fn advance(state: &mut State, leader_end: i64) {
+        if !state.leading {
+            return;
+        }
+        let mut candidate = leader_end;
+        for id in &state.isr {
+            if *id == state.node_id {
+                continue;
+            }
+            let follower_end = state
+                .followers
+                .get(id)
+                .map_or(-1, |progress| progress.log_end_offset);
+            candidate = candidate.min(follower_end);
+        }
+        if candidate > state.high_watermark {
+            state.high_watermark = candidate;
+        }
+    }
+
+    /// The ISR change this leader should ask for now, if any (and none is in flight):
+    /// followers that have not caught up for `lag_max_ms` leave (Kafka's
+    /// `replica.lag.time.max.ms`); followers outside the ISR whose log reached the high
+    /// watermark join. Marks the change in flight; [`Self::isr_change_failed`] clears it.
+    pub fn isr_change_due(&self, leader_end: i64, lag_max_ms: i64, now_ms: i64) -> Option<IsrChange> {
+        let mut state = self.lock();
+        if !state.leading || state.isr_change_in_flight || state.replicas.len() < 2 {
+            return None;
+        }
+        let node_id = state.node_id;
+        let mut new_isr: Vec<i32> = Vec::with_capacity(state.replicas.len());
+        for &id in &state.replicas {
+            let in_sync = state.isr.contains(&id);
+            let keep = if id == node_id {
+                true
+            } else {
+                let Some(progress) = state.followers.get(&id) else {
+                    continue;
+                };
+                match in_sync {
+                    true => now_ms - progress.last_caught_up_ms <= lag_max_ms,
+                    false => {
+                        progress.log_end_offset >= state.high_watermark
+                            && progress.log_end_offset >= leader_end.min(state.high_watermark)
+                            && now_ms - progress.last_caught_up_ms <= lag_max_ms
+                    }
+                }
+            };
+            if keep {
+                new_isr.push(id);
+            }
+        }
+        let mut current = state.isr.clone();
+        current.sort_unstable();
+        let mut proposed = new_isr.clone();
+        proposed.sort_unstable();
+        if current == proposed {
+            return None;
+        }
+        state.isr_change_in_flight = true;
+        Some(IsrChange {
+            leader_epoch: state.leader_epoch,
+            partition_epoch: state.partition_epoch,
+            new_isr,
+        })
+    }
+
+    /// The controller refused or did not answer: the next check may ask again.
+    pub fn isr_change_failed(&self) {
+        self.lock().isr_change_in_flight = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Partition led by node 1 in leader epoch 1.
+    fn partition(isr: &[i32], partition_epoch: i32) -> PartitionImage {
+        PartitionImage {
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+            leader: 1,
+            leader_epoch: 1,
+            partition_epoch,
+        }
+    }
+
+    #[test]
+    fn high_watermark_is_the_smallest_isr_log_end_and_never_moves_back() {
+        let replication = Replication::new(1, 0);
+        replication.apply(&partition(&[1, 2, 3], 1), 10, 0);
+        assert_eq!(replication.high_watermark(), 0, "followers have not fetched");
+        assert_eq!(replication.follower_fetched(2, 10, 10, 1), (0, false));
+        assert_eq!(replication.follower_fetched(3, 7, 10, 1), (7, true));
+        assert_eq!(replication.follower_fetched(3, 10, 10, 2), (10, true));
+        // A stale fetch (an older offset) cannot pull it back.
+        assert_eq!(replication.follower_fetched(3, 5, 10, 3), (10, false));
+        // The ISR shrank to the leader alone: the log end at once.
+        replication.apply(&partition(&[1], 2), 12, 4);
+        assert_eq!(replication.leader_appended(15), 15);
+    }
+
+    #[test]
+    fn laggards_leave_and_caught_up_followers_join() {
+        let replication = Replication::new(1, 0);
+        replication.apply(&partition(&[1, 2, 3], 1), 10, 0);
+        replication.follower_fetched(2, 10, 10, 100);
+        assert_eq!(replication.isr_change_due(10, 1000, 500), None);
+        // Follower 3 never fetched: out after the lag time.
+        let change = replication.isr_change_due(10, 1000, 1500).unwrap();
+        assert_eq!(change.new_isr, vec![1, 2]);
+        assert_eq!(replication.isr_change_due(10, 1000, 1600), None, "one in flight");
+        replication.apply(&partition(&[1, 2], 2), 10, 1600);
+        // HW follows the smaller ISR; 3 catches up and is taken back.
+        assert_eq!(replication.high_watermark(), 10);
+        replication.follower_fetched(3, 10, 10, 1700);
+        let change = replication.isr_change_due(10, 1000, 1700).unwrap();
+        assert_eq!(change.new_isr, vec![1, 2, 3]);
+        replication.isr_change_failed();
+        assert!(replication.isr_change_due(10, 1000, 1700).is_some());
+    }
+}
