@@ -7,6 +7,7 @@
 //! image in the quorum driver, which hands the resulting changes to the broker. A single node
 //! is a one-voter quorum of itself: same path, no peers.
 
+pub mod alter_partition;
 pub mod image;
 pub mod metadata_log;
 pub mod partition_change;

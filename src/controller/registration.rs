@@ -319,6 +319,7 @@ fn leads_with_successor(image: &MetadataImage, broker_id: i32) -> bool {
 mod tests {
     use super::*;
     use crate::config::Properties;
+    use crate::controller::alter_partition::{AlterPartition, IsrChange};
     use crate::controller::image::PartitionImage;
     use crate::controller::quorum::QuorumConfig;
     use crate::controller::records::ConfigResource;
@@ -493,6 +494,56 @@ mod tests {
         assert_eq!(
             leader_isr_epochs(&state(&controller, "r")),
             (2, vec![2], 1, 1)
+        );
+    }
+
+    #[test]
+    fn alter_partition_commits_isr_changes_by_epoch() {
+        let temp = tempfile::tempdir().unwrap();
+        let controller = open(temp.path());
+        let epochs: Vec<i64> = (1..=3).map(|id| join(&controller, id)).collect();
+        create(&controller, "a", &[1, 2, 3]);
+        let request = |isr: &[i32], partition_epoch: i32| AlterPartition {
+            broker_id: 1,
+            broker_epoch: epochs[0],
+            changes: vec![IsrChange {
+                topic: "a".into(),
+                partition: 0,
+                leader_epoch: 0,
+                partition_epoch,
+                new_isr: isr.to_vec(),
+                new_isr_broker_epochs: Vec::new(),
+            }],
+        };
+        let shrunk = controller.alter_partition(&request(&[1, 3], 0)).unwrap();
+        assert_eq!(
+            leader_isr_epochs(shrunk[0].as_ref().unwrap()),
+            (1, vec![1, 3], 0, 1)
+        );
+        assert_eq!(state(&controller, "a"), *shrunk[0].as_ref().unwrap());
+        // The same ISR again: the current state, no commit.
+        let offset = controller.image().applied_offset;
+        let same = controller.alter_partition(&request(&[1, 3], 1)).unwrap();
+        assert_eq!(same[0].as_ref().unwrap().partition_epoch, 1);
+        assert_eq!(controller.image().applied_offset, offset);
+        // A request built on the state before the shrink is stale.
+        let stale = controller.alter_partition(&request(&[1, 2, 3], 0)).unwrap();
+        assert_eq!(
+            stale[0].as_ref().unwrap_err().error,
+            ResponseError::InvalidUpdateVersion
+        );
+        // A fenced broker may not join.
+        heartbeat(&controller, 2, epochs[1], true, false);
+        let fenced = controller.alter_partition(&request(&[1, 2, 3], 1)).unwrap();
+        assert_eq!(
+            fenced[0].as_ref().unwrap_err().error,
+            ResponseError::IneligibleReplica
+        );
+        let mut wrong_epoch = request(&[1, 3], 1);
+        wrong_epoch.broker_epoch = epochs[0] + 1000;
+        assert_eq!(
+            controller.alter_partition(&wrong_epoch).unwrap_err().error,
+            ResponseError::StaleBrokerEpoch
         );
     }
 }
