@@ -190,6 +190,7 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     at_least("log.cleaner.backoff.ms", Kind::Long, "15000", 0),
     property("unclean.leader.election.enable", Kind::Boolean, "false"),
     at_least("offsets.topic.num.partitions", Kind::Int, "50", 1),
+    at_least("offsets.topic.replication.factor", Kind::Int, "3", 1),
     at_least("offsets.topic.segment.bytes", Kind::Int, "104857600", 14),
     at_least("offsets.retention.minutes", Kind::Int, "10080", 1),
     at_least(
@@ -254,6 +255,12 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     ),
     at_least("transaction.max.timeout.ms", Kind::Int, "900000", 1),
     at_least("transaction.state.log.num.partitions", Kind::Int, "50", 1),
+    at_least(
+        "transaction.state.log.replication.factor",
+        Kind::Int,
+        "3",
+        1,
+    ),
     at_least("transactional.id.expiration.ms", Kind::Int, "604800000", 1),
     at_least(
         "transaction.abort.timed.out.transaction.cleanup.interval.ms",
@@ -327,6 +334,12 @@ pub const MAX_CONNECTIONS: Key = key("max.connections");
 pub const AUTO_CREATE_TOPICS_ENABLE: Key = key("auto.create.topics.enable");
 pub const NUM_PARTITIONS: Key = key("num.partitions");
 pub const DEFAULT_REPLICATION_FACTOR: Key = key("default.replication.factor");
+// Partition placement and elections (`controller::placement`, `controller::partition_change`);
+// internal topics ask for their own factor (lowered to the live brokers, `Node::create_topic`).
+pub const OFFSETS_TOPIC_REPLICATION_FACTOR: Key = key("offsets.topic.replication.factor");
+pub const TRANSACTION_STATE_LOG_REPLICATION_FACTOR: Key =
+    key("transaction.state.log.replication.factor");
+pub const UNCLEAN_LEADER_ELECTION_ENABLE: Key = key("unclean.leader.election.enable");
 pub const METRICS_LISTEN: Key = key("metrics.listen");
 pub const LOG_LEVEL: Key = key("log.level");
 pub const LOG_FORMAT: Key = key("log.format");

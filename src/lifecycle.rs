@@ -1,9 +1,11 @@
 //! The broker's side of registration (Kafka's BrokerLifecycleManager): register with the
 //! active controller, heartbeat every `broker.heartbeat.interval.ms`, register again when the
-//! controller forgot us (a stale epoch), and ask to be fenced on shutdown so that clients stop
-//! being sent here. The active controller also fences brokers whose heartbeats stopped.
+//! controller forgot us (a stale epoch), and shut down in a controlled way: ask to be fenced
+//! and wait (boundedly) until the controller moved our leaderships to other in-sync replicas,
+//! so that clients are redirected before the listener closes. The active controller also
+//! fences brokers whose heartbeats stopped.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +27,11 @@ const REGISTRATION_VERSION: i16 = 4;
 const HEARTBEAT_VERSION: i16 = 1;
 /// Registration retry interval while no controller has accepted us yet.
 const REGISTRATION_RETRY_MS: u64 = 200;
+/// How long a controlled shutdown waits for the controller to move leadership away before
+/// the broker stops anyway (Kafka's broker waits for its controller similarly, boundedly).
+const CONTROLLED_SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+/// Interval of the shutdown heartbeats while waiting.
+const CONTROLLED_SHUTDOWN_RETRY: Duration = Duration::from_millis(100);
 
 fn remote_error(code: i16, what: &str) -> ApiError {
     let error = ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError);
@@ -38,6 +45,9 @@ pub struct BrokerLifecycle {
     pub incarnation_id: Uuid,
     /// -1 until registered.
     epoch: AtomicI64,
+    /// Set once a controlled shutdown began: every heartbeat from then on asks to shut down,
+    /// so that a periodic one cannot unfence the broker again.
+    shutting_down: AtomicBool,
 }
 
 impl Default for BrokerLifecycle {
@@ -45,6 +55,7 @@ impl Default for BrokerLifecycle {
         BrokerLifecycle {
             incarnation_id: Uuid::new_v4(),
             epoch: AtomicI64::new(-1),
+            shutting_down: AtomicBool::new(false),
         }
     }
 }
@@ -82,7 +93,7 @@ impl Node {
             broker_id: self.config.node_id,
             broker_epoch: self.lifecycle.epoch(),
             want_fence: false,
-            want_shutdown,
+            want_shutdown: want_shutdown || self.lifecycle.shutting_down.load(Ordering::Acquire),
             metadata_offset: self.image().applied_offset,
         }
     }
@@ -206,9 +217,48 @@ impl Node {
                 Err(error) => tracing::error!(%error, "heartbeat task failed"),
             }
         }
-        if self.config.roles.broker && self.lifecycle.epoch() >= 0 {
+    }
+
+    /// Controlled shutdown, before the quorum and the listeners stop: asks the controller to
+    /// fence this broker, which moves every leadership another in-sync replica can take, and
+    /// waits until it answers `should_shutdown` (or `CONTROLLED_SHUTDOWN_WAIT` passed).
+    /// Meanwhile the listener keeps serving: clients get NOT_LEADER_OR_FOLLOWER, refresh
+    /// their metadata and move on, rather than losing a connection with requests in flight.
+    /// Skipped when no other broker is live: there is nobody to hand leadership to, and
+    /// fencing would only take every partition offline until the restart.
+    pub async fn controlled_shutdown(self: &Arc<Node>) {
+        if !self.config.roles.broker || self.lifecycle.epoch() < 0 {
+            return;
+        }
+        let me = self.config.node_id;
+        if !self.image().live_brokers().any(|b| b.id != me) {
+            return;
+        }
+        self.lifecycle.shutting_down.store(true, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + CONTROLLED_SHUTDOWN_WAIT;
+        loop {
             let broker = self.clone();
-            let _ = tokio::task::spawn_blocking(move || broker.register_and_heartbeat(true)).await;
+            let reply =
+                tokio::task::spawn_blocking(move || broker.register_and_heartbeat(true)).await;
+            match reply {
+                Ok(Ok(reply)) if reply.should_shutdown => {
+                    tracing::info!("controlled shutdown: leadership moved away");
+                    return;
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(
+                        message = error.message,
+                        "controlled shutdown heartbeat failed"
+                    )
+                }
+                Err(error) => tracing::error!(%error, "controlled shutdown heartbeat task failed"),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("controlled shutdown timed out: stopping with leaderships");
+                return;
+            }
+            tokio::time::sleep(CONTROLLED_SHUTDOWN_RETRY).await;
         }
     }
 }

@@ -194,6 +194,8 @@ async fn run(config: BrokerConfig) -> Result<()> {
     }
     tracing::info!("shutting down");
     status.set_stage(Stage::ShuttingDown);
+    // Leadership moves to other brokers while this one still answers (and still votes).
+    broker.controlled_shutdown().await;
     // A leading controller resigns (EndQuorumEpoch) first, so a peer takes over at once.
     let resigning = broker.clone();
     let _ = tokio::task::spawn_blocking(move || resigning.controller.quorum().shutdown()).await;

@@ -577,8 +577,26 @@ impl CoordinatorHost for Node {
         open
     }
 
+    /// The coordinators create their internal topics here: each with its own replication
+    /// factor (`offsets.topic.replication.factor`, `transaction.state.log.replication.factor`),
+    /// lowered to the live brokers when fewer are registered, so that a one- or two-node
+    /// cluster still gets its coordinators (a Kafka single-node setup lowers it by config).
     fn create_topic(&self, topic: &NewTopic) -> Result<(), ApiError> {
-        Node::create_topic(self, topic, false)
+        let key = match topic.name.as_str() {
+            crate::coordinator::OFFSETS_TOPIC => crate::config::OFFSETS_TOPIC_REPLICATION_FACTOR,
+            crate::coordinator::transaction::TRANSACTION_STATE_TOPIC => {
+                crate::config::TRANSACTION_STATE_LOG_REPLICATION_FACTOR
+            }
+            _ => return Node::create_topic(self, topic, false),
+        };
+        let configured = self.config.properties.get_i64(key);
+        let live = self.image().live_brokers().count() as i64;
+        let replication_factor = configured.min(live).clamp(1, i64::from(i16::MAX)) as i16;
+        let topic = NewTopic {
+            replication_factor,
+            ..topic.clone()
+        };
+        Node::create_topic(self, &topic, false)
     }
 
     fn next_producer_id(&self) -> Result<i64, ApiError> {

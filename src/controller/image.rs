@@ -116,7 +116,14 @@ impl MetadataImage {
         self.brokers.values().filter(|b| !b.fenced)
     }
 
-    /// The partition's leader if it is on a live broker; -1 (no leader) otherwise.
+    /// Whether broker `id` is registered and unfenced: it may lead and be in an ISR.
+    pub fn is_live(&self, id: i32) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced)
+    }
+
+    /// The partition's leader if it is on a live broker; -1 (no leader) otherwise. Elections
+    /// commit a new leader with every fencing, so this differs from `partition.leader` only in
+    /// images written before elections existed: readers use it to never name a fenced leader.
     pub fn live_leader(&self, partition: &PartitionImage) -> i32 {
         match self.brokers.get(&partition.leader) {
             Some(broker) if !broker.fenced => partition.leader,
@@ -179,6 +186,38 @@ impl MetadataImage {
                     partition_epoch: *partition_epoch,
                 };
                 topic.partitions.insert(*partition, image);
+                Some(Change::TopicChanged(name))
+            }
+            MetadataRecord::PartitionChange {
+                topic_id,
+                partition,
+                leader,
+                isr,
+                leader_epoch,
+                partition_epoch,
+            } => {
+                // The controller validated the change against this very image (under its
+                // commit lock): a change to a partition gone since is a bug, as is an epoch
+                // that does not move forward.
+                let name = self
+                    .topic_names_by_id
+                    .get(topic_id)
+                    .expect("partition change of a known topic")
+                    .clone();
+                let topic = self.topics.get_mut(&name).expect("topic present");
+                let image = topic
+                    .partitions
+                    .get_mut(partition)
+                    .expect("partition change of a known partition");
+                assert!(
+                    *partition_epoch > image.partition_epoch && *leader_epoch >= image.leader_epoch,
+                    "partition change of {name}-{partition} goes backwards: {record:?} after {image:?}"
+                );
+                image.leader = *leader;
+                image.isr = isr.clone();
+                image.leader_epoch = *leader_epoch;
+                image.partition_epoch = *partition_epoch;
+                super::partition_change::assert_invariants(image);
                 Some(Change::TopicChanged(name))
             }
             MetadataRecord::Config {

@@ -7,8 +7,10 @@
 //! image in the quorum driver, which hands the resulting changes to the broker. A single node
 //! is a one-voter quorum of itself: same path, no peers.
 
+pub mod alter_partition;
 pub mod image;
 pub mod metadata_log;
+pub mod partition_change;
 pub mod peer;
 pub mod placement;
 pub mod quorum;
@@ -148,6 +150,32 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
         return invalid(format!("Topic name '{name}' contains characters other than ASCII alphanumerics, '.', '_' and '-'"));
     }
     Ok(())
+}
+
+/// The record of a new partition on `replicas` (validated by placement): its live replicas
+/// are the ISR and the first of them leads.
+fn new_partition_record(
+    image: &MetadataImage,
+    topic_id: Uuid,
+    partition: i32,
+    replicas: &[i32],
+) -> Result<MetadataRecord, ApiError> {
+    let state =
+        partition_change::new_partition(replicas, &|id| image.is_live(id)).ok_or_else(|| {
+            ApiError::new(
+                ResponseError::InvalidReplicaAssignment,
+                format!("No live broker in the replica list {replicas:?}."),
+            )
+        })?;
+    Ok(MetadataRecord::Partition {
+        topic_id,
+        partition,
+        replicas: state.replicas,
+        isr: state.isr,
+        leader: state.leader,
+        leader_epoch: state.leader_epoch,
+        partition_epoch: state.partition_epoch,
+    })
 }
 
 /// Where placement starts its round-robin: random, so that the leaders of single-partition
@@ -530,15 +558,9 @@ impl Controller {
             });
         }
         for (partition, replicas) in assignments {
-            records.push(MetadataRecord::Partition {
-                topic_id,
-                partition,
-                leader: replicas[0],
-                isr: replicas.clone(),
-                replicas,
-                leader_epoch: 0,
-                partition_epoch: 0,
-            });
+            records.push(new_partition_record(
+                &image, topic_id, partition, &replicas,
+            )?);
         }
         Ok(records)
     }
@@ -658,8 +680,13 @@ impl Controller {
             ));
         }
         let added = (count - current) as usize;
+        // New partitions get the topic's replication factor: that of its first partition.
+        let replication_factor = topic
+            .partitions
+            .get(&0)
+            .map_or(1, |partition| partition.replicas.len() as i16);
         let replica_lists = match assignments {
-            None => placement::place(&image, added, 1, placement_start())?,
+            None => placement::place(&image, added, replication_factor, placement_start())?,
             Some(lists) => {
                 if lists.len() != added {
                     return Err(ApiError::new(
@@ -676,19 +703,13 @@ impl Controller {
         if validate_only {
             return Ok(());
         }
-        let records: Vec<MetadataRecord> = replica_lists
-            .into_iter()
+        let records = replica_lists
+            .iter()
             .enumerate()
-            .map(|(index, replicas)| MetadataRecord::Partition {
-                topic_id: topic.id,
-                partition: current + index as i32,
-                leader: replicas[0],
-                isr: replicas.clone(),
-                replicas,
-                leader_epoch: 0,
-                partition_epoch: 0,
+            .map(|(index, replicas)| {
+                new_partition_record(&image, topic.id, current + index as i32, replicas)
             })
-            .collect();
+            .collect::<Result<Vec<MetadataRecord>, ApiError>>()?;
         self.commit(&records)
     }
 

@@ -1,7 +1,8 @@
 //! Partition placement: which brokers hold the replicas of new partitions. Leaders and
 //! replicas are spread round-robin over the live (registered, unfenced) brokers, in an order
 //! that alternates racks when `broker.rack` is set, so consecutive replicas of a partition
-//! land on different racks (as Kafka's rack-aware assignment).
+//! land on different racks (as Kafka's rack-aware assignment). The replicas of one partition
+//! are always distinct brokers, so the replication factor is at most the live broker count.
 
 use std::collections::BTreeMap;
 
@@ -9,10 +10,6 @@ use kafka_protocol::ResponseError;
 
 use super::image::MetadataImage;
 use super::ApiError;
-
-/// Replicas per partition this broker implements. Until follower replication lands every
-/// partition has exactly one replica; a larger factor is refused, never silently accepted.
-pub const REPLICATION_FACTOR_MAX: i16 = 1;
 
 /// Live broker ids ordered so that neighbours are on different racks: the first broker of
 /// each rack, then the second of each, and so on (racks and brokers in id order).
@@ -34,7 +31,7 @@ fn rack_alternated_brokers(image: &MetadataImage) -> Vec<i32> {
         .collect()
 }
 
-/// Checks a replication factor against what is implemented and the live brokers.
+/// Checks a replication factor against the live brokers: each replica needs its own.
 pub fn validate_replication_factor(
     image: &MetadataImage,
     replication_factor: i16,
@@ -50,12 +47,6 @@ pub fn validate_replication_factor(
         return Err(ApiError::new(
             ResponseError::InvalidReplicationFactor,
             format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {live} broker(s) are registered."),
-        ));
-    }
-    if replication_factor > REPLICATION_FACTOR_MAX {
-        return Err(ApiError::new(
-            ResponseError::InvalidReplicationFactor,
-            format!("Replication factor must be at most {REPLICATION_FACTOR_MAX}: replication is not implemented yet (got {replication_factor})."),
         ));
     }
     Ok(())
@@ -85,7 +76,9 @@ pub fn place(
     Ok(lists)
 }
 
-/// Checks an explicit replica list (CreateTopics / CreatePartitions assignments).
+/// Checks an explicit replica list (CreateTopics / CreatePartitions assignments): registered
+/// brokers, each once. Fenced ones are allowed (as Kafka allows them) as long as one replica
+/// is live to lead; the others join the ISR through AlterPartition once they catch up.
 pub fn validate_assignment(image: &MetadataImage, replicas: &[i32]) -> Result<(), ApiError> {
     let invalid = |message: String| {
         Err(ApiError::new(
@@ -93,9 +86,10 @@ pub fn validate_assignment(image: &MetadataImage, replicas: &[i32]) -> Result<()
             message,
         ))
     };
-    if replicas.is_empty() || replicas.len() > REPLICATION_FACTOR_MAX as usize {
+    if replicas.is_empty() || replicas.len() > image.brokers.len() {
         return invalid(format!(
-            "A replica list must hold 1 to {REPLICATION_FACTOR_MAX} brokers, got {replicas:?}."
+            "A replica list must hold 1 to {} (the registered brokers) brokers, got {replicas:?}.",
+            image.brokers.len()
         ));
     }
     for (index, id) in replicas.iter().enumerate() {
@@ -105,6 +99,11 @@ pub fn validate_assignment(image: &MetadataImage, replicas: &[i32]) -> Result<()
         if !image.brokers.contains_key(id) {
             return invalid(format!("Unknown broker {id} in replica list {replicas:?}."));
         }
+    }
+    if !replicas.iter().any(|id| image.is_live(*id)) {
+        return invalid(format!(
+            "All brokers specified in the replica list {replicas:?} are fenced."
+        ));
     }
     Ok(())
 }
@@ -163,8 +162,34 @@ mod tests {
     }
 
     #[test]
-    fn replication_factor_bounded_by_live_brokers_and_implementation() {
-        let image = image_with(&[(1, None, false), (2, None, false)]);
+    fn replicas_of_a_partition_on_distinct_live_brokers() {
+        let image = image_with(&[
+            (1, Some("a"), false),
+            (2, Some("a"), false),
+            (3, Some("b"), false),
+            (4, Some("b"), true),
+        ]);
+        let lists = place(&image, 3, 3, 0).unwrap();
+        assert_eq!(lists, vec![vec![1, 3, 2], vec![3, 2, 1], vec![2, 1, 3]]);
+        for list in &lists {
+            assert!(!list.contains(&4), "a fenced broker takes no replica");
+        }
+        // Racks alternate: with racks of equal size, each pair of replicas spans both.
+        let even = image_with(&[
+            (1, Some("a"), false),
+            (2, Some("a"), false),
+            (3, Some("b"), false),
+            (4, Some("b"), false),
+        ]);
+        let rack = |id: i32| if id <= 2 { "a" } else { "b" };
+        for list in place(&even, 8, 2, 0).unwrap() {
+            assert_ne!(rack(list[0]), rack(list[1]), "{list:?}");
+        }
+    }
+
+    #[test]
+    fn replication_factor_bounded_by_live_brokers() {
+        let image = image_with(&[(1, None, false), (2, None, false), (3, None, true)]);
         let error = place(&image, 1, 3, 0).unwrap_err();
         assert_eq!(error.error, ResponseError::InvalidReplicationFactor);
         assert!(
@@ -172,8 +197,7 @@ mod tests {
             "{}",
             error.message
         );
-        let error = place(&image, 1, 2, 0).unwrap_err();
-        assert_eq!(error.error, ResponseError::InvalidReplicationFactor);
+        assert_eq!(place(&image, 1, 2, 0).unwrap(), vec![vec![1, 2]]);
         assert_eq!(
             place(&image, 1, 0, 0).unwrap_err().error,
             ResponseError::InvalidReplicationFactor
@@ -187,10 +211,20 @@ mod tests {
 
     #[test]
     fn explicit_assignments_checked() {
-        let image = image_with(&[(1, None, false), (2, None, false)]);
+        let image = image_with(&[(1, None, false), (2, None, false), (3, None, true)]);
         assert!(validate_assignment(&image, &[2]).is_ok());
+        assert!(validate_assignment(&image, &[1, 2]).is_ok());
+        assert!(
+            validate_assignment(&image, &[3, 2, 1]).is_ok(),
+            "fenced, not alone"
+        );
+        assert!(
+            validate_assignment(&image, &[3]).is_err(),
+            "no live replica"
+        );
         assert!(validate_assignment(&image, &[7]).is_err());
         assert!(validate_assignment(&image, &[]).is_err());
-        assert!(validate_assignment(&image, &[1, 2]).is_err());
+        assert!(validate_assignment(&image, &[1, 1]).is_err());
+        assert!(validate_assignment(&image, &[1, 2, 3, 1]).is_err());
     }
 }

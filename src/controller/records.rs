@@ -1,7 +1,8 @@
 //! Metadata records: every change to cluster metadata is one of these, appended to the
 //! metadata log (`__cluster_metadata-0`) and applied in order to the [`super::image`].
 //! They mirror Kafka's KRaft records (TopicRecord, PartitionRecord, ConfigRecord,
-//! RemoveTopicRecord, FeatureLevelRecord, ProducerIdsRecord), stored as JSON record values.
+//! RemoveTopicRecord, FeatureLevelRecord, ProducerIdsRecord, PartitionChangeRecord, …), stored
+//! as JSON record values.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -29,6 +30,18 @@ pub enum MetadataRecord {
         leader: i32,
         leader_epoch: i32,
         #[serde(default)]
+        partition_epoch: i32,
+    },
+    /// A partition's new leader and ISR (Kafka's PartitionChangeRecord), from an election or
+    /// an AlterPartition. It carries the full new state rather than a delta: applying it
+    /// needs nothing but the record, and the epochs say which state it replaces.
+    PartitionChange {
+        topic_id: Uuid,
+        partition: i32,
+        /// -1: no leader.
+        leader: i32,
+        isr: Vec<i32>,
+        leader_epoch: i32,
         partition_epoch: i32,
     },
     /// `value: None` removes an override.

@@ -1,5 +1,6 @@
 //! Metadata: brokers (the advertised listener), cluster id, controller id, and topics with
-//! ids and partitions, read from the metadata image. Unknown topics are auto-created when
+//! ids and partitions (leader, replicas, ISR, offline replicas, leader epoch), read from the
+//! metadata image. Unknown topics are auto-created when
 //! `auto.create.topics.enable` and the request allow it.
 
 use kafka_protocol::messages::metadata_response::{
@@ -10,7 +11,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
-use crate::controller::image::{MetadataImage, TopicImage};
+use crate::controller::image::{MetadataImage, PartitionImage, TopicImage};
 use crate::controller::{validate_topic_name, NewTopic};
 use crate::handlers::context::RequestContext;
 use crate::node::Node;
@@ -42,6 +43,40 @@ pub fn live_brokers(image: &MetadataImage) -> Vec<(i32, String, i32, Option<Stri
         .collect()
 }
 
+fn broker_ids(ids: &[i32]) -> Vec<BrokerId> {
+    ids.iter().map(|&id| BrokerId(id)).collect()
+}
+
+/// What tools are told about a partition (Metadata, DescribeTopicPartitions): its leader if
+/// live, and the replicas on brokers that are fenced or not registered (offline replicas, as
+/// `kafka-topics --describe` and `--unavailable-partitions` read them).
+struct PartitionView {
+    /// -1: no leader, answered as LEADER_NOT_AVAILABLE.
+    leader: i32,
+    offline_replicas: Vec<i32>,
+}
+
+impl PartitionView {
+    fn of(image: &MetadataImage, partition: &PartitionImage) -> PartitionView {
+        PartitionView {
+            leader: image.live_leader(partition),
+            offline_replicas: partition
+                .replicas
+                .iter()
+                .copied()
+                .filter(|id| !image.is_live(*id))
+                .collect(),
+        }
+    }
+
+    fn error_code(&self) -> i16 {
+        match self.leader {
+            -1 => ResponseError::LeaderNotAvailable.code(),
+            _ => 0,
+        }
+    }
+}
+
 fn topic_response(
     image: &MetadataImage,
     topic: &TopicImage,
@@ -51,25 +86,16 @@ fn topic_response(
         .partitions
         .iter()
         .map(|(index, partition)| {
-            let replicas: Vec<BrokerId> =
-                partition.replicas.iter().map(|&id| BrokerId(id)).collect();
-            // A partition whose only replica is on a fenced broker has no leader until it
-            // returns (replication factor 1: there is no other replica to elect).
-            let leader = image.live_leader(partition);
-            let isr = match leader {
-                -1 => Vec::new(),
-                _ => replicas.clone(),
-            };
-            let error = match leader {
-                -1 => ResponseError::LeaderNotAvailable.code(),
-                _ => 0,
-            };
+            let state = PartitionView::of(image, partition);
             let mut response = MetadataResponsePartition::default()
-                .with_error_code(error)
+                .with_error_code(state.error_code())
                 .with_partition_index(*index)
-                .with_leader_id(BrokerId(leader))
-                .with_replica_nodes(replicas.clone())
-                .with_isr_nodes(isr);
+                .with_leader_id(BrokerId(state.leader))
+                .with_replica_nodes(broker_ids(&partition.replicas))
+                .with_isr_nodes(broker_ids(&partition.isr));
+            if version >= 5 {
+                response = response.with_offline_replicas(broker_ids(&state.offline_replicas));
+            }
             if version >= 7 {
                 response = response.with_leader_epoch(partition.leader_epoch);
             }

@@ -1,6 +1,7 @@
 //! The controller listener and the quorum's APIs: Vote, BeginQuorumEpoch, EndQuorumEpoch,
 //! Fetch of `__cluster_metadata`-0, FetchSnapshot (handed to the quorum driver),
-//! DescribeQuorum, AllocateProducerIds, and the admin requests brokers forward to the active
+//! DescribeQuorum, AllocateProducerIds, AlterPartition, and the admin requests brokers forward
+//! to the active
 //! controller. Also the forwarding itself: a broker that is not the active controller relays
 //! CreateTopics, DeleteTopics, CreatePartitions, (Incremental)AlterConfigs and DescribeQuorum
 //! to it as the same Kafka request and relays the answer.
@@ -19,6 +20,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 
+use crate::controller::alter_partition::{AlterPartition, IsrChange};
 use crate::controller::wire;
 use crate::controller::{ActiveController, ACTIVE_CONTROLLER_WAIT, METADATA_TOPIC};
 use crate::coordinator::producer_ids::PRODUCER_ID_BLOCK_SIZE;
@@ -53,6 +55,7 @@ pub async fn route(
         ApiKey::DescribeQuorum => Ok(describe_quorum(broker, context, request)),
         ApiKey::DescribeCluster => response(describe_controllers(broker, request)),
         ApiKey::AllocateProducerIds
+        | ApiKey::AlterPartition
         | ApiKey::BrokerRegistration
         | ApiKey::BrokerHeartbeat
         | ApiKey::CreateTopics
@@ -79,6 +82,7 @@ fn commit_request(
     let response = |frame: Result<ResponseFrame, RequestError>| frame.map(Handled::Response);
     match request.api_key {
         ApiKey::AllocateProducerIds => response(allocate_producer_ids(broker, request)),
+        ApiKey::AlterPartition => response(alter_partition(broker, request)),
         ApiKey::BrokerRegistration => response(handlers::broker_registration::broker_registration(
             broker, context, request,
         )),
@@ -370,6 +374,82 @@ fn allocate_producer_ids(
             .with_producer_id_start(first.into())
             .with_producer_id_len(PRODUCER_ID_BLOCK_SIZE as i32),
         Err(error) => AllocateProducerIdsResponse::default().with_error_code(error.error.code()),
+    };
+    Ok(respond(&request, &response))
+}
+
+/// AlterPartition (a partition leader asking the active controller to change an ISR).
+/// Topics are named by id (v2+); one the image does not know is UNKNOWN_TOPIC_ID.
+fn alter_partition(broker: &Node, mut request: Request) -> Result<ResponseFrame, RequestError> {
+    use kafka_protocol::messages::alter_partition_response::{
+        PartitionData as PartitionAnswer, TopicData as TopicAnswer,
+    };
+    use kafka_protocol::messages::{AlterPartitionRequest, AlterPartitionResponse};
+    let body: AlterPartitionRequest = decode(&mut request.body, request.version)?;
+    let image = broker.controller.image();
+    // The changes asked for, each with where its answer goes (topic index, partition index).
+    let mut changes: Vec<IsrChange> = Vec::new();
+    let mut answers: Vec<TopicAnswer> = Vec::with_capacity(body.topics.len());
+    let mut slots: Vec<(usize, usize)> = Vec::new();
+    for (topic_index, topic) in body.topics.iter().enumerate() {
+        let name = image.topic_by_id(&topic.topic_id).map(|t| t.name.clone());
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for (partition_index, partition) in topic.partitions.iter().enumerate() {
+            let answer = PartitionAnswer::default().with_partition_index(partition.partition_index);
+            let Some(name) = &name else {
+                partitions.push(answer.with_error_code(ResponseError::UnknownTopicId.code()));
+                continue;
+            };
+            let (new_isr, new_isr_broker_epochs) = match request.version {
+                2 => (
+                    partition.new_isr.iter().map(|id| id.0).collect(),
+                    Vec::new(),
+                ),
+                _ => partition
+                    .new_isr_with_epochs
+                    .iter()
+                    .map(|member| (member.broker_id.0, member.broker_epoch))
+                    .unzip(),
+            };
+            changes.push(IsrChange {
+                topic: name.clone(),
+                partition: partition.partition_index,
+                leader_epoch: partition.leader_epoch,
+                partition_epoch: partition.partition_epoch,
+                new_isr,
+                new_isr_broker_epochs,
+            });
+            slots.push((topic_index, partition_index));
+            partitions.push(answer);
+        }
+        answers.push(
+            TopicAnswer::default()
+                .with_topic_id(topic.topic_id)
+                .with_partitions(partitions),
+        );
+    }
+    let asked = AlterPartition {
+        broker_id: body.broker_id.0,
+        broker_epoch: body.broker_epoch,
+        changes,
+    };
+    let response = match broker.controller.alter_partition_here(&asked) {
+        Err(error) => AlterPartitionResponse::default().with_error_code(error.error.code()),
+        Ok(outcomes) => {
+            for ((topic_index, partition_index), outcome) in slots.into_iter().zip(outcomes) {
+                let answer = &mut answers[topic_index].partitions[partition_index];
+                match outcome {
+                    Ok(state) => {
+                        answer.leader_id = BrokerId(state.leader);
+                        answer.leader_epoch = state.leader_epoch;
+                        answer.isr = state.isr.iter().map(|id| BrokerId(*id)).collect();
+                        answer.partition_epoch = state.partition_epoch;
+                    }
+                    Err(error) => answer.error_code = error.error.code(),
+                }
+            }
+            AlterPartitionResponse::default().with_topics(answers)
+        }
     };
     Ok(respond(&request, &response))
 }

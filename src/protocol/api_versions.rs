@@ -76,6 +76,7 @@ pub const CONTROLLER_SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::AlterConfigs, range(0, 2)),
     (ApiKey::IncrementalAlterConfigs, range(0, 1)),
     (ApiKey::AllocateProducerIds, range(0, 0)),
+    (ApiKey::AlterPartition, range(2, 3)),
     (ApiKey::BrokerRegistration, range(0, 4)),
     (ApiKey::BrokerHeartbeat, range(0, 1)),
 ];
