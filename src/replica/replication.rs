@@ -282,7 +282,8 @@ mod tests {
         replication.apply(&partition(&[1, 2, 3], 1), 10, 0);
         replication.follower_fetched(2, 10, 10, 100);
         assert_eq!(replication.isr_change_due(10, 1000, 500), None);
-        // Follower 3 never fetched: out after the lag time.
+        replication.follower_fetched(2, 10, 10, 1400);
+        // Follower 3 never fetched: out after the lag time; 2 keeps up.
         let change = replication.isr_change_due(10, 1000, 1500).unwrap();
         assert_eq!(change.new_isr, vec![1, 2]);
         assert_eq!(replication.isr_change_due(10, 1000, 1600), None, "one in flight");
