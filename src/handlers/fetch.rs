@@ -214,7 +214,7 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
                 let (epoch, end_offset) = log.end_offset_for_leader_epoch(state.last_fetched_epoch);
                 if epoch != state.last_fetched_epoch || end_offset < state.fetch_offset {
                     result.diverging_epoch = Some((epoch, end_offset));
-                    result.high_watermark = led.replication.high_watermark();
+                    result.high_watermark = led.high_watermark();
                     result.log_start_offset = offsets.log_start_offset;
                     total_bytes = total_bytes.max(1);
                     results.push((key.clone(), result));
@@ -231,7 +231,7 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
                 high_watermark_moved |= moved;
             }
         }
-        let high_watermark = led.replication.high_watermark();
+        let high_watermark = led.high_watermark();
         result.high_watermark = high_watermark;
         result.last_stable_offset = offsets.last_stable_offset.min(high_watermark);
         result.log_start_offset = offsets.log_start_offset;

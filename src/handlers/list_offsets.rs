@@ -71,7 +71,7 @@ pub fn handle(
                     let led = broker.replicas.leader_partition(&image, topic.name.as_str(), partition.partition_index);
                     let result = match &led {
                         Err(error) => Err(*error),
-                        Ok(led) => lookup(&led.log, led.replication.high_watermark(), partition.timestamp, body.isolation_level == 1).unwrap_or_else(|error| {
+                        Ok(led) => lookup(&led.log, led.high_watermark(), partition.timestamp, body.isolation_level == 1).unwrap_or_else(|error| {
                             tracing::error!(topic = topic.name.as_str(), %error, "offset lookup failed");
                             Err(ResponseError::KafkaStorageError)
                         }),

@@ -164,9 +164,7 @@ fn append_partition(
         Ok(result) => {
             let record_count = (result.last_offset - result.base_offset + 1) as u64;
             crate::metrics::topic_produced(topic, records.len() as u64, record_count);
-            let high_watermark = led
-                .replication
-                .leader_appended(log.offsets().log_end_offset);
+            let high_watermark = led.high_watermark();
             let committed_end = result.last_offset + 1;
             PartitionOutcome {
                 index,
@@ -314,7 +312,7 @@ fn settle(broker: &Node, topic: &str, outcome: &mut PartitionOutcome, timed_out:
         broker.replicas.role(topic, outcome.index) == Some((Role::Leader, led.leader_epoch));
     let error = if !still_leader {
         Some(ResponseError::NotLeaderOrFollower)
-    } else if led.replication.high_watermark() >= *committed_end {
+    } else if led.high_watermark() >= *committed_end {
         let min_insync_replicas = led.log.config().min_insync_replicas;
         (led.replication.isr_len() < min_insync_replicas)
             .then_some(ResponseError::NotEnoughReplicasAfterAppend)

@@ -58,6 +58,14 @@ pub struct LedPartition {
     pub replication: Arc<Replication>,
 }
 
+impl LedPartition {
+    /// The high watermark now: what consumers may read (see [`Replication`]).
+    pub fn high_watermark(&self) -> i64 {
+        self.replication
+            .high_watermark_as_leader(self.log.offsets().log_end_offset)
+    }
+}
+
 /// A partition this node follows, as its fetcher needs it.
 #[derive(Clone)]
 pub struct FollowedPartition {
@@ -309,12 +317,6 @@ impl ReplicaManager {
             }
         }
         led
-    }
-
-    /// The high watermark of a hosted partition (-1 when not hosted).
-    pub fn high_watermark_of(&self, topic: &str, partition: i32) -> i64 {
-        self.replica(topic, partition)
-            .map_or(-1, |replica| replica.replication.high_watermark())
     }
 
     /// Whether this node leads the partition.

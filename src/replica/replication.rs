@@ -131,9 +131,10 @@ impl Replication {
         self.lock().isr.len()
     }
 
-    /// After the leader appended: with the leader alone in the ISR the high watermark follows
-    /// the log end at once. Returns the high watermark.
-    pub fn leader_appended(&self, log_end_offset: i64) -> i64 {
+    /// The high watermark as leader whose log ends at `log_end_offset`: with the leader alone
+    /// in the ISR it follows the log end at once (whoever appended: produce, a coordinator,
+    /// a marker).
+    pub fn high_watermark_as_leader(&self, log_end_offset: i64) -> i64 {
         let mut state = self.lock();
         Self::advance(&mut state, log_end_offset);
         state.high_watermark
@@ -273,7 +274,7 @@ mod tests {
         assert_eq!(replication.follower_fetched(3, 5, 10, 3), (10, false));
         // The ISR shrank to the leader alone: the log end at once.
         replication.apply(&partition(&[1], 2), 12, 4);
-        assert_eq!(replication.leader_appended(15), 15);
+        assert_eq!(replication.high_watermark_as_leader(15), 15);
     }
 
     #[test]
