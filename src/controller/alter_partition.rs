@@ -344,28 +344,9 @@ mod tests {
     /// Brokers 1–3 (3 fenced) and topic t with partition 0 on [1, 2, 3], ISR [1], leader 1,
     /// leader epoch 4, partition epoch 7.
     fn image() -> MetadataImage {
-        let mut image = MetadataImage::new();
-        let mut offset = 0;
-        for (id, fenced) in [(1, false), (2, false), (3, true)] {
-            image.apply(
-                offset,
-                &MetadataRecord::RegisterBroker {
-                    broker_id: id,
-                    incarnation_id: uuid::Uuid::new_v4(),
-                    endpoints: Vec::new(),
-                    rack: None,
-                },
-            );
-            image.apply(
-                offset + 1,
-                &MetadataRecord::BrokerFencing {
-                    broker_id: id,
-                    broker_epoch: offset,
-                    fenced,
-                },
-            );
-            offset += 2;
-        }
+        let mut image =
+            MetadataImage::with_brokers(&[(1, None, false), (2, None, false), (3, None, true)]);
+        let offset = image.applied_offset + 1;
         let topic_id = uuid::Uuid::new_v4();
         image.apply(
             offset,
