@@ -836,6 +836,7 @@ fn replicated_partition_changes_isr_and_fails_over_on_shutdown() {
     )
     .expect("CreateTopics");
     assert_eq!(response.topics[0].error_code, 0, "{response:?}");
+    assert_eq!(response.topics[0].replication_factor, 3);
     let topic_id = response.topics[0].topic_id;
     cluster.wait_topic_everywhere("replicated");
     let watcher = cluster.addr(index_of(controller));
