@@ -850,6 +850,12 @@ fn replicated_partition_changes_isr_and_fails_over_on_shutdown() {
         alter_partition(active, leader, topic_id, 0, &[leader, follower]),
         (0, 0, vec![leader, follower], 1)
     );
+    // Another controller's listener does not forward: NOT_CONTROLLER (41) for the request.
+    let standby = cluster.controller_addr(index_of(leader));
+    assert_eq!(
+        alter_partition(standby, leader, topic_id, 1, &[leader]).0,
+        41
+    );
     // Built on the state before that change: INVALID_UPDATE_VERSION (95).
     assert_eq!(
         alter_partition(active, leader, topic_id, 0, &[leader]).1,

@@ -179,7 +179,7 @@ impl Controller {
     }
 
     /// AlterPartition on this node (the controller listener: never forwarded twice; a node
-    /// that is not the active controller answers NOT_CONTROLLER from the commit). A change to
+    /// that is not the active controller answers NOT_CONTROLLER). A change to
     /// the ISR the partition already has answers the current state without a commit.
     pub fn alter_partition_here(
         &self,
@@ -189,6 +189,14 @@ impl Controller {
             return Err(refuse(
                 ResponseError::PolicyViolation,
                 format!("At most {PARTITIONS_PER_REQUEST_MAX} partitions per AlterPartition."),
+            ));
+        }
+        // Validating against the image of a node that is not the active controller could
+        // refuse a valid request with a stale view: the client must go to the active one.
+        if !self.is_local() {
+            return Err(refuse(
+                ResponseError::NotController,
+                "This node is not the active controller.".to_string(),
             ));
         }
         let _guard = self.lock_commits();
