@@ -887,3 +887,68 @@ fn replicated_partition_changes_isr_and_fails_over_on_shutdown() {
         Some((0, follower, vec![follower], vec![leader], 1))
     );
 }
+
+/// A partition's leader is killed (kill -9): once its session expires the controller fences
+/// it and elects the next in-sync replica in the same commit; when it restarts it registers
+/// again, is unfenced, and rejoins as a follower (the live leader stays).
+#[test]
+fn killed_leader_is_fenced_and_replaced_from_the_isr() {
+    let mut cluster = Cluster::start(&[
+        "broker.session.timeout.ms=2000",
+        "broker.heartbeat.interval.ms=300",
+    ]);
+    let (controller, _) = cluster.wait_leader();
+    let deadline = Instant::now() + WAIT;
+    while cluster_metadata(cluster.addr(0)).brokers.len() < 3 {
+        assert!(Instant::now() < deadline, "brokers never registered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let victim = (1..=3).find(|id| *id != controller).unwrap();
+    let next = (1..=3)
+        .find(|id| *id != victim && *id != controller)
+        .unwrap();
+    let replicas = [victim, next, controller];
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("failover")))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(vec![CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(
+                    replicas.iter().map(|id| BrokerId(*id)).collect(),
+                )])])
+        .with_timeout_ms(10_000);
+    let response: CreateTopicsResponse = call(
+        cluster.addr(index_of(controller)),
+        ApiKey::CreateTopics,
+        7,
+        &request,
+    )
+    .expect("CreateTopics");
+    assert_eq!(response.topics[0].error_code, 0, "{response:?}");
+    let watcher = cluster.addr(index_of(controller));
+    let wait_for = |wanted: (i16, i32, Vec<i32>, Vec<i32>, i32)| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let seen = partition_state(watcher, "failover");
+            if seen.as_ref() == Some(&wanted) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{seen:?}, waiting for {wanted:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for((0, victim, replicas.to_vec(), Vec::new(), 0));
+
+    cluster.kill9(index_of(victim));
+    wait_for((0, next, vec![next, controller], vec![victim], 1));
+
+    cluster.restart(index_of(victim));
+    // Unfenced again (no offline replica), not back in the ISR: only the leader's
+    // AlterPartition adds it once it has caught up.
+    wait_for((0, next, vec![next, controller], Vec::new(), 1));
+}
