@@ -798,20 +798,25 @@ fn alter_partition(
     )
 }
 
-/// A partition replicated on all three brokers: AlterPartition to the active controller
-/// changes its ISR by epochs (a stale or foreign request is refused), Metadata reports
-/// replicas, ISR and offline replicas, and a SIGTERM of its leader moves leadership to the
-/// in-sync replica left (controlled shutdown) before the process exits.
-#[test]
-fn replicated_partition_changes_isr_and_fails_over_on_shutdown() {
-    let mut cluster = Cluster::start(&[]);
+/// Starts the cluster, waits until all three brokers are registered, and creates `topic` with
+/// one partition on all three, led by a broker that is not the active controller (so that a
+/// failover is a broker's, not the quorum's). Returns the cluster, the replicas (leader,
+/// follower, controller) and the CreateTopics answer for the topic.
+fn replicated_topic(
+    settings: &[&str],
+    topic: &'static str,
+) -> (
+    Cluster,
+    [i32; 3],
+    kafka_protocol::messages::create_topics_response::CreatableTopicResult,
+) {
+    let cluster = Cluster::start(settings);
     let (controller, _) = cluster.wait_leader();
     let deadline = Instant::now() + WAIT;
     while cluster_metadata(cluster.addr(0)).brokers.len() < 3 {
         assert!(Instant::now() < deadline, "brokers never registered");
         std::thread::sleep(Duration::from_millis(100));
     }
-    // A leader other than the active controller: the failover is a broker's, not the quorum's.
     let leader = (1..=3).find(|id| *id != controller).unwrap();
     let follower = (1..=3)
         .find(|id| *id != leader && *id != controller)
@@ -819,7 +824,7 @@ fn replicated_partition_changes_isr_and_fails_over_on_shutdown() {
     let replicas = [leader, follower, controller];
     let request = CreateTopicsRequest::default()
         .with_topics(vec![CreatableTopic::default()
-            .with_name(TopicName(StrBytes::from_static_str("replicated")))
+            .with_name(TopicName(StrBytes::from_static_str(topic)))
             .with_num_partitions(-1)
             .with_replication_factor(-1)
             .with_assignments(vec![CreatableReplicaAssignment::default()
@@ -835,9 +840,21 @@ fn replicated_partition_changes_isr_and_fails_over_on_shutdown() {
         &request,
     )
     .expect("CreateTopics");
-    assert_eq!(response.topics[0].error_code, 0, "{response:?}");
-    assert_eq!(response.topics[0].replication_factor, 3);
-    let topic_id = response.topics[0].topic_id;
+    let created = response.topics.into_iter().next().expect("one topic");
+    assert_eq!(created.error_code, 0, "{created:?}");
+    (cluster, replicas, created)
+}
+
+/// A partition replicated on all three brokers: AlterPartition to the active controller
+/// changes its ISR by epochs (a stale or foreign request is refused), Metadata reports
+/// replicas, ISR and offline replicas, and a SIGTERM of its leader moves leadership to the
+/// in-sync replica left (controlled shutdown) before the process exits.
+#[test]
+fn replicated_partition_changes_isr_and_fails_over_on_shutdown() {
+    let (mut cluster, replicas, created) = replicated_topic(&[], "replicated");
+    let [leader, follower, controller] = replicas;
+    assert_eq!(created.replication_factor, 3);
+    let topic_id = created.topic_id;
     cluster.wait_topic_everywhere("replicated");
     let watcher = cluster.addr(index_of(controller));
     assert_eq!(
@@ -893,40 +910,14 @@ fn replicated_partition_changes_isr_and_fails_over_on_shutdown() {
 /// again, is unfenced, and rejoins as a follower (the live leader stays).
 #[test]
 fn killed_leader_is_fenced_and_replaced_from_the_isr() {
-    let mut cluster = Cluster::start(&[
-        "broker.session.timeout.ms=2000",
-        "broker.heartbeat.interval.ms=300",
-    ]);
-    let (controller, _) = cluster.wait_leader();
-    let deadline = Instant::now() + WAIT;
-    while cluster_metadata(cluster.addr(0)).brokers.len() < 3 {
-        assert!(Instant::now() < deadline, "brokers never registered");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let victim = (1..=3).find(|id| *id != controller).unwrap();
-    let next = (1..=3)
-        .find(|id| *id != victim && *id != controller)
-        .unwrap();
-    let replicas = [victim, next, controller];
-    let request = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default()
-            .with_name(TopicName(StrBytes::from_static_str("failover")))
-            .with_num_partitions(-1)
-            .with_replication_factor(-1)
-            .with_assignments(vec![CreatableReplicaAssignment::default()
-                .with_partition_index(0)
-                .with_broker_ids(
-                    replicas.iter().map(|id| BrokerId(*id)).collect(),
-                )])])
-        .with_timeout_ms(10_000);
-    let response: CreateTopicsResponse = call(
-        cluster.addr(index_of(controller)),
-        ApiKey::CreateTopics,
-        7,
-        &request,
-    )
-    .expect("CreateTopics");
-    assert_eq!(response.topics[0].error_code, 0, "{response:?}");
+    let (mut cluster, replicas, _) = replicated_topic(
+        &[
+            "broker.session.timeout.ms=2000",
+            "broker.heartbeat.interval.ms=300",
+        ],
+        "failover",
+    );
+    let [victim, next, controller] = replicas;
     let watcher = cluster.addr(index_of(controller));
     let wait_for = |wanted: (i16, i32, Vec<i32>, Vec<i32>, i32)| {
         let deadline = Instant::now() + WAIT;
