@@ -735,9 +735,11 @@ fn bad_broker_registrations_get_kafka_errors() {
     assert_eq!(response.brokers.len(), 3, "{:?}", response.brokers);
 }
 
-/// A partition of `topic` as node `addr` reports it in Metadata v12: (error, leader, ISR,
-/// offline replicas, leader epoch).
-fn partition_state(addr: SocketAddr, topic: &str) -> Option<(i16, i32, Vec<i32>, Vec<i32>, i32)> {
+/// A partition as Metadata v12 reports it: (error, leader, ISR, offline replicas, leader epoch).
+type PartitionState = (i16, i32, Vec<i32>, Vec<i32>, i32);
+
+/// Partition 0 of `topic` as node `addr` reports it.
+fn partition_state(addr: SocketAddr, topic: &str) -> Option<PartitionState> {
     let request = MetadataRequest::default().with_topics(Some(vec![
         kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
             .with_name(Some(TopicName(StrBytes::from_string(topic.to_string())))),
@@ -919,7 +921,7 @@ fn killed_leader_is_fenced_and_replaced_from_the_isr() {
     );
     let [victim, next, controller] = replicas;
     let watcher = cluster.addr(index_of(controller));
-    let wait_for = |wanted: (i16, i32, Vec<i32>, Vec<i32>, i32)| {
+    let wait_for = |wanted: PartitionState| {
         let deadline = Instant::now() + WAIT;
         loop {
             let seen = partition_state(watcher, "failover");
