@@ -11,7 +11,8 @@
 //!   requests waiting for data, and fetch sessions.
 //! - [`coordinator`]: the group and transaction coordinators, as shards loaded per internal
 //!   partition this node leads, writing through a narrow port.
-//! - [`controller`]: the metadata quorum around [`raft`], the metadata image, registration.
+//! - [`controller`]: the metadata quorum around [`raft`], the metadata image, registration,
+//!   placement, and partition changes (elections on fencing, ISR changes by AlterPartition).
 //! - [`log`] and [`record`]: storage (segments, indexes, cleaner) and record batches.
 //! - [`node`]: wiring only: builds the owners, starts their tasks, shuts them down in order.
 

@@ -734,3 +734,214 @@ fn bad_broker_registrations_get_kafka_errors() {
     let response = cluster_metadata(cluster.addr(0));
     assert_eq!(response.brokers.len(), 3, "{:?}", response.brokers);
 }
+
+/// A partition as Metadata v12 reports it: (error, leader, ISR, offline replicas, leader epoch).
+type PartitionState = (i16, i32, Vec<i32>, Vec<i32>, i32);
+
+/// Partition 0 of `topic` as node `addr` reports it.
+fn partition_state(addr: SocketAddr, topic: &str) -> Option<PartitionState> {
+    let request = MetadataRequest::default().with_topics(Some(vec![
+        kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_string(topic.to_string())))),
+    ]));
+    let response: MetadataResponse = call(addr, ApiKey::Metadata, 12, &request)?;
+    let partition = response.topics.first()?.partitions.first()?;
+    let ids = |ids: &[BrokerId]| ids.iter().map(|id| id.0).collect::<Vec<i32>>();
+    Some((
+        partition.error_code,
+        partition.leader_id.0,
+        ids(&partition.isr_nodes),
+        ids(&partition.offline_replicas),
+        partition.leader_epoch,
+    ))
+}
+
+/// AlterPartition v3 of partition 0 of `topic_id`: (top-level error, partition error, ISR,
+/// partition epoch).
+fn alter_partition(
+    active: SocketAddr,
+    broker_id: i32,
+    topic_id: uuid::Uuid,
+    partition_epoch: i32,
+    isr: &[i32],
+) -> (i16, i16, Vec<i32>, i32) {
+    use kafka_protocol::messages::alter_partition_request::{
+        BrokerState, PartitionData as AlterData, TopicData as AlterTopic,
+    };
+    use kafka_protocol::messages::{AlterPartitionRequest, AlterPartitionResponse};
+    let request = AlterPartitionRequest::default()
+        .with_broker_id(BrokerId(broker_id))
+        .with_broker_epoch(-1)
+        .with_topics(vec![AlterTopic::default()
+            .with_topic_id(topic_id)
+            .with_partitions(vec![AlterData::default()
+                .with_partition_index(0)
+                .with_leader_epoch(0)
+                .with_partition_epoch(partition_epoch)
+                .with_new_isr_with_epochs(
+                    isr.iter()
+                        .map(|id| {
+                            BrokerState::default()
+                                .with_broker_id(BrokerId(*id))
+                                .with_broker_epoch(-1)
+                        })
+                        .collect(),
+                )])]);
+    let response: AlterPartitionResponse =
+        call(active, ApiKey::AlterPartition, 3, &request).expect("AlterPartition");
+    let Some(partition) = response.topics.first().and_then(|t| t.partitions.first()) else {
+        return (response.error_code, -1, Vec::new(), -1);
+    };
+    (
+        response.error_code,
+        partition.error_code,
+        partition.isr.iter().map(|id| id.0).collect(),
+        partition.partition_epoch,
+    )
+}
+
+/// Starts the cluster, waits until all three brokers are registered, and creates `topic` with
+/// one partition on all three, led by a broker that is not the active controller (so that a
+/// failover is a broker's, not the quorum's). Returns the cluster, the replicas (leader,
+/// follower, controller) and the CreateTopics answer for the topic.
+fn replicated_topic(
+    settings: &[&str],
+    topic: &'static str,
+) -> (
+    Cluster,
+    [i32; 3],
+    kafka_protocol::messages::create_topics_response::CreatableTopicResult,
+) {
+    let cluster = Cluster::start(settings);
+    let (controller, _) = cluster.wait_leader();
+    let deadline = Instant::now() + WAIT;
+    while cluster_metadata(cluster.addr(0)).brokers.len() < 3 {
+        assert!(Instant::now() < deadline, "brokers never registered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let leader = (1..=3).find(|id| *id != controller).unwrap();
+    let follower = (1..=3)
+        .find(|id| *id != leader && *id != controller)
+        .unwrap();
+    let replicas = [leader, follower, controller];
+    let request = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(topic)))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(vec![CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(
+                    replicas.iter().map(|id| BrokerId(*id)).collect(),
+                )])])
+        .with_timeout_ms(10_000);
+    let response: CreateTopicsResponse = call(
+        cluster.addr(index_of(controller)),
+        ApiKey::CreateTopics,
+        7,
+        &request,
+    )
+    .expect("CreateTopics");
+    let created = response.topics.into_iter().next().expect("one topic");
+    assert_eq!(created.error_code, 0, "{created:?}");
+    (cluster, replicas, created)
+}
+
+/// A partition replicated on all three brokers: AlterPartition to the active controller
+/// changes its ISR by epochs (a stale or foreign request is refused), Metadata reports
+/// replicas, ISR and offline replicas, and a SIGTERM of its leader moves leadership to the
+/// in-sync replica left (controlled shutdown) before the process exits.
+#[test]
+fn replicated_partition_changes_isr_and_fails_over_on_shutdown() {
+    let (mut cluster, replicas, created) = replicated_topic(&[], "replicated");
+    let [leader, follower, controller] = replicas;
+    assert_eq!(created.replication_factor, 3);
+    let topic_id = created.topic_id;
+    cluster.wait_topic_everywhere("replicated");
+    let watcher = cluster.addr(index_of(controller));
+    assert_eq!(
+        partition_state(watcher, "replicated"),
+        Some((0, leader, replicas.to_vec(), Vec::new(), 0))
+    );
+
+    let active = cluster.controller_addr(index_of(controller));
+    assert_eq!(
+        alter_partition(active, leader, topic_id, 0, &[leader, follower]),
+        (0, 0, vec![leader, follower], 1)
+    );
+    // Another controller's listener does not forward: NOT_CONTROLLER (41) for the request.
+    let standby = cluster.controller_addr(index_of(leader));
+    assert_eq!(
+        alter_partition(standby, leader, topic_id, 1, &[leader]).0,
+        41
+    );
+    // Built on the state before that change: INVALID_UPDATE_VERSION (95).
+    assert_eq!(
+        alter_partition(active, leader, topic_id, 0, &[leader]).1,
+        95
+    );
+    // Not from the leader: INVALID_REQUEST (42), as Kafka's controller answers.
+    assert_eq!(
+        alter_partition(active, follower, topic_id, 1, &[leader, follower]).1,
+        42
+    );
+    assert_eq!(
+        partition_state(watcher, "replicated"),
+        Some((0, leader, vec![leader, follower], Vec::new(), 0))
+    );
+
+    let status = cluster.terminate(index_of(leader));
+    assert!(status.success(), "{status:?}");
+    let node = &cluster.nodes[index_of(leader)];
+    let log = std::fs::read_to_string(node.dir.join(format!("stderr-{}", node.runs))).unwrap();
+    assert!(
+        log.contains("controlled shutdown: leadership moved away"),
+        "{}",
+        cluster.logs(index_of(leader))
+    );
+    // The fencing and the election were one commit, applied by the controller before the
+    // leader stopped: the new state is there (the watcher is that controller).
+    assert_eq!(
+        partition_state(watcher, "replicated"),
+        Some((0, follower, vec![follower], vec![leader], 1))
+    );
+}
+
+/// A partition's leader is killed (kill -9): once its session expires the controller fences
+/// it and elects the next in-sync replica in the same commit; when it restarts it registers
+/// again, is unfenced, and rejoins as a follower (the live leader stays).
+#[test]
+fn killed_leader_is_fenced_and_replaced_from_the_isr() {
+    let (mut cluster, replicas, _) = replicated_topic(
+        &[
+            "broker.session.timeout.ms=2000",
+            "broker.heartbeat.interval.ms=300",
+        ],
+        "failover",
+    );
+    let [victim, next, controller] = replicas;
+    let watcher = cluster.addr(index_of(controller));
+    let wait_for = |wanted: PartitionState| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let seen = partition_state(watcher, "failover");
+            if seen.as_ref() == Some(&wanted) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{seen:?}, waiting for {wanted:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for((0, victim, replicas.to_vec(), Vec::new(), 0));
+
+    cluster.kill9(index_of(victim));
+    wait_for((0, next, vec![next, controller], vec![victim], 1));
+
+    cluster.restart(index_of(victim));
+    // Unfenced again (no offline replica), not back in the ISR: only the leader's
+    // AlterPartition adds it once it has caught up.
+    wait_for((0, next, vec![next, controller], Vec::new(), 1));
+}

@@ -179,7 +179,7 @@ impl Controller {
     }
 
     /// AlterPartition on this node (the controller listener: never forwarded twice; a node
-    /// that is not the active controller answers NOT_CONTROLLER from the commit). A change to
+    /// that is not the active controller answers NOT_CONTROLLER). A change to
     /// the ISR the partition already has answers the current state without a commit.
     pub fn alter_partition_here(
         &self,
@@ -189,6 +189,14 @@ impl Controller {
             return Err(refuse(
                 ResponseError::PolicyViolation,
                 format!("At most {PARTITIONS_PER_REQUEST_MAX} partitions per AlterPartition."),
+            ));
+        }
+        // Validating against the image of a node that is not the active controller could
+        // refuse a valid request with a stale view: the client must go to the active one.
+        if !self.is_local() {
+            return Err(refuse(
+                ResponseError::NotController,
+                "This node is not the active controller.".to_string(),
             ));
         }
         let _guard = self.lock_commits();
@@ -344,28 +352,9 @@ mod tests {
     /// Brokers 1–3 (3 fenced) and topic t with partition 0 on [1, 2, 3], ISR [1], leader 1,
     /// leader epoch 4, partition epoch 7.
     fn image() -> MetadataImage {
-        let mut image = MetadataImage::new();
-        let mut offset = 0;
-        for (id, fenced) in [(1, false), (2, false), (3, true)] {
-            image.apply(
-                offset,
-                &MetadataRecord::RegisterBroker {
-                    broker_id: id,
-                    incarnation_id: uuid::Uuid::new_v4(),
-                    endpoints: Vec::new(),
-                    rack: None,
-                },
-            );
-            image.apply(
-                offset + 1,
-                &MetadataRecord::BrokerFencing {
-                    broker_id: id,
-                    broker_epoch: offset,
-                    fenced,
-                },
-            );
-            offset += 2;
-        }
+        let mut image =
+            MetadataImage::with_brokers(&[(1, None, false), (2, None, false), (3, None, true)]);
+        let offset = image.applied_offset + 1;
         let topic_id = uuid::Uuid::new_v4();
         image.apply(
             offset,

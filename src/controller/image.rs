@@ -135,6 +135,43 @@ impl MetadataImage {
         self.topics.get(self.topic_names_by_id.get(id)?)
     }
 
+    /// The topic a partition record names; the controller only writes records of known
+    /// topics, so an unknown one is a bug.
+    fn known_topic_mut(&mut self, id: &Uuid) -> &mut TopicImage {
+        let name = self
+            .topic_names_by_id
+            .get(id)
+            .expect("partition record of a known topic");
+        self.topics.get_mut(name).expect("topic present")
+    }
+
+    /// An image of brokers `(id, rack, fenced)` registered in order, for tests.
+    #[cfg(test)]
+    pub fn with_brokers(brokers: &[(i32, Option<&str>, bool)]) -> MetadataImage {
+        let mut image = MetadataImage::new();
+        for &(id, rack, fenced) in brokers {
+            let epoch = image.applied_offset + 1;
+            image.apply(
+                epoch,
+                &MetadataRecord::RegisterBroker {
+                    broker_id: id,
+                    incarnation_id: Uuid::new_v4(),
+                    endpoints: Vec::new(),
+                    rack: rack.map(str::to_string),
+                },
+            );
+            image.apply(
+                epoch + 1,
+                &MetadataRecord::BrokerFencing {
+                    broker_id: id,
+                    broker_epoch: epoch,
+                    fenced,
+                },
+            );
+        }
+        image
+    }
+
     /// Applies one record. A record that does not fit the image (a partition of an unknown
     /// topic) is a bug in the controller, which validates before appending.
     pub fn apply(&mut self, offset: i64, record: &MetadataRecord) -> Option<Change> {
@@ -167,12 +204,7 @@ impl MetadataImage {
                 leader_epoch,
                 partition_epoch,
             } => {
-                let name = self
-                    .topic_names_by_id
-                    .get(topic_id)
-                    .expect("partition of a known topic")
-                    .clone();
-                let topic = self.topics.get_mut(&name).expect("topic present");
+                let topic = self.known_topic_mut(topic_id);
                 // Records written before replication carry no ISR: every replica was in sync.
                 let isr = match isr.is_empty() {
                     true => replicas.clone(),
@@ -186,7 +218,7 @@ impl MetadataImage {
                     partition_epoch: *partition_epoch,
                 };
                 topic.partitions.insert(*partition, image);
-                Some(Change::TopicChanged(name))
+                Some(Change::TopicChanged(topic.name.clone()))
             }
             MetadataRecord::PartitionChange {
                 topic_id,
@@ -199,12 +231,8 @@ impl MetadataImage {
                 // The controller validated the change against this very image (under its
                 // commit lock): a change to a partition gone since is a bug, as is an epoch
                 // that does not move forward.
-                let name = self
-                    .topic_names_by_id
-                    .get(topic_id)
-                    .expect("partition change of a known topic")
-                    .clone();
-                let topic = self.topics.get_mut(&name).expect("topic present");
+                let topic = self.known_topic_mut(topic_id);
+                let name = &topic.name;
                 let image = topic
                     .partitions
                     .get_mut(partition)
@@ -218,7 +246,7 @@ impl MetadataImage {
                 image.leader_epoch = *leader_epoch;
                 image.partition_epoch = *partition_epoch;
                 super::partition_change::assert_invariants(image);
-                Some(Change::TopicChanged(name))
+                Some(Change::TopicChanged(topic.name.clone()))
             }
             MetadataRecord::Config {
                 resource: ConfigResource::Topic,

@@ -6,6 +6,10 @@
 //! and was applied. Every node (leader, follower, observer) applies committed entries to its
 //! image in the quorum driver, which hands the resulting changes to the broker. A single node
 //! is a one-voter quorum of itself: same path, no peers.
+//!
+//! Leadership and ISRs change only through [`partition_change`]: elections committed with
+//! every change of broker liveness ([`registration`]) and ISR changes leaders ask for
+//! ([`alter_partition`]).
 
 pub mod alter_partition;
 pub mod image;

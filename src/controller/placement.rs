@@ -111,34 +111,9 @@ pub fn validate_assignment(image: &MetadataImage, replicas: &[i32]) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::records::MetadataRecord;
 
     fn image_with(brokers: &[(i32, Option<&str>, bool)]) -> MetadataImage {
-        let mut image = MetadataImage::new();
-        let mut offset = 0;
-        for &(id, rack, fenced) in brokers {
-            image.apply(
-                offset,
-                &MetadataRecord::RegisterBroker {
-                    broker_id: id,
-                    incarnation_id: uuid::Uuid::new_v4(),
-                    endpoints: Vec::new(),
-                    rack: rack.map(str::to_string),
-                },
-            );
-            let epoch = offset;
-            offset += 1;
-            image.apply(
-                offset,
-                &MetadataRecord::BrokerFencing {
-                    broker_id: id,
-                    broker_epoch: epoch,
-                    fenced,
-                },
-            );
-            offset += 1;
-        }
-        image
+        MetadataImage::with_brokers(brokers)
     }
 
     #[test]

@@ -86,6 +86,20 @@ impl QuorumConfig {
         }
     }
 
+    /// A one-voter quorum with fast timeouts, for tests that open a [`super::Controller`].
+    #[cfg(test)]
+    pub fn single_node_for_tests(node_id: NodeId) -> QuorumConfig {
+        QuorumConfig {
+            node_id,
+            voters: Vec::new(),
+            cluster_id: "test".into(),
+            tick_ms: 10,
+            election_timeout_ms: 100,
+            fetch_timeout_ms: 200,
+            snapshot_interval_bytes: 1 << 20,
+        }
+    }
+
     pub fn is_single_node(&self) -> bool {
         self.voter_ids() == [self.node_id]
     }
@@ -1034,18 +1048,6 @@ mod tests {
     use crate::log::partition::{Checkpoints, PartitionLog};
     use crate::record::builder::BatchBuilder;
 
-    fn single_node(node_id: NodeId) -> QuorumConfig {
-        QuorumConfig {
-            node_id,
-            voters: Vec::new(),
-            cluster_id: "test".into(),
-            tick_ms: 10,
-            election_timeout_ms: 100,
-            fetch_timeout_ms: 200,
-            snapshot_interval_bytes: 1 << 20,
-        }
-    }
-
     /// A data directory written before the quorum: the metadata log is a partition log of
     /// plain batches of JSON records (several per batch), with index files, no quorum-state.
     #[test]
@@ -1115,15 +1117,26 @@ mod tests {
             );
             assert_eq!(image.next_producer_id, next_producer_id);
         };
-        let controller =
-            Controller::open(temp.path(), 1, properties.clone(), single_node(1)).unwrap();
+        let controller = Controller::open(
+            temp.path(),
+            1,
+            properties.clone(),
+            QuorumConfig::single_node_for_tests(1),
+        )
+        .unwrap();
         check(&controller, 1000);
         // A commit through the one-voter quorum, then a restart: both histories replay.
         assert_eq!(controller.allocate_producer_ids(1000).unwrap(), 1000);
         check(&controller, 2000);
         controller.shutdown().unwrap();
         drop(controller);
-        let controller = Controller::open(temp.path(), 1, properties, single_node(1)).unwrap();
+        let controller = Controller::open(
+            temp.path(),
+            1,
+            properties,
+            QuorumConfig::single_node_for_tests(1),
+        )
+        .unwrap();
         check(&controller, 2000);
         controller.shutdown().unwrap();
     }

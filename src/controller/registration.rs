@@ -326,15 +326,7 @@ mod tests {
     use crate::controller::{ConfigChange, ConfigOp, NewTopic};
 
     fn open(dir: &std::path::Path) -> Controller {
-        let quorum = QuorumConfig {
-            node_id: 1,
-            voters: Vec::new(),
-            cluster_id: "test".into(),
-            tick_ms: 10,
-            election_timeout_ms: 100,
-            fetch_timeout_ms: 200,
-            snapshot_interval_bytes: 1 << 20,
-        };
+        let quorum = QuorumConfig::single_node_for_tests(1);
         Controller::open(dir, 1, Properties::default(), quorum).unwrap()
     }
 

@@ -137,6 +137,22 @@ pub fn create_topics(
                             (None, -1) => broker.config.default_partition_count,
                             (None, count) => count.max(new.assignments.len() as i32),
                         };
+                        let replication_factor = match (created, new.replication_factor) {
+                            (Some(t), _) => {
+                                t.partitions.get(&0).map_or(-1, |p| p.replicas.len() as i16)
+                            }
+                            (None, -1) => new.assignments.get(&0).map_or_else(
+                                || {
+                                    broker
+                                        .config
+                                        .properties
+                                        .get_i64(crate::config::DEFAULT_REPLICATION_FACTOR)
+                                        as i16
+                                },
+                                |replicas| replicas.len() as i16,
+                            ),
+                            (None, factor) => factor,
+                        };
                         let configs = topic_config_entries(broker, &image, topic_image)
                             .into_iter()
                             .map(|e| {
@@ -148,7 +164,7 @@ pub fn create_topics(
                             .collect();
                         result = result
                             .with_num_partitions(partitions)
-                            .with_replication_factor(1)
+                            .with_replication_factor(replication_factor)
                             .with_configs(Some(configs));
                     }
                 }
