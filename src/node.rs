@@ -30,6 +30,9 @@ use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
 
 /// The quorum driver's clock: Raft timeouts are counted in these.
 pub const QUORUM_TICK_MS: u64 = 50;
+/// How long a coordinator write waits for the in-sync replicas before it fails (the client
+/// retries with COORDINATOR_NOT_AVAILABLE).
+const COORDINATOR_REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often replication looks for fetchers to start and ISR changes to ask for.
 const REPLICATION_TICK: Duration = Duration::from_millis(100);
 
@@ -517,14 +520,38 @@ impl CoordinatorHost for Node {
         batch: &[u8],
         durable: bool,
     ) -> Result<(), WriteError> {
-        let log = self.led_log(topic, partition)?;
+        let led = self
+            .replicas
+            .leader_partition(&self.image(), topic, partition)
+            .map_err(|_| WriteError::NotLeader(topic.to_string(), partition))?;
         let now = now_ms();
         let storage = |e: &dyn std::fmt::Display| WriteError::Storage(e.to_string());
-        log.append_trusted(batch, now).map_err(|e| storage(&e))?;
+        let appended = led.log.append_trusted(batch, now).map_err(|e| storage(&e))?;
         if durable {
-            log.flush(now).map_err(|e| storage(&e))?;
+            led.log.flush(now).map_err(|e| storage(&e))?;
         }
         self.replicas.notify_appended();
+        // As Kafka's coordinators write with acks=all: the record is on every in-sync
+        // replica before the coordinator answers, so a failover does not lose it.
+        if led.replication.isr_len() > 1 {
+            let Ok(handle) = tokio::runtime::Handle::try_current() else {
+                return Ok(());
+            };
+            let replicated = crate::controller::quorum::blocking(|| {
+                handle.block_on(self.replicas.wait_replicated(
+                    topic,
+                    partition,
+                    &led,
+                    appended.last_offset + 1,
+                    COORDINATOR_REPLICATION_TIMEOUT,
+                ))
+            });
+            if !replicated {
+                return Err(WriteError::Storage(format!(
+                    "{topic}-{partition}: not replicated to the ISR within {COORDINATOR_REPLICATION_TIMEOUT:?}"
+                )));
+            }
+        }
         Ok(())
     }
 

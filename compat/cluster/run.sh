@@ -5,6 +5,8 @@
 #   - kafka-metadata-quorum describe --status / --replication, through a broker and through
 #     the controller listener: one leader, three voters;
 #   - kafka-topics --create through node 3, --describe through node 1: leaders on all three;
+#   - replication factor 3: kill -9 of a partition leader under an acks=all Java producer, the
+#     ISR shrinks and recovers, no acknowledged record lost or duplicated;
 #   - Java VerifiableProducer through node 1, VerifiableConsumer (a group) through node 2:
 #     every record consumed;
 #   - kill -9 of the active controller: a new leader within a few seconds and kafka-topics
@@ -35,7 +37,7 @@ stop_all() {
   for id in "${!pids[@]}"; do wait "${pids[$id]}" 2>/dev/null; done
   return 0
 }
-trap 'stop_all; rm -rf "$work" || true' EXIT
+trap 'stop_all; [[ -n "${KEEP_WORK:-}" ]] || rm -rf "$work" || true' EXIT
 
 result() { echo "RESULT $1 $2 ${3:-}"; [[ "$2" == FAIL ]] && failed=1; return 0; }
 tool() { # class args... → stdout+stderr in $work/out
@@ -101,15 +103,6 @@ if tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$b3" --create --
 else
   result cluster-topics-spread FAIL "$(detail)"
 fi
-if tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$b2" --create --topic "$topic-rf3" \
-     --partitions 1 --replication-factor 3; then
-  result cluster-topics-rf-refused FAIL "replication factor 3 accepted without replication"
-elif grep -q "InvalidReplicationFactorException" "$work/out"; then
-  result cluster-topics-rf-refused PASS "InvalidReplicationFactorException"
-else
-  result cluster-topics-rf-refused FAIL "$(detail)"
-fi
-
 # The Java client across brokers: produce through node 1, consume in a group through node 2.
 count=3000
 tool org.apache.kafka.tools.VerifiableProducer --bootstrap-server "$b1" --topic "$topic" \
@@ -123,6 +116,74 @@ if [[ $acked == "$count" && $consumed -ge $count ]]; then
   result cluster-java-produce-consume PASS "$acked acked via node 1, $consumed consumed via node 2"
 else
   result cluster-java-produce-consume FAIL "acked $acked consumed $consumed: $(grep -v SLF4J "$work/consumer" | tail -2 | tr '\n' ' ' | cut -c1-200)"
+fi
+
+# Replication factor 3 through Kafka's tools: every replica in sync; kill -9 of the partition's
+# leader while the Java producer sends with acks=all moves leadership within the ISR, and
+# kafka-topics lists the partition as under-replicated; the broker returns and rejoins the ISR,
+# and every acknowledged record is read exactly once through it.
+rtopic="$topic-rf3"
+isr_of() { grep -oE 'Isr: [0-9,]*' "$work/out" | head -1 | awk '{print $2}' | tr ',' '\n' | sort -n | tr '\n' ' '; }
+leader_of() { grep -oE 'Leader: -?[0-9]+' "$work/out" | head -1 | awk '{print $2}'; }
+if tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$b2" --create --topic "$rtopic" \
+     --partitions 1 --replication-factor 3 --config min.insync.replicas=2 &&
+   sleep 1 &&
+   tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$b1" --describe --topic "$rtopic" &&
+   [[ "$(isr_of)" == "1 2 3 " ]]; then
+  result cluster-rf3-in-sync PASS "$(grep -oE 'Leader: [0-9]+.*' "$work/out" | head -1)"
+else
+  result cluster-rf3-in-sync FAIL "$(detail)"
+fi
+rleader="$(leader_of)"
+if [[ -n "$rleader" && -n "${pids[$rleader]:-}" ]]; then
+  other=1; [[ $rleader == 1 ]] && other=2
+  bo="127.0.0.1:$(client_port $other)"
+  timeout 120 java -Xmx256m -Dlog4j2.level=warn -cp "$classpath" org.apache.kafka.tools.VerifiableProducer \
+    --bootstrap-server "$bo" --topic "$rtopic" --max-messages 4000 --throughput 800 --acks -1 \
+    >"$work/rproducer" 2>&1 &
+  rproducer=$!
+  sleep 2
+  kill -KILL "${pids[$rleader]}"; wait "${pids[$rleader]}" 2>/dev/null
+  killed_at=$(date +%s%N)
+  moved=""
+  for _ in $(seq 1 40); do
+    if tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bo" --describe --topic "$rtopic" &&
+       [[ -n "$(leader_of)" && "$(leader_of)" != "$rleader" && "$(leader_of)" != -1 && "$(isr_of)" != *"$rleader "* ]]; then
+      moved="$(leader_of)"; break
+    fi
+    sleep 0.5
+  done
+  moved_ms=$(( ($(date +%s%N) - killed_at) / 1000000 ))
+  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bo" --describe --under-replicated-partitions
+  if [[ -n "$moved" ]] && grep -q "$rtopic" "$work/out"; then
+    result cluster-rf3-leader-killed PASS "leader $rleader killed: $moved leads (seen within ${moved_ms} ms incl. tool start), ISR $(isr_of)listed as under-replicated"
+  else
+    result cluster-rf3-leader-killed FAIL "leader '$moved': $(detail)"
+  fi
+  wait "$rproducer"
+  start_node "$rleader"
+  for _ in $(seq 1 100); do port_open "$(client_port "$rleader")" && break; sleep 0.1; done
+  rejoined=0
+  for _ in $(seq 1 60); do
+    if tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bo" --describe --topic "$rtopic" &&
+       [[ "$(isr_of)" == "1 2 3 " ]]; then rejoined=1; break; fi
+    sleep 0.5
+  done
+  grep -o '"name":"producer_send_success"[^}]*"value":"[0-9]*"' "$work/rproducer" | grep -oE '"value":"[0-9]+"' |
+    grep -oE "[0-9]+" | sort >"$work/racked"
+  timeout 60 kcat -C -b "127.0.0.1:$(client_port "$rleader")" -t "$rtopic" -o beginning -e -q -f '%s\n' \
+    2>/dev/null | sort >"$work/rread"
+  [[ -n "${KEEP_WORK:-}" ]] && echo "work: $work"
+  acked=$(wc -l <"$work/racked")
+  missing=$(comm -23 "$work/racked" <(sort -u "$work/rread") | wc -l)
+  duplicates=$(uniq -d "$work/rread" | wc -l)
+  if [[ $rejoined == 1 && $acked -gt 1000 && $missing == 0 && $duplicates == 0 ]]; then
+    result cluster-rf3-rejoin-no-loss PASS "node $rleader back in the ISR; $acked acknowledged, all read once through it"
+  else
+    result cluster-rf3-rejoin-no-loss FAIL "rejoined=$rejoined acked=$acked missing=$missing duplicates=$duplicates: $(grep -v SLF4J "$work/rproducer" | grep -v producer_send | tail -2 | tr '\n' ' ' | cut -c1-200)"
+  fi
+else
+  result cluster-rf3-leader-killed FAIL "no leader for $rtopic: $(detail)"
 fi
 
 # kill -9 of the active controller: a new one, and metadata changes work again.

@@ -342,6 +342,33 @@ impl ReplicaManager {
             .collect()
     }
 
+    /// Waits (at most `timeout`) until the high watermark of `led` reaches `offset`: every
+    /// in-sync replica has what is below it. False on timeout or when leadership moved.
+    pub async fn wait_replicated(
+        &self,
+        topic: &str,
+        partition: i32,
+        led: &LedPartition,
+        offset: i64,
+        timeout: std::time::Duration,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.appended();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if led.high_watermark() >= offset {
+                return true;
+            }
+            if self.role(topic, partition) != Some((Role::Leader, led.leader_epoch)) {
+                return false;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return led.high_watermark() >= offset;
+            }
+        }
+    }
+
     /// Wakes every waiting fetch after records were appended.
     pub fn notify_appended(&self) {
         self.appended.notify_waiters();
