@@ -350,6 +350,7 @@ impl Node {
             new_isr = ?change.new_isr,
             "asking the controller to change the ISR"
         );
+        let shrink = change.new_isr.len() < replication.isr_len();
         let request = crate::controller::alter_partition::AlterPartition {
             broker_id: self.config.node_id,
             broker_epoch: self.lifecycle.epoch(),
@@ -367,9 +368,12 @@ impl Node {
             Ok(mut outcomes) => outcomes.pop().and_then(Result::err),
         };
         // Accepted: the image brings the new ISR (and clears the change in flight).
-        if let Some(error) = refused {
-            tracing::warn!(topic, partition, message = error.message, "ISR change refused");
-            replication.isr_change_failed();
+        match refused {
+            Some(error) => {
+                tracing::warn!(topic, partition, message = error.message, "ISR change refused");
+                replication.isr_change_failed();
+            }
+            None => crate::metrics::cluster::record_isr_change(shrink),
         }
     }
 

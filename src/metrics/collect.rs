@@ -21,6 +21,15 @@ pub fn append(output: &mut String, broker: Option<&Node>, ready: bool) {
     process(output);
     if let Some(broker) = broker {
         partitions(output, broker);
+        let mut hosted: Vec<(String, i32)> = broker
+            .replicas
+            .logs()
+            .all()
+            .iter()
+            .map(|log| (log.topic().to_string(), log.partition()))
+            .collect();
+        hosted.sort();
+        replication(output, broker, &hosted);
         disk(output, broker);
         groups(
             output,
@@ -80,19 +89,13 @@ fn partitions(output: &mut String, broker: &Node) {
         "Partitions hosted by this broker",
     );
     sample(output, PARTITIONS, &[], stats.len() as f64);
-    let families: [(&str, &str, fn(&crate::log::partition::LogStats) -> f64); 5] = [
+    let families: [(&str, &str, fn(&crate::log::partition::LogStats) -> f64); 4] = [
         (PARTITION_LOG_START_OFFSET, "First readable offset", |s| {
             s.log_start_offset as f64
         }),
         (
             PARTITION_LOG_END_OFFSET,
             "Offset of the next record appended",
-            |s| s.log_end_offset as f64,
-        ),
-        (
-            PARTITION_HIGH_WATERMARK,
-            "Offset below which records are committed",
-            // A single node commits on append; replication (issue 5) will make it trail.
             |s| s.log_end_offset as f64,
         ),
         (
@@ -114,6 +117,71 @@ fn partitions(output: &mut String, broker: &Node) {
                 value(stats),
             );
         }
+    }
+}
+
+/// Replication health: high watermarks of hosted partitions; for partitions led here the
+/// under-replicated, under- and at-min-ISR counts and each follower's lag; partitions with
+/// no live leader as this node's metadata image sees them (Kafka reports those on the
+/// controller only).
+fn replication(output: &mut String, broker: &Node, logs: &[(String, i32)]) {
+    use crate::metrics::cluster::*;
+    family(
+        output,
+        PARTITION_HIGH_WATERMARK,
+        "gauge",
+        "Offset below which records are on every in-sync replica (what consumers read)",
+    );
+    for (topic, partition) in logs {
+        let high_watermark = broker.replicas.high_watermark_of(topic, *partition);
+        if high_watermark >= 0 {
+            sample(
+                output,
+                PARTITION_HIGH_WATERMARK,
+                &[("topic", topic), ("partition", &partition.to_string())],
+                high_watermark as f64,
+            );
+        }
+    }
+    let (mut under_replicated, mut under_min_isr, mut at_min_isr) = (0, 0, 0);
+    let mut lags: Vec<(String, String, String, i64)> = Vec::new();
+    for (topic, partition, led) in broker.replicas.led_replicated() {
+        let Some((replicas, isr, follower_ends)) = led.replication.leader_view() else {
+            continue;
+        };
+        let min_isr = led.log.config().min_insync_replicas;
+        under_replicated += usize::from(isr < replicas);
+        under_min_isr += usize::from(isr < min_isr);
+        at_min_isr += usize::from(isr == min_isr && replicas > 1);
+        let end = led.log.offsets().log_end_offset;
+        for (follower, follower_end) in follower_ends {
+            lags.push((topic.clone(), partition.to_string(), follower.to_string(), end - follower_end));
+        }
+    }
+    let image = broker.image();
+    let offline = image
+        .topics
+        .values()
+        .flat_map(|topic| topic.partitions.values())
+        .filter(|partition| image.live_leader(partition) < 0)
+        .count();
+    for (name, help, value) in [
+        (UNDER_REPLICATED_PARTITIONS, "Partitions led here whose ISR is smaller than their replica set", under_replicated),
+        (UNDER_MIN_ISR_PARTITIONS, "Partitions led here whose ISR is below min.insync.replicas (acks=all produce refused)", under_min_isr),
+        (AT_MIN_ISR_PARTITIONS, "Partitions led here whose ISR is exactly min.insync.replicas", at_min_isr),
+        (OFFLINE_PARTITIONS, "Partitions without a live leader, as this node's metadata sees them", offline),
+    ] {
+        family(output, name, "gauge", help);
+        sample(output, name, &[], value as f64);
+    }
+    family(output, FOLLOWER_LAG_RECORDS, "gauge", "On the leader: how far a follower's log end trails the leader's");
+    for (topic, partition, follower, lag) in &lags {
+        sample(
+            output,
+            FOLLOWER_LAG_RECORDS,
+            &[("topic", topic), ("partition", partition), ("follower", follower)],
+            *lag as f64,
+        );
     }
 }
 

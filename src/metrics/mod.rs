@@ -517,8 +517,26 @@ pub mod cluster {
     pub const RAFT_VOTER_LAG: &str = "dlog_raft_voter_lag_records";
     /// Partitions led here whose ISR is smaller than their replica set.
     pub const UNDER_REPLICATED_PARTITIONS: &str = "dlog_under_replicated_partitions";
-    /// Partitions with no live leader (reported by the active controller).
+    /// Partitions with no live leader, as this node's metadata image sees them.
     pub const OFFLINE_PARTITIONS: &str = "dlog_offline_partitions";
+
+    /// Partitions led here whose ISR is below / exactly `min.insync.replicas`.
+    pub const UNDER_MIN_ISR_PARTITIONS: &str = "dlog_under_min_isr_partitions";
+    pub const AT_MIN_ISR_PARTITIONS: &str = "dlog_at_min_isr_partitions";
+    /// On the leader: records a follower's log end trails the leader's, by topic, partition
+    /// and follower.
+    pub const FOLLOWER_LAG_RECORDS: &str = "dlog_follower_lag_records";
+    /// ISR changes this node (as leader) had committed: followers dropped or taken back.
+    pub const ISR_SHRINKS: &str = "dlog_isr_shrinks_total";
+    pub const ISR_EXPANDS: &str = "dlog_isr_expands_total";
+
+    /// An ISR change committed: `shrink` when members left.
+    pub fn record_isr_change(shrink: bool) {
+        match shrink {
+            true => metrics::counter!(ISR_SHRINKS).increment(1),
+            false => metrics::counter!(ISR_EXPANDS).increment(1),
+        }
+    }
 
     /// Records the quorum state seen by this node.
     pub fn record_raft(leader_id: i32, epoch: i32, high_watermark: i64) {
@@ -530,13 +548,6 @@ pub mod cluster {
     /// On the leader: a voter's lag in records.
     pub fn record_voter_lag(voter_id: i32, lag_records: i64) {
         metrics::gauge!(RAFT_VOTER_LAG, "voter" => voter_id.to_string()).set(lag_records as f64);
-    }
-
-    /// Partition replication health, as counted by this broker (under-replicated) and the
-    /// active controller (offline).
-    pub fn record_partition_health(under_replicated: usize, offline: usize) {
-        metrics::gauge!(UNDER_REPLICATED_PARTITIONS).set(under_replicated as f64);
-        metrics::gauge!(OFFLINE_PARTITIONS).set(offline as f64);
     }
 }
 

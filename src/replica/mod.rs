@@ -319,6 +319,18 @@ impl ReplicaManager {
         led
     }
 
+    /// The high watermark of a hosted partition: a leader's now, or what a follower last
+    /// learned from its leader; -1 when not hosted.
+    pub fn high_watermark_of(&self, topic: &str, partition: i32) -> i64 {
+        match self.replica(topic, partition) {
+            Some(replica) if replica.role == Role::Leader => replica
+                .replication
+                .high_watermark_as_leader(replica.log.offsets().log_end_offset),
+            Some(replica) => replica.replication.high_watermark(),
+            None => -1,
+        }
+    }
+
     /// Whether this node leads the partition.
     pub fn is_leader(&self, topic: &str, partition: i32) -> bool {
         self.replica(topic, partition)

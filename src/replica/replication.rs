@@ -241,6 +241,22 @@ impl Replication {
         })
     }
 
+    /// As leader: (replica count, ISR size, each follower's log end offset once it fetched),
+    /// for metrics. None when not leading.
+    pub fn leader_view(&self) -> Option<(usize, usize, Vec<(i32, i64)>)> {
+        let state = self.lock();
+        if !state.leading {
+            return None;
+        }
+        let follower_ends = state
+            .followers
+            .iter()
+            .filter(|(_, progress)| progress.log_end_offset >= 0)
+            .map(|(id, progress)| (*id, progress.log_end_offset))
+            .collect();
+        Some((state.replicas.len(), state.isr.len(), follower_ends))
+    }
+
     /// The controller refused or did not answer: the next check may ask again.
     pub fn isr_change_failed(&self) {
         self.lock().isr_change_in_flight = false;
