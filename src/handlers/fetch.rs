@@ -210,16 +210,15 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
         if follower {
             // KIP-595: the follower's last batch is of an epoch that ends earlier here (or
             // that this log never had): it truncates before fetching on.
-            if state.last_fetched_epoch >= 0 {
-                let (epoch, end_offset) = log.end_offset_for_leader_epoch(state.last_fetched_epoch);
-                if epoch != state.last_fetched_epoch || end_offset < state.fetch_offset {
-                    result.diverging_epoch = Some((epoch, end_offset));
-                    result.high_watermark = led.high_watermark();
-                    result.log_start_offset = offsets.log_start_offset;
-                    total_bytes = total_bytes.max(1);
-                    results.push((key.clone(), result));
-                    continue;
-                }
+            if let Some(diverging) =
+                led.diverging_epoch(state.last_fetched_epoch, state.fetch_offset)
+            {
+                result.diverging_epoch = Some(diverging);
+                result.high_watermark = led.high_watermark();
+                result.log_start_offset = offsets.log_start_offset;
+                total_bytes = total_bytes.max(1);
+                results.push((key.clone(), result));
+                continue;
             }
             if (offsets.log_start_offset..=offsets.log_end_offset).contains(&state.fetch_offset) {
                 let (_, moved) = led.replication.follower_fetched(

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use crate::clock::now_ms;
 use crate::controller::peer::PeerClient;
 
-use super::{FollowedPartition, ReplicaManager};
+use super::{FollowedPartition, PartitionLog, ReplicaManager};
 
 /// Fetch v12: topics by name, `last_fetched_epoch` and `DivergingEpoch`, `replica_id` field.
 const FETCH_VERSION: i16 = 12;
@@ -199,11 +199,7 @@ fn apply(
     let outcome: std::io::Result<()> = match error {
         None if data.diverging_epoch.epoch >= 0 => {
             let diverging = &data.diverging_epoch;
-            let (local_epoch, local_end) = log.end_offset_for_leader_epoch(diverging.epoch);
-            let target = match local_epoch {
-                -1 => diverging.end_offset.min(log.offsets().log_end_offset),
-                _ => diverging.end_offset.min(local_end),
-            };
+            let target = truncation_target(log, diverging.epoch, diverging.end_offset);
             tracing::info!(
                 topic,
                 partition,
@@ -256,4 +252,15 @@ fn apply(
         return false;
     }
     true
+}
+
+/// Where a follower truncates when its leader says its log diverged at (`leader_epoch`,
+/// `leader_end_offset`): the smaller of that end offset and where the follower's own log
+/// ends that epoch (or the largest epoch below it it has) — KIP-101/KIP-279.
+pub fn truncation_target(log: &PartitionLog, leader_epoch: i32, leader_end_offset: i64) -> i64 {
+    let (local_epoch, local_end) = log.end_offset_for_leader_epoch(leader_epoch);
+    match local_epoch {
+        -1 => leader_end_offset.min(log.offsets().log_end_offset),
+        _ => leader_end_offset.min(local_end),
+    }
 }

@@ -59,6 +59,18 @@ pub struct LedPartition {
 }
 
 impl LedPartition {
+    /// Where a follower's log diverges from this leader's (KIP-595's DivergingEpoch): its last
+    /// batch is of `last_fetched_epoch` and its log ends at `fetch_offset`; if that epoch
+    /// ends earlier here, or this log never had it, the (epoch, end offset) the follower must
+    /// truncate by. None when the follower's log is a prefix of this one.
+    pub fn diverging_epoch(&self, last_fetched_epoch: i32, fetch_offset: i64) -> Option<(i32, i64)> {
+        if last_fetched_epoch < 0 {
+            return None;
+        }
+        let (epoch, end_offset) = self.log.end_offset_for_leader_epoch(last_fetched_epoch);
+        (epoch != last_fetched_epoch || end_offset < fetch_offset).then_some((epoch, end_offset))
+    }
+
     /// The high watermark now: what consumers may read (see [`Replication`]).
     pub fn high_watermark(&self) -> i64 {
         self.replication
