@@ -48,6 +48,23 @@ pub struct BrokerLifecycle {
     /// Set once a controlled shutdown began: every heartbeat from then on asks to shut down,
     /// so that a periodic one cannot unfence the broker again.
     shutting_down: AtomicBool,
+    /// True once the controller unfenced this broker: its metadata has caught up with the
+    /// quorum as of its registration (Kafka's RUNNING state). Clients are served from then on.
+    running: tokio::sync::watch::Sender<bool>,
+}
+
+impl BrokerLifecycle {
+    pub fn is_running(&self) -> bool {
+        *self.running.borrow()
+    }
+
+    /// Waits (at most `timeout`) until the broker runs; whether it does.
+    pub async fn wait_running(&self, timeout: Duration) -> bool {
+        let mut running = self.running.subscribe();
+        tokio::time::timeout(timeout, running.wait_for(|running| *running))
+            .await
+            .is_ok_and(|waited| waited.is_ok())
+    }
 }
 
 impl Default for BrokerLifecycle {
@@ -56,6 +73,7 @@ impl Default for BrokerLifecycle {
             incarnation_id: Uuid::new_v4(),
             epoch: AtomicI64::new(-1),
             shutting_down: AtomicBool::new(false),
+            running: tokio::sync::watch::channel(false).0,
         }
     }
 }
@@ -106,6 +124,12 @@ impl Node {
             self.lifecycle.epoch.store(epoch, Ordering::Release);
         }
         let reply = self.send_heartbeat(&self.heartbeat_request(want_shutdown));
+        if let Ok(reply) = &reply {
+            if reply.is_caught_up && !reply.is_fenced && !self.lifecycle.is_running() {
+                tracing::info!(epoch = self.lifecycle.epoch(), "broker caught up and unfenced: running");
+                self.lifecycle.running.send_replace(true);
+            }
+        }
         if let Err(error) = &reply {
             // The controller lost our registration (or saw a newer one): start over.
             if matches!(
@@ -185,7 +209,9 @@ impl Node {
         let retry = interval.min(Duration::from_millis(REGISTRATION_RETRY_MS));
         let mut first = true;
         loop {
-            let wait = match (first, self.lifecycle.epoch() < 0) {
+            // Until registered and running, retry often: clients wait for it.
+            let starting = self.lifecycle.epoch() < 0 || !self.lifecycle.is_running();
+            let wait = match (first, starting) {
                 (true, _) => Duration::ZERO,
                 (false, true) => retry,
                 (false, false) => interval,

@@ -140,6 +140,9 @@ fn metrics_address(config: &BrokerConfig) -> Result<Option<std::net::SocketAddr>
     }
 }
 
+/// How long a starting broker waits to be unfenced (caught up) before it serves clients anyway.
+const STARTUP_CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 async fn run(config: BrokerConfig) -> Result<()> {
     // Health endpoints come up first, so that /ready can say 503 while the logs recover.
     let status = std::sync::Arc::new(NodeStatus::default());
@@ -170,6 +173,21 @@ async fn run(config: BrokerConfig) -> Result<()> {
         }
         None => None,
     };
+    // Kafka's STARTING → RECOVERY → RUNNING: a broker of a cluster registers, catches up with
+    // the metadata log as of its registration, is unfenced, and only then serves clients, so
+    // that no client sees a stale view (topics missing, leaders elsewhere) right after a
+    // restart. A single node registered and was unfenced while opening.
+    let lifecycle = tokio::spawn(broker.clone().run_lifecycle());
+    let replication = tokio::spawn(broker.clone().run_replication());
+    if serves_clients && !broker.lifecycle.is_running() {
+        tracing::info!("waiting to catch up with the metadata quorum before serving clients");
+        if !broker.lifecycle.wait_running(STARTUP_CATCH_UP_WAIT).await {
+            tracing::warn!(
+                wait = ?STARTUP_CATCH_UP_WAIT,
+                "not unfenced by the controller in time; serving clients anyway"
+            );
+        }
+    }
     let server = if serves_clients {
         let listener = tokio::net::TcpListener::bind(listen_address)
             .await
@@ -185,8 +203,6 @@ async fn run(config: BrokerConfig) -> Result<()> {
         broker.clone(),
         broker.shutdown.subscribe(),
     ));
-    let lifecycle = tokio::spawn(broker.clone().run_lifecycle());
-    let replication = tokio::spawn(broker.clone().run_replication());
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = terminate.recv() => {}

@@ -447,9 +447,13 @@ fn leader_loss_minority_and_recovery() {
 fn restarted_node_catches_up_by_snapshot() {
     // A snapshot every few hundred bytes of metadata: a node that misses a few commits finds
     // the leader's log starting past its own end and must fetch the snapshot.
+    // The killed node stays registered (and unfenced) for its session: long enough to create
+    // a topic assigned to it, short enough that its restart may register again (a broker
+    // serves clients only once registered and caught up, and a registration is refused while
+    // the previous incarnation's session lasts, as in Kafka).
     let mut cluster = Cluster::start(&[
         "metadata.log.max.record.bytes.between.snapshots=300",
-        "broker.session.timeout.ms=60000",
+        "broker.session.timeout.ms=6000",
     ]);
     let (leader, _) = cluster.wait_leader();
     let follower = (0..3).find(|i| *i != index_of(leader)).unwrap();

@@ -51,7 +51,7 @@ leader_id() { grep -E '^LeaderId:' "$work/out" | awk '{print $2}'; }
 
 for id in 1 2 3; do start_node "$id"; done
 for id in 1 2 3; do
-  for _ in $(seq 1 100); do port_open "$(client_port "$id")" && break; sleep 0.1; done
+  for _ in $(seq 1 300); do port_open "$(client_port "$id")" && break; sleep 0.1; done
 done
 b1="127.0.0.1:$(client_port 1)"
 b2="127.0.0.1:$(client_port 2)"
@@ -162,7 +162,7 @@ if [[ -n "$rleader" && -n "${pids[$rleader]:-}" ]]; then
   fi
   wait "$rproducer"
   start_node "$rleader"
-  for _ in $(seq 1 100); do port_open "$(client_port "$rleader")" && break; sleep 0.1; done
+  for _ in $(seq 1 300); do port_open "$(client_port "$rleader")" && break; sleep 0.1; done
   rejoined=0
   for _ in $(seq 1 60); do
     if tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$bo" --describe --topic "$rtopic" &&
@@ -209,7 +209,7 @@ if [[ -n "$old_leader" && -n "${pids[$old_leader]:-}" ]]; then
     result cluster-controller-failover FAIL "new leader '$new_leader': $(detail)"
   fi
   start_node "$old_leader"
-  for _ in $(seq 1 100); do port_open "$(client_port "$old_leader")" && break; sleep 0.1; done
+  for _ in $(seq 1 300); do port_open "$(client_port "$old_leader")" && break; sleep 0.1; done
   ok=0
   for _ in $(seq 1 30); do
     if tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$(client_port "$old_leader")" --describe --topic "$topic-after" &&
