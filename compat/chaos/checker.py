@@ -91,7 +91,7 @@ def check(events):
             elif f == "txn":
                 for _partition, v in value["writes"]:
                     invoked_values.add(v)
-            elif event["process"] == "nemesis":
+            elif event["process"] == "nemesis" and f in ("kill", "kill-controller", "pause", "delay"):
                 stats["faults"] += 1
             continue
         if f == "topic":

@@ -24,17 +24,19 @@ class History:
     def now(self):
         return time.monotonic_ns() - self._start_ns
 
-    def _append(self, process, type_, f, value):
+    def _append(self, process, type_, f, value, time_ns=None):
         with self._lock:
             event = {"index": len(self._events), "process": process, "type": type_, "f": f,
-                     "value": value, "time": self.now()}
+                     "value": value, "time": self.now() if time_ns is None else time_ns}
             self._events.append(event)
             if self._file:
                 self._file.write(json.dumps(event, separators=(",", ":")) + "\n")
             return event
 
-    def invoke(self, process, f, value):
-        return self._append(process, "invoke", f, value)
+    def invoke(self, process, f, value, time_ns=None):
+        """time_ns: when the operation really started, for a poll recorded once it returned data
+        (empty polls are not recorded)."""
+        return self._append(process, "invoke", f, value, time_ns)
 
     def complete(self, process, type_, f, value):
         assert type_ in ("ok", "fail", "info"), type_
