@@ -16,40 +16,45 @@ import time
 KINDS = ["kill", "kill-controller", "pause", "delay"]
 
 
-def schedule(seed, kinds, nodes, duration_s):
-    """Faults of 2-5 s separated by 1.5-3 s of calm, from t=2-3 s until 2 s before the end.
-    The first len(kinds) faults take each kind once, in a seeded order; then kinds at random."""
+def schedule(seed, kinds, nodes, count=40):
+    """`count` faults of 2-5 s, each after 1.5-3 s of calm (the first after 2-3 s). The first
+    len(kinds) faults take each kind once, in a seeded order; then kinds at random. Times are
+    relative to the end of the previous fault (a broker's restart takes what it takes), so a
+    replay runs the same faults in the same order on the same nodes."""
     rng = random.Random(seed)
     order = list(kinds)
     rng.shuffle(order)
     faults = []
-    at = rng.uniform(2, 3)
-    while kinds:
-        length = rng.uniform(2, 5)
-        if at + length > duration_s - 2:
-            break
-        kind = order[len(faults)] if len(faults) < len(order) else rng.choice(kinds)
-        fault = {"at": round(at, 2), "kind": kind, "length": round(length, 2)}
+    for i in range(count if kinds else 0):
+        kind = order[i] if i < len(order) else rng.choice(kinds)
+        fault = {"gap": round(rng.uniform(2, 3) if i == 0 else rng.uniform(1.5, 3), 2), "kind": kind,
+                 "length": round(rng.uniform(2, 5), 2)}
         if kind in ("kill", "pause", "delay"):
             fault["node"] = rng.randint(1, nodes)
         if kind == "delay":
             fault["delay_ms"] = rng.choice([50, 200, 1000, 4000])
             fault["jitter_ms"] = fault["delay_ms"] // 2
         faults.append(fault)
-        at += length + rng.uniform(1.5, 3)
     return faults
 
 
 class Nemesis(threading.Thread):
-    def __init__(self, faults, cluster, proxy, history, stop):
+    def __init__(self, faults, cluster, proxy, history, deadline, min_faults):
+        """Runs faults until `deadline` (an Event) is set and at least `min_faults` ran."""
         super().__init__(name="nemesis", daemon=True)
-        self.faults, self.cluster, self.proxy, self.history, self.stop_event = faults, cluster, proxy, history, stop
+        self.faults, self.cluster, self.proxy, self.history = faults, cluster, proxy, history
+        self.deadline, self.min_faults = deadline, min_faults
         self.injected = 0
         self.errors = []
 
-    def _sleep_until(self, start, at):
-        while not self.stop_event.is_set():
-            left = start + at - time.monotonic()
+    def _done(self):
+        return self.deadline.is_set() and self.injected >= self.min_faults
+
+    def _sleep(self, seconds, whole=False):
+        """Sleeps; False when the run ended meanwhile (whole: a fault's length, always slept)."""
+        until = time.monotonic() + seconds
+        while whole or not self._done():
+            left = until - time.monotonic()
             if left <= 0:
                 return True
             time.sleep(min(left, 0.1))
@@ -65,9 +70,8 @@ class Nemesis(threading.Thread):
             self.history.complete("nemesis", "info", f, dict(value, error=str(exc)[:200]))
 
     def run(self):
-        start = time.monotonic()
         for fault in self.faults:
-            if not self._sleep_until(start, fault["at"]):
+            if not self._sleep(fault["gap"]):
                 return
             kind = fault["kind"]
             node = fault.get("node")
@@ -77,16 +81,16 @@ class Nemesis(threading.Thread):
             self.injected += 1
             if kind in ("kill", "kill-controller"):
                 self._act(kind, value, lambda: self.cluster.kill(node))
-                self._sleep_until(start, fault["at"] + fault["length"])
+                self._sleep(fault["length"], whole=True)
                 self._act("restart", {"node": node}, lambda: self.cluster.restart(node))
             elif kind == "pause":
                 self._act("pause", value, lambda: self.cluster.pause(node))
-                self._sleep_until(start, fault["at"] + fault["length"])
+                self._sleep(fault["length"], whole=True)
                 self._act("resume", {"node": node}, lambda: self.cluster.resume(node))
             elif kind == "delay":
                 port = self.cluster.proxy_port(node)
                 self._act("delay", value, lambda: self.proxy.set_delay(port, fault["delay_ms"], fault["jitter_ms"]))
-                self._sleep_until(start, fault["at"] + fault["length"])
+                self._sleep(fault["length"], whole=True)
                 self._act("undelay", {"node": node}, lambda: self.proxy.set_delay(port, 0))
 
     def heal(self):

@@ -30,6 +30,7 @@ COMMON = {
     "reconnect.backoff.max.ms": 1000,
     "topic.metadata.refresh.interval.ms": 2000,
     "metadata.max.age.ms": 6000,
+    "log_level": 3,  # librdkafka errors only on stderr: disconnects are the point of the exercise
 }
 
 
