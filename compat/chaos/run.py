@@ -5,6 +5,7 @@ while a seeded nemesis injects faults, then heal, a final drain, and the checker
   compat/chaos/run.py short [--target dlog|kafka] [--nodes 1|3]     fixed seeds, for CI
   compat/chaos/run.py soak --runs N [--target T] [--nodes N] [--seed S] [--duration S]
   compat/chaos/run.py once --seed S [--nemeses kill,pause,delay,kill-controller] [--nodes N] [--target T]
+  compat/chaos/run.py table DIR...       one summary table over the runs.jsonl of earlier outputs
 
 Environment: DLOG_BIN (default target/release/dlog), KAFKA_LIB (default compat/kafka/lib, holding
 classpath.txt), CHAOS_BASE_PORT (default 21000), CHAOS_OUT (default target/chaos).
@@ -239,7 +240,8 @@ def table(summaries):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["short", "soak", "once"])
+    parser.add_argument("mode", choices=["short", "soak", "once", "table"])
+    parser.add_argument("dirs", nargs="*", help="table: output directories of earlier runs")
     parser.add_argument("--target", default="dlog", choices=["dlog", "kafka"])
     parser.add_argument("--nodes", type=int, default=None, help="1 or 3 (short: only the runs of that size)")
     parser.add_argument("--runs", type=int, default=10)
@@ -251,6 +253,13 @@ def main():
     parser.add_argument("--out", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
     args = parser.parse_args()
+    if args.mode == "table":
+        summaries = []
+        for directory in args.dirs:
+            with open(os.path.join(directory, "runs.jsonl"), encoding="utf-8") as handle:
+                summaries += [json.loads(line) for line in handle if line.strip()]
+        print(table(summaries))
+        return 0
 
     out = args.out or os.path.join(os.environ.get("CHAOS_OUT", os.path.join(ROOT, "target", "chaos")),
                                    f"{args.mode}-{args.target}-{time.strftime('%Y%m%d-%H%M%S')}")
