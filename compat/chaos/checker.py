@@ -11,7 +11,9 @@ What the history holds (the workloads write it; the tests in test_checker.py bui
                            "commit_time": ns or None (when commit_transaction was called),
                            "outcome": "commit"|"abort"|None}
              ok = the outcome is known (commit or abort acknowledged); fail = certainly aborted;
-             info = unknown.
+             info = unknown. Consume-transform-produce transactions also carry
+             "source_topic" and "sources": [[partition, offset, value], ...] (the records read,
+             whose offsets the transaction commits); a source counts as a read.
   f "poll"   ok {"topic", "isolation": "read_committed"|"read_uncommitted", "session",
                  "records": [[partition, offset, value], ...]}
 Values are unique integers: every record read can be traced to the send that wrote it.
@@ -32,6 +34,8 @@ Anomalies (after Jepsen's Kafka checker):
   precommitted-read   a read_committed reader saw a value before its transaction's commit was
                       requested (or of a transaction whose commit was never requested)
   unknown-value       a reader saw a value nobody sent
+  double-processed    consume-transform-produce: one record read (a source) is in the output of two
+                      transactions that are visible (committed, or read by a read_committed reader)
 Not checked yet: G1c cycles of write-read dependencies between transactions.
 """
 
@@ -50,6 +54,7 @@ KINDS = [
     "aborted-read",
     "precommitted-read",
     "unknown-value",
+    "double-processed",
 ]
 
 
@@ -115,6 +120,14 @@ def check(events):
             record["committed"], record["aborted"] = committed, aborted
             stats["txns_committed" if committed else "txns_aborted" if aborted else "txns_info"] += 1
             txns.append(record)
+            record["sources"] = []
+            for partition, offset, v in value.get("sources", []):
+                position = (value["source_topic"], partition, offset)
+                at_position[position][v].append(event["index"])
+                read_by[v].append(event["index"])
+                if offset > max_read.get(position[:2], -1):
+                    max_read[position[:2]] = offset
+                record["sources"].append(v)
             for partition, offset, v in value["writes"]:
                 ack = None
                 if offset is not None and offset >= 0:
@@ -204,6 +217,18 @@ def check(events):
                 "precommitted-read", [txn["index"], poll["index"]], value=v, topic=poll["value"]["topic"],
                 process=poll["process"],
                 detail=f"value {v} read committed at {poll['time']} ns, commit requested at {txn['commit_time']} ns"))
+
+    # Consume-transform-produce: each source in at most one visible transaction.
+    read_committed_values = {v for v, _poll in read_committed_reads}
+    processed = defaultdict(list)
+    for txn in txns:
+        if txn["sources"] and (txn["committed"] or any(v in read_committed_values for v in txn["values"])):
+            for v in txn["sources"]:
+                processed[v].append(txn["index"])
+    for v, indexes in processed.items():
+        if len(indexes) > 1:
+            anomalies.append(_anomaly("double-processed", indexes, value=v,
+                                      detail=f"source value {v} in the output of {len(indexes)} visible transactions"))
 
     # A producer session's acknowledged offsets follow its send order per partition.
     for key, sends in send_order.items():

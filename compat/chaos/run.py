@@ -16,6 +16,7 @@ schedule.json, and the node logs (data directories are removed unless --keep).
 """
 
 import argparse
+import faulthandler
 import json
 import os
 import random
@@ -96,7 +97,7 @@ def create_topics(bootstrap, names):
     wait_leaders(bootstrap, names)
 
 
-def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=False, extra_sets=()):
+def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=False, extra_sets=(), ctp=False):
     os.makedirs(out_dir, exist_ok=True)
     work = os.path.join(out_dir, "cluster")
     shutil.rmtree(work, ignore_errors=True)
@@ -117,10 +118,13 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
     try:
         cluster.start()
         bootstrap = cluster.bootstrap()
-        queue_topic, txn_topic = f"chaos-queue-{seed}", f"chaos-txn-{seed}"
-        create_topics(bootstrap, [queue_topic, txn_topic])
+        queue_topic, txn_topic, ctp_topic = f"chaos-queue-{seed}", f"chaos-txn-{seed}", f"chaos-ctp-{seed}"
+        topics = [queue_topic, txn_topic] + ([ctp_topic] if ctp else [])
+        create_topics(bootstrap, topics)
         history.complete("harness", "ok", "topic", {"topic": queue_topic, "transactional": False})
         history.complete("harness", "ok", "topic", {"topic": txn_topic, "transactional": True})
+        if ctp:
+            history.complete("harness", "ok", "topic", {"topic": ctp_topic, "transactional": True})
         log(f"{target} x{nodes} seed {seed}: cluster up in {time.monotonic() - started:.1f}s; "
             f"{duration_s}s of faults from {', '.join(f['kind'] for f in faults[:len(kinds)])}, ...")
 
@@ -142,6 +146,9 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
             workloads.AssignReader("txn-rc", history, bootstrap, stop, sub_rng(), txn_topic, PARTITIONS, "read_committed"),
             workloads.AssignReader("txn-ru", history, bootstrap, stop, sub_rng(), txn_topic, PARTITIONS, "read_uncommitted"),
         ]
+        if ctp:
+            clients += [workloads.Transformer(f"ctp-{k}", history, bootstrap, stop, sub_rng(), queue_topic, ctp_topic,
+                                              PARTITIONS, f"chaos-ctp-{seed}", f"chaos-ctp{k}-{seed}") for k in (0, 1)]
         for client in clients:
             client.start()
         deadline = threading.Event()
@@ -158,10 +165,12 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
             client.join(90)
             if client.is_alive():
                 problems.append(f"client {client.process} did not stop")
-        wait_leaders(bootstrap, [queue_topic, txn_topic])
+        if any(client.is_alive() for client in clients):
+            faulthandler.dump_traceback(all_threads=True)  # where they hang, on stderr
+        wait_leaders(bootstrap, topics)
         drains = {}
         for topic, isolation in ((queue_topic, "read_uncommitted"), (txn_topic, "read_committed"),
-                                 (txn_topic, "read_uncommitted")):
+                                 (txn_topic, "read_uncommitted")) + (((ctp_topic, "read_committed"),) if ctp else ()):
             reached, ends, positions = workloads.final_drain(history, bootstrap, topic, PARTITIONS, isolation)
             drains[f"{topic}/{isolation}"] = {"reached_end": reached, "end_offsets": ends, "positions": positions}
             if len(ends) < PARTITIONS:
@@ -252,6 +261,9 @@ def main():
                         help="broker property KEY=VALUE for every node (repeatable)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
+    parser.add_argument("--ctp", action="store_true",
+                        help="add the consume-transform-produce workload (off by default: it hangs against dlog "
+                             "after a kill -9, see README)")
     args = parser.parse_args()
     if args.mode == "table":
         summaries = []
@@ -280,7 +292,8 @@ def main():
     for plan in plans:
         run_dir = os.path.join(out, f"{args.target}-n{plan['nodes']}-seed{plan['seed']}")
         summaries.append(run_once(args.target, plan["nodes"], plan["seed"], plan["nemeses"], plan["duration"],
-                                  run_dir, base_port, keep=args.keep, extra_sets=args.sets))
+                                  run_dir, base_port + 100 * (len(summaries) % 8), keep=args.keep,
+                                  extra_sets=args.sets, ctp=args.ctp))
         with open(os.path.join(out, "runs.jsonl"), "a", encoding="utf-8") as handle:
             handle.write(json.dumps(summaries[-1], default=str) + "\n")
     markdown = table(summaries)

@@ -179,3 +179,26 @@ def test_committed_txn_write_lost_and_unknown_value():
     h.poll([(0, 0, 10), (0, 3, 12), (0, 4, 99)], topic="t", isolation="read_committed")
     result = check(h.events)
     assert kinds(result) == {"lost-write": 1, "unknown-value": 1}
+
+
+def test_double_processed_consume_transform_produce():
+    h = Builder()
+    h.topic("q")
+    h.topic("out", transactional=True)
+    h.send(1, 0, 0)
+    h.send(2, 0, 1)
+
+    def ctp(writes, sources, outcome, type_="ok"):
+        h.add("ctp", "invoke", "txn", {"topic": "out", "intent": "commit", "writes": [[p, v] for p, _o, v in writes],
+                                       "sources": sources, "source_topic": "q"})
+        h.add("ctp", type_, "txn", {"topic": "out", "intent": "commit", "writes": [list(w) for w in writes],
+                                    "sources": sources, "source_topic": "q", "commit_time": 0, "outcome": outcome})
+
+    ctp([(0, 0, 10)], [[0, 0, 1]], "commit")
+    ctp([(0, 2, 11)], [[0, 0, 1], [0, 1, 2]], None, type_="info")  # indeterminate, but read below
+    ctp([(0, 4, 12)], [[0, 1, 2]], None, type_="fail")  # aborted: not visible
+    h.poll([(0, 0, 10), (0, 2, 11)], topic="out", isolation="read_committed")
+    result = check(h.events)
+    # 1 is in two visible transactions; 2 in one visible (the other aborted); the sources count as reads.
+    assert kinds(result) == {"double-processed": 1}
+    assert result["anomalies"][0]["value"] == 1

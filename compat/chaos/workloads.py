@@ -13,10 +13,13 @@ transaction workload (a second topic):
                   commit (70 %) or abort; sometimes crashes in the middle of a transaction (the
                   next producer with the same transactional.id fences it)
   AssignReader    read_committed and read_uncommitted
+consume-transform-produce (queue topic -> a third topic):
+  Transformer     group consumer + transactional producer, offsets committed in the transaction
 Values are unique integers from one counter shared by all producers.
 """
 
 import itertools
+import os
 import random
 import threading
 import time
@@ -34,8 +37,8 @@ COMMON = {
 }
 
 
-def _quiet(_level_or_err, *args):
-    pass
+# CHAOS_CTP_DEBUG=eos,protocol: librdkafka debug logs of the transformers' producers on stderr.
+DEBUG = {"debug": os.environ["CHAOS_CTP_DEBUG"], "log_level": 7} if os.environ.get("CHAOS_CTP_DEBUG") else {}
 
 
 class Client(threading.Thread):
@@ -367,3 +370,109 @@ def final_drain(history, bootstrap, topic, partitions, isolation, timeout_s=45, 
             break
     consumer.close()
     return reached, ends, {tp.partition: tp.offset for tp in positions}
+
+
+class Transformer(Client):
+    """Consume-transform-produce, exactly once: reads the queue topic in a group (read_committed,
+    classic protocol), writes one new value per record read to an output topic in a transaction
+    that also commits the group's offsets (send_offsets_to_transaction, KIP-447 fencing by group
+    metadata). Any error: the transaction is aborted if it can be, and the consumer and the
+    producer are replaced (the next consumer resumes at the committed offsets). The history's
+    txn operations carry their sources, [partition, offset, value] of each record read."""
+
+    def __init__(self, name, history, bootstrap, stop, rng, source_topic, topic, partitions, group, txn_id):
+        super().__init__(name, history, bootstrap, stop, rng)
+        self.source_topic, self.topic, self.partitions = source_topic, topic, partitions
+        self.group, self.txn_id = group, txn_id
+
+    def _clients(self):
+        consumer = Consumer(self.config(**{"group.id": self.group, "enable.auto.commit": False,
+                                           "auto.offset.reset": "earliest", "isolation.level": "read_committed",
+                                           "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000,
+                                           "fetch.wait.max.ms": 200}))
+        consumer.subscribe([self.source_topic])
+        self.session += 1
+        producer = Producer(self.config(**{"transactional.id": self.txn_id, "enable.idempotence": True, "acks": "all",
+                                           "linger.ms": 5, "transaction.timeout.ms": 10000,
+                                           "message.timeout.ms": 9000, "request.timeout.ms": 5000,
+                                           **DEBUG}))
+        producer.init_transactions(20)
+        return consumer, producer
+
+    def run(self):
+        consumer = producer = None
+        while not self.stopping():
+            if consumer is None:
+                try:
+                    consumer, producer = self._clients()
+                except KafkaException:
+                    self.errors += 1
+                    if consumer is not None:
+                        consumer.close()
+                    consumer = producer = None
+                    time.sleep(0.5)
+                    continue
+            try:
+                messages = [m for m in consumer.consume(num_messages=50, timeout=0.5) if not m.error()]
+            except KafkaException:
+                messages = []
+            if not messages:
+                continue
+            if not self._transform(consumer, producer, messages) or self.rng.random() < 0.03:
+                self.crashes += 1
+                try:
+                    consumer.close()
+                except (KafkaException, RuntimeError):
+                    pass
+                producer.purge()
+                consumer = producer = None
+        if consumer is not None:
+            consumer.close()
+            producer.flush(10)
+
+    def _transform(self, consumer, producer, messages):
+        sources = [[m.partition(), m.offset(), int(m.value())] for m in messages]
+        planned = [[m.partition() % self.partitions, next(VALUES)] for m in messages]
+        base = {"topic": self.topic, "intent": "commit", "session": self.session, "writes": planned,
+                "sources": sources, "source_topic": self.source_topic}
+        self.history.invoke(self.process, "txn", base)
+        offsets = {}
+
+        def delivered(err, msg):
+            if err is None:
+                offsets[int(msg.value())] = msg.offset()
+
+        def finish(type_, outcome, commit_time=None, error=None):
+            done = dict(base, writes=[[p, offsets.get(v), v] for p, v in planned], outcome=outcome,
+                        commit_time=commit_time)
+            if error:
+                done["error"] = error
+            self.history.complete(self.process, type_, "txn", done)
+
+        commit_time = None
+        try:
+            producer.begin_transaction()
+            for partition, value in planned:
+                producer.produce(self.topic, value=str(value).encode(), partition=partition, on_delivery=delivered)
+            next_offsets = {}
+            for m in messages:
+                next_offsets[m.partition()] = m.offset() + 1
+            producer.send_offsets_to_transaction(
+                [TopicPartition(self.source_topic, p, o) for p, o in next_offsets.items()],
+                consumer.consumer_group_metadata(), 15)
+            commit_time = self.history.now()
+            producer.commit_transaction(15)
+            finish("ok", "commit", commit_time)
+            return True
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.txn_requires_abort():
+                try:
+                    producer.abort_transaction(15)
+                    finish("fail", "abort", commit_time, error=err.name())
+                    return False
+                except KafkaException as exc2:
+                    finish("info", None, commit_time, error=f"{err.name()}; abort: {exc2.args[0].name()}")
+                    return False
+            finish("info", None, commit_time, error=err.name())
+            return False
