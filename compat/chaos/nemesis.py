@@ -75,9 +75,12 @@ class Nemesis(threading.Thread):
                 return
             kind = fault["kind"]
             node = fault.get("node")
+            value = dict(fault)
             if kind == "kill-controller":
-                node = self.cluster.active_controller() or 1
-            value = dict(fault, node=node)
+                node = self.cluster.active_controller()
+                value["controller_from"] = "quorum-state" if node else "unknown: node 1"
+                node = node or 1
+            value["node"] = node
             self.injected += 1
             if kind in ("kill", "kill-controller"):
                 self._act(kind, value, lambda: self.cluster.kill(node))
