@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (README, .ci/run): installs what the tests need, builds, and runs
 # every test: unit and integration tests (rdkafka against a real dlog process), byte-level
-# protocol tests, a short fuzz run, a three-node cluster driven by Kafka's tools, the compat suites (kcat, confluent-kafka, kafka-python,
+# protocol tests, a short fuzz run, a three-node cluster driven by Kafka's tools, a short chaos run
+# (compat/chaos: histories under faults, checked), the compat suites (kcat, confluent-kafka, kafka-python,
 # the Java client and Kafka's tools, franz-go, Kafka's CLI tools) against dlog, and the differential run of the
 # core suites against a real Apache Kafka 4.x broker.
 #   compat/test-all.sh            FUZZ_SECONDS=N to change the fuzz time per target (default 20)
@@ -28,6 +29,7 @@ stage "deploy files (promtool, YAML/JSON, systemd, live scrape)" deploy/check.sh
 stage "on-disk format read by Kafka's DumpLogSegments" compat/storage/verify.sh
 stage "compat suites against dlog (python, java, go, Kafka's tools)" compat/run.sh dlog "$out/compat" python java go tools
 stage "three-node dlog cluster (kafka-metadata-quorum, kafka-topics, Java client, failover)" compat/cluster/run.sh
+CHAOS_OUT="$out/chaos" stage "chaos, short (histories under kill -9, pause and delayed requests; checker)" compat/chaos/ci.sh
 DLOG_RESULTS="$out/compat" stage "differential run against Apache Kafka (python, java, Kafka's tools)" \
   compat/diff.sh "$out/diff" python java tools
 echo

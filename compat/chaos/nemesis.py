@@ -1,0 +1,102 @@
+"""Faults, scheduled from a seed (the same seed gives the same schedule: replayable).
+
+kinds:
+  kill             kill -9 of a broker, restarted (same data directory) after the fault's length
+  kill-controller  the same, of the active controller of the metadata quorum (chosen when the
+                   fault starts, from the nodes' quorum-state files)
+  pause            SIGSTOP of a broker, SIGCONT after the fault's length
+  delay            the proxy delays every request sent to one broker by 50 ms to 4 s (+ up to
+                   50 % jitter), in order; longer than the clients' 5 s request timeout at the top
+"""
+
+import random
+import threading
+import time
+
+KINDS = ["kill", "kill-controller", "pause", "delay"]
+
+
+def schedule(seed, kinds, nodes, count=40):
+    """`count` faults of 2-5 s, each after 1.5-3 s of calm (the first after 2-3 s). The first
+    len(kinds) faults take each kind once, in a seeded order; then kinds at random. Times are
+    relative to the end of the previous fault (a broker's restart takes what it takes), so a
+    replay runs the same faults in the same order on the same nodes."""
+    rng = random.Random(seed)
+    order = list(kinds)
+    rng.shuffle(order)
+    faults = []
+    for i in range(count if kinds else 0):
+        kind = order[i] if i < len(order) else rng.choice(kinds)
+        fault = {"gap": round(rng.uniform(2, 3) if i == 0 else rng.uniform(1.5, 3), 2), "kind": kind,
+                 "length": round(rng.uniform(2, 5), 2)}
+        if kind in ("kill", "pause", "delay"):
+            fault["node"] = rng.randint(1, nodes)
+        if kind == "delay":
+            fault["delay_ms"] = rng.choice([50, 200, 1000, 4000])
+            fault["jitter_ms"] = fault["delay_ms"] // 2
+        faults.append(fault)
+    return faults
+
+
+class Nemesis(threading.Thread):
+    def __init__(self, faults, cluster, proxy, history, deadline, min_faults):
+        """Runs faults until `deadline` (an Event) is set and at least `min_faults` ran."""
+        super().__init__(name="nemesis", daemon=True)
+        self.faults, self.cluster, self.proxy, self.history = faults, cluster, proxy, history
+        self.deadline, self.min_faults = deadline, min_faults
+        self.injected = 0
+        self.errors = []
+
+    def _done(self):
+        return self.deadline.is_set() and self.injected >= self.min_faults
+
+    def _sleep(self, seconds, whole=False):
+        """Sleeps; False when the run ended meanwhile (whole: a fault's length, always slept)."""
+        until = time.monotonic() + seconds
+        while whole or not self._done():
+            left = until - time.monotonic()
+            if left <= 0:
+                return True
+            time.sleep(min(left, 0.1))
+        return False
+
+    def _act(self, f, value, action):
+        self.history.invoke("nemesis", f, value)
+        try:
+            action()
+            self.history.complete("nemesis", "ok", f, value)
+        except Exception as exc:  # noqa: BLE001 - recorded, the run goes on and heals at the end
+            self.errors.append(f"{f} {value}: {exc}")
+            self.history.complete("nemesis", "info", f, dict(value, error=str(exc)[:200]))
+
+    def run(self):
+        for fault in self.faults:
+            if not self._sleep(fault["gap"]):
+                return
+            kind = fault["kind"]
+            node = fault.get("node")
+            value = dict(fault)
+            if kind == "kill-controller":
+                node = self.cluster.active_controller()
+                value["controller_from"] = "quorum-state" if node else "unknown: node 1"
+                node = node or 1
+            value["node"] = node
+            self.injected += 1
+            if kind in ("kill", "kill-controller"):
+                self._act(kind, value, lambda: self.cluster.kill(node))
+                self._sleep(fault["length"], whole=True)
+                self._act("restart", {"node": node}, lambda: self.cluster.restart(node))
+            elif kind == "pause":
+                self._act("pause", value, lambda: self.cluster.pause(node))
+                self._sleep(fault["length"], whole=True)
+                self._act("resume", {"node": node}, lambda: self.cluster.resume(node))
+            elif kind == "delay":
+                port = self.cluster.proxy_port(node)
+                self._act("delay", value, lambda: self.proxy.set_delay(port, fault["delay_ms"], fault["jitter_ms"]))
+                self._sleep(fault["length"], whole=True)
+                self._act("undelay", {"node": node}, lambda: self.proxy.set_delay(port, 0))
+
+    def heal(self):
+        for node in self.cluster.node_ids():
+            self.proxy.set_delay(self.cluster.proxy_port(node), 0)
+        self._act("heal", {}, self.cluster.heal)
