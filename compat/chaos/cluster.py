@@ -211,7 +211,7 @@ class KafkaCluster(Cluster):
                 "-cp", self.classpath, *args]
 
     def _write_properties(self, node):
-        rf = 1  # as dlog today: every partition has one replica (see README)
+        rf = min(self.nodes, 3)  # internal topics replicated like the workload's (run.py)
         lines = [
             "process.roles=broker,controller", f"node.id={node}",
             f"controller.quorum.voters={self.voters()}",

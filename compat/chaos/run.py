@@ -77,11 +77,21 @@ def wait_leaders(bootstrap, topics, timeout_s=90):
     raise RuntimeError(f"partitions without a leader after {timeout_s}s: {missing}")
 
 
-def create_topics(bootstrap, names):
+def replication_factor(nodes):
+    """Topics are replicated on every node of a cluster (up to 3), with min.insync.replicas 2, as
+    users configure them: a kill -9 of one node then must neither lose nor block acknowledged
+    writes."""
+    return min(nodes, 3)
+
+
+def create_topics(bootstrap, names, nodes):
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 10000})
     deadline = time.monotonic() + 60
+    rf = replication_factor(nodes)
+    configs = {"min.insync.replicas": "2"} if rf >= 3 else {}
     while True:
-        futures = admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names], operation_timeout=30)
+        futures = admin.create_topics([NewTopic(n, PARTITIONS, rf, config=configs) for n in names],
+                                      operation_timeout=30)
         try:
             for name, future in futures.items():
                 try:
@@ -120,7 +130,7 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
         bootstrap = cluster.bootstrap()
         queue_topic, txn_topic, ctp_topic = f"chaos-queue-{seed}", f"chaos-txn-{seed}", f"chaos-ctp-{seed}"
         topics = [queue_topic, txn_topic] + ([ctp_topic] if ctp else [])
-        create_topics(bootstrap, topics)
+        create_topics(bootstrap, topics, nodes)
         history.complete("harness", "ok", "topic", {"topic": queue_topic, "transactional": False})
         history.complete("harness", "ok", "topic", {"topic": txn_topic, "transactional": True})
         if ctp:
