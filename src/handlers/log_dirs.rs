@@ -44,19 +44,26 @@ pub fn delete_records(
                     let mut result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(partition.partition_index)
                         .with_low_watermark(-1);
-                    let log = match broker.replicas.leader_log(
+                    let led = match broker.replicas.leader_partition(
                         &image,
                         topic.name.as_str(),
                         partition.partition_index,
                     ) {
-                        Ok(log) => log,
+                        Ok(led) => led,
                         Err(error) => return result.with_error_code(error.code()),
                     };
+                    let log = &led.log;
+                    // As Kafka: records may be deleted up to the high watermark, not past it
+                    // (followers learn the new log start from their fetches).
+                    let high_watermark = led.high_watermark();
                     let offset = match partition.offset {
-                        HIGH_WATERMARK => log.offsets().log_end_offset,
+                        HIGH_WATERMARK => high_watermark,
+                        offset if offset > high_watermark => {
+                            return result.with_error_code(ResponseError::OffsetOutOfRange.code())
+                        }
                         offset => offset,
                     };
-                    match broker.replicas.logs().delete_records(&log, offset, now) {
+                    match broker.replicas.logs().delete_records(log, offset, now) {
                         Ok(Ok(low_watermark)) => result.low_watermark = low_watermark,
                         Ok(Err(_)) => {
                             result.error_code = ResponseError::OffsetOutOfRange.code();

@@ -218,9 +218,20 @@ fn apply(
             };
             match appended {
                 Ok(()) => {
+                    let offsets = log.offsets();
                     followed
                         .replication
-                        .follower_learned(data.high_watermark, log.offsets().log_end_offset);
+                        .follower_learned(data.high_watermark, offsets.log_end_offset);
+                    // DeleteRecords and retention on the leader: the follower's log start
+                    // follows (as far as its own log reaches).
+                    let leader_log_start = data.log_start_offset.min(offsets.log_end_offset);
+                    if leader_log_start > offsets.log_start_offset {
+                        if let Err(error) =
+                            replicas.logs().delete_records(log, leader_log_start, now_ms())
+                        {
+                            tracing::warn!(topic, partition, %error, "follower log start not moved");
+                        }
+                    }
                     return true;
                 }
                 Err(error) => {
