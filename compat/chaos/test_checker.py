@@ -202,3 +202,17 @@ def test_double_processed_consume_transform_produce():
     # 1 is in two visible transactions; 2 in one visible (the other aborted); the sources count as reads.
     assert kinds(result) == {"double-processed": 1}
     assert result["anomalies"][0]["value"] == 1
+
+
+def test_acknowledged_without_offset_is_neither_a_duplicate_nor_out_of_order():
+    # librdkafka acknowledges a retried batch the broker already had without an offset.
+    b = Builder()
+    b.topic("q")
+    b.send(1, 0, 0)
+    b.send(2, 0, None)
+    b.send(3, 0, 2)
+    b.poll([(0, 0, 1), (0, 1, 2), (0, 2, 3)])
+    assert kinds(check(b.events)) == {}
+    # Never read: unseen, with its offset unknown.
+    b.send(4, 0, None)
+    assert kinds(check(b.events)) == {"unseen-write": 1}
