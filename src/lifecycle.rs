@@ -126,7 +126,10 @@ impl Node {
         let reply = self.send_heartbeat(&self.heartbeat_request(want_shutdown));
         if let Ok(reply) = &reply {
             if reply.is_caught_up && !reply.is_fenced && !self.lifecycle.is_running() {
-                tracing::info!(epoch = self.lifecycle.epoch(), "broker caught up and unfenced: running");
+                tracing::info!(
+                    epoch = self.lifecycle.epoch(),
+                    "broker caught up and unfenced: running"
+                );
                 self.lifecycle.running.send_replace(true);
             }
         }

@@ -370,7 +370,12 @@ impl Node {
         // Accepted: the image brings the new ISR (and clears the change in flight).
         match refused {
             Some(error) => {
-                tracing::warn!(topic, partition, message = error.message, "ISR change refused");
+                tracing::warn!(
+                    topic,
+                    partition,
+                    message = error.message,
+                    "ISR change refused"
+                );
                 replication.isr_change_failed();
             }
             None => crate::metrics::cluster::record_isr_change(shrink),
@@ -530,7 +535,10 @@ impl CoordinatorHost for Node {
             .map_err(|_| WriteError::NotLeader(topic.to_string(), partition))?;
         let now = now_ms();
         let storage = |e: &dyn std::fmt::Display| WriteError::Storage(e.to_string());
-        let appended = led.log.append_trusted(batch, now).map_err(|e| storage(&e))?;
+        let appended = led
+            .log
+            .append_trusted(batch, now)
+            .map_err(|e| storage(&e))?;
         if durable {
             led.log.flush(now).map_err(|e| storage(&e))?;
         }

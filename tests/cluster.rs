@@ -286,42 +286,14 @@ fn transaction(
 }
 
 /// Reads every partition of `topic` from the beginning to its end (the last stable offset for
-/// read_committed): the payloads, which must reach the end of every partition.
+/// read_committed): the payloads, which must reach the end of every partition, none twice.
 fn read_to_end(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> BTreeSet<String> {
-    use rdkafka::error::KafkaError;
-    use rdkafka::{Offset, TopicPartitionList};
-    let consumer: BaseConsumer = common::consumer_config(bootstrap)
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true")
-        .create()
-        .expect("consumer");
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment
-            .add_partition_offset(topic, partition, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
     let mut values = BTreeSet::new();
-    let mut at_end = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while at_end.len() < partitions as usize {
-        assert!(
-            Instant::now() < deadline,
-            "{topic} ({isolation}): only partitions {at_end:?} reached their end"
-        );
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Ok(message)) => {
-                at_end.remove(&message.partition());
-                let value = String::from_utf8(message.payload().unwrap_or_default().to_vec());
-                assert!(values.insert(value.unwrap()), "duplicate record");
-            }
-            Some(Err(KafkaError::PartitionEOF(partition))) => {
-                at_end.insert(partition);
-            }
-            Some(Err(error)) => panic!("consume {topic}: {error}"),
-        }
+    for value in read_in_order(bootstrap, topic, partitions, isolation)
+        .into_values()
+        .flatten()
+    {
+        assert!(values.insert(value), "duplicate record");
     }
     values
 }
@@ -611,11 +583,15 @@ fn replicated_topic_survives_the_kill_of_a_leader() {
         |state| state.len() == 3 && state.values().all(|(l, isr)| *l > 0 && *isr == full),
     );
 
-    let bootstrap_all = (0..3).map(|i| cluster.bootstrap(i)).collect::<Vec<_>>().join(",");
+    let bootstrap_all = (0..3)
+        .map(|i| cluster.bootstrap(i))
+        .collect::<Vec<_>>()
+        .join(",");
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let producing = {
-        let (acknowledged, stop, bootstrap) = (acknowledged.clone(), stop.clone(), bootstrap_all.clone());
+        let (acknowledged, stop, bootstrap) =
+            (acknowledged.clone(), stop.clone(), bootstrap_all.clone());
         std::thread::spawn(move || {
             let producer: ThreadedProducer<Acknowledged> = common::producer_config(&bootstrap)
                 .set("enable.idempotence", "true")
@@ -652,7 +628,12 @@ fn replicated_topic_survives_the_kill_of_a_leader() {
     let after = eventually(
         Duration::from_millis(SESSION_TIMEOUT_MS * 5),
         || replica_state(&cluster.bootstrap(survivor), topic),
-        |state| state.len() == 3 && state.values().all(|(l, isr)| *l > 0 && *l != victim && !isr.contains(&victim)),
+        |state| {
+            state.len() == 3
+                && state
+                    .values()
+                    .all(|(l, isr)| *l > 0 && *l != victim && !isr.contains(&victim))
+        },
     );
     assert!(after.values().all(|(_, isr)| isr.len() == 2), "{after:?}");
     std::thread::sleep(Duration::from_secs(2));
@@ -669,34 +650,60 @@ fn replicated_topic_survives_the_kill_of_a_leader() {
     let sent = producing.join().expect("producer thread");
 
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() > 300, "only {} of {sent} acknowledged", acknowledged.len());
+    assert!(
+        acknowledged.len() > 300,
+        "only {} of {sent} acknowledged",
+        acknowledged.len()
+    );
     let mut expected: BTreeMap<i32, Vec<String>> = BTreeMap::new();
     for (partition, value) in &acknowledged {
         expected.entry(*partition).or_default().push(value.clone());
     }
     for index in 0..3 {
-        let read = read_in_order(&cluster.bootstrap(index), topic, 3);
+        let read = read_in_order(&cluster.bootstrap(index), topic, 3, "read_uncommitted");
         for (partition, values) in &read {
             let unique: BTreeSet<&String> = values.iter().collect();
-            assert_eq!(unique.len(), values.len(), "duplicates in partition {partition} via node {}", index + 1);
+            assert_eq!(
+                unique.len(),
+                values.len(),
+                "duplicates in partition {partition} via node {}",
+                index + 1
+            );
             // Send order is index order within a partition.
             let numbers: Vec<usize> = values.iter().map(|v| v[2..].parse().unwrap()).collect();
-            assert!(numbers.windows(2).all(|w| w[0] < w[1]), "partition {partition} out of order via node {}", index + 1);
+            assert!(
+                numbers.windows(2).all(|w| w[0] < w[1]),
+                "partition {partition} out of order via node {}",
+                index + 1
+            );
         }
         for (partition, values) in &expected {
             let have: BTreeSet<&String> = read.get(partition).into_iter().flatten().collect();
             let lost: Vec<&String> = values.iter().filter(|v| !have.contains(v)).collect();
-            assert!(lost.is_empty(), "acknowledged but lost in partition {partition} via node {}: {} of {}, e.g. {:?}", index + 1, lost.len(), values.len(), &lost[..lost.len().min(5)]);
+            assert!(
+                lost.is_empty(),
+                "acknowledged but lost in partition {partition} via node {}: {} of {}, e.g. {:?}",
+                index + 1,
+                lost.len(),
+                values.len(),
+                &lost[..lost.len().min(5)]
+            );
         }
     }
 }
 
-/// Every partition of `topic` read from the beginning to its end through `bootstrap`, values
-/// in offset order.
-fn read_in_order(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<String>> {
+/// Every partition of `topic` read from the beginning to its end through `bootstrap` at
+/// `isolation`, values in offset order.
+fn read_in_order(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+) -> BTreeMap<i32, Vec<String>> {
     use rdkafka::error::KafkaError;
     use rdkafka::{Offset, TopicPartitionList};
     let consumer: BaseConsumer = common::consumer_config(bootstrap)
+        .set("isolation.level", isolation)
         .set("enable.partition.eof", "true")
         .create()
         .expect("consumer");
@@ -711,13 +718,19 @@ fn read_in_order(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32,
     let mut at_end = BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while at_end.len() < partitions as usize {
-        assert!(Instant::now() < deadline, "{topic}: only partitions {at_end:?} reached their end");
+        assert!(
+            Instant::now() < deadline,
+            "{topic} ({isolation}): only partitions {at_end:?} reached their end"
+        );
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
             Some(Ok(message)) => {
                 at_end.remove(&message.partition());
-                let value = String::from_utf8(message.payload().unwrap_or_default().to_vec()).unwrap();
-                values.entry(message.partition()).or_default().push(value);
+                let value = String::from_utf8(message.payload().unwrap_or_default().to_vec());
+                values
+                    .entry(message.partition())
+                    .or_default()
+                    .push(value.unwrap());
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 at_end.insert(partition);

@@ -6,9 +6,7 @@
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
-use kafka_protocol::messages::{
-    ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
-};
+use kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use kafka_protocol::ResponseError;
 
 use crate::handlers::context::RequestContext;
@@ -46,8 +44,7 @@ pub fn handle(
                             return answer.with_error_code(ResponseError::FencedLeaderEpoch.code())
                         }
                         Ok(led) if asked.current_leader_epoch > led.leader_epoch => {
-                            return answer
-                                .with_error_code(ResponseError::UnknownLeaderEpoch.code())
+                            return answer.with_error_code(ResponseError::UnknownLeaderEpoch.code())
                         }
                         Ok(led) => led,
                         Err(error) => return answer.with_error_code(error.code()),

@@ -326,7 +326,10 @@ fn settle(broker: &Node, topic: &str, outcome: &mut PartitionOutcome, timed_out:
         crate::metrics::partition_error(ApiKey::Produce, error.code());
         outcome.error = Some((
             error,
-            format!("{topic}-{}: the batch was not acknowledged by the in-sync replicas", outcome.index),
+            format!(
+                "{topic}-{}: the batch was not acknowledged by the in-sync replicas",
+                outcome.index
+            ),
         ));
         outcome.base_offset = -1;
     }

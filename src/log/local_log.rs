@@ -200,7 +200,11 @@ impl LocalLog {
             .next_back()
             .expect("a segment at or below the offset")
             .0;
-        let later: Vec<i64> = self.segments.range(keep_base + 1..).map(|(b, _)| *b).collect();
+        let later: Vec<i64> = self
+            .segments
+            .range(keep_base + 1..)
+            .map(|(b, _)| *b)
+            .collect();
         for base in later {
             let segment = self.segments.remove(&base).expect("listed segment");
             delete_with_txn_index(&self.dir, segment)?;

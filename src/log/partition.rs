@@ -337,7 +337,9 @@ impl PartitionLog {
         record_leader_epochs(&mut state.leader_epochs, &placed)?;
         let end_position = first_position + size_bytes as usize;
         state.local.append(
-            &[std::io::IoSlice::new(&records[first_position..end_position])],
+            &[std::io::IoSlice::new(
+                &records[first_position..end_position],
+            )],
             &placed,
             now_ms,
         )?;

@@ -155,7 +155,12 @@ fn replication(output: &mut String, broker: &Node, logs: &[(String, i32)]) {
         at_min_isr += usize::from(isr == min_isr && replicas > 1);
         let end = led.log.offsets().log_end_offset;
         for (follower, follower_end) in follower_ends {
-            lags.push((topic.clone(), partition.to_string(), follower.to_string(), end - follower_end));
+            lags.push((
+                topic.clone(),
+                partition.to_string(),
+                follower.to_string(),
+                end - follower_end,
+            ));
         }
     }
     let image = broker.image();
@@ -166,20 +171,45 @@ fn replication(output: &mut String, broker: &Node, logs: &[(String, i32)]) {
         .filter(|partition| image.live_leader(partition) < 0)
         .count();
     for (name, help, value) in [
-        (UNDER_REPLICATED_PARTITIONS, "Partitions led here whose ISR is smaller than their replica set", under_replicated),
-        (UNDER_MIN_ISR_PARTITIONS, "Partitions led here whose ISR is below min.insync.replicas (acks=all produce refused)", under_min_isr),
-        (AT_MIN_ISR_PARTITIONS, "Partitions led here whose ISR is exactly min.insync.replicas", at_min_isr),
-        (OFFLINE_PARTITIONS, "Partitions without a live leader, as this node's metadata sees them", offline),
+        (
+            UNDER_REPLICATED_PARTITIONS,
+            "Partitions led here whose ISR is smaller than their replica set",
+            under_replicated,
+        ),
+        (
+            UNDER_MIN_ISR_PARTITIONS,
+            "Partitions led here whose ISR is below min.insync.replicas (acks=all produce refused)",
+            under_min_isr,
+        ),
+        (
+            AT_MIN_ISR_PARTITIONS,
+            "Partitions led here whose ISR is exactly min.insync.replicas",
+            at_min_isr,
+        ),
+        (
+            OFFLINE_PARTITIONS,
+            "Partitions without a live leader, as this node's metadata sees them",
+            offline,
+        ),
     ] {
         family(output, name, "gauge", help);
         sample(output, name, &[], value as f64);
     }
-    family(output, FOLLOWER_LAG_RECORDS, "gauge", "On the leader: how far a follower's log end trails the leader's");
+    family(
+        output,
+        FOLLOWER_LAG_RECORDS,
+        "gauge",
+        "On the leader: how far a follower's log end trails the leader's",
+    );
     for (topic, partition, follower, lag) in &lags {
         sample(
             output,
             FOLLOWER_LAG_RECORDS,
-            &[("topic", topic), ("partition", partition), ("follower", follower)],
+            &[
+                ("topic", topic),
+                ("partition", partition),
+                ("follower", follower),
+            ],
             *lag as f64,
         );
     }

@@ -108,7 +108,10 @@ async fn run(
             ));
         }
         let request = fetch_request(node_id, &partitions);
-        let sent = client.as_ref().expect("client").send(FETCH_VERSION, &request);
+        let sent = client
+            .as_ref()
+            .expect("client")
+            .send(FETCH_VERSION, &request);
         let response = tokio::select! {
             response = sent => response,
             _ = shutdown.changed() => return,
@@ -125,10 +128,9 @@ async fn run(
         let mut back_off = response.error_code != 0;
         for topic in response.responses {
             for data in topic.partitions {
-                let Some(followed) = partitions
-                    .iter()
-                    .find(|p| p.topic == topic.topic.as_str() && p.partition == data.partition_index)
-                else {
+                let Some(followed) = partitions.iter().find(|p| {
+                    p.topic == topic.topic.as_str() && p.partition == data.partition_index
+                }) else {
                     continue;
                 };
                 back_off |= !apply(&replicas, followed, &data);
@@ -159,7 +161,9 @@ fn fetch_request(node_id: i32, partitions: &[FollowedPartition]) -> FetchRequest
             .with_log_start_offset(offsets.log_start_offset)
             .with_partition_max_bytes(PARTITION_FETCH_BYTES_MAX);
         match topics.last_mut() {
-            Some(topic) if topic.topic.as_str() == followed.topic => topic.partitions.push(partition),
+            Some(topic) if topic.topic.as_str() == followed.topic => {
+                topic.partitions.push(partition)
+            }
             _ => topics.push(
                 FetchTopic::default()
                     .with_topic(TopicName(StrBytes::from_string(followed.topic.clone())))
@@ -227,7 +231,9 @@ fn apply(
                     let leader_log_start = data.log_start_offset.min(offsets.log_end_offset);
                     if leader_log_start > offsets.log_start_offset {
                         if let Err(error) =
-                            replicas.logs().delete_records(log, leader_log_start, now_ms())
+                            replicas
+                                .logs()
+                                .delete_records(log, leader_log_start, now_ms())
                         {
                             tracing::warn!(topic, partition, %error, "follower log start not moved");
                         }
@@ -244,7 +250,12 @@ fn apply(
             let offsets = log.offsets();
             if offsets.log_end_offset < data.log_start_offset {
                 // Behind the leader's log start: nothing to keep, start over there.
-                tracing::warn!(topic, partition, leader_log_start = data.log_start_offset, "follower below the leader's log start: starting over");
+                tracing::warn!(
+                    topic,
+                    partition,
+                    leader_log_start = data.log_start_offset,
+                    "follower below the leader's log start: starting over"
+                );
                 log.reset_to(data.log_start_offset)
             } else {
                 // Ahead of the leader's log end: what is above the high watermark may be

@@ -63,7 +63,11 @@ impl LedPartition {
     /// batch is of `last_fetched_epoch` and its log ends at `fetch_offset`; if that epoch
     /// ends earlier here, or this log never had it, the (epoch, end offset) the follower must
     /// truncate by. None when the follower's log is a prefix of this one.
-    pub fn diverging_epoch(&self, last_fetched_epoch: i32, fetch_offset: i64) -> Option<(i32, i64)> {
+    pub fn diverging_epoch(
+        &self,
+        last_fetched_epoch: i32,
+        fetch_offset: i64,
+    ) -> Option<(i32, i64)> {
         if last_fetched_epoch < 0 {
             return None;
         }
