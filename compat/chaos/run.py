@@ -272,8 +272,8 @@ def main():
     parser.add_argument("--out", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
     parser.add_argument("--ctp", action="store_true",
-                        help="add the consume-transform-produce workload (off by default: it hangs against dlog "
-                             "after a kill -9, see README)")
+                        help="add the consume-transform-produce workload (off by default until it is in the "
+                             "short and soak results; see README on the librdkafka hang it works around)")
     args = parser.parse_args()
     if args.mode == "table":
         summaries = []

@@ -392,10 +392,16 @@ class Transformer(Client):
                                            "fetch.wait.max.ms": 200}))
         consumer.subscribe([self.source_topic])
         self.session += 1
+        # metadata.recovery.strategy=none: librdkafka bug (confluentinc/librdkafka#5511, fix
+        # proposed in #5512). Once every broker is down (a kill -9 of a 1-node cluster) the
+        # client re-bootstraps and decommissions its broker handles, but its group-coordinator
+        # cache keeps the dead handle, so the TxnOffsetCommit step of
+        # send_offsets_to_transaction waits forever for it to come up — whenever the broker is
+        # back soon enough for AddOffsetsToTxn to succeed within the call's timeout (see README).
         producer = Producer(self.config(**{"transactional.id": self.txn_id, "enable.idempotence": True, "acks": "all",
                                            "linger.ms": 5, "transaction.timeout.ms": 10000,
                                            "message.timeout.ms": 9000, "request.timeout.ms": 5000,
-                                           **DEBUG}))
+                                           "metadata.recovery.strategy": "none", **DEBUG}))
         producer.init_transactions(20)
         return consumer, producer
 
