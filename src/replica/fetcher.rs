@@ -211,7 +211,11 @@ fn apply(
             log.truncate_to(target).map(|_| ())
         }
         None => {
-            let records = data.records.as_ref().filter(|r| !r.is_empty());
+            let records = data
+                .records
+                .as_ref()
+                .map(|r| whole_batches(r))
+                .filter(|r| !r.is_empty());
             let appended = match records {
                 Some(records) => log.append_as_follower(records, now_ms()).map(|_| ()),
                 None => Ok(()),
@@ -262,5 +266,48 @@ pub fn truncation_target(log: &PartitionLog, leader_epoch: i32, leader_end_offse
     match local_epoch {
         -1 => leader_end_offset.min(log.offsets().log_end_offset),
         _ => leader_end_offset.min(local_end),
+    }
+}
+
+/// The whole batches at the start of a fetch answer's records. A leader fills a partition's
+/// byte budget from the log file as it is, so the answer may end in part of a batch (KIP-74;
+/// Kafka's readers skip it): appending that part would fail the same way on every retry, and
+/// a follower lagging more than a fetch's worth in one segment would never catch up. The
+/// cut batch comes whole in the next fetch.
+pub fn whole_batches(records: &[u8]) -> &[u8] {
+    // Each batch starts with its base offset (8 bytes) and the length of the rest (4 bytes).
+    const LENGTH_END: usize = 12;
+    let mut end = 0;
+    while let Some(length_bytes) = records.get(end + 8..end + LENGTH_END) {
+        let length = i32::from_be_bytes(length_bytes.try_into().expect("4 bytes"));
+        let Some(next) = usize::try_from(length)
+            .ok()
+            .and_then(|length| (end + LENGTH_END).checked_add(length))
+            .filter(|next| *next <= records.len())
+        else {
+            break;
+        };
+        end = next;
+    }
+    &records[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::builder::BatchBuilder;
+
+    #[test]
+    fn a_partial_batch_at_the_end_of_a_fetch_answer_is_left_for_the_next_fetch() {
+        let batch = |value: &[u8]| BatchBuilder::new(0).record(None, Some(value), 0).build();
+        let (first, second) = (batch(b"one"), batch(b"two"));
+        let both = [first.clone(), second.clone()].concat();
+        assert_eq!(whole_batches(&both), &both[..]);
+        for cut in [1, 11, 12, 30, second.len() - 1] {
+            let records = &both[..first.len() + cut];
+            assert_eq!(whole_batches(records), &first[..], "cut {cut} bytes into the second");
+        }
+        assert!(whole_batches(&first[..5]).is_empty());
+        assert!(whole_batches(&[]).is_empty());
     }
 }

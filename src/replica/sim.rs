@@ -48,7 +48,7 @@ use crate::record::batch::BatchIter;
 use crate::record::builder::BatchBuilder;
 use crate::record::records;
 
-use super::fetcher::truncation_target;
+use super::fetcher::{truncation_target, whole_batches};
 use super::{LedPartition, Replication};
 
 const TOPIC: &str = "sim";
@@ -700,8 +700,9 @@ impl Sim {
                 bytes,
                 high_watermark,
             } => {
+                let bytes = whole_batches(&bytes);
                 if !bytes.is_empty() {
-                    if let Err(error) = log.append_as_follower(&bytes, now) {
+                    if let Err(error) = log.append_as_follower(bytes, now) {
                         panic!("node {id}: follower append failed: {error:?}");
                     }
                 }
