@@ -199,7 +199,12 @@ fn apply(
     let outcome: std::io::Result<()> = match error {
         None if data.diverging_epoch.epoch >= 0 => {
             let diverging = &data.diverging_epoch;
-            let target = truncation_target(log, diverging.epoch, diverging.end_offset);
+            let target = truncation_target(
+                log,
+                diverging.epoch,
+                diverging.end_offset,
+                followed.replication.high_watermark(),
+            );
             tracing::info!(
                 topic,
                 partition,
@@ -261,7 +266,25 @@ fn apply(
 /// Where a follower truncates when its leader says its log diverged at (`leader_epoch`,
 /// `leader_end_offset`): the smaller of that end offset and where the follower's own log
 /// ends that epoch (or the largest epoch below it it has) — KIP-101/KIP-279.
-pub fn truncation_target(log: &PartitionLog, leader_epoch: i32, leader_end_offset: i64) -> i64 {
+///
+/// A leader that knows no epoch at or below the follower's last one answers (-1, -1): its
+/// cache is empty, or the follower's last epoch is newer than any the leader appended in (a
+/// new leader records its epoch only with its first append). There is nothing to compare
+/// by, so the follower keeps what is below its `high_watermark` (committed: every in-sync
+/// replica, the leader included, has it) and drops the rest, as Kafka's fetcher does on an
+/// undefined epoch end offset; never below its log start (-1 would restart the log there).
+pub fn truncation_target(
+    log: &PartitionLog,
+    leader_epoch: i32,
+    leader_end_offset: i64,
+    high_watermark: i64,
+) -> i64 {
+    let offsets = log.offsets();
+    if leader_epoch < 0 || leader_end_offset < 0 {
+        return high_watermark
+            .min(offsets.log_end_offset)
+            .max(offsets.log_start_offset);
+    }
     let (local_epoch, local_end) = log.end_offset_for_leader_epoch(leader_epoch);
     match local_epoch {
         -1 => leader_end_offset.min(log.offsets().log_end_offset),
@@ -309,5 +332,31 @@ mod tests {
         }
         assert!(whole_batches(&first[..5]).is_empty());
         assert!(whole_batches(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_leader_that_knows_no_epoch_of_the_follower_makes_it_keep_its_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::log::partition::tests::config(&[]);
+        let log = PartitionLog::open(
+            dir.path(),
+            "t",
+            0,
+            config,
+            crate::log::loader::Checkpoints::default(),
+            false,
+        )
+        .unwrap();
+        log.set_leader_epoch(3);
+        for _ in 0..4 {
+            let batch = BatchBuilder::new(0).record(None, Some(b"v"), 0).build();
+            log.append(&batch, crate::clock::now_ms()).unwrap();
+        }
+        // Leader answer (-1, -1): an empty leader, or one that never appended in epoch 3.
+        assert_eq!(truncation_target(&log, -1, -1, 2), 2);
+        assert_eq!(truncation_target(&log, -1, -1, 0), 0, "never below the log start");
+        assert_eq!(truncation_target(&log, -1, -1, 9), 4, "never above the log end");
+        // A known epoch: where it ends on the leader or here, whichever is smaller.
+        assert_eq!(truncation_target(&log, 3, 1, 2), 1);
     }
 }
