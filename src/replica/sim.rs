@@ -241,6 +241,19 @@ fn decode_log(log: &PartitionLog) -> Vec<(i64, u64)> {
     decoded
 }
 
+/// The brokers' log directories: in memory when the machine has a tmpfs (the logs fsync on
+/// every epoch change and truncation; a crash here is a process kill, which keeps what was
+/// written either way).
+fn sim_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    let builder = tempfile::Builder::new().prefix("dlog-replica-sim-").to_owned();
+    match shm.is_dir() {
+        true => builder.tempdir_in(shm),
+        false => builder.tempdir(),
+    }
+    .expect("tempdir")
+}
+
 fn log_config(random: &mut SplitMix64) -> Arc<LogConfig> {
     // Small segments so that appends roll them and truncations cut across them.
     let segment_bytes = (300 + random.below(900)).to_string();
@@ -288,7 +301,7 @@ impl Sim {
         let mut random = SplitMix64(seed);
         let config = log_config(&mut random);
         let crash_per_mille = [0, 10, 30, 60][random.below(4) as usize];
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = sim_dir();
         let nodes = NODE_IDS
             .iter()
             .map(|&id| Node {
