@@ -11,7 +11,8 @@
 //! a fetch answer reaches its follower, a broker applies the controller's latest image (images
 //! reach brokers late and in any order), the clock advances (so laggards leave the ISR), a
 //! leader runs its ISR check (AlterPartition), a broker crashes (fenced: elections) or
-//! restarts (its log reopened from disk as after `kill -9`, its replication state new).
+//! restarts (its log reopened from disk as after `kill -9`, its replication state new), a
+//! running broker is fenced (a zombie leader until its image catches up) or unfenced.
 //!
 //! After every step the invariants are checked:
 //! 1. a leader's high watermark never decreases during its leadership, nor passes its log end;
@@ -29,9 +30,9 @@
 //! prints its trace. A failing seed of a batch is replayed with its trace (the last 300
 //! lines) before the test fails, naming the seed.
 //!
-//! Not modelled: a broker fenced while it runs (network partitions, session timeouts), so
-//! no leader acts on an image older than its own restart; loss of unflushed data (a crash
-//! is a process kill: the page cache survives); log start moves (retention, DeleteRecords);
+//! Not modelled: a restarted broker acting on an image older than the one it left with (its
+//! metadata replay is not simulated); loss of unflushed data (a crash is a process kill:
+//! the page cache survives); log start moves (retention, DeleteRecords);
 //! idempotent and transactional producers; several partitions per fetch.
 
 use std::collections::{BTreeMap, HashMap};
@@ -167,6 +168,8 @@ struct Pending {
 #[derive(Default, Debug, Clone, Copy)]
 struct Coverage {
     appended: u64,
+    /// Appended by a broker the controller no longer names leader (its image is late).
+    appended_by_zombie: u64,
     acknowledged: u64,
     not_enough_replicas: u64,
     failed_after_append: u64,
@@ -186,6 +189,7 @@ struct Coverage {
 impl Coverage {
     fn add(&mut self, other: &Coverage) {
         self.appended += other.appended;
+        self.appended_by_zombie += other.appended_by_zombie;
         self.acknowledged += other.acknowledged;
         self.not_enough_replicas += other.not_enough_replicas;
         self.failed_after_append += other.failed_after_append;
@@ -221,6 +225,8 @@ struct Sim {
     /// Highest high watermark seen per leadership (node, incarnation, leader epoch).
     high_watermarks: HashMap<(i32, u64, i32), i64>,
     crash_per_mille: u64,
+    /// Rate of fencing a running broker.
+    fence_per_mille: u64,
     steps: u64,
     coverage: Coverage,
     trace: Option<Vec<String>>,
@@ -307,6 +313,7 @@ impl Sim {
         let mut random = SplitMix64(seed);
         let config = log_config(&mut random);
         let crash_per_mille = [0, 10, 30, 60][random.below(4) as usize];
+        let fence_per_mille = [0, 0, 10, 25][random.below(4) as usize];
         let dir = sim_dir();
         let nodes = NODE_IDS
             .iter()
@@ -330,6 +337,7 @@ impl Sim {
             acknowledged: BTreeMap::new(),
             high_watermarks: HashMap::new(),
             crash_per_mille,
+            fence_per_mille,
             steps: 0,
             coverage: Coverage::default(),
             trace: trace.then(Vec::new),
@@ -337,8 +345,9 @@ impl Sim {
         for id in NODE_IDS {
             sim.start(id);
         }
-        let (segment_bytes, crash) = (sim.config.segment_bytes, sim.crash_per_mille);
-        sim.note(|| format!("segment.bytes {segment_bytes}, crash {crash}‰"));
+        let (segment_bytes, crash, fence) =
+            (sim.config.segment_bytes, sim.crash_per_mille, sim.fence_per_mille);
+        sim.note(|| format!("segment.bytes {segment_bytes}, crash {crash}‰, fence {fence}‰"));
         sim
     }
 
@@ -480,6 +489,34 @@ impl Sim {
         self.deliver_image(id);
     }
 
+    /// The controller fences a broker that keeps running (its heartbeats stopped reaching
+    /// the controller): elections move its leadership and ISR membership away, but it acts on
+    /// its old image until the new one reaches it -- a zombie leader may append and take
+    /// fetches from followers that are just as late.
+    fn fence_running(&mut self, id: i32) {
+        self.note(|| format!("node {id} FENCED while running"));
+        self.set_fenced(id, true);
+        self.elect("fenced");
+    }
+
+    /// A running broker registers again (a new broker epoch) and is unfenced.
+    fn unfence_running(&mut self, id: i32) {
+        self.note(|| format!("node {id} unfenced"));
+        self.set_fenced(id, false);
+        self.elect("unfenced");
+        self.deliver_image(id);
+    }
+
+    fn running_unfenced_ids(&self) -> Vec<i32> {
+        let image = &self.image;
+        self.up_ids().into_iter().filter(|id| image.is_live(*id)).collect()
+    }
+
+    fn running_fenced_ids(&self) -> Vec<i32> {
+        let image = &self.image;
+        self.up_ids().into_iter().filter(|id| !image.is_live(*id)).collect()
+    }
+
     fn crash(&mut self, id: i32) {
         let process = self.node(id).process.take().expect("running");
         let end = process.log_end();
@@ -550,6 +587,9 @@ impl Sim {
             self.origin.insert(value, offset);
         }
         self.coverage.appended += records.len() as u64;
+        if self.partition().leader != id {
+            self.coverage.appended_by_zombie += records.len() as u64;
+        }
         self.note(|| {
             format!(
                 "node {id} (epoch {leader_epoch}) appended {records:?} acks={}",
@@ -793,15 +833,25 @@ impl Sim {
         let up = self.up_ids();
         match roll {
             _ if roll < self.crash_per_mille => {
-                // Keep at least one broker running most of the time; all may go down.
+                // Any broker may crash, all three too.
                 if let Some(id) = self.pick(&up) {
                     self.crash(id);
                 }
             }
+            _ if roll < self.crash_per_mille + self.fence_per_mille => {
+                let unfenced = self.running_unfenced_ids();
+                if let Some(id) = self.pick(&unfenced) {
+                    self.fence_running(id);
+                }
+            }
             _ if roll < 100 => {
-                let down = self.down_ids();
-                if let Some(id) = self.pick(&down) {
-                    self.start(id);
+                let mut back = self.down_ids();
+                back.extend(self.running_fenced_ids());
+                if let Some(id) = self.pick(&back) {
+                    match self.node(id).process.is_some() {
+                        true => self.unfence_running(id),
+                        false => self.start(id),
+                    }
                 }
             }
             _ if roll < 300 => {
@@ -855,6 +905,9 @@ impl Sim {
         self.note(|| "---- heal ----".to_string());
         for id in self.down_ids() {
             self.start(id);
+        }
+        for id in self.running_fenced_ids() {
+            self.unfence_running(id);
         }
         for round in 0..HEAL_ROUNDS_MAX {
             for id in NODE_IDS {
