@@ -153,6 +153,8 @@ struct Node {
     id: i32,
     dir: PathBuf,
     process: Option<Process>,
+    /// The image the broker had applied when it last crashed.
+    crashed_with: Option<PartitionImage>,
 }
 
 /// An acks=all batch waiting for the high watermark (`handlers/produce.rs` `settle`).
@@ -227,6 +229,10 @@ struct Sim {
     crash_per_mille: u64,
     /// Rate of fencing a running broker.
     fence_per_mille: u64,
+    /// A restarted broker first acts on the image it crashed with (the known gap "a
+    /// restarting broker serves clients before its metadata caught up"), the current one
+    /// reaching it later like any image.
+    stale_restarts: bool,
     steps: u64,
     coverage: Coverage,
     trace: Option<Vec<String>>,
@@ -309,7 +315,7 @@ fn initial_image() -> MetadataImage {
 }
 
 impl Sim {
-    fn new(seed: u64, trace: bool) -> Sim {
+    fn new(seed: u64, stale_restarts: bool, trace: bool) -> Sim {
         let mut random = SplitMix64(seed);
         let config = log_config(&mut random);
         let crash_per_mille = [0, 10, 30, 60][random.below(4) as usize];
@@ -321,6 +327,7 @@ impl Sim {
                 id,
                 dir: dir.path().join(format!("node-{id}")).join(format!("{TOPIC}-{PARTITION}")),
                 process: None,
+                crashed_with: None,
             })
             .collect();
         let mut sim = Sim {
@@ -338,6 +345,7 @@ impl Sim {
             high_watermarks: HashMap::new(),
             crash_per_mille,
             fence_per_mille,
+            stale_restarts,
             steps: 0,
             coverage: Coverage::default(),
             trace: trace.then(Vec::new),
@@ -486,7 +494,10 @@ impl Sim {
         self.note(|| format!("node {id} started (incarnation {incarnation}), log end {end}"));
         self.set_fenced(id, false);
         self.elect("unfenced");
-        self.deliver_image(id);
+        match self.node(id).crashed_with.take().filter(|_| self.stale_restarts) {
+            Some(stale) => self.apply_image(id, stale),
+            None => self.deliver_image(id),
+        }
     }
 
     /// The controller fences a broker that keeps running (its heartbeats stopped reaching
@@ -519,6 +530,7 @@ impl Sim {
 
     fn crash(&mut self, id: i32) {
         let process = self.node(id).process.take().expect("running");
+        self.node(id).crashed_with = Some(process.applied.clone());
         let end = process.log_end();
         drop(process);
         self.coverage.crashes += 1;
@@ -530,8 +542,12 @@ impl Sim {
     /// Broker `id` applies the controller's current partition state, as
     /// `ReplicaManager::apply_topic` does.
     fn deliver_image(&mut self, id: i32) {
-        let now = self.now_ms;
         let image = self.partition().clone();
+        self.apply_image(id, image);
+    }
+
+    fn apply_image(&mut self, id: i32, image: PartitionImage) {
+        let now = self.now_ms;
         let Some(process) = self.process(id) else {
             return;
         };
@@ -1075,8 +1091,8 @@ struct Outcome {
     coverage: Coverage,
 }
 
-fn run_seed(seed: u64, trace: &mut Option<Vec<String>>) -> Outcome {
-    let mut sim = Sim::new(seed, trace.is_some());
+fn run_seed(seed: u64, stale_restarts: bool, trace: &mut Option<Vec<String>>) -> Outcome {
+    let mut sim = Sim::new(seed, stale_restarts, trace.is_some());
     let result = catch_unwind(AssertUnwindSafe(|| {
         let chaos_steps = 200 + sim.random.below(400);
         for _ in 0..chaos_steps {
@@ -1135,9 +1151,9 @@ fn print_trace(seed: u64, trace: &[String]) {
 }
 
 /// Replays a failing seed with its trace (the last 300 lines) and returns its message.
-fn replay_with_trace(seed: u64) -> String {
+fn replay_with_trace(seed: u64, stale_restarts: bool) -> String {
     let mut trace = Some(Vec::new());
-    let result = catch_unwind(AssertUnwindSafe(|| run_seed(seed, &mut trace)));
+    let result = catch_unwind(AssertUnwindSafe(|| run_seed(seed, stale_restarts, &mut trace)));
     let trace = trace.unwrap_or_default();
     print_trace(seed, &trace[trace.len().saturating_sub(300)..]);
     match result {
@@ -1148,9 +1164,20 @@ fn replay_with_trace(seed: u64) -> String {
 
 #[test]
 fn simulation() {
+    run_seeds(false, "simulation");
+}
+
+/// The known gap of ARCHITECTURE.md: a restarted broker acts on the image it had before it
+/// crashed until the current one reaches it.
+#[test]
+fn simulation_with_stale_images_after_restart() {
+    run_seeds(true, "simulation_with_stale_images_after_restart");
+}
+
+fn run_seeds(stale_restarts: bool, test_name: &str) {
     if let Some(seed) = env_u64("REPLICA_SIM_SEED") {
         let mut trace = Some(Vec::new());
-        let result = catch_unwind(AssertUnwindSafe(|| run_seed(seed, &mut trace)));
+        let result = catch_unwind(AssertUnwindSafe(|| run_seed(seed, stale_restarts, &mut trace)));
         let trace = trace.unwrap_or_default();
         match result {
             Ok(outcome) => {
@@ -1176,7 +1203,9 @@ fn simulation() {
                     let mut coverage = Coverage::default();
                     let mut seed = first + thread;
                     while seed < first + count {
-                        match catch_unwind(AssertUnwindSafe(|| run_seed(seed, &mut None))) {
+                        match catch_unwind(AssertUnwindSafe(|| {
+                            run_seed(seed, stale_restarts, &mut None)
+                        })) {
                             Ok(outcome) => {
                                 steps += outcome.steps;
                                 coverage.add(&outcome.coverage);
@@ -1204,14 +1233,14 @@ fn simulation() {
         }
     }
     eprintln!(
-        "replica simulation: {count} seeds ({first}..{}) on {threads} threads in {:.1?}: {steps} steps\ncoverage: {coverage:?}",
+        "replica {test_name}: {count} seeds ({first}..{}) on {threads} threads in {:.1?}: {steps} steps\ncoverage: {coverage:?}",
         first + count,
         started.elapsed()
     );
     if let Some((seed, message)) = failures.into_iter().min_by_key(|(seed, _)| *seed) {
-        let replayed = replay_with_trace(seed);
+        let replayed = replay_with_trace(seed, stale_restarts);
         panic!(
-            "seed {seed} failed: {message} (replayed: {replayed}); replay with REPLICA_SIM_SEED={seed} cargo test --lib replica::sim"
+            "seed {seed} failed: {message} (replayed: {replayed}); replay with REPLICA_SIM_SEED={seed} cargo test --lib replica::sim::{test_name} -- --exact --nocapture"
         );
     }
 }
