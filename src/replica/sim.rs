@@ -264,7 +264,9 @@ fn decode_log(log: &PartitionLog) -> Vec<(i64, u64)> {
 /// written either way).
 fn sim_dir() -> tempfile::TempDir {
     let shm = std::path::Path::new("/dev/shm");
-    let builder = tempfile::Builder::new().prefix("dlog-replica-sim-").to_owned();
+    let builder = tempfile::Builder::new()
+        .prefix("dlog-replica-sim-")
+        .to_owned();
     match shm.is_dir() {
         true => builder.tempdir_in(shm),
         false => builder.tempdir(),
@@ -325,7 +327,10 @@ impl Sim {
             .iter()
             .map(|&id| Node {
                 id,
-                dir: dir.path().join(format!("node-{id}")).join(format!("{TOPIC}-{PARTITION}")),
+                dir: dir
+                    .path()
+                    .join(format!("node-{id}"))
+                    .join(format!("{TOPIC}-{PARTITION}")),
                 process: None,
                 crashed_with: None,
             })
@@ -353,15 +358,23 @@ impl Sim {
         for id in NODE_IDS {
             sim.start(id);
         }
-        let (segment_bytes, crash, fence) =
-            (sim.config.segment_bytes, sim.crash_per_mille, sim.fence_per_mille);
+        let (segment_bytes, crash, fence) = (
+            sim.config.segment_bytes,
+            sim.crash_per_mille,
+            sim.fence_per_mille,
+        );
         sim.note(|| format!("segment.bytes {segment_bytes}, crash {crash}‰, fence {fence}‰"));
         sim
     }
 
     fn note(&mut self, line: impl FnOnce() -> String) {
         if self.trace.is_some() {
-            let line = format!("[{} t={}] {}", self.steps, self.now_ms - CLOCK_START_MS, line());
+            let line = format!(
+                "[{} t={}] {}",
+                self.steps,
+                self.now_ms - CLOCK_START_MS,
+                line()
+            );
             self.trace.as_mut().expect("trace").push(line);
         }
     }
@@ -424,8 +437,13 @@ impl Sim {
     fn elect(&mut self, why: &str) {
         let image = &self.image;
         let is_live = |id: i32| image.is_live(id);
-        if let Some(transition) = partition_change::next_state(self.partition(), None, &is_live, false) {
-            assert!(!transition.unclean, "unclean election with unclean disallowed");
+        if let Some(transition) =
+            partition_change::next_state(self.partition(), None, &is_live, false)
+        {
+            assert!(
+                !transition.unclean,
+                "unclean election with unclean disallowed"
+            );
             self.commit(transition.next, why);
         }
     }
@@ -470,8 +488,15 @@ impl Sim {
         let config = self.config.clone();
         let dir = self.node(id).dir.clone();
         std::fs::create_dir_all(&dir).expect("log dir");
-        let log = PartitionLog::open(&dir, TOPIC, PARTITION, config, Checkpoints::default(), false)
-            .expect("open log");
+        let log = PartitionLog::open(
+            &dir,
+            TOPIC,
+            PARTITION,
+            config,
+            Checkpoints::default(),
+            false,
+        )
+        .expect("open log");
         let replication = Replication::new(id, log.offsets().log_start_offset);
         self.next_incarnation += 1;
         let incarnation = self.next_incarnation;
@@ -494,7 +519,12 @@ impl Sim {
         self.note(|| format!("node {id} started (incarnation {incarnation}), log end {end}"));
         self.set_fenced(id, false);
         self.elect("unfenced");
-        match self.node(id).crashed_with.take().filter(|_| self.stale_restarts) {
+        match self
+            .node(id)
+            .crashed_with
+            .take()
+            .filter(|_| self.stale_restarts)
+        {
             Some(stale) => self.apply_image(id, stale),
             None => self.deliver_image(id),
         }
@@ -520,12 +550,18 @@ impl Sim {
 
     fn running_unfenced_ids(&self) -> Vec<i32> {
         let image = &self.image;
-        self.up_ids().into_iter().filter(|id| image.is_live(*id)).collect()
+        self.up_ids()
+            .into_iter()
+            .filter(|id| image.is_live(*id))
+            .collect()
     }
 
     fn running_fenced_ids(&self) -> Vec<i32> {
         let image = &self.image;
-        self.up_ids().into_iter().filter(|id| !image.is_live(*id)).collect()
+        self.up_ids()
+            .into_iter()
+            .filter(|id| !image.is_live(*id))
+            .collect()
     }
 
     fn crash(&mut self, id: i32) {
@@ -583,7 +619,9 @@ impl Sim {
     fn produce(&mut self, id: i32, acks_all: bool) {
         let now = self.now_ms;
         let count = 1 + self.random.below(4) as usize;
-        let Some(process) = self.process(id) else { return };
+        let Some(process) = self.process(id) else {
+            return;
+        };
         if !process.leads(id) {
             return;
         }
@@ -675,7 +713,9 @@ impl Sim {
     /// A follower's fetcher sends its fetch (`fetcher::fetch_request`); the leader answers at
     /// once and the answer travels back until [`Self::deliver_fetch`].
     fn send_fetch(&mut self, id: i32, max_bytes: u64) {
-        let Some(process) = self.process(id) else { return };
+        let Some(process) = self.process(id) else {
+            return;
+        };
         let leader = process.applied.leader;
         if process.leads(id) || leader == NO_LEADER || process.in_flight.is_some() {
             return;
@@ -691,7 +731,12 @@ impl Sim {
             return;
         };
         self.coverage.fetches += 1;
-        self.note(|| format!("node {id} fetch {request:?} from {leader} -> {}", describe(&answer)));
+        self.note(|| {
+            format!(
+                "node {id} fetch {request:?} from {leader} -> {}",
+                describe(&answer)
+            )
+        });
         let process = self.process(id).expect("running");
         process.in_flight = Some(InFlight {
             leader_epoch: request.current_leader_epoch,
@@ -701,7 +746,12 @@ impl Sim {
 
     /// The leader side of a follower's fetch, as `handlers/fetch.rs` `read_pass` does it.
     /// None when the leader is down (the connection fails).
-    fn leader_answers(&mut self, leader_id: i32, request: &FetchRequest, max_bytes: u64) -> Option<FetchAnswer> {
+    fn leader_answers(
+        &mut self,
+        leader_id: i32,
+        request: &FetchRequest,
+        max_bytes: u64,
+    ) -> Option<FetchAnswer> {
         let now = self.now_ms;
         let process = self.process(leader_id)?;
         if !process.leads(leader_id) {
@@ -729,7 +779,11 @@ impl Sim {
             );
         }
         let high_watermark = led.high_watermark();
-        let answer = match led.log.read(request.fetch_offset, max_bytes, true).expect("read") {
+        let answer = match led
+            .log
+            .read(request.fetch_offset, max_bytes, true)
+            .expect("read")
+        {
             Ok(Some(slice)) => FetchAnswer::Records {
                 bytes: slice.read_to_vec().expect("read slice"),
                 high_watermark,
@@ -749,8 +803,12 @@ impl Sim {
     /// The follower applies the answer to its fetch, as `fetcher::apply` does.
     fn deliver_fetch(&mut self, id: i32) {
         let now = self.now_ms;
-        let Some(process) = self.process(id) else { return };
-        let Some(in_flight) = process.in_flight.take() else { return };
+        let Some(process) = self.process(id) else {
+            return;
+        };
+        let Some(in_flight) = process.in_flight.take() else {
+            return;
+        };
         // Only a partition still followed in the same epoch takes its answer.
         if process.leads(id) || process.applied.leader_epoch != in_flight.leader_epoch {
             self.note(|| format!("node {id}: fetch answer dropped (epoch moved)"));
@@ -766,7 +824,8 @@ impl Sim {
                 return;
             }
             FetchAnswer::Diverging { epoch, end_offset } => {
-                let target = truncation_target(&log, epoch, end_offset, replication.high_watermark());
+                let target =
+                    truncation_target(&log, epoch, end_offset, replication.high_watermark());
                 log.truncate_to(target).expect("truncate");
                 self.coverage.divergences += 1;
                 self.note(|| format!("node {id}: diverged at ({epoch}, {end_offset}): truncated {end_before} -> {target}"));
@@ -783,7 +842,9 @@ impl Sim {
                 }
                 replication.follower_learned(high_watermark, log.offsets().log_end_offset);
                 let end = log.offsets().log_end_offset;
-                self.note(|| format!("node {id}: appended {end_before}..{end}, learned HW {high_watermark}"));
+                self.note(|| {
+                    format!("node {id}: appended {end_before}..{end}, learned HW {high_watermark}")
+                });
             }
             FetchAnswer::OutOfRange {
                 high_watermark,
@@ -797,7 +858,12 @@ impl Sim {
                     log.truncate_to(high_watermark.max(offsets.log_start_offset))
                         .expect("truncate");
                 }
-                self.note(|| format!("node {id}: out of range: log end {end_before} -> {}", log.offsets().log_end_offset));
+                self.note(|| {
+                    format!(
+                        "node {id}: out of range: log end {end_before} -> {}",
+                        log.offsets().log_end_offset
+                    )
+                });
             }
         }
         let end_after = log.offsets().log_end_offset;
@@ -810,7 +876,9 @@ impl Sim {
     /// A leader's periodic ISR check (`Node` every 100 ms) and its AlterPartition.
     fn isr_check(&mut self, id: i32) {
         let now = self.now_ms;
-        let Some(process) = self.process(id) else { return };
+        let Some(process) = self.process(id) else {
+            return;
+        };
         if !process.leads(id) {
             return;
         }
@@ -830,7 +898,12 @@ impl Sim {
             }
             Err(error) => {
                 self.coverage.isr_refused += 1;
-                self.note(|| format!("node {id}: ISR change {:?} refused: {error}", change.new_isr));
+                self.note(|| {
+                    format!(
+                        "node {id}: ISR change {:?} refused: {error}",
+                        change.new_isr
+                    )
+                });
                 replication.isr_change_failed();
             }
         }
@@ -946,14 +1019,20 @@ impl Sim {
             self.partition(),
             self.nodes
                 .iter()
-                .map(|n| (n.id, n.process.as_ref().map(|p| (p.log_end(), p.applied.clone()))))
+                .map(|n| (
+                    n.id,
+                    n.process.as_ref().map(|p| (p.log_end(), p.applied.clone()))
+                ))
                 .collect::<Vec<_>>()
         );
     }
 
     fn converged(&mut self) -> bool {
         let partition = self.partition().clone();
-        if partition.leader == NO_LEADER || partition.isr.len() != NODE_IDS.len() || !self.pending.is_empty() {
+        if partition.leader == NO_LEADER
+            || partition.isr.len() != NODE_IDS.len()
+            || !self.pending.is_empty()
+        {
             return false;
         }
         let mut logs = Vec::new();
@@ -982,13 +1061,18 @@ impl Sim {
     fn check_high_watermarks(&mut self) {
         for index in 0..self.nodes.len() {
             let id = self.nodes[index].id;
-            let Some(process) = self.nodes[index].process.as_ref() else { continue };
+            let Some(process) = self.nodes[index].process.as_ref() else {
+                continue;
+            };
             if !process.leads(id) {
                 continue;
             }
             let high_watermark = process.led().high_watermark();
             let end = process.log_end();
-            assert!(high_watermark <= end, "node {id}: high watermark {high_watermark} past its log end {end}");
+            assert!(
+                high_watermark <= end,
+                "node {id}: high watermark {high_watermark} past its log end {end}"
+            );
             let key = (id, process.incarnation, process.applied.leader_epoch);
             let seen = self.high_watermarks.entry(key).or_insert(high_watermark);
             assert!(
@@ -1008,7 +1092,9 @@ impl Sim {
             return;
         }
         let acknowledged = self.acknowledged.clone();
-        let process = self.process(leader).expect("the controller's leader is live");
+        let process = self
+            .process(leader)
+            .expect("the controller's leader is live");
         let contents: BTreeMap<i64, u64> = process.contents().iter().copied().collect();
         for (offset, value) in acknowledged {
             let found = contents.get(&offset);
@@ -1023,7 +1109,9 @@ impl Sim {
     /// (4) Every record sits at the offset it was first appended at, once per log; below the
     /// replica's high watermark the log agrees with every acknowledged record.
     fn check_log(&mut self, id: i32) {
-        let Some(process) = self.process(id) else { return };
+        let Some(process) = self.process(id) else {
+            return;
+        };
         let high_watermark = match process.leads(id) {
             true => process.led().high_watermark(),
             false => process.replication.high_watermark(),
@@ -1031,7 +1119,10 @@ impl Sim {
         let contents = process.contents().to_vec();
         let mut previous = -1;
         for &(offset, value) in &contents {
-            assert!(offset > previous, "node {id}: offset {offset} after {previous}");
+            assert!(
+                offset > previous,
+                "node {id}: offset {offset} after {previous}"
+            );
             previous = offset;
             let origin = self.origin.get(&value).copied();
             assert_eq!(
@@ -1055,15 +1146,27 @@ impl Sim {
 
     /// (3) After healing: every log identical, every acknowledged record in it exactly once.
     fn check_final(&mut self) {
-        let reference = self.process(NODE_IDS[0]).expect("running").contents().to_vec();
+        let reference = self
+            .process(NODE_IDS[0])
+            .expect("running")
+            .contents()
+            .to_vec();
         for id in NODE_IDS {
             let contents = self.process(id).expect("running").contents().to_vec();
-            assert_eq!(contents, reference, "node {id}'s log differs from node {}'s", NODE_IDS[0]);
+            assert_eq!(
+                contents, reference,
+                "node {id}'s log differs from node {}'s",
+                NODE_IDS[0]
+            );
         }
         let by_offset: BTreeMap<i64, u64> = reference.iter().copied().collect();
         assert_eq!(by_offset.len(), reference.len(), "an offset twice");
         for (&offset, &value) in &self.acknowledged {
-            assert_eq!(by_offset.get(&offset), Some(&value), "acknowledged record {value} at {offset} lost");
+            assert_eq!(
+                by_offset.get(&offset),
+                Some(&value),
+                "acknowledged record {value} at {offset} lost"
+            );
             let copies = reference.iter().filter(|(_, v)| *v == value).count();
             assert_eq!(copies, 1, "acknowledged record {value} {copies} times");
         }
@@ -1114,7 +1217,10 @@ fn run_seed(seed: u64, stale_restarts: bool, trace: &mut Option<Vec<String>>) ->
             sim.settle();
             sim.check();
         }
-        assert!(sim.coverage.acknowledged > acknowledged, "the healed cluster acknowledges nothing");
+        assert!(
+            sim.coverage.acknowledged > acknowledged,
+            "the healed cluster acknowledges nothing"
+        );
         sim.heal();
         sim.check_final();
     }));
@@ -1153,7 +1259,9 @@ fn print_trace(seed: u64, trace: &[String]) {
 /// Replays a failing seed with its trace (the last 300 lines) and returns its message.
 fn replay_with_trace(seed: u64, stale_restarts: bool) -> String {
     let mut trace = Some(Vec::new());
-    let result = catch_unwind(AssertUnwindSafe(|| run_seed(seed, stale_restarts, &mut trace)));
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        run_seed(seed, stale_restarts, &mut trace)
+    }));
     let trace = trace.unwrap_or_default();
     print_trace(seed, &trace[trace.len().saturating_sub(300)..]);
     match result {
@@ -1177,12 +1285,17 @@ fn simulation_with_stale_images_after_restart() {
 fn run_seeds(stale_restarts: bool, test_name: &str) {
     if let Some(seed) = env_u64("REPLICA_SIM_SEED") {
         let mut trace = Some(Vec::new());
-        let result = catch_unwind(AssertUnwindSafe(|| run_seed(seed, stale_restarts, &mut trace)));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            run_seed(seed, stale_restarts, &mut trace)
+        }));
         let trace = trace.unwrap_or_default();
         match result {
             Ok(outcome) => {
                 print_trace(seed, &trace);
-                eprintln!("seed {seed} passed: {} steps; {:?}", outcome.steps, outcome.coverage);
+                eprintln!(
+                    "seed {seed} passed: {} steps; {:?}",
+                    outcome.steps, outcome.coverage
+                );
             }
             Err(panic) => {
                 print_trace(seed, &trace);
@@ -1218,7 +1331,10 @@ fn run_seeds(stale_restarts: bool, test_name: &str) {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("sim thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("sim thread"))
+            .collect()
     });
     let mut failures = Vec::new();
     let mut steps = 0;
