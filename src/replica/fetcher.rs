@@ -199,12 +199,7 @@ fn apply(
     let outcome: std::io::Result<()> = match error {
         None if data.diverging_epoch.epoch >= 0 => {
             let diverging = &data.diverging_epoch;
-            let target = truncation_target(
-                log,
-                diverging.epoch,
-                diverging.end_offset,
-                followed.replication.high_watermark(),
-            );
+            let target = truncation_target(log, diverging.epoch, diverging.end_offset);
             tracing::info!(
                 topic,
                 partition,
@@ -269,20 +264,17 @@ fn apply(
 ///
 /// A leader that knows no epoch at or below the follower's last one answers (-1, -1): its
 /// cache is empty, or the follower's last epoch is newer than any the leader appended in (a
-/// new leader records its epoch only with its first append). There is nothing to compare
-/// by, so the follower keeps what is below its `high_watermark` (committed: every in-sync
-/// replica, the leader included, has it) and drops the rest, as Kafka's fetcher does on an
-/// undefined epoch end offset; never below its log start (-1 would restart the log there).
-pub fn truncation_target(
-    log: &PartitionLog,
-    leader_epoch: i32,
-    leader_end_offset: i64,
-    high_watermark: i64,
-) -> i64 {
+/// new leader records its epoch only with its first append). The leader never had that
+/// epoch, so none of its records is committed: the follower drops the whole epoch and asks
+/// again with the one before (KIP-279 walks back the same way), until the leader knows its
+/// last epoch or its log is empty; never below its log start (-1 would restart the log
+/// there).
+pub fn truncation_target(log: &PartitionLog, leader_epoch: i32, leader_end_offset: i64) -> i64 {
     let offsets = log.offsets();
     if leader_epoch < 0 || leader_end_offset < 0 {
-        return high_watermark
-            .min(offsets.log_end_offset)
+        let latest_epoch_start = log.leader_epochs().last().map(|entry| entry.start_offset);
+        return latest_epoch_start
+            .unwrap_or(offsets.log_start_offset)
             .max(offsets.log_start_offset);
     }
     let (local_epoch, local_end) = log.end_offset_for_leader_epoch(leader_epoch);
@@ -335,7 +327,7 @@ mod tests {
     }
 
     #[test]
-    fn a_leader_that_knows_no_epoch_of_the_follower_makes_it_keep_its_high_watermark() {
+    fn a_leader_that_knows_no_epoch_of_the_follower_makes_it_drop_its_latest_epoch() {
         let dir = tempfile::tempdir().unwrap();
         let config = crate::log::partition::tests::config(&[]);
         let log = PartitionLog::open(
@@ -347,16 +339,18 @@ mod tests {
             false,
         )
         .unwrap();
-        log.set_leader_epoch(3);
-        for _ in 0..4 {
-            let batch = BatchBuilder::new(0).record(None, Some(b"v"), 0).build();
-            log.append(&batch, crate::clock::now_ms()).unwrap();
+        for epoch in [1, 3] {
+            log.set_leader_epoch(epoch);
+            for _ in 0..2 {
+                let batch = BatchBuilder::new(0).record(None, Some(b"v"), 0).build();
+                log.append(&batch, crate::clock::now_ms()).unwrap();
+            }
         }
         // Leader answer (-1, -1): an empty leader, or one that never appended in epoch 3.
-        assert_eq!(truncation_target(&log, -1, -1, 2), 2);
-        assert_eq!(truncation_target(&log, -1, -1, 0), 0, "never below the log start");
-        assert_eq!(truncation_target(&log, -1, -1, 9), 4, "never above the log end");
+        assert_eq!(truncation_target(&log, -1, -1), 2, "epoch 3 (2..4) dropped");
+        log.truncate_to(2).unwrap();
+        assert_eq!(truncation_target(&log, -1, -1), 0, "then epoch 1, never below 0");
         // A known epoch: where it ends on the leader or here, whichever is smaller.
-        assert_eq!(truncation_target(&log, 3, 1, 2), 1);
+        assert_eq!(truncation_target(&log, 1, 1), 1);
     }
 }

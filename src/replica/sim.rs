@@ -826,8 +826,7 @@ impl Sim {
                 return;
             }
             FetchAnswer::Diverging { epoch, end_offset } => {
-                let target =
-                    truncation_target(&log, epoch, end_offset, replication.high_watermark());
+                let target = truncation_target(&log, epoch, end_offset);
                 log.truncate_to(target).expect("truncate");
                 self.coverage.divergences += 1;
                 self.note(|| format!("node {id}: diverged at ({epoch}, {end_offset}): truncated {end_before} -> {target}"));
