@@ -108,7 +108,10 @@ async fn run(
             ));
         }
         let request = fetch_request(node_id, &partitions);
-        let sent = client.as_ref().expect("client").send(FETCH_VERSION, &request);
+        let sent = client
+            .as_ref()
+            .expect("client")
+            .send(FETCH_VERSION, &request);
         let response = tokio::select! {
             response = sent => response,
             _ = shutdown.changed() => return,
@@ -125,10 +128,9 @@ async fn run(
         let mut back_off = response.error_code != 0;
         for topic in response.responses {
             for data in topic.partitions {
-                let Some(followed) = partitions
-                    .iter()
-                    .find(|p| p.topic == topic.topic.as_str() && p.partition == data.partition_index)
-                else {
+                let Some(followed) = partitions.iter().find(|p| {
+                    p.topic == topic.topic.as_str() && p.partition == data.partition_index
+                }) else {
                     continue;
                 };
                 back_off |= !apply(&replicas, followed, &data);
@@ -159,7 +161,9 @@ fn fetch_request(node_id: i32, partitions: &[FollowedPartition]) -> FetchRequest
             .with_log_start_offset(offsets.log_start_offset)
             .with_partition_max_bytes(PARTITION_FETCH_BYTES_MAX);
         match topics.last_mut() {
-            Some(topic) if topic.topic.as_str() == followed.topic => topic.partitions.push(partition),
+            Some(topic) if topic.topic.as_str() == followed.topic => {
+                topic.partitions.push(partition)
+            }
             _ => topics.push(
                 FetchTopic::default()
                     .with_topic(TopicName(StrBytes::from_string(followed.topic.clone())))
@@ -237,7 +241,12 @@ fn apply(
             let offsets = log.offsets();
             if offsets.log_end_offset < data.log_start_offset {
                 // Behind the leader's log start: nothing to keep, start over there.
-                tracing::warn!(topic, partition, leader_log_start = data.log_start_offset, "follower below the leader's log start: starting over");
+                tracing::warn!(
+                    topic,
+                    partition,
+                    leader_log_start = data.log_start_offset,
+                    "follower below the leader's log start: starting over"
+                );
                 log.reset_to(data.log_start_offset)
             } else {
                 // Ahead of the leader's log end: what is above the high watermark may be
@@ -320,7 +329,11 @@ mod tests {
         assert_eq!(whole_batches(&both), &both[..]);
         for cut in [1, 11, 12, 30, second.len() - 1] {
             let records = &both[..first.len() + cut];
-            assert_eq!(whole_batches(records), &first[..], "cut {cut} bytes into the second");
+            assert_eq!(
+                whole_batches(records),
+                &first[..],
+                "cut {cut} bytes into the second"
+            );
         }
         assert!(whole_batches(&first[..5]).is_empty());
         assert!(whole_batches(&[]).is_empty());
@@ -349,7 +362,11 @@ mod tests {
         // Leader answer (-1, -1): an empty leader, or one that never appended in epoch 3.
         assert_eq!(truncation_target(&log, -1, -1), 2, "epoch 3 (2..4) dropped");
         log.truncate_to(2).unwrap();
-        assert_eq!(truncation_target(&log, -1, -1), 0, "then epoch 1, never below 0");
+        assert_eq!(
+            truncation_target(&log, -1, -1),
+            0,
+            "then epoch 1, never below 0"
+        );
         // A known epoch: where it ends on the leader or here, whichever is smaller.
         assert_eq!(truncation_target(&log, 1, 1), 1);
     }

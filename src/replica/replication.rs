@@ -162,8 +162,7 @@ impl Replication {
             if fetch_offset >= leader_end {
                 progress.last_caught_up_ms = now_ms;
             } else if fetch_offset >= progress.last_fetch_leader_end {
-                progress.last_caught_up_ms =
-                    progress.last_caught_up_ms.max(progress.last_fetch_ms);
+                progress.last_caught_up_ms = progress.last_caught_up_ms.max(progress.last_fetch_ms);
             }
             progress.log_end_offset = fetch_offset;
             progress.last_fetch_ms = now_ms;
@@ -206,7 +205,12 @@ impl Replication {
     /// followers that have not caught up for `lag_max_ms` leave (Kafka's
     /// `replica.lag.time.max.ms`); followers outside the ISR whose log reached the high
     /// watermark join. Marks the change in flight; [`Self::isr_change_failed`] clears it.
-    pub fn isr_change_due(&self, leader_end: i64, lag_max_ms: i64, now_ms: i64) -> Option<IsrChange> {
+    pub fn isr_change_due(
+        &self,
+        leader_end: i64,
+        lag_max_ms: i64,
+        now_ms: i64,
+    ) -> Option<IsrChange> {
         let mut state = self.lock();
         if !state.leading || state.isr_change_in_flight || state.replicas.len() < 2 {
             return None;
@@ -297,7 +301,11 @@ mod tests {
     fn high_watermark_is_the_smallest_isr_log_end_and_never_moves_back() {
         let replication = Replication::new(1, 0);
         replication.apply(&partition(&[1, 2, 3], 1), 10, 0);
-        assert_eq!(replication.high_watermark(), 0, "followers have not fetched");
+        assert_eq!(
+            replication.high_watermark(),
+            0,
+            "followers have not fetched"
+        );
         assert_eq!(replication.follower_fetched(2, 10, 10, 1), (0, false));
         assert_eq!(replication.follower_fetched(3, 7, 10, 1), (7, true));
         assert_eq!(replication.follower_fetched(3, 10, 10, 2), (10, true));
@@ -318,7 +326,11 @@ mod tests {
         // Follower 3 never fetched: out after the lag time; 2 keeps up.
         let change = replication.isr_change_due(10, 1000, 1500).unwrap();
         assert_eq!(change.new_isr, vec![1, 2]);
-        assert_eq!(replication.isr_change_due(10, 1000, 1600), None, "one in flight");
+        assert_eq!(
+            replication.isr_change_due(10, 1000, 1600),
+            None,
+            "one in flight"
+        );
         replication.apply(&partition(&[1, 2], 2), 10, 1600);
         // HW follows the smaller ISR; 3 catches up and is taken back.
         assert_eq!(replication.high_watermark(), 10);
