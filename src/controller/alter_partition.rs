@@ -74,7 +74,7 @@ fn validate_broker(
 }
 
 /// Checks one change against the image, in Kafka's order; returns the current state.
-fn validate_change<'a>(
+pub(crate) fn validate_change<'a>(
     image: &'a MetadataImage,
     broker_id: i32,
     change: &IsrChange,

@@ -215,7 +215,11 @@ fn apply(
             log.truncate_to(target).map(|_| ())
         }
         None => {
-            let records = data.records.as_ref().filter(|r| !r.is_empty());
+            let records = data
+                .records
+                .as_ref()
+                .map(|r| whole_batches(r))
+                .filter(|r| !r.is_empty());
             let appended = match records {
                 Some(records) => log.append_as_follower(records, now_ms()).map(|_| ()),
                 None => Ok(()),
@@ -279,10 +283,104 @@ fn apply(
 /// Where a follower truncates when its leader says its log diverged at (`leader_epoch`,
 /// `leader_end_offset`): the smaller of that end offset and where the follower's own log
 /// ends that epoch (or the largest epoch below it it has) — KIP-101/KIP-279.
+///
+/// A leader that knows no epoch at or below the follower's last one answers (-1, -1): its
+/// cache is empty, or the follower's last epoch is newer than any the leader appended in (a
+/// new leader records its epoch only with its first append). The leader never had that
+/// epoch, so none of its records is committed: the follower drops the whole epoch and asks
+/// again with the one before (KIP-279 walks back the same way), until the leader knows its
+/// last epoch or its log is empty; never below its log start (-1 would restart the log
+/// there).
 pub fn truncation_target(log: &PartitionLog, leader_epoch: i32, leader_end_offset: i64) -> i64 {
+    let offsets = log.offsets();
+    if leader_epoch < 0 || leader_end_offset < 0 {
+        let latest_epoch_start = log.leader_epochs().last().map(|entry| entry.start_offset);
+        return latest_epoch_start
+            .unwrap_or(offsets.log_start_offset)
+            .max(offsets.log_start_offset);
+    }
     let (local_epoch, local_end) = log.end_offset_for_leader_epoch(leader_epoch);
     match local_epoch {
         -1 => leader_end_offset.min(log.offsets().log_end_offset),
         _ => leader_end_offset.min(local_end),
+    }
+}
+
+/// The whole batches at the start of a fetch answer's records. A leader fills a partition's
+/// byte budget from the log file as it is, so the answer may end in part of a batch (KIP-74;
+/// Kafka's readers skip it): appending that part would fail the same way on every retry, and
+/// a follower lagging more than a fetch's worth in one segment would never catch up. The
+/// cut batch comes whole in the next fetch.
+pub fn whole_batches(records: &[u8]) -> &[u8] {
+    // Each batch starts with its base offset (8 bytes) and the length of the rest (4 bytes).
+    const LENGTH_END: usize = 12;
+    let mut end = 0;
+    while let Some(length_bytes) = records.get(end + 8..end + LENGTH_END) {
+        let length = i32::from_be_bytes(length_bytes.try_into().expect("4 bytes"));
+        let Some(next) = usize::try_from(length)
+            .ok()
+            .and_then(|length| (end + LENGTH_END).checked_add(length))
+            .filter(|next| *next <= records.len())
+        else {
+            break;
+        };
+        end = next;
+    }
+    &records[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::builder::BatchBuilder;
+
+    #[test]
+    fn a_partial_batch_at_the_end_of_a_fetch_answer_is_left_for_the_next_fetch() {
+        let batch = |value: &[u8]| BatchBuilder::new(0).record(None, Some(value), 0).build();
+        let (first, second) = (batch(b"one"), batch(b"two"));
+        let both = [first.clone(), second.clone()].concat();
+        assert_eq!(whole_batches(&both), &both[..]);
+        for cut in [1, 11, 12, 30, second.len() - 1] {
+            let records = &both[..first.len() + cut];
+            assert_eq!(
+                whole_batches(records),
+                &first[..],
+                "cut {cut} bytes into the second"
+            );
+        }
+        assert!(whole_batches(&first[..5]).is_empty());
+        assert!(whole_batches(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_leader_that_knows_no_epoch_of_the_follower_makes_it_drop_its_latest_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::log::partition::tests::config(&[]);
+        let log = PartitionLog::open(
+            dir.path(),
+            "t",
+            0,
+            config,
+            crate::log::loader::Checkpoints::default(),
+            false,
+        )
+        .unwrap();
+        for epoch in [1, 3] {
+            log.set_leader_epoch(epoch);
+            for _ in 0..2 {
+                let batch = BatchBuilder::new(0).record(None, Some(b"v"), 0).build();
+                log.append(&batch, crate::clock::now_ms()).unwrap();
+            }
+        }
+        // Leader answer (-1, -1): an empty leader, or one that never appended in epoch 3.
+        assert_eq!(truncation_target(&log, -1, -1), 2, "epoch 3 (2..4) dropped");
+        log.truncate_to(2).unwrap();
+        assert_eq!(
+            truncation_target(&log, -1, -1),
+            0,
+            "then epoch 1, never below 0"
+        );
+        // A known epoch: where it ends on the leader or here, whichever is smaller.
+        assert_eq!(truncation_target(&log, 1, 1), 1);
     }
 }

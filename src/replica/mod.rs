@@ -10,6 +10,8 @@
 pub mod fetch_session;
 pub mod fetcher;
 pub mod replication;
+#[cfg(test)]
+mod sim;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;

@@ -10,6 +10,9 @@
 //!   election cannot lose it. With the leader alone in the ISR it is the log end offset.
 //! - At most one ISR change (AlterPartition) is in flight per partition; the next waits for
 //!   the image to carry the result (a new partition epoch) or for the request to fail.
+//! - While an expansion is in flight, the high watermark also waits for the joining
+//!   followers (Kafka's maximal ISR, KIP-497): the controller may already have committed
+//!   them, and a clean election may pick one before this leader applies the new ISR.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -59,6 +62,9 @@ struct State {
     high_watermark: i64,
     followers: BTreeMap<i32, FollowerProgress>,
     isr_change_in_flight: bool,
+    /// Followers the ISR change in flight adds: counted in the high watermark until it is
+    /// settled (the image carries it, or it failed).
+    joining: Vec<i32>,
 }
 
 #[derive(Debug)]
@@ -79,6 +85,7 @@ impl Replication {
                 high_watermark,
                 followers: BTreeMap::new(),
                 isr_change_in_flight: false,
+                joining: Vec::new(),
             }),
         }
     }
@@ -106,6 +113,7 @@ impl Replication {
         }
         if partition.partition_epoch != state.partition_epoch || new_term || !leading {
             state.isr_change_in_flight = false;
+            state.joining.clear();
         }
         state.leading = leading;
         state.leader_epoch = partition.leader_epoch;
@@ -178,7 +186,7 @@ impl Replication {
             return;
         }
         let mut candidate = leader_end;
-        for id in &state.isr {
+        for id in state.isr.iter().chain(&state.joining) {
             if *id == state.node_id {
                 continue;
             }
@@ -238,6 +246,11 @@ impl Replication {
             return None;
         }
         state.isr_change_in_flight = true;
+        state.joining = new_isr
+            .iter()
+            .copied()
+            .filter(|id| !state.isr.contains(id))
+            .collect();
         Some(IsrChange {
             leader_epoch: state.leader_epoch,
             partition_epoch: state.partition_epoch,
@@ -263,7 +276,9 @@ impl Replication {
 
     /// The controller refused or did not answer: the next check may ask again.
     pub fn isr_change_failed(&self) {
-        self.lock().isr_change_in_flight = false;
+        let mut state = self.lock();
+        state.isr_change_in_flight = false;
+        state.joining.clear();
     }
 }
 
@@ -324,5 +339,26 @@ mod tests {
         assert_eq!(change.new_isr, vec![1, 2, 3]);
         replication.isr_change_failed();
         assert!(replication.isr_change_due(10, 1000, 1700).is_some());
+    }
+
+    /// Found by the simulation (seed 1393): the controller commits an expansion, then a clean
+    /// election picks the joining follower before the leader applied the new ISR.
+    #[test]
+    fn high_watermark_waits_for_a_joining_follower_while_the_expansion_is_in_flight() {
+        let replication = Replication::new(1, 0);
+        replication.apply(&partition(&[1, 2], 1), 10, 0);
+        replication.follower_fetched(2, 10, 10, 1);
+        replication.follower_fetched(3, 10, 10, 1);
+        assert_eq!(replication.high_watermark(), 10);
+        let change = replication.isr_change_due(10, 1000, 2).unwrap();
+        assert_eq!(change.new_isr, vec![1, 2, 3]);
+        // The leader appends; follower 2 has it all, 3 (joining) not yet.
+        replication.follower_fetched(2, 20, 20, 3);
+        assert_eq!(replication.high_watermark(), 10, "3 may be elected with 10");
+        replication.follower_fetched(3, 15, 20, 4);
+        assert_eq!(replication.high_watermark(), 15);
+        // Refused: 3 no longer holds the high watermark back.
+        replication.isr_change_failed();
+        assert_eq!(replication.high_watermark_as_leader(20), 20);
     }
 }
