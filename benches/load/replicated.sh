@@ -134,7 +134,7 @@ start_node() { # start_node NODE (of $CLUSTER) -> NODE_PID[NODE]
     dlog)
       "$WORK/dlog" --node-id "$n" --listen "127.0.0.1:$(client_port "$n")" \
         --controller-listen "127.0.0.1:$(controller_port "$n")" --controller-quorum-voters "$(voters)" \
-        --data-dir "$WORK/dlog/node$n" --set "broker.session.timeout.ms=$SESSION_TIMEOUT_MS" \
+        --data-dir "$WORK/dlog-data/node$n" --set "broker.session.timeout.ms=$SESSION_TIMEOUT_MS" \
         --set "broker.heartbeat.interval.ms=$HEARTBEAT_MS" >>"$WORK/raw/dlog-node$n.log" 2>&1 &
       NODE_PID[$n]=$! ;;
     kafka)
@@ -298,6 +298,7 @@ failover() { # failover CLUSTER TOPIC RUN -> FO_LINE="ms leader was_controller"
   leader="$(describe "$topic" | sed -n 's/.*Partition: 0\s.*Leader: \([0-9-]*\).*/\1/p' | head -n1)"
   [[ "$leader" =~ ^[123]$ ]] || { log "$b: no leader for $topic-0 ('$leader')"; return 1; }
   controller="$(active_controller || true)"
+  : >"$out"
   timeout -k 5 $((FO_TIMEOUT + 60)) java "${CLIENT_JVM[@]}" -cp "$CP" FailoverProbe "$(bootstrap_all)" "$topic" 0 \
     $((FO_TIMEOUT + 40)) "${PROBE_PROPS[@]}" >"$out" 2>&1 &
   PROBE_PID=$!
@@ -382,7 +383,7 @@ measure_cluster() { # measure_cluster NAME
   scenario_end "$b" failover
 
   stop_cluster
-  rm -rf "$WORK/dlog" "$WORK/kafka" # free disk and page cache
+  rm -rf "$WORK/dlog-data" "$WORK/kafka" # free disk and page cache
 }
 
 log "work dir $WORK; runs=$RUNS n_small=$N_SMALL n_large=$N_LARGE partitions=$PARTITIONS; dlog $DLOG_COMMIT"
