@@ -321,7 +321,7 @@ failover() { # failover CLUSTER TOPIC RUN -> FO_LINE="ms leader was_controller"
     sleep 0.1
   done
   kill -TERM "$PROBE_PID" 2>/dev/null; wait "$PROBE_PID" 2>/dev/null || true; PROBE_PID=""
-  log "$b failover run $r: killed node $leader (active controller: ${controller:-?}); errors seen by the probe:"
+  log "$b failover run $r: killed node $leader (active controller: ${controller:-?}); sends that failed for good after the kill: $(awk -v k="$killed_ms" '$1 == "ERR" && $2 >= k' "$out" | wc -l)"
   awk -v k="$killed_ms" '$1 == "ERR" && $2 >= k { sub(/^ERR [0-9]+ /, ""); print }' "$out" | sort | uniq -c | sort -rn | head -n 3 >&2
   # Restart the killed node on its data and wait until every ISR is full again.
   start_node "$leader"
