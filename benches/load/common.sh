@@ -3,15 +3,16 @@
 # Needs: ROOT (the repository), WORK (scratch dir), CLIENT_JVM (array).
 
 # Installs Kafka's jars and sets CP (their classpath); builds dlog unless SKIP_BUILD=1 and
-# copies it to $WORK/dlog (other builds may replace target/); sets DLOG_COMMIT.
+# copies it (or $DLOG_BIN if set) to $WORK/dlog (other builds may replace target/); sets
+# DLOG_COMMIT (unless already set).
 prepare_binaries() {
   "$ROOT/compat/kafka/install.sh" >&2
   CP="$(cat "$ROOT/compat/kafka/lib/classpath.txt")"
   if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     (cd "$ROOT" && cargo build --release --bin dlog >&2)
   fi
-  cp "$ROOT/target/release/dlog" "$WORK/dlog"
-  DLOG_COMMIT="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  cp "${DLOG_BIN:-$ROOT/target/release/dlog}" "$WORK/dlog"
+  DLOG_COMMIT="${DLOG_COMMIT:-$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 }
 
 log() { echo "[$(date +%T)] $*" >&2; }
