@@ -177,19 +177,8 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
             true => Err(ResponseError::UnknownTopicId),
             false => broker
                 .replicas
-                .leader_partition(&image, &key.topic, key.partition),
-        };
-        let led = match led {
-            Ok(led) if state.current_leader_epoch < 0 => Ok(led),
-            // KIP-320: a fetcher behind this leader's epoch is fenced; one ahead of it knows
-            // of a leadership this node has not applied yet.
-            Ok(led) if state.current_leader_epoch < led.leader_epoch => {
-                Err(ResponseError::FencedLeaderEpoch)
-            }
-            Ok(led) if state.current_leader_epoch > led.leader_epoch => {
-                Err(ResponseError::UnknownLeaderEpoch)
-            }
-            other => other,
+                .leader_partition(&image, &key.topic, key.partition)
+                .and_then(|led| led.check_leader_epoch(state.current_leader_epoch)),
         };
         let led = match led {
             Ok(led) => led,

@@ -7,7 +7,6 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
-use kafka_protocol::ResponseError;
 
 use crate::handlers::context::RequestContext;
 use crate::node::Node;
@@ -33,19 +32,11 @@ pub fn handle(
                         .with_partition(asked.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let led = broker.replicas.leader_partition(
-                        &image,
-                        topic.topic.as_str(),
-                        asked.partition,
-                    );
+                    let led = broker
+                        .replicas
+                        .leader_partition(&image, topic.topic.as_str(), asked.partition)
+                        .and_then(|led| led.check_leader_epoch(asked.current_leader_epoch));
                     let led = match led {
-                        Ok(led) if asked.current_leader_epoch < 0 => led,
-                        Ok(led) if asked.current_leader_epoch < led.leader_epoch => {
-                            return answer.with_error_code(ResponseError::FencedLeaderEpoch.code())
-                        }
-                        Ok(led) if asked.current_leader_epoch > led.leader_epoch => {
-                            return answer.with_error_code(ResponseError::UnknownLeaderEpoch.code())
-                        }
                         Ok(led) => led,
                         Err(error) => return answer.with_error_code(error.code()),
                     };

@@ -3,9 +3,11 @@
 //! nothing per request; the process families come from `/proc/self`.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
 use super::*;
 use crate::node::Node;
+use crate::replica::PartitionLog;
 
 /// Appends the scrape-time families to `output` (the Prometheus text format).
 pub fn append(output: &mut String, broker: Option<&Node>, ready: bool) {
@@ -20,16 +22,10 @@ pub fn append(output: &mut String, broker: Option<&Node>, ready: bool) {
     );
     process(output);
     if let Some(broker) = broker {
-        partitions(output, broker);
-        let mut hosted: Vec<(String, i32)> = broker
-            .replicas
-            .logs()
-            .all()
-            .iter()
-            .map(|log| (log.topic().to_string(), log.partition()))
-            .collect();
-        hosted.sort();
-        replication(output, broker, &hosted);
+        let mut logs = broker.replicas.logs().all();
+        logs.sort_by(|a, b| (a.topic(), a.partition()).cmp(&(b.topic(), b.partition())));
+        partitions(output, &logs);
+        replication(output, broker, &logs);
         disk(output, broker);
         groups(
             output,
@@ -75,9 +71,7 @@ fn sample(output: &mut String, name: &str, labels: &[(&str, &str)], value: f64) 
 }
 
 /// Per-partition gauges, one family at a time as the format requires.
-fn partitions(output: &mut String, broker: &Node) {
-    let mut logs = broker.replicas.logs().all();
-    logs.sort_by(|a, b| (a.topic(), a.partition()).cmp(&(b.topic(), b.partition())));
+fn partitions(output: &mut String, logs: &[Arc<PartitionLog>]) {
     let stats: Vec<_> = logs
         .iter()
         .map(|log| (log.topic(), log.partition().to_string(), log.stats()))
@@ -124,7 +118,7 @@ fn partitions(output: &mut String, broker: &Node) {
 /// under-replicated, under- and at-min-ISR counts and each follower's lag; partitions with
 /// no live leader as this node's metadata image sees them (Kafka reports those on the
 /// controller only).
-fn replication(output: &mut String, broker: &Node, logs: &[(String, i32)]) {
+fn replication(output: &mut String, broker: &Node, logs: &[Arc<PartitionLog>]) {
     use crate::metrics::cluster::*;
     family(
         output,
@@ -132,13 +126,18 @@ fn replication(output: &mut String, broker: &Node, logs: &[(String, i32)]) {
         "gauge",
         "Offset below which records are on every in-sync replica (what consumers read)",
     );
-    for (topic, partition) in logs {
-        let high_watermark = broker.replicas.high_watermark_of(topic, *partition);
+    for log in logs {
+        let high_watermark = broker
+            .replicas
+            .high_watermark_of(log.topic(), log.partition());
         if high_watermark >= 0 {
             sample(
                 output,
                 PARTITION_HIGH_WATERMARK,
-                &[("topic", topic), ("partition", &partition.to_string())],
+                &[
+                    ("topic", log.topic()),
+                    ("partition", &log.partition().to_string()),
+                ],
                 high_watermark as f64,
             );
         }

@@ -51,6 +51,17 @@ struct Replica {
     replication: Arc<Replication>,
 }
 
+impl Replica {
+    /// This replica as a partition led here; None when this node follows it.
+    fn led(&self) -> Option<LedPartition> {
+        (self.role == Role::Leader).then(|| LedPartition {
+            log: self.log.clone(),
+            leader_epoch: self.leader_epoch,
+            replication: self.replication.clone(),
+        })
+    }
+}
+
 /// A partition led here, as produce and fetch need it.
 #[derive(Clone)]
 pub struct LedPartition {
@@ -61,6 +72,16 @@ pub struct LedPartition {
 }
 
 impl LedPartition {
+    /// KIP-320: a fetcher behind this leader's epoch is fenced; one ahead of it knows of a
+    /// leadership this node has not applied yet. -1 is not checked.
+    pub fn check_leader_epoch(self, current_leader_epoch: i32) -> Result<Self, ResponseError> {
+        match current_leader_epoch {
+            epoch if epoch < 0 || epoch == self.leader_epoch => Ok(self),
+            epoch if epoch < self.leader_epoch => Err(ResponseError::FencedLeaderEpoch),
+            _ => Err(ResponseError::UnknownLeaderEpoch),
+        }
+    }
+
     /// Where a follower's log diverges from this leader's (KIP-595's DivergingEpoch): its last
     /// batch is of `last_fetched_epoch` and its log ends at `fetch_offset`; if that epoch
     /// ends earlier here, or this log never had it, the (epoch, end offset) the follower must
@@ -261,10 +282,8 @@ impl ReplicaManager {
         topic: &str,
         partition: i32,
     ) -> Result<Arc<PartitionLog>, ResponseError> {
-        match self.replica(topic, partition) {
-            Some(replica) if replica.role == Role::Leader => Ok(replica.log),
-            _ => Err(missing_partition_error(image, topic, partition)),
-        }
+        self.leader_partition(image, topic, partition)
+            .map(|led| led.log)
     }
 
     /// A partition this node leads, with its leader epoch and replication state.
@@ -274,14 +293,9 @@ impl ReplicaManager {
         topic: &str,
         partition: i32,
     ) -> Result<LedPartition, ResponseError> {
-        match self.replica(topic, partition) {
-            Some(replica) if replica.role == Role::Leader => Ok(LedPartition {
-                log: replica.log,
-                leader_epoch: replica.leader_epoch,
-                replication: replica.replication,
-            }),
-            _ => Err(missing_partition_error(image, topic, partition)),
-        }
+        self.replica(topic, partition)
+            .and_then(|replica| replica.led())
+            .ok_or_else(|| missing_partition_error(image, topic, partition))
     }
 
     /// The partitions this node follows whose leader is `leader_id`, in topic order.
@@ -321,16 +335,8 @@ impl ReplicaManager {
         let mut led = Vec::new();
         for (topic, partitions) in replicas.iter() {
             for (&partition, replica) in partitions {
-                if replica.role == Role::Leader {
-                    led.push((
-                        topic.clone(),
-                        partition,
-                        LedPartition {
-                            log: replica.log.clone(),
-                            leader_epoch: replica.leader_epoch,
-                            replication: replica.replication.clone(),
-                        },
-                    ));
+                if let Some(state) = replica.led() {
+                    led.push((topic.clone(), partition, state));
                 }
             }
         }
@@ -341,10 +347,10 @@ impl ReplicaManager {
     /// learned from its leader; -1 when not hosted.
     pub fn high_watermark_of(&self, topic: &str, partition: i32) -> i64 {
         match self.replica(topic, partition) {
-            Some(replica) if replica.role == Role::Leader => replica
-                .replication
-                .high_watermark_as_leader(replica.log.offsets().log_end_offset),
-            Some(replica) => replica.replication.high_watermark(),
+            Some(replica) => match replica.led() {
+                Some(led) => led.high_watermark(),
+                None => replica.replication.high_watermark(),
+            },
             None => -1,
         }
     }
