@@ -529,10 +529,7 @@ impl CoordinatorHost for Node {
         batch: &[u8],
         durable: bool,
     ) -> Result<(), WriteError> {
-        let led = self
-            .replicas
-            .leader_partition(&self.image(), topic, partition)
-            .map_err(|_| WriteError::NotLeader(topic.to_string(), partition))?;
+        let led = self.led_partition(topic, partition)?;
         let now = now_ms();
         let storage = |e: &dyn std::fmt::Display| WriteError::Storage(e.to_string());
         let appended = led
@@ -663,15 +660,24 @@ impl CoordinatorHost for Node {
 }
 
 impl Node {
-    /// The log of a partition this node leads, for the coordinators' writes.
+    /// A partition this node leads, for the coordinators' writes.
+    fn led_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<crate::replica::LedPartition, WriteError> {
+        self.replicas
+            .leader_partition(&self.image(), topic, partition)
+            .map_err(|_| WriteError::NotLeader(topic.to_string(), partition))
+    }
+
+    /// The log of a partition this node leads.
     fn led_log(
         &self,
         topic: &str,
         partition: i32,
     ) -> Result<Arc<crate::replica::PartitionLog>, WriteError> {
-        self.replicas
-            .leader_log(&self.image(), topic, partition)
-            .map_err(|_| WriteError::NotLeader(topic.to_string(), partition))
+        self.led_partition(topic, partition).map(|led| led.log)
     }
 }
 
