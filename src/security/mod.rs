@@ -70,3 +70,37 @@ impl Authorizer for AllowAll {
         true
     }
 }
+
+/// The SCRAM mechanisms Kafka serves (KIP-84): the hash behind `SCRAM-SHA-256` / `SCRAM-SHA-512`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScramMechanism {
+    Sha256,
+    Sha512,
+}
+
+impl ScramMechanism {
+    /// The SASL mechanism name a client asks for in SaslHandshake.
+    pub fn sasl_name(self) -> &'static str {
+        match self {
+            ScramMechanism::Sha256 => "SCRAM-SHA-256",
+            ScramMechanism::Sha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// A user's SCRAM credential as Kafka stores it (RFC 5802 §3): salt, iteration count and the
+/// two derived keys; never the password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScramCredential {
+    pub mechanism: ScramMechanism,
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: i32,
+}
+
+/// Where the SASL server looks up SCRAM credentials. The broker's store reads the replicated
+/// metadata image (credentials managed with AlterUserScramCredentials); tests may use a map.
+pub trait CredentialStore: Send + Sync {
+    fn scram(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential>;
+}
