@@ -167,12 +167,14 @@ impl Node {
         let (shutdown, _) = watch::channel(false);
         let properties = config.properties.clone();
         let node_id = config.node_id;
+        let replicas =
+            ReplicaManager::new(node_id, logs).context("reading replication-offset-checkpoint")?;
         let broker = Arc::new_cyclic(|this| Node {
             this: this.clone(),
             config,
             cluster_id,
             controller,
-            replicas: Arc::new(ReplicaManager::new(node_id, logs)),
+            replicas: Arc::new(replicas),
             fetchers: Fetchers::default(),
             groups: GroupCoordinator::new(&properties),
             producer_ids: ProducerIdManager::default(),
@@ -456,6 +458,9 @@ impl Node {
                 if let Err(error) = self.replicas.logs().flush_and_checkpoint(now) {
                     tracing::error!(%error, "writing checkpoints failed");
                 }
+                if let Err(error) = self.replicas.checkpoint_high_watermarks() {
+                    tracing::error!(%error, "writing the high watermark checkpoint failed");
+                }
             }
         }
     }
@@ -504,6 +509,7 @@ impl Node {
     /// Clean shutdown of storage: flush, checkpoints, clean-shutdown marker.
     pub fn close(&self) -> std::io::Result<()> {
         self.controller.shutdown()?;
+        self.replicas.checkpoint_high_watermarks()?;
         self.replicas.logs().shutdown(now_ms())
     }
 }

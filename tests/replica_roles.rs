@@ -37,7 +37,7 @@ impl TestNode {
         let properties = Properties::default();
         TestNode {
             image: std::sync::Mutex::new(Arc::new(MetadataImage::new())),
-            replicas: ReplicaManager::new(THIS_NODE, LogManager::open(dir).unwrap()),
+            replicas: ReplicaManager::new(THIS_NODE, LogManager::open(dir).unwrap()).unwrap(),
             groups: GroupCoordinator::new(&properties),
             transactions: TransactionCoordinator::new(TransactionSettings::from_properties(
                 &properties,
@@ -227,4 +227,53 @@ fn a_shard_loads_on_leadership_and_unloads_when_it_leaves() {
         node.groups.describe(GROUP).is_some(),
         "replayed from the log"
     );
+}
+
+/// `replication-offset-checkpoint`: a restarted leader starts from the high watermark it had
+/// reached (kept within its log), not from its log start, so what was replicated stays
+/// readable before its followers fetch again.
+#[test]
+fn a_restarted_leader_takes_its_high_watermark_from_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = "orders";
+    let batch = || {
+        BatchBuilder::new(0)
+            .record(None, Some(b"v"), 0)
+            .record(None, Some(b"v"), 0)
+            .build()
+    };
+    {
+        let node = TestNode::open(dir.path());
+        node.publish(topic, THIS_NODE, 0);
+        node.append(topic, 0, &batch(), true).unwrap();
+        node.append(topic, 0, &batch(), true).unwrap();
+        let led = node.replicas.leader_partition(&node.image(), topic, 0).unwrap();
+        assert_eq!(led.high_watermark(), 0, "the follower in the ISR has fetched nothing");
+        // The follower fetches at 2: the high watermark moves to 2, not to the log end 4.
+        led.replication.follower_fetched(OTHER_NODE, 2, 4, 0);
+        assert_eq!(node.replicas.high_watermark_of(topic, 0), 2);
+        node.replicas.checkpoint_high_watermarks().unwrap();
+        node.replicas.logs().shutdown(0).unwrap();
+    }
+    let text = std::fs::read_to_string(dir.path().join("replication-offset-checkpoint")).unwrap();
+    assert_eq!(text, "0\n1\norders 0 2\n", "Kafka's checkpoint format");
+
+    let node = TestNode::open(dir.path());
+    node.publish(topic, THIS_NODE, 1);
+    assert_eq!(
+        node.replicas.high_watermark_of(topic, 0),
+        2,
+        "the checkpointed high watermark, before any follower fetch"
+    );
+
+    // A checkpoint beyond the log (the tail was lost) is cut to the log end.
+    drop(node);
+    std::fs::write(
+        dir.path().join("replication-offset-checkpoint"),
+        "0\n1\norders 0 99\n",
+    )
+    .unwrap();
+    let node = TestNode::open(dir.path());
+    node.publish(topic, THIS_NODE, 2);
+    assert_eq!(node.replicas.high_watermark_of(topic, 0), 4);
 }

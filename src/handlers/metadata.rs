@@ -2,11 +2,20 @@
 //! ids and partitions (leader, replicas, ISR, offline replicas, leader epoch), read from the
 //! metadata image. Unknown topics are auto-created when
 //! `auto.create.topics.enable` and the request allow it.
+//!
+//! DescribeTopicPartitions (KIP-966, API 75): the same partition views, paginated by a cursor
+//! so that an admin client describes any number of partitions in bounded responses.
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::describe_topic_partitions_response::{
+    Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse,
+    MetadataRequest, MetadataResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
@@ -16,6 +25,7 @@ use crate::controller::{validate_topic_name, NewTopic};
 use crate::handlers::context::RequestContext;
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
+use crate::security::{Operation, Resource};
 
 /// Kafka's "authorized operations not requested" marker.
 const OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -239,6 +249,156 @@ pub fn handle(
     }
     Ok(encode_response(
         ApiKey::Metadata,
+        version,
+        request.header.correlation_id,
+        &response,
+    ))
+}
+
+/// Kafka's `max.request.partition.size.limit` default: the most partitions one
+/// DescribeTopicPartitions answer holds, whatever the request asks.
+const DESCRIBE_PARTITIONS_PER_RESPONSE_MAX: i32 = 2000;
+
+/// The operations a topic's `topic_authorized_operations` bit set is built from, with Kafka's
+/// `AclOperation` codes.
+const TOPIC_OPERATIONS: &[(Operation, u8)] = &[
+    (Operation::Read, 3),
+    (Operation::Write, 4),
+    (Operation::Create, 5),
+    (Operation::Delete, 6),
+    (Operation::Alter, 7),
+    (Operation::Describe, 8),
+    (Operation::DescribeConfigs, 10),
+    (Operation::AlterConfigs, 11),
+];
+
+fn topic_authorized_operations(context: &RequestContext, topic: &str) -> i32 {
+    TOPIC_OPERATIONS
+        .iter()
+        .filter(|(operation, _)| context.authorized(*operation, Resource::Topic(topic)))
+        .fold(0, |bits, (_, code)| bits | 1 << code)
+}
+
+fn describe_error_topic(name: &str, error: ResponseError) -> DescribeTopicPartitionsResponseTopic {
+    DescribeTopicPartitionsResponseTopic::default()
+        .with_error_code(error.code())
+        .with_name(Some(TopicName(StrBytes::from_string(name.to_string()))))
+        .with_topic_authorized_operations(OPERATIONS_OMITTED)
+}
+
+/// DescribeTopicPartitions as Kafka answers it: the requested topics (all topics the principal
+/// may describe when none are named) sorted by name, from the cursor's topic and partition on,
+/// at most `min(response_partition_limit, 2000)` partitions, and a cursor to the first
+/// partition left out. A named topic that is unknown or not describable gets its error; in
+/// the all-topics form those are skipped.
+pub fn describe_topic_partitions(
+    broker: &Node,
+    context: &RequestContext,
+    mut request: Request,
+) -> Result<ResponseFrame, RequestError> {
+    let version = request.version;
+    let body: DescribeTopicPartitionsRequest = decode(&mut request.body, version)?;
+    let image = broker.image();
+    let all_topics = body.topics.is_empty();
+    let mut names: Vec<String> = match all_topics {
+        true => image.topics.keys().cloned().collect(),
+        false => body.topics.iter().map(|t| t.name.as_str().to_string()).collect(),
+    };
+    names.sort();
+    names.dedup();
+    let cursor = body
+        .cursor
+        .as_ref()
+        .map(|c| (c.topic_name.as_str().to_string(), c.partition_index));
+    let invalid_cursor = cursor.as_ref().is_some_and(|(topic, partition)| {
+        *partition < 0 || (!all_topics && names.binary_search(topic).is_err())
+    });
+    let mut response = DescribeTopicPartitionsResponse::default();
+    if invalid_cursor {
+        // Kafka refuses the whole request (InvalidRequestException), answered per named topic.
+        response.topics = names
+            .iter()
+            .map(|name| describe_error_topic(name, ResponseError::InvalidRequest))
+            .collect();
+        return Ok(encode_response(
+            ApiKey::DescribeTopicPartitions,
+            version,
+            request.header.correlation_id,
+            &response,
+        ));
+    }
+    let first_topic = cursor.as_ref().map(|(topic, _)| topic.as_str()).unwrap_or("");
+    let mut remaining = body
+        .response_partition_limit
+        .clamp(1, DESCRIBE_PARTITIONS_PER_RESPONSE_MAX) as usize;
+    for name in names.iter().filter(|name| name.as_str() >= first_topic) {
+        let authorized = context.authorized(Operation::Describe, Resource::Topic(name));
+        let topic = image.topics.get(name);
+        let (Some(topic), true) = (topic, authorized) else {
+            if !all_topics {
+                let error = match authorized {
+                    false => ResponseError::TopicAuthorizationFailed,
+                    true => ResponseError::UnknownTopicOrPartition,
+                };
+                response.topics.push(describe_error_topic(name, error));
+            }
+            continue;
+        };
+        if remaining == 0 {
+            response.next_cursor = Some(
+                Cursor::default()
+                    .with_topic_name(TopicName(StrBytes::from_string(name.clone())))
+                    .with_partition_index(0),
+            );
+            break;
+        }
+        let first_partition = match &cursor {
+            Some((cursor_topic, partition)) if cursor_topic == name => *partition,
+            _ => 0,
+        };
+        let mut described = topic.partitions.range(first_partition..).peekable();
+        let mut partitions = Vec::new();
+        while remaining > 0 {
+            let Some((&index, partition)) = described.next() else {
+                break;
+            };
+            let state = PartitionView::of(&image, partition);
+            partitions.push(
+                DescribeTopicPartitionsResponsePartition::default()
+                    .with_error_code(state.error_code())
+                    .with_partition_index(index)
+                    .with_leader_id(BrokerId(state.leader))
+                    .with_leader_epoch(partition.leader_epoch)
+                    .with_replica_nodes(broker_ids(&partition.replicas))
+                    .with_isr_nodes(broker_ids(&partition.isr))
+                    // No eligible leader replicas (KIP-966's ELR is not enabled here).
+                    .with_eligible_leader_replicas(Some(Vec::new()))
+                    .with_last_known_elr(Some(Vec::new()))
+                    .with_offline_replicas(broker_ids(&state.offline_replicas)),
+            );
+            remaining -= 1;
+        }
+        if let Some((&next, _)) = described.peek() {
+            response.next_cursor = Some(
+                Cursor::default()
+                    .with_topic_name(TopicName(StrBytes::from_string(name.clone())))
+                    .with_partition_index(next),
+            );
+        }
+        response.topics.push(
+            DescribeTopicPartitionsResponseTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_string(name.clone()))))
+                .with_topic_id(topic.id)
+                .with_is_internal(is_internal(name))
+                .with_partitions(partitions)
+                .with_topic_authorized_operations(topic_authorized_operations(context, name)),
+        );
+        if response.next_cursor.is_some() {
+            break;
+        }
+    }
+    Ok(encode_response(
+        ApiKey::DescribeTopicPartitions,
         version,
         request.header.correlation_id,
         &response,

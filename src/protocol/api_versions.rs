@@ -24,6 +24,7 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::ListOffsets, range(1, 10)),
     (ApiKey::OffsetForLeaderEpoch, range(2, 4)),
     (ApiKey::Metadata, range(0, 13)),
+    (ApiKey::DescribeTopicPartitions, range(0, 0)),
     (ApiKey::ApiVersions, range(0, 4)),
     (ApiKey::CreateTopics, range(2, 7)),
     (ApiKey::DeleteTopics, range(1, 6)),

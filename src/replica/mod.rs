@@ -15,7 +15,7 @@ mod sim;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use kafka_protocol::ResponseError;
 use tokio::sync::futures::Notified;
@@ -134,17 +134,46 @@ pub struct ReplicaManager {
     /// Woken after every append, so that waiting fetches re-check without polling.
     appended: Notify,
     pub fetch_sessions: FetchSessions,
+    /// The high watermarks `replication-offset-checkpoint` held at start, taken by each
+    /// partition's replica when the first image creates it.
+    checkpointed_high_watermarks: Mutex<HashMap<(String, i32), i64>>,
 }
 
+/// Kafka's file of the hosted partitions' high watermarks, in the log directory.
+const HIGH_WATERMARK_FILE: &str = "replication-offset-checkpoint";
+
 impl ReplicaManager {
-    pub fn new(node_id: i32, logs: LogManager) -> ReplicaManager {
-        ReplicaManager {
+    /// Reads `replication-offset-checkpoint`: a restarted replica exposes what was known to be
+    /// replicated before, instead of nothing until its followers fetch again.
+    pub fn new(node_id: i32, logs: LogManager) -> io::Result<ReplicaManager> {
+        let checkpointed =
+            crate::log::checkpoint::read(&logs.data_dir().join(HIGH_WATERMARK_FILE))?;
+        Ok(ReplicaManager {
             node_id,
             logs,
             replicas: RwLock::new(HashMap::new()),
             appended: Notify::new(),
             fetch_sessions: FetchSessions::default(),
-        }
+            checkpointed_high_watermarks: Mutex::new(checkpointed.into_iter().collect()),
+        })
+    }
+
+    /// Writes every hosted partition's high watermark to `replication-offset-checkpoint`
+    /// (Kafka: every `replica.high.watermark.checkpoint.interval.ms` and at shutdown). A
+    /// checkpointed value is one the high watermark has reached, so never above it.
+    pub fn checkpoint_high_watermarks(&self) -> io::Result<()> {
+        let entries: Vec<((String, i32), i64)> = {
+            let replicas = self.replicas.read().expect("replicas lock");
+            replicas
+                .iter()
+                .flat_map(|(topic, partitions)| {
+                    partitions.iter().map(move |(&index, replica)| {
+                        ((topic.clone(), index), replica.replication.high_watermark())
+                    })
+                })
+                .collect()
+        };
+        crate::log::checkpoint::write(&self.logs.data_dir().join(HIGH_WATERMARK_FILE), &entries)
     }
 
     pub fn node_id(&self) -> i32 {
@@ -232,14 +261,23 @@ impl ReplicaManager {
             if was_leader != (role == Role::Leader) {
                 leadership.push(change(&topic.name, index, role == Role::Leader));
             }
-            // A new replica starts with the high watermark at its log start: it exposes
-            // nothing it has not seen replicated (Kafka reads a checkpoint instead).
+            // A new replica starts with the high watermark of the checkpoint, kept within its
+            // log (Kafka's `min(checkpoint, log end)`), or at its log start without one: it
+            // exposes nothing it has not seen replicated.
             let replication = match previous {
                 Some(previous) => previous.replication.clone(),
-                None => Arc::new(Replication::new(
-                    self.node_id,
-                    log.offsets().log_start_offset,
-                )),
+                None => {
+                    let offsets = log.offsets();
+                    let checkpointed = self
+                        .checkpointed_high_watermarks
+                        .lock()
+                        .expect("checkpointed high watermarks lock")
+                        .remove(&(topic.name.clone(), index));
+                    let high_watermark = checkpointed
+                        .unwrap_or(offsets.log_start_offset)
+                        .clamp(offsets.log_start_offset, offsets.log_end_offset);
+                    Arc::new(Replication::new(self.node_id, high_watermark))
+                }
             };
             replication.apply(partition, log.offsets().log_end_offset, now_ms());
             if role == Role::Leader {

@@ -87,6 +87,10 @@ fn route_sync(
         ApiKey::Metadata => {
             handlers::metadata::handle(broker, context, request).map(Handled::Response)
         }
+        ApiKey::DescribeTopicPartitions => {
+            handlers::metadata::describe_topic_partitions(broker, context, request)
+                .map(Handled::Response)
+        }
         ApiKey::Produce => handlers::produce::handle(broker, context, request),
         ApiKey::Fetch => handlers::fetch::handle(broker, context, request),
         ApiKey::ListOffsets => {

@@ -21,6 +21,7 @@ import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
+import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -240,6 +241,7 @@ public final class RoundTrip {
             listTopics(admin, topic);
             describeCluster(admin);
             describeTopics(admin, topic);
+            describeTopicsPaginated(admin, topic, "compat-java-describe-" + runId);
             describeConfigs(admin, topic);
         } catch (Exception e) {
             result("roundtrip-admin", false, "unexpected: " + describe(e));
@@ -880,6 +882,40 @@ public final class RoundTrip {
             result("admin-describe-topics", problems.isEmpty(), problems.isEmpty() ? detail : String.join(", ", problems) + "; " + detail);
         } catch (Exception e) {
             result("admin-describe-topics", false, describe(e));
+        }
+    }
+
+    /**
+     * The admin client's describeTopics with one partition per response: Kafka 4 clients page
+     * through DescribeTopicPartitions (API 75) with its cursor, so every partition of two topics
+     * must arrive once, in order; an unknown topic among them fails alone.
+     */
+    static void describeTopicsPaginated(Admin admin, String topic, String second) {
+        try {
+            admin.createTopics(List.of(new NewTopic(second, 3, (short) 1))).all().get(30, TimeUnit.SECONDS);
+            String unknown = second + "-absent";
+            var result = admin.describeTopics(Set.of(topic, second, unknown),
+                    new DescribeTopicsOptions().partitionSizeLimitPerResponse(1));
+            List<String> problems = new ArrayList<>();
+            Map<String, Integer> want = Map.of(topic, PARTITIONS, second, 3);
+            for (var entry : want.entrySet()) {
+                TopicDescription d = result.topicNameValues().get(entry.getKey()).get(30, TimeUnit.SECONDS);
+                List<Integer> indexes = new ArrayList<>();
+                for (TopicPartitionInfo tpi : d.partitions()) indexes.add(tpi.partition());
+                List<Integer> expected = new ArrayList<>();
+                for (int i = 0; i < entry.getValue(); i++) expected.add(i);
+                if (!indexes.equals(expected)) problems.add(entry.getKey() + " partitions " + indexes + " want " + expected);
+            }
+            try {
+                result.topicNameValues().get(unknown).get(30, TimeUnit.SECONDS);
+                problems.add("unknown topic described");
+            } catch (ExecutionException e) {
+                if (!(e.getCause() instanceof UnknownTopicOrPartitionException)) problems.add("unknown topic: " + describe(e));
+            }
+            result("admin-describe-topics-paginated", problems.isEmpty(),
+                    problems.isEmpty() ? "2 topics, " + (PARTITIONS + 3) + " partitions, 1 per response" : String.join(", ", problems));
+        } catch (Exception e) {
+            result("admin-describe-topics-paginated", false, describe(e));
         }
     }
 
