@@ -490,7 +490,7 @@ def main():
             committed = committed_offsets(bootstrap, GROUP, RDK_TOPIC)
         except KafkaException as exc:
             committed = {"error": str(exc)}
-        sane = all(committed.get(p) == rdk_ends.get(p) for p in range(PARTITIONS))
+        sane = len(rdk_ends) == PARTITIONS and all(committed.get(p) == rdk_ends[p] for p in range(PARTITIONS))
         result("rolling-group-consumer", sane and not group_bad and "group" not in hung and group.commits_ok > 0,
                f"{group.commits_ok} synchronous commits, {group.crashes} client restarts; committed offsets "
                f"{committed} = end offsets {rdk_ends}: {sane}; polls non-monotonic or skipping: {len(group_bad)}")
@@ -504,8 +504,8 @@ def main():
         except KafkaException as exc:
             ctp_committed = {"error": str(exc)}
         result("rolling-ctp-exactly-once", ctp_ok and not ctp_bad and ctp_reached and not
-               any(c.startswith("ctp") for c in hung) and all(ctp_committed.get(p) == rdk_ends.get(p)
-                                                                for p in range(PARTITIONS)),
+               any(c.startswith("ctp") for c in hung) and len(rdk_ends) == PARTITIONS and
+               all(ctp_committed.get(p) == rdk_ends[p] for p in range(PARTITIONS)),
                f"{ctp_detail}; group offsets {ctp_committed}; checker anomalies {len(ctp_bad)} "
                f"{[a['kind'] for a in ctp_bad][:5]}; caught up before stopping: {bool(caught)}; hung clients {hung}")
     except Exception as exc:  # noqa: BLE001 - reported as a failed scenario
