@@ -10,14 +10,19 @@
 #   - Java VerifiableProducer through node 1, VerifiableConsumer (a group) through node 2:
 #     every record consumed;
 #   - kill -9 of the active controller: a new leader within a few seconds and kafka-topics
-#     --create works again; the killed node restarts and rejoins as a voter.
-#   compat/cluster/run.sh
+#     --create works again; the killed node restarts and rejoins as a voter;
+#   - then the rolling scenario of issue 12 on a fresh three-node cluster (rolling.sh dlog: each
+#     broker and the controller killed in turn under Java and librdkafka producers, a group and
+#     a transactional consume-transform-produce). ROLLING_RESULTS=DIR keeps its log and results
+#     there (rolling.log, rolling.results, rolling/) for compat/diff.sh; SKIP_ROLLING=1 skips it.
+#   compat/cluster/run.sh                 DLOG_BIN=path to test another build (default target/release/dlog)
 # Prints one "RESULT <scenario> PASS|FAIL <detail>" line per scenario; exits 1 if any FAIL.
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/dlog-compat-cluster.XXXXXX")"
 classpath="$(cat "$root/compat/kafka/lib/classpath.txt")"
 base="${CLUSTER_BASE_PORT:-19500}"
+dlog_bin="${DLOG_BIN:-$root/target/release/dlog}"
 failed=0
 declare -A pids
 
@@ -27,7 +32,7 @@ controller_port() { echo $((base + $1 * 10 + 1)); }
 voters="1@127.0.0.1:$(controller_port 1),2@127.0.0.1:$(controller_port 2),3@127.0.0.1:$(controller_port 3)"
 
 start_node() { # id
-  "$root/target/release/dlog" --node-id "$1" --listen "127.0.0.1:$(client_port "$1")" \
+  "$dlog_bin" --node-id "$1" --listen "127.0.0.1:$(client_port "$1")" \
     --controller-listen "127.0.0.1:$(controller_port "$1")" --controller-quorum-voters "$voters" \
     --data-dir "$work/node$1" >>"$work/node$1.log" 2>&1 &
   pids[$1]=$!
@@ -35,6 +40,7 @@ start_node() { # id
 stop_all() {
   for id in "${!pids[@]}"; do kill -TERM "${pids[$id]}" 2>/dev/null; done
   for id in "${!pids[@]}"; do wait "${pids[$id]}" 2>/dev/null; done
+  pids=()
   return 0
 }
 trap 'stop_all; [[ -n "${KEEP_WORK:-}" ]] || rm -rf "$work" || true' EXIT
@@ -223,6 +229,19 @@ if [[ -n "$old_leader" && -n "${pids[$old_leader]:-}" ]]; then
   fi
 else
   result cluster-controller-failover FAIL "no leader known: $(detail)"
+fi
+
+stop_all
+
+# Issue 12's rolling kill -9 scenario, on three fresh nodes of its own (rolling.py).
+if [[ -z "${SKIP_ROLLING:-}" ]]; then
+  rolling="${ROLLING_RESULTS:-$work}"
+  mkdir -p "$rolling"
+  DLOG_BIN="$dlog_bin" "$root/compat/cluster/rolling.sh" dlog "$rolling/rolling" >"$rolling/rolling.log" 2>&1
+  grep -E '^RESULT |run time' "$rolling/rolling.log"
+  grep -E '^RESULT ' "$rolling/rolling.log" | awk '{print $3, $2}' | sort -u >"$rolling/rolling.results"
+  grep -qE '^RESULT [^ ]+ PASS' "$rolling/rolling.log" || failed=1
+  grep -qE '^RESULT [^ ]+ FAIL' "$rolling/rolling.log" && failed=1
 fi
 
 exit $failed

@@ -1373,10 +1373,16 @@ pub async fn run_timers(
             _ = shutdown.changed() => return,
         }
         let now = now_ms();
-        coordinator.expire(host.as_ref(), now);
-        if now >= next_retention_check_ms {
-            next_retention_check_ms = now + check_interval_ms;
-            coordinator.expire_offsets(host.as_ref(), now);
-        }
+        // Expiring takes the groups lock, which an offset commit holds across its wait for
+        // the ISR (seconds when a follower just died): wait for it with this runtime worker
+        // handed off, or every worker may end up waiting and nothing serves the follower
+        // fetches that commit waits for (compat/cluster/rolling.sh froze a node so).
+        crate::controller::quorum::blocking(|| {
+            coordinator.expire(host.as_ref(), now);
+            if now >= next_retention_check_ms {
+                next_retention_check_ms = now + check_interval_ms;
+                coordinator.expire_offsets(host.as_ref(), now);
+            }
+        });
     }
 }

@@ -1003,22 +1003,42 @@ impl TransactionCoordinator {
         topic: &str,
         partition: i32,
     ) -> Result<(), ResponseError> {
-        let state = self.read();
-        let Some(txn) = transactional_id.and_then(|id| state.txns.get(id)) else {
-            return Err(ResponseError::InvalidTxnState);
+        verify_in(
+            &self.read(),
+            transactional_id,
+            producer_id,
+            epoch,
+            topic,
+            partition,
+        )
+    }
+
+    /// [`Self::verify`] if the coordinator's lock is free now; `None` while a writer holds
+    /// it. Writers hold it across a `__transaction_state` append that waits for the ISR
+    /// (seconds when a follower just died), so a caller on a runtime worker (Produce) must not
+    /// wait for it there: once every worker waits, nothing serves the follower fetches or
+    /// fires the timer that write waits for, and the node freezes (compat/cluster/rolling.sh).
+    pub fn try_verify(
+        &self,
+        transactional_id: Option<&str>,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Option<Result<(), ResponseError>> {
+        let state = match self.state.try_read() {
+            Ok(state) => state,
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+            Err(std::sync::TryLockError::Poisoned(_)) => panic!("transaction coordinator lock"),
         };
-        if txn.producer_id != producer_id {
-            return Err(ResponseError::InvalidProducerIdMapping);
-        }
-        if epoch < txn.producer_epoch {
-            return Err(ResponseError::InvalidProducerEpoch);
-        }
-        if txn.state != TxnState::Ongoing
-            || !txn.partitions.contains(&(topic.to_string(), partition))
-        {
-            return Err(ResponseError::InvalidTxnState);
-        }
-        Ok(())
+        Some(verify_in(
+            &state,
+            transactional_id,
+            producer_id,
+            epoch,
+            topic,
+            partition,
+        ))
     }
 
     /// Aborts transactions open longer than their timeout (bumping the epoch, which fences the
@@ -1262,9 +1282,57 @@ fn send_remote_markers(
     first_error.map_or(Ok(()), Err)
 }
 
+/// The check of [`TransactionCoordinator::verify`] on a locked state.
+fn verify_in(
+    state: &State,
+    transactional_id: Option<&str>,
+    producer_id: i64,
+    epoch: i16,
+    topic: &str,
+    partition: i32,
+) -> Result<(), ResponseError> {
+    let Some(txn) = transactional_id.and_then(|id| state.txns.get(id)) else {
+        return Err(ResponseError::InvalidTxnState);
+    };
+    if txn.producer_id != producer_id {
+        return Err(ResponseError::InvalidProducerIdMapping);
+    }
+    if epoch < txn.producer_epoch {
+        return Err(ResponseError::InvalidProducerEpoch);
+    }
+    if txn.state != TxnState::Ongoing || !txn.partitions.contains(&(topic.to_string(), partition)) {
+        return Err(ResponseError::InvalidTxnState);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Produce verifies on a runtime worker: while a coordinator write holds the lock (across
+    /// its wait for the ISR), `try_verify` answers at once that it would have to wait, so the
+    /// handler waits with the worker handed off instead of blocking it (the freeze found by
+    /// compat/cluster/rolling.sh: every worker blocked here, no follower fetch served).
+    #[test]
+    fn try_verify_does_not_wait_for_a_writer() {
+        let coordinator = TransactionCoordinator::new(TransactionSettings {
+            state_partitions: 50,
+            timeout_max_ms: 900_000,
+            id_expiration_ms: 604_800_000,
+        });
+        let writer = coordinator.lock();
+        assert_eq!(coordinator.try_verify(Some("t"), 1, 0, "a", 0), None);
+        drop(writer);
+        assert_eq!(
+            coordinator.try_verify(Some("t"), 1, 0, "a", 0),
+            Some(Err(ResponseError::InvalidTxnState))
+        );
+        assert_eq!(
+            coordinator.verify(Some("t"), 1, 0, "a", 0),
+            Err(ResponseError::InvalidTxnState)
+        );
+    }
 
     #[test]
     fn java_hash_matches_kafka() {

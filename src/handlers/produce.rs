@@ -140,13 +140,28 @@ fn append_partition(
         Some(header) => {
             // The guard first: a marker written after it voids the append below.
             let guard = log.begin_verification(header.producer_id, now);
-            match broker.transactions.verify(
-                transactional_id,
-                header.producer_id,
-                header.producer_epoch,
-                topic,
-                index,
-            ) {
+            let verify = || {
+                broker.transactions.verify(
+                    transactional_id,
+                    header.producer_id,
+                    header.producer_epoch,
+                    topic,
+                    index,
+                )
+            };
+            // The coordinator's lock may be held across a replicated write for seconds:
+            // wait for it with this runtime worker handed off (see `try_verify`).
+            let verified = broker
+                .transactions
+                .try_verify(
+                    transactional_id,
+                    header.producer_id,
+                    header.producer_epoch,
+                    topic,
+                    index,
+                )
+                .unwrap_or_else(|| crate::controller::quorum::blocking(verify));
+            match verified {
                 Ok(()) => log.append_verified(records, now, guard),
                 // Refused before the log: the coordinator's error, not a storage error.
                 Err(error) => {
