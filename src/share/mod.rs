@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::config::{self, Properties};
-use partition::{AcknowledgeError, AcknowledgeType, AcquiredRange, SharePartition, ShareLimits};
+use partition::{AcknowledgeError, AcknowledgeType, AcquiredRange, ShareLimits, SharePartition};
 use session::ShareSessions;
 
 /// Share-partitions held at most (each holds up to `max_record_locks` in-flight records); a
@@ -120,7 +120,10 @@ impl ShareManager {
                 AutoOffsetReset::Earliest => log_start_offset,
                 AutoOffsetReset::Latest => high_watermark,
             };
-            partitions.insert(key.clone(), SharePartition::new(start, self.settings.limits));
+            partitions.insert(
+                key.clone(),
+                SharePartition::new(start, self.settings.limits),
+            );
         }
         let partition = partitions.get_mut(key).expect("inserted above");
         if partition.expire_locks(now_ms) > 0 {
@@ -221,6 +224,7 @@ impl ShareManager {
 
     /// Forgets a group's share-partitions (the group was deleted).
     pub fn delete_group(&self, group_id: &str) {
-        self.partitions().retain(|(group, _, _), _| group != group_id);
+        self.partitions()
+            .retain(|(group, _, _), _| group != group_id);
     }
 }

@@ -111,7 +111,10 @@ impl SharePartition {
     /// A share-partition starting at `start_offset` (from `share.auto.offset.reset`, or the
     /// persisted SPSO), nothing in flight.
     pub fn new(start_offset: i64, limits: ShareLimits) -> SharePartition {
-        assert!(limits.max_record_locks > 0, "a share-partition needs room for a record");
+        assert!(
+            limits.max_record_locks > 0,
+            "a share-partition needs room for a record"
+        );
         SharePartition {
             limits,
             start_offset: start_offset.max(0),
@@ -130,12 +133,16 @@ impl SharePartition {
 
     fn entry(&self, offset: i64) -> Option<&InFlight> {
         let index = offset.checked_sub(self.start_offset)?;
-        usize::try_from(index).ok().and_then(|i| self.in_flight.get(i))
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.in_flight.get(i))
     }
 
     fn entry_mut(&mut self, offset: i64) -> Option<&mut InFlight> {
         let index = offset.checked_sub(self.start_offset)?;
-        usize::try_from(index).ok().and_then(|i| self.in_flight.get_mut(i))
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.in_flight.get_mut(i))
     }
 
     /// The state of one offset (finished below the SPSO, never handed out past the end).
@@ -314,10 +321,15 @@ impl SharePartition {
         }
         for offset in first_offset..=last_offset {
             let entry = self.entry(offset).expect("inside the window");
-            let kind = types[if types.len() == 1 { 0 } else { (offset - first_offset) as usize }];
+            let kind = types[if types.len() == 1 {
+                0
+            } else {
+                (offset - first_offset) as usize
+            }];
             // A gap may name an offset the member was handed as part of its batch; anything
             // else must be held by the member.
-            let held = entry.state == RecordState::Acquired && entry.owner.as_deref() == Some(member);
+            let held =
+                entry.state == RecordState::Acquired && entry.owner.as_deref() == Some(member);
             if !held && !(kind == AcknowledgeType::Gap && entry.state == RecordState::Archived) {
                 return Err(AcknowledgeError::InvalidRecordState);
             }
@@ -325,7 +337,11 @@ impl SharePartition {
         let limit = self.limits.delivery_count_limit;
         let lock_ms = self.limits.record_lock_duration_ms;
         for offset in first_offset..=last_offset {
-            let kind = types[if types.len() == 1 { 0 } else { (offset - first_offset) as usize }];
+            let kind = types[if types.len() == 1 {
+                0
+            } else {
+                (offset - first_offset) as usize
+            }];
             let entry = self.entry_mut(offset).expect("inside the window");
             match kind {
                 AcknowledgeType::Accept => finish(entry, RecordState::Acknowledged),
@@ -360,7 +376,10 @@ impl SharePartition {
     /// Moves the SPSO past the finished prefix of the window.
     fn advance_start(&mut self) {
         while let Some(front) = self.in_flight.front() {
-            if !matches!(front.state, RecordState::Acknowledged | RecordState::Archived) {
+            if !matches!(
+                front.state,
+                RecordState::Acknowledged | RecordState::Archived
+            ) {
                 break;
             }
             self.in_flight.pop_front();
@@ -446,7 +465,9 @@ mod tests {
     fn release_makes_records_available_with_a_higher_delivery_count() {
         let mut partition = SharePartition::new(0, limits());
         partition.acquire("a", &[(0, 3)], 100, 0);
-        partition.acknowledge("a", 0, 3, &[Accept, Release, Release, Accept], 0).unwrap();
+        partition
+            .acknowledge("a", 0, 3, &[Accept, Release, Release, Accept], 0)
+            .unwrap();
         assert_eq!(partition.start_offset(), 1);
         assert_eq!(partition.next_fetch_offset(), Some(1));
         let got = partition.acquire("b", &[(0, 3)], 100, 0);
@@ -460,7 +481,10 @@ mod tests {
         for delivery in 1..=3u16 {
             let now_ms = (delivery as i64 - 1) * 2000;
             assert_eq!(partition.expire_locks(now_ms), usize::from(delivery > 1));
-            assert_eq!(partition.acquire("a", &[(0, 0)], 100, now_ms), vec![range(0, 0, delivery)]);
+            assert_eq!(
+                partition.acquire("a", &[(0, 0)], 100, now_ms),
+                vec![range(0, 0, delivery)]
+            );
             assert_eq!(partition.next_lock_deadline_ms(), Some(now_ms + 1000));
         }
         // The third delivery's lock expires: delivered 3 times, the limit: archived.
@@ -519,7 +543,10 @@ mod tests {
         assert_eq!(partition.next_fetch_offset(), None);
         partition.acknowledge("a", 0, 4, &[Accept], 0).unwrap();
         assert_eq!(partition.next_fetch_offset(), Some(10));
-        assert_eq!(partition.acquire("a", &[(10, 99)], 1000, 0), vec![range(10, 14, 1)]);
+        assert_eq!(
+            partition.acquire("a", &[(10, 99)], 1000, 0),
+            vec![range(10, 14, 1)]
+        );
     }
 
     #[test]
@@ -538,15 +565,23 @@ mod tests {
         assert_eq!(partition.state_of(0), Some((RecordState::Acquired, 1)));
         assert_eq!(partition.state_of(1), Some((RecordState::Available, 1)));
         assert_eq!(partition.release_member("a"), 1);
-        assert_eq!(partition.acquire("b", &[(0, 1)], 100, 0), vec![range(0, 1, 2)]);
+        assert_eq!(
+            partition.acquire("b", &[(0, 1)], 100, 0),
+            vec![range(0, 1, 2)]
+        );
     }
 
     #[test]
     fn gaps_and_log_start_moves() {
         let mut partition = SharePartition::new(0, limits());
         // Offsets 2..=3 were compacted away: archived, and a gap acknowledgement of them is fine.
-        assert_eq!(partition.acquire("a", &[(0, 1), (4, 4)], 100, 0), vec![range(0, 1, 1), range(4, 4, 1)]);
-        partition.acknowledge("a", 0, 4, &[Accept, Accept, Gap, Gap, Accept], 0).unwrap();
+        assert_eq!(
+            partition.acquire("a", &[(0, 1), (4, 4)], 100, 0),
+            vec![range(0, 1, 1), range(4, 4, 1)]
+        );
+        partition
+            .acknowledge("a", 0, 4, &[Accept, Accept, Gap, Gap, Accept], 0)
+            .unwrap();
         assert_eq!(partition.start_offset(), 5);
         partition.advance_to_log_start(8);
         assert_eq!(partition.start_offset(), 8);

@@ -126,7 +126,8 @@ impl ShareSessions {
         if epoch == INITIAL_EPOCH {
             return Err(SessionError::InvalidEpoch);
         }
-        self.update(group_id, member_id, epoch, &[], &[]).map(|_| ())
+        self.update(group_id, member_id, epoch, &[], &[])
+            .map(|_| ())
     }
 
     /// Drops every session of a member (it left its group).
@@ -148,18 +149,29 @@ mod tests {
             sessions.update("g", "m", 1, &[], &[]),
             Err(SessionError::NotFound)
         );
-        assert_eq!(sessions.update("g", "m", 0, &[(topic, 0)], &[]).unwrap(), vec![(topic, 0)]);
+        assert_eq!(
+            sessions.update("g", "m", 0, &[(topic, 0)], &[]).unwrap(),
+            vec![(topic, 0)]
+        );
         assert_eq!(
             sessions.update("g", "m", 2, &[], &[]),
             Err(SessionError::InvalidEpoch)
         );
         assert_eq!(
-            sessions.update("g", "m", 1, &[(topic, 1)], &[(topic, 0)]).unwrap(),
+            sessions
+                .update("g", "m", 1, &[(topic, 1)], &[(topic, 0)])
+                .unwrap(),
             vec![(topic, 1)]
         );
         assert_eq!(sessions.acknowledge("g", "m", 2), Ok(()));
-        assert_eq!(sessions.acknowledge("g", "m", 0), Err(SessionError::InvalidEpoch));
-        assert_eq!(sessions.update("g", "m", -1, &[], &[]).unwrap(), vec![(topic, 1)]);
+        assert_eq!(
+            sessions.acknowledge("g", "m", 0),
+            Err(SessionError::InvalidEpoch)
+        );
+        assert_eq!(
+            sessions.update("g", "m", -1, &[], &[]).unwrap(),
+            vec![(topic, 1)]
+        );
         assert!(sessions.is_empty());
         assert_eq!(next(i32::MAX), 1);
     }
