@@ -28,7 +28,9 @@ use raw::RawClient;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use uuid::Uuid;
 
-const GROUP: &str = "share-raw";
+/// Each run its own group, so the scenario can run again against a long-lived broker.
+static GROUP: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("share-raw-{}", Uuid::new_v4()));
 
 fn heartbeat(
     client: &mut RawClient,
@@ -40,7 +42,7 @@ fn heartbeat(
         ApiKey::ShareGroupHeartbeat,
         1,
         &ShareGroupHeartbeatRequest::default()
-            .with_group_id(GroupId(StrBytes::from_static_str(GROUP)))
+            .with_group_id(GroupId(StrBytes::from_string(GROUP.clone())))
             .with_member_id(StrBytes::from_string(member.to_string()))
             .with_member_epoch(epoch)
             .with_subscribed_topic_names(topics.map(|names| {
@@ -63,7 +65,7 @@ fn share_fetch(
         ApiKey::ShareFetch,
         1,
         &ShareFetchRequest::default()
-            .with_group_id(Some(GroupId(StrBytes::from_static_str(GROUP))))
+            .with_group_id(Some(GroupId(StrBytes::from_string(GROUP.clone()))))
             .with_member_id(Some(StrBytes::from_string(member.to_string())))
             .with_share_session_epoch(epoch)
             .with_max_wait_ms(0)
@@ -92,7 +94,7 @@ fn acknowledge(
         ApiKey::ShareAcknowledge,
         1,
         &ShareAcknowledgeRequest::default()
-            .with_group_id(Some(GroupId(StrBytes::from_static_str(GROUP))))
+            .with_group_id(Some(GroupId(StrBytes::from_string(GROUP.clone()))))
             .with_member_id(Some(StrBytes::from_string(member.to_string())))
             .with_share_session_epoch(epoch)
             .with_topics(vec![AcknowledgeTopic::default()
@@ -136,21 +138,47 @@ fn partition_of(response: &ShareFetchResponse) -> (Vec<(i64, i64, i16)>, i16, i1
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn share_fetch_acknowledge_and_bad_input() {
     let broker = Broker::start_with(&["group.share.record.lock.duration.ms=1000"]);
-    let bootstrap = broker.bootstrap();
-    create_topic(&bootstrap, "queue", 1, &[]).await;
-    let mut client = RawClient::connect(broker.addr());
+    scenario(broker.addr(), "queue").await;
+}
 
-    // Join: the member is assigned the topic's one partition, named by topic id.
-    let joined = heartbeat(&mut client, "m1", 0, Some(&["queue"]));
+/// The same scenario against another broker (a real Kafka 4.4 with share groups enabled) to
+/// compare: `SHARE_DIFF_BOOTSTRAP=127.0.0.1:9092 cargo test --test share_groups -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn same_scenario_against_another_broker() {
+    let bootstrap = std::env::var("SHARE_DIFF_BOOTSTRAP").expect("SHARE_DIFF_BOOTSTRAP");
+    let addr = bootstrap.parse().expect("host:port");
+    let topic = format!("queue-{}", Uuid::new_v4());
+    scenario(addr, &topic).await;
+}
+
+async fn scenario(addr: std::net::SocketAddr, topic: &str) {
+    let bootstrap = addr.to_string();
+    create_topic(&bootstrap, topic, 1, &[]).await;
+    let mut client = RawClient::connect(addr);
+
+    // Join: the member is assigned the topic's one partition, named by topic id (dlog
+    // assigns at once; Kafka may answer a later heartbeat).
+    let joined = heartbeat(&mut client, "m1", 0, Some(&[topic]));
     assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
     assert!(joined.member_epoch > 0);
-    let assignment = joined.assignment.expect("assignment on join");
+    let mut member_epoch = joined.member_epoch;
+    let mut assignment = joined.assignment.filter(|a| !a.topic_partitions.is_empty());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while assignment.is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        let beat = heartbeat(&mut client, "m1", member_epoch, None);
+        assert_eq!(beat.error_code, 0, "{:?}", beat.error_message);
+        member_epoch = beat.member_epoch;
+        assignment = beat.assignment.filter(|a| !a.topic_partitions.is_empty());
+    }
+    let assignment = assignment.expect("an assignment within 30 s");
     let topic_id = assignment.topic_partitions[0].topic_id;
     assert_eq!(assignment.topic_partitions[0].partitions, vec![0]);
-    let steady = heartbeat(&mut client, "m1", joined.member_epoch, None);
+    let steady = heartbeat(&mut client, "m1", member_epoch, None);
     assert_eq!((steady.error_code, steady.assignment.is_none()), (0, true));
     assert_eq!(
-        heartbeat(&mut client, "m1", joined.member_epoch + 7, None).error_code,
+        heartbeat(&mut client, "m1", member_epoch + 7, None).error_code,
         ResponseError::FencedMemberEpoch.code()
     );
     assert_eq!(
@@ -158,7 +186,7 @@ async fn share_fetch_acknowledge_and_bad_input() {
         ResponseError::UnknownMemberId.code()
     );
     assert_eq!(
-        heartbeat(&mut client, "", 0, Some(&["queue"])).error_code,
+        heartbeat(&mut client, "", 0, Some(&[topic])).error_code,
         ResponseError::InvalidRequest.code()
     );
 
@@ -181,7 +209,7 @@ async fn share_fetch_acknowledge_and_bad_input() {
     for value in 0..5 {
         producer
             .send(
-                FutureRecord::<(), _>::to("queue")
+                FutureRecord::<(), _>::to(topic)
                     .partition(0)
                     .payload(&value.to_string()),
                 Duration::from_secs(20),
@@ -193,7 +221,8 @@ async fn share_fetch_acknowledge_and_bad_input() {
     let response = share_fetch(&mut client, "m1", 1, topic_id, vec![]);
     assert_eq!(response.error_code, 0);
     assert_eq!(partition_of(&response).0, vec![(0, 4, 1)]);
-    assert!(response.acquisition_lock_timeout_ms == 1000);
+    let lock_ms = response.acquisition_lock_timeout_ms as u64;
+    assert!(lock_ms >= 1000);
     // A stale epoch is refused and changes nothing.
     let response = share_fetch(&mut client, "m1", 1, topic_id, vec![]);
     assert_eq!(
@@ -234,7 +263,7 @@ async fn share_fetch_acknowledge_and_bad_input() {
     assert_eq!(acquired, vec![(2, 4, 2)]);
 
     // m1 goes silent: after the 1 s lock, m2 gets 2..=4 on its third delivery.
-    std::thread::sleep(Duration::from_millis(1200));
+    std::thread::sleep(Duration::from_millis(lock_ms + 300));
     let response = share_fetch(&mut client, "m2", 2, topic_id, vec![]);
     assert_eq!(partition_of(&response).0, vec![(2, 4, 3)]);
     // m1's late acknowledgement of records it no longer holds is refused.
@@ -257,7 +286,7 @@ async fn share_fetch_acknowledge_and_bad_input() {
         ApiKey::ShareGroupDescribe,
         1,
         &ShareGroupDescribeRequest::default().with_group_ids(vec![
-            GroupId(StrBytes::from_static_str(GROUP)),
+            GroupId(StrBytes::from_string(GROUP.clone())),
             GroupId(StrBytes::from_static_str("no-such-group")),
         ]),
     );
@@ -270,18 +299,18 @@ async fn share_fetch_acknowledge_and_bad_input() {
     );
 
     // Leaving: epoch -1.
-    let left = heartbeat(&mut client, "m1", joined.member_epoch, None);
+    let left = heartbeat(&mut client, "m1", member_epoch, None);
     assert_eq!(left.error_code, 0);
     assert_eq!(heartbeat(&mut client, "m1", -1, None).member_epoch, -1);
 
     // A truncated ShareFetch closes that connection; the broker serves the next one.
-    let mut stream = std::net::TcpStream::connect(broker.addr()).unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
     let mut frame = Vec::new();
     let body: &[u8] = &[0, 78, 0, 1, 0, 0, 0, 9, 0, 0, 0, 0xff, 0xff, 0xff];
     frame.extend_from_slice(&(body.len() as i32).to_be_bytes());
     frame.extend_from_slice(body);
     stream.write_all(&frame).unwrap();
     assert!(wait_closed(&mut stream, Duration::from_secs(10)));
-    let mut stream = std::net::TcpStream::connect(broker.addr()).unwrap();
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
     api_versions_roundtrip(&mut stream, 7, Duration::from_secs(10)).unwrap();
 }
