@@ -223,6 +223,23 @@ pub const BROKER_PROPERTIES: &[Property] = &[
         1,
     ),
     at_least("group.consumer.heartbeat.interval.ms", Kind::Int, "5000", 1),
+    // Share groups (KIP-932), with Kafka's defaults and floors.
+    at_least(
+        "group.share.record.lock.duration.ms",
+        Kind::Int,
+        "30000",
+        1000,
+    ),
+    at_least("group.share.delivery.count.limit", Kind::Int, "5", 2),
+    at_least(
+        "group.share.partition.max.record.locks",
+        Kind::Int,
+        "2000",
+        100,
+    ),
+    at_least("group.share.session.timeout.ms", Kind::Int, "45000", 1),
+    at_least("group.share.heartbeat.interval.ms", Kind::Int, "5000", 1),
+    at_least("group.share.max.size", Kind::Int, "200", 1),
     at_least(
         "group.consumer.min.heartbeat.interval.ms",
         Kind::Int,
@@ -384,6 +401,14 @@ pub const GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS: Key = key("group.consumer.heartb
 pub const GROUP_CONSUMER_MAX_SIZE: Key = key("group.consumer.max.size");
 pub const GROUP_COORDINATOR_REBALANCE_PROTOCOLS: Key = key("group.coordinator.rebalance.protocols");
 pub const GROUP_CONSUMER_ASSIGNORS: Key = key("group.consumer.assignors");
+// Share groups (`share::ShareSettings`, `coordinator::share_group::ShareGroupSettings`).
+pub const GROUP_SHARE_RECORD_LOCK_DURATION_MS: Key = key("group.share.record.lock.duration.ms");
+pub const GROUP_SHARE_DELIVERY_COUNT_LIMIT: Key = key("group.share.delivery.count.limit");
+pub const GROUP_SHARE_PARTITION_MAX_RECORD_LOCKS: Key =
+    key("group.share.partition.max.record.locks");
+pub const GROUP_SHARE_SESSION_TIMEOUT_MS: Key = key("group.share.session.timeout.ms");
+pub const GROUP_SHARE_HEARTBEAT_INTERVAL_MS: Key = key("group.share.heartbeat.interval.ms");
+pub const GROUP_SHARE_MAX_SIZE: Key = key("group.share.max.size");
 // The transaction coordinator (`coordinator::transaction::TransactionSettings`).
 pub const TRANSACTION_STATE_LOG_NUM_PARTITIONS: Key = key("transaction.state.log.num.partitions");
 pub const TRANSACTION_MAX_TIMEOUT_MS: Key = key("transaction.max.timeout.ms");
@@ -949,6 +974,12 @@ mod tests {
             GROUP_CONSUMER_MAX_SIZE,
             GROUP_COORDINATOR_REBALANCE_PROTOCOLS,
             GROUP_CONSUMER_ASSIGNORS,
+            GROUP_SHARE_RECORD_LOCK_DURATION_MS,
+            GROUP_SHARE_DELIVERY_COUNT_LIMIT,
+            GROUP_SHARE_PARTITION_MAX_RECORD_LOCKS,
+            GROUP_SHARE_SESSION_TIMEOUT_MS,
+            GROUP_SHARE_HEARTBEAT_INTERVAL_MS,
+            GROUP_SHARE_MAX_SIZE,
             TRANSACTION_STATE_LOG_NUM_PARTITIONS,
             TRANSACTION_MAX_TIMEOUT_MS,
             TRANSACTIONAL_ID_EXPIRATION_MS,

@@ -14,6 +14,8 @@
 //! - [`controller`]: the metadata quorum around [`raft`], the metadata image, registration,
 //!   placement, and partition changes (elections on fencing, ISR changes by AlterPartition).
 //! - [`log`] and [`record`]: storage (segments, indexes, cleaner) and record batches.
+//! - [`share`]: share groups' data side: share-partitions (acquired records, locks,
+//!   delivery counts) and share sessions of the partitions this node leads.
 //! - [`node`]: wiring only: builds the owners, starts their tasks, shuts them down in order.
 
 pub mod clock;
@@ -32,3 +34,4 @@ pub mod record;
 pub mod replica;
 pub mod security;
 pub mod server;
+pub mod share;

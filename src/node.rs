@@ -48,6 +48,10 @@ pub struct Node {
     fetchers: Fetchers,
     /// Consumer groups and committed offsets (`__consumer_offsets`).
     pub groups: GroupCoordinator,
+    /// Share groups' membership (KIP-932), in memory.
+    pub share_groups: crate::coordinator::share_group::ShareGroupCoordinator,
+    /// Share-partitions and share sessions of the partitions led here, in memory.
+    pub share: crate::share::ShareManager,
     /// Hands out producer ids (InitProducerId) from blocks the controller allocates.
     pub producer_ids: ProducerIdManager,
     /// Transactional ids and their transactions (`__transaction_state`).
@@ -177,6 +181,12 @@ impl Node {
             replicas: Arc::new(replicas),
             fetchers: Fetchers::default(),
             groups: GroupCoordinator::new(&properties),
+            share_groups: crate::coordinator::share_group::ShareGroupCoordinator::new(
+                crate::coordinator::share_group::ShareGroupSettings::from_properties(&properties),
+            ),
+            share: crate::share::ShareManager::new(crate::share::ShareSettings::from_properties(
+                &properties,
+            )),
             producer_ids: ProducerIdManager::default(),
             transactions: TransactionCoordinator::new(TransactionSettings::from_properties(
                 &properties,

@@ -30,7 +30,10 @@ for p in "$PORT" "$CPORT"; do
 done
 
 "$HERE/install.sh" >/dev/null
-CP="$(cat "$HERE/lib/classpath.txt")"
+# KAFKA_VERSION (env): a release installed by install.sh next to the pinned one.
+PINNED="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$HERE/pom.xml")"
+if [[ "${KAFKA_VERSION:-$PINNED}" == "$PINNED" ]]; then LIB="$HERE/lib"; else LIB="$HERE/lib-$KAFKA_VERSION"; fi
+CP="$(cat "$LIB/classpath.txt")"
 JAVA_OPTS=(-Xmx1g -Xms256m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
   "-Dlog4j2.configurationFile=$HERE/log4j2.xml")
 
@@ -63,6 +66,8 @@ num.recovery.threads.per.data.dir=1
 log.retention.hours=168
 log.segment.bytes=104857600
 PROPS
+# KAFKA_EXTRA_PROPS (env): more server properties, one per line (e.g. group.share.* settings).
+if [[ -n "${KAFKA_EXTRA_PROPS:-}" ]]; then printf '%s\n' "$KAFKA_EXTRA_PROPS" >> "$DATA_DIR/server.properties"; fi
 
 # Format storage once (the cluster id is kept so a restart reuses the data).
 if [[ ! -f "$DATA_DIR/cluster.id" ]]; then
@@ -73,7 +78,7 @@ if [[ ! -f "$DATA_DIR/cluster.id" ]]; then
 fi
 if ! timeout 60 java -Xmx256m -cp "$CP" "-Dlog4j2.configurationFile=$HERE/log4j2.xml" \
     kafka.tools.StorageTool format --ignore-formatted -t "$(cat "$DATA_DIR/cluster.id")" \
-    -c "$DATA_DIR/server.properties" >>"$LOG" 2>&1; then
+    -c "$DATA_DIR/server.properties" ${KAFKA_FORMAT_ARGS:-} >>"$LOG" 2>&1; then
   echo "start.sh: storage format failed; log tail:" >&2
   tail -n 40 "$LOG" >&2
   exit 1

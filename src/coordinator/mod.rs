@@ -19,6 +19,7 @@ pub mod offsets;
 pub mod producer_ids;
 pub mod records;
 pub mod runtime;
+pub mod share_group;
 pub mod transaction;
 
 use std::collections::{BTreeSet, HashMap};

@@ -14,6 +14,9 @@ use crate::protocol::{encode_response, Request, RequestError, ResponseFrame};
 
 const GROUP_VERSION_FEATURE: &str = "group.version";
 const GROUP_VERSION: i16 = 1;
+/// share.version 1 (KIP-932): Kafka 4.1+ serves share groups once it is finalized at 1.
+const SHARE_VERSION_FEATURE: &str = "share.version";
+const SHARE_VERSION: i16 = 1;
 const FEATURES_EPOCH: i64 = 1;
 
 pub fn handle(request: &Request) -> Result<ResponseFrame, RequestError> {
@@ -52,16 +55,35 @@ pub fn handle_with(
         // group.version 1 (KIP-848): Kafka 4 clients use the consumer group protocol only
         // where the cluster has finalized it. The feature is fixed here, not set by an admin,
         // so its epoch is constant.
+        // share.version 1 likewise: the share-group APIs are advertised with it.
+        let features = [
+            (GROUP_VERSION_FEATURE, GROUP_VERSION),
+            (SHARE_VERSION_FEATURE, SHARE_VERSION),
+        ];
         body = body
-            .with_supported_features(vec![SupportedFeatureKey::default()
-                .with_name(StrBytes::from_static_str(GROUP_VERSION_FEATURE))
-                .with_min_version(0)
-                .with_max_version(GROUP_VERSION)])
+            .with_supported_features(
+                features
+                    .iter()
+                    .map(|(name, level)| {
+                        SupportedFeatureKey::default()
+                            .with_name(StrBytes::from_static_str(name))
+                            .with_min_version(0)
+                            .with_max_version(*level)
+                    })
+                    .collect(),
+            )
             .with_finalized_features_epoch(FEATURES_EPOCH)
-            .with_finalized_features(vec![FinalizedFeatureKey::default()
-                .with_name(StrBytes::from_static_str(GROUP_VERSION_FEATURE))
-                .with_min_version_level(GROUP_VERSION)
-                .with_max_version_level(GROUP_VERSION)]);
+            .with_finalized_features(
+                features
+                    .iter()
+                    .map(|(name, level)| {
+                        FinalizedFeatureKey::default()
+                            .with_name(StrBytes::from_static_str(name))
+                            .with_min_version_level(*level)
+                            .with_max_version_level(*level)
+                    })
+                    .collect(),
+            );
     }
     Ok(encode_response(
         ApiKey::ApiVersions,

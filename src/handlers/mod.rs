@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod quorum;
+pub mod share;
 pub mod txn;
 
 use std::future::Future;

@@ -48,6 +48,11 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::OffsetDelete, range(0, 0)),
     (ApiKey::ConsumerGroupHeartbeat, range(0, 1)),
     (ApiKey::ConsumerGroupDescribe, range(0, 1)),
+    // Share groups (KIP-932): v1 is the first stable version (v0 was Kafka 4.0's preview).
+    (ApiKey::ShareGroupHeartbeat, range(1, 1)),
+    (ApiKey::ShareGroupDescribe, range(1, 1)),
+    (ApiKey::ShareFetch, range(1, 1)),
+    (ApiKey::ShareAcknowledge, range(1, 1)),
     (ApiKey::InitProducerId, range(0, 5)),
     (ApiKey::AddPartitionsToTxn, range(0, 5)),
     (ApiKey::AddOffsetsToTxn, range(0, 4)),

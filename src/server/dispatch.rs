@@ -64,7 +64,9 @@ async fn route(
         | ApiKey::Produce
         | ApiKey::Fetch
         | ApiKey::ListOffsets
-        | ApiKey::OffsetForLeaderEpoch => route_sync(broker, context, request),
+        | ApiKey::OffsetForLeaderEpoch
+        | ApiKey::ShareFetch
+        | ApiKey::ShareAcknowledge => route_sync(broker, context, request),
         // Anything else may wait for the controller (a metadata commit, an internal topic's
         // creation, a producer id block) or for another broker: it runs on the blocking pool,
         // and the connection waits for it in order, so no runtime worker does.
@@ -166,6 +168,16 @@ fn route_sync(
         ApiKey::ConsumerGroupDescribe => {
             handlers::groups::consumer_group_describe(broker, context, request)
                 .map(Handled::Response)
+        }
+        ApiKey::ShareGroupHeartbeat => {
+            handlers::share::share_group_heartbeat(broker, context, request).map(Handled::Response)
+        }
+        ApiKey::ShareGroupDescribe => {
+            handlers::share::share_group_describe(broker, context, request).map(Handled::Response)
+        }
+        ApiKey::ShareFetch => handlers::share::share_fetch(broker, context, request),
+        ApiKey::ShareAcknowledge => {
+            handlers::share::share_acknowledge(broker, context, request).map(Handled::Response)
         }
         ApiKey::DeleteGroups => {
             handlers::groups::delete_groups(broker, context, request).map(Handled::Response)
