@@ -2,6 +2,7 @@
 //! layer, a coordinator, the controller), and encodes its response at the request's version.
 //! Every handler receives the request's [`context::RequestContext`].
 
+pub mod acls;
 pub mod admin;
 pub mod api_versions;
 pub mod broker_registration;
@@ -15,6 +16,7 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod quorum;
+pub mod scram;
 pub mod txn;
 
 use std::future::Future;

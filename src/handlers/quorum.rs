@@ -62,7 +62,10 @@ pub async fn route(
         | ApiKey::DeleteTopics
         | ApiKey::CreatePartitions
         | ApiKey::AlterConfigs
-        | ApiKey::IncrementalAlterConfigs => {
+        | ApiKey::IncrementalAlterConfigs
+        | ApiKey::CreateAcls
+        | ApiKey::DeleteAcls
+        | ApiKey::AlterUserScramCredentials => {
             // They wait for a metadata commit: on the blocking pool, never on a runtime worker.
             let (broker, context) = (broker.clone(), context.clone());
             tokio::task::spawn_blocking(move || commit_request(&broker, &context, request))
@@ -76,7 +79,7 @@ pub async fn route(
 /// The controller-listener requests that change metadata (and so wait for the commit).
 fn commit_request(
     broker: &Arc<Node>,
-    context: &RequestContext,
+    context: &Arc<RequestContext>,
     request: Request,
 ) -> Result<Handled, RequestError> {
     let response = |frame: Result<ResponseFrame, RequestError>| frame.map(Handled::Response);
@@ -102,6 +105,11 @@ fn commit_request(
         ApiKey::IncrementalAlterConfigs => response(handlers::configs::incremental_alter_configs(
             broker, context, request,
         )),
+        ApiKey::CreateAcls => handlers::acls::create_acls(broker, context, request),
+        ApiKey::DeleteAcls => handlers::acls::delete_acls(broker, context, request),
+        ApiKey::AlterUserScramCredentials => {
+            handlers::scram::alter_user_scram_credentials(broker, context, request)
+        }
         other => Err(RequestError::UnknownApiKey(other as i16)),
     }
 }

@@ -191,6 +191,18 @@ fn route_sync(
         ApiKey::WriteTxnMarkers => {
             handlers::txn::write_txn_markers(broker, context, request).map(Handled::Response)
         }
+        ApiKey::DescribeAcls => {
+            handlers::acls::describe_acls(broker, context, request).map(Handled::Response)
+        }
+        ApiKey::CreateAcls => handlers::acls::create_acls(broker, context, request),
+        ApiKey::DeleteAcls => handlers::acls::delete_acls(broker, context, request),
+        ApiKey::DescribeUserScramCredentials => {
+            handlers::scram::describe_user_scram_credentials(broker, context, request)
+                .map(Handled::Response)
+        }
+        ApiKey::AlterUserScramCredentials => {
+            handlers::scram::alter_user_scram_credentials(broker, context, request)
+        }
         other => Err(RequestError::UnknownApiKey(other as i16)),
     };
     result
