@@ -54,6 +54,14 @@ impl RequestContext {
         allowed
     }
 
+    /// Kafka's `authorizeByResourceType`: `operation` on at least one resource of
+    /// `resource`'s type (its name is ignored).
+    pub fn authorized_any(&self, operation: Operation, resource: Resource<'_>) -> bool {
+        let host = self.peer.map(|peer| peer.ip());
+        self.authorizer
+            .authorize_any(&self.principal, host, operation, resource)
+    }
+
     /// Whether any check may be refused (false without an authorizer): callers skip work
     /// done only to filter.
     pub fn enforces_authorization(&self) -> bool {

@@ -505,6 +505,49 @@ impl AclSet {
         }
         allowed || (!any_acl && no_acl_allows)
     }
+
+    /// Kafka's `authorizeByResourceType`: some ALLOW entry of type `kind` grants `operation`
+    /// to the principal from this host, and no DENY for it covers every resource of the type
+    /// (a literal `*`); with no ACL of the type at all, `no_acl_allows`.
+    pub fn authorize_by_type(
+        &self,
+        principal: &str,
+        host: Option<IpAddr>,
+        operation: AclOperation,
+        kind: ResourceType,
+        no_acl_allows: bool,
+    ) -> bool {
+        let applies = |entry: &Entry| {
+            (entry.principal == principal || entry.principal == WILDCARD_PRINCIPAL)
+                && entry.host.matches(host)
+        };
+        let denied_everywhere = self
+            .literal
+            .get(&(kind, WILDCARD_RESOURCE.to_string()))
+            .into_iter()
+            .flatten()
+            .any(|(_, e)| {
+                applies(e)
+                    && e.permission == Permission::Deny
+                    && (e.operation == operation || e.operation == AclOperation::All)
+            });
+        if denied_everywhere {
+            return false;
+        }
+        let mut any_acl = false;
+        for ((entry_kind, _), entries) in self.literal.iter().chain(self.prefixed.iter()) {
+            if *entry_kind != kind {
+                continue;
+            }
+            any_acl = true;
+            if entries.iter().any(|(_, e)| {
+                applies(e) && e.permission == Permission::Allow && e.operation.allows(operation)
+            }) {
+                return true;
+            }
+        }
+        !any_acl && no_acl_allows
+    }
 }
 
 /// Kafka's `org.apache.kafka.metadata.authorizer.StandardAuthorizer`: super users may do
@@ -539,7 +582,35 @@ impl StandardAuthorizer {
     }
 }
 
+fn acl_resource(resource: Resource<'_>) -> (ResourceType, &str) {
+    match resource {
+        Resource::Topic(name) => (ResourceType::Topic, name),
+        Resource::Group(name) => (ResourceType::Group, name),
+        Resource::Cluster => (ResourceType::Cluster, CLUSTER_NAME),
+        Resource::TransactionalId(name) => (ResourceType::TransactionalId, name),
+        Resource::DelegationToken(name) => (ResourceType::DelegationToken, name),
+    }
+}
+
 impl Authorizer for StandardAuthorizer {
+    fn authorize_any(
+        &self,
+        principal: &Principal,
+        host: Option<IpAddr>,
+        operation: Operation,
+        resource: Resource<'_>,
+    ) -> bool {
+        let principal = principal.to_string();
+        self.super_users.contains(&principal)
+            || (self.acls)().authorize_by_type(
+                &principal,
+                host,
+                AclOperation::of(operation),
+                acl_resource(resource).0,
+                self.allow_everyone_if_no_acl_found,
+            )
+    }
+
     fn authorize(
         &self,
         principal: &Principal,
@@ -551,13 +622,7 @@ impl Authorizer for StandardAuthorizer {
         if self.super_users.contains(&principal) {
             return true;
         }
-        let (kind, name) = match resource {
-            Resource::Topic(name) => (ResourceType::Topic, name),
-            Resource::Group(name) => (ResourceType::Group, name),
-            Resource::Cluster => (ResourceType::Cluster, CLUSTER_NAME),
-            Resource::TransactionalId(name) => (ResourceType::TransactionalId, name),
-            Resource::DelegationToken(name) => (ResourceType::DelegationToken, name),
-        };
+        let (kind, name) = acl_resource(resource);
         (self.acls)().authorize(
             &principal,
             host,
@@ -765,6 +830,35 @@ mod tests {
         assert!(authorizer.authorize(&user("alice"), host, Operation::Read, Resource::Topic("t")));
         assert!(!authorizer.authorize(&user("alice"), host, Operation::Read, Resource::Group("g")));
         assert!(!authorizer.authorize(&user("carol"), host, Operation::Read, Resource::Topic("t")));
+    }
+
+    #[test]
+    fn by_resource_type() {
+        let s = set(vec![allow_topic("pay", PatternType::Prefixed, AclOperation::Write)]);
+        let any = |s: &AclSet, principal: &str, op| {
+            s.authorize_by_type(principal, ip("1.1.1.1"), op, ResourceType::Topic, false)
+        };
+        assert!(any(&s, "User:alice", AclOperation::Write));
+        assert!(!any(&s, "User:bob", AclOperation::Write));
+        assert!(!any(&s, "User:alice", AclOperation::Read));
+        let mut acls = vec![allow_topic("pay", PatternType::Prefixed, AclOperation::Write)];
+        acls.push(acl(
+            ResourceType::Topic,
+            PatternType::Literal,
+            "*",
+            "User:alice",
+            "*",
+            AclOperation::Write,
+            Permission::Deny,
+        ));
+        assert!(!any(&set(acls), "User:alice", AclOperation::Write));
+        assert!(AclSet::default().authorize_by_type(
+            "User:x",
+            None,
+            AclOperation::Write,
+            ResourceType::Topic,
+            true
+        ));
     }
 
     #[test]

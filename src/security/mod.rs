@@ -99,6 +99,17 @@ pub trait Authorizer: Send + Sync {
         resource: Resource<'_>,
     ) -> bool;
 
+    /// Kafka's `authorizeByResourceType`: whether the principal may perform `operation` on
+    /// at least one resource of `resource`'s type (its name is ignored). InitProducerId of an
+    /// idempotent producer asks it for WRITE on any topic.
+    fn authorize_any(
+        &self,
+        principal: &Principal,
+        host: Option<IpAddr>,
+        operation: Operation,
+        resource: Resource<'_>,
+    ) -> bool;
+
     /// Whether this authorizer may refuse anything (false: every check passes, so callers
     /// may skip work done only to filter).
     fn enforces(&self) -> bool {
@@ -111,6 +122,10 @@ pub struct AllowAll;
 
 impl Authorizer for AllowAll {
     fn authorize(&self, _: &Principal, _: Option<IpAddr>, _: Operation, _: Resource<'_>) -> bool {
+        true
+    }
+
+    fn authorize_any(&self, _: &Principal, _: Option<IpAddr>, _: Operation, _: Resource<'_>) -> bool {
         true
     }
 
