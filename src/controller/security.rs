@@ -24,8 +24,10 @@ pub struct ScramUpsertion {
 }
 
 impl Controller {
-    /// AlterUserScramCredentials: one outcome per user named, in the order first named. A user
-    /// named twice (deletion or upsertion) fails as a whole; the others commit together.
+    /// AlterUserScramCredentials: one outcome per user named, in the order first named. A
+    /// user's operations succeed or fail together: a (user, mechanism) named twice, an empty
+    /// name, an unknown mechanism, iterations out of bounds or the deletion of a missing
+    /// credential fails every operation of that user; the other users commit together.
     pub fn alter_user_scram_credentials(
         &self,
         deletions: &[(String, i8)],
@@ -33,18 +35,17 @@ impl Controller {
     ) -> Vec<(String, Result<(), ApiError>)> {
         let _guard = self.lock_commits();
         let image = self.image();
-        let mut times_named: HashMap<&str, usize> = HashMap::new();
+        let mut times_named: HashMap<(&str, i8), usize> = HashMap::new();
         let mut order: Vec<&str> = Vec::new();
-        for name in deletions
+        for (name, mechanism) in deletions
             .iter()
-            .map(|(name, _)| name.as_str())
-            .chain(upsertions.iter().map(|u| u.name.as_str()))
+            .map(|(name, mechanism)| (name.as_str(), *mechanism))
+            .chain(upsertions.iter().map(|u| (u.name.as_str(), u.mechanism)))
         {
-            let count = times_named.entry(name).or_default();
-            if *count == 0 {
+            if !order.contains(&name) {
                 order.push(name);
             }
-            *count += 1;
+            *times_named.entry((name, mechanism)).or_default() += 1;
         }
         let unacceptable = |m: &str| ApiError::new(ResponseError::UnacceptableCredential, m);
         let unknown_mechanism = || {
@@ -53,10 +54,19 @@ impl Controller {
                 "Unknown SCRAM mechanism",
             )
         };
-        let mut outcomes: HashMap<&str, Result<(), ApiError>> = HashMap::new();
-        let mut records = Vec::new();
+        let mut outcomes: HashMap<String, Result<Vec<MetadataRecord>, ApiError>> = HashMap::new();
+        let mut judge = |name: &str, judged: Result<MetadataRecord, ApiError>| {
+            let slot = outcomes
+                .entry(name.to_string())
+                .or_insert_with(|| Ok(Vec::new()));
+            match (slot.as_mut(), judged) {
+                (Ok(records), Ok(record)) => records.push(record),
+                (Ok(_), Err(error)) => *slot = Err(error),
+                (Err(_), _) => {}
+            }
+        };
         for (name, mechanism) in deletions {
-            let outcome = if times_named[name.as_str()] > 1 {
+            let judged = if times_named[&(name.as_str(), *mechanism)] > 1 {
                 Err(duplicate())
             } else if name.is_empty() {
                 Err(unacceptable("Username must not be empty"))
@@ -72,17 +82,16 @@ impl Controller {
                     "Attempt to delete a user credential that does not exist",
                 ))
             } else {
-                records.push(MetadataRecord::RemoveUserScramCredential {
+                Ok(MetadataRecord::RemoveUserScramCredential {
                     name: name.clone(),
                     mechanism: *mechanism,
-                });
-                Ok(())
+                })
             };
-            outcomes.entry(name.as_str()).or_insert(outcome);
+            judge(name, judged);
         }
         for upsertion in upsertions {
             let name = upsertion.name.as_str();
-            let outcome = if times_named[name] > 1 {
+            let judged = if times_named[&(name, upsertion.mechanism)] > 1 {
                 Err(duplicate())
             } else if name.is_empty() {
                 Err(unacceptable("Username must not be empty"))
@@ -100,31 +109,36 @@ impl Controller {
                         &upsertion.salted_password,
                         upsertion.iterations,
                     );
-                    records.push(MetadataRecord::UserScramCredential {
+                    Ok(MetadataRecord::UserScramCredential {
                         name: name.to_string(),
                         mechanism: upsertion.mechanism,
                         salt: credential.salt,
                         stored_key: credential.stored_key,
                         server_key: credential.server_key,
                         iterations: credential.iterations,
-                    });
-                    Ok(())
+                    })
                 }
             } else {
                 Err(unknown_mechanism())
             };
-            outcomes.entry(name).or_insert(outcome);
+            judge(name, judged);
         }
-        if let Err(error) = self.commit_in_chunks(&records) {
-            for outcome in outcomes.values_mut() {
-                if outcome.is_ok() {
-                    *outcome = Err(error.clone());
-                }
-            }
-        }
+        let records: Vec<MetadataRecord> = order
+            .iter()
+            .filter_map(|name| outcomes[*name].as_ref().ok())
+            .flatten()
+            .cloned()
+            .collect();
+        let committed = self.commit_in_chunks(&records);
         order
             .into_iter()
-            .map(|name| (name.to_string(), outcomes.remove(name).expect("every user judged")))
+            .map(|name| {
+                let outcome = match outcomes.remove(name).expect("every user judged") {
+                    Ok(_) => committed.clone(),
+                    Err(error) => Err(error),
+                };
+                (name.to_string(), outcome)
+            })
             .collect()
     }
 

@@ -38,6 +38,14 @@ fn invalid(what: &str, code: i8) -> ApiError {
     )
 }
 
+/// Kafka's answer to the ACL APIs on a broker without an authorizer.
+fn security_disabled() -> ApiError {
+    ApiError::new(
+        ResponseError::SecurityDisabled,
+        "No Authorizer is configured.",
+    )
+}
+
 fn cluster_denied() -> ApiError {
     ApiError::new(
         ResponseError::ClusterAuthorizationFailed,
@@ -78,7 +86,9 @@ pub fn describe_acls(
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: DescribeAclsRequest = decode(&mut request.body, version)?;
-    let outcome = if context.authorized(Operation::Describe, Resource::Cluster) {
+    let outcome = if !broker.authorizer.enforces() {
+        Err(security_disabled())
+    } else if context.authorized(Operation::Describe, Resource::Cluster) {
         filter(
             body.resource_type_filter,
             &body.resource_name_filter,
@@ -144,19 +154,22 @@ pub fn create_acls(
     context: &Arc<RequestContext>,
     request: Request,
 ) -> Result<Handled, RequestError> {
-    let allowed = context.authorized(Operation::Alter, Resource::Cluster);
-    if !allowed {
-        return create_here(broker, request, false).map(Handled::Response);
+    if !broker.authorizer.enforces() {
+        return create_here(broker, request, Err(security_disabled())).map(Handled::Response);
+    }
+    if !context.authorized(Operation::Alter, Resource::Cluster) {
+        return create_here(broker, request, Err(cluster_denied())).map(Handled::Response);
     }
     crate::handlers::quorum::forward_to_controller(broker, context, request, |b, _, r| {
-        create_here(b, r, true).map(Handled::Response)
+        create_here(b, r, Ok(())).map(Handled::Response)
     })
 }
 
+/// `allowed`: Ok, or why every binding is refused.
 fn create_here(
     broker: &Node,
     mut request: Request,
-    allowed: bool,
+    allowed: Result<(), ApiError>,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: CreateAclsRequest = decode(&mut request.body, version)?;
@@ -164,9 +177,7 @@ fn create_here(
         .creations
         .iter()
         .map(|c| {
-            if !allowed {
-                return Err(cluster_denied());
-            }
+            allowed.clone()?;
             Ok(AclBinding {
                 resource_type: ResourceType::from_code(c.resource_type)
                     .ok_or_else(|| invalid("resource type", c.resource_type))?,
@@ -210,19 +221,22 @@ pub fn delete_acls(
     context: &Arc<RequestContext>,
     request: Request,
 ) -> Result<Handled, RequestError> {
-    let allowed = context.authorized(Operation::Alter, Resource::Cluster);
-    if !allowed {
-        return delete_here(broker, request, false).map(Handled::Response);
+    if !broker.authorizer.enforces() {
+        return delete_here(broker, request, Err(security_disabled())).map(Handled::Response);
+    }
+    if !context.authorized(Operation::Alter, Resource::Cluster) {
+        return delete_here(broker, request, Err(cluster_denied())).map(Handled::Response);
     }
     crate::handlers::quorum::forward_to_controller(broker, context, request, |b, _, r| {
-        delete_here(b, r, true).map(Handled::Response)
+        delete_here(b, r, Ok(())).map(Handled::Response)
     })
 }
 
+/// `allowed`: Ok, or why every filter is refused.
 fn delete_here(
     broker: &Node,
     mut request: Request,
-    allowed: bool,
+    allowed: Result<(), ApiError>,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: DeleteAclsRequest = decode(&mut request.body, version)?;
@@ -230,9 +244,7 @@ fn delete_here(
         .filters
         .iter()
         .map(|f| {
-            if !allowed {
-                return Err(cluster_denied());
-            }
+            allowed.clone()?;
             filter(
                 f.resource_type_filter,
                 &f.resource_name_filter,

@@ -6,6 +6,7 @@ pub mod acls;
 pub mod admin;
 pub mod api_versions;
 pub mod broker_registration;
+pub mod client_quotas;
 pub mod configs;
 pub mod context;
 pub mod fetch;

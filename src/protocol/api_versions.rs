@@ -62,6 +62,7 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DeleteAcls, range(1, 3)),
     (ApiKey::DescribeUserScramCredentials, range(0, 0)),
     (ApiKey::AlterUserScramCredentials, range(0, 0)),
+    (ApiKey::DescribeClientQuotas, range(0, 1)),
 ];
 
 /// What the controller listener serves (`controller.listener.names`): the quorum RPCs,

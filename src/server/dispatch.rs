@@ -192,6 +192,10 @@ fn route_sync(
         ApiKey::WriteTxnMarkers => {
             handlers::txn::write_txn_markers(broker, context, request).map(Handled::Response)
         }
+        ApiKey::DescribeClientQuotas => {
+            handlers::client_quotas::describe_client_quotas(context, request)
+                .map(Handled::Response)
+        }
         ApiKey::DescribeAcls => {
             handlers::acls::describe_acls(broker, context, request).map(Handled::Response)
         }
