@@ -88,6 +88,10 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     property("controller.quorum.voters", Kind::String, ""),
     property("controller.listener.names", Kind::String, "CONTROLLER"),
     property("cluster.id", Kind::String, ""),
+    // Authorization (`security::acl`): empty class name = no authorizer, everything allowed.
+    property("authorizer.class.name", Kind::String, ""),
+    property("super.users", Kind::String, ""),
+    property("allow.everyone.if.no.acl.found", Kind::Boolean, "false"),
     at_least(
         "controller.quorum.election.timeout.ms",
         Kind::Int,
@@ -345,6 +349,10 @@ pub const PROCESS_ROLES: Key = key("process.roles");
 pub const CONTROLLER_QUORUM_VOTERS: Key = key("controller.quorum.voters");
 pub const CONTROLLER_LISTENER_NAMES: Key = key("controller.listener.names");
 pub const CLUSTER_ID: Key = key("cluster.id");
+// Authorization (`Node::open` builds the authorizer).
+pub const AUTHORIZER_CLASS_NAME: Key = key("authorizer.class.name");
+pub const SUPER_USERS: Key = key("super.users");
+pub const ALLOW_EVERYONE_IF_NO_ACL_FOUND: Key = key("allow.everyone.if.no.acl.found");
 pub const SOCKET_REQUEST_MAX_BYTES: Key = key("socket.request.max.bytes");
 pub const CONNECTIONS_MAX_IDLE_MS: Key = key("connections.max.idle.ms");
 pub const MAX_CONNECTIONS: Key = key("max.connections");

@@ -60,6 +60,37 @@ pub struct Node {
     pub shutdown: watch::Sender<bool>,
     /// Registration with the controller and heartbeats.
     pub lifecycle: crate::lifecycle::BrokerLifecycle,
+    /// What client connections may do (`authorizer.class.name`): every handler asks it
+    /// through its request context.
+    pub authorizer: Arc<dyn crate::security::Authorizer>,
+}
+
+/// The authorizer `authorizer.class.name` asks for: none (everything allowed), or Kafka's
+/// StandardAuthorizer over the ACLs of the metadata image. Any other class is refused, so a
+/// broker never starts open when the operator asked for protection.
+fn build_authorizer(
+    properties: &crate::config::Properties,
+    quorum: crate::controller::quorum::Quorum,
+) -> Result<Arc<dyn crate::security::Authorizer>> {
+    use crate::security::acl::{StandardAuthorizer, STANDARD_AUTHORIZER_CLASS};
+    let class = properties.get(crate::config::AUTHORIZER_CLASS_NAME).trim();
+    if class.is_empty() {
+        return Ok(Arc::new(crate::security::AllowAll));
+    }
+    if class != STANDARD_AUTHORIZER_CLASS {
+        anyhow::bail!(
+            "authorizer.class.name={class} is not supported (only {STANDARD_AUTHORIZER_CLASS})"
+        );
+    }
+    let allow_if_no_acl = properties
+        .get(crate::config::ALLOW_EVERYONE_IF_NO_ACL_FOUND)
+        .trim()
+        .eq_ignore_ascii_case("true");
+    Ok(Arc::new(StandardAuthorizer::new(
+        properties.get(crate::config::SUPER_USERS),
+        allow_if_no_acl,
+        Box::new(move || quorum.image().acls.clone()),
+    )))
 }
 
 /// The cluster id the configuration asks for: `cluster.id`, else one derived from the voter
@@ -168,6 +199,7 @@ impl Node {
             quorum_config,
         )
         .context("opening metadata log")?;
+        let authorizer = build_authorizer(&config.properties, controller.quorum().clone())?;
         let (shutdown, _) = watch::channel(false);
         let properties = config.properties.clone();
         let node_id = config.node_id;
@@ -193,6 +225,7 @@ impl Node {
             )),
             shutdown,
             lifecycle: Default::default(),
+            authorizer,
         });
         // Every change applied to the image (the replay now, commits from anywhere later)
         // opens or deletes this node's logs. A controller-only node holds no partitions.
@@ -238,6 +271,11 @@ impl Node {
 
     pub fn image(&self) -> Arc<MetadataImage> {
         self.controller.image()
+    }
+
+    /// Where the SASL server finds SCRAM credentials: the replicated metadata image.
+    pub fn credentials(&self) -> &dyn crate::security::CredentialStore {
+        &self.controller
     }
 
     /// Applies metadata changes (before readers see `image`): the replica layer opens, leads,

@@ -24,6 +24,11 @@ struct Cluster {
 impl Cluster {
     /// Starts `count` combined (broker + controller) nodes, ids 1..=count.
     fn start(count: usize) -> Cluster {
+        Cluster::start_with(count, &[])
+    }
+
+    /// [`Cluster::start`] with `--set key=value` for each of `settings` on every node.
+    fn start_with(count: usize, settings: &[&str]) -> Cluster {
         let ports: Vec<(u16, u16)> = (0..count).map(|_| (free_port(), free_port())).collect();
         let voters = ports
             .iter()
@@ -47,7 +52,10 @@ impl Cluster {
                     "--set".to_string(),
                     "broker.heartbeat.interval.ms=500".to_string(),
                 ];
-                Broker::spawn_with_args(*port, args)
+                let settings = settings
+                    .iter()
+                    .flat_map(|s| ["--set".to_string(), s.to_string()]);
+                Broker::spawn_with_args(*port, args.into_iter().chain(settings).collect())
             })
             .collect();
         for node in &mut nodes {
@@ -739,4 +747,124 @@ fn read_in_order(
         }
     }
     values
+}
+
+/// SCRAM credentials and ACLs are metadata: made through any node (forwarded to the active
+/// controller), seen by every node; with the StandardAuthorizer on, replication keeps working
+/// once the brokers' principal (User:ANONYMOUS over PLAINTEXT) may CLUSTER_ACTION, and a DENY
+/// made through one node is enforced by another.
+#[test]
+fn security_metadata_reaches_every_node_and_replication_keeps_working() {
+    use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialUpsertion;
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::{
+        AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ApiKey,
+        CreateAclsRequest, CreateAclsResponse, DescribeUserScramCredentialsRequest,
+        DescribeUserScramCredentialsResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let cluster = Cluster::start_with(
+        3,
+        &[
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found=true",
+        ],
+    );
+    let all: BTreeSet<i32> = (1..=3).collect();
+    for index in 0..3 {
+        let bootstrap = cluster.bootstrap(index);
+        eventually(Duration::from_secs(20), || metadata(&bootstrap, None).0, |b| *b == all);
+    }
+    let s = |text: &str| StrBytes::from_string(text.to_string());
+    // A credential through node 2.
+    let salt = b"sixteen-byte-slt".to_vec();
+    let salted =
+        pbkdf2::pbkdf2_hmac_array::<sha2::Sha256, 32>(b"alice-secret", &salt, 8192).to_vec();
+    let mut node2 = raw::RawClient::connect(cluster.nodes[1].addr());
+    let altered: AlterUserScramCredentialsResponse = node2.call(
+        ApiKey::AlterUserScramCredentials,
+        0,
+        &AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+            ScramCredentialUpsertion::default()
+                .with_name(s("alice"))
+                .with_mechanism(1)
+                .with_iterations(8192)
+                .with_salt(salt.into())
+                .with_salted_password(salted.into()),
+        ]),
+    );
+    assert_eq!(altered.results[0].error_code, 0);
+    // ACLs through node 3: the brokers may replicate; nobody may write topic "closed".
+    let acl = |resource_type: i8, name: &str, operation: i8, permission: i8| {
+        AclCreation::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(s(name))
+            .with_resource_pattern_type(3)
+            .with_principal(s("User:ANONYMOUS"))
+            .with_host(s("*"))
+            .with_operation(operation)
+            .with_permission_type(permission)
+    };
+    let mut node3 = raw::RawClient::connect(cluster.nodes[2].addr());
+    let created: CreateAclsResponse = node3.call(
+        ApiKey::CreateAcls,
+        3,
+        &CreateAclsRequest::default().with_creations(vec![
+            acl(4, "kafka-cluster", 9, 3), // CLUSTER_ACTION on the cluster
+            acl(4, "kafka-cluster", 7, 3), // ALTER (and so DESCRIBE) on the cluster
+            acl(4, "kafka-cluster", 5, 3), // CREATE on the cluster
+            acl(2, "closed", 4, 2),        // DENY WRITE on topic "closed"
+            acl(2, "closed", 8, 3),        // DESCRIBE on it (any ACL ends "no ACL found")
+        ]),
+    );
+    assert!(created.results.iter().all(|r| r.error_code == 0), "{created:?}");
+    // Every node describes the credential.
+    for index in 0..3 {
+        let mut client = raw::RawClient::connect(cluster.nodes[index].addr());
+        eventually(
+            Duration::from_secs(5),
+            || {
+                let described: DescribeUserScramCredentialsResponse = client.call(
+                    ApiKey::DescribeUserScramCredentials,
+                    0,
+                    &DescribeUserScramCredentialsRequest::default().with_users(None),
+                );
+                described
+                    .results
+                    .iter()
+                    .map(|r| (r.user.to_string(), r.credential_infos.len()))
+                    .collect::<Vec<_>>()
+            },
+            |users| *users == vec![("alice".to_string(), 1)],
+        );
+    }
+    // A topic replicated on all three nodes takes acks=all writes: followers fetch with
+    // CLUSTER_ACTION.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(common::create_replicated_topic(&cluster.bootstrap(0), "open", 3, 3, &[]));
+    runtime.block_on(common::create_replicated_topic(&cluster.bootstrap(0), "closed", 1, 3, &[]));
+    produce_keyed(&cluster.bootstrap(1), "open", 3, 30, "acl");
+    assert_eq!(consume_values(&cluster.bootstrap(2), "open", 30).len(), 30);
+    // The DENY made through node 3 holds on node 1.
+    let producer: rdkafka::producer::FutureProducer =
+        common::producer_config(&cluster.bootstrap(0))
+            .set("message.timeout.ms", "5000")
+            .create()
+            .unwrap();
+    let delivered = runtime.block_on(producer.send(
+        rdkafka::producer::FutureRecord::<(), str>::to("closed").partition(0).payload("v"),
+        Duration::from_secs(10),
+    ));
+    assert!(
+        matches!(
+            delivered,
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::error::RDKafkaErrorCode::TopicAuthorizationFailed
+                ),
+                _
+            ))
+        ),
+        "{delivered:?}"
+    );
 }

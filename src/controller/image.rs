@@ -87,6 +87,21 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
     /// Offset of the last record applied, -1 before any.
     pub applied_offset: i64,
+    /// SCRAM credentials by user, then mechanism code (AlterUserScramCredentials).
+    #[serde(default)]
+    pub scram_credentials: BTreeMap<String, BTreeMap<i8, ScramCredentialImage>>,
+    /// Every ACL (CreateAcls); shared with the authorizer, copied only when ACLs change.
+    #[serde(default)]
+    pub acls: std::sync::Arc<crate::security::acl::AclSet>,
+}
+
+/// A stored SCRAM credential: never the password.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredentialImage {
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: i32,
 }
 
 impl MetadataImage {
@@ -327,6 +342,42 @@ impl MetadataImage {
                 }
                 broker.fenced = *fenced;
                 Some(Change::BrokersChanged)
+            }
+            MetadataRecord::UserScramCredential {
+                name,
+                mechanism,
+                salt,
+                stored_key,
+                server_key,
+                iterations,
+            } => {
+                self.scram_credentials.entry(name.clone()).or_default().insert(
+                    *mechanism,
+                    ScramCredentialImage {
+                        salt: salt.clone(),
+                        stored_key: stored_key.clone(),
+                        server_key: server_key.clone(),
+                        iterations: *iterations,
+                    },
+                );
+                None
+            }
+            MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
+                if let Some(credentials) = self.scram_credentials.get_mut(name) {
+                    credentials.remove(mechanism);
+                    if credentials.is_empty() {
+                        self.scram_credentials.remove(name);
+                    }
+                }
+                None
+            }
+            MetadataRecord::AccessControlEntry { id, acl } => {
+                std::sync::Arc::make_mut(&mut self.acls).insert(*id, acl.clone());
+                None
+            }
+            MetadataRecord::RemoveAccessControlEntry { id } => {
+                std::sync::Arc::make_mut(&mut self.acls).remove(id);
+                None
             }
         }
     }

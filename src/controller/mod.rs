@@ -20,6 +20,7 @@ pub mod placement;
 pub mod quorum;
 pub mod records;
 pub mod registration;
+pub mod security;
 pub mod wire;
 
 use std::collections::BTreeMap;

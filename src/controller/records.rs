@@ -80,6 +80,30 @@ pub enum MetadataRecord {
         broker_epoch: i64,
         fenced: bool,
     },
+    /// A user's SCRAM credential for one mechanism, added or replaced (Kafka's
+    /// UserScramCredentialRecord). `mechanism` is the protocol code (1 SHA-256, 2 SHA-512).
+    UserScramCredential {
+        name: String,
+        mechanism: i8,
+        salt: Vec<u8>,
+        stored_key: Vec<u8>,
+        server_key: Vec<u8>,
+        iterations: i32,
+    },
+    /// Kafka's RemoveUserScramCredentialRecord.
+    RemoveUserScramCredential {
+        name: String,
+        mechanism: i8,
+    },
+    /// One ACL (Kafka's AccessControlEntryRecord); the id is what removal names.
+    AccessControlEntry {
+        id: Uuid,
+        acl: crate::security::acl::AclBinding,
+    },
+    /// Kafka's RemoveAccessControlEntryRecord.
+    RemoveAccessControlEntry {
+        id: Uuid,
+    },
 }
 
 /// One listener of a broker, as clients reach it.

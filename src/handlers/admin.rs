@@ -22,11 +22,59 @@ use crate::controller::image::TopicImage;
 use crate::controller::{ApiError, NewTopic};
 use crate::handlers::configs::topic_config_entries;
 use crate::handlers::context::RequestContext;
+use crate::security::{Operation, Resource};
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 
 fn str_bytes(value: impl Into<String>) -> StrBytes {
     StrBytes::from_string(value.into())
+}
+
+/// Whether every topic of a CreateTopics may be created (before forwarding it).
+pub fn create_topics_authorized(_: &Node, context: &RequestContext, request: &Request) -> bool {
+    let Ok(body) = decode::<CreateTopicsRequest>(&mut request.body.clone(), request.version) else {
+        return true;
+    };
+    context.authorized(Operation::Create, Resource::Cluster)
+        || body
+            .topics
+            .iter()
+            .all(|t| context.authorized(Operation::Create, Resource::Topic(t.name.as_str())))
+}
+
+/// Whether every topic of a DeleteTopics may be deleted (before forwarding it).
+pub fn delete_topics_authorized(broker: &Node, context: &RequestContext, request: &Request) -> bool {
+    let Ok(body) = decode::<DeleteTopicsRequest>(&mut request.body.clone(), request.version) else {
+        return true;
+    };
+    let image = broker.image();
+    let by_name = body.topic_names.iter().map(|n| Some(n.0.to_string()));
+    let by_state = body.topics.iter().map(|t| match &t.name {
+        Some(name) => Some(name.0.to_string()),
+        None => image.topic_by_id(&t.topic_id).map(|t| t.name.clone()),
+    });
+    by_name
+        .chain(by_state)
+        .flatten()
+        .all(|name| context.authorized(Operation::Delete, Resource::Topic(&name)))
+}
+
+/// Whether every topic of a CreatePartitions may be altered (before forwarding it).
+pub fn create_partitions_authorized(_: &Node, context: &RequestContext, request: &Request) -> bool {
+    let Ok(body) = decode::<CreatePartitionsRequest>(&mut request.body.clone(), request.version)
+    else {
+        return true;
+    };
+    body.topics
+        .iter()
+        .all(|t| context.authorized(Operation::Alter, Resource::Topic(t.name.as_str())))
+}
+
+fn topic_denied() -> ApiError {
+    ApiError::new(
+        ResponseError::TopicAuthorizationFailed,
+        "Authorization failed.",
+    )
 }
 
 fn new_topic(
@@ -66,7 +114,7 @@ fn new_topic(
 
 pub fn create_topics(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -78,18 +126,23 @@ pub fn create_topics(
         .map(|t| t.name.0.to_string())
         .filter(|name| !seen.insert(name.clone()))
         .collect();
+    let cluster_create = context.authorized(Operation::Create, Resource::Cluster);
     let parsed: Vec<Result<NewTopic, ApiError>> = body
         .topics
         .iter()
         .map(|topic| {
             let name = topic.name.0.to_string();
-            match duplicates.contains(&name) {
-                true => Err(ApiError::new(
+            if duplicates.contains(&name) {
+                return Err(ApiError::new(
                     ResponseError::InvalidRequest,
                     format!("Create topics request from client contains duplicate topic {name}."),
-                )),
-                false => new_topic(topic),
+                ));
             }
+            // Kafka: CREATE on the cluster, or on the topic.
+            if !cluster_create && !context.authorized(Operation::Create, Resource::Topic(&name)) {
+                return Err(topic_denied());
+            }
+            new_topic(topic)
         })
         .collect();
     // All valid topics of the request in one go (one metadata commit for many topics).
@@ -189,7 +242,7 @@ pub fn create_topics(
 
 pub fn delete_topics(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -225,6 +278,13 @@ pub fn delete_topics(
                         )
                     }),
             };
+            // Kafka: DELETE on the topic.
+            let resolved = resolved.and_then(|(name, id)| {
+                match context.authorized(Operation::Delete, Resource::Topic(&name)) {
+                    true => Ok((name, id)),
+                    false => Err(topic_denied()),
+                }
+            });
             let outcome =
                 resolved.and_then(|(name, id)| broker.delete_topic(&name).map(|()| (name, id)));
             let mut result = DeletableTopicResult::default();
@@ -261,7 +321,7 @@ pub fn delete_topics(
 
 pub fn create_partitions(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -277,6 +337,9 @@ pub fn create_partitions(
                     ResponseError::InvalidRequest,
                     "Duplicate topic in request.",
                 ))
+            } else if !context.authorized(Operation::Alter, Resource::Topic(&name)) {
+                // Kafka: ALTER on the topic.
+                Err(topic_denied())
             } else {
                 let assignments = topic.assignments.as_ref().map(|lists| {
                     lists

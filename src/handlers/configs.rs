@@ -21,6 +21,7 @@ use crate::controller::image::{MetadataImage, TopicImage};
 use crate::controller::records::ConfigResource;
 use crate::controller::{is_dynamic_broker_config, ApiError, ConfigChange, ConfigOp};
 use crate::handlers::context::RequestContext;
+use crate::security::{Operation, Resource};
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 
@@ -146,7 +147,7 @@ fn broker_config_entries(broker: &Node, image: &MetadataImage) -> Vec<ConfigEntr
 
 pub fn describe_configs(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -161,6 +162,16 @@ pub fn describe_configs(
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
             let entries = match resource.resource_type {
+                _ if !config_authorized(
+                    context,
+                    Operation::DescribeConfigs,
+                    resource.resource_type,
+                    &name,
+                ) =>
+                {
+                    let error = denied(resource.resource_type);
+                    Err((error.error, error.message))
+                }
                 RESOURCE_TOPIC => match image.topics.get(&name) {
                     Some(topic) => Ok(topic_config_entries(broker, &image, topic)),
                     None => Err((
@@ -247,14 +258,81 @@ fn resource_of(resource_type: i8) -> Result<ConfigResource, ApiError> {
 
 /// Applies one resource's changes through the controller (the commit reaches the logs through
 /// the metadata subscription).
+/// Kafka's config checks: `operation` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on the topic, or
+/// on the cluster for broker configs.
+fn config_authorized(
+    context: &RequestContext,
+    operation: Operation,
+    resource_type: i8,
+    resource_name: &str,
+) -> bool {
+    match resource_type {
+        RESOURCE_TOPIC => context.authorized(operation, Resource::Topic(resource_name)),
+        _ => context.authorized(operation, Resource::Cluster),
+    }
+}
+
+/// Whether every resource of an AlterConfigs may be altered (before forwarding it).
+pub fn alter_configs_authorized(_: &Node, context: &RequestContext, request: &Request) -> bool {
+    let Ok(body) = decode::<AlterConfigsRequest>(&mut request.body.clone(), request.version) else {
+        return true;
+    };
+    body.resources.iter().all(|r| {
+        config_authorized(
+            context,
+            Operation::AlterConfigs,
+            r.resource_type,
+            r.resource_name.as_str(),
+        )
+    })
+}
+
+/// Whether every resource of an IncrementalAlterConfigs may be altered (before forwarding).
+pub fn incremental_alter_configs_authorized(
+    _: &Node,
+    context: &RequestContext,
+    request: &Request,
+) -> bool {
+    let Ok(body) =
+        decode::<IncrementalAlterConfigsRequest>(&mut request.body.clone(), request.version)
+    else {
+        return true;
+    };
+    body.resources.iter().all(|r| {
+        config_authorized(
+            context,
+            Operation::AlterConfigs,
+            r.resource_type,
+            r.resource_name.as_str(),
+        )
+    })
+}
+
+fn denied(resource_type: i8) -> ApiError {
+    match resource_type {
+        RESOURCE_TOPIC => ApiError::new(
+            ResponseError::TopicAuthorizationFailed,
+            "Topic authorization failed.",
+        ),
+        _ => ApiError::new(
+            ResponseError::ClusterAuthorizationFailed,
+            "Cluster authorization failed.",
+        ),
+    }
+}
+
 fn alter(
     broker: &Node,
+    context: &RequestContext,
     resource_type: i8,
     resource_name: &str,
     ops: Result<Vec<ConfigOp>, ApiError>,
     replace_all: bool,
     validate_only: bool,
 ) -> Result<(), ApiError> {
+    if !config_authorized(context, Operation::AlterConfigs, resource_type, resource_name) {
+        return Err(denied(resource_type));
+    }
     let resource = resource_of(resource_type)?;
     broker
         .controller
@@ -281,7 +359,7 @@ fn outcome(result: Result<(), ApiError>) -> (i16, Option<StrBytes>) {
 
 pub fn alter_configs(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -302,6 +380,7 @@ pub fn alter_configs(
                 .collect();
             let (error_code, error_message) = outcome(alter(
                 broker,
+                context,
                 resource.resource_type,
                 resource.resource_name.as_str(),
                 ops,
@@ -326,7 +405,7 @@ pub fn alter_configs(
 
 pub fn incremental_alter_configs(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -358,6 +437,7 @@ pub fn incremental_alter_configs(
                 .collect();
             let (error_code, error_message) = outcome(alter(
                 broker,
+                context,
                 resource.resource_type,
                 resource.resource_name.as_str(),
                 ops,

@@ -36,10 +36,36 @@ impl RequestContext {
         RequestContext::new(peer, listener, Principal::anonymous(), Arc::new(AllowAll))
     }
 
-    /// Whether this request's principal may perform `operation` on `resource`.
+    /// Whether this request's principal, from this client's host, may perform `operation`
+    /// on `resource`. Every refusal is counted.
     pub fn authorized(&self, operation: Operation, resource: Resource<'_>) -> bool {
+        let host = self.peer.map(|peer| peer.ip());
+        let allowed = self
+            .authorizer
+            .authorize(&self.principal, host, operation, resource);
+        if !allowed {
+            metrics::counter!(
+                crate::metrics::AUTHORIZATION_DENIALS,
+                "operation" => operation.name(),
+                "resource" => resource.type_name()
+            )
+            .increment(1);
+        }
+        allowed
+    }
+
+    /// Kafka's `authorizeByResourceType`: `operation` on at least one resource of
+    /// `resource`'s type (its name is ignored).
+    pub fn authorized_any(&self, operation: Operation, resource: Resource<'_>) -> bool {
+        let host = self.peer.map(|peer| peer.ip());
         self.authorizer
-            .authorize(&self.principal, operation, resource)
+            .authorize_any(&self.principal, host, operation, resource)
+    }
+
+    /// Whether any check may be refused (false without an authorizer): callers skip work
+    /// done only to filter.
+    pub fn enforces_authorization(&self) -> bool {
+        self.authorizer.enforces()
     }
 
     /// The client host Kafka records for group members: the peer's IP address.

@@ -10,6 +10,7 @@ use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::ResponseError;
 
 use crate::handlers::context::RequestContext;
+use crate::security::{Operation, Resource};
 use crate::handlers::Handled;
 use crate::node::Node;
 use crate::protocol::fetch_response::{
@@ -36,6 +37,9 @@ struct FetchPlan {
     /// A follower's node id (Kafka's replica fetch): it reads up to the log end, not the
     /// high watermark, and its fetch offset is its progress. -1 for consumers.
     replica_id: i32,
+    /// Topics this request may not read (Kafka: READ on the topic for a consumer,
+    /// CLUSTER_ACTION on the cluster for a follower): TOPIC_AUTHORIZATION_FAILED.
+    denied_topics: std::collections::HashSet<String>,
 }
 
 fn request_partitions(
@@ -134,6 +138,7 @@ fn plan(
             true => body.replica_state.replica_id.0,
             false => body.replica_id.0,
         },
+        denied_topics: Default::default(),
     };
     if version < 7 {
         return Ok(base(0, false, requested));
@@ -175,6 +180,9 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
         };
         let led = match key.topic.is_empty() {
             true => Err(ResponseError::UnknownTopicId),
+            false if plan.denied_topics.contains(&key.topic) => {
+                Err(ResponseError::TopicAuthorizationFailed)
+            }
             false => broker
                 .replicas
                 .leader_partition(&image, &key.topic, key.partition)
@@ -336,14 +344,31 @@ fn session_error(version: i16, correlation_id: i32, error: ResponseError) -> Res
 
 pub fn handle(
     broker: &Arc<Node>,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<Handled, RequestError> {
     let version = request.version;
     let correlation_id = request.header.correlation_id;
     let body: FetchRequest = decode(&mut request.body, version)?;
     let plan = match plan(broker, &body, version, correlation_id) {
-        Ok(plan) => plan,
+        Ok(mut plan) => {
+            if context.enforces_authorization() {
+                let follower_denied = plan.replica_id >= 0
+                    && !context.authorized(Operation::ClusterAction, Resource::Cluster);
+                let mut checked = std::collections::HashSet::new();
+                for (key, _) in &plan.partitions {
+                    if !key.topic.is_empty()
+                        && checked.insert(key.topic.clone())
+                        && (follower_denied
+                            || (plan.replica_id < 0
+                                && !context.authorized(Operation::Read, Resource::Topic(&key.topic))))
+                    {
+                        plan.denied_topics.insert(key.topic.clone());
+                    }
+                }
+            }
+            plan
+        }
         Err(error) => {
             return Ok(Handled::Response(session_error(
                 version,

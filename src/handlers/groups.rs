@@ -54,6 +54,7 @@ use crate::coordinator::group::{GroupState, JoinRequest, JoinResult, Reply, Sync
 use crate::coordinator::records::OffsetValue;
 use crate::coordinator::transaction::TRANSACTION_STATE_TOPIC;
 use crate::handlers::context::RequestContext;
+use crate::security::{Operation, Resource};
 use crate::handlers::Handled;
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
@@ -74,6 +75,18 @@ fn str_bytes(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
 }
 
+/// Kafka's group check: `operation` on the group, else GROUP_AUTHORIZATION_FAILED.
+fn group_allowed(
+    context: &RequestContext,
+    operation: Operation,
+    group: &str,
+) -> Result<(), ResponseError> {
+    match context.authorized(operation, Resource::Group(group)) {
+        true => Ok(()),
+        false => Err(ResponseError::GroupAuthorizationFailed),
+    }
+}
+
 fn respond<T: Encodable>(request: &Request, api_key: ApiKey, body: &T) -> ResponseFrame {
     encode_response(
         api_key,
@@ -87,12 +100,31 @@ fn respond<T: Encodable>(request: &Request, api_key: ApiKey, body: &T) -> Respon
 /// coordinator's internal topic (created on first use), as Kafka places coordinators.
 fn coordinator_for(
     broker: &Node,
+    context: &RequestContext,
     key_type: i8,
     key: &str,
 ) -> (Option<ResponseError>, &'static str, BrokerId, StrBytes, i32) {
     let unavailable = |error: ResponseError, message| {
         (Some(error), message, BrokerId(-1), StrBytes::default(), -1)
     };
+    // Kafka: DESCRIBE on the group or the transactional id the key names.
+    match key_type {
+        KEY_TYPE_GROUP if !context.authorized(Operation::Describe, Resource::Group(key)) => {
+            return unavailable(
+                ResponseError::GroupAuthorizationFailed,
+                "Not authorized to access the group.",
+            )
+        }
+        KEY_TYPE_TRANSACTION
+            if !context.authorized(Operation::Describe, Resource::TransactionalId(key)) =>
+        {
+            return unavailable(
+                ResponseError::TransactionalIdAuthorizationFailed,
+                "Transactional Id authorization failed.",
+            )
+        }
+        _ => {}
+    }
     let (topic, partition) = match key_type {
         KEY_TYPE_GROUP => match broker.groups.ensure_offsets_topic(broker) {
             Ok(count) => (
@@ -148,7 +180,7 @@ fn coordinator_for(
 
 pub fn find_coordinator(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -165,7 +197,7 @@ pub fn find_coordinator(
             .iter()
             .map(|key| {
                 let (error, message, node_id, host, port) =
-                    coordinator_for(broker, key_type, key.as_str());
+                    coordinator_for(broker, context, key_type, key.as_str());
                 Coordinator::default()
                     .with_key(key.clone())
                     .with_node_id(node_id)
@@ -178,7 +210,7 @@ pub fn find_coordinator(
         response = response.with_coordinators(coordinators);
     } else {
         let (error, message, node_id, host, port) =
-            coordinator_for(broker, key_type, body.key.as_str());
+            coordinator_for(broker, context, key_type, body.key.as_str());
         response = response
             .with_error_code(code(error))
             .with_node_id(node_id)
@@ -255,6 +287,14 @@ pub fn join_group(
 ) -> Result<Handled, RequestError> {
     let version = request.version;
     let body: JoinGroupRequest = decode(&mut request.body, version)?;
+    if let Err(error) = group_allowed(context, Operation::Read, body.group_id.as_str()) {
+        let result = JoinResult::error(error, body.member_id.as_str());
+        return Ok(Handled::Response(respond(
+            &request,
+            ApiKey::JoinGroup,
+            &join_response(result, version),
+        )));
+    }
     let join = JoinRequest {
         member_id: body.member_id.to_string(),
         group_instance_id: body.group_instance_id.map(|s| s.to_string()),
@@ -303,11 +343,18 @@ fn sync_response(result: SyncResult) -> SyncGroupResponse {
 
 pub fn sync_group(
     broker: &Arc<Node>,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<Handled, RequestError> {
     let version = request.version;
     let body: SyncGroupRequest = decode(&mut request.body, version)?;
+    if let Err(error) = group_allowed(context, Operation::Read, body.group_id.as_str()) {
+        return Ok(Handled::Response(respond(
+            &request,
+            ApiKey::SyncGroup,
+            &sync_response(SyncResult::error(error)),
+        )));
+    }
     let assignments: Vec<(String, Bytes)> = body
         .assignments
         .into_iter()
@@ -334,23 +381,26 @@ pub fn sync_group(
 
 pub fn heartbeat(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let body: HeartbeatRequest = decode(&mut request.body, request.version)?;
-    let error = broker.groups.heartbeat(
-        body.group_id.as_str(),
-        body.generation_id,
-        body.member_id.as_str(),
-        body.group_instance_id.as_deref(),
-    );
+    let error = match group_allowed(context, Operation::Read, body.group_id.as_str()) {
+        Err(error) => Some(error),
+        Ok(()) => broker.groups.heartbeat(
+            body.group_id.as_str(),
+            body.generation_id,
+            body.member_id.as_str(),
+            body.group_instance_id.as_deref(),
+        ),
+    };
     let response = HeartbeatResponse::default().with_error_code(code(error));
     Ok(respond(&request, ApiKey::Heartbeat, &response))
 }
 
 pub fn leave_group(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -368,9 +418,8 @@ pub fn leave_group(
     } else {
         vec![(body.member_id.to_string(), None)]
     };
-    let response = match broker
-        .groups
-        .leave(broker, body.group_id.as_str(), &identities)
+    let response = match group_allowed(context, Operation::Read, body.group_id.as_str())
+        .and_then(|()| broker.groups.leave(broker, body.group_id.as_str(), &identities))
     {
         Err(error) => LeaveGroupResponse::default().with_error_code(error.code()),
         Ok(results) if version < 3 => {
@@ -394,7 +443,7 @@ pub fn leave_group(
 
 pub fn offset_commit(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -422,24 +471,44 @@ pub fn offset_commit(
             (topic.name.to_string(), partitions)
         })
         .collect();
-    let outcome = broker.groups.commit_offsets(
-        broker,
-        body.group_id.as_str(),
-        body.generation_id_or_member_epoch,
-        body.member_id.as_str(),
-        body.group_instance_id.as_deref(),
-        &topics,
-    );
+    // Kafka: READ on the group (else every partition fails), READ on each topic (else its
+    // partitions fail with TOPIC_AUTHORIZATION_FAILED and only the others are committed).
+    let topic_allowed: Vec<bool> = topics
+        .iter()
+        .map(|(name, _)| context.authorized(Operation::Read, Resource::Topic(name)))
+        .collect();
+    let allowed_topics: Vec<_> = topics
+        .iter()
+        .zip(&topic_allowed)
+        .filter(|(_, allowed)| **allowed)
+        .map(|(topic, _)| topic.clone())
+        .collect();
+    let outcome = group_allowed(context, Operation::Read, body.group_id.as_str()).and_then(|()| {
+        broker.groups.commit_offsets(
+            broker,
+            body.group_id.as_str(),
+            body.generation_id_or_member_epoch,
+            body.member_id.as_str(),
+            body.group_instance_id.as_deref(),
+            &allowed_topics,
+        )
+    });
+    let mut allowed_index = 0usize;
     let response_topics = topics
         .iter()
-        .enumerate()
-        .map(|(topic_index, (name, partitions))| {
+        .zip(topic_allowed)
+        .map(|((name, partitions), allowed)| {
+            let topic_index = allowed_index;
+            if allowed {
+                allowed_index += 1;
+            }
             let partitions = partitions
                 .iter()
                 .enumerate()
                 .map(|(partition_index, (partition, ..))| {
                     let error = match &outcome {
                         Err(error) => Some(*error),
+                        Ok(_) if !allowed => Some(ResponseError::TopicAuthorizationFailed),
                         Ok(results) => results[topic_index][partition_index],
                     };
                     OffsetCommitResponsePartition::default()
@@ -457,6 +526,14 @@ pub fn offset_commit(
 }
 
 type FetchedTopics = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
+
+/// The committed offsets of topics the principal may DESCRIBE (Kafka leaves the others out).
+fn describable(context: &RequestContext, fetched: FetchedTopics) -> FetchedTopics {
+    fetched
+        .into_iter()
+        .filter(|(name, _)| context.authorized(Operation::Describe, Resource::Topic(name)))
+        .collect()
+}
 
 /// (offset, leader epoch, metadata, error code) of one partition in an OffsetFetch answer;
 /// an `unstable` partition (see [`unstable`]) has no offset and UNSTABLE_OFFSET_COMMIT.
@@ -487,7 +564,7 @@ fn unstable(broker: &Node, require_stable: bool, group: &str, topic: &str, parti
 
 pub fn offset_fetch(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -506,10 +583,10 @@ pub fn offset_fetch(
                 });
                 let require_stable = body.require_stable;
                 let group_id = group.group_id.to_string();
-                let result = broker
-                    .groups
-                    .check_coordinator(broker, group.group_id.as_str())
-                    .and_then(|()| broker.groups.fetch_offsets(group.group_id.as_str(), topics));
+                let result = group_allowed(context, Operation::Describe, &group_id)
+                    .and_then(|()| broker.groups.check_coordinator(broker, group.group_id.as_str()))
+                    .and_then(|()| broker.groups.fetch_offsets(group.group_id.as_str(), topics))
+                    .map(|fetched| describable(context, fetched));
                 let (error, fetched): (Option<ResponseError>, FetchedTopics) = match result {
                     Ok(fetched) => (None, fetched),
                     Err(error) => (Some(error), Vec::new()),
@@ -552,10 +629,14 @@ pub fn offset_fetch(
                 .map(|t| (t.name.to_string(), t.partition_indexes))
                 .collect()
         });
-        let (error, fetched): (Option<ResponseError>, FetchedTopics) = match broker
-            .groups
-            .check_coordinator(broker, body.group_id.as_str())
-            .and_then(|()| broker.groups.fetch_offsets(body.group_id.as_str(), topics))
+        let (error, fetched): (Option<ResponseError>, FetchedTopics) = match group_allowed(
+            context,
+            Operation::Describe,
+            body.group_id.as_str(),
+        )
+        .and_then(|()| broker.groups.check_coordinator(broker, body.group_id.as_str()))
+        .and_then(|()| broker.groups.fetch_offsets(body.group_id.as_str(), topics))
+        .map(|fetched| describable(context, fetched))
         {
             Ok(fetched) => (None, fetched),
             Err(error) => (Some(error), Vec::new()),
@@ -598,7 +679,7 @@ pub fn offset_fetch(
 
 pub fn offset_delete(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let body: OffsetDeleteRequest = decode(&mut request.body, request.version)?;
@@ -612,9 +693,8 @@ pub fn offset_delete(
             )
         })
         .collect();
-    let response = match broker
-        .groups
-        .delete_offsets(broker, body.group_id.as_str(), &topics)
+    let response = match group_allowed(context, Operation::Delete, body.group_id.as_str())
+        .and_then(|()| broker.groups.delete_offsets(broker, body.group_id.as_str(), &topics))
     {
         Err(error) => OffsetDeleteResponse::default().with_error_code(error.code()),
         Ok(results) => OffsetDeleteResponse::default().with_topics(
@@ -644,7 +724,7 @@ pub fn offset_delete(
 
 pub fn describe_groups(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -656,6 +736,10 @@ pub fn describe_groups(
             let described = DescribedGroup::default()
                 .with_group_id(group_id.clone())
                 .with_authorized_operations(OPERATIONS_OMITTED);
+            if group_allowed(context, Operation::Describe, group_id.as_str()).is_err() {
+                return described
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
             match broker.groups.describe(group_id.as_str()) {
                 None if version >= 6 => described
                     .with_group_state(str_bytes(GroupState::Dead.name()))
@@ -697,7 +781,7 @@ pub fn describe_groups(
 
 pub fn list_groups(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -712,10 +796,16 @@ pub fn list_groups(
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
+    // Kafka: DESCRIBE on the cluster lists every group, else those the principal may
+    // DESCRIBE.
+    let all_groups = context.authorized(Operation::Describe, Resource::Cluster);
     let groups = broker
         .groups
         .list()
         .into_iter()
+        .filter(|(group_id, ..)| {
+            all_groups || context.authorized(Operation::Describe, Resource::Group(group_id))
+        })
         .filter(|(_, _, state, _)| {
             states.is_empty() || states.contains(&state.to_ascii_lowercase())
         })
@@ -734,7 +824,7 @@ pub fn list_groups(
 
 pub fn delete_groups(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let body: DeleteGroupsRequest = decode(&mut request.body, request.version)?;
@@ -742,7 +832,9 @@ pub fn delete_groups(
         .groups_names
         .into_iter()
         .map(|group_id| {
-            let error = broker.groups.delete_group(broker, group_id.as_str()).err();
+            let error = group_allowed(context, Operation::Delete, group_id.as_str())
+                .and_then(|()| broker.groups.delete_group(broker, group_id.as_str()))
+                .err();
             DeletableGroupResult::default()
                 .with_group_id(group_id)
                 .with_error_code(code(error))
@@ -810,9 +902,28 @@ pub fn consumer_group_heartbeat(
         server_assignor: body.server_assignor.as_ref().map(|s| s.to_string()),
         owned,
     };
-    let outcome = broker
-        .groups
-        .consumer_heartbeat(broker, body.group_id.as_str(), heartbeat);
+    // Kafka: READ on the group, DESCRIBE on every subscribed topic.
+    let denied_topic = heartbeat.subscribed_topics.as_ref().and_then(|topics: &Vec<String>| {
+        topics
+            .iter()
+            .find(|t| !context.authorized(Operation::Describe, Resource::Topic(t)))
+            .cloned()
+    });
+    let outcome = if group_allowed(context, Operation::Read, body.group_id.as_str()).is_err() {
+        Err((
+            ResponseError::GroupAuthorizationFailed,
+            "The group authorization failed.".to_string(),
+        ))
+    } else if let Some(topic) = denied_topic {
+        Err((
+            ResponseError::TopicAuthorizationFailed,
+            format!("Not authorized to access topics: [{topic}]"),
+        ))
+    } else {
+        broker
+            .groups
+            .consumer_heartbeat(broker, body.group_id.as_str(), heartbeat)
+    };
     let response = match outcome {
         Err((error, message)) => ConsumerGroupHeartbeatResponse::default()
             .with_error_code(error.code())
@@ -853,7 +964,7 @@ fn describe_assignment(image: &MetadataImage, assignment: &Assignment) -> Descri
 
 pub fn consumer_group_describe(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let body: ConsumerGroupDescribeRequest = decode(&mut request.body, request.version)?;
@@ -865,6 +976,10 @@ pub fn consumer_group_describe(
             let described = ConsumerDescribedGroup::default()
                 .with_group_id(group_id.clone())
                 .with_authorized_operations(OPERATIONS_OMITTED);
+            if group_allowed(context, Operation::Describe, group_id.as_str()).is_err() {
+                return described
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
             let outcome = broker.groups.consumer_describe(group_id.as_str(), |group| {
                 let members = group
                     .members

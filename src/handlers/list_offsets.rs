@@ -9,6 +9,7 @@ use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
 use crate::handlers::context::RequestContext;
+use crate::security::{Operation, Resource};
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 use crate::replica::PartitionLog;
@@ -50,7 +51,7 @@ fn lookup(
 
 pub fn handle(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -60,6 +61,8 @@ pub fn handle(
         .topics
         .iter()
         .map(|topic| {
+            // Kafka: DESCRIBE on the topic, else TOPIC_AUTHORIZATION_FAILED per partition.
+            let allowed = context.authorized(Operation::Describe, Resource::Topic(topic.name.as_str()));
             let partitions = topic
                 .partitions
                 .iter()
@@ -68,7 +71,10 @@ pub fn handle(
                         .with_partition_index(partition.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
-                    let led = broker.replicas.leader_partition(&image, topic.name.as_str(), partition.partition_index);
+                    let led = match allowed {
+                        true => broker.replicas.leader_partition(&image, topic.name.as_str(), partition.partition_index),
+                        false => Err(ResponseError::TopicAuthorizationFailed),
+                    };
                     let result = match &led {
                         Err(error) => Err(*error),
                         Ok(led) => lookup(&led.log, led.high_watermark(), partition.timestamp, body.isolation_level == 1).unwrap_or_else(|error| {

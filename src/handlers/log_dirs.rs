@@ -19,6 +19,7 @@ use kafka_protocol::ResponseError;
 use crate::clock::now_ms;
 use crate::handlers::context::RequestContext;
 use crate::node::Node;
+use crate::security::{Operation, Resource};
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 
 /// DeleteRecords' offset meaning "up to the high watermark".
@@ -26,7 +27,7 @@ const HIGH_WATERMARK: i64 = -1;
 
 pub fn delete_records(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -37,13 +38,20 @@ pub fn delete_records(
         .topics
         .iter()
         .map(|topic| {
+            // Kafka: DELETE on the topic.
+            let allowed = context.authorized(Operation::Delete, Resource::Topic(topic.name.as_str()));
             let partitions = topic
                 .partitions
                 .iter()
                 .map(|partition| {
-                    let mut result = DeleteRecordsPartitionResult::default()
+                    let result = DeleteRecordsPartitionResult::default()
                         .with_partition_index(partition.partition_index)
                         .with_low_watermark(-1);
+                    if !allowed {
+                        return result
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
+                    let mut result = result;
                     let led = match broker.replicas.leader_partition(
                         &image,
                         topic.name.as_str(),
@@ -106,11 +114,22 @@ fn file_system_bytes(dir: &std::path::Path) -> (i64, i64) {
 
 pub fn describe_log_dirs(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: DescribeLogDirsRequest = decode(&mut request.body, version)?;
+    // Kafka: DESCRIBE on the cluster, else CLUSTER_AUTHORIZATION_FAILED and no directories.
+    if !context.authorized(Operation::Describe, Resource::Cluster) {
+        let response = DescribeLogDirsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+        return Ok(encode_response(
+            ApiKey::DescribeLogDirs,
+            version,
+            request.header.correlation_id,
+            &response,
+        ));
+    }
     // None asks for every partition; otherwise only the listed ones.
     let wanted: Option<BTreeMap<String, Vec<i32>>> = body.topics.as_ref().map(|topics| {
         topics

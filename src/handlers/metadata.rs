@@ -23,9 +23,9 @@ use uuid::Uuid;
 use crate::controller::image::{MetadataImage, PartitionImage, TopicImage};
 use crate::controller::{validate_topic_name, NewTopic};
 use crate::handlers::context::RequestContext;
+use crate::security::{Operation, Resource};
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
-use crate::security::{Operation, Resource};
 
 /// Kafka's "authorized operations not requested" marker.
 const OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -143,13 +143,27 @@ fn error_topic(
     response
 }
 
-/// Looks a topic up by name, auto-creating it when allowed.
+/// Looks a topic up by name, auto-creating it when allowed. As in Kafka, a topic the
+/// principal may not DESCRIBE is TOPIC_AUTHORIZATION_FAILED whether it exists or not, and
+/// auto-creation needs CREATE on the cluster or the topic.
 fn topic_by_name(
     broker: &Node,
+    context: &RequestContext,
     name: &str,
     allow_auto_create: bool,
     version: i16,
 ) -> MetadataResponseTopic {
+    let denied = || {
+        error_topic(
+            Some(name),
+            Uuid::nil(),
+            ResponseError::TopicAuthorizationFailed,
+            version,
+        )
+    };
+    if !context.authorized(Operation::Describe, Resource::Topic(name)) {
+        return denied();
+    }
     let image = broker.image();
     if let Some(topic) = image.topics.get(name) {
         return topic_response(&image, topic, version);
@@ -164,6 +178,11 @@ fn topic_by_name(
             ResponseError::UnknownTopicOrPartition,
             version,
         );
+    }
+    if !context.authorized(Operation::Create, Resource::Cluster)
+        && !context.authorized(Operation::Create, Resource::Topic(name))
+    {
+        return denied();
     }
     let new_topic = NewTopic {
         name: name.to_string(),
@@ -198,7 +217,7 @@ fn topic_by_name(
 
 pub fn handle(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -212,16 +231,25 @@ pub fn handle(
     };
     let image = broker.image();
     let topics = match requested {
+        // Every topic the principal may describe; the others are left out silently.
         None => image
             .topics
             .values()
+            .filter(|t| context.authorized(Operation::Describe, Resource::Topic(&t.name)))
             .map(|t| topic_response(&image, t, version))
             .collect(),
         Some(requested) => requested
             .iter()
             .map(|wanted| match (&wanted.name, wanted.topic_id) {
-                (Some(name), _) => topic_by_name(broker, name.as_str(), allow_auto_create, version),
+                (Some(name), _) => {
+                    topic_by_name(broker, context, name.as_str(), allow_auto_create, version)
+                }
                 (None, id) => match image.topic_by_id(&id) {
+                    Some(topic)
+                        if !context.authorized(Operation::Describe, Resource::Topic(&topic.name)) =>
+                    {
+                        error_topic(None, id, ResponseError::TopicAuthorizationFailed, version)
+                    }
                     Some(topic) => topic_response(&image, topic, version),
                     None => error_topic(None, id, ResponseError::UnknownTopicId, version),
                 },

@@ -2,9 +2,11 @@
 //! layer, a coordinator, the controller), and encodes its response at the request's version.
 //! Every handler receives the request's [`context::RequestContext`].
 
+pub mod acls;
 pub mod admin;
 pub mod api_versions;
 pub mod broker_registration;
+pub mod client_quotas;
 pub mod configs;
 pub mod context;
 pub mod fetch;
@@ -15,6 +17,7 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod quorum;
+pub mod scram;
 pub mod share;
 pub mod txn;
 

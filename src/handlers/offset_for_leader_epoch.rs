@@ -8,22 +8,33 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 };
 use kafka_protocol::messages::{ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
+use kafka_protocol::ResponseError;
+
 use crate::handlers::context::RequestContext;
 use crate::node::Node;
+use crate::security::{Operation, Resource};
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 
 pub fn handle(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: OffsetForLeaderEpochRequest = decode(&mut request.body, version)?;
     let image = broker.image();
+    // Kafka: a follower (replica_id >= 0) needs CLUSTER_ACTION, a client DESCRIBE on the topic.
+    let follower = body.replica_id.0 >= 0;
+    let cluster_action =
+        follower && context.authorized(Operation::ClusterAction, Resource::Cluster);
     let topics = body
         .topics
         .iter()
         .map(|topic| {
+            let allowed = match follower {
+                true => cluster_action,
+                false => context.authorized(Operation::Describe, Resource::Topic(topic.topic.as_str())),
+            };
             let partitions = topic
                 .partitions
                 .iter()
@@ -32,6 +43,10 @@ pub fn handle(
                         .with_partition(asked.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
+                    if !allowed {
+                        return answer
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let led = broker
                         .replicas
                         .leader_partition(&image, topic.topic.as_str(), asked.partition)

@@ -20,6 +20,7 @@ use crate::clock::now_ms;
 use crate::controller::image::MetadataImage;
 use crate::controller::validate_topic_name;
 use crate::handlers::context::RequestContext;
+use crate::security::{Operation, Resource};
 use crate::handlers::Handled;
 use crate::node::Node;
 use crate::protocol::api_versions::PRODUCE_VERSION_MIN_ACCEPTED;
@@ -223,7 +224,7 @@ fn scan_headers(records: &[u8]) -> (Option<BatchHeader>, usize, bool) {
 
 pub fn handle(
     broker: &Arc<Node>,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<Handled, RequestError> {
     let version = request.version;
@@ -234,10 +235,16 @@ pub fn handle(
     let now = now_ms();
     let image = broker.image();
     let acks_valid = matches!(body.acks, -1..=1);
+    // Kafka's checks: a transactional produce needs WRITE on its transactional id (else every
+    // partition fails with TRANSACTIONAL_ID_AUTHORIZATION_FAILED), each topic WRITE.
+    let transactional_denied = body.transactional_id.as_ref().is_some_and(|id| {
+        !context.authorized(Operation::Write, Resource::TransactionalId(id.as_str()))
+    });
     let mut topics: Vec<(StrBytes, Vec<PartitionOutcome>)> =
         Vec::with_capacity(body.topic_data.len());
     for topic in &body.topic_data {
         let name = topic.name.as_str();
+        let topic_allowed = context.authorized(Operation::Write, Resource::Topic(name));
         let outcomes = topic
             .partition_data
             .iter()
@@ -247,6 +254,20 @@ pub fn handle(
                         partition.index,
                         ResponseError::InvalidRequiredAcks,
                         format!("acks must be -1, 0 or 1, got {}", body.acks),
+                    );
+                }
+                if transactional_denied {
+                    return failed(
+                        partition.index,
+                        ResponseError::TransactionalIdAuthorizationFailed,
+                        "Transactional Id authorization failed.".to_string(),
+                    );
+                }
+                if !topic_allowed {
+                    return failed(
+                        partition.index,
+                        ResponseError::TopicAuthorizationFailed,
+                        format!("Not authorized to access topics: [{name}]"),
                     );
                 }
                 append_partition(

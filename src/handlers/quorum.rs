@@ -26,6 +26,7 @@ use crate::controller::{ActiveController, ACTIVE_CONTROLLER_WAIT, METADATA_TOPIC
 use crate::coordinator::producer_ids::PRODUCER_ID_BLOCK_SIZE;
 use crate::handlers;
 use crate::handlers::context::RequestContext;
+use crate::security::{Operation, Resource};
 use crate::handlers::Handled;
 use crate::node::Node;
 use crate::protocol::api_versions::{self, CONTROLLER_SUPPORTED};
@@ -62,7 +63,10 @@ pub async fn route(
         | ApiKey::DeleteTopics
         | ApiKey::CreatePartitions
         | ApiKey::AlterConfigs
-        | ApiKey::IncrementalAlterConfigs => {
+        | ApiKey::IncrementalAlterConfigs
+        | ApiKey::CreateAcls
+        | ApiKey::DeleteAcls
+        | ApiKey::AlterUserScramCredentials => {
             // They wait for a metadata commit: on the blocking pool, never on a runtime worker.
             let (broker, context) = (broker.clone(), context.clone());
             tokio::task::spawn_blocking(move || commit_request(&broker, &context, request))
@@ -76,7 +80,7 @@ pub async fn route(
 /// The controller-listener requests that change metadata (and so wait for the commit).
 fn commit_request(
     broker: &Arc<Node>,
-    context: &RequestContext,
+    context: &Arc<RequestContext>,
     request: Request,
 ) -> Result<Handled, RequestError> {
     let response = |frame: Result<ResponseFrame, RequestError>| frame.map(Handled::Response);
@@ -102,6 +106,11 @@ fn commit_request(
         ApiKey::IncrementalAlterConfigs => response(handlers::configs::incremental_alter_configs(
             broker, context, request,
         )),
+        ApiKey::CreateAcls => handlers::acls::create_acls(broker, context, request),
+        ApiKey::DeleteAcls => handlers::acls::delete_acls(broker, context, request),
+        ApiKey::AlterUserScramCredentials => {
+            handlers::scram::alter_user_scram_credentials(broker, context, request)
+        }
         other => Err(RequestError::UnknownApiKey(other as i16)),
     }
 }
@@ -258,7 +267,17 @@ fn fetch_snapshot(broker: &Arc<Node>, request: Request) -> Result<Handled, Reque
 /// DescribeQuorum from this node's view. The leader knows every replica's progress; a
 /// follower reports leader and epoch with what it knows of itself (brokers forward the
 /// request to the leader first, see [`forward_to_controller`]).
-pub fn describe_quorum(broker: &Node, _context: &RequestContext, request: Request) -> Handled {
+/// DescribeQuorum needs DESCRIBE on the cluster (checked before forwarding).
+pub fn describe_quorum_authorized(_: &Node, context: &RequestContext, _: &Request) -> bool {
+    context.authorized(Operation::Describe, Resource::Cluster)
+}
+
+pub fn describe_quorum(broker: &Node, context: &RequestContext, request: Request) -> Handled {
+    if !context.authorized(Operation::Describe, Resource::Cluster) {
+        let response = DescribeQuorumResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+        return Handled::Response(respond(&request, &response));
+    }
     let quorum = broker.controller.quorum();
     let status = quorum.status();
     let now_ms = crate::clock::now_ms();
@@ -457,6 +476,23 @@ fn alter_partition(broker: &Node, mut request: Request) -> Result<ResponseFrame,
 /// Runs a controller request here when this node is the active controller (or no other
 /// controller can be reached, so that the local handler answers with NOT_CONTROLLER / a
 /// timeout in the API's own response), else relays it to the active controller's listener.
+/// [`forward_to_controller`] for a request the principal may not be allowed all of: the
+/// controller listener trusts what brokers forward, so this node checks first. A request
+/// with a refused part is answered here by `local`, which refuses those parts (the others
+/// fail as a non-controller's commit does and are retried by the client).
+pub fn forward_authorized(
+    broker: &Arc<Node>,
+    context: &Arc<RequestContext>,
+    request: Request,
+    authorized: fn(&Node, &RequestContext, &Request) -> bool,
+    local: fn(&Arc<Node>, &RequestContext, Request) -> Result<Handled, RequestError>,
+) -> Result<Handled, RequestError> {
+    if context.enforces_authorization() && !authorized(broker, context, &request) {
+        return local(broker, context, request);
+    }
+    forward_to_controller(broker, context, request, local)
+}
+
 pub fn forward_to_controller(
     broker: &Arc<Node>,
     context: &Arc<RequestContext>,

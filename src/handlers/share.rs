@@ -8,7 +8,7 @@
 //! those ranges. Acknowledgements ride on the next ShareFetch or come alone in
 //! ShareAcknowledge.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,7 @@ use crate::handlers::Handled;
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 use crate::record::batch::BatchIter;
+use crate::security::{Operation, Resource};
 use crate::share::partition::{AcknowledgeError, AcknowledgeType};
 use crate::share::session::{SessionError, TopicIdPartition, FINAL_EPOCH, INITIAL_EPOCH};
 use crate::share::{AutoOffsetReset, ShareError, SharePartitionKey};
@@ -73,6 +74,26 @@ const AUTO_OFFSET_RESET: AutoOffsetReset = AutoOffsetReset::Latest;
 // ---------------------------------------------------------------- membership
 
 /// Members whose session ran out release what they held.
+/// The topics among `topic_ids` the principal may not READ (Kafka's share-fetch and
+/// acknowledge check): their partitions answer TOPIC_AUTHORIZATION_FAILED and are neither
+/// acquired nor acknowledged. Unknown ids are left to the UNKNOWN_TOPIC_ID path.
+fn unreadable_topics(
+    context: &RequestContext,
+    image: &MetadataImage,
+    topic_ids: impl Iterator<Item = Uuid>,
+) -> BTreeSet<Uuid> {
+    if !context.enforces_authorization() {
+        return BTreeSet::new();
+    }
+    topic_ids
+        .filter(|id| {
+            image
+                .topic_by_id(id)
+                .is_some_and(|t| !context.authorized(Operation::Read, Resource::Topic(&t.name)))
+        })
+        .collect()
+}
+
 fn expire_members(broker: &Node, now: i64) {
     let expired = broker.share_groups.lock().expire(now);
     for (group_id, member_id) in expired {
@@ -99,10 +120,31 @@ pub fn share_group_heartbeat(
     let body: ShareGroupHeartbeatRequest = decode(&mut request.body, version)?;
     let group_id = body.group_id.to_string();
     let image = broker.image();
+    // Kafka: READ on the group, DESCRIBE on every subscribed topic.
+    let denied_topic = body.subscribed_topic_names.as_ref().and_then(|topics| {
+        topics
+            .iter()
+            .find(|t| !context.authorized(Operation::Describe, Resource::Topic(t.as_str())))
+            .map(|t| t.to_string())
+    });
     let outcome = broker
         .groups
         .check_coordinator(broker, &group_id)
         .map_err(|e| (e, "This broker is not the group's coordinator.".to_string()))
+        .and_then(|()| match context.authorized(Operation::Read, Resource::Group(&group_id)) {
+            true => Ok(()),
+            false => Err((
+                ResponseError::GroupAuthorizationFailed,
+                "The group authorization failed.".to_string(),
+            )),
+        })
+        .and_then(|()| match denied_topic {
+            None => Ok(()),
+            Some(topic) => Err((
+                ResponseError::TopicAuthorizationFailed,
+                format!("Not authorized to access topics: [{topic}]"),
+            )),
+        })
         .and_then(|()| {
             let now = now_ms();
             expire_members(broker, now);
@@ -167,7 +209,7 @@ pub fn share_group_heartbeat(
 
 pub fn share_group_describe(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -181,6 +223,12 @@ pub fn share_group_describe(
             .with_authorized_operations(i32::MIN);
         if let Err(error) = broker.groups.check_coordinator(broker, group_id.as_str()) {
             groups.push(described.with_error_code(error.code()));
+            continue;
+        }
+        if !context.authorized(Operation::Describe, Resource::Group(group_id.as_str())) {
+            groups.push(
+                described.with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+            );
             continue;
         }
         let share_groups = broker.share_groups.lock();
@@ -327,6 +375,8 @@ struct SharePlan {
     max_records: usize,
     /// Acknowledgement outcomes of this request, reported with the partition.
     ack_errors: BTreeMap<TopicIdPartition, Option<ResponseError>>,
+    /// Topics of the session the principal may not READ.
+    unreadable: BTreeSet<Uuid>,
 }
 
 struct FetchedPartition {
@@ -359,6 +409,11 @@ fn acquire_pass(
             results.insert((topic_id, partition), result);
             continue;
         };
+        if plan.unreadable.contains(&topic_id) {
+            result.error = Some(ResponseError::TopicAuthorizationFailed);
+            results.insert((topic_id, partition), result);
+            continue;
+        }
         let led = match broker
             .replicas
             .leader_partition(&image, &topic.name, partition)
@@ -549,7 +604,7 @@ fn fetch_error(
 
 pub fn share_fetch(
     broker: &Arc<Node>,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<Handled, RequestError> {
     let version = request.version;
@@ -577,6 +632,12 @@ pub fn share_fetch(
         return refuse(
             ResponseError::InvalidRequest,
             "GroupId and MemberId must be set.",
+        );
+    }
+    if !context.authorized(Operation::Read, Resource::Group(&group_id)) {
+        return refuse(
+            ResponseError::GroupAuthorizationFailed,
+            "The group authorization failed.",
         );
     }
     let epoch = body.share_session_epoch;
@@ -614,6 +675,7 @@ pub fn share_fetch(
         Ok(partitions) => partitions,
         Err(error) => return refuse(session_error_code(error), "Share session error."),
     };
+    let unreadable = unreadable_topics(context, &image, partitions.iter().map(|p| p.0));
     let mut ack_errors = BTreeMap::new();
     for topic in &body.topics {
         for partition in &topic.partitions {
@@ -628,7 +690,10 @@ pub fn share_fetch(
                 )
             }));
             let key = (topic.topic_id, partition.partition_index);
-            let error = acknowledge(broker, &image, &group_id, &member_id, key, batches);
+            let error = match unreadable.contains(&topic.topic_id) {
+                true => Some(ResponseError::TopicAuthorizationFailed),
+                false => acknowledge(broker, &image, &group_id, &member_id, key, batches),
+            };
             ack_errors.insert(key, error);
         }
     }
@@ -644,6 +709,7 @@ pub fn share_fetch(
             _ => MAX_RECORDS_DEFAULT,
         },
         ack_errors,
+        unreadable,
     };
     if epoch == FINAL_EPOCH {
         // The session is closed: what the member still holds goes back to the others.
@@ -689,7 +755,7 @@ pub fn share_fetch(
 
 pub fn share_acknowledge(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -722,6 +788,12 @@ pub fn share_acknowledge(
             "GroupId and MemberId must be set.",
         );
     }
+    if !context.authorized(Operation::Read, Resource::Group(&group_id)) {
+        return refuse(
+            ResponseError::GroupAuthorizationFailed,
+            "The group authorization failed.",
+        );
+    }
     let epoch = body.share_session_epoch;
     let closed = if epoch == FINAL_EPOCH {
         broker
@@ -741,6 +813,7 @@ pub fn share_acknowledge(
         Err(error) => return refuse(session_error_code(error), "Share session error."),
     };
     let image = broker.image();
+    let unreadable = unreadable_topics(context, &image, body.topics.iter().map(|t| t.topic_id));
     let mut topics = Vec::with_capacity(body.topics.len().min(1024));
     for topic in &body.topics {
         let mut partitions = Vec::with_capacity(topic.partitions.len().min(1024));
@@ -753,7 +826,10 @@ pub fn share_acknowledge(
                 )
             }));
             let key = (topic.topic_id, partition.partition_index);
-            let error = acknowledge(broker, &image, &group_id, &member_id, key, batches);
+            let error = match unreadable.contains(&topic.topic_id) {
+                true => Some(ResponseError::TopicAuthorizationFailed),
+                false => acknowledge(broker, &image, &group_id, &member_id, key, batches),
+            };
             let leader_epoch = image
                 .topic_by_id(&topic.topic_id)
                 .and_then(|t| {

@@ -23,6 +23,7 @@ use crate::controller::ApiError;
 use crate::coordinator::transaction::{PendingOffset, MARKER_PARTITIONS_PER_REQUEST_MAX};
 use crate::coordinator::OFFSETS_TOPIC;
 use crate::handlers::context::RequestContext;
+use crate::security::{Operation, Resource};
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 use crate::replica::{AppendError, ProducerError};
@@ -36,7 +37,7 @@ const PARTITIONS_PER_REQUEST_MAX: usize = 10_000;
 /// for idempotent producers. With one: the coordinator bumps the epoch (fencing).
 pub fn init_producer_id(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -53,6 +54,19 @@ pub fn init_producer_id(
             ResponseError::InvalidRequest,
             "empty transactional id",
         )),
+        // Kafka: WRITE on the transactional id; an idempotent producer needs IDEMPOTENT_WRITE
+        // on the cluster or WRITE on some topic (KIP-679).
+        Some(id) if !context.authorized(Operation::Write, Resource::TransactionalId(id)) => {
+            Err(txn_denied())
+        }
+        None if !context.authorized(Operation::IdempotentWrite, Resource::Cluster)
+            && !context.authorized_any(Operation::Write, Resource::Topic("")) =>
+        {
+            Err(ApiError::new(
+                ResponseError::ClusterAuthorizationFailed,
+                "Cluster authorization failed.",
+            ))
+        }
         Some(id) => {
             let expected =
                 (body.producer_id.0 >= 0).then_some((body.producer_id.0, body.producer_epoch));
@@ -82,6 +96,39 @@ pub fn init_producer_id(
         request.header.correlation_id,
         &response,
     ))
+}
+
+fn txn_denied() -> ApiError {
+    ApiError::new(
+        ResponseError::TransactionalIdAuthorizationFailed,
+        "Transactional Id authorization failed.",
+    )
+}
+
+/// Kafka's AddPartitionsToTxn / TxnOffsetCommit topic check: partitions of topics without
+/// `operation` fail with TOPIC_AUTHORIZATION_FAILED, and then the others are not attempted.
+fn denied_partitions(
+    context: &RequestContext,
+    operation: Operation,
+    partitions: &[(String, i32)],
+) -> Vec<((String, i32), ResponseError)> {
+    let denied: Vec<&(String, i32)> = partitions
+        .iter()
+        .filter(|(topic, _)| !context.authorized(operation, Resource::Topic(topic)))
+        .collect();
+    if denied.is_empty() {
+        return Vec::new();
+    }
+    partitions
+        .iter()
+        .map(|p| {
+            let error = match denied.contains(&p) {
+                true => ResponseError::TopicAuthorizationFailed,
+                false => ResponseError::OperationNotAttempted,
+            };
+            (p.clone(), error)
+        })
+        .collect()
 }
 
 fn partitions_of(topics: &[AddPartitionsToTxnTopic]) -> Vec<(String, i32)> {
@@ -122,7 +169,7 @@ fn topic_results(
 
 pub fn add_partitions_to_txn(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -130,11 +177,18 @@ pub fn add_partitions_to_txn(
     let mut response = AddPartitionsToTxnResponse::default();
     if version <= 3 {
         let partitions = partitions_of(&body.v3_and_below_topics);
+        let transactional_id = body.v3_and_below_transactional_id.as_str();
+        let denied = denied_partitions(context, Operation::Write, &partitions);
         let outcome = if partitions.len() > PARTITIONS_PER_REQUEST_MAX {
             Err(ApiError::new(
                 ResponseError::InvalidRequest,
                 "too many partitions",
             ))
+        } else if !context.authorized(Operation::Write, Resource::TransactionalId(transactional_id))
+        {
+            Err(txn_denied())
+        } else if !denied.is_empty() {
+            Ok(denied)
         } else {
             broker.transactions.add_partitions(
                 broker,
@@ -153,6 +207,9 @@ pub fn add_partitions_to_txn(
             ),
         };
         response = response.with_results_by_topic_v3_and_below(results);
+    } else if !context.authorized(Operation::ClusterAction, Resource::Cluster) {
+        // v4+ is sent by brokers verifying a transaction (KIP-890): CLUSTER_ACTION.
+        response = response.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     } else {
         let mut results = Vec::with_capacity(body.transactions.len());
         for txn in &body.transactions {
@@ -210,19 +267,32 @@ fn legacy_code(version: i16, error: ResponseError) -> i16 {
 
 pub fn add_offsets_to_txn(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
     let body: AddOffsetsToTxnRequest = decode(&mut request.body, version)?;
     let mut response = AddOffsetsToTxnResponse::default();
-    if let Err(error) = broker.transactions.add_offsets(
-        broker,
-        body.transactional_id.as_str(),
-        body.producer_id.0,
-        body.producer_epoch,
-        body.group_id.as_str(),
+    let outcome = if !context.authorized(
+        Operation::Write,
+        Resource::TransactionalId(body.transactional_id.as_str()),
     ) {
+        Err(txn_denied())
+    } else if !context.authorized(Operation::Read, Resource::Group(body.group_id.as_str())) {
+        Err(ApiError::new(
+            ResponseError::GroupAuthorizationFailed,
+            "Group authorization failed.",
+        ))
+    } else {
+        broker.transactions.add_offsets(
+            broker,
+            body.transactional_id.as_str(),
+            body.producer_id.0,
+            body.producer_epoch,
+            body.group_id.as_str(),
+        )
+    };
+    if let Err(error) = outcome {
         response = response.with_error_code(legacy_code(version, error.error));
     }
     Ok(encode_response(
@@ -235,7 +305,7 @@ pub fn add_offsets_to_txn(
 
 pub fn end_txn(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -243,13 +313,21 @@ pub fn end_txn(
     let mut response = EndTxnResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if let Err(error) = broker.transactions.end_transaction(
-        broker,
-        body.transactional_id.as_str(),
-        body.producer_id.0,
-        body.producer_epoch,
-        body.committed,
+    let outcome = if !context.authorized(
+        Operation::Write,
+        Resource::TransactionalId(body.transactional_id.as_str()),
     ) {
+        Err(txn_denied())
+    } else {
+        broker.transactions.end_transaction(
+            broker,
+            body.transactional_id.as_str(),
+            body.producer_id.0,
+            body.producer_epoch,
+            body.committed,
+        )
+    };
+    if let Err(error) = outcome {
         tracing::debug!(message = error.message, "EndTxn refused");
         response = response.with_error_code(legacy_code(version, error.error));
     }
@@ -265,7 +343,7 @@ pub fn end_txn(
 /// visible to the group once it commits (`GroupCoordinator::end_transactional_offsets`).
 pub fn txn_offset_commit(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -283,16 +361,42 @@ pub fn txn_offset_commit(
             })
         })
         .collect();
-    let code = match broker.transactions.stage_offsets(
-        broker,
-        body.transactional_id.as_str(),
-        body.producer_id.0,
-        body.producer_epoch,
-        body.group_id.as_str(),
-        offsets,
+    // Kafka: WRITE on the transactional id, READ on the group, READ on each topic (the
+    // partitions of a denied topic fail, and then none is committed).
+    let partitions: Vec<(String, i32)> =
+        offsets.iter().map(|o| (o.topic.clone(), o.partition)).collect();
+    let denied = denied_partitions(context, Operation::Read, &partitions);
+    let outcome = if !context.authorized(
+        Operation::Write,
+        Resource::TransactionalId(body.transactional_id.as_str()),
     ) {
+        Err(txn_denied())
+    } else if !context.authorized(Operation::Read, Resource::Group(body.group_id.as_str())) {
+        Err(ApiError::new(
+            ResponseError::GroupAuthorizationFailed,
+            "Group authorization failed.",
+        ))
+    } else if !denied.is_empty() {
+        Ok(())
+    } else {
+        broker.transactions.stage_offsets(
+            broker,
+            body.transactional_id.as_str(),
+            body.producer_id.0,
+            body.producer_epoch,
+            body.group_id.as_str(),
+            offsets,
+        )
+    };
+    let code = match outcome {
         Ok(()) => 0,
         Err(error) => legacy_code(version, error.error),
+    };
+    let code_of = |topic: &str, partition: i32| {
+        denied
+            .iter()
+            .find(|((t, p), _)| t == topic && *p == partition)
+            .map_or(code, |(_, error)| error.code())
     };
     let topics = body
         .topics
@@ -307,7 +411,7 @@ pub fn txn_offset_commit(
                         .map(|p| {
                             TxnOffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
-                                .with_error_code(code)
+                                .with_error_code(code_of(topic.name.as_str(), p.partition_index))
                         })
                         .collect(),
                 )
@@ -325,7 +429,7 @@ pub fn txn_offset_commit(
 /// DescribeTransactions: the coordinator's view of each transactional id.
 pub fn describe_transactions(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
@@ -342,6 +446,10 @@ pub fn describe_transactions(
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1)
                 .with_transaction_start_time_ms(-1);
+            if !context.authorized(Operation::Describe, Resource::TransactionalId(id.as_str())) {
+                return state
+                    .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+            }
             if let Err(error) = &ready {
                 return state.with_error_code(error.error.code());
             }
@@ -381,7 +489,7 @@ pub fn describe_transactions(
 /// ListTransactions, filtered by state, producer id and (v1) minimum running time.
 pub fn list_transactions(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     use kafka_protocol::messages::list_transactions_response::TransactionState;
@@ -413,6 +521,12 @@ pub fn list_transactions(
             .transactions
             .transactions()
             .into_iter()
+            .filter(|t| {
+                context.authorized(
+                    Operation::Describe,
+                    Resource::TransactionalId(&t.transactional_id),
+                )
+            })
             .filter(|t| {
                 body.state_filters.is_empty()
                     || body
@@ -459,7 +573,7 @@ const DESCRIBED_PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
 /// find-hanging` reads).
 pub fn describe_producers(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     use kafka_protocol::messages::describe_producers_response::{
@@ -473,11 +587,16 @@ pub fn describe_producers(
         .topics
         .iter()
         .map(|topic| {
+            let allowed = context.authorized(Operation::Read, Resource::Topic(topic.name.as_str()));
             let partitions = topic
                 .partition_indexes
                 .iter()
                 .map(|&index| {
                     let response = PartitionResponse::default().with_partition_index(index);
+                    if !allowed {
+                        return response
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let log = match broker
                         .replicas
                         .leader_log(&image, topic.name.as_str(), index)
@@ -525,7 +644,7 @@ pub fn describe_producers(
 /// TxnOffsetCommit staged here for the producer.
 pub fn write_txn_markers(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     use kafka_protocol::messages::write_txn_markers_response::{
@@ -540,6 +659,8 @@ pub fn write_txn_markers(
         .map(|t| t.partition_indexes.len())
         .sum();
     let too_many = partition_count > MARKER_PARTITIONS_PER_REQUEST_MAX;
+    // Inter-broker: CLUSTER_ACTION, else every partition fails (Kafka).
+    let cluster_denied = !context.authorized(Operation::ClusterAction, Resource::Cluster);
     let now = crate::clock::now_ms();
     let image = broker.image();
     let mut results = Vec::with_capacity(body.markers.len());
@@ -554,7 +675,9 @@ pub fn write_txn_markers(
                 .iter()
                 .map(|&index| {
                     let log = broker.replicas.leader_log(&image, name, index);
-                    let error = if too_many {
+                    let error = if cluster_denied {
+                        Some(ResponseError::ClusterAuthorizationFailed)
+                    } else if too_many {
                         Some(ResponseError::InvalidRequest)
                     } else if let Ok(log) = log {
                         match log.append_marker(

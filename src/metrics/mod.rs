@@ -55,6 +55,10 @@ pub const TOPIC_RECORDS_IN: &str = "dlog_topic_records_in_total";
 pub const TOPIC_BYTES_OUT: &str = "dlog_topic_bytes_out_total";
 /// Per-partition errors in Produce and Fetch responses, by `api` and `error` (Kafka's name).
 pub const PARTITION_ERRORS: &str = "dlog_partition_errors_total";
+/// Authorization checks refused, by `operation` and `resource` type (Kafka's names); counted
+/// where handlers ask (`RequestContext::authorized`), including checks that only filter (a
+/// Metadata request hiding an unauthorized topic).
+pub const AUTHORIZATION_DENIALS: &str = "dlog_authorization_denials_total";
 
 // ------------------------------------------------------------------------------------------
 // Partitions and disk (read at scrape time by `collect`; labels `topic`, `partition`).
@@ -112,6 +116,7 @@ pub const ALL: &[&str] = &[
     TOPIC_RECORDS_IN,
     TOPIC_BYTES_OUT,
     PARTITION_ERRORS,
+    AUTHORIZATION_DENIALS,
     PARTITION_LOG_START_OFFSET,
     PARTITION_LOG_END_OFFSET,
     PARTITION_HIGH_WATERMARK,
@@ -183,6 +188,10 @@ fn describe() {
     describe_counter!(
         PARTITION_ERRORS,
         "Per-partition errors in Produce and Fetch responses"
+    );
+    describe_counter!(
+        AUTHORIZATION_DENIALS,
+        "Authorization checks refused, by operation and resource type"
     );
     describe_gauge!(CONNECTIONS_OPEN, "Client connections open");
     describe_counter!(CONNECTIONS_ACCEPTED, "Client connections accepted");

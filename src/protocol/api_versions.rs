@@ -63,6 +63,12 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeProducers, range(0, 0)),
     (ApiKey::ListTransactions, range(0, 1)),
     (ApiKey::DescribeQuorum, range(0, 2)),
+    (ApiKey::DescribeAcls, range(1, 3)),
+    (ApiKey::CreateAcls, range(1, 3)),
+    (ApiKey::DeleteAcls, range(1, 3)),
+    (ApiKey::DescribeUserScramCredentials, range(0, 0)),
+    (ApiKey::AlterUserScramCredentials, range(0, 0)),
+    (ApiKey::DescribeClientQuotas, range(0, 1)),
 ];
 
 /// What the controller listener serves (`controller.listener.names`): the quorum RPCs,
@@ -85,6 +91,9 @@ pub const CONTROLLER_SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::AlterPartition, range(2, 3)),
     (ApiKey::BrokerRegistration, range(0, 4)),
     (ApiKey::BrokerHeartbeat, range(0, 1)),
+    (ApiKey::CreateAcls, range(1, 3)),
+    (ApiKey::DeleteAcls, range(1, 3)),
+    (ApiKey::AlterUserScramCredentials, range(0, 0)),
 ];
 
 pub fn controller_supported(api_key: ApiKey) -> Option<VersionRange> {

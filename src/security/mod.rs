@@ -1,9 +1,13 @@
 //! Who is asking and what they may do: principals and the authorizer hook every handler asks
-//! through its request context. Today there is no authentication (every connection is
-//! `User:ANONYMOUS`, as on a Kafka PLAINTEXT listener) and the authorizer allows everything;
-//! SASL, TLS principals and ACLs plug in here without touching the handlers.
+//! through its request context. Without `authorizer.class.name` everything is allowed; with
+//! Kafka's StandardAuthorizer the ACLs of the metadata image decide ([`acl`]). SCRAM
+//! credentials ([`scram`]) live in the metadata image too.
+
+pub mod acl;
+pub mod scram;
 
 use std::fmt;
+use std::net::IpAddr;
 
 /// An authenticated identity, in Kafka's `Type:name` form (`User:alice`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -43,6 +47,24 @@ pub enum Operation {
     IdempotentWrite,
 }
 
+impl Operation {
+    /// Kafka's name of the operation (`AclOperation`), for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Read => "READ",
+            Operation::Write => "WRITE",
+            Operation::Create => "CREATE",
+            Operation::Delete => "DELETE",
+            Operation::Alter => "ALTER",
+            Operation::Describe => "DESCRIBE",
+            Operation::ClusterAction => "CLUSTER_ACTION",
+            Operation::DescribeConfigs => "DESCRIBE_CONFIGS",
+            Operation::AlterConfigs => "ALTER_CONFIGS",
+            Operation::IdempotentWrite => "IDEMPOTENT_WRITE",
+        }
+    }
+}
+
 /// Kafka's ACL resource types (`ResourceType`) with the resource's name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Resource<'a> {
@@ -50,24 +72,65 @@ pub enum Resource<'a> {
     Group(&'a str),
     Cluster,
     TransactionalId(&'a str),
+    DelegationToken(&'a str),
 }
 
-/// Decides whether a principal may perform an operation on a resource.
+impl Resource<'_> {
+    /// Kafka's name of the resource type, for logs and metrics.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Resource::Topic(_) => "TOPIC",
+            Resource::Group(_) => "GROUP",
+            Resource::Cluster => "CLUSTER",
+            Resource::TransactionalId(_) => "TRANSACTIONAL_ID",
+            Resource::DelegationToken(_) => "DELEGATION_TOKEN",
+        }
+    }
+}
+
+/// Decides whether a principal, connected from `host` (None: unknown), may perform an
+/// operation on a resource. ACLs may name hosts, so the client's address is part of the ask.
 pub trait Authorizer: Send + Sync {
     fn authorize(
         &self,
         principal: &Principal,
+        host: Option<IpAddr>,
         operation: Operation,
         resource: Resource<'_>,
     ) -> bool;
+
+    /// Kafka's `authorizeByResourceType`: whether the principal may perform `operation` on
+    /// at least one resource of `resource`'s type (its name is ignored). InitProducerId of an
+    /// idempotent producer asks it for WRITE on any topic.
+    fn authorize_any(
+        &self,
+        principal: &Principal,
+        host: Option<IpAddr>,
+        operation: Operation,
+        resource: Resource<'_>,
+    ) -> bool;
+
+    /// Whether this authorizer may refuse anything (false: every check passes, so callers
+    /// may skip work done only to filter).
+    fn enforces(&self) -> bool {
+        true
+    }
 }
 
 /// The authorizer of a broker without `authorizer.class.name`: everything is allowed.
 pub struct AllowAll;
 
 impl Authorizer for AllowAll {
-    fn authorize(&self, _: &Principal, _: Operation, _: Resource<'_>) -> bool {
+    fn authorize(&self, _: &Principal, _: Option<IpAddr>, _: Operation, _: Resource<'_>) -> bool {
         true
+    }
+
+    fn authorize_any(&self, _: &Principal, _: Option<IpAddr>, _: Operation, _: Resource<'_>) -> bool {
+        true
+    }
+
+    fn enforces(&self) -> bool {
+        false
     }
 }
 

@@ -40,7 +40,19 @@ pub async fn serve(broker: Arc<Node>, stream: TcpStream, kind: super::ListenerKi
     let (reader, writer) = stream.into_split();
     let (pending_tx, pending_rx) = mpsc::channel::<Pending>(PENDING_RESPONSES_MAX);
     let writer_task = tokio::spawn(write_responses(writer, pending_rx));
-    let context = Arc::new(RequestContext::anonymous(peer, kind.listener_name()));
+    // The controller listener carries inter-node traffic (quorum RPCs, requests forwarded by
+    // brokers, which authorized them): it is trusted, as Kafka's controller principals are
+    // super users. Client listeners ask the node's authorizer.
+    let authorizer = match kind {
+        super::ListenerKind::Broker => broker.authorizer.clone(),
+        super::ListenerKind::Controller => Arc::new(crate::security::AllowAll),
+    };
+    let context = Arc::new(RequestContext::new(
+        peer,
+        kind.listener_name(),
+        crate::security::Principal::anonymous(),
+        authorizer,
+    ));
     if let Err(reason) = read_requests(&broker, &context, reader, pending_tx, kind).await {
         tracing::debug!(?peer, reason, "closing connection");
     }

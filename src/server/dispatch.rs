@@ -6,7 +6,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 
-use crate::handlers::quorum::forward_to_controller;
+use crate::handlers::admin;
+use crate::handlers::quorum::forward_authorized;
 use crate::handlers::{self, context::RequestContext, Handled};
 use crate::node::Node;
 use crate::protocol::{self, RequestError};
@@ -103,26 +104,26 @@ fn route_sync(
                 .map(Handled::Response)
         }
         // Metadata changes: made by the active controller, forwarded to it from elsewhere.
-        ApiKey::CreateTopics => forward_to_controller(broker, context, request, |b, c, r| {
+        ApiKey::CreateTopics => forward_authorized(broker, context, request, admin::create_topics_authorized, |b, c, r| {
             handlers::admin::create_topics(b, c, r).map(Handled::Response)
         }),
-        ApiKey::DeleteTopics => forward_to_controller(broker, context, request, |b, c, r| {
+        ApiKey::DeleteTopics => forward_authorized(broker, context, request, admin::delete_topics_authorized, |b, c, r| {
             handlers::admin::delete_topics(b, c, r).map(Handled::Response)
         }),
-        ApiKey::CreatePartitions => forward_to_controller(broker, context, request, |b, c, r| {
+        ApiKey::CreatePartitions => forward_authorized(broker, context, request, admin::create_partitions_authorized, |b, c, r| {
             handlers::admin::create_partitions(b, c, r).map(Handled::Response)
         }),
-        ApiKey::DescribeQuorum => forward_to_controller(broker, context, request, |b, c, r| {
+        ApiKey::DescribeQuorum => forward_authorized(broker, context, request, handlers::quorum::describe_quorum_authorized, |b, c, r| {
             Ok(handlers::quorum::describe_quorum(b, c, r))
         }),
         ApiKey::DescribeConfigs => {
             handlers::configs::describe_configs(broker, context, request).map(Handled::Response)
         }
-        ApiKey::AlterConfigs => forward_to_controller(broker, context, request, |b, c, r| {
+        ApiKey::AlterConfigs => forward_authorized(broker, context, request, handlers::configs::alter_configs_authorized, |b, c, r| {
             handlers::configs::alter_configs(b, c, r).map(Handled::Response)
         }),
         ApiKey::IncrementalAlterConfigs => {
-            forward_to_controller(broker, context, request, |b, c, r| {
+            forward_authorized(broker, context, request, handlers::configs::incremental_alter_configs_authorized, |b, c, r| {
                 handlers::configs::incremental_alter_configs(b, c, r).map(Handled::Response)
             })
         }
@@ -206,6 +207,22 @@ fn route_sync(
         }
         ApiKey::WriteTxnMarkers => {
             handlers::txn::write_txn_markers(broker, context, request).map(Handled::Response)
+        }
+        ApiKey::DescribeClientQuotas => {
+            handlers::client_quotas::describe_client_quotas(context, request)
+                .map(Handled::Response)
+        }
+        ApiKey::DescribeAcls => {
+            handlers::acls::describe_acls(broker, context, request).map(Handled::Response)
+        }
+        ApiKey::CreateAcls => handlers::acls::create_acls(broker, context, request),
+        ApiKey::DeleteAcls => handlers::acls::delete_acls(broker, context, request),
+        ApiKey::DescribeUserScramCredentials => {
+            handlers::scram::describe_user_scram_credentials(broker, context, request)
+                .map(Handled::Response)
+        }
+        ApiKey::AlterUserScramCredentials => {
+            handlers::scram::alter_user_scram_credentials(broker, context, request)
         }
         other => Err(RequestError::UnknownApiKey(other as i16)),
     };
