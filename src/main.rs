@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
 use clap::Parser;
+use dlog::security::listener::ListenerSecurity;
 
 use dlog::config::{BrokerConfig, Properties};
 use dlog::metrics::http::{NodeStatus, Stage};
@@ -140,6 +143,21 @@ fn metrics_address(config: &BrokerConfig) -> Result<Option<std::net::SocketAddr>
     }
 }
 
+/// The security of every listener in `listeners`.
+fn listener_securities(config: &BrokerConfig) -> Result<Vec<Arc<ListenerSecurity>>> {
+    // SCRAM credentials live in the metadata log (AlterUserScramCredentials); until that
+    // store is wired here, SCRAM listeners know no users and refuse every login.
+    let credentials: Arc<dyn dlog::security::CredentialStore> =
+        Arc::new(dlog::security::sasl::scram::MemoryCredentials::default());
+    config
+        .listeners
+        .iter()
+        .map(|listener| {
+            ListenerSecurity::new(&config.properties, listener, credentials.clone()).map(Arc::new)
+        })
+        .collect()
+}
+
 /// How long a starting broker waits to be unfenced (caught up) before it serves clients anyway.
 const STARTUP_CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -150,8 +168,9 @@ async fn run(config: BrokerConfig) -> Result<()> {
         let prometheus = dlog::metrics::install().context("installing metrics")?;
         dlog::metrics::http::start(address, prometheus, status.clone()).await?;
     }
-    let listen_address = config.listen_address;
-    let controller_address = config.controller_listen_address;
+    // Every listener's security is built before anything opens: a setting dlog cannot
+    // honour stops the start here, naming it (fail closed).
+    let listeners = listener_securities(&config)?;
     let serves_clients = config.roles.broker;
     let opening = std::time::Instant::now();
     let broker = tokio::task::spawn_blocking(move || Node::open(config)).await??;
@@ -159,8 +178,9 @@ async fn run(config: BrokerConfig) -> Result<()> {
     status.set_broker(broker.clone());
     status.set_stage(Stage::Binding);
     // The controller listener first: peers need it to elect a leader.
-    let controller_server = match controller_address {
-        Some(address) => {
+    let controller_server = match listeners.iter().find(|l| l.listener.controller) {
+        Some(security) => {
+            let address = security.listener.bind_address;
             let listener = tokio::net::TcpListener::bind(address)
                 .await
                 .with_context(|| format!("binding controller listener {address}"))?;
@@ -169,6 +189,7 @@ async fn run(config: BrokerConfig) -> Result<()> {
                 broker.clone(),
                 listener,
                 dlog::server::ListenerKind::Controller,
+                security.clone(),
             )))
         }
         None => None,
@@ -188,15 +209,30 @@ async fn run(config: BrokerConfig) -> Result<()> {
             );
         }
     }
-    let server = if serves_clients {
-        let listener = tokio::net::TcpListener::bind(listen_address)
-            .await
-            .with_context(|| format!("binding {listen_address}"))?;
-        tracing::info!(address = %listen_address, cluster_id = broker.cluster_id, "dlog listening");
-        Some(tokio::spawn(dlog::server::run(broker.clone(), listener)))
-    } else {
-        None
-    };
+    let mut servers = Vec::new();
+    if serves_clients {
+        for security in listeners.iter().filter(|l| !l.listener.controller) {
+            let address = security.listener.bind_address;
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| {
+                    format!("binding listener {} {address}", security.listener.name)
+                })?;
+            tracing::info!(
+                listener = security.listener.name,
+                protocol = security.listener.protocol.name(),
+                %address,
+                cluster_id = broker.cluster_id,
+                "dlog listening"
+            );
+            servers.push(tokio::spawn(dlog::server::run_listener(
+                broker.clone(),
+                listener,
+                dlog::server::ListenerKind::Broker,
+                security.clone(),
+            )));
+        }
+    }
     status.set_stage(Stage::Ready);
     let maintenance = tokio::spawn(broker.clone().run_maintenance());
     let group_timers = tokio::spawn(dlog::coordinator::run_timers(
@@ -216,7 +252,7 @@ async fn run(config: BrokerConfig) -> Result<()> {
     let resigning = broker.clone();
     let _ = tokio::task::spawn_blocking(move || resigning.controller.quorum().shutdown()).await;
     let _ = broker.shutdown.send(true);
-    for server in [server, controller_server].into_iter().flatten() {
+    for server in servers.into_iter().chain(controller_server) {
         let _ = server.await;
     }
     let _ = maintenance.await;

@@ -87,6 +87,7 @@ fn respond<T: Encodable>(request: &Request, api_key: ApiKey, body: &T) -> Respon
 /// coordinator's internal topic (created on first use), as Kafka places coordinators.
 fn coordinator_for(
     broker: &Node,
+    context: &RequestContext,
     key_type: i8,
     key: &str,
 ) -> (Option<ResponseError>, &'static str, BrokerId, StrBytes, i32) {
@@ -130,7 +131,7 @@ fn coordinator_for(
     let endpoint = image
         .brokers
         .get(&leader)
-        .and_then(|b| b.client_endpoint().cloned());
+        .and_then(|b| b.endpoint_for(&context.listener).cloned());
     match endpoint {
         Some(endpoint) => (
             None,
@@ -148,7 +149,7 @@ fn coordinator_for(
 
 pub fn find_coordinator(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -165,7 +166,7 @@ pub fn find_coordinator(
             .iter()
             .map(|key| {
                 let (error, message, node_id, host, port) =
-                    coordinator_for(broker, key_type, key.as_str());
+                    coordinator_for(broker, context, key_type, key.as_str());
                 Coordinator::default()
                     .with_key(key.clone())
                     .with_node_id(node_id)
@@ -178,7 +179,7 @@ pub fn find_coordinator(
         response = response.with_coordinators(coordinators);
     } else {
         let (error, message, node_id, host, port) =
-            coordinator_for(broker, key_type, body.key.as_str());
+            coordinator_for(broker, context, key_type, body.key.as_str());
         response = response
             .with_error_code(code(error))
             .with_node_id(node_id)

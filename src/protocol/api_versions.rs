@@ -57,6 +57,9 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeProducers, range(0, 0)),
     (ApiKey::ListTransactions, range(0, 1)),
     (ApiKey::DescribeQuorum, range(0, 2)),
+    // Answered by the connection's authenticator (`server::authenticator`), not a handler.
+    (ApiKey::SaslHandshake, range(0, 1)),
+    (ApiKey::SaslAuthenticate, range(0, 2)),
 ];
 
 /// What the controller listener serves (`controller.listener.names`): the quorum RPCs,

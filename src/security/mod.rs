@@ -104,3 +104,7 @@ pub struct ScramCredential {
 pub trait CredentialStore: Send + Sync {
     fn scram(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential>;
 }
+
+pub mod listener;
+pub mod sasl;
+pub mod tls;

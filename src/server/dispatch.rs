@@ -191,6 +191,10 @@ fn route_sync(
         ApiKey::WriteTxnMarkers => {
             handlers::txn::write_txn_markers(broker, context, request).map(Handled::Response)
         }
+        // The connection's authenticator answers these before dispatch.
+        ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => Err(RequestError::Malformed(
+            "SASL requests are answered by the connection's authenticator".into(),
+        )),
         other => Err(RequestError::UnknownApiKey(other as i16)),
     };
     result
