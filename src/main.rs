@@ -16,7 +16,8 @@ use dlog::node::Node;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
-    /// Address to listen on (sets `listeners=PLAINTEXT://ADDRESS`).
+    /// Address of the PLAINTEXT listener (replaces the `PLAINTEXT://` entry of `listeners`,
+    /// keeping the others, e.g. a SASL_SSL listener set in the config).
     #[arg(long)]
     listen: Option<String>,
     /// This node's id (sets `node.id`).
@@ -66,7 +67,25 @@ fn properties(cli: &Cli) -> Result<Properties> {
         properties.set(key.trim(), value)?;
     }
     if let Some(listen) = &cli.listen {
-        properties.set("listeners", &format!("PLAINTEXT://{listen}"))?;
+        let plaintext = format!("PLAINTEXT://{listen}");
+        let listeners = if properties.is_explicit("listeners") {
+            let mut listeners: Vec<String> = properties
+                .get(dlog::config::LISTENERS)
+                .split(',')
+                .map(str::trim)
+                .filter(|entry| {
+                    !entry.is_empty()
+                        && entry.contains("://")
+                        && !entry.to_ascii_uppercase().starts_with("PLAINTEXT://")
+                })
+                .map(str::to_string)
+                .collect();
+            listeners.insert(0, plaintext);
+            listeners.join(",")
+        } else {
+            plaintext
+        };
+        properties.set("listeners", &listeners)?;
     }
     if let Some(address) = &cli.controller_listen {
         let name = properties

@@ -275,6 +275,7 @@ impl Authenticator {
                     }
                 }
                 crate::metrics::authentication(&self.listener, mechanism.name(), true);
+                tracing::debug!(listener = self.listener, mechanism = mechanism.name(), %principal, "SASL authentication succeeded");
                 let reauthentication_ms = self.settings.reauthentication_ms;
                 let expires_at = (reauthentication_ms > 0)
                     .then(|| Instant::now() + Duration::from_millis(reauthentication_ms as u64));

@@ -126,6 +126,7 @@ pub async fn serve(
                     }
                 };
                 let principal = tls_principal(&stream);
+                tracing::debug!(?peer, listener, %principal, "TLS handshake done");
                 let (reader, writer) = tokio::io::split(stream);
                 (Box::new(reader), Writer::Tls(writer), principal)
             }
