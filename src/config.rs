@@ -20,6 +20,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
+pub mod listeners;
+pub use listeners::{ListenerConfig, SecurityProtocol};
+
 /// What a property's value must parse as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -67,6 +70,7 @@ const PROCESS_ROLE_NAMES: &[&str] = &["broker", "controller"];
 const REBALANCE_PROTOCOLS: &[&str] = &["classic", "consumer", "share", "streams"];
 const CONSUMER_ASSIGNORS: &[&str] = &["uniform", "range"];
 const LOG_FORMATS: &[&str] = &["text", "json"];
+const SSL_CLIENT_AUTH: &[&str] = &["required", "requested", "none"];
 
 /// Broker properties dlog understands, with Kafka 4.x defaults.
 pub const BROKER_PROPERTIES: &[Property] = &[
@@ -262,6 +266,38 @@ pub const BROKER_PROPERTIES: &[Property] = &[
         Kind::ChoiceList(CONSUMER_ASSIGNORS),
         "uniform,range",
     ),
+    // Listeners and security (issue 14). Kafka's defaults: GSSAPI and JKS, which dlog does
+    // not serve, so a SASL or SSL listener must name PLAIN/SCRAM and PEM (fail closed).
+    property("listener.security.protocol.map", Kind::String, ""),
+    property("inter.broker.listener.name", Kind::String, ""),
+    property("security.inter.broker.protocol", Kind::String, "PLAINTEXT"),
+    property("sasl.enabled.mechanisms", Kind::String, "GSSAPI"),
+    property(
+        "sasl.mechanism.inter.broker.protocol",
+        Kind::String,
+        "GSSAPI",
+    ),
+    property("sasl.jaas.config", Kind::String, ""),
+    at_least("sasl.server.max.receive.size", Kind::Int, "524288", 1),
+    at_least("connections.max.reauth.ms", Kind::Long, "0", 0),
+    property("ssl.keystore.type", Kind::String, "JKS"),
+    property("ssl.keystore.location", Kind::String, ""),
+    property("ssl.keystore.password", Kind::String, ""),
+    property("ssl.keystore.certificate.chain", Kind::String, ""),
+    property("ssl.keystore.key", Kind::String, ""),
+    property("ssl.key.password", Kind::String, ""),
+    property("ssl.truststore.type", Kind::String, "JKS"),
+    property("ssl.truststore.location", Kind::String, ""),
+    property("ssl.truststore.password", Kind::String, ""),
+    property("ssl.truststore.certificates", Kind::String, ""),
+    property("ssl.client.auth", Kind::Choice(SSL_CLIENT_AUTH), "none"),
+    property("ssl.principal.mapping.rules", Kind::String, "DEFAULT"),
+    // Used by a broker's own clients to check a peer's host name; accepted, not used.
+    property(
+        "ssl.endpoint.identification.algorithm",
+        Kind::String,
+        "https",
+    ),
     // dlog's own: observability (README "Metrics, health and logs").
     property("metrics.listen", Kind::String, ""),
     property("log.level", Kind::String, "info"),
@@ -366,6 +402,27 @@ pub const TRANSACTION_STATE_LOG_REPLICATION_FACTOR: Key =
     key("transaction.state.log.replication.factor");
 pub const UNCLEAN_LEADER_ELECTION_ENABLE: Key = key("unclean.leader.election.enable");
 pub const METRICS_LISTEN: Key = key("metrics.listen");
+// Listeners and security (`config::listeners`, `security::settings`).
+pub const LISTENER_SECURITY_PROTOCOL_MAP: Key = key("listener.security.protocol.map");
+pub const INTER_BROKER_LISTENER_NAME: Key = key("inter.broker.listener.name");
+pub const SECURITY_INTER_BROKER_PROTOCOL: Key = key("security.inter.broker.protocol");
+pub const SASL_ENABLED_MECHANISMS: Key = key("sasl.enabled.mechanisms");
+pub const SASL_MECHANISM_INTER_BROKER_PROTOCOL: Key = key("sasl.mechanism.inter.broker.protocol");
+pub const SASL_JAAS_CONFIG: Key = key("sasl.jaas.config");
+pub const SASL_SERVER_MAX_RECEIVE_SIZE: Key = key("sasl.server.max.receive.size");
+pub const CONNECTIONS_MAX_REAUTH_MS: Key = key("connections.max.reauth.ms");
+pub const SSL_KEYSTORE_TYPE: Key = key("ssl.keystore.type");
+pub const SSL_KEYSTORE_LOCATION: Key = key("ssl.keystore.location");
+pub const SSL_KEYSTORE_PASSWORD: Key = key("ssl.keystore.password");
+pub const SSL_KEYSTORE_CERTIFICATE_CHAIN: Key = key("ssl.keystore.certificate.chain");
+pub const SSL_KEYSTORE_KEY: Key = key("ssl.keystore.key");
+pub const SSL_KEY_PASSWORD: Key = key("ssl.key.password");
+pub const SSL_TRUSTSTORE_TYPE: Key = key("ssl.truststore.type");
+pub const SSL_TRUSTSTORE_LOCATION: Key = key("ssl.truststore.location");
+pub const SSL_TRUSTSTORE_PASSWORD: Key = key("ssl.truststore.password");
+pub const SSL_TRUSTSTORE_CERTIFICATES: Key = key("ssl.truststore.certificates");
+pub const SSL_CLIENT_AUTH_KEY: Key = key("ssl.client.auth");
+pub const SSL_PRINCIPAL_MAPPING_RULES: Key = key("ssl.principal.mapping.rules");
 pub const LOG_LEVEL: Key = key("log.level");
 pub const LOG_FORMAT: Key = key("log.format");
 // The metadata quorum (`QuorumConfig`).
@@ -524,6 +581,31 @@ pub fn topic_config(name: &str) -> Option<&'static TopicConfig> {
     TOPIC_CONFIGS.iter().find(|c| c.name == name)
 }
 
+/// What a `listener.name.<listener>.…` property overrides.
+enum ListenerOverride {
+    Property(&'static Property),
+    /// `listener.name.<listener>.<mechanism>.sasl.jaas.config`
+    JaasConfig,
+}
+
+fn listener_override(name: &str) -> Option<ListenerOverride> {
+    let rest = name.strip_prefix("listener.name.")?;
+    let (_listener, suffix) = rest.split_once('.')?;
+    if let Some(property) = broker_property(suffix).filter(|p| is_security_setting(p.name)) {
+        return Some(ListenerOverride::Property(property));
+    }
+    let (_mechanism, suffix) = suffix.split_once('.')?;
+    (suffix == SASL_JAAS_CONFIG.name()).then_some(ListenerOverride::JaasConfig)
+}
+
+/// Properties that configure authentication or encryption.
+fn is_security_setting(name: &str) -> bool {
+    ["ssl.", "sasl.", "security.", "listener.name."]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+        || name == CONNECTIONS_MAX_REAUTH_MS.name()
+}
+
 /// Checks `value` against `property`'s kind; the error names the property.
 pub fn validate(property: &Property, value: &str) -> Result<()> {
     let value = value.trim();
@@ -610,10 +692,19 @@ impl Properties {
     }
 
     /// Sets a property; unknown names are kept (and warned about), invalid values refused.
+    /// An unknown security setting is refused instead (fail closed): ignoring `ssl.*` or
+    /// `sasl.*` could leave open what the operator meant to protect.
     pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
         match broker_property(name) {
             Some(property) => validate(property, value)?,
-            None => tracing::warn!(property = name, "unknown property ignored"),
+            None => match listener_override(name) {
+                Some(ListenerOverride::Property(property)) => validate(property, value)?,
+                Some(ListenerOverride::JaasConfig) => {}
+                None if is_security_setting(name) => {
+                    bail!("{name}: a security setting dlog does not support; refusing to start")
+                }
+                None => tracing::warn!(property = name, "unknown property ignored"),
+            },
         }
         self.explicit
             .insert(name.to_string(), value.trim().to_string());
@@ -633,6 +724,26 @@ impl Properties {
                 .insert(name.to_string(), value.to_string());
         }
         properties
+    }
+
+    /// The value of `key` for listener `listener`: Kafka's listener-prefixed override
+    /// (`listener.name.<lower-case name>.<key>`), else the broker-wide value.
+    pub fn get_for_listener(&self, listener: &str, key: Key) -> &str {
+        let prefixed = format!(
+            "listener.name.{}.{}",
+            listener.to_ascii_lowercase(),
+            key.name()
+        );
+        match self.explicit.get(&prefixed) {
+            Some(value) => value,
+            None => self.get(key),
+        }
+    }
+
+    /// An explicitly set property by its full name (listener- and mechanism-prefixed names
+    /// that are not in the table, e.g. `listener.name.sasl_plaintext.plain.sasl.jaas.config`).
+    pub fn get_explicit(&self, name: &str) -> Option<&str> {
+        self.explicit.get(name).map(String::as_str)
     }
 
     pub fn is_explicit(&self, name: &str) -> bool {
@@ -688,8 +799,13 @@ impl Properties {
 pub struct BrokerConfig {
     pub properties: Properties,
     pub node_id: i32,
+    /// Every listener of `listeners`, the controller's included.
+    pub listeners: Vec<ListenerConfig>,
+    /// The listener other brokers reach this one on (registered first).
+    pub inter_broker_listener: Option<String>,
+    /// The inter-broker listener's bind address.
     pub listen_address: SocketAddr,
-    /// Host and port given to clients in Metadata.
+    /// Host and port of the inter-broker listener, as other brokers are told.
     pub advertised_host: String,
     pub advertised_port: i32,
     pub data_dir: PathBuf,
@@ -732,63 +848,29 @@ pub fn parse_quorum_voters(text: &str) -> Result<Vec<(i32, String)>> {
     Ok(voters)
 }
 
-/// The `NAME://host:port` entries of a listeners list.
-fn named_listeners(text: &str) -> Vec<(String, String)> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|item| match item.split_once("://") {
-            Some((name, address)) => (name.trim().to_ascii_uppercase(), address.to_string()),
-            None => ("PLAINTEXT".to_string(), item.to_string()),
-        })
-        .collect()
-}
-
-/// `PLAINTEXT://host:port` → (host, port).
-fn parse_listener(listener: &str) -> Result<(String, u16)> {
-    let first = listener.split(',').next().unwrap_or_default().trim();
-    let address = first
-        .split_once("://")
-        .map(|(_, rest)| rest)
-        .unwrap_or(first);
-    let (host, port) = address
-        .rsplit_once(':')
-        .with_context(|| format!("listener '{first}' has no port"))?;
-    let port: u16 = port
-        .parse()
-        .with_context(|| format!("listener '{first}': bad port"))?;
-    Ok((host.trim_matches(['[', ']']).to_string(), port))
-}
+use listeners::parse_listener;
 
 impl BrokerConfig {
     pub fn from_properties(properties: Properties) -> Result<BrokerConfig> {
-        let controller_names: Vec<String> = properties
-            .get(CONTROLLER_LISTENER_NAMES)
-            .split(',')
-            .map(|s| s.trim().to_ascii_uppercase())
-            .collect();
-        let listeners = named_listeners(properties.get(LISTENERS));
-        let controller_listener = listeners
+        let listeners = listeners::listeners(&properties)?;
+        let controller_listen_address = listeners
             .iter()
-            .find(|(name, _)| controller_names.contains(name))
-            .map(|(_, address)| address.clone());
-        let broker_listener = listeners
-            .iter()
-            .find(|(name, _)| !controller_names.contains(name))
-            .map(|(_, address)| address.clone())
-            .or_else(|| controller_listener.clone())
-            .unwrap_or_else(|| "127.0.0.1:9092".to_string());
-        let controller_listen_address = match &controller_listener {
-            Some(address) => {
-                let (host, port) = parse_listener(address)?;
-                let host = if host.is_empty() {
-                    "0.0.0.0".into()
-                } else {
-                    host
-                };
-                Some(tokio_resolve(&host, port)?)
-            }
-            None => None,
+            .find(|l| l.controller)
+            .map(|l| l.bind_address);
+        let inter_broker = listeners::inter_broker_listener(&properties, &listeners)?
+            .or_else(|| listeners.iter().find(|l| l.controller))
+            .cloned();
+        let (listen_address, advertised_host, advertised_port) = match &inter_broker {
+            Some(listener) => (
+                listener.bind_address,
+                listener.advertised_host.clone(),
+                listener.advertised_port,
+            ),
+            None => (
+                tokio_resolve("127.0.0.1", 9092)?,
+                "127.0.0.1".to_string(),
+                9092,
+            ),
         };
         let roles_text = properties.get(PROCESS_ROLES).to_ascii_lowercase();
         let roles = ProcessRoles {
@@ -809,33 +891,6 @@ impl BrokerConfig {
                 bail!("a controller in a quorum needs a controller listener (listeners=CONTROLLER://HOST:PORT or --controller-listen)");
             }
         }
-        let (host, port) = parse_listener(&broker_listener)?;
-        let bind_host = if host.is_empty() {
-            "0.0.0.0".to_string()
-        } else {
-            host.clone()
-        };
-        let listen_address: SocketAddr = tokio_resolve(&bind_host, port)?;
-        let (advertised_host, advertised_port) = match properties.get(ADVERTISED_LISTENERS) {
-            "" => (
-                if host.is_empty() || host == "0.0.0.0" {
-                    "127.0.0.1".to_string()
-                } else {
-                    host
-                },
-                port,
-            ),
-            advertised => {
-                let listeners = named_listeners(advertised);
-                let broker = listeners
-                    .iter()
-                    .find(|(name, _)| !controller_names.contains(name))
-                    .or(listeners.first())
-                    .map(|(_, address)| address.as_str())
-                    .unwrap_or(advertised);
-                parse_listener(broker)?
-            }
-        };
         let data_dir = if properties.is_explicit(LOG_DIRS.name()) {
             properties.get(LOG_DIRS)
         } else {
@@ -846,6 +901,8 @@ impl BrokerConfig {
         }
         Ok(BrokerConfig {
             node_id,
+            listeners,
+            inter_broker_listener: inter_broker.map(|l| l.name),
             listen_address,
             advertised_host,
             advertised_port: i32::from(advertised_port),

@@ -96,14 +96,43 @@ impl Node {
         Registration {
             broker_id: self.config.node_id,
             incarnation_id: self.lifecycle.incarnation_id,
-            endpoints: vec![BrokerEndpoint {
-                name: "PLAINTEXT".to_string(),
-                host: self.config.advertised_host.clone(),
-                port: u16::try_from(self.config.advertised_port).unwrap_or(0),
-                security_protocol: SECURITY_PROTOCOL_PLAINTEXT,
-            }],
+            endpoints: self.registered_endpoints(),
             rack: (!rack.is_empty()).then_some(rack),
         }
+    }
+
+    /// Every client listener with its advertised address, the inter-broker one first (other
+    /// brokers reach this one through the first endpoint).
+    fn registered_endpoints(&self) -> Vec<BrokerEndpoint> {
+        let config = &self.config;
+        let mut endpoints: Vec<BrokerEndpoint> = config
+            .listeners
+            .iter()
+            .filter(|l| !l.controller)
+            .map(|l| BrokerEndpoint {
+                name: l.name.clone(),
+                host: l.advertised_host.clone(),
+                port: l.advertised_port,
+                security_protocol: l.protocol.id(),
+            })
+            .collect();
+        if let Some(inter) = &config.inter_broker_listener {
+            if let Some(index) = endpoints.iter().position(|e| &e.name == inter) {
+                let first = endpoints.remove(index);
+                endpoints.insert(0, first);
+            }
+        }
+        if endpoints.is_empty() {
+            // A node whose only listener is the controller's (tests, controller-only roles
+            // registering anyway): what it was configured with before named listeners.
+            endpoints.push(BrokerEndpoint {
+                name: "PLAINTEXT".to_string(),
+                host: config.advertised_host.clone(),
+                port: u16::try_from(config.advertised_port).unwrap_or(0),
+                security_protocol: SECURITY_PROTOCOL_PLAINTEXT,
+            });
+        }
+        endpoints
     }
 
     fn heartbeat_request(&self, want_shutdown: bool) -> Heartbeat {

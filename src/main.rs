@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result};
 use clap::Parser;
+use dlog::security::listener::ListenerSecurity;
 
 use dlog::config::{BrokerConfig, Properties};
 use dlog::metrics::http::{NodeStatus, Stage};
@@ -13,7 +16,8 @@ use dlog::node::Node;
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
-    /// Address to listen on (sets `listeners=PLAINTEXT://ADDRESS`).
+    /// Address of the PLAINTEXT listener (replaces the `PLAINTEXT://` entry of `listeners`,
+    /// keeping the others, e.g. a SASL_SSL listener set in the config).
     #[arg(long)]
     listen: Option<String>,
     /// This node's id (sets `node.id`).
@@ -63,7 +67,25 @@ fn properties(cli: &Cli) -> Result<Properties> {
         properties.set(key.trim(), value)?;
     }
     if let Some(listen) = &cli.listen {
-        properties.set("listeners", &format!("PLAINTEXT://{listen}"))?;
+        let plaintext = format!("PLAINTEXT://{listen}");
+        let listeners = if properties.is_explicit("listeners") {
+            let mut listeners: Vec<String> = properties
+                .get(dlog::config::LISTENERS)
+                .split(',')
+                .map(str::trim)
+                .filter(|entry| {
+                    !entry.is_empty()
+                        && entry.contains("://")
+                        && !entry.to_ascii_uppercase().starts_with("PLAINTEXT://")
+                })
+                .map(str::to_string)
+                .collect();
+            listeners.insert(0, plaintext);
+            listeners.join(",")
+        } else {
+            plaintext
+        };
+        properties.set("listeners", &listeners)?;
     }
     if let Some(address) = &cli.controller_listen {
         let name = properties
@@ -140,6 +162,22 @@ fn metrics_address(config: &BrokerConfig) -> Result<Option<std::net::SocketAddr>
     }
 }
 
+/// The security of every listener in `listeners`.
+/// SCRAM listeners read `credentials`, the replicated metadata image once the node is open.
+fn listener_securities(
+    config: &BrokerConfig,
+    credentials: Arc<dlog::security::DeferredCredentials>,
+) -> Result<Vec<Arc<ListenerSecurity>>> {
+    let credentials: Arc<dyn dlog::security::CredentialStore> = credentials;
+    config
+        .listeners
+        .iter()
+        .map(|listener| {
+            ListenerSecurity::new(&config.properties, listener, credentials.clone()).map(Arc::new)
+        })
+        .collect()
+}
+
 /// How long a starting broker waits to be unfenced (caught up) before it serves clients anyway.
 const STARTUP_CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -150,17 +188,21 @@ async fn run(config: BrokerConfig) -> Result<()> {
         let prometheus = dlog::metrics::install().context("installing metrics")?;
         dlog::metrics::http::start(address, prometheus, status.clone()).await?;
     }
-    let listen_address = config.listen_address;
-    let controller_address = config.controller_listen_address;
+    // Every listener's security is built before anything opens: a setting dlog cannot
+    // honour stops the start here, naming it (fail closed).
+    let credentials = Arc::new(dlog::security::DeferredCredentials::default());
+    let listeners = listener_securities(&config, credentials.clone())?;
     let serves_clients = config.roles.broker;
     let opening = std::time::Instant::now();
     let broker = tokio::task::spawn_blocking(move || Node::open(config)).await??;
+    credentials.set(broker.clone());
     dlog::metrics::storage::recovered(opening.elapsed(), broker.replicas.logs().clean_start());
     status.set_broker(broker.clone());
     status.set_stage(Stage::Binding);
     // The controller listener first: peers need it to elect a leader.
-    let controller_server = match controller_address {
-        Some(address) => {
+    let controller_server = match listeners.iter().find(|l| l.listener.controller) {
+        Some(security) => {
+            let address = security.listener.bind_address;
             let listener = tokio::net::TcpListener::bind(address)
                 .await
                 .with_context(|| format!("binding controller listener {address}"))?;
@@ -169,6 +211,7 @@ async fn run(config: BrokerConfig) -> Result<()> {
                 broker.clone(),
                 listener,
                 dlog::server::ListenerKind::Controller,
+                security.clone(),
             )))
         }
         None => None,
@@ -188,15 +231,30 @@ async fn run(config: BrokerConfig) -> Result<()> {
             );
         }
     }
-    let server = if serves_clients {
-        let listener = tokio::net::TcpListener::bind(listen_address)
-            .await
-            .with_context(|| format!("binding {listen_address}"))?;
-        tracing::info!(address = %listen_address, cluster_id = broker.cluster_id, "dlog listening");
-        Some(tokio::spawn(dlog::server::run(broker.clone(), listener)))
-    } else {
-        None
-    };
+    let mut servers = Vec::new();
+    if serves_clients {
+        for security in listeners.iter().filter(|l| !l.listener.controller) {
+            let address = security.listener.bind_address;
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| {
+                    format!("binding listener {} {address}", security.listener.name)
+                })?;
+            tracing::info!(
+                listener = security.listener.name,
+                protocol = security.listener.protocol.name(),
+                %address,
+                cluster_id = broker.cluster_id,
+                "dlog listening"
+            );
+            servers.push(tokio::spawn(dlog::server::run_listener(
+                broker.clone(),
+                listener,
+                dlog::server::ListenerKind::Broker,
+                security.clone(),
+            )));
+        }
+    }
     status.set_stage(Stage::Ready);
     let maintenance = tokio::spawn(broker.clone().run_maintenance());
     let group_timers = tokio::spawn(dlog::coordinator::run_timers(
@@ -216,7 +274,7 @@ async fn run(config: BrokerConfig) -> Result<()> {
     let resigning = broker.clone();
     let _ = tokio::task::spawn_blocking(move || resigning.controller.quorum().shutdown()).await;
     let _ = broker.shutdown.send(true);
-    for server in [server, controller_server].into_iter().flatten() {
+    for server in servers.into_iter().chain(controller_server) {
         let _ = server.await;
     }
     let _ = maintenance.await;

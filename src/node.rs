@@ -273,10 +273,6 @@ impl Node {
         self.controller.image()
     }
 
-    /// Where the SASL server finds SCRAM credentials: the replicated metadata image.
-    pub fn credentials(&self) -> &dyn crate::security::CredentialStore {
-        &self.controller
-    }
 
     /// Applies metadata changes (before readers see `image`): the replica layer opens, leads,
     /// follows or deletes hosted partitions, and the coordinator shards of internal partitions
@@ -746,5 +742,16 @@ mod tests {
         assert!(id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    }
+}
+
+/// Where the SASL server finds SCRAM credentials: the replicated metadata image.
+impl crate::security::CredentialStore for Node {
+    fn scram(
+        &self,
+        user: &str,
+        mechanism: crate::security::ScramMechanism,
+    ) -> Option<crate::security::ScramCredential> {
+        self.controller.scram(user, mechanism)
     }
 }

@@ -70,6 +70,15 @@ impl BrokerImage {
     pub fn client_endpoint(&self) -> Option<&BrokerEndpoint> {
         self.endpoints.first()
     }
+
+    /// The endpoint of listener `name` (Kafka answers a client with the endpoints of the
+    /// listener it connected to); the first one when the broker did not register that name.
+    pub fn endpoint_for(&self, name: &str) -> Option<&BrokerEndpoint> {
+        self.endpoints
+            .iter()
+            .find(|endpoint| endpoint.name.eq_ignore_ascii_case(name))
+            .or_else(|| self.client_endpoint())
+    }
 }
 
 /// Serializable: a snapshot of the metadata log is this image as JSON.

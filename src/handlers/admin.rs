@@ -374,7 +374,7 @@ pub fn create_partitions(
 
 pub fn describe_cluster(
     broker: &Node,
-    _context: &RequestContext,
+    context: &RequestContext,
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
@@ -385,7 +385,7 @@ pub fn describe_cluster(
         .with_controller_id(BrokerId(broker.config.node_id))
         .with_cluster_authorized_operations(i32::MIN)
         .with_brokers(
-            crate::handlers::metadata::live_brokers(&broker.image())
+            crate::handlers::metadata::live_brokers(&broker.image(), &context.listener)
                 .into_iter()
                 .map(|(id, host, port, rack)| {
                     DescribeClusterBroker::default()

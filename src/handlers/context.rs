@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::config::SecurityProtocol;
 use crate::security::{AllowAll, Authorizer, Operation, Principal, Resource};
 
 pub struct RequestContext {
@@ -12,6 +13,8 @@ pub struct RequestContext {
     pub peer: Option<SocketAddr>,
     /// The listener the connection arrived on (Kafka's listener name, e.g. `PLAINTEXT`).
     pub listener: String,
+    /// The listener's security protocol (Kafka's `RequestContext.securityProtocol`).
+    pub security_protocol: SecurityProtocol,
     pub principal: Principal,
     authorizer: Arc<dyn Authorizer>,
 }
@@ -26,8 +29,38 @@ impl RequestContext {
         RequestContext {
             peer,
             listener: listener.into(),
+            security_protocol: SecurityProtocol::Plaintext,
             principal,
             authorizer,
+        }
+    }
+
+    /// A connection of `listener` (with its protocol) whose client is `principal` (from its
+    /// TLS certificate, or ANONYMOUS until SASL authenticates it), checked by `authorizer`.
+    pub fn authenticated(
+        peer: Option<SocketAddr>,
+        listener: impl Into<String>,
+        security_protocol: SecurityProtocol,
+        principal: Principal,
+        authorizer: Arc<dyn Authorizer>,
+    ) -> RequestContext {
+        RequestContext {
+            peer,
+            listener: listener.into(),
+            security_protocol,
+            principal,
+            authorizer,
+        }
+    }
+
+    /// The same connection after SASL authenticated `principal`.
+    pub fn with_principal(&self, principal: Principal) -> RequestContext {
+        RequestContext {
+            peer: self.peer,
+            listener: self.listener.clone(),
+            security_protocol: self.security_protocol,
+            principal,
+            authorizer: self.authorizer.clone(),
         }
     }
 

@@ -162,7 +162,7 @@ fn coordinator_for(
     let endpoint = image
         .brokers
         .get(&leader)
-        .and_then(|b| b.client_endpoint().cloned());
+        .and_then(|b| b.endpoint_for(&context.listener).cloned());
     match endpoint {
         Some(endpoint) => (
             None,

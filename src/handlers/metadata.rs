@@ -37,12 +37,15 @@ pub fn is_internal(topic: &str) -> bool {
 }
 
 /// The brokers clients may connect to: registered and not fenced, with their advertised
-/// client listener and rack.
-pub fn live_brokers(image: &MetadataImage) -> Vec<(i32, String, i32, Option<String>)> {
+/// endpoint of `listener` (the one the client connected to) and rack.
+pub fn live_brokers(
+    image: &MetadataImage,
+    listener: &str,
+) -> Vec<(i32, String, i32, Option<String>)> {
     image
         .live_brokers()
         .filter_map(|b| {
-            let endpoint = b.client_endpoint()?;
+            let endpoint = b.endpoint_for(listener)?;
             Some((
                 b.id,
                 endpoint.host.clone(),
@@ -256,7 +259,7 @@ pub fn handle(
             })
             .collect(),
     };
-    let brokers = live_brokers(&broker.image())
+    let brokers = live_brokers(&broker.image(), &context.listener)
         .into_iter()
         .map(|(id, host, port, rack)| {
             MetadataResponseBroker::default()

@@ -91,6 +91,12 @@ pub const CONNECTIONS_ACCEPTED: &str = "dlog_connections_accepted_total";
 pub const CONNECTIONS_CLOSED: &str = "dlog_connections_closed_total";
 /// Connections closed at accept, by `reason` (`max_connections`).
 pub const CONNECTIONS_REFUSED: &str = "dlog_connections_refused_total";
+/// SASL authentications, by `listener`, `mechanism` and `result` (`success`/`failure`).
+pub const AUTHENTICATIONS: &str = "dlog_authentications_total";
+/// Connections closed because their SASL session expired (KIP-368), by `listener`.
+pub const EXPIRED_SESSIONS_CLOSED: &str = "dlog_expired_sessions_closed_total";
+/// TLS handshakes that failed or timed out, by `listener`.
+pub const TLS_HANDSHAKE_FAILURES: &str = "dlog_tls_handshake_failures_total";
 
 // ------------------------------------------------------------------------------------------
 // Process and readiness (read at scrape time by `collect`).
@@ -129,6 +135,9 @@ pub const ALL: &[&str] = &[
     CONNECTIONS_ACCEPTED,
     CONNECTIONS_CLOSED,
     CONNECTIONS_REFUSED,
+    AUTHENTICATIONS,
+    EXPIRED_SESSIONS_CLOSED,
+    TLS_HANDSHAKE_FAILURES,
     PROCESS_RESIDENT_MEMORY_BYTES,
     PROCESS_CPU_SECONDS,
     PROCESS_OPEN_FDS,
@@ -197,6 +206,18 @@ fn describe() {
     describe_counter!(CONNECTIONS_ACCEPTED, "Client connections accepted");
     describe_counter!(CONNECTIONS_CLOSED, "Client connections closed");
     describe_counter!(CONNECTIONS_REFUSED, "Connections refused at accept");
+    describe_counter!(
+        AUTHENTICATIONS,
+        "SASL authentications, by listener, mechanism and result"
+    );
+    describe_counter!(
+        EXPIRED_SESSIONS_CLOSED,
+        "Connections closed past their SASL session lifetime, by listener"
+    );
+    describe_counter!(
+        TLS_HANDSHAKE_FAILURES,
+        "TLS handshakes failed or timed out, by listener"
+    );
     describe_histogram!(storage::FLUSH_DURATION, "Partition log flush (fsync) time");
     describe_gauge!(
         storage::RECOVERY_DURATION,
@@ -421,6 +442,24 @@ impl Drop for ConnectionGuard {
 /// A connection was closed at accept because `max.connections` were open.
 pub fn connection_refused_max_connections() {
     metrics::counter!(CONNECTIONS_REFUSED, "reason" => "max_connections").increment(1);
+}
+
+/// One SASL authentication finished on `listener` with `mechanism`.
+pub fn authentication(listener: &str, mechanism: &str, success: bool) {
+    let result = if success { "success" } else { "failure" };
+    metrics::counter!(AUTHENTICATIONS, "listener" => listener.to_string(),
+        "mechanism" => mechanism.to_string(), "result" => result)
+    .increment(1);
+}
+
+/// A connection was closed because its SASL session expired.
+pub fn expired_session_closed(listener: &str) {
+    metrics::counter!(EXPIRED_SESSIONS_CLOSED, "listener" => listener.to_string()).increment(1);
+}
+
+/// A TLS handshake failed or timed out.
+pub fn tls_handshake_failed(listener: &str) {
+    metrics::counter!(TLS_HANDSHAKE_FAILURES, "listener" => listener.to_string()).increment(1);
 }
 
 // ------------------------------------------------------------------------------------------

@@ -69,6 +69,9 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeUserScramCredentials, range(0, 0)),
     (ApiKey::AlterUserScramCredentials, range(0, 0)),
     (ApiKey::DescribeClientQuotas, range(0, 1)),
+    // Answered by the connection's authenticator (`server::authenticator`), not a handler.
+    (ApiKey::SaslHandshake, range(0, 1)),
+    (ApiKey::SaslAuthenticate, range(0, 2)),
 ];
 
 /// What the controller listener serves (`controller.listener.names`): the quorum RPCs,

@@ -167,3 +167,26 @@ pub struct ScramCredential {
 pub trait CredentialStore: Send + Sync {
     fn scram(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential>;
 }
+
+/// A store known only once the node has opened: listeners' security is built (and refused
+/// when unhonourable) before the logs recover, and no listener accepts a client before
+/// `set` is called, so an unset store answering "no such user" is never observed by one.
+#[derive(Default)]
+pub struct DeferredCredentials(std::sync::OnceLock<std::sync::Arc<dyn CredentialStore>>);
+
+impl DeferredCredentials {
+    /// Sets the store once; later calls are ignored.
+    pub fn set(&self, store: std::sync::Arc<dyn CredentialStore>) {
+        let _ = self.0.set(store);
+    }
+}
+
+impl CredentialStore for DeferredCredentials {
+    fn scram(&self, user: &str, mechanism: ScramMechanism) -> Option<ScramCredential> {
+        self.0.get()?.scram(user, mechanism)
+    }
+}
+
+pub mod listener;
+pub mod sasl;
+pub mod tls;

@@ -224,6 +224,10 @@ fn route_sync(
         ApiKey::AlterUserScramCredentials => {
             handlers::scram::alter_user_scram_credentials(broker, context, request)
         }
+        // The connection's authenticator answers these before dispatch.
+        ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => Err(RequestError::Malformed(
+            "SASL requests are answered by the connection's authenticator".into(),
+        )),
         other => Err(RequestError::UnknownApiKey(other as i16)),
     };
     result

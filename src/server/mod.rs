@@ -2,6 +2,7 @@
 //! task until shutdown; a listener returns only once its connections have finished (their
 //! in-flight requests answered), so the node closes its logs after the last append.
 
+pub mod authenticator;
 pub mod connection;
 pub mod dispatch;
 
@@ -12,6 +13,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::node::Node;
+use crate::security::listener::ListenerSecurity;
 
 /// Which APIs a listener serves: the client-facing table, or the controller listener's
 /// (quorum RPCs, DescribeQuorum, requests forwarded to the active controller).
@@ -31,16 +33,43 @@ impl ListenerKind {
     }
 }
 
-/// Accepts connections until the broker's shutdown flag flips.
+/// Accepts connections on a PLAINTEXT client listener until the broker's shutdown flag flips.
 pub async fn run(broker: Arc<Node>, listener: TcpListener) {
-    run_listener(broker, listener, ListenerKind::Broker).await
+    let security = Arc::new(ListenerSecurity::plaintext(plaintext_listener(
+        &listener,
+        ListenerKind::Broker,
+    )));
+    run_listener(broker, listener, ListenerKind::Broker, security).await
+}
+
+/// The description of an unsecured listener bound at `listener`'s address.
+pub fn plaintext_listener(
+    listener: &TcpListener,
+    kind: ListenerKind,
+) -> crate::config::ListenerConfig {
+    let address = listener
+        .local_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    crate::config::ListenerConfig {
+        name: kind.listener_name().to_string(),
+        protocol: crate::config::SecurityProtocol::Plaintext,
+        bind_address: address,
+        advertised_host: address.ip().to_string(),
+        advertised_port: address.port(),
+        controller: kind == ListenerKind::Controller,
+    }
 }
 
 /// Longest wait at shutdown for connections to answer their in-flight requests.
 const CONNECTIONS_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Accepts connections for a listener of `kind` until the broker's shutdown flag flips.
-pub async fn run_listener(broker: Arc<Node>, listener: TcpListener, kind: ListenerKind) {
+pub async fn run_listener(
+    broker: Arc<Node>,
+    listener: TcpListener,
+    kind: ListenerKind,
+    security: Arc<ListenerSecurity>,
+) {
     let permits = Arc::new(Semaphore::new(
         broker.config.connections_max.min(Semaphore::MAX_PERMITS),
     ));
@@ -68,10 +97,10 @@ pub async fn run_listener(broker: Arc<Node>, listener: TcpListener, kind: Listen
             drop(stream);
             continue;
         };
-        let broker = broker.clone();
+        let (broker, security) = (broker.clone(), security.clone());
         let counted = crate::metrics::connection_accepted();
         connections.spawn(async move {
-            connection::serve(broker, stream, kind).await;
+            connection::serve(broker, stream, kind, security).await;
             drop(counted);
             drop(permit);
         });
