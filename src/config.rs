@@ -890,6 +890,20 @@ impl BrokerConfig {
             if roles.controller && controller_listen_address.is_none() {
                 bail!("a controller in a quorum needs a controller listener (listeners=CONTROLLER://HOST:PORT or --controller-listen)");
             }
+            // Fail closed: the brokers' own client (replica fetchers, forwarding, markers)
+            // speaks PLAINTEXT only, so a secured inter-broker listener would leave a cluster
+            // unable to replicate.
+            if let Some(listener) = inter_broker
+                .as_ref()
+                .filter(|l| l.protocol != SecurityProtocol::Plaintext)
+            {
+                bail!(
+                    "{}: the inter-broker listener {} is {}; in a cluster it must be PLAINTEXT (secured inter-broker traffic is not supported yet)",
+                    INTER_BROKER_LISTENER_NAME.name(),
+                    listener.name,
+                    listener.protocol.name()
+                );
+            }
         }
         let data_dir = if properties.is_explicit(LOG_DIRS.name()) {
             properties.get(LOG_DIRS)

@@ -421,3 +421,76 @@ fn scram_credentials_are_validated_stored_and_kept() {
     );
     assert_eq!(describe(&mut client, None).results[0].credential_infos.len(), 1);
 }
+
+/// Both halves of issue 14 together, as a Kafka operator uses them: SCRAM users created with
+/// AlterUserScramCredentials (kafka-configs) log in over a SASL_PLAINTEXT listener with
+/// librdkafka, and the ACLs of their principal decide what they may do. A deleted credential
+/// logs in no more.
+#[test]
+fn scram_users_from_the_metadata_log_log_in_and_their_acls_decide() {
+    let sasl_port = free_port();
+    let listeners = format!("listeners=SASL_PLAINTEXT://127.0.0.1:{sasl_port}");
+    // The harness's PLAINTEXT listener is the operator's: ANONYMOUS is a super user there.
+    let broker = Broker::start_with(&[
+        listeners.as_str(),
+        "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512",
+        STANDARD_AUTHORIZER,
+        "super.users=User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found=false",
+    ]);
+    let mut admin = RawClient::connect(broker.addr());
+    let stored = alter(
+        &mut admin,
+        vec![],
+        vec![
+            upsertion("alice", 2, 4096, "alice-secret"),
+            upsertion("bob", 1, 4096, "bob-secret"),
+        ],
+    );
+    assert_eq!(stored, vec![("alice".into(), 0), ("bob".into(), 0)]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(create_topic(&broker.bootstrap(), "scram-acl", 1, &[]));
+    let alice_may_write = AclCreation::default()
+        .with_resource_type(TOPIC)
+        .with_resource_name(s("scram-acl"))
+        .with_resource_pattern_type(LITERAL)
+        .with_principal(s("User:alice"))
+        .with_host(s("*"))
+        .with_operation(WRITE)
+        .with_permission_type(ALLOW);
+    assert_eq!(create_acls(&mut admin, vec![alice_may_write]), vec![0]);
+
+    let bootstrap = format!("127.0.0.1:{sasl_port}");
+    let scram_producer = |mechanism: &str, user: &str, password: &str| {
+        producer_config(&bootstrap)
+            .set("message.timeout.ms", "10000")
+            .set("security.protocol", "SASL_PLAINTEXT")
+            .set("sasl.mechanisms", mechanism)
+            .set("sasl.username", user)
+            .set("sasl.password", password)
+            .create_with_context::<_, BaseProducer<DeliveryErrors>>(DeliveryErrors::default())
+            .expect("producer")
+    };
+    // alice logs in with the credential stored above and may write (WRITE implies DESCRIBE).
+    let alice = scram_producer("SCRAM-SHA-512", "alice", "alice-secret");
+    assert_eq!(delivery_errors(&alice, "scram-acl"), vec![]);
+    // bob logs in too, but no ACL lets him write.
+    let bob = scram_producer("SCRAM-SHA-256", "bob", "bob-secret");
+    assert_eq!(
+        delivery_errors(&bob, "scram-acl"),
+        vec![RDKafkaErrorCode::TopicAuthorizationFailed]
+    );
+    // A wrong password, and alice's credential once deleted: no login, so no metadata.
+    let refused = |producer: BaseProducer<DeliveryErrors>| {
+        producer
+            .client()
+            .fetch_metadata(Some("scram-acl"), Duration::from_secs(5))
+            .is_err()
+    };
+    assert!(refused(scram_producer("SCRAM-SHA-512", "alice", "wrong")));
+    assert_eq!(
+        alter(&mut admin, vec![("alice", 2)], vec![]),
+        vec![("alice".into(), 0)]
+    );
+    assert!(refused(scram_producer("SCRAM-SHA-512", "alice", "alice-secret")));
+}

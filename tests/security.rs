@@ -432,6 +432,20 @@ fn settings_dlog_cannot_honour_stop_the_broker() {
             vec![format!("listeners=CLIENT://127.0.0.1:{port}")],
             "listener.security.protocol.map",
         ),
+        (
+            // A cluster whose brokers would reach each other on a SASL listener.
+            vec![
+                format!(
+                    "listeners=SASL_PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{}",
+                    port + 1
+                ),
+                "sasl.enabled.mechanisms=SCRAM-SHA-256".to_string(),
+                "process.roles=broker,controller".to_string(),
+                "node.id=1".to_string(),
+                format!("controller.quorum.voters=1@127.0.0.1:{}", port + 1),
+            ],
+            "inter.broker.listener.name",
+        ),
     ] {
         let data = tempfile::tempdir().unwrap();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dlog"));

@@ -314,3 +314,95 @@ async fn scenario(addr: std::net::SocketAddr, topic: &str) {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     api_versions_roundtrip(&mut stream, 7, Duration::from_secs(10)).unwrap();
 }
+
+/// With Kafka's StandardAuthorizer: READ on the group for every share API, DESCRIBE on the
+/// subscribed topics for the heartbeat, READ on a topic for ShareFetch of its partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_groups_are_authorized_as_kafka_authorizes_them() {
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::{CreateAclsRequest, CreateAclsResponse};
+    // Kafka's codes: TOPIC 2, GROUP 3; LITERAL 3; READ 3, DESCRIBE 8; DENY 2, ALLOW 3.
+    let acl = |resource_type: i8, name: &str, operation: i8, permission: i8| {
+        AclCreation::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(StrBytes::from_string(name.to_string()))
+            .with_resource_pattern_type(3)
+            .with_principal(StrBytes::from_static_str("User:ANONYMOUS"))
+            .with_host(StrBytes::from_static_str("*"))
+            .with_operation(operation)
+            .with_permission_type(permission)
+    };
+    let broker = Broker::start_with(&[
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found=true",
+    ]);
+    let bootstrap = broker.bootstrap();
+    for topic in ["share-open", "share-secret", "share-hidden"] {
+        create_topic(&bootstrap, topic, 1, &[]).await;
+    }
+    let mut client = RawClient::connect(broker.addr());
+    let created: CreateAclsResponse = client.call(
+        ApiKey::CreateAcls,
+        3,
+        &CreateAclsRequest::default().with_creations(vec![
+            // Any ACL on a resource ends "no ACL found" for it: DESCRIBE allowed explicitly.
+            acl(2, "share-secret", 8, 3),
+            acl(2, "share-secret", 3, 2),
+            acl(2, "share-hidden", 8, 2),
+            acl(3, "share-closed", 3, 2),
+        ]),
+    );
+    assert!(created.results.iter().all(|r| r.error_code == 0));
+
+    // A group the principal may not READ: refused by every share API.
+    let closed: ShareGroupHeartbeatResponse = client.call(
+        ApiKey::ShareGroupHeartbeat,
+        1,
+        &ShareGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("share-closed")))
+            .with_member_id(StrBytes::from_static_str("m1"))
+            .with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_static_str(
+                "share-open",
+            ))])),
+    );
+    assert_eq!(closed.error_code, ResponseError::GroupAuthorizationFailed.code());
+    let closed: ShareFetchResponse = client.call(
+        ApiKey::ShareFetch,
+        1,
+        &ShareFetchRequest::default()
+            .with_group_id(Some(GroupId(StrBytes::from_static_str("share-closed"))))
+            .with_member_id(Some(StrBytes::from_static_str("m1"))),
+    );
+    assert_eq!(closed.error_code, ResponseError::GroupAuthorizationFailed.code());
+    // A subscription naming a topic it may not DESCRIBE.
+    assert_eq!(
+        heartbeat(&mut client, "m1", 0, Some(&["share-open", "share-hidden"])).error_code,
+        ResponseError::TopicAuthorizationFailed.code()
+    );
+    // A topic it may DESCRIBE but not READ: assigned, but its partition refuses ShareFetch.
+    let mut beat = heartbeat(&mut client, "m1", 0, Some(&["share-open", "share-secret"]));
+    assert_eq!(beat.error_code, 0, "{:?}", beat.error_message);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while beat.assignment.as_ref().map_or(0, |a| a.topic_partitions.len()) < 2
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(200));
+        beat = heartbeat(&mut client, "m1", beat.member_epoch, None);
+    }
+    let assignment = beat.assignment.expect("both topics assigned");
+    let described: kafka_protocol::messages::MetadataResponse = client.call(
+        ApiKey::Metadata,
+        12,
+        &kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![
+            kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                .with_name(Some(TopicName(StrBytes::from_static_str("share-secret")))),
+        ])),
+    );
+    let secret_id = described.topics[0].topic_id;
+    assert!(assignment.topic_partitions.iter().any(|t| t.topic_id == secret_id));
+    let response = share_fetch(&mut client, "m1", 0, secret_id, vec![]);
+    assert_eq!(
+        partition_of(&response).1,
+        ResponseError::TopicAuthorizationFailed.code()
+    );
+}
