@@ -9,5 +9,6 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 "$here/kafka/install.sh"
 (cd "$here/go" && timeout 600 go mod download github.com/twmb/franz-go)
 (cd "$here/java" && timeout 900 mvn -q -B dependency:resolve >/dev/null)
+(cd "$here/java-share" && timeout 900 mvn -q -B dependency:resolve >/dev/null)
 "$here/../deploy/install.sh"
 echo "compat: dependencies installed"

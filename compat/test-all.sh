@@ -27,7 +27,7 @@ if [ -x protocol-tests/fuzz/run.sh ]; then
 fi
 stage "deploy files (promtool, YAML/JSON, systemd, live scrape)" deploy/check.sh
 stage "on-disk format read by Kafka's DumpLogSegments" compat/storage/verify.sh
-stage "compat suites against dlog (python, java, go, Kafka's tools)" compat/run.sh dlog "$out/compat" python java go tools
+stage "compat suites against dlog (python, java, go, Kafka's tools, Java share consumer)" compat/run.sh dlog "$out/compat" python java go tools share
 # ROLLING_RESULTS: the rolling kill -9 scenario's dlog results go next to the compat suites,
 # where the differential stage compares them with the same scenario on a three-node Kafka.
 ROLLING_RESULTS="$out/compat" stage "three-node dlog cluster (kafka-metadata-quorum, kafka-topics, Java client, failover, rolling kill -9 under load)" compat/cluster/run.sh
