@@ -1,0 +1,328 @@
+#!/usr/bin/env bash
+# Issue 14: a secured client configuration that works against Kafka works unchanged against dlog.
+#   compat/security/run.sh dlog|kafka [OUT_DIR]
+# Starts a broker of its own (dlog: $DLOG_BIN, default target/release/dlog; kafka: the real
+# Apache Kafka of compat/kafka/start.sh) with the same secured settings on both:
+#   PLAINTEXT       the operator (User:ANONYMOUS is in super.users): kafka-configs, kafka-acls, kafka-topics
+#   SASL_SSL        SCRAM-SHA-256/512, users from AlterUserScramCredentials
+#   SSL             mutual TLS (listener.name.ssl.ssl.client.auth=required), principal = certificate subject
+#   SASL_PLAINTEXT  PLAIN, users from the listener's JAAS config
+# with the StandardAuthorizer, and a throw-away CA, broker and client certificate (openssl).
+# The clients are Kafka 4.1's own tools (jars from compat/kafka/install.sh): ConfigCommand,
+# AclCommand, TopicCommand, ConsoleProducer, ConsoleConsumer.
+# Prints one "RESULT <scenario> PASS|FAIL|SKIP <detail>" line per scenario; exits 1 if any FAIL.
+# Every step is bounded (timeout); the whole run takes about a minute.
+set -uo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+target="${1:?usage: compat/security/run.sh dlog|kafka [OUT_DIR]}"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/compat-security-$target.XXXXXX")"
+OUT="${2:-$WORK}"
+mkdir -p "$OUT"
+rm -f "$OUT/tools.log"
+broker_pid=""
+stop_broker() { :; }
+cleanup() {
+  stop_broker
+  [[ -n "${KEEP_WORK:-}" ]] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+failed=0
+result() { echo "RESULT $1 $2 ${3:-}"; [[ "$2" == FAIL ]] && failed=1; return 0; }
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+free_port() { # a free port P with P+1 free as well (Kafka's controller listener takes P+1)
+  python3 - <<'PY'
+import socket
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", p + 1)); t.close(); s.close(); print(p); break
+    except OSError:
+        s.close(); t.close()
+PY
+}
+
+"$ROOT/compat/kafka/install.sh" >"$WORK/install.log" 2>&1 || {
+  result security-setup FAIL "compat/kafka/install.sh: $(tail -n 3 "$WORK/install.log" | tr '\n' ' ')"; exit 1; }
+CP="$(cat "$ROOT/compat/kafka/lib/classpath.txt")"
+
+# --- certificates: a CA, the broker's (SAN 127.0.0.1, localhost), a client's (mutual TLS) ---
+certs() {
+  cd "$WORK" || return 1
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=dlog-compat-ca" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" || return 1
+  printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+    "extendedKeyUsage=serverAuth" "subjectAltName=IP:127.0.0.1,DNS:localhost" >broker.ext
+  printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+    "extendedKeyUsage=clientAuth" >client.ext
+  for who in broker client; do
+    local subject="/CN=localhost"; [[ $who == client ]] && subject="/O=dlog-compat/CN=client"
+    # -nodes: an unencrypted PKCS#8 key ("BEGIN PRIVATE KEY"), which both brokers take inline.
+    openssl req -newkey rsa:2048 -nodes -keyout "$who.key" -out "$who.csr" -subj "$subject" || return 1
+    openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile "$who.ext" -out "$who.crt" || return 1
+    cat "$who.crt" ca.pem >"$who-chain.pem"
+  done
+}
+if ! certs >"$WORK/openssl.log" 2>&1; then
+  result security-setup FAIL "openssl: $(tail -n 3 "$WORK/openssl.log" | tr '\n' ' ')"; exit 1
+fi
+cd "$ROOT" || exit 1
+CLIENT_PRINCIPAL="User:CN=client,O=dlog-compat"
+
+# --- the broker's secured settings, the same on both brokers ---
+ALICE_PASSWORD=alice-secret BOB_PASSWORD=bob-secret CAROL_PASSWORD=carol-secret
+settings=(
+  "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512"
+  "listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512"
+  "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
+  "listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN"
+  "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_carol=\"$CAROL_PASSWORD\";"
+  "ssl.keystore.type=PEM"
+  "ssl.keystore.certificate.chain=$(cat "$WORK/broker-chain.pem")"
+  "ssl.keystore.key=$(cat "$WORK/broker.key")"
+  "ssl.truststore.type=PEM"
+  "ssl.truststore.location=$WORK/ca.pem"
+  "listener.name.ssl.ssl.client.auth=required"
+  "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+  "super.users=User:ANONYMOUS"
+  "allow.everyone.if.no.acl.found=false"
+)
+# A .properties line: newlines as \n escapes (the inline PEM settings).
+prop_line() { printf '%s' "$1" | awk 'BEGIN { ORS = "" } NR > 1 { print "\\n" } { print }'; echo; }
+
+P_PLAIN="$(free_port)"; P_SASL_SSL="$(free_port)"; P_SSL="$(free_port)"; P_SASL_PLAIN="$(free_port)"
+while [[ "$P_SASL_SSL" == "$((P_PLAIN + 1))" ]]; do P_SASL_SSL="$(free_port)"; done
+secured="SASL_SSL://127.0.0.1:$P_SASL_SSL,SSL://127.0.0.1:$P_SSL,SASL_PLAINTEXT://127.0.0.1:$P_SASL_PLAIN"
+started=$SECONDS
+case "$target" in
+  dlog)
+    bin="${DLOG_BIN:-$ROOT/target/release/dlog}"
+    args=(--listen "127.0.0.1:$P_PLAIN" --data-dir "$WORK/data" --set "listeners=$secured")
+    for s in "${settings[@]}"; do args+=(--set "$s"); done
+    "$bin" "${args[@]}" >"$OUT/broker.log" 2>&1 &
+    broker_pid=$!
+    stop_broker() { [[ -n "$broker_pid" ]] && { kill -TERM "$broker_pid" 2>/dev/null; wait "$broker_pid" 2>/dev/null; }; broker_pid=""; }
+    for _ in $(seq 1 100); do port_open "$P_PLAIN" && port_open "$P_SASL_SSL" && break; sleep 0.1; done
+    ;;
+  kafka)
+    extra="listeners=PLAINTEXT://127.0.0.1:$P_PLAIN,CONTROLLER://127.0.0.1:$((P_PLAIN + 1)),$secured
+advertised.listeners=PLAINTEXT://127.0.0.1:$P_PLAIN,$secured
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    for s in "${settings[@]}"; do extra+=$'\n'"$(prop_line "$s")"; done
+    KAFKA_EXTRA_PROPS="$extra" START_TIMEOUT=90 "$ROOT/compat/kafka/start.sh" "$P_PLAIN" "$WORK/kafka" >"$OUT/broker.log" 2>&1
+    stop_broker() { "$ROOT/compat/kafka/stop.sh" "$WORK/kafka" >>"$OUT/broker.log" 2>&1; cp "$WORK/kafka/kafka.log" "$OUT/kafka.log" 2>/dev/null; }
+    for _ in $(seq 1 100); do port_open "$P_SASL_SSL" && break; sleep 0.2; done
+    ;;
+  *) echo "unknown target $target" >&2; exit 2 ;;
+esac
+if ! port_open "$P_PLAIN" || ! port_open "$P_SASL_SSL"; then
+  result security-setup FAIL "$target did not start: $(tail -n 5 "$OUT/broker.log" "$WORK/kafka/kafka.log" 2>/dev/null | tr '\n' ' ' | cut -c1-600)"
+  exit 1
+fi
+echo "# $target up in $((SECONDS - started)) s: PLAINTEXT $P_PLAIN, SASL_SSL $P_SASL_SSL, SSL $P_SSL, SASL_PLAINTEXT $P_SASL_PLAIN"
+
+# --- clients ---
+PLAIN="127.0.0.1:$P_PLAIN" SASL_SSL="127.0.0.1:$P_SASL_SSL" SSL="127.0.0.1:$P_SSL" SASL_PLAIN="127.0.0.1:$P_SASL_PLAIN"
+cat >"$WORK/tools-log4j2.xml" <<'XML'
+<?xml version="1.0" encoding="UTF-8"?>
+<Configuration status="ERROR">
+  <Appenders><Console name="STDERR" target="SYSTEM_ERR"><PatternLayout pattern="%p %m (%c)%n"/></Console></Appenders>
+  <Loggers><Root level="WARN"><AppenderRef ref="STDERR"/></Root></Loggers>
+</Configuration>
+XML
+n=0
+tool() { # NAME CLASS ARGS... (stdin passed on) → $WORK/NAME.out (stdout) and $WORK/NAME.err; its exit status
+  local name="$1"; shift
+  n=$((n + 1))
+  timeout "${TOOL_TIMEOUT:-60}" java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
+    "-Dlog4j2.configurationFile=$WORK/tools-log4j2.xml" -cp "$CP" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+  local rc=$?
+  { echo "### $name: exit $rc: $*"; cat "$WORK/$name.out"; echo "--- stderr"; cat "$WORK/$name.err"; } >>"$OUT/tools.log"
+  return $rc
+}
+detail() { cat "$WORK/$1.out" "$WORK/$1.err" | grep -v -E '^\s*$|SLF4J|^\s+at ' | head -n 4 | tr '\n' ' ' | cut -c1-400; }
+# Bounds for the clients, so that a refusal ends the tool instead of a retry loop.
+bounds="request.timeout.ms=15000
+default.api.timeout.ms=20000
+max.block.ms=15000
+reconnect.backoff.max.ms=1000"
+client_config() { # FILE SECURITY_PROTOCOL MECHANISM USER PASSWORD (MECHANISM "" = no SASL)
+  {
+    echo "security.protocol=$2"
+    if [[ -n "$3" ]]; then
+      echo "sasl.mechanism=$3"
+      local module=org.apache.kafka.common.security.scram.ScramLoginModule
+      [[ "$3" == PLAIN ]] && module=org.apache.kafka.common.security.plain.PlainLoginModule
+      echo "sasl.jaas.config=$module required username=\"$4\" password=\"$5\";"
+    fi
+    if [[ "$2" == *SSL ]]; then
+      echo "ssl.truststore.type=PEM"
+      echo "ssl.truststore.location=$WORK/ca.pem"
+    fi
+    echo "$bounds"
+  } >"$1"
+}
+client_config "$WORK/alice.properties" SASL_SSL SCRAM-SHA-512 alice "$ALICE_PASSWORD"
+client_config "$WORK/bob.properties" SASL_SSL SCRAM-SHA-256 bob "$BOB_PASSWORD"
+client_config "$WORK/alice-wrong.properties" SASL_SSL SCRAM-SHA-512 alice "not-$ALICE_PASSWORD"
+client_config "$WORK/carol.properties" SASL_PLAINTEXT PLAIN carol "$CAROL_PASSWORD"
+client_config "$WORK/carol-wrong.properties" SASL_PLAINTEXT PLAIN carol "not-$CAROL_PASSWORD"
+client_config "$WORK/nocert.properties" SSL "" "" ""
+client_config "$WORK/cert.properties" SSL "" "" ""
+{ echo "ssl.keystore.type=PEM"
+  prop_line "ssl.keystore.certificate.chain=$(cat "$WORK/client-chain.pem")"
+  prop_line "ssl.keystore.key=$(cat "$WORK/client.key")"; } >>"$WORK/cert.properties"
+echo "$bounds" >"$WORK/admin.properties"
+
+T="secured-topic" G="secured-group" N=50
+produce() { # NAME BOOTSTRAP CONFIG [TOPIC] → N records "record-i" to TOPIC (default T)
+  seq 1 "$N" | sed 's/^/record-/' | tool "$1" org.apache.kafka.tools.ConsoleProducer --bootstrap-server "$2" \
+    --topic "${4:-$T}" --producer.config "$3" --producer-property acks=all --producer-property linger.ms=5
+}
+consume() { # NAME BOOTSTRAP CONFIG GROUP [TOPIC] → up to N records of TOPIC (default T), from the beginning
+  tool "$1" org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$2" --topic "${5:-$T}" --group "$4" \
+    --from-beginning --max-messages "$N" --timeout-ms 30000 --consumer.config "$3"
+}
+produced_ok() { # NAME: no send error logged
+  ! grep -q -E 'Error when sending|Exception' "$WORK/$1.err"
+}
+consumed_exactly() { # NAME: exactly record-1..record-N
+  diff <(seq 1 "$N" | sed 's/^/record-/') <(sort -V "$WORK/$1.out") >"$WORK/$1.diff"
+}
+
+# 1. SCRAM users: SCRAM-SHA-512 for alice, SCRAM-SHA-256 for bob, over PLAINTEXT
+s=security-scram-user
+if tool scram-alice kafka.admin.ConfigCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+     --alter --add-config "SCRAM-SHA-512=[iterations=8192,password=$ALICE_PASSWORD]" --entity-type users --entity-name alice &&
+   tool scram-bob kafka.admin.ConfigCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+     --alter --add-config "SCRAM-SHA-256=[password=$BOB_PASSWORD]" --entity-type users --entity-name bob; then
+  if tool scram-describe kafka.admin.ConfigCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+       --describe --entity-type users &&
+     grep -q "user-principal 'alice' are SCRAM-SHA-512=iterations=8192" "$WORK/scram-describe.out" &&
+     grep -q "user-principal 'bob' are SCRAM-SHA-256=iterations=4096" "$WORK/scram-describe.out"; then
+    result $s PASS "alice SCRAM-SHA-512 (8192 iterations), bob SCRAM-SHA-256 (4096) listed"
+  else
+    result $s FAIL "describe: $(detail scram-describe)"
+  fi
+else
+  result $s FAIL "alter: $(detail scram-alice) $(detail scram-bob)"
+fi
+
+# 2. ACLs for alice: WRITE+DESCRIBE on T, READ on T and G
+s=security-acls
+tool topic-create org.apache.kafka.tools.TopicCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+  --create --topic "$T" --partitions 2 --replication-factor 1 || echo "# topic create: $(detail topic-create)"
+if tool acl-write org.apache.kafka.tools.AclCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+     --add --allow-principal User:alice --operation Write --operation Describe --topic "$T" &&
+   tool acl-read org.apache.kafka.tools.AclCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+     --add --allow-principal User:alice --operation Read --topic "$T" --group "$G"; then
+  if tool acl-list org.apache.kafka.tools.AclCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" --list &&
+     awk -v t="$T" -v g="$G" '
+       /Current ACLs for resource/ { res = $0 }
+       /principal=User:alice/ && /permissionType=ALLOW/ {
+         if (res ~ "name=" t "," && res ~ /resourceType=TOPIC/ && res ~ /LITERAL/) { if (/operation=WRITE/) w++; if (/operation=DESCRIBE/) d++; if (/operation=READ/) r++ }
+         if (res ~ "name=" g "," && res ~ /resourceType=GROUP/ && res ~ /LITERAL/) { if (/operation=READ/) gr++ }
+       }
+       END { exit !(w == 1 && d == 1 && r == 1 && gr == 1) }' "$WORK/acl-list.out"; then
+    result $s PASS "User:alice ALLOW WRITE, DESCRIBE, READ on topic $T, READ on group $G listed"
+  else
+    result $s FAIL "list: $(detail acl-list)"
+  fi
+else
+  result $s FAIL "add: $(detail acl-write) $(detail acl-read)"
+fi
+
+# 3. alice over SASL_SSL with SCRAM-SHA-512: N records to T and back, in group G
+s=security-sasl-ssl-roundtrip
+t0=$SECONDS
+if produce alice-produce "$SASL_SSL" "$WORK/alice.properties" && produced_ok alice-produce; then
+  consume alice-consume "$SASL_SSL" "$WORK/alice.properties" "$G"
+  if consumed_exactly alice-consume; then
+    result $s PASS "$N records produced and consumed back exactly by alice (SCRAM-SHA-512 over TLS, group $G) in $((SECONDS - t0)) s"
+  else
+    result $s FAIL "consumed $(grep -c . "$WORK/alice-consume.out") of $N: $(detail alice-consume)"
+  fi
+else
+  result $s FAIL "produce: $(detail alice-produce)"
+fi
+
+# 4. bob authenticates (SCRAM-SHA-256) but has no ACLs: produce and consume are refused
+s=security-denied
+produce bob-produce "$SASL_SSL" "$WORK/bob.properties"
+consume bob-consume "$SASL_SSL" "$WORK/bob.properties" "$G"
+produce_denied=false consume_denied=false
+grep -q -E 'TopicAuthorizationException|Not authorized to access topics' "$WORK/bob-produce.err" && produce_denied=true
+grep -q -E '(Topic|Group)AuthorizationException|Not authorized to access (topics|group)' "$WORK/bob-consume.err" && consume_denied=true
+if $produce_denied && $consume_denied && ! grep -q record- "$WORK/bob-consume.out" &&
+   ! grep -q -E 'SaslAuthenticationException' "$WORK/bob-produce.err" "$WORK/bob-consume.err"; then
+  result $s PASS "produce: $(grep -o -m1 -E '[A-Za-z]+AuthorizationException: [^.]*' "$WORK/bob-produce.err"); consume: $(grep -o -m1 -E '[A-Za-z]+AuthorizationException: [^.]*' "$WORK/bob-consume.err")"
+else
+  result $s FAIL "produce denied=$produce_denied ($(detail bob-produce)); consume denied=$consume_denied ($(detail bob-consume))"
+fi
+
+# 5. alice with a wrong password: an authentication error, promptly
+s=security-wrong-password
+t0=$SECONDS
+TOOL_TIMEOUT=45 tool alice-wrong org.apache.kafka.tools.TopicCommand --bootstrap-server "$SASL_SSL" \
+  --command-config "$WORK/alice-wrong.properties" --list
+rc=$? took=$((SECONDS - t0))
+if [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q 'SaslAuthenticationException' "$WORK/alice-wrong.out" "$WORK/alice-wrong.err" && ((took < 30)); then
+  result $s PASS "exit $rc in ${took} s: $(grep -h -o -m1 -E 'SaslAuthenticationException: .*' "$WORK/alice-wrong.out" "$WORK/alice-wrong.err" | head -n1 | cut -c1-200)"
+else
+  result $s FAIL "exit $rc in ${took} s: $(detail alice-wrong)"
+fi
+
+# 6. mutual TLS on the SSL listener (principal = the certificate's subject) and PLAIN from JAAS
+#    on SASL_PLAINTEXT: the right credentials get in, a client without them is refused.
+s=security-plain-ssl-mtls
+notes=() ok=true
+T_MTLS="$T-mtls"
+tool topic-create-mtls org.apache.kafka.tools.TopicCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+  --create --topic "$T_MTLS" --partitions 1 --replication-factor 1 || echo "# topic create: $(detail topic-create-mtls)"
+{ tool acl-cert org.apache.kafka.tools.AclCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+    --add --allow-principal "$CLIENT_PRINCIPAL" --operation Write --operation Read --operation Describe --topic "$T_MTLS" &&
+  tool acl-cert-group org.apache.kafka.tools.AclCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+    --add --allow-principal "$CLIENT_PRINCIPAL" --operation Read --group "$G-mtls"; } ||
+  { ok=false; notes+=("acl for $CLIENT_PRINCIPAL: $(detail acl-cert) $(detail acl-cert-group)"); }
+if produce cert-produce "$SSL" "$WORK/cert.properties" "$T_MTLS" && produced_ok cert-produce; then
+  consume cert-consume "$SSL" "$WORK/cert.properties" "$G-mtls" "$T_MTLS"
+  if consumed_exactly cert-consume; then
+    notes+=("client certificate ($CLIENT_PRINCIPAL) produced and consumed $N records")
+  else
+    ok=false; notes+=("certificate client consumed $(grep -c . "$WORK/cert-consume.out") of $N: $(detail cert-consume)")
+  fi
+else
+  ok=false; notes+=("certificate client produce: $(detail cert-produce)")
+fi
+t0=$SECONDS
+TOOL_TIMEOUT=45 tool nocert org.apache.kafka.tools.TopicCommand --bootstrap-server "$SSL" \
+  --command-config "$WORK/nocert.properties" --list
+rc=$? took=$((SECONDS - t0))
+if [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q -E 'SslAuthenticationException|SSL handshake failed' "$WORK/nocert.out" "$WORK/nocert.err"; then
+  notes+=("no certificate: refused in ${took} s ($(grep -h -o -m1 -E 'SslAuthenticationException: [^(]*' "$WORK/nocert.out" "$WORK/nocert.err" | head -n1 | cut -c1-80))")
+else
+  ok=false; notes+=("no certificate: exit $rc in ${took} s: $(detail nocert)")
+fi
+if tool carol org.apache.kafka.tools.TopicCommand --bootstrap-server "$SASL_PLAIN" --command-config "$WORK/carol.properties" --list; then
+  notes+=("PLAIN carol (JAAS) logged in")
+else
+  ok=false; notes+=("PLAIN carol: $(detail carol)")
+fi
+TOOL_TIMEOUT=45 tool carol-wrong org.apache.kafka.tools.TopicCommand --bootstrap-server "$SASL_PLAIN" \
+  --command-config "$WORK/carol-wrong.properties" --list
+rc=$?
+if [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q 'SaslAuthenticationException' "$WORK/carol-wrong.out" "$WORK/carol-wrong.err"; then
+  notes+=("PLAIN wrong password refused")
+else
+  ok=false; notes+=("PLAIN wrong password: exit $rc: $(detail carol-wrong)")
+fi
+detail_text="$(printf '%s; ' "${notes[@]}")"
+if $ok; then result $s PASS "${detail_text%; }"; else result $s FAIL "${detail_text%; }"; fi
+
+echo "# $target: done in $((SECONDS - started)) s (tool output: $OUT/tools.log)"
+[[ -n "${KEEP_WORK:-}" ]] && echo "# work dir kept: $WORK"
+exit $failed
