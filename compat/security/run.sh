@@ -94,6 +94,10 @@ settings=(
 # A .properties line: newlines as \n escapes (the inline PEM settings).
 prop_line() { printf '%s' "$1" | awk 'BEGIN { ORS = "" } NR > 1 { print "\\n" } { print }'; echo; }
 
+# The same settings as a server.properties fragment (Kafka reads its broker's from it; for dlog,
+# scenario security-server-properties starts a second broker from it with --config).
+for s in "${settings[@]}"; do prop_line "$s"; done >"$WORK/secured.properties"
+
 P_PLAIN="$(free_port)"; P_SASL_SSL="$(free_port)"; P_SSL="$(free_port)"; P_SASL_PLAIN="$(free_port)"
 while [[ "$P_SASL_SSL" == "$((P_PLAIN + 1))" ]]; do P_SASL_SSL="$(free_port)"; done
 secured="SASL_SSL://127.0.0.1:$P_SASL_SSL,SSL://127.0.0.1:$P_SSL,SASL_PLAINTEXT://127.0.0.1:$P_SASL_PLAIN"
@@ -112,7 +116,7 @@ case "$target" in
     extra="listeners=PLAINTEXT://127.0.0.1:$P_PLAIN,CONTROLLER://127.0.0.1:$((P_PLAIN + 1)),$secured
 advertised.listeners=PLAINTEXT://127.0.0.1:$P_PLAIN,$secured
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT"
-    for s in "${settings[@]}"; do extra+=$'\n'"$(prop_line "$s")"; done
+    extra+=$'\n'"$(cat "$WORK/secured.properties")"
     KAFKA_EXTRA_PROPS="$extra" START_TIMEOUT=90 "$ROOT/compat/kafka/start.sh" "$P_PLAIN" "$WORK/kafka" >"$OUT/broker.log" 2>&1
     stop_broker() { "$ROOT/compat/kafka/stop.sh" "$WORK/kafka" >>"$OUT/broker.log" 2>&1; cp "$WORK/kafka/kafka.log" "$OUT/kafka.log" 2>/dev/null; }
     for _ in $(seq 1 100); do port_open "$P_SASL_SSL" && break; sleep 0.2; done
@@ -322,6 +326,26 @@ else
 fi
 detail_text="$(printf '%s; ' "${notes[@]}")"
 if $ok; then result $s PASS "${detail_text%; }"; else result $s FAIL "${detail_text%; }"; fi
+
+# 7. The broker takes the secured settings from a server.properties file as Kafka writes them:
+#    inline PEM (ssl.keystore.certificate.chain, ssl.keystore.key) with \n escapes.
+s=security-server-properties
+if [[ "$target" == kafka ]]; then
+  result $s PASS "the Kafka broker above was started from server.properties holding these settings"
+else
+  Q_PLAIN="$(free_port)" Q_SSL="$(free_port)"
+  { echo "listeners=SASL_SSL://127.0.0.1:$Q_SSL"; cat "$WORK/secured.properties"; } >"$WORK/second.properties"
+  "${DLOG_BIN:-$ROOT/target/release/dlog}" --listen "127.0.0.1:$Q_PLAIN" --data-dir "$WORK/data2" \
+    --config "$WORK/second.properties" >"$OUT/broker2.log" 2>&1 &
+  second_pid=$!
+  for _ in $(seq 1 100); do port_open "$Q_SSL" && break; kill -0 "$second_pid" 2>/dev/null || break; sleep 0.1; done
+  if port_open "$Q_SSL"; then
+    result $s PASS "dlog started with --config server.properties (inline PEM with \\n escapes)"
+  else
+    result $s FAIL "dlog --config server.properties: $(grep -v -E '^\s+[0-9]+:|^\s+at ' "$OUT/broker2.log" | grep -v '^\s*$' | head -n 4 | tr '\n' ' ' | cut -c1-300)"
+  fi
+  kill -TERM "$second_pid" 2>/dev/null; wait "$second_pid" 2>/dev/null
+fi
 
 echo "# $target: done in $((SECONDS - started)) s (tool output: $OUT/tools.log)"
 [[ -n "${KEEP_WORK:-}" ]] && echo "# work dir kept: $WORK"
