@@ -138,14 +138,12 @@ cat >"$WORK/tools-log4j2.xml" <<'XML'
   <Loggers><Root level="WARN"><AppenderRef ref="STDERR"/></Root></Loggers>
 </Configuration>
 XML
-n=0
 tool() { # NAME CLASS ARGS... (stdin passed on) → $WORK/NAME.out (stdout) and $WORK/NAME.err; its exit status
-  local name="$1"; shift
-  n=$((n + 1))
+  local name="$1" t0=$SECONDS; shift
   timeout "${TOOL_TIMEOUT:-60}" java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC \
     "-Dlog4j2.configurationFile=$WORK/tools-log4j2.xml" -cp "$CP" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
   local rc=$?
-  { echo "### $name: exit $rc: $*"; cat "$WORK/$name.out"; echo "--- stderr"; cat "$WORK/$name.err"; } >>"$OUT/tools.log"
+  { echo "### $name: exit $rc in $((SECONDS - t0)) s: $*"; cat "$WORK/$name.out"; echo "--- stderr"; cat "$WORK/$name.err"; } >>"$OUT/tools.log"
   return $rc
 }
 detail() { cat "$WORK/$1.out" "$WORK/$1.err" | grep -v -E '^\s*$|SLF4J|^\s+at ' | head -n 4 | tr '\n' ' ' | cut -c1-400; }
