@@ -15,6 +15,8 @@ suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(python java go tools)
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
+# DLOG_BIN: the dlog binary (default target/release/dlog, where CI builds it).
+dlog_bin="${DLOG_BIN:-$root/target/release/dlog}"
 data="$(mktemp -d "${TMPDIR:-/tmp}/compat-$target.XXXXXX")"
 
 port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
@@ -22,7 +24,7 @@ port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 case "$target" in
   dlog)
     port="${DLOG_PORT:-19092}"
-    "$root/target/release/dlog" --listen "127.0.0.1:$port" --data-dir "$data/data" >"$out/broker.log" 2>&1 &
+    "$dlog_bin" --listen "127.0.0.1:$port" --data-dir "$data/data" >"$out/broker.log" 2>&1 &
     broker_pid=$!
     for _ in $(seq 1 100); do port_open "$port" && break; sleep 0.1; done
     stop_broker() { kill -TERM "$broker_pid" 2>/dev/null; wait "$broker_pid" 2>/dev/null; }
@@ -51,7 +53,7 @@ for suite in "${suites[@]}"; do
       # Both answer DescribeAcls (SECURITY_DISABLED without an authorizer, as Kafka does).
       acls=true
       # CRASH_BROKER: the copier-across-kill-9 scenario starts, kills and restarts a broker of its own.
-      CCT_DESCRIBE_ACLS_SUPPORTED=$acls CRASH_BROKER=$target DLOG_BIN="$root/target/release/dlog" \
+      CCT_DESCRIBE_ACLS_SUPPORTED=$acls CRASH_BROKER=$target DLOG_BIN="$dlog_bin" \
         "$root/compat/java/run.sh" >"$log" 2>&1; rc=$?
       grep -E '^RESULT ' "$log" | awk '{print $3, $2}' | sort -u >"$results"
       ;;
@@ -64,7 +66,7 @@ for suite in "${suites[@]}"; do
       # with the short lock and delivery limit the scenarios need. The differential stage's
       # Kafka (4.1) has no production share groups: skipped there.
       if [[ "$target" == dlog ]]; then
-        env -u BOOTSTRAP DLOG_BIN="$root/target/release/dlog" "$root/compat/java-share/run.sh" >"$log" 2>&1; rc=$?
+        env -u BOOTSTRAP DLOG_BIN="$dlog_bin" "$root/compat/java-share/run.sh" >"$log" 2>&1; rc=$?
         grep -E '^RESULT ' "$log" | awk '{print $3, $2}' | sort -u >"$results"
       else
         echo "RESULT java-share SKIP share groups are compared by hand against Kafka 4.4 (compat/java-share/run.sh)" >"$log"; rc=0
@@ -81,7 +83,7 @@ for suite in "${suites[@]}"; do
       # Issue 14: SCRAM users, ACLs, SASL_SSL, mutual TLS and PLAIN with Kafka's own tools against
       # a broker of its own started with the same secured settings (the broker above is not used),
       # so dlog and Kafka are compared on the same scenarios.
-      DLOG_BIN="${DLOG_BIN:-$root/target/release/dlog}" "$root/compat/security/run.sh" "$target" "$out/security" >"$log" 2>&1; rc=$?
+      DLOG_BIN="$dlog_bin" "$root/compat/security/run.sh" "$target" "$out/security" >"$log" 2>&1; rc=$?
       grep -E '^RESULT ' "$log" | awk '{print $3, $2}' | sort -u >"$results"
       ;;
     go)

@@ -252,13 +252,13 @@ else
   result $s FAIL "produce: $(detail alice-produce)"
 fi
 
-# 4. bob authenticates (SCRAM-SHA-256) but may only READ topic T (which implies DESCRIBE): his
-#    produce is refused on the topic, his consumer in group G on the group.
+# 4. bob authenticates (SCRAM-SHA-256) but has no ACL: his produce is refused on the topic. Then
+#    he may READ topic T (which implies DESCRIBE): his consumer in group G is refused on the group.
 s=security-denied
-tool acl-bob org.apache.kafka.tools.AclCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
-  --add --allow-principal User:bob --operation Read --topic "$T" || echo "# acl for bob: $(detail acl-bob)"
 # A few records: each refused send has the producer ask for metadata in a tight loop until max.block.ms.
 COUNT=3 produce bob-produce "$SASL_SSL" "$WORK/bob.properties"
+tool acl-bob org.apache.kafka.tools.AclCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+  --add --allow-principal User:bob --operation Read --topic "$T" || echo "# acl for bob: $(detail acl-bob)"
 consume bob-consume "$SASL_SSL" "$WORK/bob.properties" "$G"
 produce_denied=false consume_denied=false
 grep -q -E 'TopicAuthorizationException: Not authorized to access topics: \['"$T"'\]' "$WORK/bob-produce.err" && produce_denied=true
@@ -268,6 +268,17 @@ if $produce_denied && $consume_denied && ! grep -q record- "$WORK/bob-consume.ou
   result $s PASS "produce: $(grep -o -m1 -E '[A-Za-z]+AuthorizationException: [^.]*' "$WORK/bob-produce.err"); consume: $(grep -o -m1 -E '[A-Za-z]+AuthorizationException: [^.]*' "$WORK/bob-consume.err")"
 else
   result $s FAIL "produce denied=$produce_denied ($(detail bob-produce)); consume denied=$consume_denied ($(detail bob-consume))"
+fi
+
+# 4b. bob, who may READ T but WRITE no topic, produces with the (default) idempotent producer:
+#     InitProducerId needs WRITE on some topic or IDEMPOTENT_WRITE on the cluster (KIP-679), so
+#     Kafka refuses it with CLUSTER_AUTHORIZATION_FAILED before any record is sent.
+s=security-denied-idempotent
+COUNT=3 produce bob-produce-read "$SASL_SSL" "$WORK/bob.properties"
+if grep -q 'ClusterAuthorizationException' "$WORK/bob-produce-read.err" && grep -q 'Error when sending' "$WORK/bob-produce-read.err"; then
+  result $s PASS "$(grep -o -m1 -E 'ClusterAuthorizationException: [^.]*' "$WORK/bob-produce-read.err")"
+else
+  result $s FAIL "$(grep -v -E '^\s+at ' "$WORK/bob-produce-read.err" | grep -o -E '[A-Za-z]+(Exception|Error): [^(]*' | sort | uniq -c | sort -rn | head -n 3 | tr '\n' ' ' | cut -c1-400)"
 fi
 
 # 5. alice with a wrong password: an authentication error, promptly
