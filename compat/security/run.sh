@@ -340,6 +340,44 @@ fi
 detail_text="$(printf '%s; ' "${notes[@]}")"
 if $ok; then result $s PASS "${detail_text%; }"; else result $s FAIL "${detail_text%; }"; fi
 
+# 8. Listings leave out what the principal may not describe: alice sees T only.
+s=security-topic-visibility
+if tool alice-list org.apache.kafka.tools.TopicCommand --bootstrap-server "$SASL_SSL" --command-config "$WORK/alice.properties" --list &&
+   [[ "$(grep -v '^\s*$' "$WORK/alice-list.out" | sort | tr '\n' ' ')" == "$T " ]]; then
+  result $s PASS "alice lists [$T] only (not $T-mtls, not internal topics)"
+else
+  result $s FAIL "alice lists [$(grep -v '^\s*$' "$WORK/alice-list.out" | sort | tr '\n' ' ')]: $(detail alice-list)"
+fi
+
+# 9. SCRAM credentials are per mechanism and can be removed: alice has no SCRAM-SHA-256 one, and
+#    once her SCRAM-SHA-512 one is deleted (kafka-configs --delete-config) she cannot log in.
+s=security-scram-delete
+client_config "$WORK/alice-256.properties" SASL_SSL SCRAM-SHA-256 alice "$ALICE_PASSWORD"
+notes=() ok=true
+TOOL_TIMEOUT=45 tool alice-256 org.apache.kafka.tools.TopicCommand --bootstrap-server "$SASL_SSL" --command-config "$WORK/alice-256.properties" --list
+if [[ $? -ne 0 ]] && grep -q 'SaslAuthenticationException' "$WORK/alice-256.err" "$WORK/alice-256.out"; then
+  notes+=("SCRAM-SHA-256 as alice refused")
+else
+  ok=false; notes+=("SCRAM-SHA-256 as alice: $(detail alice-256)")
+fi
+if tool scram-delete kafka.admin.ConfigCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+     --alter --delete-config SCRAM-SHA-512 --entity-type users --entity-name alice &&
+   tool scram-describe-2 kafka.admin.ConfigCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+     --describe --entity-type users &&
+   ! grep -q "'alice'" "$WORK/scram-describe-2.out" && grep -q "'bob'" "$WORK/scram-describe-2.out"; then
+  notes+=("alice's SCRAM-SHA-512 deleted, bob's listed")
+else
+  ok=false; notes+=("delete: $(detail scram-delete) describe: $(detail scram-describe-2)")
+fi
+TOOL_TIMEOUT=45 tool alice-deleted org.apache.kafka.tools.TopicCommand --bootstrap-server "$SASL_SSL" --command-config "$WORK/alice.properties" --list
+if [[ $? -ne 0 ]] && grep -q 'SaslAuthenticationException' "$WORK/alice-deleted.err" "$WORK/alice-deleted.out"; then
+  notes+=("alice's old password refused after the delete")
+else
+  ok=false; notes+=("alice after the delete: $(detail alice-deleted)")
+fi
+detail_text="$(printf '%s; ' "${notes[@]}")"
+if $ok; then result $s PASS "${detail_text%; }"; else result $s FAIL "${detail_text%; }"; fi
+
 # 7. The broker takes the secured settings from a server.properties file as Kafka writes them:
 #    inline PEM (ssl.keystore.certificate.chain, ssl.keystore.key) with \n escapes.
 s=security-server-properties
