@@ -10,6 +10,9 @@
 # with the StandardAuthorizer, and a throw-away CA, broker and client certificate (openssl).
 # The clients are Kafka 4.1's own tools (jars from compat/kafka/install.sh): ConfigCommand,
 # AclCommand, TopicCommand, ConsoleProducer, ConsoleConsumer.
+# Scenarios: security-scram-user, -acls, -sasl-ssl-roundtrip, -denied, -denied-idempotent,
+# -wrong-password, -plain-ssl-mtls, -topic-visibility, -scram-delete, -mechanism-not-enabled,
+# -acl-prefixed-deny, -server-properties (dlog started from a server.properties as Kafka reads it).
 # Prints one "RESULT <scenario> PASS|FAIL|SKIP <detail>" line per scenario; exits 1 if any FAIL.
 # Every step is bounded (timeout); the whole run takes about a minute.
 set -uo pipefail
@@ -378,6 +381,43 @@ fi
 detail_text="$(printf '%s; ' "${notes[@]}")"
 if $ok; then result $s PASS "${detail_text%; }"; else result $s FAIL "${detail_text%; }"; fi
 
+# 10. A mechanism the listener does not enable is refused with Kafka's error.
+s=security-mechanism-not-enabled
+client_config "$WORK/plain-on-scram.properties" SASL_SSL PLAIN carol "$CAROL_PASSWORD"
+TOOL_TIMEOUT=45 tool plain-on-scram org.apache.kafka.tools.TopicCommand --bootstrap-server "$SASL_SSL" --command-config "$WORK/plain-on-scram.properties" --list
+rc=$?
+if [[ $rc -ne 0 && $rc -ne 124 ]] && grep -q 'UnsupportedSaslMechanismException' "$WORK/plain-on-scram.err" "$WORK/plain-on-scram.out"; then
+  result $s PASS "$(grep -h -o -m1 -E 'UnsupportedSaslMechanismException: .*' "$WORK/plain-on-scram.err" "$WORK/plain-on-scram.out" | head -n1 | cut -c1-200)"
+else
+  result $s FAIL "exit $rc: $(detail plain-on-scram)"
+fi
+
+# 11. Prefixed ALLOW and a literal DENY (DENY wins): carol (PLAIN) may READ/DESCRIBE topics
+#     "secured-*" and groups "carol-*", but is denied READ on $T-mtls.
+s=security-acl-prefixed-deny
+notes=() ok=true
+{ tool acl-carol-prefixed org.apache.kafka.tools.AclCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+    --add --allow-principal User:carol --operation Read --operation Describe --topic secured- --group carol- \
+    --resource-pattern-type prefixed &&
+  tool acl-carol-deny org.apache.kafka.tools.AclCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+    --add --deny-principal User:carol --operation Read --topic "$T_MTLS"; } ||
+  { ok=false; notes+=("acls: $(detail acl-carol-prefixed) $(detail acl-carol-deny)"); }
+consume carol-consume "$SASL_PLAIN" "$WORK/carol.properties" carol-group
+if consumed_exactly carol-consume; then
+  notes+=("prefixed ALLOW: carol consumed $N records of $T")
+else
+  ok=false; notes+=("prefixed ALLOW: carol consumed $(grep -c . "$WORK/carol-consume.out") of $N: $(detail carol-consume)")
+fi
+consume carol-consume-denied "$SASL_PLAIN" "$WORK/carol.properties" carol-group-2 "$T_MTLS"
+if grep -q -E 'TopicAuthorizationException: Not authorized to access topics: \['"$T_MTLS"'\]' "$WORK/carol-consume-denied.err" &&
+   ! grep -q record- "$WORK/carol-consume-denied.out"; then
+  notes+=("literal DENY: $T_MTLS refused (TopicAuthorizationException)")
+else
+  ok=false; notes+=("literal DENY on $T_MTLS: consumed $(grep -c record- "$WORK/carol-consume-denied.out"): $(detail carol-consume-denied)")
+fi
+detail_text="$(printf '%s; ' "${notes[@]}")"
+if $ok; then result $s PASS "${detail_text%; }"; else result $s FAIL "${detail_text%; }"; fi
+
 # 7. The broker takes the secured settings from a server.properties file as Kafka writes them:
 #    inline PEM (ssl.keystore.certificate.chain, ssl.keystore.key) with \n escapes.
 s=security-server-properties
@@ -393,7 +433,7 @@ else
   if port_open "$Q_SSL"; then
     result $s PASS "dlog started with --config server.properties (inline PEM with \\n escapes)"
   else
-    result $s FAIL "dlog --config server.properties: $(grep -v '^\s*$' "$OUT/broker2.log" | head -n 5 | tr '\n' ' ' | cut -c1-300)"
+    result $s FAIL "dlog --config server.properties: $(grep -v '^\s*$' "$OUT/broker2.log" | head -n 5 | tr '\n' ' ' | cut -c1-200)…"
   fi
   kill -TERM "$second_pid" 2>/dev/null; wait "$second_pid" 2>/dev/null
 fi
