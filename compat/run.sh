@@ -83,7 +83,7 @@ for suite in "${suites[@]}"; do
       # Issue 14: SCRAM users, ACLs, SASL_SSL, mutual TLS and PLAIN with Kafka's own tools against
       # a broker of its own started with the same secured settings (the broker above is not used),
       # so dlog and Kafka are compared on the same scenarios.
-      DLOG_BIN="$dlog_bin" "$root/compat/security/run.sh" "$target" "$out/security" >"$log" 2>&1; rc=$?
+      DLOG_BIN="$dlog_bin" timeout 600 "$root/compat/security/run.sh" "$target" "$out/security" >"$log" 2>&1; rc=$?
       grep -E '^RESULT ' "$log" | awk '{print $3, $2}' | sort -u >"$results"
       ;;
     go)

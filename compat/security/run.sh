@@ -30,6 +30,7 @@ cleanup() {
   [[ -n "${KEEP_WORK:-}" ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT   # a timeout around the suite still stops its broker
 
 failed=0
 result() { echo "RESULT $1 $2 ${3:-}"; [[ "$2" == FAIL ]] && failed=1; return 0; }
