@@ -292,7 +292,8 @@ fn big_batch(size_bytes: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn producer_byte_rate_throttles_the_client_and_mutes_its_connection() {
-    let broker = Broker::start();
+    let metrics_port = free_port();
+    let broker = Broker::start_with(&[&format!("metrics.listen=127.0.0.1:{metrics_port}")]);
     let bootstrap = broker.bootstrap();
     create_topic(&bootstrap, "quota", 1, &[]).await;
     let mut client = RawClient::connect(broker.addr());
@@ -324,6 +325,33 @@ async fn producer_byte_rate_throttles_the_client_and_mutes_its_connection() {
         "answered after {waited:?}, throttle was {throttle_ms} ms"
     );
     assert!(next_throttle_ms > 0, "still over the quota");
+    // The throttling is counted, by quota type.
+    let scrape = metrics_text(metrics_port);
+    let throttled = metric_value(&scrape, "dlog_quota_throttled_requests_total{quota_type=\"produce\"}");
+    assert!(throttled >= 2.0, "throttled requests {throttled}:\n{scrape}");
+    let throttle_ms = metric_value(&scrape, "dlog_quota_throttle_time_ms_total{quota_type=\"produce\"}");
+    assert!(throttle_ms >= 1_000.0, "throttle time {throttle_ms}");
+}
+
+/// The metrics listener's `/metrics` text.
+fn metrics_text(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
+    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// The value of the series `name{labels}` in a scrape (0 when absent).
+fn metric_value(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// Records the largest broker throttle time librdkafka's statistics report, and the
