@@ -132,7 +132,9 @@ fn names(found: &[(String, Vec<(String, f64)>)]) -> Vec<&str> {
 
 #[test]
 fn quotas_are_altered_described_and_kept_as_kafka_does() {
-    let mut broker = Broker::start();
+    // A metadata snapshot every few hundred bytes: the restart reads the quotas back from a
+    // snapshot (the image's JSON), not only from the log's records.
+    let mut broker = Broker::start_with(&["metadata.log.max.record.bytes.between.snapshots=300"]);
     let mut client = RawClient::connect(broker.addr());
     let codes = alter(
         &mut client,
@@ -242,6 +244,11 @@ fn quotas_are_altered_described_and_kept_as_kafka_does() {
     // Quotas are metadata: a restart keeps them.
     drop(client);
     broker.stop_clean();
+    let snapshots = std::fs::read_dir(broker.data_dir().join("__cluster_metadata-0"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".checkpoint"))
+        .count();
+    assert!(snapshots > 0, "a metadata snapshot was taken");
     broker.restart();
     let mut client = RawClient::connect(broker.addr());
     check(&mut client);
@@ -525,4 +532,24 @@ async fn consumer_byte_rate_throttles_fetches() {
     // Each 200 KB response uses the whole 2 s budget: later ones wait for earlier ones to
     // leave the window.
     assert!(started.elapsed() >= Duration::from_secs(2), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn quota_apis_are_authorized_as_kafka_does() {
+    // An authorizer and no ACL: ANONYMOUS may neither describe nor alter the cluster's configs.
+    let broker = Broker::start_with(&[
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    ]);
+    let mut client = RawClient::connect(broker.addr());
+    const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+    let codes = alter(
+        &mut client,
+        vec![
+            entry(&[("user", Some("alice"))], &[("producer_byte_rate", Some(1024.0))]),
+            entry(&[("client-id", None)], &[("consumer_byte_rate", Some(1024.0))]),
+        ],
+        false,
+    );
+    assert_eq!(codes, vec![CLUSTER_AUTHORIZATION_FAILED; 2]);
+    assert_eq!(describe(&mut client, &[], false), Err(CLUSTER_AUTHORIZATION_FAILED));
 }
