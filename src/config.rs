@@ -96,6 +96,9 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     property("authorizer.class.name", Kind::String, ""),
     property("super.users", Kind::String, ""),
     property("allow.everyone.if.no.acl.found", Kind::Boolean, "false"),
+    // Client quotas (`security::quota`): rates measured over this many windows of this size.
+    at_least("quota.window.num", Kind::Int, "11", 2),
+    at_least("quota.window.size.seconds", Kind::Int, "1", 1),
     at_least(
         "controller.quorum.election.timeout.ms",
         Kind::Int,
@@ -389,6 +392,9 @@ pub const CLUSTER_ID: Key = key("cluster.id");
 pub const AUTHORIZER_CLASS_NAME: Key = key("authorizer.class.name");
 pub const SUPER_USERS: Key = key("super.users");
 pub const ALLOW_EVERYONE_IF_NO_ACL_FOUND: Key = key("allow.everyone.if.no.acl.found");
+// Client quotas (`security::quota::QuotaSettings`).
+pub const QUOTA_WINDOW_NUM: Key = key("quota.window.num");
+pub const QUOTA_WINDOW_SIZE_SECONDS: Key = key("quota.window.size.seconds");
 pub const SOCKET_REQUEST_MAX_BYTES: Key = key("socket.request.max.bytes");
 pub const CONNECTIONS_MAX_IDLE_MS: Key = key("connections.max.idle.ms");
 pub const MAX_CONNECTIONS: Key = key("max.connections");

@@ -63,6 +63,8 @@ pub struct Node {
     /// What client connections may do (`authorizer.class.name`): every handler asks it
     /// through its request context.
     pub authorizer: Arc<dyn crate::security::Authorizer>,
+    /// Byte-rate sensors of the clients with a quota (Produce and Fetch record into them).
+    pub quotas: crate::security::quota::QuotaManager,
 }
 
 /// The authorizer `authorizer.class.name` asks for: none (everything allowed), or Kafka's
@@ -226,6 +228,9 @@ impl Node {
             shutdown,
             lifecycle: Default::default(),
             authorizer,
+            quotas: crate::security::quota::QuotaManager::new(
+                crate::security::quota::QuotaSettings::from_properties(&properties),
+            ),
         });
         // Every change applied to the image (the replay now, commits from anywhere later)
         // opens or deletes this node's logs. A controller-only node holds no partitions.

@@ -868,3 +868,67 @@ fn security_metadata_reaches_every_node_and_replication_keeps_working() {
         "{delivered:?}"
     );
 }
+
+#[test]
+fn client_quotas_are_forwarded_to_the_controller_and_reach_every_node() {
+    use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+    use kafka_protocol::messages::{
+        AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey, DescribeClientQuotasRequest,
+        DescribeClientQuotasResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let cluster = Cluster::start_registered(3);
+    let s = |text: &str| StrBytes::from_string(text.to_string());
+    // One quota through each node: at least two of them forward to the active controller.
+    for index in 0..3 {
+        let mut client = raw::RawClient::connect(cluster.nodes[index].addr());
+        let user = format!("user-{index}");
+        let altered: AlterClientQuotasResponse = client.call(
+            ApiKey::AlterClientQuotas,
+            1,
+            &AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
+                .with_entity(vec![EntityData::default()
+                    .with_entity_type(s("user"))
+                    .with_entity_name(Some(s(&user)))])
+                .with_ops(vec![OpData::default()
+                    .with_key(s("producer_byte_rate"))
+                    .with_value(1024.0 * (index + 1) as f64)])]),
+        );
+        assert_eq!(altered.entries[0].error_code, 0, "through node {}", index + 1);
+    }
+    // Every node describes the three.
+    for index in 0..3 {
+        let mut client = raw::RawClient::connect(cluster.nodes[index].addr());
+        eventually(
+            Duration::from_secs(10),
+            || {
+                let described: DescribeClientQuotasResponse = client.call(
+                    ApiKey::DescribeClientQuotas,
+                    1,
+                    &DescribeClientQuotasRequest::default(),
+                );
+                let mut users: Vec<(String, f64)> = described
+                    .entries
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|e| {
+                        (
+                            e.entity[0].entity_name.as_ref().unwrap().to_string(),
+                            e.values[0].value,
+                        )
+                    })
+                    .collect();
+                users.sort_by(|a, b| a.0.cmp(&b.0));
+                users
+            },
+            |users| {
+                *users
+                    == vec![
+                        ("user-0".to_string(), 1024.0),
+                        ("user-1".to_string(), 2048.0),
+                        ("user-2".to_string(), 3072.0),
+                    ]
+            },
+        );
+    }
+}

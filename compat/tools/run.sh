@@ -86,6 +86,36 @@ else
   result tools-configs-broker-default FAIL "$(detail)"
 fi
 
+# kafka-configs client quotas (Alter/DescribeClientQuotas): a user, a client id, a user with a
+# client id, described back and deleted
+quota_user="quota-user-$run_id"
+quota_client="quota-client-$run_id"
+if tool kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" --alter \
+     --add-config 'producer_byte_rate=1024,consumer_byte_rate=2048' --entity-type users --entity-name "$quota_user" &&
+   tool kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" --alter \
+     --add-config producer_byte_rate=4096 --entity-type clients --entity-name "$quota_client" &&
+   tool kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" --alter --add-config consumer_byte_rate=512 \
+     --entity-type users --entity-name "$quota_user" --entity-type clients --entity-name "$quota_client" &&
+   tool kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" --describe --entity-type users --entity-name "$quota_user" &&
+   grep -q "consumer_byte_rate=2048.0, producer_byte_rate=1024.0" "$work/out" &&
+   tool kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" --describe --entity-type clients --entity-name "$quota_client" &&
+   grep -q "producer_byte_rate=4096.0" "$work/out" &&
+   tool kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" --describe \
+     --entity-type users --entity-name "$quota_user" --entity-type clients --entity-name "$quota_client" &&
+   grep -q "consumer_byte_rate=512.0" "$work/out" &&
+   tool kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" --alter \
+     --delete-config producer_byte_rate --entity-type clients --entity-name "$quota_client" &&
+   tool kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" --describe --entity-type clients --entity-name "$quota_client" &&
+   ! grep -q "producer_byte_rate" "$work/out"; then
+  result tools-configs-client-quotas PASS "users, clients and users+clients quotas set, described, deleted"
+else
+  result tools-configs-client-quotas FAIL "$(detail)"
+fi
+tool kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" --alter --delete-config 'producer_byte_rate,consumer_byte_rate' \
+  --entity-type users --entity-name "$quota_user" || true
+tool kafka.admin.ConfigCommand --bootstrap-server "$BOOTSTRAP" --alter --delete-config consumer_byte_rate \
+  --entity-type users --entity-name "$quota_user" --entity-type clients --entity-name "$quota_client" || true
+
 # kafka-delete-records --offset-json-file
 if produce "$topic" 0 30; then
   printf '{"partitions":[{"topic":"%s","partition":0,"offset":12}],"version":1}\n' "$topic" >"$work/offsets.json"

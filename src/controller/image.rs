@@ -102,6 +102,10 @@ pub struct MetadataImage {
     /// Every ACL (CreateAcls); shared with the authorizer, copied only when ACLs change.
     #[serde(default)]
     pub acls: std::sync::Arc<crate::security::acl::AclSet>,
+    /// Client quotas by entity (AlterClientQuotas); read by DescribeClientQuotas and by the
+    /// quota manager on every produce and fetch.
+    #[serde(default)]
+    pub client_quotas: crate::security::quota::ClientQuotas,
 }
 
 /// A stored SCRAM credential: never the password.
@@ -386,6 +390,10 @@ impl MetadataImage {
             }
             MetadataRecord::RemoveAccessControlEntry { id } => {
                 std::sync::Arc::make_mut(&mut self.acls).remove(id);
+                None
+            }
+            MetadataRecord::ClientQuota { entity, key, value } => {
+                self.client_quotas.apply(entity, key, value.map(|v| v.0));
                 None
             }
         }

@@ -104,6 +104,13 @@ pub enum MetadataRecord {
     RemoveAccessControlEntry {
         id: Uuid,
     },
+    /// One quota of one entity set or removed (Kafka's ClientQuotaRecord: `remove` is
+    /// `value: None`).
+    ClientQuota {
+        entity: crate::security::quota::QuotaEntity,
+        key: String,
+        value: Option<crate::security::quota::QuotaValue>,
+    },
 }
 
 /// One listener of a broker, as clients reach it.

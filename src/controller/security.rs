@@ -11,8 +11,16 @@ use uuid::Uuid;
 use super::records::MetadataRecord;
 use super::{ApiError, Controller, RECORDS_PER_COMMIT_MAX};
 use crate::security::acl::{AclBinding, AclFilter};
+use crate::security::quota::{QuotaEntity, QuotaValue};
 use crate::security::scram::{credential_from_salted_password, ITERATIONS_MAX, ITERATIONS_MIN};
 use crate::security::{CredentialStore, ScramCredential, ScramMechanism};
+
+/// One entry of AlterClientQuotas: the entity as named ((type, name), None = default) and
+/// its operations (key, Some(value) to set, None to remove).
+pub struct QuotaAlteration {
+    pub entity: Vec<(String, Option<String>)>,
+    pub operations: Vec<(String, Option<f64>)>,
+}
 
 /// One upsertion of AlterUserScramCredentials: the client already salted the password.
 pub struct ScramUpsertion {
@@ -195,6 +203,62 @@ impl Controller {
             .collect();
         self.commit_in_chunks(&records)?;
         Ok(matches)
+    }
+
+    /// AlterClientQuotas (Kafka's ClientQuotaControlManager): one outcome per entry, each
+    /// entry judged alone. An entry whose entity is not one Kafka accepts, that names an
+    /// unknown key for its entity, a value of the wrong kind or a key twice fails with
+    /// INVALID_REQUEST; the others commit together (nothing with `validate_only`).
+    pub fn alter_client_quotas(
+        &self,
+        entries: &[QuotaAlteration],
+        validate_only: bool,
+    ) -> Vec<Result<(), ApiError>> {
+        let _guard = self.lock_commits();
+        let image = self.image();
+        let invalid = |m: String| ApiError::new(ResponseError::InvalidRequest, m);
+        let mut records = Vec::new();
+        let mut outcomes: Vec<Result<(), ApiError>> = entries
+            .iter()
+            .map(|entry| {
+                let entity = QuotaEntity::new(entry.entity.clone()).map_err(invalid)?;
+                let mut keys = BTreeSet::new();
+                let mut entry_records = Vec::with_capacity(entry.operations.len());
+                for (key, value) in &entry.operations {
+                    if !keys.insert(key.as_str()) {
+                        return Err(invalid(format!(
+                            "Configuration {key} appears more than once in the entry"
+                        )));
+                    }
+                    // A removal is checked like a setting (Kafka validates the key either way).
+                    entity
+                        .validate(key, value.unwrap_or(1.0))
+                        .map_err(invalid)?;
+                    let present = image
+                        .client_quotas
+                        .get(&entity)
+                        .is_some_and(|values| values.contains_key(key));
+                    if value.is_some() || present {
+                        entry_records.push(MetadataRecord::ClientQuota {
+                            entity: entity.clone(),
+                            key: key.clone(),
+                            value: value.map(QuotaValue),
+                        });
+                    }
+                }
+                records.extend(entry_records);
+                Ok(())
+            })
+            .collect();
+        if validate_only {
+            return outcomes;
+        }
+        if let Err(error) = self.commit_in_chunks(&records) {
+            for outcome in outcomes.iter_mut().filter(|o| o.is_ok()) {
+                *outcome = Err(error.clone());
+            }
+        }
+        outcomes
     }
 
     /// Commits `records` in entries of at most `RECORDS_PER_COMMIT_MAX`; nothing when empty.

@@ -17,6 +17,40 @@ pub struct RequestContext {
     pub security_protocol: SecurityProtocol,
     pub principal: Principal,
     authorizer: Arc<dyn Authorizer>,
+    /// When the connection may be read from again after a quota throttle; shared by every
+    /// context of the connection (it outlives re-authentication).
+    mute: Arc<ConnectionMute>,
+}
+
+/// Kafka's muted channel (KIP-219): a client over its quota is answered with a throttle time
+/// and the connection reads no further request until it passed. The handler that measured the
+/// rate sets it; the connection's read loop waits for it, asynchronously.
+#[derive(Debug, Default)]
+pub struct ConnectionMute {
+    until: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl ConnectionMute {
+    /// Mutes for `throttle_ms` from now (a longer mute already set stays).
+    pub fn mute_for(&self, throttle_ms: u64) {
+        if throttle_ms == 0 {
+            return;
+        }
+        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(throttle_ms);
+        let mut current = self.until.lock().expect("mute lock");
+        if current.is_none_or(|current| current < until) {
+            *current = Some(until);
+        }
+    }
+
+    /// Until when reading waits, if it does; a past mute is cleared.
+    pub fn muted_until(&self) -> Option<tokio::time::Instant> {
+        let mut current = self.until.lock().expect("mute lock");
+        if current.is_some_and(|until| until <= tokio::time::Instant::now()) {
+            *current = None;
+        }
+        *current
+    }
 }
 
 impl RequestContext {
@@ -32,6 +66,7 @@ impl RequestContext {
             security_protocol: SecurityProtocol::Plaintext,
             principal,
             authorizer,
+            mute: Arc::default(),
         }
     }
 
@@ -50,6 +85,7 @@ impl RequestContext {
             security_protocol,
             principal,
             authorizer,
+            mute: Arc::default(),
         }
     }
 
@@ -61,6 +97,7 @@ impl RequestContext {
             security_protocol: self.security_protocol,
             principal,
             authorizer: self.authorizer.clone(),
+            mute: self.mute.clone(),
         }
     }
 
@@ -99,6 +136,17 @@ impl RequestContext {
     /// done only to filter.
     pub fn enforces_authorization(&self) -> bool {
         self.authorizer.enforces()
+    }
+
+    /// The connection's mute, which a handler that throttled this client sets.
+    pub fn mute(&self) -> &Arc<ConnectionMute> {
+        &self.mute
+    }
+
+    /// The user Kafka's quotas know this client by: the principal's name (ANONYMOUS
+    /// unauthenticated, so `--entity-default` users quotas apply to it too).
+    pub fn quota_user(&self) -> &str {
+        &self.principal.name
     }
 
     /// The client host Kafka records for group members: the peer's IP address.

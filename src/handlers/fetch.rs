@@ -40,6 +40,9 @@ struct FetchPlan {
     /// Topics this request may not read (Kafka: READ on the topic for a consumer,
     /// CLUSTER_ACTION on the cluster for a follower): TOPIC_AUTHORIZATION_FAILED.
     denied_topics: std::collections::HashSet<String>,
+    /// A consumer's identity for its consumer_byte_rate quota; None for followers (Kafka
+    /// throttles replication with replication quotas, not client quotas).
+    quota_client: Option<crate::handlers::client_quotas::QuotaClient>,
 }
 
 fn request_partitions(
@@ -139,6 +142,7 @@ fn plan(
             false => body.replica_id.0,
         },
         denied_topics: Default::default(),
+        quota_client: None,
     };
     if version < 7 {
         return Ok(base(0, false, requested));
@@ -293,6 +297,24 @@ fn respond(
         },
     );
     let mut topics: Vec<TopicResult> = Vec::new();
+    let record_bytes = |result: &PartitionResult| match &result.records {
+        Some(RecordsSource::File(slice)) => slice.length_bytes,
+        Some(RecordsSource::Memory(bytes)) => bytes.len() as u64,
+        None => 0,
+    };
+    // Kafka's fetch quota: the records this response would carry count against the
+    // consumer's consumer_byte_rate; over it, the answer carries no records (they are taken
+    // back from the rate, as nothing is sent), only the throttle time, and the connection is
+    // not read from meanwhile. The next fetch reads the same offsets again.
+    let mut throttle_time_ms = 0;
+    if let Some(client) = &plan.quota_client {
+        let bytes: u64 = included.iter().map(|(_, result)| record_bytes(result)).sum();
+        throttle_time_ms = client.record(broker, crate::security::quota::QuotaType::Fetch, bytes);
+        if throttle_time_ms > 0 {
+            client.unrecord(broker, crate::security::quota::QuotaType::Fetch, bytes);
+        }
+    }
+    let included = if throttle_time_ms > 0 { Vec::new() } else { included };
     for (key, result) in included {
         match topics.last_mut() {
             Some(topic) if topic.name == key.topic && topic.topic_id == key.topic_id => {
@@ -306,7 +328,7 @@ fn respond(
         }
     }
     let result = FetchResult {
-        throttle_time_ms: 0,
+        throttle_time_ms,
         error_code: 0,
         session_id: plan.session_id,
         topics,
@@ -366,6 +388,18 @@ pub fn handle(
                         plan.denied_topics.insert(key.topic.clone());
                     }
                 }
+            }
+            if plan.replica_id < 0 {
+                let client = crate::handlers::client_quotas::QuotaClient::of(context, &request);
+                // As Kafka: a consumer with a quota reads at most what the quota allows over
+                // the measured span, so a response can pass it (min_bytes follows).
+                if let Some(bytes_max) =
+                    client.max_bytes_in_window(broker, crate::security::quota::QuotaType::Fetch)
+                {
+                    plan.max_bytes = plan.max_bytes.min(bytes_max);
+                    plan.min_bytes = plan.min_bytes.min(plan.max_bytes);
+                }
+                plan.quota_client = Some(client);
             }
             plan
         }

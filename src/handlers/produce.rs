@@ -285,6 +285,17 @@ pub fn handle(
         topics.push((topic.name.0.clone(), outcomes));
     }
     broker.replicas.notify_appended();
+    // Kafka's produce quota: the request's record bytes count against the client's
+    // producer_byte_rate whatever became of them; over it, the response says how long the
+    // client should wait and the connection is not read from meanwhile (also with acks=0).
+    let record_bytes: u64 = body
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
+        .sum();
+    let throttle_time_ms = crate::handlers::client_quotas::QuotaClient::of(context, &request)
+        .record(broker, crate::security::quota::QuotaType::Produce, record_bytes);
     for outcome in topics.iter().flat_map(|(_, p)| p) {
         if let Some((error, _)) = &outcome.error {
             crate::metrics::partition_error(ApiKey::Produce, error.code());
@@ -307,7 +318,12 @@ pub fn handle(
         .flat_map(|(_, p)| p)
         .any(|p| p.awaiting.is_some());
     if !waiting {
-        return Ok(Handled::Response(encode(version, correlation_id, topics)));
+        return Ok(Handled::Response(encode(
+            version,
+            correlation_id,
+            throttle_time_ms,
+            topics,
+        )));
     }
     let broker = broker.clone();
     let wait_ms = body.timeout_ms.clamp(0, ACKS_ALL_WAIT_MS_MAX);
@@ -327,7 +343,7 @@ pub fn handle(
                 }
             }
             if !pending {
-                return Some(encode(version, correlation_id, topics));
+                return Some(encode(version, correlation_id, throttle_time_ms, topics));
             }
             tokio::select! {
                 _ = notified => {}
@@ -375,6 +391,7 @@ fn settle(broker: &Node, topic: &str, outcome: &mut PartitionOutcome, timed_out:
 fn encode(
     version: i16,
     correlation_id: i32,
+    throttle_time_ms: i32,
     topics: Vec<(StrBytes, Vec<PartitionOutcome>)>,
 ) -> ResponseFrame {
     let responses = topics
@@ -403,7 +420,9 @@ fn encode(
                 .with_partition_responses(partitions)
         })
         .collect();
-    let response = ProduceResponse::default().with_responses(responses);
+    let response = ProduceResponse::default()
+        .with_responses(responses)
+        .with_throttle_time_ms(throttle_time_ms);
     encode_response(ApiKey::Produce, version, correlation_id, &response)
 }
 

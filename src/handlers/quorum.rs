@@ -66,7 +66,8 @@ pub async fn route(
         | ApiKey::IncrementalAlterConfigs
         | ApiKey::CreateAcls
         | ApiKey::DeleteAcls
-        | ApiKey::AlterUserScramCredentials => {
+        | ApiKey::AlterUserScramCredentials
+        | ApiKey::AlterClientQuotas => {
             // They wait for a metadata commit: on the blocking pool, never on a runtime worker.
             let (broker, context) = (broker.clone(), context.clone());
             tokio::task::spawn_blocking(move || commit_request(&broker, &context, request))
@@ -110,6 +111,9 @@ fn commit_request(
         ApiKey::DeleteAcls => handlers::acls::delete_acls(broker, context, request),
         ApiKey::AlterUserScramCredentials => {
             handlers::scram::alter_user_scram_credentials(broker, context, request)
+        }
+        ApiKey::AlterClientQuotas => {
+            handlers::client_quotas::alter_client_quotas(broker, context, request)
         }
         other => Err(RequestError::UnknownApiKey(other as i16)),
     }

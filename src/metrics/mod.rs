@@ -59,6 +59,12 @@ pub const PARTITION_ERRORS: &str = "dlog_partition_errors_total";
 /// where handlers ask (`RequestContext::authorized`), including checks that only filter (a
 /// Metadata request hiding an unauthorized topic).
 pub const AUTHORIZATION_DENIALS: &str = "dlog_authorization_denials_total";
+/// Throttle time given to clients over a byte-rate quota (producer_byte_rate,
+/// consumer_byte_rate), in milliseconds, by `quota_type` (`produce`, `fetch`): Kafka's
+/// `throttle-time` sensors, summed.
+pub const QUOTA_THROTTLE_TIME_MS: &str = "dlog_quota_throttle_time_ms_total";
+/// Requests answered with a throttle time, by `quota_type`.
+pub const QUOTA_THROTTLED_REQUESTS: &str = "dlog_quota_throttled_requests_total";
 
 // ------------------------------------------------------------------------------------------
 // Partitions and disk (read at scrape time by `collect`; labels `topic`, `partition`).
@@ -123,6 +129,8 @@ pub const ALL: &[&str] = &[
     TOPIC_BYTES_OUT,
     PARTITION_ERRORS,
     AUTHORIZATION_DENIALS,
+    QUOTA_THROTTLE_TIME_MS,
+    QUOTA_THROTTLED_REQUESTS,
     PARTITION_LOG_START_OFFSET,
     PARTITION_LOG_END_OFFSET,
     PARTITION_HIGH_WATERMARK,
@@ -201,6 +209,14 @@ fn describe() {
     describe_counter!(
         AUTHORIZATION_DENIALS,
         "Authorization checks refused, by operation and resource type"
+    );
+    describe_counter!(
+        QUOTA_THROTTLE_TIME_MS,
+        "Throttle time given to clients over a byte-rate quota (ms), by quota type"
+    );
+    describe_counter!(
+        QUOTA_THROTTLED_REQUESTS,
+        "Requests answered with a quota throttle time, by quota type"
     );
     describe_gauge!(CONNECTIONS_OPEN, "Client connections open");
     describe_counter!(CONNECTIONS_ACCEPTED, "Client connections accepted");
@@ -399,6 +415,12 @@ pub fn topic_produced(topic: &str, bytes: u64, records: u64) {
         handles.bytes_in.increment(bytes);
         handles.records_in.increment(records);
     })
+}
+
+/// A client over its `quota_type` byte-rate quota was throttled for `throttle_ms`.
+pub fn quota_throttled(quota_type: &'static str, throttle_ms: u64) {
+    metrics::counter!(QUOTA_THROTTLED_REQUESTS, "quota_type" => quota_type).increment(1);
+    metrics::counter!(QUOTA_THROTTLE_TIME_MS, "quota_type" => quota_type).increment(throttle_ms);
 }
 
 /// A fetch response carries `bytes` record bytes of `topic`.

@@ -69,6 +69,7 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeUserScramCredentials, range(0, 0)),
     (ApiKey::AlterUserScramCredentials, range(0, 0)),
     (ApiKey::DescribeClientQuotas, range(0, 1)),
+    (ApiKey::AlterClientQuotas, range(0, 1)),
     // Answered by the connection's authenticator (`server::authenticator`), not a handler.
     (ApiKey::SaslHandshake, range(0, 1)),
     (ApiKey::SaslAuthenticate, range(0, 2)),
@@ -97,6 +98,7 @@ pub const CONTROLLER_SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::CreateAcls, range(1, 3)),
     (ApiKey::DeleteAcls, range(1, 3)),
     (ApiKey::AlterUserScramCredentials, range(0, 0)),
+    (ApiKey::AlterClientQuotas, range(0, 1)),
 ];
 
 pub fn controller_supported(api_key: ApiKey) -> Option<VersionRange> {

@@ -4,6 +4,7 @@
 //! credentials ([`scram`]) live in the metadata image too.
 
 pub mod acl;
+pub mod quota;
 pub mod scram;
 
 use std::fmt;

@@ -201,6 +201,13 @@ async fn read_requests(
     let idle = Duration::from_millis(broker.config.connection_idle_ms_max);
     let mut shutdown = broker.shutdown.subscribe();
     loop {
+        // A client throttled by a quota is not read from until its throttle time passed
+        // (Kafka mutes the channel, KIP-219): its requests wait in the socket, the task
+        // waits asynchronously. Checked again after the read, for a mute set by a deferred
+        // response completing while the read waited.
+        if !wait_unmuted(&identity.context, &mut shutdown).await {
+            return Ok(());
+        }
         let size_bytes_max = match &identity.authenticator {
             Some(authenticator) => {
                 authenticator.frame_size_bytes_max(broker.config.request_size_bytes_max)
@@ -243,6 +250,9 @@ async fn read_requests(
             }
             Verdict::Close(reason) => return Err(reason),
         }
+        if !wait_unmuted(&identity.context, &mut shutdown).await {
+            return Ok(());
+        }
         match dispatch::handle(broker, &identity.context, kind, frame).await? {
             Handled::Response(response) => send(&pending, Pending::Ready(response)).await?,
             Handled::NoResponse => {}
@@ -254,6 +264,20 @@ async fn read_requests(
                 send(&pending, Pending::Later(rx)).await?;
             }
         }
+    }
+}
+
+/// Waits out the connection's quota mute, if any. False when the node shuts down meanwhile.
+async fn wait_unmuted(
+    context: &RequestContext,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let Some(until) = context.mute().muted_until() else {
+        return true;
+    };
+    tokio::select! {
+        _ = tokio::time::sleep_until(until) => true,
+        _ = shutdown.changed() => false,
     }
 }
 

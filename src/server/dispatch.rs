@@ -209,8 +209,11 @@ fn route_sync(
             handlers::txn::write_txn_markers(broker, context, request).map(Handled::Response)
         }
         ApiKey::DescribeClientQuotas => {
-            handlers::client_quotas::describe_client_quotas(context, request)
+            handlers::client_quotas::describe_client_quotas(broker, context, request)
                 .map(Handled::Response)
+        }
+        ApiKey::AlterClientQuotas => {
+            handlers::client_quotas::alter_client_quotas(broker, context, request)
         }
         ApiKey::DescribeAcls => {
             handlers::acls::describe_acls(broker, context, request).map(Handled::Response)
