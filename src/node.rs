@@ -63,6 +63,9 @@ pub struct Node {
     /// What client connections may do (`authorizer.class.name`): every handler asks it
     /// through its request context.
     pub authorizer: Arc<dyn crate::security::Authorizer>,
+    /// The bytes of large requests being read or handled, across all connections
+    /// (`queued.max.request.bytes`).
+    pub request_memory: crate::server::request_memory::RequestMemory,
 }
 
 /// The authorizer `authorizer.class.name` asks for: none (everything allowed), or Kafka's
@@ -205,6 +208,8 @@ impl Node {
         let node_id = config.node_id;
         let replicas =
             ReplicaManager::new(node_id, logs).context("reading replication-offset-checkpoint")?;
+        let request_memory =
+            crate::server::request_memory::RequestMemory::new(config.queued_request_bytes_max);
         let broker = Arc::new_cyclic(|this| Node {
             this: this.clone(),
             config,
@@ -223,6 +228,7 @@ impl Node {
             transactions: TransactionCoordinator::new(TransactionSettings::from_properties(
                 &properties,
             )),
+            request_memory,
             shutdown,
             lifecycle: Default::default(),
             authorizer,
