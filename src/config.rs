@@ -113,6 +113,9 @@ pub const BROKER_PROPERTIES: &[Property] = &[
         1,
     ),
     at_least("socket.request.max.bytes", Kind::Int, "104857600", 1),
+    // Kafka's default is -1 (unbounded); dlog bounds the bytes of large requests being read
+    // or handled at once by default. -1 (or 0) = unbounded, as in Kafka.
+    at_least("queued.max.request.bytes", Kind::Long, "268435456", -1),
     at_least("connections.max.idle.ms", Kind::Long, "600000", 1),
     at_least("max.connections", Kind::Int, "2147483647", 1),
     at_least("message.max.bytes", Kind::Int, "1048588", 0),
@@ -396,6 +399,7 @@ pub const ALLOW_EVERYONE_IF_NO_ACL_FOUND: Key = key("allow.everyone.if.no.acl.fo
 pub const QUOTA_WINDOW_NUM: Key = key("quota.window.num");
 pub const QUOTA_WINDOW_SIZE_SECONDS: Key = key("quota.window.size.seconds");
 pub const SOCKET_REQUEST_MAX_BYTES: Key = key("socket.request.max.bytes");
+pub const QUEUED_MAX_REQUEST_BYTES: Key = key("queued.max.request.bytes");
 pub const CONNECTIONS_MAX_IDLE_MS: Key = key("connections.max.idle.ms");
 pub const MAX_CONNECTIONS: Key = key("max.connections");
 pub const AUTO_CREATE_TOPICS_ENABLE: Key = key("auto.create.topics.enable");
@@ -678,22 +682,15 @@ pub struct Properties {
 }
 
 impl Properties {
-    /// Parses Java `.properties` text: `key=value` or `key: value`, `#`/`!` comments.
+    /// Parses Java `.properties` text with `java.util.Properties`' rules, as Kafka reads
+    /// `server.properties`: `key=value`, `key: value` or `key value`, `#`/`!` comments,
+    /// backslash escapes (`\n`, `\uXXXX`, …) and line continuations — inline PEM keys and
+    /// certificates can only be written that way.
     pub fn parse_text(text: &str) -> Result<Vec<(String, String)>> {
         let mut pairs = Vec::new();
-        for (number, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                continue;
-            }
-            let split_at = line
-                .find(['=', ':'])
-                .with_context(|| format!("line {}: expected key=value", number + 1))?;
-            pairs.push((
-                line[..split_at].trim().to_string(),
-                line[split_at + 1..].trim().to_string(),
-            ));
-        }
+        java_properties::PropertiesIter::new_with_encoding(text.as_bytes(), encoding_rs::UTF_8)
+            .read_into(|key, value| pairs.push((key, value.trim().to_string())))
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
         Ok(pairs)
     }
 
@@ -816,6 +813,8 @@ pub struct BrokerConfig {
     pub advertised_port: i32,
     pub data_dir: PathBuf,
     pub request_size_bytes_max: usize,
+    /// `queued.max.request.bytes`: None = unbounded.
+    pub queued_request_bytes_max: Option<usize>,
     pub connection_idle_ms_max: u64,
     pub connections_max: usize,
     pub auto_create_topics: bool,
@@ -928,6 +927,10 @@ impl BrokerConfig {
             advertised_port: i32::from(advertised_port),
             data_dir: PathBuf::from(data_dir),
             request_size_bytes_max: properties.get_i64(SOCKET_REQUEST_MAX_BYTES) as usize,
+            queued_request_bytes_max: match properties.get_i64(QUEUED_MAX_REQUEST_BYTES) {
+                bytes if bytes > 0 => Some(bytes as usize),
+                _ => None,
+            },
             connection_idle_ms_max: properties.get_i64(CONNECTIONS_MAX_IDLE_MS) as u64,
             connections_max: properties.get_i64(MAX_CONNECTIONS) as usize,
             auto_create_topics: properties.get_bool(AUTO_CREATE_TOPICS_ENABLE),
@@ -1128,6 +1131,31 @@ mod tests {
             vec![
                 ("log.dirs".into(), "/tmp/x".into()),
                 ("num.partitions".into(), "3".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn properties_text_follows_java_escapes_and_continuations() {
+        // As Kafka's server.properties carries an inline PEM: escaped newlines, or a value
+        // continued over lines ending in a backslash.
+        let text = "ssl.keystore.key=-----BEGIN KEY-----\\nAAAA\\n-----END KEY-----\n\
+                    sasl.jaas.config=org.Module required \\\n    user_a=\"x\";\n\
+                    ! a comment\n\
+                    unicode.name=caf\\u00e9\n";
+        let pairs = Properties::parse_text(text).unwrap();
+        assert_eq!(
+            pairs,
+            vec![
+                (
+                    "ssl.keystore.key".into(),
+                    "-----BEGIN KEY-----\nAAAA\n-----END KEY-----".into()
+                ),
+                (
+                    "sasl.jaas.config".into(),
+                    "org.Module required user_a=\"x\";".into()
+                ),
+                ("unicode.name".into(), "caf\u{e9}".into()),
             ]
         );
     }

@@ -65,6 +65,9 @@ pub struct Node {
     pub authorizer: Arc<dyn crate::security::Authorizer>,
     /// Byte-rate sensors of the clients with a quota (Produce and Fetch record into them).
     pub quotas: crate::security::quota::QuotaManager,
+    /// The bytes of large requests being read or handled, across all connections
+    /// (`queued.max.request.bytes`).
+    pub request_memory: crate::server::request_memory::RequestMemory,
 }
 
 /// The authorizer `authorizer.class.name` asks for: none (everything allowed), or Kafka's
@@ -207,6 +210,8 @@ impl Node {
         let node_id = config.node_id;
         let replicas =
             ReplicaManager::new(node_id, logs).context("reading replication-offset-checkpoint")?;
+        let request_memory =
+            crate::server::request_memory::RequestMemory::new(config.queued_request_bytes_max);
         let broker = Arc::new_cyclic(|this| Node {
             this: this.clone(),
             config,
@@ -225,6 +230,7 @@ impl Node {
             transactions: TransactionCoordinator::new(TransactionSettings::from_properties(
                 &properties,
             )),
+            request_memory,
             shutdown,
             lifecycle: Default::default(),
             authorizer,

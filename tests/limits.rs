@@ -217,3 +217,70 @@ fn max_connections_refuses_extra_connections() {
     api_versions_roundtrip(&mut second, 7, Duration::from_secs(5)).expect("second at the end");
     assert!(broker.is_running());
 }
+
+/// Peak resident memory of a process (VmHWM), in bytes.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Many connections each sending a 90 MB request at once (the limit per frame is 100 MiB):
+/// with `queued.max.request.bytes` the broker reads those bodies a pool's worth at a time, so
+/// its peak memory stays near one request however many arrive (unbounded, 12 of them took
+/// over 1 GB), and small requests keep being answered meanwhile.
+#[test]
+fn queued_request_bytes_bound_the_memory_of_large_requests() {
+    const CONNECTIONS: usize = 12;
+    const FRAME_BYTES: usize = 90_000_000;
+    let mut broker = Broker::start_with(&["queued.max.request.bytes=100000000"]);
+    let before = peak_rss_bytes(broker.pid());
+    let senders: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let mut stream = connect(&broker);
+            std::thread::spawn(move || {
+                stream
+                    .set_write_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                let chunk = vec![0u8; 1 << 20];
+                let mut sent = 0usize;
+                let _ = stream.write_all(&(FRAME_BYTES as i32).to_be_bytes());
+                while sent < FRAME_BYTES {
+                    let n = chunk.len().min(FRAME_BYTES - sent);
+                    if stream.write_all(&chunk[..n]).is_err() {
+                        break;
+                    }
+                    sent += n;
+                }
+                sent
+            })
+        })
+        .collect();
+    // Small requests are not held back by the large ones.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut stream = connect(&broker);
+    api_versions_roundtrip(&mut stream, 77, Duration::from_secs(10))
+        .expect("ApiVersions answered while large requests wait");
+    let sent: usize = senders.into_iter().map(|s| s.join().unwrap()).sum();
+    let peak = peak_rss_bytes(broker.pid());
+    eprintln!(
+        "sent {} MB over {CONNECTIONS} connections; peak RSS {} MB (before {} MB)",
+        sent / 1_000_000,
+        peak / 1_000_000,
+        before / 1_000_000
+    );
+    assert!(
+        sent >= 3 * FRAME_BYTES,
+        "the broker read only {sent} bytes: large requests were not served one after another"
+    );
+    assert!(
+        peak < 600_000_000,
+        "peak RSS {} MB: large request bodies were not bounded",
+        peak / 1_000_000
+    );
+    assert_serving(&mut broker, "after the large requests");
+}

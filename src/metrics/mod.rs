@@ -103,6 +103,8 @@ pub const AUTHENTICATIONS: &str = "dlog_authentications_total";
 pub const EXPIRED_SESSIONS_CLOSED: &str = "dlog_expired_sessions_closed_total";
 /// TLS handshakes that failed or timed out, by `listener`.
 pub const TLS_HANDSHAKE_FAILURES: &str = "dlog_tls_handshake_failures_total";
+/// Large requests that waited for room in `queued.max.request.bytes` before being read.
+pub const REQUEST_MEMORY_WAITS: &str = "dlog_request_memory_waits_total";
 
 // ------------------------------------------------------------------------------------------
 // Process and readiness (read at scrape time by `collect`).
@@ -146,6 +148,7 @@ pub const ALL: &[&str] = &[
     AUTHENTICATIONS,
     EXPIRED_SESSIONS_CLOSED,
     TLS_HANDSHAKE_FAILURES,
+    REQUEST_MEMORY_WAITS,
     PROCESS_RESIDENT_MEMORY_BYTES,
     PROCESS_CPU_SECONDS,
     PROCESS_OPEN_FDS,
@@ -233,6 +236,10 @@ fn describe() {
     describe_counter!(
         TLS_HANDSHAKE_FAILURES,
         "TLS handshakes failed or timed out, by listener"
+    );
+    describe_counter!(
+        REQUEST_MEMORY_WAITS,
+        "Large requests that waited for room in queued.max.request.bytes"
     );
     describe_histogram!(storage::FLUSH_DURATION, "Partition log flush (fsync) time");
     describe_gauge!(
@@ -459,6 +466,11 @@ impl Drop for ConnectionGuard {
         open.decrement(1.0);
         closed.increment(1);
     }
+}
+
+/// A large request waited for room in the request memory pool before it was read.
+pub fn request_memory_waited() {
+    metrics::counter!(REQUEST_MEMORY_WAITS).increment(1);
 }
 
 /// A connection was closed at accept because `max.connections` were open.

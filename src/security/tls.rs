@@ -46,7 +46,17 @@ impl TlsSettings {
                 config::SSL_KEY_PASSWORD.name()
             );
         }
-        let keystore_text = match get(config::SSL_KEYSTORE_LOCATION) {
+        let location = get(config::SSL_KEYSTORE_LOCATION);
+        // The error names the settings the keystore came from.
+        let keystore_source = match location {
+            "" => format!(
+                "{} and {}",
+                config::SSL_KEYSTORE_CERTIFICATE_CHAIN.name(),
+                config::SSL_KEYSTORE_KEY.name()
+            ),
+            _ => config::SSL_KEYSTORE_LOCATION.name().to_string(),
+        };
+        let keystore_text = match location {
             "" => {
                 let chain = get(config::SSL_KEYSTORE_CERTIFICATE_CHAIN);
                 let key = get(config::SSL_KEYSTORE_KEY);
@@ -68,12 +78,8 @@ impl TlsSettings {
                 )
             })?,
         };
-        let (chain, key) = parse_keystore(&keystore_text).with_context(|| {
-            format!(
-                "{} of listener {listener}",
-                config::SSL_KEYSTORE_LOCATION.name()
-            )
-        })?;
+        let (chain, key) = parse_keystore(&keystore_text)
+            .with_context(|| format!("{keystore_source} of listener {listener}"))?;
         let client_auth = match get(config::SSL_CLIENT_AUTH_KEY)
             .to_ascii_lowercase()
             .as_str()

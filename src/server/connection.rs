@@ -17,7 +17,7 @@ use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use crate::node::Node;
 use crate::protocol::{Chunk, ResponseFrame};
@@ -29,6 +29,7 @@ use crate::handlers::Handled;
 
 use super::authenticator::{self, Authenticator, Verdict};
 use super::dispatch;
+use super::request_memory::RequestMemory;
 
 /// Responses queued for writing per connection; reading pauses while it is full.
 const PENDING_RESPONSES_MAX: usize = 64;
@@ -159,11 +160,16 @@ pub async fn serve(
     let _ = writer_task.await;
 }
 
-/// Reads one frame: 4-byte big-endian size, then the body. Ok(None) at a clean end of stream.
+/// A request's bytes and its room in the request memory pool (None: not counted).
+type Frame = (BytesMut, Option<OwnedSemaphorePermit>);
+
+/// Reads one frame: 4-byte big-endian size, then — once the request memory pool has room for
+/// it — the body. Ok(None) at a clean end of stream.
 async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
     reader: &mut R,
     size_bytes_max: usize,
-) -> Result<Option<BytesMut>, String> {
+    memory: &RequestMemory,
+) -> Result<Option<Frame>, String> {
     let mut size_bytes = [0u8; 4];
     match reader.read_exact(&mut size_bytes).await {
         Ok(_) => {}
@@ -175,6 +181,7 @@ async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
         return Err(format!("frame size {size} outside 0..={size_bytes_max}"));
     }
     let size = size as usize;
+    let reserved = memory.reserve(size).await;
     let mut frame = BytesMut::new();
     while frame.len() < size {
         frame.reserve((size - frame.len()).min(READ_CHUNK_BYTES));
@@ -188,7 +195,7 @@ async fn read_frame<R: AsyncRead + Unpin + ?Sized>(
             return Err("end of stream inside a frame".into());
         }
     }
-    Ok(Some(frame))
+    Ok(Some((frame, reserved)))
 }
 
 async fn read_requests(
@@ -214,13 +221,14 @@ async fn read_requests(
             }
             None => broker.config.request_size_bytes_max,
         };
+        let read = read_frame(&mut *reader, size_bytes_max, &broker.request_memory);
         let frame = tokio::select! {
-            frame = tokio::time::timeout(idle, read_frame(&mut *reader, size_bytes_max)) => {
+            frame = tokio::time::timeout(idle, read) => {
                 frame.map_err(|_| "idle timeout".to_string())??
             }
             _ = shutdown.changed() => return Ok(()),
         };
-        let Some(frame) = frame else { return Ok(()) };
+        let Some((frame, _reserved)) = frame else { return Ok(()) };
         let frame = frame.freeze();
         let verdict = match &mut identity.authenticator {
             Some(authenticator) => authenticator.on_frame(&frame),

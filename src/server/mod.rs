@@ -5,6 +5,7 @@
 pub mod authenticator;
 pub mod connection;
 pub mod dispatch;
+pub mod request_memory;
 
 use std::sync::Arc;
 
