@@ -231,8 +231,9 @@ fn peak_rss_bytes(pid: u32) -> u64 {
 
 /// Many connections each sending a 90 MB request at once (the limit per frame is 100 MiB):
 /// with `queued.max.request.bytes` the broker reads those bodies a pool's worth at a time, so
-/// its peak memory stays near one request however many arrive (unbounded, 12 of them took
-/// over 1 GB), and small requests keep being answered meanwhile.
+/// its peak memory stays near one request however many arrive (measured: 189 MB peak with the
+/// pool, 709 MB with `queued.max.request.bytes=-1`), and small requests keep being answered
+/// meanwhile.
 #[test]
 fn queued_request_bytes_bound_the_memory_of_large_requests() {
     const CONNECTIONS: usize = 12;
@@ -278,7 +279,7 @@ fn queued_request_bytes_bound_the_memory_of_large_requests() {
         "the broker read only {sent} bytes: large requests were not served one after another"
     );
     assert!(
-        peak < 600_000_000,
+        peak < 400_000_000,
         "peak RSS {} MB: large request bodies were not bounded",
         peak / 1_000_000
     );
