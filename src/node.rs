@@ -284,7 +284,6 @@ impl Node {
         self.controller.image()
     }
 
-
     /// Applies metadata changes (before readers see `image`): the replica layer opens, leads,
     /// follows or deletes hosted partitions, and the coordinator shards of internal partitions
     /// whose leadership here began or ended are loaded or unloaded.

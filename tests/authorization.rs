@@ -18,8 +18,8 @@ use kafka_protocol::messages::alter_user_scram_credentials_request::{
 use kafka_protocol::messages::create_acls_request::AclCreation;
 use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
 use kafka_protocol::messages::{
-    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ApiKey,
-    CreateAclsRequest, CreateAclsResponse, DescribeAclsRequest, DescribeAclsResponse,
+    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse, ApiKey, CreateAclsRequest,
+    CreateAclsResponse, DescribeAclsRequest, DescribeAclsResponse,
     DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -199,12 +199,16 @@ async fn denied_operations_get_kafkas_error_codes() {
     );
     // Offset commit in that group: refused the same way.
     let mut offsets = TopicPartitionList::new();
-    offsets.add_partition_offset("open", 0, Offset::Offset(0)).unwrap();
+    offsets
+        .add_partition_offset("open", 0, Offset::Offset(0))
+        .unwrap();
     let commit = grouped.commit(&offsets, CommitMode::Sync);
     assert!(
         matches!(
             &commit,
-            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::GroupAuthorizationFailed))
+            Err(KafkaError::ConsumerCommit(
+                RDKafkaErrorCode::GroupAuthorizationFailed
+            ))
         ),
         "{commit:?}"
     );
@@ -235,7 +239,10 @@ async fn denied_operations_get_kafkas_error_codes() {
         .await
         .unwrap();
     assert!(
-        matches!(&created[0], Err((_, RDKafkaErrorCode::TopicAuthorizationFailed))),
+        matches!(
+            &created[0],
+            Err((_, RDKafkaErrorCode::TopicAuthorizationFailed))
+        ),
         "{created:?}"
     );
 
@@ -245,7 +252,10 @@ async fn denied_operations_get_kafkas_error_codes() {
         .fetch_metadata(None, TIMEOUT)
         .unwrap();
     let names: Vec<&str> = metadata.topics().iter().map(|t| t.name()).collect();
-    assert!(names.contains(&"open") && !names.contains(&"hidden"), "{names:?}");
+    assert!(
+        names.contains(&"open") && !names.contains(&"hidden"),
+        "{names:?}"
+    );
 
     // Bad input: pattern type ANY, an unknown resource type, a principal without a type.
     let bad = create_acls(
@@ -283,16 +293,27 @@ fn acl_apis_without_an_authorizer_answer_security_disabled() {
 fn only_the_standard_authorizer_starts() {
     let mut broker = Broker::spawn_with_args(
         free_port(),
-        vec!["--set".into(), "authorizer.class.name=com.example.Custom".into()],
+        vec![
+            "--set".into(),
+            "authorizer.class.name=com.example.Custom".into(),
+        ],
     );
     let deadline = Instant::now() + TIMEOUT;
     while broker.is_running() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(!broker.is_running(), "an unknown authorizer must stop the broker");
+    assert!(
+        !broker.is_running(),
+        "an unknown authorizer must stop the broker"
+    );
 }
 
-fn upsertion(name: &str, mechanism: i8, iterations: i32, password: &str) -> ScramCredentialUpsertion {
+fn upsertion(
+    name: &str,
+    mechanism: i8,
+    iterations: i32,
+    password: &str,
+) -> ScramCredentialUpsertion {
     let salt = b"a-salt-of-16-byt".to_vec();
     let salted: Vec<u8> = match mechanism {
         2 => pbkdf2::pbkdf2_hmac_array::<sha2::Sha512, 64>(
@@ -344,13 +365,19 @@ fn alter(
         .collect()
 }
 
-fn describe(client: &mut RawClient, users: Option<&[&str]>) -> DescribeUserScramCredentialsResponse {
+fn describe(
+    client: &mut RawClient,
+    users: Option<&[&str]>,
+) -> DescribeUserScramCredentialsResponse {
     client.call(
         ApiKey::DescribeUserScramCredentials,
         0,
-        &DescribeUserScramCredentialsRequest::default().with_users(
-            users.map(|users| users.iter().map(|u| UserName::default().with_name(s(u))).collect()),
-        ),
+        &DescribeUserScramCredentialsRequest::default().with_users(users.map(|users| {
+            users
+                .iter()
+                .map(|u| UserName::default().with_name(s(u)))
+                .collect()
+        })),
     )
 }
 
@@ -363,7 +390,10 @@ fn scram_credentials_are_validated_stored_and_kept() {
         alter(
             &mut client,
             vec![],
-            vec![upsertion("alice", 1, 8192, "alice-secret"), upsertion("alice", 2, 4096, "x")]
+            vec![
+                upsertion("alice", 1, 8192, "alice-secret"),
+                upsertion("alice", 2, 4096, "x")
+            ]
         ),
         vec![("alice".to_string(), 0)]
     );
@@ -372,12 +402,12 @@ fn scram_credentials_are_validated_stored_and_kept() {
             &mut client,
             vec![],
             vec![
-                upsertion("bob", 1, 100, "x"),      // too few iterations
-                upsertion("carol", 1, 20000, "x"),  // too many
-                upsertion("dave", 0, 4096, "x"),    // unknown mechanism
+                upsertion("bob", 1, 100, "x"),     // too few iterations
+                upsertion("carol", 1, 20000, "x"), // too many
+                upsertion("dave", 0, 4096, "x"),   // unknown mechanism
                 upsertion("erin", 1, 4096, "x"),
-                upsertion("erin", 1, 4096, "y"),    // twice
-                upsertion("", 1, 4096, "x"),        // no name
+                upsertion("erin", 1, 4096, "y"), // twice
+                upsertion("", 1, 4096, "x"),     // no name
             ]
         ),
         vec![
@@ -398,7 +428,10 @@ fn scram_credentials_are_validated_stored_and_kept() {
         .iter()
         .map(|r| (r.user.to_string(), r.error_code))
         .collect();
-    assert_eq!(codes, vec![("alice".to_string(), 92), ("nobody".to_string(), 91)]);
+    assert_eq!(
+        codes,
+        vec![("alice".to_string(), 92), ("nobody".to_string(), 91)]
+    );
     let check_alice = |client: &mut RawClient| {
         let all = describe(client, None);
         assert_eq!(all.results.len(), 1);
@@ -419,7 +452,12 @@ fn scram_credentials_are_validated_stored_and_kept() {
         alter(&mut client, vec![("alice", 2)], vec![]),
         vec![("alice".to_string(), 0)]
     );
-    assert_eq!(describe(&mut client, None).results[0].credential_infos.len(), 1);
+    assert_eq!(
+        describe(&mut client, None).results[0]
+            .credential_infos
+            .len(),
+        1
+    );
 }
 
 /// Both halves of issue 14 together, as a Kafka operator uses them: SCRAM users created with
@@ -492,5 +530,9 @@ fn scram_users_from_the_metadata_log_log_in_and_their_acls_decide() {
         alter(&mut admin, vec![("alice", 2)], vec![]),
         vec![("alice".into(), 0)]
     );
-    assert!(refused(scram_producer("SCRAM-SHA-512", "alice", "alice-secret")));
+    assert!(refused(scram_producer(
+        "SCRAM-SHA-512",
+        "alice",
+        "alice-secret"
+    )));
 }

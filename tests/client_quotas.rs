@@ -116,8 +116,11 @@ fn describe(
                 })
                 .collect();
             parts.sort();
-            let mut values: Vec<(String, f64)> =
-                e.values.iter().map(|v| (v.key.to_string(), v.value)).collect();
+            let mut values: Vec<(String, f64)> = e
+                .values
+                .iter()
+                .map(|v| (v.key.to_string(), v.value))
+                .collect();
             values.sort_by(|a, b| a.0.cmp(&b.0));
             (parts.join(","), values)
         })
@@ -141,9 +144,15 @@ fn quotas_are_altered_described_and_kept_as_kafka_does() {
         vec![
             entry(
                 &[("user", Some("alice"))],
-                &[("producer_byte_rate", Some(1024.0)), ("consumer_byte_rate", Some(2048.0))],
+                &[
+                    ("producer_byte_rate", Some(1024.0)),
+                    ("consumer_byte_rate", Some(2048.0)),
+                ],
             ),
-            entry(&[("client-id", Some("my-client"))], &[("producer_byte_rate", Some(4096.0))]),
+            entry(
+                &[("client-id", Some("my-client"))],
+                &[("producer_byte_rate", Some(4096.0))],
+            ),
             entry(&[("user", None)], &[("request_percentage", Some(12.5))]),
             entry(
                 &[("user", Some("alice")), ("client-id", None)],
@@ -160,22 +169,59 @@ fn quotas_are_altered_described_and_kept_as_kafka_does() {
         &mut client,
         vec![
             entry(&[("user", Some("bob"))], &[("unknown_rate", Some(1.0))]),
-            entry(&[("user", Some("bob")), ("ip", Some("10.0.0.1"))], &[("producer_byte_rate", Some(1.0))]),
-            entry(&[("user", Some("bob"))], &[("producer_byte_rate", Some(10.5))]),
-            entry(&[("user", Some("bob"))], &[("connection_creation_rate", Some(1.0))]),
-            entry(&[("ip", Some("not-an-ip"))], &[("connection_creation_rate", Some(1.0))]),
-            entry(&[("ip", Some("10.0.0.1"))], &[("producer_byte_rate", Some(1.0))]),
-            entry(&[("group", Some("g"))], &[("producer_byte_rate", Some(1.0))]),
+            entry(
+                &[("user", Some("bob")), ("ip", Some("10.0.0.1"))],
+                &[("producer_byte_rate", Some(1.0))],
+            ),
+            entry(
+                &[("user", Some("bob"))],
+                &[("producer_byte_rate", Some(10.5))],
+            ),
+            entry(
+                &[("user", Some("bob"))],
+                &[("connection_creation_rate", Some(1.0))],
+            ),
+            entry(
+                &[("ip", Some("not-an-ip"))],
+                &[("connection_creation_rate", Some(1.0))],
+            ),
+            entry(
+                &[("ip", Some("10.0.0.1"))],
+                &[("producer_byte_rate", Some(1.0))],
+            ),
+            entry(
+                &[("group", Some("g"))],
+                &[("producer_byte_rate", Some(1.0))],
+            ),
             entry(&[], &[("producer_byte_rate", Some(1.0))]),
-            entry(&[("client-id", Some("good"))], &[("consumer_byte_rate", Some(5000.0))]),
+            entry(
+                &[("client-id", Some("good"))],
+                &[("consumer_byte_rate", Some(5000.0))],
+            ),
         ],
         false,
     );
-    assert_eq!(codes, vec![INVALID_REQUEST, INVALID_REQUEST, INVALID_REQUEST, INVALID_REQUEST, INVALID_REQUEST, INVALID_REQUEST, INVALID_REQUEST, INVALID_REQUEST, 0]);
+    assert_eq!(
+        codes,
+        vec![
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+            INVALID_REQUEST,
+            0
+        ]
+    );
     // validate_only: accepted, not kept.
     let codes = alter(
         &mut client,
-        vec![entry(&[("user", Some("carol"))], &[("producer_byte_rate", Some(1.0))])],
+        vec![entry(
+            &[("user", Some("carol"))],
+            &[("producer_byte_rate", Some(1.0))],
+        )],
         true,
     );
     assert_eq!(codes, vec![0]);
@@ -203,50 +249,88 @@ fn quotas_are_altered_described_and_kept_as_kafka_does() {
         );
         // SPECIFIED: named users only; strict: no other entity type.
         let users = describe(client, &[("user", MATCH_SPECIFIED, None)], false).unwrap();
-        assert_eq!(names(&users), vec!["client-id=<default>,user=alice", "user=alice"]);
+        assert_eq!(
+            names(&users),
+            vec!["client-id=<default>,user=alice", "user=alice"]
+        );
         let users = describe(client, &[("user", MATCH_SPECIFIED, None)], true).unwrap();
         assert_eq!(names(&users), vec!["user=alice"]);
         let defaults = describe(client, &[("user", MATCH_DEFAULT, None)], true).unwrap();
         assert_eq!(names(&defaults), vec!["user=<default>"]);
-        let exact = describe(client, &[("client-id", MATCH_EXACT, Some("my-client"))], false)
-            .unwrap();
+        let exact = describe(
+            client,
+            &[("client-id", MATCH_EXACT, Some("my-client"))],
+            false,
+        )
+        .unwrap();
         assert_eq!(names(&exact), vec!["client-id=my-client"]);
         let both = describe(
             client,
-            &[("user", MATCH_EXACT, Some("alice")), ("client-id", MATCH_DEFAULT, None)],
+            &[
+                ("user", MATCH_EXACT, Some("alice")),
+                ("client-id", MATCH_DEFAULT, None),
+            ],
             true,
         )
         .unwrap();
         assert_eq!(names(&both), vec!["client-id=<default>,user=alice"]);
-        assert!(describe(client, &[("user", MATCH_EXACT, Some("nobody"))], false)
-            .unwrap()
-            .is_empty());
+        assert!(
+            describe(client, &[("user", MATCH_EXACT, Some("nobody"))], false)
+                .unwrap()
+                .is_empty()
+        );
     };
     check(&mut client);
 
     // Kafka's filter errors.
-    assert_eq!(describe(&mut client, &[("user", MATCH_EXACT, None)], false), Err(INVALID_REQUEST));
+    assert_eq!(
+        describe(&mut client, &[("user", MATCH_EXACT, None)], false),
+        Err(INVALID_REQUEST)
+    );
     assert_eq!(
         describe(&mut client, &[("user", MATCH_DEFAULT, Some("x"))], false),
         Err(INVALID_REQUEST)
     );
     assert_eq!(
-        describe(&mut client, &[("user", MATCH_SPECIFIED, None), ("user", MATCH_DEFAULT, None)], false),
+        describe(
+            &mut client,
+            &[
+                ("user", MATCH_SPECIFIED, None),
+                ("user", MATCH_DEFAULT, None)
+            ],
+            false
+        ),
         Err(INVALID_REQUEST)
     );
     assert_eq!(
-        describe(&mut client, &[("ip", MATCH_SPECIFIED, None), ("user", MATCH_DEFAULT, None)], false),
+        describe(
+            &mut client,
+            &[("ip", MATCH_SPECIFIED, None), ("user", MATCH_DEFAULT, None)],
+            false
+        ),
         Err(INVALID_REQUEST)
     );
-    assert_eq!(describe(&mut client, &[("group", MATCH_SPECIFIED, None)], false), Err(UNSUPPORTED_VERSION));
-    assert_eq!(describe(&mut client, &[("user", 7, None)], false), Err(UNSUPPORTED_VERSION));
+    assert_eq!(
+        describe(&mut client, &[("group", MATCH_SPECIFIED, None)], false),
+        Err(UNSUPPORTED_VERSION)
+    );
+    assert_eq!(
+        describe(&mut client, &[("user", 7, None)], false),
+        Err(UNSUPPORTED_VERSION)
+    );
 
     // Quotas are metadata: a restart keeps them.
     drop(client);
     broker.stop_clean();
     let snapshots = std::fs::read_dir(broker.data_dir().join("__cluster_metadata-0"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".checkpoint"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".checkpoint")
+        })
         .count();
     assert!(snapshots > 0, "a metadata snapshot was taken");
     broker.restart();
@@ -258,7 +342,10 @@ fn quotas_are_altered_described_and_kept_as_kafka_does() {
         &mut client,
         vec![
             entry(&[("user", Some("alice"))], &[("consumer_byte_rate", None)]),
-            entry(&[("client-id", Some("good"))], &[("consumer_byte_rate", None)]),
+            entry(
+                &[("client-id", Some("good"))],
+                &[("consumer_byte_rate", None)],
+            ),
         ],
         false,
     );
@@ -307,7 +394,10 @@ async fn producer_byte_rate_throttles_the_client_and_mutes_its_connection() {
     // The raw client's id is `raw-test`: 50 KB/s for it.
     let codes = alter(
         &mut client,
-        vec![entry(&[("client-id", Some("raw-test"))], &[("producer_byte_rate", Some(50_000.0))])],
+        vec![entry(
+            &[("client-id", Some("raw-test"))],
+            &[("producer_byte_rate", Some(50_000.0))],
+        )],
         false,
     );
     assert_eq!(codes, vec![0]);
@@ -319,10 +409,17 @@ async fn producer_byte_rate_throttles_the_client_and_mutes_its_connection() {
         assert_eq!(error, 0);
         throttles.push(throttle_ms);
     }
-    assert_eq!(&throttles[..4], &[0, 0, 0, 0], "within the quota: {throttles:?}");
+    assert_eq!(
+        &throttles[..4],
+        &[0, 0, 0, 0],
+        "within the quota: {throttles:?}"
+    );
     let throttle_ms = throttles[5];
     // ~600 KB over 10 s is 60 KB/s, 20% over: about 2 s (Kafka's (rate - quota) / quota × window).
-    assert!((1_000..=11_000).contains(&throttle_ms), "throttles {throttles:?}");
+    assert!(
+        (1_000..=11_000).contains(&throttle_ms),
+        "throttles {throttles:?}"
+    );
     // The connection is muted: the next request is read only once the throttle time passed.
     let started = Instant::now();
     let (_, next_throttle_ms) = produce(&mut client, "quota", &big_batch(10));
@@ -334,9 +431,18 @@ async fn producer_byte_rate_throttles_the_client_and_mutes_its_connection() {
     assert!(next_throttle_ms > 0, "still over the quota");
     // The throttling is counted, by quota type.
     let scrape = metrics_text(metrics_port);
-    let throttled = metric_value(&scrape, "dlog_quota_throttled_requests_total{quota_type=\"produce\"}");
-    assert!(throttled >= 2.0, "throttled requests {throttled}:\n{scrape}");
-    let throttle_ms = metric_value(&scrape, "dlog_quota_throttle_time_ms_total{quota_type=\"produce\"}");
+    let throttled = metric_value(
+        &scrape,
+        "dlog_quota_throttled_requests_total{quota_type=\"produce\"}",
+    );
+    assert!(
+        throttled >= 2.0,
+        "throttled requests {throttled}:\n{scrape}"
+    );
+    let throttle_ms = metric_value(
+        &scrape,
+        "dlog_quota_throttle_time_ms_total{quota_type=\"produce\"}",
+    );
     assert!(throttle_ms >= 1_000.0, "throttle time {throttle_ms}");
 }
 
@@ -344,7 +450,9 @@ async fn producer_byte_rate_throttles_the_client_and_mutes_its_connection() {
 fn metrics_text(port: u16) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics listener");
-    stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
@@ -422,7 +530,11 @@ fn send(bootstrap: &str, client_id: &str, count: usize) -> (Duration, i64) {
     for _ in 0..5 {
         producer.poll(Duration::from_millis(100));
     }
-    assert_eq!(context.failed_deliveries.load(Ordering::SeqCst), 0, "failed deliveries");
+    assert_eq!(
+        context.failed_deliveries.load(Ordering::SeqCst),
+        0,
+        "failed deliveries"
+    );
     (elapsed, context.throttle_ms_max.load(Ordering::SeqCst))
 }
 
@@ -434,18 +546,20 @@ async fn a_librdkafka_producer_over_its_quota_is_slowed_down_and_others_are_not(
     let mut client = RawClient::connect(broker.addr());
     let codes = alter(
         &mut client,
-        vec![entry(&[("client-id", Some("throttled"))], &[("producer_byte_rate", Some(50_000.0))])],
+        vec![entry(
+            &[("client-id", Some("throttled"))],
+            &[("producer_byte_rate", Some(50_000.0))],
+        )],
         false,
     );
     assert_eq!(codes, vec![0]);
     let records = 800; // ~800 KB: 500 KB fit the first 10 s window, the rest must wait.
-    let (free_elapsed, free_throttle_ms) =
-        tokio::task::spawn_blocking({
-            let bootstrap = bootstrap.clone();
-            move || send(&bootstrap, "free", records)
-        })
-        .await
-        .unwrap();
+    let (free_elapsed, free_throttle_ms) = tokio::task::spawn_blocking({
+        let bootstrap = bootstrap.clone();
+        move || send(&bootstrap, "free", records)
+    })
+    .await
+    .unwrap();
     let (throttled_elapsed, throttled_throttle_ms) =
         tokio::task::spawn_blocking(move || send(&bootstrap, "throttled", records))
             .await
@@ -453,14 +567,23 @@ async fn a_librdkafka_producer_over_its_quota_is_slowed_down_and_others_are_not(
     eprintln!(
         "free: {free_elapsed:?} (throttle {free_throttle_ms} ms); throttled: {throttled_elapsed:?} (throttle {throttled_throttle_ms} ms)"
     );
-    assert_eq!(free_throttle_ms, 0, "a client without a quota is never throttled");
-    assert!(throttled_throttle_ms > 0, "the quota'd client saw throttle times");
+    assert_eq!(
+        free_throttle_ms, 0,
+        "a client without a quota is never throttled"
+    );
+    assert!(
+        throttled_throttle_ms > 0,
+        "the quota'd client saw throttle times"
+    );
     // 300 KB beyond the burst at 50 KB/s: seconds, whatever the machine's speed.
     assert!(
         throttled_elapsed >= Duration::from_secs(4),
         "throttled producer took {throttled_elapsed:?}"
     );
-    assert!(throttled_elapsed > free_elapsed, "throttled {throttled_elapsed:?}, free {free_elapsed:?}");
+    assert!(
+        throttled_elapsed > free_elapsed,
+        "throttled {throttled_elapsed:?}, free {free_elapsed:?}"
+    );
 }
 
 /// One raw Fetch v12 (no session) of partition 0 from `offset`: (throttle ms, record bytes).
@@ -507,7 +630,10 @@ async fn consumer_byte_rate_throttles_fetches() {
     // 100 KB/s for the raw client's fetches: at most 200 KB over the 2 s minimum span.
     let codes = alter(
         &mut client,
-        vec![entry(&[("client-id", Some("raw-test"))], &[("consumer_byte_rate", Some(100_000.0))])],
+        vec![entry(
+            &[("client-id", Some("raw-test"))],
+            &[("consumer_byte_rate", Some(100_000.0))],
+        )],
         false,
     );
     assert_eq!(codes, vec![0]);
@@ -531,7 +657,11 @@ async fn consumer_byte_rate_throttles_fetches() {
     assert!(throttled > 0, "fetches over 100 KB/s must be throttled");
     // Each 200 KB response uses the whole 2 s budget: later ones wait for earlier ones to
     // leave the window.
-    assert!(started.elapsed() >= Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -545,11 +675,20 @@ fn quota_apis_are_authorized_as_kafka_does() {
     let codes = alter(
         &mut client,
         vec![
-            entry(&[("user", Some("alice"))], &[("producer_byte_rate", Some(1024.0))]),
-            entry(&[("client-id", None)], &[("consumer_byte_rate", Some(1024.0))]),
+            entry(
+                &[("user", Some("alice"))],
+                &[("producer_byte_rate", Some(1024.0))],
+            ),
+            entry(
+                &[("client-id", None)],
+                &[("consumer_byte_rate", Some(1024.0))],
+            ),
         ],
         false,
     );
     assert_eq!(codes, vec![CLUSTER_AUTHORIZATION_FAILED; 2]);
-    assert_eq!(describe(&mut client, &[], false), Err(CLUSTER_AUTHORIZATION_FAILED));
+    assert_eq!(
+        describe(&mut client, &[], false),
+        Err(CLUSTER_AUTHORIZATION_FAILED)
+    );
 }

@@ -773,7 +773,11 @@ fn security_metadata_reaches_every_node_and_replication_keeps_working() {
     let all: BTreeSet<i32> = (1..=3).collect();
     for index in 0..3 {
         let bootstrap = cluster.bootstrap(index);
-        eventually(Duration::from_secs(20), || metadata(&bootstrap, None).0, |b| *b == all);
+        eventually(
+            Duration::from_secs(20),
+            || metadata(&bootstrap, None).0,
+            |b| *b == all,
+        );
     }
     let s = |text: &str| StrBytes::from_string(text.to_string());
     // A credential through node 2.
@@ -817,7 +821,10 @@ fn security_metadata_reaches_every_node_and_replication_keeps_working() {
             acl(2, "closed", 8, 3),        // DESCRIBE on it (any ACL ends "no ACL found")
         ]),
     );
-    assert!(created.results.iter().all(|r| r.error_code == 0), "{created:?}");
+    assert!(
+        created.results.iter().all(|r| r.error_code == 0),
+        "{created:?}"
+    );
     // Every node describes the credential.
     for index in 0..3 {
         let mut client = raw::RawClient::connect(cluster.nodes[index].addr());
@@ -841,8 +848,20 @@ fn security_metadata_reaches_every_node_and_replication_keeps_working() {
     // A topic replicated on all three nodes takes acks=all writes: followers fetch with
     // CLUSTER_ACTION.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(common::create_replicated_topic(&cluster.bootstrap(0), "open", 3, 3, &[]));
-    runtime.block_on(common::create_replicated_topic(&cluster.bootstrap(0), "closed", 1, 3, &[]));
+    runtime.block_on(common::create_replicated_topic(
+        &cluster.bootstrap(0),
+        "open",
+        3,
+        3,
+        &[],
+    ));
+    runtime.block_on(common::create_replicated_topic(
+        &cluster.bootstrap(0),
+        "closed",
+        1,
+        3,
+        &[],
+    ));
     produce_keyed(&cluster.bootstrap(1), "open", 3, 30, "acl");
     assert_eq!(consume_values(&cluster.bootstrap(2), "open", 30).len(), 30);
     // The DENY made through node 3 holds on node 1.
@@ -851,10 +870,14 @@ fn security_metadata_reaches_every_node_and_replication_keeps_working() {
             .set("message.timeout.ms", "5000")
             .create()
             .unwrap();
-    let delivered = runtime.block_on(producer.send(
-        rdkafka::producer::FutureRecord::<(), str>::to("closed").partition(0).payload("v"),
-        Duration::from_secs(10),
-    ));
+    let delivered = runtime.block_on(
+        producer.send(
+            rdkafka::producer::FutureRecord::<(), str>::to("closed")
+                .partition(0)
+                .payload("v"),
+            Duration::from_secs(10),
+        ),
+    );
     assert!(
         matches!(
             delivered,
@@ -894,7 +917,12 @@ fn client_quotas_are_forwarded_to_the_controller_and_reach_every_node() {
                     .with_key(s("producer_byte_rate"))
                     .with_value(1024.0 * (index + 1) as f64)])]),
         );
-        assert_eq!(altered.entries[0].error_code, 0, "through node {}", index + 1);
+        assert_eq!(
+            altered.entries[0].error_code,
+            0,
+            "through node {}",
+            index + 1
+        );
     }
     // Every node describes the three.
     for index in 0..3 {

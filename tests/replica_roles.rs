@@ -247,8 +247,15 @@ fn a_restarted_leader_takes_its_high_watermark_from_the_checkpoint() {
         node.publish(topic, THIS_NODE, 0);
         node.append(topic, 0, &batch(), true).unwrap();
         node.append(topic, 0, &batch(), true).unwrap();
-        let led = node.replicas.leader_partition(&node.image(), topic, 0).unwrap();
-        assert_eq!(led.high_watermark(), 0, "the follower in the ISR has fetched nothing");
+        let led = node
+            .replicas
+            .leader_partition(&node.image(), topic, 0)
+            .unwrap();
+        assert_eq!(
+            led.high_watermark(),
+            0,
+            "the follower in the ISR has fetched nothing"
+        );
         // The follower fetches at 2: the high watermark moves to 2, not to the log end 4.
         led.replication.follower_fetched(OTHER_NODE, 2, 4, 0);
         assert_eq!(node.replicas.high_watermark_of(topic, 0), 2);

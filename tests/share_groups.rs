@@ -365,7 +365,10 @@ async fn share_groups_are_authorized_as_kafka_authorizes_them() {
                 "share-open",
             ))])),
     );
-    assert_eq!(closed.error_code, ResponseError::GroupAuthorizationFailed.code());
+    assert_eq!(
+        closed.error_code,
+        ResponseError::GroupAuthorizationFailed.code()
+    );
     let closed: ShareFetchResponse = client.call(
         ApiKey::ShareFetch,
         1,
@@ -373,7 +376,10 @@ async fn share_groups_are_authorized_as_kafka_authorizes_them() {
             .with_group_id(Some(GroupId(StrBytes::from_static_str("share-closed"))))
             .with_member_id(Some(StrBytes::from_static_str("m1"))),
     );
-    assert_eq!(closed.error_code, ResponseError::GroupAuthorizationFailed.code());
+    assert_eq!(
+        closed.error_code,
+        ResponseError::GroupAuthorizationFailed.code()
+    );
     // A subscription naming a topic it may not DESCRIBE.
     assert_eq!(
         heartbeat(&mut client, "m1", 0, Some(&["share-open", "share-hidden"])).error_code,
@@ -383,7 +389,11 @@ async fn share_groups_are_authorized_as_kafka_authorizes_them() {
     let mut beat = heartbeat(&mut client, "m1", 0, Some(&["share-open", "share-secret"]));
     assert_eq!(beat.error_code, 0, "{:?}", beat.error_message);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while beat.assignment.as_ref().map_or(0, |a| a.topic_partitions.len()) < 2
+    while beat
+        .assignment
+        .as_ref()
+        .map_or(0, |a| a.topic_partitions.len())
+        < 2
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(200));
@@ -399,7 +409,10 @@ async fn share_groups_are_authorized_as_kafka_authorizes_them() {
         ])),
     );
     let secret_id = described.topics[0].topic_id;
-    assert!(assignment.topic_partitions.iter().any(|t| t.topic_id == secret_id));
+    assert!(assignment
+        .topic_partitions
+        .iter()
+        .any(|t| t.topic_id == secret_id));
     let response = share_fetch(&mut client, "m1", 0, secret_id, vec![]);
     assert_eq!(
         partition_of(&response).1,

@@ -364,15 +364,18 @@ impl MetadataImage {
                 server_key,
                 iterations,
             } => {
-                self.scram_credentials.entry(name.clone()).or_default().insert(
-                    *mechanism,
-                    ScramCredentialImage {
-                        salt: salt.clone(),
-                        stored_key: stored_key.clone(),
-                        server_key: server_key.clone(),
-                        iterations: *iterations,
-                    },
-                );
+                self.scram_credentials
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(
+                        *mechanism,
+                        ScramCredentialImage {
+                            salt: salt.clone(),
+                            stored_key: stored_key.clone(),
+                            server_key: server_key.clone(),
+                            iterations: *iterations,
+                        },
+                    );
                 None
             }
             MetadataRecord::RemoveUserScramCredential { name, mechanism } => {

@@ -22,9 +22,9 @@ use crate::controller::image::TopicImage;
 use crate::controller::{ApiError, NewTopic};
 use crate::handlers::configs::topic_config_entries;
 use crate::handlers::context::RequestContext;
-use crate::security::{Operation, Resource};
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
+use crate::security::{Operation, Resource};
 
 fn str_bytes(value: impl Into<String>) -> StrBytes {
     StrBytes::from_string(value.into())
@@ -43,7 +43,11 @@ pub fn create_topics_authorized(_: &Node, context: &RequestContext, request: &Re
 }
 
 /// Whether every topic of a DeleteTopics may be deleted (before forwarding it).
-pub fn delete_topics_authorized(broker: &Node, context: &RequestContext, request: &Request) -> bool {
+pub fn delete_topics_authorized(
+    broker: &Node,
+    context: &RequestContext,
+    request: &Request,
+) -> bool {
     let Ok(body) = decode::<DeleteTopicsRequest>(&mut request.body.clone(), request.version) else {
         return true;
     };

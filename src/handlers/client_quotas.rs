@@ -9,9 +9,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::alter_client_quotas_response::{
     EntityData as AlterEntityData, EntryData as AlterEntryData,
 };
-use kafka_protocol::messages::describe_client_quotas_response::{
-    EntityData, EntryData, ValueData,
-};
+use kafka_protocol::messages::describe_client_quotas_response::{EntityData, EntryData, ValueData};
 use kafka_protocol::messages::{
     AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey, DescribeClientQuotasRequest,
     DescribeClientQuotasResponse,
@@ -60,37 +58,36 @@ fn filter_components(
             ));
         }
         let name = component._match.as_ref().map(|m| m.to_string());
-        let match_type = match component.match_type {
-            MATCH_EXACT => match name {
-                Some(name) => MatchType::Exact(Some(name)),
-                None => {
+        let match_type =
+            match component.match_type {
+                MATCH_EXACT => match name {
+                    Some(name) => MatchType::Exact(Some(name)),
+                    None => {
+                        return Err(invalid(
+                            "Request specified MATCH_TYPE_EXACT, but set match string to null."
+                                .to_string(),
+                        ))
+                    }
+                },
+                MATCH_DEFAULT if name.is_none() => MatchType::Exact(None),
+                MATCH_DEFAULT => {
                     return Err(invalid(
-                        "Request specified MATCH_TYPE_EXACT, but set match string to null."
+                        "Request specified MATCH_TYPE_DEFAULT, but also specified a match string."
                             .to_string(),
                     ))
                 }
-            },
-            MATCH_DEFAULT if name.is_none() => MatchType::Exact(None),
-            MATCH_DEFAULT => {
-                return Err(invalid(
-                    "Request specified MATCH_TYPE_DEFAULT, but also specified a match string."
-                        .to_string(),
-                ))
-            }
-            MATCH_SPECIFIED if name.is_none() => MatchType::Specified,
-            MATCH_SPECIFIED => {
-                return Err(invalid(
+                MATCH_SPECIFIED if name.is_none() => MatchType::Specified,
+                MATCH_SPECIFIED => return Err(invalid(
                     "Request specified MATCH_TYPE_SPECIFIED, but also specified a match string."
                         .to_string(),
-                ))
-            }
-            other => {
-                return Err((
-                    ResponseError::UnsupportedVersion,
-                    format!("Unknown match type {other}"),
-                ))
-            }
-        };
+                )),
+                other => {
+                    return Err((
+                        ResponseError::UnsupportedVersion,
+                        format!("Unknown match type {other}"),
+                    ))
+                }
+            };
         components.push((entity_type.to_string(), match_type));
     }
     let has = |t: &str| components.iter().any(|(entity_type, _)| entity_type == t);

@@ -21,9 +21,9 @@ use crate::controller::image::{MetadataImage, TopicImage};
 use crate::controller::records::ConfigResource;
 use crate::controller::{is_dynamic_broker_config, ApiError, ConfigChange, ConfigOp};
 use crate::handlers::context::RequestContext;
-use crate::security::{Operation, Resource};
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
+use crate::security::{Operation, Resource};
 
 /// Config sources (Kafka's `DescribeConfigsResponse.ConfigSource`).
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
@@ -330,7 +330,12 @@ fn alter(
     replace_all: bool,
     validate_only: bool,
 ) -> Result<(), ApiError> {
-    if !config_authorized(context, Operation::AlterConfigs, resource_type, resource_name) {
+    if !config_authorized(
+        context,
+        Operation::AlterConfigs,
+        resource_type,
+        resource_name,
+    ) {
         return Err(denied(resource_type));
     }
     let resource = resource_of(resource_type)?;

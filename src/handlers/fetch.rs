@@ -10,7 +10,6 @@ use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::ResponseError;
 
 use crate::handlers::context::RequestContext;
-use crate::security::{Operation, Resource};
 use crate::handlers::Handled;
 use crate::node::Node;
 use crate::protocol::fetch_response::{
@@ -18,6 +17,7 @@ use crate::protocol::fetch_response::{
 };
 use crate::protocol::{decode, Request, RequestError, ResponseFrame};
 use crate::replica::fetch_session::{Answered, PartitionKey, PartitionState};
+use crate::security::{Operation, Resource};
 
 /// Longest wait a client may ask for; bounds how long a request can occupy the broker.
 const MAX_WAIT_MS_MAX: i32 = 60_000;
@@ -308,13 +308,20 @@ fn respond(
     // not read from meanwhile. The next fetch reads the same offsets again.
     let mut throttle_time_ms = 0;
     if let Some(client) = &plan.quota_client {
-        let bytes: u64 = included.iter().map(|(_, result)| record_bytes(result)).sum();
+        let bytes: u64 = included
+            .iter()
+            .map(|(_, result)| record_bytes(result))
+            .sum();
         throttle_time_ms = client.record(broker, crate::security::quota::QuotaType::Fetch, bytes);
         if throttle_time_ms > 0 {
             client.unrecord(broker, crate::security::quota::QuotaType::Fetch, bytes);
         }
     }
-    let included = if throttle_time_ms > 0 { Vec::new() } else { included };
+    let included = if throttle_time_ms > 0 {
+        Vec::new()
+    } else {
+        included
+    };
     for (key, result) in included {
         match topics.last_mut() {
             Some(topic) if topic.name == key.topic && topic.topic_id == key.topic_id => {
@@ -383,7 +390,8 @@ pub fn handle(
                         && checked.insert(key.topic.clone())
                         && (follower_denied
                             || (plan.replica_id < 0
-                                && !context.authorized(Operation::Read, Resource::Topic(&key.topic))))
+                                && !context
+                                    .authorized(Operation::Read, Resource::Topic(&key.topic))))
                     {
                         plan.denied_topics.insert(key.topic.clone());
                     }

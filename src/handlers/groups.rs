@@ -54,10 +54,10 @@ use crate::coordinator::group::{GroupState, JoinRequest, JoinResult, Reply, Sync
 use crate::coordinator::records::OffsetValue;
 use crate::coordinator::transaction::TRANSACTION_STATE_TOPIC;
 use crate::handlers::context::RequestContext;
-use crate::security::{Operation, Resource};
 use crate::handlers::Handled;
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
+use crate::security::{Operation, Resource};
 
 /// First version that looks up a batch of keys.
 const BATCHED_VERSION: i16 = 4;
@@ -418,26 +418,29 @@ pub fn leave_group(
     } else {
         vec![(body.member_id.to_string(), None)]
     };
-    let response = match group_allowed(context, Operation::Read, body.group_id.as_str())
-        .and_then(|()| broker.groups.leave(broker, body.group_id.as_str(), &identities))
-    {
-        Err(error) => LeaveGroupResponse::default().with_error_code(error.code()),
-        Ok(results) if version < 3 => {
-            LeaveGroupResponse::default().with_error_code(code(results[0]))
-        }
-        Ok(results) => LeaveGroupResponse::default().with_members(
-            identities
-                .into_iter()
-                .zip(results)
-                .map(|((member_id, instance), error)| {
-                    MemberResponse::default()
-                        .with_member_id(str_bytes(member_id))
-                        .with_group_instance_id(instance.map(str_bytes))
-                        .with_error_code(code(error))
-                })
-                .collect(),
-        ),
-    };
+    let response =
+        match group_allowed(context, Operation::Read, body.group_id.as_str()).and_then(|()| {
+            broker
+                .groups
+                .leave(broker, body.group_id.as_str(), &identities)
+        }) {
+            Err(error) => LeaveGroupResponse::default().with_error_code(error.code()),
+            Ok(results) if version < 3 => {
+                LeaveGroupResponse::default().with_error_code(code(results[0]))
+            }
+            Ok(results) => LeaveGroupResponse::default().with_members(
+                identities
+                    .into_iter()
+                    .zip(results)
+                    .map(|((member_id, instance), error)| {
+                        MemberResponse::default()
+                            .with_member_id(str_bytes(member_id))
+                            .with_group_instance_id(instance.map(str_bytes))
+                            .with_error_code(code(error))
+                    })
+                    .collect(),
+            ),
+        };
     Ok(respond(&request, ApiKey::LeaveGroup, &response))
 }
 
@@ -584,7 +587,11 @@ pub fn offset_fetch(
                 let require_stable = body.require_stable;
                 let group_id = group.group_id.to_string();
                 let result = group_allowed(context, Operation::Describe, &group_id)
-                    .and_then(|()| broker.groups.check_coordinator(broker, group.group_id.as_str()))
+                    .and_then(|()| {
+                        broker
+                            .groups
+                            .check_coordinator(broker, group.group_id.as_str())
+                    })
                     .and_then(|()| broker.groups.fetch_offsets(group.group_id.as_str(), topics))
                     .map(|fetched| describable(context, fetched));
                 let (error, fetched): (Option<ResponseError>, FetchedTopics) = match result {
@@ -629,18 +636,19 @@ pub fn offset_fetch(
                 .map(|t| (t.name.to_string(), t.partition_indexes))
                 .collect()
         });
-        let (error, fetched): (Option<ResponseError>, FetchedTopics) = match group_allowed(
-            context,
-            Operation::Describe,
-            body.group_id.as_str(),
-        )
-        .and_then(|()| broker.groups.check_coordinator(broker, body.group_id.as_str()))
-        .and_then(|()| broker.groups.fetch_offsets(body.group_id.as_str(), topics))
-        .map(|fetched| describable(context, fetched))
-        {
-            Ok(fetched) => (None, fetched),
-            Err(error) => (Some(error), Vec::new()),
-        };
+        let (error, fetched): (Option<ResponseError>, FetchedTopics) =
+            match group_allowed(context, Operation::Describe, body.group_id.as_str())
+                .and_then(|()| {
+                    broker
+                        .groups
+                        .check_coordinator(broker, body.group_id.as_str())
+                })
+                .and_then(|()| broker.groups.fetch_offsets(body.group_id.as_str(), topics))
+                .map(|fetched| describable(context, fetched))
+            {
+                Ok(fetched) => (None, fetched),
+                Err(error) => (Some(error), Vec::new()),
+            };
         response = response
             .with_error_code(if version >= 2 { code(error) } else { 0 })
             .with_topics(
@@ -693,32 +701,35 @@ pub fn offset_delete(
             )
         })
         .collect();
-    let response = match group_allowed(context, Operation::Delete, body.group_id.as_str())
-        .and_then(|()| broker.groups.delete_offsets(broker, body.group_id.as_str(), &topics))
-    {
-        Err(error) => OffsetDeleteResponse::default().with_error_code(error.code()),
-        Ok(results) => OffsetDeleteResponse::default().with_topics(
-            topics
-                .into_iter()
-                .zip(results)
-                .map(|((name, partitions), errors)| {
-                    OffsetDeleteResponseTopic::default()
-                        .with_name(TopicName(str_bytes(name)))
-                        .with_partitions(
-                            partitions
-                                .into_iter()
-                                .zip(errors)
-                                .map(|(p, error)| {
-                                    OffsetDeleteResponsePartition::default()
-                                        .with_partition_index(p)
-                                        .with_error_code(code(error))
-                                })
-                                .collect(),
-                        )
-                })
-                .collect(),
-        ),
-    };
+    let response =
+        match group_allowed(context, Operation::Delete, body.group_id.as_str()).and_then(|()| {
+            broker
+                .groups
+                .delete_offsets(broker, body.group_id.as_str(), &topics)
+        }) {
+            Err(error) => OffsetDeleteResponse::default().with_error_code(error.code()),
+            Ok(results) => OffsetDeleteResponse::default().with_topics(
+                topics
+                    .into_iter()
+                    .zip(results)
+                    .map(|((name, partitions), errors)| {
+                        OffsetDeleteResponseTopic::default()
+                            .with_name(TopicName(str_bytes(name)))
+                            .with_partitions(
+                                partitions
+                                    .into_iter()
+                                    .zip(errors)
+                                    .map(|(p, error)| {
+                                        OffsetDeleteResponsePartition::default()
+                                            .with_partition_index(p)
+                                            .with_error_code(code(error))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+        };
     Ok(respond(&request, ApiKey::OffsetDelete, &response))
 }
 
@@ -737,8 +748,7 @@ pub fn describe_groups(
                 .with_group_id(group_id.clone())
                 .with_authorized_operations(OPERATIONS_OMITTED);
             if group_allowed(context, Operation::Describe, group_id.as_str()).is_err() {
-                return described
-                    .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+                return described.with_error_code(ResponseError::GroupAuthorizationFailed.code());
             }
             match broker.groups.describe(group_id.as_str()) {
                 None if version >= 6 => described
@@ -903,12 +913,15 @@ pub fn consumer_group_heartbeat(
         owned,
     };
     // Kafka: READ on the group, DESCRIBE on every subscribed topic.
-    let denied_topic = heartbeat.subscribed_topics.as_ref().and_then(|topics: &Vec<String>| {
-        topics
-            .iter()
-            .find(|t| !context.authorized(Operation::Describe, Resource::Topic(t)))
-            .cloned()
-    });
+    let denied_topic = heartbeat
+        .subscribed_topics
+        .as_ref()
+        .and_then(|topics: &Vec<String>| {
+            topics
+                .iter()
+                .find(|t| !context.authorized(Operation::Describe, Resource::Topic(t)))
+                .cloned()
+        });
     let outcome = if group_allowed(context, Operation::Read, body.group_id.as_str()).is_err() {
         Err((
             ResponseError::GroupAuthorizationFailed,
@@ -977,8 +990,7 @@ pub fn consumer_group_describe(
                 .with_group_id(group_id.clone())
                 .with_authorized_operations(OPERATIONS_OMITTED);
             if group_allowed(context, Operation::Describe, group_id.as_str()).is_err() {
-                return described
-                    .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+                return described.with_error_code(ResponseError::GroupAuthorizationFailed.code());
             }
             let outcome = broker.groups.consumer_describe(group_id.as_str(), |group| {
                 let members = group

@@ -9,10 +9,10 @@ use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
 use crate::handlers::context::RequestContext;
-use crate::security::{Operation, Resource};
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 use crate::replica::PartitionLog;
+use crate::security::{Operation, Resource};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;

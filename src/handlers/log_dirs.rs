@@ -19,8 +19,8 @@ use kafka_protocol::ResponseError;
 use crate::clock::now_ms;
 use crate::handlers::context::RequestContext;
 use crate::node::Node;
-use crate::security::{Operation, Resource};
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
+use crate::security::{Operation, Resource};
 
 /// DeleteRecords' offset meaning "up to the high watermark".
 const HIGH_WATERMARK: i64 = -1;

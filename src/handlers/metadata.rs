@@ -6,11 +6,11 @@
 //! DescribeTopicPartitions (KIP-966, API 75): the same partition views, paginated by a cursor
 //! so that an admin client describes any number of partitions in bounded responses.
 
-use kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
 use kafka_protocol::messages::describe_topic_partitions_response::{
     Cursor, DescribeTopicPartitionsResponsePartition, DescribeTopicPartitionsResponseTopic,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
     ApiKey, BrokerId, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse,
@@ -23,9 +23,9 @@ use uuid::Uuid;
 use crate::controller::image::{MetadataImage, PartitionImage, TopicImage};
 use crate::controller::{validate_topic_name, NewTopic};
 use crate::handlers::context::RequestContext;
-use crate::security::{Operation, Resource};
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
+use crate::security::{Operation, Resource};
 
 /// Kafka's "authorized operations not requested" marker.
 const OPERATIONS_OMITTED: i32 = i32::MIN;
@@ -249,7 +249,8 @@ pub fn handle(
                 }
                 (None, id) => match image.topic_by_id(&id) {
                     Some(topic)
-                        if !context.authorized(Operation::Describe, Resource::Topic(&topic.name)) =>
+                        if !context
+                            .authorized(Operation::Describe, Resource::Topic(&topic.name)) =>
                     {
                         error_topic(None, id, ResponseError::TopicAuthorizationFailed, version)
                     }
@@ -333,7 +334,11 @@ pub fn describe_topic_partitions(
     let all_topics = body.topics.is_empty();
     let mut names: Vec<String> = match all_topics {
         true => image.topics.keys().cloned().collect(),
-        false => body.topics.iter().map(|t| t.name.as_str().to_string()).collect(),
+        false => body
+            .topics
+            .iter()
+            .map(|t| t.name.as_str().to_string())
+            .collect(),
     };
     names.sort();
     names.dedup();
@@ -358,7 +363,10 @@ pub fn describe_topic_partitions(
             &response,
         ));
     }
-    let first_topic = cursor.as_ref().map(|(topic, _)| topic.as_str()).unwrap_or("");
+    let first_topic = cursor
+        .as_ref()
+        .map(|(topic, _)| topic.as_str())
+        .unwrap_or("");
     let mut remaining = body
         .response_partition_limit
         .clamp(1, DESCRIBE_PARTITIONS_PER_RESPONSE_MAX) as usize;

@@ -12,8 +12,8 @@ use kafka_protocol::ResponseError;
 
 use crate::handlers::context::RequestContext;
 use crate::node::Node;
-use crate::security::{Operation, Resource};
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
+use crate::security::{Operation, Resource};
 
 pub fn handle(
     broker: &Node,
@@ -27,44 +27,45 @@ pub fn handle(
     let follower = body.replica_id.0 >= 0;
     let cluster_action =
         follower && context.authorized(Operation::ClusterAction, Resource::Cluster);
-    let topics = body
-        .topics
-        .iter()
-        .map(|topic| {
-            let allowed = match follower {
-                true => cluster_action,
-                false => context.authorized(Operation::Describe, Resource::Topic(topic.topic.as_str())),
-            };
-            let partitions = topic
-                .partitions
-                .iter()
-                .map(|asked| {
-                    let answer = EpochEndOffset::default()
-                        .with_partition(asked.partition)
-                        .with_leader_epoch(-1)
-                        .with_end_offset(-1);
-                    if !allowed {
-                        return answer
-                            .with_error_code(ResponseError::TopicAuthorizationFailed.code());
-                    }
-                    let led = broker
-                        .replicas
-                        .leader_partition(&image, topic.topic.as_str(), asked.partition)
-                        .and_then(|led| led.check_leader_epoch(asked.current_leader_epoch));
-                    let led = match led {
-                        Ok(led) => led,
-                        Err(error) => return answer.with_error_code(error.code()),
-                    };
-                    let (epoch, end_offset) =
-                        led.log.end_offset_for_leader_epoch(asked.leader_epoch);
-                    answer.with_leader_epoch(epoch).with_end_offset(end_offset)
-                })
-                .collect();
-            OffsetForLeaderTopicResult::default()
-                .with_topic(topic.topic.clone())
-                .with_partitions(partitions)
-        })
-        .collect();
+    let topics =
+        body.topics
+            .iter()
+            .map(|topic| {
+                let allowed = match follower {
+                    true => cluster_action,
+                    false => context
+                        .authorized(Operation::Describe, Resource::Topic(topic.topic.as_str())),
+                };
+                let partitions = topic
+                    .partitions
+                    .iter()
+                    .map(|asked| {
+                        let answer = EpochEndOffset::default()
+                            .with_partition(asked.partition)
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1);
+                        if !allowed {
+                            return answer
+                                .with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                        }
+                        let led = broker
+                            .replicas
+                            .leader_partition(&image, topic.topic.as_str(), asked.partition)
+                            .and_then(|led| led.check_leader_epoch(asked.current_leader_epoch));
+                        let led = match led {
+                            Ok(led) => led,
+                            Err(error) => return answer.with_error_code(error.code()),
+                        };
+                        let (epoch, end_offset) =
+                            led.log.end_offset_for_leader_epoch(asked.leader_epoch);
+                        answer.with_leader_epoch(epoch).with_end_offset(end_offset)
+                    })
+                    .collect();
+                OffsetForLeaderTopicResult::default()
+                    .with_topic(topic.topic.clone())
+                    .with_partitions(partitions)
+            })
+            .collect();
     let response = OffsetForLeaderEpochResponse::default().with_topics(topics);
     Ok(encode_response(
         ApiKey::OffsetForLeaderEpoch,

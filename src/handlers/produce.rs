@@ -20,7 +20,6 @@ use crate::clock::now_ms;
 use crate::controller::image::MetadataImage;
 use crate::controller::validate_topic_name;
 use crate::handlers::context::RequestContext;
-use crate::security::{Operation, Resource};
 use crate::handlers::Handled;
 use crate::node::Node;
 use crate::protocol::api_versions::PRODUCE_VERSION_MIN_ACCEPTED;
@@ -29,6 +28,7 @@ use crate::protocol::{
 };
 use crate::record::batch::BatchHeader;
 use crate::replica::{AppendError, LedPartition, ProducerError, Role};
+use crate::security::{Operation, Resource};
 
 struct PartitionOutcome {
     index: i32,
@@ -295,7 +295,11 @@ pub fn handle(
         .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
         .sum();
     let throttle_time_ms = crate::handlers::client_quotas::QuotaClient::of(context, &request)
-        .record(broker, crate::security::quota::QuotaType::Produce, record_bytes);
+        .record(
+            broker,
+            crate::security::quota::QuotaType::Produce,
+            record_bytes,
+        );
     for outcome in topics.iter().flat_map(|(_, p)| p) {
         if let Some((error, _)) = &outcome.error {
             crate::metrics::partition_error(ApiKey::Produce, error.code());

@@ -26,7 +26,6 @@ use crate::controller::{ActiveController, ACTIVE_CONTROLLER_WAIT, METADATA_TOPIC
 use crate::coordinator::producer_ids::PRODUCER_ID_BLOCK_SIZE;
 use crate::handlers;
 use crate::handlers::context::RequestContext;
-use crate::security::{Operation, Resource};
 use crate::handlers::Handled;
 use crate::node::Node;
 use crate::protocol::api_versions::{self, CONTROLLER_SUPPORTED};
@@ -34,6 +33,7 @@ use crate::protocol::{
     decode, encode_response, encode_response_header, Chunk, Request, RequestError, ResponseFrame,
 };
 use crate::raft::{Message, NodeId};
+use crate::security::{Operation, Resource};
 
 /// One request on the controller listener.
 pub async fn route(

@@ -39,9 +39,7 @@ pub fn describe_user_scram_credentials(
     if !context.authorized(Operation::Describe, Resource::Cluster) {
         response = response
             .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
-            .with_error_message(Some(str_bytes(
-                "Cluster authorization failed.".to_string(),
-            )));
+            .with_error_message(Some(str_bytes("Cluster authorization failed.".to_string())));
     } else {
         let image = broker.image();
         let describe = |user: &str| {
@@ -66,10 +64,16 @@ pub fn describe_user_scram_credentials(
         };
         let results = match &body.users {
             // No list (or an empty one): every user with a credential.
-            None => image.scram_credentials.keys().map(|u| describe(u)).collect(),
-            Some(users) if users.is_empty() => {
-                image.scram_credentials.keys().map(|u| describe(u)).collect()
-            }
+            None => image
+                .scram_credentials
+                .keys()
+                .map(|u| describe(u))
+                .collect(),
+            Some(users) if users.is_empty() => image
+                .scram_credentials
+                .keys()
+                .map(|u| describe(u))
+                .collect(),
             Some(users) => {
                 let mut times_named: HashMap<&str, usize> = HashMap::new();
                 for user in users {

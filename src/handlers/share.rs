@@ -131,13 +131,15 @@ pub fn share_group_heartbeat(
         .groups
         .check_coordinator(broker, &group_id)
         .map_err(|e| (e, "This broker is not the group's coordinator.".to_string()))
-        .and_then(|()| match context.authorized(Operation::Read, Resource::Group(&group_id)) {
-            true => Ok(()),
-            false => Err((
-                ResponseError::GroupAuthorizationFailed,
-                "The group authorization failed.".to_string(),
-            )),
-        })
+        .and_then(
+            |()| match context.authorized(Operation::Read, Resource::Group(&group_id)) {
+                true => Ok(()),
+                false => Err((
+                    ResponseError::GroupAuthorizationFailed,
+                    "The group authorization failed.".to_string(),
+                )),
+            },
+        )
         .and_then(|()| match denied_topic {
             None => Ok(()),
             Some(topic) => Err((
@@ -226,9 +228,7 @@ pub fn share_group_describe(
             continue;
         }
         if !context.authorized(Operation::Describe, Resource::Group(group_id.as_str())) {
-            groups.push(
-                described.with_error_code(ResponseError::GroupAuthorizationFailed.code()),
-            );
+            groups.push(described.with_error_code(ResponseError::GroupAuthorizationFailed.code()));
             continue;
         }
         let share_groups = broker.share_groups.lock();

@@ -23,10 +23,10 @@ use crate::controller::ApiError;
 use crate::coordinator::transaction::{PendingOffset, MARKER_PARTITIONS_PER_REQUEST_MAX};
 use crate::coordinator::OFFSETS_TOPIC;
 use crate::handlers::context::RequestContext;
-use crate::security::{Operation, Resource};
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
 use crate::replica::{AppendError, ProducerError};
+use crate::security::{Operation, Resource};
 
 /// FindCoordinator key type of a transactional id.
 pub const COORDINATOR_KEY_TYPE_TRANSACTION: i8 = 1;
@@ -184,8 +184,10 @@ pub fn add_partitions_to_txn(
                 ResponseError::InvalidRequest,
                 "too many partitions",
             ))
-        } else if !context.authorized(Operation::Write, Resource::TransactionalId(transactional_id))
-        {
+        } else if !context.authorized(
+            Operation::Write,
+            Resource::TransactionalId(transactional_id),
+        ) {
             Err(txn_denied())
         } else if !denied.is_empty() {
             Ok(denied)
@@ -363,8 +365,10 @@ pub fn txn_offset_commit(
         .collect();
     // Kafka: WRITE on the transactional id, READ on the group, READ on each topic (the
     // partitions of a denied topic fail, and then none is committed).
-    let partitions: Vec<(String, i32)> =
-        offsets.iter().map(|o| (o.topic.clone(), o.partition)).collect();
+    let partitions: Vec<(String, i32)> = offsets
+        .iter()
+        .map(|o| (o.topic.clone(), o.partition))
+        .collect();
     let denied = denied_partitions(context, Operation::Read, &partitions);
     let outcome = if !context.authorized(
         Operation::Write,

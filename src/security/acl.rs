@@ -344,7 +344,10 @@ struct Entry {
 /// literal names by (type, name), prefixes by (type, prefix) with the prefix lengths in use,
 /// so one check costs a few hash lookups whatever the number of ACLs.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(from = "BTreeMap<uuid::Uuid, AclBinding>", into = "BTreeMap<uuid::Uuid, AclBinding>")]
+#[serde(
+    from = "BTreeMap<uuid::Uuid, AclBinding>",
+    into = "BTreeMap<uuid::Uuid, AclBinding>"
+)]
 pub struct AclSet {
     by_id: BTreeMap<uuid::Uuid, AclBinding>,
     literal: HashMap<(ResourceType, String), Vec<(uuid::Uuid, Entry)>>,
@@ -560,7 +563,8 @@ pub struct StandardAuthorizer {
 }
 
 /// The class name `authorizer.class.name` must spell to enable ACLs.
-pub const STANDARD_AUTHORIZER_CLASS: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+pub const STANDARD_AUTHORIZER_CLASS: &str =
+    "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
 
 impl StandardAuthorizer {
     /// `super_users` as Kafka's `super.users`: `User:admin;User:bob`.
@@ -689,11 +693,27 @@ mod tests {
 
     #[test]
     fn literal_allow_and_default_deny() {
-        let s = set(vec![allow_topic("t", PatternType::Literal, AclOperation::Read)]);
+        let s = set(vec![allow_topic(
+            "t",
+            PatternType::Literal,
+            AclOperation::Read,
+        )]);
         assert!(check(&s, "User:alice", "1.2.3.4", AclOperation::Read, "t"));
         assert!(!check(&s, "User:bob", "1.2.3.4", AclOperation::Read, "t"));
-        assert!(!check(&s, "User:alice", "1.2.3.4", AclOperation::Write, "t"));
-        assert!(!check(&s, "User:alice", "1.2.3.4", AclOperation::Read, "t2"));
+        assert!(!check(
+            &s,
+            "User:alice",
+            "1.2.3.4",
+            AclOperation::Write,
+            "t"
+        ));
+        assert!(!check(
+            &s,
+            "User:alice",
+            "1.2.3.4",
+            AclOperation::Read,
+            "t2"
+        ));
     }
 
     #[test]
@@ -702,12 +722,40 @@ mod tests {
             allow_topic("pay", PatternType::Prefixed, AclOperation::Write),
             allow_topic("*", PatternType::Literal, AclOperation::Describe),
         ]);
-        assert!(check(&s, "User:alice", "1.1.1.1", AclOperation::Write, "payments"));
-        assert!(check(&s, "User:alice", "1.1.1.1", AclOperation::Write, "pay"));
-        assert!(!check(&s, "User:alice", "1.1.1.1", AclOperation::Write, "pa"));
-        assert!(check(&s, "User:alice", "1.1.1.1", AclOperation::Describe, "other"));
+        assert!(check(
+            &s,
+            "User:alice",
+            "1.1.1.1",
+            AclOperation::Write,
+            "payments"
+        ));
+        assert!(check(
+            &s,
+            "User:alice",
+            "1.1.1.1",
+            AclOperation::Write,
+            "pay"
+        ));
+        assert!(!check(
+            &s,
+            "User:alice",
+            "1.1.1.1",
+            AclOperation::Write,
+            "pa"
+        ));
+        assert!(check(
+            &s,
+            "User:alice",
+            "1.1.1.1",
+            AclOperation::Describe,
+            "other"
+        ));
         // A literal `*` is not a prefix: "*x" names nothing special.
-        let s = set(vec![allow_topic("*", PatternType::Prefixed, AclOperation::Read)]);
+        let s = set(vec![allow_topic(
+            "*",
+            PatternType::Prefixed,
+            AclOperation::Read,
+        )]);
         assert!(!check(&s, "User:alice", "1.1.1.1", AclOperation::Read, "t"));
         assert!(check(&s, "User:alice", "1.1.1.1", AclOperation::Read, "*t"));
     }
@@ -725,7 +773,13 @@ mod tests {
             Permission::Deny,
         ));
         let s = set(acls);
-        assert!(!check(&s, "User:alice", "1.1.1.1", AclOperation::Write, "t"));
+        assert!(!check(
+            &s,
+            "User:alice",
+            "1.1.1.1",
+            AclOperation::Write,
+            "t"
+        ));
         assert!(check(&s, "User:alice", "1.1.1.1", AclOperation::Read, "t"));
     }
 
@@ -738,14 +792,52 @@ mod tests {
             AclOperation::Alter,
         ] {
             let s = set(vec![allow_topic("t", PatternType::Literal, granted)]);
-            assert!(check(&s, "User:alice", "1.1.1.1", AclOperation::Describe, "t"));
-            assert!(!check(&s, "User:alice", "1.1.1.1", AclOperation::DescribeConfigs, "t"));
+            assert!(check(
+                &s,
+                "User:alice",
+                "1.1.1.1",
+                AclOperation::Describe,
+                "t"
+            ));
+            assert!(!check(
+                &s,
+                "User:alice",
+                "1.1.1.1",
+                AclOperation::DescribeConfigs,
+                "t"
+            ));
         }
-        let s = set(vec![allow_topic("t", PatternType::Literal, AclOperation::AlterConfigs)]);
-        assert!(check(&s, "User:alice", "1.1.1.1", AclOperation::DescribeConfigs, "t"));
-        assert!(!check(&s, "User:alice", "1.1.1.1", AclOperation::Describe, "t"));
-        let s = set(vec![allow_topic("t", PatternType::Literal, AclOperation::All)]);
-        assert!(check(&s, "User:alice", "1.1.1.1", AclOperation::IdempotentWrite, "t"));
+        let s = set(vec![allow_topic(
+            "t",
+            PatternType::Literal,
+            AclOperation::AlterConfigs,
+        )]);
+        assert!(check(
+            &s,
+            "User:alice",
+            "1.1.1.1",
+            AclOperation::DescribeConfigs,
+            "t"
+        ));
+        assert!(!check(
+            &s,
+            "User:alice",
+            "1.1.1.1",
+            AclOperation::Describe,
+            "t"
+        ));
+        let s = set(vec![allow_topic(
+            "t",
+            PatternType::Literal,
+            AclOperation::All,
+        )]);
+        assert!(check(
+            &s,
+            "User:alice",
+            "1.1.1.1",
+            AclOperation::IdempotentWrite,
+            "t"
+        ));
         // A DENY of READ does not deny DESCRIBE.
         let s = set(vec![
             allow_topic("t", PatternType::Literal, AclOperation::Describe),
@@ -759,7 +851,13 @@ mod tests {
                 Permission::Deny,
             ),
         ]);
-        assert!(check(&s, "User:alice", "1.1.1.1", AclOperation::Describe, "t"));
+        assert!(check(
+            &s,
+            "User:alice",
+            "1.1.1.1",
+            AclOperation::Describe,
+            "t"
+        ));
         assert!(!check(&s, "User:alice", "1.1.1.1", AclOperation::Read, "t"));
     }
 
@@ -778,23 +876,79 @@ mod tests {
         };
         let s = set(vec![host_acl("10.0.0.1")]);
         assert!(check(&s, "User:alice", "10.0.0.1", AclOperation::Read, "t"));
-        assert!(!check(&s, "User:alice", "10.0.0.2", AclOperation::Read, "t"));
+        assert!(!check(
+            &s,
+            "User:alice",
+            "10.0.0.2",
+            AclOperation::Read,
+            "t"
+        ));
         let s = set(vec![host_acl("192.168.0.0/16"), host_acl("2001:db8::/32")]);
-        assert!(check(&s, "User:alice", "192.168.7.9", AclOperation::Read, "t"));
-        assert!(!check(&s, "User:alice", "192.169.0.1", AclOperation::Read, "t"));
-        assert!(check(&s, "User:alice", "2001:db8::1", AclOperation::Read, "t"));
-        assert!(!s.authorize("User:alice", None, AclOperation::Read, ResourceType::Topic, "t", false));
+        assert!(check(
+            &s,
+            "User:alice",
+            "192.168.7.9",
+            AclOperation::Read,
+            "t"
+        ));
+        assert!(!check(
+            &s,
+            "User:alice",
+            "192.169.0.1",
+            AclOperation::Read,
+            "t"
+        ));
+        assert!(check(
+            &s,
+            "User:alice",
+            "2001:db8::1",
+            AclOperation::Read,
+            "t"
+        ));
+        assert!(!s.authorize(
+            "User:alice",
+            None,
+            AclOperation::Read,
+            ResourceType::Topic,
+            "t",
+            false
+        ));
         assert!(host_acl("not-a-host").validate_new().is_err());
     }
 
     #[test]
     fn no_acl_found_setting() {
-        let s = set(vec![allow_topic("t", PatternType::Literal, AclOperation::Read)]);
+        let s = set(vec![allow_topic(
+            "t",
+            PatternType::Literal,
+            AclOperation::Read,
+        )]);
         // No ACL on "other": the setting decides.
-        assert!(s.authorize("User:bob", ip("1.1.1.1"), AclOperation::Read, ResourceType::Topic, "other", true));
-        assert!(!s.authorize("User:bob", ip("1.1.1.1"), AclOperation::Read, ResourceType::Topic, "other", false));
+        assert!(s.authorize(
+            "User:bob",
+            ip("1.1.1.1"),
+            AclOperation::Read,
+            ResourceType::Topic,
+            "other",
+            true
+        ));
+        assert!(!s.authorize(
+            "User:bob",
+            ip("1.1.1.1"),
+            AclOperation::Read,
+            ResourceType::Topic,
+            "other",
+            false
+        ));
         // An ACL exists on "t" (for someone else): the setting does not apply.
-        assert!(!s.authorize("User:bob", ip("1.1.1.1"), AclOperation::Read, ResourceType::Topic, "t", true));
+        assert!(!s.authorize(
+            "User:bob",
+            ip("1.1.1.1"),
+            AclOperation::Read,
+            ResourceType::Topic,
+            "t",
+            true
+        ));
     }
 
     #[test]
@@ -809,17 +963,25 @@ mod tests {
             Permission::Allow,
         )]);
         assert!(!check(&s, "User:alice", "1.1.1.1", AclOperation::Read, "t"));
-        assert!(s.authorize("User:alice", ip("1.1.1.1"), AclOperation::Read, ResourceType::Group, "t", false));
+        assert!(s.authorize(
+            "User:alice",
+            ip("1.1.1.1"),
+            AclOperation::Read,
+            ResourceType::Group,
+            "t",
+            false
+        ));
     }
 
     #[test]
     fn super_users_and_authorizer_trait() {
-        let s = Arc::new(set(vec![allow_topic("t", PatternType::Literal, AclOperation::Read)]));
-        let authorizer = StandardAuthorizer::new(
-            "User:admin; User:bob",
-            false,
-            Box::new(move || s.clone()),
-        );
+        let s = Arc::new(set(vec![allow_topic(
+            "t",
+            PatternType::Literal,
+            AclOperation::Read,
+        )]));
+        let authorizer =
+            StandardAuthorizer::new("User:admin; User:bob", false, Box::new(move || s.clone()));
         let user = |name: &str| Principal {
             principal_type: "User".into(),
             name: name.into(),
@@ -834,14 +996,22 @@ mod tests {
 
     #[test]
     fn by_resource_type() {
-        let s = set(vec![allow_topic("pay", PatternType::Prefixed, AclOperation::Write)]);
+        let s = set(vec![allow_topic(
+            "pay",
+            PatternType::Prefixed,
+            AclOperation::Write,
+        )]);
         let any = |s: &AclSet, principal: &str, op| {
             s.authorize_by_type(principal, ip("1.1.1.1"), op, ResourceType::Topic, false)
         };
         assert!(any(&s, "User:alice", AclOperation::Write));
         assert!(!any(&s, "User:bob", AclOperation::Write));
         assert!(!any(&s, "User:alice", AclOperation::Read));
-        let mut acls = vec![allow_topic("pay", PatternType::Prefixed, AclOperation::Write)];
+        let mut acls = vec![allow_topic(
+            "pay",
+            PatternType::Prefixed,
+            AclOperation::Write,
+        )];
         acls.push(acl(
             ResourceType::Topic,
             PatternType::Literal,
@@ -900,13 +1070,34 @@ mod tests {
         let good = allow_topic("t", PatternType::Literal, AclOperation::Read);
         assert!(good.validate_new().is_ok());
         for bad in [
-            AclBinding { pattern_type: PatternType::Any, ..good.clone() },
-            AclBinding { pattern_type: PatternType::Match, ..good.clone() },
-            AclBinding { operation: AclOperation::Any, ..good.clone() },
-            AclBinding { permission: Permission::Any, ..good.clone() },
-            AclBinding { resource_type: ResourceType::Any, ..good.clone() },
-            AclBinding { principal: "alice".into(), ..good.clone() },
-            AclBinding { resource_name: String::new(), ..good.clone() },
+            AclBinding {
+                pattern_type: PatternType::Any,
+                ..good.clone()
+            },
+            AclBinding {
+                pattern_type: PatternType::Match,
+                ..good.clone()
+            },
+            AclBinding {
+                operation: AclOperation::Any,
+                ..good.clone()
+            },
+            AclBinding {
+                permission: Permission::Any,
+                ..good.clone()
+            },
+            AclBinding {
+                resource_type: ResourceType::Any,
+                ..good.clone()
+            },
+            AclBinding {
+                principal: "alice".into(),
+                ..good.clone()
+            },
+            AclBinding {
+                resource_name: String::new(),
+                ..good.clone()
+            },
         ] {
             assert!(bad.validate_new().is_err(), "{bad:?}");
         }
@@ -916,14 +1107,35 @@ mod tests {
     fn remove_and_serde_round_trip() {
         let mut s = AclSet::default();
         let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
-        s.insert(a, allow_topic("pay", PatternType::Prefixed, AclOperation::Read));
-        s.insert(b, allow_topic("t", PatternType::Literal, AclOperation::Read));
-        assert_eq!(s.find(&allow_topic("t", PatternType::Literal, AclOperation::Read)), Some(b));
+        s.insert(
+            a,
+            allow_topic("pay", PatternType::Prefixed, AclOperation::Read),
+        );
+        s.insert(
+            b,
+            allow_topic("t", PatternType::Literal, AclOperation::Read),
+        );
+        assert_eq!(
+            s.find(&allow_topic("t", PatternType::Literal, AclOperation::Read)),
+            Some(b)
+        );
         let json = serde_json::to_string(&s).unwrap();
         let back: AclSet = serde_json::from_str(&json).unwrap();
-        assert!(check(&back, "User:alice", "1.1.1.1", AclOperation::Read, "payx"));
+        assert!(check(
+            &back,
+            "User:alice",
+            "1.1.1.1",
+            AclOperation::Read,
+            "payx"
+        ));
         s.remove(&a);
-        assert!(!check(&s, "User:alice", "1.1.1.1", AclOperation::Read, "payx"));
+        assert!(!check(
+            &s,
+            "User:alice",
+            "1.1.1.1",
+            AclOperation::Read,
+            "payx"
+        ));
         assert!(check(&s, "User:alice", "1.1.1.1", AclOperation::Read, "t"));
         assert_eq!(s.len(), 1);
     }
@@ -934,12 +1146,37 @@ mod tests {
         for i in 0..10_000 {
             s.insert(
                 uuid::Uuid::new_v4(),
-                allow_topic(&format!("topic-{i}"), PatternType::Literal, AclOperation::Read),
+                allow_topic(
+                    &format!("topic-{i}"),
+                    PatternType::Literal,
+                    AclOperation::Read,
+                ),
             );
         }
-        s.insert(uuid::Uuid::new_v4(), allow_topic("pre", PatternType::Prefixed, AclOperation::Read));
-        assert!(check(&s, "User:alice", "1.1.1.1", AclOperation::Read, "topic-9999"));
-        assert!(check(&s, "User:alice", "1.1.1.1", AclOperation::Read, "prefix"));
-        assert!(!check(&s, "User:alice", "1.1.1.1", AclOperation::Read, "topic-10000"));
+        s.insert(
+            uuid::Uuid::new_v4(),
+            allow_topic("pre", PatternType::Prefixed, AclOperation::Read),
+        );
+        assert!(check(
+            &s,
+            "User:alice",
+            "1.1.1.1",
+            AclOperation::Read,
+            "topic-9999"
+        ));
+        assert!(check(
+            &s,
+            "User:alice",
+            "1.1.1.1",
+            AclOperation::Read,
+            "prefix"
+        ));
+        assert!(!check(
+            &s,
+            "User:alice",
+            "1.1.1.1",
+            AclOperation::Read,
+            "topic-10000"
+        ));
     }
 }

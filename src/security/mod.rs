@@ -126,7 +126,13 @@ impl Authorizer for AllowAll {
         true
     }
 
-    fn authorize_any(&self, _: &Principal, _: Option<IpAddr>, _: Operation, _: Resource<'_>) -> bool {
+    fn authorize_any(
+        &self,
+        _: &Principal,
+        _: Option<IpAddr>,
+        _: Operation,
+        _: Resource<'_>,
+    ) -> bool {
         true
     }
 

@@ -246,8 +246,16 @@ impl ClientQuotas {
             let value = *self.entries.get(&entity)?.get(quota.key())?;
             Some(ResolvedQuota {
                 bytes_per_second: value,
-                user: if user_part.is_some() { user.to_string() } else { String::new() },
-                client_id: if client_part.is_some() { client_id.to_string() } else { String::new() },
+                user: if user_part.is_some() {
+                    user.to_string()
+                } else {
+                    String::new()
+                },
+                client_id: if client_part.is_some() {
+                    client_id.to_string()
+                } else {
+                    String::new()
+                },
             })
         })
     }
@@ -273,13 +281,13 @@ impl ClientQuotas {
             if strict && entity.parts().len() != components.len() {
                 return false;
             }
-            components
-                .iter()
-                .all(|(entity_type, match_type)| match (entity.get(entity_type), match_type) {
+            components.iter().all(|(entity_type, match_type)| {
+                match (entity.get(entity_type), match_type) {
                     (None, _) => false,
                     (Some(name), MatchType::Exact(wanted)) => name == wanted.as_deref(),
                     (Some(name), MatchType::Specified) => name.is_some(),
-                })
+                }
+            })
         })
     }
 }
@@ -298,8 +306,9 @@ pub struct QuotaSettings {
 impl QuotaSettings {
     pub fn from_properties(properties: &crate::config::Properties) -> QuotaSettings {
         QuotaSettings {
-            window_count: properties.get_i64(crate::config::QUOTA_WINDOW_NUM).clamp(2, 1000)
-                as usize,
+            window_count: properties
+                .get_i64(crate::config::QUOTA_WINDOW_NUM)
+                .clamp(2, 1000) as usize,
             window_size_ms: (properties
                 .get_i64(crate::config::QUOTA_WINDOW_SIZE_SECONDS)
                 .clamp(1, 3600)
@@ -397,7 +406,9 @@ pub struct QuotaManager {
 
 impl QuotaManager {
     pub fn new(settings: QuotaSettings) -> QuotaManager {
-        assert!(settings.window_count >= 2 && settings.window_size_ms > 0 && settings.sensors_max > 0);
+        assert!(
+            settings.window_count >= 2 && settings.window_size_ms > 0 && settings.sensors_max > 0
+        );
         QuotaManager {
             settings,
             sensors: Mutex::new(HashMap::new()),
@@ -538,7 +549,11 @@ mod tests {
     #[test]
     fn entities_are_validated_as_kafka_does() {
         let parts = |p: &[(&str, Option<&str>)]| {
-            QuotaEntity::new(p.iter().map(|(t, n)| (t.to_string(), n.map(str::to_string))).collect())
+            QuotaEntity::new(
+                p.iter()
+                    .map(|(t, n)| (t.to_string(), n.map(str::to_string)))
+                    .collect(),
+            )
         };
         assert!(parts(&[]).is_err());
         assert!(parts(&[("user", Some("a")), ("user", Some("b"))]).is_err());
@@ -590,47 +605,95 @@ mod tests {
         let mut quotas = ClientQuotas::default();
         quotas.apply(&entity(&[("user", None)]), CONSUMER_BYTE_RATE, Some(10.0));
         let resolved = quotas.resolve(QuotaType::Fetch, "alice", "c1").unwrap();
-        assert_eq!((resolved.user.as_str(), resolved.client_id.as_str()), ("alice", ""));
+        assert_eq!(
+            (resolved.user.as_str(), resolved.client_id.as_str()),
+            ("alice", "")
+        );
         assert!(quotas.resolve(QuotaType::Produce, "alice", "c1").is_none());
     }
 
     #[test]
     fn describe_filters() {
         let mut quotas = ClientQuotas::default();
-        quotas.apply(&entity(&[("user", Some("a"))]), PRODUCER_BYTE_RATE, Some(1.0));
+        quotas.apply(
+            &entity(&[("user", Some("a"))]),
+            PRODUCER_BYTE_RATE,
+            Some(1.0),
+        );
         quotas.apply(&entity(&[("user", None)]), PRODUCER_BYTE_RATE, Some(2.0));
-        quotas.apply(&entity(&[("user", Some("a")), ("client-id", Some("c"))]), PRODUCER_BYTE_RATE, Some(3.0));
-        let count = |components: Vec<(String, MatchType)>, strict| quotas.describe(&components, strict).count();
+        quotas.apply(
+            &entity(&[("user", Some("a")), ("client-id", Some("c"))]),
+            PRODUCER_BYTE_RATE,
+            Some(3.0),
+        );
+        let count = |components: Vec<(String, MatchType)>, strict| {
+            quotas.describe(&components, strict).count()
+        };
         assert_eq!(count(vec![], false), 3);
         assert_eq!(count(vec![], true), 0);
         assert_eq!(count(vec![("user".into(), MatchType::Specified)], false), 2);
         assert_eq!(count(vec![("user".into(), MatchType::Specified)], true), 1);
-        assert_eq!(count(vec![("user".into(), MatchType::Exact(None))], false), 1);
-        assert_eq!(count(vec![("user".into(), MatchType::Exact(Some("a".into())))], false), 2);
-        assert_eq!(count(vec![("client-id".into(), MatchType::Specified)], false), 1);
+        assert_eq!(
+            count(vec![("user".into(), MatchType::Exact(None))], false),
+            1
+        );
+        assert_eq!(
+            count(
+                vec![("user".into(), MatchType::Exact(Some("a".into())))],
+                false
+            ),
+            2
+        );
+        assert_eq!(
+            count(vec![("client-id".into(), MatchType::Specified)], false),
+            1
+        );
     }
 
     #[test]
     fn throttle_time_is_kafkas() {
         let mut quotas = ClientQuotas::default();
-        quotas.apply(&entity(&[("client-id", Some("c"))]), PRODUCER_BYTE_RATE, Some(1000.0));
+        quotas.apply(
+            &entity(&[("client-id", Some("c"))]),
+            PRODUCER_BYTE_RATE,
+            Some(1000.0),
+        );
         let manager = QuotaManager::new(settings());
         // 10 s minimum window: 10 000 bytes at once is exactly the quota.
-        assert_eq!(manager.record(&quotas, QuotaType::Produce, "u", "c", 10_000, 0), 0);
+        assert_eq!(
+            manager.record(&quotas, QuotaType::Produce, "u", "c", 10_000, 0),
+            0
+        );
         // 20 000 bytes over a 10 s window: 2000 B/s, one quota over: throttle one window.
-        assert_eq!(manager.record(&quotas, QuotaType::Produce, "u", "c", 10_000, 0), 10_000);
+        assert_eq!(
+            manager.record(&quotas, QuotaType::Produce, "u", "c", 10_000, 0),
+            10_000
+        );
         // Another client id has no quota.
-        assert_eq!(manager.record(&quotas, QuotaType::Produce, "u", "d", 1 << 30, 0), 0);
+        assert_eq!(
+            manager.record(&quotas, QuotaType::Produce, "u", "d", 1 << 30, 0),
+            0
+        );
         // After the whole span the samples are gone.
-        assert_eq!(manager.record(&quotas, QuotaType::Produce, "u", "c", 100, 20_000), 0);
+        assert_eq!(
+            manager.record(&quotas, QuotaType::Produce, "u", "c", 100, 20_000),
+            0
+        );
         // The cap: at most the measured span.
-        assert_eq!(manager.record(&quotas, QuotaType::Produce, "u", "c", 1 << 30, 20_000), 11_000);
+        assert_eq!(
+            manager.record(&quotas, QuotaType::Produce, "u", "c", 1 << 30, 20_000),
+            11_000
+        );
     }
 
     #[test]
     fn sensors_are_bounded() {
         let mut quotas = ClientQuotas::default();
-        quotas.apply(&entity(&[("client-id", None)]), PRODUCER_BYTE_RATE, Some(1000.0));
+        quotas.apply(
+            &entity(&[("client-id", None)]),
+            PRODUCER_BYTE_RATE,
+            Some(1000.0),
+        );
         let manager = QuotaManager::new(settings());
         for i in 0..10u64 {
             manager.record(&quotas, QuotaType::Produce, "u", &format!("c{i}"), 1, i);
@@ -641,7 +704,11 @@ mod tests {
     #[test]
     fn quotas_serialize_as_a_list() {
         let mut quotas = ClientQuotas::default();
-        quotas.apply(&entity(&[("user", None), ("client-id", Some("c"))]), PRODUCER_BYTE_RATE, Some(1.0));
+        quotas.apply(
+            &entity(&[("user", None), ("client-id", Some("c"))]),
+            PRODUCER_BYTE_RATE,
+            Some(1.0),
+        );
         let json = serde_json::to_string(&quotas).unwrap();
         let back: ClientQuotas = serde_json::from_str(&json).unwrap();
         assert_eq!(back, quotas);

@@ -93,9 +93,10 @@ pub fn password_matches(credential: &ScramCredential, password: &str) -> bool {
     let Ok(iterations) = u32::try_from(credential.iterations) else {
         return false;
     };
-    let salted = credential
-        .mechanism
-        .salted_password(password.as_bytes(), &credential.salt, iterations);
+    let salted =
+        credential
+            .mechanism
+            .salted_password(password.as_bytes(), &credential.salt, iterations);
     let derived = credential_from_salted_password(
         credential.mechanism,
         &credential.salt,
@@ -127,9 +128,6 @@ mod tests {
     #[test]
     fn pbkdf2_vector() {
         let out = ScramMechanism::Sha256.salted_password(b"passwd", b"salt", 1);
-        assert_eq!(
-            out[..8],
-            [0x55, 0xac, 0x04, 0x6e, 0x56, 0xe3, 0x08, 0x9f]
-        );
+        assert_eq!(out[..8], [0x55, 0xac, 0x04, 0x6e, 0x56, 0xe3, 0x08, 0x9f]);
     }
 }

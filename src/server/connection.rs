@@ -228,7 +228,9 @@ async fn read_requests(
             }
             _ = shutdown.changed() => return Ok(()),
         };
-        let Some((frame, _reserved)) = frame else { return Ok(()) };
+        let Some((frame, _reserved)) = frame else {
+            return Ok(());
+        };
         let frame = frame.freeze();
         let verdict = match &mut identity.authenticator {
             Some(authenticator) => authenticator.on_frame(&frame),

@@ -104,29 +104,51 @@ fn route_sync(
                 .map(Handled::Response)
         }
         // Metadata changes: made by the active controller, forwarded to it from elsewhere.
-        ApiKey::CreateTopics => forward_authorized(broker, context, request, admin::create_topics_authorized, |b, c, r| {
-            handlers::admin::create_topics(b, c, r).map(Handled::Response)
-        }),
-        ApiKey::DeleteTopics => forward_authorized(broker, context, request, admin::delete_topics_authorized, |b, c, r| {
-            handlers::admin::delete_topics(b, c, r).map(Handled::Response)
-        }),
-        ApiKey::CreatePartitions => forward_authorized(broker, context, request, admin::create_partitions_authorized, |b, c, r| {
-            handlers::admin::create_partitions(b, c, r).map(Handled::Response)
-        }),
-        ApiKey::DescribeQuorum => forward_authorized(broker, context, request, handlers::quorum::describe_quorum_authorized, |b, c, r| {
-            Ok(handlers::quorum::describe_quorum(b, c, r))
-        }),
+        ApiKey::CreateTopics => forward_authorized(
+            broker,
+            context,
+            request,
+            admin::create_topics_authorized,
+            |b, c, r| handlers::admin::create_topics(b, c, r).map(Handled::Response),
+        ),
+        ApiKey::DeleteTopics => forward_authorized(
+            broker,
+            context,
+            request,
+            admin::delete_topics_authorized,
+            |b, c, r| handlers::admin::delete_topics(b, c, r).map(Handled::Response),
+        ),
+        ApiKey::CreatePartitions => forward_authorized(
+            broker,
+            context,
+            request,
+            admin::create_partitions_authorized,
+            |b, c, r| handlers::admin::create_partitions(b, c, r).map(Handled::Response),
+        ),
+        ApiKey::DescribeQuorum => forward_authorized(
+            broker,
+            context,
+            request,
+            handlers::quorum::describe_quorum_authorized,
+            |b, c, r| Ok(handlers::quorum::describe_quorum(b, c, r)),
+        ),
         ApiKey::DescribeConfigs => {
             handlers::configs::describe_configs(broker, context, request).map(Handled::Response)
         }
-        ApiKey::AlterConfigs => forward_authorized(broker, context, request, handlers::configs::alter_configs_authorized, |b, c, r| {
-            handlers::configs::alter_configs(b, c, r).map(Handled::Response)
-        }),
-        ApiKey::IncrementalAlterConfigs => {
-            forward_authorized(broker, context, request, handlers::configs::incremental_alter_configs_authorized, |b, c, r| {
-                handlers::configs::incremental_alter_configs(b, c, r).map(Handled::Response)
-            })
-        }
+        ApiKey::AlterConfigs => forward_authorized(
+            broker,
+            context,
+            request,
+            handlers::configs::alter_configs_authorized,
+            |b, c, r| handlers::configs::alter_configs(b, c, r).map(Handled::Response),
+        ),
+        ApiKey::IncrementalAlterConfigs => forward_authorized(
+            broker,
+            context,
+            request,
+            handlers::configs::incremental_alter_configs_authorized,
+            |b, c, r| handlers::configs::incremental_alter_configs(b, c, r).map(Handled::Response),
+        ),
         ApiKey::DeleteRecords => {
             handlers::log_dirs::delete_records(broker, context, request).map(Handled::Response)
         }
