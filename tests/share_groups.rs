@@ -587,6 +587,26 @@ async fn share_group_offsets_described_altered_deleted() {
         describe_offsets(&mut client, &fresh, None),
         (0, vec![(topic.to_string(), 0, 2, 0)])
     );
+    // ListGroups shows share groups, type "share" (what `kafka-share-groups --list` asks).
+    let listed: kafka_protocol::messages::ListGroupsResponse = client.call(
+        ApiKey::ListGroups,
+        5,
+        &kafka_protocol::messages::ListGroupsRequest::default()
+            .with_types_filter(vec![StrBytes::from_static_str("share")]),
+    );
+    let mut listed: Vec<(String, String)> = listed
+        .groups
+        .iter()
+        .map(|g| (g.group_id.to_string(), g.group_state.to_string()))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![
+            (group.to_string(), "Empty".to_string()),
+            (fresh.clone(), "Empty".to_string())
+        ]
+    );
     // An empty group id is not a group.
     assert_eq!(
         alter_offsets(&mut client, "", topic, &[(0, 2)]).0,
