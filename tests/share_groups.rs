@@ -717,4 +717,50 @@ async fn share_groups_are_authorized_as_kafka_authorizes_them() {
         partition_of(&response).1,
         ResponseError::TopicAuthorizationFailed.code()
     );
+
+    // The offsets APIs: DESCRIBE, READ, DELETE on the group (denied on share-closed)...
+    let group_denied = ResponseError::GroupAuthorizationFailed.code();
+    let topic_denied = ResponseError::TopicAuthorizationFailed.code();
+    assert_eq!(
+        describe_offsets(&mut client, "share-closed", None).0,
+        group_denied
+    );
+    assert_eq!(
+        alter_offsets(&mut client, "share-closed", "share-open", &[(0, 0)]).0,
+        group_denied
+    );
+    assert_eq!(
+        delete_offsets(&mut client, "share-closed", &["share-open"]).0,
+        group_denied
+    );
+    // ...DESCRIBE on a topic to describe it, READ to alter or delete it.
+    let group = GROUP.as_str();
+    assert_eq!(
+        describe_offsets(
+            &mut client,
+            group,
+            Some(&[("share-hidden", &[0]), ("share-open", &[0])])
+        )
+        .1
+        .iter()
+        .map(|p| p.3)
+        .collect::<Vec<_>>(),
+        vec![topic_denied, 0]
+    );
+    assert_eq!(heartbeat(&mut client, "m1", -1, None).member_epoch, -1);
+    assert_eq!(
+        alter_offsets(&mut client, group, "share-secret", &[(0, 0)]).1[0].2,
+        topic_denied
+    );
+    assert_eq!(
+        alter_offsets(&mut client, group, "share-open", &[(0, 0)]).1[0].2,
+        0
+    );
+    assert_eq!(
+        delete_offsets(&mut client, group, &["share-secret", "share-open"]).1,
+        vec![
+            ("share-secret".to_string(), topic_denied),
+            ("share-open".to_string(), 0)
+        ]
+    );
 }
