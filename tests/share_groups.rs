@@ -11,6 +11,13 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::*;
+use kafka_protocol::messages::alter_share_group_offsets_request::{
+    AlterShareGroupOffsetsRequestPartition, AlterShareGroupOffsetsRequestTopic,
+};
+use kafka_protocol::messages::delete_share_group_offsets_request::DeleteShareGroupOffsetsRequestTopic;
+use kafka_protocol::messages::describe_share_group_offsets_request::{
+    DescribeShareGroupOffsetsRequestGroup, DescribeShareGroupOffsetsRequestTopic,
+};
 use kafka_protocol::messages::share_acknowledge_request::{
     AcknowledgePartition, AcknowledgeTopic, AcknowledgementBatch as AckBatch,
 };
@@ -18,9 +25,12 @@ use kafka_protocol::messages::share_fetch_request::{
     AcknowledgementBatch, FetchPartition, FetchTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, GroupId, ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest,
-    ShareFetchResponse, ShareGroupDescribeRequest, ShareGroupDescribeResponse,
-    ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse, TopicName,
+    AlterShareGroupOffsetsRequest, AlterShareGroupOffsetsResponse, ApiKey,
+    DeleteShareGroupOffsetsRequest, DeleteShareGroupOffsetsResponse,
+    DescribeShareGroupOffsetsRequest, DescribeShareGroupOffsetsResponse, GroupId,
+    ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest, ShareFetchResponse,
+    ShareGroupDescribeRequest, ShareGroupDescribeResponse, ShareGroupHeartbeatRequest,
+    ShareGroupHeartbeatResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -315,6 +325,295 @@ async fn scenario(addr: std::net::SocketAddr, topic: &str) {
     api_versions_roundtrip(&mut stream, 7, Duration::from_secs(10)).unwrap();
 }
 
+fn group_id(name: &str) -> GroupId {
+    GroupId(StrBytes::from_string(name.to_string()))
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// DescribeShareGroupOffsets v0 for one group: (error, [(topic, partition, start offset,
+/// partition error)]). `topics` None asks for every share-partition of the group.
+fn describe_offsets(
+    client: &mut RawClient,
+    group: &str,
+    topics: Option<&[(&str, &[i32])]>,
+) -> (i16, Vec<(String, i32, i64, i16)>) {
+    let response: DescribeShareGroupOffsetsResponse = client.call(
+        ApiKey::DescribeShareGroupOffsets,
+        0,
+        &DescribeShareGroupOffsetsRequest::default().with_groups(vec![
+            DescribeShareGroupOffsetsRequestGroup::default()
+                .with_group_id(group_id(group))
+                .with_topics(topics.map(|topics| {
+                    topics
+                        .iter()
+                        .map(|(name, partitions)| {
+                            DescribeShareGroupOffsetsRequestTopic::default()
+                                .with_topic_name(topic_name(name))
+                                .with_partitions(partitions.to_vec())
+                        })
+                        .collect()
+                })),
+        ]),
+    );
+    let group = &response.groups[0];
+    let mut partitions = Vec::new();
+    for topic in &group.topics {
+        for p in &topic.partitions {
+            partitions.push((
+                topic.topic_name.to_string(),
+                p.partition_index,
+                p.start_offset,
+                p.error_code,
+            ));
+        }
+    }
+    (group.error_code, partitions)
+}
+
+/// AlterShareGroupOffsets v0: (top-level error, [(topic, partition, error)]).
+fn alter_offsets(
+    client: &mut RawClient,
+    group: &str,
+    topic: &str,
+    offsets: &[(i32, i64)],
+) -> (i16, Vec<(String, i32, i16)>) {
+    let response: AlterShareGroupOffsetsResponse = client.call(
+        ApiKey::AlterShareGroupOffsets,
+        0,
+        &AlterShareGroupOffsetsRequest::default()
+            .with_group_id(group_id(group))
+            .with_topics(vec![AlterShareGroupOffsetsRequestTopic::default()
+                .with_topic_name(topic_name(topic))
+                .with_partitions(
+                    offsets
+                        .iter()
+                        .map(|&(partition, offset)| {
+                            AlterShareGroupOffsetsRequestPartition::default()
+                                .with_partition_index(partition)
+                                .with_start_offset(offset)
+                        })
+                        .collect(),
+                )]),
+    );
+    let partitions = response
+        .responses
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.topic_name.to_string(), p.partition_index, p.error_code))
+        })
+        .collect();
+    (response.error_code, partitions)
+}
+
+/// DeleteShareGroupOffsets v0: (top-level error, [(topic, error)]).
+fn delete_offsets(
+    client: &mut RawClient,
+    group: &str,
+    topics: &[&str],
+) -> (i16, Vec<(String, i16)>) {
+    let response: DeleteShareGroupOffsetsResponse = client.call(
+        ApiKey::DeleteShareGroupOffsets,
+        0,
+        &DeleteShareGroupOffsetsRequest::default()
+            .with_group_id(group_id(group))
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        DeleteShareGroupOffsetsRequestTopic::default()
+                            .with_topic_name(topic_name(t))
+                    })
+                    .collect(),
+            ),
+    );
+    let topics = response
+        .responses
+        .iter()
+        .map(|t| (t.topic_name.to_string(), t.error_code))
+        .collect();
+    (response.error_code, topics)
+}
+
+/// What `kafka-share-groups --describe / --reset-offsets / --delete-offsets` sends: the
+/// share-partition start offset follows the acknowledgements, and changes only while the
+/// group has no member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_group_offsets_described_altered_deleted() {
+    let broker = Broker::start_with(&["group.share.record.lock.duration.ms=1000"]);
+    let bootstrap = broker.bootstrap();
+    let topic = "offsets";
+    create_topic(&bootstrap, topic, 1, &[]).await;
+    let mut client = RawClient::connect(broker.addr());
+    let group = GROUP.as_str();
+    let none = ResponseError::GroupIdNotFound.code();
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    let non_empty = ResponseError::NonEmptyGroup.code();
+
+    // Unknown group.
+    assert_eq!(describe_offsets(&mut client, "no-such-group", None).0, none);
+    assert_eq!(
+        delete_offsets(&mut client, "no-such-group", &[topic]).0,
+        none
+    );
+
+    let joined = heartbeat(&mut client, "m1", 0, Some(&[topic]));
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    let topic_id = {
+        let described: kafka_protocol::messages::MetadataResponse = client.call(
+            ApiKey::Metadata,
+            12,
+            &kafka_protocol::messages::MetadataRequest::default().with_topics(Some(vec![
+                kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(topic_name(topic))),
+            ])),
+        );
+        described.topics[0].topic_id
+    };
+    // Never fetched: no share-partition (all topics), start offset -1 (named).
+    assert_eq!(describe_offsets(&mut client, group, None), (0, vec![]));
+    assert_eq!(
+        describe_offsets(&mut client, group, Some(&[(topic, &[0]), ("nope", &[0])])),
+        (
+            0,
+            vec![
+                (topic.to_string(), 0, -1, 0),
+                ("nope".to_string(), 0, -1, unknown)
+            ]
+        )
+    );
+
+    // The first fetch starts the share-partition at the log end (0); five records come,
+    // m1 accepts 0..=2: the start offset moves to 3.
+    assert_eq!(
+        share_fetch(&mut client, "m1", 0, topic_id, vec![]).error_code,
+        0
+    );
+    assert_eq!(
+        describe_offsets(&mut client, group, None),
+        (0, vec![(topic.to_string(), 0, 0, 0)])
+    );
+    let producer: FutureProducer = producer_config(&bootstrap).create().expect("producer");
+    for value in 0..5 {
+        producer
+            .send(
+                FutureRecord::<(), _>::to(topic)
+                    .partition(0)
+                    .payload(&value.to_string()),
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+    }
+    let response = share_fetch(&mut client, "m1", 1, topic_id, vec![]);
+    assert_eq!(partition_of(&response).0, vec![(0, 4, 1)]);
+    let response = acknowledge(&mut client, "m1", 2, topic_id, 0, 2, 1);
+    assert_eq!(response.responses[0].partitions[0].error_code, 0);
+    assert_eq!(
+        describe_offsets(&mut client, group, Some(&[(topic, &[0])])),
+        (0, vec![(topic.to_string(), 0, 3, 0)])
+    );
+
+    // m1 is a member: the offsets cannot change.
+    let (error, partitions) = alter_offsets(&mut client, group, topic, &[(0, 1)]);
+    assert_eq!(
+        (error, partitions),
+        (non_empty, vec![(topic.to_string(), 0, non_empty)])
+    );
+    assert_eq!(delete_offsets(&mut client, group, &[topic]).0, non_empty);
+
+    // m1 leaves (what it held, 3..=4, goes back): now they can.
+    assert_eq!(heartbeat(&mut client, "m1", -1, None).member_epoch, -1);
+    let (error, partitions) = alter_offsets(&mut client, group, topic, &[(0, 1), (7, 0)]);
+    assert_eq!(error, 0);
+    assert_eq!(
+        partitions,
+        vec![(topic.to_string(), 0, 0), (topic.to_string(), 7, unknown)]
+    );
+    assert_eq!(
+        describe_offsets(&mut client, group, None),
+        (0, vec![(topic.to_string(), 0, 1, 0)])
+    );
+    // Past the log end it is kept at the log end; a negative offset is a bad request; an
+    // unknown topic is UNKNOWN_TOPIC_OR_PARTITION.
+    assert_eq!(
+        alter_offsets(&mut client, group, topic, &[(0, 100)]).1[0].2,
+        0
+    );
+    assert_eq!(
+        describe_offsets(&mut client, group, None).1,
+        vec![(topic.to_string(), 0, 5, 0)]
+    );
+    assert_eq!(
+        alter_offsets(&mut client, group, topic, &[(0, -5)]).1[0].2,
+        ResponseError::InvalidRequest.code()
+    );
+    assert_eq!(
+        alter_offsets(&mut client, group, "nope", &[(0, 0)]).1[0].2,
+        unknown
+    );
+
+    // Reset to 1: a new member's first fetch gets 1..=4 again.
+    assert_eq!(alter_offsets(&mut client, group, topic, &[(0, 1)]).0, 0);
+    let joined = heartbeat(&mut client, "m3", 0, Some(&[topic]));
+    assert_eq!(joined.error_code, 0, "{:?}", joined.error_message);
+    let response = share_fetch(&mut client, "m3", 0, topic_id, vec![]);
+    assert_eq!(partition_of(&response).0, vec![(1, 4, 1)]);
+    assert_eq!(delete_offsets(&mut client, group, &[topic]).0, non_empty);
+
+    // m3 leaves; deleting forgets the share-partition.
+    assert_eq!(heartbeat(&mut client, "m3", -1, None).member_epoch, -1);
+    assert_eq!(
+        delete_offsets(&mut client, group, &[topic, "nope"]),
+        (
+            0,
+            vec![(topic.to_string(), 0), ("nope".to_string(), unknown)]
+        )
+    );
+    assert_eq!(describe_offsets(&mut client, group, None), (0, vec![]));
+    assert_eq!(
+        describe_offsets(&mut client, group, Some(&[(topic, &[0])])).1,
+        vec![(topic.to_string(), 0, -1, 0)]
+    );
+
+    // Resetting a group that never ran creates it, empty (as Kafka's tool may).
+    let fresh = format!("{group}-fresh");
+    assert_eq!(alter_offsets(&mut client, &fresh, topic, &[(0, 2)]).0, 0);
+    assert_eq!(
+        describe_offsets(&mut client, &fresh, None),
+        (0, vec![(topic.to_string(), 0, 2, 0)])
+    );
+    // ListGroups shows share groups, type "share" (what `kafka-share-groups --list` asks).
+    let listed: kafka_protocol::messages::ListGroupsResponse = client.call(
+        ApiKey::ListGroups,
+        5,
+        &kafka_protocol::messages::ListGroupsRequest::default()
+            .with_types_filter(vec![StrBytes::from_static_str("share")]),
+    );
+    let mut listed: Vec<(String, String)> = listed
+        .groups
+        .iter()
+        .map(|g| (g.group_id.to_string(), g.group_state.to_string()))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![
+            (group.to_string(), "Empty".to_string()),
+            (fresh.clone(), "Empty".to_string())
+        ]
+    );
+    // An empty group id is not a group.
+    assert_eq!(
+        alter_offsets(&mut client, "", topic, &[(0, 2)]).0,
+        ResponseError::InvalidGroupId.code()
+    );
+}
+
 /// With Kafka's StandardAuthorizer: READ on the group for every share API, DESCRIBE on the
 /// subscribed topics for the heartbeat, READ on a topic for ShareFetch of its partitions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,5 +716,51 @@ async fn share_groups_are_authorized_as_kafka_authorizes_them() {
     assert_eq!(
         partition_of(&response).1,
         ResponseError::TopicAuthorizationFailed.code()
+    );
+
+    // The offsets APIs: DESCRIBE, READ, DELETE on the group (denied on share-closed)...
+    let group_denied = ResponseError::GroupAuthorizationFailed.code();
+    let topic_denied = ResponseError::TopicAuthorizationFailed.code();
+    assert_eq!(
+        describe_offsets(&mut client, "share-closed", None).0,
+        group_denied
+    );
+    assert_eq!(
+        alter_offsets(&mut client, "share-closed", "share-open", &[(0, 0)]).0,
+        group_denied
+    );
+    assert_eq!(
+        delete_offsets(&mut client, "share-closed", &["share-open"]).0,
+        group_denied
+    );
+    // ...DESCRIBE on a topic to describe it, READ to alter or delete it.
+    let group = GROUP.as_str();
+    assert_eq!(
+        describe_offsets(
+            &mut client,
+            group,
+            Some(&[("share-hidden", &[0]), ("share-open", &[0])])
+        )
+        .1
+        .iter()
+        .map(|p| p.3)
+        .collect::<Vec<_>>(),
+        vec![topic_denied, 0]
+    );
+    assert_eq!(heartbeat(&mut client, "m1", -1, None).member_epoch, -1);
+    assert_eq!(
+        alter_offsets(&mut client, group, "share-secret", &[(0, 0)]).1[0].2,
+        topic_denied
+    );
+    assert_eq!(
+        alter_offsets(&mut client, group, "share-open", &[(0, 0)]).1[0].2,
+        0
+    );
+    assert_eq!(
+        delete_offsets(&mut client, group, &["share-secret", "share-open"]).1,
+        vec![
+            ("share-secret".to_string(), topic_denied),
+            ("share-open".to_string(), 0)
+        ]
     );
 }

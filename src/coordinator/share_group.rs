@@ -138,6 +138,31 @@ impl ShareGroups {
         }
     }
 
+    /// For changing a group's offsets, which Kafka allows only while nobody consumes:
+    /// Err(NON_EMPTY_GROUP) if it has members. An unknown group is created empty when
+    /// `create` (Kafka resets the offsets of a group that never ran), else GROUP_ID_NOT_FOUND.
+    pub fn check_empty(&mut self, group_id: &str, create: bool) -> Result<(), ResponseError> {
+        match self.groups.get(group_id) {
+            Some(group) if !group.members.is_empty() => Err(ResponseError::NonEmptyGroup),
+            Some(_) => Ok(()),
+            None if !create => Err(ResponseError::GroupIdNotFound),
+            None if group_id.is_empty() || group_id.len() > GROUP_ID_BYTES_MAX => {
+                Err(ResponseError::InvalidGroupId)
+            }
+            None if self.groups.len() >= GROUPS_MAX => Err(ResponseError::GroupMaxSizeReached),
+            None => {
+                self.groups.insert(
+                    group_id.to_string(),
+                    ShareGroup {
+                        group_epoch: 0,
+                        members: BTreeMap::new(),
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
     /// Members whose session expired at `now_ms`, removed (the caller releases what they
     /// held). Returns (group id, member id) pairs.
     pub fn expire(&mut self, now_ms: i64) -> Vec<(String, String)> {

@@ -809,10 +809,26 @@ pub fn list_groups(
     // Kafka: DESCRIBE on the cluster lists every group, else those the principal may
     // DESCRIBE.
     let all_groups = context.authorized(Operation::Describe, Resource::Cluster);
+    // Share groups live in their own coordinator (`coordinator::share_group`), listed as
+    // Kafka lists them: protocol type and group type "share".
+    let share_groups: Vec<(String, String, &'static str, &'static str)> = {
+        let share_groups = broker.share_groups.lock();
+        share_groups
+            .group_ids()
+            .into_iter()
+            .filter_map(|group_id| {
+                let state = share_groups.get(&group_id)?.state_name();
+                Some((group_id, "share".to_string(), state, "share"))
+            })
+            .collect()
+    };
     let groups = broker
         .groups
         .list()
         .into_iter()
+        .chain(share_groups.into_iter().filter(|(group_id, ..)| {
+            broker.groups.check_coordinator(broker, group_id).is_ok()
+        }))
         .filter(|(group_id, ..)| {
             all_groups || context.authorized(Operation::Describe, Resource::Group(group_id))
         })

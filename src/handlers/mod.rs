@@ -19,6 +19,7 @@ pub mod produce;
 pub mod quorum;
 pub mod scram;
 pub mod share;
+pub mod share_offsets;
 pub mod txn;
 
 use std::future::Future;

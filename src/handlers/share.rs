@@ -94,7 +94,7 @@ fn unreadable_topics(
         .collect()
 }
 
-fn expire_members(broker: &Node, now: i64) {
+pub(crate) fn expire_members(broker: &Node, now: i64) {
     let expired = broker.share_groups.lock().expire(now);
     for (group_id, member_id) in expired {
         broker.share.member_left(&group_id, &member_id);

@@ -53,6 +53,10 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::ShareGroupDescribe, range(1, 1)),
     (ApiKey::ShareFetch, range(1, 1)),
     (ApiKey::ShareAcknowledge, range(1, 1)),
+    // v0 only: what kafka-protocol 0.18 has (v1, KIP-1226, adds the lag).
+    (ApiKey::DescribeShareGroupOffsets, range(0, 0)),
+    (ApiKey::AlterShareGroupOffsets, range(0, 0)),
+    (ApiKey::DeleteShareGroupOffsets, range(0, 0)),
     (ApiKey::InitProducerId, range(0, 5)),
     (ApiKey::AddPartitionsToTxn, range(0, 5)),
     (ApiKey::AddOffsetsToTxn, range(0, 4)),

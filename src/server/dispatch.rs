@@ -198,6 +198,18 @@ fn route_sync(
         ApiKey::ShareGroupDescribe => {
             handlers::share::share_group_describe(broker, context, request).map(Handled::Response)
         }
+        ApiKey::DescribeShareGroupOffsets => {
+            handlers::share_offsets::describe_share_group_offsets(broker, context, request)
+                .map(Handled::Response)
+        }
+        ApiKey::AlterShareGroupOffsets => {
+            handlers::share_offsets::alter_share_group_offsets(broker, context, request)
+                .map(Handled::Response)
+        }
+        ApiKey::DeleteShareGroupOffsets => {
+            handlers::share_offsets::delete_share_group_offsets(broker, context, request)
+                .map(Handled::Response)
+        }
         ApiKey::ShareFetch => handlers::share::share_fetch(broker, context, request),
         ApiKey::ShareAcknowledge => {
             handlers::share::share_acknowledge(broker, context, request).map(Handled::Response)

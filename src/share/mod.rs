@@ -222,6 +222,32 @@ impl ShareManager {
         offsets
     }
 
+    /// Starts one share-partition afresh at `start_offset` (AlterShareGroupOffsets, only
+    /// while the group has no members): whatever was in flight is dropped, as Kafka writes
+    /// the new SPSO with no state batches.
+    pub fn reset_start_offset(
+        &self,
+        key: &SharePartitionKey,
+        start_offset: i64,
+    ) -> Result<(), ShareError> {
+        let mut partitions = self.partitions();
+        if !partitions.contains_key(key) && partitions.len() >= SHARE_PARTITIONS_MAX {
+            return Err(ShareError::TooManySharePartitions);
+        }
+        partitions.insert(
+            key.clone(),
+            SharePartition::new(start_offset, self.settings.limits),
+        );
+        Ok(())
+    }
+
+    /// Forgets a group's share-partitions of one topic (DeleteShareGroupOffsets): the next
+    /// fetch starts them again from `share.auto.offset.reset`.
+    pub fn delete_topic(&self, group_id: &str, topic_id: Uuid) {
+        self.partitions()
+            .retain(|(group, topic, _), _| !(group == group_id && *topic == topic_id));
+    }
+
     /// Forgets a group's share-partitions (the group was deleted).
     pub fn delete_group(&self, group_id: &str) {
         self.partitions()
