@@ -826,9 +826,11 @@ pub fn list_groups(
         .groups
         .list()
         .into_iter()
-        .chain(share_groups.into_iter().filter(|(group_id, ..)| {
-            broker.groups.check_coordinator(broker, group_id).is_ok()
-        }))
+        .chain(
+            share_groups
+                .into_iter()
+                .filter(|(group_id, ..)| broker.groups.check_coordinator(broker, group_id).is_ok()),
+        )
         .filter(|(group_id, ..)| {
             all_groups || context.authorized(Operation::Describe, Resource::Group(group_id))
         })

@@ -602,6 +602,30 @@ fn fetch_error(
     encode_response(ApiKey::ShareFetch, version, correlation_id, &response)
 }
 
+/// The group and member a ShareFetch or ShareAcknowledge names: both must be set, and the
+/// principal needs READ on the group (topic READ is checked per partition).
+fn session_member(
+    context: &RequestContext,
+    group_id: Option<String>,
+    member_id: Option<String>,
+) -> Result<(String, String), (ResponseError, &'static str)> {
+    let group_id = group_id.unwrap_or_default();
+    let member_id = member_id.unwrap_or_default();
+    if group_id.is_empty() || member_id.is_empty() {
+        Err((
+            ResponseError::InvalidRequest,
+            "GroupId and MemberId must be set.",
+        ))
+    } else if !context.authorized(Operation::Read, Resource::Group(&group_id)) {
+        Err((
+            ResponseError::GroupAuthorizationFailed,
+            "The group authorization failed.",
+        ))
+    } else {
+        Ok((group_id, member_id))
+    }
+}
+
 pub fn share_fetch(
     broker: &Arc<Node>,
     context: &RequestContext,
@@ -610,16 +634,6 @@ pub fn share_fetch(
     let version = request.version;
     let correlation_id = request.header.correlation_id;
     let body: ShareFetchRequest = decode(&mut request.body, version)?;
-    let group_id = body
-        .group_id
-        .as_ref()
-        .map(|g| g.to_string())
-        .unwrap_or_default();
-    let member_id = body
-        .member_id
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
     let refuse = |error: ResponseError, message: &str| {
         Ok(Handled::Response(fetch_error(
             version,
@@ -628,18 +642,14 @@ pub fn share_fetch(
             message,
         )))
     };
-    if group_id.is_empty() || member_id.is_empty() {
-        return refuse(
-            ResponseError::InvalidRequest,
-            "GroupId and MemberId must be set.",
-        );
-    }
-    if !context.authorized(Operation::Read, Resource::Group(&group_id)) {
-        return refuse(
-            ResponseError::GroupAuthorizationFailed,
-            "The group authorization failed.",
-        );
-    }
+    let (group_id, member_id) = match session_member(
+        context,
+        body.group_id.as_ref().map(|g| g.to_string()),
+        body.member_id.as_ref().map(|m| m.to_string()),
+    ) {
+        Ok(ids) => ids,
+        Err((error, message)) => return refuse(error, message),
+    };
     let epoch = body.share_session_epoch;
     let has_acks = body.topics.iter().any(|t| {
         t.partitions
@@ -761,16 +771,6 @@ pub fn share_acknowledge(
     let version = request.version;
     let correlation_id = request.header.correlation_id;
     let body: ShareAcknowledgeRequest = decode(&mut request.body, version)?;
-    let group_id = body
-        .group_id
-        .as_ref()
-        .map(|g| g.to_string())
-        .unwrap_or_default();
-    let member_id = body
-        .member_id
-        .as_ref()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
     let refuse = |error: ResponseError, message: &str| {
         let response = ShareAcknowledgeResponse::default()
             .with_error_code(error.code())
@@ -782,18 +782,14 @@ pub fn share_acknowledge(
             &response,
         ))
     };
-    if group_id.is_empty() || member_id.is_empty() {
-        return refuse(
-            ResponseError::InvalidRequest,
-            "GroupId and MemberId must be set.",
-        );
-    }
-    if !context.authorized(Operation::Read, Resource::Group(&group_id)) {
-        return refuse(
-            ResponseError::GroupAuthorizationFailed,
-            "The group authorization failed.",
-        );
-    }
+    let (group_id, member_id) = match session_member(
+        context,
+        body.group_id.as_ref().map(|g| g.to_string()),
+        body.member_id.as_ref().map(|m| m.to_string()),
+    ) {
+        Ok(ids) => ids,
+        Err((error, message)) => return refuse(error, message),
+    };
     let epoch = body.share_session_epoch;
     let closed = if epoch == FINAL_EPOCH {
         broker

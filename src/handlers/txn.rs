@@ -259,6 +259,28 @@ pub fn add_partitions_to_txn(
 
 /// Before v2 of the transaction APIs (KIP-588) clients do not know PRODUCER_FENCED; Kafka
 /// answers them INVALID_PRODUCER_EPOCH instead.
+/// What AddOffsetsToTxn and TxnOffsetCommit both need first, in Kafka's order: WRITE on the
+/// transactional id, then READ on the group.
+fn authorize_txn_group(
+    context: &RequestContext,
+    transactional_id: &str,
+    group_id: &str,
+) -> Result<(), ApiError> {
+    if !context.authorized(
+        Operation::Write,
+        Resource::TransactionalId(transactional_id),
+    ) {
+        Err(txn_denied())
+    } else if !context.authorized(Operation::Read, Resource::Group(group_id)) {
+        Err(ApiError::new(
+            ResponseError::GroupAuthorizationFailed,
+            "Group authorization failed.",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 fn legacy_code(version: i16, error: ResponseError) -> i16 {
     if error == ResponseError::ProducerFenced && version < 2 {
         ResponseError::InvalidProducerEpoch.code()
@@ -275,16 +297,12 @@ pub fn add_offsets_to_txn(
     let version = request.version;
     let body: AddOffsetsToTxnRequest = decode(&mut request.body, version)?;
     let mut response = AddOffsetsToTxnResponse::default();
-    let outcome = if !context.authorized(
-        Operation::Write,
-        Resource::TransactionalId(body.transactional_id.as_str()),
+    let outcome = if let Err(error) = authorize_txn_group(
+        context,
+        body.transactional_id.as_str(),
+        body.group_id.as_str(),
     ) {
-        Err(txn_denied())
-    } else if !context.authorized(Operation::Read, Resource::Group(body.group_id.as_str())) {
-        Err(ApiError::new(
-            ResponseError::GroupAuthorizationFailed,
-            "Group authorization failed.",
-        ))
+        Err(error)
     } else {
         broker.transactions.add_offsets(
             broker,
@@ -370,16 +388,12 @@ pub fn txn_offset_commit(
         .map(|o| (o.topic.clone(), o.partition))
         .collect();
     let denied = denied_partitions(context, Operation::Read, &partitions);
-    let outcome = if !context.authorized(
-        Operation::Write,
-        Resource::TransactionalId(body.transactional_id.as_str()),
+    let outcome = if let Err(error) = authorize_txn_group(
+        context,
+        body.transactional_id.as_str(),
+        body.group_id.as_str(),
     ) {
-        Err(txn_denied())
-    } else if !context.authorized(Operation::Read, Resource::Group(body.group_id.as_str())) {
-        Err(ApiError::new(
-            ResponseError::GroupAuthorizationFailed,
-            "Group authorization failed.",
-        ))
+        Err(error)
     } else if !denied.is_empty() {
         Ok(())
     } else {

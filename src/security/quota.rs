@@ -431,13 +431,8 @@ impl QuotaManager {
         bytes: u64,
         now_ms: u64,
     ) -> u64 {
-        let Some(resolved) = quotas.resolve(quota, user, client_id) else {
+        let Some((key, bound)) = Self::sensor_key(quotas, quota, user, client_id) else {
             return 0;
-        };
-        let key = SensorKey {
-            quota,
-            user: resolved.user,
-            client_id: resolved.client_id,
         };
         let settings = &self.settings;
         let mut sensors = self.sensors.lock().expect("quota sensors lock");
@@ -450,7 +445,6 @@ impl QuotaManager {
         });
         sensor.record(settings, bytes as f64, now_ms);
         let (rate, window_ms) = sensor.rate_per_second(settings, now_ms);
-        let bound = resolved.bytes_per_second;
         if rate <= bound {
             return 0;
         }
@@ -461,6 +455,23 @@ impl QuotaManager {
         }
         let throttle_ms = ((rate - bound) / bound * window_ms as f64).round() as u64;
         throttle_ms.min(throttle_ms_max)
+    }
+
+    /// The sensor `quota` of (`user`, `client_id`) records into — the quota entity that applies,
+    /// so clients sharing a default entity share one sensor — and its bound in bytes/s.
+    fn sensor_key(
+        quotas: &ClientQuotas,
+        quota: QuotaType,
+        user: &str,
+        client_id: &str,
+    ) -> Option<(SensorKey, f64)> {
+        let resolved = quotas.resolve(quota, user, client_id)?;
+        let key = SensorKey {
+            quota,
+            user: resolved.user,
+            client_id: resolved.client_id,
+        };
+        Some((key, resolved.bytes_per_second))
     }
 
     /// Takes back `bytes` recorded now (a throttled fetch answers no data, as Kafka's
@@ -474,13 +485,8 @@ impl QuotaManager {
         bytes: u64,
         now_ms: u64,
     ) {
-        let Some(resolved) = quotas.resolve(quota, user, client_id) else {
+        let Some((key, _)) = Self::sensor_key(quotas, quota, user, client_id) else {
             return;
-        };
-        let key = SensorKey {
-            quota,
-            user: resolved.user,
-            client_id: resolved.client_id,
         };
         let mut sensors = self.sensors.lock().expect("quota sensors lock");
         if let Some(sensor) = sensors.get_mut(&key) {
