@@ -13,14 +13,17 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use common::*;
+use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions as OwnedTopic;
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
 use kafka_protocol::messages::consumer_protocol_subscription::ConsumerProtocolSubscription;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    ApiKey, ConsumerProtocolAssignment, DescribeGroupsRequest, DescribeGroupsResponse, GroupId,
-    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, RequestHeader,
-    ResponseHeader, SyncGroupRequest, SyncGroupResponse, TopicName,
+    ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, ConsumerProtocolAssignment,
+    DescribeGroupsRequest, DescribeGroupsResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
+    JoinGroupRequest, JoinGroupResponse, RequestHeader, ResponseHeader, SyncGroupRequest,
+    SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
@@ -916,8 +919,8 @@ async fn offsets_of_an_empty_group_expire_after_the_retention() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_protocol_member_survives_a_broker_restart() {
-    // KIP-848 membership is not persisted: after kill -9 and restart the member is told
-    // UNKNOWN_MEMBER_ID, rejoins, and resumes from its committed offset.
+    // A real KIP-848 consumer across kill -9 and restart: it carries on (its membership was
+    // written to __consumer_offsets) and resumes from its committed offset.
     let mut broker = Broker::start_with(&["group.consumer.heartbeat.interval.ms=500"]);
     let bootstrap = broker.bootstrap();
     create_topic(&bootstrap, "resume848", 1, &[]).await;
@@ -951,4 +954,161 @@ async fn consumer_protocol_member_survives_a_broker_restart() {
         committed.find_partition("resume848", 0).unwrap().offset(),
         Offset::Offset(30)
     );
+}
+
+/// One raw KIP-848 member: what it owns and its epoch, as the coordinator last told it.
+struct Member848 {
+    member_id: &'static str,
+    epoch: i32,
+    owned: BTreeMap<uuid::Uuid, BTreeSet<i32>>,
+}
+
+/// One ConsumerGroupHeartbeat of `member` reporting what it owns; adopts the assignment it
+/// is given. Returns the error code.
+fn heartbeat_848(raw: &mut Raw, group: &str, topic: &str, member: &mut Member848) -> i16 {
+    let owned: Vec<OwnedTopic> = member
+        .owned
+        .iter()
+        .map(|(id, partitions)| {
+            OwnedTopic::default()
+                .with_topic_id(*id)
+                .with_partitions(partitions.iter().copied().collect())
+        })
+        .collect();
+    let request = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_member_id(StrBytes::from_static_str(member.member_id))
+        .with_member_epoch(member.epoch)
+        .with_rebalance_timeout_ms(30_000)
+        .with_subscribed_topic_names(
+            (member.epoch == 0).then(|| vec![TopicName(StrBytes::from_string(topic.into()))]),
+        )
+        .with_topic_partitions(Some(owned));
+    let response: ConsumerGroupHeartbeatResponse =
+        raw.call(ApiKey::ConsumerGroupHeartbeat, 0, &request);
+    if response.error_code == 0 {
+        member.epoch = response.member_epoch;
+        if let Some(assignment) = response.assignment {
+            member.owned = assignment
+                .topic_partitions
+                .into_iter()
+                .map(|t| (t.topic_id, t.partitions.into_iter().collect()))
+                .collect();
+        }
+    }
+    response.error_code
+}
+
+/// Heartbeats every member until they all hold the group's epoch and the partitions of
+/// `topic` are split between them with none left over.
+fn converge_848(raw: &mut Raw, group: &str, topic: &str, members: &mut [Member848], count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for member in members.iter_mut() {
+            assert_eq!(
+                heartbeat_848(raw, group, topic, member),
+                0,
+                "{}",
+                member.member_id
+            );
+        }
+        let held: usize = members
+            .iter()
+            .map(|m| m.owned.values().map(BTreeSet::len).sum::<usize>())
+            .sum();
+        let epochs: BTreeSet<i32> = members.iter().map(|m| m.epoch).collect();
+        if held == count && epochs.len() == 1 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the group never converged");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// (member id → (epoch, assigned partitions)) as ConsumerGroupDescribe reports it.
+fn describe_848(raw: &mut Raw, group: &str) -> BTreeMap<String, (i32, BTreeSet<i32>)> {
+    let request = ConsumerGroupDescribeRequest::default()
+        .with_group_ids(vec![GroupId(StrBytes::from_string(group.to_string()))]);
+    let response: ConsumerGroupDescribeResponse =
+        raw.call(ApiKey::ConsumerGroupDescribe, 0, &request);
+    let described = &response.groups[0];
+    assert_eq!(described.error_code, 0, "{:?}", described.error_message);
+    described
+        .members
+        .iter()
+        .map(|m| {
+            let partitions = m
+                .assignment
+                .topic_partitions
+                .iter()
+                .flat_map(|t| t.partitions.iter().copied())
+                .collect();
+            (m.member_id.to_string(), (m.member_epoch, partitions))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_group_members_and_assignments_survive_kill_9() {
+    // KIP-848 state is written to __consumer_offsets as Kafka's records: after kill -9 the
+    // members go on with the epochs and partitions they had, without rejoining; a member
+    // that left before the kill stays gone.
+    let mut broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    let (group, topic) = ("persisted848", "persisted848-topic");
+    create_topic(&bootstrap, topic, 4, &[]).await;
+    let mut raw = Raw::connect(&broker);
+    let mut members = vec![
+        Member848 {
+            member_id: "member-one",
+            epoch: 0,
+            owned: BTreeMap::new(),
+        },
+        Member848 {
+            member_id: "member-two",
+            epoch: 0,
+            owned: BTreeMap::new(),
+        },
+    ];
+    converge_848(&mut raw, group, topic, &mut members, 4);
+    let before = describe_848(&mut raw, group);
+    assert_eq!(before.len(), 2);
+    for member in &members {
+        let (epoch, partitions) = &before[member.member_id];
+        assert_eq!(*epoch, member.epoch);
+        assert_eq!(
+            partitions.len(),
+            2,
+            "the uniform assignor splits 4 partitions 2/2"
+        );
+    }
+
+    broker.kill9();
+    broker.restart();
+    let mut raw = Raw::connect(&broker);
+    // The next heartbeats carry the old epochs and are accepted as they are.
+    for member in members.iter_mut() {
+        let epoch = member.epoch;
+        let owned = member.owned.clone();
+        assert_eq!(heartbeat_848(&mut raw, group, topic, member), 0);
+        assert_eq!(member.epoch, epoch, "{} kept its epoch", member.member_id);
+        assert_eq!(
+            member.owned, owned,
+            "{} kept its partitions",
+            member.member_id
+        );
+    }
+    assert_eq!(describe_848(&mut raw, group), before);
+
+    // member-two leaves; after another kill -9 only member-one is there, and it gets all four.
+    let mut leaving = members.pop().unwrap();
+    leaving.epoch = -1;
+    assert_eq!(heartbeat_848(&mut raw, group, topic, &mut leaving), 0);
+    broker.kill9();
+    broker.restart();
+    let mut raw = Raw::connect(&broker);
+    converge_848(&mut raw, group, topic, &mut members, 4);
+    let after = describe_848(&mut raw, group);
+    assert_eq!(after.keys().collect::<Vec<_>>(), vec!["member-one"]);
+    assert_eq!(after["member-one"].1, (0..4).collect());
 }

@@ -9,9 +9,10 @@
 //! confirms in a later heartbeat), and a partition is given to its new owner only when no
 //! other member holds it or is still revoking it. So no partition ever has two owners.
 //!
-//! Like [`super::group`], no I/O and no clocks; membership is not written to
-//! `__consumer_offsets` (members of a restarted broker rejoin with epoch 0 after
-//! UNKNOWN_MEMBER_ID); committed offsets are, as for classic groups.
+//! Like [`super::group`], no I/O and no clocks. The coordinator writes the group to
+//! `__consumer_offsets` as Kafka's KIP-848 records ([`ConsumerGroup::to_records`], only what
+//! changed) and a new coordinator rebuilds it from them ([`ConsumerGroup::from_records`]):
+//! members keep their ids, epochs and partitions across a coordinator restart or move.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -20,7 +21,12 @@ use kafka_protocol::ResponseError;
 
 use regex::{Regex, RegexBuilder};
 
+use uuid::Uuid;
+
 use super::assignor;
+use super::consumer_records::{
+    ConsumerKey, ConsumerValue, CurrentAssignment, MemberMetadata, TopicPartitions,
+};
 
 /// Compiled size bound of a subscription regex: a hostile pattern cannot take much memory.
 const REGEX_SIZE_BYTES_MAX: usize = 1 << 20;
@@ -31,6 +37,12 @@ pub fn compile_regex(pattern: &str) -> Result<Regex, String> {
         .size_limit(REGEX_SIZE_BYTES_MAX)
         .build()
         .map_err(|e| e.to_string())
+}
+
+/// The pattern a member subscribed with (what [`compile_regex`] wrapped).
+pub fn regex_pattern(regex: &Regex) -> &str {
+    let text = regex.as_str();
+    &text["^(?:".len()..text.len() - ")$".len()]
 }
 
 fn resolve(names: &[String], regex: Option<&Regex>, all_topics: &[String]) -> Vec<String> {
@@ -523,19 +535,247 @@ impl ConsumerGroup {
 
     /// No partition is held (assigned or being revoked) by two members.
     fn check_invariants(&self) {
+        if let Some((topic, partition)) = self.partition_held_twice() {
+            panic!("{topic}-{partition} held by two members");
+        }
+    }
+
+    fn partition_held_twice(&self) -> Option<(String, i32)> {
         let mut seen: BTreeSet<(&str, i32)> = BTreeSet::new();
         for member in self.members.values() {
             for assignment in [&member.assigned, &member.pending_revocation] {
                 for (topic, partitions) in assignment {
                     for partition in partitions {
-                        assert!(
-                            seen.insert((topic.as_str(), *partition)),
-                            "{topic}-{partition} held by two members"
-                        );
+                        if !seen.insert((topic.as_str(), *partition)) {
+                            return Some((topic.clone(), *partition));
+                        }
                     }
                 }
             }
         }
+        None
+    }
+
+    /// The group as Kafka's KIP-848 records, keyed for diffing against what was written last.
+    /// Topics without an id (deleted since) are left out of the assignments.
+    pub fn to_records(
+        &self,
+        topic_id: &dyn Fn(&str) -> Option<Uuid>,
+    ) -> BTreeMap<ConsumerKey, ConsumerValue> {
+        let by_id = |assignment: &Assignment| -> TopicPartitions {
+            let mut topics: TopicPartitions = assignment
+                .iter()
+                .filter_map(|(topic, partitions)| {
+                    Some((topic_id(topic)?, partitions.iter().copied().collect()))
+                })
+                .collect();
+            topics.sort();
+            topics
+        };
+        let mut records = BTreeMap::new();
+        records.insert(
+            ConsumerKey::Metadata,
+            ConsumerValue::Metadata {
+                epoch: self.group_epoch,
+            },
+        );
+        let topics = self
+            .topic_partitions
+            .iter()
+            .filter_map(|(name, count)| Some((topic_id(name)?, name.clone(), *count)))
+            .collect();
+        records.insert(
+            ConsumerKey::PartitionMetadata,
+            ConsumerValue::PartitionMetadata(topics),
+        );
+        records.insert(
+            ConsumerKey::TargetAssignmentMetadata,
+            ConsumerValue::TargetAssignmentMetadata {
+                assignment_epoch: self.assignment_epoch,
+            },
+        );
+        for (member_id, target) in &self.target {
+            records.insert(
+                ConsumerKey::TargetAssignmentMember(member_id.clone()),
+                ConsumerValue::TargetAssignmentMember(by_id(target)),
+            );
+        }
+        for member in self.members.values() {
+            records.insert(
+                ConsumerKey::MemberMetadata(member.member_id.clone()),
+                ConsumerValue::MemberMetadata(MemberMetadata {
+                    instance_id: member.instance_id.clone(),
+                    rack_id: member.rack_id.clone(),
+                    client_id: member.client_id.clone(),
+                    client_host: member.client_host.clone(),
+                    subscribed_topic_names: member.subscribed_names.clone(),
+                    subscribed_topic_regex: member
+                        .subscribed_regex
+                        .as_ref()
+                        .map(|r| regex_pattern(r).to_string()),
+                    rebalance_timeout_ms: member.rebalance_timeout_ms,
+                    server_assignor: member.server_assignor.clone(),
+                }),
+            );
+            let target = self.target.get(&member.member_id);
+            // Kafka's MemberState.
+            let state = if !member.pending_revocation.is_empty() {
+                1
+            } else if target.is_some_and(|t| *t != member.assigned) {
+                2
+            } else {
+                0
+            };
+            // A static member gone for its session is written with Kafka's epoch -2.
+            let (member_epoch, previous_member_epoch) = if member.left_temporarily {
+                (STATIC_LEAVE_EPOCH, member.member_epoch)
+            } else {
+                (member.member_epoch, member.previous_member_epoch)
+            };
+            records.insert(
+                ConsumerKey::CurrentMemberAssignment(member.member_id.clone()),
+                ConsumerValue::CurrentMemberAssignment(CurrentAssignment {
+                    member_epoch,
+                    previous_member_epoch,
+                    state,
+                    assigned: by_id(&member.assigned),
+                    pending_revocation: by_id(&member.pending_revocation),
+                }),
+            );
+        }
+        records
+    }
+
+    /// Rebuilds a group from its records (None without a group metadata record). Members get
+    /// a fresh session to come back in; partitions of topics gone since are dropped.
+    pub fn from_records(
+        records: &BTreeMap<ConsumerKey, ConsumerValue>,
+        topic_name: &dyn Fn(Uuid) -> Option<String>,
+        all_topics: &[String],
+        limits: &ConsumerLimits,
+        now_ms: i64,
+    ) -> Option<ConsumerGroup> {
+        let Some(ConsumerValue::Metadata { epoch }) = records.get(&ConsumerKey::Metadata) else {
+            return None;
+        };
+        let by_name = |topics: &TopicPartitions| -> Assignment {
+            topics
+                .iter()
+                .filter_map(|(id, partitions)| {
+                    Some((topic_name(*id)?, partitions.iter().copied().collect()))
+                })
+                .collect()
+        };
+        let mut group = ConsumerGroup::new(now_ms);
+        group.group_epoch = *epoch;
+        for (key, value) in records {
+            match (key, value) {
+                (
+                    ConsumerKey::TargetAssignmentMetadata,
+                    ConsumerValue::TargetAssignmentMetadata { assignment_epoch },
+                ) => group.assignment_epoch = *assignment_epoch,
+                (ConsumerKey::PartitionMetadata, ConsumerValue::PartitionMetadata(topics)) => {
+                    group.topic_partitions = topics
+                        .iter()
+                        .map(|(_, name, count)| (name.clone(), *count))
+                        .collect();
+                }
+                (
+                    ConsumerKey::TargetAssignmentMember(member_id),
+                    ConsumerValue::TargetAssignmentMember(topics),
+                ) => {
+                    group.target.insert(member_id.clone(), by_name(topics));
+                }
+                (ConsumerKey::MemberMetadata(member_id), ConsumerValue::MemberMetadata(meta)) => {
+                    let regex = meta
+                        .subscribed_topic_regex
+                        .as_deref()
+                        .and_then(|p| compile_regex(p).ok());
+                    let current = match records
+                        .get(&ConsumerKey::CurrentMemberAssignment(member_id.clone()))
+                    {
+                        Some(ConsumerValue::CurrentMemberAssignment(current)) => current.clone(),
+                        _ => CurrentAssignment {
+                            member_epoch: 0,
+                            previous_member_epoch: 0,
+                            state: 0,
+                            assigned: Vec::new(),
+                            pending_revocation: Vec::new(),
+                        },
+                    };
+                    let left_temporarily = current.member_epoch == STATIC_LEAVE_EPOCH;
+                    let (member_epoch, previous_member_epoch) = if left_temporarily {
+                        (current.previous_member_epoch, current.previous_member_epoch)
+                    } else {
+                        (current.member_epoch, current.previous_member_epoch)
+                    };
+                    let pending_revocation = by_name(&current.pending_revocation);
+                    let rebalance_timeout_ms = meta.rebalance_timeout_ms.max(1);
+                    group.members.insert(
+                        member_id.clone(),
+                        ConsumerMember {
+                            member_id: member_id.clone(),
+                            instance_id: meta.instance_id.clone(),
+                            rack_id: meta.rack_id.clone(),
+                            client_id: meta.client_id.clone(),
+                            client_host: meta.client_host.clone(),
+                            subscribed_topics: resolve(
+                                &meta.subscribed_topic_names,
+                                regex.as_ref(),
+                                all_topics,
+                            ),
+                            subscribed_names: meta.subscribed_topic_names.clone(),
+                            subscribed_regex: regex,
+                            server_assignor: meta.server_assignor.clone(),
+                            rebalance_timeout_ms,
+                            member_epoch,
+                            previous_member_epoch,
+                            assigned: by_name(&current.assigned),
+                            revocation_deadline_ms: (!pending_revocation.is_empty())
+                                .then(|| now_ms + i64::from(rebalance_timeout_ms)),
+                            pending_revocation,
+                            session_deadline_ms: now_ms + i64::from(limits.session_timeout_ms),
+                            // The member learns its assignment again on its next heartbeat.
+                            assignment_changed: true,
+                            left_temporarily,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        group
+            .target
+            .retain(|member_id, _| group.members.contains_key(member_id));
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for member in group.members.values() {
+            if let Some(name) = &member.server_assignor {
+                *votes.entry(name.as_str()).or_default() += 1;
+            }
+        }
+        group.assignor_name = votes
+            .iter()
+            .max_by_key(|(_, count)| **count)
+            .map(|(name, _)| name.to_string())
+            .unwrap_or_else(|| limits.assignors[0].clone());
+        if let Some((topic, partition)) = group.partition_held_twice() {
+            // Records this broker wrote never say so; if they do, no member keeps anything
+            // and the group assigns afresh rather than give one partition two owners.
+            tracing::warn!(
+                topic,
+                partition,
+                "consumer group records give a partition two owners"
+            );
+            for member in group.members.values_mut() {
+                member.assigned.clear();
+                member.pending_revocation.clear();
+                member.revocation_deadline_ms = None;
+                member.member_epoch = 0;
+            }
+            group.bump_epoch(now_ms);
+        }
+        group.check_invariants();
+        Some(group)
     }
 
     pub fn next_deadline_ms(&self) -> Option<i64> {

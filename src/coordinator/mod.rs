@@ -14,6 +14,7 @@
 
 pub mod assignor;
 pub mod consumer_group;
+pub mod consumer_records;
 pub mod group;
 pub mod offsets;
 pub mod producer_ids;
@@ -22,7 +23,7 @@ pub mod runtime;
 pub mod share_group;
 pub mod transaction;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -33,6 +34,7 @@ use tokio::sync::Notify;
 
 use crate::clock::now_ms;
 use crate::config::{self, Properties};
+use crate::controller::image::MetadataImage;
 use crate::controller::NewTopic;
 use crate::record::batch::BatchIter;
 use crate::record::builder::BatchBuilder;
@@ -41,6 +43,7 @@ use crate::record::records as record_codec;
 use runtime::CoordinatorHost;
 
 use consumer_group::{ConsumerGroup, ConsumerLimits, HeartbeatRequest, HeartbeatResult};
+use consumer_records::{ConsumerKey, ConsumerValue};
 use group::{ClassicGroup, ClassicLimits, GroupState, JoinRequest, JoinResult, Reply, SyncResult};
 use offsets::OffsetStore;
 use records::{OffsetValue, OffsetsRecord};
@@ -143,7 +146,13 @@ pub struct Group {
     pub classic: ClassicGroup,
     pub consumer: Option<ConsumerGroup>,
     pub offsets: OffsetStore,
+    /// The consumer group records `__consumer_offsets` holds for this group (the last ones
+    /// written or loaded): a change writes only the difference.
+    persisted: BTreeMap<ConsumerKey, ConsumerValue>,
 }
+
+/// Encoded (key, value) records for one append; a None value is a tombstone.
+type EncodedRecords = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 impl Group {
     fn new(group_id: &str, now_ms: i64) -> Group {
@@ -151,7 +160,38 @@ impl Group {
             classic: ClassicGroup::new(group_id, now_ms),
             consumer: None,
             offsets: OffsetStore::default(),
+            persisted: BTreeMap::new(),
         }
+    }
+
+    /// The records that bring `__consumer_offsets` from `persisted` to the consumer group as
+    /// it is now (all tombstones when it is gone), and that new state.
+    fn consumer_changes(
+        &self,
+        image: &MetadataImage,
+    ) -> (EncodedRecords, BTreeMap<ConsumerKey, ConsumerValue>) {
+        let group_id = &self.classic.group_id;
+        let now = match &self.consumer {
+            Some(consumer) => consumer.to_records(&|topic| image.topics.get(topic).map(|t| t.id)),
+            None => BTreeMap::new(),
+        };
+        let mut encoded: EncodedRecords = self
+            .persisted
+            .keys()
+            .filter(|key| !now.contains_key(*key))
+            .map(|key| (consumer_records::encode_key(group_id, key), None))
+            .collect();
+        encoded.extend(
+            now.iter()
+                .filter(|(key, value)| self.persisted.get(*key) != Some(*value))
+                .map(|(key, value)| {
+                    (
+                        consumer_records::encode_key(group_id, key),
+                        Some(consumer_records::encode_value(value)),
+                    )
+                }),
+        );
+        (encoded, now)
     }
 
     /// No members of either protocol.
@@ -381,6 +421,18 @@ impl GroupCoordinator {
             })
     }
 
+    /// Writes what changed in `group`'s consumer group records since they were last written.
+    fn persist_consumer(
+        &self,
+        host: &dyn CoordinatorHost,
+        group: &mut Group,
+    ) -> Result<(), ResponseError> {
+        let (encoded, now) = group.consumer_changes(&host.image());
+        self.append(host, &group.classic.group_id, &encoded)?;
+        group.persisted = now;
+        Ok(())
+    }
+
     fn persist_group(
         &self,
         host: &dyn CoordinatorHost,
@@ -404,6 +456,8 @@ impl GroupCoordinator {
         let now = now_ms();
         let mut groups = self.lock();
         let mut record_count = 0u64;
+        // Groups whose KIP-848 records were replayed: rebuilt once the whole shard is read.
+        let mut consumer_groups: BTreeSet<String> = BTreeSet::new();
         // Transactional offset commits wait for their transaction's marker.
         let mut undecided: HashMap<i64, Vec<OffsetsRecord>> = HashMap::new();
         {
@@ -439,7 +493,12 @@ impl GroupCoordinator {
                             .entry(header.producer_id)
                             .or_default()
                             .push(record),
-                        Ok(Some(record)) => apply_loaded(&mut groups, record, now),
+                        Ok(Some(record)) => {
+                            if let OffsetsRecord::Consumer { group, .. } = &record {
+                                consumer_groups.insert(group.clone());
+                            }
+                            apply_loaded(&mut groups, record, now)
+                        }
                         Ok(None) => {}
                         Err(error) => {
                             tracing::warn!(partition, error, "skipping bad {OFFSETS_TOPIC} record")
@@ -448,9 +507,30 @@ impl GroupCoordinator {
                 }
             }
         }
+        let image = host.image();
+        let topic_names: HashMap<uuid::Uuid, String> = image
+            .topics
+            .values()
+            .map(|t| (t.id, t.name.clone()))
+            .collect();
+        let all_topics: Vec<String> = image.topics.keys().cloned().collect();
+        let limits = self.settings.consumer_limits();
+        for group_id in &consumer_groups {
+            let Some(group) = groups.get_mut(group_id) else {
+                continue;
+            };
+            group.consumer = ConsumerGroup::from_records(
+                &group.persisted,
+                &|id| topic_names.get(&id).cloned(),
+                &all_topics,
+                &limits,
+                now,
+            );
+        }
         tracing::debug!(
             partition,
             groups = groups.len(),
+            consumer_groups = consumer_groups.len(),
             records = record_count,
             undecided_transactions = undecided.len(),
             "loaded consumer groups"
@@ -569,6 +649,9 @@ impl GroupCoordinator {
                 return fail(ResponseError::InconsistentGroupProtocol);
             }
             group.consumer = None;
+            if let Err(error) = self.persist_consumer(host, group) {
+                return fail(error);
+            }
         }
         let (reply, effects) = group.classic.join(request, settings.classic_limits(), now);
         group.classic.check_invariants();
@@ -1067,6 +1150,7 @@ impl GroupCoordinator {
             .map(|(topic, partition, _)| (records::offset_key(group_id, topic, partition), None))
             .collect();
         encoded.push((records::group_key(group_id), None));
+        encoded.extend(consumer_tombstones(group));
         self.append(host, group_id, &encoded)?;
         if let Some(mut group) = groups.remove(group_id) {
             group.classic.state = GroupState::Dead;
@@ -1140,13 +1224,23 @@ impl GroupCoordinator {
             group.consumer = Some(ConsumerGroup::new(now));
         }
         let consumer = group.consumer.as_mut().expect("set above");
-        let result = consumer.heartbeat(
+        let mut result = consumer.heartbeat(
             request,
             &partitions_of,
             &all_topics,
             &self.settings.consumer_limits(),
             now,
         );
+        // The change is durable before the member hears of it, as in Kafka. (A refused
+        // heartbeat changed nothing.)
+        if result.is_ok() {
+            if let Err(error) = self.persist_consumer(host, group) {
+                result = Err((
+                    error,
+                    "The group's state could not be written to __consumer_offsets.".to_string(),
+                ));
+            }
+        }
         let wake = self.deadline_moved_earlier(&groups, group_id);
         drop(groups);
         if wake {
@@ -1205,12 +1299,16 @@ impl GroupCoordinator {
                 continue;
             }
             if let Some(consumer) = group.consumer.as_mut() {
-                for member_id in consumer.expire(now) {
+                let expired = consumer.expire(now);
+                for member_id in &expired {
                     tracing::info!(
                         group_id = group.classic.group_id,
                         member_id,
                         "consumer group member expired"
                     );
+                }
+                if !expired.is_empty() {
+                    let _ = self.persist_consumer(host, group);
                 }
             }
             let (effects, evicted) = group.classic.expire(limits, now);
@@ -1247,6 +1345,7 @@ impl GroupCoordinator {
             let gone = group.offsets.is_empty();
             if gone {
                 encoded.push((records::group_key(group_id), None));
+                encoded.extend(consumer_tombstones(group));
                 dead.push(group_id.clone());
             }
             if !encoded.is_empty() {
@@ -1334,13 +1433,17 @@ fn apply_loaded(groups: &mut HashMap<String, Group>, record: OffsetsRecord, now:
         },
         OffsetsRecord::Group { group, value } => match value {
             Some(value) => {
-                let offsets = groups.remove(&group).map(|g| g.offsets).unwrap_or_default();
+                let (offsets, persisted) = groups
+                    .remove(&group)
+                    .map(|g| (g.offsets, g.persisted))
+                    .unwrap_or_default();
                 groups.insert(
                     group.clone(),
                     Group {
                         classic: ClassicGroup::from_record(&group, &value, now),
                         consumer: None,
                         offsets,
+                        persisted,
                     },
                 );
             }
@@ -1348,7 +1451,30 @@ fn apply_loaded(groups: &mut HashMap<String, Group>, record: OffsetsRecord, now:
                 groups.remove(&group);
             }
         },
+        OffsetsRecord::Consumer { group, key, value } => {
+            let entry = groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(&group, now));
+            match value {
+                Some(value) => entry.persisted.insert(key, value),
+                None => entry.persisted.remove(&key),
+            };
+        }
     }
+}
+
+/// Tombstones for every consumer group record `group` has in `__consumer_offsets`.
+fn consumer_tombstones(group: &Group) -> EncodedRecords {
+    group
+        .persisted
+        .keys()
+        .map(|key| {
+            (
+                consumer_records::encode_key(&group.classic.group_id, key),
+                None,
+            )
+        })
+        .collect()
 }
 
 /// The coordinator's timer: sleeps until the earliest deadline or a wake-up, fires what is

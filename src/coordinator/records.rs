@@ -17,6 +17,8 @@
 
 use bytes::{Buf, BufMut, Bytes};
 
+use super::consumer_records::{self, ConsumerKey, ConsumerValue};
+
 /// Key versions 0 and 1 are offset commits; 2 is group metadata (Kafka's numbering).
 const OFFSET_COMMIT_KEY_VERSION: i16 = 1;
 const GROUP_METADATA_KEY_VERSION: i16 = 2;
@@ -74,18 +76,26 @@ pub enum OffsetsRecord {
         group: String,
         value: Option<GroupValue>,
     },
+    /// A KIP-848 consumer group record (key versions 3–8).
+    Consumer {
+        group: String,
+        key: ConsumerKey,
+        value: Option<ConsumerValue>,
+    },
 }
 
 impl OffsetsRecord {
     /// The group the record belongs to (what picks its `__consumer_offsets` partition).
     pub fn group_id(&self) -> &str {
         match self {
-            OffsetsRecord::Offset { group, .. } | OffsetsRecord::Group { group, .. } => group,
+            OffsetsRecord::Offset { group, .. }
+            | OffsetsRecord::Group { group, .. }
+            | OffsetsRecord::Consumer { group, .. } => group,
         }
     }
 }
 
-fn put_string(output: &mut Vec<u8>, value: &str) {
+pub(super) fn put_string(output: &mut Vec<u8>, value: &str) {
     let length = i16::try_from(value.len()).expect("strings here are bounded below 32 KiB");
     output.put_i16(length);
     output.put_slice(value.as_bytes());
@@ -152,14 +162,14 @@ pub fn group_value(value: &GroupValue) -> Vec<u8> {
 }
 
 /// A bounds-checked reader over a record key or value.
-struct Reader<'a> {
-    bytes: &'a [u8],
+pub(super) struct Reader<'a> {
+    pub(super) bytes: &'a [u8],
 }
 
-type DecodeResult<T> = Result<T, String>;
+pub(super) type DecodeResult<T> = Result<T, String>;
 
 impl Reader<'_> {
-    fn need(&self, count: usize) -> DecodeResult<()> {
+    pub(super) fn need(&self, count: usize) -> DecodeResult<()> {
         if self.bytes.remaining() < count {
             return Err(format!(
                 "truncated: need {count} bytes, {} left",
@@ -168,19 +178,19 @@ impl Reader<'_> {
         }
         Ok(())
     }
-    fn i16(&mut self) -> DecodeResult<i16> {
+    pub(super) fn i16(&mut self) -> DecodeResult<i16> {
         self.need(2)?;
         Ok(self.bytes.get_i16())
     }
-    fn i32(&mut self) -> DecodeResult<i32> {
+    pub(super) fn i32(&mut self) -> DecodeResult<i32> {
         self.need(4)?;
         Ok(self.bytes.get_i32())
     }
-    fn i64(&mut self) -> DecodeResult<i64> {
+    pub(super) fn i64(&mut self) -> DecodeResult<i64> {
         self.need(8)?;
         Ok(self.bytes.get_i64())
     }
-    fn nullable_string(&mut self) -> DecodeResult<Option<String>> {
+    pub(super) fn nullable_string(&mut self) -> DecodeResult<Option<String>> {
         let length = self.i16()?;
         if length < 0 {
             return Ok(None);
@@ -191,11 +201,11 @@ impl Reader<'_> {
         self.bytes.advance(length);
         Ok(Some(text))
     }
-    fn string(&mut self) -> DecodeResult<String> {
+    pub(super) fn string(&mut self) -> DecodeResult<String> {
         self.nullable_string()?
             .ok_or_else(|| "null where a string is required".to_string())
     }
-    fn bytes(&mut self) -> DecodeResult<Bytes> {
+    pub(super) fn bytes(&mut self) -> DecodeResult<Bytes> {
         let length = self.i32()?;
         if length < 0 {
             return Ok(Bytes::new());
@@ -282,8 +292,8 @@ fn decode_group_value(bytes: &[u8]) -> DecodeResult<GroupValue> {
     })
 }
 
-/// Decodes one record. Ok(None) for key versions this broker does not keep (KIP-848 group
-/// records of other brokers, share groups): they are skipped, as Kafka skips unknown types.
+/// Decodes one record. Ok(None) for key versions this broker does not keep (share groups,
+/// streams groups, regular expressions): they are skipped, as Kafka skips unknown types.
 pub fn decode(key: &[u8], value: Option<&[u8]>) -> DecodeResult<Option<OffsetsRecord>> {
     let mut reader = Reader { bytes: key };
     match reader.i16()? {
@@ -304,7 +314,7 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> DecodeResult<Option<OffsetsRe
             let value = value.map(decode_group_value).transpose()?;
             Ok(Some(OffsetsRecord::Group { group, value }))
         }
-        _ => Ok(None),
+        record_type => consumer_records::decode(record_type, reader, value),
     }
 }
 

@@ -49,7 +49,9 @@ use kafka_protocol::messages::{
 use uuid::Uuid;
 
 use crate::controller::image::MetadataImage;
-use crate::coordinator::consumer_group::{Assignment, HeartbeatRequest as ConsumerHeartbeat};
+use crate::coordinator::consumer_group::{
+    regex_pattern, Assignment, HeartbeatRequest as ConsumerHeartbeat,
+};
 use crate::coordinator::group::{GroupState, JoinRequest, JoinResult, Reply, SyncResult};
 use crate::coordinator::records::OffsetValue;
 use crate::coordinator::transaction::TRANSACTION_STATE_TOPIC;
@@ -1023,10 +1025,11 @@ pub fn consumer_group_describe(
                             .with_member_epoch(m.member_epoch)
                             .with_client_id(str_bytes(m.client_id.clone()))
                             .with_client_host(str_bytes(m.client_host.clone()))
-                            .with_subscribed_topic_regex(m.subscribed_regex.as_ref().map(|r| {
-                                let text = r.as_str();
-                                str_bytes(&text[4..text.len() - 2])
-                            }))
+                            .with_subscribed_topic_regex(
+                                m.subscribed_regex
+                                    .as_ref()
+                                    .map(|r| str_bytes(regex_pattern(r))),
+                            )
                             .with_subscribed_topic_names(
                                 m.subscribed_topics
                                     .iter()
