@@ -23,6 +23,8 @@ set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/${1%:*}/${1##*:}" 2>/dev/null; }
+# A killed dlog stays a zombie until this script reaps it (kill -0 still succeeds): not alive.
+alive() { local s; s="$(ps -o stat= -p "$1" 2>/dev/null)"; [[ -n "$s" && "$s" != Z* ]]; }
 
 # ---------------------------------------------------------------- crash broker (own data dir)
 # Also the restart command StreamsWordCount runs mid-way: run.sh --restart-broker.
@@ -40,14 +42,14 @@ crash_start() {
 crash_kill9() {
   local pid; pid="$(cat "$CRASH_DIR/broker.pid")"
   kill -KILL "$pid" 2>/dev/null
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done
   rm -f "$CRASH_DIR/kafka.pid"
 }
 crash_stop() {
   case "$CRASH_BROKER" in
     dlog) local pid; pid="$(cat "$CRASH_DIR/broker.pid" 2>/dev/null)"
           [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null
-          for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done ;;
+          for _ in $(seq 1 100); do alive "$pid" || break; sleep 0.1; done ;;
     kafka) "$ROOT/compat/kafka/stop.sh" "$CRASH_DIR" >>"$CRASH_DIR/start.log" 2>&1 ;;
   esac
 }

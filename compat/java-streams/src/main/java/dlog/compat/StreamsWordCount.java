@@ -409,19 +409,30 @@ public final class StreamsWordCount {
         } else {
           String cmd = System.getenv("BROKER_RESTART");
           if (cmd == null) throw new IllegalArgumentException("broker-kill9 needs env BROKER_RESTART");
-          // Batch 2 is in flight (sent, not flushed) while the broker is killed.
-          produce(producer, nextBatch());
-          long t0 = System.currentTimeMillis();
-          Process p = new ProcessBuilder("bash", "-c", cmd).inheritIO().redirectOutput(ProcessBuilder.Redirect.appendTo(new File(STATE_DIR.toFile(), "restart.log"))).start();
-          int rc = p.waitFor();
-          disruption = "broker killed -9 after " + out.records + " committed updates and restarted (exit " + rc
-              + ", " + (System.currentTimeMillis() - t0) + " ms)";
-          if (rc != 0) {
-            result("streams-" + mode, false, disruption + ": restart command failed");
-            closeAll();
-            return;
+          // Twice: batch 2, then batch 3, is in flight (sent, not flushed) and being processed when
+          // the broker is killed; before the second kill the application has made progress again.
+          List<String> kills = new ArrayList<>();
+          for (int kill = 1; kill <= 2; kill++) {
+            long seen = out.records;
+            if (kill == 2 && !out.awaitRecords(seen + LINES_PER_BATCH, 120000)) {
+              result("streams-" + mode, false, "no progress after the first restart: " + out.records
+                  + " committed updates " + threadErrors);
+              closeAll();
+              return;
+            }
+            produce(producer, nextBatch());
+            long t0 = System.currentTimeMillis();
+            Process p = new ProcessBuilder("bash", "-c", cmd).inheritIO()
+                .redirectOutput(ProcessBuilder.Redirect.appendTo(new File(STATE_DIR.toFile(), "restart.log"))).start();
+            int rc = p.waitFor();
+            kills.add("after " + out.records + " updates (" + (System.currentTimeMillis() - t0) + " ms)");
+            if (rc != 0) {
+              result("streams-" + mode, false, "restart command failed (exit " + rc + ") " + kills);
+              closeAll();
+              return;
+            }
           }
-          produce(producer, nextBatch());
+          disruption = "broker killed -9 and restarted twice, " + String.join(" and ", kills);
         }
         produce(producer, nextBatch());
         producer.flush();
