@@ -8,6 +8,8 @@
 #   streams-internal-topics        the changelog/repartition topics Streams created, with their configs
 #   streams-instance-restart       against BOOTSTRAP: one instance closed mid-way, its state wiped and
 #                                  restored from the changelog, restarted; exact counts (EOS)
+#   streams-instance-kill9         against BOOTSTRAP: the other instance, a JVM of its own, killed with
+#                                  SIGKILL mid-transaction and started again; exact counts
 #   streams-group-protocol-streams against BOOTSTRAP: group.protocol=streams (KIP-1071) runs or fails
 #                                  with a clear error within 60 s (the detail says which)
 #   streams-broker-kill9           on a broker of its own (CRASH_BROKER): killed with SIGKILL and
@@ -101,6 +103,7 @@ run_mode() { # mode bootstrap -> RESULT lines of StreamsWordCount; FAIL if it di
 }
 
 run_mode instance-restart "$BOOTSTRAP"
+run_mode instance-kill9 "$BOOTSTRAP"
 run_mode streams-protocol "$BOOTSTRAP"
 
 if [[ -n "${CRASH_BROKER:-}" ]]; then

@@ -65,6 +65,9 @@ import org.apache.kafka.streams.processor.StateRestoreListener;
  *   <li>instance-restart: mid-way, instance b is closed, its local state wiped (cleanUp), lines are
  *       produced while it is gone (a takes over its tasks, restoring their stores from the changelog),
  *       then b starts again.</li>
+ *   <li>instance-kill9: instance b runs in a JVM of its own and is killed with SIGKILL mid-way, in the
+ *       middle of its transactions; a takes over once b's session times out, b's open transactions are
+ *       aborted by the broker, then b starts again (a new JVM, the same state dir).</li>
  *   <li>broker-kill9: mid-way, while lines are being produced and processed, the command in env
  *       BROKER_RESTART is run (it kills the broker with SIGKILL and starts it again on the same data).</li>
  *   <li>streams-protocol: one instance with group.protocol=streams (KIP-1071): records what the client
@@ -109,7 +112,8 @@ public final class StreamsWordCount {
     if (BOOTSTRAP == null) throw new IllegalArgumentException("set BOOTSTRAP=host:port");
     String mode = args.length > 0 ? args[0] : "instance-restart";
     switch (mode) {
-      case "instance-restart", "broker-kill9" -> new StreamsWordCount(mode).run();
+      case "instance-restart", "instance-kill9", "broker-kill9" -> new StreamsWordCount(mode, null).run();
+      case "instance" -> new StreamsWordCount(args[1], args[2]).runChildInstance(args[3]);
       case "streams-protocol" -> streamsProtocol();
       default -> throw new IllegalArgumentException("unknown mode " + mode);
     }
@@ -128,12 +132,14 @@ public final class StreamsWordCount {
   final AtomicLong threadsReplaced = new AtomicLong();
   final ConcurrentLinkedQueue<String> threadErrors = new ConcurrentLinkedQueue<>();
   final List<KafkaStreams> running = new ArrayList<>();
+  Process child; // instance b of instance-kill9
+  final AtomicLong lastRunningAt = new AtomicLong(); // when an instance of this JVM last became RUNNING
 
-  StreamsWordCount(String mode) {
+  StreamsWordCount(String mode, String appId) {
     this.mode = mode;
-    this.appId = "wc-" + mode + "-" + RUN_ID;
-    this.input = appId + "-lines";
-    this.output = appId + "-counts-out";
+    this.appId = appId != null ? appId : "wc-" + mode + "-" + RUN_ID;
+    this.input = this.appId + "-lines";
+    this.output = this.appId + "-counts-out";
   }
 
   static Topology topology(String input, String output) {
@@ -185,10 +191,41 @@ public final class StreamsWordCount {
       log(instance + " stream thread died, replacing it: " + e);
       return StreamThreadExceptionResponse.REPLACE_THREAD;
     });
-    ks.setStateListener((n, o) -> log(instance + " " + o + " -> " + n));
+    ks.setStateListener((n, o) -> {
+      log(instance + " " + o + " -> " + n);
+      if (n == KafkaStreams.State.RUNNING) lastRunningAt.set(System.currentTimeMillis());
+    });
     ks.start();
     running.add(ks);
     return ks;
+  }
+
+  /** Instance b of instance-kill9: a JVM of its own, so that it can be killed with SIGKILL. */
+  void runChildInstance(String instance) throws InterruptedException {
+    KafkaStreams ks = startInstance(instance);
+    Runtime.getRuntime().addShutdownHook(new Thread(() -> ks.close(Duration.ofSeconds(10))));
+    Thread.currentThread().join(); // until killed
+  }
+
+  Process launchChild(String instance, int generation) throws Exception {
+    List<String> cmd = new ArrayList<>();
+    cmd.add(ProcessHandle.current().info().command().orElse("java"));
+    cmd.addAll(java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments());
+    cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), StreamsWordCount.class.getName(),
+        "instance", mode, appId, instance));
+    File log = STATE_DIR.resolveSibling(mode + "-" + instance + "-" + generation + ".err").toFile();
+    ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(log);
+    pb.environment().put("STATE_DIR", STATE_DIR.toString());
+    return pb.start();
+  }
+
+  static boolean waitLogLine(File log, String needle, long ms) throws Exception {
+    long deadline = System.currentTimeMillis() + ms;
+    while (System.currentTimeMillis() < deadline) {
+      if (log.exists() && Files.readString(log.toPath()).contains(needle)) return true;
+      Thread.sleep(200);
+    }
+    return false;
   }
 
   static boolean waitRunning(Collection<KafkaStreams> all, long ms) throws InterruptedException {
@@ -368,9 +405,20 @@ public final class StreamsWordCount {
     try (KafkaProducer<String, String> producer = producer()) {
       createTopics();
       KafkaStreams a = startInstance("a");
-      KafkaStreams b = startInstance("b");
-      if (!waitRunning(List.of(a, b), 120000)) {
-        result("streams-" + mode, false, "instances not RUNNING after 120 s: a=" + a.state() + " b=" + b.state()
+      KafkaStreams b = null;
+      if (mode.equals("instance-kill9")) {
+        child = launchChild("b", 1);
+        File log = STATE_DIR.resolveSibling(mode + "-b-1.err").toFile();
+        if (!waitLogLine(log, "b REBALANCING -> RUNNING", 120000)) {
+          result("streams-" + mode, false, "instance b (own JVM) not RUNNING after 120 s, see " + log);
+          closeAll();
+          return;
+        }
+      } else {
+        b = startInstance("b");
+      }
+      if (!waitRunning(running, 120000)) {
+        result("streams-" + mode, false, "instances not RUNNING after 120 s: a=" + a.state() + " b=" + (b == null ? "-" : b.state())
             + " " + threadErrors);
         closeAll();
         return;
@@ -381,7 +429,8 @@ public final class StreamsWordCount {
         produce(producer, nextBatch());
         producer.flush();
         // Mid-way: part of batch 1 is counted and committed.
-        long firstSeen = LINES_PER_BATCH / 2;
+        // instance-kill9 waits longer, so that b has committed work of its own (changelog writes) to lose.
+        long firstSeen = mode.equals("instance-kill9") ? 2L * LINES_PER_BATCH : LINES_PER_BATCH / 2;
         if (!out.awaitRecords(firstSeen, 120000)) {
           result("streams-" + mode, false, "only " + out.records + " committed output updates after 120 s "
               + threadErrors);
@@ -405,6 +454,30 @@ public final class StreamsWordCount {
               + aRunning + ", both RUNNING again=" + bothRunning + ", " + restoredNow
               + " changelog records restored";
           if (restoredNow == 0) disruption += " (NO RESTORE)";
+          produce(producer, nextBatch());
+        } else if (mode.equals("instance-kill9")) {
+          // b dies with SIGKILL in the middle of its transactions: no commit, no LeaveGroup, no
+          // checkpoint. Its open transactions must be aborted (transaction.timeout.ms, 10 s under EOS)
+          // and a must take over its tasks after the session timeout, restoring their stores.
+          produce(producer, nextBatch());
+          long seenAtKill = out.records;
+          long before = restored.get();
+          child.destroyForcibly().waitFor();
+          long t0 = System.currentTimeMillis();
+          producer.flush();
+          // a rebalances once b's session times out (15 s) and runs b's tasks, restoring their stores.
+          while (lastRunningAt.get() < t0 && System.currentTimeMillis() < t0 + 90000) Thread.sleep(100);
+          long takeover = System.currentTimeMillis() - t0;
+          boolean progressed = out.awaitRecords(seenAtKill + LINES_PER_BATCH, 120000);
+          long restoredByA = restored.get() - before;
+          child = launchChild("b", 2);
+          boolean bBack = waitLogLine(STATE_DIR.resolveSibling(mode + "-b-2.err").toFile(),
+              "b REBALANCING -> RUNNING", 120000);
+          disruption = "instance b (own JVM) killed -9 after " + seenAtKill + " committed updates; a RUNNING with b's tasks after "
+              + takeover + " ms, " + restoredByA + " changelog records restored, progressed=" + progressed
+              + "; b restarted RUNNING=" + bBack;
+          // Not required: records restored by a (b may have committed little of its own tasks' state).
+          if (takeover >= 90000 || !progressed || !bBack) disruption += " (NO TAKEOVER)";
           produce(producer, nextBatch());
         } else {
           String cmd = System.getenv("BROKER_RESTART");
@@ -451,8 +524,8 @@ public final class StreamsWordCount {
           result("streams-" + mode, false, bad.size() + " words wrong, e.g. " + bad.subList(0, Math.min(3, bad.size()))
               + ": " + detail + " errors " + threadErrors.stream().limit(3).toList());
         }
-        if (mode.equals("instance-restart") && bad.isEmpty() && disruption.contains("NO RESTORE")) {
-          result("streams-" + mode + "-restore", false, "no store was restored from the changelog");
+        if (bad.isEmpty() && (disruption.contains("NO RESTORE") || disruption.contains("NO TAKEOVER"))) {
+          result("streams-" + mode + "-restore", false, "the surviving instance did not take over and restore: " + disruption);
         }
       }
     } finally {
@@ -462,6 +535,15 @@ public final class StreamsWordCount {
   }
 
   void closeAll() {
+    if (child != null) {
+      child.destroy(); // SIGTERM: its shutdown hook closes it
+      try {
+        if (!child.waitFor(30, TimeUnit.SECONDS)) child.destroyForcibly();
+      } catch (InterruptedException e) {
+        child.destroyForcibly();
+      }
+      child = null;
+    }
     for (KafkaStreams k : running) k.close(Duration.ofSeconds(20));
     running.clear();
   }
