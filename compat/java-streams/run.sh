@@ -20,6 +20,7 @@
 #                      DLOG_BIN, default target/release/dlog; kafka: compat/kafka/start.sh); unset: SKIP
 #   CRASH_PORT         its port (default: a free one; Kafka also takes CRASH_PORT+1 for its controller)
 #   LINES_PER_BATCH    lines per batch, 4 batches (default 500)
+#   GUARANTEE          processing.guarantee (default exactly_once_v2; at_least_once must FAIL: the negative control)
 #   WORK_DIR           outputs (default: a fresh temp dir, removed unless a scenario failed)
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -157,7 +157,8 @@ public final class StreamsWordCount {
     Properties p = new Properties();
     p.put(StreamsConfig.APPLICATION_ID_CONFIG, appId);
     p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, BOOTSTRAP);
-    p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
+    // GUARANTEE=at_least_once is the negative control: the same checks must then catch duplicates.
+    p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, env("GUARANTEE", StreamsConfig.EXACTLY_ONCE_V2));
     p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 1);
     p.put(StreamsConfig.STATE_DIR_CONFIG, STATE_DIR.resolve(instance).toString());
     p.put(StreamsConfig.CLIENT_ID_CONFIG, appId + "-" + instance);
