@@ -205,7 +205,10 @@ public final class StreamsWordCount {
   void runChildInstance(String instance) throws InterruptedException {
     KafkaStreams ks = startInstance(instance);
     Runtime.getRuntime().addShutdownHook(new Thread(() -> ks.close(Duration.ofSeconds(10))));
-    Thread.currentThread().join(); // until killed
+    // Until killed; and never outlive the driver (a driver killed by run.sh's timeout leaves no orphan).
+    ProcessHandle parent = ProcessHandle.current().parent().orElseThrow();
+    while (parent.isAlive()) Thread.sleep(1000);
+    System.exit(2);
   }
 
   Process launchChild(String instance, int generation) throws Exception {
