@@ -68,6 +68,8 @@ pub struct Node {
     /// The bytes of large requests being read or handled, across all connections
     /// (`queued.max.request.bytes`).
     pub request_memory: crate::server::request_memory::RequestMemory,
+    /// Open connections per client address, across listeners (`max.connections.per.ip`).
+    pub connection_quotas: Arc<crate::server::connection_quotas::ConnectionQuotas>,
 }
 
 /// The authorizer `authorizer.class.name` asks for: none (everything allowed), or Kafka's
@@ -212,6 +214,10 @@ impl Node {
             ReplicaManager::new(node_id, logs).context("reading replication-offset-checkpoint")?;
         let request_memory =
             crate::server::request_memory::RequestMemory::new(config.queued_request_bytes_max);
+        let connection_quotas = Arc::new(crate::server::connection_quotas::ConnectionQuotas::new(
+            config.connections_per_ip_max,
+            &config.connections_per_ip_overrides,
+        ));
         let broker = Arc::new_cyclic(|this| Node {
             this: this.clone(),
             config,
@@ -231,6 +237,7 @@ impl Node {
                 &properties,
             )),
             request_memory,
+            connection_quotas,
             shutdown,
             lifecycle: Default::default(),
             authorizer,

@@ -478,6 +478,10 @@ pub fn connection_refused_max_connections() {
     metrics::counter!(CONNECTIONS_REFUSED, "reason" => "max_connections").increment(1);
 }
 
+pub fn connection_refused_per_ip() {
+    metrics::counter!(CONNECTIONS_REFUSED, "reason" => "max_connections_per_ip").increment(1);
+}
+
 /// One SASL authentication finished on `listener` with `mechanism`.
 pub fn authentication(listener: &str, mechanism: &str, success: bool) {
     let result = if success { "success" } else { "failure" };
