@@ -1038,7 +1038,10 @@ mod tests {
         let parsed = parse_connection_overrides(" 127.0.0.2:2, [::1]:3,localhost:5 ").unwrap();
         assert!(parsed.contains(&("127.0.0.2".parse().unwrap(), 2)));
         assert!(parsed.contains(&("::1".parse().unwrap(), 3)));
-        assert!(parsed.contains(&("127.0.0.1".parse().unwrap(), 5)), "{parsed:?}");
+        assert!(
+            parsed.contains(&("127.0.0.1".parse().unwrap(), 5)),
+            "{parsed:?}"
+        );
         assert!(parse_connection_overrides("").unwrap().is_empty());
         assert!(parse_connection_overrides("127.0.0.2").is_err());
         assert!(parse_connection_overrides("127.0.0.2:many").is_err());

@@ -218,18 +218,6 @@ fn max_connections_refuses_extra_connections() {
     assert!(broker.is_running());
 }
 
-/// A connection to `broker` from the local address `source` (any 127.0.0.x is this host).
-fn connect_from(broker: &Broker, source: &str) -> TcpStream {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
-    let source: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
-    socket
-        .bind(&source.into())
-        .expect("bind the source address");
-    socket.connect(&broker.addr().into()).expect("connect");
-    socket.into()
-}
-
 #[test]
 fn max_connections_per_ip_refuses_extra_connections_from_one_address() {
     // 127.0.0.2 may hold 2 connections, 127.0.0.3 none; 127.0.0.1 (the test harness and the

@@ -478,6 +478,10 @@ pub fn connection_refused_max_connections() {
     metrics::counter!(CONNECTIONS_REFUSED, "reason" => "max_connections").increment(1);
 }
 
+pub fn connection_refused_creation_rate() {
+    metrics::counter!(CONNECTIONS_REFUSED, "reason" => "connection_creation_rate").increment(1);
+}
+
 pub fn connection_refused_per_ip() {
     metrics::counter!(CONNECTIONS_REFUSED, "reason" => "max_connections_per_ip").increment(1);
 }

@@ -99,6 +99,20 @@ pub async fn run_listener(
             drop(stream);
             continue;
         };
+        // KIP-612's per-address connection_creation_rate (client quotas on ip entities); the
+        // controller listener is the quorum's own traffic and is not limited.
+        if kind != ListenerKind::Controller
+            && !broker.quotas.record_connection(
+                &broker.image().client_quotas,
+                peer.ip(),
+                crate::clock::now_ms().max(0) as u64,
+            )
+        {
+            tracing::debug!(%peer, "connection_creation_rate exceeded; closing new connection");
+            crate::metrics::connection_refused_creation_rate();
+            drop(stream);
+            continue;
+        }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "max.connections reached; closing new connection");
             crate::metrics::connection_refused_max_connections();

@@ -516,6 +516,19 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 // Raw protocol over TCP
 
 /// An ApiVersions v0 request frame (size prefix included).
+/// A connection to `broker` from the local address `source` (any 127.0.0.x is this host):
+/// for limits kept per client address.
+pub fn connect_from(broker: &Broker, source: &str) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let source: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+    socket
+        .bind(&source.into())
+        .expect("bind the source address");
+    socket.connect(&broker.addr().into()).expect("connect");
+    socket.into()
+}
+
 pub fn api_versions_request(correlation_id: i32) -> Vec<u8> {
     let client_id = b"raw-test";
     let mut body = Vec::new();
