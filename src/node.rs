@@ -170,7 +170,17 @@ fn load_or_create_cluster_id(
     // Kafka's cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars).
     let cluster_id = wanted.unwrap_or_else(|| base64_url(uuid::Uuid::new_v4().as_bytes()));
     let text = format!("#dlog\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    // Durably, before anything else is written: a node that lost power right after its first
+    // start must find its identity again (a torn or missing file stops the next start).
+    let temporary = path.with_extension("tmp");
+    (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&temporary)?;
+        std::io::Write::write_all(&mut file, text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &path)?;
+        crate::log::checkpoint::sync_dir(data_dir)
+    })()
+    .with_context(|| format!("writing {}", path.display()))?;
     Ok(cluster_id)
 }
 
