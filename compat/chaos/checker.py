@@ -57,6 +57,10 @@ KINDS = [
     "double-processed",
 ]
 
+# The nemesis' faults (the invoke of each is counted in stats["faults"]; nemesis.py).
+FAULTS = ("kill", "kill-controller", "pause", "delay", "partition-node", "partition-controller", "partition-bridge",
+          "disk-full", "power-loss", "power-loss-all")
+
 
 def _anomaly(kind, ops, **fields):
     entry = {"kind": kind}
@@ -96,7 +100,7 @@ def check(events):
             elif f == "txn":
                 for _partition, v in value["writes"]:
                     invoked_values.add(v)
-            elif event["process"] == "nemesis" and f in ("kill", "kill-controller", "pause", "delay"):
+            elif event["process"] == "nemesis" and f in FAULTS:
                 stats["faults"] += 1
             continue
         if f == "topic":

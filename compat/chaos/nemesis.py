@@ -7,13 +7,21 @@ kinds:
   pause            SIGSTOP of a broker, SIGCONT after the fault's length
   delay            the proxy delays every request sent to one broker by 50 ms to 4 s (+ up to
                    50 % jitter), in order; longer than the clients' 5 s request timeout at the top
+  partition-node   (3+ nodes, network namespaces: netns.py) one node cut from every other node
+                   (with 3 nodes, also the majority/minority split); clients reach every node
+                   through the proxy all along
+  partition-controller  the same, of the active controller (chosen when the fault starts)
+  partition-bridge the nodes but one split in two halves that cannot reach each other; the
+                   remaining node (the bridge) reaches both
 """
 
 import random
 import threading
 import time
 
-KINDS = ["kill", "kill-controller", "pause", "delay"]
+KINDS = ["kill", "kill-controller", "pause", "delay", "partition-node", "partition-controller", "partition-bridge"]
+PARTITIONS = ["partition-node", "partition-controller", "partition-bridge"]
+MULTI_NODE = ["kill-controller"] + PARTITIONS  # kinds that need more than one node
 
 
 def schedule(seed, kinds, nodes, count=40):
@@ -29,8 +37,13 @@ def schedule(seed, kinds, nodes, count=40):
         kind = order[i] if i < len(order) else rng.choice(kinds)
         fault = {"gap": round(rng.uniform(2, 3) if i == 0 else rng.uniform(1.5, 3), 2), "kind": kind,
                  "length": round(rng.uniform(2, 5), 2)}
-        if kind in ("kill", "pause", "delay"):
+        if kind in ("kill", "pause", "delay", "partition-node"):
             fault["node"] = rng.randint(1, nodes)
+        if kind == "partition-bridge":
+            fault["node"] = rng.randint(1, nodes)  # the bridge
+            others = [n for n in range(1, nodes + 1) if n != fault["node"]]
+            rng.shuffle(others)
+            fault["halves"] = [sorted(others[:len(others) // 2]), sorted(others[len(others) // 2:])]
         if kind == "delay":
             fault["delay_ms"] = rng.choice([50, 200, 1000, 4000])
             fault["jitter_ms"] = fault["delay_ms"] // 2
@@ -50,10 +63,16 @@ class Nemesis(threading.Thread):
     def _done(self):
         return self.deadline.is_set() and self.injected >= self.min_faults
 
+    def check_exits(self):
+        """Records in the history every node that exited without the nemesis asking."""
+        for exit_ in self.cluster.check_exits():
+            self.history.complete("nemesis", "info", "exit", exit_)
+
     def _sleep(self, seconds, whole=False):
         """Sleeps; False when the run ended meanwhile (whole: a fault's length, always slept)."""
         until = time.monotonic() + seconds
         while whole or not self._done():
+            self.check_exits()
             left = until - time.monotonic()
             if left <= 0:
                 return True
@@ -76,12 +95,13 @@ class Nemesis(threading.Thread):
             kind = fault["kind"]
             node = fault.get("node")
             value = dict(fault)
-            if kind == "kill-controller":
+            if kind in ("kill-controller", "partition-controller"):
                 node = self.cluster.active_controller()
                 value["controller_from"] = "quorum-state" if node else "unknown: node 1"
                 node = node or 1
             value["node"] = node
             self.injected += 1
+            self.cluster.fault = kind
             if kind in ("kill", "kill-controller"):
                 self._act(kind, value, lambda: self.cluster.kill(node))
                 self._sleep(fault["length"], whole=True)
@@ -95,8 +115,22 @@ class Nemesis(threading.Thread):
                 self._act("delay", value, lambda: self.proxy.set_delay(port, fault["delay_ms"], fault["jitter_ms"]))
                 self._sleep(fault["length"], whole=True)
                 self._act("undelay", {"node": node}, lambda: self.proxy.set_delay(port, 0))
+            elif kind in PARTITIONS:
+                network = self.cluster.network
+                if kind == "partition-bridge":
+                    groups = fault["halves"]
+                else:
+                    groups = [[node], [n for n in self.cluster.node_ids() if n != node]]
+                value["groups"] = groups
+                self._act(kind, value, lambda: network.partition(groups))
+                self._sleep(fault["length"], whole=True)
+                self._act("heal-partition", {"groups": groups}, network.heal)
+            self.cluster.fault = None
 
     def heal(self):
+        self.check_exits()
         for node in self.cluster.node_ids():
             self.proxy.set_delay(self.cluster.proxy_port(node), 0)
+        if self.cluster.network:
+            self.cluster.network.heal()
         self._act("heal", {}, self.cluster.heal)

@@ -34,6 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 import checker  # noqa: E402
 import cluster as clusters  # noqa: E402
 import nemesis as nemeses  # noqa: E402
+import netns  # noqa: E402
 import workloads  # noqa: E402
 from history import History  # noqa: E402
 from proxy import Proxy  # noqa: E402
@@ -41,7 +42,7 @@ from proxy import Proxy  # noqa: E402
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 PARTITIONS = 6
 ALL_1 = ["kill", "pause", "delay"]
-ALL_3 = ["kill", "kill-controller", "pause", "delay"]
+ALL_3 = ["kill", "kill-controller", "pause", "delay", "partition-node", "partition-controller", "partition-bridge"]
 
 # The CI run: fixed seeds, every nemesis at least once (schedule() takes each kind once first).
 SHORT = [
@@ -116,16 +117,21 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
     with open(os.path.join(out_dir, "schedule.json"), "w", encoding="utf-8") as handle:
         json.dump({"target": target, "nodes": nodes, "seed": seed, "nemeses": kinds, "duration_s": duration_s,
                    "faults": faults}, handle, indent=1)
-    cluster = clusters.make(target, nodes, work, base_port, extra_sets)
+    network = netns.Network(base_port, nodes) if any(k in nemeses.PARTITIONS for k in kinds) else None
+    cluster = clusters.make(target, nodes, work, base_port, extra_sets, network=network)
     proxy = Proxy(seed)
     for node in cluster.node_ids():
-        proxy.listen(cluster.proxy_port(node), cluster.client_port(node))
+        proxy.listen(cluster.proxy_port(node), cluster.client_port(node), target_host=cluster.host(node))
     history = History(os.path.join(out_dir, "history.jsonl"))
     problems = []
     notes = []
+    findings = []
     summary = {"target": target, "nodes": nodes, "seed": seed, "nemeses": kinds, "dir": out_dir}
     started = time.monotonic()
+    nem = None
     try:
+        if network:
+            network.setup()
         cluster.start()
         bootstrap = cluster.bootstrap()
         queue_topic, txn_topic, ctp_topic = f"chaos-queue-{seed}", f"chaos-txn-{seed}", f"chaos-ctp-{seed}"
@@ -202,9 +208,20 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
         except Exception as exc:  # noqa: BLE001
             problems.append(f"stop: {exc}")
         proxy.close()
+        if network:
+            network.cleanup()
         if not keep:
             for node in cluster.node_ids():
                 shutil.rmtree(os.path.join(work, f"node{node}"), ignore_errors=True)
+
+    # A node that exited without the nemesis asking (the heal restarted it): a crash, hence an
+    # invalid run; during a disk-full fault a finding (the run goes on, README).
+    for exit_ in cluster.exits:
+        message = (f"node {exit_['node']} exited with code {exit_['code']} during "
+                   f"{exit_['during'] or 'no fault'}; see {cluster.log_path(exit_['node'])}")
+        (findings if exit_["during"] == "disk-full" else problems).append(message)
+    summary["node_exits"] = cluster.exits
+    summary["findings"] = findings
 
     events = history.events()
     result = checker.check(events)
@@ -230,6 +247,8 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
         print("    " + line[:600], flush=True)
     for note in notes:
         log(f"note: {note}")
+    for finding in findings:
+        log(f"FINDING: {finding}")
     for problem in problems:
         log(f"INVALID RUN: {problem}")
     summary["ok"] = anomalies == 0 and not problems
@@ -294,6 +313,8 @@ def main():
         kinds = args.nemeses.split(",") if args.nemeses else (ALL_3 if nodes > 1 else ALL_1)
         for unknown in set(kinds) - set(nemeses.KINDS):
             parser.error(f"unknown nemesis {unknown}")
+        if nodes < 3 and set(kinds) & set(nemeses.MULTI_NODE):
+            parser.error(f"{', '.join(sorted(set(kinds) & set(nemeses.MULTI_NODE)))} need 3 nodes (--nodes 3)")
         count = 1 if args.mode == "once" else args.runs
         plans = [{"nodes": nodes, "seed": args.seed + i, "nemeses": kinds, "duration": args.duration}
                  for i in range(count)]
