@@ -43,11 +43,13 @@ class Cluster:
         self.work_dir = work_dir
         self.base_port = base_port
         self.network = network
+        self.disks = None  # disks.Disks, for the disk nemeses (data directories on tmpfs / LazyFS)
         self.procs = {}
         self.paused = set()
         self.down = set()  # nodes the nemesis stopped on purpose (kill, power loss)
         self.exits = []  # {"node", "code", "during"}: exits nobody asked for
         self.fault = None  # the fault in progress (set by the nemesis), recorded with an exit
+        self.fault_node = None
         os.makedirs(work_dir, exist_ok=True)
 
     def host(self, node):
@@ -118,7 +120,8 @@ class Cluster:
             code = proc.poll()
             if code is not None and node not in self.down:
                 self.down.add(node)
-                new.append({"node": node, "code": code, "during": self.fault})
+                new.append({"node": node, "code": code, "during": self.fault,
+                            "fault_node": self.fault_node})
         self.exits += new
         return new
 
@@ -135,6 +138,13 @@ class Cluster:
     def restart(self, node):
         self.start_node(node)
         self.wait_port(node)
+
+    def restart_all(self, nodes):
+        """Starts the nodes together (a quorum that lost every member needs a majority back)."""
+        for node in nodes:
+            self.start_node(node)
+        for node in nodes:
+            self.wait_port(node)
 
     def pause(self, node):
         proc = self.procs.get(node)
@@ -153,8 +163,9 @@ class Cluster:
         for node in self.node_ids():
             if node in self.paused:
                 self.resume(node)
-            if not self.alive(node):
-                self.restart(node)
+        dead = [node for node in self.node_ids() if not self.alive(node)]
+        if dead:
+            self.restart_all(dead)
 
     def stop(self):
         self.check_exits()
@@ -203,6 +214,8 @@ class DlogCluster(Cluster):
         self.extra_sets = list(extra_sets)
 
     def data_dir(self, node):
+        if self.disks:
+            return os.path.join(self.disks.root(node), "data")
         return os.path.join(self.work_dir, f"node{node}")
 
     def quorum_state_path(self, node):
@@ -242,6 +255,8 @@ class KafkaCluster(Cluster):
         self.formatted = False
 
     def data_dir(self, node):
+        if self.disks:
+            return os.path.join(self.disks.root(node), "kraft-logs")
         return os.path.join(self.work_dir, f"node{node}", "kraft-logs")
 
     def properties_path(self, node):

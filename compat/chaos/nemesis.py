@@ -13,13 +13,22 @@ kinds:
   partition-controller  the same, of the active controller (chosen when the fault starts)
   partition-bridge the nodes but one split in two halves that cannot reach each other; the
                    remaining node (the bridge) reaches both
+  disk-full        (disks.py) one node's data disk (its own tmpfs) filled by a filler file until
+                   ENOSPC; after the fault's length the filler is deleted and the node, if it
+                   exited meanwhile, restarted (its exit is a finding, not an invalid run)
+  power-loss       (disks.py, lazyfs.py) one node loses power: kill -9, every write it did not
+                   fsync is reverted, its file system mounted anew; restarted after the length
+  power-loss-all   every node at once (a power cut of the whole cluster); restarted together
 """
 
 import random
 import threading
 import time
 
-KINDS = ["kill", "kill-controller", "pause", "delay", "partition-node", "partition-controller", "partition-bridge"]
+KINDS = ["kill", "kill-controller", "pause", "delay", "partition-node", "partition-controller", "partition-bridge",
+         "disk-full", "power-loss", "power-loss-all"]
+DISK_FULL = ["disk-full"]
+POWER = ["power-loss", "power-loss-all"]
 PARTITIONS = ["partition-node", "partition-controller", "partition-bridge"]
 MULTI_NODE = ["kill-controller"] + PARTITIONS  # kinds that need more than one node
 
@@ -37,7 +46,7 @@ def schedule(seed, kinds, nodes, count=40):
         kind = order[i] if i < len(order) else rng.choice(kinds)
         fault = {"gap": round(rng.uniform(2, 3) if i == 0 else rng.uniform(1.5, 3), 2), "kind": kind,
                  "length": round(rng.uniform(2, 5), 2)}
-        if kind in ("kill", "pause", "delay", "partition-node"):
+        if kind in ("kill", "pause", "delay", "partition-node", "disk-full", "power-loss"):
             fault["node"] = rng.randint(1, nodes)
         if kind == "partition-bridge":
             fault["node"] = rng.randint(1, nodes)  # the bridge
@@ -101,7 +110,7 @@ class Nemesis(threading.Thread):
                 node = node or 1
             value["node"] = node
             self.injected += 1
-            self.cluster.fault = kind
+            self.cluster.fault, self.cluster.fault_node = kind, node
             if kind in ("kill", "kill-controller"):
                 self._act(kind, value, lambda: self.cluster.kill(node))
                 self._sleep(fault["length"], whole=True)
@@ -125,7 +134,35 @@ class Nemesis(threading.Thread):
                 self._act(kind, value, lambda: network.partition(groups))
                 self._sleep(fault["length"], whole=True)
                 self._act("heal-partition", {"groups": groups}, network.heal)
-            self.cluster.fault = None
+            elif kind == "disk-full":
+                disks = self.cluster.disks
+                self._act("disk-full", value, lambda: value.update(filler_bytes=disks.fill(node)))
+                self._sleep(fault["length"], whole=True)
+                self.check_exits()
+                self._act("disk-free", {"node": node}, lambda: disks.unfill(node))
+                if not self.cluster.alive(node):
+                    self._act("restart", {"node": node}, lambda: self.cluster.restart(node))
+            elif kind == "power-loss":
+                disks = self.cluster.disks
+
+                def fail():
+                    self.cluster.kill(node)
+                    value["lazyfs"] = disks.power_fail(node)
+                self._act("power-loss", value, fail)
+                self._sleep(fault["length"], whole=True)
+                self._act("restart", {"node": node}, lambda: self.cluster.restart(node))
+            elif kind == "power-loss-all":
+                disks = self.cluster.disks
+                nodes = self.cluster.node_ids()
+
+                def fail_all():
+                    for n in nodes:
+                        self.cluster.kill(n)
+                    value["lazyfs"] = {n: disks.power_fail(n) for n in nodes}
+                self._act("power-loss-all", value, fail_all)
+                self._sleep(fault["length"], whole=True)
+                self._act("restart", {"nodes": nodes}, lambda: self.cluster.restart_all(nodes))
+            self.cluster.fault, self.cluster.fault_node = None, None
 
     def heal(self):
         self.check_exits()
@@ -133,4 +170,6 @@ class Nemesis(threading.Thread):
             self.proxy.set_delay(self.cluster.proxy_port(node), 0)
         if self.cluster.network:
             self.cluster.network.heal()
+        if self.cluster.disks:
+            self._act("heal-disks", {}, self.cluster.disks.ensure)
         self._act("heal", {}, self.cluster.heal)

@@ -21,6 +21,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -33,6 +34,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 import checker  # noqa: E402
 import cluster as clusters  # noqa: E402
+import disks as disk_layer  # noqa: E402
 import nemesis as nemeses  # noqa: E402
 import netns  # noqa: E402
 import workloads  # noqa: E402
@@ -43,6 +45,9 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 PARTITIONS = 6
 ALL_1 = ["kill", "pause", "delay"]
 ALL_3 = ["kill", "kill-controller", "pause", "delay", "partition-node", "partition-controller", "partition-bridge"]
+
+# disk-full: each node's disk is a tmpfs of this size (the workload writes a few MB per node).
+DISK_MB = int(os.environ.get("CHAOS_DISK_MB", "256"))
 
 # The CI run: fixed seeds, every nemesis at least once (schedule() takes each kind once first).
 SHORT = [
@@ -111,6 +116,7 @@ def create_topics(bootstrap, names, nodes):
 def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=False, extra_sets=(), ctp=False):
     os.makedirs(out_dir, exist_ok=True)
     work = os.path.join(out_dir, "cluster")
+    disk_layer.unmount_all(work)
     shutil.rmtree(work, ignore_errors=True)
     rng = random.Random(seed)
     faults = nemeses.schedule(seed, kinds, nodes)
@@ -119,6 +125,9 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
                    "faults": faults}, handle, indent=1)
     network = netns.Network(base_port, nodes) if any(k in nemeses.PARTITIONS for k in kinds) else None
     cluster = clusters.make(target, nodes, work, base_port, extra_sets, network=network)
+    if any(k in nemeses.DISK_FULL + nemeses.POWER for k in kinds):
+        cluster.disks = disk_layer.Disks(work, nodes, size_mb=DISK_MB if "disk-full" in kinds else None,
+                                         lazy=any(k in nemeses.POWER for k in kinds))
     proxy = Proxy(seed)
     for node in cluster.node_ids():
         proxy.listen(cluster.proxy_port(node), cluster.client_port(node), target_host=cluster.host(node))
@@ -132,6 +141,8 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
     try:
         if network:
             network.setup()
+        if cluster.disks:
+            cluster.disks.setup()
         cluster.start()
         bootstrap = cluster.bootstrap()
         queue_topic, txn_topic, ctp_topic = f"chaos-queue-{seed}", f"chaos-txn-{seed}", f"chaos-ctp-{seed}"
@@ -210,16 +221,29 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
         proxy.close()
         if network:
             network.cleanup()
+        if cluster.disks:
+            try:
+                if keep:  # the disks are tmpfs or FUSE mounts: copy the data before unmounting
+                    for node in cluster.node_ids():
+                        shutil.copytree(cluster.data_dir(node), os.path.join(work, f"node{node}-data"),
+                                        dirs_exist_ok=True, ignore_dangling_symlinks=True)
+                cluster.disks.cleanup()
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"disk cleanup: {exc}")
         if not keep:
             for node in cluster.node_ids():
-                shutil.rmtree(os.path.join(work, f"node{node}"), ignore_errors=True)
+                for name in (f"node{node}", f"disk{node}", f"fs{node}"):
+                    shutil.rmtree(os.path.join(work, name), ignore_errors=True)
 
     # A node that exited without the nemesis asking (the heal restarted it): a crash, hence an
     # invalid run; during a disk-full fault a finding (the run goes on, README).
     for exit_ in cluster.exits:
-        message = (f"node {exit_['node']} exited with code {exit_['code']} during "
+        code = exit_["code"]
+        how = f"was killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
+        message = (f"node {exit_['node']} {how} during "
                    f"{exit_['during'] or 'no fault'}; see {cluster.log_path(exit_['node'])}")
-        (findings if exit_["during"] == "disk-full" else problems).append(message)
+        on_full_disk = exit_["during"] == "disk-full" and exit_.get("fault_node") == exit_["node"]
+        (findings if on_full_disk else problems).append(message)
     summary["node_exits"] = cluster.exits
     summary["findings"] = findings
 
@@ -305,6 +329,11 @@ def main():
     out = args.out or os.path.join(os.environ.get("CHAOS_OUT", os.path.join(ROOT, "target", "chaos")),
                                    f"{args.mode}-{args.target}-{time.strftime('%Y%m%d-%H%M%S')}")
     base_port = int(os.environ.get("CHAOS_BASE_PORT", "21000"))
+    # Leftovers of an earlier invocation that died: mounts under the output root, namespaces and
+    # links of this base port (each run's own setup removes those of its port too).
+    disk_layer.unmount_all(os.environ.get("CHAOS_OUT", os.path.join(ROOT, "target", "chaos")))
+    for k in range(8):
+        netns.Network(base_port + 100 * k, 1).cleanup()
     plans = []
     if args.mode == "short":
         plans = [dict(p) for p in SHORT if args.nodes in (None, p["nodes"])]
