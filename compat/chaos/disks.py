@@ -41,11 +41,12 @@ def unmount_all(prefix):
 
 
 class Disks:
-    def __init__(self, work_dir, nodes, size_mb=None, lazy=False):
+    def __init__(self, work_dir, nodes, size_mb=None, lazy=False, writeback_s=0.0):
         self.work_dir = os.path.realpath(work_dir)
         self.nodes = nodes
         self.size_mb = size_mb
         self.lazy = lazy
+        self.writeback_s = writeback_s
         self.daemons = {}
 
     def disk(self, node):
@@ -76,7 +77,7 @@ class Disks:
     def mount_lazy(self, node):
         log = open(os.path.join(self.work_dir, f"lazyfs{node}.log"), "ab")
         self.daemons[node] = subprocess.Popen([sys.executable, os.path.join(HERE, "lazyfs.py"), self.backing(node),
-                                               self.mountpoint(node)], stdout=log, stderr=subprocess.STDOUT,
+                                               self.mountpoint(node), str(self.writeback_s)], stdout=log, stderr=subprocess.STDOUT,
                                               stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.monotonic() + 20

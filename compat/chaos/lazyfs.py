@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small LazyFS: a FUSE passthrough file system that can forget what was not fsynced.
 
-  lazyfs.py BACKING MOUNTPOINT      (foreground; unmount with `umount MOUNTPOINT` to stop it)
+  lazyfs.py BACKING MOUNTPOINT [WRITEBACK_S]   (foreground; `umount MOUNTPOINT` stops it)
 
 Every operation goes through to BACKING at once (reads see every write, as through a page
 cache). What it adds is an undo log per file: before a write or truncate changes bytes that
@@ -10,6 +10,11 @@ its log. A "power failure" (the request file below) replays every log backwards 
 each file to its size at its last fsync, so BACKING holds exactly what was fsynced; from then on
 writes are dropped (the kernel may still write back dirty mmap pages of the killed process) until
 the file system is unmounted. The harness then mounts a fresh one over the same BACKING.
+
+WRITEBACK_S (default 0: never) models the kernel's periodic writeback of dirty pages (Linux writes
+back data dirty for longer than vm.dirty_expire_centisecs, 30 s by default): a file whose oldest
+un-fsynced change is older than that counts as written back, as if fsynced then. With 0, data
+not fsynced is lost however old it is (LazyFS's model, the worst case).
 
 Model (as LazyFS's default): file *data* is volatile until the file's fsync; namespace
 operations (create, mkdir, rename, unlink, link, symlink) are durable at once. So a file
@@ -30,8 +35,9 @@ from fuse import FUSE, FuseOSError, Operations  # fusepy (libfuse2)
 
 
 class LazyFS(Operations):
-    def __init__(self, root):
+    def __init__(self, root, writeback_s=0.0):
         self.root = os.path.realpath(root)
+        self.writeback_s = writeback_s
         self.mutex = threading.Lock()
         self.undo = {}  # path -> {"size": size at last fsync, "ops": [(offset, old bytes)]}
         self.failed = False
@@ -44,7 +50,7 @@ class LazyFS(Operations):
     def _entry(self, path, fd):
         entry = self.undo.get(path)
         if entry is None:
-            entry = {"size": os.fstat(fd).st_size, "ops": []}
+            entry = {"size": os.fstat(fd).st_size, "ops": [], "since": time.monotonic()}
             self.undo[path] = entry
         return entry
 
@@ -53,6 +59,15 @@ class LazyFS(Operations):
         end = min(offset + length, entry["size"])
         if offset < end:
             entry["ops"].append((offset, os.pread(fd, end - offset, offset)))
+
+    def write_back(self):
+        """Forgets the undo log of every file dirty for longer than writeback_s."""
+        with self.mutex:
+            if self.failed:
+                return
+            old = time.monotonic() - self.writeback_s
+            for path in [p for p, e in self.undo.items() if e["since"] <= old]:
+                del self.undo[path]
 
     def power_fail(self):
         with self.mutex:
@@ -77,11 +92,14 @@ class LazyFS(Operations):
 
     # --- files ----------------------------------------------------------------------------------
 
+    # Every backing descriptor is read-write, whatever the caller asked: the kernel reads pages
+    # (mmap, sendfile, readahead) and writes dirty pages back through any open handle of the file.
+    # Without O_APPEND: the kernel gives every write its offset.
     def open(self, path, flags):
-        return os.open(self._full(path), flags & ~os.O_APPEND)
+        return os.open(self._full(path), (flags & ~(os.O_APPEND | os.O_ACCMODE)) | os.O_RDWR)
 
     def create(self, path, mode, fi=None):
-        return os.open(self._full(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        return os.open(self._full(path), os.O_RDWR | os.O_CREAT, mode)
 
     def read(self, path, size, offset, fh):
         return os.pread(fh, size, offset)
@@ -186,6 +204,8 @@ class LazyFS(Operations):
 def watch(fs, request):
     done = request + ".done"
     while True:
+        if fs.writeback_s > 0:
+            fs.write_back()
         if os.path.exists(request):
             files, restored = fs.power_fail()
             with open(request, "w", encoding="utf-8") as handle:
@@ -196,7 +216,7 @@ def watch(fs, request):
 
 def main():
     backing, mountpoint = sys.argv[1], sys.argv[2]
-    fs = LazyFS(backing)
+    fs = LazyFS(backing, float(sys.argv[3]) if len(sys.argv) > 3 else 0.0)
     threading.Thread(target=watch, args=(fs, os.path.realpath(backing) + ".powerfail"), daemon=True).start()
     FUSE(fs, mountpoint, foreground=True, nothreads=False, big_writes=True, max_write=131072)
 

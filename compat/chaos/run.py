@@ -113,7 +113,8 @@ def create_topics(bootstrap, names, nodes):
     wait_leaders(bootstrap, names)
 
 
-def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=False, extra_sets=(), ctp=False):
+def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=False, extra_sets=(), ctp=False,
+             writeback_s=0.0):
     os.makedirs(out_dir, exist_ok=True)
     work = os.path.join(out_dir, "cluster")
     disk_layer.unmount_all(work)
@@ -122,12 +123,12 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
     faults = nemeses.schedule(seed, kinds, nodes)
     with open(os.path.join(out_dir, "schedule.json"), "w", encoding="utf-8") as handle:
         json.dump({"target": target, "nodes": nodes, "seed": seed, "nemeses": kinds, "duration_s": duration_s,
-                   "faults": faults}, handle, indent=1)
+                   "sets": list(extra_sets), "writeback_s": writeback_s, "faults": faults}, handle, indent=1)
     network = netns.Network(base_port, nodes) if any(k in nemeses.PARTITIONS for k in kinds) else None
     cluster = clusters.make(target, nodes, work, base_port, extra_sets, network=network)
     if any(k in nemeses.DISK_FULL + nemeses.POWER for k in kinds):
         cluster.disks = disk_layer.Disks(work, nodes, size_mb=DISK_MB if "disk-full" in kinds else None,
-                                         lazy=any(k in nemeses.POWER for k in kinds))
+                                         lazy=any(k in nemeses.POWER for k in kinds), writeback_s=writeback_s)
     proxy = Proxy(seed)
     for node in cluster.node_ids():
         proxy.listen(cluster.proxy_port(node), cluster.client_port(node), target_host=cluster.host(node))
@@ -135,7 +136,8 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
     problems = []
     notes = []
     findings = []
-    summary = {"target": target, "nodes": nodes, "seed": seed, "nemeses": kinds, "dir": out_dir}
+    summary = {"target": target, "nodes": nodes, "seed": seed, "nemeses": kinds, "dir": out_dir,
+               "sets": list(extra_sets), "writeback_s": writeback_s}
     started = time.monotonic()
     nem = None
     try:
@@ -314,6 +316,9 @@ def main():
                         help="broker property KEY=VALUE for every node (repeatable)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
+    parser.add_argument("--writeback", type=float, default=0.0, metavar="S",
+                        help="power-loss: data dirty for longer than S seconds counts as written back by the "
+                             "kernel (0, the default: only fsync makes data durable; README)")
     parser.add_argument("--ctp", action="store_true",
                         help="add the consume-transform-produce workload (off by default until it is in the "
                              "short and soak results; see README on the librdkafka hang it works around)")
@@ -353,7 +358,7 @@ def main():
         run_dir = os.path.join(out, f"{args.target}-n{plan['nodes']}-seed{plan['seed']}")
         summaries.append(run_once(args.target, plan["nodes"], plan["seed"], plan["nemeses"], plan["duration"],
                                   run_dir, base_port + 100 * (len(summaries) % 8), keep=args.keep,
-                                  extra_sets=args.sets, ctp=args.ctp))
+                                  extra_sets=args.sets, ctp=args.ctp, writeback_s=args.writeback))
         with open(os.path.join(out, "runs.jsonl"), "a", encoding="utf-8") as handle:
             handle.write(json.dumps(summaries[-1], default=str) + "\n")
     markdown = table(summaries)
