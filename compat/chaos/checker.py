@@ -23,6 +23,10 @@ Anomalies (after Jepsen's Kafka checker):
                       below the highest offset any reader polled in its partition, that no reader saw
   unseen-write        an acknowledged write no reader saw, at or past that highest offset (after the
                       final drain it is lost too, at the tail)
+  vanished-write      an acknowledged write some reader saw, that the final drain (processes
+                      "final-...", reading every partition from the beginning) did not see although
+                      it read past the write's offset: lost after it was read (power loss of every
+                      replica; the offsets are then usually reused: inconsistent-offset too)
   duplicate           one value at two offsets
   inconsistent-offset two values at one offset (reads and producer acknowledgements together)
   nonmonotonic-poll   within one consumer session, a partition's polled offsets not increasing
@@ -46,6 +50,7 @@ from collections import defaultdict
 KINDS = [
     "lost-write",
     "unseen-write",
+    "vanished-write",
     "duplicate",
     "inconsistent-offset",
     "nonmonotonic-poll",
@@ -89,6 +94,8 @@ def check(events):
     stats = {"ops": 0, "sends_ok": 0, "sends_info": 0, "sends_fail": 0, "txns_committed": 0,
              "txns_aborted": 0, "txns_info": 0, "polls": 0, "records_read": 0, "faults": 0}
     read_committed_reads = []  # (value, poll event)
+    final_values = set()  # values the final drain read
+    final_max = {}  # (topic, partition) -> highest offset the final drain read
 
     for event in events:
         f, type_, value = event["f"], event["type"], event["value"]
@@ -151,6 +158,10 @@ def check(events):
             for partition, offset, v in value["records"]:
                 stats["records_read"] += 1
                 position = (topic, partition, offset)
+                if event["process"].startswith("final-"):
+                    final_values.add(v)
+                    if offset > final_max.get((topic, partition), -1):
+                        final_max[(topic, partition)] = offset
                 at_position[position][v].append(event["index"])
                 read_by[v].append(event["index"])
                 if offset > max_read.get((topic, partition), -1):
@@ -205,6 +216,21 @@ def check(events):
         anomalies.append(_anomaly(
             kind, write["ops"], topic=topic, partition=partition, offset=offset, value=v,
             detail=f"acknowledged at offset {offset}; highest offset read in the partition {highest}"))
+
+    # Acknowledged writes read once, then gone from the final drain that read past their offset.
+    for v, write in writes.items():
+        if write["status"] != "ok" or not read_by.get(v) or v in final_values:
+            continue
+        where = write["ack"] or min(positions_of.get(v, ()), default=None)
+        if where is None:
+            continue
+        topic, partition, offset = where
+        drained = final_max.get((topic, partition), -1)
+        if drained >= offset:
+            anomalies.append(_anomaly(
+                "vanished-write", write["ops"] + read_by[v][:3], topic=topic, partition=partition, offset=offset,
+                value=v, detail=f"acknowledged and read at offset {offset}; the final drain read up to offset "
+                                f"{drained} without it"))
 
     # Values nobody wrote; read_committed readers and transactions.
     for v, indexes in read_by.items():
