@@ -97,6 +97,7 @@ class Cluster:
         while time.monotonic() < deadline:
             proc = self.procs.get(node)
             if proc is None or proc.poll() is not None:
+                self.down.add(node)  # reported by the caller (a failed start), not as a crash
                 raise RuntimeError(f"{self.kind} node {node} exited during start; see {self.log_path(node)}")
             if port_open(self.client_port(node), self.host(node)):
                 return

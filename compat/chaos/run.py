@@ -5,10 +5,14 @@ while a seeded nemesis injects faults, then heal, a final drain, and the checker
   compat/chaos/run.py short [--target dlog|kafka] [--nodes 1|3]     fixed seeds, for CI
   compat/chaos/run.py soak --runs N [--target T] [--nodes N] [--seed S] [--duration S]
   compat/chaos/run.py once --seed S [--nemeses kill,pause,delay,kill-controller] [--nodes N] [--target T]
+      nemeses: kill, kill-controller, pause, delay, partition-node, partition-controller,
+      partition-bridge (default set; the last four need 3 nodes), and on request disk-full,
+      power-loss, power-loss-all (--writeback S: see README)
   compat/chaos/run.py table DIR...       one summary table over the runs.jsonl of earlier outputs
 
 Environment: DLOG_BIN (default target/release/dlog), KAFKA_LIB (default compat/kafka/lib, holding
-classpath.txt), CHAOS_BASE_PORT (default 21000), CHAOS_OUT (default target/chaos).
+classpath.txt), CHAOS_BASE_PORT (default 21000), CHAOS_OUT (default target/chaos), CHAOS_DISK_MB
+(default 256). Partitions and the disk nemeses need root (namespaces, mounts).
 Exit code: 0 when every run is clean and valid; 1 on any anomaly or invalid run (a harness
 problem, e.g. nothing was acknowledged or a node could not restart).
 Each run leaves in its directory: history.jsonl, check.json (every anomaly with its operations),
