@@ -288,7 +288,7 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
 def table(summaries):
     """Markdown: one row per (target, nodes), totals over runs."""
     kinds = checker.KINDS
-    header = ["target", "nodes", "runs", "invalid runs", "faults", "ops", "sends ok/info", "txns commit/abort/info",
+    header = ["target", "nodes", "runs", "invalid runs", "findings", "faults", "ops", "sends ok/info", "txns commit/abort/info",
               "records read"] + kinds
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     groups = {}
@@ -298,6 +298,7 @@ def table(summaries):
         def total(key):
             return sum(r.get("stats", {}).get(key, 0) for r in runs)
         cells = [target, str(nodes), str(len(runs)), str(sum(1 for r in runs if r["problems"])),
+                 str(sum(len(r.get("findings", [])) for r in runs)),
                  str(sum(r.get("faults", 0) for r in runs)), str(total("ops")),
                  f"{total('sends_ok')}/{total('sends_info')}",
                  f"{total('txns_committed')}/{total('txns_aborted')}/{total('txns_info')}", str(total("records_read"))]
