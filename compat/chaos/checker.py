@@ -25,8 +25,10 @@ Anomalies (after Jepsen's Kafka checker):
                       final drain it is lost too, at the tail)
   vanished-write      an acknowledged write some reader saw, that the final drain (processes
                       "final-...", reading every partition from the beginning) did not see although
-                      it read past the write's offset: lost after it was read (power loss of every
-                      replica; the offsets are then usually reused: inconsistent-offset too)
+                      it read past the write's offset, or whose partition ends (high watermark,
+                      f "drain-end" of a read_uncommitted drain) at or below its offset: lost after
+                      it was read (power loss of every replica; the offsets are usually reused:
+                      inconsistent-offset too)
   duplicate           one value at two offsets
   inconsistent-offset two values at one offset (reads and producer acknowledgements together)
   nonmonotonic-poll   within one consumer session, a partition's polled offsets not increasing
@@ -96,6 +98,7 @@ def check(events):
     read_committed_reads = []  # (value, poll event)
     final_values = set()  # values the final drain read
     final_max = {}  # (topic, partition) -> highest offset the final drain read
+    drain_end = {}  # (topic, partition) -> end offset (high watermark) the final drain read up to
 
     for event in events:
         f, type_, value = event["f"], event["type"], event["value"]
@@ -112,6 +115,10 @@ def check(events):
             continue
         if f == "topic":
             transactional[value["topic"]] = bool(value.get("transactional"))
+        elif f == "drain-end" and value.get("isolation") == "read_uncommitted":
+            for partition, end in value["end_offsets"].items():
+                key = (value["topic"], int(partition))
+                drain_end[key] = max(drain_end.get(key, -1), end)
         elif f == "send":
             v = value["value"]
             key = (event["process"], value.get("session"), value["topic"], value["partition"])
@@ -226,11 +233,16 @@ def check(events):
             continue
         topic, partition, offset = where
         drained = final_max.get((topic, partition), -1)
+        end = drain_end.get((topic, partition))
         if drained >= offset:
-            anomalies.append(_anomaly(
-                "vanished-write", write["ops"] + read_by[v][:3], topic=topic, partition=partition, offset=offset,
-                value=v, detail=f"acknowledged and read at offset {offset}; the final drain read up to offset "
-                                f"{drained} without it"))
+            detail = f"the final drain read up to offset {drained} without it"
+        elif end is not None and end <= offset:
+            detail = f"the partition ends at offset {end} (high watermark at the final drain)"
+        else:
+            continue
+        anomalies.append(_anomaly(
+            "vanished-write", write["ops"] + read_by[v][:3], topic=topic, partition=partition, offset=offset,
+            value=v, detail=f"acknowledged and read at offset {offset}; {detail}"))
 
     # Values nobody wrote; read_committed readers and transactions.
     for v, indexes in read_by.items():

@@ -246,6 +246,23 @@ def test_no_vanished_write_when_the_drain_stops_before_its_offset_or_saw_it():
     assert kinds(check(b.events)) == {}
 
 
+def test_vanished_write_when_the_partition_ends_below_it():
+    b = Builder()
+    b.topic("q")
+    b.send(1, 0, 0)
+    b.send(2, 0, 1)
+    b.poll([(0, 0, 1), (0, 1, 2)])
+    # After the loss the partition holds offset 0 only; a read_committed end below is ignored.
+    b.add("final-q-read_committed", "ok", "drain-end", {"topic": "q", "isolation": "read_committed",
+                                                        "end_offsets": {"0": 0}})
+    b.add("final-q-read_uncommitted", "ok", "drain-end", {"topic": "q", "isolation": "read_uncommitted",
+                                                          "end_offsets": {"0": 1}})
+    b.poll([(0, 0, 1)], process="final-q-read_uncommitted", session="final.0")
+    result = check(b.events)
+    assert kinds(result) == {"vanished-write": 1}
+    assert "ends at offset 1" in result["anomalies"][0]["detail"]
+
+
 def test_new_fault_kinds_are_counted():
     b = Builder()
     for f in ("partition-node", "partition-bridge", "disk-full", "power-loss-all"):
