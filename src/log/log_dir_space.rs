@@ -17,11 +17,13 @@
 //!   after space was freed is served, without waiting for a tick.
 //! - **Reserve.** `.dlog-reserve` in the log directory holds `log.dir.reserve.bytes`
 //!   allocated (fallocate) while there is room. A metadata-log append, quorum-state, snapshot or
-//!   checkpoint write that fails for lack of space releases it and tries once more
-//!   ([`LogDirSpace::with_reserve`]): Raft's log is never left behind what the Raft state
+//!   checkpoint write that fails for lack of space releases an eighth of it and tries once
+//!   more ([`LogDirSpace::with_reserve`]): Raft's log is never left behind what the Raft state
 //!   machine was told is persisted, and the process does not exit. Data appends are refused
 //!   while full, so the released space goes to metadata; a data append already past the check
-//!   can take at most one batch of it. The reserve is allocated again once the space is back.
+//!   can take at most one batch of it. What is left of the reserve survives a restart, whose
+//!   own writes (quorum-state, registration) may release more: a broker stopped on a full
+//!   disk starts again there. The reserve is allocated again once the space is back.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -40,6 +42,9 @@ pub const RESERVE_FILE: &str = ".dlog-reserve";
 /// Free space needed beyond what the reserve lacks before writes are admitted again: room for
 /// at least a batch or two, so that a directory with a few bytes free does not flap.
 pub const RESUME_HEADROOM_BYTES: u64 = 1 << 20;
+
+/// The reserve is released in this many steps, one per metadata write that found no space.
+pub const RELEASE_STEPS: u64 = 8;
 
 /// The default warning threshold: 5% of the file system, at most this.
 const FREE_WARN_BYTES_DEFAULT_MAX: u64 = 1 << 30;
@@ -213,22 +218,29 @@ impl LogDirSpace {
         self.reserve.lock().expect("reserve lock").held_bytes
     }
 
-    /// Allocates the whole reserve (the file is cut back to nothing if that fails, so a
-    /// partial allocation does not linger).
+    /// Allocates the reserve up to its setting, from what the file holds already (what a
+    /// previous run left of it counts: a restart on a full disk still has that to release).
     fn arm(&self, reserve: &mut Reserve) -> io::Result<()> {
         let Some(file) = &reserve.file else {
             return Ok(());
         };
         let wanted_bytes = self.settings.reserve_bytes;
-        if reserve.held_bytes == wanted_bytes && file.metadata()?.len() == wanted_bytes {
+        let length_bytes = file.metadata()?.len();
+        if length_bytes > wanted_bytes {
+            file.set_len(wanted_bytes)?; // the setting was lowered
+        }
+        reserve.held_bytes = length_bytes.min(wanted_bytes);
+        if reserve.held_bytes == wanted_bytes {
             return Ok(());
         }
-        // Cut first: a file longer than the setting (the setting was lowered) shrinks, and a
-        // file whose blocks were released by a crash mid-way is allocated again from zero.
-        file.set_len(0)?;
-        reserve.held_bytes = 0;
-        if let Err(error) = allocate(file, 0, wanted_bytes, true) {
-            let _ = file.set_len(0);
+        if let Err(error) = allocate(
+            file,
+            reserve.held_bytes,
+            wanted_bytes - reserve.held_bytes,
+            true,
+        ) {
+            // Blocks a failed fallocate may have taken past the length are given back.
+            let _ = file.set_len(reserve.held_bytes);
             return Err(error);
         }
         // fallocate without KEEP_SIZE has set the length; zero-filling has too.
@@ -237,19 +249,23 @@ impl LogDirSpace {
         Ok(())
     }
 
-    /// Frees the reserve's space; false when there was none left to free.
+    /// Frees one step of the reserve ([`RELEASE_STEPS`] make the whole); false when nothing
+    /// was left to free. In steps, so that what is left serves later writes, and a restart on
+    /// the still full disk.
     fn release(&self) -> bool {
         let mut reserve = self.reserve.lock().expect("reserve lock");
         if reserve.held_bytes == 0 {
             return false;
         }
+        let step_bytes = self.settings.reserve_bytes.div_ceil(RELEASE_STEPS).max(1);
+        let left_bytes = reserve.held_bytes.saturating_sub(step_bytes);
         if let Some(file) = &reserve.file {
-            if let Err(error) = file.set_len(0) {
+            if let Err(error) = file.set_len(left_bytes) {
                 tracing::error!(%error, "releasing the log directory's space reserve failed");
                 return false;
             }
         }
-        reserve.held_bytes = 0;
+        reserve.held_bytes = left_bytes;
         true
     }
 
@@ -332,8 +348,8 @@ impl LogDirSpace {
                 }
                 tracing::warn!(
                     what,
-                    reserve_bytes = self.settings.reserve_bytes,
-                    "log directory full: released the space reserve for a metadata write"
+                    reserve_left_bytes = self.reserve_held_bytes(),
+                    "log directory full: released part of the space reserve for a metadata write"
                 );
                 write()
             }
@@ -412,14 +428,44 @@ mod tests {
         });
         assert_eq!(written.unwrap(), 2);
         assert!(space.is_full());
-        assert_eq!(space.reserve_held_bytes(), 0);
-        assert_eq!(std::fs::metadata(&reserve_path).unwrap().len(), 0);
+        let step_bytes = (64 << 10) / RELEASE_STEPS;
+        assert_eq!(space.reserve_held_bytes(), (64 << 10) - step_bytes);
+        assert_eq!(
+            std::fs::metadata(&reserve_path).unwrap().len(),
+            (64 << 10) - step_bytes
+        );
 
-        // Nothing left to release: the second failure is returned.
+        // Each failing write releases one step; once none is left the failure is returned.
+        for _ in 1..RELEASE_STEPS {
+            let failed_once = space.with_reserve("test", || -> io::Result<()> {
+                Err(io::Error::from(Errno::ENOSPC))
+            });
+            assert!(is_no_space(&failed_once.unwrap_err()));
+        }
+        assert_eq!(space.reserve_held_bytes(), 0);
+        let mut attempts = 0;
         let failed = space.with_reserve("test", || -> io::Result<()> {
+            attempts += 1;
             Err(io::Error::from(Errno::ENOSPC))
         });
         assert!(is_no_space(&failed.unwrap_err()));
+        assert_eq!(attempts, 1, "nothing left to release: not tried again");
+
+        // What is left of a reserve counts at the next open (a restart on a full disk).
+        {
+            let again = LogDirSpace::open(dir.path(), settings(64 << 10));
+            assert_eq!(again.reserve_held_bytes(), 64 << 10);
+            let reopened = LogDirSpace::open(dir.path(), settings(32 << 10));
+            assert_eq!(reopened.reserve_held_bytes(), 32 << 10, "a lowered setting shrinks it");
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&reserve_path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let space = LogDirSpace::open(dir.path(), settings(64 << 10));
+        space.mark_full();
 
         // The temp dir has room: the next admitted write allocates the reserve again.
         space.admit_write().unwrap();
