@@ -205,7 +205,9 @@ impl MetadataLog {
         let in_place = files.len() == 1
             && files[0].1 == path
             && placed.len() == entries.len()
-            && placed.first().is_none_or(|(offset, _)| *offset == start_offset)
+            && placed
+                .first()
+                .is_none_or(|(offset, _)| *offset == start_offset)
             && one_batch_per_entry;
         if in_place {
             let file = OpenOptions::new().append(true).open(&path)?;

@@ -28,11 +28,11 @@ use super::metadata_log::{self, MetadataLog};
 use super::peer::PeerClient;
 use super::records::MetadataRecord;
 use super::wire;
-use crate::log::log_dir_space::LogDirSpace;
 use crate::config::{
     BrokerConfig, CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS, CONTROLLER_QUORUM_FETCH_TIMEOUT_MS,
     METADATA_LOG_MAX_RECORD_BYTES_BETWEEN_SNAPSHOTS,
 };
+use crate::log::log_dir_space::LogDirSpace;
 use crate::raft::{
     Config, Entry, EntryKind, Epoch, Message, NodeId, Offset, Persisted, ProposeError, QuorumState,
     RaftNode, Ready, RoleKind, Snapshot,

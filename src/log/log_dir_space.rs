@@ -456,7 +456,11 @@ mod tests {
             let again = LogDirSpace::open(dir.path(), settings(64 << 10));
             assert_eq!(again.reserve_held_bytes(), 64 << 10);
             let reopened = LogDirSpace::open(dir.path(), settings(32 << 10));
-            assert_eq!(reopened.reserve_held_bytes(), 32 << 10, "a lowered setting shrinks it");
+            assert_eq!(
+                reopened.reserve_held_bytes(),
+                32 << 10,
+                "a lowered setting shrinks it"
+            );
         }
         std::fs::OpenOptions::new()
             .write(true)

@@ -24,8 +24,8 @@ use crate::record::batch::BatchHeader;
 
 use super::leader_epoch::{EpochEntry, LeaderEpochCache};
 use super::local_log::LocalLog;
-use super::log_dir_space::LogDirSpace;
 use super::log_config::LogConfig;
+use super::log_dir_space::LogDirSpace;
 use super::producer_state::{AbortedTxn, ProducerStateManager, Verdict};
 use super::segment::RetiredSegment;
 use super::{loader, transaction_index, validator};

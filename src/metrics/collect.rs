@@ -255,8 +255,9 @@ fn disk(output: &mut String, broker: &Node) {
         output,
         LOG_DIR_FREE_WARN_BYTES,
         &[("dir", &dir)],
-        space.settings().free_warn_bytes(stat.blocks() as u64 * stat.fragment_size() as u64)
-            as f64,
+        space
+            .settings()
+            .free_warn_bytes(stat.blocks() as u64 * stat.fragment_size() as u64) as f64,
     );
     family(
         output,
