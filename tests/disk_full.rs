@@ -1,7 +1,8 @@
 //! Disk full is a fault the broker survives (issue 13): on a small tmpfs that fills, produce is
 //! refused with KAFKA_STORAGE_ERROR while the process stays up, every acknowledged record is
 //! read back, Metadata and ListOffsets answer, topic creation is refused with the same error,
-//! and once space is freed the next produce is acknowledged — with no restart.
+//! the broker stops and starts again on the full disk, and once space is freed the next
+//! produce is acknowledged.
 //!
 //! Mounting needs root (CI runs as root); elsewhere the test prints SKIP and passes.
 
@@ -222,6 +223,18 @@ async fn a_full_disk_refuses_writes_keeps_serving_reads_and_recovers_when_space_
         assert!(Instant::now() < deadline, "no low-space WARN line");
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // A restart on the full disk: a clean stop (its checkpoints written into the reserve),
+    // a start that needs no new space, and every acknowledged record still there.
+    broker.stop_clean();
+    broker.restart();
+    let (low, high) = watermarks(&bootstrap, TOPIC, 0);
+    assert_eq!((low, high), (0, acknowledged.len() as i64));
+    let read = read_all(&bootstrap, TOPIC, high);
+    assert_eq!(
+        read, acknowledged,
+        "every acknowledged record after a restart"
+    );
 
     // Space comes back: the next produce is acknowledged, with no restart.
     std::fs::remove_file(&filler).expect("remove the filler");

@@ -498,6 +498,37 @@ mod tests {
         assert_eq!((log.start_offset(), log.end_offset()), (2, 3));
     }
 
+    /// A canonical log reopens in place (no rewrite, which would need its size in new space:
+    /// a restart on a full disk), its torn tail cut.
+    #[test]
+    fn a_canonical_log_reopens_in_place_with_its_torn_tail_cut() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("__cluster_metadata-0");
+        let (mut log, _) = MetadataLog::open(&dir, 0).unwrap();
+        log.append(0, &[data(1, "a"), data(1, "b")]).unwrap();
+        let size_bytes = log.size_bytes;
+        drop(log);
+        let path = dir.join(log_file_name(0));
+        let inode = |path: &Path| {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(path).unwrap().ino()
+        };
+        let before = inode(&path);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&[0xff; 30]).unwrap(); // half a batch, as an append cut short leaves
+        drop(file);
+        let (mut log, entries) = MetadataLog::open(&dir, 0).unwrap();
+        assert_eq!(entries, vec![data(1, "a"), data(1, "b")]);
+        assert_eq!(inode(&path), before, "opened in place, not rewritten");
+        assert_eq!(fs::metadata(&path).unwrap().len(), size_bytes);
+        log.append(2, &[data(2, "c")]).unwrap();
+        log.truncate(1).unwrap();
+        drop(log);
+        let (log, entries) = MetadataLog::open(&dir, 0).unwrap();
+        assert_eq!(entries, vec![data(1, "a")]);
+        assert_eq!(log.end_offset(), 1);
+    }
+
     #[test]
     fn quorum_state_and_snapshots_round_trip() {
         let temp = tempfile::tempdir().unwrap();

@@ -17,8 +17,8 @@
 //!   after space was freed is served, without waiting for a tick.
 //! - **Reserve.** `.dlog-reserve` in the log directory holds `log.dir.reserve.bytes`
 //!   allocated (fallocate) while there is room. A metadata-log append, quorum-state, snapshot or
-//!   checkpoint write that fails for lack of space releases an eighth of it and tries once
-//!   more ([`LogDirSpace::with_reserve`]): Raft's log is never left behind what the Raft state
+//!   checkpoint write that fails for lack of space releases an eighth of it and tries again,
+//!   as many eighths as it needs ([`LogDirSpace::with_reserve`]): Raft's log is never left behind what the Raft state
 //!   machine was told is persisted, and the process does not exit. Data appends are refused
 //!   while full, so the released space goes to metadata; a data append already past the check
 //!   can take at most one batch of it. What is left of the reserve survives a restart, whose
@@ -332,29 +332,33 @@ impl LogDirSpace {
         true
     }
 
-    /// Runs a metadata or checkpoint write; when it fails for lack of space, releases the
-    /// reserve and runs it once more. `write` must leave nothing behind when it fails (the
-    /// metadata log cuts a partial append back; checkpoints write a temporary file first).
+    /// Runs a metadata or checkpoint write; while it fails for lack of space, releases one
+    /// step of the reserve and runs it again (at most [`RELEASE_STEPS`] times: a large
+    /// snapshot may need several). `write` must leave nothing behind when it fails (the
+    /// metadata log cuts a partial append back; checkpoints remove their temporary file).
     pub fn with_reserve<T>(
         &self,
         what: &str,
         mut write: impl FnMut() -> io::Result<T>,
     ) -> io::Result<T> {
-        match write() {
-            Err(error) if is_no_space(&error) => {
-                self.mark_full();
-                if !self.release() {
-                    return Err(error);
-                }
-                tracing::warn!(
-                    what,
-                    reserve_left_bytes = self.reserve_held_bytes(),
-                    "log directory full: released part of the space reserve for a metadata write"
-                );
-                write()
+        let mut outcome = write();
+        for _ in 0..RELEASE_STEPS {
+            match &outcome {
+                Err(error) if is_no_space(error) => {}
+                _ => return outcome,
             }
-            outcome => outcome,
+            self.mark_full();
+            if !self.release() {
+                return outcome;
+            }
+            tracing::warn!(
+                what,
+                reserve_left_bytes = self.reserve_held_bytes(),
+                "log directory full: released part of the space reserve for a metadata write"
+            );
+            outcome = write();
         }
+        outcome
     }
 
     /// The periodic check (every maintenance tick): the low-space warning, and writes
@@ -435,13 +439,17 @@ mod tests {
             (64 << 10) - step_bytes
         );
 
-        // Each failing write releases one step; once none is left the failure is returned.
-        for _ in 1..RELEASE_STEPS {
-            let failed_once = space.with_reserve("test", || -> io::Result<()> {
-                Err(io::Error::from(Errno::ENOSPC))
-            });
-            assert!(is_no_space(&failed_once.unwrap_err()));
-        }
+        // A write that keeps failing takes one step after another until none is left.
+        let mut attempts = 0;
+        let failed = space.with_reserve("test", || -> io::Result<()> {
+            attempts += 1;
+            Err(io::Error::from(Errno::ENOSPC))
+        });
+        assert!(is_no_space(&failed.unwrap_err()));
+        assert_eq!(
+            attempts, RELEASE_STEPS,
+            "the 7 steps left, then the first attempt"
+        );
         assert_eq!(space.reserve_held_bytes(), 0);
         let mut attempts = 0;
         let failed = space.with_reserve("test", || -> io::Result<()> {

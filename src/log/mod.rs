@@ -81,7 +81,12 @@ impl LogManager {
     /// Reads the checkpoints and the clean-shutdown marker. The marker is removed at once, so
     /// that a crash from here on is recovered as unclean.
     pub fn open(data_dir: &Path) -> io::Result<LogManager> {
-        LogManager::open_with_space(data_dir, SpaceSettings::default())
+        // Without a reserve: tests that open a log directory alone need none.
+        let no_reserve = SpaceSettings {
+            reserve_bytes: 0,
+            ..SpaceSettings::default()
+        };
+        LogManager::open_with_space(data_dir, no_reserve)
     }
 
     /// [`Self::open`] with the directory's space settings (`log.dir.reserve.bytes`, …).
