@@ -228,6 +228,12 @@ async fn a_full_disk_refuses_writes_keeps_serving_reads_and_recovers_when_space_
     // a start that needs no new space, and every acknowledged record still there.
     broker.stop_clean();
     broker.restart();
+    // A refused append cut short by ENOSPC was cut back: the clean start found every segment
+    // ending on a whole batch (recovery would have truncated a torn tail, and said so).
+    assert!(
+        !stderr_has(&broker, "truncated torn or corrupt log tail"),
+        "a refused append left part of a batch in the segment"
+    );
     let (low, high) = watermarks(&bootstrap, TOPIC, 0);
     assert_eq!((low, high), (0, acknowledged.len() as i64));
     let read = read_all(&bootstrap, TOPIC, high);
