@@ -252,6 +252,9 @@ impl Node {
             broker.controller.subscribe(Box::new(move |image, changes| {
                 let Some(broker) = weak.upgrade() else { return };
                 if let Err(error) = broker.publish(image, changes) {
+                    // A partition that could not be opened for lack of space marks the log
+                    // directory full: no further topic is created until space is back.
+                    broker.replicas.logs().space().write_failed(&error);
                     tracing::error!(%error, "applying metadata changes to the logs failed");
                     first_failure
                         .lock()

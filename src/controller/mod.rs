@@ -246,7 +246,7 @@ impl Controller {
     /// metadata records still commit (into the reserve if need be).
     fn check_space(&self) -> Result<(), ApiError> {
         match &self.space {
-            Some(space) => space.admit_write().map_err(|error| {
+            Some(space) => space.admit_new_files().map_err(|error| {
                 ApiError::new(ResponseError::KafkaStorageError, error.to_string())
             }),
             None => Ok(()),

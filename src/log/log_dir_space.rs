@@ -302,6 +302,20 @@ impl LogDirSpace {
         ))
     }
 
+    /// Whether new files (a topic's partitions) may be created: as [`Self::admit_write`], and
+    /// free space must hold at least [`RESUME_HEADROOM_BYTES`] now. A directory filled by
+    /// something else, with no write of ours failing yet, is caught here before a topic is
+    /// committed whose partitions could not be opened.
+    pub fn admit_new_files(&self) -> io::Result<()> {
+        self.admit_write()?;
+        let (_, free_bytes) = file_system_bytes(&self.dir)?;
+        if free_bytes < RESUME_HEADROOM_BYTES {
+            self.mark_full();
+            return self.admit_write();
+        }
+        Ok(())
+    }
+
     /// Admits writes again once free space covers the reserve (allocated again first) and
     /// [`RESUME_HEADROOM_BYTES`]. One caller at a time does it; others see "still full".
     fn try_resume(&self) -> bool {
