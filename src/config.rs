@@ -78,6 +78,9 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     property("advertised.listeners", Kind::String, ""),
     property("log.dirs", Kind::String, "./data"),
     property("log.dir", Kind::String, "./data"),
+    // dlog's own (Kafka has no disk-full handling): `log::log_dir_space`.
+    at_least("log.dir.free.space.warn.bytes", Kind::Long, "-1", -1),
+    at_least("log.dir.reserve.bytes", Kind::Long, "8388608", 0),
     at_least("node.id", Kind::Int, "1", 0),
     property("broker.rack", Kind::String, ""),
     at_least("broker.session.timeout.ms", Kind::Int, "9000", 1),
@@ -385,6 +388,9 @@ pub const LISTENERS: Key = key("listeners");
 pub const ADVERTISED_LISTENERS: Key = key("advertised.listeners");
 pub const LOG_DIRS: Key = key("log.dirs");
 pub const LOG_DIR: Key = key("log.dir");
+// Space in the log directory (`log::log_dir_space::SpaceSettings`).
+pub const LOG_DIR_FREE_SPACE_WARN_BYTES: Key = key("log.dir.free.space.warn.bytes");
+pub const LOG_DIR_RESERVE_BYTES: Key = key("log.dir.reserve.bytes");
 pub const NODE_ID: Key = key("node.id");
 pub const BROKER_RACK: Key = key("broker.rack");
 pub const BROKER_SESSION_TIMEOUT_MS: Key = key("broker.session.timeout.ms");

@@ -23,6 +23,7 @@ use crate::coordinator::transaction::{
 };
 use crate::coordinator::GroupCoordinator;
 use crate::log::cleaner::CleanerSettings;
+use crate::log::log_dir_space::SpaceSettings;
 use crate::log::LogManager;
 use crate::replica::fetcher::{AddressOf, Fetchers};
 use crate::replica::{IsrChange, LeadershipChange, ReplicaManager};
@@ -207,13 +208,16 @@ impl Node {
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let cluster_id =
             load_or_create_cluster_id(&data_dir, config.node_id, configured_cluster_id(&config))?;
-        let logs = LogManager::open(&data_dir).context("opening log directory")?;
+        let space_settings = SpaceSettings::from_properties(&config.properties);
+        let logs = LogManager::open_with_space(&data_dir, space_settings)
+            .context("opening log directory")?;
         let quorum_config = QuorumConfig::from_config(&config, cluster_id.clone(), QUORUM_TICK_MS);
-        let controller = Controller::open(
+        let controller = Controller::open_with_space(
             &data_dir,
             config.node_id,
             config.properties.clone(),
             quorum_config,
+            Some(logs.space().clone()),
         )
         .context("opening metadata log")?;
         let authorizer = build_authorizer(&config.properties, controller.quorum().clone())?;
@@ -265,6 +269,9 @@ impl Node {
             broker.controller.subscribe(Box::new(move |image, changes| {
                 let Some(broker) = weak.upgrade() else { return };
                 if let Err(error) = broker.publish(image, changes) {
+                    // A partition that could not be opened for lack of space marks the log
+                    // directory full: no further topic is created until space is back.
+                    broker.replicas.logs().space().write_failed(&error);
                     tracing::error!(%error, "applying metadata changes to the logs failed");
                     first_failure
                         .lock()
@@ -482,6 +489,9 @@ impl Node {
                 _ = shutdown.changed() => return,
             }
             let now = now_ms();
+            // The low-space warning, and writes admitted again once space is back (a write
+            // finds that out itself too; this also allocates the reserve again when idle).
+            self.replicas.logs().space().tick();
             for log in self.replicas.logs().all() {
                 if let Err(error) = log.maybe_flush(now) {
                     tracing::error!(topic = log.topic(), partition = log.partition(), %error, "flush failed");

@@ -173,7 +173,12 @@ impl ReplicaManager {
                 })
                 .collect()
         };
-        crate::log::checkpoint::write(&self.logs.data_dir().join(HIGH_WATERMARK_FILE), &entries)
+        let path = self.logs.data_dir().join(HIGH_WATERMARK_FILE);
+        self.logs
+            .space()
+            .with_reserve("high watermark checkpoint", || {
+                crate::log::checkpoint::write(&path, &entries)
+            })
     }
 
     pub fn node_id(&self) -> i32 {

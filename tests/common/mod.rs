@@ -40,6 +40,8 @@ pub struct Broker {
     pub port: u16,
     /// Holds the data directory and the stderr logs of every run; removed on drop.
     temp: tempfile::TempDir,
+    /// `temp/data` unless the test gave its own (e.g. a small tmpfs, tests/disk_full.rs).
+    data_dir: PathBuf,
     extra_args: Vec<String>,
     child: Option<Child>,
     runs: usize,
@@ -66,6 +68,7 @@ impl Broker {
             .expect("temp dir");
         let mut broker = Broker {
             port,
+            data_dir: temp.path().join("data"),
             temp,
             extra_args: args,
             child: None,
@@ -88,6 +91,7 @@ impl Broker {
         }
         let mut broker = Broker {
             port: free_port(),
+            data_dir: temp.path().join("data"),
             temp,
             extra_args,
             child: None,
@@ -97,8 +101,32 @@ impl Broker {
         broker
     }
 
+    /// Starts a broker on `port` with its data in `data_dir` (the caller's, kept after the
+    /// broker is dropped) and `--set key=value` for each of `settings`.
+    pub fn start_in(port: u16, data_dir: &Path, settings: &[&str]) -> Broker {
+        let temp = tempfile::Builder::new()
+            .prefix("dlog-it-")
+            .tempdir()
+            .expect("temp dir");
+        let mut extra_args = Vec::new();
+        for setting in settings {
+            extra_args.push("--set".to_string());
+            extra_args.push(setting.to_string());
+        }
+        let mut broker = Broker {
+            port,
+            temp,
+            data_dir: data_dir.to_path_buf(),
+            extra_args,
+            child: None,
+            runs: 0,
+        };
+        broker.spawn();
+        broker
+    }
+
     pub fn data_dir(&self) -> PathBuf {
-        self.temp.path().join("data")
+        self.data_dir.clone()
     }
 
     pub fn bootstrap(&self) -> String {
