@@ -12,12 +12,14 @@
 //! ([`alter_partition`]).
 
 pub mod alter_partition;
+pub mod election;
 pub mod image;
 pub mod metadata_log;
 pub mod partition_change;
 pub mod peer;
 pub mod placement;
 pub mod quorum;
+pub mod reassignment;
 pub mod records;
 pub mod registration;
 pub mod security;
@@ -180,6 +182,8 @@ fn new_partition_record(
         leader: state.leader,
         leader_epoch: state.leader_epoch,
         partition_epoch: state.partition_epoch,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     })
 }
 

@@ -240,8 +240,8 @@ impl ReplicaManager {
         let replicas = all.entry(topic.name.clone()).or_default();
         for (&index, partition) in &topic.partitions {
             if !partition.replicas.contains(&self.node_id) {
-                // Replicas never move until reassignment exists; a partition assigned
-                // elsewhere is simply not hosted.
+                // Not (or no longer, after a reassignment) a replica here: stop hosting it;
+                // its files go below, once the lock is released.
                 if let Some(previous) = replicas.remove(&index) {
                     if previous.role == Role::Leader {
                         leadership.push(change(&topic.name, index, false));
@@ -293,6 +293,14 @@ impl ReplicaManager {
                     replication,
                 },
             );
+        }
+        drop(all);
+        // A reassignment moved these partitions away (perhaps while this node was down):
+        // their data goes, as Kafka's stray logs do.
+        for (&index, partition) in &topic.partitions {
+            if !partition.replicas.contains(&self.node_id) {
+                self.logs.delete_partition(&topic.name, index)?;
+            }
         }
         Ok(())
     }

@@ -110,6 +110,21 @@ impl Replication {
         }
         if !leading {
             state.followers.clear();
+        } else if !new_term && partition.replicas != state.replicas {
+            // A reassignment added or removed replicas during this term: a new replica must
+            // be tracked to join the ISR, a removed one no longer counts.
+            let node_id = state.node_id;
+            state
+                .followers
+                .retain(|id, _| partition.replicas.contains(id));
+            for &id in &partition.replicas {
+                if id != node_id {
+                    state
+                        .followers
+                        .entry(id)
+                        .or_insert_with(|| FollowerProgress::new(now_ms));
+                }
+            }
         }
         if partition.partition_epoch != state.partition_epoch || new_term || !leading {
             state.isr_change_in_flight = false;
@@ -294,6 +309,8 @@ mod tests {
             leader: 1,
             leader_epoch: 1,
             partition_epoch,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
 
