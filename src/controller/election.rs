@@ -191,3 +191,101 @@ impl Controller {
         Ok(results)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::alter_partition::{AlterPartition, IsrChange};
+    use crate::controller::registration::tests::{create, heartbeat, join, open, state};
+
+    fn preferred(controller: &Controller, topic: &str) -> Result<(), ApiError> {
+        let results = controller
+            .elect_leaders(ElectionType::Preferred, Some(vec![(topic.into(), 0)]))
+            .unwrap();
+        assert_eq!(results.len(), 1);
+        results[0].outcome.clone()
+    }
+
+    #[test]
+    fn preferred_election_moves_leadership_back_once_the_first_replica_is_in_sync() {
+        let temp = tempfile::tempdir().unwrap();
+        let controller = open(temp.path());
+        let epochs: Vec<i64> = (1..=3).map(|id| join(&controller, id)).collect();
+        create(&controller, "p", &[1, 2, 3]);
+        assert_eq!(
+            preferred(&controller, "p").unwrap_err().error,
+            ResponseError::ElectionNotNeeded
+        );
+        // A restart of broker 1: leadership moves to 2, and 1 returns out of sync.
+        heartbeat(&controller, 1, epochs[0], true, false);
+        heartbeat(&controller, 1, epochs[0], false, false);
+        let moved = state(&controller, "p");
+        assert_eq!((moved.leader, moved.isr.clone()), (2, vec![2, 3]));
+        assert_eq!(
+            preferred(&controller, "p").unwrap_err().error,
+            ResponseError::PreferredLeaderNotAvailable
+        );
+        // Broker 1 caught up: its leader lets it back into the ISR…
+        controller
+            .alter_partition(&AlterPartition {
+                broker_id: 2,
+                broker_epoch: epochs[1],
+                changes: vec![IsrChange {
+                    topic: "p".into(),
+                    partition: 0,
+                    leader_epoch: moved.leader_epoch,
+                    partition_epoch: moved.partition_epoch,
+                    new_isr: vec![1, 2, 3],
+                    new_isr_broker_epochs: Vec::new(),
+                }],
+            })
+            .unwrap()[0]
+            .as_ref()
+            .unwrap();
+        // …and the preferred election makes it the leader again, in a new leader epoch.
+        preferred(&controller, "p").unwrap();
+        let back = state(&controller, "p");
+        assert_eq!((back.leader, back.isr.clone()), (1, vec![1, 2, 3]));
+        assert_eq!(back.leader_epoch, moved.leader_epoch + 1);
+        // Every partition: those needing no election are left out of the answer.
+        create(&controller, "q", &[2, 1]);
+        let all = controller
+            .elect_leaders(ElectionType::Preferred, None)
+            .unwrap();
+        assert_eq!(all, Vec::new());
+        let unknown = controller
+            .elect_leaders(ElectionType::Preferred, Some(vec![("nope".into(), 0)]))
+            .unwrap();
+        assert_eq!(
+            unknown[0].outcome.as_ref().unwrap_err().error,
+            ResponseError::UnknownTopicOrPartition
+        );
+    }
+
+    #[test]
+    fn unclean_election_only_for_a_partition_without_a_live_in_sync_leader() {
+        let temp = tempfile::tempdir().unwrap();
+        let controller = open(temp.path());
+        let epochs: Vec<i64> = (1..=2).map(|id| join(&controller, id)).collect();
+        create(&controller, "u", &[1, 2]);
+        let unclean = |controller: &Controller| {
+            controller
+                .elect_leaders(ElectionType::Unclean, Some(vec![("u".into(), 0)]))
+                .unwrap()[0]
+                .outcome
+                .clone()
+        };
+        assert_eq!(
+            unclean(&controller).unwrap_err().error,
+            ResponseError::ElectionNotNeeded
+        );
+        heartbeat(&controller, 1, epochs[0], true, false);
+        heartbeat(&controller, 2, epochs[1], true, false);
+        heartbeat(&controller, 1, epochs[0], false, false);
+        assert_eq!(state(&controller, "u").leader, NO_LEADER);
+        // The topic does not allow unclean elections; the request does, for this partition.
+        unclean(&controller).unwrap();
+        let elected = state(&controller, "u");
+        assert_eq!((elected.leader, elected.isr), (1, vec![1]));
+    }
+}

@@ -224,3 +224,120 @@ pub fn ongoing(image: &MetadataImage, wanted: Option<&[(String, Vec<i32>)]>) -> 
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::alter_partition::{AlterPartition, IsrChange};
+    use crate::controller::registration::tests::{create, join, open, state};
+
+    fn reassign_to(controller: &Controller, target: Option<&[i32]>) -> Result<(), ApiError> {
+        let request = Reassign {
+            topic: "r".into(),
+            partition: 0,
+            target: target.map(<[i32]>::to_vec),
+        };
+        controller
+            .alter_partition_reassignments(&[request], true)
+            .unwrap()
+            .remove(0)
+    }
+
+    fn sets(partition: &PartitionImage) -> (Vec<i32>, Vec<i32>, Vec<i32>, Vec<i32>, i32) {
+        (
+            partition.replicas.clone(),
+            partition.adding_replicas.clone(),
+            partition.removing_replicas.clone(),
+            partition.isr.clone(),
+            partition.leader,
+        )
+    }
+
+    #[test]
+    fn reassignment_records_the_move_and_completes_when_the_added_replicas_are_in_sync() {
+        let temp = tempfile::tempdir().unwrap();
+        let controller = open(temp.path());
+        let epochs: Vec<i64> = (1..=3).map(|id| join(&controller, id)).collect();
+        create(&controller, "r", &[1, 2]);
+        reassign_to(&controller, Some(&[2, 3])).unwrap();
+        let moving = state(&controller, "r");
+        assert_eq!(
+            sets(&moving),
+            (vec![2, 3, 1], vec![3], vec![1], vec![1, 2], 1),
+            "target first, then the leaving replica; ISR and leader unchanged"
+        );
+        let listed = ongoing(&controller.image(), None);
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].adding_replicas, vec![3]);
+        // Broker 3 caught up: the leader adds it to the ISR, which completes the move and,
+        // the leader leaving, elects the first in-sync target replica.
+        let outcome = controller
+            .alter_partition(&AlterPartition {
+                broker_id: 1,
+                broker_epoch: epochs[0],
+                changes: vec![IsrChange {
+                    topic: "r".into(),
+                    partition: 0,
+                    leader_epoch: moving.leader_epoch,
+                    partition_epoch: moving.partition_epoch,
+                    new_isr: vec![1, 2, 3],
+                    new_isr_broker_epochs: Vec::new(),
+                }],
+            })
+            .unwrap();
+        assert!(outcome[0].is_ok());
+        let done = state(&controller, "r");
+        assert_eq!(sets(&done), (vec![2, 3], vec![], vec![], vec![2, 3], 2));
+        assert_eq!(done.leader_epoch, moving.leader_epoch + 1);
+        assert_eq!(ongoing(&controller.image(), None), Vec::new());
+    }
+
+    #[test]
+    fn cancellation_reverts_and_reordering_completes_at_once() {
+        let temp = tempfile::tempdir().unwrap();
+        let controller = open(temp.path());
+        for id in 1..=3 {
+            join(&controller, id);
+        }
+        create(&controller, "r", &[1, 2]);
+        reassign_to(&controller, Some(&[3, 1])).unwrap();
+        assert_eq!(
+            sets(&state(&controller, "r")),
+            (vec![3, 1, 2], vec![3], vec![2], vec![1, 2], 1)
+        );
+        // A new target replaces the one in progress.
+        reassign_to(&controller, Some(&[1, 3])).unwrap();
+        assert_eq!(
+            sets(&state(&controller, "r")),
+            (vec![1, 3, 2], vec![3], vec![2], vec![1, 2], 1)
+        );
+        reassign_to(&controller, None).unwrap();
+        assert_eq!(
+            sets(&state(&controller, "r")),
+            (vec![1, 2], vec![], vec![], vec![1, 2], 1)
+        );
+        assert_eq!(
+            reassign_to(&controller, None).unwrap_err().error,
+            ResponseError::NoReassignmentInProgress
+        );
+        reassign_to(&controller, Some(&[2, 1])).unwrap();
+        assert_eq!(
+            sets(&state(&controller, "r")),
+            (vec![2, 1], vec![], vec![], vec![1, 2], 1)
+        );
+        // Removing a replica only: done at once.
+        reassign_to(&controller, Some(&[2])).unwrap();
+        assert_eq!(
+            sets(&state(&controller, "r")),
+            (vec![2], vec![], vec![], vec![2], 2)
+        );
+        assert_eq!(
+            reassign_to(&controller, Some(&[2, 2])).unwrap_err().error,
+            ResponseError::InvalidReplicaAssignment
+        );
+        assert_eq!(
+            reassign_to(&controller, Some(&[9])).unwrap_err().error,
+            ResponseError::InvalidReplicaAssignment
+        );
+    }
+}
