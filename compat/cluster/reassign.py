@@ -35,6 +35,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -283,6 +284,7 @@ def main():
         cluster.start()
         scenario(args.kind, cluster, out)
     except Exception as error:  # a harness failure is a FAIL, not a traceback without a result
+        traceback.print_exc()
         result("reassign-harness", False, repr(error))
     finally:
         cluster.stop()

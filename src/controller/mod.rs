@@ -748,7 +748,11 @@ impl Controller {
                 .configs
                 .clone(),
             ConfigResource::Broker => {
-                if !resource_name.is_empty() && resource_name != self.node_id.to_string() {
+                // Any broker's: a client sends a broker's configs to that broker, which
+                // forwards them here (kafka-reassign-partitions --verify clears the
+                // throttles of every broker that way).
+                let is_broker_id = resource_name.parse::<i32>().is_ok_and(|id| id >= 0);
+                if !resource_name.is_empty() && !is_broker_id {
                     return Err(ApiError::new(
                         ResponseError::InvalidRequest,
                         format!("Unexpected broker id {resource_name}."),
