@@ -245,6 +245,9 @@ def cancelled(cli, cluster, admin):
     node = next(n for n in (1, 2, 3) if n != controller)
     partition = next(p for p, r in TARGETS.items() if node not in r)
     stuck = TARGETS[partition] + [node]
+    # The tools go through a running broker (dlog names itself the controller in Metadata,
+    # where the admin client sends reassignment requests).
+    usual, cli.bootstrap = cli.bootstrap, f"127.0.0.1:{cluster.proxy_port(controller)}"
     cluster.pause(node)
     try:
         plan = cli.plan("stuck.json", {partition: stuck})
@@ -257,6 +260,7 @@ def cancelled(cli, cluster, admin):
         s = wait_for(lambda: (lambda s: s if s and s[partition][1] == TARGETS[partition] else None)(state(admin)), 30)
     finally:
         cluster.resume(node)
+        cli.bootstrap = usual
     result("reassign-cancel", executed and in_progress and cancelled_ok and s is not None,
            f"broker {node} paused (controller {controller}), partition {partition} -> {stuck}: execute {executed}, "
            f"verify in progress {in_progress} ({' '.join(verify.split())[-160:]}), "

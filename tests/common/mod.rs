@@ -51,7 +51,10 @@ pub struct Broker {
 pub fn free_port() -> u16 {
     if let Some((low, high)) = std::env::var("DLOG_TEST_PORTS").ok().and_then(|range| {
         let (low, high) = range.split_once('-')?;
-        Some((low.trim().parse::<u16>().ok()?, high.trim().parse::<u16>().ok()?))
+        Some((
+            low.trim().parse::<u16>().ok()?,
+            high.trim().parse::<u16>().ok()?,
+        ))
     }) {
         use std::sync::atomic::{AtomicU32, Ordering};
         static NEXT: AtomicU32 = AtomicU32::new(0);
