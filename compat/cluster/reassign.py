@@ -18,8 +18,8 @@ black-box, the same scenario against dlog or a three-node Apache Kafka 4.x (the 
    led by 1 and its preferred replica is 3; afterwards every partition is led by its first
    replica.
 5. Cancellation: a broker that is not the active controller paused (SIGSTOP), a partition
-   reassigned to add it (it cannot catch up), `--verify` says it is in progress, `--cancel`
-   reverts it; the broker resumed, every ISR full again.
+   reassigned to add it (it cannot catch up), `--verify` says it is in progress, `--cancel
+   --preserve-throttles` reverts it; the broker resumed, every ISR full again.
 6. Stops the producer, reads the topic from the beginning: every acknowledged record read
    exactly once at its acknowledged offset, in send order per partition (rolling.py's check).
 
@@ -255,7 +255,9 @@ def cancelled(cli, cluster, admin):
         executed = rc == 0 and "Successfully started partition reassignment" in text
         rc, verify = cli.reassign("--reassignment-json-file", plan, "--verify")
         in_progress = "is still in progress" in verify
-        rc, cancel = cli.reassign("--reassignment-json-file", plan, "--cancel")
+        # --preserve-throttles: clearing them would alter the paused broker's configs, which the
+        # admin client sends to that broker.
+        rc, cancel = cli.reassign("--reassignment-json-file", plan, "--cancel", "--preserve-throttles")
         cancelled_ok = rc == 0 and "Successfully cancelled partition reassignment" in cancel
         s = wait_for(lambda: (lambda s: s if s and s[partition][1] == TARGETS[partition] else None)(state(admin)), 30)
     finally:
