@@ -378,4 +378,36 @@ mod tests {
         replication.isr_change_failed();
         assert_eq!(replication.high_watermark_as_leader(20), 20);
     }
+    /// A reassignment adds replica 4 while node 1 leads (same leader epoch): the leader tracks
+    /// it, and lets it into the ISR once it caught up; a replica removed stops counting.
+    #[test]
+    fn replicas_added_during_a_term_are_tracked_and_join() {
+        let replication = Replication::new(1, 0);
+        replication.apply(&partition(&[1, 2, 3], 1), 10, 0);
+        replication.follower_fetched(2, 10, 10, 1);
+        replication.follower_fetched(3, 10, 10, 1);
+        let mut moving = partition(&[1, 2, 3], 2);
+        moving.replicas = vec![1, 2, 4, 3];
+        moving.adding_replicas = vec![4];
+        moving.removing_replicas = vec![3];
+        replication.apply(&moving, 10, 2);
+        assert_eq!(
+            replication.isr_change_due(10, 1000, 3),
+            None,
+            "4 not fetched yet"
+        );
+        replication.follower_fetched(4, 10, 10, 4);
+        let change = replication.isr_change_due(10, 1000, 5).unwrap();
+        assert_eq!(change.new_isr, vec![1, 2, 4, 3]);
+        // The move completed: 3 is gone, its progress no longer tracked.
+        let mut done = partition(&[1, 2, 4], 3);
+        done.replicas = vec![1, 2, 4];
+        replication.apply(&done, 10, 6);
+        let (replicas, isr, followers) = replication.leader_view().unwrap();
+        assert_eq!((replicas, isr), (3, 3));
+        assert_eq!(
+            followers.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![2, 4]
+        );
+    }
 }
