@@ -1017,6 +1017,7 @@ fn reassigning(node: std::net::SocketAddr) -> Vec<(String, i32, Vec<i32>, Vec<i3
 /// replicas on every node, the brokers that lost a replica delete its directory, and every
 /// acknowledged record reads back from the new leaders. Partition 1 keeps leader 1 (it stays a
 /// replica) although 3 is now its preferred replica: a preferred ElectLeaders moves it there.
+/// Last, partition 1 moves off broker 1 while it is down: it deletes its copy when it starts.
 #[test]
 fn reassignment_moves_replicas_and_preferred_election_moves_leaders() {
     use kafka_protocol::messages::alter_partition_reassignments_request::{
@@ -1031,7 +1032,7 @@ fn reassignment_moves_replicas_and_preferred_election_moves_leaders() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
-    let cluster = Cluster::start_registered(3);
+    let mut cluster = Cluster::start_registered(3);
     let topic = "moving";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let before: &[&[i32]] = &[&[1, 2], &[1, 2]];
@@ -1137,11 +1138,8 @@ fn reassignment_moves_replicas_and_preferred_election_moves_leaders() {
         );
     }
     // The brokers that lost a replica dropped its data; the new one holds it.
-    let dir = |node: usize, partition: i32| {
-        cluster.nodes[node]
-            .data_dir()
-            .join(format!("{topic}-{partition}"))
-    };
+    let data_dirs: Vec<std::path::PathBuf> = cluster.nodes.iter().map(|n| n.data_dir()).collect();
+    let dir = |node: usize, partition: i32| data_dirs[node].join(format!("{topic}-{partition}"));
     eventually(
         Duration::from_secs(20),
         || (dir(0, 0).exists(), dir(1, 1).exists()),
@@ -1208,4 +1206,53 @@ fn reassignment_moves_replicas_and_preferred_election_moves_leaders() {
             &lost[..lost.len().min(5)]
         );
     }
+
+    // A replica moved away while its broker is down: the broker deletes the directory when it
+    // starts and finds itself no longer a replica.
+    cluster.nodes[0].kill9();
+    // Node 1 may have been the active controller: retried until the quorum has a new one.
+    eventually(
+        Duration::from_secs(30),
+        || {
+            let altered: AlterPartitionReassignmentsResponse =
+                raw::RawClient::connect(cluster.nodes[2].addr()).call(
+                    ApiKey::AlterPartitionReassignments,
+                    0,
+                    &AlterPartitionReassignmentsRequest::default()
+                        .with_timeout_ms(10_000)
+                        .with_topics(vec![ReassignableTopic::default()
+                            .with_name(TopicName(s(topic)))
+                            .with_partitions(vec![target(1, &[3, 2])])]),
+                );
+            (
+                altered.error_code,
+                altered
+                    .responses
+                    .first()
+                    .map(|t| t.partitions[0].error_code),
+            )
+        },
+        |codes| *codes == (0, Some(0)),
+    );
+    eventually(
+        Duration::from_secs(60),
+        || assignment(&cluster.bootstrap(2), topic),
+        |state| {
+            state
+                .get(&1)
+                .is_some_and(|(_, replicas, _)| *replicas == [3, 2])
+        },
+    );
+    assert!(
+        dir(0, 1).exists(),
+        "node 1 was down: its copy is still there"
+    );
+    cluster.nodes[0].restart_nowait();
+    cluster.nodes[0].wait_listening();
+    eventually(
+        Duration::from_secs(30),
+        || dir(0, 1).exists(),
+        |present| !*present,
+    );
+    assert!(dir(1, 1).exists() && dir(2, 1).exists());
 }
