@@ -12,12 +12,14 @@
 //! ([`alter_partition`]).
 
 pub mod alter_partition;
+pub mod election;
 pub mod image;
 pub mod metadata_log;
 pub mod partition_change;
 pub mod peer;
 pub mod placement;
 pub mod quorum;
+pub mod reassignment;
 pub mod records;
 pub mod registration;
 pub mod security;
@@ -183,6 +185,8 @@ fn new_partition_record(
         leader: state.leader,
         leader_epoch: state.leader_epoch,
         partition_epoch: state.partition_epoch,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     })
 }
 
@@ -774,7 +778,11 @@ impl Controller {
                 .configs
                 .clone(),
             ConfigResource::Broker => {
-                if !resource_name.is_empty() && resource_name != self.node_id.to_string() {
+                // Any broker's: a client sends a broker's configs to that broker, which
+                // forwards them here (kafka-reassign-partitions --verify clears the
+                // throttles of every broker that way).
+                let is_broker_id = resource_name.parse::<i32>().is_ok_and(|id| id >= 0);
+                if !resource_name.is_empty() && !is_broker_id {
                     return Err(ApiError::new(
                         ResponseError::InvalidRequest,
                         format!("Unexpected broker id {resource_name}."),

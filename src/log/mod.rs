@@ -144,8 +144,8 @@ impl LogManager {
     }
 
     /// Opens (creating if needed) the `hosted` partitions of `topic`; existing ones get the
-    /// new config. Partitions this broker no longer hosts are left open: replicas never move
-    /// until partition reassignment exists.
+    /// new config. Partitions this broker no longer hosts are removed by
+    /// [`LogManager::delete_partition`].
     pub fn ensure_topic(
         &self,
         topic: &str,
@@ -209,6 +209,34 @@ impl LogManager {
                 Err(shared) => std::fs::remove_dir_all(shared.dir())?,
             }
         }
+        Ok(())
+    }
+
+    /// Removes one partition's log and files (a replica moved elsewhere), whether it is open
+    /// or only left on disk by an earlier run. Nothing to do when neither.
+    pub fn delete_partition(&self, topic: &str, partition: i32) -> io::Result<()> {
+        let removed = self
+            .logs
+            .write()
+            .expect("logs lock")
+            .get_mut(topic)
+            .and_then(|partitions| partitions.remove(&partition));
+        self.first_dirty_offsets
+            .lock()
+            .expect("cleaner offsets lock")
+            .remove(&(topic.to_string(), partition));
+        let dir = self.data_dir.join(partition_dir_name(topic, partition));
+        match removed.map(Arc::try_unwrap) {
+            Some(Ok(log)) => log.delete()?,
+            // In-flight requests may hold the log; its files go now, its handles with them.
+            _ if dir.exists() => std::fs::remove_dir_all(&dir)?,
+            _ => return Ok(()),
+        }
+        tracing::info!(
+            topic,
+            partition,
+            "deleted a partition no longer hosted here"
+        );
         Ok(())
     }
 

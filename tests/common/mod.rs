@@ -47,8 +47,30 @@ pub struct Broker {
     runs: usize,
 }
 
-/// A port the OS considers free right now (bind to port 0, read it, release it).
+/// A port the OS considers free right now (bind to port 0, read it, release it). With
+/// `DLOG_TEST_PORTS=LOW-HIGH` set, one from that range instead (a shared machine where each
+/// user keeps to a range): the next one that binds, walking from a per-process start.
 pub fn free_port() -> u16 {
+    if let Some((low, high)) = std::env::var("DLOG_TEST_PORTS").ok().and_then(|range| {
+        let (low, high) = range.split_once('-')?;
+        Some((
+            low.trim().parse::<u16>().ok()?,
+            high.trim().parse::<u16>().ok()?,
+        ))
+    }) {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let span = u32::from(high.saturating_sub(low)) + 1;
+        let start = std::process::id().wrapping_mul(7919);
+        for _ in 0..span {
+            let offset = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+            let port = low + offset as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+        panic!("no free port in DLOG_TEST_PORTS={low}-{high}");
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().unwrap().port()
 }
