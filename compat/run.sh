@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs compat suites against one broker that this script starts and stops.
-#   compat/run.sh dlog|kafka OUT_DIR [python|java|go|tools|share|rolling|security|streams ...]     (default: the first four)
+#   compat/run.sh dlog|kafka OUT_DIR [python|java|go|tools|share|rolling|security|reassign|streams ...]     (default: the first four)
 # dlog: target/release/dlog (build it first) on 127.0.0.1:19092, fresh data dir.
 # kafka: real Apache Kafka 4.x (compat/kafka/start.sh) on 127.0.0.1:29092, fresh data dir.
 # Writes OUT_DIR/<suite>.log (full output) and OUT_DIR/<suite>.results (lines
@@ -77,6 +77,13 @@ for suite in "${suites[@]}"; do
       # Issue 12's rolling kill -9 of a three-node RF 3 cluster: starts three nodes of its own
       # (the broker above is not used), so dlog and Kafka are compared on the same scenario.
       "$root/compat/cluster/rolling.sh" "$target" "$out/rolling" >"$log" 2>&1; rc=$?
+      grep -E '^RESULT ' "$log" | awk '{print $3, $2}' | sort -u >"$results"
+      ;;
+    reassign)
+      # Issue 15: kafka-reassign-partitions (--generate/--execute/--verify/--cancel) and
+      # kafka-leader-election on a three-node cluster of its own under a Java producer (the
+      # broker above is not used), so dlog and Kafka are compared on the same scenario.
+      DLOG_BIN="$dlog_bin" timeout 600 "$root/compat/cluster/reassign.sh" "$target" "$out/reassign" >"$log" 2>&1; rc=$?
       grep -E '^RESULT ' "$log" | awk '{print $3, $2}' | sort -u >"$results"
       ;;
     security)

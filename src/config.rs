@@ -78,6 +78,9 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     property("advertised.listeners", Kind::String, ""),
     property("log.dirs", Kind::String, "./data"),
     property("log.dir", Kind::String, "./data"),
+    // dlog's own (Kafka has no disk-full handling): `log::log_dir_space`.
+    at_least("log.dir.free.space.warn.bytes", Kind::Long, "-1", -1),
+    at_least("log.dir.reserve.bytes", Kind::Long, "8388608", 0),
     at_least("node.id", Kind::Int, "1", 0),
     property("broker.rack", Kind::String, ""),
     at_least("broker.session.timeout.ms", Kind::Int, "9000", 1),
@@ -118,6 +121,10 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     at_least("queued.max.request.bytes", Kind::Long, "268435456", -1),
     at_least("connections.max.idle.ms", Kind::Long, "600000", 1),
     at_least("max.connections", Kind::Int, "2147483647", 1),
+    // Connections per client address (`server::connection_quotas`); overrides are
+    // `host:count` pairs, comma-separated.
+    at_least("max.connections.per.ip", Kind::Int, "2147483647", 0),
+    property("max.connections.per.ip.overrides", Kind::String, ""),
     at_least("message.max.bytes", Kind::Int, "1048588", 0),
     at_least("log.segment.bytes", Kind::Int, "1073741824", 14),
     at_least("log.roll.ms", Kind::Long, "604800000", 1),
@@ -381,6 +388,9 @@ pub const LISTENERS: Key = key("listeners");
 pub const ADVERTISED_LISTENERS: Key = key("advertised.listeners");
 pub const LOG_DIRS: Key = key("log.dirs");
 pub const LOG_DIR: Key = key("log.dir");
+// Space in the log directory (`log::log_dir_space::SpaceSettings`).
+pub const LOG_DIR_FREE_SPACE_WARN_BYTES: Key = key("log.dir.free.space.warn.bytes");
+pub const LOG_DIR_RESERVE_BYTES: Key = key("log.dir.reserve.bytes");
 pub const NODE_ID: Key = key("node.id");
 pub const BROKER_RACK: Key = key("broker.rack");
 pub const BROKER_SESSION_TIMEOUT_MS: Key = key("broker.session.timeout.ms");
@@ -402,6 +412,8 @@ pub const SOCKET_REQUEST_MAX_BYTES: Key = key("socket.request.max.bytes");
 pub const QUEUED_MAX_REQUEST_BYTES: Key = key("queued.max.request.bytes");
 pub const CONNECTIONS_MAX_IDLE_MS: Key = key("connections.max.idle.ms");
 pub const MAX_CONNECTIONS: Key = key("max.connections");
+pub const MAX_CONNECTIONS_PER_IP: Key = key("max.connections.per.ip");
+pub const MAX_CONNECTIONS_PER_IP_OVERRIDES: Key = key("max.connections.per.ip.overrides");
 pub const AUTO_CREATE_TOPICS_ENABLE: Key = key("auto.create.topics.enable");
 pub const NUM_PARTITIONS: Key = key("num.partitions");
 pub const DEFAULT_REPLICATION_FACTOR: Key = key("default.replication.factor");
@@ -817,6 +829,9 @@ pub struct BrokerConfig {
     pub queued_request_bytes_max: Option<usize>,
     pub connection_idle_ms_max: u64,
     pub connections_max: usize,
+    /// `max.connections.per.ip`, and its overrides by client address.
+    pub connections_per_ip_max: usize,
+    pub connections_per_ip_overrides: Vec<(std::net::IpAddr, usize)>,
     pub auto_create_topics: bool,
     pub default_partition_count: i32,
     /// `process.roles`.
@@ -854,6 +869,37 @@ pub fn parse_quorum_voters(text: &str) -> Result<Vec<(i32, String)>> {
 }
 
 use listeners::parse_listener;
+
+/// `max.connections.per.ip.overrides`: `host:count` pairs, comma-separated; a host name is
+/// resolved once, at start, to every address it has (as Kafka resolves it with
+/// `InetAddress.getByName`). An IPv6 address is written bare (`::1:5`: the count follows the
+/// last colon).
+fn parse_connection_overrides(text: &str) -> Result<Vec<(std::net::IpAddr, usize)>> {
+    use std::net::ToSocketAddrs;
+    let mut overrides = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((host, count)) = entry.rsplit_once(':') else {
+            bail!("max.connections.per.ip.overrides: '{entry}' is not host:count");
+        };
+        let count: usize = count
+            .trim()
+            .parse()
+            .with_context(|| format!("max.connections.per.ip.overrides: '{entry}': bad count"))?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let addresses: Vec<std::net::IpAddr> = match host.parse() {
+            Ok(ip) => vec![ip],
+            Err(_) => (host, 0)
+                .to_socket_addrs()
+                .with_context(|| {
+                    format!("max.connections.per.ip.overrides: cannot resolve '{host}'")
+                })?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        overrides.extend(addresses.into_iter().map(|ip| (ip, count)));
+    }
+    Ok(overrides)
+}
 
 impl BrokerConfig {
     pub fn from_properties(properties: Properties) -> Result<BrokerConfig> {
@@ -933,6 +979,10 @@ impl BrokerConfig {
             },
             connection_idle_ms_max: properties.get_i64(CONNECTIONS_MAX_IDLE_MS) as u64,
             connections_max: properties.get_i64(MAX_CONNECTIONS) as usize,
+            connections_per_ip_max: properties.get_i64(MAX_CONNECTIONS_PER_IP) as usize,
+            connections_per_ip_overrides: parse_connection_overrides(
+                properties.get(MAX_CONNECTIONS_PER_IP_OVERRIDES),
+            )?,
             auto_create_topics: properties.get_bool(AUTO_CREATE_TOPICS_ENABLE),
             default_partition_count: properties.get_i64(NUM_PARTITIONS) as i32,
             roles,
@@ -988,6 +1038,20 @@ fn tokio_resolve(host: &str, port: u16) -> Result<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_overrides_parse_addresses_names_and_ipv6() {
+        let parsed = parse_connection_overrides(" 127.0.0.2:2, [::1]:3,localhost:5 ").unwrap();
+        assert!(parsed.contains(&("127.0.0.2".parse().unwrap(), 2)));
+        assert!(parsed.contains(&("::1".parse().unwrap(), 3)));
+        assert!(
+            parsed.contains(&("127.0.0.1".parse().unwrap(), 5)),
+            "{parsed:?}"
+        );
+        assert!(parse_connection_overrides("").unwrap().is_empty());
+        assert!(parse_connection_overrides("127.0.0.2").is_err());
+        assert!(parse_connection_overrides("127.0.0.2:many").is_err());
+    }
 
     #[test]
     fn every_topic_config_has_a_broker_default() {

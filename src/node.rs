@@ -23,6 +23,7 @@ use crate::coordinator::transaction::{
 };
 use crate::coordinator::GroupCoordinator;
 use crate::log::cleaner::CleanerSettings;
+use crate::log::log_dir_space::SpaceSettings;
 use crate::log::LogManager;
 use crate::replica::fetcher::{AddressOf, Fetchers};
 use crate::replica::{IsrChange, LeadershipChange, ReplicaManager};
@@ -68,6 +69,8 @@ pub struct Node {
     /// The bytes of large requests being read or handled, across all connections
     /// (`queued.max.request.bytes`).
     pub request_memory: crate::server::request_memory::RequestMemory,
+    /// Open connections per client address, across listeners (`max.connections.per.ip`).
+    pub connection_quotas: Arc<crate::server::connection_quotas::ConnectionQuotas>,
 }
 
 /// The authorizer `authorizer.class.name` asks for: none (everything allowed), or Kafka's
@@ -168,7 +171,17 @@ fn load_or_create_cluster_id(
     // Kafka's cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars).
     let cluster_id = wanted.unwrap_or_else(|| base64_url(uuid::Uuid::new_v4().as_bytes()));
     let text = format!("#dlog\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n");
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    // Durably, before anything else is written: a node that lost power right after its first
+    // start must find its identity again (a torn or missing file stops the next start).
+    let temporary = path.with_extension("tmp");
+    (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&temporary)?;
+        std::io::Write::write_all(&mut file, text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &path)?;
+        crate::log::checkpoint::sync_dir(data_dir)
+    })()
+    .with_context(|| format!("writing {}", path.display()))?;
     Ok(cluster_id)
 }
 
@@ -195,13 +208,16 @@ impl Node {
             .with_context(|| format!("creating {}", data_dir.display()))?;
         let cluster_id =
             load_or_create_cluster_id(&data_dir, config.node_id, configured_cluster_id(&config))?;
-        let logs = LogManager::open(&data_dir).context("opening log directory")?;
+        let space_settings = SpaceSettings::from_properties(&config.properties);
+        let logs = LogManager::open_with_space(&data_dir, space_settings)
+            .context("opening log directory")?;
         let quorum_config = QuorumConfig::from_config(&config, cluster_id.clone(), QUORUM_TICK_MS);
-        let controller = Controller::open(
+        let controller = Controller::open_with_space(
             &data_dir,
             config.node_id,
             config.properties.clone(),
             quorum_config,
+            Some(logs.space().clone()),
         )
         .context("opening metadata log")?;
         let authorizer = build_authorizer(&config.properties, controller.quorum().clone())?;
@@ -212,6 +228,10 @@ impl Node {
             ReplicaManager::new(node_id, logs).context("reading replication-offset-checkpoint")?;
         let request_memory =
             crate::server::request_memory::RequestMemory::new(config.queued_request_bytes_max);
+        let connection_quotas = Arc::new(crate::server::connection_quotas::ConnectionQuotas::new(
+            config.connections_per_ip_max,
+            &config.connections_per_ip_overrides,
+        ));
         let broker = Arc::new_cyclic(|this| Node {
             this: this.clone(),
             config,
@@ -231,6 +251,7 @@ impl Node {
                 &properties,
             )),
             request_memory,
+            connection_quotas,
             shutdown,
             lifecycle: Default::default(),
             authorizer,
@@ -248,6 +269,9 @@ impl Node {
             broker.controller.subscribe(Box::new(move |image, changes| {
                 let Some(broker) = weak.upgrade() else { return };
                 if let Err(error) = broker.publish(image, changes) {
+                    // A partition that could not be opened for lack of space marks the log
+                    // directory full: no further topic is created until space is back.
+                    broker.replicas.logs().space().write_failed(&error);
                     tracing::error!(%error, "applying metadata changes to the logs failed");
                     first_failure
                         .lock()
@@ -465,6 +489,9 @@ impl Node {
                 _ = shutdown.changed() => return,
             }
             let now = now_ms();
+            // The low-space warning, and writes admitted again once space is back (a write
+            // finds that out itself too; this also allocates the reserve again when idle).
+            self.replicas.logs().space().tick();
             for log in self.replicas.logs().all() {
                 if let Err(error) = log.maybe_flush(now) {
                     tracing::error!(topic = log.topic(), partition = log.partition(), %error, "flush failed");

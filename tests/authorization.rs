@@ -536,3 +536,90 @@ fn scram_users_from_the_metadata_log_log_in_and_their_acls_decide() {
         "alice-secret"
     )));
 }
+
+/// Moving partitions and leaders is cluster administration (Kafka: ALTER on the cluster for
+/// ElectLeaders and AlterPartitionReassignments, DESCRIBE for ListPartitionReassignments):
+/// allowed, they reach the controller; denied, they answer CLUSTER_AUTHORIZATION_FAILED.
+#[test]
+fn elections_and_reassignments_need_cluster_permissions() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
+        ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest,
+        ListPartitionReassignmentsResponse, TopicName,
+    };
+    const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    let broker = Broker::start_with(&[STANDARD_AUTHORIZER, "allow.everyone.if.no.acl.found=true"]);
+    let mut client = RawClient::connect(broker.addr());
+    let elect = |client: &mut RawClient| -> ElectLeadersResponse {
+        client.call(
+            ApiKey::ElectLeaders,
+            2,
+            &ElectLeadersRequest::default()
+                .with_election_type(0)
+                .with_topic_partitions(Some(vec![TopicPartitions::default()
+                    .with_topic(TopicName(s("absent")))
+                    .with_partitions(vec![0])]))
+                .with_timeout_ms(10_000),
+        )
+    };
+    let reassign = |client: &mut RawClient| -> AlterPartitionReassignmentsResponse {
+        client.call(
+            ApiKey::AlterPartitionReassignments,
+            0,
+            &AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![ReassignableTopic::default()
+                    .with_name(TopicName(s("absent")))
+                    .with_partitions(vec![ReassignablePartition::default()
+                        .with_partition_index(0)
+                        .with_replicas(Some(vec![BrokerId(1)]))])]),
+        )
+    };
+    let list = |client: &mut RawClient| -> ListPartitionReassignmentsResponse {
+        client.call(
+            ApiKey::ListPartitionReassignments,
+            0,
+            &ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
+        )
+    };
+    let elected = elect(&mut client);
+    assert_eq!(elected.error_code, 0);
+    assert_eq!(
+        elected.replica_election_results[0].partition_result[0].error_code,
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+    let reassigned = reassign(&mut client);
+    assert_eq!(reassigned.error_code, 0);
+    assert_eq!(
+        reassigned.responses[0].partitions[0].error_code,
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+    assert_eq!(list(&mut client).error_code, 0);
+
+    assert_eq!(
+        create_acls(
+            &mut client,
+            vec![
+                acl(CLUSTER, "kafka-cluster", LITERAL, ALTER, DENY),
+                acl(CLUSTER, "kafka-cluster", LITERAL, DESCRIBE, DENY),
+            ],
+        ),
+        vec![0, 0]
+    );
+    let elected = elect(&mut client);
+    assert_eq!(elected.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    assert_eq!(
+        elected.replica_election_results[0].partition_result[0].error_code,
+        CLUSTER_AUTHORIZATION_FAILED
+    );
+    assert_eq!(
+        reassign(&mut client).error_code,
+        CLUSTER_AUTHORIZATION_FAILED
+    );
+    assert_eq!(list(&mut client).error_code, CLUSTER_AUTHORIZATION_FAILED);
+}

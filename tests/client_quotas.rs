@@ -692,3 +692,62 @@ fn quota_apis_are_authorized_as_kafka_does() {
         Err(CLUSTER_AUTHORIZATION_FAILED)
     );
 }
+
+/// Connections from `source` that are served (an ApiVersions answered) out of `attempts`
+/// opened one after another.
+fn served_connections(broker: &Broker, source: &str, attempts: i32) -> i32 {
+    (0..attempts)
+        .filter(|i| {
+            let mut stream = connect_from(broker, source);
+            api_versions_roundtrip(&mut stream, *i, Duration::from_secs(2)).is_ok()
+        })
+        .count() as i32
+}
+
+#[test]
+fn connection_creation_rate_limits_new_connections_per_address() {
+    // Two 1 s windows: a rate of 2/s lets a handful of connections in per second.
+    let broker = Broker::start_with(&["quota.window.num=2", "quota.window.size.seconds=1"]);
+    let mut client = RawClient::connect(broker.addr());
+    let codes = alter(
+        &mut client,
+        vec![entry(
+            &[("ip", Some("127.0.0.2"))],
+            &[("connection_creation_rate", Some(2.0))],
+        )],
+        false,
+    );
+    assert_eq!(codes, vec![0]);
+    // The quota reaches the broker's image with the metadata commit: wait until it bites.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_connections(&broker, "127.0.0.2", 20) == 20 {
+        assert!(Instant::now() < deadline, "the ip quota never applied");
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let served = served_connections(&broker, "127.0.0.2", 20);
+    // Some get in (the rate is not 0) and not all (the rate is far below a back-to-back
+    // loop's); how many depends on how fast this machine runs the loop.
+    assert!(
+        (1..20).contains(&served),
+        "{served} of 20 back-to-back connections from 127.0.0.2 served at 2/s"
+    );
+    // Another address has no quota.
+    assert_eq!(served_connections(&broker, "127.0.0.3", 20), 20);
+    // Removing the quota lets every connection in again.
+    let codes = alter(
+        &mut client,
+        vec![entry(
+            &[("ip", Some("127.0.0.2"))],
+            &[("connection_creation_rate", None)],
+        )],
+        false,
+    );
+    assert_eq!(codes, vec![0]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_connections(&broker, "127.0.0.2", 20) < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "removing the ip quota never applied"
+        );
+    }
+}

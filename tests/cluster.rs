@@ -960,3 +960,299 @@ fn client_quotas_are_forwarded_to_the_controller_and_reach_every_node() {
         );
     }
 }
+
+/// Partition → (leader, replicas in order, sorted ISR) of `topic` as node `bootstrap` reports
+/// them.
+fn assignment(bootstrap: &str, topic: &str) -> BTreeMap<i32, (i32, Vec<i32>, Vec<i32>)> {
+    let consumer = common::consumer(bootstrap);
+    let Ok(metadata) = consumer.fetch_metadata(Some(topic), CLIENT_TIMEOUT) else {
+        return BTreeMap::new();
+    };
+    metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| {
+            t.partitions().iter().map(|p| {
+                let mut isr = p.isr().to_vec();
+                isr.sort_unstable();
+                (p.id(), (p.leader(), p.replicas().to_vec(), isr))
+            })
+        })
+        .collect()
+}
+
+/// The partitions ListPartitionReassignments reports as being reassigned, through `node`.
+fn reassigning(node: std::net::SocketAddr) -> Vec<(String, i32, Vec<i32>, Vec<i32>)> {
+    use kafka_protocol::messages::{
+        ApiKey, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    };
+    let listed: ListPartitionReassignmentsResponse = raw::RawClient::connect(node).call(
+        ApiKey::ListPartitionReassignments,
+        0,
+        &ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
+    );
+    assert_eq!(listed.error_code, 0);
+    let ids = |list: &[kafka_protocol::messages::BrokerId]| list.iter().map(|id| id.0).collect();
+    listed
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.name.0.to_string(),
+                    p.partition_index,
+                    ids(&p.adding_replicas),
+                    ids(&p.removing_replicas),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Issue 15: replication factor 2 on brokers 1 and 2 of three, an acks=all producer running.
+/// AlterPartitionReassignments (through broker 3, forwarded to the active controller) moves
+/// partition 0 to [2,3] and partition 1 to [3,1]: the new replicas catch up as followers, the
+/// reassignments complete (ListPartitionReassignments empties), Metadata shows the target
+/// replicas on every node, the brokers that lost a replica delete its directory, and every
+/// acknowledged record reads back from the new leaders. Partition 1 keeps leader 1 (it stays a
+/// replica) although 3 is now its preferred replica: a preferred ElectLeaders moves it there.
+/// Last, partition 1 moves off broker 1 while it is down: it deletes its copy when it starts.
+#[test]
+fn reassignment_moves_replicas_and_preferred_election_moves_leaders() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
+        ElectLeadersRequest, ElectLeadersResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use rdkafka::admin::{NewTopic, TopicReplication};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let mut cluster = Cluster::start_registered(3);
+    let topic = "moving";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let before: &[&[i32]] = &[&[1, 2], &[1, 2]];
+    runtime.block_on(async {
+        let admin = common::admin(&cluster.bootstrap(0));
+        let created = admin
+            .create_topics(
+                [&NewTopic::new(topic, 2, TopicReplication::Variable(before))],
+                &common::admin_options(),
+            )
+            .await
+            .expect("CreateTopics");
+        assert!(created[0].is_ok(), "{created:?}");
+    });
+    eventually(
+        Duration::from_secs(20),
+        || assignment(&cluster.bootstrap(0), topic),
+        |state| state.len() == 2 && state.values().all(|(l, _, isr)| *l > 0 && *isr == [1, 2]),
+    );
+
+    let bootstrap_all = (0..3)
+        .map(|i| cluster.bootstrap(i))
+        .collect::<Vec<_>>()
+        .join(",");
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = {
+        let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let producer: ThreadedProducer<Acknowledged> = common::producer_config(&bootstrap_all)
+                .set("message.timeout.ms", "60000")
+                .set("retry.backoff.ms", "100")
+                .create_with_context(Acknowledged(acknowledged))
+                .expect("producer");
+            let mut index = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let value = format!("v-{index}");
+                let record = BaseRecord::<(), str>::to(topic)
+                    .partition((index % 2) as i32)
+                    .payload(&value);
+                match producer.send(record) {
+                    Ok(()) => index += 1,
+                    Err(_) => {
+                        producer.poll(Duration::from_millis(50));
+                    }
+                }
+                if index % 50 == 0 {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            producer.flush(Duration::from_secs(60)).expect("flush");
+            index
+        })
+    };
+    eventually(
+        Duration::from_secs(30),
+        || acknowledged.lock().unwrap().len(),
+        |count| *count >= 200,
+    );
+
+    let s = |text: &str| StrBytes::from_string(text.to_string());
+    let target = |partition: i32, replicas: &[i32]| {
+        ReassignablePartition::default()
+            .with_partition_index(partition)
+            .with_replicas(Some(replicas.iter().map(|&id| BrokerId(id)).collect()))
+    };
+    let altered: AlterPartitionReassignmentsResponse =
+        raw::RawClient::connect(cluster.nodes[2].addr()).call(
+            ApiKey::AlterPartitionReassignments,
+            0,
+            &AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(vec![ReassignableTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(vec![target(0, &[2, 3]), target(1, &[3, 1])])]),
+        );
+    assert_eq!(altered.error_code, 0, "{altered:?}");
+    let codes: Vec<i16> = altered.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(codes, vec![0, 0], "{altered:?}");
+
+    eventually(
+        Duration::from_secs(60),
+        || reassigning(cluster.nodes[0].addr()),
+        |ongoing| ongoing.is_empty(),
+    );
+    let expected: BTreeMap<i32, Vec<i32>> = [(0, vec![2, 3]), (1, vec![3, 1])].into();
+    for index in 0..3 {
+        eventually(
+            Duration::from_secs(20),
+            || assignment(&cluster.bootstrap(index), topic),
+            |state| {
+                state.len() == 2
+                    && state.iter().all(|(p, (leader, replicas, isr))| {
+                        let mut sorted = expected[p].clone();
+                        sorted.sort_unstable();
+                        *replicas == expected[p] && *isr == sorted && replicas.contains(leader)
+                    })
+            },
+        );
+    }
+    // The brokers that lost a replica dropped its data; the new one holds it.
+    let data_dirs: Vec<std::path::PathBuf> = cluster.nodes.iter().map(|n| n.data_dir()).collect();
+    let dir = |node: usize, partition: i32| data_dirs[node].join(format!("{topic}-{partition}"));
+    eventually(
+        Duration::from_secs(20),
+        || (dir(0, 0).exists(), dir(1, 1).exists()),
+        |present| *present == (false, false),
+    );
+    assert!(dir(2, 0).exists() && dir(2, 1).exists());
+    assert!(dir(1, 0).exists() && dir(0, 1).exists());
+
+    // Partition 1 kept its leader, 1; its preferred replica is now 3.
+    let moved = assignment(&cluster.bootstrap(0), topic);
+    assert_eq!(moved[&1].0, 1, "{moved:?}");
+    let elected: ElectLeadersResponse = raw::RawClient::connect(cluster.nodes[1].addr()).call(
+        ApiKey::ElectLeaders,
+        2,
+        &ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_topic_partitions(None)
+            .with_timeout_ms(10_000),
+    );
+    assert_eq!(elected.error_code, 0, "{elected:?}");
+    // Every partition asked for: only those that needed an election are answered.
+    let answered: Vec<(String, i32, i16)> = elected
+        .replica_election_results
+        .iter()
+        .flat_map(|t| {
+            t.partition_result
+                .iter()
+                .map(|p| (t.topic.0.to_string(), p.partition_id, p.error_code))
+        })
+        .filter(|(name, _, _)| name == topic)
+        .collect();
+    assert_eq!(answered, vec![(topic.to_string(), 1, 0)], "{elected:?}");
+    eventually(
+        Duration::from_secs(20),
+        || assignment(&cluster.bootstrap(0), topic),
+        |state| {
+            state
+                .values()
+                .all(|(leader, replicas, _)| *leader == replicas[0])
+        },
+    );
+
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    let sent = producing.join().expect("producer thread");
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() > 200,
+        "only {} of {sent} acknowledged",
+        acknowledged.len()
+    );
+    let read = read_in_order(&cluster.bootstrap(0), topic, 2, "read_uncommitted");
+    for partition in 0..2 {
+        let have: BTreeSet<&String> = read.get(&partition).into_iter().flatten().collect();
+        let lost: Vec<&String> = acknowledged
+            .iter()
+            .filter(|(p, value)| *p == partition && !have.contains(value))
+            .map(|(_, value)| value)
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "acknowledged but lost in partition {partition}: {} e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+    }
+
+    // A replica moved away while its broker is down: the broker deletes the directory when it
+    // starts and finds itself no longer a replica.
+    cluster.nodes[0].kill9();
+    // Node 1 may have been the active controller: retried until the quorum has a new one.
+    eventually(
+        Duration::from_secs(30),
+        || {
+            let altered: AlterPartitionReassignmentsResponse =
+                raw::RawClient::connect(cluster.nodes[2].addr()).call(
+                    ApiKey::AlterPartitionReassignments,
+                    0,
+                    &AlterPartitionReassignmentsRequest::default()
+                        .with_timeout_ms(10_000)
+                        .with_topics(vec![ReassignableTopic::default()
+                            .with_name(TopicName(s(topic)))
+                            .with_partitions(vec![target(1, &[3, 2])])]),
+                );
+            (
+                altered.error_code,
+                altered
+                    .responses
+                    .first()
+                    .map(|t| t.partitions[0].error_code),
+            )
+        },
+        |codes| *codes == (0, Some(0)),
+    );
+    eventually(
+        Duration::from_secs(60),
+        || assignment(&cluster.bootstrap(2), topic),
+        |state| {
+            state
+                .get(&1)
+                .is_some_and(|(_, replicas, _)| *replicas == [3, 2])
+        },
+    );
+    assert!(
+        dir(0, 1).exists(),
+        "node 1 was down: its copy is still there"
+    );
+    cluster.nodes[0].restart_nowait();
+    cluster.nodes[0].wait_listening();
+    eventually(
+        Duration::from_secs(30),
+        || dir(0, 1).exists(),
+        |present| !*present,
+    );
+    assert!(dir(1, 1).exists() && dir(2, 1).exists());
+}

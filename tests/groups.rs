@@ -1083,6 +1083,32 @@ async fn consumer_group_members_and_assignments_survive_kill_9() {
         );
     }
 
+    // OffsetFetch v9 names the member: its current epoch is accepted, another is stale, an
+    // unknown member is refused, and naming no member (an admin client) is accepted.
+    let fetch_error = |raw: &mut Raw, member_id: Option<&'static str>, epoch: i32| -> i16 {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+        use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
+        let request =
+            OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(GroupId(StrBytes::from_static_str("persisted848")))
+                .with_member_id(member_id.map(StrBytes::from_static_str))
+                .with_member_epoch(epoch)
+                .with_topics(None)]);
+        let response: OffsetFetchResponse = raw.call(ApiKey::OffsetFetch, 9, &request);
+        response.groups[0].error_code
+    };
+    let epoch = members[0].epoch;
+    assert_eq!(fetch_error(&mut raw, Some("member-one"), epoch), 0);
+    assert_eq!(
+        fetch_error(&mut raw, Some("member-one"), epoch - 1),
+        ResponseError::StaleMemberEpoch.code()
+    );
+    assert_eq!(
+        fetch_error(&mut raw, Some("member-nobody"), epoch),
+        ResponseError::UnknownMemberId.code()
+    );
+    assert_eq!(fetch_error(&mut raw, None, -1), 0);
+
     broker.kill9();
     broker.restart();
     let mut raw = Raw::connect(&broker);

@@ -218,6 +218,44 @@ fn max_connections_refuses_extra_connections() {
     assert!(broker.is_running());
 }
 
+#[test]
+fn max_connections_per_ip_refuses_extra_connections_from_one_address() {
+    // 127.0.0.2 may hold 2 connections, 127.0.0.3 none; 127.0.0.1 (the test harness and the
+    // broker's own clients) keeps the default.
+    let mut broker =
+        Broker::start_with(&["max.connections.per.ip.overrides=127.0.0.2:2,127.0.0.3:0"]);
+    let mut first = connect_from(&broker, "127.0.0.2");
+    let mut second = connect_from(&broker, "127.0.0.2");
+    api_versions_roundtrip(&mut first, 1, Duration::from_secs(5)).expect("first from .2");
+    api_versions_roundtrip(&mut second, 2, Duration::from_secs(5)).expect("second from .2");
+    let mut third = connect_from(&broker, "127.0.0.2");
+    assert!(
+        wait_closed(&mut third, Duration::from_secs(3)),
+        "a third connection from 127.0.0.2 still open after 3 s"
+    );
+    let mut refused = connect_from(&broker, "127.0.0.3");
+    assert!(
+        wait_closed(&mut refused, Duration::from_secs(3)),
+        "a connection from 127.0.0.3 (limit 0) still open after 3 s"
+    );
+    // Other addresses are not affected, and the two stay served.
+    let mut local = connect(&broker);
+    api_versions_roundtrip(&mut local, 3, Duration::from_secs(5)).expect("127.0.0.1 served");
+    api_versions_roundtrip(&mut first, 4, Duration::from_secs(5)).expect("first after refusal");
+    // Closing one frees its slot for the address.
+    drop(second);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut again = connect_from(&broker, "127.0.0.2");
+        if api_versions_roundtrip(&mut again, 5, Duration::from_secs(2)).is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a freed slot was never reused");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(broker.is_running());
+}
+
 /// Peak resident memory of a process (VmHWM), in bytes.
 fn peak_rss_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");

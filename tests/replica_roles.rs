@@ -56,6 +56,8 @@ impl TestNode {
                 leader,
                 leader_epoch: epoch,
                 partition_epoch: epoch,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
         )]
         .into_iter()

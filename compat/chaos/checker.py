@@ -23,6 +23,12 @@ Anomalies (after Jepsen's Kafka checker):
                       below the highest offset any reader polled in its partition, that no reader saw
   unseen-write        an acknowledged write no reader saw, at or past that highest offset (after the
                       final drain it is lost too, at the tail)
+  vanished-write      an acknowledged write some reader saw, that the final drain (processes
+                      "final-...", reading every partition from the beginning) did not see although
+                      it read past the write's offset, or whose partition ends (high watermark,
+                      f "drain-end" of a read_uncommitted drain) at or below its offset: lost after
+                      it was read (power loss of every replica; the offsets are usually reused:
+                      inconsistent-offset too)
   duplicate           one value at two offsets
   inconsistent-offset two values at one offset (reads and producer acknowledgements together)
   nonmonotonic-poll   within one consumer session, a partition's polled offsets not increasing
@@ -46,6 +52,7 @@ from collections import defaultdict
 KINDS = [
     "lost-write",
     "unseen-write",
+    "vanished-write",
     "duplicate",
     "inconsistent-offset",
     "nonmonotonic-poll",
@@ -56,6 +63,10 @@ KINDS = [
     "unknown-value",
     "double-processed",
 ]
+
+# The nemesis' faults (the invoke of each is counted in stats["faults"]; nemesis.py).
+FAULTS = ("kill", "kill-controller", "pause", "delay", "partition-node", "partition-controller", "partition-bridge",
+          "disk-full", "power-loss", "power-loss-all")
 
 
 def _anomaly(kind, ops, **fields):
@@ -85,6 +96,9 @@ def check(events):
     stats = {"ops": 0, "sends_ok": 0, "sends_info": 0, "sends_fail": 0, "txns_committed": 0,
              "txns_aborted": 0, "txns_info": 0, "polls": 0, "records_read": 0, "faults": 0}
     read_committed_reads = []  # (value, poll event)
+    final_values = set()  # values the final drain read
+    final_max = {}  # (topic, partition) -> highest offset the final drain read
+    drain_end = {}  # (topic, partition) -> end offset (high watermark) the final drain read up to
 
     for event in events:
         f, type_, value = event["f"], event["type"], event["value"]
@@ -96,11 +110,15 @@ def check(events):
             elif f == "txn":
                 for _partition, v in value["writes"]:
                     invoked_values.add(v)
-            elif event["process"] == "nemesis" and f in ("kill", "kill-controller", "pause", "delay"):
+            elif event["process"] == "nemesis" and f in FAULTS:
                 stats["faults"] += 1
             continue
         if f == "topic":
             transactional[value["topic"]] = bool(value.get("transactional"))
+        elif f == "drain-end" and value.get("isolation") == "read_uncommitted":
+            for partition, end in value["end_offsets"].items():
+                key = (value["topic"], int(partition))
+                drain_end[key] = max(drain_end.get(key, -1), end)
         elif f == "send":
             v = value["value"]
             key = (event["process"], value.get("session"), value["topic"], value["partition"])
@@ -147,6 +165,10 @@ def check(events):
             for partition, offset, v in value["records"]:
                 stats["records_read"] += 1
                 position = (topic, partition, offset)
+                if event["process"].startswith("final-"):
+                    final_values.add(v)
+                    if offset > final_max.get((topic, partition), -1):
+                        final_max[(topic, partition)] = offset
                 at_position[position][v].append(event["index"])
                 read_by[v].append(event["index"])
                 if offset > max_read.get((topic, partition), -1):
@@ -201,6 +223,26 @@ def check(events):
         anomalies.append(_anomaly(
             kind, write["ops"], topic=topic, partition=partition, offset=offset, value=v,
             detail=f"acknowledged at offset {offset}; highest offset read in the partition {highest}"))
+
+    # Acknowledged writes read once, then gone from the final drain that read past their offset.
+    for v, write in writes.items():
+        if write["status"] != "ok" or not read_by.get(v) or v in final_values:
+            continue
+        where = write["ack"] or min(positions_of.get(v, ()), default=None)
+        if where is None:
+            continue
+        topic, partition, offset = where
+        drained = final_max.get((topic, partition), -1)
+        end = drain_end.get((topic, partition))
+        if drained >= offset:
+            detail = f"the final drain read up to offset {drained} without it"
+        elif end is not None and end <= offset:
+            detail = f"the partition ends at offset {end} (high watermark at the final drain)"
+        else:
+            continue
+        anomalies.append(_anomaly(
+            "vanished-write", write["ops"] + read_by[v][:3], topic=topic, partition=partition, offset=offset,
+            value=v, detail=f"acknowledged and read at offset {offset}; {detail}"))
 
     # Values nobody wrote; read_committed readers and transactions.
     for v, indexes in read_by.items():

@@ -3,7 +3,16 @@ broker+controller nodes, the flags of compat/cluster/run.sh) or Apache Kafka 4.x
 (same shape). Every node advertises the chaos proxy's address, so that clients reach it through
 the proxy (proxy.py).
 
-Ports, from a base B (node i = 1..n): client B+10i, controller B+10i+1, proxy B+10i+3.
+Ports, from a base B (node i = 1..n): client B+10i, controller B+10i+1, inter-broker B+10i+2
+(with a network, below), proxy B+10i+3.
+
+With a `network` (netns.Network, for the partition nemeses) each node runs in its own network
+namespace at its own address: it listens there for clients (PLAINTEXT, advertised as the proxy's
+127.0.0.1 port), for the other brokers (INTERNAL, `inter.broker.listener.name`, advertised as the
+node's own address: replication, forwarding and transaction markers go node to node) and for the
+quorum (CONTROLLER, the voters' addresses): every kind of node-to-node traffic crosses a cut.
+Without one, every node listens on 127.0.0.1 and inter-broker traffic uses the advertised
+(proxy) address, as before.
 """
 
 import json
@@ -29,13 +38,26 @@ class Cluster:
 
     kind = "?"
 
-    def __init__(self, nodes, work_dir, base_port):
+    def __init__(self, nodes, work_dir, base_port, network=None):
         self.nodes = nodes
         self.work_dir = work_dir
         self.base_port = base_port
+        self.network = network
+        self.disks = None  # disks.Disks, for the disk nemeses (data directories on tmpfs / LazyFS)
         self.procs = {}
         self.paused = set()
+        self.down = set()  # nodes the nemesis stopped on purpose (kill, power loss)
+        self.exits = []  # {"node", "code", "during"}: exits nobody asked for
+        self.fault = None  # the fault in progress (set by the nemesis), recorded with an exit
+        self.fault_node = None
         os.makedirs(work_dir, exist_ok=True)
+
+    def host(self, node):
+        """The address the node listens on (its namespace's, with a network)."""
+        return self.network.address(node) if self.network else "127.0.0.1"
+
+    def internal_port(self, node):
+        return self.base_port + 10 * node + 2
 
     def client_port(self, node):
         return self.base_port + 10 * node
@@ -53,7 +75,7 @@ class Cluster:
         return ",".join(f"127.0.0.1:{self.proxy_port(i)}" for i in self.node_ids())
 
     def voters(self):
-        return ",".join(f"{i}@127.0.0.1:{self.controller_port(i)}" for i in self.node_ids())
+        return ",".join(f"{i}@{self.host(i)}:{self.controller_port(i)}" for i in self.node_ids())
 
     def log_path(self, node):
         return os.path.join(self.work_dir, f"node{node}.log")
@@ -63,6 +85,9 @@ class Cluster:
         shown = [a if len(a) < 200 else a[:60] + "..." for a in argv]
         log.write(f"=== start {time.strftime('%H:%M:%S')}: {' '.join(shown)}\n".encode())
         log.flush()
+        if self.network:
+            argv = self.network.exec_prefix(node) + argv
+        self.down.discard(node)
         self.procs[node] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=env)
         log.close()
@@ -72,8 +97,9 @@ class Cluster:
         while time.monotonic() < deadline:
             proc = self.procs.get(node)
             if proc is None or proc.poll() is not None:
+                self.down.add(node)  # reported by the caller (a failed start), not as a crash
                 raise RuntimeError(f"{self.kind} node {node} exited during start; see {self.log_path(node)}")
-            if port_open(self.client_port(node)):
+            if port_open(self.client_port(node), self.host(node)):
                 return
             time.sleep(0.2)
         raise RuntimeError(f"{self.kind} node {node} did not listen within {timeout}s")
@@ -88,7 +114,21 @@ class Cluster:
         proc = self.procs.get(node)
         return proc is not None and proc.poll() is None
 
+    def check_exits(self):
+        """Records (once) every node that exited while nobody stopped it; returns the new ones."""
+        new = []
+        for node, proc in self.procs.items():
+            code = proc.poll()
+            if code is not None and node not in self.down:
+                self.down.add(node)
+                new.append({"node": node, "code": code, "during": self.fault,
+                            "fault_node": self.fault_node})
+        self.exits += new
+        return new
+
     def kill(self, node):
+        self.check_exits()
+        self.down.add(node)
         proc = self.procs.get(node)
         if proc and proc.poll() is None:
             if node in self.paused:
@@ -99,6 +139,13 @@ class Cluster:
     def restart(self, node):
         self.start_node(node)
         self.wait_port(node)
+
+    def restart_all(self, nodes):
+        """Starts the nodes together (a quorum that lost every member needs a majority back)."""
+        for node in nodes:
+            self.start_node(node)
+        for node in nodes:
+            self.wait_port(node)
 
     def pause(self, node):
         proc = self.procs.get(node)
@@ -117,10 +164,13 @@ class Cluster:
         for node in self.node_ids():
             if node in self.paused:
                 self.resume(node)
-            if not self.alive(node):
-                self.restart(node)
+        dead = [node for node in self.node_ids() if not self.alive(node)]
+        if dead:
+            self.restart_all(dead)
 
     def stop(self):
+        self.check_exits()
+        self.down.update(self.node_ids())
         for node in self.node_ids():
             self.resume(node)
             proc = self.procs.get(node)
@@ -159,24 +209,34 @@ class Cluster:
 class DlogCluster(Cluster):
     kind = "dlog"
 
-    def __init__(self, nodes, work_dir, base_port, binary=None, extra_sets=()):
-        super().__init__(nodes, work_dir, base_port)
+    def __init__(self, nodes, work_dir, base_port, binary=None, extra_sets=(), network=None):
+        super().__init__(nodes, work_dir, base_port, network)
         self.binary = binary or os.environ.get("DLOG_BIN") or os.path.join(ROOT, "target", "release", "dlog")
         self.extra_sets = list(extra_sets)
 
     def data_dir(self, node):
+        if self.disks:
+            return os.path.join(self.disks.root(node), "data")
         return os.path.join(self.work_dir, f"node{node}")
 
     def quorum_state_path(self, node):
         return os.path.join(self.data_dir(node), "__cluster_metadata-0", "quorum-state")
 
     def start_node(self, node):
-        argv = [self.binary, "--node-id", str(node), "--listen", f"127.0.0.1:{self.client_port(node)}",
-                "--data-dir", self.data_dir(node),
-                "--set", f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.proxy_port(node)}",
-                "--set", "group.initial.rebalance.delay.ms=0"]
+        host = self.host(node)
+        argv = [self.binary, "--node-id", str(node), "--listen", f"{host}:{self.client_port(node)}",
+                "--data-dir", self.data_dir(node), "--set", "group.initial.rebalance.delay.ms=0"]
+        if self.network:
+            internal = f"INTERNAL://{host}:{self.internal_port(node)}"
+            argv += ["--set", f"listeners=PLAINTEXT://{host}:{self.client_port(node)},{internal}",
+                     "--set", f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.proxy_port(node)},{internal}",
+                     "--set", "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,"
+                              "CONTROLLER:PLAINTEXT",
+                     "--set", "inter.broker.listener.name=INTERNAL"]
+        else:
+            argv += ["--set", f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.proxy_port(node)}"]
         if self.nodes > 1:
-            argv += ["--controller-listen", f"127.0.0.1:{self.controller_port(node)}",
+            argv += ["--controller-listen", f"{host}:{self.controller_port(node)}",
                      "--controller-quorum-voters", self.voters()]
         for item in self.extra_sets:
             argv += ["--set", item]
@@ -186,8 +246,8 @@ class DlogCluster(Cluster):
 class KafkaCluster(Cluster):
     kind = "kafka"
 
-    def __init__(self, nodes, work_dir, base_port, extra_sets=()):
-        super().__init__(nodes, work_dir, base_port)
+    def __init__(self, nodes, work_dir, base_port, extra_sets=(), network=None):
+        super().__init__(nodes, work_dir, base_port, network)
         lib = os.environ.get("KAFKA_LIB") or os.path.join(ROOT, "compat", "kafka", "lib")
         with open(os.path.join(lib, "classpath.txt"), encoding="utf-8") as handle:
             self.classpath = handle.read().strip()
@@ -196,6 +256,8 @@ class KafkaCluster(Cluster):
         self.formatted = False
 
     def data_dir(self, node):
+        if self.disks:
+            return os.path.join(self.disks.root(node), "kraft-logs")
         return os.path.join(self.work_dir, f"node{node}", "kraft-logs")
 
     def properties_path(self, node):
@@ -215,10 +277,7 @@ class KafkaCluster(Cluster):
         lines = [
             "process.roles=broker,controller", f"node.id={node}",
             f"controller.quorum.voters={self.voters()}",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.client_port(node)},CONTROLLER://127.0.0.1:{self.controller_port(node)}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.proxy_port(node)}",
-            "controller.listener.names=CONTROLLER", "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        ] + self._listener_lines(node) + [
             f"log.dirs={self.data_dir(node)}", "num.partitions=1", f"default.replication.factor={rf}",
             "min.insync.replicas=1", "auto.create.topics.enable=true",
             f"offsets.topic.replication.factor={rf}", f"transaction.state.log.replication.factor={rf}",
@@ -229,6 +288,20 @@ class KafkaCluster(Cluster):
         os.makedirs(os.path.dirname(self.properties_path(node)), exist_ok=True)
         with open(self.properties_path(node), "w", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")
+
+    def _listener_lines(self, node):
+        host = self.host(node)
+        if not self.network:
+            return [f"listeners=PLAINTEXT://{host}:{self.client_port(node)},CONTROLLER://{host}:{self.controller_port(node)}",
+                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.proxy_port(node)}",
+                    "controller.listener.names=CONTROLLER", "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"]
+        internal = f"INTERNAL://{host}:{self.internal_port(node)}"
+        return [f"listeners=PLAINTEXT://{host}:{self.client_port(node)},{internal},"
+                f"CONTROLLER://{host}:{self.controller_port(node)}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.proxy_port(node)},{internal}",
+                "controller.listener.names=CONTROLLER", "inter.broker.listener.name=INTERNAL",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"]
 
     def start(self):
         if not self.formatted:
@@ -251,9 +324,9 @@ class KafkaCluster(Cluster):
         self._spawn(node, argv)
 
 
-def make(target, nodes, work_dir, base_port, extra_sets=()):
+def make(target, nodes, work_dir, base_port, extra_sets=(), network=None):
     if target == "dlog":
-        return DlogCluster(nodes, work_dir, base_port, extra_sets=extra_sets)
+        return DlogCluster(nodes, work_dir, base_port, extra_sets=extra_sets, network=network)
     if target == "kafka":
-        return KafkaCluster(nodes, work_dir, base_port, extra_sets=extra_sets)
+        return KafkaCluster(nodes, work_dir, base_port, extra_sets=extra_sets, network=network)
     raise ValueError(f"unknown target {target}")

@@ -26,10 +26,10 @@ class Proxy:
         self._thread = threading.Thread(target=self._loop.run_forever, name="proxy", daemon=True)
         self._thread.start()
 
-    def listen(self, listen_port, target_port, host="127.0.0.1"):
+    def listen(self, listen_port, target_port, host="127.0.0.1", target_host="127.0.0.1"):
         async def start():
             server = await asyncio.start_server(
-                lambda r, w: self._serve(r, w, host, listen_port, target_port), host, listen_port,
+                lambda r, w: self._serve(r, w, target_host, listen_port, target_port), host, listen_port,
                 reuse_address=True)
             self._servers.append(server)
         asyncio.run_coroutine_threadsafe(start(), self._loop).result(10)

@@ -5,10 +5,14 @@ while a seeded nemesis injects faults, then heal, a final drain, and the checker
   compat/chaos/run.py short [--target dlog|kafka] [--nodes 1|3]     fixed seeds, for CI
   compat/chaos/run.py soak --runs N [--target T] [--nodes N] [--seed S] [--duration S]
   compat/chaos/run.py once --seed S [--nemeses kill,pause,delay,kill-controller] [--nodes N] [--target T]
+      nemeses: kill, kill-controller, pause, delay, partition-node, partition-controller,
+      partition-bridge (default set; the last four need 3 nodes), and on request disk-full,
+      power-loss, power-loss-all (--writeback S: see README)
   compat/chaos/run.py table DIR...       one summary table over the runs.jsonl of earlier outputs
 
 Environment: DLOG_BIN (default target/release/dlog), KAFKA_LIB (default compat/kafka/lib, holding
-classpath.txt), CHAOS_BASE_PORT (default 21000), CHAOS_OUT (default target/chaos).
+classpath.txt), CHAOS_BASE_PORT (default 21000), CHAOS_OUT (default target/chaos), CHAOS_DISK_MB
+(default 256). Partitions and the disk nemeses need root (namespaces, mounts).
 Exit code: 0 when every run is clean and valid; 1 on any anomaly or invalid run (a harness
 problem, e.g. nothing was acknowledged or a node could not restart).
 Each run leaves in its directory: history.jsonl, check.json (every anomaly with its operations),
@@ -21,6 +25,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -33,7 +38,9 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 import checker  # noqa: E402
 import cluster as clusters  # noqa: E402
+import disks as disk_layer  # noqa: E402
 import nemesis as nemeses  # noqa: E402
+import netns  # noqa: E402
 import workloads  # noqa: E402
 from history import History  # noqa: E402
 from proxy import Proxy  # noqa: E402
@@ -41,7 +48,10 @@ from proxy import Proxy  # noqa: E402
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 PARTITIONS = 6
 ALL_1 = ["kill", "pause", "delay"]
-ALL_3 = ["kill", "kill-controller", "pause", "delay"]
+ALL_3 = ["kill", "kill-controller", "pause", "delay", "partition-node", "partition-controller", "partition-bridge"]
+
+# disk-full: each node's disk is a tmpfs of this size (the workload writes a few MB per node).
+DISK_MB = int(os.environ.get("CHAOS_DISK_MB", "256"))
 
 # The CI run: fixed seeds, every nemesis at least once (schedule() takes each kind once first).
 SHORT = [
@@ -107,25 +117,38 @@ def create_topics(bootstrap, names, nodes):
     wait_leaders(bootstrap, names)
 
 
-def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=False, extra_sets=(), ctp=False):
+def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=False, extra_sets=(), ctp=False,
+             writeback_s=0.0):
     os.makedirs(out_dir, exist_ok=True)
     work = os.path.join(out_dir, "cluster")
+    disk_layer.unmount_all(work)
     shutil.rmtree(work, ignore_errors=True)
     rng = random.Random(seed)
     faults = nemeses.schedule(seed, kinds, nodes)
     with open(os.path.join(out_dir, "schedule.json"), "w", encoding="utf-8") as handle:
         json.dump({"target": target, "nodes": nodes, "seed": seed, "nemeses": kinds, "duration_s": duration_s,
-                   "faults": faults}, handle, indent=1)
-    cluster = clusters.make(target, nodes, work, base_port, extra_sets)
+                   "sets": list(extra_sets), "writeback_s": writeback_s, "faults": faults}, handle, indent=1)
+    network = netns.Network(base_port, nodes) if any(k in nemeses.PARTITIONS for k in kinds) else None
+    cluster = clusters.make(target, nodes, work, base_port, extra_sets, network=network)
+    if any(k in nemeses.DISK_FULL + nemeses.POWER for k in kinds):
+        cluster.disks = disk_layer.Disks(work, nodes, size_mb=DISK_MB if "disk-full" in kinds else None,
+                                         lazy=any(k in nemeses.POWER for k in kinds), writeback_s=writeback_s)
     proxy = Proxy(seed)
     for node in cluster.node_ids():
-        proxy.listen(cluster.proxy_port(node), cluster.client_port(node))
+        proxy.listen(cluster.proxy_port(node), cluster.client_port(node), target_host=cluster.host(node))
     history = History(os.path.join(out_dir, "history.jsonl"))
     problems = []
     notes = []
-    summary = {"target": target, "nodes": nodes, "seed": seed, "nemeses": kinds, "dir": out_dir}
+    findings = []
+    summary = {"target": target, "nodes": nodes, "seed": seed, "nemeses": kinds, "dir": out_dir,
+               "sets": list(extra_sets), "writeback_s": writeback_s}
     started = time.monotonic()
+    nem = None
     try:
+        if network:
+            network.setup()
+        if cluster.disks:
+            cluster.disks.setup()
         cluster.start()
         bootstrap = cluster.bootstrap()
         queue_topic, txn_topic, ctp_topic = f"chaos-queue-{seed}", f"chaos-txn-{seed}", f"chaos-ctp-{seed}"
@@ -202,9 +225,33 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
         except Exception as exc:  # noqa: BLE001
             problems.append(f"stop: {exc}")
         proxy.close()
+        if network:
+            network.cleanup()
+        if cluster.disks:
+            try:
+                if keep:  # the disks are tmpfs or FUSE mounts: copy the data before unmounting
+                    for node in cluster.node_ids():
+                        shutil.copytree(cluster.data_dir(node), os.path.join(work, f"node{node}-data"),
+                                        dirs_exist_ok=True, ignore_dangling_symlinks=True)
+                cluster.disks.cleanup()
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"disk cleanup: {exc}")
         if not keep:
             for node in cluster.node_ids():
-                shutil.rmtree(os.path.join(work, f"node{node}"), ignore_errors=True)
+                for name in (f"node{node}", f"disk{node}", f"fs{node}"):
+                    shutil.rmtree(os.path.join(work, name), ignore_errors=True)
+
+    # A node that exited without the nemesis asking (the heal restarted it): a crash, hence an
+    # invalid run; during a disk-full fault a finding (the run goes on, README).
+    for exit_ in cluster.exits:
+        code = exit_["code"]
+        how = f"was killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
+        message = (f"node {exit_['node']} {how} during "
+                   f"{exit_['during'] or 'no fault'}; see {cluster.log_path(exit_['node'])}")
+        on_full_disk = exit_["during"] == "disk-full" and exit_.get("fault_node") == exit_["node"]
+        (findings if on_full_disk else problems).append(message)
+    summary["node_exits"] = cluster.exits
+    summary["findings"] = findings
 
     events = history.events()
     result = checker.check(events)
@@ -230,6 +277,8 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
         print("    " + line[:600], flush=True)
     for note in notes:
         log(f"note: {note}")
+    for finding in findings:
+        log(f"FINDING: {finding}")
     for problem in problems:
         log(f"INVALID RUN: {problem}")
     summary["ok"] = anomalies == 0 and not problems
@@ -239,7 +288,7 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
 def table(summaries):
     """Markdown: one row per (target, nodes), totals over runs."""
     kinds = checker.KINDS
-    header = ["target", "nodes", "runs", "invalid runs", "faults", "ops", "sends ok/info", "txns commit/abort/info",
+    header = ["target", "nodes", "runs", "invalid runs", "findings", "faults", "ops", "sends ok/info", "txns commit/abort/info",
               "records read"] + kinds
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     groups = {}
@@ -249,6 +298,7 @@ def table(summaries):
         def total(key):
             return sum(r.get("stats", {}).get(key, 0) for r in runs)
         cells = [target, str(nodes), str(len(runs)), str(sum(1 for r in runs if r["problems"])),
+                 str(sum(len(r.get("findings", [])) for r in runs)),
                  str(sum(r.get("faults", 0) for r in runs)), str(total("ops")),
                  f"{total('sends_ok')}/{total('sends_info')}",
                  f"{total('txns_committed')}/{total('txns_aborted')}/{total('txns_info')}", str(total("records_read"))]
@@ -271,6 +321,9 @@ def main():
                         help="broker property KEY=VALUE for every node (repeatable)")
     parser.add_argument("--out", default=None)
     parser.add_argument("--keep", action="store_true", help="keep the data directories")
+    parser.add_argument("--writeback", type=float, default=0.0, metavar="S",
+                        help="power-loss: data dirty for longer than S seconds counts as written back by the "
+                             "kernel (0, the default: only fsync makes data durable; README)")
     parser.add_argument("--ctp", action="store_true",
                         help="add the consume-transform-produce workload (off by default until it is in the "
                              "short and soak results; see README on the librdkafka hang it works around)")
@@ -286,6 +339,11 @@ def main():
     out = args.out or os.path.join(os.environ.get("CHAOS_OUT", os.path.join(ROOT, "target", "chaos")),
                                    f"{args.mode}-{args.target}-{time.strftime('%Y%m%d-%H%M%S')}")
     base_port = int(os.environ.get("CHAOS_BASE_PORT", "21000"))
+    # Leftovers of an earlier invocation that died: mounts under the output root, namespaces and
+    # links of this base port (each run's own setup removes those of its port too).
+    disk_layer.unmount_all(os.environ.get("CHAOS_OUT", os.path.join(ROOT, "target", "chaos")))
+    for k in range(8):
+        netns.Network(base_port + 100 * k, 1).cleanup()
     plans = []
     if args.mode == "short":
         plans = [dict(p) for p in SHORT if args.nodes in (None, p["nodes"])]
@@ -294,6 +352,8 @@ def main():
         kinds = args.nemeses.split(",") if args.nemeses else (ALL_3 if nodes > 1 else ALL_1)
         for unknown in set(kinds) - set(nemeses.KINDS):
             parser.error(f"unknown nemesis {unknown}")
+        if nodes < 3 and set(kinds) & set(nemeses.MULTI_NODE):
+            parser.error(f"{', '.join(sorted(set(kinds) & set(nemeses.MULTI_NODE)))} need 3 nodes (--nodes 3)")
         count = 1 if args.mode == "once" else args.runs
         plans = [{"nodes": nodes, "seed": args.seed + i, "nemeses": kinds, "duration": args.duration}
                  for i in range(count)]
@@ -303,7 +363,7 @@ def main():
         run_dir = os.path.join(out, f"{args.target}-n{plan['nodes']}-seed{plan['seed']}")
         summaries.append(run_once(args.target, plan["nodes"], plan["seed"], plan["nemeses"], plan["duration"],
                                   run_dir, base_port + 100 * (len(summaries) % 8), keep=args.keep,
-                                  extra_sets=args.sets, ctp=args.ctp))
+                                  extra_sets=args.sets, ctp=args.ctp, writeback_s=args.writeback))
         with open(os.path.join(out, "runs.jsonl"), "a", encoding="utf-8") as handle:
             handle.write(json.dumps(summaries[-1], default=str) + "\n")
     markdown = table(summaries)

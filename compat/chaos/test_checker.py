@@ -216,3 +216,56 @@ def test_acknowledged_without_offset_is_neither_a_duplicate_nor_out_of_order():
     # Never read: unseen, with its offset unknown.
     b.send(4, 0, None)
     assert kinds(check(b.events)) == {"unseen-write": 1}
+
+
+def test_vanished_write_read_then_missing_from_the_final_drain():
+    # Acknowledged at offset 1 and read; after a power loss of every replica the log lost it and
+    # offset 1 went to a new value: the final drain reads past offset 1 without it.
+    b = Builder()
+    b.topic("q")
+    b.send(1, 0, 0)
+    b.send(2, 0, 1)
+    b.poll([(0, 0, 1), (0, 1, 2)])
+    b.send(3, 0, 1, process="p1")
+    b.poll([(0, 0, 1), (0, 1, 3)], process="final-q-read_uncommitted", session="final.0")
+    result = check(b.events)
+    assert kinds(result) == {"vanished-write": 1, "inconsistent-offset": 1}
+    vanished = [a for a in result["anomalies"] if a["kind"] == "vanished-write"][0]
+    assert vanished["value"] == 2 and vanished["offset"] == 1
+
+
+def test_no_vanished_write_when_the_drain_stops_before_its_offset_or_saw_it():
+    b = Builder()
+    b.topic("q")
+    b.send(1, 0, 0)
+    b.send(2, 0, 1)
+    b.poll([(0, 0, 1), (0, 1, 2)])
+    b.poll([(0, 0, 1)], process="final-q-read_uncommitted", session="final.0")
+    assert kinds(check(b.events)) == {}
+    b.poll([(0, 1, 2)], process="final-q-read_uncommitted", session="final.0")
+    assert kinds(check(b.events)) == {}
+
+
+def test_vanished_write_when_the_partition_ends_below_it():
+    b = Builder()
+    b.topic("q")
+    b.send(1, 0, 0)
+    b.send(2, 0, 1)
+    b.poll([(0, 0, 1), (0, 1, 2)])
+    # After the loss the partition holds offset 0 only; a read_committed end below is ignored.
+    b.add("final-q-read_committed", "ok", "drain-end", {"topic": "q", "isolation": "read_committed",
+                                                        "end_offsets": {"0": 0}})
+    b.add("final-q-read_uncommitted", "ok", "drain-end", {"topic": "q", "isolation": "read_uncommitted",
+                                                          "end_offsets": {"0": 1}})
+    b.poll([(0, 0, 1)], process="final-q-read_uncommitted", session="final.0")
+    result = check(b.events)
+    assert kinds(result) == {"vanished-write": 1}
+    assert "ends at offset 1" in result["anomalies"][0]["detail"]
+
+
+def test_new_fault_kinds_are_counted():
+    b = Builder()
+    for f in ("partition-node", "partition-bridge", "disk-full", "power-loss-all"):
+        b.add("nemesis", "invoke", f, {})
+    b.add("nemesis", "invoke", "heal-partition", {})
+    assert check(b.events)["stats"]["faults"] == 4

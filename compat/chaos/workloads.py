@@ -347,6 +347,10 @@ def final_drain(history, bootstrap, topic, partitions, isolation, timeout_s=45, 
                 ends[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
             except KafkaException:
                 time.sleep(0.5)
+    # The checker uses the read_uncommitted end offsets (high watermarks): a write below its
+    # partition's end that the drain did not read, or at or past it, is gone (vanished-write).
+    history.complete(process, "ok", "drain-end", {"topic": topic, "isolation": isolation,
+                                                  "end_offsets": {str(p): e for p, e in sorted(ends.items())}})
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
     reached = False
     positions = []

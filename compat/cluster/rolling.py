@@ -130,7 +130,7 @@ class JavaProducer:
     """Kafka's VerifiableProducer (idempotent, acks=all) at a fixed rate until stopped; its JSON
     lines (one per acknowledged or failed send) are kept in java-producer.jsonl and in memory."""
 
-    def __init__(self, tools, bootstrap, out_dir):
+    def __init__(self, tools, bootstrap, out_dir, topic=JAVA_TOPIC):
         config = os.path.join(out_dir, "java-producer.properties")
         with open(config, "w", encoding="utf-8") as handle:
             # retries: the tool sets 0, which idempotence refuses; the file's values win.
@@ -142,7 +142,7 @@ class JavaProducer:
         self.lock = threading.Lock()
         self.proc = subprocess.Popen(
             tools.java("org.apache.kafka.tools.VerifiableProducer", "--bootstrap-server", bootstrap,
-                       "--topic", JAVA_TOPIC, "--max-messages", "-1", "--throughput", str(JAVA_RATE_PER_S),
+                       "--topic", topic, "--max-messages", "-1", "--throughput", str(JAVA_RATE_PER_S),
                        "--acks", "-1", "--producer.config", config, heap="384m"),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.reader = threading.Thread(target=self._read, name="java-producer", daemon=True)

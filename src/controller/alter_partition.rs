@@ -296,10 +296,12 @@ impl Controller {
             .changes
             .iter()
             .map(|change| {
-                let (topic, replicas) = image
+                // The answer carries no replica set: the local image's, which a completed
+                // reassignment may have changed since (the next image says).
+                let (topic, known) = image
                     .topics
                     .get(&change.topic)
-                    .and_then(|t| Some((t, t.partitions.get(&change.partition)?.replicas.clone())))
+                    .and_then(|t| Some((t, t.partitions.get(&change.partition)?.clone())))
                     .ok_or_else(|| {
                         refuse(
                             ResponseError::UnknownTopicOrPartition,
@@ -332,11 +334,11 @@ impl Controller {
                     ));
                 }
                 Ok(PartitionImage {
-                    replicas,
                     isr: answer.isr.iter().map(|id| id.0).collect(),
                     leader: answer.leader_id.0,
                     leader_epoch: answer.leader_epoch,
                     partition_epoch: answer.partition_epoch,
+                    ..known
                 })
             })
             .collect();
@@ -373,6 +375,8 @@ mod tests {
                 leader: 1,
                 leader_epoch: 4,
                 partition_epoch: 7,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
         );
         image

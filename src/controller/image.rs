@@ -24,6 +24,29 @@ pub struct PartitionImage {
     /// Bumped on every change of this partition (leader, ISR, replicas): AlterPartition
     /// requests carrying an older one are stale (Kafka's partition epoch).
     pub partition_epoch: i32,
+    /// A reassignment in progress (Kafka's PartitionRegistration): the replicas joining and
+    /// those leaving once the joining ones are in sync. `replicas` lists the target replicas
+    /// first, then the leaving ones. Both empty when no reassignment is in progress.
+    #[serde(default)]
+    pub adding_replicas: Vec<i32>,
+    #[serde(default)]
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionImage {
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas the partition will have once its reassignment completes (its replicas
+    /// when none is in progress).
+    pub fn target_replicas(&self) -> Vec<i32> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|id| !self.removing_replicas.contains(id))
+            .collect()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -231,6 +254,8 @@ impl MetadataImage {
                 leader,
                 leader_epoch,
                 partition_epoch,
+                adding_replicas,
+                removing_replicas,
             } => {
                 let topic = self.known_topic_mut(topic_id);
                 // Records written before replication carry no ISR: every replica was in sync.
@@ -244,6 +269,8 @@ impl MetadataImage {
                     leader: *leader,
                     leader_epoch: *leader_epoch,
                     partition_epoch: *partition_epoch,
+                    adding_replicas: adding_replicas.clone(),
+                    removing_replicas: removing_replicas.clone(),
                 };
                 topic.partitions.insert(*partition, image);
                 Some(Change::TopicChanged(topic.name.clone()))
@@ -255,6 +282,9 @@ impl MetadataImage {
                 isr,
                 leader_epoch,
                 partition_epoch,
+                replicas,
+                adding_replicas,
+                removing_replicas,
             } => {
                 // The controller validated the change against this very image (under its
                 // commit lock): a change to a partition gone since is a bug, as is an epoch
@@ -273,6 +303,15 @@ impl MetadataImage {
                 image.isr = isr.clone();
                 image.leader_epoch = *leader_epoch;
                 image.partition_epoch = *partition_epoch;
+                if let Some(replicas) = replicas {
+                    image.replicas = replicas.clone();
+                }
+                if let Some(adding) = adding_replicas {
+                    image.adding_replicas = adding.clone();
+                }
+                if let Some(removing) = removing_replicas {
+                    image.removing_replicas = removing.clone();
+                }
                 super::partition_change::assert_invariants(image);
                 Some(Change::TopicChanged(topic.name.clone()))
             }

@@ -115,10 +115,14 @@ fn fsync_dir(dir: &Path) -> io::Result<()> {
 /// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync of the dir.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let temporary = path.with_extension("tmp");
-    {
-        let mut file = File::create(&temporary)?;
+    let written = File::create(&temporary).and_then(|mut file| {
         file.write_all(bytes)?;
-        file.sync_all()?;
+        file.sync_all()
+    });
+    if let Err(error) = written {
+        // On a full disk the partial file would hold space the retry (from the reserve) needs.
+        let _ = fs::remove_file(&temporary);
+        return Err(error);
     }
     fs::rename(&temporary, path)?;
     fsync_dir(path.parent().expect("a file in a dir"))
@@ -165,6 +169,11 @@ impl MetadataLog {
                 "metadata log has a torn tail; truncating"
             );
         }
+        // Each entry's (offset, batch position), to tell whether the file is canonical.
+        let placed: Vec<(Offset, u64)> = decoded
+            .iter()
+            .map(|(offset, position, _)| (*offset, *position as u64))
+            .collect();
         let mut entries = Vec::new();
         let mut expected = start_offset;
         for (offset, _, entry) in decoded {
@@ -188,9 +197,37 @@ impl MetadataLog {
             entries.push(entry);
             expected += 1;
         }
+        let path = dir.join(log_file_name(start_offset));
+        // Already canonical (one file at `start_offset` holding exactly `entries`, maybe
+        // with a torn tail): opened in place, the tail cut. No new space is needed, so a
+        // broker restarts on a full disk.
+        let one_batch_per_entry = placed.windows(2).all(|pair| pair[0].1 < pair[1].1);
+        let in_place = files.len() == 1
+            && files[0].1 == path
+            && placed.len() == entries.len()
+            && placed
+                .first()
+                .is_none_or(|(offset, _)| *offset == start_offset)
+            && one_batch_per_entry;
+        if in_place {
+            let file = OpenOptions::new().append(true).open(&path)?;
+            if valid < bytes.len() {
+                file.set_len(valid as u64)?;
+                file.sync_all()?;
+            }
+            let positions: Vec<u64> = placed.iter().map(|(_, position)| *position).collect();
+            let log = MetadataLog {
+                dir: dir.to_path_buf(),
+                file,
+                path,
+                start_offset,
+                positions,
+                size_bytes: valid as u64,
+            };
+            return Ok((log, entries));
+        }
         // Rewrite as one canonical file: it starts at `start_offset` and holds exactly
         // `entries`. Cheap (the log is small) and it makes every later step simple.
-        let path = dir.join(log_file_name(start_offset));
         let mut log = MetadataLog {
             dir: dir.to_path_buf(),
             file: OpenOptions::new()
@@ -269,12 +306,23 @@ impl MetadataLog {
         }
         let now = crate::clock::now_ms();
         let mut bytes = Vec::new();
+        let mut positions = Vec::with_capacity(entries.len());
         for (index, entry) in entries.iter().enumerate() {
-            self.positions.push(self.size_bytes + bytes.len() as u64);
+            positions.push(self.size_bytes + bytes.len() as u64);
             bytes.extend_from_slice(&encode_entry(offset + index as Offset, entry, now));
         }
-        self.file.write_all(&bytes)?;
-        self.file.sync_data()?;
+        let written = self
+            .file
+            .write_all(&bytes)
+            .and_then(|()| self.file.sync_data());
+        if let Err(error) = written {
+            // Nothing of a failed append stays (ENOSPC halfway leaves part of a batch): the
+            // log is as before, so the caller may try again (`LogDirSpace::with_reserve`).
+            // Shrinking needs no space.
+            self.file.set_len(self.size_bytes)?;
+            return Err(error);
+        }
+        self.positions.extend(positions);
         self.size_bytes += bytes.len() as u64;
         Ok(())
     }
@@ -448,6 +496,37 @@ mod tests {
         let (log, entries) = MetadataLog::open(&dir, 2).unwrap();
         assert_eq!(entries, vec![data(2, "c")]);
         assert_eq!((log.start_offset(), log.end_offset()), (2, 3));
+    }
+
+    /// A canonical log reopens in place (no rewrite, which would need its size in new space:
+    /// a restart on a full disk), its torn tail cut.
+    #[test]
+    fn a_canonical_log_reopens_in_place_with_its_torn_tail_cut() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("__cluster_metadata-0");
+        let (mut log, _) = MetadataLog::open(&dir, 0).unwrap();
+        log.append(0, &[data(1, "a"), data(1, "b")]).unwrap();
+        let size_bytes = log.size_bytes;
+        drop(log);
+        let path = dir.join(log_file_name(0));
+        let inode = |path: &Path| {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(path).unwrap().ino()
+        };
+        let before = inode(&path);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&[0xff; 30]).unwrap(); // half a batch, as an append cut short leaves
+        drop(file);
+        let (mut log, entries) = MetadataLog::open(&dir, 0).unwrap();
+        assert_eq!(entries, vec![data(1, "a"), data(1, "b")]);
+        assert_eq!(inode(&path), before, "opened in place, not rewritten");
+        assert_eq!(fs::metadata(&path).unwrap().len(), size_bytes);
+        log.append(2, &[data(2, "c")]).unwrap();
+        log.truncate(1).unwrap();
+        drop(log);
+        let (log, entries) = MetadataLog::open(&dir, 0).unwrap();
+        assert_eq!(entries, vec![data(1, "a")]);
+        assert_eq!(log.end_offset(), 1);
     }
 
     #[test]

@@ -12,12 +12,14 @@
 //! ([`alter_partition`]).
 
 pub mod alter_partition;
+pub mod election;
 pub mod image;
 pub mod metadata_log;
 pub mod partition_change;
 pub mod peer;
 pub mod placement;
 pub mod quorum;
+pub mod reassignment;
 pub mod records;
 pub mod registration;
 pub mod security;
@@ -34,6 +36,7 @@ use uuid::Uuid;
 
 use crate::config::Properties;
 use crate::log::log_config::LogConfig;
+use crate::log::log_dir_space::LogDirSpace;
 
 use image::MetadataImage;
 use quorum::{ProposeFailure, Quorum, QuorumConfig};
@@ -135,6 +138,8 @@ pub struct Controller {
     commit_lock: Mutex<()>,
     /// Brokers' last heartbeats, for fencing (active controller only; not replicated).
     heartbeats: Mutex<registration::HeartbeatTimes>,
+    /// The log directory's space (None in tests that open a controller alone).
+    space: Option<Arc<LogDirSpace>>,
 }
 
 /// Kafka's topic name rule: 1–249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -180,6 +185,8 @@ fn new_partition_record(
         leader: state.leader,
         leader_epoch: state.leader_epoch,
         partition_epoch: state.partition_epoch,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     })
 }
 
@@ -200,9 +207,21 @@ impl Controller {
         broker_properties: Properties,
         quorum_config: QuorumConfig,
     ) -> io::Result<Controller> {
+        Controller::open_with_space(data_dir, node_id, broker_properties, quorum_config, None)
+    }
+
+    /// [`Self::open`] on a log directory whose `space` is watched: the metadata log may use
+    /// its reserve, and no topic or partition is created while it is full.
+    pub fn open_with_space(
+        data_dir: &Path,
+        node_id: i32,
+        broker_properties: Properties,
+        quorum_config: QuorumConfig,
+        space: Option<Arc<LogDirSpace>>,
+    ) -> io::Result<Controller> {
         let dir = data_dir.join(format!("{METADATA_TOPIC}-0"));
         let single = quorum_config.is_single_node();
-        let quorum = Quorum::open(&dir, quorum_config)?;
+        let quorum = Quorum::open(&dir, quorum_config, space.clone())?;
         if single {
             let end = quorum.status().log_end_offset;
             if !quorum.wait_active(end, Duration::from_secs(60)) {
@@ -222,7 +241,20 @@ impl Controller {
             peers: Mutex::new(BTreeMap::new()),
             commit_lock: Mutex::new(()),
             heartbeats: Mutex::new(registration::HeartbeatTimes::default()),
+            space,
         })
+    }
+
+    /// Refuses what would need new space in the log directory while it is full: a topic or
+    /// partitions (their segment files), KAFKA_STORAGE_ERROR, which clients retry. Smaller
+    /// metadata records still commit (into the reserve if need be).
+    fn check_space(&self) -> Result<(), ApiError> {
+        match &self.space {
+            Some(space) => space.admit_new_files().map_err(|error| {
+                ApiError::new(ResponseError::KafkaStorageError, error.to_string())
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Takes the commit lock. Its holder may wait seconds for the quorum, so waiting for it
@@ -475,6 +507,7 @@ impl Controller {
 
     fn create_topic_records(&self, topic: &NewTopic) -> Result<Vec<MetadataRecord>, ApiError> {
         validate_topic_name(&topic.name)?;
+        self.check_space()?;
         let image = self.image();
         if image.topics.contains_key(&topic.name) {
             return Err(ApiError::new(
@@ -656,6 +689,7 @@ impl Controller {
         validate_only: bool,
     ) -> Result<(), ApiError> {
         let _guard = self.lock_commits();
+        self.check_space()?;
         let image = self.image();
         let topic = image.topics.get(topic_name).ok_or_else(|| {
             ApiError::new(
@@ -744,7 +778,11 @@ impl Controller {
                 .configs
                 .clone(),
             ConfigResource::Broker => {
-                if !resource_name.is_empty() && resource_name != self.node_id.to_string() {
+                // Any broker's: a client sends a broker's configs to that broker, which
+                // forwards them here (kafka-reassign-partitions --verify clears the
+                // throttles of every broker that way).
+                let is_broker_id = resource_name.parse::<i32>().is_ok_and(|id| id >= 0);
+                if !resource_name.is_empty() && !is_broker_id {
                     return Err(ApiError::new(
                         ResponseError::InvalidRequest,
                         format!("Unexpected broker id {resource_name}."),

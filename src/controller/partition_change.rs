@@ -12,7 +12,12 @@
 //! - with none, an unclean election (when the topic allows it) picks the first live replica
 //!   and the ISR becomes that replica alone: records it lacks are lost, which is what
 //!   `unclean.leader.election.enable` accepts; otherwise the partition has no leader (-1);
-//! - the leader epoch is bumped when the leader changes, the partition epoch on every change.
+//! - the leader epoch is bumped when the leader changes, the partition epoch on every change;
+//! - a reassignment in progress completes as soon as every replica it adds is in the ISR
+//!   (Kafka's PartitionReassignmentReplicas): the replicas become the target, the leaving
+//!   ones drop out of the ISR, and a leader that left is replaced;
+//! - a preferred election (ElectLeaders) moves leadership to the first replica when it is
+//!   live and in sync.
 //!
 //! Pure functions over the image: the controller turns their output into
 //! [`MetadataRecord::PartitionChange`] records and commits them.
@@ -41,6 +46,8 @@ pub fn assert_invariants(partition: &PartitionImage) {
         replicas,
         isr,
         leader,
+        adding_replicas,
+        removing_replicas,
         ..
     } = partition;
     assert!(
@@ -68,6 +75,22 @@ pub fn assert_invariants(partition: &PartitionImage) {
         *leader == NO_LEADER || isr.contains(leader),
         "leader outside the ISR: {partition:?}"
     );
+    for id in adding_replicas {
+        assert!(
+            replicas.contains(id) && !removing_replicas.contains(id),
+            "adding replica not a replica, or also removed: {partition:?}"
+        );
+    }
+    for id in removing_replicas {
+        assert!(
+            replicas.contains(id),
+            "removing replica not a replica: {partition:?}"
+        );
+    }
+    assert!(
+        removing_replicas.len() < replicas.len(),
+        "a reassignment that removes every replica: {partition:?}"
+    );
 }
 
 /// The state of a new partition on `replicas`: every live replica is in sync (there is no
@@ -81,9 +104,21 @@ pub fn new_partition(replicas: &[i32], is_live: &dyn Fn(i32) -> bool) -> Option<
         leader,
         leader_epoch: 0,
         partition_epoch: 0,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
     };
     assert_invariants(&partition);
     Some(partition)
+}
+
+/// How the leader is chosen when the current one could stay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Election {
+    /// Keep a leader that is live and in sync (every change but ElectLeaders').
+    Keep,
+    /// Move leadership to the first replica when it is live and in sync (Kafka's
+    /// PREFERRED election).
+    Preferred,
 }
 
 /// The next state of `current` once `target_isr` (an AlterPartition; None keeps the ISR) is
@@ -95,26 +130,70 @@ pub fn next_state(
     is_live: &dyn Fn(i32) -> bool,
     unclean_allowed: bool,
 ) -> Option<Transition> {
-    let wanted = target_isr.unwrap_or(&current.isr);
+    let mut proposed = current.clone();
+    if let Some(isr) = target_isr {
+        proposed.isr = isr.to_vec();
+    }
+    change(current, proposed, Election::Keep, is_live, unclean_allowed)
+}
+
+/// The next state of `current` when its replicas, reassignment sets and wanted ISR become
+/// those of `proposed` (its leader and epochs are ignored): the ISR keeps live brokers only,
+/// a reassignment whose added replicas are all in sync completes, and a leader is elected as
+/// `election` says. None when nothing changes.
+pub fn change(
+    current: &PartitionImage,
+    proposed: PartitionImage,
+    election: Election,
+    is_live: &dyn Fn(i32) -> bool,
+    unclean_allowed: bool,
+) -> Option<Transition> {
+    let PartitionImage {
+        mut replicas,
+        isr: wanted,
+        mut adding_replicas,
+        mut removing_replicas,
+        ..
+    } = proposed;
     let mut isr: Vec<i32> = wanted.iter().copied().filter(|id| is_live(*id)).collect();
     if isr.is_empty() {
         // Never empty the ISR: keep the member most likely to hold every committed record,
         // the leader when it is one (it had them all), else the ISR as it was.
         isr = match wanted.contains(&current.leader) {
             true => vec![current.leader],
-            false => wanted.to_vec(),
+            false => wanted.clone(),
         };
+    }
+    // Complete a reassignment once every added replica is in sync (Kafka's rule: the target
+    // replicas that were replicas before need not be), unless no in-sync replica would stay.
+    if !adding_replicas.is_empty() || !removing_replicas.is_empty() {
+        let staying: Vec<i32> = isr
+            .iter()
+            .copied()
+            .filter(|id| !removing_replicas.contains(id))
+            .collect();
+        if !staying.is_empty() && adding_replicas.iter().all(|id| staying.contains(id)) {
+            replicas.retain(|id| !removing_replicas.contains(id));
+            isr = staying;
+            adding_replicas.clear();
+            removing_replicas.clear();
+        }
     }
     let can_lead = |id: i32| is_live(id) && isr.contains(&id);
     let mut unclean = false;
-    let leader = if current.leader != NO_LEADER && can_lead(current.leader) {
-        current.leader
-    } else if let Some(&id) = current.replicas.iter().find(|id| can_lead(**id)) {
+    let preferred = replicas
+        .first()
+        .copied()
+        .filter(|id| election == Election::Preferred && can_lead(*id));
+    let leader = if let Some(id) = preferred {
         id
-    } else if let Some(&id) = current
-        .replicas
+    } else if current.leader != NO_LEADER && can_lead(current.leader) {
+        current.leader
+    } else if let Some(&id) = replicas.iter().find(|id| can_lead(**id)) {
+        id
+    } else if let Some(&id) = replicas
         .iter()
-        .find(|id| unclean_allowed && is_live(**id))
+        .find(|id| unclean_allowed && is_live(**id) && !removing_replicas.contains(id))
     {
         unclean = true;
         isr = vec![id];
@@ -122,16 +201,23 @@ pub fn next_state(
     } else {
         NO_LEADER
     };
-    if leader == current.leader && isr == current.isr {
+    if leader == current.leader
+        && isr == current.isr
+        && replicas == current.replicas
+        && adding_replicas == current.adding_replicas
+        && removing_replicas == current.removing_replicas
+    {
         return None;
     }
     let leader_changed = leader != current.leader;
     let next = PartitionImage {
-        replicas: current.replicas.clone(),
+        replicas,
         isr,
         leader,
         leader_epoch: current.leader_epoch + i32::from(leader_changed),
         partition_epoch: current.partition_epoch + 1,
+        adding_replicas,
+        removing_replicas,
     };
     assert_invariants(&next);
     Some(Transition { next, unclean })
@@ -146,6 +232,9 @@ pub fn record(topic_id: Uuid, partition: i32, next: &PartitionImage) -> Metadata
         isr: next.isr.clone(),
         leader_epoch: next.leader_epoch,
         partition_epoch: next.partition_epoch,
+        replicas: Some(next.replicas.clone()),
+        adding_replicas: Some(next.adding_replicas.clone()),
+        removing_replicas: Some(next.removing_replicas.clone()),
     }
 }
 
@@ -194,6 +283,8 @@ mod tests {
             leader,
             leader_epoch: 5,
             partition_epoch: 9,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
 

@@ -32,6 +32,7 @@ use crate::config::{
     BrokerConfig, CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS, CONTROLLER_QUORUM_FETCH_TIMEOUT_MS,
     METADATA_LOG_MAX_RECORD_BYTES_BETWEEN_SNAPSHOTS,
 };
+use crate::log::log_dir_space::LogDirSpace;
 use crate::raft::{
     Config, Entry, EntryKind, Epoch, Message, NodeId, Offset, Persisted, ProposeError, QuorumState,
     RaftNode, Ready, RoleKind, Snapshot,
@@ -218,7 +219,13 @@ pub fn encode_entry_records(records: &[MetadataRecord]) -> Bytes {
 
 impl Quorum {
     /// Restores the quorum from `dir` (`__cluster_metadata-0`) and starts the driver thread.
-    pub fn open(dir: &Path, config: QuorumConfig) -> std::io::Result<Quorum> {
+    /// `space`: the log directory's, whose reserve the metadata writes may use when it is
+    /// full (None: no reserve, as in tests).
+    pub fn open(
+        dir: &Path,
+        config: QuorumConfig,
+        space: Option<Arc<LogDirSpace>>,
+    ) -> std::io::Result<Quorum> {
         let snapshot = metadata_log::read_latest_snapshot(dir)?;
         let start = snapshot.as_ref().map_or(0, |s| s.id.end_offset);
         let (log, entries) = MetadataLog::open(dir, start)?;
@@ -326,6 +333,7 @@ impl Quorum {
         let driver = Driver {
             raft,
             log,
+            space,
             dir: dir.to_path_buf(),
             image,
             shared: shared.clone(),
@@ -558,6 +566,8 @@ struct PendingProposal {
 struct Driver {
     raft: RaftNode,
     log: MetadataLog,
+    /// The log directory's space: a write failing for lack of it uses the reserve.
+    space: Option<Arc<LogDirSpace>>,
     dir: PathBuf,
     image: MetadataImage,
     shared: Arc<Shared>,
@@ -753,14 +763,30 @@ impl Driver {
         outbound
     }
 
+    /// Writes what Raft was told is persisted. Raft has moved on already (it is a pure state
+    /// machine), so a write that fails is fatal: but one failing for lack of space first
+    /// takes the log directory's reserve and is tried again (`log::log_dir_space`), so a
+    /// full disk stops the metadata log only once the reserve is used up too.
     fn persist(&mut self, ready: &Ready) {
+        let space = self.space.clone();
+        let with_reserve = |what: &str, write: &mut dyn FnMut() -> std::io::Result<()>| match &space
+        {
+            Some(space) => space.with_reserve(what, write),
+            None => write(),
+        };
         if let Some(state) = &ready.quorum_state {
-            if let Err(e) = metadata_log::write_quorum_state(&self.dir, state, &self.voters) {
+            let (dir, voters) = (&self.dir, &self.voters);
+            if let Err(e) = with_reserve("quorum-state", &mut || {
+                metadata_log::write_quorum_state(dir, state, voters)
+            }) {
                 fatal("writing quorum-state", e);
             }
         }
         if let Some(snapshot) = &ready.snapshot {
-            if let Err(e) = metadata_log::write_snapshot(&self.dir, snapshot) {
+            let dir = &self.dir;
+            if let Err(e) = with_reserve("metadata snapshot", &mut || {
+                metadata_log::write_snapshot(dir, snapshot)
+            }) {
                 fatal("writing a snapshot", e);
             }
             let end = snapshot.id.end_offset;
@@ -780,7 +806,10 @@ impl Driver {
                     })
                     .collect()
             };
-            if let Err(e) = self.log.compact(end, &remaining) {
+            let log = &mut self.log;
+            if let Err(e) = with_reserve("metadata log compaction", &mut || {
+                log.compact(end, &remaining)
+            }) {
                 fatal("compacting the log", e);
             }
         }
@@ -792,7 +821,10 @@ impl Driver {
             }
         }
         if !ready.entries.is_empty() {
-            if let Err(e) = self.log.append(ready.entries_offset, &ready.entries) {
+            let log = &mut self.log;
+            if let Err(e) = with_reserve("metadata log append", &mut || {
+                log.append(ready.entries_offset, &ready.entries)
+            }) {
                 fatal("appending to the log", e);
             }
         }
@@ -1081,6 +1113,8 @@ mod tests {
                         leader: 1,
                         leader_epoch: 0,
                         partition_epoch: 0,
+                        adding_replicas: Vec::new(),
+                        removing_replicas: Vec::new(),
                     },
                 ],
                 vec![MetadataRecord::Config {

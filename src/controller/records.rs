@@ -31,6 +31,12 @@ pub enum MetadataRecord {
         leader_epoch: i32,
         #[serde(default)]
         partition_epoch: i32,
+        /// A reassignment in progress (Kafka's addingReplicas / removingReplicas): `replicas`
+        /// holds the target replicas followed by those leaving; empty when none is.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        adding_replicas: Vec<i32>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removing_replicas: Vec<i32>,
     },
     /// A partition's new leader and ISR (Kafka's PartitionChangeRecord), from an election or
     /// an AlterPartition. It carries the full new state rather than a delta: applying it
@@ -43,6 +49,15 @@ pub enum MetadataRecord {
         isr: Vec<i32>,
         leader_epoch: i32,
         partition_epoch: i32,
+        /// The replica set when it changed (a reassignment started, completed or was
+        /// cancelled); None keeps it, as Kafka's nullable fields do (and as records written
+        /// before reassignment existed say).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replicas: Option<Vec<i32>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        adding_replicas: Option<Vec<i32>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        removing_replicas: Option<Vec<i32>>,
     },
     /// `value: None` removes an override.
     Config {

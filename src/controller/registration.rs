@@ -316,7 +316,7 @@ fn leads_with_successor(image: &MetadataImage, broker_id: i32) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::Properties;
     use crate::controller::alter_partition::{AlterPartition, IsrChange};
@@ -325,13 +325,13 @@ mod tests {
     use crate::controller::records::ConfigResource;
     use crate::controller::{ConfigChange, ConfigOp, NewTopic};
 
-    fn open(dir: &std::path::Path) -> Controller {
+    pub(crate) fn open(dir: &std::path::Path) -> Controller {
         let quorum = QuorumConfig::single_node_for_tests(1);
         Controller::open(dir, 1, Properties::default(), quorum).unwrap()
     }
 
     /// Registers broker `id` and unfences it; returns its epoch.
-    fn join(controller: &Controller, id: i32) -> i64 {
+    pub(crate) fn join(controller: &Controller, id: i32) -> i64 {
         let epoch = controller
             .register_broker(&Registration {
                 broker_id: id,
@@ -345,7 +345,7 @@ mod tests {
         epoch
     }
 
-    fn heartbeat(
+    pub(crate) fn heartbeat(
         controller: &Controller,
         id: i32,
         epoch: i64,
@@ -363,7 +363,7 @@ mod tests {
             .unwrap()
     }
 
-    fn create(controller: &Controller, name: &str, replicas: &[i32]) {
+    pub(crate) fn create(controller: &Controller, name: &str, replicas: &[i32]) {
         let topic = NewTopic {
             name: name.into(),
             partition_count: -1,
@@ -374,11 +374,11 @@ mod tests {
         controller.create_topic(&topic, false).unwrap();
     }
 
-    fn state(controller: &Controller, name: &str) -> PartitionImage {
+    pub(crate) fn state(controller: &Controller, name: &str) -> PartitionImage {
         controller.image().topics[name].partitions[&0].clone()
     }
 
-    fn leader_isr_epochs(partition: &PartitionImage) -> (i32, Vec<i32>, i32, i32) {
+    pub(crate) fn leader_isr_epochs(partition: &PartitionImage) -> (i32, Vec<i32>, i32, i32) {
         (
             partition.leader,
             partition.isr.clone(),

@@ -823,6 +823,26 @@ impl ConsumerGroup {
         Ok(())
     }
 
+    /// OffsetFetch rules for consumer groups: no member named (id absent, epoch < 0) is
+    /// accepted; otherwise the member must exist and send its current epoch.
+    pub fn validate_offset_fetch(
+        &self,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Result<(), ResponseError> {
+        if member_id.is_none() && member_epoch < 0 {
+            return Ok(());
+        }
+        let member = self
+            .members
+            .get(member_id.unwrap_or_default())
+            .ok_or(ResponseError::UnknownMemberId)?;
+        if member_epoch != member.member_epoch {
+            return Err(ResponseError::StaleMemberEpoch);
+        }
+        Ok(())
+    }
+
     pub fn subscribed_topics(&self) -> BTreeSet<String> {
         self.members
             .values()

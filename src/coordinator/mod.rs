@@ -955,14 +955,21 @@ impl GroupCoordinator {
     /// OffsetFetch for one group: (topic, [(partition, commit)]) for the partitions asked,
     /// or every committed partition when `topics` is None.
     #[allow(clippy::type_complexity)]
+    /// OffsetFetch. `member` is the (member id, member epoch) an OffsetFetch v9+ names: for
+    /// a KIP-848 group they must be a member's current ones, unless the fetcher names no
+    /// member (an admin client or a manually assigned consumer), as in Kafka.
     pub fn fetch_offsets(
         &self,
         group_id: &str,
+        member: (Option<&str>, i32),
         topics: Option<Vec<(String, Vec<i32>)>>,
     ) -> Result<Vec<(String, Vec<(i32, Option<OffsetValue>)>)>, ResponseError> {
         validate_group_id(group_id)?;
         let groups = self.lock();
         let group = groups.get(group_id);
+        if let Some(consumer) = group.and_then(|g| g.consumer.as_ref()) {
+            consumer.validate_offset_fetch(member.0, member.1)?;
+        }
         match topics {
             Some(topics) => Ok(topics
                 .into_iter()

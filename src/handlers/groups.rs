@@ -594,7 +594,13 @@ pub fn offset_fetch(
                             .groups
                             .check_coordinator(broker, group.group_id.as_str())
                     })
-                    .and_then(|()| broker.groups.fetch_offsets(group.group_id.as_str(), topics))
+                    .and_then(|()| {
+                        broker.groups.fetch_offsets(
+                            group.group_id.as_str(),
+                            (group.member_id.as_deref(), group.member_epoch),
+                            topics,
+                        )
+                    })
                     .map(|fetched| describable(context, fetched));
                 let (error, fetched): (Option<ResponseError>, FetchedTopics) = match result {
                     Ok(fetched) => (None, fetched),
@@ -645,7 +651,11 @@ pub fn offset_fetch(
                         .groups
                         .check_coordinator(broker, body.group_id.as_str())
                 })
-                .and_then(|()| broker.groups.fetch_offsets(body.group_id.as_str(), topics))
+                .and_then(|()| {
+                    broker
+                        .groups
+                        .fetch_offsets(body.group_id.as_str(), (None, -1), topics)
+                })
                 .map(|fetched| describable(context, fetched))
             {
                 Ok(fetched) => (None, fetched),

@@ -17,6 +17,7 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod quorum;
+pub mod reassignment;
 pub mod scram;
 pub mod share;
 pub mod share_offsets;

@@ -193,8 +193,21 @@ fn append_partition(
             }
         }
         Err(error) => {
-            if let AppendError::Io(io) = &error {
-                tracing::error!(topic, partition = index, %io, "append failed");
+            match &error {
+                // A full log directory was logged once when it filled (log::log_dir_space);
+                // every refused produce meanwhile would flood the log.
+                AppendError::Io(io)
+                    if matches!(
+                        io.kind(),
+                        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                    ) =>
+                {
+                    tracing::debug!(topic, partition = index, %io, "append refused: no space")
+                }
+                AppendError::Io(io) => {
+                    tracing::error!(topic, partition = index, %io, "append failed")
+                }
+                _ => {}
             }
             failed(index, append_error_code(&error), error.to_string())
         }

@@ -3,8 +3,8 @@
 //! DescribeQuorum, AllocateProducerIds, AlterPartition, and the admin requests brokers forward
 //! to the active
 //! controller. Also the forwarding itself: a broker that is not the active controller relays
-//! CreateTopics, DeleteTopics, CreatePartitions, (Incremental)AlterConfigs and DescribeQuorum
-//! to it as the same Kafka request and relays the answer.
+//! CreateTopics, DeleteTopics, CreatePartitions, (Incremental)AlterConfigs, DescribeQuorum,
+//! ElectLeaders and the partition reassignment APIs to it as the same Kafka request and relays the answer.
 
 use std::sync::Arc;
 
@@ -67,7 +67,10 @@ pub async fn route(
         | ApiKey::CreateAcls
         | ApiKey::DeleteAcls
         | ApiKey::AlterUserScramCredentials
-        | ApiKey::AlterClientQuotas => {
+        | ApiKey::AlterClientQuotas
+        | ApiKey::ElectLeaders
+        | ApiKey::AlterPartitionReassignments
+        | ApiKey::ListPartitionReassignments => {
             // They wait for a metadata commit: on the blocking pool, never on a runtime worker.
             let (broker, context) = (broker.clone(), context.clone());
             tokio::task::spawn_blocking(move || commit_request(&broker, &context, request))
@@ -114,6 +117,14 @@ fn commit_request(
         }
         ApiKey::AlterClientQuotas => {
             handlers::client_quotas::alter_client_quotas(broker, context, request)
+        }
+        ApiKey::ElectLeaders => handlers::reassignment::elect_leaders(broker, context, request),
+        ApiKey::AlterPartitionReassignments => {
+            handlers::reassignment::alter_partition_reassignments(broker, context, request)
+        }
+        // Not a commit, but answered by the active controller like the others.
+        ApiKey::ListPartitionReassignments => {
+            handlers::reassignment::list_partition_reassignments(broker, context, request)
         }
         other => Err(RequestError::UnknownApiKey(other as i16)),
     }

@@ -50,9 +50,15 @@ pub fn write(path: &Path, entries: &[((String, i32), i64)]) -> io::Result<()> {
         text.push_str(&format!("{topic} {partition} {offset}\n"));
     }
     let temporary = path.with_extension("tmp");
-    let mut file = File::create(&temporary)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
+    let written = File::create(&temporary).and_then(|mut file| {
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    });
+    if let Err(error) = written {
+        // On a full disk the partial file would hold space the retry (from the reserve) needs.
+        let _ = std::fs::remove_file(&temporary);
+        return Err(error);
+    }
     std::fs::rename(&temporary, path)?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }

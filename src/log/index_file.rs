@@ -4,6 +4,12 @@
 //! As in Kafka, the active segment's index is preallocated to `segment.index.bytes` and trimmed
 //! to its entries when the segment is rolled or closed; an index left preallocated by a crash
 //! is trimmed (or rebuilt) on open.
+//!
+//! That preallocation is sparse (a length, no blocks), and entries are stored through the
+//! mapping: on a full file system, the store that first touches an unallocated page would
+//! raise SIGBUS and kill the broker. So the pages ahead of the next entries are allocated
+//! (fallocate) before the segment write they index ([`IndexFile::allocate_entries`]), where a
+//! lack of space is an ordinary error the append returns.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -19,7 +25,14 @@ pub struct IndexFile {
     entry_size_bytes: usize,
     entries: usize,
     entries_max: usize,
+    /// Bytes from the start known to have blocks (allocated, or written before this open).
+    allocated_bytes: usize,
 }
+
+/// Index space allocated at a time ahead of the entries: a few pages, so that the fallocate
+/// call is rare (once per 512 offset index entries, about 2 MiB of log at the default
+/// `index.interval.bytes`).
+const ALLOCATION_CHUNK_BYTES: usize = 4096;
 
 impl IndexFile {
     /// Opens (or creates) the file; `size_bytes_max` > 0 preallocates it for appends.
@@ -44,6 +57,8 @@ impl IndexFile {
             entry_size_bytes,
             entries,
             entries_max: entries,
+            // Pages a crash left preallocated are holes: nothing is taken as allocated.
+            allocated_bytes: 0,
         };
         index.resize(size_bytes_max.max(entries * entry_size_bytes))?;
         Ok(index)
@@ -55,6 +70,7 @@ impl IndexFile {
         self.file.set_len(size_bytes as u64)?;
         self.entries_max = size_bytes / self.entry_size_bytes;
         self.entries = self.entries.min(self.entries_max);
+        self.allocated_bytes = self.allocated_bytes.min(size_bytes);
         // SAFETY: the file is private to this process's log directory and only this struct
         // changes its length, always after dropping the map.
         self.mmap = if size_bytes > 0 {
@@ -90,6 +106,28 @@ impl IndexFile {
         let start = index * self.entry_size_bytes;
         &self.mmap.as_ref().expect("non-empty index is mapped")
             [start..start + self.entry_size_bytes]
+    }
+
+    /// Allocates the file's blocks for the next `count` entries (as many as fit), so that
+    /// storing them cannot fault on a full file system. Cheap when already done.
+    pub fn allocate_entries(&mut self, count: usize) -> io::Result<()> {
+        let end_bytes = (self.entries + count).min(self.entries_max) * self.entry_size_bytes;
+        if end_bytes <= self.allocated_bytes {
+            return Ok(());
+        }
+        let file_bytes = self.entries_max * self.entry_size_bytes;
+        let wanted_bytes = end_bytes
+            .div_ceil(ALLOCATION_CHUNK_BYTES)
+            .saturating_mul(ALLOCATION_CHUNK_BYTES)
+            .min(file_bytes);
+        super::log_dir_space::allocate(
+            &self.file,
+            self.allocated_bytes as u64,
+            (wanted_bytes - self.allocated_bytes) as u64,
+            false,
+        )?;
+        self.allocated_bytes = wanted_bytes;
+        Ok(())
     }
 
     pub fn push(&mut self, entry: &[u8]) {

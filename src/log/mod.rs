@@ -6,6 +6,7 @@
 //! data/recovery-point-offset-checkpoint     per partition: offsets below are fsynced
 //! data/log-start-offset-checkpoint          per partition: first readable offset
 //! data/cleaner-offset-checkpoint            per compacted partition: first dirty offset
+//! data/.dlog-reserve                        space held for metadata writes on a full disk
 //! data/<topic>-<partition>/                 segments: 00000000000000000000.log/.index/.timeindex
 //!                                           (and .txnindex), producer state: <offset>.snapshot,
 //!                                           leader-epoch-checkpoint
@@ -25,6 +26,7 @@ pub mod leader_epoch;
 pub mod loader;
 pub mod local_log;
 pub mod log_config;
+pub mod log_dir_space;
 pub mod offset_index;
 pub mod partition;
 pub mod producer_state;
@@ -39,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use log_config::LogConfig;
+use log_dir_space::{LogDirSpace, SpaceSettings};
 use partition::{Checkpoints, OffsetOutOfRange, PartitionLog};
 use segment::RetiredSegment;
 
@@ -63,6 +66,8 @@ pub struct LogManager {
     retired: Mutex<VecDeque<(i64, RetiredSegment)>>,
     /// Per compacted partition: offsets below have been deduplicated by the cleaner.
     first_dirty_offsets: Mutex<HashMap<(String, i32), i64>>,
+    /// The directory's free space, its reserve, and whether writes are refused.
+    space: Arc<LogDirSpace>,
 }
 
 /// Upper bound on `log.cleaner.threads` (Kafka has none; a typo must not spawn thousands).
@@ -76,6 +81,16 @@ impl LogManager {
     /// Reads the checkpoints and the clean-shutdown marker. The marker is removed at once, so
     /// that a crash from here on is recovered as unclean.
     pub fn open(data_dir: &Path) -> io::Result<LogManager> {
+        // Without a reserve: tests that open a log directory alone need none.
+        let no_reserve = SpaceSettings {
+            reserve_bytes: 0,
+            ..SpaceSettings::default()
+        };
+        LogManager::open_with_space(data_dir, no_reserve)
+    }
+
+    /// [`Self::open`] with the directory's space settings (`log.dir.reserve.bytes`, …).
+    pub fn open_with_space(data_dir: &Path, space: SpaceSettings) -> io::Result<LogManager> {
         std::fs::create_dir_all(data_dir)?;
         let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
         let clean_start = marker.exists();
@@ -93,7 +108,9 @@ impl LogManager {
             startup_checkpoints.entry(key).or_default().log_start_offset = offset;
         }
         tracing::info!(dir = %data_dir.display(), clean_start, "opened log directory");
+        let space = Arc::new(LogDirSpace::open(data_dir, space));
         Ok(LogManager {
+            space,
             data_dir: data_dir.to_path_buf(),
             clean_start,
             startup_checkpoints,
@@ -116,14 +133,19 @@ impl LogManager {
         &self.data_dir
     }
 
+    /// The log directory's space: shared with the metadata quorum, checked every tick.
+    pub fn space(&self) -> &Arc<LogDirSpace> {
+        &self.space
+    }
+
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
         let logs = self.logs.read().expect("logs lock");
         logs.get(topic)?.get(&partition).cloned()
     }
 
     /// Opens (creating if needed) the `hosted` partitions of `topic`; existing ones get the
-    /// new config. Partitions this broker no longer hosts are left open: replicas never move
-    /// until partition reassignment exists.
+    /// new config. Partitions this broker no longer hosts are removed by
+    /// [`LogManager::delete_partition`].
     pub fn ensure_topic(
         &self,
         topic: &str,
@@ -159,7 +181,8 @@ impl LogManager {
                 config.clone(),
                 checkpoints,
                 self.clean_start && !is_new,
-            )?;
+            )?
+            .with_space(self.space.clone());
             if is_new {
                 std::fs::write(
                     dir.join("partition.metadata"),
@@ -189,6 +212,34 @@ impl LogManager {
         Ok(())
     }
 
+    /// Removes one partition's log and files (a replica moved elsewhere), whether it is open
+    /// or only left on disk by an earlier run. Nothing to do when neither.
+    pub fn delete_partition(&self, topic: &str, partition: i32) -> io::Result<()> {
+        let removed = self
+            .logs
+            .write()
+            .expect("logs lock")
+            .get_mut(topic)
+            .and_then(|partitions| partitions.remove(&partition));
+        self.first_dirty_offsets
+            .lock()
+            .expect("cleaner offsets lock")
+            .remove(&(topic.to_string(), partition));
+        let dir = self.data_dir.join(partition_dir_name(topic, partition));
+        match removed.map(Arc::try_unwrap) {
+            Some(Ok(log)) => log.delete()?,
+            // In-flight requests may hold the log; its files go now, its handles with them.
+            _ if dir.exists() => std::fs::remove_dir_all(&dir)?,
+            _ => return Ok(()),
+        }
+        tracing::info!(
+            topic,
+            partition,
+            "deleted a partition no longer hosted here"
+        );
+        Ok(())
+    }
+
     pub fn all(&self) -> Vec<Arc<PartitionLog>> {
         self.logs
             .read()
@@ -215,8 +266,14 @@ impl LogManager {
             .iter()
             .map(|l| (key(l), l.offsets().log_start_offset))
             .collect();
-        checkpoint::write(&self.data_dir.join(RECOVERY_POINT_FILE), &recovery)?;
-        checkpoint::write(&self.data_dir.join(LOG_START_OFFSET_FILE), &starts)
+        // Checkpoints may use the reserve: a broker on a full disk keeps them current, so a
+        // restart there recovers no more than it must.
+        self.space.with_reserve("recovery point checkpoint", || {
+            checkpoint::write(&self.data_dir.join(RECOVERY_POINT_FILE), &recovery)
+        })?;
+        self.space.with_reserve("log start offset checkpoint", || {
+            checkpoint::write(&self.data_dir.join(LOG_START_OFFSET_FILE), &starts)
+        })
     }
 
     /// Retention on every log (`log.retention.check.interval.ms`); the log start offsets it
@@ -392,7 +449,10 @@ impl LogManager {
     pub fn shutdown(&self, now_ms: i64) -> io::Result<()> {
         self.delete_retired(i64::MAX)?;
         for log in self.all() {
-            log.close(now_ms)?;
+            // Closing writes a producer state snapshot: the reserve covers it on a full disk,
+            // so the shutdown stays clean.
+            self.space
+                .with_reserve("closing a partition log", || log.close(now_ms))?;
         }
         self.write_checkpoints()?;
         std::fs::write(self.data_dir.join(CLEAN_SHUTDOWN_FILE), b"")?;

@@ -25,6 +25,7 @@ use crate::record::batch::BatchHeader;
 use super::leader_epoch::{EpochEntry, LeaderEpochCache};
 use super::local_log::LocalLog;
 use super::log_config::LogConfig;
+use super::log_dir_space::LogDirSpace;
 use super::producer_state::{AbortedTxn, ProducerStateManager, Verdict};
 use super::segment::RetiredSegment;
 use super::{loader, transaction_index, validator};
@@ -119,6 +120,9 @@ pub struct PartitionLog {
     /// [`Self::append_verified`], [`Self::append_trusted`], [`Self::append_marker`]): the
     /// epoch of this node's leadership, set by the replica layer from the metadata image.
     leader_epoch: AtomicI32,
+    /// The log directory's space (None in tests that open a log alone): appends are refused
+    /// while it is full, and an append failing for lack of space marks it full.
+    space: Option<Arc<LogDirSpace>>,
 }
 
 impl PartitionLog {
@@ -149,7 +153,31 @@ impl PartitionLog {
             }),
             next_guard_id: AtomicU64::new(1),
             leader_epoch: AtomicI32::new(DEFAULT_LEADER_EPOCH),
+            space: None,
         })
+    }
+
+    /// Puts the log under the rules of its directory's space (see `log_dir_space`).
+    pub fn with_space(mut self, space: Arc<LogDirSpace>) -> PartitionLog {
+        self.space = Some(space);
+        self
+    }
+
+    /// Runs an append under the log directory's space rules: refused before anything is
+    /// written while the directory is full, and a failure for lack of space marks it full.
+    fn within_space<T>(
+        &self,
+        append: impl FnOnce() -> Result<T, AppendError>,
+    ) -> Result<T, AppendError> {
+        let Some(space) = &self.space else {
+            return append();
+        };
+        space.admit_write()?;
+        let outcome = append();
+        if let Err(AppendError::Io(error)) = &outcome {
+            space.write_failed(error);
+        }
+        outcome
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -312,6 +340,10 @@ impl PartitionLog {
         records: &[u8],
         now_ms: i64,
     ) -> Result<AppendResult, AppendError> {
+        self.within_space(|| self.write_as_follower(records, now_ms))
+    }
+
+    fn write_as_follower(&self, records: &[u8], now_ms: i64) -> Result<AppendResult, AppendError> {
         let config = self.config();
         let headers = validator::parse_trusted(records)?;
         assert!(!headers.is_empty(), "append_as_follower needs a batch");
@@ -515,6 +547,32 @@ impl PartitionLog {
 
     #[allow(clippy::too_many_arguments)]
     fn append_validated(
+        &self,
+        records: &[u8],
+        headers: &[(usize, BatchHeader)],
+        config: &LogConfig,
+        now_ms: i64,
+        from_client: bool,
+        marker: Option<Marker>,
+        leader_epoch: i32,
+        verification: Option<VerificationGuard>,
+    ) -> Result<AppendResult, AppendError> {
+        self.within_space(|| {
+            self.write_validated(
+                records,
+                headers,
+                config,
+                now_ms,
+                from_client,
+                marker,
+                leader_epoch,
+                verification,
+            )
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_validated(
         &self,
         records: &[u8],
         headers: &[(usize, BatchHeader)],

@@ -159,7 +159,23 @@ impl Segment {
         now_ms: i64,
     ) -> io::Result<()> {
         let start = self.size_bytes;
-        let written = write_all_vectored_at(&self.file, parts, start)?;
+        // The index pages the batches may need are allocated first: a full file system fails
+        // the append here, before anything is written.
+        self.offset_index.allocate_entries(batches.len())?;
+        self.time_index.allocate_entries(batches.len())?;
+        let written = match write_all_vectored_at(&self.file, parts, start) {
+            Ok(written) => written,
+            Err(error) => {
+                // A partial write (ENOSPC halfway) lies past `size_bytes`: no reader sees it,
+                // but it would stay in the file, where a later append overwrites it only if
+                // it is as long, and a clean restart finds a tail that is not a batch. Cut it
+                // back now; shrinking needs no space.
+                if let Err(cut) = self.file.set_len(start) {
+                    tracing::error!(path = %self.log_path.display(), error = %cut, "cutting back a failed append failed");
+                }
+                return Err(error);
+            }
+        };
         for &(relative_position, header) in batches {
             self.index_batch(start + relative_position, &header);
         }
@@ -226,6 +242,8 @@ impl Segment {
             let Ok(header) = batch::validate(&buffer) else {
                 break;
             };
+            self.offset_index.allocate_entries(1)?;
+            self.time_index.allocate_entries(1)?;
             self.index_batch(position, &header);
             position += size as u64;
         }
@@ -273,6 +291,7 @@ impl Segment {
     pub fn seal(&mut self) -> io::Result<()> {
         // As Kafka does at roll: the last time index entry holds the segment's max timestamp.
         if self.max_timestamp_ms >= 0 {
+            self.time_index.allocate_entries(1)?;
             self.time_index
                 .maybe_append(self.max_timestamp_ms, self.offset_of_max_timestamp);
         }

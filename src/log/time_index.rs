@@ -105,6 +105,11 @@ impl TimeIndex {
         self.file.truncate_entries(0);
     }
 
+    /// Allocates the blocks of the next `count` entries (see [`IndexFile::allocate_entries`]).
+    pub fn allocate_entries(&mut self, count: usize) -> io::Result<()> {
+        self.file.allocate_entries(count)
+    }
+
     pub fn trim(&mut self) -> io::Result<()> {
         self.file.trim()
     }

@@ -244,6 +244,33 @@ fn disk(output: &mut String, broker: &Node) {
         &[("dir", &dir)],
         stat.blocks_available() as f64 * fragment,
     );
+    let space = broker.replicas.logs().space();
+    family(
+        output,
+        LOG_DIR_FREE_WARN_BYTES,
+        "gauge",
+        "Free space in log.dirs below which the broker warns (log.dir.free.space.warn.bytes)",
+    );
+    sample(
+        output,
+        LOG_DIR_FREE_WARN_BYTES,
+        &[("dir", &dir)],
+        space
+            .settings()
+            .free_warn_bytes(stat.blocks() as u64 * stat.fragment_size() as u64) as f64,
+    );
+    family(
+        output,
+        LOG_DIR_FULL,
+        "gauge",
+        "1 while writes are refused because log.dirs is full",
+    );
+    sample(
+        output,
+        LOG_DIR_FULL,
+        &[("dir", &dir)],
+        if space.is_full() { 1.0 } else { 0.0 },
+    );
 }
 
 /// Consumer-group families from the coordinator's snapshot (see [`groups`]): state, members,

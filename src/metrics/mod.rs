@@ -85,6 +85,11 @@ pub const PARTITIONS: &str = "dlog_partitions";
 /// Size and free space of the file system holding `log.dirs`.
 pub const LOG_DIR_TOTAL_BYTES: &str = "dlog_log_dir_total_bytes";
 pub const LOG_DIR_FREE_BYTES: &str = "dlog_log_dir_free_bytes";
+/// The free space below which the broker warns (`log.dir.free.space.warn.bytes`, resolved):
+/// alert on `dlog_log_dir_free_bytes < dlog_log_dir_free_warn_bytes`.
+pub const LOG_DIR_FREE_WARN_BYTES: &str = "dlog_log_dir_free_warn_bytes";
+/// 1 while writes are refused because the log directory is full, else 0.
+pub const LOG_DIR_FULL: &str = "dlog_log_dir_full";
 
 // ------------------------------------------------------------------------------------------
 // Connections (recorded by the listener in `server`).
@@ -476,6 +481,14 @@ pub fn request_memory_waited() {
 /// A connection was closed at accept because `max.connections` were open.
 pub fn connection_refused_max_connections() {
     metrics::counter!(CONNECTIONS_REFUSED, "reason" => "max_connections").increment(1);
+}
+
+pub fn connection_refused_creation_rate() {
+    metrics::counter!(CONNECTIONS_REFUSED, "reason" => "connection_creation_rate").increment(1);
+}
+
+pub fn connection_refused_per_ip() {
+    metrics::counter!(CONNECTIONS_REFUSED, "reason" => "max_connections_per_ip").increment(1);
 }
 
 /// One SASL authentication finished on `listener` with `mechanism`.

@@ -74,6 +74,9 @@ pub const SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::AlterUserScramCredentials, range(0, 0)),
     (ApiKey::DescribeClientQuotas, range(0, 1)),
     (ApiKey::AlterClientQuotas, range(0, 1)),
+    (ApiKey::ElectLeaders, range(0, 2)),
+    (ApiKey::AlterPartitionReassignments, range(0, 1)),
+    (ApiKey::ListPartitionReassignments, range(0, 0)),
     // Answered by the connection's authenticator (`server::authenticator`), not a handler.
     (ApiKey::SaslHandshake, range(0, 1)),
     (ApiKey::SaslAuthenticate, range(0, 2)),
@@ -103,6 +106,9 @@ pub const CONTROLLER_SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DeleteAcls, range(1, 3)),
     (ApiKey::AlterUserScramCredentials, range(0, 0)),
     (ApiKey::AlterClientQuotas, range(0, 1)),
+    (ApiKey::ElectLeaders, range(0, 2)),
+    (ApiKey::AlterPartitionReassignments, range(0, 1)),
+    (ApiKey::ListPartitionReassignments, range(0, 0)),
 ];
 
 pub fn controller_supported(api_key: ApiKey) -> Option<VersionRange> {

@@ -173,7 +173,12 @@ impl ReplicaManager {
                 })
                 .collect()
         };
-        crate::log::checkpoint::write(&self.logs.data_dir().join(HIGH_WATERMARK_FILE), &entries)
+        let path = self.logs.data_dir().join(HIGH_WATERMARK_FILE);
+        self.logs
+            .space()
+            .with_reserve("high watermark checkpoint", || {
+                crate::log::checkpoint::write(&path, &entries)
+            })
     }
 
     pub fn node_id(&self) -> i32 {
@@ -237,15 +242,22 @@ impl ReplicaManager {
         self.logs
             .ensure_topic(&topic.name, &topic.id.to_string(), &hosted, config)?;
         let mut all = self.replicas.write().expect("replicas lock");
+        // The first image of a topic in this process also looks for the directories of
+        // partitions moved away while this node was down; later ones only at replicas
+        // dropped (a stat per partition on every ISR change would be waste).
+        let first_seen = !all.contains_key(&topic.name);
         let replicas = all.entry(topic.name.clone()).or_default();
+        let mut dropped: Vec<i32> = Vec::new();
         for (&index, partition) in &topic.partitions {
             if !partition.replicas.contains(&self.node_id) {
-                // Replicas never move until reassignment exists; a partition assigned
-                // elsewhere is simply not hosted.
-                if let Some(previous) = replicas.remove(&index) {
-                    if previous.role == Role::Leader {
-                        leadership.push(change(&topic.name, index, false));
-                    }
+                // Not (or no longer, after a reassignment) a replica here: stop hosting it;
+                // its files go below, once the lock is released.
+                let previous = replicas.remove(&index);
+                if previous.as_ref().map(|r| r.role) == Some(Role::Leader) {
+                    leadership.push(change(&topic.name, index, false));
+                }
+                if first_seen || previous.is_some() {
+                    dropped.push(index);
                 }
                 continue;
             }
@@ -293,6 +305,12 @@ impl ReplicaManager {
                     replication,
                 },
             );
+        }
+        drop(all);
+        // A reassignment moved these partitions away (perhaps while this node was down):
+        // their data goes, as Kafka's stray logs do.
+        for index in dropped {
+            self.logs.delete_partition(&topic.name, index)?;
         }
         Ok(())
     }

@@ -110,6 +110,21 @@ impl Replication {
         }
         if !leading {
             state.followers.clear();
+        } else if !new_term && partition.replicas != state.replicas {
+            // A reassignment added or removed replicas during this term: a new replica must
+            // be tracked to join the ISR, a removed one no longer counts.
+            let node_id = state.node_id;
+            state
+                .followers
+                .retain(|id, _| partition.replicas.contains(id));
+            for &id in &partition.replicas {
+                if id != node_id {
+                    state
+                        .followers
+                        .entry(id)
+                        .or_insert_with(|| FollowerProgress::new(now_ms));
+                }
+            }
         }
         if partition.partition_epoch != state.partition_epoch || new_term || !leading {
             state.isr_change_in_flight = false;
@@ -294,6 +309,8 @@ mod tests {
             leader: 1,
             leader_epoch: 1,
             partition_epoch,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
     }
 
@@ -360,5 +377,37 @@ mod tests {
         // Refused: 3 no longer holds the high watermark back.
         replication.isr_change_failed();
         assert_eq!(replication.high_watermark_as_leader(20), 20);
+    }
+    /// A reassignment adds replica 4 while node 1 leads (same leader epoch): the leader tracks
+    /// it, and lets it into the ISR once it caught up; a replica removed stops counting.
+    #[test]
+    fn replicas_added_during_a_term_are_tracked_and_join() {
+        let replication = Replication::new(1, 0);
+        replication.apply(&partition(&[1, 2, 3], 1), 10, 0);
+        replication.follower_fetched(2, 10, 10, 1);
+        replication.follower_fetched(3, 10, 10, 1);
+        let mut moving = partition(&[1, 2, 3], 2);
+        moving.replicas = vec![1, 2, 4, 3];
+        moving.adding_replicas = vec![4];
+        moving.removing_replicas = vec![3];
+        replication.apply(&moving, 10, 2);
+        assert_eq!(
+            replication.isr_change_due(10, 1000, 3),
+            None,
+            "4 not fetched yet"
+        );
+        replication.follower_fetched(4, 10, 10, 4);
+        let change = replication.isr_change_due(10, 1000, 5).unwrap();
+        assert_eq!(change.new_isr, vec![1, 2, 4, 3]);
+        // The move completed: 3 is gone, its progress no longer tracked.
+        let mut done = partition(&[1, 2, 4], 3);
+        done.replicas = vec![1, 2, 4];
+        replication.apply(&done, 10, 6);
+        let (replicas, isr, followers) = replication.leader_view().unwrap();
+        assert_eq!((replicas, isr), (3, 3));
+        assert_eq!(
+            followers.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            vec![2, 4]
+        );
     }
 }

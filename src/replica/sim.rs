@@ -511,6 +511,8 @@ impl Sim {
                 leader: NO_LEADER,
                 leader_epoch: -1,
                 partition_epoch: -1,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             },
             incarnation,
             in_flight: None,

@@ -156,11 +156,13 @@ impl<'de> Deserialize<'de> for ClientQuotas {
     }
 }
 
-/// Which byte rate a request counts against.
+/// Which rate something counts against: a request's bytes, or a new connection from an
+/// address (KIP-612's per-IP `connection_creation_rate`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum QuotaType {
     Produce,
     Fetch,
+    ConnectionCreation,
 }
 
 impl QuotaType {
@@ -168,6 +170,7 @@ impl QuotaType {
         match self {
             QuotaType::Produce => PRODUCER_BYTE_RATE,
             QuotaType::Fetch => CONSUMER_BYTE_RATE,
+            QuotaType::ConnectionCreation => CONNECTION_CREATION_RATE,
         }
     }
 
@@ -175,6 +178,7 @@ impl QuotaType {
         match self {
             QuotaType::Produce => "produce",
             QuotaType::Fetch => "fetch",
+            QuotaType::ConnectionCreation => "connection_creation",
         }
     }
 }
@@ -220,6 +224,22 @@ impl ClientQuotas {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// The connection creation rate (connections/s) for `ip`: its own entity's, else the ip
+    /// default's, as Kafka's ConnectionQuotas looks them up.
+    pub fn connection_rate(&self, ip: IpAddr) -> Option<f64> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let rate_of = |name: Option<String>| {
+            let entity = QuotaEntity(vec![(ENTITY_IP.to_string(), name)]);
+            self.entries
+                .get(&entity)?
+                .get(CONNECTION_CREATION_RATE)
+                .copied()
+        };
+        rate_of(Some(ip.to_string())).or_else(|| rate_of(None))
     }
 
     /// Kafka's DefaultQuotaCallback: the first entity in precedence order that sets `quota`'s
@@ -434,6 +454,34 @@ impl QuotaManager {
         let Some((key, bound)) = Self::sensor_key(quotas, quota, user, client_id) else {
             return 0;
         };
+        self.record_into(key, bound, bytes as f64, now_ms)
+    }
+
+    /// Records a new connection from `ip` against its `connection_creation_rate`: true when
+    /// it may open. A refused connection is taken back out of the rate (as Kafka does), so
+    /// an address retrying in a loop is let in again as soon as its earlier ones age out.
+    pub fn record_connection(&self, quotas: &ClientQuotas, ip: IpAddr, now_ms: u64) -> bool {
+        let Some(bound) = quotas.connection_rate(ip) else {
+            return true;
+        };
+        let key = SensorKey {
+            quota: QuotaType::ConnectionCreation,
+            user: String::new(),
+            client_id: ip.to_string(),
+        };
+        if self.record_into(key.clone(), bound, 1.0, now_ms) == 0 {
+            return true;
+        }
+        let mut sensors = self.sensors.lock().expect("quota sensors lock");
+        if let Some(sensor) = sensors.get_mut(&key) {
+            sensor.record(&self.settings, -1.0, now_ms);
+        }
+        false
+    }
+
+    /// Records `amount` into the sensor `key` with bound `bound` (per second) and returns the
+    /// throttle time in milliseconds.
+    fn record_into(&self, key: SensorKey, bound: f64, amount: f64, now_ms: u64) -> u64 {
         let settings = &self.settings;
         let mut sensors = self.sensors.lock().expect("quota sensors lock");
         if !sensors.contains_key(&key) && sensors.len() >= settings.sensors_max {
@@ -443,7 +491,7 @@ impl QuotaManager {
             samples: VecDeque::with_capacity(settings.window_count),
             last_record_ms: now_ms,
         });
-        sensor.record(settings, bytes as f64, now_ms);
+        sensor.record(settings, amount, now_ms);
         let (rate, window_ms) = sensor.rate_per_second(settings, now_ms);
         if rate <= bound {
             return 0;

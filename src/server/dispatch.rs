@@ -261,6 +261,13 @@ fn route_sync(
         ApiKey::AlterUserScramCredentials => {
             handlers::scram::alter_user_scram_credentials(broker, context, request)
         }
+        ApiKey::ElectLeaders => handlers::reassignment::elect_leaders(broker, context, request),
+        ApiKey::AlterPartitionReassignments => {
+            handlers::reassignment::alter_partition_reassignments(broker, context, request)
+        }
+        ApiKey::ListPartitionReassignments => {
+            handlers::reassignment::list_partition_reassignments(broker, context, request)
+        }
         // The connection's authenticator answers these before dispatch.
         ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => Err(RequestError::Malformed(
             "SASL requests are answered by the connection's authenticator".into(),

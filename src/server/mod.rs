@@ -4,6 +4,7 @@
 
 pub mod authenticator;
 pub mod connection;
+pub mod connection_quotas;
 pub mod dispatch;
 pub mod request_memory;
 
@@ -92,6 +93,26 @@ pub async fn run_listener(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             _ = shutdown.changed() => break,
         };
+        let Some(per_ip) = broker.connection_quotas.try_open(peer.ip()) else {
+            tracing::warn!(%peer, "max.connections.per.ip reached; closing new connection");
+            crate::metrics::connection_refused_per_ip();
+            drop(stream);
+            continue;
+        };
+        // KIP-612's per-address connection_creation_rate (client quotas on ip entities); the
+        // controller listener is the quorum's own traffic and is not limited.
+        if kind != ListenerKind::Controller
+            && !broker.quotas.record_connection(
+                &broker.image().client_quotas,
+                peer.ip(),
+                crate::clock::now_ms().max(0) as u64,
+            )
+        {
+            tracing::debug!(%peer, "connection_creation_rate exceeded; closing new connection");
+            crate::metrics::connection_refused_creation_rate();
+            drop(stream);
+            continue;
+        }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "max.connections reached; closing new connection");
             crate::metrics::connection_refused_max_connections();
@@ -104,6 +125,7 @@ pub async fn run_listener(
             connection::serve(broker, stream, kind, security).await;
             drop(counted);
             drop(permit);
+            drop(per_ip);
         });
     }
     // Every connection stops reading at shutdown and answers what it has in flight; one

@@ -40,13 +40,37 @@ pub struct Broker {
     pub port: u16,
     /// Holds the data directory and the stderr logs of every run; removed on drop.
     temp: tempfile::TempDir,
+    /// `temp/data` unless the test gave its own (e.g. a small tmpfs, tests/disk_full.rs).
+    data_dir: PathBuf,
     extra_args: Vec<String>,
     child: Option<Child>,
     runs: usize,
 }
 
-/// A port the OS considers free right now (bind to port 0, read it, release it).
+/// A port the OS considers free right now (bind to port 0, read it, release it). With
+/// `DLOG_TEST_PORTS=LOW-HIGH` set, one from that range instead (a shared machine where each
+/// user keeps to a range): the next one that binds, walking from a per-process start.
 pub fn free_port() -> u16 {
+    if let Some((low, high)) = std::env::var("DLOG_TEST_PORTS").ok().and_then(|range| {
+        let (low, high) = range.split_once('-')?;
+        Some((
+            low.trim().parse::<u16>().ok()?,
+            high.trim().parse::<u16>().ok()?,
+        ))
+    }) {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let span = u32::from(high.saturating_sub(low)) + 1;
+        let start = std::process::id().wrapping_mul(7919);
+        for _ in 0..span {
+            let offset = start.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+            let port = low + offset as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+        panic!("no free port in DLOG_TEST_PORTS={low}-{high}");
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().unwrap().port()
 }
@@ -66,6 +90,7 @@ impl Broker {
             .expect("temp dir");
         let mut broker = Broker {
             port,
+            data_dir: temp.path().join("data"),
             temp,
             extra_args: args,
             child: None,
@@ -88,6 +113,7 @@ impl Broker {
         }
         let mut broker = Broker {
             port: free_port(),
+            data_dir: temp.path().join("data"),
             temp,
             extra_args,
             child: None,
@@ -97,8 +123,32 @@ impl Broker {
         broker
     }
 
+    /// Starts a broker on `port` with its data in `data_dir` (the caller's, kept after the
+    /// broker is dropped) and `--set key=value` for each of `settings`.
+    pub fn start_in(port: u16, data_dir: &Path, settings: &[&str]) -> Broker {
+        let temp = tempfile::Builder::new()
+            .prefix("dlog-it-")
+            .tempdir()
+            .expect("temp dir");
+        let mut extra_args = Vec::new();
+        for setting in settings {
+            extra_args.push("--set".to_string());
+            extra_args.push(setting.to_string());
+        }
+        let mut broker = Broker {
+            port,
+            temp,
+            data_dir: data_dir.to_path_buf(),
+            extra_args,
+            child: None,
+            runs: 0,
+        };
+        broker.spawn();
+        broker
+    }
+
     pub fn data_dir(&self) -> PathBuf {
-        self.temp.path().join("data")
+        self.data_dir.clone()
     }
 
     pub fn bootstrap(&self) -> String {
@@ -516,6 +566,19 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 // Raw protocol over TCP
 
 /// An ApiVersions v0 request frame (size prefix included).
+/// A connection to `broker` from the local address `source` (any 127.0.0.x is this host):
+/// for limits kept per client address.
+pub fn connect_from(broker: &Broker, source: &str) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let source: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+    socket
+        .bind(&source.into())
+        .expect("bind the source address");
+    socket.connect(&broker.addr().into()).expect("connect");
+    socket.into()
+}
+
 pub fn api_versions_request(correlation_id: i32) -> Vec<u8> {
     let client_id = b"raw-test";
     let mut body = Vec::new();
