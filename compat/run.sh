@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs compat suites against one broker that this script starts and stops.
-#   compat/run.sh dlog|kafka OUT_DIR [python|java|go|tools|share|rolling|security|reassign ...]     (default: the first four)
+#   compat/run.sh dlog|kafka OUT_DIR [python|java|go|tools|share|rolling|security|reassign|streams ...]     (default: the first four)
 # dlog: target/release/dlog (build it first) on 127.0.0.1:19092, fresh data dir.
 # kafka: real Apache Kafka 4.x (compat/kafka/start.sh) on 127.0.0.1:29092, fresh data dir.
 # Writes OUT_DIR/<suite>.log (full output) and OUT_DIR/<suite>.results (lines
@@ -91,6 +91,12 @@ for suite in "${suites[@]}"; do
       # a broker of its own started with the same secured settings (the broker above is not used),
       # so dlog and Kafka are compared on the same scenarios.
       DLOG_BIN="$dlog_bin" timeout 600 "$root/compat/security/run.sh" "$target" "$out/security" >"$log" 2>&1; rc=$?
+      grep -E '^RESULT ' "$log" | awk '{print $3, $2}' | sort -u >"$results"
+      ;;
+    streams)
+      # Issue 16: a Kafka Streams 4.1.1 word count (exactly_once_v2, two instances) against the broker
+      # above, and (CRASH_BROKER) on a broker of its own that it kills -9 and restarts mid-run.
+      CRASH_BROKER=$target DLOG_BIN="$dlog_bin" timeout 900 "$root/compat/java-streams/run.sh" >"$log" 2>&1; rc=$?
       grep -E '^RESULT ' "$log" | awk '{print $3, $2}' | sort -u >"$results"
       ;;
     go)
