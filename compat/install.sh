@@ -12,5 +12,6 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 (cd "$here/go" && timeout 600 go mod download github.com/twmb/franz-go)
 (cd "$here/java" && timeout 900 mvn -q -B dependency:resolve >/dev/null)
 (cd "$here/java-share" && timeout 900 mvn -q -B dependency:resolve >/dev/null)
+(cd "$here/java-streams" && timeout 900 mvn -q -B dependency:resolve >/dev/null)
 "$here/../deploy/install.sh"
 echo "compat: dependencies installed"
