@@ -15,11 +15,13 @@
 //! uses (Kafka's `UnifiedLog`), composed of [`local_log`] (the segments), [`producer_state`],
 //! [`transaction_index`] and [`leader_epoch`]; [`loader`] opens a partition directory and
 //! [`validator`] checks batches before they are appended. Storage errors are [`error`]'s; no
-//! Kafka protocol error type is used here.
+//! Kafka protocol error type is used here. The directory's [`flusher`] thread does the fsyncs
+//! that `flush.messages` and the periodic policy ask for (group commit).
 
 pub mod checkpoint;
 pub mod cleaner;
 pub mod error;
+pub mod flusher;
 pub mod index_file;
 pub mod leader_epoch;
 pub mod loader;
@@ -38,6 +40,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use flusher::Flusher;
 use log_config::LogConfig;
 use partition::{Checkpoints, OffsetOutOfRange, PartitionLog};
 use segment::RetiredSegment;
@@ -63,6 +66,8 @@ pub struct LogManager {
     retired: Mutex<VecDeque<(i64, RetiredSegment)>>,
     /// Per compacted partition: offsets below have been deduplicated by the cleaner.
     first_dirty_offsets: Mutex<HashMap<(String, i32), i64>>,
+    /// fsyncs every hosted log's owed flushes off the request path (group commit).
+    flusher: Arc<Flusher>,
 }
 
 /// Upper bound on `log.cleaner.threads` (Kafka has none; a typo must not spawn thousands).
@@ -104,7 +109,13 @@ impl LogManager {
                     .into_iter()
                     .collect(),
             ),
+            flusher: Flusher::start()?,
         })
+    }
+
+    /// The directory's flusher (to listen for its rounds).
+    pub fn flusher(&self) -> &Flusher {
+        &self.flusher
     }
 
     /// Whether the previous run ended with a clean shutdown.
@@ -166,7 +177,9 @@ impl LogManager {
                     format!("version: 0\ntopic_id: {topic_id}\n"),
                 )?;
             }
-            partitions.insert(partition, Arc::new(log));
+            let log = Arc::new(log);
+            log.attach_flusher(self.flusher.clone(), Arc::downgrade(&log));
+            partitions.insert(partition, log);
         }
         Ok(())
     }
@@ -390,6 +403,7 @@ impl LogManager {
 
     /// Clean shutdown: flush every log, write the checkpoints, then the clean-shutdown marker.
     pub fn shutdown(&self, now_ms: i64) -> io::Result<()> {
+        self.flusher.stop();
         self.delete_retired(i64::MAX)?;
         for log in self.all() {
             log.close(now_ms)?;
@@ -397,6 +411,12 @@ impl LogManager {
         self.write_checkpoints()?;
         std::fs::write(self.data_dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
         checkpoint::sync_dir(&self.data_dir)
+    }
+}
+
+impl Drop for LogManager {
+    fn drop(&mut self) {
+        self.flusher.stop();
     }
 }
 
