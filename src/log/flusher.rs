@@ -18,6 +18,7 @@
 //!   are taken under the lock, synced without it, and the recovery point is moved under it
 //!   again (and not at all if the log was truncated in between).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
@@ -41,6 +42,8 @@ pub struct Flusher {
     wakeup: Condvar,
     listener: OnceLock<Listener>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Log flushes done (each one fdatasync per segment file past the recovery point).
+    flushes: AtomicU64,
 }
 
 impl Flusher {
@@ -53,6 +56,11 @@ impl Flusher {
             .spawn(move || running.run())?;
         *flusher.thread.lock().expect("flusher thread lock") = Some(thread);
         Ok(flusher)
+    }
+
+    /// Log flushes done so far.
+    pub fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
     }
 
     /// `listener` is called after every round of fsyncs (at most one listener).
@@ -96,19 +104,155 @@ impl Flusher {
                 }
                 std::mem::take(&mut queue.logs)
             };
-            for log in logs {
-                if let Err(error) = log.flush_queued() {
-                    tracing::error!(
-                        topic = log.topic(),
-                        partition = log.partition(),
-                        %error,
-                        "fsync failed: nothing more of this log is acknowledged as durable"
-                    );
+            self.round(logs);
+        }
+    }
+
+    /// One round: flushes each queued log once, then tells the listener.
+    fn round(&self, logs: Vec<Arc<PartitionLog>>) {
+        for log in logs {
+            match log.flush_queued() {
+                Ok(true) => {
+                    self.flushes.fetch_add(1, Ordering::Relaxed);
                 }
-            }
-            if let Some(listener) = self.listener.get() {
-                listener();
+                Ok(false) => {}
+                Err(error) => tracing::error!(
+                    topic = log.topic(),
+                    partition = log.partition(),
+                    %error,
+                    "fsync failed: nothing more of this log is acknowledged as durable"
+                ),
             }
         }
+        if let Some(listener) = self.listener.get() {
+            listener();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::partition::tests::{config, open_unclean as open};
+    use crate::record::builder::BatchBuilder;
+
+    impl Flusher {
+        /// Runs one round on what is queued now, on the caller's thread (the flusher of
+        /// these tests has no thread, so what is queued waits for this).
+        fn run_queued(&self) {
+            let logs = std::mem::take(&mut self.queue.lock().unwrap().logs);
+            self.round(logs);
+        }
+
+        fn queued(&self) -> usize {
+            self.queue.lock().unwrap().logs.len()
+        }
+    }
+
+    fn attached(dir: &std::path::Path, flush_messages: &str) -> (Arc<Flusher>, Arc<PartitionLog>) {
+        let flusher = Arc::new(Flusher::default());
+        let log = Arc::new(open(dir, &config(&[("flush.messages", flush_messages)])));
+        log.attach_flusher(flusher.clone(), Arc::downgrade(&log));
+        (flusher, log)
+    }
+
+    fn batch(now_ms: i64) -> Vec<u8> {
+        BatchBuilder::new(now_ms)
+            .record(Some(b"k"), Some(b"v"), now_ms)
+            .build()
+    }
+
+    #[test]
+    fn appends_waiting_on_one_flush_share_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (flusher, log) = attached(dir.path(), "1");
+        let now = crate::clock::now_ms();
+        for _ in 0..50 {
+            log.append(&batch(now), now).unwrap();
+        }
+        // Nothing synced in the appends: none is acknowledgeable, the log is queued once.
+        assert_eq!(log.offsets().log_end_offset, 50);
+        assert_eq!(log.acknowledgeable_end_offset(), 0);
+        assert_eq!(log.recovery_point(), 0);
+        assert_eq!(flusher.queued(), 1);
+        flusher.run_queued();
+        assert_eq!(flusher.flushes(), 1, "one fsync for fifty appends");
+        assert_eq!(log.recovery_point(), 50);
+        assert_eq!(log.acknowledgeable_end_offset(), 50);
+        // Queued again by the next owed flush; a round with nothing new syncs nothing.
+        log.append(&batch(now), now).unwrap();
+        assert_eq!(log.acknowledgeable_end_offset(), 50);
+        flusher.run_queued();
+        flusher.run_queued();
+        assert_eq!(flusher.flushes(), 2);
+        assert_eq!(log.acknowledgeable_end_offset(), 51);
+    }
+
+    #[test]
+    fn a_flush_planned_before_a_truncation_does_not_cover_the_cut_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let (flusher, log) = attached(dir.path(), "1");
+        let now = crate::clock::now_ms();
+        for _ in 0..10 {
+            log.append(&batch(now), now).unwrap();
+        }
+        let plan = log.lock_local_for_test(|local| local.plan_flush()).unwrap();
+        log.truncate_to(4).unwrap();
+        plan.sync().unwrap();
+        log.lock_local_for_test(|local| local.complete_flush(&plan, now));
+        assert!(log.recovery_point() <= 4, "{}", log.recovery_point());
+        // What was owed after the cut is flushed by the next round.
+        log.append(&batch(now), now).unwrap();
+        flusher.run_queued();
+        assert_eq!(log.recovery_point(), 5);
+        assert_eq!(log.acknowledgeable_end_offset(), 5);
+    }
+
+    #[test]
+    fn larger_flush_messages_keep_kafkas_semantics() {
+        let dir = tempfile::tempdir().unwrap();
+        let (flusher, log) = attached(dir.path(), "3");
+        let now = crate::clock::now_ms();
+        log.append(&batch(now), now).unwrap();
+        log.append(&batch(now), now).unwrap();
+        // Below flush.messages nothing is owed: acknowledgeable without a flush.
+        assert_eq!(log.acknowledgeable_end_offset(), 2);
+        assert_eq!(flusher.queued(), 0);
+        log.append(&batch(now), now).unwrap();
+        // The third owes the flush of all three.
+        assert_eq!(log.acknowledgeable_end_offset(), 0);
+        assert_eq!(flusher.queued(), 1);
+        flusher.run_queued();
+        assert_eq!(log.recovery_point(), 3);
+        assert_eq!(log.acknowledgeable_end_offset(), 3);
+    }
+
+    #[test]
+    fn the_thread_flushes_concurrent_appenders_and_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let flusher = Flusher::start().unwrap();
+        let log = Arc::new(open(dir.path(), &config(&[("flush.messages", "1")])));
+        log.attach_flusher(flusher.clone(), Arc::downgrade(&log));
+        let appenders: Vec<_> = (0..8)
+            .map(|_| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        let now = crate::clock::now_ms();
+                        let end = log.append(&batch(now), now).unwrap().last_offset + 1;
+                        while log.acknowledgeable_end_offset() < end {
+                            std::thread::yield_now();
+                        }
+                        assert!(log.recovery_point() >= end);
+                    }
+                })
+            })
+            .collect();
+        for appender in appenders {
+            appender.join().unwrap();
+        }
+        assert_eq!(log.recovery_point(), 200);
+        flusher.stop();
+        assert!(flusher.flushes() >= 1 && flusher.flushes() <= 200);
     }
 }

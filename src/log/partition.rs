@@ -203,13 +203,14 @@ impl PartitionLog {
     /// The flusher's work for this log: syncs everything appended so far without holding the
     /// log lock, then moves the recovery point. Appends after the flag is cleared queue the
     /// log again, so none is left owed.
-    pub(super) fn flush_queued(&self) -> io::Result<()> {
+    /// Returns whether it synced anything.
+    pub(super) fn flush_queued(&self) -> io::Result<bool> {
         self.flush_queued.store(false, Ordering::Release);
         if self.flush_failed.load(Ordering::Acquire) {
-            return Ok(());
+            return Ok(false);
         }
         let Some(plan) = self.lock().local.plan_flush() else {
-            return Ok(());
+            return Ok(false);
         };
         let started = std::time::Instant::now();
         if let Err(error) = plan.sync() {
@@ -220,7 +221,12 @@ impl PartitionLog {
             .local
             .complete_flush(&plan, crate::clock::now_ms());
         crate::metrics::storage::flushed(started.elapsed());
-        Ok(())
+        Ok(true)
+    }
+
+    #[cfg(test)]
+    pub(super) fn lock_local_for_test<T>(&self, f: impl FnOnce(&mut LocalLog) -> T) -> T {
+        f(&mut self.lock().local)
     }
 
     /// Below this offset records may be acknowledged and counted by the high watermark: the
@@ -1155,7 +1161,7 @@ pub(crate) mod tests {
     }
 
     /// Opens `t`-0 in `dir` as after an unclean shutdown, with no checkpoints.
-    fn open_unclean(dir: &Path, config: &Arc<LogConfig>) -> PartitionLog {
+    pub(crate) fn open_unclean(dir: &Path, config: &Arc<LogConfig>) -> PartitionLog {
         PartitionLog::open(dir, "t", 0, config.clone(), Checkpoints::default(), false).unwrap()
     }
 
