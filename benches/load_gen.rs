@@ -88,9 +88,9 @@ fn parse(arguments: &[String]) -> Options {
     options
 }
 
-/// Records each delivery's latency from the send time carried as the opaque.
+/// Records the latency of each delivery of a record sent in the measured window, from the
+/// send time carried as the opaque (None: a warm-up record).
 struct LatencyContext {
-    measuring: std::sync::atomic::AtomicBool,
     samples: Mutex<Vec<Duration>>,
     failures: AtomicU64,
 }
@@ -98,12 +98,12 @@ struct LatencyContext {
 impl ClientContext for LatencyContext {}
 
 impl ProducerContext for LatencyContext {
-    type DeliveryOpaque = Box<Instant>;
+    type DeliveryOpaque = Box<Option<Instant>>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Instant>) {
-        if !self.measuring.load(Ordering::Relaxed) {
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Option<Instant>>) {
+        let Some(sent) = *sent else {
             return;
-        }
+        };
         match result {
             Ok(_) => {
                 let mut samples = self.samples.lock().unwrap();
@@ -171,7 +171,6 @@ fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
 fn produce(options: &Options) {
     create_topic(options);
     let context = LatencyContext {
-        measuring: Default::default(),
         samples: Mutex::new(Vec::new()),
         failures: AtomicU64::new(0),
     };
@@ -188,7 +187,7 @@ fn produce(options: &Options) {
         .expect("producer");
     let values: Vec<Vec<u8>> = (0..16).map(|i| value(options.record_bytes, i)).collect();
     let warmup = Duration::from_secs(options.warmup_seconds);
-    let measured = Duration::from_secs(options.seconds);
+    let window = Duration::from_secs(options.seconds);
     let interval = match options.rate_per_s {
         0 => None,
         rate => Some(Duration::from_secs_f64(1.0 / rate as f64)),
@@ -204,18 +203,19 @@ fn produce(options: &Options) {
             None => now,
         };
         if measured_from.is_none() && send_at >= started + warmup {
-            producer.context().measuring.store(true, Ordering::Relaxed);
             measured_from = Some(send_at);
         }
-        if send_at >= started + warmup + measured {
+        if send_at >= started + warmup + window {
             break;
         }
         if let Some(wait) = send_at.checked_duration_since(now) {
             std::thread::sleep(wait);
         }
         let payload = &values[(index % values.len() as u64) as usize];
-        let mut record: BaseRecord<'_, (), [u8], Box<Instant>> =
-            BaseRecord::with_opaque_to(&options.topic, Box::new(send_at)).payload(&payload[..]);
+        let measured_send = measured_from.map(|_| send_at);
+        let mut record: BaseRecord<'_, (), [u8], Box<Option<Instant>>> =
+            BaseRecord::with_opaque_to(&options.topic, Box::new(measured_send))
+                .payload(&payload[..]);
         loop {
             match producer.send(record) {
                 Ok(()) => break,
