@@ -354,20 +354,35 @@ pub fn handle(
     Ok(Handled::Deferred(Box::pin(async move {
         let mut shutdown = broker.shutdown.subscribe();
         loop {
-            // Register before checking, so a follower fetch in between is not missed.
-            let notified = broker.replicas.appended();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+            // Register before checking, so a follower fetch or a flush in between is not
+            // missed.
+            let appended = broker.replicas.appended();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let flushed = broker.replicas.flushed();
+            tokio::pin!(flushed);
+            flushed.as_mut().enable();
             let timed_out = Instant::now() >= deadline || *shutdown.borrow();
             let mut pending = false;
+            // While every pending outcome waits for its leader's flush, only the flusher can
+            // move it: other appends (each one wakes every waiter) are not waited on.
+            let mut flush_only = true;
             for (name, outcomes) in topics.iter_mut() {
                 for outcome in outcomes.iter_mut() {
-                    pending |= !settle(&broker, name.as_str(), outcome, timed_out);
+                    let settled = settle(&broker, name.as_str(), outcome, timed_out);
+                    pending |= !settled;
+                    flush_only &= settled || outcome.awaits_flush();
                 }
             }
             if !pending {
                 return Some(encode(version, correlation_id, throttle_time_ms, topics));
             }
+            let notified = async {
+                match flush_only {
+                    true => flushed.await,
+                    false => appended.await,
+                }
+            };
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {}
@@ -425,6 +440,15 @@ fn settle(broker: &Node, topic: &str, outcome: &mut PartitionOutcome, timed_out:
         outcome.base_offset = -1;
     }
     true
+}
+
+impl PartitionOutcome {
+    /// Whether the answer waits for the leader's flush of the appended records.
+    fn awaits_flush(&self) -> bool {
+        self.awaiting.as_ref().is_some_and(|awaiting| {
+            awaiting.led.log.acknowledgeable_end_offset() < awaiting.committed_end
+        })
+    }
 }
 
 fn encode(

@@ -135,6 +135,9 @@ pub struct ReplicaManager {
     /// Woken after every append and every round of the log flusher, so that waiting fetches
     /// and produce responses re-check without polling.
     appended: Arc<Notify>,
+    /// Woken after every round of the log flusher only: what a produce waiting for its
+    /// records to be flushed waits on, so that it is not woken by every other append.
+    flushed: Arc<Notify>,
     pub fetch_sessions: FetchSessions,
     /// The high watermarks `replication-offset-checkpoint` held at start, taken by each
     /// partition's replica when the first image creates it.
@@ -151,15 +154,19 @@ impl ReplicaManager {
         let checkpointed =
             crate::log::checkpoint::read(&logs.data_dir().join(HIGH_WATERMARK_FILE))?;
         let appended = Arc::new(Notify::new());
+        let flushed = Arc::new(Notify::new());
         // A flush moves what may be acknowledged, as an append moves the log end.
-        let flushed = appended.clone();
-        logs.flusher()
-            .on_flushed(Box::new(move || flushed.notify_waiters()));
+        let (on_appended, on_flushed) = (appended.clone(), flushed.clone());
+        logs.flusher().on_flushed(Box::new(move || {
+            on_flushed.notify_waiters();
+            on_appended.notify_waiters();
+        }));
         Ok(ReplicaManager {
             node_id,
             logs,
             replicas: RwLock::new(HashMap::new()),
             appended,
+            flushed,
             fetch_sessions: FetchSessions::default(),
             checkpointed_high_watermarks: Mutex::new(checkpointed.into_iter().collect()),
         })
@@ -459,6 +466,11 @@ impl ReplicaManager {
     /// read and the wait is not missed).
     pub fn appended(&self) -> Notified<'_> {
         self.appended.notified()
+    }
+
+    /// A wake-up for the log flusher's next round (register it before reading).
+    pub fn flushed(&self) -> Notified<'_> {
+        self.flushed.notified()
     }
 }
 
