@@ -623,7 +623,9 @@ impl CoordinatorHost for Node {
             .log
             .append_trusted(batch, now)
             .map_err(|e| storage(&e))?;
-        if durable {
+        // A flush `flush.messages` owes is done here rather than by the flusher: coordinators
+        // answer from this thread (a blocking one), as they did when the append fsynced.
+        if durable || led.log.acknowledgeable_end_offset() <= appended.last_offset {
             led.log.flush(now).map_err(|e| storage(&e))?;
         }
         self.replicas.notify_appended();
@@ -666,13 +668,17 @@ impl CoordinatorHost for Node {
         commit: bool,
     ) -> Result<(), WriteError> {
         let log = self.led_log(topic, partition)?;
-        let written = log.append_marker(
-            producer_id,
-            producer_epoch,
-            COORDINATOR_EPOCH,
-            commit,
-            now_ms(),
-        );
+        let now = now_ms();
+        let written = log
+            .append_marker(producer_id, producer_epoch, COORDINATOR_EPOCH, commit, now)
+            .and_then(|offset| {
+                // As a coordinator append: a flush `flush.messages` owes is done before the
+                // marker counts as written.
+                if log.acknowledgeable_end_offset() <= offset {
+                    log.flush(now)?;
+                }
+                Ok(offset)
+            });
         self.replicas.notify_appended();
         written
             .map(|_| ())

@@ -1256,3 +1256,29 @@ fn reassignment_moves_replicas_and_preferred_election_moves_leaders() {
     );
     assert!(dir(1, 1).exists() && dir(2, 1).exists());
 }
+
+/// `flush.messages=1` on a replicated topic: the leaders' fsyncs go through group commit, the
+/// followers fetch on only once their copies are flushed, and acks=all producers are answered
+/// once the high watermark (durable on every in-sync replica) passed their records.
+#[test]
+fn flush_every_message_replicates_through_group_commit() {
+    let cluster = Cluster::start_registered(3);
+    let topic = "durable-replicated";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(common::create_replicated_topic(
+        &cluster.bootstrap(0),
+        topic,
+        3,
+        3,
+        &[("flush.messages", "1"), ("min.insync.replicas", "2")],
+    ));
+    eventually(
+        Duration::from_secs(20),
+        || replica_state(&cluster.bootstrap(1), topic),
+        |state| state.len() == 3 && state.values().all(|(_, isr)| isr.len() == 3),
+    );
+    produce_keyed(&cluster.bootstrap(0), topic, 3, 300, "d");
+    let values = consume_values(&cluster.bootstrap(2), topic, 300);
+    let expected: BTreeSet<String> = (0..300).map(|i| format!("d-{i}")).collect();
+    assert_eq!(values, expected);
+}

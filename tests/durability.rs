@@ -608,3 +608,98 @@ async fn corrupt_last_batch_crc_is_cut() {
     drop(file);
     restart_and_check(&mut broker, TAIL_RECORDS - 1).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// (d) group commit: with `log.flush.interval.messages=1` every acknowledged record was fsynced,
+// and requests that wait together share an fsync.
+
+/// The sum of the samples whose line starts with `prefix` in the broker's `/metrics`.
+fn metric_sum(address: std::net::SocketAddr, prefix: &str) -> f64 {
+    use std::io::{Read, Write as _};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to /metrics");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: dlog\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read /metrics");
+    text.lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_every_message_acknowledges_concurrent_producers_with_shared_fsyncs() {
+    const TOPIC: &str = "durable";
+    const PRODUCERS: usize = 8;
+    const RECORDS_PER_PRODUCER: usize = 100;
+    let metrics_port = free_port();
+    let metrics_listen = format!("metrics.listen=127.0.0.1:{metrics_port}");
+    let mut broker = Broker::start_with(&[&metrics_listen, "log.flush.interval.messages=1"]);
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, TOPIC, 1, &[]).await;
+    let flushes_before = metric_sum(metrics, "dlog_log_flushes_total");
+
+    // Producers at linger.ms=0, half acks=all and half acks=1, each sending one record at a
+    // time: every record is its own request, and the producers' requests arrive together.
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|producer| {
+            let acks = if producer % 2 == 0 { "all" } else { "1" };
+            let producer_handle =
+                future_producer(&bootstrap, &[("linger.ms", "0"), ("acks", acks)]);
+            tokio::spawn(async move {
+                let mut acked = Vec::with_capacity(RECORDS_PER_PRODUCER);
+                for i in 0..RECORDS_PER_PRODUCER {
+                    let value = format!("p{producer}-r{i}").into_bytes();
+                    let record: FutureRecord<'_, [u8], [u8]> =
+                        FutureRecord::to(TOPIC).partition(0).payload(&value);
+                    let delivered = producer_handle
+                        .send(record, Duration::from_secs(30))
+                        .await
+                        .map_err(|(e, _)| e)
+                        .expect("acknowledged");
+                    acked.push((delivered.offset, value));
+                }
+                acked
+            })
+        })
+        .collect();
+    let mut acked: Vec<(i64, Vec<u8>)> = Vec::new();
+    for producer in producers {
+        acked.extend(producer.await.expect("producer task"));
+    }
+    assert_eq!(acked.len(), PRODUCERS * RECORDS_PER_PRODUCER);
+
+    let produce_requests = metric_sum(metrics, "dlog_requests_total{api=\"Produce\"");
+    let flushes = metric_sum(metrics, "dlog_log_flushes_total") - flushes_before;
+    eprintln!("{produce_requests} produce requests, {flushes} flushes");
+    assert!(flushes >= 1.0, "the records were flushed");
+    assert!(
+        flushes < produce_requests,
+        "{flushes} flushes for {produce_requests} produce requests: none shared"
+    );
+
+    // Every acknowledged record is there after kill -9, at its offset.
+    broker.kill9();
+    broker.restart();
+    wait_for_topic(&bootstrap, TOPIC, 1);
+    let consumed = consume_all(&bootstrap, TOPIC, 1);
+    assert_dense(TOPIC, 0, &consumed[&0]);
+    assert_eq!(consumed[&0].len(), acked.len());
+    for (offset, value) in &acked {
+        assert_eq!(
+            payload(&consumed[&0][*offset as usize]),
+            *value,
+            "@{offset}"
+        );
+    }
+}
+
+#[test]
+fn kill9_mid_produce_flush_every_message() {
+    kill9_mid_produce(&["log.flush.interval.messages=1"], "none", 2);
+}

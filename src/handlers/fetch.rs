@@ -222,10 +222,11 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
                 continue;
             }
             if (offsets.log_start_offset..=offsets.log_end_offset).contains(&state.fetch_offset) {
+                // The leader's own part of the high watermark is what it may acknowledge.
                 let (_, moved) = led.replication.follower_fetched(
                     plan.replica_id,
                     state.fetch_offset,
-                    offsets.log_end_offset,
+                    log.acknowledgeable_end_offset(),
                     crate::clock::now_ms(),
                 );
                 high_watermark_moved |= moved;

@@ -5,7 +5,10 @@
 //! appended batches (every in-sync replica has them): a deferred response woken by follower
 //! fetches, never a blocked worker. acks=all needs `min.insync.replicas` in-sync replicas
 //! before the append (NOT_ENOUGH_REPLICAS) and still when the batch is committed
-//! (NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+//! (NOT_ENOUGH_REPLICAS_AFTER_APPEND). When `flush.messages` owes a flush of the appended
+//! batches, acks=1 and acks=all are answered only once the log's flusher made them durable
+//! (group commit: the fsync is shared by every request that waited on it, and runs on the
+//! flusher thread, not here).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,8 +39,17 @@ struct PartitionOutcome {
     base_offset: i64,
     log_append_time_ms: i64,
     log_start_offset: i64,
-    /// acks=all: the offset the high watermark must reach, and the partition's state.
-    awaiting: Option<(i64, LedPartition)>,
+    /// What the answer waits for, if anything.
+    awaiting: Option<Awaiting>,
+}
+
+struct Awaiting {
+    /// The offset after the appended batches.
+    committed_end: i64,
+    led: LedPartition,
+    /// acks=all: the high watermark must reach `committed_end` (which includes the leader's
+    /// flush); acks=1: only the leader's flush (its acknowledgeable end).
+    replicated: bool,
 }
 
 /// Longest acks=all wait a request may ask for (its `timeout_ms`), bounding how long a
@@ -180,16 +192,23 @@ fn append_partition(
         Ok(result) => {
             let record_count = (result.last_offset - result.base_offset + 1) as u64;
             crate::metrics::topic_produced(topic, records.len() as u64, record_count);
-            let high_watermark = led.high_watermark();
             let committed_end = result.last_offset + 1;
+            let waits = match acks {
+                -1 => led.high_watermark() < committed_end,
+                1 => log.acknowledgeable_end_offset() < committed_end,
+                _ => false,
+            };
             PartitionOutcome {
                 index,
                 error: None,
                 base_offset: result.base_offset,
                 log_append_time_ms: result.log_append_time_ms,
                 log_start_offset: result.log_start_offset,
-                awaiting: (acks == -1 && high_watermark < committed_end)
-                    .then(|| (committed_end, led.clone())),
+                awaiting: waits.then(|| Awaiting {
+                    committed_end,
+                    led: led.clone(),
+                    replicated: acks == -1,
+                }),
             }
         }
         Err(error) => {
@@ -348,20 +367,35 @@ pub fn handle(
     Ok(Handled::Deferred(Box::pin(async move {
         let mut shutdown = broker.shutdown.subscribe();
         loop {
-            // Register before checking, so a follower fetch in between is not missed.
-            let notified = broker.replicas.appended();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+            // Register before checking, so a follower fetch or a flush in between is not
+            // missed.
+            let appended = broker.replicas.appended();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let flushed = broker.replicas.flushed();
+            tokio::pin!(flushed);
+            flushed.as_mut().enable();
             let timed_out = Instant::now() >= deadline || *shutdown.borrow();
             let mut pending = false;
+            // While every pending outcome waits for its leader's flush, only the flusher can
+            // move it: other appends (each one wakes every waiter) are not waited on.
+            let mut flush_only = true;
             for (name, outcomes) in topics.iter_mut() {
                 for outcome in outcomes.iter_mut() {
-                    pending |= !settle(&broker, name.as_str(), outcome, timed_out);
+                    let settled = settle(&broker, name.as_str(), outcome, timed_out);
+                    pending |= !settled;
+                    flush_only &= settled || outcome.awaits_flush();
                 }
             }
             if !pending {
                 return Some(encode(version, correlation_id, throttle_time_ms, topics));
             }
+            let notified = async {
+                match flush_only {
+                    true => flushed.await,
+                    false => appended.await,
+                }
+            };
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {}
@@ -371,16 +405,32 @@ pub fn handle(
     })))
 }
 
-/// Settles an acks=all outcome if it can be: committed (the high watermark passed it, with
-/// enough in-sync replicas), leadership lost, or timed out. Returns whether it is settled.
+/// Settles a waiting outcome if it can be: committed (acks=all: the high watermark passed it,
+/// with enough in-sync replicas; acks=1: the leader flushed it), leadership lost, the flush
+/// failed, or timed out. Returns whether it is settled.
 fn settle(broker: &Node, topic: &str, outcome: &mut PartitionOutcome, timed_out: bool) -> bool {
-    let Some((committed_end, led)) = &outcome.awaiting else {
+    let Some(Awaiting {
+        committed_end,
+        led,
+        replicated,
+    }) = &outcome.awaiting
+    else {
         return true;
     };
     let still_leader =
         broker.replicas.role(topic, outcome.index) == Some((Role::Leader, led.leader_epoch));
     let error = if !still_leader {
         Some(ResponseError::NotLeaderOrFollower)
+    } else if led.log.flush_failed() {
+        Some(ResponseError::KafkaStorageError)
+    } else if !replicated {
+        if led.log.acknowledgeable_end_offset() >= *committed_end {
+            None
+        } else if timed_out {
+            Some(ResponseError::RequestTimedOut)
+        } else {
+            return false;
+        }
     } else if led.high_watermark() >= *committed_end {
         let min_insync_replicas = led.log.config().min_insync_replicas;
         (led.replication.isr_len() < min_insync_replicas)
@@ -396,13 +446,22 @@ fn settle(broker: &Node, topic: &str, outcome: &mut PartitionOutcome, timed_out:
         outcome.error = Some((
             error,
             format!(
-                "{topic}-{}: the batch was not acknowledged by the in-sync replicas",
+                "{topic}-{}: the batch was not made durable or acknowledged by the in-sync replicas",
                 outcome.index
             ),
         ));
         outcome.base_offset = -1;
     }
     true
+}
+
+impl PartitionOutcome {
+    /// Whether the answer waits for the leader's flush of the appended records.
+    fn awaits_flush(&self) -> bool {
+        self.awaiting.as_ref().is_some_and(|awaiting| {
+            awaiting.led.log.acknowledgeable_end_offset() < awaiting.committed_end
+        })
+    }
 }
 
 fn encode(

@@ -14,6 +14,8 @@
 //! - Segments are keyed by base offset, ascending; the log end offset is the active segment's
 //!   next offset.
 //! - Everything below the recovery point is on disk (fsynced).
+//! - Records below `flush_owed_end` but not below the recovery point are owed a flush by
+//!   `flush.messages`: they are not acknowledgeable (see [`LocalLog::acknowledgeable_end_offset`]).
 //! - A retired segment's files are renamed at once (a restart removes them) and deleted later
 //!   by the caller; the active segment is never retired.
 
@@ -73,6 +75,31 @@ pub struct LocalLog {
     recovery_point: i64,
     unflushed_messages: i64,
     last_flush_ms: i64,
+    /// With group commit, `flush.messages` owes a flush of everything below this offset
+    /// (the flusher thread syncs it); 0 when nothing was ever owed.
+    flush_owed_end: i64,
+    /// Bumped by each truncation, so that a flush planned before one does not move the
+    /// recovery point over offsets that were cut (and maybe written again) since.
+    truncations: u64,
+}
+
+/// What a group-commit flush syncs off the lock: the files of the segments from the one
+/// holding the recovery point on, and the log end when they were taken.
+pub struct FlushPlan {
+    files: Vec<Arc<File>>,
+    end_offset: i64,
+    truncations: u64,
+}
+
+impl FlushPlan {
+    /// fdatasyncs the files (no lock held). fdatasync, not `sync_file_range`: the latter
+    /// neither writes the file size an append grew nor flushes the device's cache.
+    pub fn sync(&self) -> io::Result<()> {
+        for file in &self.files {
+            file.sync_data()?;
+        }
+        Ok(())
+    }
 }
 
 impl LocalLog {
@@ -86,6 +113,8 @@ impl LocalLog {
             recovery_point: 0,
             unflushed_messages: 0,
             last_flush_ms: 0,
+            flush_owed_end: 0,
+            truncations: 0,
         }
     }
 
@@ -224,6 +253,8 @@ impl LocalLog {
         reopened.recover(RECOVERY_BATCH_BYTES_MAX)?;
         self.segments.insert(keep_base, reopened);
         self.recovery_point = self.recovery_point.min(self.log_end_offset());
+        self.flush_owed_end = self.flush_owed_end.min(self.log_end_offset());
+        self.truncations += 1;
         Ok(())
     }
 
@@ -241,7 +272,9 @@ impl LocalLog {
         )?;
         self.segments.insert(offset, segment);
         self.recovery_point = offset;
+        self.flush_owed_end = offset;
         self.unflushed_messages = 0;
+        self.truncations += 1;
         Ok(())
     }
 
@@ -256,18 +289,79 @@ impl LocalLog {
         self.active_mut().append(parts, batches, now_ms)
     }
 
-    /// Counts `record_count` appended records towards `flush.messages`, flushing when reached.
+    /// Counts `record_count` appended records towards `flush.messages`. When reached, flushes
+    /// at once, or with `group_commit` only marks everything so far as owed a flush and
+    /// returns true: the caller queues the log for the flusher.
     pub fn count_unflushed(
         &mut self,
         record_count: i64,
         config: &LogConfig,
         now_ms: i64,
-    ) -> io::Result<()> {
+        group_commit: bool,
+    ) -> io::Result<bool> {
         self.unflushed_messages += record_count;
-        if self.unflushed_messages >= config.flush_messages {
-            self.flush(now_ms)?;
+        if self.unflushed_messages < config.flush_messages {
+            return Ok(false);
         }
-        Ok(())
+        if !group_commit {
+            self.flush(now_ms)?;
+            return Ok(false);
+        }
+        self.unflushed_messages = 0;
+        self.flush_owed_end = self.log_end_offset();
+        Ok(true)
+    }
+
+    /// Below this offset records may be acknowledged and counted by the high watermark: the
+    /// log end, except while a flush owed by `flush.messages` is not done, when it is the
+    /// recovery point (so with `flush.messages=1` only what is on disk).
+    pub fn acknowledgeable_end_offset(&self) -> i64 {
+        match self.recovery_point < self.flush_owed_end {
+            true => self.recovery_point,
+            false => self.log_end_offset(),
+        }
+    }
+
+    /// The group-commit flush of everything appended so far, to sync off the lock and then
+    /// complete with [`Self::complete_flush`]; None when everything is on disk.
+    pub fn plan_flush(&self) -> Option<FlushPlan> {
+        let end_offset = self.log_end_offset();
+        let sealed_unflushed = self.recovery_point < self.active().base_offset();
+        if self.recovery_point >= end_offset && !sealed_unflushed {
+            return None;
+        }
+        let from = self
+            .segments
+            .range(..=self.recovery_point)
+            .next_back()
+            .map_or(i64::MIN, |(base, _)| *base);
+        Some(FlushPlan {
+            files: self
+                .segments
+                .range(from..)
+                .map(|(_, s)| s.file().clone())
+                .collect(),
+            end_offset,
+            truncations: self.truncations,
+        })
+    }
+
+    /// Moves the recovery point to what `plan` synced, unless the log was truncated since.
+    /// Sealed segments need no index flush here: sealing synced them, and the segment holding
+    /// the recovery point has its indexes rebuilt by recovery.
+    pub fn complete_flush(&mut self, plan: &FlushPlan, now_ms: i64) {
+        if plan.truncations != self.truncations {
+            return;
+        }
+        assert!(
+            plan.end_offset <= self.log_end_offset(),
+            "a flush covers only appended offsets"
+        );
+        self.recovery_point = self.recovery_point.max(plan.end_offset);
+        self.last_flush_ms = now_ms;
+        if self.recovery_point == self.log_end_offset() {
+            self.unflushed_messages = 0;
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -295,12 +389,17 @@ impl LocalLog {
     /// The periodic flush: `flush.ms` elapsed, or sealed segments not yet on disk (Kafka
     /// flushes a segment when it is rolled).
     pub fn maybe_flush(&mut self, config: &LogConfig, now_ms: i64) -> io::Result<()> {
-        let sealed_unflushed = self.recovery_point < self.active().base_offset();
-        let due = self.unflushed_messages > 0 && now_ms - self.last_flush_ms >= config.flush_ms;
-        if sealed_unflushed || due {
+        if self.flush_due(config, now_ms) {
             self.flush(now_ms)?;
         }
         Ok(())
+    }
+
+    /// Whether the periodic flush policy wants a flush now.
+    pub fn flush_due(&self, config: &LogConfig, now_ms: i64) -> bool {
+        let sealed_unflushed = self.recovery_point < self.active().base_offset();
+        let due = self.unflushed_messages > 0 && now_ms - self.last_flush_ms >= config.flush_ms;
+        sealed_unflushed || due
     }
 
     // -----------------------------------------------------------------------------------------

@@ -16,11 +16,13 @@
 //! uses (Kafka's `UnifiedLog`), composed of [`local_log`] (the segments), [`producer_state`],
 //! [`transaction_index`] and [`leader_epoch`]; [`loader`] opens a partition directory and
 //! [`validator`] checks batches before they are appended. Storage errors are [`error`]'s; no
-//! Kafka protocol error type is used here.
+//! Kafka protocol error type is used here. The directory's [`flusher`] thread does the fsyncs
+//! that `flush.messages` and the periodic policy ask for (group commit).
 
 pub mod checkpoint;
 pub mod cleaner;
 pub mod error;
+pub mod flusher;
 pub mod index_file;
 pub mod leader_epoch;
 pub mod loader;
@@ -40,6 +42,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use flusher::Flusher;
 use log_config::LogConfig;
 use log_dir_space::{LogDirSpace, SpaceSettings};
 use partition::{Checkpoints, OffsetOutOfRange, PartitionLog};
@@ -68,6 +71,8 @@ pub struct LogManager {
     first_dirty_offsets: Mutex<HashMap<(String, i32), i64>>,
     /// The directory's free space, its reserve, and whether writes are refused.
     space: Arc<LogDirSpace>,
+    /// fsyncs every hosted log's owed flushes off the request path (group commit).
+    flusher: Arc<Flusher>,
 }
 
 /// Upper bound on `log.cleaner.threads` (Kafka has none; a typo must not spawn thousands).
@@ -121,7 +126,13 @@ impl LogManager {
                     .into_iter()
                     .collect(),
             ),
+            flusher: Flusher::start()?,
         })
+    }
+
+    /// The directory's flusher (to listen for its rounds).
+    pub fn flusher(&self) -> &Flusher {
+        &self.flusher
     }
 
     /// Whether the previous run ended with a clean shutdown.
@@ -189,7 +200,9 @@ impl LogManager {
                     format!("version: 0\ntopic_id: {topic_id}\n"),
                 )?;
             }
-            partitions.insert(partition, Arc::new(log));
+            let log = Arc::new(log);
+            log.attach_flusher(self.flusher.clone(), Arc::downgrade(&log));
+            partitions.insert(partition, log);
         }
         Ok(())
     }
@@ -447,6 +460,7 @@ impl LogManager {
 
     /// Clean shutdown: flush every log, write the checkpoints, then the clean-shutdown marker.
     pub fn shutdown(&self, now_ms: i64) -> io::Result<()> {
+        self.flusher.stop();
         self.delete_retired(i64::MAX)?;
         for log in self.all() {
             // Closing writes a producer state snapshot: the reserve covers it on a full disk,
@@ -457,6 +471,12 @@ impl LogManager {
         self.write_checkpoints()?;
         std::fs::write(self.data_dir.join(CLEAN_SHUTDOWN_FILE), b"")?;
         checkpoint::sync_dir(&self.data_dir)
+    }
+}
+
+impl Drop for LogManager {
+    fn drop(&mut self) {
+        self.flusher.stop();
     }
 }
 

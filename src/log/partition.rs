@@ -17,11 +17,12 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
 
 use crate::record::batch::BatchHeader;
 
+use super::flusher::Flusher;
 use super::leader_epoch::{EpochEntry, LeaderEpochCache};
 use super::local_log::LocalLog;
 use super::log_config::LogConfig;
@@ -123,6 +124,20 @@ pub struct PartitionLog {
     /// The log directory's space (None in tests that open a log alone): appends are refused
     /// while it is full, and an append failing for lack of space marks it full.
     space: Option<Arc<LogDirSpace>>,
+    /// Set when the log belongs to a [`super::LogManager`]: flushes owed by `flush.messages`
+    /// and the periodic policy go to its flusher thread instead of running in the append.
+    group_commit: OnceLock<GroupCommit>,
+    /// Whether this log is in the flusher's queue (at most once there).
+    flush_queued: AtomicBool,
+    /// An fsync failed: the page cache may have dropped the data (a later fsync can succeed
+    /// without writing it), so nothing more is made durable and acknowledgeable here.
+    flush_failed: AtomicBool,
+}
+
+struct GroupCommit {
+    flusher: Arc<Flusher>,
+    /// This log itself, to queue; weak so that the log is not kept alive by itself.
+    this: Weak<PartitionLog>,
 }
 
 impl PartitionLog {
@@ -154,6 +169,9 @@ impl PartitionLog {
             next_guard_id: AtomicU64::new(1),
             leader_epoch: AtomicI32::new(DEFAULT_LEADER_EPOCH),
             space: None,
+            group_commit: OnceLock::new(),
+            flush_queued: AtomicBool::new(false),
+            flush_failed: AtomicBool::new(false),
         })
     }
 
@@ -178,6 +196,77 @@ impl PartitionLog {
             space.write_failed(error);
         }
         outcome
+    }
+
+    /// Hands this log's flushes to `flusher` from now on (group commit); `this` is the log.
+    pub fn attach_flusher(&self, flusher: Arc<Flusher>, this: Weak<PartitionLog>) {
+        assert!(
+            std::ptr::eq(this.as_ptr(), self),
+            "attach_flusher is given the log itself"
+        );
+        if self
+            .group_commit
+            .set(GroupCommit { flusher, this })
+            .is_err()
+        {
+            panic!("a log has one flusher");
+        }
+    }
+
+    /// Queues this log for its flusher unless queued already.
+    fn request_flush(&self) {
+        let Some(group_commit) = self.group_commit.get() else {
+            return;
+        };
+        if self.flush_queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match group_commit.this.upgrade() {
+            Some(log) => group_commit.flusher.enqueue(log),
+            // Being dropped (its topic deleted): nobody waits on it any more.
+            None => self.flush_queued.store(false, Ordering::Release),
+        }
+    }
+
+    /// The flusher's work for this log: syncs everything appended so far without holding the
+    /// log lock, then moves the recovery point. Appends after the flag is cleared queue the
+    /// log again, so none is left owed.
+    /// Returns whether it synced anything.
+    pub(super) fn flush_queued(&self) -> io::Result<bool> {
+        self.flush_queued.store(false, Ordering::Release);
+        if self.flush_failed.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let Some(plan) = self.lock().local.plan_flush() else {
+            return Ok(false);
+        };
+        let started = std::time::Instant::now();
+        if let Err(error) = plan.sync() {
+            self.flush_failed.store(true, Ordering::Release);
+            return Err(error);
+        }
+        self.lock()
+            .local
+            .complete_flush(&plan, crate::clock::now_ms());
+        crate::metrics::storage::flushed(started.elapsed());
+        Ok(true)
+    }
+
+    #[cfg(test)]
+    pub(super) fn lock_local_for_test<T>(&self, f: impl FnOnce(&mut LocalLog) -> T) -> T {
+        f(&mut self.lock().local)
+    }
+
+    /// Below this offset records may be acknowledged and counted by the high watermark: the
+    /// log end unless a flush owed by `flush.messages` is still in flight (then what is on
+    /// disk). See [`LocalLog::acknowledgeable_end_offset`].
+    pub fn acknowledgeable_end_offset(&self) -> i64 {
+        self.lock().local.acknowledgeable_end_offset()
+    }
+
+    /// Whether an fsync of this log failed (what it owes will never be acknowledged).
+    pub fn flush_failed(&self) -> bool {
+        self.flush_failed.load(Ordering::Acquire)
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
@@ -405,7 +494,14 @@ impl PartitionLog {
             .iter()
             .map(|(_, h)| i64::from(h.records_count))
             .sum();
-        state.local.count_unflushed(record_count, &config, now_ms)?;
+        if state.local.count_unflushed(
+            record_count,
+            &config,
+            now_ms,
+            self.group_commit.get().is_some(),
+        )? {
+            self.request_flush();
+        }
         Ok(AppendResult {
             base_offset,
             last_offset: next_offset - 1,
@@ -673,7 +769,14 @@ impl PartitionLog {
             .iter()
             .map(|(_, h)| i64::from(h.records_count))
             .sum();
-        state.local.count_unflushed(record_count, config, now_ms)?;
+        if state.local.count_unflushed(
+            record_count,
+            config,
+            now_ms,
+            self.group_commit.get().is_some(),
+        )? {
+            self.request_flush();
+        }
         Ok(AppendResult {
             base_offset,
             last_offset: next_offset - 1,
@@ -712,7 +815,14 @@ impl PartitionLog {
     /// flushes a segment when it is rolled).
     pub fn maybe_flush(&self, now_ms: i64) -> io::Result<()> {
         let config = self.config();
-        self.lock().local.maybe_flush(&config, now_ms)
+        if self.group_commit.get().is_none() {
+            return self.lock().local.maybe_flush(&config, now_ms);
+        }
+        // With a flusher no fsync runs here (the caller may be a runtime worker).
+        if self.lock().local.flush_due(&config, now_ms) {
+            self.request_flush();
+        }
+        Ok(())
     }
 
     /// fsyncs everything appended so far (e.g. after each metadata commit).
@@ -1109,7 +1219,7 @@ pub(crate) mod tests {
     }
 
     /// Opens `t`-0 in `dir` as after an unclean shutdown, with no checkpoints.
-    fn open_unclean(dir: &Path, config: &Arc<LogConfig>) -> PartitionLog {
+    pub(crate) fn open_unclean(dir: &Path, config: &Arc<LogConfig>) -> PartitionLog {
         PartitionLog::open(dir, "t", 0, config.clone(), Checkpoints::default(), false).unwrap()
     }
 

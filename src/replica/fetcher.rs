@@ -107,6 +107,11 @@ async fn run(
                 REQUEST_TIMEOUT,
             ));
         }
+        // The next fetch's offsets tell the leader what this replica has: with `flush.messages`
+        // owing a flush, only once the flusher made it durable (as when the append fsynced).
+        if !wait_flushed(&replicas, &partitions, &mut shutdown).await {
+            return;
+        }
         let request = fetch_request(node_id, &partitions);
         let sent = client
             .as_ref()
@@ -138,6 +143,31 @@ async fn run(
         }
         if back_off {
             pause(&mut shutdown).await;
+        }
+    }
+}
+
+/// Waits until every followed log may acknowledge its whole length (no flush owed); false on
+/// shutdown.
+async fn wait_flushed(
+    replicas: &ReplicaManager,
+    partitions: &[FollowedPartition],
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    loop {
+        let flushed = replicas.appended();
+        tokio::pin!(flushed);
+        flushed.as_mut().enable();
+        let owed = partitions.iter().any(|p| {
+            !p.log.flush_failed()
+                && p.log.acknowledgeable_end_offset() < p.log.offsets().log_end_offset
+        });
+        if !owed {
+            return true;
+        }
+        tokio::select! {
+            _ = flushed => {}
+            _ = shutdown.changed() => return false,
         }
     }
 }

@@ -98,10 +98,11 @@ impl LedPartition {
         (epoch != last_fetched_epoch || end_offset < fetch_offset).then_some((epoch, end_offset))
     }
 
-    /// The high watermark now: what consumers may read (see [`Replication`]).
+    /// The high watermark now: what consumers may read (see [`Replication`]). The leader's
+    /// own part is what it may acknowledge: with `flush.messages=1`, what is on its disk.
     pub fn high_watermark(&self) -> i64 {
         self.replication
-            .high_watermark_as_leader(self.log.offsets().log_end_offset)
+            .high_watermark_as_leader(self.log.acknowledgeable_end_offset())
     }
 }
 
@@ -131,8 +132,12 @@ pub struct ReplicaManager {
     /// Hosted partitions by topic, then partition (looked up by `&str` on the data path,
     /// without allocating). Written only when an image is applied.
     replicas: RwLock<HashMap<String, BTreeMap<i32, Replica>>>,
-    /// Woken after every append, so that waiting fetches re-check without polling.
-    appended: Notify,
+    /// Woken after every append and every round of the log flusher, so that waiting fetches
+    /// and produce responses re-check without polling.
+    appended: Arc<Notify>,
+    /// Woken after every round of the log flusher only: what a produce waiting for its
+    /// records to be flushed waits on, so that it is not woken by every other append.
+    flushed: Arc<Notify>,
     pub fetch_sessions: FetchSessions,
     /// The high watermarks `replication-offset-checkpoint` held at start, taken by each
     /// partition's replica when the first image creates it.
@@ -148,11 +153,20 @@ impl ReplicaManager {
     pub fn new(node_id: i32, logs: LogManager) -> io::Result<ReplicaManager> {
         let checkpointed =
             crate::log::checkpoint::read(&logs.data_dir().join(HIGH_WATERMARK_FILE))?;
+        let appended = Arc::new(Notify::new());
+        let flushed = Arc::new(Notify::new());
+        // A flush moves what may be acknowledged, as an append moves the log end.
+        let (on_appended, on_flushed) = (appended.clone(), flushed.clone());
+        logs.flusher().on_flushed(Box::new(move || {
+            on_flushed.notify_waiters();
+            on_appended.notify_waiters();
+        }));
         Ok(ReplicaManager {
             node_id,
             logs,
             replicas: RwLock::new(HashMap::new()),
-            appended: Notify::new(),
+            appended,
+            flushed,
             fetch_sessions: FetchSessions::default(),
             checkpointed_high_watermarks: Mutex::new(checkpointed.into_iter().collect()),
         })
@@ -291,7 +305,7 @@ impl ReplicaManager {
                     Arc::new(Replication::new(self.node_id, high_watermark))
                 }
             };
-            replication.apply(partition, log.offsets().log_end_offset, now_ms());
+            replication.apply(partition, log.acknowledgeable_end_offset(), now_ms());
             if role == Role::Leader {
                 log.set_leader_epoch(partition.leader_epoch);
             }
@@ -470,6 +484,11 @@ impl ReplicaManager {
     /// read and the wait is not missed).
     pub fn appended(&self) -> Notified<'_> {
         self.appended.notified()
+    }
+
+    /// A wake-up for the log flusher's next round (register it before reading).
+    pub fn flushed(&self) -> Notified<'_> {
+        self.flushed.notified()
     }
 }
 
