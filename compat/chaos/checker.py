@@ -222,7 +222,10 @@ def check(events):
         kind = "lost-write" if offset is not None and offset < highest else "unseen-write"
         anomalies.append(_anomaly(
             kind, write["ops"], topic=topic, partition=partition, offset=offset, value=v,
-            detail=f"acknowledged at offset {offset}; highest offset read in the partition {highest}"))
+            detail=(f"acknowledged at offset {offset}" if offset is not None else
+                    "acknowledged without an offset (librdkafka's implicit ack of an idempotent "
+                    "producer's batch: README, seed 11)")
+            + f"; highest offset read in the partition {highest}"))
 
     # Acknowledged writes read once, then gone from the final drain that read past their offset.
     for v, write in writes.items():

@@ -39,6 +39,10 @@ COMMON = {
 
 # CHAOS_CTP_DEBUG=eos,protocol: librdkafka debug logs of the transformers' producers on stderr.
 DEBUG = {"debug": os.environ["CHAOS_CTP_DEBUG"], "log_level": 7} if os.environ.get("CHAOS_CTP_DEBUG") else {}
+# CHAOS_PRODUCER_DEBUG=msg,eos: librdkafka debug logs of the idempotent queue producers on stderr
+# (which broker took which batch, IMPLICITACK: a batch acknowledged by a later one's success).
+PRODUCER_DEBUG = ({"debug": os.environ["CHAOS_PRODUCER_DEBUG"], "log_level": 7}
+                  if os.environ.get("CHAOS_PRODUCER_DEBUG") else {})
 
 
 class Client(threading.Thread):
@@ -98,7 +102,7 @@ class QueueProducer(Client):
             self.session += 1
             producer = Producer(self.config(**{"enable.idempotence": True, "acks": "all", "linger.ms": 5,
                                                 "message.timeout.ms": 20000, "request.timeout.ms": 5000,
-                                                "retry.backoff.ms": 100}))
+                                                "retry.backoff.ms": 100, **PRODUCER_DEBUG}))
             crash_at = time.monotonic() + self.rng.uniform(4, 10)
             while not self.stopping() and time.monotonic() < crash_at:
                 value = next(VALUES)
