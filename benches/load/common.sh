@@ -57,3 +57,39 @@ wait_quiet() {
 
 # CPU time of every thread of process PID, in ns (schedstat: exact, unlike 10 ms ticks).
 cpu_ns() { cat "/proc/$1"/task/*/schedstat 2>/dev/null | awk '{ total += $1 } END { printf "%.0f", total }'; }
+
+# One broker at a time on 127.0.0.1:$PORT ($BOOTSTRAP) with its data in $WORK/data: dlog
+# ($WORK/dlog, or the binary after "=") or Kafka (compat/kafka/start.sh). Needs PORT, BOOTSTRAP
+# and the directory $WORK/raw (dlog's log goes to $WORK/raw/NAME.log). Sets BROKER (the name),
+# BROKER_KIND (dlog|kafka) and BROKER_PID.
+BROKER=""; BROKER_PID=""; BROKER_KIND=""
+start_broker() { # start_broker NAME[=DLOG_BINARY]
+  BROKER="${1%%=*}"
+  local binary="$WORK/dlog"
+  [[ "$1" == *=* ]] && binary="${1#*=}"
+  BROKER_KIND=dlog; [[ "$BROKER" == kafka ]] && BROKER_KIND=kafka
+  rm -rf "$WORK/data"; mkdir -p "$WORK/data"
+  if port_open "$PORT"; then log "port $PORT busy"; exit 1; fi
+  case "$BROKER_KIND" in
+    dlog)
+      "$binary" --listen "$BOOTSTRAP" --data-dir "$WORK/data/dlog" >"$WORK/raw/$BROKER.log" 2>&1 &
+      BROKER_PID=$!
+      local deadline=$((SECONDS + 30))
+      until port_open "$PORT"; do
+        kill -0 "$BROKER_PID" 2>/dev/null || { log "dlog exited:"; tail -n 20 "$WORK/raw/$BROKER.log" >&2; exit 1; }
+        (( SECONDS < deadline )) || { log "dlog did not listen in 30 s"; exit 1; }
+        sleep 0.2
+      done ;;
+    kafka)
+      "$ROOT/compat/kafka/start.sh" "$PORT" "$WORK/data" >&2
+      BROKER_PID="$(cat "$WORK/data/kafka.pid")" ;;
+  esac
+}
+stop_broker() {
+  [[ -n "$BROKER_PID" ]] || return 0
+  case "$BROKER_KIND" in
+    dlog) kill -TERM "$BROKER_PID" 2>/dev/null || true; wait "$BROKER_PID" 2>/dev/null || true ;;
+    kafka) "$ROOT/compat/kafka/stop.sh" "$WORK/data" >&2 || true ;;
+  esac
+  BROKER_PID=""
+}

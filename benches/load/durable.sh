@@ -49,37 +49,6 @@ LOAD_GEN="$(cd "$ROOT" && cargo bench --bench load_gen --no-run --message-format
 [[ -x "$LOAD_GEN" ]] || { log "no load_gen executable"; exit 1; }
 cp "$LOAD_GEN" "$WORK/load_gen"
 
-BROKER=""; BROKER_PID=""; BROKER_KIND=""
-start_broker() { # start_broker NAME[=DLOG_BINARY]
-  BROKER="${1%%=*}"
-  local binary="$WORK/dlog"
-  [[ "$1" == *=* ]] && binary="${1#*=}"
-  BROKER_KIND=dlog; [[ "$BROKER" == kafka ]] && BROKER_KIND=kafka
-  rm -rf "$WORK/data"; mkdir -p "$WORK/data"
-  if port_open "$PORT"; then log "port $PORT busy"; exit 1; fi
-  case "$BROKER_KIND" in
-    dlog)
-      "$binary" --listen "$BOOTSTRAP" --data-dir "$WORK/data/dlog" >"$WORK/raw/$BROKER.log" 2>&1 &
-      BROKER_PID=$!
-      local deadline=$((SECONDS + 30))
-      until port_open "$PORT"; do
-        kill -0 "$BROKER_PID" 2>/dev/null || { log "dlog exited:"; tail -n 20 "$WORK/raw/$BROKER.log" >&2; exit 1; }
-        (( SECONDS < deadline )) || { log "dlog did not listen in 30 s"; exit 1; }
-        sleep 0.2
-      done ;;
-    kafka)
-      "$ROOT/compat/kafka/start.sh" "$PORT" "$WORK/data" >&2
-      BROKER_PID="$(cat "$WORK/data/kafka.pid")" ;;
-  esac
-}
-stop_broker() {
-  [[ -n "$BROKER_PID" ]] || return 0
-  case "$BROKER_KIND" in
-    dlog) kill -TERM "$BROKER_PID" 2>/dev/null || true; wait "$BROKER_PID" 2>/dev/null || true ;;
-    kafka) "$ROOT/compat/kafka/stop.sh" "$WORK/data" >&2 || true ;;
-  esac
-  BROKER_PID=""
-}
 trap stop_broker EXIT
 trap 'exit 130' INT TERM
 

@@ -38,34 +38,6 @@ RESULTS="$WORK/results.csv" # broker,kind,mode,run,value,broker_cpu_s,foreign_cp
 source "$HERE/common.sh"
 prepare_binaries
 
-BROKER=""; BROKER_PID=""
-start_broker() { # start_broker dlog|kafka
-  BROKER="$1"
-  rm -rf "$WORK/data"; mkdir -p "$WORK/data"
-  if port_open "$PORT"; then log "port $PORT busy"; exit 1; fi
-  case "$BROKER" in
-    dlog)
-      "$WORK/dlog" --listen "$BOOTSTRAP" --data-dir "$WORK/data/dlog" >"$WORK/raw/dlog.log" 2>&1 &
-      BROKER_PID=$!
-      local deadline=$((SECONDS + 30))
-      until port_open "$PORT"; do
-        kill -0 "$BROKER_PID" 2>/dev/null || { log "dlog exited:"; tail -n 20 "$WORK/raw/dlog.log" >&2; exit 1; }
-        (( SECONDS < deadline )) || { log "dlog did not listen in 30 s"; exit 1; }
-        sleep 0.2
-      done ;;
-    kafka)
-      "$ROOT/compat/kafka/start.sh" "$PORT" "$WORK/data" >&2
-      BROKER_PID="$(cat "$WORK/data/kafka.pid")" ;;
-  esac
-}
-stop_broker() {
-  [[ -n "$BROKER_PID" ]] || return 0
-  case "$BROKER" in
-    dlog) kill -TERM "$BROKER_PID" 2>/dev/null || true; wait "$BROKER_PID" 2>/dev/null || true ;;
-    kafka) "$ROOT/compat/kafka/stop.sh" "$WORK/data" >&2 || true ;;
-  esac
-  BROKER_PID=""
-}
 trap stop_broker EXIT
 trap 'exit 130' INT TERM
 
