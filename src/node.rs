@@ -424,6 +424,12 @@ impl Node {
         replication: &crate::replica::Replication,
         change: IsrChange,
     ) {
+        // At shutdown the runtime this call would block on is going away (block_on then
+        // panics on its timers): the change is left to the next leader or the next start.
+        if *self.shutdown.borrow() {
+            replication.isr_change_failed();
+            return;
+        }
         tracing::info!(
             topic,
             partition,

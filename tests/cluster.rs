@@ -565,6 +565,49 @@ impl rdkafka::producer::ProducerContext for Acknowledged {
     }
 }
 
+/// An acks=all producer thread sending "v-<n>" round-robin over `partitions` partitions of
+/// `topic` until `stop`, recording each acknowledged (partition, value); returns the count sent.
+fn spawn_producer(
+    bootstrap: &str,
+    topic: &'static str,
+    partitions: usize,
+    idempotent: bool,
+    acknowledged: &std::sync::Arc<std::sync::Mutex<Vec<(i32, String)>>>,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    let (acknowledged, stop, bootstrap) =
+        (acknowledged.clone(), stop.clone(), bootstrap.to_string());
+    std::thread::spawn(move || {
+        let producer: ThreadedProducer<Acknowledged> = common::producer_config(&bootstrap)
+            .set(
+                "enable.idempotence",
+                if idempotent { "true" } else { "false" },
+            )
+            .set("message.timeout.ms", "60000")
+            .set("retry.backoff.ms", "100")
+            .create_with_context(Acknowledged(acknowledged))
+            .expect("producer");
+        let mut index = 0usize;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let value = format!("v-{index}");
+            let record = BaseRecord::<(), str>::to(topic)
+                .partition((index % partitions) as i32)
+                .payload(&value);
+            match producer.send(record) {
+                Ok(()) => index += 1,
+                Err(_) => {
+                    producer.poll(Duration::from_millis(50));
+                }
+            }
+            if index % 50 == 0 {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        producer.flush(Duration::from_secs(60)).expect("flush");
+        index
+    })
+}
+
 /// Replication factor 3, min.insync.replicas 2, an idempotent acks=all producer: the leader
 /// of a partition is killed with kill -9 while the producer runs. A new leader is elected
 /// from the ISR, the producer carries on, and once the killed broker is back in every ISR,
@@ -597,36 +640,7 @@ fn replicated_topic_survives_the_kill_of_a_leader() {
         .join(",");
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let producing = {
-        let (acknowledged, stop, bootstrap) =
-            (acknowledged.clone(), stop.clone(), bootstrap_all.clone());
-        std::thread::spawn(move || {
-            let producer: ThreadedProducer<Acknowledged> = common::producer_config(&bootstrap)
-                .set("enable.idempotence", "true")
-                .set("message.timeout.ms", "60000")
-                .set("retry.backoff.ms", "100")
-                .create_with_context(Acknowledged(acknowledged))
-                .expect("producer");
-            let mut index = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let value = format!("v-{index}");
-                let record = BaseRecord::<(), str>::to(topic)
-                    .partition((index % 3) as i32)
-                    .payload(&value);
-                match producer.send(record) {
-                    Ok(()) => index += 1,
-                    Err(_) => {
-                        producer.poll(Duration::from_millis(50));
-                    }
-                }
-                if index % 50 == 0 {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-            producer.flush(Duration::from_secs(60)).expect("flush");
-            index
-        })
-    };
+    let producing = spawn_producer(&bootstrap_all, topic, 3, true, &acknowledged, &stop);
 
     std::thread::sleep(Duration::from_secs(2));
     let victim = state[&0].0;
@@ -1059,34 +1073,7 @@ fn reassignment_moves_replicas_and_preferred_election_moves_leaders() {
         .join(",");
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let producing = {
-        let (acknowledged, stop) = (acknowledged.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let producer: ThreadedProducer<Acknowledged> = common::producer_config(&bootstrap_all)
-                .set("message.timeout.ms", "60000")
-                .set("retry.backoff.ms", "100")
-                .create_with_context(Acknowledged(acknowledged))
-                .expect("producer");
-            let mut index = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                let value = format!("v-{index}");
-                let record = BaseRecord::<(), str>::to(topic)
-                    .partition((index % 2) as i32)
-                    .payload(&value);
-                match producer.send(record) {
-                    Ok(()) => index += 1,
-                    Err(_) => {
-                        producer.poll(Duration::from_millis(50));
-                    }
-                }
-                if index % 50 == 0 {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-            producer.flush(Duration::from_secs(60)).expect("flush");
-            index
-        })
-    };
+    let producing = spawn_producer(&bootstrap_all, topic, 2, false, &acknowledged, &stop);
     eventually(
         Duration::from_secs(30),
         || acknowledged.lock().unwrap().len(),
