@@ -6,7 +6,7 @@ black-box, the same scenario against dlog or a three-node Apache Kafka 4.x (the 
 
 1. Starts three combined broker+controller nodes (compat/chaos/cluster.py, as rolling.py does:
    dlog from DLOG_BIN, Kafka 4.1.1 from KAFKA_LIB), clients through its pass-through proxy,
-   ports from REASSIGN_BASE_PORT (default 33000: node i listens on base+10i, controller +1,
+   ports from REASSIGN_BASE_PORT (default 23000, below the ephemeral port range: node i listens on base+10i, controller +1,
    proxy +3). A long broker session (30 s) keeps a paused broker registered (step 5).
 2. `kafka-topics --create --replica-assignment 1:2,1:2,2:1`: three partitions, RF 2, on
    brokers 1 and 2; Kafka's VerifiableProducer (idempotent, acks=all) writes to it throughout.
@@ -280,7 +280,7 @@ def main():
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     started = time.monotonic()
-    base_port = int(os.environ.get("REASSIGN_BASE_PORT", "33000"))
+    base_port = int(os.environ.get("REASSIGN_BASE_PORT", "23000"))
     cluster = clusters.make(args.kind, 3, os.path.join(out, "cluster"), base_port, SESSION)
     proxy = Proxy(0)
     for node in cluster.node_ids():

@@ -5,7 +5,7 @@
 # reference): see reassign.py for what it runs and checks.
 #   compat/cluster/reassign.sh dlog|kafka [OUT_DIR]
 # DLOG_BIN (default target/release/dlog), KAFKA_LIB (default compat/kafka/lib),
-# REASSIGN_BASE_PORT (default 33000: node i listens on base+10i, controller +1, proxy +3).
+# REASSIGN_BASE_PORT (default 23000, below the ephemeral port range: node i listens on base+10i, controller +1, proxy +3).
 # Prints "RESULT <name> PASS|FAIL <detail>" lines and the run time; exits 1 on any FAIL.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
