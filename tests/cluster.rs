@@ -528,21 +528,9 @@ fn markers_for_a_dead_broker_are_retried_when_it_returns() {
 
 /// Partition → (leader, ISR) of `topic` as node `bootstrap` reports them.
 fn replica_state(bootstrap: &str, topic: &str) -> BTreeMap<i32, (i32, Vec<i32>)> {
-    let consumer = common::consumer(bootstrap);
-    let Ok(metadata) = consumer.fetch_metadata(Some(topic), CLIENT_TIMEOUT) else {
-        return BTreeMap::new();
-    };
-    metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| {
-            t.partitions().iter().map(|p| {
-                let mut isr = p.isr().to_vec();
-                isr.sort_unstable();
-                (p.id(), (p.leader(), isr))
-            })
-        })
+    assignment(bootstrap, topic)
+        .into_iter()
+        .map(|(partition, (leader, _, isr))| (partition, (leader, isr)))
         .collect()
 }
 
