@@ -3,7 +3,7 @@
 while a seeded nemesis injects faults, then heal, a final drain, and the checker.
 
   compat/chaos/run.py short [--target dlog|kafka] [--nodes 1|3]     fixed seeds, for CI
-  compat/chaos/run.py soak --runs N [--target T] [--nodes N] [--seed S] [--duration S]
+  compat/chaos/run.py soak --runs N [--target T] [--nodes N] [--seed S] [--duration S] [--kinds-per-run K]
   compat/chaos/run.py once --seed S [--nemeses kill,pause,delay,kill-controller] [--nodes N] [--target T]
       nemeses: kill, kill-controller, pause, delay, partition-node, partition-controller,
       partition-bridge (default set; the last four need 3 nodes), and on request disk-full,
@@ -317,6 +317,9 @@ def main():
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--duration", type=int, default=25, help="seconds of workload under faults per run")
     parser.add_argument("--nemeses", default=None, help="comma-separated; default every kind for the size")
+    parser.add_argument("--kinds-per-run", type=int, default=None, metavar="K",
+                        help="soak: each run takes K of the kinds, chosen by its seed (default: all of them; "
+                             "fewer kinds make shorter runs, since a run lasts until each of its kinds ran)")
     parser.add_argument("--set", action="append", default=[], dest="sets",
                         help="broker property KEY=VALUE for every node (repeatable)")
     parser.add_argument("--out", default=None)
@@ -357,6 +360,11 @@ def main():
         count = 1 if args.mode == "once" else args.runs
         plans = [{"nodes": nodes, "seed": args.seed + i, "nemeses": kinds, "duration": args.duration}
                  for i in range(count)]
+        if args.kinds_per_run:
+            for plan in plans:
+                # A separate stream of the seed: the run's own schedule stays schedule(seed, kinds).
+                plan["nemeses"] = sorted(random.Random(f"kinds-{plan['seed']}").sample(
+                    kinds, min(args.kinds_per_run, len(kinds))))
     log(f"{args.mode}: {len(plans)} runs against {args.target}, results in {out}")
     summaries = []
     for plan in plans:
