@@ -4,10 +4,12 @@
 //! ```sh
 //! cargo bench --bench load_gen -- produce --bootstrap 127.0.0.1:32092 --topic load \
 //!     --record-bytes 1024 --rate 10000 --acks all --linger-ms 0 --seconds 30 \
-//!     [--warmup-seconds 3] [--partitions 1] [--topic-config flush.messages=1 ...]
+//!     [--warmup-seconds 3] [--partitions 1] [--topics 1] [--topic-config flush.messages=1 ...]
 //! ```
 //!
-//! Creates the topic if it does not exist (with `--partitions` and each `--topic-config`), warms
+//! With `--topics N` (N > 1) it produces to N topics `TOPIC-0000` … round robin, each with
+//! `--partitions` partitions (the partition-scale bench: 1,000 topics × 10 partitions).
+//! Creates the topics if they do not exist (with `--partitions` and each `--topic-config`), warms
 //! up, then produces for `--seconds`: at a fixed `--rate` records/s (0: as fast as the client
 //! queue takes them). Latency is from the send (for a fixed rate, the *scheduled* send time, so
 //! that a stalled broker is not hidden by a stalled sender) to the delivery report. Prints one
@@ -40,7 +42,18 @@ struct Options {
     seconds: u64,
     warmup_seconds: u64,
     partitions: i32,
+    topics: usize,
     topic_configs: Vec<(String, String)>,
+}
+
+impl Options {
+    /// The topics produced to: `--topic` itself, or N numbered ones.
+    fn topic_names(&self) -> Vec<String> {
+        match self.topics {
+            1 => vec![self.topic.clone()],
+            count => (0..count).map(|i| format!("{}-{i:04}", self.topic)).collect(),
+        }
+    }
 }
 
 fn parse(arguments: &[String]) -> Options {
@@ -54,6 +67,7 @@ fn parse(arguments: &[String]) -> Options {
         seconds: 30,
         warmup_seconds: 3,
         partitions: 1,
+        topics: 1,
         topic_configs: Vec::new(),
     };
     let mut rest = arguments.iter();
@@ -74,6 +88,7 @@ fn parse(arguments: &[String]) -> Options {
             "--seconds" => options.seconds = number(value()),
             "--warmup-seconds" => options.warmup_seconds = number(value()),
             "--partitions" => options.partitions = number(value()) as i32,
+            "--topics" => options.topics = number(value()) as usize,
             "--topic-config" => {
                 let pair = value();
                 let (key, value) = pair.split_once('=').expect("--topic-config KEY=VALUE");
@@ -84,7 +99,7 @@ fn parse(arguments: &[String]) -> Options {
             other => panic!("unknown argument {other}"),
         }
     }
-    assert!(options.record_bytes > 0 && options.seconds > 0);
+    assert!(options.record_bytes > 0 && options.seconds > 0 && options.topics > 0);
     options
 }
 
@@ -118,32 +133,40 @@ impl ProducerContext for LatencyContext {
     }
 }
 
-fn create_topic(options: &Options) {
+/// Topics per CreateTopics request when creating many.
+const CREATE_BATCH_TOPICS: usize = 100;
+
+fn create_topics(options: &Options, names: &[String]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &options.bootstrap)
         .create()
         .expect("admin client");
-    let mut topic = NewTopic::new(
-        &options.topic,
-        options.partitions,
-        TopicReplication::Fixed(1),
-    );
-    for (key, value) in &options.topic_configs {
-        topic = topic.set(key, value);
-    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let admin_options = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
-    let results = runtime
-        .block_on(admin.create_topics([&topic], &admin_options))
-        .expect("CreateTopics");
-    for result in results {
-        match result {
-            Ok(_) => {}
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, error)) => panic!("create topic {name}: {error}"),
+    let admin_options = AdminOptions::new().request_timeout(Some(Duration::from_secs(120)));
+    for batch in names.chunks(CREATE_BATCH_TOPICS) {
+        let topics: Vec<NewTopic<'_>> = batch
+            .iter()
+            .map(|name| {
+                let mut topic =
+                    NewTopic::new(name, options.partitions, TopicReplication::Fixed(1));
+                for (key, value) in &options.topic_configs {
+                    topic = topic.set(key, value);
+                }
+                topic
+            })
+            .collect();
+        let results = runtime
+            .block_on(admin.create_topics(&topics, &admin_options))
+            .expect("CreateTopics");
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, error)) => panic!("create topic {name}: {error}"),
+            }
         }
     }
     // Leadership reaches the client's metadata a moment after creation.
@@ -169,7 +192,8 @@ fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
 }
 
 fn produce(options: &Options) {
-    create_topic(options);
+    let topics = options.topic_names();
+    create_topics(options, &topics);
     let context = LatencyContext {
         samples: Mutex::new(Vec::new()),
         failures: AtomicU64::new(0),
@@ -214,7 +238,10 @@ fn produce(options: &Options) {
         let payload = &values[(index % values.len() as u64) as usize];
         let measured_send = measured_from.map(|_| send_at);
         let mut record: BaseRecord<'_, (), [u8], Box<Option<Instant>>> =
-            BaseRecord::with_opaque_to(&options.topic, Box::new(measured_send))
+            BaseRecord::with_opaque_to(
+                &topics[(index % topics.len() as u64) as usize],
+                Box::new(measured_send),
+            )
                 .payload(&payload[..]);
         loop {
             match producer.send(record) {
@@ -267,7 +294,7 @@ fn main() {
     match arguments.first().map(String::as_str) {
         Some("produce") => produce(&parse(&arguments[1..])),
         _ => {
-            eprintln!("usage: load_gen produce --bootstrap HOST:PORT [--topic T] [--record-bytes N] [--rate N|0] [--acks all|1|0] [--linger-ms N] [--seconds N] [--warmup-seconds N] [--partitions N] [--topic-config K=V ...]");
+            eprintln!("usage: load_gen produce --bootstrap HOST:PORT [--topic T] [--record-bytes N] [--rate N|0] [--acks all|1|0] [--linger-ms N] [--seconds N] [--warmup-seconds N] [--partitions N] [--topics N] [--topic-config K=V ...]");
             std::process::exit(2);
         }
     }

@@ -359,6 +359,7 @@ impl Node {
         &self,
         topics: &[NewTopic],
         validate_only: bool,
+        timeout: std::time::Duration,
     ) -> Vec<Result<(), ApiError>> {
         if !self.controller.is_local() {
             return topics
@@ -366,7 +367,7 @@ impl Node {
                 .map(|topic| self.create_topic(topic, validate_only))
                 .collect();
         }
-        self.controller.create_topics(topics, validate_only)
+        self.controller.create_topics(topics, validate_only, timeout)
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {

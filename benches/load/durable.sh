@@ -5,7 +5,7 @@
 # (benches/load_gen.rs, librdkafka): the Java client would be the bottleneck on 2 cores.
 #
 # Scenarios, RUNS times each (medians in the table), every run into a fresh topic (1 partition):
-#   fixed:   1 KB records, acks=all, linger.ms=0, RATE records/s for SECONDS after WARMUP s,
+#   fixed:   1 KB records, acks=all, linger.ms=0, RATE records/s for MEASURE_SECONDS after WARMUP s,
 #            flush.messages=1: delivery latency p50/p99/p99.9 (send -> delivery report).
 #   fsync:   1 KB, acks=all, linger.ms=5, as fast as the client goes, flush.messages=1.
 #   nofsync: the same without flush.messages (the broker's default: no fsync per write).
@@ -16,7 +16,7 @@
 #   binary, e.g. dlog-before=/tmp/dlog-main: the name before '=' labels it in the table)
 #   (default: dlog kafka)
 # Environment (defaults in brackets): LOAD_WORK_DIR [/tmp/dlog-durable-bench]  RUNS [3]
-#   RATE [10000]  SECONDS [30]  WARMUP [3]  RECORD_BYTES [1024]
+#   RATE [10000]  MEASURE_SECONDS [30]  WARMUP [3]  RECORD_BYTES [1024]
 #   PORT [32092] (Kafka's controller uses PORT+1)  SKIP_BUILD [0]
 #   QUIET_WAIT_MAX [600]  QUIET_FOREIGN_PCT_MAX [10] (see common.sh)
 set -euo pipefail
@@ -26,7 +26,8 @@ HERE="$ROOT/benches/load"
 WORK="${LOAD_WORK_DIR:-/tmp/dlog-durable-bench}"
 RUNS="${RUNS:-3}"
 RATE="${RATE:-10000}"
-SECONDS_MEASURED="${SECONDS:-30}"
+# Not SECONDS: bash sets that one itself (seconds since the shell started), so it is never unset.
+SECONDS_MEASURED="${MEASURE_SECONDS:-30}"
 WARMUP="${WARMUP:-3}"
 RECORD_BYTES="${RECORD_BYTES:-1024}"
 PORT="${PORT:-32092}"

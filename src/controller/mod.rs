@@ -52,6 +52,9 @@ const RECORDS_PER_COMMIT_MAX: usize = 1000;
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 /// How long a commit waits for the quorum before REQUEST_TIMED_OUT.
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a CreateTopics commit waits when its request allows more than
+/// [`COMMIT_TIMEOUT`] (its `timeout_ms`, as Kafka's controller takes it for a deadline).
+pub const CREATE_TOPICS_TIMEOUT_MAX: Duration = Duration::from_secs(120);
 
 /// A refusal with the Kafka error code and message the client sees.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -426,9 +429,15 @@ impl Controller {
     /// applied (the subscriber saw the changes before this returns). Callers hold
     /// `commit_lock` from validation to here.
     fn commit(&self, records: &[MetadataRecord]) -> Result<(), ApiError> {
+        self.commit_within(records, COMMIT_TIMEOUT)
+    }
+
+    /// [`Self::commit`], waiting up to `timeout`: a commit that creates many partitions is
+    /// applied (their logs created here) before it returns, which takes longer than a small one.
+    fn commit_within(&self, records: &[MetadataRecord], timeout: Duration) -> Result<(), ApiError> {
         assert!(!records.is_empty(), "empty metadata commit");
         let data = quorum::encode_entry_records(records);
-        match self.quorum.propose_and_wait(data, COMMIT_TIMEOUT) {
+        match self.quorum.propose_and_wait(data, timeout) {
             Ok(()) => Ok(()),
             Err(ProposeFailure::NotController { leader_id }) => Err(ApiError::new(
                 ResponseError::NotController,
@@ -458,11 +467,14 @@ impl Controller {
     /// Validates and (unless `validate_only`) creates several topics, as one CreateTopics asks:
     /// their records go in as few commits (Raft entries, fsyncs) as `RECORDS_PER_COMMIT_MAX`
     /// allows. One outcome per topic; a topic that fails validation does not stop the others.
+    /// Each commit waits up to `timeout` (the request's, at least [`COMMIT_TIMEOUT`]).
     pub fn create_topics(
         &self,
         topics: &[NewTopic],
         validate_only: bool,
+        timeout: Duration,
     ) -> Vec<Result<(), ApiError>> {
+        let timeout = timeout.clamp(COMMIT_TIMEOUT, CREATE_TOPICS_TIMEOUT_MAX);
         let _guard = self.lock_commits();
         let mut outcomes: Vec<Result<(), ApiError>> = Vec::with_capacity(topics.len());
         // Names in this request, '.' and '_' folded: two topics of one request may collide
@@ -492,7 +504,7 @@ impl Controller {
             let last = index + 1 == topics.len();
             if !pending.is_empty() && (records.len() >= RECORDS_PER_COMMIT_MAX || last) {
                 if !validate_only {
-                    if let Err(error) = self.commit(&records) {
+                    if let Err(error) = self.commit_within(&records, timeout) {
                         for &done in &pending {
                             outcomes[done] = Err(error.clone());
                         }

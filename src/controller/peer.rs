@@ -138,8 +138,20 @@ impl PeerClient {
         version: i16,
         body: Bytes,
     ) -> Result<Bytes, PeerError> {
+        self.send_raw_within(api_key, version, body, self.inner.request_timeout)
+            .await
+    }
+
+    /// [`Self::send_raw`] with its own timeout (a forwarded request the controller may take
+    /// longer to answer than the client's usual one).
+    pub async fn send_raw_within(
+        &self,
+        api_key: ApiKey,
+        version: i16,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, PeerError> {
         let inner = &self.inner;
-        let timeout = inner.request_timeout;
         let address = inner.address.clone();
         tokio::time::timeout(timeout, async {
             let _permit = inner.in_flight.acquire().await.expect("never closed");

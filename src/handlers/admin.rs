@@ -154,7 +154,11 @@ pub fn create_topics(
         .iter()
         .filter_map(|p| p.as_ref().ok().cloned())
         .collect();
-    let mut created = broker.create_topics(&valid, body.validate_only).into_iter();
+    // The request's timeout bounds the wait (Kafka's controller takes it for a deadline).
+    let timeout = std::time::Duration::from_millis(body.timeout_ms.max(0) as u64);
+    let mut created = broker
+        .create_topics(&valid, body.validate_only, timeout)
+        .into_iter();
     let outcomes: Vec<Result<NewTopic, ApiError>> = parsed
         .into_iter()
         .map(|parsed| {

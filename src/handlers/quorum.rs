@@ -35,6 +35,9 @@ use crate::protocol::{
 use crate::raft::{Message, NodeId};
 use crate::security::{Operation, Resource};
 
+/// Time a forwarded request is given beyond the controller's own bound for it (the hop).
+const PEER_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One request on the controller listener.
 pub async fn route(
     broker: &Arc<Node>,
@@ -527,7 +530,15 @@ pub fn forward_to_controller(
             .await;
         if let ActiveController::Peer(id, peer) = active {
             let (api_key, version) = (request.api_key, request.version);
-            match peer.send_raw(api_key, version, request.body.clone()).await {
+            // A CreateTopics waits on the controller up to its own timeout_ms (bounded there).
+            let timeout = match api_key {
+                ApiKey::CreateTopics => crate::controller::CREATE_TOPICS_TIMEOUT_MAX + PEER_MARGIN,
+                _ => crate::controller::peer::REQUEST_TIMEOUT,
+            };
+            match peer
+                .send_raw_within(api_key, version, request.body.clone(), timeout)
+                .await
+            {
                 Ok(body) => {
                     let mut output = BytesMut::with_capacity(body.len() + 16);
                     encode_response_header(

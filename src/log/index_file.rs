@@ -10,6 +10,11 @@
 //! raise SIGBUS and kill the broker. So the pages ahead of the next entries are allocated
 //! (fallocate) before the segment write they index ([`IndexFile::allocate_entries`]), where a
 //! lack of space is an ordinary error the append returns.
+//!
+//! No file descriptor is kept: the file is opened for the few calls that need one (resize,
+//! fallocate) and closed again, the mapping outliving it, as Kafka's indexes do. Two indexes
+//! per segment would otherwise hold two descriptors each, and 10,000 partitions would need
+//! 30,000 where the segments themselves need 10,000.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -19,7 +24,6 @@ use memmap2::MmapMut;
 
 pub struct IndexFile {
     path: PathBuf,
-    file: File,
     /// None when the file has zero length (mmap of an empty file is refused).
     mmap: Option<MmapMut>,
     entry_size_bytes: usize,
@@ -42,17 +46,10 @@ impl IndexFile {
         entry_size_bytes: usize,
         size_bytes_max: usize,
     ) -> io::Result<IndexFile> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        let length_bytes = file.metadata()?.len() as usize;
+        let length_bytes = open_file(path)?.metadata()?.len() as usize;
         let entries = length_bytes / entry_size_bytes;
         let mut index = IndexFile {
             path: path.to_path_buf(),
-            file,
             mmap: None,
             entry_size_bytes,
             entries,
@@ -67,14 +64,15 @@ impl IndexFile {
     fn resize(&mut self, size_bytes: usize) -> io::Result<()> {
         let size_bytes = size_bytes / self.entry_size_bytes * self.entry_size_bytes;
         self.mmap = None;
-        self.file.set_len(size_bytes as u64)?;
+        let file = open_file(&self.path)?;
+        file.set_len(size_bytes as u64)?;
         self.entries_max = size_bytes / self.entry_size_bytes;
         self.entries = self.entries.min(self.entries_max);
         self.allocated_bytes = self.allocated_bytes.min(size_bytes);
         // SAFETY: the file is private to this process's log directory and only this struct
         // changes its length, always after dropping the map.
         self.mmap = if size_bytes > 0 {
-            Some(unsafe { MmapMut::map_mut(&self.file)? })
+            Some(unsafe { MmapMut::map_mut(&file)? })
         } else {
             None
         };
@@ -121,7 +119,7 @@ impl IndexFile {
             .saturating_mul(ALLOCATION_CHUNK_BYTES)
             .min(file_bytes);
         super::log_dir_space::allocate(
-            &self.file,
+            &open_file(&self.path)?,
             self.allocated_bytes as u64,
             (wanted_bytes - self.allocated_bytes) as u64,
             false,
@@ -177,6 +175,16 @@ impl IndexFile {
         drop(self);
         std::fs::remove_file(path)
     }
+}
+
+/// Opens (or creates) an index file for reading and writing.
+fn open_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
 }
 
 /// Reads a big-endian u32 at `at`.
