@@ -51,7 +51,9 @@ impl Options {
     fn topic_names(&self) -> Vec<String> {
         match self.topics {
             1 => vec![self.topic.clone()],
-            count => (0..count).map(|i| format!("{}-{i:04}", self.topic)).collect(),
+            count => (0..count)
+                .map(|i| format!("{}-{i:04}", self.topic))
+                .collect(),
         }
     }
 }
@@ -150,8 +152,7 @@ fn create_topics(options: &Options, names: &[String]) {
         let topics: Vec<NewTopic<'_>> = batch
             .iter()
             .map(|name| {
-                let mut topic =
-                    NewTopic::new(name, options.partitions, TopicReplication::Fixed(1));
+                let mut topic = NewTopic::new(name, options.partitions, TopicReplication::Fixed(1));
                 for (key, value) in &options.topic_configs {
                     topic = topic.set(key, value);
                 }
@@ -242,7 +243,7 @@ fn produce(options: &Options) {
                 &topics[(index % topics.len() as u64) as usize],
                 Box::new(measured_send),
             )
-                .payload(&payload[..]);
+            .payload(&payload[..]);
         loop {
             match producer.send(record) {
                 Ok(()) => break,

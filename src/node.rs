@@ -367,7 +367,8 @@ impl Node {
                 .map(|topic| self.create_topic(topic, validate_only))
                 .collect();
         }
-        self.controller.create_topics(topics, validate_only, timeout)
+        self.controller
+            .create_topics(topics, validate_only, timeout)
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<(), ApiError> {
