@@ -206,11 +206,12 @@ impl Node {
         let data_dir = config.data_dir.clone();
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
-        let cluster_id =
-            load_or_create_cluster_id(&data_dir, config.node_id, configured_cluster_id(&config))?;
+        // The log directory first: it takes the directory's lock before anything is written.
         let space_settings = SpaceSettings::from_properties(&config.properties);
         let logs = LogManager::open_with_space(&data_dir, space_settings)
             .context("opening log directory")?;
+        let cluster_id =
+            load_or_create_cluster_id(&data_dir, config.node_id, configured_cluster_id(&config))?;
         let quorum_config = QuorumConfig::from_config(&config, cluster_id.clone(), QUORUM_TICK_MS);
         let controller = Controller::open_with_space(
             &data_dir,

@@ -73,7 +73,12 @@ pub struct LogManager {
     space: Arc<LogDirSpace>,
     /// fsyncs every hosted log's owed flushes off the request path (group commit).
     flusher: Arc<Flusher>,
+    /// `.lock`, held (flock) while this manager lives: one process per directory.
+    _dir_lock: std::fs::File,
 }
+
+/// The lock file of a log directory, as Kafka names it.
+const DIR_LOCK_FILE: &str = ".lock";
 
 /// Upper bound on `log.cleaner.threads` (Kafka has none; a typo must not spawn thousands).
 const CLEANER_THREADS_MAX: usize = 64;
@@ -81,6 +86,30 @@ const CLEANER_THREADS_MAX: usize = 64;
 /// Retired segments waiting for `file.delete.delay.ms`; past this many, the oldest are
 /// deleted at once so the queue stays bounded.
 const RETIRED_SEGMENTS_MAX: usize = 100_000;
+
+/// Takes the directory's lock (an exclusive flock on `.lock`, released by the kernel when
+/// the process ends, however it ends), or fails when another process holds it: two brokers on
+/// one directory would remove each other's clean-shutdown marker and write the same segments.
+fn lock_dir(data_dir: &Path) -> io::Result<std::fs::File> {
+    let path = data_dir.join(DIR_LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!(
+                "failed to acquire the lock on {}: another process (a dlog or Kafka broker) is \
+                 using this directory",
+                path.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(error)) => Err(error),
+    }
+}
 
 impl LogManager {
     /// Reads the checkpoints and the clean-shutdown marker. The marker is removed at once, so
@@ -97,6 +126,7 @@ impl LogManager {
     /// [`Self::open`] with the directory's space settings (`log.dir.reserve.bytes`, …).
     pub fn open_with_space(data_dir: &Path, space: SpaceSettings) -> io::Result<LogManager> {
         std::fs::create_dir_all(data_dir)?;
+        let dir_lock = lock_dir(data_dir)?;
         let marker = data_dir.join(CLEAN_SHUTDOWN_FILE);
         let clean_start = marker.exists();
         if clean_start {
@@ -127,6 +157,7 @@ impl LogManager {
                     .collect(),
             ),
             flusher: Flusher::start()?,
+            _dir_lock: dir_lock,
         })
     }
 
@@ -485,6 +516,17 @@ mod tests {
     use super::*;
     use crate::config::Properties;
     use crate::record::builder::BatchBuilder;
+
+    #[test]
+    fn a_directory_is_opened_by_one_manager_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = LogManager::open(dir.path()).unwrap();
+        let refused = LogManager::open(dir.path()).err().expect("the directory is locked");
+        assert_eq!(refused.kind(), io::ErrorKind::ResourceBusy, "{refused}");
+        assert!(refused.to_string().contains(".lock"), "{refused}");
+        drop(first);
+        LogManager::open(dir.path()).expect("free again once the first is gone");
+    }
 
     #[test]
     fn cleaner_threads_clean_several_logs_in_one_pass() {
