@@ -5,7 +5,7 @@ while a seeded nemesis injects faults, then heal, a final drain, and the checker
   compat/chaos/run.py short [--target dlog|kafka] [--nodes 1|3]     fixed seeds, for CI
   compat/chaos/run.py soak --runs N [--target T] [--nodes N] [--seed S] [--duration S] [--kinds-per-run K]
   compat/chaos/run.py once --seed S [--nemeses kill,pause,delay,kill-controller] [--nodes N] [--target T]
-      nemeses: kill, kill-controller, pause, delay, partition-node, partition-controller,
+      nemeses: kill, kill-controller, pause, delay, duplicate, reorder, partition-node, partition-controller,
       partition-bridge (default set; the last four need 3 nodes), and on request disk-full,
       power-loss, power-loss-all (--writeback S: see README)
   compat/chaos/run.py table DIR...       one summary table over the runs.jsonl of earlier outputs
@@ -144,6 +144,7 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
                "sets": list(extra_sets), "writeback_s": writeback_s}
     started = time.monotonic()
     nem = None
+    hook = threading.excepthook
     try:
         if network:
             network.setup()
@@ -182,6 +183,11 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
         if ctp:
             clients += [workloads.Transformer(f"ctp-{k}", history, bootstrap, stop, sub_rng(), queue_topic, ctp_topic,
                                               PARTITIONS, f"chaos-ctp-{seed}", f"chaos-ctp{k}-{seed}") for k in (0, 1)]
+        # A client thread that dies of an exception makes the run invalid (its operations stop).
+        def died(args):
+            problems.append(f"client {args.thread.name} died: {args.exc_type.__name__}: {str(args.exc_value)[:200]}")
+            hook(args)
+        threading.excepthook = died
         for client in clients:
             client.start()
         deadline = threading.Event()
@@ -193,6 +199,7 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
         nem.heal()
         problems += nem.errors
         summary["faults"] = nem.injected
+        summary["proxy"] = proxy.stats()
         stop.set()
         for client in clients:
             client.join(90)
@@ -219,6 +226,7 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
     except Exception as exc:  # noqa: BLE001 - an invalid run, reported as such
         problems.append(f"harness: {type(exc).__name__}: {exc}")
     finally:
+        threading.excepthook = hook
         history.close()
         try:
             cluster.stop()

@@ -104,7 +104,8 @@ class QueueProducer(Client):
                                                 "message.timeout.ms": 20000, "request.timeout.ms": 5000,
                                                 "retry.backoff.ms": 100, **PRODUCER_DEBUG}))
             crash_at = time.monotonic() + self.rng.uniform(4, 10)
-            while not self.stopping() and time.monotonic() < crash_at:
+            fatal = None
+            while not self.stopping() and time.monotonic() < crash_at and fatal is None:
                 value = next(VALUES)
                 partition = self.rng.randrange(self.partitions)
                 base = {"topic": self.topic, "partition": partition, "value": value, "session": self.session}
@@ -116,16 +117,32 @@ class QueueProducer(Client):
                 except (BufferError, KafkaException) as exc:
                     self.outstanding.pop(value, None)
                     self.history.complete(self.process, "fail", "send", dict(base, error=str(exc)[:80]))
+                    if isinstance(exc, KafkaException) and exc.args[0].fatal():
+                        fatal = exc.args[0].name()
                     time.sleep(0.1)
-                producer.poll(0)
+                try:
+                    producer.poll(0)
+                except KafkaException as exc:
+                    # A fatal error ends the producer (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER, which a
+                    # broker answers to requests the reorder nemesis shuffled): crashed and replaced.
+                    self.errors += 1
+                    if exc.args[0].fatal():
+                        fatal = exc.args[0].name()
                 time.sleep(self.interval_s)
-            if self.stopping():
+            if self.stopping() and fatal is None:
                 self._drop(producer, flush_s=30)
             else:
                 self.crashes += 1
-                self.history.invoke(self.process, "crash", {"session": self.session})
-                self._drop(producer, flush_s=0)
-                self.history.complete(self.process, "info", "crash", {"session": self.session})
+                crash = {"session": self.session, **({"fatal": fatal} if fatal else {})}
+                self.history.invoke(self.process, "crash", crash)
+                try:
+                    self._drop(producer, flush_s=0)
+                except KafkaException:
+                    pass  # a fatal producer's delivery reports were raised; the rest are "info"
+                for base in list(self.outstanding.values()):
+                    self.history.complete(self.process, "info", "send", dict(base, error="client-crashed"))
+                self.outstanding.clear()
+                self.history.complete(self.process, "info", "crash", crash)
             del producer
 
 
