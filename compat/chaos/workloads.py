@@ -21,6 +21,7 @@ Values are unique integers from one counter shared by all producers.
 import itertools
 import os
 import random
+import sys
 import threading
 import time
 
@@ -43,6 +44,21 @@ DEBUG = {"debug": os.environ["CHAOS_CTP_DEBUG"], "log_level": 7} if os.environ.g
 # (which broker took which batch, IMPLICITACK: a batch acknowledged by a later one's success).
 PRODUCER_DEBUG = ({"debug": os.environ["CHAOS_PRODUCER_DEBUG"], "log_level": 7}
                   if os.environ.get("CHAOS_PRODUCER_DEBUG") else {})
+
+
+def flush(producer, timeout_s):
+    """producer.flush, with a fatal error raised as a KafkaException. confluent-kafka 2.16's flush
+    raises a fatal error (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER after the reorder nemesis) as the
+    KafkaError object itself, which is no Exception subclass: `except Exception` misses it."""
+    try:
+        return producer.flush(timeout_s)
+    except KafkaException:
+        raise
+    except:  # noqa: E722 - the KafkaError object, see above
+        error = sys.exc_info()[1]
+        if isinstance(error, KafkaError):
+            raise KafkaException(error) from None
+        raise
 
 
 class Client(threading.Thread):
@@ -88,11 +104,14 @@ class QueueProducer(Client):
             self.history.complete(self.process, "info", "send", dict(base, error=err.name()))
 
     def _drop(self, producer, flush_s):
-        if flush_s:
-            producer.flush(flush_s)
-        else:
-            producer.purge()
-            producer.flush(2)
+        try:
+            if flush_s:
+                flush(producer, flush_s)
+            else:
+                producer.purge()
+                flush(producer, 2)
+        except KafkaException:
+            pass  # a fatal producer: what it did not report is indeterminate (below)
         for base in list(self.outstanding.values()):
             self.history.complete(self.process, "info", "send", dict(base, error="client-crashed"))
         self.outstanding.clear()
@@ -135,13 +154,7 @@ class QueueProducer(Client):
                 self.crashes += 1
                 crash = {"session": self.session, **({"fatal": fatal} if fatal else {})}
                 self.history.invoke(self.process, "crash", crash)
-                try:
-                    self._drop(producer, flush_s=0)
-                except KafkaException:
-                    pass  # a fatal producer's delivery reports were raised; the rest are "info"
-                for base in list(self.outstanding.values()):
-                    self.history.complete(self.process, "info", "send", dict(base, error="client-crashed"))
-                self.outstanding.clear()
+                self._drop(producer, flush_s=0)
                 self.history.complete(self.process, "info", "crash", crash)
             del producer
 
@@ -289,7 +302,10 @@ class TxnProducer(Client):
                 producer = self._new_producer(attempts_when_stopping=3)
             time.sleep(self.interval_s)
         if producer is not None:
-            producer.flush(10)
+            try:
+                flush(producer, 10)
+            except KafkaException:
+                pass  # fatal: its open transaction is aborted by the next producer or times out
 
     def _transaction(self, producer):
         """One transaction; returns True when the producer is to be crashed and replaced."""
@@ -318,7 +334,7 @@ class TxnProducer(Client):
                 producer.produce(self.topic, value=str(value).encode(), partition=partition, on_delivery=delivered)
             producer.poll(0)
             if crash_midway:
-                producer.flush(2)
+                flush(producer, 2)
                 finish("info", None, error="client-crashed-before-commit")
                 return True
             if intent == "commit":
@@ -333,7 +349,7 @@ class TxnProducer(Client):
                         raise
                 finish("ok", "commit", commit_time)
             else:
-                producer.flush(10)
+                flush(producer, 10)
                 producer.abort_transaction(15)
                 finish("ok", "abort")
             return False
@@ -459,7 +475,10 @@ class Transformer(Client):
                 consumer = producer = None
         if consumer is not None:
             consumer.close()
-            producer.flush(10)
+            try:
+                flush(producer, 10)
+            except KafkaException:
+                pass
 
     def _transform(self, consumer, producer, messages):
         sources = [[m.partition(), m.offset(), int(m.value())] for m in messages]
