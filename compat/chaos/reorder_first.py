@@ -16,7 +16,7 @@ order (no lost acknowledged write, no out-of-order append among acknowledged rec
 
 Exit code 0 when no acknowledged record is missing or out of order (gaps are reported, not
 failed on: both brokers make them by design); 1 otherwise. Same environment as run.py
-(DLOG_BIN, KAFKA_LIB); ports from CHAOS_BASE_PORT (default 21960).
+(DLOG_BIN, KAFKA_LIB); ports from CHAOS_BASE_PORT (default 21940).
 """
 
 import argparse
@@ -47,7 +47,7 @@ def main():
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="reorder-first-")
-    base = int(os.environ.get("CHAOS_BASE_PORT", "21960"))
+    base = int(os.environ.get("CHAOS_BASE_PORT", "21940"))
     cluster = (clusters.DlogCluster if args.target == "dlog" else clusters.KafkaCluster)(1, work, base)
     proxy = proxies.Proxy(args.seed)
     proxy.listen(cluster.proxy_port(1), cluster.client_port(1))

@@ -1,7 +1,7 @@
 """The proxy's request-level faults against a stand-in broker (answers each request with its
 correlation id and payload, in the order it reads them):
     python3 -m pytest -q compat/chaos/test_proxy.py
-Ports: CHAOS_TEST_PORT (default 26900) and the next one.
+Ports: CHAOS_TEST_PORT (default 21970) and the next one.
 """
 
 import os
@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import proxy as proxies  # noqa: E402
 
-BASE = int(os.environ.get("CHAOS_TEST_PORT", "26900"))
+BASE = int(os.environ.get("CHAOS_TEST_PORT", "21970"))
 
 
 class Broker(threading.Thread):
