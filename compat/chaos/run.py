@@ -274,7 +274,8 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
                     "seconds": round(time.monotonic() - started, 1)})
     summary.setdefault("faults", 0)
     with open(os.path.join(out_dir, "check.json"), "w", encoding="utf-8") as handle:
-        json.dump({"summary": summary, "anomalies": result["anomalies"]}, handle, indent=1, default=str)
+        json.dump({"summary": summary, "anomalies": result["anomalies"], "cycles": result.get("cycles", [])}, handle,
+                  indent=1, default=str)
     anomalies = sum(result["counts"].values())
     log(f"{target} x{nodes} seed {seed}: {summary['seconds']}s, {summary['faults']} faults, {stats['ops']} ops, "
         f"sends ok/info/fail {stats['sends_ok']}/{stats['sends_info']}/{stats['sends_fail']}, txns "
