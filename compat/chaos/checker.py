@@ -71,7 +71,7 @@ KINDS = [
 ]
 
 # The nemesis' faults (the invoke of each is counted in stats["faults"]; nemesis.py).
-FAULTS = ("kill", "kill-controller", "pause", "delay", "duplicate", "reorder", "partition-node", "partition-controller", "partition-bridge",
+FAULTS = ("kill", "kill-controller", "pause", "delay", "duplicate", "duplicate-late", "reorder", "partition-node", "partition-controller", "partition-bridge",
           "disk-full", "power-loss", "power-loss-all")
 
 

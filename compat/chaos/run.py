@@ -5,7 +5,7 @@ while a seeded nemesis injects faults, then heal, a final drain, and the checker
   compat/chaos/run.py short [--target dlog|kafka] [--nodes 1|3]     fixed seeds, for CI
   compat/chaos/run.py soak --runs N [--target T] [--nodes N] [--seed S] [--duration S] [--kinds-per-run K]
   compat/chaos/run.py once --seed S [--nemeses kill,pause,delay,kill-controller] [--nodes N] [--target T]
-      nemeses: kill, kill-controller, pause, delay, duplicate, reorder, partition-node, partition-controller,
+      nemeses: kill, kill-controller, pause, delay, duplicate, duplicate-late, reorder, partition-node, partition-controller,
       partition-bridge (default set; the last four need 3 nodes), and on request disk-full,
       power-loss, power-loss-all (--writeback S: see README)
   compat/chaos/run.py table DIR...       one summary table over the runs.jsonl of earlier outputs
