@@ -47,8 +47,9 @@ from proxy import Proxy  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 PARTITIONS = 6
-ALL_1 = ["kill", "pause", "delay"]
-ALL_3 = ["kill", "kill-controller", "pause", "delay", "partition-node", "partition-controller", "partition-bridge"]
+ALL_1 = ["kill", "pause", "delay", "duplicate"]
+ALL_3 = ["kill", "kill-controller", "pause", "delay", "duplicate", "partition-node", "partition-controller",
+         "partition-bridge"]
 
 # disk-full: each node's disk is a tmpfs of this size (the workload writes a few MB per node).
 DISK_MB = int(os.environ.get("CHAOS_DISK_MB", "256"))
