@@ -110,7 +110,8 @@ def main():
         print(f"{args.target} late<= {args.late_ms} ms: {len(outcomes)} transactions {dict(counts)}, "
               f"errors {dict(errors)}, EndTxn copies {proxy.copies_sent}; committed but not read: {lost[:10]} "
               f"({len(lost)}); aborted but read: {aborted_read[:10]} ({len(aborted_read)}); "
-              f"unknown outcome read: {unknown_read}", flush=True)
+              f"unknown outcome read: {unknown_read}; EndTxn versions sent "
+              f"{sorted(v for (k, v) in proxy.request_versions if k == 26)}", flush=True)
         code = 0 if not lost and not aborted_read else 1
     finally:
         cluster.kill(1)

@@ -124,6 +124,7 @@ class Proxy:
         self.delayed_requests = 0
         self.copies_sent = 0
         self.copies_by_api = collections.Counter()  # API name -> copies sent
+        self.request_versions = collections.Counter()  # (api_key, api_version) -> requests seen
         self.copy_answers_dropped = 0
         self.reordered_windows = 0  # windows released in another order than they arrived
         self.answers_held = 0  # answers that came before an earlier request's, held back
@@ -234,6 +235,7 @@ class Proxy:
                     if frame is None or len(frame) < 8:
                         break
                     (correlation_id,) = struct.unpack_from(">i", frame, 4)
+                    self.request_versions[struct.unpack_from(">hh", frame, 0)] += 1
                     if expects_response(frame):
                         if len(pending) >= MAX_PENDING_REQUESTS:
                             break
