@@ -219,7 +219,8 @@ class Proxy:
         def send_copy(frame):
             copy_id = next_copy[0]
             next_copy[0] = COPY_ID_BASE + (next_copy[0] - COPY_ID_BASE + 1) % 0xFFFFF
-            copies.add(copy_id)
+            if expects_response(frame):  # else no answer comes to drop, and the id is not kept
+                copies.add(copy_id)
             self.copies_sent += 1
             return frame[:4] + struct.pack(">i", copy_id) + frame[8:]
 
