@@ -20,18 +20,15 @@ import argparse
 import collections
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-import cluster as clusters  # noqa: E402
+import probe  # noqa: E402
 import proxy as proxies  # noqa: E402
 
 
@@ -43,23 +40,12 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    work = tempfile.mkdtemp(prefix="endtxn-copy-")
-    base = int(os.environ.get("CHAOS_BASE_PORT", "21950"))
-    cluster = (clusters.DlogCluster if args.target == "dlog" else clusters.KafkaCluster)(1, work, base)
     proxies.DUPLICATED_APIS = {26: "EndTxn"}  # this probe copies EndTxn only
-    proxy = proxies.Proxy(args.seed)
-    proxy.listen(cluster.proxy_port(1), cluster.client_port(1))
-    cluster.start()
-    boot = cluster.bootstrap()
     rng = random.Random(args.seed)
     outcomes = {}  # value -> committed | aborted | unknown
     errors = collections.Counter()
     code = 1
-    try:
-        admin = AdminClient({"bootstrap.servers": boot})
-        for future in admin.create_topics([NewTopic("t", 1, 1)]).values():
-            future.result(60)
-
+    with probe.one_broker(args.target, 21950, args.seed, [("t", 1)], "endtxn-copy-") as (cluster, proxy, boot):
         def new_producer():
             producer = Producer({"bootstrap.servers": boot, "transactional.id": "endtxn-copy", "linger.ms": 0,
                                  "transaction.timeout.ms": 10000, "request.timeout.ms": 5000})
@@ -113,10 +99,6 @@ def main():
               f"unknown outcome read: {unknown_read}; EndTxn versions sent "
               f"{sorted(v for (k, v) in proxy.request_versions if k == 26)}", flush=True)
         code = 0 if not lost and not aborted_read else 1
-    finally:
-        cluster.kill(1)
-        proxy.close()
-        shutil.rmtree(work, ignore_errors=True)
     os._exit(code)
 
 

@@ -21,19 +21,15 @@ failed on: both brokers make them by design); 1 otherwise. Same environment as r
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-import cluster as clusters  # noqa: E402
-import proxy as proxies  # noqa: E402
+import probe  # noqa: E402
 import workloads  # noqa: E402
 
 
@@ -46,18 +42,8 @@ def main():
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
-    work = tempfile.mkdtemp(prefix="reorder-first-")
-    base = int(os.environ.get("CHAOS_BASE_PORT", "21940"))
-    cluster = (clusters.DlogCluster if args.target == "dlog" else clusters.KafkaCluster)(1, work, base)
-    proxy = proxies.Proxy(args.seed)
-    proxy.listen(cluster.proxy_port(1), cluster.client_port(1))
-    cluster.start()
-    boot = cluster.bootstrap()
     code = 1
-    try:
-        admin = AdminClient({"bootstrap.servers": boot})
-        for future in admin.create_topics([NewTopic("r", 2, 1)]).values():
-            future.result(60)
+    with probe.one_broker(args.target, 21940, args.seed, [("r", 2)], "reorder-first-") as (cluster, proxy, boot):
         Producer({"bootstrap.servers": boot}).list_topics("r", timeout=10)
         acked = {}  # value -> offset
         rounds_with_gap = 0
@@ -120,10 +106,6 @@ def main():
             print(f"  acknowledged, not in the log: {v} at offset {acked[v]}; its round's log: "
                   f"{[(o, x) for o, x in log if x // 1000 == v // 1000]}", flush=True)
         code = 0 if not missing and not misplaced and not disorder else 1
-    finally:
-        cluster.kill(1)
-        proxy.close()
-        shutil.rmtree(work, ignore_errors=True)
     os._exit(code)
 
 
