@@ -362,17 +362,21 @@ def soak_sized(transactions):
 def test_cycle_search_is_linear_ish_on_a_soak_sized_history():
     import time
     timings = []
-    for n in (2_000, 8_000):
+    for n in (1_000, 4_000):
         h = soak_sized(n)
-        started = time.perf_counter()
-        result = check(h.events)
-        timings.append(time.perf_counter() - started)
+        best = None
+        for _ in range(2):  # the best of two: a loaded machine's pauses are not the checker's
+            started = time.perf_counter()
+            result = check(h.events)
+            elapsed = time.perf_counter() - started
+            best = elapsed if best is None else min(best, elapsed)
+        timings.append(best)
         assert result["counts"]["g1c"] == 0 and result["stats"]["ww_cycles"] == 0
     # Four times the history: well under sixteen times the time (quadratic), with slack for noise.
-    assert timings[1] < 8 * timings[0] + 0.5, timings
-    # A ring closing the chain: one g1c cycle of 8 000 transactions (no recursion limit).
-    h = soak_sized(8_000)
-    h.events[5]["value"]["sources"].append([1, 3_999, 1_000_000 + 7_999])  # the first txn read the last
+    assert timings[1] < 8 * timings[0] + 1.0, timings
+    # A ring closing the chain: one g1c cycle of 4 000 transactions (no recursion limit).
+    h = soak_sized(4_000)
+    h.events[5]["value"]["sources"].append([1, 1_999, 1_000_000 + 3_999])  # the first txn read the last
     result = check(h.events)
     assert result["counts"]["g1c"] == 1
-    assert result["anomalies"][-1]["length"] == 8_000
+    assert result["anomalies"][-1]["length"] == 4_000
