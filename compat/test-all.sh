@@ -31,7 +31,7 @@ stage "compat suites against dlog (python, java, go, Kafka's tools, Java share c
 # ROLLING_RESULTS: the rolling kill -9 scenario's dlog results go next to the compat suites,
 # where the differential stage compares them with the same scenario on a three-node Kafka.
 ROLLING_RESULTS="$out/compat" stage "three-node dlog cluster (kafka-metadata-quorum, kafka-topics, Java client, failover, rolling kill -9 under load)" compat/cluster/run.sh
-CHAOS_OUT="$out/chaos" stage "chaos, short (histories under kill -9, pause, delayed requests and network partitions; checker)" compat/chaos/ci.sh
+CHAOS_OUT="$out/chaos" stage "chaos, short (histories under kill -9, pause, delayed and duplicated requests and network partitions; checker)" compat/chaos/ci.sh
 DLOG_RESULTS="$out/compat" stage "differential run against Apache Kafka (python, java, Kafka's tools, rolling kill -9 on three nodes, secured broker, reassignment, Kafka Streams)" \
   compat/diff.sh "$out/diff" python java tools rolling security reassign streams
 echo

@@ -42,12 +42,17 @@ Anomalies (after Jepsen's Kafka checker):
   unknown-value       a reader saw a value nobody sent
   double-processed    consume-transform-produce: one record read (a source) is in the output of two
                       transactions that are visible (committed, or read by a read_committed reader)
-Not checked yet: G1c cycles of write-read dependencies between transactions.
+  g1c                 a cycle of write-read dependencies between transactions (circular information
+                      flow): each one read a value the next one wrote (cycles.py; cycles that need
+                      write-write edges inferred from offsets are allowed in Kafka: counted in
+                      stats "ww_cycles" and listed under "cycles", not anomalies)
 """
 
 import json
 import sys
 from collections import defaultdict
+
+import cycles as dependency_cycles
 
 KINDS = [
     "lost-write",
@@ -62,10 +67,11 @@ KINDS = [
     "precommitted-read",
     "unknown-value",
     "double-processed",
+    "g1c",
 ]
 
 # The nemesis' faults (the invoke of each is counted in stats["faults"]; nemesis.py).
-FAULTS = ("kill", "kill-controller", "pause", "delay", "partition-node", "partition-controller", "partition-bridge",
+FAULTS = ("kill", "kill-controller", "pause", "delay", "duplicate", "duplicate-late", "reorder", "partition-node", "partition-controller", "partition-bridge",
           "disk-full", "power-loss", "power-loss-all")
 
 
@@ -282,6 +288,33 @@ def check(events):
             anomalies.append(_anomaly("double-processed", indexes, value=v,
                                       detail=f"source value {v} in the output of {len(indexes)} visible transactions"))
 
+    # Dependency cycles between transactions (sends are one-write transactions).
+    process_of = {e["index"]: e["process"] for e in events if e["type"] != "invoke"}
+    writer_of = {}
+    for v, write in writes.items():
+        txn = write["txn"]
+        if txn is None:
+            if write["status"] == "ok" or (write["status"] == "info" and read_by.get(v)):
+                writer_of[v] = write["ops"][-1]
+        elif txn["committed"] or (not txn["aborted"] and any(w in read_committed_values for w in txn["values"])):
+            writer_of[v] = txn["index"]
+    versions = defaultdict(list)
+    for (topic, partition, offset), values in at_position.items():
+        for v in values:
+            versions[(topic, partition)].append((offset, v))
+    reads = {txn["index"]: txn["sources"] for txn in txns
+             if txn["sources"] and txn["values"] and writer_of.get(txn["values"][0]) == txn["index"]}
+    g1c, ww_cycles = dependency_cycles.find(writer_of, versions, reads)
+
+    def name(node):
+        return f"op {node} ({process_of.get(node, '?')})"
+    for steps in g1c:
+        anomalies.append(_anomaly("g1c", [a for a, _b, _l in steps], length=len(steps),
+                                  detail=dependency_cycles.describe(steps, name)))
+    stats["ww_cycles"] = len(ww_cycles)
+    cycles = [{"length": len(steps), "ops": sorted({a for a, _b, _l in steps}),
+               "detail": dependency_cycles.describe(steps, name)} for steps in ww_cycles[:20]]
+
     # A producer session's acknowledged offsets follow its send order per partition.
     for key, sends in send_order.items():
         sends.sort()
@@ -294,7 +327,7 @@ def check(events):
     counts = {kind: 0 for kind in KINDS}
     for entry in anomalies:
         counts[entry["kind"]] += 1
-    return {"anomalies": anomalies, "counts": counts, "stats": stats}
+    return {"anomalies": anomalies, "counts": counts, "stats": stats, "cycles": cycles}
 
 
 def excerpt(events, result, limit=5, context=0):

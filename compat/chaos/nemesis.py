@@ -7,6 +7,14 @@ kinds:
   pause            SIGSTOP of a broker, SIGCONT after the fault's length
   delay            the proxy delays every request sent to one broker by 50 ms to 4 s (+ up to
                    50 % jitter), in order; longer than the clients' 5 s request timeout at the top
+  duplicate        the proxy sends requests to one broker twice with probability 0.1-0.6, the
+                   copy right behind the original (a retry the broker sees at once), and drops
+                   the answers to the copies (proxy.py)
+  duplicate-late   the same, the copy 0-100 ms or 0-1 s later: it may land in the producer's
+                   next transaction (a late EndTxn; README: it commits that transaction on
+                   dlog as on Kafka with transaction.version 1 clients)
+  reorder          the proxy shuffles requests to one broker in windows of 2-5 requests per
+                   connection (held at most 20 or 100 ms) and puts the answers back in order
   partition-node   (3+ nodes, network namespaces: netns.py) one node cut from every other node
                    (with 3 nodes, also the majority/minority split); clients reach every node
                    through the proxy all along
@@ -25,7 +33,7 @@ import random
 import threading
 import time
 
-KINDS = ["kill", "kill-controller", "pause", "delay", "partition-node", "partition-controller", "partition-bridge",
+KINDS = ["kill", "kill-controller", "pause", "delay", "duplicate", "duplicate-late", "reorder", "partition-node", "partition-controller", "partition-bridge",
          "disk-full", "power-loss", "power-loss-all"]
 DISK_FULL = ["disk-full"]
 POWER = ["power-loss", "power-loss-all"]
@@ -46,7 +54,8 @@ def schedule(seed, kinds, nodes, count=40):
         kind = order[i] if i < len(order) else rng.choice(kinds)
         fault = {"gap": round(rng.uniform(2, 3) if i == 0 else rng.uniform(1.5, 3), 2), "kind": kind,
                  "length": round(rng.uniform(2, 5), 2)}
-        if kind in ("kill", "pause", "delay", "partition-node", "disk-full", "power-loss"):
+        if kind in ("kill", "pause", "delay", "duplicate", "duplicate-late", "reorder", "partition-node", "disk-full",
+                    "power-loss"):
             fault["node"] = rng.randint(1, nodes)
         if kind == "partition-bridge":
             fault["node"] = rng.randint(1, nodes)  # the bridge
@@ -56,6 +65,12 @@ def schedule(seed, kinds, nodes, count=40):
         if kind == "delay":
             fault["delay_ms"] = rng.choice([50, 200, 1000, 4000])
             fault["jitter_ms"] = fault["delay_ms"] // 2
+        if kind in ("duplicate", "duplicate-late"):
+            fault["probability"] = rng.choice([0.1, 0.3, 0.6])
+            fault["copy_delay_ms"] = rng.choice([100, 1000]) if kind == "duplicate-late" else 0
+        if kind == "reorder":
+            fault["window"] = rng.choice([2, 3, 5])
+            fault["hold_ms"] = rng.choice([20, 100])
         faults.append(fault)
     return faults
 
@@ -124,6 +139,21 @@ class Nemesis(threading.Thread):
                 self._act("delay", value, lambda: self.proxy.set_delay(port, fault["delay_ms"], fault["jitter_ms"]))
                 self._sleep(fault["length"], whole=True)
                 self._act("undelay", {"node": node}, lambda: self.proxy.set_delay(port, 0))
+            elif kind in ("duplicate", "duplicate-late"):
+                port = self.cluster.proxy_port(node)
+                before = self.proxy.stats()
+                self._act(kind, value,
+                          lambda: self.proxy.set_duplicate(port, fault["probability"], fault["copy_delay_ms"]))
+                self._sleep(fault["length"], whole=True)
+                self._act("unduplicate", {"node": node}, lambda: self.proxy.set_duplicate(port, 0))
+                self._proxy_counts(before)
+            elif kind == "reorder":
+                port = self.cluster.proxy_port(node)
+                before = self.proxy.stats()
+                self._act("reorder", value, lambda: self.proxy.set_reorder(port, fault["window"], fault["hold_ms"]))
+                self._sleep(fault["length"], whole=True)
+                self._act("unreorder", {"node": node}, lambda: self.proxy.set_reorder(port, 0))
+                self._proxy_counts(before)
             elif kind in PARTITIONS:
                 network = self.cluster.network
                 if kind == "partition-bridge":
@@ -164,10 +194,23 @@ class Nemesis(threading.Thread):
                 self._act("restart", {"nodes": nodes}, lambda: self.cluster.restart_all(nodes))
             self.cluster.fault, self.cluster.fault_node = None, None
 
+    def _proxy_counts(self, before):
+        """Records what the proxy did during a request-level fault (copies sent, windows shuffled),
+        so that a run shows the fault took effect."""
+        after = self.proxy.stats()
+        counts = {k: after[k] - before[k] for k in after if k != "copies_by_api" and after[k] != before[k]}
+        copies = {api: n - before["copies_by_api"].get(api, 0) for api, n in after["copies_by_api"].items()
+                  if n != before["copies_by_api"].get(api, 0)}
+        if copies:
+            counts["copies_by_api"] = copies
+        self.history.complete("nemesis", "info", "proxy-counts", counts)
+
     def heal(self):
         self.check_exits()
         for node in self.cluster.node_ids():
             self.proxy.set_delay(self.cluster.proxy_port(node), 0)
+            self.proxy.set_duplicate(self.cluster.proxy_port(node), 0)
+            self.proxy.set_reorder(self.cluster.proxy_port(node), 0)
         if self.cluster.network:
             self.cluster.network.heal()
         if self.cluster.disks:

@@ -5,7 +5,7 @@ while a seeded nemesis injects faults, then heal, a final drain, and the checker
   compat/chaos/run.py short [--target dlog|kafka] [--nodes 1|3]     fixed seeds, for CI
   compat/chaos/run.py soak --runs N [--target T] [--nodes N] [--seed S] [--duration S] [--kinds-per-run K]
   compat/chaos/run.py once --seed S [--nemeses kill,pause,delay,kill-controller] [--nodes N] [--target T]
-      nemeses: kill, kill-controller, pause, delay, partition-node, partition-controller,
+      nemeses: kill, kill-controller, pause, delay, duplicate, duplicate-late, reorder, partition-node, partition-controller,
       partition-bridge (default set; the last four need 3 nodes), and on request disk-full,
       power-loss, power-loss-all (--writeback S: see README)
   compat/chaos/run.py table DIR...       one summary table over the runs.jsonl of earlier outputs
@@ -47,8 +47,9 @@ from proxy import Proxy  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 PARTITIONS = 6
-ALL_1 = ["kill", "pause", "delay"]
-ALL_3 = ["kill", "kill-controller", "pause", "delay", "partition-node", "partition-controller", "partition-bridge"]
+ALL_1 = ["kill", "pause", "delay", "duplicate"]
+ALL_3 = ["kill", "kill-controller", "pause", "delay", "duplicate", "partition-node", "partition-controller",
+         "partition-bridge"]
 
 # disk-full: each node's disk is a tmpfs of this size (the workload writes a few MB per node).
 DISK_MB = int(os.environ.get("CHAOS_DISK_MB", "256"))
@@ -144,6 +145,7 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
                "sets": list(extra_sets), "writeback_s": writeback_s}
     started = time.monotonic()
     nem = None
+    hook = threading.excepthook
     try:
         if network:
             network.setup()
@@ -182,6 +184,11 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
         if ctp:
             clients += [workloads.Transformer(f"ctp-{k}", history, bootstrap, stop, sub_rng(), queue_topic, ctp_topic,
                                               PARTITIONS, f"chaos-ctp-{seed}", f"chaos-ctp{k}-{seed}") for k in (0, 1)]
+        # A client thread that dies of an exception makes the run invalid (its operations stop).
+        def died(args):
+            problems.append(f"client {args.thread.name} died: {args.exc_type.__name__}: {str(args.exc_value)[:200]}")
+            hook(args)
+        threading.excepthook = died
         for client in clients:
             client.start()
         deadline = threading.Event()
@@ -193,6 +200,7 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
         nem.heal()
         problems += nem.errors
         summary["faults"] = nem.injected
+        summary["proxy"] = proxy.stats()
         stop.set()
         for client in clients:
             client.join(90)
@@ -219,6 +227,7 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
     except Exception as exc:  # noqa: BLE001 - an invalid run, reported as such
         problems.append(f"harness: {type(exc).__name__}: {exc}")
     finally:
+        threading.excepthook = hook
         history.close()
         try:
             cluster.stop()
@@ -266,7 +275,8 @@ def run_once(target, nodes, seed, kinds, duration_s, out_dir, base_port, keep=Fa
                     "seconds": round(time.monotonic() - started, 1)})
     summary.setdefault("faults", 0)
     with open(os.path.join(out_dir, "check.json"), "w", encoding="utf-8") as handle:
-        json.dump({"summary": summary, "anomalies": result["anomalies"]}, handle, indent=1, default=str)
+        json.dump({"summary": summary, "anomalies": result["anomalies"], "cycles": result.get("cycles", [])}, handle,
+                  indent=1, default=str)
     anomalies = sum(result["counts"].values())
     log(f"{target} x{nodes} seed {seed}: {summary['seconds']}s, {summary['faults']} faults, {stats['ops']} ops, "
         f"sends ok/info/fail {stats['sends_ok']}/{stats['sends_info']}/{stats['sends_fail']}, txns "

@@ -269,3 +269,114 @@ def test_new_fault_kinds_are_counted():
         b.add("nemesis", "invoke", f, {})
     b.add("nemesis", "invoke", "heal-partition", {})
     assert check(b.events)["stats"]["faults"] == 4
+
+
+def ctp(h, writes, sources, topic="out", source_topic="in", process="ctp", type_="ok", outcome="commit"):
+    """A consume-transform-produce transaction: read `sources` [partition, offset, value], wrote `writes`."""
+    base = {"topic": topic, "intent": "commit", "writes": [[p, v] for p, _o, v in writes],
+            "sources": [list(s) for s in sources], "source_topic": source_topic}
+    h.add(process, "invoke", "txn", base)
+    return h.add(process, type_, "txn", dict(base, writes=[list(w) for w in writes], commit_time=0, outcome=outcome))
+
+
+def test_g1c_cycle_of_write_read_dependencies():
+    # T1 read 20 (T2's) and wrote 10; T2 read 10 (T1's) and wrote 20: circular information flow.
+    h = Builder()
+    h.topic("a", transactional=True)
+    h.topic("b", transactional=True)
+    t1 = ctp(h, [(0, 0, 10)], [[0, 0, 20]], topic="a", source_topic="b", process="ctp-1")
+    t2 = ctp(h, [(0, 0, 20)], [[0, 0, 10]], topic="b", source_topic="a", process="ctp-2")
+    result = check(h.events)
+    assert kinds(result) == {"g1c": 1}
+    anomaly = result["anomalies"][0]
+    assert anomaly["ops"] == sorted([t1, t2]) and anomaly["length"] == 2
+    assert f"op {t1} (ctp-1) wrote 10, which op {t2} (ctp-2) read" in anomaly["detail"]
+    assert f"op {t2} (ctp-2) wrote 20, which op {t1} (ctp-1) read" in anomaly["detail"]
+
+
+def test_g1c_three_transactions_and_the_shortest_cycle():
+    # 1 -> 2 -> 3 -> 1 by wr, and 1 -> 3 (3 also read 11, 1's other write): 1 -> 3 -> 1 is the
+    # shortest cycle of the component, two transactions instead of three.
+    h = Builder()
+    h.topic("a", transactional=True)
+    t1 = ctp(h, [(0, 0, 10), (3, 0, 11)], [[1, 0, 30]], topic="a", source_topic="a")
+    t2 = ctp(h, [(2, 0, 20)], [[0, 0, 10]], topic="a", source_topic="a")
+    t3 = ctp(h, [(1, 0, 30)], [[2, 0, 20], [3, 0, 11]], topic="a", source_topic="a")
+    result = check(h.events)
+    assert kinds(result) == {"g1c": 1}
+    assert result["anomalies"][0]["ops"] == sorted([t1, t3]) and result["anomalies"][0]["length"] == 2
+    assert t2 not in result["anomalies"][0]["ops"]
+
+
+def test_g1c_near_cycles_are_not_reported():
+    h = Builder()
+    h.topic("a", transactional=True)
+    # A chain 1 -> 2 -> 3 (each read the previous one's write), no way back.
+    ctp(h, [(0, 0, 10)], [], topic="a", source_topic="a")
+    ctp(h, [(0, 1, 20)], [[0, 0, 10]], topic="a", source_topic="a")
+    ctp(h, [(0, 2, 30)], [[0, 1, 20]], topic="a", source_topic="a")
+    # The way back through an aborted transaction, and through a transaction that read its own write.
+    ctp(h, [(1, 0, 40)], [[0, 2, 30]], topic="a", source_topic="a", type_="fail", outcome="abort")
+    ctp(h, [(1, 1, 50)], [[1, 1, 50], [1, 0, 40]], topic="a", source_topic="a")
+    h.poll([(0, 0, 10), (0, 1, 20), (0, 2, 30), (1, 1, 50)], topic="a", isolation="read_committed")
+    result = check(h.events)
+    assert result["counts"]["g1c"] == 0 and result["stats"]["ww_cycles"] == 0
+
+
+def test_write_cycles_from_offsets_are_counted_not_anomalies():
+    # G0: T1 before T2 in partition 0, T2 before T1 in partition 1 (two transactions interleaving
+    # their writes, which Kafka allows).
+    h = Builder()
+    h.topic("t", transactional=True)
+    t1 = h.txn([(0, 0, 10), (1, 1, 11)], "commit", commit_time=0, process="tx0")
+    t2 = h.txn([(0, 1, 20), (1, 0, 21)], "commit", commit_time=0, process="tx1")
+    h.poll([(0, 0, 10), (0, 1, 20), (1, 0, 21), (1, 1, 11)], topic="t", isolation="read_committed")
+    result = check(h.events)
+    assert kinds(result) == {}
+    assert result["stats"]["ww_cycles"] == 1
+    cycle = result["cycles"][0]
+    assert cycle["ops"] == sorted([t1, t2])
+    assert "wrote 10 at t/0 offset 0, before" in cycle["detail"] and "(ww)" in cycle["detail"]
+
+
+def soak_sized(transactions):
+    """A history the size of a long soak run: queue sends and reads, and a chain of
+    consume-transform-produce transactions each reading the previous one's output (a long path,
+    no cycle), with transactions interleaving in two partitions of the output."""
+    h = Builder()
+    h.topic("q")
+    h.topic("out", transactional=True)
+    offsets = [0, 0]
+    previous = None
+    for i in range(transactions):
+        h.send(i, i % 6, i // 6)
+        partition = i % 2
+        written = 1_000_000 + i
+        sources = [[i % 6, i // 6, i]] + ([previous] if previous else [])
+        ctp(h, [(partition, offsets[partition], written)], sources, source_topic="out")
+        previous = [partition, offsets[partition], written]
+        offsets[partition] += 1
+    return h
+
+
+def test_cycle_search_is_linear_ish_on_a_soak_sized_history():
+    import time
+    timings = []
+    for n in (1_000, 4_000):
+        h = soak_sized(n)
+        best = None
+        for _ in range(2):  # the best of two: a loaded machine's pauses are not the checker's
+            started = time.perf_counter()
+            result = check(h.events)
+            elapsed = time.perf_counter() - started
+            best = elapsed if best is None else min(best, elapsed)
+        timings.append(best)
+        assert result["counts"]["g1c"] == 0 and result["stats"]["ww_cycles"] == 0
+    # Four times the history: well under sixteen times the time (quadratic), with slack for noise.
+    assert timings[1] < 8 * timings[0] + 1.0, timings
+    # A ring closing the chain: one g1c cycle of 4 000 transactions (no recursion limit).
+    h = soak_sized(4_000)
+    h.events[5]["value"]["sources"].append([1, 1_999, 1_000_000 + 3_999])  # the first txn read the last
+    result = check(h.events)
+    assert result["counts"]["g1c"] == 1
+    assert result["anomalies"][-1]["length"] == 4_000

@@ -21,6 +21,7 @@ Values are unique integers from one counter shared by all producers.
 import itertools
 import os
 import random
+import sys
 import threading
 import time
 
@@ -43,6 +44,21 @@ DEBUG = {"debug": os.environ["CHAOS_CTP_DEBUG"], "log_level": 7} if os.environ.g
 # (which broker took which batch, IMPLICITACK: a batch acknowledged by a later one's success).
 PRODUCER_DEBUG = ({"debug": os.environ["CHAOS_PRODUCER_DEBUG"], "log_level": 7}
                   if os.environ.get("CHAOS_PRODUCER_DEBUG") else {})
+
+
+def flush(producer, timeout_s):
+    """producer.flush, with a fatal error raised as a KafkaException. confluent-kafka 2.16's flush
+    raises a fatal error (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER after the reorder nemesis) as the
+    KafkaError object itself, which is no Exception subclass: `except Exception` misses it."""
+    try:
+        return producer.flush(timeout_s)
+    except KafkaException:
+        raise
+    except:  # noqa: E722 - the KafkaError object, see above
+        error = sys.exc_info()[1]
+        if isinstance(error, KafkaError):
+            raise KafkaException(error) from None
+        raise
 
 
 class Client(threading.Thread):
@@ -88,11 +104,14 @@ class QueueProducer(Client):
             self.history.complete(self.process, "info", "send", dict(base, error=err.name()))
 
     def _drop(self, producer, flush_s):
-        if flush_s:
-            producer.flush(flush_s)
-        else:
-            producer.purge()
-            producer.flush(2)
+        try:
+            if flush_s:
+                flush(producer, flush_s)
+            else:
+                producer.purge()
+                flush(producer, 2)
+        except KafkaException:
+            pass  # a fatal producer: what it did not report is indeterminate (below)
         for base in list(self.outstanding.values()):
             self.history.complete(self.process, "info", "send", dict(base, error="client-crashed"))
         self.outstanding.clear()
@@ -104,7 +123,8 @@ class QueueProducer(Client):
                                                 "message.timeout.ms": 20000, "request.timeout.ms": 5000,
                                                 "retry.backoff.ms": 100, **PRODUCER_DEBUG}))
             crash_at = time.monotonic() + self.rng.uniform(4, 10)
-            while not self.stopping() and time.monotonic() < crash_at:
+            fatal = None
+            while not self.stopping() and time.monotonic() < crash_at and fatal is None:
                 value = next(VALUES)
                 partition = self.rng.randrange(self.partitions)
                 base = {"topic": self.topic, "partition": partition, "value": value, "session": self.session}
@@ -116,16 +136,26 @@ class QueueProducer(Client):
                 except (BufferError, KafkaException) as exc:
                     self.outstanding.pop(value, None)
                     self.history.complete(self.process, "fail", "send", dict(base, error=str(exc)[:80]))
+                    if isinstance(exc, KafkaException) and exc.args[0].fatal():
+                        fatal = exc.args[0].name()
                     time.sleep(0.1)
-                producer.poll(0)
+                try:
+                    producer.poll(0)
+                except KafkaException as exc:
+                    # A fatal error ends the producer (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER, which a
+                    # broker answers to requests the reorder nemesis shuffled): crashed and replaced.
+                    self.errors += 1
+                    if exc.args[0].fatal():
+                        fatal = exc.args[0].name()
                 time.sleep(self.interval_s)
-            if self.stopping():
+            if self.stopping() and fatal is None:
                 self._drop(producer, flush_s=30)
             else:
                 self.crashes += 1
-                self.history.invoke(self.process, "crash", {"session": self.session})
+                crash = {"session": self.session, **({"fatal": fatal} if fatal else {})}
+                self.history.invoke(self.process, "crash", crash)
                 self._drop(producer, flush_s=0)
-                self.history.complete(self.process, "info", "crash", {"session": self.session})
+                self.history.complete(self.process, "info", "crash", crash)
             del producer
 
 
@@ -272,7 +302,10 @@ class TxnProducer(Client):
                 producer = self._new_producer(attempts_when_stopping=3)
             time.sleep(self.interval_s)
         if producer is not None:
-            producer.flush(10)
+            try:
+                flush(producer, 10)
+            except KafkaException:
+                pass  # fatal: its open transaction is aborted by the next producer or times out
 
     def _transaction(self, producer):
         """One transaction; returns True when the producer is to be crashed and replaced."""
@@ -301,7 +334,7 @@ class TxnProducer(Client):
                 producer.produce(self.topic, value=str(value).encode(), partition=partition, on_delivery=delivered)
             producer.poll(0)
             if crash_midway:
-                producer.flush(2)
+                flush(producer, 2)
                 finish("info", None, error="client-crashed-before-commit")
                 return True
             if intent == "commit":
@@ -316,7 +349,7 @@ class TxnProducer(Client):
                         raise
                 finish("ok", "commit", commit_time)
             else:
-                producer.flush(10)
+                flush(producer, 10)
                 producer.abort_transaction(15)
                 finish("ok", "abort")
             return False
@@ -442,7 +475,10 @@ class Transformer(Client):
                 consumer = producer = None
         if consumer is not None:
             consumer.close()
-            producer.flush(10)
+            try:
+                flush(producer, 10)
+            except KafkaException:
+                pass
 
     def _transform(self, consumer, producer, messages):
         sources = [[m.partition(), m.offset(), int(m.value())] for m in messages]
