@@ -224,8 +224,9 @@ impl Node {
         let (shutdown, _) = watch::channel(false);
         let properties = config.properties.clone();
         let node_id = config.node_id;
-        let replicas =
-            ReplicaManager::new(node_id, logs).context("reading replication-offset-checkpoint")?;
+        let replicas = ReplicaManager::new(node_id, logs)
+            .context("reading replication-offset-checkpoint")?
+            .with_replication_quota_settings(&properties);
         let request_memory =
             crate::server::request_memory::RequestMemory::new(config.queued_request_bytes_max);
         let connection_quotas = Arc::new(crate::server::connection_quotas::ConnectionQuotas::new(
@@ -315,6 +316,21 @@ impl Node {
         let leadership = self.replicas.apply(image, changes, |topic| {
             Arc::new(self.controller.log_config(image, topic))
         })?;
+        // The throttle rates are dynamic broker configs and the throttled replicas topic
+        // configs: either may have changed.
+        let configs_changed = changes.iter().any(|change| {
+            matches!(
+                change,
+                Change::BrokerConfigChanged | Change::TopicChanged(_) | Change::TopicRemoved(_)
+            )
+        });
+        if configs_changed {
+            self.replicas.replication_quotas.update(
+                self.config.node_id,
+                image,
+                &self.controller.effective_properties(image),
+            );
+        }
         self.leadership_changed(image, &leadership);
         Ok(())
     }
