@@ -431,8 +431,7 @@ pub const QUOTA_WINDOW_SIZE_SECONDS: Key = key("quota.window.size.seconds");
 pub const LEADER_REPLICATION_THROTTLED_RATE: Key = key("leader.replication.throttled.rate");
 pub const FOLLOWER_REPLICATION_THROTTLED_RATE: Key = key("follower.replication.throttled.rate");
 pub const REPLICATION_QUOTA_WINDOW_NUM: Key = key("replication.quota.window.num");
-pub const REPLICATION_QUOTA_WINDOW_SIZE_SECONDS: Key =
-    key("replication.quota.window.size.seconds");
+pub const REPLICATION_QUOTA_WINDOW_SIZE_SECONDS: Key = key("replication.quota.window.size.seconds");
 pub const SOCKET_REQUEST_MAX_BYTES: Key = key("socket.request.max.bytes");
 pub const QUEUED_MAX_REQUEST_BYTES: Key = key("queued.max.request.bytes");
 pub const CONNECTIONS_MAX_IDLE_MS: Key = key("connections.max.idle.ms");
@@ -630,8 +629,7 @@ pub const DYNAMIC_BROKER_ONLY_CONFIGS: &[Key] = &[
 /// Topic configs without a broker default: which replicas of the topic the replication
 /// quotas throttle (KIP-73), as `partition:broker` pairs or `*`; empty by default.
 pub const LEADER_REPLICATION_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
-pub const FOLLOWER_REPLICATION_THROTTLED_REPLICAS: &str =
-    "follower.replication.throttled.replicas";
+pub const FOLLOWER_REPLICATION_THROTTLED_REPLICAS: &str = "follower.replication.throttled.replicas";
 pub const TOPIC_ONLY_CONFIGS: &[&str] = &[
     LEADER_REPLICATION_THROTTLED_REPLICAS,
     FOLLOWER_REPLICATION_THROTTLED_REPLICAS,

@@ -345,10 +345,7 @@ fn respond(
             .filter(|(key, _)| quota.is_throttled(&key.topic, key.partition))
             .map(|(_, result)| record_bytes(result))
             .sum();
-        quota.record(
-            throttled_bytes,
-            crate::replica::replication_quota::now_ms(),
-        );
+        quota.record(throttled_bytes, crate::replica::replication_quota::now_ms());
     }
     for (key, result) in included {
         match topics.last_mut() {

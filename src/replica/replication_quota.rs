@@ -272,11 +272,17 @@ mod tests {
         assert!(!quotas.leader.is_throttled("t", 1));
         assert!(quotas.leader.is_throttled("t", 2));
         assert!(!quotas.leader.is_throttled("other", 0));
-        assert!(!quotas.follower.is_throttled("t", 0), "the leader list only");
+        assert!(
+            !quotas.follower.is_throttled("t", 0),
+            "the leader list only"
+        );
         let image = image_with("t", FOLLOWER_REPLICATION_THROTTLED_REPLICAS, "*");
         quotas.update(1, &image, &Properties::default());
         assert!(quotas.follower.is_throttled("t", 9));
-        assert!(!quotas.leader.is_throttled("t", 0), "removed with the config");
+        assert!(
+            !quotas.leader.is_throttled("t", 0),
+            "removed with the config"
+        );
     }
 
     #[test]
@@ -289,7 +295,11 @@ mod tests {
         assert!(!quotas.leader.holds_back("t", 0, || false, 1_000));
 
         let quotas = ReplicationQuotas::new(settings());
-        quotas.update(1, &image, &with_rate(LEADER_REPLICATION_THROTTLED_RATE, 1000));
+        quotas.update(
+            1,
+            &image,
+            &with_rate(LEADER_REPLICATION_THROTTLED_RATE, 1000),
+        );
         let start_ms = 1_000_000;
         assert!(!quotas.leader.holds_back("t", 0, || false, start_ms));
         // 5000 bytes at once: over one window, 5000 B/s > 1000 B/s.
@@ -311,7 +321,11 @@ mod tests {
         // 30 s against 100 KB/s: it sends about 3 MB, never much more than the rate allows.
         let quotas = ReplicationQuotas::new(settings());
         let image = image_with("t", FOLLOWER_REPLICATION_THROTTLED_REPLICAS, "*");
-        quotas.update(1, &image, &with_rate(FOLLOWER_REPLICATION_THROTTLED_RATE, 100_000));
+        quotas.update(
+            1,
+            &image,
+            &with_rate(FOLLOWER_REPLICATION_THROTTLED_RATE, 100_000),
+        );
         let mut sent = 0u64;
         let start_ms = 5_000_000u64;
         for step in 0..3000u64 {
