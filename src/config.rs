@@ -119,6 +119,15 @@ pub const BROKER_PROPERTIES: &[Property] = &[
         "9223372036854775807",
         0,
     ),
+    // Automatic preferred-leader balancing by the active controller (`controller::election`).
+    property("auto.leader.rebalance.enable", Kind::Boolean, "true"),
+    at_least(
+        "leader.imbalance.check.interval.seconds",
+        Kind::Long,
+        "300",
+        1,
+    ),
+    at_least("leader.imbalance.per.broker.percentage", Kind::Int, "10", 0),
     at_least("replication.quota.window.num", Kind::Int, "11", 1),
     at_least("replication.quota.window.size.seconds", Kind::Int, "1", 1),
     at_least(
@@ -427,6 +436,12 @@ pub const ALLOW_EVERYONE_IF_NO_ACL_FOUND: Key = key("allow.everyone.if.no.acl.fo
 // Client quotas (`security::quota::QuotaSettings`).
 pub const QUOTA_WINDOW_NUM: Key = key("quota.window.num");
 pub const QUOTA_WINDOW_SIZE_SECONDS: Key = key("quota.window.size.seconds");
+// Automatic preferred-leader balancing (`controller::election::LeaderBalanceSettings`).
+pub const AUTO_LEADER_REBALANCE_ENABLE: Key = key("auto.leader.rebalance.enable");
+pub const LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS: Key =
+    key("leader.imbalance.check.interval.seconds");
+pub const LEADER_IMBALANCE_PER_BROKER_PERCENTAGE: Key =
+    key("leader.imbalance.per.broker.percentage");
 // Replication quotas (`replica::replication_quota`).
 pub const LEADER_REPLICATION_THROTTLED_RATE: Key = key("leader.replication.throttled.rate");
 pub const FOLLOWER_REPLICATION_THROTTLED_RATE: Key = key("follower.replication.throttled.rate");

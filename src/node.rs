@@ -505,6 +505,10 @@ impl Node {
         let mut last_producer_expiration_ms = now_ms();
         let transaction_check_ms = settings.transaction_abort_check_interval_ms;
         let mut last_transaction_check_ms = now_ms();
+        let leader_balance = crate::controller::election::LeaderBalanceSettings::from_properties(
+            &self.config.properties,
+        );
+        let mut last_leader_balance_ms = now_ms();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -540,6 +544,28 @@ impl Node {
                 .await;
                 if let Err(error) = checked {
                     tracing::error!(%error, "transaction timeout check panicked");
+                }
+            }
+            if leader_balance.enabled
+                && now - last_leader_balance_ms >= leader_balance.check_interval_ms
+            {
+                last_leader_balance_ms = now;
+                // The active controller moves leaders back to their preferred replicas; the
+                // elections commit through the quorum (a wait): on the blocking pool.
+                if self.controller.is_local() {
+                    let node = self.clone();
+                    let percentage = leader_balance.imbalance_percentage_max;
+                    let balanced = tokio::task::spawn_blocking(move || {
+                        node.controller.balance_leaders(percentage)
+                    })
+                    .await;
+                    match balanced {
+                        Ok(0) => {}
+                        Ok(moved) => {
+                            tracing::info!(moved, "leaders moved back to their preferred replicas")
+                        }
+                        Err(error) => tracing::error!(%error, "leader balancing panicked"),
+                    }
                 }
             }
             if now - last_producer_expiration_ms >= producer_expiration_check_ms {

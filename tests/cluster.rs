@@ -68,6 +68,14 @@ impl Cluster {
         self.nodes[index].bootstrap()
     }
 
+    /// Every node's address, comma-separated.
+    fn bootstrap_all(&self) -> String {
+        (0..self.nodes.len())
+            .map(|i| self.bootstrap(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// [`Cluster::start`], then waits until every node lists every broker.
     fn start_registered(count: usize) -> Cluster {
         let cluster = Cluster::start(count);
@@ -622,10 +630,7 @@ fn replicated_topic_survives_the_kill_of_a_leader() {
         |state| state.len() == 3 && state.values().all(|(l, isr)| *l > 0 && *isr == full),
     );
 
-    let bootstrap_all = (0..3)
-        .map(|i| cluster.bootstrap(i))
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap_all = cluster.bootstrap_all();
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let producing = spawn_producer(&bootstrap_all, topic, 3, true, &acknowledged, &stop);
@@ -1055,10 +1060,7 @@ fn reassignment_moves_replicas_and_preferred_election_moves_leaders() {
         |state| state.len() == 2 && state.values().all(|(l, _, isr)| *l > 0 && *isr == [1, 2]),
     );
 
-    let bootstrap_all = (0..3)
-        .map(|i| cluster.bootstrap(i))
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap_all = cluster.bootstrap_all();
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let producing = spawn_producer(&bootstrap_all, topic, 2, false, &acknowledged, &stop);
@@ -1409,10 +1411,7 @@ fn throttled_reassignment_is_held_to_the_replication_rate() {
         assert_eq!(set_configs(node, resource_type, name, configs), 0, "{name}");
     }
 
-    let bootstrap_all = (0..3)
-        .map(|i| cluster.bootstrap(i))
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap_all = cluster.bootstrap_all();
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let producing = spawn_producer(&bootstrap_all, steady, 1, false, &acknowledged, &stop);
@@ -1469,4 +1468,83 @@ fn throttled_reassignment_is_held_to_the_replication_rate() {
         acknowledged_during_move >= 100,
         "clients were starved: {acknowledged_during_move} records acknowledged during the move"
     );
+}
+
+/// Issue 15, automatic leader balancing (`auto.leader.rebalance.enable`, on by default, here
+/// checked every second): three partitions preferring brokers 1, 2 and 3; broker 1 is killed
+/// and its partition's leadership moves away; once it is back in the ISR, the active
+/// controller moves that leadership back to it without any ElectLeaders request. With the
+/// balancing off, leadership stays where the failover left it.
+#[test]
+fn leaders_move_back_to_their_preferred_replicas_by_themselves() {
+    for enabled in [true, false] {
+        let mut cluster = Cluster::start_with(
+            3,
+            &[
+                "leader.imbalance.check.interval.seconds=1",
+                &format!("auto.leader.rebalance.enable={enabled}"),
+            ],
+        );
+        let topic = "balanced";
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let preferred: &[&[i32]] = &[&[1, 2, 3], &[2, 3, 1], &[3, 1, 2]];
+        eventually(
+            Duration::from_secs(30),
+            || {
+                runtime.block_on(async {
+                    let admin = common::admin(&cluster.bootstrap(1));
+                    admin
+                        .create_topics(
+                            [&rdkafka::admin::NewTopic::new(
+                                topic,
+                                3,
+                                rdkafka::admin::TopicReplication::Variable(preferred),
+                            )],
+                            &common::admin_options(),
+                        )
+                        .await
+                        .map(|results| format!("{results:?}"))
+                        .unwrap_or_else(|error| format!("{error}"))
+                })
+            },
+            |outcome| outcome.contains("Ok(") || outcome.contains("AlreadyExists"),
+        );
+        let full = vec![1, 2, 3];
+        let balanced = |state: &BTreeMap<i32, (i32, Vec<i32>, Vec<i32>)>| {
+            state.len() == 3
+                && state
+                    .values()
+                    .all(|(leader, replicas, isr)| *leader == replicas[0] && *isr == full)
+        };
+        eventually(
+            Duration::from_secs(30),
+            || assignment(&cluster.bootstrap(1), topic),
+            balanced,
+        );
+        cluster.nodes[0].kill9();
+        eventually(
+            Duration::from_secs(30),
+            || assignment(&cluster.bootstrap(1), topic),
+            |state| state.get(&0).is_some_and(|(leader, _, _)| *leader == 2),
+        );
+        cluster.nodes[0].restart_nowait();
+        cluster.nodes[0].wait_listening();
+        if enabled {
+            eventually(
+                Duration::from_secs(60),
+                || assignment(&cluster.bootstrap(1), topic),
+                balanced,
+            );
+        } else {
+            let state = eventually(
+                Duration::from_secs(60),
+                || assignment(&cluster.bootstrap(1), topic),
+                |state| state.get(&0).is_some_and(|(_, _, isr)| *isr == full),
+            );
+            // Several balancing intervals later, leadership is still on broker 2.
+            std::thread::sleep(Duration::from_secs(3));
+            let later = assignment(&cluster.bootstrap(1), topic);
+            assert_eq!(later[&0].0, 2, "before {state:?}, after {later:?}");
+        }
+    }
 }
