@@ -1387,7 +1387,8 @@ fn throttled_reassignment_is_held_to_the_replication_rate() {
         kafka_protocol::ResponseError::InvalidConfig.code(),
         "a list that is not partition:broker pairs"
     );
-    let throttles: [(i8, &str, &[(&str, &str)]); 3] = [
+    type Throttle<'a> = (i8, &'a str, &'a [(&'a str, &'a str)]);
+    let throttles: [Throttle; 3] = [
         (
             BROKER_CONFIG,
             "1",
@@ -1451,8 +1452,12 @@ fn throttled_reassignment_is_held_to_the_replication_rate() {
     stop.store(true, Ordering::Relaxed);
     producing.join().expect("producer thread");
 
-    let state = assignment(&cluster.bootstrap(0), topic);
-    assert_eq!(state[&0].2, vec![1, 3], "{state:?}");
+    // The controller completed the move; node 1's image follows.
+    eventually(
+        Duration::from_secs(10),
+        || assignment(&cluster.bootstrap(0), topic),
+        |state| state.get(&0).is_some_and(|(_, _, isr)| *isr == [1, 3]),
+    );
     let implied = Duration::from_secs_f64(
         log_bytes.saturating_sub(FIRST_FETCH_BYTES_MAX) as f64 / RATE_BYTES_PER_SECOND as f64,
     );

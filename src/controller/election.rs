@@ -159,32 +159,39 @@ pub fn imbalanced_partitions(
     image: &MetadataImage,
     imbalance_percentage_max: i64,
 ) -> Vec<(String, i32)> {
-    use std::collections::BTreeMap;
-    // Preferred broker → (partitions preferring it, those led elsewhere).
-    let mut per_broker: BTreeMap<i32, (u64, Vec<(String, i32, bool)>)> = BTreeMap::new();
+    /// One broker's partitions as their preferred replica.
+    #[derive(Default)]
+    struct Preferring {
+        count: u64,
+        /// Led elsewhere: (topic, partition, whether the broker can lead it now).
+        led_elsewhere: Vec<(String, i32, bool)>,
+    }
+    let mut per_broker: std::collections::BTreeMap<i32, Preferring> = Default::default();
     for topic in image.topics.values() {
         for (&index, partition) in &topic.partitions {
             let Some(&preferred) = partition.replicas.first() else {
                 continue;
             };
             let entry = per_broker.entry(preferred).or_default();
-            entry.0 += 1;
+            entry.count += 1;
             if partition.leader != preferred {
                 let reassigning = !partition.adding_replicas.is_empty()
                     || !partition.removing_replicas.is_empty();
                 let can_lead = image.is_live(preferred) && partition.isr.contains(&preferred);
                 entry
-                    .1
+                    .led_elsewhere
                     .push((topic.name.clone(), index, can_lead && !reassigning));
             }
         }
     }
     let mut chosen = Vec::new();
-    for (total, off) in per_broker.into_values() {
-        let imbalance_percentage = off.len() as u64 * 100 / total.max(1);
+    for broker in per_broker.into_values() {
+        let imbalance_percentage = broker.led_elsewhere.len() as u64 * 100 / broker.count.max(1);
         if imbalance_percentage as i64 > imbalance_percentage_max {
             chosen.extend(
-                off.into_iter()
+                broker
+                    .led_elsewhere
+                    .into_iter()
                     .filter(|(_, _, electable)| *electable)
                     .map(|(topic, partition, _)| (topic, partition)),
             );

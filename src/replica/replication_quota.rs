@@ -157,7 +157,7 @@ impl ReplicationQuota {
         };
         let rate = properties.get_i64(rate_key);
         *self.rate_bytes_per_second.write().expect("rate lock") =
-            (rate >= 0 && rate < i64::MAX).then_some(rate as u64);
+            (0..i64::MAX).contains(&rate).then_some(rate as u64);
         let mut throttled = HashMap::new();
         for topic in image.topics.values() {
             let Some(value) = topic.configs.get(replicas_config) else {
