@@ -35,6 +35,8 @@ pub enum Kind {
     Choice(&'static [&'static str]),
     /// A comma-separated list of the given choices.
     ChoiceList(&'static [&'static str]),
+    /// A comma-separated list checked by its config's own rule (Kafka's LIST type).
+    List,
 }
 
 pub struct Property {
@@ -102,6 +104,32 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     // Client quotas (`security::quota`): rates measured over this many windows of this size.
     at_least("quota.window.num", Kind::Int, "11", 2),
     at_least("quota.window.size.seconds", Kind::Int, "1", 1),
+    // Replication quotas (KIP-73, `replica::replication_quota`): dynamic per broker (or as the
+    // cluster default), bytes per second of throttled replicas' traffic; the defaults are
+    // Kafka's, Long.MAX_VALUE = unthrottled. Measured over the windows below (static).
+    at_least(
+        "leader.replication.throttled.rate",
+        Kind::Long,
+        "9223372036854775807",
+        0,
+    ),
+    at_least(
+        "follower.replication.throttled.rate",
+        Kind::Long,
+        "9223372036854775807",
+        0,
+    ),
+    // Automatic preferred-leader balancing by the active controller (`controller::election`).
+    property("auto.leader.rebalance.enable", Kind::Boolean, "true"),
+    at_least(
+        "leader.imbalance.check.interval.seconds",
+        Kind::Long,
+        "300",
+        1,
+    ),
+    at_least("leader.imbalance.per.broker.percentage", Kind::Int, "10", 0),
+    at_least("replication.quota.window.num", Kind::Int, "11", 1),
+    at_least("replication.quota.window.size.seconds", Kind::Int, "1", 1),
     at_least(
         "controller.quorum.election.timeout.ms",
         Kind::Int,
@@ -408,6 +436,17 @@ pub const ALLOW_EVERYONE_IF_NO_ACL_FOUND: Key = key("allow.everyone.if.no.acl.fo
 // Client quotas (`security::quota::QuotaSettings`).
 pub const QUOTA_WINDOW_NUM: Key = key("quota.window.num");
 pub const QUOTA_WINDOW_SIZE_SECONDS: Key = key("quota.window.size.seconds");
+// Automatic preferred-leader balancing (`controller::election::LeaderBalanceSettings`).
+pub const AUTO_LEADER_REBALANCE_ENABLE: Key = key("auto.leader.rebalance.enable");
+pub const LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS: Key =
+    key("leader.imbalance.check.interval.seconds");
+pub const LEADER_IMBALANCE_PER_BROKER_PERCENTAGE: Key =
+    key("leader.imbalance.per.broker.percentage");
+// Replication quotas (`replica::replication_quota`).
+pub const LEADER_REPLICATION_THROTTLED_RATE: Key = key("leader.replication.throttled.rate");
+pub const FOLLOWER_REPLICATION_THROTTLED_RATE: Key = key("follower.replication.throttled.rate");
+pub const REPLICATION_QUOTA_WINDOW_NUM: Key = key("replication.quota.window.num");
+pub const REPLICATION_QUOTA_WINDOW_SIZE_SECONDS: Key = key("replication.quota.window.size.seconds");
 pub const SOCKET_REQUEST_MAX_BYTES: Key = key("socket.request.max.bytes");
 pub const QUEUED_MAX_REQUEST_BYTES: Key = key("queued.max.request.bytes");
 pub const CONNECTIONS_MAX_IDLE_MS: Key = key("connections.max.idle.ms");
@@ -595,6 +634,77 @@ pub const TOPIC_CONFIGS: &[TopicConfig] = &[
     },
 ];
 
+/// Broker configs that change at run time without being the default of a topic config:
+/// the replication throttle rates (Kafka's `DynamicConfig.Broker`).
+pub const DYNAMIC_BROKER_ONLY_CONFIGS: &[Key] = &[
+    LEADER_REPLICATION_THROTTLED_RATE,
+    FOLLOWER_REPLICATION_THROTTLED_RATE,
+];
+
+/// Topic configs without a broker default: which replicas of the topic the replication
+/// quotas throttle (KIP-73), as `partition:broker` pairs or `*`; empty by default.
+pub const LEADER_REPLICATION_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
+pub const FOLLOWER_REPLICATION_THROTTLED_REPLICAS: &str = "follower.replication.throttled.replicas";
+pub const TOPIC_ONLY_CONFIGS: &[&str] = &[
+    LEADER_REPLICATION_THROTTLED_REPLICAS,
+    FOLLOWER_REPLICATION_THROTTLED_REPLICAS,
+];
+
+/// A `*.replication.throttled.replicas` value: every replica of the topic, or these
+/// (partition, broker) pairs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ThrottledReplicas {
+    All,
+    Listed(Vec<(i32, i32)>),
+}
+
+impl ThrottledReplicas {
+    /// Kafka's `ThrottledReplicaListValidator`: `*`, or `partition:broker` pairs separated
+    /// by commas (whitespace around them allowed), both non-negative integers; empty is
+    /// no replica.
+    pub fn parse(name: &str, value: &str) -> Result<ThrottledReplicas> {
+        if value.trim() == "*" {
+            return Ok(ThrottledReplicas::All);
+        }
+        let invalid = || {
+            anyhow::anyhow!(
+                "Invalid value {value} for configuration {name}: must be the literal '*' or a list of replicas in the following format: [partitionId]:[brokerId],[partitionId]:[brokerId],..."
+            )
+        };
+        let mut pairs = Vec::new();
+        for item in value.split(',').map(str::trim) {
+            if item.is_empty() {
+                continue;
+            }
+            let (partition, broker) = item.split_once(':').ok_or_else(invalid)?;
+            let number = |text: &str| -> Result<i32> {
+                match text.trim() {
+                    t if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
+                        t.parse().map_err(|_| invalid())
+                    }
+                    _ => Err(invalid()),
+                }
+            };
+            pairs.push((number(partition)?, number(broker)?));
+        }
+        Ok(ThrottledReplicas::Listed(pairs))
+    }
+
+    /// The partitions of the topic whose replica on `broker` is throttled; None = all.
+    pub fn partitions_on(&self, broker: i32) -> Option<std::collections::BTreeSet<i32>> {
+        match self {
+            ThrottledReplicas::All => None,
+            ThrottledReplicas::Listed(pairs) => Some(
+                pairs
+                    .iter()
+                    .filter(|(_, b)| *b == broker)
+                    .map(|(p, _)| *p)
+                    .collect(),
+            ),
+        }
+    }
+}
+
 pub fn broker_property(name: &str) -> Option<&'static Property> {
     BROKER_PROPERTIES.iter().find(|p| p.name == name)
 }
@@ -646,7 +756,7 @@ pub fn validate(property: &Property, value: &str) -> Result<()> {
             }
             None
         }
-        Kind::String => None,
+        Kind::String | Kind::List => None,
         Kind::Choice(choices) => {
             if !choices.iter().any(|c| c.eq_ignore_ascii_case(value)) {
                 bail!(

@@ -225,8 +225,9 @@ impl Node {
         let (shutdown, _) = watch::channel(false);
         let properties = config.properties.clone();
         let node_id = config.node_id;
-        let replicas =
-            ReplicaManager::new(node_id, logs).context("reading replication-offset-checkpoint")?;
+        let replicas = ReplicaManager::new(node_id, logs)
+            .context("reading replication-offset-checkpoint")?
+            .with_replication_quota_settings(&properties);
         let request_memory =
             crate::server::request_memory::RequestMemory::new(config.queued_request_bytes_max);
         let connection_quotas = Arc::new(crate::server::connection_quotas::ConnectionQuotas::new(
@@ -316,6 +317,21 @@ impl Node {
         let leadership = self.replicas.apply(image, changes, |topic| {
             Arc::new(self.controller.log_config(image, topic))
         })?;
+        // The throttle rates are dynamic broker configs and the throttled replicas topic
+        // configs: either may have changed.
+        let configs_changed = changes.iter().any(|change| {
+            matches!(
+                change,
+                Change::BrokerConfigChanged | Change::TopicChanged(_) | Change::TopicRemoved(_)
+            )
+        });
+        if configs_changed {
+            self.replicas.replication_quotas.update(
+                self.config.node_id,
+                image,
+                &self.controller.effective_properties(image),
+            );
+        }
         self.leadership_changed(image, &leadership);
         Ok(())
     }
@@ -492,6 +508,10 @@ impl Node {
         let mut last_producer_expiration_ms = now_ms();
         let transaction_check_ms = settings.transaction_abort_check_interval_ms;
         let mut last_transaction_check_ms = now_ms();
+        let leader_balance = crate::controller::election::LeaderBalanceSettings::from_properties(
+            &self.config.properties,
+        );
+        let mut last_leader_balance_ms = now_ms();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -527,6 +547,28 @@ impl Node {
                 .await;
                 if let Err(error) = checked {
                     tracing::error!(%error, "transaction timeout check panicked");
+                }
+            }
+            if leader_balance.enabled
+                && now - last_leader_balance_ms >= leader_balance.check_interval_ms
+            {
+                last_leader_balance_ms = now;
+                // The active controller moves leaders back to their preferred replicas; the
+                // elections commit through the quorum (a wait): on the blocking pool.
+                if self.controller.is_local() {
+                    let node = self.clone();
+                    let percentage = leader_balance.imbalance_percentage_max;
+                    let balanced = tokio::task::spawn_blocking(move || {
+                        node.controller.balance_leaders(percentage)
+                    })
+                    .await;
+                    match balanced {
+                        Ok(0) => {}
+                        Ok(moved) => {
+                            tracing::info!(moved, "leaders moved back to their preferred replicas")
+                        }
+                        Err(error) => tracing::error!(%error, "leader balancing panicked"),
+                    }
                 }
             }
             if now - last_producer_expiration_ms >= producer_expiration_check_ms {

@@ -68,6 +68,14 @@ impl Cluster {
         self.nodes[index].bootstrap()
     }
 
+    /// Every node's address, comma-separated.
+    fn bootstrap_all(&self) -> String {
+        (0..self.nodes.len())
+            .map(|i| self.bootstrap(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// [`Cluster::start`], then waits until every node lists every broker.
     fn start_registered(count: usize) -> Cluster {
         let cluster = Cluster::start(count);
@@ -622,10 +630,7 @@ fn replicated_topic_survives_the_kill_of_a_leader() {
         |state| state.len() == 3 && state.values().all(|(l, isr)| *l > 0 && *isr == full),
     );
 
-    let bootstrap_all = (0..3)
-        .map(|i| cluster.bootstrap(i))
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap_all = cluster.bootstrap_all();
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let producing = spawn_producer(&bootstrap_all, topic, 3, true, &acknowledged, &stop);
@@ -1055,10 +1060,7 @@ fn reassignment_moves_replicas_and_preferred_election_moves_leaders() {
         |state| state.len() == 2 && state.values().all(|(l, _, isr)| *l > 0 && *isr == [1, 2]),
     );
 
-    let bootstrap_all = (0..3)
-        .map(|i| cluster.bootstrap(i))
-        .collect::<Vec<_>>()
-        .join(",");
+    let bootstrap_all = cluster.bootstrap_all();
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let producing = spawn_producer(&bootstrap_all, topic, 2, false, &acknowledged, &stop);
@@ -1256,4 +1258,298 @@ fn flush_every_message_replicates_through_group_commit() {
     let values = consume_values(&cluster.bootstrap(2), topic, 300);
     let expected: BTreeSet<String> = (0..300).map(|i| format!("d-{i}")).collect();
     assert_eq!(values, expected);
+}
+
+/// IncrementalAlterConfigs SET of `configs` on one resource (2 = topic, 4 = broker), through
+/// `node`; the resource's error code.
+fn set_configs(
+    node: std::net::SocketAddr,
+    resource_type: i8,
+    resource_name: &str,
+    configs: &[(&str, &str)],
+) -> i16 {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let s = |text: &str| StrBytes::from_string(text.to_string());
+    let altered: IncrementalAlterConfigsResponse = raw::RawClient::connect(node).call(
+        ApiKey::IncrementalAlterConfigs,
+        1,
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(resource_type)
+                .with_resource_name(s(resource_name))
+                .with_configs(
+                    configs
+                        .iter()
+                        .map(|(name, value)| {
+                            AlterableConfig::default()
+                                .with_name(s(name))
+                                .with_config_operation(0)
+                                .with_value(Some(s(value)))
+                        })
+                        .collect(),
+                ),
+        ]),
+    );
+    altered.responses[0].error_code
+}
+
+/// Issue 15, replication throttles (KIP-73): partition 0 of a topic holding ~3 MB on broker 1
+/// is reassigned to [1, 3] with 200 KB/s throttles on both sides (broker 1's leader rate and
+/// broker 3's follower rate, the topic's throttled replicas naming them), while a producer
+/// keeps writing to another topic led by broker 1. The move completes, and takes at least
+/// the time the rate implies: all but the first fetch's worth (1 MiB, fetched before any
+/// byte was counted) at 200 KB/s. A throttled-replicas list that is not `partition:broker`
+/// pairs is refused with INVALID_CONFIG.
+#[test]
+fn throttled_reassignment_is_held_to_the_replication_rate() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
+        TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use rdkafka::admin::{NewTopic, TopicReplication};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    const RATE_BYTES_PER_SECOND: u64 = 200_000;
+    const RECORDS: usize = 3000;
+    const RECORD_BYTES: usize = 1000;
+    const FIRST_FETCH_BYTES_MAX: u64 = 1024 * 1024;
+    const TOPIC_CONFIG: i8 = 2;
+    const BROKER_CONFIG: i8 = 4;
+
+    let cluster = Cluster::start_registered(3);
+    let (topic, steady) = ("throttled", "steady");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let admin = common::admin(&cluster.bootstrap(0));
+        let on_broker_1: &[&[i32]] = &[&[1]];
+        let created = admin
+            .create_topics(
+                [
+                    &NewTopic::new(topic, 1, TopicReplication::Variable(on_broker_1)),
+                    &NewTopic::new(steady, 1, TopicReplication::Variable(on_broker_1)),
+                ],
+                &common::admin_options(),
+            )
+            .await
+            .expect("CreateTopics");
+        assert!(created.iter().all(|r| r.is_ok()), "{created:?}");
+    });
+    for name in [topic, steady] {
+        eventually(
+            Duration::from_secs(20),
+            || assignment(&cluster.bootstrap(0), name),
+            |state| state.get(&0).is_some_and(|(leader, _, _)| *leader == 1),
+        );
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        common::producer_config(&cluster.bootstrap(0))
+            .set("compression.type", "none")
+            .create()
+            .expect("producer");
+    for index in 0..RECORDS {
+        let value = common::random_bytes(index as u64, RECORD_BYTES);
+        while let Err((error, _)) = producer.send(
+            BaseRecord::<(), [u8]>::to(topic)
+                .partition(0)
+                .payload(&value),
+        ) {
+            assert!(format!("{error}").contains("Queue full"), "{error}");
+            producer.poll(Duration::from_millis(50));
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    let log_bytes: u64 = common::segment_logs(&cluster.nodes[0].data_dir(), topic, 0)
+        .iter()
+        .map(|log| std::fs::metadata(log).unwrap().len())
+        .sum();
+    assert!(log_bytes >= (RECORDS * RECORD_BYTES) as u64, "{log_bytes}");
+
+    let node = cluster.nodes[1].addr();
+    let rate = RATE_BYTES_PER_SECOND.to_string();
+    assert_eq!(
+        set_configs(
+            node,
+            TOPIC_CONFIG,
+            topic,
+            &[("leader.replication.throttled.replicas", "0-1")]
+        ),
+        kafka_protocol::ResponseError::InvalidConfig.code(),
+        "a list that is not partition:broker pairs"
+    );
+    type Throttle<'a> = (i8, &'a str, &'a [(&'a str, &'a str)]);
+    let throttles: [Throttle; 3] = [
+        (
+            BROKER_CONFIG,
+            "1",
+            &[("leader.replication.throttled.rate", &rate)],
+        ),
+        (
+            BROKER_CONFIG,
+            "3",
+            &[("follower.replication.throttled.rate", &rate)],
+        ),
+        (
+            TOPIC_CONFIG,
+            topic,
+            &[
+                ("leader.replication.throttled.replicas", "0:1"),
+                ("follower.replication.throttled.replicas", "0:3"),
+            ],
+        ),
+    ];
+    for (resource_type, name, configs) in throttles {
+        assert_eq!(set_configs(node, resource_type, name, configs), 0, "{name}");
+    }
+
+    let bootstrap_all = cluster.bootstrap_all();
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = spawn_producer(&bootstrap_all, steady, 1, false, &acknowledged, &stop);
+    eventually(
+        Duration::from_secs(30),
+        || acknowledged.lock().unwrap().len(),
+        |count| *count >= 100,
+    );
+    // The metadata carrying the throttles reached broker 3 (its fetcher reads them).
+    std::thread::sleep(Duration::from_millis(500));
+
+    let started = Instant::now();
+    let altered: AlterPartitionReassignmentsResponse = raw::RawClient::connect(node).call(
+        ApiKey::AlterPartitionReassignments,
+        0,
+        &AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![ReassignableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                .with_partitions(vec![ReassignablePartition::default()
+                    .with_partition_index(0)
+                    .with_replicas(Some(vec![BrokerId(1), BrokerId(3)]))])]),
+    );
+    assert_eq!(altered.error_code, 0, "{altered:?}");
+    assert_eq!(
+        altered.responses[0].partitions[0].error_code, 0,
+        "{altered:?}"
+    );
+    let acknowledged_at_start = acknowledged.lock().unwrap().len();
+    eventually(
+        Duration::from_secs(120),
+        || reassigning(cluster.nodes[0].addr()),
+        |ongoing| ongoing.is_empty(),
+    );
+    let elapsed = started.elapsed();
+    let acknowledged_during_move = acknowledged.lock().unwrap().len() - acknowledged_at_start;
+    stop.store(true, Ordering::Relaxed);
+    producing.join().expect("producer thread");
+
+    // The controller completed the move; node 1's image follows.
+    eventually(
+        Duration::from_secs(10),
+        || assignment(&cluster.bootstrap(0), topic),
+        |state| state.get(&0).is_some_and(|(_, _, isr)| *isr == [1, 3]),
+    );
+    let implied = Duration::from_secs_f64(
+        log_bytes.saturating_sub(FIRST_FETCH_BYTES_MAX) as f64 / RATE_BYTES_PER_SECOND as f64,
+    );
+    eprintln!(
+        "moved {log_bytes} bytes at {RATE_BYTES_PER_SECOND} B/s in {elapsed:?} (the rate implies \
+         at least {implied:?}); {acknowledged_during_move} records acknowledged meanwhile"
+    );
+    assert!(
+        elapsed >= implied,
+        "moved {log_bytes} bytes in {elapsed:?}: faster than {RATE_BYTES_PER_SECOND} B/s allows"
+    );
+    assert!(
+        acknowledged_during_move >= 100,
+        "clients were starved: {acknowledged_during_move} records acknowledged during the move"
+    );
+}
+
+/// Issue 15, automatic leader balancing (`auto.leader.rebalance.enable`, on by default, here
+/// checked every second): three partitions preferring brokers 1, 2 and 3; broker 1 is killed
+/// and its partition's leadership moves away; once it is back in the ISR, the active
+/// controller moves that leadership back to it without any ElectLeaders request. With the
+/// balancing off, leadership stays where the failover left it.
+#[test]
+fn leaders_move_back_to_their_preferred_replicas_by_themselves() {
+    for enabled in [true, false] {
+        let mut cluster = Cluster::start_with(
+            3,
+            &[
+                "leader.imbalance.check.interval.seconds=1",
+                &format!("auto.leader.rebalance.enable={enabled}"),
+            ],
+        );
+        let topic = "balanced";
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let preferred: &[&[i32]] = &[&[1, 2, 3], &[2, 3, 1], &[3, 1, 2]];
+        eventually(
+            Duration::from_secs(30),
+            || {
+                runtime.block_on(async {
+                    let admin = common::admin(&cluster.bootstrap(1));
+                    admin
+                        .create_topics(
+                            [&rdkafka::admin::NewTopic::new(
+                                topic,
+                                3,
+                                rdkafka::admin::TopicReplication::Variable(preferred),
+                            )],
+                            &common::admin_options(),
+                        )
+                        .await
+                        .map(|results| format!("{results:?}"))
+                        .unwrap_or_else(|error| format!("{error}"))
+                })
+            },
+            |outcome| outcome.contains("Ok(") || outcome.contains("AlreadyExists"),
+        );
+        let full = vec![1, 2, 3];
+        let balanced = |state: &BTreeMap<i32, (i32, Vec<i32>, Vec<i32>)>| {
+            state.len() == 3
+                && state
+                    .values()
+                    .all(|(leader, replicas, isr)| *leader == replicas[0] && *isr == full)
+        };
+        eventually(
+            Duration::from_secs(30),
+            || assignment(&cluster.bootstrap(1), topic),
+            balanced,
+        );
+        cluster.nodes[0].kill9();
+        eventually(
+            Duration::from_secs(30),
+            || assignment(&cluster.bootstrap(1), topic),
+            |state| state.get(&0).is_some_and(|(leader, _, _)| *leader == 2),
+        );
+        cluster.nodes[0].restart_nowait();
+        cluster.nodes[0].wait_listening();
+        if enabled {
+            eventually(
+                Duration::from_secs(60),
+                || assignment(&cluster.bootstrap(1), topic),
+                balanced,
+            );
+        } else {
+            let state = eventually(
+                Duration::from_secs(60),
+                || assignment(&cluster.bootstrap(1), topic),
+                |state| state.get(&0).is_some_and(|(_, _, isr)| *isr == full),
+            );
+            // Several balancing intervals later, leadership is still on broker 2.
+            std::thread::sleep(Duration::from_secs(3));
+            let later = assignment(&cluster.bootstrap(1), topic);
+            assert_eq!(later[&0].0, 2, "before {state:?}, after {later:?}");
+        }
+    }
 }

@@ -20,7 +20,12 @@ black-box, the same scenario against dlog or a three-node Apache Kafka 4.x (the 
 5. Cancellation: a broker that is not the active controller paused (SIGSTOP), a partition
    reassigned to add it (it cannot catch up), `--verify` says it is in progress, `--cancel
    --preserve-throttles` reverts it; the broker resumed, every ISR full again.
-6. Stops the producer, reads the topic from the beginning: every acknowledged record read
+6. Replication throttles (KIP-73): `--execute --throttle N` of partition 0 → [3,1] must set
+   `leader/follower.replication.throttled.rate=N` on every broker of the move and the topic's
+   `leader.replication.throttled.replicas` (its current replicas) and
+   `follower.replication.throttled.replicas` (the one added), as `kafka-configs --describe`
+   shows them; `--verify` until complete must then remove all of them.
+7. Stops the producer, reads the topic from the beginning: every acknowledged record read
    exactly once at its acknowledged offset, in send order per partition (rolling.py's check).
 
 Prints one "RESULT <name> PASS|FAIL <detail>" line per check and the run time; exits 1 on any
@@ -53,6 +58,11 @@ TOPIC = "reassign"
 PARTITIONS = 3
 SESSION = ["broker.session.timeout.ms=30000", "broker.heartbeat.interval.ms=1000"]
 TARGETS = {0: [2, 3], 1: [3, 1], 2: [2, 3]}
+THROTTLED_TARGETS = {0: [3, 1]}
+# Current replicas [2,3] → leader throttles 0:2,0:3; added replica 1 → follower throttle 0:1.
+THROTTLED_REPLICAS = {"leader.replication.throttled.replicas": "0:2,0:3",
+                      "follower.replication.throttled.replicas": "0:1"}
+THROTTLE_BYTES_PER_S = 1000000
 TOOL_TIMEOUT_S = 120
 REASSIGN_TIMEOUT_S = 120
 failed = False
@@ -89,6 +99,9 @@ class Cli:
 
     def reassign(self, *args):
         return self.run("org.apache.kafka.tools.reassign.ReassignPartitionsCommand", *args)
+
+    def configs(self, *args):
+        return self.run("kafka.admin.ConfigCommand", *args)
 
     def elect(self, *args):
         return self.run("org.apache.kafka.tools.LeaderElectionCommand", *args)
@@ -180,6 +193,7 @@ def scenario(kind, cluster, out):
         moved(cli, cluster, admin)
         preferred(cli, admin)
         cancelled(cli, cluster, admin)
+        throttled(cli, admin)
         time.sleep(2)
     finally:
         java.stop()
@@ -269,6 +283,46 @@ def cancelled(cli, cluster, admin):
            f"cancel {' '.join(cancel.split())[-200:]}; after: {summary(s or state(admin))}")
     back = wait_for(lambda: (lambda s: s if settled(TARGETS)(s) else None)(state(admin)), 90)
     result("reassign-cluster-recovered", back is not None, summary(back or state(admin)))
+
+
+def throttles(cli):
+    """The throttle configs `kafka-configs --describe` lists: {entity: {name: value}}."""
+    found = {}
+    for entity_type, name in [("brokers", "1"), ("brokers", "2"), ("brokers", "3"), ("topics", TOPIC)]:
+        rc, text = cli.configs("--entity-type", entity_type, "--entity-name", name, "--describe")
+        found[name] = {key: value for key, value in
+                       (line.split()[0].split("=", 1) for line in text.splitlines()
+                        if "throttled" in line and "=" in line.split()[0])}
+    return found
+
+
+def throttled(cli, admin):
+    # 6. --execute --throttle sets the rates and throttled replicas; --verify removes them.
+    plan = cli.plan("throttled.json", THROTTLED_TARGETS)
+    rc, text = cli.reassign("--reassignment-json-file", plan, "--execute", "--throttle", str(THROTTLE_BYTES_PER_S))
+    executed = (rc == 0 and "Successfully started partition reassignment" in text
+                and f"The inter-broker throttle limit was set to {THROTTLE_BYTES_PER_S} B/s" in text)
+    rates = {"leader.replication.throttled.rate": str(THROTTLE_BYTES_PER_S),
+             "follower.replication.throttled.rate": str(THROTTLE_BYTES_PER_S)}
+    expected = {"1": rates, "2": rates, "3": rates, TOPIC: THROTTLED_REPLICAS}
+    during = throttles(cli)
+    result("reassign-throttle-set", executed and during == expected,
+           f"execute rc {rc}: {' '.join(text.split())[-200:]}; configs {during}")
+    started = time.monotonic()
+    done = None
+    while time.monotonic() - started < REASSIGN_TIMEOUT_S:
+        rc, text = cli.reassign("--reassignment-json-file", plan, "--verify")
+        if rc == 0 and "is completed" in text and "still in progress" not in text:
+            done = text
+            break
+        time.sleep(1)
+    after = throttles(cli)
+    cleared = not any(after.values())
+    expected_state = {**TARGETS, **THROTTLED_TARGETS}
+    s = wait_for(lambda: (lambda s: s if settled(expected_state)(s) else None)(state(admin)), 60)
+    result("reassign-throttle-verify-clears", done is not None and cleared and s is not None,
+           f"after {time.monotonic() - started:.0f} s: {' '.join((done or text).split())[-300:]}; "
+           f"configs after {after}; {summary(s or state(admin))}")
 
 
 def main():

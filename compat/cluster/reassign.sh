@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 15's partition moves and leader elections with Kafka's own tools
-# (kafka-reassign-partitions --generate/--execute/--verify/--cancel, kafka-leader-election)
+# (kafka-reassign-partitions --generate/--execute [--throttle]/--verify/--cancel,
+# kafka-leader-election, kafka-configs --describe of the throttles)
 # under a running acks=all producer, against dlog or a three-node Apache Kafka 4.x (the
 # reference): see reassign.py for what it runs and checks.
 #   compat/cluster/reassign.sh dlog|kafka [OUT_DIR]

@@ -123,7 +123,101 @@ fn elect(
     )))
 }
 
+/// Automatic preferred-leader balancing (Kafka's `auto.leader.rebalance.enable`), read once
+/// from the static properties.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaderBalanceSettings {
+    pub enabled: bool,
+    pub check_interval_ms: i64,
+    /// A broker is imbalanced when more than this share of the partitions whose preferred
+    /// replica it is are led elsewhere.
+    pub imbalance_percentage_max: i64,
+}
+
+impl LeaderBalanceSettings {
+    pub fn from_properties(properties: &crate::config::Properties) -> LeaderBalanceSettings {
+        use crate::config::{
+            AUTO_LEADER_REBALANCE_ENABLE, LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS,
+            LEADER_IMBALANCE_PER_BROKER_PERCENTAGE,
+        };
+        LeaderBalanceSettings {
+            enabled: properties.get_bool(AUTO_LEADER_REBALANCE_ENABLE),
+            check_interval_ms: properties
+                .get_i64(LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS)
+                .saturating_mul(1000),
+            imbalance_percentage_max: properties.get_i64(LEADER_IMBALANCE_PER_BROKER_PERCENTAGE),
+        }
+    }
+}
+
+/// The partitions a leader balancing round moves back to their preferred replica, in image
+/// order: for each broker whose imbalance (partitions preferring it but led elsewhere, over
+/// all partitions preferring it) is above `imbalance_percentage_max`, those of its partitions
+/// it can lead now (live, in the ISR), as the controller's `checkAndTriggerAutoLeaderRebalance`
+/// picks them. Partitions being reassigned are left alone (the move decides their leader).
+pub fn imbalanced_partitions(
+    image: &MetadataImage,
+    imbalance_percentage_max: i64,
+) -> Vec<(String, i32)> {
+    /// One broker's partitions as their preferred replica.
+    #[derive(Default)]
+    struct Preferring {
+        count: u64,
+        /// Led elsewhere: (topic, partition, whether the broker can lead it now).
+        led_elsewhere: Vec<(String, i32, bool)>,
+    }
+    let mut per_broker: std::collections::BTreeMap<i32, Preferring> = Default::default();
+    for topic in image.topics.values() {
+        for (&index, partition) in &topic.partitions {
+            let Some(&preferred) = partition.replicas.first() else {
+                continue;
+            };
+            let entry = per_broker.entry(preferred).or_default();
+            entry.count += 1;
+            if partition.leader != preferred {
+                let reassigning = !partition.adding_replicas.is_empty()
+                    || !partition.removing_replicas.is_empty();
+                let can_lead = image.is_live(preferred) && partition.isr.contains(&preferred);
+                entry
+                    .led_elsewhere
+                    .push((topic.name.clone(), index, can_lead && !reassigning));
+            }
+        }
+    }
+    let mut chosen = Vec::new();
+    for broker in per_broker.into_values() {
+        let imbalance_percentage = broker.led_elsewhere.len() as u64 * 100 / broker.count.max(1);
+        if imbalance_percentage as i64 > imbalance_percentage_max {
+            chosen.extend(
+                broker
+                    .led_elsewhere
+                    .into_iter()
+                    .filter(|(_, _, electable)| *electable)
+                    .map(|(topic, partition, _)| (topic, partition)),
+            );
+        }
+    }
+    chosen.truncate(PARTITIONS_PER_REQUEST_MAX);
+    chosen
+}
+
 impl Controller {
+    /// One automatic leader balancing round on the active controller: preferred elections
+    /// of [`imbalanced_partitions`]. Returns how many partitions it moved.
+    pub fn balance_leaders(&self, imbalance_percentage_max: i64) -> usize {
+        let wanted = imbalanced_partitions(&self.image(), imbalance_percentage_max);
+        if wanted.is_empty() {
+            return 0;
+        }
+        match self.elect_leaders(ElectionType::Preferred, Some(wanted)) {
+            Ok(results) => results.iter().filter(|r| r.outcome.is_ok()).count(),
+            Err(error) => {
+                tracing::warn!(error = %error.message, "automatic leader balancing failed");
+                0
+            }
+        }
+    }
+
     /// ElectLeaders on the active controller: `partitions` None means every partition, and
     /// then (as Kafka) the partitions needing no election are left out of the answer.
     /// One outcome per partition named; the elections that can happen commit together.
@@ -208,6 +302,17 @@ mod tests {
 
     #[test]
     fn preferred_election_moves_leadership_back_once_the_first_replica_is_in_sync() {
+        moves_leadership_back(false);
+    }
+
+    /// The same through automatic leader balancing: nothing to do while the preferred
+    /// replica is out of sync, then the partition goes back.
+    #[test]
+    fn leader_balancing_moves_leadership_back_once_imbalanced_and_in_sync() {
+        moves_leadership_back(true);
+    }
+
+    fn moves_leadership_back(automatic: bool) {
         let temp = tempfile::tempdir().unwrap();
         let controller = open(temp.path());
         let epochs: Vec<i64> = (1..=3).map(|id| join(&controller, id)).collect();
@@ -224,6 +329,11 @@ mod tests {
         assert_eq!(
             preferred(&controller, "p").unwrap_err().error,
             ResponseError::PreferredLeaderNotAvailable
+        );
+        assert_eq!(
+            imbalanced_partitions(&controller.image(), 0),
+            Vec::new(),
+            "broker 1 is out of sync: it cannot lead"
         );
         // Broker 1 caught up: its leader lets it back into the ISR…
         controller
@@ -243,7 +353,20 @@ mod tests {
             .as_ref()
             .unwrap();
         // …and the preferred election makes it the leader again, in a new leader epoch.
-        preferred(&controller, "p").unwrap();
+        if automatic {
+            // Broker 1 prefers one partition and leads none: 100 % imbalance, balanced
+            // unless 100 % is allowed.
+            let image = controller.image();
+            assert_eq!(imbalanced_partitions(&image, 100), Vec::new());
+            assert_eq!(
+                imbalanced_partitions(&image, 10),
+                vec![("p".to_string(), 0)]
+            );
+            assert_eq!(controller.balance_leaders(10), 1);
+            assert_eq!(imbalanced_partitions(&controller.image(), 0), Vec::new());
+        } else {
+            preferred(&controller, "p").unwrap();
+        }
         let back = state(&controller, "p");
         assert_eq!((back.leader, back.isr.clone()), (1, vec![1, 2, 3]));
         assert_eq!(back.leader_epoch, moved.leader_epoch + 1);

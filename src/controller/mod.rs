@@ -122,11 +122,16 @@ pub fn is_dynamic_broker_config(name: &str) -> bool {
     crate::config::TOPIC_CONFIGS
         .iter()
         .any(|c| c.broker_default == name)
+        || crate::config::DYNAMIC_BROKER_ONLY_CONFIGS
+            .iter()
+            .any(|key| key.name() == name)
 }
 
 fn is_list_config(resource: ConfigResource, name: &str) -> bool {
     match resource {
-        ConfigResource::Topic => name == "cleanup.policy",
+        ConfigResource::Topic => {
+            name == "cleanup.policy" || crate::config::TOPIC_ONLY_CONFIGS.contains(&name)
+        }
         ConfigResource::Broker => name == "log.cleanup.policy",
     }
 }
@@ -681,12 +686,19 @@ impl Controller {
 
     /// The broker properties in force: static ones with the dynamic configs of `image`.
     pub fn effective_properties(&self, image: &MetadataImage) -> Properties {
-        let dynamic: Vec<(&str, &str)> = crate::config::TOPIC_CONFIGS
+        let names = crate::config::TOPIC_CONFIGS
             .iter()
-            .filter_map(|c| {
+            .map(|c| c.broker_default)
+            .chain(
+                crate::config::DYNAMIC_BROKER_ONLY_CONFIGS
+                    .iter()
+                    .map(|key| key.name()),
+            );
+        let dynamic: Vec<(&str, &str)> = names
+            .filter_map(|name| {
                 image
-                    .dynamic_broker_config(self.node_id, c.broker_default)
-                    .map(|(value, _)| (c.broker_default, value))
+                    .dynamic_broker_config(self.node_id, name)
+                    .map(|(value, _)| (name, value))
             })
             .collect();
         self.broker_properties.with_overrides(dynamic)

@@ -52,7 +52,7 @@ fn config_type(kind: Kind) -> i8 {
         Kind::Int => 3,
         Kind::Long => 5,
         Kind::Double => 6,
-        Kind::ChoiceList(_) => 7,
+        Kind::ChoiceList(_) | Kind::List => 7,
     }
 }
 
@@ -124,6 +124,21 @@ pub fn topic_config_entries(
                 synonyms,
             }
         })
+        .chain(config::TOPIC_ONLY_CONFIGS.iter().map(|&name| {
+            // No broker level: the override, else Kafka's built-in default (empty).
+            let synonym = match topic.configs.get(name) {
+                Some(value) => (name, value.clone(), SOURCE_DYNAMIC_TOPIC),
+                None => (name, String::new(), SOURCE_DEFAULT),
+            };
+            ConfigEntry {
+                name,
+                value: synonym.1.clone(),
+                source: synonym.2,
+                kind: Kind::List,
+                read_only: false,
+                synonyms: vec![synonym],
+            }
+        }))
         .collect()
 }
 

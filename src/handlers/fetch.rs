@@ -252,6 +252,19 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
             result.aborted_transactions =
                 Some(log.aborted_transactions(state.fetch_offset, result.last_stable_offset));
         }
+        // KIP-73: a throttled replica out of the ISR gets no records while this leader's
+        // replication rate is over its quota (its progress above still counts).
+        if follower
+            && broker.replicas.replication_quotas.leader.holds_back(
+                &key.topic,
+                key.partition,
+                || led.replication.isr().contains(&plan.replica_id),
+                crate::replica::replication_quota::now_ms(),
+            )
+        {
+            results.push((key.clone(), result));
+            continue;
+        }
         match log.read_up_to(
             state.fetch_offset,
             partition_budget,
@@ -323,6 +336,17 @@ fn respond(
     } else {
         included
     };
+    if plan.replica_id >= 0 {
+        // KIP-73: what throttled partitions send counts against the leader's replication
+        // rate, in-sync followers' too (Kafka's `sizeOfThrottledPartitions`).
+        let quota = &broker.replicas.replication_quotas.leader;
+        let throttled_bytes: u64 = included
+            .iter()
+            .filter(|(key, _)| quota.is_throttled(&key.topic, key.partition))
+            .map(|(_, result)| record_bytes(result))
+            .sum();
+        quota.record(throttled_bytes, crate::replica::replication_quota::now_ms());
+    }
     for (key, result) in included {
         match topics.last_mut() {
             Some(topic) if topic.name == key.topic && topic.topic_id == key.topic_id => {

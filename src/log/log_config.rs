@@ -57,6 +57,10 @@ impl LogConfig {
     /// Checks topic overrides: known names, values of the right kind.
     pub fn validate_overrides(overrides: &BTreeMap<String, String>) -> Result<()> {
         for (name, value) in overrides {
+            if config::TOPIC_ONLY_CONFIGS.contains(&name.as_str()) {
+                config::ThrottledReplicas::parse(name, value)?;
+                continue;
+            }
             let topic = config::topic_config(name)
                 .ok_or_else(|| anyhow::anyhow!("unknown topic config {name}"))?;
             let property =

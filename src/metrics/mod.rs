@@ -65,6 +65,12 @@ pub const AUTHORIZATION_DENIALS: &str = "dlog_authorization_denials_total";
 pub const QUOTA_THROTTLE_TIME_MS: &str = "dlog_quota_throttle_time_ms_total";
 /// Requests answered with a throttle time, by `quota_type`.
 pub const QUOTA_THROTTLED_REQUESTS: &str = "dlog_quota_throttled_requests_total";
+/// Bytes of throttled replicas counted against a replication quota (KIP-73), by `side`
+/// (`leader`: sent to followers; `follower`: fetched from leaders): Kafka's
+/// LeaderReplication / FollowerReplication byte rates.
+pub const REPLICATION_THROTTLED_BYTES: &str = "dlog_replication_throttled_bytes_total";
+/// Partition reads a replication quota held back (the quota was exceeded), by `side`.
+pub const REPLICATION_THROTTLED_PARTITIONS: &str = "dlog_replication_throttled_partitions_total";
 
 // ------------------------------------------------------------------------------------------
 // Partitions and disk (read at scrape time by `collect`; labels `topic`, `partition`).
@@ -138,6 +144,8 @@ pub const ALL: &[&str] = &[
     AUTHORIZATION_DENIALS,
     QUOTA_THROTTLE_TIME_MS,
     QUOTA_THROTTLED_REQUESTS,
+    REPLICATION_THROTTLED_BYTES,
+    REPLICATION_THROTTLED_PARTITIONS,
     PARTITION_LOG_START_OFFSET,
     PARTITION_LOG_END_OFFSET,
     PARTITION_HIGH_WATERMARK,
@@ -226,6 +234,14 @@ fn describe() {
     describe_counter!(
         QUOTA_THROTTLED_REQUESTS,
         "Requests answered with a quota throttle time, by quota type"
+    );
+    describe_counter!(
+        REPLICATION_THROTTLED_BYTES,
+        "Bytes of throttled replicas counted against the replication quota, by side"
+    );
+    describe_counter!(
+        REPLICATION_THROTTLED_PARTITIONS,
+        "Partition reads held back by an exceeded replication quota, by side"
     );
     describe_gauge!(CONNECTIONS_OPEN, "Client connections open");
     describe_counter!(CONNECTIONS_ACCEPTED, "Client connections accepted");
@@ -435,6 +451,16 @@ pub fn topic_produced(topic: &str, bytes: u64, records: u64) {
 pub fn quota_throttled(quota_type: &'static str, throttle_ms: u64) {
     metrics::counter!(QUOTA_THROTTLED_REQUESTS, "quota_type" => quota_type).increment(1);
     metrics::counter!(QUOTA_THROTTLE_TIME_MS, "quota_type" => quota_type).increment(throttle_ms);
+}
+
+/// `bytes` of throttled replicas were counted against the `side` replication quota.
+pub fn replication_throttled_bytes(side: &'static str, bytes: u64) {
+    metrics::counter!(REPLICATION_THROTTLED_BYTES, "side" => side).increment(bytes);
+}
+
+/// A throttled partition's read was held back on the `side` replication quota.
+pub fn replication_throttled_partition(side: &'static str) {
+    metrics::counter!(REPLICATION_THROTTLED_PARTITIONS, "side" => side).increment(1);
 }
 
 /// A fetch response carries `bytes` record bytes of `topic`.

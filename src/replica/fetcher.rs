@@ -112,6 +112,25 @@ async fn run(
         if !wait_flushed(&replicas, &partitions, &mut shutdown).await {
             return;
         }
+        // KIP-73: throttled partitions this replica is out of sync on wait while the
+        // follower replication rate is over its quota; with none left, the fetcher pauses.
+        let quota = &replicas.replication_quotas.follower;
+        let now_ms = super::replication_quota::now_ms();
+        let partitions: Vec<FollowedPartition> = partitions
+            .into_iter()
+            .filter(|p| {
+                !quota.holds_back(
+                    &p.topic,
+                    p.partition,
+                    || p.replication.isr().contains(&node_id),
+                    now_ms,
+                )
+            })
+            .collect();
+        if partitions.is_empty() {
+            pause(&mut shutdown).await;
+            continue;
+        }
         let request = fetch_request(node_id, &partitions);
         let sent = client
             .as_ref()
@@ -139,6 +158,10 @@ async fn run(
                     continue;
                 };
                 back_off |= !apply(&replicas, followed, &data);
+                if quota.is_throttled(&followed.topic, followed.partition) {
+                    let bytes = data.records.as_ref().map_or(0, |r| r.len() as u64);
+                    quota.record(bytes, super::replication_quota::now_ms());
+                }
             }
         }
         if back_off {

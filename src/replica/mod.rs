@@ -10,6 +10,7 @@
 pub mod fetch_session;
 pub mod fetcher;
 pub mod replication;
+pub mod replication_quota;
 #[cfg(test)]
 mod sim;
 
@@ -142,6 +143,9 @@ pub struct ReplicaManager {
     /// The high watermarks `replication-offset-checkpoint` held at start, taken by each
     /// partition's replica when the first image creates it.
     checkpointed_high_watermarks: Mutex<HashMap<(String, i32), i64>>,
+    /// The replication throttles (KIP-73) of both sides: read by the fetch handler (leader)
+    /// and the fetchers (follower), updated from the image by the node.
+    pub replication_quotas: replication_quota::ReplicationQuotas,
 }
 
 /// Kafka's file of the hosted partitions' high watermarks, in the log directory.
@@ -169,7 +173,22 @@ impl ReplicaManager {
             flushed,
             fetch_sessions: FetchSessions::default(),
             checkpointed_high_watermarks: Mutex::new(checkpointed.into_iter().collect()),
+            replication_quotas: replication_quota::ReplicationQuotas::new(
+                replication_quota::ReplicationQuotas::settings(&Default::default()),
+            ),
         })
+    }
+
+    /// This manager with its replication quotas measured as `properties` say
+    /// (`replication.quota.window.*`).
+    pub fn with_replication_quota_settings(
+        mut self,
+        properties: &crate::config::Properties,
+    ) -> ReplicaManager {
+        self.replication_quotas = replication_quota::ReplicationQuotas::new(
+            replication_quota::ReplicationQuotas::settings(properties),
+        );
+        self
     }
 
     /// Writes every hosted partition's high watermark to `replication-offset-checkpoint`

@@ -351,14 +351,36 @@ struct Sample {
 }
 
 /// Kafka's Rate over a SampledStat: the last `window_count` samples of `window_size_ms` each.
+/// Also the replication quotas' sensor (`replica::replication_quota`).
 #[derive(Debug)]
-struct Sensor {
+pub struct Sensor {
     samples: VecDeque<Sample>,
     last_record_ms: u64,
 }
 
 impl Sensor {
-    fn record(&mut self, settings: &QuotaSettings, bytes: f64, now_ms: u64) {
+    pub fn new(settings: &QuotaSettings, now_ms: u64) -> Sensor {
+        Sensor {
+            samples: VecDeque::with_capacity(settings.window_count),
+            last_record_ms: now_ms,
+        }
+    }
+
+    /// Kafka's SimpleRate (the replication quotas' rate): over the time since the oldest
+    /// sample still measured, but at least one window, so a quiet sensor's first bytes
+    /// count over one window and the rate is exact once the samples span the whole period.
+    pub fn simple_rate_per_second(&mut self, settings: &QuotaSettings, now_ms: u64) -> f64 {
+        self.purge(settings, now_ms);
+        let oldest = self.samples.front().map_or(now_ms, |s| s.start_ms);
+        let window_ms = now_ms
+            .saturating_sub(oldest)
+            .max(settings.window_size_ms)
+            .max(1);
+        let total: f64 = self.samples.iter().map(|s| s.bytes).sum();
+        total * 1000.0 / window_ms as f64
+    }
+
+    pub fn record(&mut self, settings: &QuotaSettings, bytes: f64, now_ms: u64) {
         self.purge(settings, now_ms);
         let start_new = self
             .samples
@@ -487,10 +509,9 @@ impl QuotaManager {
         if !sensors.contains_key(&key) && sensors.len() >= settings.sensors_max {
             self.evict(&mut sensors, now_ms);
         }
-        let sensor = sensors.entry(key).or_insert_with(|| Sensor {
-            samples: VecDeque::with_capacity(settings.window_count),
-            last_record_ms: now_ms,
-        });
+        let sensor = sensors
+            .entry(key)
+            .or_insert_with(|| Sensor::new(settings, now_ms));
         sensor.record(settings, amount, now_ms);
         let (rate, window_ms) = sensor.rate_per_second(settings, now_ms);
         if rate <= bound {
