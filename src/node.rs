@@ -19,7 +19,8 @@ use crate::controller::{ApiError, Controller, NewTopic};
 use crate::coordinator::producer_ids::ProducerIdManager;
 use crate::coordinator::runtime::{self, CoordinatorHost, OpenTransaction, WriteError};
 use crate::coordinator::transaction::{
-    TransactionCoordinator, TransactionSettings, COORDINATOR_EPOCH, WRITE_TXN_MARKERS_VERSION,
+    TransactionCoordinator, TransactionSettings, ADD_PARTITIONS_TO_TXN_BROKER_VERSION,
+    COORDINATOR_EPOCH, WRITE_TXN_MARKERS_VERSION,
 };
 use crate::coordinator::GroupCoordinator;
 use crate::log::cleaner::CleanerSettings;
@@ -753,6 +754,21 @@ impl CoordinatorHost for Node {
         let peer = self.controller.peer(leader, address);
         crate::controller::quorum::blocking(|| {
             handle.block_on(peer.send(WRITE_TXN_MARKERS_VERSION, request))
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    fn send_add_partitions(
+        &self,
+        coordinator: i32,
+        address: &str,
+        request: &kafka_protocol::messages::AddPartitionsToTxnRequest,
+    ) -> Result<kafka_protocol::messages::AddPartitionsToTxnResponse, String> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| "no runtime to send AddPartitionsToTxn from".to_string())?;
+        let peer = self.controller.peer(coordinator, address);
+        crate::controller::quorum::blocking(|| {
+            handle.block_on(peer.send(ADD_PARTITIONS_TO_TXN_BROKER_VERSION, request))
         })
         .map_err(|e| e.to_string())
     }
