@@ -90,6 +90,18 @@ impl RawClient {
         partition: i32,
         batch: &[u8],
     ) -> (i16, i64) {
+        self.produce_version(9, transactional_id, topic, partition, batch)
+    }
+
+    /// Produce of `version` (v12+ is a transactions-v2 client's) of one batch to one partition.
+    pub fn produce_version(
+        &mut self,
+        version: i16,
+        transactional_id: Option<&str>,
+        topic: &str,
+        partition: i32,
+        batch: &[u8],
+    ) -> (i16, i64) {
         let request = ProduceRequest::default()
             .with_transactional_id(
                 transactional_id.map(|id| StrBytes::from_string(id.to_string()).into()),
@@ -101,7 +113,7 @@ impl RawClient {
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(partition)
                     .with_records(Some(Bytes::copy_from_slice(batch)))])]);
-        let response: ProduceResponse = self.call(ApiKey::Produce, 9, &request);
+        let response: ProduceResponse = self.call(ApiKey::Produce, version, &request);
         let partition = &response.responses[0].partition_responses[0];
         (partition.error_code, partition.base_offset)
     }
