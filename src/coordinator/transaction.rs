@@ -1806,4 +1806,67 @@ mod tests {
         bad[17..21].copy_from_slice(&i32::MAX.to_be_bytes());
         assert_eq!(decode_value("t", &bad), None);
     }
+
+    /// A transactions-v2 transaction is written as TransactionLogValue v1 (flexible, with
+    /// KIP-890's tagged fields) and read back, unknown tags skipped; the bytes are Kafka's.
+    #[test]
+    fn v2_records_round_trip_with_tagged_fields() {
+        let txn = TxnMetadata {
+            transactional_id: "t".into(),
+            producer_id: 7,
+            producer_epoch: 32_767,
+            timeout_ms: 60_000,
+            state: TxnState::PrepareCommit,
+            partitions: [("a".to_string(), 0), ("a".to_string(), 2)]
+                .into_iter()
+                .collect(),
+            last_update_ms: 5,
+            start_ms: 4,
+            previous_producer_id: 3,
+            next_producer_id: 9,
+            client_transaction_version: 2,
+        };
+        let bytes = encode_value(&txn);
+        assert_eq!(&bytes[..2], &[0, 1], "value version 1");
+        assert_eq!(decode_value("t", &bytes), Some(txn.clone()));
+        // Kafka's layout: fixed fields, compact array of (compact string, compact int32 array,
+        // no tags), two timestamps, then tags 0, 1, 2.
+        let mut expected = vec![0, 1];
+        expected.extend_from_slice(&7i64.to_be_bytes());
+        expected.extend_from_slice(&32_767i16.to_be_bytes());
+        expected.extend_from_slice(&60_000i32.to_be_bytes());
+        expected.push(2);
+        expected.extend_from_slice(&[2, 2, b'a', 3, 0, 0, 0, 0, 0, 0, 0, 2, 0]);
+        expected.extend_from_slice(&5i64.to_be_bytes());
+        expected.extend_from_slice(&4i64.to_be_bytes());
+        expected.extend_from_slice(&[3, 0, 8]);
+        expected.extend_from_slice(&3i64.to_be_bytes());
+        expected.extend_from_slice(&[1, 8]);
+        expected.extend_from_slice(&9i64.to_be_bytes());
+        expected.extend_from_slice(&[2, 2, 0, 2]);
+        assert_eq!(bytes, expected);
+        // An unknown tag (a newer Kafka's) is skipped.
+        let mut newer = bytes.clone();
+        let tags_at = newer.len() - (1 + 10 + 10 + 4);
+        newer[tags_at] = 4;
+        newer.extend_from_slice(&[7, 1, 0xff]);
+        assert_eq!(decode_value("t", &newer), Some(txn.clone()));
+        // Defaults are not written; a v1 record without tags reads with the defaults.
+        let plain = TxnMetadata {
+            previous_producer_id: NO_PRODUCER_ID,
+            next_producer_id: NO_PRODUCER_ID,
+            ..txn
+        };
+        let bytes = encode_value(&plain);
+        assert_eq!(&bytes[bytes.len() - 5..], &[1, 2, 2, 0, 2]);
+        assert_eq!(decode_value("t", &bytes), Some(plain));
+        // A compact array count beyond the bytes cannot allocate.
+        let mut bad = encode_value(&TxnMetadata {
+            partitions: BTreeSet::new(),
+            ..txn_copy()
+        });
+        bad[0..2].copy_from_slice(&1i16.to_be_bytes());
+        bad[17] = 0x7f;
+        assert_eq!(decode_value("t", &bad), None);
+    }
 }
