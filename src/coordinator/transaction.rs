@@ -1,5 +1,5 @@
-//! The transaction coordinator (Kafka's TransactionCoordinator, transaction.version 1 / KIP-890
-//! part 1): one [`TxnMetadata`] per transactional id, persisted in the internal topic
+//! The transaction coordinator (Kafka's TransactionCoordinator, `transaction.version` 2 /
+//! KIP-890 part 2): one [`TxnMetadata`] per transactional id, persisted in the internal topic
 //! `__transaction_state` (50 partitions; a transactional id lives in partition
 //! `abs(javaHash(id)) % 50`) with Kafka's record schemas, so its files read like Kafka's.
 //!
@@ -22,11 +22,24 @@
 //! in a partition after that transaction's marker (which would leave a transaction open
 //! forever and pin the last stable offset). Lock order: coordinator, then partition.
 //!
+//! Transactions v2 (a Kafka 4 client once `transaction.version` 2 is finalized): the client
+//! sends no AddPartitionsToTxn; the leader of each partition it produces to (Produce v12) and the
+//! group coordinator (TxnOffsetCommit v5) add the partition through
+//! [`TransactionCoordinator::add_implicitly`] (AddPartitionsToTxn v5 when the coordinator is
+//! another broker). EndTxn v5 bumps the producer epoch before the markers are written, so they
+//! carry the new epoch and fence any late batch of the ended transaction; at the last epoch a new
+//! producer id follows (`next_producer_id`, taken over on completion, the old one kept as
+//! `previous_producer_id` to recognize a retried EndTxn). Clients of transactions v1 (EndTxn
+//! v4 and below, librdkafka) keep the v1 rules.
+//!
 //! ```text
 //! key   := version i16 (0) | transactional_id string
 //! value := version i16 (0) | producer_id i64 | producer_epoch i16 | timeout_ms i32
 //!          | status i8 | partitions [topic string, [partition i32]] | last_update_ms i64
 //!          | start_ms i64                           (a null value deletes the id)
+//! value v1 (flexible; a transactions-v2 transaction) := the same fields with compact strings
+//!          and arrays, then tagged fields: 0 PreviousProducerId i64, 1 NextProducerId i64,
+//!          2 ClientTransactionVersion i16 (each only when not its default)
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
