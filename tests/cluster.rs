@@ -1270,8 +1270,7 @@ fn transactions_v2_add_partitions_on_remote_coordinators() {
         TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
     };
     use kafka_protocol::messages::{
-        ApiKey, EndTxnRequest, EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse,
-        TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+        ApiKey, TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
     };
     use kafka_protocol::protocol::StrBytes;
     const GROUP: &str = "xtv2-group";
@@ -1294,27 +1293,7 @@ fn transactions_v2_add_partitions_on_remote_coordinators() {
     let id = || StrBytes::from_string(transactional_id.clone()).into();
 
     let mut to_coordinator = raw::RawClient::connect(node(coordinator));
-    let initialized: InitProducerIdResponse = to_coordinator.call(
-        ApiKey::InitProducerId,
-        5,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(Some(id()))
-            .with_transaction_timeout_ms(60_000),
-    );
-    assert_eq!(initialized.error_code, 0);
-    let (producer_id, epoch) = (initialized.producer_id.0, initialized.producer_epoch);
-    let end = |client: &mut raw::RawClient, epoch: i16, commit: bool| -> (i16, i16) {
-        let response: EndTxnResponse = client.call(
-            ApiKey::EndTxn,
-            5,
-            &EndTxnRequest::default()
-                .with_transactional_id(id())
-                .with_producer_id(producer_id.into())
-                .with_producer_epoch(epoch)
-                .with_committed(commit),
-        );
-        (response.error_code, response.producer_epoch)
-    };
+    let (producer_id, epoch) = raw::init_transactional(&mut to_coordinator, &transactional_id);
     // One transaction per epoch: committed, then aborted, each writing every partition
     // through its leader (the coordinator learns of them from the leaders only).
     let mut committed = BTreeSet::new();
@@ -1365,8 +1344,13 @@ fn transactions_v2_add_partitions_on_remote_coordinators() {
             assert_eq!(offsets.topics[0].partitions[0].error_code, 0);
         }
         assert_eq!(
-            end(&mut to_coordinator, epoch, commit),
-            (0, epoch + 1),
+            raw::end_txn_v5(
+                &mut to_coordinator,
+                &transactional_id,
+                (producer_id, epoch),
+                commit
+            ),
+            (0, producer_id, epoch + 1),
             "EndTxn(commit={commit}) bumps the epoch"
         );
     }

@@ -782,7 +782,7 @@ async fn transactions_v2_epoch_bump_implicit_add_and_fencing() {
     use kafka_protocol::messages::{
         ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeProducersRequest,
         DescribeProducersResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
-        EndTxnRequest, EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse, TopicName,
+        TopicName,
     };
     use kafka_protocol::protocol::StrBytes;
     const INVALID_TXN_STATE: i16 = 48;
@@ -810,15 +810,7 @@ async fn transactions_v2_epoch_bump_implicit_add_and_fencing() {
     assert_eq!(end_txn_max, Some(5));
 
     let id = || StrBytes::from_static_str("tv2-id").into();
-    let initialized: InitProducerIdResponse = client.call(
-        ApiKey::InitProducerId,
-        5,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(Some(id()))
-            .with_transaction_timeout_ms(60_000),
-    );
-    assert_eq!(initialized.error_code, 0);
-    let (producer_id, epoch) = (initialized.producer_id.0, initialized.producer_epoch);
+    let (producer_id, epoch) = raw::init_transactional(&mut client, "tv2-id");
 
     // Produce v11 (a transactions-v1 client) still needs AddPartitionsToTxn first.
     let first = raw::producer_batch(producer_id, epoch, 0, 2, true);
@@ -859,21 +851,8 @@ async fn transactions_v2_epoch_bump_implicit_add_and_fencing() {
     };
     assert_eq!(describe(&mut client), ("Ongoing".to_string(), epoch, 2));
 
-    let end = |client: &mut raw::RawClient, epoch: i16, commit: bool| -> (i16, i64, i16) {
-        let response: EndTxnResponse = client.call(
-            ApiKey::EndTxn,
-            5,
-            &EndTxnRequest::default()
-                .with_transactional_id(id())
-                .with_producer_id(producer_id.into())
-                .with_producer_epoch(epoch)
-                .with_committed(commit),
-        );
-        (
-            response.error_code,
-            response.producer_id.0,
-            response.producer_epoch,
-        )
+    let end = |client: &mut raw::RawClient, epoch: i16, commit: bool| {
+        raw::end_txn_v5(client, "tv2-id", (producer_id, epoch), commit)
     };
     assert_eq!(
         end(&mut client, epoch, true),

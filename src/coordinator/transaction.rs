@@ -1041,18 +1041,12 @@ impl TransactionCoordinator {
         epoch: i16,
         group_id: &str,
     ) -> Result<(), ApiError> {
-        // The partition the group coordinator writes the group's offsets to (and so where
-        // TxnOffsetCommit's records go): the marker must follow them there.
-        let partition = host
-            .groups()
-            .offsets_partition(host, group_id)
-            .map_err(|error| api(error, "__consumer_offsets unavailable"))?;
         self.add_partitions(
             host,
             transactional_id,
             producer_id,
             epoch,
-            &[(OFFSETS_TOPIC.to_string(), partition)],
+            &[offsets_partition_of(host, group_id)?],
             0,
         )
         .map(|_| ())
@@ -1074,16 +1068,12 @@ impl TransactionCoordinator {
         if add_implicitly {
             // TxnOffsetCommit v5 (transactions v2): no AddOffsetsToTxn came first; the group's
             // offsets partition joins the transaction here, as a produce's partition does.
-            let partition = host
-                .groups()
-                .offsets_partition(host, group_id)
-                .map_err(|error| api(error, "__consumer_offsets unavailable"))?;
             self.add_implicitly(
                 host,
                 transactional_id,
                 producer_id,
                 epoch,
-                &[(OFFSETS_TOPIC.to_string(), partition)],
+                &[offsets_partition_of(host, group_id)?],
             )
             .map_err(|error| {
                 api(
@@ -1622,6 +1612,19 @@ fn send_remote_markers(
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// The `__consumer_offsets` partition the group coordinator writes `group_id`'s offsets to (and
+/// so where TxnOffsetCommit's records go): the transaction's marker must follow them there.
+fn offsets_partition_of(
+    host: &dyn CoordinatorHost,
+    group_id: &str,
+) -> Result<(String, i32), ApiError> {
+    let partition = host
+        .groups()
+        .offsets_partition(host, group_id)
+        .map_err(|error| api(error, "__consumer_offsets unavailable"))?;
+    Ok((OFFSETS_TOPIC.to_string(), partition))
 }
 
 /// Sends AddPartitionsToTxn v5 (verify_only false) for `partitions` to the leader of
