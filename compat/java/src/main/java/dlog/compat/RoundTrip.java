@@ -321,17 +321,7 @@ public final class RoundTrip {
             first.beginTransaction();
             sendAll(first, topic, "zombie", 3);
             KafkaProducer<byte[], byte[]> second = txnProducer(bootstrap, id);
-            String fenced;
-            try {
-                first.commitTransaction();
-                fenced = "the first producer committed after being fenced";
-            } catch (Exception e) {
-                fenced = e.getClass().getSimpleName().contains("Fenced")
-                        || e.getClass().getSimpleName().contains("InvalidProducerEpoch")
-                        ? null
-                        : "unexpected " + describe(e);
-            }
-            first.close(Duration.ZERO);
+            String fenced = commitFenced(first);
             second.beginTransaction();
             sendAll(second, topic, "c3", 2);
             second.commitTransaction();
@@ -349,6 +339,23 @@ public final class RoundTrip {
         } catch (Exception e) {
             result("transactions", false, describe(e));
         }
+    }
+
+    /**
+     * Commits with a producer another one with the same transactional.id has fenced, then closes it: null when
+     * the commit is refused as fenced, else what happened instead.
+     */
+    static String commitFenced(KafkaProducer<byte[], byte[]> fencedProducer) {
+        String problem;
+        try {
+            fencedProducer.commitTransaction();
+            problem = "the first producer committed after being fenced";
+        } catch (Exception e) {
+            String name = e.getClass().getSimpleName();
+            problem = name.contains("Fenced") || name.contains("InvalidProducerEpoch") ? null : "unexpected " + describe(e);
+        }
+        fencedProducer.close(Duration.ZERO);
+        return problem;
     }
 
     /** Whether the producer's transaction manager runs transactions v2 (its own flag, read by reflection). */
@@ -406,15 +413,7 @@ public final class RoundTrip {
             first.beginTransaction();
             sendAll(first, topic, "zombie", 3);
             KafkaProducer<byte[], byte[]> second = txnProducer(bootstrap, id);
-            String fenced;
-            try {
-                first.commitTransaction();
-                fenced = "the first producer committed after being fenced";
-            } catch (Exception e) {
-                String name = e.getClass().getSimpleName();
-                fenced = name.contains("Fenced") || name.contains("InvalidProducerEpoch") ? null : "unexpected " + describe(e);
-            }
-            first.close(Duration.ZERO);
+            String fenced = commitFenced(first);
             second.beginTransaction();
             sendAll(second, topic, "c3", 2);
             second.commitTransaction();
