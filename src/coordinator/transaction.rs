@@ -1885,4 +1885,182 @@ mod tests {
         bad[17] = 0x7f;
         assert_eq!(decode_value("t", &bad), None);
     }
+
+    /// A host for the coordinator alone: every partition led here, markers and records kept.
+    struct FakeHost {
+        image: std::sync::Arc<crate::controller::image::MetadataImage>,
+        groups: crate::coordinator::GroupCoordinator,
+        next_producer_id: Mutex<i64>,
+        markers: Mutex<Vec<(String, i32, i64, i16, bool)>>,
+        records: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl FakeHost {
+        fn new() -> FakeHost {
+            let mut image = crate::controller::image::MetadataImage::default();
+            image.topics.insert(
+                TRANSACTION_STATE_TOPIC.to_string(),
+                crate::controller::image::TopicImage {
+                    name: TRANSACTION_STATE_TOPIC.to_string(),
+                    id: uuid::Uuid::nil(),
+                    partitions: BTreeMap::new(),
+                    configs: BTreeMap::new(),
+                },
+            );
+            FakeHost {
+                image: std::sync::Arc::new(image),
+                groups: crate::coordinator::GroupCoordinator::new(
+                    &crate::config::Properties::default(),
+                ),
+                next_producer_id: Mutex::new(1000),
+                markers: Mutex::new(Vec::new()),
+                records: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
+    impl CoordinatorHost for FakeHost {
+        fn node_id(&self) -> i32 {
+            1
+        }
+        fn image(&self) -> std::sync::Arc<crate::controller::image::MetadataImage> {
+            self.image.clone()
+        }
+        fn leads(&self, _: &str, _: i32) -> bool {
+            true
+        }
+        fn append(&self, _: &str, _: i32, batch: &[u8], _: bool) -> Result<(), WriteError> {
+            self.records.lock().unwrap().push(batch.to_vec());
+            Ok(())
+        }
+        fn read_all(&self, _: &str, _: i32) -> Result<Vec<u8>, WriteError> {
+            Ok(self.records.lock().unwrap().concat())
+        }
+        fn write_marker(
+            &self,
+            topic: &str,
+            partition: i32,
+            producer_id: i64,
+            producer_epoch: i16,
+            commit: bool,
+        ) -> Result<(), WriteError> {
+            self.markers.lock().unwrap().push((
+                topic.to_string(),
+                partition,
+                producer_id,
+                producer_epoch,
+                commit,
+            ));
+            Ok(())
+        }
+        fn open_transactions(&self) -> Vec<super::super::runtime::OpenTransaction> {
+            Vec::new()
+        }
+        fn create_topic(&self, _: &NewTopic) -> Result<(), ApiError> {
+            Ok(())
+        }
+        fn next_producer_id(&self) -> Result<i64, ApiError> {
+            let mut next = self.next_producer_id.lock().unwrap();
+            *next += 1;
+            Ok(*next)
+        }
+        fn groups(&self) -> &crate::coordinator::GroupCoordinator {
+            &self.groups
+        }
+        fn send_markers(
+            &self,
+            _: i32,
+            _: &str,
+            _: &kafka_protocol::messages::WriteTxnMarkersRequest,
+        ) -> Result<kafka_protocol::messages::WriteTxnMarkersResponse, String> {
+            unreachable!("every partition is led here")
+        }
+        fn send_add_partitions(
+            &self,
+            _: i32,
+            _: &str,
+            _: &kafka_protocol::messages::AddPartitionsToTxnRequest,
+        ) -> Result<kafka_protocol::messages::AddPartitionsToTxnResponse, String> {
+            unreachable!("the coordinator is here")
+        }
+    }
+
+    /// EndTxn v5 at the last usable epoch: the markers carry the epoch bumped to i16::MAX, the
+    /// producer carries on under a new producer id at epoch 0 (returned), a retried EndTxn with
+    /// the old id and epoch gets the same answer, the old id is fenced otherwise, and the state
+    /// replays from its TransactionLogValue v1 record.
+    #[test]
+    fn end_txn_at_epoch_exhaustion_moves_to_a_new_producer_id() {
+        let host = FakeHost::new();
+        let coordinator = TransactionCoordinator::new(TransactionSettings {
+            state_partitions: 1,
+            timeout_max_ms: 900_000,
+            id_expiration_ms: 604_800_000,
+        });
+        let last_epoch = i16::MAX - 1;
+        coordinator.lock().txns.insert(
+            "t".into(),
+            TxnMetadata {
+                producer_id: 7,
+                producer_epoch: last_epoch,
+                state: TxnState::Ongoing,
+                partitions: [("a".to_string(), 0)].into_iter().collect(),
+                client_transaction_version: TRANSACTION_VERSION_EPOCH_BUMP,
+                ..txn_copy()
+            },
+        );
+        let end = |pid, epoch, commit| {
+            coordinator
+                .end_transaction(&host, "t", pid, epoch, commit, true)
+                .map_err(|e| e.error)
+        };
+        assert_eq!(end(7, last_epoch, true), Ok((1001, 0)));
+        assert_eq!(
+            *host.markers.lock().unwrap(),
+            vec![("a".to_string(), 0, 7, i16::MAX, true)],
+            "the marker carries the bumped epoch of the old id"
+        );
+        let txn = coordinator.transaction("t").unwrap();
+        assert_eq!(
+            (txn.state, txn.producer_id, txn.producer_epoch),
+            (TxnState::CompleteCommit, 1001, 0)
+        );
+        assert_eq!(
+            (txn.previous_producer_id, txn.next_producer_id),
+            (7, NO_PRODUCER_ID)
+        );
+        assert_eq!(end(7, last_epoch, true), Ok((1001, 0)), "a retried commit");
+        assert_eq!(
+            end(7, last_epoch, false),
+            Err(ResponseError::InvalidTxnState)
+        );
+        assert_eq!(
+            end(7, 3, true),
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+        assert_eq!(
+            end(1001, 0, true),
+            Err(ResponseError::ProducerFenced),
+            "no transaction open under the new id"
+        );
+        // The new id's next transaction: a retry of the previous EndTxn no longer matches.
+        coordinator
+            .add_partitions(&host, "t", 1001, 0, &[], TRANSACTION_VERSION_EPOCH_BUMP)
+            .unwrap();
+        assert_eq!(
+            coordinator.transaction("t").unwrap().state,
+            TxnState::Ongoing
+        );
+        assert_eq!(end(1001, 0, false), Ok((1001, 1)));
+        assert_eq!(
+            end(7, last_epoch, true),
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+
+        // Replay: the last record per id wins, tagged fields included.
+        let replayed = TransactionCoordinator::new(coordinator.settings.clone());
+        replayed.load_shard(&host, 0).unwrap();
+        assert_eq!(replayed.transaction("t"), coordinator.transaction("t"));
+        assert_eq!(replayed.transaction("t").unwrap().previous_producer_id, 7);
+    }
 }
