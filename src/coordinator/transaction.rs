@@ -1052,6 +1052,32 @@ impl TransactionCoordinator {
         .map(|_| ())
     }
 
+    /// TxnOffsetCommit v5 (transactions v2): no AddOffsetsToTxn came first; the group's
+    /// offsets partition joins the transaction before the offsets are staged, as a produce's
+    /// partition does.
+    pub fn add_offsets_implicitly(
+        &self,
+        host: &dyn CoordinatorHost,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group_id: &str,
+    ) -> Result<(), ApiError> {
+        self.add_implicitly(
+            host,
+            transactional_id,
+            producer_id,
+            epoch,
+            &[offsets_partition_of(host, group_id)?],
+        )
+        .map_err(|error| {
+            api(
+                error,
+                "adding the offsets partition to the transaction failed",
+            )
+        })
+    }
+
     /// TxnOffsetCommit: writes the offsets to `__consumer_offsets` as part of the transaction
     /// (so a restart finds them, and the transaction's marker decides them) and stages them
     /// in memory until the transaction ends.
@@ -1063,25 +1089,7 @@ impl TransactionCoordinator {
         epoch: i16,
         group_id: &str,
         offsets: Vec<PendingOffset>,
-        add_implicitly: bool,
     ) -> Result<(), ApiError> {
-        if add_implicitly {
-            // TxnOffsetCommit v5 (transactions v2): no AddOffsetsToTxn came first; the group's
-            // offsets partition joins the transaction here, as a produce's partition does.
-            self.add_implicitly(
-                host,
-                transactional_id,
-                producer_id,
-                epoch,
-                &[offsets_partition_of(host, group_id)?],
-            )
-            .map_err(|error| {
-                api(
-                    error,
-                    "adding the offsets partition to the transaction failed",
-                )
-            })?;
-        }
         if !self.coordinates(transactional_id) {
             // Another broker coordinates the transaction (this one the group): its state is
             // not here to check, as for produce; the marker it sends decides the offsets.

@@ -419,17 +419,30 @@ pub fn txn_offset_commit(
     } else if !denied.is_empty() {
         Ok(())
     } else {
-        broker.transactions.stage_offsets(
-            broker,
-            body.transactional_id.as_str(),
-            body.producer_id.0,
-            body.producer_epoch,
-            body.group_id.as_str(),
-            offsets,
-            // v5+ (transactions v2): no AddOffsetsToTxn came first.
-            version >= TXN_OFFSET_COMMIT_VERSION_V2
-                && TRANSACTION_VERSION_FINALIZED >= TRANSACTION_VERSION_EPOCH_BUMP,
-        )
+        // v5+ (transactions v2): no AddOffsetsToTxn came first.
+        let implicit = version >= TXN_OFFSET_COMMIT_VERSION_V2
+            && TRANSACTION_VERSION_FINALIZED >= TRANSACTION_VERSION_EPOCH_BUMP;
+        let added = if implicit {
+            broker.transactions.add_offsets_implicitly(
+                broker,
+                body.transactional_id.as_str(),
+                body.producer_id.0,
+                body.producer_epoch,
+                body.group_id.as_str(),
+            )
+        } else {
+            Ok(())
+        };
+        added.and_then(|()| {
+            broker.transactions.stage_offsets(
+                broker,
+                body.transactional_id.as_str(),
+                body.producer_id.0,
+                body.producer_epoch,
+                body.group_id.as_str(),
+                offsets,
+            )
+        })
     };
     let code = match outcome {
         Ok(()) => 0,
