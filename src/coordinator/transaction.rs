@@ -1032,50 +1032,25 @@ impl TransactionCoordinator {
             .collect())
     }
 
-    /// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction.
+    /// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction. With
+    /// `implicitly`, TxnOffsetCommit v5's add (transactions v2: no AddOffsetsToTxn came first),
+    /// through the transaction's coordinator wherever it is, as a produce's partition joins.
     pub fn add_offsets(
         &self,
         host: &dyn CoordinatorHost,
         transactional_id: &str,
-        producer_id: i64,
-        epoch: i16,
+        (producer_id, epoch): (i64, i16),
         group_id: &str,
+        implicitly: bool,
     ) -> Result<(), ApiError> {
-        self.add_partitions(
-            host,
-            transactional_id,
-            producer_id,
-            epoch,
-            &[offsets_partition_of(host, group_id)?],
-            0,
-        )
-        .map(|_| ())
-    }
-
-    /// TxnOffsetCommit v5 (transactions v2): no AddOffsetsToTxn came first; the group's
-    /// offsets partition joins the transaction before the offsets are staged, as a produce's
-    /// partition does.
-    pub fn add_offsets_implicitly(
-        &self,
-        host: &dyn CoordinatorHost,
-        transactional_id: &str,
-        producer_id: i64,
-        epoch: i16,
-        group_id: &str,
-    ) -> Result<(), ApiError> {
-        self.add_implicitly(
-            host,
-            transactional_id,
-            producer_id,
-            epoch,
-            &[offsets_partition_of(host, group_id)?],
-        )
-        .map_err(|error| {
-            api(
-                error,
-                "adding the offsets partition to the transaction failed",
-            )
-        })
+        let partitions = [offsets_partition_of(host, group_id)?];
+        if implicitly {
+            return self
+                .add_implicitly(host, transactional_id, producer_id, epoch, &partitions)
+                .map_err(|error| api(error, "adding the offsets partition failed"));
+        }
+        self.add_partitions(host, transactional_id, producer_id, epoch, &partitions, 0)
+            .map(|_| ())
     }
 
     /// TxnOffsetCommit: writes the offsets to `__consumer_offsets` as part of the transaction

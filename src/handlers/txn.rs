@@ -320,9 +320,9 @@ pub fn add_offsets_to_txn(
         broker.transactions.add_offsets(
             broker,
             body.transactional_id.as_str(),
-            body.producer_id.0,
-            body.producer_epoch,
+            (body.producer_id.0, body.producer_epoch),
             body.group_id.as_str(),
+            false,
         )
     };
     if let Err(error) = outcome {
@@ -423,12 +423,12 @@ pub fn txn_offset_commit(
         let implicit = version >= TXN_OFFSET_COMMIT_VERSION_V2
             && TRANSACTION_VERSION_FINALIZED >= TRANSACTION_VERSION_EPOCH_BUMP;
         let added = if implicit {
-            broker.transactions.add_offsets_implicitly(
+            broker.transactions.add_offsets(
                 broker,
                 body.transactional_id.as_str(),
-                body.producer_id.0,
-                body.producer_epoch,
+                (body.producer_id.0, body.producer_epoch),
                 body.group_id.as_str(),
+                true,
             )
         } else {
             Ok(())
