@@ -19,7 +19,8 @@ use crate::controller::{ApiError, Controller, NewTopic};
 use crate::coordinator::producer_ids::ProducerIdManager;
 use crate::coordinator::runtime::{self, CoordinatorHost, OpenTransaction, WriteError};
 use crate::coordinator::transaction::{
-    TransactionCoordinator, TransactionSettings, COORDINATOR_EPOCH, WRITE_TXN_MARKERS_VERSION,
+    TransactionCoordinator, TransactionSettings, ADD_PARTITIONS_TO_TXN_BROKER_VERSION,
+    COORDINATOR_EPOCH, WRITE_TXN_MARKERS_VERSION,
 };
 use crate::coordinator::GroupCoordinator;
 use crate::log::cleaner::CleanerSettings;
@@ -27,7 +28,10 @@ use crate::log::log_dir_space::SpaceSettings;
 use crate::log::LogManager;
 use crate::replica::fetcher::{AddressOf, Fetchers};
 use crate::replica::{IsrChange, LeadershipChange, ReplicaManager};
-use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
+};
 
 /// The quorum driver's clock: Raft timeouts are counted in these.
 pub const QUORUM_TICK_MS: u64 = 50;
@@ -793,13 +797,44 @@ impl CoordinatorHost for Node {
         address: &str,
         request: &WriteTxnMarkersRequest,
     ) -> Result<WriteTxnMarkersResponse, String> {
+        self.send_to_broker(leader, address, WRITE_TXN_MARKERS_VERSION, request)
+    }
+
+    fn send_add_partitions(
+        &self,
+        coordinator: i32,
+        address: &str,
+        request: &AddPartitionsToTxnRequest,
+    ) -> Result<AddPartitionsToTxnResponse, String> {
+        self.send_to_broker(
+            coordinator,
+            address,
+            ADD_PARTITIONS_TO_TXN_BROKER_VERSION,
+            request,
+        )
+    }
+}
+
+impl Node {
+    /// Sends a coordinator's request to broker `id` at `address` and waits for its answer,
+    /// blocking this thread with its runtime worker handed off (bounded by the peer client's
+    /// request timeout).
+    fn send_to_broker<R>(
+        &self,
+        id: i32,
+        address: &str,
+        version: i16,
+        request: &R,
+    ) -> Result<R::Response, String>
+    where
+        R: kafka_protocol::protocol::Request + kafka_protocol::protocol::Encodable,
+        R::Response: kafka_protocol::protocol::Decodable,
+    {
         let handle = tokio::runtime::Handle::try_current()
-            .map_err(|_| "no runtime to send markers from".to_string())?;
-        let peer = self.controller.peer(leader, address);
-        crate::controller::quorum::blocking(|| {
-            handle.block_on(peer.send(WRITE_TXN_MARKERS_VERSION, request))
-        })
-        .map_err(|e| e.to_string())
+            .map_err(|_| "no runtime to send a request to another broker from".to_string())?;
+        let peer = self.controller.peer(id, address);
+        crate::controller::quorum::blocking(|| handle.block_on(peer.send(version, request)))
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -1553,3 +1553,119 @@ fn leaders_move_back_to_their_preferred_replicas_by_themselves() {
         }
     }
 }
+
+/// Transactions v2 across brokers: the partition leaders (every broker) add their partitions
+/// to a transaction another broker coordinates (AddPartitionsToTxn v5 on a transactions-v2
+/// Produce v12), and the group coordinator adds the offsets partition on TxnOffsetCommit v5
+/// (no AddOffsetsToTxn); EndTxn v5 bumps the epoch and the markers reach every partition.
+/// read_committed through every node sees exactly the committed transaction, and the group's
+/// offset is the committed one.
+#[test]
+fn transactions_v2_add_partitions_on_remote_coordinators() {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    const GROUP: &str = "xtv2-group";
+    let cluster = Cluster::start_registered(3);
+    let topic = "xtv2";
+    let leaders = cluster.create_topic(0, 1, topic, 6);
+    let leading: BTreeSet<i32> = leaders.values().copied().collect();
+    assert_eq!(
+        leading,
+        [1, 2, 3].into(),
+        "leaders on every broker: {leaders:?}"
+    );
+    let group_coordinator = coordinator_of(&cluster, 0, GROUP);
+    let transactional_id = (0..100)
+        .map(|n| format!("xtv2-{n}"))
+        .find(|id| coordinator_of(&cluster, 1, id) != group_coordinator)
+        .expect("a transactional id coordinated by another broker than the group");
+    let coordinator = coordinator_of(&cluster, 1, &transactional_id);
+    let node = |id: i32| cluster.nodes[(id - 1) as usize].addr();
+    let id = || StrBytes::from_string(transactional_id.clone()).into();
+
+    let mut to_coordinator = raw::RawClient::connect(node(coordinator));
+    let (producer_id, epoch) = raw::init_transactional(&mut to_coordinator, &transactional_id);
+    // One transaction per epoch: committed, then aborted, each writing every partition
+    // through its leader (the coordinator learns of them from the leaders only).
+    let mut committed = BTreeSet::new();
+    for (round, commit) in [(0i16, true), (1, false)] {
+        let epoch = epoch + round;
+        for (partition, leader) in &leaders {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            let value = |s: i32| format!("e{epoch}-p{partition}-s{s}");
+            let batch = dlog::record::builder::BatchBuilder::new(now)
+                .producer(producer_id, epoch, 0)
+                .transactional()
+                .record(None, Some(value(0).as_bytes()), now)
+                .record(None, Some(value(1).as_bytes()), now)
+                .build();
+            let mut client = raw::RawClient::connect(node(*leader));
+            let produced =
+                client.produce_version(12, Some(&transactional_id), topic, *partition, &batch);
+            assert_eq!(
+                produced.0, 0,
+                "produce to {topic}-{partition} on broker {leader}"
+            );
+            if commit {
+                committed.extend((0..2).map(value));
+            }
+        }
+        if commit {
+            // The group coordinator adds __consumer_offsets to the transaction itself.
+            let mut to_group = raw::RawClient::connect(node(group_coordinator));
+            let offsets: TxnOffsetCommitResponse = to_group.call(
+                ApiKey::TxnOffsetCommit,
+                5,
+                &TxnOffsetCommitRequest::default()
+                    .with_transactional_id(id())
+                    .with_group_id(StrBytes::from_static_str(GROUP).into())
+                    .with_producer_id(producer_id.into())
+                    .with_producer_epoch(epoch)
+                    .with_generation_id(-1)
+                    .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str(topic)))
+                        .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(42)
+                            .with_committed_leader_epoch(-1)])]),
+            );
+            assert_eq!(offsets.topics[0].partitions[0].error_code, 0);
+        }
+        assert_eq!(
+            raw::end_txn_v5(
+                &mut to_coordinator,
+                &transactional_id,
+                (producer_id, epoch),
+                commit
+            ),
+            (0, producer_id, epoch + 1),
+            "EndTxn(commit={commit}) bumps the epoch"
+        );
+    }
+    for index in 0..3 {
+        let seen = read_to_end(&cluster.bootstrap(index), topic, 6, "read_committed");
+        assert_eq!(seen, committed, "read_committed through node {}", index + 1);
+    }
+    assert_eq!(
+        read_to_end(&cluster.bootstrap(0), topic, 6, "read_uncommitted").len(),
+        24
+    );
+    let fresh: BaseConsumer = common::consumer_config(&cluster.bootstrap(2))
+        .set("group.id", GROUP)
+        .create()
+        .unwrap();
+    let offsets = eventually(
+        Duration::from_secs(15),
+        || common::group_committed_offsets(&fresh, topic, 1, TXN_TIMEOUT),
+        |offsets| offsets.get(&0) == Some(&42),
+    );
+    assert_eq!(offsets.get(&0), Some(&42));
+}

@@ -144,6 +144,14 @@ impl CoordinatorHost for TestNode {
     ) -> Result<WriteTxnMarkersResponse, String> {
         unreachable!("no transactions here")
     }
+    fn send_add_partitions(
+        &self,
+        _: i32,
+        _: &str,
+        _: &kafka_protocol::messages::AddPartitionsToTxnRequest,
+    ) -> Result<kafka_protocol::messages::AddPartitionsToTxnResponse, String> {
+        unreachable!("no transactions here")
+    }
 }
 
 /// A group's metadata record (an empty classic group), as the coordinator writes it.

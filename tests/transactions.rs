@@ -770,3 +770,172 @@ async fn transactional_offsets_survive_kill9() {
         "after a clean restart"
     );
 }
+
+/// Transactions v2 (KIP-890 part 2) over the wire, as a Kafka 4 client speaks it once the
+/// broker finalizes `transaction.version=2`: Produce v12 adds its partition to the transaction
+/// (no AddPartitionsToTxn), EndTxn v5 bumps the epoch and returns it, a retried EndTxn with
+/// the epoch before the bump gets the same answer, a stale epoch is fenced in Produce and
+/// EndTxn, and the state (TransactionLogValue v1) survives kill -9.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_v2_epoch_bump_implicit_add_and_fencing() {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    use kafka_protocol::messages::{
+        ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeProducersRequest,
+        DescribeProducersResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
+        TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    const INVALID_TXN_STATE: i16 = 48;
+    const INVALID_PRODUCER_EPOCH: i16 = 47;
+    const PRODUCER_FENCED: i16 = 90;
+
+    let mut broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "tv2", 2, &[]).await;
+    let mut client = raw::RawClient::connect(broker.addr());
+
+    let versions: ApiVersionsResponse =
+        client.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let finalized = versions
+        .finalized_features
+        .iter()
+        .find(|f| f.name.as_str() == "transaction.version")
+        .map(|f| f.max_version_level);
+    assert_eq!(finalized, Some(2), "transaction.version finalized at 2");
+    let end_txn_max = versions
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::EndTxn as i16)
+        .map(|k| k.max_version);
+    assert_eq!(end_txn_max, Some(5));
+
+    let id = || StrBytes::from_static_str("tv2-id").into();
+    let (producer_id, epoch) = raw::init_transactional(&mut client, "tv2-id");
+
+    // Produce v11 (a transactions-v1 client) still needs AddPartitionsToTxn first.
+    let first = raw::producer_batch(producer_id, epoch, 0, 2, true);
+    assert_eq!(
+        client
+            .produce_version(11, Some("tv2-id"), "tv2", 0, &first)
+            .0,
+        INVALID_TXN_STATE
+    );
+    // Produce v12 adds the partitions itself.
+    assert_eq!(
+        client.produce_version(12, Some("tv2-id"), "tv2", 0, &first),
+        (0, 0)
+    );
+    let other = raw::producer_batch(producer_id, epoch, 0, 1, true);
+    assert_eq!(
+        client
+            .produce_version(12, Some("tv2-id"), "tv2", 1, &other)
+            .0,
+        0
+    );
+    let describe = |client: &mut raw::RawClient| {
+        let described: DescribeTransactionsResponse = client.call(
+            ApiKey::DescribeTransactions,
+            0,
+            &DescribeTransactionsRequest::default().with_transactional_ids(vec![id()]),
+        );
+        let state = &described.transaction_states[0];
+        (
+            state.transaction_state.to_string(),
+            state.producer_epoch,
+            state
+                .topics
+                .iter()
+                .map(|t| t.partitions.len())
+                .sum::<usize>(),
+        )
+    };
+    assert_eq!(describe(&mut client), ("Ongoing".to_string(), epoch, 2));
+
+    let end = |client: &mut raw::RawClient, epoch: i16, commit: bool| {
+        raw::end_txn_v5(client, "tv2-id", (producer_id, epoch), commit)
+    };
+    assert_eq!(
+        end(&mut client, epoch, true),
+        (0, producer_id, epoch + 1),
+        "commit bumps the epoch"
+    );
+    assert_eq!(
+        end(&mut client, epoch, true),
+        (0, producer_id, epoch + 1),
+        "a retried commit gets the same answer"
+    );
+    assert_eq!(end(&mut client, epoch, false).0, INVALID_TXN_STATE);
+    assert_eq!(
+        end(&mut client, epoch + 1, true).0,
+        PRODUCER_FENCED,
+        "no transaction is open at the new epoch"
+    );
+    // The zombie's late batch of the committed transaction (old epoch) is fenced.
+    let late = raw::producer_batch(producer_id, epoch, 2, 1, true);
+    assert_eq!(
+        client
+            .produce_version(12, Some("tv2-id"), "tv2", 0, &late)
+            .0,
+        INVALID_PRODUCER_EPOCH
+    );
+
+    // The next transaction at the bumped epoch starts its sequences over; it is aborted.
+    let second = raw::producer_batch(producer_id, epoch + 1, 0, 3, true);
+    assert_eq!(
+        client
+            .produce_version(12, Some("tv2-id"), "tv2", 0, &second)
+            .0,
+        0
+    );
+    assert_eq!(
+        end(&mut client, epoch + 1, false),
+        (0, producer_id, epoch + 2)
+    );
+    // Partition 0: 2 committed, a marker, 3 aborted, a marker; read_committed sees 2.
+    assert_eq!(end_offsets(&broker, "tv2", 0), (7, 7));
+    let committed = read_all(&bootstrap, "tv2", 2, "read_committed");
+    assert_eq!(committed[&0].len(), 2);
+    assert_eq!(committed[&1].len(), 1);
+
+    // The markers carried the bumped epochs: the partition's producer state says so.
+    let producers: DescribeProducersResponse = client.call(
+        ApiKey::DescribeProducers,
+        0,
+        &DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+            .with_name(TopicName(StrBytes::from_static_str("tv2")))
+            .with_partition_indexes(vec![0])]),
+    );
+    let state = &producers.topics[0].partitions[0];
+    assert_eq!(state.error_code, 0);
+    assert_eq!(
+        state.active_producers[0].producer_epoch,
+        i32::from(epoch + 2)
+    );
+
+    // kill -9: the coordinator's state (TransactionLogValue v1) replays, and with it the
+    // transactions-v2 rules (a retried abort with the epoch before the bump is answered).
+    broker.kill9();
+    broker.restart();
+    let mut client = raw::RawClient::connect(broker.addr());
+    assert_eq!(
+        describe(&mut client),
+        ("CompleteAbort".to_string(), epoch + 2, 0)
+    );
+    assert_eq!(
+        end(&mut client, epoch + 1, false),
+        (0, producer_id, epoch + 2)
+    );
+    let third = raw::producer_batch(producer_id, epoch + 2, 0, 1, true);
+    assert_eq!(
+        client
+            .produce_version(12, Some("tv2-id"), "tv2", 1, &third)
+            .0,
+        0
+    );
+    assert_eq!(
+        end(&mut client, epoch + 2, true),
+        (0, producer_id, epoch + 3)
+    );
+    let committed = read_all(&bootstrap, "tv2", 2, "read_committed");
+    assert_eq!(committed[&1].len(), 2);
+}

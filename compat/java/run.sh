@@ -24,6 +24,7 @@
 #                                   target/release/dlog; kafka: compat/kafka/start.sh); unset: SKIP.
 #                                   compat/run.sh sets it to its target.
 #   COPY_N                          records the copier copies (default 20000)
+#   CRASH_PORT                      that broker's port (default: a free one; Kafka also takes CRASH_PORT+1)
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -220,7 +221,7 @@ fi
 copier_kill9() {
   local dir="$WORK_DIR/crash" port boot in out group tid pid="" attempt rc killed_at="" copier_pid copied
   mkdir -p "$dir"
-  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  port="${CRASH_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
   boot="127.0.0.1:$port"
   in="copy-in-$RUN_ID"; out="copy-out-$RUN_ID"; group="copy-group-$RUN_ID"; tid="copy-txn-$RUN_ID"
   crash_start() {

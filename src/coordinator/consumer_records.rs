@@ -114,7 +114,7 @@ pub fn encode_key(group: &str, key: &ConsumerKey) -> Vec<u8> {
     output
 }
 
-fn put_uvarint(output: &mut Vec<u8>, mut value: u64) {
+pub(super) fn put_uvarint(output: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         output.put_u8((value as u8 & 0x7f) | 0x80);
         value >>= 7;

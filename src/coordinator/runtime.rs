@@ -12,7 +12,10 @@
 
 use std::sync::Arc;
 
-use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
+};
 
 use crate::controller::image::MetadataImage;
 use crate::controller::{ApiError, NewTopic};
@@ -94,6 +97,16 @@ pub trait CoordinatorHost: Send + Sync {
         address: &str,
         request: &WriteTxnMarkersRequest,
     ) -> Result<WriteTxnMarkersResponse, String>;
+
+    /// Sends AddPartitionsToTxn (v5, a partition leader's implicit add for a transactions-v2
+    /// producer) to the transaction coordinator `coordinator` at `address`; blocks this
+    /// thread, bounded by the peer client's request timeout.
+    fn send_add_partitions(
+        &self,
+        coordinator: i32,
+        address: &str,
+        request: &AddPartitionsToTxnRequest,
+    ) -> Result<AddPartitionsToTxnResponse, String>;
 }
 
 /// Loads or unloads the coordinator shard of an internal partition whose leadership here

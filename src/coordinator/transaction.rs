@@ -1,5 +1,5 @@
-//! The transaction coordinator (Kafka's TransactionCoordinator, transaction.version 1 / KIP-890
-//! part 1): one [`TxnMetadata`] per transactional id, persisted in the internal topic
+//! The transaction coordinator (Kafka's TransactionCoordinator, `transaction.version` 2 /
+//! KIP-890 part 2): one [`TxnMetadata`] per transactional id, persisted in the internal topic
 //! `__transaction_state` (50 partitions; a transactional id lives in partition
 //! `abs(javaHash(id)) % 50`) with Kafka's record schemas, so its files read like Kafka's.
 //!
@@ -22,11 +22,24 @@
 //! in a partition after that transaction's marker (which would leave a transaction open
 //! forever and pin the last stable offset). Lock order: coordinator, then partition.
 //!
+//! Transactions v2 (a Kafka 4 client once `transaction.version` 2 is finalized): the client
+//! sends no AddPartitionsToTxn; the leader of each partition it produces to (Produce v12) and the
+//! group coordinator (TxnOffsetCommit v5) add the partition through
+//! [`TransactionCoordinator::add_implicitly`] (AddPartitionsToTxn v5 when the coordinator is
+//! another broker). EndTxn v5 bumps the producer epoch before the markers are written, so they
+//! carry the new epoch and fence any late batch of the ended transaction; at the last epoch a new
+//! producer id follows (`next_producer_id`, taken over on completion, the old one kept as
+//! `previous_producer_id` to recognize a retried EndTxn). Clients of transactions v1 (EndTxn
+//! v4 and below, librdkafka) keep the v1 rules.
+//!
 //! ```text
 //! key   := version i16 (0) | transactional_id string
 //! value := version i16 (0) | producer_id i64 | producer_epoch i16 | timeout_ms i32
 //!          | status i8 | partitions [topic string, [partition i32]] | last_update_ms i64
 //!          | start_ms i64                           (a null value deletes the id)
+//! value v1 (flexible; a transactions-v2 transaction) := the same fields with compact strings
+//!          and arrays, then tagged fields: 0 PreviousProducerId i64, 1 NextProducerId i64,
+//!          2 ClientTransactionVersion i16 (each only when not its default)
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -34,6 +47,7 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use kafka_protocol::ResponseError;
 
+use super::consumer_records::put_uvarint;
 use super::runtime::{CoordinatorHost, WriteError};
 use super::OFFSETS_TOPIC;
 use crate::clock::now_ms;
@@ -113,7 +127,35 @@ pub struct TxnMetadata {
     pub partitions: BTreeSet<(String, i32)>,
     pub last_update_ms: i64,
     pub start_ms: i64,
+    /// The producer id before the last epoch overflow (KIP-890 part 2): a retried EndTxn of
+    /// the transaction that overflowed still carries it. -1 when none.
+    pub previous_producer_id: i64,
+    /// The producer id the transaction being completed moves to (its epoch overflowed); it
+    /// becomes `producer_id` when the transaction completes. -1 when none.
+    pub next_producer_id: i64,
+    /// The client's transaction version (Kafka's `ClientTransactionVersion`): 2 when the open
+    /// or last transaction was driven by a transactions-v2 client (implicit partition adds,
+    /// an epoch bump per EndTxn), else 0.
+    pub client_transaction_version: i16,
 }
+
+/// No producer id (Kafka's `RecordBatch.NO_PRODUCER_ID`).
+pub const NO_PRODUCER_ID: i64 = -1;
+/// The `transaction.version` level this broker finalizes (KIP-890 part 2 at 2: implicit
+/// partition adds and an epoch bump per transaction). The switch for transactions v2: at 0
+/// clients keep AddPartitionsToTxn and EndTxn v4, and produce never adds partitions.
+pub const TRANSACTION_VERSION_FINALIZED: i16 = 2;
+/// The highest `transaction.version` this broker supports.
+pub const TRANSACTION_VERSION_SUPPORTED_MAX: i16 = 2;
+/// The transaction version from which EndTxn bumps the epoch and produce adds partitions.
+pub const TRANSACTION_VERSION_EPOCH_BUMP: i16 = 2;
+/// The first EndTxn / TxnOffsetCommit / Produce versions of transactions v2 clients.
+pub const END_TXN_VERSION_V2: i16 = 5;
+pub const TXN_OFFSET_COMMIT_VERSION_V2: i16 = 5;
+pub const PRODUCE_VERSION_V2: i16 = 12;
+/// The AddPartitionsToTxn version a partition leader sends a remote coordinator to add a
+/// partition for a transactions-v2 produce (verify_only false).
+pub const ADD_PARTITIONS_TO_TXN_BROKER_VERSION: i16 = 5;
 
 /// Offsets a transaction commits for a consumer group (TxnOffsetCommit), held until EndTxn.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,8 +262,11 @@ pub fn encode_key(transactional_id: &str) -> Vec<u8> {
     key
 }
 
+/// Value version 1 (flexible, with KIP-890's tagged fields) for the transactions of a
+/// transactions-v2 client, version 0 otherwise, as Kafka writes them.
 pub fn encode_value(txn: &TxnMetadata) -> Vec<u8> {
-    let mut value = 0i16.to_be_bytes().to_vec();
+    let flexible = txn.client_transaction_version >= TRANSACTION_VERSION_EPOCH_BUMP;
+    let mut value = i16::from(flexible).to_be_bytes().to_vec();
     value.extend_from_slice(&txn.producer_id.to_be_bytes());
     value.extend_from_slice(&txn.producer_epoch.to_be_bytes());
     value.extend_from_slice(&txn.timeout_ms.to_be_bytes());
@@ -230,18 +275,66 @@ pub fn encode_value(txn: &TxnMetadata) -> Vec<u8> {
     for (topic, partition) in &txn.partitions {
         by_topic.entry(topic).or_default().push(*partition);
     }
-    value.extend_from_slice(&(by_topic.len() as i32).to_be_bytes());
+    let put_length = |value: &mut Vec<u8>, length: usize| {
+        if flexible {
+            put_uvarint(value, length as u64 + 1);
+        } else {
+            value.extend_from_slice(&(length as i32).to_be_bytes());
+        }
+    };
+    put_length(&mut value, by_topic.len());
     for (topic, partitions) in by_topic {
-        put_string(&mut value, topic);
-        value.extend_from_slice(&(partitions.len() as i32).to_be_bytes());
+        if flexible {
+            put_uvarint(&mut value, topic.len() as u64 + 1);
+            value.extend_from_slice(topic.as_bytes());
+        } else {
+            put_string(&mut value, topic);
+        }
+        put_length(&mut value, partitions.len());
         for partition in partitions {
             value.extend_from_slice(&partition.to_be_bytes());
+        }
+        if flexible {
+            put_uvarint(&mut value, 0); // the partition entry's tagged fields: none
         }
     }
     value.extend_from_slice(&txn.last_update_ms.to_be_bytes());
     value.extend_from_slice(&txn.start_ms.to_be_bytes());
+    if flexible {
+        // Tagged fields, only those away from their defaults, in tag order.
+        let mut tags: Vec<(u64, Vec<u8>)> = Vec::new();
+        if txn.previous_producer_id != NO_PRODUCER_ID {
+            tags.push((
+                TAG_PREVIOUS_PRODUCER_ID,
+                txn.previous_producer_id.to_be_bytes().to_vec(),
+            ));
+        }
+        if txn.next_producer_id != NO_PRODUCER_ID {
+            tags.push((
+                TAG_NEXT_PRODUCER_ID,
+                txn.next_producer_id.to_be_bytes().to_vec(),
+            ));
+        }
+        if txn.client_transaction_version != 0 {
+            tags.push((
+                TAG_CLIENT_TRANSACTION_VERSION,
+                txn.client_transaction_version.to_be_bytes().to_vec(),
+            ));
+        }
+        put_uvarint(&mut value, tags.len() as u64);
+        for (tag, data) in tags {
+            put_uvarint(&mut value, tag);
+            put_uvarint(&mut value, data.len() as u64);
+            value.extend_from_slice(&data);
+        }
+    }
     value
 }
+
+/// TransactionLogValue v1's tags (Kafka's `TransactionLogValue.json`).
+const TAG_PREVIOUS_PRODUCER_ID: u64 = 0;
+const TAG_NEXT_PRODUCER_ID: u64 = 1;
+const TAG_CLIENT_TRANSACTION_VERSION: u64 = 2;
 
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -271,6 +364,26 @@ impl Reader<'_> {
         let length = usize::try_from(self.i16()?).ok()?;
         String::from_utf8(self.take(length)?.to_vec()).ok()
     }
+    fn uvarint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.take(1)?[0];
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    /// A compact (flexible) array count, null read as empty, bounded like [`Self::count`].
+    fn compact_count(&mut self, element_bytes_min: usize) -> Option<usize> {
+        let count = usize::try_from(self.uvarint()?.checked_sub(1).unwrap_or(0)).ok()?;
+        (count.checked_mul(element_bytes_min)? <= self.bytes.len() - self.position).then_some(count)
+    }
+    fn compact_string(&mut self) -> Option<String> {
+        let length = usize::try_from(self.uvarint()?.checked_sub(1)?).ok()?;
+        String::from_utf8(self.take(length)?.to_vec()).ok()
+    }
     /// An array count that cannot exceed what the remaining bytes could hold.
     fn count(&mut self, element_bytes_min: usize) -> Option<usize> {
         let count = self.i32()?;
@@ -290,27 +403,46 @@ pub fn decode_key(bytes: &[u8]) -> Option<String> {
     reader.string()
 }
 
-/// Reads value version 0 (and the non-tagged fields of version 1, which are the same).
+/// Reads value versions 0 and 1 (flexible, with KIP-890's tagged fields; unknown tags are
+/// skipped).
 pub fn decode_value(transactional_id: &str, bytes: &[u8]) -> Option<TxnMetadata> {
     let mut reader = Reader { bytes, position: 0 };
-    let version = reader.i16()?;
-    if version != 0 {
-        return None;
-    }
+    let flexible = match reader.i16()? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
     let producer_id = reader.i64()?;
     let producer_epoch = reader.i16()?;
     let timeout_ms = reader.i32()?;
     let state = TxnState::from_i8(reader.i8()?)?;
     let mut partitions = BTreeSet::new();
-    for _ in 0..reader.count(6)? {
-        let topic = reader.string()?;
-        for _ in 0..reader.count(4)? {
+    let topic_count = if flexible {
+        reader.compact_count(3)?
+    } else {
+        reader.count(6)?
+    };
+    for _ in 0..topic_count {
+        let topic = if flexible {
+            reader.compact_string()?
+        } else {
+            reader.string()?
+        };
+        let partition_count = if flexible {
+            reader.compact_count(4)?
+        } else {
+            reader.count(4)?
+        };
+        for _ in 0..partition_count {
             partitions.insert((topic.clone(), reader.i32()?));
+        }
+        if flexible {
+            skip_tags(&mut reader)?;
         }
     }
     let last_update_ms = reader.i64()?;
     let start_ms = reader.i64()?;
-    Some(TxnMetadata {
+    let mut txn = TxnMetadata {
         transactional_id: transactional_id.to_string(),
         producer_id,
         producer_epoch,
@@ -319,7 +451,38 @@ pub fn decode_value(transactional_id: &str, bytes: &[u8]) -> Option<TxnMetadata>
         partitions,
         last_update_ms,
         start_ms,
-    })
+        previous_producer_id: NO_PRODUCER_ID,
+        next_producer_id: NO_PRODUCER_ID,
+        client_transaction_version: 0,
+    };
+    if flexible {
+        for _ in 0..reader.uvarint()? {
+            let tag = reader.uvarint()?;
+            let size = usize::try_from(reader.uvarint()?).ok()?;
+            let data = reader.take(size)?;
+            let mut field = Reader {
+                bytes: data,
+                position: 0,
+            };
+            match tag {
+                TAG_PREVIOUS_PRODUCER_ID => txn.previous_producer_id = field.i64()?,
+                TAG_NEXT_PRODUCER_ID => txn.next_producer_id = field.i64()?,
+                TAG_CLIENT_TRANSACTION_VERSION => txn.client_transaction_version = field.i16()?,
+                _ => {}
+            }
+        }
+    }
+    Some(txn)
+}
+
+/// Skips a struct's tagged fields.
+fn skip_tags(reader: &mut Reader<'_>) -> Option<()> {
+    for _ in 0..reader.uvarint()? {
+        reader.uvarint()?;
+        let size = usize::try_from(reader.uvarint()?).ok()?;
+        reader.take(size)?;
+    }
+    Some(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -354,6 +517,56 @@ fn check_producer(txn: &TxnMetadata, producer_id: i64, epoch: i16) -> Result<(),
             format!(
                 "epoch {epoch} of producer {producer_id} is not the current epoch {}",
                 txn.producer_epoch
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The producer checks of EndTxn for a transactions-v2 transaction (Kafka's
+/// `TransactionCoordinator.endTransaction`): the current producer id and epoch end the open
+/// transaction; the epoch just before the bump (or the id before an overflow) is accepted
+/// only as a retry of the EndTxn that completed; anything else is fenced.
+fn check_end_v2(txn: &TxnMetadata, producer_id: i64, epoch: i16) -> Result<(), ApiError> {
+    let completing_or_done = matches!(
+        txn.state,
+        TxnState::PrepareCommit
+            | TxnState::PrepareAbort
+            | TxnState::CompleteCommit
+            | TxnState::CompleteAbort
+    );
+    let retry_after_bump =
+        completing_or_done && txn.producer_id == producer_id && txn.producer_epoch == epoch + 1;
+    let retry_after_overflow = matches!(
+        txn.state,
+        TxnState::CompleteCommit | TxnState::CompleteAbort
+    ) && txn.previous_producer_id == producer_id
+        && epoch == i16::MAX - 1
+        && txn.producer_epoch == 0;
+    if txn.producer_id != producer_id && !retry_after_overflow {
+        return Err(api(
+            ResponseError::InvalidProducerIdMapping,
+            format!(
+                "producer id {producer_id} is not the current producer of '{}'",
+                txn.transactional_id
+            ),
+        ));
+    }
+    let valid = match txn.state {
+        TxnState::Ongoing | TxnState::Empty | TxnState::Dead | TxnState::PrepareEpochFence => {
+            epoch == txn.producer_epoch
+        }
+        TxnState::PrepareCommit | TxnState::PrepareAbort => retry_after_bump,
+        TxnState::CompleteCommit | TxnState::CompleteAbort => {
+            retry_after_bump || retry_after_overflow
+        }
+    };
+    if !valid {
+        return Err(api(
+            ResponseError::ProducerFenced,
+            format!(
+                "epoch {epoch} of producer {producer_id} is not the current epoch {} of '{}'",
+                txn.producer_epoch, txn.transactional_id
             ),
         ));
     }
@@ -603,6 +816,14 @@ impl TransactionCoordinator {
             TxnState::CompleteAbort
         };
         txn.partitions.clear();
+        if txn.next_producer_id != NO_PRODUCER_ID {
+            // The epoch overflowed with this transaction: the producer carries on under the
+            // new id; the old one is kept to recognize a retried EndTxn.
+            txn.previous_producer_id = txn.producer_id;
+            txn.producer_id = txn.next_producer_id;
+            txn.next_producer_id = NO_PRODUCER_ID;
+            txn.producer_epoch = 0;
+        }
         txn.last_update_ms = now_ms();
         self.persist(host, txn)?;
         state.txns.insert(txn.transactional_id.clone(), txn.clone());
@@ -666,6 +887,9 @@ impl TransactionCoordinator {
                 partitions: BTreeSet::new(),
                 last_update_ms: now,
                 start_ms: -1,
+                previous_producer_id: NO_PRODUCER_ID,
+                next_producer_id: NO_PRODUCER_ID,
+                client_transaction_version: 0,
             };
             self.persist(host, &txn)?;
             state.txns.insert(transactional_id.to_string(), txn);
@@ -703,7 +927,9 @@ impl TransactionCoordinator {
         Ok(result)
     }
 
-    /// AddPartitionsToTxn (client form): adds partitions to the open transaction, starting it.
+    /// AddPartitionsToTxn: adds partitions to the open transaction, starting it (recording
+    /// the client's transaction version: 2 when a partition leader adds them for a
+    /// transactions-v2 produce, 0 for a client's own AddPartitionsToTxn).
     /// Returns the error for the whole request, or per-partition errors for unknown partitions.
     pub fn add_partitions(
         &self,
@@ -712,6 +938,7 @@ impl TransactionCoordinator {
         producer_id: i64,
         epoch: i16,
         partitions: &[(String, i32)],
+        client_transaction_version: i16,
     ) -> Result<PartitionErrors, ApiError> {
         self.ensure_ready(host)?;
         let image = host.image();
@@ -772,6 +999,7 @@ impl TransactionCoordinator {
         if txn.state != TxnState::Ongoing {
             txn.state = TxnState::Ongoing;
             txn.start_ms = now;
+            txn.client_transaction_version = client_transaction_version;
         }
         txn.partitions.extend(added.into_iter().cloned());
         txn.last_update_ms = now;
@@ -804,29 +1032,25 @@ impl TransactionCoordinator {
             .collect())
     }
 
-    /// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction.
+    /// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins the transaction. With
+    /// `implicitly`, TxnOffsetCommit v5's add (transactions v2: no AddOffsetsToTxn came first),
+    /// through the transaction's coordinator wherever it is, as a produce's partition joins.
     pub fn add_offsets(
         &self,
         host: &dyn CoordinatorHost,
         transactional_id: &str,
-        producer_id: i64,
-        epoch: i16,
+        (producer_id, epoch): (i64, i16),
         group_id: &str,
+        implicitly: bool,
     ) -> Result<(), ApiError> {
-        // The partition the group coordinator writes the group's offsets to (and so where
-        // TxnOffsetCommit's records go): the marker must follow them there.
-        let partition = host
-            .groups()
-            .offsets_partition(host, group_id)
-            .map_err(|error| api(error, "__consumer_offsets unavailable"))?;
-        self.add_partitions(
-            host,
-            transactional_id,
-            producer_id,
-            epoch,
-            &[(OFFSETS_TOPIC.to_string(), partition)],
-        )
-        .map(|_| ())
+        let partitions = [offsets_partition_of(host, group_id)?];
+        if implicitly {
+            return self
+                .add_implicitly(host, transactional_id, producer_id, epoch, &partitions)
+                .map_err(|error| api(error, "adding the offsets partition failed"));
+        }
+        self.add_partitions(host, transactional_id, producer_id, epoch, &partitions, 0)
+            .map(|_| ())
     }
 
     /// TxnOffsetCommit: writes the offsets to `__consumer_offsets` as part of the transaction
@@ -909,6 +1133,42 @@ impl TransactionCoordinator {
         Ok(())
     }
 
+    /// Transactions v2's implicit add (Kafka's `AddPartitionsToTxnManager`): the leader of a
+    /// partition a transactions-v2 producer writes to (or the group coordinator, for
+    /// TxnOffsetCommit v5) adds it to the producer's transaction before appending: in process
+    /// when this node coordinates the transactional id, else by AddPartitionsToTxn v5
+    /// (verify_only false) to the coordinator. Returns the coordinator's error.
+    pub fn add_implicitly(
+        &self,
+        host: &dyn CoordinatorHost,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<(), ResponseError> {
+        if self.coordinates(transactional_id) {
+            return match self.add_partitions(
+                host,
+                transactional_id,
+                producer_id,
+                epoch,
+                partitions,
+                TRANSACTION_VERSION_EPOCH_BUMP,
+            ) {
+                Ok(errors) => errors.first().map_or(Ok(()), |(_, error)| Err(*error)),
+                Err(error) => Err(error.error),
+            };
+        }
+        add_remotely(
+            host,
+            self.state_partition(transactional_id),
+            transactional_id,
+            producer_id,
+            epoch,
+            partitions,
+        )
+    }
+
     /// Whether an open transaction has staged an offset for this group partition
     /// (TxnOffsetCommit before EndTxn).
     pub fn has_staged_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
@@ -925,7 +1185,11 @@ impl TransactionCoordinator {
             || staged(&self.remote_offsets.lock().expect("remote offsets lock"))
     }
 
-    /// EndTxn: commits or aborts the open transaction.
+    /// EndTxn: commits or aborts the open transaction; returns the producer id and epoch the
+    /// producer carries on with. `bump_epoch` (EndTxn v5+, a transactions-v2 client): the
+    /// markers are written with the epoch bumped by one (a new producer id follows when the
+    /// epoch is exhausted), so a zombie's late batch of this transaction is fenced, and the
+    /// bumped epoch is returned for the next transaction.
     pub fn end_transaction(
         &self,
         host: &dyn CoordinatorHost,
@@ -933,7 +1197,8 @@ impl TransactionCoordinator {
         producer_id: i64,
         epoch: i16,
         commit: bool,
-    ) -> Result<(), ApiError> {
+        bump_epoch: bool,
+    ) -> Result<(i64, i16), ApiError> {
         self.ensure_ready(host)?;
         let mut state = self.lock();
         let mut txn = state.txns.get(transactional_id).cloned().ok_or_else(|| {
@@ -942,52 +1207,102 @@ impl TransactionCoordinator {
                 "unknown transactional id",
             )
         })?;
-        check_producer(&txn, producer_id, epoch)?;
-        match (txn.state, commit) {
-            (TxnState::Ongoing, _) => {
-                let remote = self.prepare(host, &mut state, &mut txn, commit)?;
-                if remote.is_empty() {
-                    return self.finish(host, &mut state, &mut txn, commit);
+        let current = |txn: &TxnMetadata| (txn.producer_id, txn.producer_epoch);
+        if txn.client_transaction_version >= TRANSACTION_VERSION_EPOCH_BUMP {
+            check_end_v2(&txn, producer_id, epoch)?;
+            let retry = txn.producer_epoch != epoch || txn.producer_id != producer_id;
+            match (txn.state, commit, retry) {
+                (TxnState::Ongoing, _, false) => {}
+                // A retry of an EndTxn that already completed (its response was lost): the
+                // same answer again.
+                (TxnState::CompleteCommit, true, true) | (TxnState::CompleteAbort, false, true) => {
+                    return Ok(current(&txn))
                 }
-                // The other brokers' markers are sent without the lock: other transactions
-                // go on meanwhile; this one is prepared, so its own requests wait
-                // (CONCURRENT_TRANSACTIONS) and the retry path leaves it to us.
-                state.sending.insert(transactional_id.to_string());
-                drop(state);
-                let sent = send_remote_markers(host, &txn, commit, &remote);
-                let mut state = self.lock();
-                state.sending.remove(transactional_id);
-                if let Err(error) = sent {
-                    // The decision is durable (Prepare); the periodic retry writes the rest,
-                    // as Kafka answers EndTxn once Prepare is written.
-                    tracing::warn!(
-                        transactional_id,
-                        message = error.message,
-                        "transaction markers not written yet; will retry"
-                    );
-                    return Ok(());
+                (TxnState::PrepareCommit, true, true) | (TxnState::PrepareAbort, false, true) => {
+                    return Err(api(
+                        ResponseError::ConcurrentTransactions,
+                        "transaction is completing",
+                    ))
                 }
-                let unchanged = state.txns.get(transactional_id).is_some_and(|t| {
-                    t.state == txn.state
-                        && t.producer_id == txn.producer_id
-                        && t.producer_epoch == txn.producer_epoch
-                });
-                if unchanged {
-                    self.finish(host, &mut state, &mut txn, commit)
-                } else {
-                    Ok(())
+                (state, _, _) => {
+                    return Err(api(
+                        ResponseError::InvalidTxnState,
+                        format!("EndTxn(commit={commit}) in state {}", state.name()),
+                    ))
                 }
             }
-            // A retry of an EndTxn that already completed.
-            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(()),
-            (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => Err(api(
-                ResponseError::ConcurrentTransactions,
-                "transaction is completing",
-            )),
-            (current, _) => Err(api(
-                ResponseError::InvalidTxnState,
-                format!("EndTxn(commit={commit}) in state {}", current.name()),
-            )),
+        } else {
+            check_producer(&txn, producer_id, epoch)?;
+            match (txn.state, commit) {
+                (TxnState::Ongoing, _) => {}
+                // A retry of an EndTxn that already completed.
+                (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
+                    return Ok(current(&txn))
+                }
+                (TxnState::PrepareCommit | TxnState::PrepareAbort, _) => {
+                    return Err(api(
+                        ResponseError::ConcurrentTransactions,
+                        "transaction is completing",
+                    ))
+                }
+                (state, _) => {
+                    return Err(api(
+                        ResponseError::InvalidTxnState,
+                        format!("EndTxn(commit={commit}) in state {}", state.name()),
+                    ))
+                }
+            }
+        }
+        if bump_epoch {
+            // The markers carry the bumped epoch; at the last usable epoch a new producer id
+            // takes over once the transaction completes (`finish`).
+            if txn.producer_epoch >= i16::MAX - 1 {
+                txn.next_producer_id = host.next_producer_id()?;
+            }
+            txn.producer_epoch += 1;
+            txn.client_transaction_version = TRANSACTION_VERSION_EPOCH_BUMP;
+        }
+        // What the producer goes on with, also when the markers are still being written.
+        let carry_on = |txn: &TxnMetadata| {
+            if txn.next_producer_id != NO_PRODUCER_ID {
+                (txn.next_producer_id, 0)
+            } else {
+                current(txn)
+            }
+        };
+        let remote = self.prepare(host, &mut state, &mut txn, commit)?;
+        if remote.is_empty() {
+            self.finish(host, &mut state, &mut txn, commit)?;
+            return Ok(current(&txn));
+        }
+        // The other brokers' markers are sent without the lock: other transactions
+        // go on meanwhile; this one is prepared, so its own requests wait
+        // (CONCURRENT_TRANSACTIONS) and the retry path leaves it to us.
+        state.sending.insert(transactional_id.to_string());
+        drop(state);
+        let sent = send_remote_markers(host, &txn, commit, &remote);
+        let mut state = self.lock();
+        state.sending.remove(transactional_id);
+        if let Err(error) = sent {
+            // The decision is durable (Prepare); the periodic retry writes the rest,
+            // as Kafka answers EndTxn once Prepare is written.
+            tracing::warn!(
+                transactional_id,
+                message = error.message,
+                "transaction markers not written yet; will retry"
+            );
+            return Ok(carry_on(&txn));
+        }
+        let unchanged = state.txns.get(transactional_id).is_some_and(|t| {
+            t.state == txn.state
+                && t.producer_id == txn.producer_id
+                && t.producer_epoch == txn.producer_epoch
+        });
+        if unchanged {
+            self.finish(host, &mut state, &mut txn, commit)?;
+            Ok(current(&txn))
+        } else {
+            Ok(carry_on(&txn))
         }
     }
 
@@ -1282,6 +1597,107 @@ fn send_remote_markers(
     first_error.map_or(Ok(()), Err)
 }
 
+/// The `__consumer_offsets` partition the group coordinator writes `group_id`'s offsets to (and
+/// so where TxnOffsetCommit's records go): the transaction's marker must follow them there.
+fn offsets_partition_of(
+    host: &dyn CoordinatorHost,
+    group_id: &str,
+) -> Result<(String, i32), ApiError> {
+    let partition = host
+        .groups()
+        .offsets_partition(host, group_id)
+        .map_err(|error| api(error, "__consumer_offsets unavailable"))?;
+    Ok((OFFSETS_TOPIC.to_string(), partition))
+}
+
+/// Sends AddPartitionsToTxn v5 (verify_only false) for `partitions` to the leader of
+/// `__transaction_state` partition `state_partition`, the transaction's coordinator; blocks
+/// this thread, bounded by the peer client's request timeout.
+fn add_remotely(
+    host: &dyn CoordinatorHost,
+    state_partition: i32,
+    transactional_id: &str,
+    producer_id: i64,
+    epoch: i16,
+    partitions: &[(String, i32)],
+) -> Result<(), ResponseError> {
+    use kafka_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    use kafka_protocol::messages::{
+        AddPartitionsToTxnRequest, ProducerId, TopicName, TransactionalId,
+    };
+    use kafka_protocol::protocol::StrBytes;
+
+    let image = host.image();
+    let leader = image
+        .topics
+        .get(TRANSACTION_STATE_TOPIC)
+        .and_then(|t| t.partitions.get(&state_partition))
+        .map_or(-1, |p| image.live_leader(p));
+    if leader < 0 {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    }
+    if leader == host.node_id() {
+        // Leader here, shard not loaded yet.
+        return Err(ResponseError::CoordinatorLoadInProgress);
+    }
+    let Some(endpoint) = image.brokers.get(&leader).and_then(|b| b.client_endpoint()) else {
+        return Err(ResponseError::CoordinatorNotAvailable);
+    };
+    let address = format!("{}:{}", endpoint.host, endpoint.port);
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (topic, partition) in partitions {
+        by_topic.entry(topic).or_default().push(*partition);
+    }
+    let transaction = AddPartitionsToTxnTransaction::default()
+        .with_transactional_id(TransactionalId(StrBytes::from_string(
+            transactional_id.to_string(),
+        )))
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(epoch)
+        .with_verify_only(false)
+        .with_topics(
+            by_topic
+                .into_iter()
+                .map(|(topic, indexes)| {
+                    AddPartitionsToTxnTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+                        .with_partitions(indexes)
+                })
+                .collect(),
+        );
+    let request = AddPartitionsToTxnRequest::default().with_transactions(vec![transaction]);
+    let response = host
+        .send_add_partitions(leader, &address, &request)
+        .map_err(|error| {
+            tracing::debug!(
+                leader,
+                error,
+                "AddPartitionsToTxn to the coordinator failed"
+            );
+            ResponseError::CoordinatorNotAvailable
+        })?;
+    let code = if response.error_code != 0 {
+        response.error_code
+    } else {
+        response
+            .results_by_transaction
+            .iter()
+            .flat_map(|t| t.topic_results.iter())
+            .flat_map(|t| t.results_by_partition.iter())
+            .map(|p| p.partition_error_code)
+            .find(|code| *code != 0)
+            .unwrap_or(0)
+    };
+    match code {
+        0 => Ok(()),
+        code => {
+            Err(ResponseError::try_from_code(code).unwrap_or(ResponseError::UnknownServerError))
+        }
+    }
+}
+
 /// The check of [`TransactionCoordinator::verify`] on a locked state.
 fn verify_in(
     state: &State,
@@ -1351,6 +1767,9 @@ mod tests {
             partitions: BTreeSet::new(),
             last_update_ms: 0,
             start_ms: 0,
+            previous_producer_id: NO_PRODUCER_ID,
+            next_producer_id: NO_PRODUCER_ID,
+            client_transaction_version: 0,
         }
     }
 
@@ -1371,6 +1790,9 @@ mod tests {
             .collect(),
             last_update_ms: 5,
             start_ms: 4,
+            previous_producer_id: NO_PRODUCER_ID,
+            next_producer_id: NO_PRODUCER_ID,
+            client_transaction_version: 0,
         };
         assert_eq!(decode_key(&encode_key("t")).as_deref(), Some("t"));
         assert_eq!(decode_value("t", &encode_value(&txn)), Some(txn));
@@ -1382,5 +1804,246 @@ mod tests {
         });
         bad[17..21].copy_from_slice(&i32::MAX.to_be_bytes());
         assert_eq!(decode_value("t", &bad), None);
+    }
+
+    /// A transactions-v2 transaction is written as TransactionLogValue v1 (flexible, with
+    /// KIP-890's tagged fields) and read back, unknown tags skipped; the bytes are Kafka's.
+    #[test]
+    fn v2_records_round_trip_with_tagged_fields() {
+        let txn = TxnMetadata {
+            transactional_id: "t".into(),
+            producer_id: 7,
+            producer_epoch: 32_767,
+            timeout_ms: 60_000,
+            state: TxnState::PrepareCommit,
+            partitions: [("a".to_string(), 0), ("a".to_string(), 2)]
+                .into_iter()
+                .collect(),
+            last_update_ms: 5,
+            start_ms: 4,
+            previous_producer_id: 3,
+            next_producer_id: 9,
+            client_transaction_version: 2,
+        };
+        let bytes = encode_value(&txn);
+        assert_eq!(&bytes[..2], &[0, 1], "value version 1");
+        assert_eq!(decode_value("t", &bytes), Some(txn.clone()));
+        // Kafka's layout: fixed fields, compact array of (compact string, compact int32 array,
+        // no tags), two timestamps, then tags 0, 1, 2.
+        let mut expected = vec![0, 1];
+        expected.extend_from_slice(&7i64.to_be_bytes());
+        expected.extend_from_slice(&32_767i16.to_be_bytes());
+        expected.extend_from_slice(&60_000i32.to_be_bytes());
+        expected.push(2);
+        expected.extend_from_slice(&[2, 2, b'a', 3, 0, 0, 0, 0, 0, 0, 0, 2, 0]);
+        expected.extend_from_slice(&5i64.to_be_bytes());
+        expected.extend_from_slice(&4i64.to_be_bytes());
+        expected.extend_from_slice(&[3, 0, 8]);
+        expected.extend_from_slice(&3i64.to_be_bytes());
+        expected.extend_from_slice(&[1, 8]);
+        expected.extend_from_slice(&9i64.to_be_bytes());
+        expected.extend_from_slice(&[2, 2, 0, 2]);
+        assert_eq!(bytes, expected);
+        // An unknown tag (a newer Kafka's) is skipped.
+        let mut newer = bytes.clone();
+        let tags_at = newer.len() - (1 + 10 + 10 + 4);
+        newer[tags_at] = 4;
+        newer.extend_from_slice(&[7, 1, 0xff]);
+        assert_eq!(decode_value("t", &newer), Some(txn.clone()));
+        // Defaults are not written; a v1 record without tags reads with the defaults.
+        let plain = TxnMetadata {
+            previous_producer_id: NO_PRODUCER_ID,
+            next_producer_id: NO_PRODUCER_ID,
+            ..txn
+        };
+        let bytes = encode_value(&plain);
+        assert_eq!(&bytes[bytes.len() - 5..], &[1, 2, 2, 0, 2]);
+        assert_eq!(decode_value("t", &bytes), Some(plain));
+        // A compact array count beyond the bytes cannot allocate.
+        let mut bad = encode_value(&TxnMetadata {
+            partitions: BTreeSet::new(),
+            ..txn_copy()
+        });
+        bad[0..2].copy_from_slice(&1i16.to_be_bytes());
+        bad[17] = 0x7f;
+        assert_eq!(decode_value("t", &bad), None);
+    }
+
+    /// A host for the coordinator alone: every partition led here, markers and records kept.
+    struct FakeHost {
+        image: std::sync::Arc<crate::controller::image::MetadataImage>,
+        groups: crate::coordinator::GroupCoordinator,
+        next_producer_id: Mutex<i64>,
+        markers: Mutex<Vec<(String, i32, i64, i16, bool)>>,
+        records: Mutex<Vec<Vec<u8>>>,
+    }
+
+    impl FakeHost {
+        fn new() -> FakeHost {
+            let mut image = crate::controller::image::MetadataImage::default();
+            image.topics.insert(
+                TRANSACTION_STATE_TOPIC.to_string(),
+                crate::controller::image::TopicImage {
+                    name: TRANSACTION_STATE_TOPIC.to_string(),
+                    id: uuid::Uuid::nil(),
+                    partitions: BTreeMap::new(),
+                    configs: BTreeMap::new(),
+                },
+            );
+            FakeHost {
+                image: std::sync::Arc::new(image),
+                groups: crate::coordinator::GroupCoordinator::new(
+                    &crate::config::Properties::default(),
+                ),
+                next_producer_id: Mutex::new(1000),
+                markers: Mutex::new(Vec::new()),
+                records: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
+    impl CoordinatorHost for FakeHost {
+        fn node_id(&self) -> i32 {
+            1
+        }
+        fn image(&self) -> std::sync::Arc<crate::controller::image::MetadataImage> {
+            self.image.clone()
+        }
+        fn leads(&self, _: &str, _: i32) -> bool {
+            true
+        }
+        fn append(&self, _: &str, _: i32, batch: &[u8], _: bool) -> Result<(), WriteError> {
+            self.records.lock().unwrap().push(batch.to_vec());
+            Ok(())
+        }
+        fn read_all(&self, _: &str, _: i32) -> Result<Vec<u8>, WriteError> {
+            Ok(self.records.lock().unwrap().concat())
+        }
+        fn write_marker(
+            &self,
+            topic: &str,
+            partition: i32,
+            producer_id: i64,
+            producer_epoch: i16,
+            commit: bool,
+        ) -> Result<(), WriteError> {
+            self.markers.lock().unwrap().push((
+                topic.to_string(),
+                partition,
+                producer_id,
+                producer_epoch,
+                commit,
+            ));
+            Ok(())
+        }
+        fn open_transactions(&self) -> Vec<super::super::runtime::OpenTransaction> {
+            Vec::new()
+        }
+        fn create_topic(&self, _: &NewTopic) -> Result<(), ApiError> {
+            Ok(())
+        }
+        fn next_producer_id(&self) -> Result<i64, ApiError> {
+            let mut next = self.next_producer_id.lock().unwrap();
+            *next += 1;
+            Ok(*next)
+        }
+        fn groups(&self) -> &crate::coordinator::GroupCoordinator {
+            &self.groups
+        }
+        fn send_markers(
+            &self,
+            _: i32,
+            _: &str,
+            _: &kafka_protocol::messages::WriteTxnMarkersRequest,
+        ) -> Result<kafka_protocol::messages::WriteTxnMarkersResponse, String> {
+            unreachable!("every partition is led here")
+        }
+        fn send_add_partitions(
+            &self,
+            _: i32,
+            _: &str,
+            _: &kafka_protocol::messages::AddPartitionsToTxnRequest,
+        ) -> Result<kafka_protocol::messages::AddPartitionsToTxnResponse, String> {
+            unreachable!("the coordinator is here")
+        }
+    }
+
+    /// EndTxn v5 at the last usable epoch: the markers carry the epoch bumped to i16::MAX, the
+    /// producer carries on under a new producer id at epoch 0 (returned), a retried EndTxn with
+    /// the old id and epoch gets the same answer, the old id is fenced otherwise, and the state
+    /// replays from its TransactionLogValue v1 record.
+    #[test]
+    fn end_txn_at_epoch_exhaustion_moves_to_a_new_producer_id() {
+        let host = FakeHost::new();
+        let coordinator = TransactionCoordinator::new(TransactionSettings {
+            state_partitions: 1,
+            timeout_max_ms: 900_000,
+            id_expiration_ms: 604_800_000,
+        });
+        let last_epoch = i16::MAX - 1;
+        coordinator.lock().txns.insert(
+            "t".into(),
+            TxnMetadata {
+                producer_id: 7,
+                producer_epoch: last_epoch,
+                state: TxnState::Ongoing,
+                partitions: [("a".to_string(), 0)].into_iter().collect(),
+                client_transaction_version: TRANSACTION_VERSION_EPOCH_BUMP,
+                ..txn_copy()
+            },
+        );
+        let end = |pid, epoch, commit| {
+            coordinator
+                .end_transaction(&host, "t", pid, epoch, commit, true)
+                .map_err(|e| e.error)
+        };
+        assert_eq!(end(7, last_epoch, true), Ok((1001, 0)));
+        assert_eq!(
+            *host.markers.lock().unwrap(),
+            vec![("a".to_string(), 0, 7, i16::MAX, true)],
+            "the marker carries the bumped epoch of the old id"
+        );
+        let txn = coordinator.transaction("t").unwrap();
+        assert_eq!(
+            (txn.state, txn.producer_id, txn.producer_epoch),
+            (TxnState::CompleteCommit, 1001, 0)
+        );
+        assert_eq!(
+            (txn.previous_producer_id, txn.next_producer_id),
+            (7, NO_PRODUCER_ID)
+        );
+        assert_eq!(end(7, last_epoch, true), Ok((1001, 0)), "a retried commit");
+        assert_eq!(
+            end(7, last_epoch, false),
+            Err(ResponseError::InvalidTxnState)
+        );
+        assert_eq!(
+            end(7, 3, true),
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+        assert_eq!(
+            end(1001, 0, true),
+            Err(ResponseError::ProducerFenced),
+            "no transaction open under the new id"
+        );
+        // The new id's next transaction: a retry of the previous EndTxn no longer matches.
+        coordinator
+            .add_partitions(&host, "t", 1001, 0, &[], TRANSACTION_VERSION_EPOCH_BUMP)
+            .unwrap();
+        assert_eq!(
+            coordinator.transaction("t").unwrap().state,
+            TxnState::Ongoing
+        );
+        assert_eq!(end(1001, 0, false), Ok((1001, 1)));
+        assert_eq!(
+            end(7, last_epoch, true),
+            Err(ResponseError::InvalidProducerIdMapping)
+        );
+
+        // Replay: the last record per id wins, tagged fields included.
+        let replayed = TransactionCoordinator::new(coordinator.settings.clone());
+        replayed.load_shard(&host, 0).unwrap();
+        assert_eq!(replayed.transaction("t"), coordinator.transaction("t"));
+        assert_eq!(replayed.transaction("t").unwrap().previous_producer_id, 7);
     }
 }

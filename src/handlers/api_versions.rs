@@ -9,6 +9,9 @@ use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use crate::coordinator::transaction::{
+    TRANSACTION_VERSION_FINALIZED, TRANSACTION_VERSION_SUPPORTED_MAX,
+};
 use crate::protocol::api_versions::{self, SUPPORTED};
 use crate::protocol::{encode_response, Request, RequestError, ResponseFrame};
 
@@ -18,6 +21,9 @@ const GROUP_VERSION: i16 = 1;
 const SHARE_VERSION_FEATURE: &str = "share.version";
 const SHARE_VERSION: i16 = 1;
 const FEATURES_EPOCH: i64 = 1;
+/// transaction.version (KIP-890): at 2 Kafka 4 clients use transactions v2 (no
+/// AddPartitionsToTxn for produce, EndTxn v5 with an epoch bump per transaction).
+const TRANSACTION_VERSION_FEATURE: &str = "transaction.version";
 
 pub fn handle(request: &Request) -> Result<ResponseFrame, RequestError> {
     handle_with(request, SUPPORTED)
@@ -56,19 +62,25 @@ pub fn handle_with(
         // where the cluster has finalized it. The feature is fixed here, not set by an admin,
         // so its epoch is constant.
         // share.version 1 likewise: the share-group APIs are advertised with it.
+        // (name, supported max, finalized level)
         let features = [
-            (GROUP_VERSION_FEATURE, GROUP_VERSION),
-            (SHARE_VERSION_FEATURE, SHARE_VERSION),
+            (GROUP_VERSION_FEATURE, GROUP_VERSION, GROUP_VERSION),
+            (SHARE_VERSION_FEATURE, SHARE_VERSION, SHARE_VERSION),
+            (
+                TRANSACTION_VERSION_FEATURE,
+                TRANSACTION_VERSION_SUPPORTED_MAX,
+                TRANSACTION_VERSION_FINALIZED,
+            ),
         ];
         body = body
             .with_supported_features(
                 features
                     .iter()
-                    .map(|(name, level)| {
+                    .map(|(name, max, _)| {
                         SupportedFeatureKey::default()
                             .with_name(StrBytes::from_static_str(name))
                             .with_min_version(0)
-                            .with_max_version(*level)
+                            .with_max_version(*max)
                     })
                     .collect(),
             )
@@ -76,7 +88,9 @@ pub fn handle_with(
             .with_finalized_features(
                 features
                     .iter()
-                    .map(|(name, level)| {
+                    // Kafka lists only features finalized above 0.
+                    .filter(|(_, _, level)| *level > 0)
+                    .map(|(name, _, level)| {
                         FinalizedFeatureKey::default()
                             .with_name(StrBytes::from_static_str(name))
                             .with_min_version_level(*level)

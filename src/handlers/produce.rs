@@ -22,6 +22,9 @@ use kafka_protocol::ResponseError;
 use crate::clock::now_ms;
 use crate::controller::image::MetadataImage;
 use crate::controller::validate_topic_name;
+use crate::coordinator::transaction::{
+    PRODUCE_VERSION_V2, TRANSACTION_VERSION_EPOCH_BUMP, TRANSACTION_VERSION_FINALIZED,
+};
 use crate::handlers::context::RequestContext;
 use crate::handlers::Handled;
 use crate::node::Node;
@@ -88,9 +91,65 @@ fn append_error_code(error: &AppendError) -> ResponseError {
     }
 }
 
+/// Transactions v2 (Produce v12+ with `transaction.version` 2 finalized): the partition
+/// joins the producer's transaction before its batch is appended, through the transaction
+/// coordinator (in process or on another broker), as Kafka's `AddPartitionsToTxnManager`
+/// does. Skipped when the partition already is in the transaction. The error is the one the
+/// produce answers: the coordinator's being busy or away becomes NOT_ENOUGH_REPLICAS, which
+/// every client retries.
+fn add_to_transaction(
+    broker: &Node,
+    led: &LedPartition,
+    transactional_id: &str,
+    header: &BatchHeader,
+    topic: &str,
+    partition: i32,
+) -> Result<(), ResponseError> {
+    let (producer_id, epoch) = (header.producer_id, header.producer_epoch);
+    let already = if broker.transactions.coordinates(transactional_id) {
+        broker
+            .transactions
+            .try_verify(Some(transactional_id), producer_id, epoch, topic, partition)
+            == Some(Ok(()))
+    } else {
+        // The coordinator is elsewhere: this partition's own producer state says whether the
+        // producer's transaction (at this epoch) already wrote here.
+        led.log.with_producers(|producers| {
+            producers.producer(producer_id).is_some_and(|entry| {
+                entry.epoch == epoch && entry.current_txn_first_offset.is_some()
+            })
+        })
+    };
+    if already {
+        return Ok(());
+    }
+    let partitions = [(topic.to_string(), partition)];
+    // The coordinator's lock may be held across a replicated write, and a remote coordinator
+    // is a network round trip: wait with this runtime worker handed off.
+    let added = crate::controller::quorum::blocking(|| {
+        broker.transactions.add_implicitly(
+            broker,
+            transactional_id,
+            producer_id,
+            epoch,
+            &partitions,
+        )
+    });
+    added.map_err(|error| match error {
+        ResponseError::ConcurrentTransactions
+        | ResponseError::CoordinatorNotAvailable
+        | ResponseError::NotCoordinator
+        | ResponseError::CoordinatorLoadInProgress => ResponseError::NotEnoughReplicas,
+        ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+        other => other,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
 fn append_partition(
     broker: &Node,
     image: &MetadataImage,
+    version: i16,
     transactional_id: Option<&str>,
     topic: &str,
     index: i32,
@@ -145,6 +204,17 @@ fn append_partition(
     }
     let transactional =
         first.filter(|h| h.is_transactional() && !h.is_control() && h.producer_id >= 0);
+    let adds_partitions = version >= PRODUCE_VERSION_V2
+        && TRANSACTION_VERSION_FINALIZED >= TRANSACTION_VERSION_EPOCH_BUMP;
+    if let (Some(header), Some(id), true) = (transactional, transactional_id, adds_partitions) {
+        if let Err(error) = add_to_transaction(broker, &led, id, &header, topic, index) {
+            return failed(
+                index,
+                error,
+                format!("{topic}-{index} could not join the producer's transaction"),
+            );
+        }
+    }
     // Another broker coordinates the transaction: no state here to verify against (Kafka
     // before KIP-890); the partition's last stable offset and that coordinator's timeout
     // bound a stray batch.
@@ -305,6 +375,7 @@ pub fn handle(
                 append_partition(
                     broker,
                     &image,
+                    version,
                     body.transactional_id.as_ref().map(|id| id.as_str()),
                     name,
                     partition.index,

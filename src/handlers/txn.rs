@@ -20,7 +20,11 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::controller::ApiError;
-use crate::coordinator::transaction::{PendingOffset, MARKER_PARTITIONS_PER_REQUEST_MAX};
+use crate::coordinator::transaction::{
+    PendingOffset, ADD_PARTITIONS_TO_TXN_BROKER_VERSION, END_TXN_VERSION_V2,
+    MARKER_PARTITIONS_PER_REQUEST_MAX, TRANSACTION_VERSION_EPOCH_BUMP,
+    TRANSACTION_VERSION_FINALIZED, TXN_OFFSET_COMMIT_VERSION_V2,
+};
 use crate::coordinator::OFFSETS_TOPIC;
 use crate::handlers::context::RequestContext;
 use crate::node::Node;
@@ -198,6 +202,7 @@ pub fn add_partitions_to_txn(
                 body.v3_and_below_producer_id.0,
                 body.v3_and_below_producer_epoch,
                 &partitions,
+                0,
             )
         };
         let results = match outcome {
@@ -229,12 +234,20 @@ pub fn add_partitions_to_txn(
                     &partitions,
                 )
             } else {
+                // v5 is what a partition leader sends for a transactions-v2 produce.
+                let client_transaction_version = if version >= ADD_PARTITIONS_TO_TXN_BROKER_VERSION
+                {
+                    TRANSACTION_VERSION_EPOCH_BUMP
+                } else {
+                    0
+                };
                 broker.transactions.add_partitions(
                     broker,
                     txn.transactional_id.as_str(),
                     txn.producer_id.0,
                     txn.producer_epoch,
                     &partitions,
+                    client_transaction_version,
                 )
             };
             let topic_results = match outcome {
@@ -307,9 +320,9 @@ pub fn add_offsets_to_txn(
         broker.transactions.add_offsets(
             broker,
             body.transactional_id.as_str(),
-            body.producer_id.0,
-            body.producer_epoch,
+            (body.producer_id.0, body.producer_epoch),
             body.group_id.as_str(),
+            false,
         )
     };
     if let Err(error) = outcome {
@@ -345,11 +358,20 @@ pub fn end_txn(
             body.producer_id.0,
             body.producer_epoch,
             body.committed,
+            // v5+ (transactions v2): the epoch is bumped and returned.
+            version >= END_TXN_VERSION_V2,
         )
     };
-    if let Err(error) = outcome {
-        tracing::debug!(message = error.message, "EndTxn refused");
-        response = response.with_error_code(legacy_code(version, error.error));
+    match outcome {
+        Ok((producer_id, producer_epoch)) => {
+            response = response
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(producer_epoch);
+        }
+        Err(error) => {
+            tracing::debug!(message = error.message, "EndTxn refused");
+            response = response.with_error_code(legacy_code(version, error.error));
+        }
     }
     Ok(encode_response(
         ApiKey::EndTxn,
@@ -397,14 +419,30 @@ pub fn txn_offset_commit(
     } else if !denied.is_empty() {
         Ok(())
     } else {
-        broker.transactions.stage_offsets(
-            broker,
-            body.transactional_id.as_str(),
-            body.producer_id.0,
-            body.producer_epoch,
-            body.group_id.as_str(),
-            offsets,
-        )
+        // v5+ (transactions v2): no AddOffsetsToTxn came first.
+        let implicit = version >= TXN_OFFSET_COMMIT_VERSION_V2
+            && TRANSACTION_VERSION_FINALIZED >= TRANSACTION_VERSION_EPOCH_BUMP;
+        let added = if implicit {
+            broker.transactions.add_offsets(
+                broker,
+                body.transactional_id.as_str(),
+                (body.producer_id.0, body.producer_epoch),
+                body.group_id.as_str(),
+                true,
+            )
+        } else {
+            Ok(())
+        };
+        added.and_then(|()| {
+            broker.transactions.stage_offsets(
+                broker,
+                body.transactional_id.as_str(),
+                body.producer_id.0,
+                body.producer_epoch,
+                body.group_id.as_str(),
+                offsets,
+            )
+        })
     };
     let code = match outcome {
         Ok(()) => 0,

@@ -90,6 +90,18 @@ impl RawClient {
         partition: i32,
         batch: &[u8],
     ) -> (i16, i64) {
+        self.produce_version(9, transactional_id, topic, partition, batch)
+    }
+
+    /// Produce of `version` (v12+ is a transactions-v2 client's) of one batch to one partition.
+    pub fn produce_version(
+        &mut self,
+        version: i16,
+        transactional_id: Option<&str>,
+        topic: &str,
+        partition: i32,
+        batch: &[u8],
+    ) -> (i16, i64) {
         let request = ProduceRequest::default()
             .with_transactional_id(
                 transactional_id.map(|id| StrBytes::from_string(id.to_string()).into()),
@@ -101,10 +113,50 @@ impl RawClient {
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(partition)
                     .with_records(Some(Bytes::copy_from_slice(batch)))])]);
-        let response: ProduceResponse = self.call(ApiKey::Produce, 9, &request);
+        let response: ProduceResponse = self.call(ApiKey::Produce, version, &request);
         let partition = &response.responses[0].partition_responses[0];
         (partition.error_code, partition.base_offset)
     }
+}
+
+/// InitProducerId v5 for `transactional_id` (60 s timeout): (producer id, epoch).
+pub fn init_transactional(client: &mut RawClient, transactional_id: &str) -> (i64, i16) {
+    use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
+    let response: InitProducerIdResponse = client.call(
+        ApiKey::InitProducerId,
+        5,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(Some(
+                StrBytes::from_string(transactional_id.to_string()).into(),
+            ))
+            .with_transaction_timeout_ms(60_000),
+    );
+    assert_eq!(response.error_code, 0, "InitProducerId");
+    (response.producer_id.0, response.producer_epoch)
+}
+
+/// EndTxn v5 (a transactions-v2 client's): (error code, producer id, producer epoch).
+pub fn end_txn_v5(
+    client: &mut RawClient,
+    transactional_id: &str,
+    (producer_id, epoch): (i64, i16),
+    commit: bool,
+) -> (i16, i64, i16) {
+    use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
+    let response: EndTxnResponse = client.call(
+        ApiKey::EndTxn,
+        5,
+        &EndTxnRequest::default()
+            .with_transactional_id(StrBytes::from_string(transactional_id.to_string()).into())
+            .with_producer_id(producer_id.into())
+            .with_producer_epoch(epoch)
+            .with_committed(commit),
+    );
+    (
+        response.error_code,
+        response.producer_id.0,
+        response.producer_epoch,
+    )
 }
 
 /// A v2 batch of `count` records stamped with a producer id, epoch and first sequence (and the

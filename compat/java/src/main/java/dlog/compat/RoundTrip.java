@@ -61,7 +61,10 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  * transactions (commit/abort mix read by read_committed and read_uncommitted consumers, fencing by a
  * second producer with the same transactional.id), consume-transform-produce (sendOffsetsToTransaction with
  * the group metadata of a subscribed read_committed consumer; aborted rounds commit neither output nor offsets),
- * transaction-timeout (an open transaction past its timeout is aborted by the coordinator, the LSO advances),
+ * transactions-v2 (KIP-890 part 2: the broker finalizes transaction.version=2, the client's transaction manager runs
+ * in v2 mode, every EndTxn bumps the producer epoch — seen with DescribeTransactions and in the partitions' producer
+ * state with DescribeProducers — and read_committed sees exactly the committed records across commit, abort and
+ * fencing), transaction-timeout (an open transaction past its timeout is aborted by the coordinator, the LSO advances),
  * admin-list-topics, admin-describe-cluster, admin-describe-topics, admin-describe-configs.
  *
  * Env: BOOTSTRAP (required), TOPIC (default: a fresh name per run), N (records per codec, default 200),
@@ -236,6 +239,7 @@ public final class RoundTrip {
                 consumeAndCheck(bootstrap, topic, runId, sentByCodec);
             }
             transactions(bootstrap, admin, "compat-java-txn-" + runId);
+            transactionsV2(bootstrap, admin, "compat-java-txnv2-" + runId);
             consumeTransformProduce(bootstrap, admin, "compat-java-ctp-" + runId);
             transactionTimeout(bootstrap, admin, "compat-java-timeout-" + runId);
             listTopics(admin, topic);
@@ -317,17 +321,7 @@ public final class RoundTrip {
             first.beginTransaction();
             sendAll(first, topic, "zombie", 3);
             KafkaProducer<byte[], byte[]> second = txnProducer(bootstrap, id);
-            String fenced;
-            try {
-                first.commitTransaction();
-                fenced = "the first producer committed after being fenced";
-            } catch (Exception e) {
-                fenced = e.getClass().getSimpleName().contains("Fenced")
-                        || e.getClass().getSimpleName().contains("InvalidProducerEpoch")
-                        ? null
-                        : "unexpected " + describe(e);
-            }
-            first.close(Duration.ZERO);
+            String fenced = commitFenced(first);
             second.beginTransaction();
             sendAll(second, topic, "c3", 2);
             second.commitTransaction();
@@ -344,6 +338,106 @@ public final class RoundTrip {
                     : "fencing: " + fenced + "; read_committed " + committed + "; read_uncommitted " + uncommitted.size());
         } catch (Exception e) {
             result("transactions", false, describe(e));
+        }
+    }
+
+    /**
+     * Commits with a producer another one with the same transactional.id has fenced, then closes it: null when
+     * the commit is refused as fenced, else what happened instead.
+     */
+    static String commitFenced(KafkaProducer<byte[], byte[]> fencedProducer) {
+        String problem;
+        try {
+            fencedProducer.commitTransaction();
+            problem = "the first producer committed after being fenced";
+        } catch (Exception e) {
+            String name = e.getClass().getSimpleName();
+            problem = name.contains("Fenced") || name.contains("InvalidProducerEpoch") ? null : "unexpected " + describe(e);
+        }
+        fencedProducer.close(Duration.ZERO);
+        return problem;
+    }
+
+    /** Whether the producer's transaction manager runs transactions v2 (its own flag, read by reflection). */
+    static boolean clientUsesTransactionsV2(KafkaProducer<byte[], byte[]> producer) throws Exception {
+        java.lang.reflect.Field field = KafkaProducer.class.getDeclaredField("transactionManager");
+        field.setAccessible(true);
+        Object manager = field.get(producer);
+        return (Boolean) manager.getClass().getMethod("isTransactionV2Enabled").invoke(manager);
+    }
+
+    /** The coordinator's producer epoch of a transactional id and its state (DescribeTransactions). */
+    static org.apache.kafka.clients.admin.TransactionDescription describeTxn(Admin admin, String id) throws Exception {
+        return admin.describeTransactions(List.of(id)).description(id).get(30, TimeUnit.SECONDS);
+    }
+
+    /**
+     * Transactions v2 (KIP-890 part 2): transaction.version finalized at 2 and used by the client (no
+     * AddPartitionsToTxn; EndTxn v5 bumps the epoch). Commit, abort, commit over two partitions: the coordinator's
+     * epoch grows by one per EndTxn and the last marker in each partition carries it (DescribeProducers). Then a
+     * second producer with the same id fences the first, whose open transaction is aborted; read_committed sees
+     * exactly the committed records in both partitions, read_uncommitted every record.
+     */
+    static void transactionsV2(String bootstrap, Admin admin, String topic) {
+        try {
+            admin.createTopics(List.of(new NewTopic(topic, 2, (short) 1))).all().get(30, TimeUnit.SECONDS);
+            org.apache.kafka.clients.admin.FinalizedVersionRange level = admin.describeFeatures().featureMetadata()
+                    .get(30, TimeUnit.SECONDS).finalizedFeatures().get("transaction.version");
+            String id = topic + "-id";
+            KafkaProducer<byte[], byte[]> first = txnProducer(bootstrap, id);
+            boolean v2 = clientUsesTransactionsV2(first);
+            int epoch0 = describeTxn(admin, id).producerEpoch();
+            List<Integer> epochs = new ArrayList<>();
+            List<String> expected0 = new ArrayList<>(), expected1 = new ArrayList<>();
+            String[][] rounds = {{"c1", "commit"}, {"a1", "abort"}, {"c2", "commit"}};
+            for (String[] round : rounds) {
+                first.beginTransaction();
+                sendAll(first, topic, round[0], 5);
+                first.send(new ProducerRecord<>(topic, 1, null, utf8(round[0] + "-p1"))).get(30, TimeUnit.SECONDS);
+                if (round[1].equals("commit")) {
+                    first.commitTransaction();
+                    for (int i = 0; i < 5; i++) expected0.add(round[0] + "-" + i);
+                    expected1.add(round[0] + "-p1");
+                } else {
+                    first.abortTransaction();
+                }
+                epochs.add((int) describeTxn(admin, id).producerEpoch());
+            }
+            List<Integer> expectedEpochs = List.of(epoch0 + 1, epoch0 + 2, epoch0 + 3);
+            long producerId = describeTxn(admin, id).producerId();
+            TopicPartition tp0 = new TopicPartition(topic, 0);
+            int markerEpoch = admin.describeProducers(List.of(tp0)).partitionResult(tp0).get(30, TimeUnit.SECONDS)
+                    .activeProducers().stream().filter(p -> p.producerId() == producerId)
+                    .mapToInt(p -> p.producerEpoch()).findFirst().orElse(-1);
+            // Fencing: a second producer takes the id over while the first has a transaction open.
+            first.beginTransaction();
+            sendAll(first, topic, "zombie", 3);
+            KafkaProducer<byte[], byte[]> second = txnProducer(bootstrap, id);
+            String fenced = commitFenced(first);
+            second.beginTransaction();
+            sendAll(second, topic, "c3", 2);
+            second.commitTransaction();
+            boolean secondV2 = clientUsesTransactionsV2(second);
+            second.close(Duration.ofSeconds(5));
+            for (int i = 0; i < 2; i++) expected0.add("c3-" + i);
+            List<String> committed0 = readAll(bootstrap, topic, 0, "read_committed");
+            List<String> committed1 = readAll(bootstrap, topic, 1, "read_committed");
+            int uncommitted = readAll(bootstrap, topic, 0, "read_uncommitted").size()
+                    + readAll(bootstrap, topic, 1, "read_uncommitted").size();
+            boolean levelOk = level != null && level.maxVersionLevel() >= 2;
+            boolean ok = levelOk && v2 && secondV2 && epochs.equals(expectedEpochs) && markerEpoch == epoch0 + 3
+                    && fenced == null && committed0.equals(expected0) && committed1.equals(expected1)
+                    && uncommitted == 15 + 3 + 3 + 2;
+            result("transactions-v2", ok, (ok ? "" : "MISMATCH: ")
+                    + "transaction.version finalized " + (level == null ? "none" : level.maxVersionLevel())
+                    + ", client v2 " + v2 + "/" + secondV2
+                    + ", epochs after commit/abort/commit " + epochs + " from " + epoch0
+                    + ", DescribeProducers epoch " + markerEpoch
+                    + ", fencing " + (fenced == null ? "ok" : fenced)
+                    + ", read_committed p0 " + committed0.size() + "/" + expected0.size()
+                    + " p1 " + committed1 + ", read_uncommitted " + uncommitted);
+        } catch (Exception e) {
+            result("transactions-v2", false, describe(e));
         }
     }
 
