@@ -450,7 +450,7 @@ impl Node {
         // At shutdown the runtime this call would block on is going away (block_on then
         // panics on its timers): the change is left to the next leader or the next start.
         if *self.shutdown.borrow() {
-            replication.isr_change_failed();
+            replication.isr_change_failed(now_ms());
             return;
         }
         tracing::info!(
@@ -485,7 +485,7 @@ impl Node {
                     message = error.message,
                     "ISR change refused"
                 );
-                replication.isr_change_failed();
+                replication.isr_change_failed(now_ms());
             }
             None => crate::metrics::cluster::record_isr_change(shrink),
         }

@@ -521,7 +521,9 @@ mod tests {
     fn a_directory_is_opened_by_one_manager_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let first = LogManager::open(dir.path()).unwrap();
-        let refused = LogManager::open(dir.path()).err().expect("the directory is locked");
+        let refused = LogManager::open(dir.path())
+            .err()
+            .expect("the directory is locked");
         assert_eq!(refused.kind(), io::ErrorKind::ResourceBusy, "{refused}");
         assert!(refused.to_string().contains(".lock"), "{refused}");
         drop(first);

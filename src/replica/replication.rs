@@ -62,10 +62,19 @@ struct State {
     high_watermark: i64,
     followers: BTreeMap<i32, FollowerProgress>,
     isr_change_in_flight: bool,
+    /// Refused ISR changes in a row, and when the next may be asked (ms): a controller that
+    /// refuses (a fenced follower, a stale epoch) is not asked again every replication tick.
+    isr_change_failures: u32,
+    isr_change_retry_at_ms: i64,
     /// Followers the ISR change in flight adds: counted in the high watermark until it is
     /// settled (the image carries it, or it failed).
     joining: Vec<i32>,
 }
+
+/// Backoff after the first refused ISR change, doubled per refusal in a row up to the max
+/// (Kafka's AlterPartition retries likewise back off, from `retry.backoff.ms`).
+const ISR_CHANGE_BACKOFF_MIN_MS: i64 = 100;
+const ISR_CHANGE_BACKOFF_MAX_MS: i64 = 2_000;
 
 #[derive(Debug)]
 pub struct Replication {
@@ -85,6 +94,8 @@ impl Replication {
                 high_watermark,
                 followers: BTreeMap::new(),
                 isr_change_in_flight: false,
+                isr_change_failures: 0,
+                isr_change_retry_at_ms: i64::MIN,
                 joining: Vec::new(),
             }),
         }
@@ -129,6 +140,8 @@ impl Replication {
         if partition.partition_epoch != state.partition_epoch || new_term || !leading {
             state.isr_change_in_flight = false;
             state.joining.clear();
+            state.isr_change_failures = 0;
+            state.isr_change_retry_at_ms = i64::MIN;
         }
         state.leading = leading;
         state.leader_epoch = partition.leader_epoch;
@@ -227,7 +240,11 @@ impl Replication {
         now_ms: i64,
     ) -> Option<IsrChange> {
         let mut state = self.lock();
-        if !state.leading || state.isr_change_in_flight || state.replicas.len() < 2 {
+        if !state.leading
+            || state.isr_change_in_flight
+            || state.replicas.len() < 2
+            || now_ms < state.isr_change_retry_at_ms
+        {
             return None;
         }
         let node_id = state.node_id;
@@ -289,11 +306,18 @@ impl Replication {
         Some((state.replicas.len(), state.isr.len(), follower_ends))
     }
 
-    /// The controller refused or did not answer: the next check may ask again.
-    pub fn isr_change_failed(&self) {
+    /// The controller refused or did not answer: a later check may ask again, after a
+    /// backoff that doubles with each refusal in a row (up to [`ISR_CHANGE_BACKOFF_MAX_MS`])
+    /// and ends when the image brings a new partition epoch.
+    pub fn isr_change_failed(&self, now_ms: i64) {
         let mut state = self.lock();
         state.isr_change_in_flight = false;
         state.joining.clear();
+        let backoff_ms = ISR_CHANGE_BACKOFF_MIN_MS
+            .saturating_mul(1 << state.isr_change_failures.min(16))
+            .min(ISR_CHANGE_BACKOFF_MAX_MS);
+        state.isr_change_failures = state.isr_change_failures.saturating_add(1);
+        state.isr_change_retry_at_ms = now_ms.saturating_add(backoff_ms);
     }
 }
 
@@ -354,8 +378,18 @@ mod tests {
         replication.follower_fetched(3, 10, 10, 1700);
         let change = replication.isr_change_due(10, 1000, 1700).unwrap();
         assert_eq!(change.new_isr, vec![1, 2, 3]);
-        replication.isr_change_failed();
-        assert!(replication.isr_change_due(10, 1000, 1700).is_some());
+        replication.isr_change_failed(1700);
+        assert!(
+            replication.isr_change_due(10, 1000, 1750).is_none(),
+            "refused: not asked again at once"
+        );
+        assert!(replication.isr_change_due(10, 1000, 1800).is_some());
+        replication.isr_change_failed(1800);
+        assert!(
+            replication.isr_change_due(10, 1000, 1950).is_none(),
+            "twice: 200 ms"
+        );
+        assert!(replication.isr_change_due(10, 1000, 2000).is_some());
     }
 
     /// Found by the simulation (seed 1393): the controller commits an expansion, then a clean
@@ -375,7 +409,7 @@ mod tests {
         replication.follower_fetched(3, 15, 20, 4);
         assert_eq!(replication.high_watermark(), 15);
         // Refused: 3 no longer holds the high watermark back.
-        replication.isr_change_failed();
+        replication.isr_change_failed(5);
         assert_eq!(replication.high_watermark_as_leader(20), 20);
     }
     /// A reassignment adds replica 4 while node 1 leads (same leader epoch): the leader tracks

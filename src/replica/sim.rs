@@ -907,7 +907,7 @@ impl Sim {
                         change.new_isr
                     )
                 });
-                replication.isr_change_failed();
+                replication.isr_change_failed(now);
             }
         }
     }
