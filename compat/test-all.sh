@@ -21,7 +21,10 @@ stage() {
 }
 stage "install test dependencies" compat/install.sh
 stage "build" cargo build --release --workspace --all-targets
-stage "unit, integration and protocol tests" cargo test --release --workspace
+# Brokers the tests start listen on ports from a range below Linux's ephemeral range (32768+),
+# where a port picked free can be taken by another process's outgoing connection before the
+# broker binds it.
+DLOG_TEST_PORTS="${DLOG_TEST_PORTS:-26000-28999}" stage "unit, integration and protocol tests" cargo test --release --workspace
 if [ -x protocol-tests/fuzz/run.sh ]; then
   stage "fuzz (${FUZZ_SECONDS:-20} s per target)" protocol-tests/fuzz/run.sh "${FUZZ_SECONDS:-20}"
 fi

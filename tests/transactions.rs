@@ -777,6 +777,7 @@ async fn transactional_offsets_survive_kill9() {
 /// the epoch before the bump gets the same answer, a stale epoch is fenced in Produce and
 /// EndTxn, and the state (TransactionLogValue v1) survives kill -9.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "transactions v2 is switched off (TRANSACTION_VERSION_FINALIZED = 0) until franz-go TestTxnEtl passes with it"]
 async fn transactions_v2_epoch_bump_implicit_add_and_fencing() {
     use kafka_protocol::messages::describe_producers_request::TopicRequest;
     use kafka_protocol::messages::{

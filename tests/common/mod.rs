@@ -291,6 +291,14 @@ impl Broker {
             let text = std::fs::read_to_string(self.log_path(run)).unwrap_or_default();
             let all: Vec<&str> = text.lines().collect();
             let start = all.len().saturating_sub(lines);
+            // What a backtrace would push out of the tail: the panic or error that ended the run.
+            // (A panic's message is on the line after "panicked at".)
+            for (index, line) in all[..start].iter().enumerate() {
+                if line.contains("panicked at") || line.starts_with("Error:") {
+                    let message = all.get(index + 1).copied().unwrap_or_default();
+                    out.push_str(&format!("--- run {run}, earlier: {line} {message}\n"));
+                }
+            }
             out.push_str(&format!(
                 "--- run {run} (last {} lines) ---\n",
                 all.len() - start
