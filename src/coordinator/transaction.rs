@@ -2035,9 +2035,11 @@ mod tests {
             end(7, 3, true),
             Err(ResponseError::InvalidProducerIdMapping)
         );
+        // The current epoch of a completed transaction is valid (a v2 producer may abort an
+        // empty transaction); a commit with nothing open is an invalid transition.
         assert_eq!(
             end(1001, 0, true),
-            Err(ResponseError::ProducerFenced),
+            Err(ResponseError::InvalidTxnState),
             "no transaction open under the new id"
         );
         // The new id's next transaction: a retry of the previous EndTxn no longer matches.
@@ -2052,6 +2054,17 @@ mod tests {
         assert_eq!(
             end(7, last_epoch, true),
             Err(ResponseError::InvalidProducerIdMapping)
+        );
+        // An abort with nothing written (Kafka 4 allows it in transactions v2; franz-go sends
+        // one whenever a produce of the transaction may have failed): no markers, the epoch
+        // bumps, and a retry of it gets the same answer.
+        let markers_before = host.markers.lock().unwrap().len();
+        assert_eq!(end(1001, 1, false), Ok((1001, 2)));
+        assert_eq!(end(1001, 1, false), Ok((1001, 2)), "a retried empty abort");
+        assert_eq!(host.markers.lock().unwrap().len(), markers_before);
+        assert_eq!(
+            coordinator.transaction("t").unwrap().state,
+            TxnState::CompleteAbort
         );
 
         // Replay: the last record per id wins, tagged fields included.
