@@ -46,7 +46,8 @@ impl IndexFile {
         entry_size_bytes: usize,
         size_bytes_max: usize,
     ) -> io::Result<IndexFile> {
-        let length_bytes = open_file(path)?.metadata()?.len() as usize;
+        let file = open_file(path)?;
+        let length_bytes = file.metadata()?.len() as usize;
         let entries = length_bytes / entry_size_bytes;
         let mut index = IndexFile {
             path: path.to_path_buf(),
@@ -57,14 +58,18 @@ impl IndexFile {
             // Pages a crash left preallocated are holes: nothing is taken as allocated.
             allocated_bytes: 0,
         };
-        index.resize(size_bytes_max.max(entries * entry_size_bytes))?;
+        // The descriptor just opened serves the first mapping too; it closes at return.
+        index.resize_with(&file, size_bytes_max.max(entries * entry_size_bytes))?;
         Ok(index)
     }
 
     fn resize(&mut self, size_bytes: usize) -> io::Result<()> {
+        self.resize_with(&open_file(&self.path)?, size_bytes)
+    }
+
+    fn resize_with(&mut self, file: &File, size_bytes: usize) -> io::Result<()> {
         let size_bytes = size_bytes / self.entry_size_bytes * self.entry_size_bytes;
         self.mmap = None;
-        let file = open_file(&self.path)?;
         file.set_len(size_bytes as u64)?;
         self.entries_max = size_bytes / self.entry_size_bytes;
         self.entries = self.entries.min(self.entries_max);
@@ -72,7 +77,7 @@ impl IndexFile {
         // SAFETY: the file is private to this process's log directory and only this struct
         // changes its length, always after dropping the map.
         self.mmap = if size_bytes > 0 {
-            Some(unsafe { MmapMut::map_mut(&file)? })
+            Some(unsafe { MmapMut::map_mut(file)? })
         } else {
             None
         };
