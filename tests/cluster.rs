@@ -1561,7 +1561,6 @@ fn leaders_move_back_to_their_preferred_replicas_by_themselves() {
 /// read_committed through every node sees exactly the committed transaction, and the group's
 /// offset is the committed one.
 #[test]
-#[ignore = "transactions v2 is switched off (TRANSACTION_VERSION_FINALIZED = 0) until franz-go TestTxnEtl passes with it"]
 fn transactions_v2_add_partitions_on_remote_coordinators() {
     use kafka_protocol::messages::txn_offset_commit_request::{
         TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,

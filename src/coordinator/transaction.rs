@@ -148,7 +148,7 @@ pub const NO_PRODUCER_ID: i64 = -1;
 /// consume-transform-produce across rebalances, passing on Kafka 4.1.1 with transactions v2)
 /// failed on dlog — first PRODUCER_FENCED (an empty abort after a commit was refused; fixed:
 /// `check_end_v2`), then INVALID_TXN_STATE on produce (not traced yet).
-pub const TRANSACTION_VERSION_FINALIZED: i16 = 0;
+pub const TRANSACTION_VERSION_FINALIZED: i16 = 2;
 /// The highest `transaction.version` this broker supports.
 pub const TRANSACTION_VERSION_SUPPORTED_MAX: i16 = 2;
 /// The transaction version from which EndTxn bumps the epoch and produce adds partitions.
@@ -1214,7 +1214,10 @@ impl TransactionCoordinator {
             )
         })?;
         let current = |txn: &TxnMetadata| (txn.producer_id, txn.producer_epoch);
-        if txn.client_transaction_version >= TRANSACTION_VERSION_EPOCH_BUMP {
+        // The request's version decides the rules, not the version the transaction started
+        // with (as Kafka): a transactions-v2 producer's first EndTxn may find its
+        // transaction Empty, straight after InitProducerId, and abort it.
+        if bump_epoch {
             check_end_v2(&txn, producer_id, epoch)?;
             let retry = txn.producer_epoch != epoch || txn.producer_id != producer_id;
             match (txn.state, commit, retry) {
@@ -1980,6 +1983,60 @@ mod tests {
         ) -> Result<kafka_protocol::messages::AddPartitionsToTxnResponse, String> {
             unreachable!("the coordinator is here")
         }
+    }
+
+    /// EndTxn v5 straight after InitProducerId (franz-go aborts when a transaction's produces
+    /// all failed): the request's version picks the rules, not the one the (not yet started)
+    /// transaction recorded. Kafka's table for an Empty transaction: abort at the current
+    /// epoch bumps it, commit is INVALID_TXN_STATE, the epoch below is fenced; EndTxn v0-4
+    /// keeps the v1 rule (nothing to end).
+    #[test]
+    fn end_txn_v5_aborts_a_fresh_producers_empty_transaction() {
+        let host = FakeHost::new();
+        let coordinator = TransactionCoordinator::new(TransactionSettings {
+            state_partitions: 1,
+            timeout_max_ms: 900_000,
+            id_expiration_ms: 604_800_000,
+        });
+        let (pid, epoch) = coordinator
+            .init_producer_id(&host, "t", 60_000, None)
+            .unwrap();
+        let end = |epoch, commit, v5| {
+            coordinator
+                .end_transaction(&host, "t", pid, epoch, commit, v5)
+                .map_err(|e| e.error)
+        };
+        assert_eq!(
+            end(epoch, false, false),
+            Err(ResponseError::InvalidTxnState),
+            "v1: nothing to abort"
+        );
+        assert_eq!(end(epoch, true, true), Err(ResponseError::InvalidTxnState));
+        assert_eq!(end(epoch, false, true), Ok((pid, epoch + 1)), "abort bumps");
+        assert!(
+            host.markers.lock().unwrap().is_empty(),
+            "no partition, no marker"
+        );
+        let txn = coordinator.transaction("t").unwrap();
+        assert_eq!(
+            (txn.state, txn.producer_epoch),
+            (TxnState::CompleteAbort, epoch + 1)
+        );
+        assert_eq!(
+            end(epoch, false, true),
+            Ok((pid, epoch + 1)),
+            "a retried abort"
+        );
+        assert_eq!(
+            end(epoch + 1, false, true),
+            Ok((pid, epoch + 2)),
+            "the next empty abort"
+        );
+        assert_eq!(
+            end(epoch, false, true),
+            Err(ResponseError::ProducerFenced),
+            "two epochs behind"
+        );
     }
 
     /// EndTxn v5 at the last usable epoch: the markers carry the epoch bumped to i16::MAX, the

@@ -239,11 +239,7 @@ public final class RoundTrip {
                 consumeAndCheck(bootstrap, topic, runId, sentByCodec);
             }
             transactions(bootstrap, admin, "compat-java-txn-" + runId);
-            // Off while dlog does not finalize transaction.version 2 (see
-            // TRANSACTION_VERSION_FINALIZED in src/coordinator/transaction.rs); passes on Kafka.
-            if (System.getenv("COMPAT_TRANSACTIONS_V2") != null) {
-                transactionsV2(bootstrap, admin, "compat-java-txnv2-" + runId);
-            }
+            transactionsV2(bootstrap, admin, "compat-java-txnv2-" + runId);
             consumeTransformProduce(bootstrap, admin, "compat-java-ctp-" + runId);
             transactionTimeout(bootstrap, admin, "compat-java-timeout-" + runId);
             listTopics(admin, topic);
