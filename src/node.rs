@@ -425,7 +425,7 @@ impl Node {
             }
             self.fetchers.ensure(&self.replicas, &address_of, &shutdown);
             let now = now_ms();
-            for (topic, partition, led) in self.replicas.led_replicated() {
+            for (topic, partition, led) in self.replicas.led_with_followers() {
                 let leader_end = led.log.offsets().log_end_offset;
                 let Some(change) = led.replication.isr_change_due(leader_end, lag_max_ms, now)
                 else {

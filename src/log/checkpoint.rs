@@ -68,6 +68,15 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// syncfs(2) on the filesystem holding `dir`: every dirty page and inode of it written back in
+/// one pass, which the kernel orders and batches far better than one fsync per file (a clean
+/// shutdown of 10,000 partitions with unflushed data: minutes as fsyncs one by one).
+pub fn sync_filesystem(dir: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let handle = File::open(dir)?;
+    nix::unistd::syncfs(handle.as_raw_fd()).map_err(io::Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

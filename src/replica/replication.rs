@@ -167,6 +167,12 @@ impl Replication {
         self.lock().isr.len()
     }
 
+    /// Whether the replica set has other brokers than this one (with none, the ISR is the
+    /// leader alone and never changes).
+    pub fn has_followers(&self) -> bool {
+        self.lock().replicas.len() > 1
+    }
+
     /// The high watermark as leader whose log ends at `log_end_offset`: with the leader alone
     /// in the ISR it follows the log end at once (whoever appended: produce, a coordinator,
     /// a marker).
