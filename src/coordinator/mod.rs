@@ -295,16 +295,21 @@ impl GroupCoordinator {
 
     /// NOT_COORDINATOR unless the group's shard is loaded here: in a cluster each broker
     /// coordinates the groups of the `__consumer_offsets` partitions it leads, and a client
-    /// that asked another one rediscovers the coordinator (FindCoordinator). Creates the topic
-    /// on first use, before any group lock is taken: its shards load as the commit applies.
+    /// that asked another one rediscovers the coordinator (FindCoordinator);
+    /// COORDINATOR_LOAD_IN_PROGRESS while this node leads the partition but its shard is still
+    /// replaying, as Kafka answers. Creates the topic on first use, before any group lock is
+    /// taken: its shards load as the commit applies.
     pub fn check_coordinator(
         &self,
         host: &dyn CoordinatorHost,
         group_id: &str,
     ) -> Result<(), ResponseError> {
         let partition = self.offsets_partition(host, group_id)?;
-        match self.is_loaded(partition) {
-            true => Ok(()),
+        if self.is_loaded(partition) {
+            return Ok(());
+        }
+        match host.leads(OFFSETS_TOPIC, partition) {
+            true => Err(ResponseError::CoordinatorLoadInProgress),
             false => Err(ResponseError::NotCoordinator),
         }
     }

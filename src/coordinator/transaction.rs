@@ -848,6 +848,33 @@ impl TransactionCoordinator {
             .remove(&producer_id)
     }
 
+    /// Kafka's answer for a transactional id this node cannot serve yet: NOT_COORDINATOR when
+    /// it does not lead the id's `__transaction_state` partition (the client asks
+    /// FindCoordinator again), COORDINATOR_LOAD_IN_PROGRESS while it leads it but the shard is
+    /// still replaying — never an answer from a shard that is not loaded. Creates the topic
+    /// on first use.
+    fn check_coordinator(
+        &self,
+        host: &dyn CoordinatorHost,
+        transactional_id: &str,
+    ) -> Result<(), ApiError> {
+        self.ensure_ready(host)?;
+        if self.coordinates(transactional_id) {
+            return Ok(());
+        }
+        let partition = self.state_partition(transactional_id);
+        Err(match host.leads(TRANSACTION_STATE_TOPIC, partition) {
+            true => api(
+                ResponseError::CoordinatorLoadInProgress,
+                format!("{TRANSACTION_STATE_TOPIC}-{partition} is loading"),
+            ),
+            false => api(
+                ResponseError::NotCoordinator,
+                format!("{TRANSACTION_STATE_TOPIC}-{partition} is not led by this node"),
+            ),
+        })
+    }
+
     /// Whether this node coordinates `transactional_id`: its shard is loaded here.
     pub fn coordinates(&self, transactional_id: &str) -> bool {
         let partition = self.state_partition(transactional_id);
@@ -873,7 +900,7 @@ impl TransactionCoordinator {
                 format!("transaction timeout {timeout_ms} ms is not in 1..={timeout_max_ms}"),
             ));
         }
-        self.ensure_ready(host)?;
+        self.check_coordinator(host, transactional_id)?;
         let mut state = self.lock();
         let now = now_ms();
         let Some(existing) = state.txns.get(transactional_id).cloned() else {
@@ -946,7 +973,7 @@ impl TransactionCoordinator {
         partitions: &[(String, i32)],
         client_transaction_version: i16,
     ) -> Result<PartitionErrors, ApiError> {
-        self.ensure_ready(host)?;
+        self.check_coordinator(host, transactional_id)?;
         let image = host.image();
         let unknown: Vec<&(String, i32)> = partitions
             .iter()
@@ -1018,11 +1045,13 @@ impl TransactionCoordinator {
     /// open transaction.
     pub fn verify_partitions(
         &self,
+        host: &dyn CoordinatorHost,
         transactional_id: &str,
         producer_id: i64,
         epoch: i16,
         partitions: &[(String, i32)],
     ) -> Result<PartitionErrors, ApiError> {
+        self.check_coordinator(host, transactional_id)?;
         let state = self.read();
         let txn = state.txns.get(transactional_id).ok_or_else(|| {
             api(
@@ -1205,7 +1234,7 @@ impl TransactionCoordinator {
         commit: bool,
         bump_epoch: bool,
     ) -> Result<(i64, i16), ApiError> {
-        self.ensure_ready(host)?;
+        self.check_coordinator(host, transactional_id)?;
         let mut state = self.lock();
         let mut txn = state.txns.get(transactional_id).cloned().ok_or_else(|| {
             api(
@@ -1893,6 +1922,8 @@ mod tests {
         next_producer_id: Mutex<i64>,
         markers: Mutex<Vec<(String, i32, i64, i16, bool)>>,
         records: Mutex<Vec<Vec<u8>>>,
+        /// Whether this node leads every partition (the replica manager's view).
+        leading: std::sync::atomic::AtomicBool,
     }
 
     impl FakeHost {
@@ -1915,6 +1946,7 @@ mod tests {
                 next_producer_id: Mutex::new(1000),
                 markers: Mutex::new(Vec::new()),
                 records: Mutex::new(Vec::new()),
+                leading: std::sync::atomic::AtomicBool::new(true),
             }
         }
     }
@@ -1927,7 +1959,7 @@ mod tests {
             self.image.clone()
         }
         fn leads(&self, _: &str, _: i32) -> bool {
-            true
+            self.leading.load(std::sync::atomic::Ordering::Relaxed)
         }
         fn append(&self, _: &str, _: i32, batch: &[u8], _: bool) -> Result<(), WriteError> {
             self.records.lock().unwrap().push(batch.to_vec());
@@ -1985,6 +2017,50 @@ mod tests {
         }
     }
 
+    /// A transactional request is never answered from a shard that is not loaded: while this
+    /// node leads the state partition but has not replayed it the answer is
+    /// COORDINATOR_LOAD_IN_PROGRESS, once it does not lead it NOT_COORDINATOR (the CI failure
+    /// of stop 24: InitProducerId reached a fresh node before its shard loaded).
+    #[test]
+    fn requests_wait_for_the_shard_to_load() {
+        let host = FakeHost::new();
+        let coordinator = TransactionCoordinator::new(TransactionSettings {
+            state_partitions: 1,
+            timeout_max_ms: 900_000,
+            id_expiration_ms: 604_800_000,
+        });
+        let init = || {
+            coordinator
+                .init_producer_id(&host, "t", 60_000, None)
+                .map_err(|e| e.error)
+        };
+        assert_eq!(init(), Err(ResponseError::CoordinatorLoadInProgress));
+        coordinator.load_shard(&host, 0).unwrap();
+        let (pid, epoch) = init().unwrap();
+        coordinator.unload_shard(0);
+        host.leading
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(init(), Err(ResponseError::NotCoordinator));
+        assert_eq!(
+            coordinator
+                .end_transaction(&host, "t", pid, epoch, false, true)
+                .map_err(|e| e.error),
+            Err(ResponseError::NotCoordinator)
+        );
+        assert_eq!(
+            coordinator
+                .add_partitions(&host, "t", pid, epoch, &[("a".to_string(), 0)], 0)
+                .map(|_| ())
+                .map_err(|e| e.error),
+            Err(ResponseError::NotCoordinator)
+        );
+        // Back as leader: the replay finds the producer where it was.
+        host.leading
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        coordinator.load_shard(&host, 0).unwrap();
+        assert_eq!(init(), Ok((pid, epoch + 1)));
+    }
+
     /// EndTxn v5 straight after InitProducerId (franz-go aborts when a transaction's produces
     /// all failed): the request's version picks the rules, not the one the (not yet started)
     /// transaction recorded. Kafka's table for an Empty transaction: abort at the current
@@ -1998,6 +2074,8 @@ mod tests {
             timeout_max_ms: 900_000,
             id_expiration_ms: 604_800_000,
         });
+        // This node leads the one state partition and its shard is loaded (empty).
+        coordinator.load_shard(&host, 0).unwrap();
         let (pid, epoch) = coordinator
             .init_producer_id(&host, "t", 60_000, None)
             .unwrap();
@@ -2051,6 +2129,8 @@ mod tests {
             timeout_max_ms: 900_000,
             id_expiration_ms: 604_800_000,
         });
+        // This node leads the one state partition and its shard is loaded (empty).
+        coordinator.load_shard(&host, 0).unwrap();
         let last_epoch = i16::MAX - 1;
         coordinator.lock().txns.insert(
             "t".into(),

@@ -228,6 +228,7 @@ pub fn add_partitions_to_txn(
                 ))
             } else if txn.verify_only {
                 broker.transactions.verify_partitions(
+                    broker,
                     txn.transactional_id.as_str(),
                     txn.producer_id.0,
                     txn.producer_epoch,

@@ -119,20 +119,31 @@ impl RawClient {
     }
 }
 
-/// InitProducerId v5 for `transactional_id` (60 s timeout): (producer id, epoch).
+/// InitProducerId v5 for `transactional_id` (60 s timeout): (producer id, epoch). Retries
+/// what a client retries while the coordinator is not ready (COORDINATOR_LOAD_IN_PROGRESS,
+/// COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR: a fresh cluster's node may not have taken up
+/// the leadership FindCoordinator named yet), for up to 30 s.
 pub fn init_transactional(client: &mut RawClient, transactional_id: &str) -> (i64, i16) {
     use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
-    let response: InitProducerIdResponse = client.call(
-        ApiKey::InitProducerId,
-        5,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(Some(
-                StrBytes::from_string(transactional_id.to_string()).into(),
-            ))
-            .with_transaction_timeout_ms(60_000),
-    );
-    assert_eq!(response.error_code, 0, "InitProducerId");
-    (response.producer_id.0, response.producer_epoch)
+    const RETRIABLE: [i16; 3] = [14, 15, 16];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let response: InitProducerIdResponse = client.call(
+            ApiKey::InitProducerId,
+            5,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(
+                    StrBytes::from_string(transactional_id.to_string()).into(),
+                ))
+                .with_transaction_timeout_ms(60_000),
+        );
+        if RETRIABLE.contains(&response.error_code) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            continue;
+        }
+        assert_eq!(response.error_code, 0, "InitProducerId");
+        return (response.producer_id.0, response.producer_epoch);
+    }
 }
 
 /// EndTxn v5 (a transactions-v2 client's): (error code, producer id, producer epoch).
