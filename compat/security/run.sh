@@ -470,10 +470,11 @@ for topic in "$T_OAUTH" "$T_JWT"; do
   tool "topic-create-$topic" org.apache.kafka.tools.TopicCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
     --create --topic "$topic" --partitions 1 --replication-factor 1 || echo "# topic create: $(detail "topic-create-$topic")"
 done
-tool acl-oauth org.apache.kafka.tools.AclCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
-  --add --allow-principal User:alice --operation Write --operation Read --operation Describe \
-  --topic "$T_OAUTH" --topic "$T_JWT" --group "$G-oauth" --group "$G-oauth-jwt" ||
-  { ok=false; notes+=("acls: $(detail acl-oauth)"); }
+{ tool acl-oauth org.apache.kafka.tools.AclCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+    --add --allow-principal User:alice --operation Write --operation Read --operation Describe --topic "$T_OAUTH" --topic "$T_JWT" &&
+  tool acl-oauth-group org.apache.kafka.tools.AclCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+    --add --allow-principal User:alice --operation Read --group "$G-oauth" --group "$G-oauth-jwt"; } ||
+  { ok=false; notes+=("acls: $(detail acl-oauth) $(detail acl-oauth-group)"); }
 t0=$SECONDS
 if produce alice-oauth-produce "$OAUTH" "$WORK/alice-oauth.properties" "$T_OAUTH" && produced_ok alice-oauth-produce; then
   consume alice-oauth-consume "$OAUTH" "$WORK/alice-oauth.properties" "$G-oauth" "$T_OAUTH"
