@@ -296,10 +296,7 @@ fn unsecured_bearer(header: &str, sub: &str, exp_s: u64) -> Vec<u8> {
 fn oauthbearer_exchange_and_token_lifetime() {
     let sasl_port = free_port();
     let listeners = format!("listeners=SASL_PLAINTEXT://127.0.0.1:{sasl_port}");
-    let broker = Broker::start_with(&[
-        listeners.as_str(),
-        "sasl.enabled.mechanisms=OAUTHBEARER",
-    ]);
+    let broker = Broker::start_with(&[listeners.as_str(), "sasl.enabled.mechanisms=OAUTHBEARER"]);
     let connect = || TcpStream::connect(("127.0.0.1", sasl_port)).unwrap();
     let now_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -311,7 +308,10 @@ fn oauthbearer_exchange_and_token_lifetime() {
     assert_eq!(answer.error_code, 0);
     let names: Vec<&str> = answer.mechanisms.iter().map(|m| &**m).collect();
     assert_eq!(names, ["OAUTHBEARER"]);
-    assert_eq!(authenticate(&mut stream, b"n,,\x01garbage\x01\x01").error_code, 58);
+    assert_eq!(
+        authenticate(&mut stream, b"n,,\x01garbage\x01\x01").error_code,
+        58
+    );
     assert!(wait_closed(&mut stream, CLIENT_TIMEOUT));
 
     // A signed-looking token is not an unsecured one: the error JSON, then on the client's
@@ -357,7 +357,9 @@ fn oauthbearer_exchange_and_token_lifetime() {
     stream.write_all(&metadata_request()).unwrap();
     let metadata: MetadataResponse = response(&mut stream, ApiKey::Metadata, 12);
     assert_eq!(metadata.brokers.len(), 1);
-    std::thread::sleep(Duration::from_millis(answer.session_lifetime_ms as u64 + 300));
+    std::thread::sleep(Duration::from_millis(
+        answer.session_lifetime_ms as u64 + 300,
+    ));
     stream.write_all(&metadata_request()).unwrap();
     assert!(
         wait_closed(&mut stream, CLIENT_TIMEOUT),

@@ -10,6 +10,8 @@
 # with the StandardAuthorizer, and a throw-away CA, broker and client certificate (openssl).
 # The clients are Kafka 4.1's own tools (jars from compat/kafka/install.sh): ConfigCommand,
 # AclCommand, TopicCommand, ConsoleProducer, ConsoleConsumer.
+# (Kafka's broker logs in with the listener's OAuthBearerLoginModule at start, so its JAAS
+# entries name a subject, unsecuredLoginStringClaim_sub, as Kafka's quick start does.)
 # Scenarios: security-scram-user, -acls, -sasl-ssl-roundtrip, -denied, -denied-idempotent,
 # -wrong-password, -plain-ssl-mtls, -topic-visibility, -scram-delete, -mechanism-not-enabled,
 # -acl-prefixed-deny, -server-properties (dlog started from a server.properties as Kafka reads it),
@@ -104,9 +106,9 @@ settings=(
   "listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN"
   "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_carol=\"$CAROL_PASSWORD\";"
   "listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER"
-  "listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredValidatorAllowableClockSkewMs=\"1000\";"
+  "listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"broker\" unsecuredValidatorAllowableClockSkewMs=\"1000\";"
   "listener.name.oauthjwt.sasl.enabled.mechanisms=OAUTHBEARER"
-  "listener.name.oauthjwt.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
+  "listener.name.oauthjwt.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"broker\";"
   "listener.name.oauthjwt.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
   "sasl.oauthbearer.jwks.endpoint.url=file://$WORK/jwks.json"
   "sasl.oauthbearer.expected.audience=dlog-compat"

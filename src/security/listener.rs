@@ -130,7 +130,12 @@ fn sasl_settings(
         jaas::PlainUsers::default()
     };
     for mechanism in &mechanisms {
-        let handler = mechanism_setting(properties, name, *mechanism, "sasl.server.callback.handler.class");
+        let handler = mechanism_setting(
+            properties,
+            name,
+            *mechanism,
+            "sasl.server.callback.handler.class",
+        );
         if *mechanism != Mechanism::OAuthBearer && handler.is_some_and(|h| !h.trim().is_empty()) {
             bail!(
                 "listener.name.{}.{}.sasl.server.callback.handler.class: custom callback handlers are not supported",
@@ -183,22 +188,32 @@ const SECURED_VALIDATORS: [&str; 2] = [
 /// The OAUTHBEARER validator of a listener, chosen as Kafka chooses it: by
 /// `listener.name.<l>.oauthbearer.sasl.server.callback.handler.class` (or the broker-wide
 /// `sasl.server.callback.handler.class`), the unsecured one when unset.
-fn oauthbearer_validator(properties: &Properties, listener: &str) -> Result<Arc<dyn TokenValidator>> {
+fn oauthbearer_validator(
+    properties: &Properties,
+    listener: &str,
+) -> Result<Arc<dyn TokenValidator>> {
     let handler = mechanism_setting(
         properties,
         listener,
         Mechanism::OAuthBearer,
         "sasl.server.callback.handler.class",
     )
-    .unwrap_or_else(|| properties.get_for_listener(listener, config::SASL_SERVER_CALLBACK_HANDLER_CLASS))
+    .unwrap_or_else(|| {
+        properties.get_for_listener(listener, config::SASL_SERVER_CALLBACK_HANDLER_CLASS)
+    })
     .trim();
     if handler.is_empty() || handler == UNSECURED_VALIDATOR {
         let jaas_setting = format!(
             "listener.name.{}.oauthbearer.sasl.jaas.config",
             listener.to_ascii_lowercase()
         );
-        let text = mechanism_setting(properties, listener, Mechanism::OAuthBearer, "sasl.jaas.config")
-            .unwrap_or_else(|| properties.get_for_listener(listener, config::SASL_JAAS_CONFIG));
+        let text = mechanism_setting(
+            properties,
+            listener,
+            Mechanism::OAuthBearer,
+            "sasl.jaas.config",
+        )
+        .unwrap_or_else(|| properties.get_for_listener(listener, config::SASL_JAAS_CONFIG));
         // Kafka demands an OAuthBearerLoginModule entry; its options are all optional, so
         // dlog takes the defaults when there is none.
         let modules = if text.trim().is_empty() {
@@ -206,7 +221,9 @@ fn oauthbearer_validator(properties: &Properties, listener: &str) -> Result<Arc<
         } else {
             jaas::parse(text)
                 .map_err(anyhow::Error::msg)
-                .with_context(|| format!("{jaas_setting} (or sasl.jaas.config): cannot parse the JAAS config"))?
+                .with_context(|| {
+                    format!("{jaas_setting} (or sasl.jaas.config): cannot parse the JAAS config")
+                })?
         };
         let empty = Default::default();
         let options = modules
@@ -245,11 +262,20 @@ fn oauthbearer_validator(properties: &Properties, listener: &str) -> Result<Arc<
         number(config::SASL_OAUTHBEARER_JWKS_ENDPOINT_RETRY_BACKOFF_MS)?,
     )
     .map_err(anyhow::Error::msg)
-    .with_context(|| format!("{}: cannot load the key set", config::SASL_OAUTHBEARER_JWKS_ENDPOINT_URL.name()))?;
+    .with_context(|| {
+        format!(
+            "{}: cannot load the key set",
+            config::SASL_OAUTHBEARER_JWKS_ENDPOINT_URL.name()
+        )
+    })?;
     let issuer = get(config::SASL_OAUTHBEARER_EXPECTED_ISSUER);
     let text_or = |key: config::Key, default: &str| {
         let value = get(key);
-        if value.is_empty() { default.to_string() } else { value.to_string() }
+        if value.is_empty() {
+            default.to_string()
+        } else {
+            value.to_string()
+        }
     };
     Ok(Arc::new(jwt::SecuredValidator {
         jwks: Arc::new(key_set),

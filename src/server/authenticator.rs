@@ -335,8 +335,14 @@ mod tests {
         assert_eq!(session_lifetime_ms(0, None, 1_000), None);
         assert_eq!(session_lifetime_ms(60_000, None, 1_000), Some(60_000));
         assert_eq!(session_lifetime_ms(0, Some(31_000), 1_000), Some(30_000));
-        assert_eq!(session_lifetime_ms(10_000, Some(31_000), 1_000), Some(10_000));
-        assert_eq!(session_lifetime_ms(60_000, Some(31_000), 1_000), Some(30_000));
+        assert_eq!(
+            session_lifetime_ms(10_000, Some(31_000), 1_000),
+            Some(10_000)
+        );
+        assert_eq!(
+            session_lifetime_ms(60_000, Some(31_000), 1_000),
+            Some(30_000)
+        );
         // Expired by the time authentication ended: a zero-length session.
         assert_eq!(session_lifetime_ms(0, Some(500), 1_000), Some(0));
     }

@@ -14,9 +14,7 @@ pub fn principal(claims: &Claims, name: &str) -> Result<String, TokenRejected> {
         Some(_) => Err(TokenRejected::invalid(format!(
             "the principal claim {name} is not a non-empty string"
         ))),
-        None => Err(TokenRejected::invalid(format!(
-            "no principal claim {name}"
-        ))),
+        None => Err(TokenRejected::invalid(format!("no principal claim {name}"))),
     }
 }
 

@@ -135,7 +135,9 @@ impl JwksLocation {
         let url = url.trim();
         if let Some(path) = url.strip_prefix("file://") {
             if !path.starts_with('/') {
-                return Err(format!("{url}: a file URL needs an absolute path (file:///…)"));
+                return Err(format!(
+                    "{url}: a file URL needs an absolute path (file:///…)"
+                ));
             }
             return Ok(JwksLocation::File(PathBuf::from(path)));
         }

@@ -99,8 +99,11 @@ impl TokenValidator for SecuredValidator {
         };
         let principal = claims::principal(&claims, &self.sub_claim)?;
         let scope = claims::scope(&claims, &self.scope_claim)?;
-        let expires_at_ms =
-            claims::check_times(&claims, now_ms, self.clock_skew_seconds.saturating_mul(1000))?;
+        let expires_at_ms = claims::check_times(
+            &claims,
+            now_ms,
+            self.clock_skew_seconds.saturating_mul(1000),
+        )?;
         Ok(ValidToken {
             principal,
             expires_at_ms,
@@ -169,16 +172,24 @@ mod tests {
         let (v, _dir) = validator(&["kafka"], Some("https://issuer"));
         let claims = json!({"sub": "alice", "exp": EXP, "iat": EXP - 3600, "aud": "kafka",
                             "iss": "https://issuer", "scope": "produce"});
-        let token = v.validate(&rs256(Some("rsa-1"), claims.clone()), NOW_MS).unwrap();
+        let token = v
+            .validate(&rs256(Some("rsa-1"), claims.clone()), NOW_MS)
+            .unwrap();
         assert_eq!(token.principal, "alice");
         assert_eq!(token.expires_at_ms, EXP * 1000);
         assert_eq!(token.scope, vec!["produce".to_string()]);
         // No kid: every fitting key is tried. ES256 with the EC key.
         assert!(v.validate(&rs256(None, claims.clone()), NOW_MS).is_ok());
-        let es = sign(Algorithm::ES256, "ec_pkcs8_der", Some("ec-1"), claims.clone());
+        let es = sign(
+            Algorithm::ES256,
+            "ec_pkcs8_der",
+            Some("ec-1"),
+            claims.clone(),
+        );
         assert!(v.validate(&es, NOW_MS).is_ok());
         // A list audience with one expected value passes.
-        let listed = json!({"sub": "alice", "exp": EXP, "aud": ["other", "kafka"], "iss": "https://issuer"});
+        let listed =
+            json!({"sub": "alice", "exp": EXP, "aud": ["other", "kafka"], "iss": "https://issuer"});
         assert!(v.validate(&rs256(Some("rsa-1"), listed), NOW_MS).is_ok());
     }
 
@@ -186,38 +197,87 @@ mod tests {
     fn refuses_wrong_signatures_keys_and_claims() {
         let (v, _dir) = validator(&["kafka"], Some("https://issuer"));
         let good = json!({"sub": "alice", "exp": EXP, "aud": "kafka", "iss": "https://issuer"});
-        let other_key = sign(Algorithm::RS256, "other_rsa_pkcs1_der", Some("rsa-1"), good.clone());
+        let other_key = sign(
+            Algorithm::RS256,
+            "other_rsa_pkcs1_der",
+            Some("rsa-1"),
+            good.clone(),
+        );
         assert!(v.validate(&other_key, NOW_MS).is_err(), "wrong signature");
         let unknown_kid = rs256(Some("nope"), good.clone());
         assert!(v.validate(&unknown_kid, NOW_MS).is_err(), "unknown kid");
-        let enc_kid = sign(Algorithm::RS256, "other_rsa_pkcs1_der", Some("enc-1"), good.clone());
+        let enc_kid = sign(
+            Algorithm::RS256,
+            "other_rsa_pkcs1_der",
+            Some("enc-1"),
+            good.clone(),
+        );
         assert!(v.validate(&enc_kid, NOW_MS).is_err(), "encryption key");
         // The RSA key's JWK says RS256: a PS256 token with it is refused.
-        let ps = sign(Algorithm::PS256, "rsa_pkcs1_der", Some("rsa-1"), good.clone());
-        assert!(v.validate(&ps, NOW_MS).is_err(), "algorithm the key does not name");
+        let ps = sign(
+            Algorithm::PS256,
+            "rsa_pkcs1_der",
+            Some("rsa-1"),
+            good.clone(),
+        );
+        assert!(
+            v.validate(&ps, NOW_MS).is_err(),
+            "algorithm the key does not name"
+        );
         let tampered = {
             let token = rs256(Some("rsa-1"), good.clone());
             let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
-            let forged = json!({"sub": "admin", "exp": EXP, "aud": "kafka", "iss": "https://issuer"});
+            let forged =
+                json!({"sub": "admin", "exp": EXP, "aud": "kafka", "iss": "https://issuer"});
             parts[1] = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged.to_string());
             parts.join(".")
         };
         assert!(v.validate(&tampered, NOW_MS).is_err(), "tampered claims");
         for (what, claims) in [
-            ("wrong audience", json!({"sub": "alice", "exp": EXP, "aud": "other", "iss": "https://issuer"})),
-            ("no audience", json!({"sub": "alice", "exp": EXP, "iss": "https://issuer"})),
-            ("wrong issuer", json!({"sub": "alice", "exp": EXP, "aud": "kafka", "iss": "https://evil"})),
-            ("no issuer", json!({"sub": "alice", "exp": EXP, "aud": "kafka"})),
-            ("expired", json!({"sub": "alice", "exp": 1_699_999_900, "aud": "kafka", "iss": "https://issuer"})),
-            ("no exp", json!({"sub": "alice", "aud": "kafka", "iss": "https://issuer"})),
-            ("no sub", json!({"exp": EXP, "aud": "kafka", "iss": "https://issuer"})),
-            ("not yet", json!({"sub": "alice", "exp": EXP, "nbf": 1_700_000_100, "aud": "kafka", "iss": "https://issuer"})),
+            (
+                "wrong audience",
+                json!({"sub": "alice", "exp": EXP, "aud": "other", "iss": "https://issuer"}),
+            ),
+            (
+                "no audience",
+                json!({"sub": "alice", "exp": EXP, "iss": "https://issuer"}),
+            ),
+            (
+                "wrong issuer",
+                json!({"sub": "alice", "exp": EXP, "aud": "kafka", "iss": "https://evil"}),
+            ),
+            (
+                "no issuer",
+                json!({"sub": "alice", "exp": EXP, "aud": "kafka"}),
+            ),
+            (
+                "expired",
+                json!({"sub": "alice", "exp": 1_699_999_900, "aud": "kafka", "iss": "https://issuer"}),
+            ),
+            (
+                "no exp",
+                json!({"sub": "alice", "aud": "kafka", "iss": "https://issuer"}),
+            ),
+            (
+                "no sub",
+                json!({"exp": EXP, "aud": "kafka", "iss": "https://issuer"}),
+            ),
+            (
+                "not yet",
+                json!({"sub": "alice", "exp": EXP, "nbf": 1_700_000_100, "aud": "kafka", "iss": "https://issuer"}),
+            ),
         ] {
-            assert!(v.validate(&rs256(Some("rsa-1"), claims), NOW_MS).is_err(), "{what}");
+            assert!(
+                v.validate(&rs256(Some("rsa-1"), claims), NOW_MS).is_err(),
+                "{what}"
+            );
         }
         // Within the 30 s clock skew an expired token still passes.
-        let just_expired = json!({"sub": "alice", "exp": 1_699_999_990, "aud": "kafka", "iss": "https://issuer"});
-        assert!(v.validate(&rs256(Some("rsa-1"), just_expired), NOW_MS).is_ok());
+        let just_expired =
+            json!({"sub": "alice", "exp": 1_699_999_990, "aud": "kafka", "iss": "https://issuer"});
+        assert!(v
+            .validate(&rs256(Some("rsa-1"), just_expired), NOW_MS)
+            .is_ok());
     }
 
     #[test]
@@ -225,7 +285,9 @@ mod tests {
         let (v, _dir) = validator(&[], None);
         // No audience expected: a token naming one is refused, one without passes.
         let plain = json!({"sub": "alice", "exp": EXP});
-        assert!(v.validate(&rs256(Some("rsa-1"), plain.clone()), NOW_MS).is_ok());
+        assert!(v
+            .validate(&rs256(Some("rsa-1"), plain.clone()), NOW_MS)
+            .is_ok());
         let with_aud = json!({"sub": "alice", "exp": EXP, "aud": "kafka"});
         assert!(v.validate(&rs256(Some("rsa-1"), with_aud), NOW_MS).is_err());
         let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -239,7 +301,14 @@ mod tests {
         )
         .unwrap();
         assert!(v.validate(&hmac, NOW_MS).is_err(), "HMAC");
-        for garbage in ["", "a", "a.b", "a.b.c", "...", "eyJhbGciOiJSUzI1NiJ9.e30.AAAA"] {
+        for garbage in [
+            "",
+            "a",
+            "a.b",
+            "a.b.c",
+            "...",
+            "eyJhbGciOiJSUzI1NiJ9.e30.AAAA",
+        ] {
             assert!(v.validate(garbage, NOW_MS).is_err(), "{garbage}");
         }
     }

@@ -67,7 +67,9 @@ fn json_object(part: &str, what: &str) -> Result<Claims, TokenRejected> {
         .map_err(|_| TokenRejected::invalid(format!("{what} is not base64url")))?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(object)) => Ok(object),
-        _ => Err(TokenRejected::invalid(format!("{what} is not a JSON object"))),
+        _ => Err(TokenRejected::invalid(format!(
+            "{what} is not a JSON object"
+        ))),
     }
 }
 
@@ -135,7 +137,8 @@ mod tests {
     #[test]
     fn accepts_what_kafkas_unsecured_login_makes() {
         // OAuthBearerUnsecuredLoginCallbackHandler: sub, iat, exp (seconds), scope optional.
-        let good = token(serde_json::json!({"sub": "alice", "iat": 1_699_999_990, "exp": 1_700_003_600}));
+        let good =
+            token(serde_json::json!({"sub": "alice", "iat": 1_699_999_990, "exp": 1_700_003_600}));
         assert_eq!(
             validator(&[]).validate(&good, NOW_MS),
             Ok(ValidToken {
@@ -165,7 +168,10 @@ mod tests {
             serde_json::json!({"sub": "alice", "exp": exp, "iat": 1_700_000_100}),
             serde_json::json!({"sub": "alice", "exp": exp, "scope": 3}),
         ] {
-            assert!(v.validate(&token(claims.clone()), NOW_MS).is_err(), "{claims}");
+            assert!(
+                v.validate(&token(claims.clone()), NOW_MS).is_err(),
+                "{claims}"
+            );
         }
         let claims = BASE64_URL.encode(serde_json::json!({"sub": "a", "exp": exp}).to_string());
         let signed_header = BASE64_URL.encode(br#"{"alg":"RS256"}"#);
@@ -193,7 +199,8 @@ mod tests {
             ("unsecuredValidatorRequiredScope", "read write"),
         ]);
         let exp = 1_700_003_600;
-        let both = token(serde_json::json!({"client_id": "svc", "scp": ["read", "write"], "exp": exp}));
+        let both =
+            token(serde_json::json!({"client_id": "svc", "scp": ["read", "write"], "exp": exp}));
         assert_eq!(v.validate(&both, NOW_MS).unwrap().principal, "svc");
         let one = token(serde_json::json!({"client_id": "svc", "scp": "read", "exp": exp}));
         let refused = v.validate(&one, NOW_MS).unwrap_err();
