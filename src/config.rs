@@ -343,6 +343,11 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     at_least("sasl.oauthbearer.clock.skew.seconds", Kind::Int, "30", 0),
     property("sasl.oauthbearer.scope.claim.name", Kind::String, "scope"),
     property("sasl.oauthbearer.sub.claim.name", Kind::String, "sub"),
+    property(
+        "sasl.oauthbearer.jwt.validator.class",
+        Kind::String,
+        "org.apache.kafka.common.security.oauthbearer.DefaultJwtValidator",
+    ),
     property("ssl.keystore.type", Kind::String, "JKS"),
     property("ssl.keystore.location", Kind::String, ""),
     property("ssl.keystore.password", Kind::String, ""),
@@ -505,6 +510,7 @@ pub const SASL_OAUTHBEARER_EXPECTED_ISSUER: Key = key("sasl.oauthbearer.expected
 pub const SASL_OAUTHBEARER_CLOCK_SKEW_SECONDS: Key = key("sasl.oauthbearer.clock.skew.seconds");
 pub const SASL_OAUTHBEARER_SCOPE_CLAIM_NAME: Key = key("sasl.oauthbearer.scope.claim.name");
 pub const SASL_OAUTHBEARER_SUB_CLAIM_NAME: Key = key("sasl.oauthbearer.sub.claim.name");
+pub const SASL_OAUTHBEARER_JWT_VALIDATOR_CLASS: Key = key("sasl.oauthbearer.jwt.validator.class");
 pub const SSL_KEYSTORE_TYPE: Key = key("ssl.keystore.type");
 pub const SSL_KEYSTORE_LOCATION: Key = key("ssl.keystore.location");
 pub const SSL_KEYSTORE_PASSWORD: Key = key("ssl.keystore.password");

@@ -113,6 +113,9 @@ settings=(
   "sasl.oauthbearer.jwks.endpoint.url=file://$WORK/jwks.json"
   "sasl.oauthbearer.expected.audience=dlog-compat"
   "sasl.oauthbearer.expected.issuer=https://issuer.dlog-compat.invalid"
+  # Kafka 4.1.1's default (DefaultJwtValidator) checks no signature on a broker: a token signed
+  # by any key, or expired, gets in (seen with this suite). BrokerJwtValidator checks them.
+  "sasl.oauthbearer.jwt.validator.class=org.apache.kafka.common.security.oauthbearer.BrokerJwtValidator"
   "ssl.keystore.type=PEM"
   "ssl.keystore.certificate.chain=$(cat "$WORK/broker-chain.pem")"
   "ssl.keystore.key=$(cat "$WORK/broker.key")"

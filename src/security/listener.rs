@@ -185,6 +185,12 @@ const SECURED_VALIDATORS: [&str; 2] = [
     "org.apache.kafka.common.security.oauthbearer.secured.OAuthBearerValidatorCallbackHandler",
 ];
 
+/// The `sasl.oauthbearer.jwt.validator.class` values dlog serves (both as BrokerJwtValidator).
+const JWT_VALIDATORS: [&str; 2] = [
+    "org.apache.kafka.common.security.oauthbearer.DefaultJwtValidator",
+    "org.apache.kafka.common.security.oauthbearer.BrokerJwtValidator",
+];
+
 /// The OAUTHBEARER validator of a listener, chosen as Kafka chooses it: by
 /// `listener.name.<l>.oauthbearer.sasl.server.callback.handler.class` (or the broker-wide
 /// `sasl.server.callback.handler.class`), the unsecured one when unset.
@@ -241,6 +247,18 @@ fn oauthbearer_validator(
             listener.to_ascii_lowercase(), SECURED_VALIDATORS[0]);
     }
     let get = |key: config::Key| properties.get_for_listener(listener, key).trim();
+    // Kafka 4.1's default JWT validator checks signatures on a broker only when handed a key
+    // resolver, which its callback handler does not do (a forged or expired token passes);
+    // naming BrokerJwtValidator makes Kafka check them. dlog always checks, as
+    // BrokerJwtValidator does, under either name; the client-side one is refused.
+    let jwt_validator = get(config::SASL_OAUTHBEARER_JWT_VALIDATOR_CLASS);
+    if !JWT_VALIDATORS.contains(&jwt_validator) {
+        bail!(
+            "{}: {jwt_validator} is not supported ({})",
+            config::SASL_OAUTHBEARER_JWT_VALIDATOR_CLASS.name(),
+            JWT_VALIDATORS.join(" or ")
+        );
+    }
     let url = get(config::SASL_OAUTHBEARER_JWKS_ENDPOINT_URL);
     if url.is_empty() {
         bail!(
