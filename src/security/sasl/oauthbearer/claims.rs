@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::TokenRejected;
+use super::{TokenRejected, ValidToken};
 
 pub type Claims = Map<String, Value>;
 
@@ -85,4 +85,20 @@ pub fn check_times(claims: &Claims, now_ms: i64, skew_ms: i64) -> Result<i64, To
         }
     }
     Ok(expires_at_ms)
+}
+
+/// The token both validators accept once the JWS itself is good: its principal and scope
+/// claims, and times that hold at `now_ms` within `skew_ms`.
+pub fn valid_token(
+    claims: &Claims,
+    principal_claim: &str,
+    scope_claim: &str,
+    now_ms: i64,
+    skew_ms: i64,
+) -> Result<ValidToken, TokenRejected> {
+    Ok(ValidToken {
+        principal: principal(claims, principal_claim)?,
+        scope: scope(claims, scope_claim)?,
+        expires_at_ms: check_times(claims, now_ms, skew_ms)?,
+    })
 }

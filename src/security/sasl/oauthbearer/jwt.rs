@@ -97,18 +97,13 @@ impl TokenValidator for SecuredValidator {
                 "signature does not verify: {last_error:?}"
             )));
         };
-        let principal = claims::principal(&claims, &self.sub_claim)?;
-        let scope = claims::scope(&claims, &self.scope_claim)?;
-        let expires_at_ms = claims::check_times(
+        claims::valid_token(
             &claims,
+            &self.sub_claim,
+            &self.scope_claim,
             now_ms,
             self.clock_skew_seconds.saturating_mul(1000),
-        )?;
-        Ok(ValidToken {
-            principal,
-            expires_at_ms,
-            scope,
-        })
+        )
     }
 }
 

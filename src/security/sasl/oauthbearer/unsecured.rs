@@ -96,21 +96,25 @@ impl TokenValidator for UnsecuredValidator {
             ));
         }
         let claims = json_object(payload, "JWT claims")?;
-        let principal = claims::principal(&claims, &self.principal_claim)?;
-        let scope = claims::scope(&claims, &self.scope_claim)?;
-        let expires_at_ms = claims::check_times(&claims, now_ms, self.allowable_clock_skew_ms)?;
-        if let Some(missing) = self.required_scope.iter().find(|s| !scope.contains(s)) {
+        let token = claims::valid_token(
+            &claims,
+            &self.principal_claim,
+            &self.scope_claim,
+            now_ms,
+            self.allowable_clock_skew_ms,
+        )?;
+        if let Some(missing) = self
+            .required_scope
+            .iter()
+            .find(|s| !token.scope.contains(s))
+        {
             return Err(TokenRejected {
                 status: "insufficient_scope",
                 scope: Some(self.required_scope.join(" ")),
                 reason: format!("scope {missing} is required"),
             });
         }
-        Ok(ValidToken {
-            principal,
-            expires_at_ms,
-            scope,
-        })
+        Ok(token)
     }
 }
 
