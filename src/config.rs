@@ -321,6 +321,33 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     property("sasl.jaas.config", Kind::String, ""),
     at_least("sasl.server.max.receive.size", Kind::Int, "524288", 1),
     at_least("connections.max.reauth.ms", Kind::Long, "0", 0),
+    // SASL/OAUTHBEARER (`security::sasl::oauthbearer`). The validator is chosen per listener
+    // and mechanism (`listener.name.<l>.oauthbearer.sasl.server.callback.handler.class`);
+    // these configure Kafka's secured one (KIP-768), with Kafka's defaults.
+    property("sasl.server.callback.handler.class", Kind::String, ""),
+    property("sasl.oauthbearer.jwks.endpoint.url", Kind::String, ""),
+    at_least(
+        "sasl.oauthbearer.jwks.endpoint.refresh.ms",
+        Kind::Long,
+        "3600000",
+        1,
+    ),
+    at_least(
+        "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms",
+        Kind::Long,
+        "100",
+        0,
+    ),
+    property("sasl.oauthbearer.expected.audience", Kind::List, ""),
+    property("sasl.oauthbearer.expected.issuer", Kind::String, ""),
+    at_least("sasl.oauthbearer.clock.skew.seconds", Kind::Int, "30", 0),
+    property("sasl.oauthbearer.scope.claim.name", Kind::String, "scope"),
+    property("sasl.oauthbearer.sub.claim.name", Kind::String, "sub"),
+    property(
+        "sasl.oauthbearer.jwt.validator.class",
+        Kind::String,
+        "org.apache.kafka.common.security.oauthbearer.DefaultJwtValidator",
+    ),
     property("ssl.keystore.type", Kind::String, "JKS"),
     property("ssl.keystore.location", Kind::String, ""),
     property("ssl.keystore.password", Kind::String, ""),
@@ -472,6 +499,18 @@ pub const SASL_MECHANISM_INTER_BROKER_PROTOCOL: Key = key("sasl.mechanism.inter.
 pub const SASL_JAAS_CONFIG: Key = key("sasl.jaas.config");
 pub const SASL_SERVER_MAX_RECEIVE_SIZE: Key = key("sasl.server.max.receive.size");
 pub const CONNECTIONS_MAX_REAUTH_MS: Key = key("connections.max.reauth.ms");
+pub const SASL_SERVER_CALLBACK_HANDLER_CLASS: Key = key("sasl.server.callback.handler.class");
+pub const SASL_OAUTHBEARER_JWKS_ENDPOINT_URL: Key = key("sasl.oauthbearer.jwks.endpoint.url");
+pub const SASL_OAUTHBEARER_JWKS_ENDPOINT_REFRESH_MS: Key =
+    key("sasl.oauthbearer.jwks.endpoint.refresh.ms");
+pub const SASL_OAUTHBEARER_JWKS_ENDPOINT_RETRY_BACKOFF_MS: Key =
+    key("sasl.oauthbearer.jwks.endpoint.retry.backoff.ms");
+pub const SASL_OAUTHBEARER_EXPECTED_AUDIENCE: Key = key("sasl.oauthbearer.expected.audience");
+pub const SASL_OAUTHBEARER_EXPECTED_ISSUER: Key = key("sasl.oauthbearer.expected.issuer");
+pub const SASL_OAUTHBEARER_CLOCK_SKEW_SECONDS: Key = key("sasl.oauthbearer.clock.skew.seconds");
+pub const SASL_OAUTHBEARER_SCOPE_CLAIM_NAME: Key = key("sasl.oauthbearer.scope.claim.name");
+pub const SASL_OAUTHBEARER_SUB_CLAIM_NAME: Key = key("sasl.oauthbearer.sub.claim.name");
+pub const SASL_OAUTHBEARER_JWT_VALIDATOR_CLASS: Key = key("sasl.oauthbearer.jwt.validator.class");
 pub const SSL_KEYSTORE_TYPE: Key = key("ssl.keystore.type");
 pub const SSL_KEYSTORE_LOCATION: Key = key("ssl.keystore.location");
 pub const SSL_KEYSTORE_PASSWORD: Key = key("ssl.keystore.password");
@@ -716,8 +755,9 @@ pub fn topic_config(name: &str) -> Option<&'static TopicConfig> {
 /// What a `listener.name.<listener>.…` property overrides.
 enum ListenerOverride {
     Property(&'static Property),
-    /// `listener.name.<listener>.<mechanism>.sasl.jaas.config`
-    JaasConfig,
+    /// `listener.name.<listener>.<mechanism>.sasl.jaas.config` or
+    /// `listener.name.<listener>.<mechanism>.sasl.server.callback.handler.class`
+    MechanismSetting,
 }
 
 fn listener_override(name: &str) -> Option<ListenerOverride> {
@@ -727,7 +767,10 @@ fn listener_override(name: &str) -> Option<ListenerOverride> {
         return Some(ListenerOverride::Property(property));
     }
     let (_mechanism, suffix) = suffix.split_once('.')?;
-    (suffix == SASL_JAAS_CONFIG.name()).then_some(ListenerOverride::JaasConfig)
+    [SASL_JAAS_CONFIG, SASL_SERVER_CALLBACK_HANDLER_CLASS]
+        .iter()
+        .any(|key| key.name() == suffix)
+        .then_some(ListenerOverride::MechanismSetting)
 }
 
 /// Properties that configure authentication or encryption.
@@ -824,7 +867,7 @@ impl Properties {
             Some(property) => validate(property, value)?,
             None => match listener_override(name) {
                 Some(ListenerOverride::Property(property)) => validate(property, value)?,
-                Some(ListenerOverride::JaasConfig) => {}
+                Some(ListenerOverride::MechanismSetting) => {}
                 None if is_security_setting(name) => {
                     bail!("{name}: a security setting dlog does not support; refusing to start")
                 }

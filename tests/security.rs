@@ -268,6 +268,107 @@ fn the_sasl_gate_refuses_what_breaks_the_rules() {
     assert_eq!(handshake(&mut stream, "PLAIN").error_code, 34);
 }
 
+const OAUTH_SECURED: &str =
+    "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler";
+
+fn authenticate_with(stream: &mut TcpStream, token: Vec<u8>) -> SaslAuthenticateResponse {
+    let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+    stream
+        .write_all(&frame(ApiKey::SaslAuthenticate, 2, 2, &request))
+        .unwrap();
+    response(stream, ApiKey::SaslAuthenticate, 2)
+}
+
+/// An unsecured JWT (Kafka's default OAUTHBEARER tokens) for `sub`, expiring at `exp_s`,
+/// in the client's first message.
+fn unsecured_bearer(header: &str, sub: &str, exp_s: u64) -> Vec<u8> {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims = format!(r#"{{"sub":"{sub}","exp":{exp_s}}}"#);
+    let token = format!("{}.{}.", engine.encode(header), engine.encode(claims));
+    format!("n,,\u{1}auth=Bearer {token}\u{1}\u{1}").into_bytes()
+}
+
+/// SASL/OAUTHBEARER with Kafka's unsecured validator, frame by frame: garbage fails at once,
+/// a refused token gets RFC 7628's error JSON and then SASL_AUTHENTICATION_FAILED, a good one
+/// authenticates its `sub` with a session that ends at the token's `exp`.
+#[test]
+fn oauthbearer_exchange_and_token_lifetime() {
+    let sasl_port = free_port();
+    let listeners = format!("listeners=SASL_PLAINTEXT://127.0.0.1:{sasl_port}");
+    let broker = Broker::start_with(&[listeners.as_str(), "sasl.enabled.mechanisms=OAUTHBEARER"]);
+    let connect = || TcpStream::connect(("127.0.0.1", sasl_port)).unwrap();
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+
+    let mut stream = connect();
+    let answer = handshake(&mut stream, "OAUTHBEARER");
+    assert_eq!(answer.error_code, 0);
+    let names: Vec<&str> = answer.mechanisms.iter().map(|m| &**m).collect();
+    assert_eq!(names, ["OAUTHBEARER"]);
+    assert_eq!(
+        authenticate(&mut stream, b"n,,\x01garbage\x01\x01").error_code,
+        58
+    );
+    assert!(wait_closed(&mut stream, CLIENT_TIMEOUT));
+
+    // A signed-looking token is not an unsecured one: the error JSON, then on the client's
+    // \x01 the failure carrying it.
+    let mut stream = connect();
+    assert_eq!(handshake(&mut stream, "OAUTHBEARER").error_code, 0);
+    let answer = authenticate_with(
+        &mut stream,
+        unsecured_bearer(r#"{"alg":"RS256"}"#, "alice", now_s + 60),
+    );
+    assert_eq!(answer.error_code, 0);
+    assert_eq!(&answer.auth_bytes[..], br#"{"status":"invalid_token"}"#);
+    let answer = authenticate(&mut stream, b"\x01");
+    assert_eq!(answer.error_code, 58);
+    assert_eq!(
+        answer.error_message.as_deref(),
+        Some(r#"{"status":"invalid_token"}"#)
+    );
+    assert!(wait_closed(&mut stream, CLIENT_TIMEOUT));
+
+    // An expired token is refused the same way.
+    let mut stream = connect();
+    assert_eq!(handshake(&mut stream, "OAUTHBEARER").error_code, 0);
+    let answer = authenticate_with(
+        &mut stream,
+        unsecured_bearer(r#"{"alg":"none"}"#, "alice", now_s - 60),
+    );
+    assert_eq!(&answer.auth_bytes[..], br#"{"status":"invalid_token"}"#);
+
+    // A good token: served, told the session ends at exp, closed once it has.
+    let mut stream = connect();
+    assert_eq!(handshake(&mut stream, "OAUTHBEARER").error_code, 0);
+    let answer = authenticate_with(
+        &mut stream,
+        unsecured_bearer(r#"{"alg":"none"}"#, "alice", now_s + 3),
+    );
+    assert_eq!(answer.error_code, 0, "{:?}", answer.error_message);
+    assert!(
+        answer.session_lifetime_ms > 0 && answer.session_lifetime_ms <= 3000,
+        "session lifetime {} ms",
+        answer.session_lifetime_ms
+    );
+    stream.write_all(&metadata_request()).unwrap();
+    let metadata: MetadataResponse = response(&mut stream, ApiKey::Metadata, 12);
+    assert_eq!(metadata.brokers.len(), 1);
+    std::thread::sleep(Duration::from_millis(
+        answer.session_lifetime_ms as u64 + 300,
+    ));
+    stream.write_all(&metadata_request()).unwrap();
+    assert!(
+        wait_closed(&mut stream, CLIENT_TIMEOUT),
+        "served past the token's exp"
+    );
+    let mut stream = TcpStream::connect(broker.addr()).unwrap();
+    api_versions_roundtrip(&mut stream, 9, CLIENT_TIMEOUT).unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // TLS
 
@@ -409,9 +510,45 @@ fn settings_dlog_cannot_honour_stop_the_broker() {
         (
             vec![
                 format!("listeners=SASL_PLAINTEXT://127.0.0.1:{port}"),
-                "sasl.enabled.mechanisms=OAUTHBEARER".to_string(),
+                "sasl.enabled.mechanisms=GSSAPI".to_string(),
             ],
             "sasl.enabled.mechanisms",
+        ),
+        (
+            // The secured OAUTHBEARER validator without a key set, with one over https, with
+            // one that does not exist; a callback handler dlog does not have.
+            vec![
+                format!("listeners=SASL_PLAINTEXT://127.0.0.1:{port}"),
+                "sasl.enabled.mechanisms=OAUTHBEARER".to_string(),
+                format!("listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class={OAUTH_SECURED}"),
+            ],
+            "sasl.oauthbearer.jwks.endpoint.url",
+        ),
+        (
+            vec![
+                format!("listeners=SASL_PLAINTEXT://127.0.0.1:{port}"),
+                "sasl.enabled.mechanisms=OAUTHBEARER".to_string(),
+                format!("listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class={OAUTH_SECURED}"),
+                "sasl.oauthbearer.jwks.endpoint.url=https://idp.invalid/jwks".to_string(),
+            ],
+            "sasl.oauthbearer.jwks.endpoint.url",
+        ),
+        (
+            vec![
+                format!("listeners=SASL_PLAINTEXT://127.0.0.1:{port}"),
+                "sasl.enabled.mechanisms=OAUTHBEARER".to_string(),
+                format!("listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class={OAUTH_SECURED}"),
+                "sasl.oauthbearer.jwks.endpoint.url=file:///nonexistent/jwks.json".to_string(),
+            ],
+            "sasl.oauthbearer.jwks.endpoint.url",
+        ),
+        (
+            vec![
+                format!("listeners=SASL_PLAINTEXT://127.0.0.1:{port}"),
+                "sasl.enabled.mechanisms=OAUTHBEARER".to_string(),
+                "listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class=com.example.Custom".to_string(),
+            ],
+            "sasl.server.callback.handler.class",
         ),
         (
             vec![

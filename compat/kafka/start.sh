@@ -36,6 +36,8 @@ if [[ "${KAFKA_VERSION:-$PINNED}" == "$PINNED" ]]; then LIB="$HERE/lib"; else LI
 CP="$(cat "$LIB/classpath.txt")"
 JAVA_OPTS=(-Xmx1g -Xms256m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
   "-Dlog4j2.configurationFile=$HERE/log4j2.xml")
+# KAFKA_JAVA_OPTS_EXTRA (env): more JVM options, space-separated (e.g. a -D system property).
+if [[ -n "${KAFKA_JAVA_OPTS_EXTRA:-}" ]]; then read -r -a extra_opts <<<"$KAFKA_JAVA_OPTS_EXTRA"; JAVA_OPTS+=("${extra_opts[@]}"); fi
 
 cat > "$DATA_DIR/server.properties" <<PROPS
 process.roles=broker,controller

@@ -10,9 +10,15 @@
 # with the StandardAuthorizer, and a throw-away CA, broker and client certificate (openssl).
 # The clients are Kafka 4.1's own tools (jars from compat/kafka/install.sh): ConfigCommand,
 # AclCommand, TopicCommand, ConsoleProducer, ConsoleConsumer.
+# (Kafka's broker logs in with the listener's OAuthBearerLoginModule at start, so its JAAS
+# entries name a subject, unsecuredLoginStringClaim_sub, as Kafka's quick start does.)
 # Scenarios: security-scram-user, -acls, -sasl-ssl-roundtrip, -denied, -denied-idempotent,
 # -wrong-password, -plain-ssl-mtls, -topic-visibility, -scram-delete, -mechanism-not-enabled,
-# -acl-prefixed-deny, -server-properties (dlog started from a server.properties as Kafka reads it).
+# -acl-prefixed-deny, -server-properties (dlog started from a server.properties as Kafka reads it),
+# -oauthbearer-unsecured (OAUTH listener: Kafka's unsecured OAUTHBEARER tokens from the Java
+# client's default login handler, ACLs on User:<sub>), -oauthbearer-jwt (OAUTHJWT listener:
+# KIP-768's validator over a JWKS file; confluent-kafka with RS256 tokens from oauth_client.py).
+# SECURITY_PORTS=LOW-HIGH (env) picks the brokers' ports in that range instead of any free one.
 # Prints one "RESULT <scenario> PASS|FAIL|SKIP <detail>" line per scenario; exits 1 if any FAIL.
 # Every step is bounded (timeout); the whole run takes about a minute.
 set -uo pipefail
@@ -37,9 +43,19 @@ result() { echo "RESULT $1 $2 ${3:-}"; [[ "$2" == FAIL ]] && failed=1; return 0;
 port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 free_port() { # a free port P with P+1 free as well (Kafka's controller listener takes P+1)
   python3 - <<'PY'
-import socket
+import os, random, socket
+ports = os.environ.get("SECURITY_PORTS")
 while True:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]
+    s = socket.socket()
+    if ports:
+        low, high = map(int, ports.split("-"))
+        try:
+            s.bind(("127.0.0.1", random.randint(low, high - 1)))
+        except OSError:
+            s.close(); continue
+    else:
+        s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
     t = socket.socket()
     try:
         t.bind(("127.0.0.1", p + 1)); t.close(); s.close(); print(p); break
@@ -73,6 +89,10 @@ certs() {
 if ! certs >"$WORK/openssl.log" 2>&1; then
   result security-setup FAIL "openssl: $(tail -n 3 "$WORK/openssl.log" | tr '\n' ' ')"; exit 1
 fi
+# The signing keys of the OAUTHJWT scenario and the key set both brokers read (file://).
+if ! python3 "$HERE/oauth_client.py" keys "$WORK" >"$WORK/oauth-keys.log" 2>&1; then
+  result security-setup FAIL "oauth_client.py keys: $(tail -n 3 "$WORK/oauth-keys.log" | tr '\n' ' ')"; exit 1
+fi
 cd "$ROOT" || exit 1
 CLIENT_PRINCIPAL="User:CN=client,O=dlog-compat"
 
@@ -85,6 +105,17 @@ settings=(
   "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;"
   "listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN"
   "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_carol=\"$CAROL_PASSWORD\";"
+  "listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER"
+  "listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"broker\" unsecuredValidatorAllowableClockSkewMs=\"1000\";"
+  "listener.name.oauthjwt.sasl.enabled.mechanisms=OAUTHBEARER"
+  "listener.name.oauthjwt.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"broker\";"
+  "listener.name.oauthjwt.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
+  "sasl.oauthbearer.jwks.endpoint.url=file://$WORK/jwks.json"
+  "sasl.oauthbearer.expected.audience=dlog-compat"
+  "sasl.oauthbearer.expected.issuer=https://issuer.dlog-compat.invalid"
+  # Kafka 4.1.1's default (DefaultJwtValidator) checks no signature on a broker: a token signed
+  # by any key, or expired, gets in (seen with this suite). BrokerJwtValidator checks them.
+  "sasl.oauthbearer.jwt.validator.class=org.apache.kafka.common.security.oauthbearer.BrokerJwtValidator"
   "ssl.keystore.type=PEM"
   "ssl.keystore.certificate.chain=$(cat "$WORK/broker-chain.pem")"
   "ssl.keystore.key=$(cat "$WORK/broker.key")"
@@ -103,13 +134,18 @@ prop_line() { printf '%s' "$1" | awk 'BEGIN { ORS = "" } NR > 1 { print "\\n" } 
 for s in "${settings[@]}"; do prop_line "$s"; done >"$WORK/secured.properties"
 
 P_PLAIN="$(free_port)"; P_SASL_SSL="$(free_port)"; P_SSL="$(free_port)"; P_SASL_PLAIN="$(free_port)"
+P_OAUTH="$(free_port)"; P_OAUTHJWT="$(free_port)"
 while [[ "$P_SASL_SSL" == "$((P_PLAIN + 1))" ]]; do P_SASL_SSL="$(free_port)"; done
-secured="SASL_SSL://127.0.0.1:$P_SASL_SSL,SSL://127.0.0.1:$P_SSL,SASL_PLAINTEXT://127.0.0.1:$P_SASL_PLAIN"
+while [[ "$P_OAUTH" == "$((P_PLAIN + 1))" ]]; do P_OAUTH="$(free_port)"; done
+while [[ "$P_OAUTHJWT" == "$((P_PLAIN + 1))" ]]; do P_OAUTHJWT="$(free_port)"; done
+secured="SASL_SSL://127.0.0.1:$P_SASL_SSL,SSL://127.0.0.1:$P_SSL,SASL_PLAINTEXT://127.0.0.1:$P_SASL_PLAIN,OAUTH://127.0.0.1:$P_OAUTH,OAUTHJWT://127.0.0.1:$P_OAUTHJWT"
+protocol_map="SASL_SSL:SASL_SSL,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,OAUTH:SASL_PLAINTEXT,OAUTHJWT:SASL_PLAINTEXT"
 started=$SECONDS
 case "$target" in
   dlog)
     bin="${DLOG_BIN:-$ROOT/target/release/dlog}"
-    args=(--listen "127.0.0.1:$P_PLAIN" --data-dir "$WORK/data" --set "listeners=$secured")
+    args=(--listen "127.0.0.1:$P_PLAIN" --data-dir "$WORK/data" --set "listeners=$secured"
+      --set "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,$protocol_map")
     for s in "${settings[@]}"; do args+=(--set "$s"); done
     "$bin" "${args[@]}" >"$OUT/broker.log" 2>&1 &
     broker_pid=$!
@@ -119,8 +155,10 @@ case "$target" in
   kafka)
     extra="listeners=PLAINTEXT://127.0.0.1:$P_PLAIN,CONTROLLER://127.0.0.1:$((P_PLAIN + 1)),$secured
 advertised.listeners=PLAINTEXT://127.0.0.1:$P_PLAIN,$secured
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT"
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,$protocol_map"
     extra+=$'\n'"$(cat "$WORK/secured.properties")"
+    # Kafka 4 reads a JWKS URL only when this system property allows it (CVE-2025-27817).
+    KAFKA_JAVA_OPTS_EXTRA="-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=file://$WORK/jwks.json" \
     KAFKA_EXTRA_PROPS="$extra" START_TIMEOUT=90 "$ROOT/compat/kafka/start.sh" "$P_PLAIN" "$WORK/kafka" >"$OUT/broker.log" 2>&1
     stop_broker() { "$ROOT/compat/kafka/stop.sh" "$WORK/kafka" >>"$OUT/broker.log" 2>&1; cp "$WORK/kafka/kafka.log" "$OUT/kafka.log" 2>/dev/null; }
     for _ in $(seq 1 100); do port_open "$P_SASL_SSL" && break; sleep 0.2; done
@@ -131,10 +169,11 @@ if ! port_open "$P_PLAIN" || ! port_open "$P_SASL_SSL"; then
   result security-setup FAIL "$target did not start: $(tail -n 5 "$OUT/broker.log" "$WORK/kafka/kafka.log" 2>/dev/null | tr '\n' ' ' | cut -c1-600)"
   exit 1
 fi
-echo "# $target up in $((SECONDS - started)) s: PLAINTEXT $P_PLAIN, SASL_SSL $P_SASL_SSL, SSL $P_SSL, SASL_PLAINTEXT $P_SASL_PLAIN"
+echo "# $target up in $((SECONDS - started)) s: PLAINTEXT $P_PLAIN, SASL_SSL $P_SASL_SSL, SSL $P_SSL, SASL_PLAINTEXT $P_SASL_PLAIN, OAUTH $P_OAUTH, OAUTHJWT $P_OAUTHJWT"
 
 # --- clients ---
 PLAIN="127.0.0.1:$P_PLAIN" SASL_SSL="127.0.0.1:$P_SASL_SSL" SSL="127.0.0.1:$P_SSL" SASL_PLAIN="127.0.0.1:$P_SASL_PLAIN"
+OAUTH="127.0.0.1:$P_OAUTH" OAUTHJWT="127.0.0.1:$P_OAUTHJWT"
 cat >"$WORK/tools-log4j2.xml" <<'XML'
 <?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="ERROR">
@@ -163,7 +202,12 @@ client_config() { # FILE SECURITY_PROTOCOL MECHANISM USER PASSWORD (MECHANISM ""
       echo "sasl.mechanism=$3"
       local module=org.apache.kafka.common.security.scram.ScramLoginModule
       [[ "$3" == PLAIN ]] && module=org.apache.kafka.common.security.plain.PlainLoginModule
-      echo "sasl.jaas.config=$module required username=\"$4\" password=\"$5\";"
+      if [[ "$3" == OAUTHBEARER ]]; then
+        # The Java client's default login handler makes an unsecured token with this subject.
+        echo "sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"$4\";"
+      else
+        echo "sasl.jaas.config=$module required username=\"$4\" password=\"$5\";"
+      fi
     fi
     if [[ "$2" == *SSL ]]; then
       echo "ssl.truststore.type=PEM"
@@ -418,6 +462,59 @@ else
 fi
 detail_text="$(printf '%s; ' "${notes[@]}")"
 if $ok; then result $s PASS "${detail_text%; }"; else result $s FAIL "${detail_text%; }"; fi
+
+# 12. OAUTHBEARER with Kafka's unsecured tokens (the OAUTH listener): the Java client's default
+#     login handler makes a token for sub=alice, whose ACLs (User:alice) let her produce and
+#     consume; mallory authenticates the same way but has no ACL and is refused on the topic.
+s=security-oauthbearer-unsecured
+notes=() ok=true
+T_OAUTH="$T-oauth" T_JWT="$T-oauth-jwt"
+client_config "$WORK/alice-oauth.properties" SASL_PLAINTEXT OAUTHBEARER alice ""
+client_config "$WORK/mallory-oauth.properties" SASL_PLAINTEXT OAUTHBEARER mallory ""
+for topic in "$T_OAUTH" "$T_JWT"; do
+  tool "topic-create-$topic" org.apache.kafka.tools.TopicCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+    --create --topic "$topic" --partitions 1 --replication-factor 1 || echo "# topic create: $(detail "topic-create-$topic")"
+done
+{ tool acl-oauth org.apache.kafka.tools.AclCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+    --add --allow-principal User:alice --operation Write --operation Read --operation Describe --topic "$T_OAUTH" --topic "$T_JWT" &&
+  tool acl-oauth-group org.apache.kafka.tools.AclCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+    --add --allow-principal User:alice --operation Read --group "$G-oauth" --group "$G-oauth-jwt"; } ||
+  { ok=false; notes+=("acls: $(detail acl-oauth) $(detail acl-oauth-group)"); }
+t0=$SECONDS
+if produce alice-oauth-produce "$OAUTH" "$WORK/alice-oauth.properties" "$T_OAUTH" && produced_ok alice-oauth-produce; then
+  consume alice-oauth-consume "$OAUTH" "$WORK/alice-oauth.properties" "$G-oauth" "$T_OAUTH"
+  if consumed_exactly alice-oauth-consume; then
+    notes+=("alice (unsecured token, sub=alice) produced and consumed $N records in $((SECONDS - t0)) s")
+  else
+    ok=false; notes+=("alice consumed $(grep -c . "$WORK/alice-oauth-consume.out") of $N: $(detail alice-oauth-consume)")
+  fi
+else
+  ok=false; notes+=("alice produce: $(detail alice-oauth-produce)")
+fi
+COUNT=3 produce mallory-oauth-produce "$OAUTH" "$WORK/mallory-oauth.properties" "$T_OAUTH"
+if grep -q -E 'TopicAuthorizationException: Not authorized to access topics: \['"$T_OAUTH"'\]' "$WORK/mallory-oauth-produce.err" &&
+   ! grep -q 'SaslAuthenticationException' "$WORK/mallory-oauth-produce.err"; then
+  notes+=("mallory authenticated, refused on $T_OAUTH (TopicAuthorizationException)")
+else
+  ok=false; notes+=("mallory: $(detail mallory-oauth-produce)")
+fi
+detail_text="$(printf '%s; ' "${notes[@]}")"
+if $ok; then result $s PASS "${detail_text%; }"; else result $s FAIL "${detail_text%; }"; fi
+
+# 13. OAUTHBEARER with signed tokens (the OAUTHJWT listener, KIP-768's validator over the JWKS
+#     file): confluent-kafka hands RS256 tokens over with oauth_cb. alice's token (right key,
+#     audience and issuer) produces and consumes; one signed by another key and an expired one
+#     are refused with an authentication error.
+s=security-oauthbearer-jwt
+t0=$SECONDS
+timeout 120 python3 "$HERE/oauth_client.py" run "$OAUTHJWT" "$WORK" "$T_JWT" "$G-oauth-jwt" >"$WORK/oauth-jwt.out" 2>"$WORK/oauth-jwt.err"
+rc=$?
+{ echo "### oauth_client.py run: exit $rc in $((SECONDS - t0)) s"; cat "$WORK/oauth-jwt.out"; echo "--- stderr"; tail -n 20 "$WORK/oauth-jwt.err"; } >>"$OUT/tools.log"
+if [[ $rc -eq 0 ]]; then
+  result $s PASS "in $((SECONDS - t0)) s: $(cut -c1-400 "$WORK/oauth-jwt.out")"
+else
+  result $s FAIL "exit $rc: $(cut -c1-400 "$WORK/oauth-jwt.out") $(tail -n 2 "$WORK/oauth-jwt.err" | tr '\n' ' ' | cut -c1-200)"
+fi
 
 # 7. The broker takes the secured settings from a server.properties file as Kafka writes them:
 #    inline PEM (ssl.keystore.certificate.chain, ssl.keystore.key) with \n escapes.

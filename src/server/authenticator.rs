@@ -7,7 +7,8 @@
 //! Sessions (KIP-368): with `connections.max.reauth.ms` set, SaslAuthenticate v1+ tells the
 //! client its `session_lifetime_ms`; the client re-authenticates on the live connection
 //! (SaslHandshake + SaslAuthenticate again, same principal and mechanism), and a connection
-//! that sends anything else past its session's end is closed.
+//! that sends anything else past its session's end is closed. A credential that expires (an
+//! OAUTHBEARER token) ends the session at its expiry even without that setting, as in Kafka.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,6 +128,25 @@ pub fn refuse_without_sasl(frame: &Bytes) -> Verdict {
         ),
     };
     Verdict::Answer(response)
+}
+
+/// How long a session lasts (KIP-368, Kafka's `ReauthInfo`): `connections.max.reauth.ms`
+/// when set (> 0), cut short by the credential's own expiry (an OAUTHBEARER token's `exp`);
+/// never negative. None: the session never ends (no limit, no expiring credential).
+fn session_lifetime_ms(
+    reauthentication_ms: i64,
+    credential_expires_at_ms: Option<i64>,
+    now_ms: i64,
+) -> Option<i64> {
+    let credential_ms = credential_expires_at_ms.map(|end| end.saturating_sub(now_ms));
+    let configured_ms = (reauthentication_ms > 0).then_some(reauthentication_ms);
+    let lifetime_ms = match (credential_ms, configured_ms) {
+        (None, None) => return None,
+        (Some(credential), None) => credential,
+        (None, Some(configured)) => configured,
+        (Some(credential), Some(configured)) => credential.min(configured),
+    };
+    Some(lifetime_ms.max(0))
 }
 
 /// The api key of a frame, if it has one dlog knows.
@@ -276,16 +296,20 @@ impl Authenticator {
                 }
                 crate::metrics::authentication(&self.listener, mechanism.name(), true);
                 tracing::debug!(listener = self.listener, mechanism = mechanism.name(), %principal, "SASL authentication succeeded");
-                let reauthentication_ms = self.settings.reauthentication_ms;
-                let expires_at = (reauthentication_ms > 0)
-                    .then(|| Instant::now() + Duration::from_millis(reauthentication_ms as u64));
+                let lifetime_ms = session_lifetime_ms(
+                    self.settings.reauthentication_ms,
+                    server.credential_expires_at_ms(),
+                    crate::security::sasl::oauthbearer::now_ms(),
+                );
+                let expires_at =
+                    lifetime_ms.map(|ms| Instant::now() + Duration::from_millis(ms as u64));
                 self.session = Some(Session {
                     principal: principal.clone(),
                     mechanism,
                     expires_at,
                 });
                 self.state = State::Authenticated;
-                let lifetime_ms = reauthentication_ms.max(0);
+                let lifetime_ms = lifetime_ms.unwrap_or(0);
                 Verdict::Authenticated(
                     sasl_authenticate_response(
                         version,
@@ -299,5 +323,27 @@ impl Authenticator {
             }
             Err(failed) => fail(&self.listener, failed.0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_lifetime_ms;
+
+    #[test]
+    fn a_token_expiry_bounds_the_session() {
+        assert_eq!(session_lifetime_ms(0, None, 1_000), None);
+        assert_eq!(session_lifetime_ms(60_000, None, 1_000), Some(60_000));
+        assert_eq!(session_lifetime_ms(0, Some(31_000), 1_000), Some(30_000));
+        assert_eq!(
+            session_lifetime_ms(10_000, Some(31_000), 1_000),
+            Some(10_000)
+        );
+        assert_eq!(
+            session_lifetime_ms(60_000, Some(31_000), 1_000),
+            Some(30_000)
+        );
+        // Expired by the time authentication ended: a zero-length session.
+        assert_eq!(session_lifetime_ms(0, Some(500), 1_000), Some(0));
     }
 }

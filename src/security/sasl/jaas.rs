@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 /// Kafka's login module for SASL/PLAIN.
 pub const PLAIN_LOGIN_MODULE: &str = "org.apache.kafka.common.security.plain.PlainLoginModule";
 /// Kafka's login module for SCRAM (its options name the broker's own inter-broker user).
+/// Kafka's login module for OAUTHBEARER (its options configure the unsecured validator).
+pub const OAUTHBEARER_LOGIN_MODULE: &str =
+    "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule";
+/// Kafka's login module for SCRAM (its options name the broker's own inter-broker user).
 pub const SCRAM_LOGIN_MODULE: &str = "org.apache.kafka.common.security.scram.ScramLoginModule";
 
 /// One login module entry: class, control flag and options.

@@ -4,6 +4,7 @@
 //! tokens in SaslAuthenticate and decides what a failure does to the connection.
 
 pub mod jaas;
+pub mod oauthbearer;
 pub mod plain;
 pub mod scram;
 
@@ -16,15 +17,17 @@ use super::{CredentialStore, ScramMechanism};
 pub enum Mechanism {
     Plain,
     Scram(ScramMechanism),
+    OAuthBearer,
 }
 
 impl Mechanism {
-    /// The mechanism of a SASL name; None for one dlog does not serve (GSSAPI, OAUTHBEARER).
+    /// The mechanism of a SASL name; None for one dlog does not serve (GSSAPI).
     pub fn parse(name: &str) -> Option<Mechanism> {
         match name.trim() {
             "PLAIN" => Some(Mechanism::Plain),
             "SCRAM-SHA-256" => Some(Mechanism::Scram(ScramMechanism::Sha256)),
             "SCRAM-SHA-512" => Some(Mechanism::Scram(ScramMechanism::Sha512)),
+            "OAUTHBEARER" => Some(Mechanism::OAuthBearer),
             _ => None,
         }
     }
@@ -33,6 +36,7 @@ impl Mechanism {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::Scram(scram) => scram.sasl_name(),
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
@@ -60,14 +64,23 @@ impl AuthenticationFailed {
 /// One authentication exchange of one mechanism.
 pub trait SaslServer: Send {
     fn evaluate(&mut self, token: &[u8]) -> Result<Step, AuthenticationFailed>;
+
+    /// When the credential just authenticated stops being valid (ms since the epoch), for
+    /// mechanisms whose credentials expire (OAUTHBEARER's token `exp`): the session may not
+    /// outlive it (KIP-368). None: the credential does not expire.
+    fn credential_expires_at_ms(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// Where a listener's mechanisms find their users: PLAIN's from the JAAS config, SCRAM's
-/// from the credential store (the replicated metadata).
+/// from the credential store (the replicated metadata), OAUTHBEARER's in the token its
+/// validator accepts (None when OAUTHBEARER is not enabled on the listener).
 #[derive(Clone)]
 pub struct Users {
     pub plain: Arc<jaas::PlainUsers>,
     pub scram: Arc<dyn CredentialStore>,
+    pub oauthbearer: Option<Arc<dyn oauthbearer::TokenValidator>>,
 }
 
 /// A fresh exchange of `mechanism`.
@@ -75,5 +88,8 @@ pub fn server(mechanism: Mechanism, users: &Users) -> Box<dyn SaslServer> {
     match mechanism {
         Mechanism::Plain => Box::new(plain::PlainServer::new(users.plain.clone())),
         Mechanism::Scram(scram) => Box::new(scram::ScramServer::new(scram, users.scram.clone())),
+        Mechanism::OAuthBearer => Box::new(oauthbearer::OAuthBearerServer::new(
+            users.oauthbearer.clone(),
+        )),
     }
 }
