@@ -1676,14 +1676,26 @@ fn transactions_v2_add_partitions_on_remote_coordinators() {
     assert_eq!(offsets.get(&0), Some(&42));
 }
 
-/// One raw consumer Fetch (no session, no wait) of partition 0 of `topic` from `offset`, as a
-/// client in `rack` would send it: the partition's answer.
+/// One raw consumer Fetch (no session, no wait, READ_UNCOMMITTED) of partition 0 of `topic`
+/// from `offset`, as a client in `rack` would send it: the partition's answer.
 fn fetch_as_consumer(
     node: std::net::SocketAddr,
     version: i16,
     topic: &str,
     offset: i64,
     rack: &str,
+) -> kafka_protocol::messages::fetch_response::PartitionData {
+    fetch_as_consumer_isolated(node, version, topic, offset, rack, 0)
+}
+
+/// [`fetch_as_consumer`] with an isolation level (1: READ_COMMITTED).
+fn fetch_as_consumer_isolated(
+    node: std::net::SocketAddr,
+    version: i16,
+    topic: &str,
+    offset: i64,
+    rack: &str,
+    isolation_level: i8,
 ) -> kafka_protocol::messages::fetch_response::PartitionData {
     use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
     use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
@@ -1695,6 +1707,7 @@ fn fetch_as_consumer(
         .with_max_bytes(10 << 20)
         .with_session_id(0)
         .with_session_epoch(-1)
+        .with_isolation_level(isolation_level)
         .with_rack_id(StrBytes::from_string(rack.to_string()))
         .with_topics(vec![FetchTopic::default()
             .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
@@ -1823,6 +1836,54 @@ fn rack_aware_selector_sends_consumers_to_the_follower_of_their_rack() {
     assert_eq!(beyond.error_code, 1, "OFFSET_OUT_OF_RANGE");
     let old = fetch_as_consumer(follower_addr, 10, topic, 0, &rack_of(follower));
     assert_eq!(old.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+
+    // READ_COMMITTED on the follower stops at its last stable offset: the records of an open
+    // transaction are held back (READ_UNCOMMITTED reads them up to the high watermark) until
+    // its commit marker is replicated.
+    const OPEN: i64 = 10;
+    let committed_end = RECORDS as i64;
+    let producer = transactional_producer(&cluster.bootstrap_all(), "closest-txn");
+    producer.begin_transaction().expect("begin_transaction");
+    for index in 0..OPEN {
+        let value = format!("open-{index}");
+        producer
+            .send(BaseRecord::<(), str>::to(topic).partition(0).payload(&value))
+            .expect("enqueue");
+    }
+    producer.flush(TXN_TIMEOUT).expect("flush");
+    let rack = rack_of(follower);
+    let uncommitted = eventually(
+        Duration::from_secs(10),
+        || fetch_as_consumer(follower_addr, 12, topic, 0, &rack),
+        |answer| answer.high_watermark == committed_end + OPEN,
+    );
+    assert_eq!(
+        batch_offsets(uncommitted.records.as_deref().unwrap_or_default()).1,
+        committed_end + OPEN
+    );
+    let held = fetch_as_consumer_isolated(follower_addr, 12, topic, 0, &rack, 1);
+    assert_eq!(held.error_code, 0);
+    assert_eq!(held.last_stable_offset, committed_end);
+    assert_eq!(
+        batch_offsets(held.records.as_deref().unwrap_or_default()),
+        (0, committed_end),
+        "READ_COMMITTED on the follower stops at the open transaction"
+    );
+    producer
+        .commit_transaction(TXN_TIMEOUT)
+        .expect("commit_transaction");
+    // The records and the commit marker.
+    let end = committed_end + OPEN + 1;
+    let released = eventually(
+        Duration::from_secs(10),
+        || fetch_as_consumer_isolated(follower_addr, 12, topic, 0, &rack, 1),
+        |answer| answer.last_stable_offset == end,
+    );
+    assert_eq!(
+        batch_offsets(released.records.as_deref().unwrap_or_default()),
+        (0, end)
+    );
+    assert_eq!(released.aborted_transactions.as_ref().map(Vec::len), Some(0));
 }
 
 /// `replica.selector.class` takes only the class Kafka ships: anything else stops the start
