@@ -1822,7 +1822,10 @@ fn rack_aware_selector_sends_consumers_to_the_follower_of_their_rack() {
     ] {
         let answer = fetch_as_consumer(leader_addr, version, topic, 0, &rack);
         assert_eq!(answer.error_code, 0, "v{version} rack {rack:?}");
-        assert_eq!(answer.preferred_read_replica, -1, "v{version} rack {rack:?}");
+        assert_eq!(
+            answer.preferred_read_replica, -1,
+            "v{version} rack {rack:?}"
+        );
         assert_eq!(
             batch_offsets(answer.records.as_deref().unwrap_or_default()),
             (0, RECORDS as i64),
@@ -1847,7 +1850,11 @@ fn rack_aware_selector_sends_consumers_to_the_follower_of_their_rack() {
     for index in 0..OPEN {
         let value = format!("open-{index}");
         producer
-            .send(BaseRecord::<(), str>::to(topic).partition(0).payload(&value))
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(0)
+                    .payload(&value),
+            )
             .expect("enqueue");
     }
     producer.flush(TXN_TIMEOUT).expect("flush");
@@ -1883,7 +1890,10 @@ fn rack_aware_selector_sends_consumers_to_the_follower_of_their_rack() {
         batch_offsets(released.records.as_deref().unwrap_or_default()),
         (0, end)
     );
-    assert_eq!(released.aborted_transactions.as_ref().map(Vec::len), Some(0));
+    assert_eq!(
+        released.aborted_transactions.as_ref().map(Vec::len),
+        Some(0)
+    );
 }
 
 /// `replica.selector.class` takes only the class Kafka ships: anything else stops the start

@@ -216,9 +216,11 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> ReadPass {
             false if plan.denied_topics.contains(&key.topic) => {
                 Err(ResponseError::TopicAuthorizationFailed)
             }
-            false if plan.from_any_replica => broker
-                .replicas
-                .readable_partition(&image, &key.topic, key.partition),
+            false if plan.from_any_replica => {
+                broker
+                    .replicas
+                    .readable_partition(&image, &key.topic, key.partition)
+            }
             false => broker
                 .replicas
                 .leader_partition(&image, &key.topic, key.partition)

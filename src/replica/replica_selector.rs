@@ -130,8 +130,9 @@ mod tests {
             ReplicaSelector::from_class(RACK_AWARE_REPLICA_SELECTOR_CLASS),
             Ok(ReplicaSelector::RackAware)
         );
-        assert!(ReplicaSelector::from_class("org.apache.kafka.common.replica.ReplicaSelector")
-            .is_err());
+        assert!(
+            ReplicaSelector::from_class("org.apache.kafka.common.replica.ReplicaSelector").is_err()
+        );
         assert!(ReplicaSelector::from_class("RackAwareReplicaSelector").is_err());
     }
 

@@ -177,14 +177,16 @@ impl Replication {
             .followers
             .iter()
             .filter(|(id, progress)| state.isr.contains(id) && progress.log_end_offset >= 0)
-            .map(|(&broker_id, progress)| super::replica_selector::FollowerView {
-                view: super::replica_selector::ReplicaView {
-                    broker_id,
-                    log_end_offset: progress.log_end_offset,
-                    time_since_last_caught_up_ms: now_ms - progress.last_caught_up_ms,
+            .map(
+                |(&broker_id, progress)| super::replica_selector::FollowerView {
+                    view: super::replica_selector::ReplicaView {
+                        broker_id,
+                        log_end_offset: progress.log_end_offset,
+                        time_since_last_caught_up_ms: now_ms - progress.last_caught_up_ms,
+                    },
+                    log_start_offset: progress.log_start_offset,
                 },
-                log_start_offset: progress.log_start_offset,
-            })
+            )
             .collect()
     }
 
