@@ -85,16 +85,21 @@ impl Cluster {
     /// [`Cluster::start`], then waits until every node lists every broker.
     fn start_registered(count: usize) -> Cluster {
         let cluster = Cluster::start(count);
-        let all: BTreeSet<i32> = (1..=count as i32).collect();
-        for index in 0..count {
-            let bootstrap = cluster.bootstrap(index);
+        cluster.wait_registered();
+        cluster
+    }
+
+    /// Waits until every node lists every broker.
+    fn wait_registered(&self) {
+        let all: BTreeSet<i32> = (1..=self.nodes.len() as i32).collect();
+        for index in 0..self.nodes.len() {
+            let bootstrap = self.bootstrap(index);
             eventually(
                 Duration::from_secs(20),
                 || metadata(&bootstrap, None).0,
                 |b| *b == all,
             );
         }
-        cluster
     }
 
     /// Creates `topic` through node `via` and waits until node `check` reports a leader for
@@ -783,15 +788,7 @@ fn security_metadata_reaches_every_node_and_replication_keeps_working() {
             "allow.everyone.if.no.acl.found=true",
         ],
     );
-    let all: BTreeSet<i32> = (1..=3).collect();
-    for index in 0..3 {
-        let bootstrap = cluster.bootstrap(index);
-        eventually(
-            Duration::from_secs(20),
-            || metadata(&bootstrap, None).0,
-            |b| *b == all,
-        );
-    }
+    cluster.wait_registered();
     let s = |text: &str| StrBytes::from_string(text.to_string());
     // A credential through node 2.
     let salt = b"sixteen-byte-slt".to_vec();
@@ -1697,24 +1694,11 @@ fn fetch_as_consumer_isolated(
     rack: &str,
     isolation_level: i8,
 ) -> kafka_protocol::messages::fetch_response::PartitionData {
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::messages::{ApiKey, FetchResponse};
     use kafka_protocol::protocol::StrBytes;
-    let request = FetchRequest::default()
-        .with_replica_id((-1).into())
-        .with_max_wait_ms(0)
-        .with_min_bytes(1)
-        .with_max_bytes(10 << 20)
-        .with_session_id(0)
-        .with_session_epoch(-1)
+    let request = raw::consumer_fetch(topic, 0, offset)
         .with_isolation_level(isolation_level)
-        .with_rack_id(StrBytes::from_string(rack.to_string()))
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(10 << 20)])]);
+        .with_rack_id(StrBytes::from_string(rack.to_string()));
     let mut client = raw::RawClient::connect(node);
     let response: FetchResponse = client.call(ApiKey::Fetch, version, &request);
     assert_eq!(response.error_code, 0);
@@ -1756,15 +1740,7 @@ fn rack_aware_selector_sends_consumers_to_the_follower_of_their_rack() {
                 .to_string(),
         ]
     });
-    let all: BTreeSet<i32> = (1..=3).collect();
-    for index in 0..3 {
-        let bootstrap = cluster.bootstrap(index);
-        eventually(
-            Duration::from_secs(20),
-            || metadata(&bootstrap, None).0,
-            |b| *b == all,
-        );
-    }
+    cluster.wait_registered();
     let topic = "closest";
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(common::create_replicated_topic(

@@ -120,6 +120,29 @@ impl RawClient {
 }
 
 /// InitProducerId v5 for `transactional_id` (60 s timeout): (producer id, epoch).
+/// A consumer's Fetch (no session, no wait, READ_UNCOMMITTED, 10 MiB limits) of one partition
+/// from `offset`; set further fields with the builder's `with_*`.
+pub fn consumer_fetch(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> kafka_protocol::messages::FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    kafka_protocol::messages::FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(10 << 20)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(10 << 20)])])
+}
+
 pub fn init_transactional(client: &mut RawClient, transactional_id: &str) -> (i64, i16) {
     use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse};
     let response: InitProducerIdResponse = client.call(
