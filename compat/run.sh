@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs compat suites against one broker that this script starts and stops.
-#   compat/run.sh dlog|kafka OUT_DIR [python|java|go|tools|share|rolling|security|reassign|streams ...]     (default: the first four)
+#   compat/run.sh dlog|kafka OUT_DIR [python|java|go|tools|share|rolling|security|reassign|closest|streams ...]     (default: the first four)
 # dlog: target/release/dlog (build it first) on 127.0.0.1:19092, fresh data dir.
 # kafka: real Apache Kafka 4.x (compat/kafka/start.sh) on 127.0.0.1:29092, fresh data dir.
 # Writes OUT_DIR/<suite>.log (full output) and OUT_DIR/<suite>.results (lines
@@ -84,6 +84,13 @@ for suite in "${suites[@]}"; do
       # kafka-leader-election on a three-node cluster of its own under a Java producer (the
       # broker above is not used), so dlog and Kafka are compared on the same scenario.
       DLOG_BIN="$dlog_bin" timeout 600 "$root/compat/cluster/reassign.sh" "$target" "$out/reassign" >"$log" 2>&1; rc=$?
+      grep -E '^RESULT ' "$log" | awk '{print $3, $2}' | sort -u >"$results"
+      ;;
+    closest)
+      # KIP-392: the Java consumer (client.rack) reads from the in-sync replica of its rack on a
+      # three-node cluster of its own, one rack per broker (the broker above is not used), so
+      # dlog and Kafka are compared on the same scenario.
+      DLOG_BIN="$dlog_bin" timeout 300 "$root/compat/cluster/closest.sh" "$target" "$out/closest" >"$log" 2>&1; rc=$?
       grep -E '^RESULT ' "$log" | awk '{print $3, $2}' | sort -u >"$results"
       ;;
     security)

@@ -85,6 +85,7 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     at_least("log.dir.reserve.bytes", Kind::Long, "8388608", 0),
     at_least("node.id", Kind::Int, "1", 0),
     property("broker.rack", Kind::String, ""),
+    property("replica.selector.class", Kind::String, ""),
     at_least("broker.session.timeout.ms", Kind::Int, "9000", 1),
     at_least("replica.lag.time.max.ms", Kind::Long, "30000", 1),
     at_least("broker.heartbeat.interval.ms", Kind::Int, "2000", 1),
@@ -448,6 +449,7 @@ pub const LOG_DIR_FREE_SPACE_WARN_BYTES: Key = key("log.dir.free.space.warn.byte
 pub const LOG_DIR_RESERVE_BYTES: Key = key("log.dir.reserve.bytes");
 pub const NODE_ID: Key = key("node.id");
 pub const BROKER_RACK: Key = key("broker.rack");
+pub const REPLICA_SELECTOR_CLASS: Key = key("replica.selector.class");
 pub const BROKER_SESSION_TIMEOUT_MS: Key = key("broker.session.timeout.ms");
 /// A follower that has not caught up for this long leaves the ISR.
 pub const REPLICA_LAG_TIME_MAX_MS: Key = key("replica.lag.time.max.ms");

@@ -231,7 +231,9 @@ impl Node {
         let node_id = config.node_id;
         let replicas = ReplicaManager::new(node_id, logs)
             .context("reading replication-offset-checkpoint")?
-            .with_replication_quota_settings(&properties);
+            .with_replication_quota_settings(&properties)
+            .with_replica_selector(&properties)
+            .map_err(anyhow::Error::msg)?;
         let request_memory =
             crate::server::request_memory::RequestMemory::new(config.queued_request_bytes_max);
         let connection_quotas = Arc::new(crate::server::connection_quotas::ConnectionQuotas::new(

@@ -588,21 +588,8 @@ async fn a_librdkafka_producer_over_its_quota_is_slowed_down_and_others_are_not(
 
 /// One raw Fetch v12 (no session) of partition 0 from `offset`: (throttle ms, record bytes).
 fn fetch(client: &mut RawClient, topic: &str, offset: i64) -> (i32, usize) {
-    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-    use kafka_protocol::messages::{FetchRequest, FetchResponse};
-    let request = FetchRequest::default()
-        .with_replica_id((-1).into())
-        .with_max_wait_ms(0)
-        .with_min_bytes(1)
-        .with_max_bytes(10 << 20)
-        .with_session_id(0)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(s(topic)))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(10 << 20)])]);
+    use kafka_protocol::messages::FetchResponse;
+    let request = raw::consumer_fetch(topic, 0, offset);
     let response: FetchResponse = client.call(ApiKey::Fetch, 12, &request);
     assert_eq!(response.error_code, 0);
     let bytes = response

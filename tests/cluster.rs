@@ -29,6 +29,12 @@ impl Cluster {
 
     /// [`Cluster::start`] with `--set key=value` for each of `settings` on every node.
     fn start_with(count: usize, settings: &[&str]) -> Cluster {
+        Cluster::start_each(count, |_| settings.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// [`Cluster::start`] with `--set key=value` for each of `settings_of(index)` on node
+    /// `index` (0-based; its id is `index + 1`).
+    fn start_each(count: usize, settings_of: impl Fn(usize) -> Vec<String>) -> Cluster {
         let ports: Vec<(u16, u16)> = (0..count).map(|_| (free_port(), free_port())).collect();
         let voters = ports
             .iter()
@@ -52,9 +58,9 @@ impl Cluster {
                     "--set".to_string(),
                     "broker.heartbeat.interval.ms=500".to_string(),
                 ];
-                let settings = settings
-                    .iter()
-                    .flat_map(|s| ["--set".to_string(), s.to_string()]);
+                let settings = settings_of(index)
+                    .into_iter()
+                    .flat_map(|s| ["--set".to_string(), s]);
                 Broker::spawn_with_args(*port, args.into_iter().chain(settings).collect())
             })
             .collect();
@@ -79,16 +85,21 @@ impl Cluster {
     /// [`Cluster::start`], then waits until every node lists every broker.
     fn start_registered(count: usize) -> Cluster {
         let cluster = Cluster::start(count);
-        let all: BTreeSet<i32> = (1..=count as i32).collect();
-        for index in 0..count {
-            let bootstrap = cluster.bootstrap(index);
+        cluster.wait_registered();
+        cluster
+    }
+
+    /// Waits until every node lists every broker.
+    fn wait_registered(&self) {
+        let all: BTreeSet<i32> = (1..=self.nodes.len() as i32).collect();
+        for index in 0..self.nodes.len() {
+            let bootstrap = self.bootstrap(index);
             eventually(
                 Duration::from_secs(20),
                 || metadata(&bootstrap, None).0,
                 |b| *b == all,
             );
         }
-        cluster
     }
 
     /// Creates `topic` through node `via` and waits until node `check` reports a leader for
@@ -777,15 +788,7 @@ fn security_metadata_reaches_every_node_and_replication_keeps_working() {
             "allow.everyone.if.no.acl.found=true",
         ],
     );
-    let all: BTreeSet<i32> = (1..=3).collect();
-    for index in 0..3 {
-        let bootstrap = cluster.bootstrap(index);
-        eventually(
-            Duration::from_secs(20),
-            || metadata(&bootstrap, None).0,
-            |b| *b == all,
-        );
-    }
+    cluster.wait_registered();
     let s = |text: &str| StrBytes::from_string(text.to_string());
     // A credential through node 2.
     let salt = b"sixteen-byte-slt".to_vec();
@@ -1668,4 +1671,226 @@ fn transactions_v2_add_partitions_on_remote_coordinators() {
         |offsets| offsets.get(&0) == Some(&42),
     );
     assert_eq!(offsets.get(&0), Some(&42));
+}
+
+/// One raw consumer Fetch (no session, no wait, READ_UNCOMMITTED) of partition 0 of `topic`
+/// from `offset`, as a client in `rack` would send it: the partition's answer.
+fn fetch_as_consumer(
+    node: std::net::SocketAddr,
+    version: i16,
+    topic: &str,
+    offset: i64,
+    rack: &str,
+) -> kafka_protocol::messages::fetch_response::PartitionData {
+    fetch_as_consumer_isolated(node, version, topic, offset, rack, 0)
+}
+
+/// [`fetch_as_consumer`] with an isolation level (1: READ_COMMITTED).
+fn fetch_as_consumer_isolated(
+    node: std::net::SocketAddr,
+    version: i16,
+    topic: &str,
+    offset: i64,
+    rack: &str,
+    isolation_level: i8,
+) -> kafka_protocol::messages::fetch_response::PartitionData {
+    use kafka_protocol::messages::{ApiKey, FetchResponse};
+    use kafka_protocol::protocol::StrBytes;
+    let request = raw::consumer_fetch(topic, 0, offset)
+        .with_isolation_level(isolation_level)
+        .with_rack_id(StrBytes::from_string(rack.to_string()));
+    let mut client = raw::RawClient::connect(node);
+    let response: FetchResponse = client.call(ApiKey::Fetch, version, &request);
+    assert_eq!(response.error_code, 0);
+    response.responses[0].partitions[0].clone()
+}
+
+/// The offsets the record batches of a fetch answer hold: (first, last + 1); (-1, -1) for none.
+fn batch_offsets(records: &[u8]) -> (i64, i64) {
+    const HEADER_BYTES: usize = 61;
+    let (mut first, mut end) = (-1, -1);
+    let mut position = 0;
+    while position + HEADER_BYTES <= records.len() {
+        let batch = &records[position..];
+        let base_offset = i64::from_be_bytes(batch[0..8].try_into().unwrap());
+        let length = i32::from_be_bytes(batch[8..12].try_into().unwrap()) as usize;
+        let last_offset_delta = i32::from_be_bytes(batch[23..27].try_into().unwrap());
+        if first < 0 {
+            first = base_offset;
+        }
+        end = base_offset + i64::from(last_offset_delta) + 1;
+        position += 12 + length;
+    }
+    (first, end)
+}
+
+/// KIP-392: with Kafka's RackAwareReplicaSelector, the leader sends a consumer of another
+/// rack to the in-sync replica of its rack (preferred_read_replica, no records); that
+/// follower answers records up to its high watermark, an offset beyond its log with
+/// OFFSET_OUT_OF_RANGE, and a Fetch older than v11 (no client metadata) with
+/// NOT_LEADER_OR_FOLLOWER. A consumer of the leader's rack, or of a rack with no replica,
+/// reads from the leader.
+#[test]
+fn rack_aware_selector_sends_consumers_to_the_follower_of_their_rack() {
+    const RECORDS: usize = 200;
+    let cluster = Cluster::start_each(3, |index| {
+        vec![
+            format!("broker.rack=rack-{}", index + 1),
+            "replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector"
+                .to_string(),
+        ]
+    });
+    cluster.wait_registered();
+    let topic = "closest";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(common::create_replicated_topic(
+        &cluster.bootstrap(0),
+        topic,
+        1,
+        3,
+        &[],
+    ));
+    let full: Vec<i32> = vec![1, 2, 3];
+    let state = eventually(
+        Duration::from_secs(20),
+        || replica_state(&cluster.bootstrap(0), topic),
+        |state| state.len() == 1 && state[&0].0 > 0 && state[&0].1 == full,
+    );
+    produce_keyed(&cluster.bootstrap_all(), topic, 1, RECORDS, "near");
+    let leader = state[&0].0;
+    let follower = if leader == 1 { 2 } else { 1 };
+    let leader_addr = cluster.nodes[(leader - 1) as usize].addr();
+    let follower_addr = cluster.nodes[(follower - 1) as usize].addr();
+    let rack_of = |id: i32| format!("rack-{id}");
+
+    // The follower's copy is complete and it knows the high watermark (it learns it from
+    // its next fetch answer); the leader has seen the follower's log end.
+    let answer = eventually(
+        Duration::from_secs(10),
+        || fetch_as_consumer(follower_addr, 12, topic, 0, &rack_of(follower)),
+        |answer| answer.high_watermark == RECORDS as i64,
+    );
+    assert_eq!(answer.error_code, 0);
+    assert_eq!(answer.preferred_read_replica, -1);
+    assert_eq!(
+        batch_offsets(answer.records.as_deref().unwrap_or_default()),
+        (0, RECORDS as i64),
+        "the follower serves every record below its high watermark"
+    );
+
+    // The leader sends the follower's rack to the follower, with no records.
+    let redirect = fetch_as_consumer(leader_addr, 12, topic, 0, &rack_of(follower));
+    assert_eq!(redirect.error_code, 0);
+    assert_eq!(redirect.preferred_read_replica, follower);
+    assert_eq!(redirect.high_watermark, RECORDS as i64);
+    assert!(redirect.records.as_ref().is_none_or(|r| r.is_empty()));
+    // Also for an offset in the middle and at the log end (the follower holds them).
+    let redirect = fetch_as_consumer(leader_addr, 12, topic, RECORDS as i64, &rack_of(follower));
+    assert_eq!(redirect.preferred_read_replica, follower);
+
+    // The leader's own rack, a rack with no replica, no rack, and a Fetch before v11 (no
+    // client metadata): the leader serves the records itself.
+    for (version, rack) in [
+        (12, rack_of(leader)),
+        (12, "rack-elsewhere".to_string()),
+        (12, String::new()),
+        (10, rack_of(follower)),
+    ] {
+        let answer = fetch_as_consumer(leader_addr, version, topic, 0, &rack);
+        assert_eq!(answer.error_code, 0, "v{version} rack {rack:?}");
+        assert_eq!(
+            answer.preferred_read_replica, -1,
+            "v{version} rack {rack:?}"
+        );
+        assert_eq!(
+            batch_offsets(answer.records.as_deref().unwrap_or_default()),
+            (0, RECORDS as i64),
+            "v{version} rack {rack:?}"
+        );
+    }
+
+    // An offset beyond the follower's log: OFFSET_OUT_OF_RANGE (the client goes back to the
+    // leader); a consumer without client metadata (v10) may not read from a follower.
+    let beyond = fetch_as_consumer(follower_addr, 12, topic, RECORDS as i64 + 10, "");
+    assert_eq!(beyond.error_code, 1, "OFFSET_OUT_OF_RANGE");
+    let old = fetch_as_consumer(follower_addr, 10, topic, 0, &rack_of(follower));
+    assert_eq!(old.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+
+    // READ_COMMITTED on the follower stops at its last stable offset: the records of an open
+    // transaction are held back (READ_UNCOMMITTED reads them up to the high watermark) until
+    // its commit marker is replicated.
+    const OPEN: i64 = 10;
+    let committed_end = RECORDS as i64;
+    let producer = transactional_producer(&cluster.bootstrap_all(), "closest-txn");
+    producer.begin_transaction().expect("begin_transaction");
+    for index in 0..OPEN {
+        let value = format!("open-{index}");
+        producer
+            .send(
+                BaseRecord::<(), str>::to(topic)
+                    .partition(0)
+                    .payload(&value),
+            )
+            .expect("enqueue");
+    }
+    producer.flush(TXN_TIMEOUT).expect("flush");
+    let rack = rack_of(follower);
+    let uncommitted = eventually(
+        Duration::from_secs(10),
+        || fetch_as_consumer(follower_addr, 12, topic, 0, &rack),
+        |answer| answer.high_watermark == committed_end + OPEN,
+    );
+    assert_eq!(
+        batch_offsets(uncommitted.records.as_deref().unwrap_or_default()).1,
+        committed_end + OPEN
+    );
+    let held = fetch_as_consumer_isolated(follower_addr, 12, topic, 0, &rack, 1);
+    assert_eq!(held.error_code, 0);
+    assert_eq!(held.last_stable_offset, committed_end);
+    assert_eq!(
+        batch_offsets(held.records.as_deref().unwrap_or_default()),
+        (0, committed_end),
+        "READ_COMMITTED on the follower stops at the open transaction"
+    );
+    producer
+        .commit_transaction(TXN_TIMEOUT)
+        .expect("commit_transaction");
+    // The records and the commit marker.
+    let end = committed_end + OPEN + 1;
+    let released = eventually(
+        Duration::from_secs(10),
+        || fetch_as_consumer_isolated(follower_addr, 12, topic, 0, &rack, 1),
+        |answer| answer.last_stable_offset == end,
+    );
+    assert_eq!(
+        batch_offsets(released.records.as_deref().unwrap_or_default()),
+        (0, end)
+    );
+    assert_eq!(
+        released.aborted_transactions.as_ref().map(Vec::len),
+        Some(0)
+    );
+}
+
+/// `replica.selector.class` takes only the class Kafka ships: anything else stops the start
+/// with a message naming it.
+#[test]
+fn an_unknown_replica_selector_class_is_refused_at_start() {
+    let mut broker = Broker::spawn_with_args(
+        free_port(),
+        vec![
+            "--set".to_string(),
+            "replica.selector.class=com.example.NearestSelector".to_string(),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while broker.is_running() {
+        assert!(Instant::now() < deadline, "the broker kept running");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stderr = broker.stderr_tail(20);
+    assert!(
+        stderr.contains("replica.selector.class=com.example.NearestSelector is not supported"),
+        "{stderr}"
+    );
 }

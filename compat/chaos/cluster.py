@@ -50,6 +50,7 @@ class Cluster:
         self.exits = []  # {"node", "code", "during"}: exits nobody asked for
         self.fault = None  # the fault in progress (set by the nemesis), recorded with an exit
         self.fault_node = None
+        self.node_sets = {}  # node -> ["key=value", ...] for that node only (broker.rack)
         os.makedirs(work_dir, exist_ok=True)
 
     def host(self, node):
@@ -238,7 +239,7 @@ class DlogCluster(Cluster):
         if self.nodes > 1:
             argv += ["--controller-listen", f"{host}:{self.controller_port(node)}",
                      "--controller-quorum-voters", self.voters()]
-        for item in self.extra_sets:
+        for item in self.extra_sets + self.node_sets.get(node, []):
             argv += ["--set", item]
         self._spawn(node, argv)
 
@@ -284,7 +285,7 @@ class KafkaCluster(Cluster):
             "transaction.state.log.min.isr=1", f"share.coordinator.state.topic.replication.factor={rf}",
             "share.coordinator.state.topic.min.isr=1", "group.initial.rebalance.delay.ms=0",
             "num.network.threads=2", "num.io.threads=4", "num.recovery.threads.per.data.dir=1",
-        ] + self.extra_sets
+        ] + self.extra_sets + self.node_sets.get(node, [])
         os.makedirs(os.path.dirname(self.properties_path(node)), exist_ok=True)
         with open(self.properties_path(node), "w", encoding="utf-8") as handle:
             handle.write("\n".join(lines) + "\n")

@@ -17,6 +17,7 @@ use crate::protocol::fetch_response::{
 };
 use crate::protocol::{decode, Request, RequestError, ResponseFrame};
 use crate::replica::fetch_session::{Answered, PartitionKey, PartitionState};
+use crate::replica::ReadablePartition;
 use crate::security::{Operation, Resource};
 
 /// Longest wait a client may ask for; bounds how long a request can occupy the broker.
@@ -43,6 +44,11 @@ struct FetchPlan {
     /// A consumer's identity for its consumer_byte_rate quota; None for followers (Kafka
     /// throttles replication with replication quotas, not client quotas).
     quota_client: Option<crate::handlers::client_quotas::QuotaClient>,
+    /// A consumer fetch of v11+ (KIP-392 client metadata): it may read from followers, and
+    /// the leader may send it to a replica of its rack.
+    from_any_replica: bool,
+    /// The consumer's `client.rack` (v11+; empty when not set).
+    rack_id: String,
 }
 
 fn request_partitions(
@@ -78,6 +84,10 @@ fn request_partitions(
                 current_leader_epoch: partition.current_leader_epoch,
                 last_fetched_epoch: match version >= 12 {
                     true => partition.last_fetched_epoch,
+                    false => -1,
+                },
+                replica_log_start_offset: match version >= 5 {
+                    true => partition.log_start_offset,
                     false => -1,
                 },
                 high_watermark: -1,
@@ -143,6 +153,11 @@ fn plan(
         },
         denied_topics: Default::default(),
         quota_client: None,
+        from_any_replica: false,
+        rack_id: match version >= 11 {
+            true => body.rack_id.to_string(),
+            false => String::new(),
+        },
     };
     if version < 7 {
         return Ok(base(0, false, requested));
@@ -156,16 +171,28 @@ fn plan(
     Ok(base(view.session_id, view.incremental, view.partitions))
 }
 
-/// One read pass over the plan's partitions. Returns the per-partition results and the
-/// record bytes gathered (a diverging follower counts as news). A follower's fetch records
-/// its progress, which may move the high watermark (then waiting requests are woken).
-fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionResult)>, u64) {
+/// What one read pass found.
+struct ReadPass {
+    results: Vec<(PartitionKey, PartitionResult)>,
+    /// Record bytes gathered.
+    total_bytes: u64,
+    /// Something the fetcher must hear now, whatever `min_bytes` says: a diverging
+    /// follower, a consumer sent to another replica (KIP-392), or a follower's fetch that
+    /// moved the high watermark (so followers learn it without waiting for new records,
+    /// and can serve consumers up to it).
+    answer_now: bool,
+}
+
+/// One read pass over the plan's partitions. A follower's fetch records its progress, which
+/// may move the high watermark (then waiting requests are woken).
+fn read_pass(broker: &Node, plan: &FetchPlan) -> ReadPass {
     let mut remaining_bytes = plan.max_bytes;
     let mut total_bytes = 0u64;
     let mut results = Vec::with_capacity(plan.partitions.len());
     let image = broker.image();
     let follower = plan.replica_id >= 0;
     let mut high_watermark_moved = false;
+    let mut answer_now = false;
     for (key, state) in &plan.partitions {
         let mut result = PartitionResult {
             partition_index: key.partition,
@@ -182,18 +209,27 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
             diverging_epoch: None,
             records: Some(RecordsSource::Memory(bytes::Bytes::new())),
         };
-        let led = match key.topic.is_empty() {
+        // Followers and consumers before v11 read from the leader only; consumers of v11+
+        // from a follower too (Kafka's `FetchParams.fetchOnlyLeader`).
+        let readable = match key.topic.is_empty() {
             true => Err(ResponseError::UnknownTopicId),
             false if plan.denied_topics.contains(&key.topic) => {
                 Err(ResponseError::TopicAuthorizationFailed)
             }
+            false if plan.from_any_replica => {
+                broker
+                    .replicas
+                    .readable_partition(&image, &key.topic, key.partition)
+            }
             false => broker
                 .replicas
                 .leader_partition(&image, &key.topic, key.partition)
-                .and_then(|led| led.check_leader_epoch(state.current_leader_epoch)),
+                .map(ReadablePartition::Leader),
         };
-        let led = match led {
-            Ok(led) => led,
+        let readable =
+            readable.and_then(|readable| readable.check_leader_epoch(state.current_leader_epoch));
+        let readable = match readable {
+            Ok(readable) => readable,
             Err(error) => {
                 let error = match error {
                     ResponseError::UnknownTopicId if plan.version < 13 => {
@@ -206,9 +242,13 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
                 continue;
             }
         };
-        let log = &led.log;
+        let log = readable.log().clone();
         let offsets = log.offsets();
-        if follower {
+        let led = match &readable {
+            ReadablePartition::Leader(led) => Some(led),
+            ReadablePartition::Follower(_) => None,
+        };
+        if let (Some(led), true) = (led, follower) {
             // KIP-595: the follower's last batch is of an epoch that ends earlier here (or
             // that this log never had): it truncates before fetching on.
             if let Some(diverging) =
@@ -217,10 +257,12 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
                 result.diverging_epoch = Some(diverging);
                 result.high_watermark = led.high_watermark();
                 result.log_start_offset = offsets.log_start_offset;
-                total_bytes = total_bytes.max(1);
+                answer_now = true;
                 results.push((key.clone(), result));
                 continue;
             }
+            led.replication
+                .follower_log_start(plan.replica_id, state.replica_log_start_offset);
             if (offsets.log_start_offset..=offsets.log_end_offset).contains(&state.fetch_offset) {
                 // The leader's own part of the high watermark is what it may acknowledge.
                 let (_, moved) = led.replication.follower_fetched(
@@ -232,10 +274,27 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
                 high_watermark_moved |= moved;
             }
         }
-        let high_watermark = led.high_watermark();
+        let high_watermark = readable.high_watermark();
         result.high_watermark = high_watermark;
         result.last_stable_offset = offsets.last_stable_offset.min(high_watermark);
         result.log_start_offset = offsets.log_start_offset;
+        // KIP-392: the leader sends a consumer of another rack to an in-sync replica of its
+        // own, with no records (Kafka's `findPreferredReadReplica` skips the read).
+        if let (Some(led), true) = (led, plan.from_any_replica) {
+            if let Some(replica) = broker.replicas.replica_selector.preferred_read_replica(
+                &image,
+                led,
+                &plan.rack_id,
+                state.fetch_offset,
+                crate::clock::now_ms(),
+            ) {
+                result.preferred_read_replica = replica;
+                answer_now = true;
+                crate::metrics::preferred_read_replica_sent();
+                results.push((key.clone(), result));
+                continue;
+            }
+        }
         let partition_budget = (state.max_bytes.max(0) as u64).min(remaining_bytes);
         // KIP-74: the first batch of the first partition with data is returned even if it
         // exceeds the limits, so that a consumer always makes progress.
@@ -254,16 +313,16 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
         }
         // KIP-73: a throttled replica out of the ISR gets no records while this leader's
         // replication rate is over its quota (its progress above still counts).
-        if follower
-            && broker.replicas.replication_quotas.leader.holds_back(
+        if let (Some(led), true) = (led, follower) {
+            if broker.replicas.replication_quotas.leader.holds_back(
                 &key.topic,
                 key.partition,
                 || led.replication.isr().contains(&plan.replica_id),
                 crate::replica::replication_quota::now_ms(),
-            )
-        {
-            results.push((key.clone(), result));
-            continue;
+            ) {
+                results.push((key.clone(), result));
+                continue;
+            }
         }
         match log.read_up_to(
             state.fetch_offset,
@@ -274,6 +333,9 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
             Ok(Ok(Some(slice))) => {
                 total_bytes += slice.length_bytes;
                 remaining_bytes = remaining_bytes.saturating_sub(slice.length_bytes);
+                if matches!(readable, ReadablePartition::Follower(_)) {
+                    crate::metrics::follower_fetch_served(slice.length_bytes);
+                }
                 result.records = Some(RecordsSource::File(slice));
             }
             Ok(Ok(None)) => {}
@@ -289,7 +351,20 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> (Vec<(PartitionKey, PartitionRe
         // acks=all produces and consumers waiting for the high watermark.
         broker.replicas.notify_appended();
     }
-    (results, total_bytes)
+    ReadPass {
+        results,
+        total_bytes,
+        answer_now: answer_now || high_watermark_moved,
+    }
+}
+
+/// The high watermarks a pass answered, per partition: a follower's waiting fetch is
+/// answered once one of them moved (another follower's fetch moved it).
+fn high_watermarks(pass: &ReadPass) -> Vec<i64> {
+    pass.results
+        .iter()
+        .map(|(_, result)| result.high_watermark)
+        .collect()
 }
 
 /// Builds the response, dropping unchanged partitions from incremental responses and
@@ -305,6 +380,7 @@ fn respond(
         results,
         |result| Answered {
             has_records: matches!(&result.records, Some(RecordsSource::File(_))),
+            redirected: result.preferred_read_replica >= 0,
             error_code: result.error_code,
             high_watermark: result.high_watermark,
             log_start_offset: result.log_start_offset,
@@ -423,6 +499,7 @@ pub fn handle(
                 }
             }
             if plan.replica_id < 0 {
+                plan.from_any_replica = version >= 11;
                 let client = crate::handlers::client_quotas::QuotaClient::of(context, &request);
                 // As Kafka: a consumer with a quota reads at most what the quota allows over
                 // the measured span, so a response can pass it (min_bytes follows).
@@ -444,13 +521,18 @@ pub fn handle(
             )))
         }
     };
-    let (results, total_bytes) = read_pass(broker, &plan);
-    let any_error = results.iter().any(|(_, r)| r.error_code != 0);
+    let pass = read_pass(broker, &plan);
+    let any_error = pass.results.iter().any(|(_, r)| r.error_code != 0);
     let max_wait_ms = body.max_wait_ms.clamp(0, MAX_WAIT_MS_MAX);
-    if total_bytes >= plan.min_bytes || any_error || max_wait_ms == 0 || plan.partitions.is_empty()
+    if pass.total_bytes >= plan.min_bytes
+        || pass.answer_now
+        || any_error
+        || max_wait_ms == 0
+        || plan.partitions.is_empty()
     {
-        return Ok(Handled::Response(respond(broker, &plan, results)));
+        return Ok(Handled::Response(respond(broker, &plan, pass.results)));
     }
+    let first_high_watermarks = high_watermarks(&pass);
     let broker = broker.clone();
     let deadline = Instant::now() + Duration::from_millis(max_wait_ms as u64);
     Ok(Handled::Deferred(Box::pin(async move {
@@ -461,10 +543,17 @@ pub fn handle(
             let notified = broker.replicas.appended();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let (results, total_bytes) = read_pass(&broker, &plan);
-            let any_error = results.iter().any(|(_, r)| r.error_code != 0);
-            if total_bytes >= plan.min_bytes || any_error || Instant::now() >= deadline {
-                return Some(respond(&broker, &plan, results));
+            let pass = read_pass(&broker, &plan);
+            let any_error = pass.results.iter().any(|(_, r)| r.error_code != 0);
+            let high_watermark_news =
+                plan.replica_id >= 0 && high_watermarks(&pass) != first_high_watermarks;
+            if pass.total_bytes >= plan.min_bytes
+                || pass.answer_now
+                || high_watermark_news
+                || any_error
+                || Instant::now() >= deadline
+            {
+                return Some(respond(&broker, &plan, pass.results));
             }
             tokio::select! {
                 _ = notified => {}
@@ -472,8 +561,8 @@ pub fn handle(
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
-                let (results, _) = read_pass(&broker, &plan);
-                return Some(respond(&broker, &plan, results));
+                let pass = read_pass(&broker, &plan);
+                return Some(respond(&broker, &plan, pass.results));
             }
         }
     })))

@@ -53,6 +53,14 @@ pub const TOPIC_RECORDS_IN: &str = "dlog_topic_records_in_total";
 /// Record-batch bytes sent to fetchers, by `topic`. (Records out are not counted: fetches send
 /// file regions with sendfile(2) without reading the batch headers.)
 pub const TOPIC_BYTES_OUT: &str = "dlog_topic_bytes_out_total";
+/// Partitions of consumer fetches this node answered with records as a follower (KIP-392,
+/// fetch from the closest replica).
+pub const FOLLOWER_FETCHES: &str = "dlog_follower_fetches_total";
+/// Record bytes those answers carried.
+pub const FOLLOWER_FETCH_BYTES: &str = "dlog_follower_fetch_bytes_total";
+/// Partitions of consumer fetches this node, as leader, answered with a preferred read
+/// replica (its replica selector sent the consumer to a replica of its rack).
+pub const PREFERRED_READ_REPLICA_ANSWERS: &str = "dlog_preferred_read_replica_answers_total";
 /// Per-partition errors in Produce and Fetch responses, by `api` and `error` (Kafka's name).
 pub const PARTITION_ERRORS: &str = "dlog_partition_errors_total";
 /// Authorization checks refused, by `operation` and `resource` type (Kafka's names); counted
@@ -215,6 +223,18 @@ fn describe() {
     describe_counter!(RESPONSE_BYTES, "Response bytes sent, by Kafka API");
     describe_counter!(TOPIC_BYTES_IN, "Record batch bytes appended, by topic");
     describe_counter!(TOPIC_RECORDS_IN, "Records appended, by topic");
+    describe_counter!(
+        FOLLOWER_FETCHES,
+        "Consumer fetch partitions answered with records by this node as a follower"
+    );
+    describe_counter!(
+        FOLLOWER_FETCH_BYTES,
+        "Record bytes sent to consumers by this node as a follower"
+    );
+    describe_counter!(
+        PREFERRED_READ_REPLICA_ANSWERS,
+        "Consumer fetch partitions this leader sent to a preferred read replica"
+    );
     describe_counter!(
         TOPIC_BYTES_OUT,
         "Record batch bytes sent to fetchers, by topic"
@@ -466,6 +486,17 @@ pub fn replication_throttled_partition(side: &'static str) {
 /// A fetch response carries `bytes` record bytes of `topic`.
 pub fn topic_fetched(topic: &str, bytes: u64) {
     with_topic(topic, |handles| handles.bytes_out.increment(bytes))
+}
+
+/// A consumer fetch read `bytes` record bytes from this node as a follower.
+pub fn follower_fetch_served(bytes: u64) {
+    metrics::counter!(FOLLOWER_FETCHES).increment(1);
+    metrics::counter!(FOLLOWER_FETCH_BYTES).increment(bytes);
+}
+
+/// This leader answered a consumer's partition with a preferred read replica.
+pub fn preferred_read_replica_sent() {
+    metrics::counter!(PREFERRED_READ_REPLICA_ANSWERS).increment(1);
 }
 
 // ------------------------------------------------------------------------------------------

@@ -30,6 +30,9 @@ pub struct PartitionState {
     pub current_leader_epoch: i32,
     /// A follower's epoch of its last fetched batch (-1: none), for divergence (KIP-595).
     pub last_fetched_epoch: i32,
+    /// A follower's log start offset (-1 from consumers): where a consumer may be sent to
+    /// read it from (KIP-392).
+    pub replica_log_start_offset: i64,
     /// What the client was last told, to decide whether an incremental response includes it.
     pub high_watermark: i64,
     pub log_start_offset: i64,
@@ -47,6 +50,8 @@ pub struct SessionView {
 /// What the session needs to know of one partition's answer.
 pub struct Answered {
     pub has_records: bool,
+    /// The answer names a preferred read replica (KIP-392): the client must see it.
+    pub redirected: bool,
     pub error_code: i16,
     pub high_watermark: i64,
     pub log_start_offset: i64,
@@ -161,6 +166,7 @@ impl FetchSessions {
                             existing.max_bytes = state.max_bytes;
                             existing.current_leader_epoch = state.current_leader_epoch;
                             existing.last_fetched_epoch = state.last_fetched_epoch;
+                            existing.replica_log_start_offset = state.replica_log_start_offset;
                         }
                         None => {
                             session.partitions.insert(key.clone(), *state);
@@ -207,7 +213,12 @@ impl FetchSessions {
                 c.high_watermark != answer.high_watermark
                     || c.log_start_offset != answer.log_start_offset
             });
-            if !incremental || answer.has_records || answer.error_code != 0 || changed {
+            if !incremental
+                || answer.has_records
+                || answer.redirected
+                || answer.error_code != 0
+                || changed
+            {
                 if let Some(state) = session.as_mut().and_then(|s| s.partitions.get_mut(&key)) {
                     state.high_watermark = answer.high_watermark;
                     state.log_start_offset = answer.log_start_offset;

@@ -280,9 +280,13 @@ fn apply(
             match appended {
                 Ok(()) => {
                     let offsets = log.offsets();
-                    followed
+                    let moved = followed
                         .replication
                         .follower_learned(data.high_watermark, offsets.log_end_offset);
+                    if moved {
+                        // Consumers reading from this follower (KIP-392) wait for it.
+                        replicas.notify_appended();
+                    }
                     // DeleteRecords and retention on the leader: the follower's log start
                     // follows (as far as its own log reaches).
                     let leader_log_start = data.log_start_offset.min(offsets.log_end_offset);

@@ -9,6 +9,7 @@
 
 pub mod fetch_session;
 pub mod fetcher;
+pub mod replica_selector;
 pub mod replication;
 pub mod replication_quota;
 #[cfg(test)]
@@ -117,6 +118,50 @@ pub struct FollowedPartition {
     pub replication: Arc<Replication>,
 }
 
+/// A hosted partition a consumer may read here (KIP-392): led here, or followed and read up
+/// to the high watermark its leader last sent.
+#[derive(Clone)]
+pub enum ReadablePartition {
+    Leader(LedPartition),
+    Follower(FollowedPartition),
+}
+
+impl ReadablePartition {
+    pub fn log(&self) -> &Arc<PartitionLog> {
+        match self {
+            ReadablePartition::Leader(led) => &led.log,
+            ReadablePartition::Follower(followed) => &followed.log,
+        }
+    }
+
+    /// The leader epoch this node applied for the partition.
+    pub fn leader_epoch(&self) -> i32 {
+        match self {
+            ReadablePartition::Leader(led) => led.leader_epoch,
+            ReadablePartition::Follower(followed) => followed.leader_epoch,
+        }
+    }
+
+    /// What consumers may read below: a leader's high watermark now, a follower's as its
+    /// leader last said (never above its own log end).
+    pub fn high_watermark(&self) -> i64 {
+        match self {
+            ReadablePartition::Leader(led) => led.high_watermark(),
+            ReadablePartition::Follower(followed) => followed.replication.high_watermark(),
+        }
+    }
+
+    /// KIP-320 on either role (Kafka's `localLogWithEpochOrThrow`): a fetcher behind the
+    /// epoch this node applied is fenced; one ahead knows of a change not applied here yet.
+    pub fn check_leader_epoch(self, current_leader_epoch: i32) -> Result<Self, ResponseError> {
+        match current_leader_epoch {
+            epoch if epoch < 0 || epoch == self.leader_epoch() => Ok(self),
+            epoch if epoch < self.leader_epoch() => Err(ResponseError::FencedLeaderEpoch),
+            _ => Err(ResponseError::UnknownLeaderEpoch),
+        }
+    }
+}
+
 /// A partition whose leadership here began or ended when an image was applied: what the
 /// coordinator runtime loads or unloads shards on.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,6 +191,8 @@ pub struct ReplicaManager {
     /// The replication throttles (KIP-73) of both sides: read by the fetch handler (leader)
     /// and the fetchers (follower), updated from the image by the node.
     pub replication_quotas: replication_quota::ReplicationQuotas,
+    /// Where consumers are sent to read (`replica.selector.class`, KIP-392).
+    pub replica_selector: replica_selector::ReplicaSelector,
 }
 
 /// Kafka's file of the hosted partitions' high watermarks, in the log directory.
@@ -176,6 +223,7 @@ impl ReplicaManager {
             replication_quotas: replication_quota::ReplicationQuotas::new(
                 replication_quota::ReplicationQuotas::settings(&Default::default()),
             ),
+            replica_selector: replica_selector::ReplicaSelector::default(),
         })
     }
 
@@ -189,6 +237,18 @@ impl ReplicaManager {
             replication_quota::ReplicationQuotas::settings(properties),
         );
         self
+    }
+
+    /// This manager with the replica selector `replica.selector.class` names; an error
+    /// for a class Kafka does not ship.
+    pub fn with_replica_selector(
+        mut self,
+        properties: &crate::config::Properties,
+    ) -> Result<ReplicaManager, String> {
+        self.replica_selector = replica_selector::ReplicaSelector::from_class(
+            properties.get(crate::config::REPLICA_SELECTOR_CLASS),
+        )?;
+        Ok(self)
     }
 
     /// Writes every hosted partition's high watermark to `replication-offset-checkpoint`
@@ -385,6 +445,29 @@ impl ReplicaManager {
         self.replica(topic, partition)
             .and_then(|replica| replica.led())
             .ok_or_else(|| missing_partition_error(image, topic, partition))
+    }
+
+    /// A hosted partition as a consumer that may read from followers (Fetch v11+) sees it:
+    /// led or followed here; otherwise the errors of [`Self::leader_partition`].
+    pub fn readable_partition(
+        &self,
+        image: &MetadataImage,
+        topic: &str,
+        partition: i32,
+    ) -> Result<ReadablePartition, ResponseError> {
+        let replica = self
+            .replica(topic, partition)
+            .ok_or_else(|| missing_partition_error(image, topic, partition))?;
+        Ok(match replica.led() {
+            Some(led) => ReadablePartition::Leader(led),
+            None => ReadablePartition::Follower(FollowedPartition {
+                topic: topic.to_string(),
+                partition,
+                leader_epoch: replica.leader_epoch,
+                log: replica.log,
+                replication: replica.replication,
+            }),
+        })
     }
 
     /// The partitions this node follows whose leader is `leader_id`, in topic order.

@@ -30,6 +30,9 @@ struct FollowerProgress {
     /// The time and the leader's log end offset of the follower's previous fetch.
     last_fetch_ms: i64,
     last_fetch_leader_end: i64,
+    /// The follower's log start offset as its last fetch said (-1: not fetched yet): a
+    /// consumer is sent to it only for offsets its log still holds (KIP-392).
+    log_start_offset: i64,
 }
 
 impl FollowerProgress {
@@ -39,6 +42,7 @@ impl FollowerProgress {
             last_caught_up_ms: now_ms,
             last_fetch_ms: now_ms,
             last_fetch_leader_end: -1,
+            log_start_offset: -1,
         }
     }
 }
@@ -158,6 +162,41 @@ impl Replication {
         self.lock().high_watermark
     }
 
+    pub fn node_id(&self) -> i32 {
+        self.lock().node_id
+    }
+
+    /// As leader: the followers in the ISR that fetched in this term, with their log end,
+    /// log start and time since they last caught up (what a replica selector chooses by).
+    pub fn in_sync_followers(&self, now_ms: i64) -> Vec<super::replica_selector::FollowerView> {
+        let state = self.lock();
+        if !state.leading {
+            return Vec::new();
+        }
+        state
+            .followers
+            .iter()
+            .filter(|(id, progress)| state.isr.contains(id) && progress.log_end_offset >= 0)
+            .map(
+                |(&broker_id, progress)| super::replica_selector::FollowerView {
+                    view: super::replica_selector::ReplicaView {
+                        broker_id,
+                        log_end_offset: progress.log_end_offset,
+                        time_since_last_caught_up_ms: now_ms - progress.last_caught_up_ms,
+                    },
+                    log_start_offset: progress.log_start_offset,
+                },
+            )
+            .collect()
+    }
+
+    /// Records the log start offset a follower's fetch carried.
+    pub fn follower_log_start(&self, follower_id: i32, log_start_offset: i64) {
+        if let Some(progress) = self.lock().followers.get_mut(&follower_id) {
+            progress.log_start_offset = log_start_offset;
+        }
+    }
+
     /// The ISR as last applied from the image.
     pub fn isr(&self) -> Vec<i32> {
         self.lock().isr.clone()
@@ -208,11 +247,15 @@ impl Replication {
     }
 
     /// As follower: the leader said its high watermark is `leader_high_watermark`.
-    pub fn follower_learned(&self, leader_high_watermark: i64, log_end_offset: i64) {
+    /// Returns whether it moved (consumers reading from this follower may wait for it).
+    pub fn follower_learned(&self, leader_high_watermark: i64, log_end_offset: i64) -> bool {
         let mut state = self.lock();
-        if !state.leading {
-            state.high_watermark = leader_high_watermark.min(log_end_offset);
+        if state.leading {
+            return false;
         }
+        let before = state.high_watermark;
+        state.high_watermark = leader_high_watermark.min(log_end_offset);
+        state.high_watermark != before
     }
 
     fn advance(state: &mut State, leader_end: i64) {

@@ -843,7 +843,7 @@ impl Sim {
                         panic!("node {id}: follower append failed: {error:?}");
                     }
                 }
-                replication.follower_learned(high_watermark, log.offsets().log_end_offset);
+                let _ = replication.follower_learned(high_watermark, log.offsets().log_end_offset);
                 let end = log.offsets().log_end_offset;
                 self.note(|| {
                     format!("node {id}: appended {end_before}..{end}, learned HW {high_watermark}")

@@ -119,6 +119,29 @@ impl RawClient {
     }
 }
 
+/// A consumer's Fetch (no session, no wait, READ_UNCOMMITTED, 10 MiB limits) of one partition
+/// from `offset`; set further fields with the builder's `with_*`.
+pub fn consumer_fetch(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> kafka_protocol::messages::FetchRequest {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    kafka_protocol::messages::FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(10 << 20)
+        .with_session_id(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(10 << 20)])])
+}
+
 /// InitProducerId v5 for `transactional_id` (60 s timeout): (producer id, epoch). Retries
 /// what a client retries while the coordinator is not ready (COORDINATOR_LOAD_IN_PROGRESS,
 /// COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR: a fresh cluster's node may not have taken up
