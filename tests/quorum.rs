@@ -164,6 +164,23 @@ impl Cluster {
         }
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`) to node `index`: a pause, not a kill.
+    fn pause(&self, index: usize, stop: bool) {
+        extern "C" {
+            fn kill(pid: i32, signal: i32) -> i32;
+        }
+        let child = self.nodes[index].child.as_ref().expect("running");
+        let signal = if stop { 19 } else { 18 };
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { kill(child.id() as i32, signal) }, 0);
+    }
+
+    /// Whether node `index` has exited (crashed).
+    fn exited(&mut self, index: usize) -> bool {
+        let child = self.nodes[index].child.as_mut().expect("spawned");
+        child.try_wait().unwrap().is_some()
+    }
+
     fn kill9(&mut self, index: usize) {
         let mut child = self.nodes[index].child.take().expect("running");
         child.kill().unwrap();
@@ -948,4 +965,70 @@ fn killed_leader_is_fenced_and_replaced_from_the_isr() {
     // Unfenced again (no offline replica), not back in the ISR: only the leader's
     // AlterPartition adds it once it has caught up.
     wait_for((0, next, vec![next, controller], Vec::new(), 1));
+}
+
+/// A proposal that timed out on the active controller may still commit: the controller builds
+/// no other proposal before its fate is known. Both other voters are paused (the controller
+/// keeps leading: a long fetch timeout), an ISR change times out, and the broker's retry of the
+/// same change is refused instead of being validated against the image without the first one;
+/// once the voters return, the first change commits alone and every node keeps running. Before
+/// this, both committed at one partition epoch and every node's replay stopped on the second
+/// (chaos soak seed 5315: disk-full kept the followers from appending, so commits timed out).
+#[test]
+fn timed_out_proposal_is_resolved_before_the_next() {
+    let (mut cluster, replicas, created) = replicated_topic(
+        &[
+            "controller.quorum.fetch.timeout.ms=60000",
+            "broker.session.timeout.ms=60000",
+        ],
+        "timedout",
+    );
+    let [leader, follower, controller] = replicas;
+    let topic_id = created.topic_id;
+    cluster.wait_topic_everywhere("timedout");
+    let active = cluster.controller_addr(index_of(controller));
+    cluster.pause(index_of(leader), true);
+    cluster.pause(index_of(follower), true);
+    let started = Instant::now();
+    let first = alter_partition(active, leader, topic_id, 0, &[leader, follower]);
+    println!("first answered after {:?}", started.elapsed());
+    assert_eq!(first.0, 7, "no quorum: REQUEST_TIMED_OUT, {first:?}");
+    let retry = alter_partition(active, leader, topic_id, 0, &[leader, follower]);
+    assert_eq!(retry.0, 7, "the retry waits for the first: {retry:?}");
+    cluster.pause(index_of(leader), false);
+    cluster.pause(index_of(follower), false);
+
+    let watcher = cluster.addr(index_of(controller));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let state = partition_state(watcher, "timedout");
+        if state == Some((0, leader, vec![leader, follower], Vec::new(), 0)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "first change never applied: {state:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The next change builds on partition epoch 1, the first change's.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let next = alter_partition(active, leader, topic_id, 1, &[leader]);
+        if next.0 == 0 {
+            assert_eq!(next, (0, 0, vec![leader], 2));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{next:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    for index in 0..3 {
+        assert!(
+            !cluster.exited(index),
+            "node {} stopped:\n{}",
+            index + 1,
+            cluster.logs(index)
+        );
+    }
 }

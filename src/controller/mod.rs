@@ -268,8 +268,15 @@ impl Controller {
     /// Takes the commit lock. Its holder may wait seconds for the quorum, so waiting for it
     /// hands the tokio worker off first ([`quorum::blocking`]): workers blocked on this lock
     /// would otherwise starve the very tasks (quorum fetches from peers) the commit waits for.
+    ///
+    /// The holder then builds its records against the image. A proposal of an earlier holder
+    /// that timed out may still commit; while its fate is unknown (checked here, not waited
+    /// for: most holders propose nothing) the holder's commit is refused
+    /// ([`Quorum::propose_and_wait`]).
     pub(crate) fn lock_commits(&self) -> std::sync::MutexGuard<'_, ()> {
-        quorum::blocking(|| self.commit_lock.lock().expect("commit lock"))
+        let guard = quorum::blocking(|| self.commit_lock.lock().expect("commit lock"));
+        self.quorum.poll_resolved();
+        guard
     }
 
     /// Whether metadata changes are made here: a one-voter quorum, or the active controller.

@@ -190,11 +190,20 @@ pub struct Quorum {
     inner: Arc<QuorumInner>,
 }
 
+/// The answer to one proposal, sent by the driver once the proposal's fate is known.
+type ProposeAnswer = std::sync::mpsc::Receiver<Result<(), ProposeFailure>>;
+
 struct QuorumInner {
     config: QuorumConfig,
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The answer still to come of this node's last proposal that timed out. A proposal is
+    /// built against the image its caller read; one built while an earlier proposal may still
+    /// commit lacks that proposal's changes, and both could commit (two changes of one
+    /// partition at one partition epoch — every node's replay refuses the second). So no
+    /// proposal is sent until the earlier one is resolved (committed, refused, or dropped).
+    unresolved: Mutex<Option<ProposeAnswer>>,
 }
 
 fn fatal(what: &str, error: impl std::fmt::Display) -> ! {
@@ -364,6 +373,7 @@ impl Quorum {
                 shared,
                 commands,
                 thread: Mutex::new(Some(thread)),
+                unresolved: Mutex::new(None),
             }),
         })
     }
@@ -425,7 +435,16 @@ impl Quorum {
     /// Proposes one entry and waits (blocking this thread, at most `timeout`) until it
     /// commits and is applied. Inside a multi-thread tokio runtime the worker is handed off
     /// first (`block_in_place`), so other tasks keep running.
+    /// Refused (Timeout) while an earlier proposal that timed out was unresolved when the
+    /// caller took the commit lock ([`Self::poll_resolved`]): the caller built `data` against an
+    /// image that may lack it. The refusal waits (at most `timeout`) for that proposal's fate,
+    /// so a client retrying the refused request finds it known.
     pub fn propose_and_wait(&self, data: Bytes, timeout: Duration) -> Result<(), ProposeFailure> {
+        let mut unresolved = self.inner.unresolved.lock().expect("unresolved lock");
+        if unresolved.is_some() {
+            blocking(|| resolved(&mut unresolved, timeout));
+            return Err(ProposeFailure::Timeout);
+        }
         let (reply, result) = std::sync::mpsc::channel();
         if self
             .inner
@@ -435,16 +454,24 @@ impl Quorum {
         {
             return Err(ProposeFailure::Timeout);
         }
-        let wait = || match result.recv_timeout(timeout) {
+        match blocking(|| result.recv_timeout(timeout)) {
             Ok(outcome) => outcome,
-            Err(_) => Err(ProposeFailure::Timeout),
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(wait)
+            // The driver stopped: the proposal is dropped with it.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(ProposeFailure::Timeout),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                *unresolved = Some(result);
+                Err(ProposeFailure::Timeout)
             }
-            _ => wait(),
         }
+    }
+
+    /// Whether this node's last proposal that timed out is resolved by now (not waiting).
+    /// The controller calls this as it takes its commit lock, before reading the image it
+    /// builds a proposal against; only this clears a resolved proposal, so one resolved while
+    /// the holder builds still refuses the holder's proposal.
+    pub fn poll_resolved(&self) -> bool {
+        let mut unresolved = self.inner.unresolved.lock().expect("unresolved lock");
+        resolved(&mut unresolved, Duration::ZERO)
     }
 
     /// A quorum request from the controller listener; resolves to the Raft node's answer, or
@@ -508,6 +535,21 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
             tokio::task::block_in_place(f)
         }
         _ => f(),
+    }
+}
+
+/// Whether the proposal answer in `unresolved` (if any) has come, waiting up to `timeout`;
+/// clears it when it has. A dropped sender (the driver stopped) resolves it too.
+fn resolved(unresolved: &mut Option<ProposeAnswer>, timeout: Duration) -> bool {
+    let Some(answer) = unresolved.as_ref() else {
+        return true;
+    };
+    match answer.recv_timeout(timeout) {
+        Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            *unresolved = None;
+            true
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
     }
 }
 
