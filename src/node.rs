@@ -37,7 +37,7 @@ use kafka_protocol::messages::{
 pub const QUORUM_TICK_MS: u64 = 50;
 /// How long a coordinator write waits for the in-sync replicas before it fails (the client
 /// retries with COORDINATOR_NOT_AVAILABLE).
-const COORDINATOR_REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
+pub const COORDINATOR_REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often replication looks for fetchers to start and ISR changes to ask for.
 const REPLICATION_TICK: Duration = Duration::from_millis(100);
 
@@ -686,28 +686,13 @@ impl CoordinatorHost for Node {
             led.log.flush(now).map_err(|e| storage(&e))?;
         }
         self.replicas.notify_appended();
-        // As Kafka's coordinators write with acks=all: the record is on every in-sync
-        // replica before the coordinator answers, so a failover does not lose it.
-        if led.replication.isr_len() > 1 {
-            let Ok(handle) = tokio::runtime::Handle::try_current() else {
-                return Ok(());
-            };
-            let replicated = crate::controller::quorum::blocking(|| {
-                handle.block_on(self.replicas.wait_replicated(
-                    topic,
-                    partition,
-                    &led,
-                    appended.last_offset + 1,
-                    COORDINATOR_REPLICATION_TIMEOUT,
-                ))
-            });
-            if !replicated {
-                return Err(WriteError::Storage(format!(
-                    "{topic}-{partition}: not replicated to the ISR within {COORDINATOR_REPLICATION_TIMEOUT:?}"
-                )));
-            }
-        }
-        Ok(())
+        self.wait_in_sync(
+            topic,
+            partition,
+            &led,
+            appended.last_offset + 1,
+            COORDINATOR_REPLICATION_TIMEOUT,
+        )
     }
 
     fn read_all(&self, topic: &str, partition: i32) -> Result<Vec<u8>, WriteError> {
@@ -724,7 +709,8 @@ impl CoordinatorHost for Node {
         producer_epoch: i16,
         commit: bool,
     ) -> Result<(), WriteError> {
-        let log = self.led_log(topic, partition)?;
+        let led = self.led_partition(topic, partition)?;
+        let log = &led.log;
         let now = now_ms();
         let written = log
             .append_marker(producer_id, producer_epoch, COORDINATOR_EPOCH, commit, now)
@@ -737,9 +723,14 @@ impl CoordinatorHost for Node {
                 Ok(offset)
             });
         self.replicas.notify_appended();
-        written
-            .map(|_| ())
-            .map_err(|e| WriteError::Storage(e.to_string()))
+        let offset = written.map_err(|e| WriteError::Storage(e.to_string()))?;
+        self.wait_in_sync(
+            topic,
+            partition,
+            &led,
+            offset + 1,
+            COORDINATOR_REPLICATION_TIMEOUT,
+        )
     }
 
     fn open_transactions(&self) -> Vec<OpenTransaction> {
@@ -850,6 +841,40 @@ impl Node {
         self.replicas
             .leader_partition(&self.image(), topic, partition)
             .map_err(|_| WriteError::NotLeader(topic.to_string(), partition))
+    }
+
+    /// Waits (at most `timeout`) until the in-sync replicas of a partition this node leads
+    /// hold everything below `end_offset`. Kafka's coordinators and
+    /// its WriteTxnMarkers append with acks=all: what they answer for survives a failover. A
+    /// transaction marker only on the leader is lost with it, and the producer's next marker
+    /// in that partition then decides the aborted records too (chaos soak seed 5411: an
+    /// aborted transaction read committed after its partition's leader was killed).
+    pub fn wait_in_sync(
+        &self,
+        topic: &str,
+        partition: i32,
+        led: &crate::replica::LedPartition,
+        end_offset: i64,
+        timeout: Duration,
+    ) -> Result<(), WriteError> {
+        if led.replication.isr_len() <= 1 {
+            return Ok(());
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return Ok(());
+        };
+        let replicated = crate::controller::quorum::blocking(|| {
+            handle.block_on(
+                self.replicas
+                    .wait_replicated(topic, partition, led, end_offset, timeout),
+            )
+        });
+        match replicated {
+            true => Ok(()),
+            false => Err(WriteError::Storage(format!(
+                "{topic}-{partition}: not replicated to the ISR within {timeout:?}"
+            ))),
+        }
     }
 
     /// The log of a partition this node leads.

@@ -1894,3 +1894,73 @@ fn an_unknown_replica_selector_class_is_refused_at_start() {
         "{stderr}"
     );
 }
+
+/// A transaction marker is answered for once it is on the in-sync replicas, as Kafka appends
+/// markers with acks=all: WriteTxnMarkers to a leader whose followers are paused (still in the
+/// ISR) gets REQUEST_TIMED_OUT, not success for a marker only the leader holds — the marker a
+/// failover loses, after which the producer's next marker decides the aborted records too
+/// (chaos soak seed 5411: an aborted transaction read committed after its leader's kill -9).
+/// Once the followers are back, the coordinator's retry is answered.
+#[test]
+fn transaction_markers_wait_for_the_isr() {
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, ProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let cluster = Cluster::start_with(3, &["replica.lag.time.max.ms=60000"]);
+    cluster.wait_registered();
+    let topic = "markers-isr";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(common::create_replicated_topic(
+        &cluster.bootstrap(0),
+        topic,
+        1,
+        3,
+        &[],
+    ));
+    let full: Vec<i32> = vec![1, 2, 3];
+    let state = eventually(
+        Duration::from_secs(20),
+        || replica_state(&cluster.bootstrap(0), topic),
+        |state| state.len() == 1 && state[&0].0 > 0 && state[&0].1 == full,
+    );
+    let leader = state[&0].0;
+    let followers: Vec<usize> = (0..3).filter(|i| *i as i32 + 1 != leader).collect();
+    let request =
+        WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+            .with_producer_id(ProducerId(4242))
+            .with_producer_epoch(0)
+            .with_transaction_result(false)
+            .with_coordinator_epoch(0)
+            .with_topics(vec![WritableTxnMarkerTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(topic)))
+                .with_partition_indexes(vec![0])])]);
+    let mut client = raw::RawClient::connect(cluster.nodes[(leader - 1) as usize].addr());
+    let mut marker_error = || {
+        let response: WriteTxnMarkersResponse = client.call(ApiKey::WriteTxnMarkers, 1, &request);
+        response.markers[0].topics[0].partitions[0].error_code
+    };
+    // With every replica running, answered (once the leader has taken up the partition).
+    eventually(Duration::from_secs(20), &mut marker_error, |error| {
+        *error == 0
+    });
+
+    for &index in &followers {
+        cluster.nodes[index].pause(true);
+    }
+    let unreplicated = marker_error();
+    for &index in &followers {
+        cluster.nodes[index].pause(false);
+    }
+    assert_eq!(
+        unreplicated,
+        kafka_protocol::ResponseError::RequestTimedOut.code(),
+        "a marker on the leader only"
+    );
+    eventually(Duration::from_secs(20), &mut marker_error, |error| {
+        *error == 0
+    });
+}

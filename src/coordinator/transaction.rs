@@ -1316,7 +1316,25 @@ impl TransactionCoordinator {
                 current(txn)
             }
         };
-        let remote = self.prepare(host, &mut state, &mut txn, commit)?;
+        let remote = match self.prepare(host, &mut state, &mut txn, commit) {
+            Ok(remote) => remote,
+            // A marker of a partition led here did not reach its in-sync replicas in time.
+            // The decision is durable (Prepare): the periodic retry writes the markers, as
+            // for other brokers' partitions below.
+            Err(error)
+                if state.txns.get(transactional_id).is_some_and(|t| {
+                    matches!(t.state, TxnState::PrepareCommit | TxnState::PrepareAbort)
+                }) =>
+            {
+                tracing::warn!(
+                    transactional_id,
+                    message = error.message,
+                    "transaction markers not written yet; will retry"
+                );
+                return Ok(carry_on(&txn));
+            }
+            Err(error) => return Err(error),
+        };
         if remote.is_empty() {
             self.finish(host, &mut state, &mut txn, commit)?;
             return Ok(current(&txn));

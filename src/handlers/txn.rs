@@ -719,6 +719,9 @@ pub fn write_txn_markers(
     // Inter-broker: CLUSTER_ACTION, else every partition fails (Kafka).
     let cluster_denied = !context.authorized(Operation::ClusterAction, Resource::Cluster);
     let now = crate::clock::now_ms();
+    // Markers are answered for once on the in-sync replicas (Kafka appends them with
+    // acks=all); one deadline bounds the waits of the whole request.
+    let deadline = std::time::Instant::now() + crate::node::COORDINATOR_REPLICATION_TIMEOUT;
     let image = broker.image();
     let mut results = Vec::with_capacity(body.markers.len());
     for marker in &body.markers {
@@ -731,22 +734,34 @@ pub fn write_txn_markers(
                 .partition_indexes
                 .iter()
                 .map(|&index| {
-                    let log = broker.replicas.leader_log(&image, name, index);
+                    let led = broker.replicas.leader_partition(&image, name, index);
                     let error = if cluster_denied {
                         Some(ResponseError::ClusterAuthorizationFailed)
                     } else if too_many {
                         Some(ResponseError::InvalidRequest)
-                    } else if let Ok(log) = log {
-                        match log.append_marker(
+                    } else if let Ok(led) = led {
+                        match led.log.append_marker(
                             producer_id,
                             marker.producer_epoch,
                             marker.coordinator_epoch,
                             marker.transaction_result,
                             now,
                         ) {
-                            Ok(_) => {
-                                offsets_marked |= name == OFFSETS_TOPIC;
-                                None
+                            Ok(offset) => {
+                                broker.replicas.notify_appended();
+                                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                                match broker.wait_in_sync(name, index, &led, offset + 1, left) {
+                                    Ok(()) => {
+                                        offsets_marked |= name == OFFSETS_TOPIC;
+                                        None
+                                    }
+                                    // The coordinator writes it again (a second marker
+                                    // for the same producer changes nothing).
+                                    Err(error) => {
+                                        tracing::warn!(topic = name, partition = index, %error, "transaction marker not on the ISR in time");
+                                        Some(ResponseError::RequestTimedOut)
+                                    }
+                                }
                             }
                             Err(AppendError::Producer(ProducerError::InvalidEpoch { .. })) => {
                                 Some(ResponseError::InvalidProducerEpoch)
@@ -757,7 +772,7 @@ pub fn write_txn_markers(
                             }
                         }
                     } else {
-                        log.err()
+                        led.err()
                     };
                     WritableTxnMarkerPartitionResult::default()
                         .with_partition_index(index)

@@ -278,6 +278,17 @@ impl Broker {
     }
 
     /// SIGKILL and reap.
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a paused broker, as a long GC pause or a
+    /// stalled host looks to its peers.
+    pub fn pause(&self, stop: bool) {
+        const SIGSTOP: i32 = 19;
+        const SIGCONT: i32 = 18;
+        let child = self.child.as_ref().expect("running");
+        let signal = if stop { SIGSTOP } else { SIGCONT };
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { kill(child.id() as i32, signal) }, 0);
+    }
+
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("broker not running");
         child.kill().expect("SIGKILL");
