@@ -553,6 +553,25 @@ fn replica_state(bootstrap: &str, topic: &str) -> BTreeMap<i32, (i32, Vec<i32>)>
         .collect()
 }
 
+/// Creates `topic` with one partition replicated on all three nodes and waits until it has a
+/// leader and all three in its ISR: its [`replica_state`].
+fn one_partition_on_every_node(cluster: &Cluster, topic: &str) -> BTreeMap<i32, (i32, Vec<i32>)> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(common::create_replicated_topic(
+        &cluster.bootstrap(0),
+        topic,
+        1,
+        3,
+        &[],
+    ));
+    let full: Vec<i32> = vec![1, 2, 3];
+    eventually(
+        Duration::from_secs(20),
+        || replica_state(&cluster.bootstrap(0), topic),
+        |state| state.len() == 1 && state[&0].0 > 0 && state[&0].1 == full,
+    )
+}
+
 /// Records which sends the brokers acknowledged.
 struct Acknowledged(std::sync::Arc<std::sync::Mutex<Vec<(i32, String)>>>);
 
@@ -1742,20 +1761,7 @@ fn rack_aware_selector_sends_consumers_to_the_follower_of_their_rack() {
     });
     cluster.wait_registered();
     let topic = "closest";
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(common::create_replicated_topic(
-        &cluster.bootstrap(0),
-        topic,
-        1,
-        3,
-        &[],
-    ));
-    let full: Vec<i32> = vec![1, 2, 3];
-    let state = eventually(
-        Duration::from_secs(20),
-        || replica_state(&cluster.bootstrap(0), topic),
-        |state| state.len() == 1 && state[&0].0 > 0 && state[&0].1 == full,
-    );
+    let state = one_partition_on_every_node(&cluster, topic);
     produce_keyed(&cluster.bootstrap_all(), topic, 1, RECORDS, "near");
     let leader = state[&0].0;
     let follower = if leader == 1 { 2 } else { 1 };
@@ -1913,20 +1919,7 @@ fn transaction_markers_wait_for_the_isr() {
     let cluster = Cluster::start_with(3, &["replica.lag.time.max.ms=60000"]);
     cluster.wait_registered();
     let topic = "markers-isr";
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(common::create_replicated_topic(
-        &cluster.bootstrap(0),
-        topic,
-        1,
-        3,
-        &[],
-    ));
-    let full: Vec<i32> = vec![1, 2, 3];
-    let state = eventually(
-        Duration::from_secs(20),
-        || replica_state(&cluster.bootstrap(0), topic),
-        |state| state.len() == 1 && state[&0].0 > 0 && state[&0].1 == full,
-    );
+    let state = one_partition_on_every_node(&cluster, topic);
     let leader = state[&0].0;
     let followers: Vec<usize> = (0..3).filter(|i| *i as i32 + 1 != leader).collect();
     let request =

@@ -1934,6 +1934,15 @@ mod tests {
     }
 
     /// A host for the coordinator alone: every partition led here, markers and records kept.
+    /// A coordinator of one `__transaction_state` partition (its shard not loaded yet).
+    fn one_shard_coordinator() -> TransactionCoordinator {
+        TransactionCoordinator::new(TransactionSettings {
+            state_partitions: 1,
+            timeout_max_ms: 900_000,
+            id_expiration_ms: 604_800_000,
+        })
+    }
+
     struct FakeHost {
         image: std::sync::Arc<crate::controller::image::MetadataImage>,
         groups: crate::coordinator::GroupCoordinator,
@@ -2042,11 +2051,7 @@ mod tests {
     #[test]
     fn requests_wait_for_the_shard_to_load() {
         let host = FakeHost::new();
-        let coordinator = TransactionCoordinator::new(TransactionSettings {
-            state_partitions: 1,
-            timeout_max_ms: 900_000,
-            id_expiration_ms: 604_800_000,
-        });
+        let coordinator = one_shard_coordinator();
         let init = || {
             coordinator
                 .init_producer_id(&host, "t", 60_000, None)
@@ -2087,12 +2092,7 @@ mod tests {
     #[test]
     fn end_txn_v5_aborts_a_fresh_producers_empty_transaction() {
         let host = FakeHost::new();
-        let coordinator = TransactionCoordinator::new(TransactionSettings {
-            state_partitions: 1,
-            timeout_max_ms: 900_000,
-            id_expiration_ms: 604_800_000,
-        });
-        // This node leads the one state partition and its shard is loaded (empty).
+        let coordinator = one_shard_coordinator();
         coordinator.load_shard(&host, 0).unwrap();
         let (pid, epoch) = coordinator
             .init_producer_id(&host, "t", 60_000, None)
@@ -2142,12 +2142,7 @@ mod tests {
     #[test]
     fn end_txn_at_epoch_exhaustion_moves_to_a_new_producer_id() {
         let host = FakeHost::new();
-        let coordinator = TransactionCoordinator::new(TransactionSettings {
-            state_partitions: 1,
-            timeout_max_ms: 900_000,
-            id_expiration_ms: 604_800_000,
-        });
-        // This node leads the one state partition and its shard is loaded (empty).
+        let coordinator = one_shard_coordinator();
         coordinator.load_shard(&host, 0).unwrap();
         let last_epoch = i16::MAX - 1;
         coordinator.lock().txns.insert(
