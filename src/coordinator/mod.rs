@@ -457,6 +457,14 @@ impl GroupCoordinator {
         partition: i32,
         partition_count: i32,
     ) -> Result<(), WriteError> {
+        // Held from the read to the insert of what it left undecided: a marker appended after
+        // the read has its decision (`end_transactional_offsets`) wait for the load, and then
+        // finds the replayed offsets it decides (chaos seed 5501: a marker decided in between
+        // found nothing, and its offsets stayed undecided for good).
+        let mut undecided_offsets = self
+            .undecided_offsets
+            .lock()
+            .expect("undecided offsets lock");
         let bytes = host.read_all(OFFSETS_TOPIC, partition)?;
         let now = now_ms();
         let mut groups = self.lock();
@@ -540,10 +548,6 @@ impl GroupCoordinator {
             undecided_transactions = undecided.len(),
             "loaded consumer groups"
         );
-        let mut undecided_offsets = self
-            .undecided_offsets
-            .lock()
-            .expect("undecided offsets lock");
         for (producer_id, records) in undecided {
             undecided_offsets
                 .entry(producer_id)

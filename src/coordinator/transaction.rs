@@ -1951,6 +1951,8 @@ mod tests {
         records: Mutex<Vec<Vec<u8>>>,
         /// Whether this node leads every partition (the replica manager's view).
         leading: std::sync::atomic::AtomicBool,
+        /// How long a shard's read (`read_all`) takes: a window for a race.
+        read_delay_ms: std::sync::atomic::AtomicU64,
     }
 
     impl FakeHost {
@@ -1974,6 +1976,7 @@ mod tests {
                 markers: Mutex::new(Vec::new()),
                 records: Mutex::new(Vec::new()),
                 leading: std::sync::atomic::AtomicBool::new(true),
+                read_delay_ms: std::sync::atomic::AtomicU64::new(0),
             }
         }
     }
@@ -1993,7 +1996,12 @@ mod tests {
             Ok(())
         }
         fn read_all(&self, _: &str, _: i32) -> Result<Vec<u8>, WriteError> {
-            Ok(self.records.lock().unwrap().concat())
+            let read = self.records.lock().unwrap().concat();
+            let delay = self
+                .read_delay_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_millis(delay));
+            Ok(read)
         }
         fn write_marker(
             &self,
@@ -2082,6 +2090,50 @@ mod tests {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         coordinator.load_shard(&host, 0).unwrap();
         assert_eq!(init(), Ok((pid, epoch + 1)));
+    }
+
+    /// A group shard's load and a transaction marker decided meanwhile (chaos seed 5501): the
+    /// load read the log before the marker was appended, and the marker's decision came before
+    /// the load recorded the transaction's offsets as undecided. The decision waits for the
+    /// load and finds them: the offset is committed, not left undecided for good.
+    #[test]
+    fn a_marker_decided_during_a_group_load_decides_the_loaded_offsets() {
+        use crate::coordinator::records::{offset_key, offset_value, OffsetValue};
+        let host = std::sync::Arc::new(FakeHost::new());
+        let producer_id = 77;
+        let value = OffsetValue {
+            offset: 42,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 1,
+        };
+        let batch = BatchBuilder::new(1)
+            .producer(producer_id, 0, -1)
+            .transactional()
+            .record(
+                Some(&offset_key("g", "t", 0)),
+                Some(&offset_value(&value)),
+                1,
+            )
+            .build();
+        host.records.lock().unwrap().push(batch);
+        host.read_delay_ms
+            .store(300, std::sync::atomic::Ordering::Relaxed);
+        let loading = {
+            let host = host.clone();
+            std::thread::spawn(move || host.groups.load_shard(host.as_ref(), 0, 1))
+        };
+        // The marker arrives while the load is inside its read.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        host.groups
+            .end_transactional_offsets(producer_id, None, true);
+        loading.join().unwrap().unwrap();
+        assert!(!host.groups.has_undecided_offset("g", "t", 0));
+        let fetched = host
+            .groups
+            .fetch_offsets("g", (None, -1), Some(vec![("t".to_string(), vec![0])]))
+            .unwrap();
+        assert_eq!(fetched[0].1[0].1.as_ref().map(|v| v.offset), Some(42));
     }
 
     /// EndTxn v5 straight after InitProducerId (franz-go aborts when a transaction's produces
