@@ -25,6 +25,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 const WAIT: Duration = Duration::from_secs(20);
+
+extern "C" {
+    fn kill(pid: i32, signal: i32) -> i32;
+}
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn free_port() -> u16 {
@@ -148,9 +152,6 @@ impl Cluster {
     }
 
     fn terminate(&mut self, index: usize) -> std::process::ExitStatus {
-        extern "C" {
-            fn kill(pid: i32, signal: i32) -> i32;
-        }
         let mut child = self.nodes[index].child.take().expect("running");
         // SAFETY: kill(2) on our own child's pid.
         assert_eq!(unsafe { kill(child.id() as i32, 15) }, 0);
@@ -166,9 +167,6 @@ impl Cluster {
 
     /// SIGSTOP (`true`) or SIGCONT (`false`) to node `index`: a pause, not a kill.
     fn pause(&self, index: usize, stop: bool) {
-        extern "C" {
-            fn kill(pid: i32, signal: i32) -> i32;
-        }
         let child = self.nodes[index].child.as_ref().expect("running");
         let signal = if stop { 19 } else { 18 };
         // SAFETY: kill(2) on our own child's pid.

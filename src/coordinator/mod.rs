@@ -305,12 +305,13 @@ impl GroupCoordinator {
         group_id: &str,
     ) -> Result<(), ResponseError> {
         let partition = self.offsets_partition(host, group_id)?;
-        if self.is_loaded(partition) {
-            return Ok(());
-        }
-        match host.leads(OFFSETS_TOPIC, partition) {
-            true => Err(ResponseError::CoordinatorLoadInProgress),
-            false => Err(ResponseError::NotCoordinator),
+        match self.is_loaded(partition) {
+            true => Ok(()),
+            false => Err(runtime::unloaded_shard_error(
+                host,
+                OFFSETS_TOPIC,
+                partition,
+            )),
         }
     }
 

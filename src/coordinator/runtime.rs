@@ -109,6 +109,21 @@ pub trait CoordinatorHost: Send + Sync {
     ) -> Result<AddPartitionsToTxnResponse, String>;
 }
 
+/// Kafka's answer for a request whose shard (`topic`-`partition`) is not loaded here:
+/// COORDINATOR_LOAD_IN_PROGRESS while this node leads the partition (the shard is replaying),
+/// NOT_COORDINATOR otherwise (the client asks FindCoordinator again). A shard that is not
+/// loaded never answers.
+pub fn unloaded_shard_error(
+    host: &dyn CoordinatorHost,
+    topic: &str,
+    partition: i32,
+) -> kafka_protocol::ResponseError {
+    match host.leads(topic, partition) {
+        true => kafka_protocol::ResponseError::CoordinatorLoadInProgress,
+        false => kafka_protocol::ResponseError::NotCoordinator,
+    }
+}
+
 /// Loads or unloads the coordinator shard of an internal partition whose leadership here
 /// began (`led`) or ended, as `image` (being applied; readers do not see it yet) says.
 /// Partitions of other topics have no shard.

@@ -863,16 +863,11 @@ impl TransactionCoordinator {
             return Ok(());
         }
         let partition = self.state_partition(transactional_id);
-        Err(match host.leads(TRANSACTION_STATE_TOPIC, partition) {
-            true => api(
-                ResponseError::CoordinatorLoadInProgress,
-                format!("{TRANSACTION_STATE_TOPIC}-{partition} is loading"),
-            ),
-            false => api(
-                ResponseError::NotCoordinator,
-                format!("{TRANSACTION_STATE_TOPIC}-{partition} is not led by this node"),
-            ),
-        })
+        let error = super::runtime::unloaded_shard_error(host, TRANSACTION_STATE_TOPIC, partition);
+        Err(api(
+            error,
+            format!("{TRANSACTION_STATE_TOPIC}-{partition} is not loaded here"),
+        ))
     }
 
     /// Whether this node coordinates `transactional_id`: its shard is loaded here.
@@ -1933,7 +1928,6 @@ mod tests {
         assert_eq!(decode_value("t", &bad), None);
     }
 
-    /// A host for the coordinator alone: every partition led here, markers and records kept.
     /// A coordinator of one `__transaction_state` partition (its shard not loaded yet).
     fn one_shard_coordinator() -> TransactionCoordinator {
         TransactionCoordinator::new(TransactionSettings {
@@ -1943,6 +1937,7 @@ mod tests {
         })
     }
 
+    /// A host for the coordinator alone: every partition led here, markers and records kept.
     struct FakeHost {
         image: std::sync::Arc<crate::controller::image::MetadataImage>,
         groups: crate::coordinator::GroupCoordinator,

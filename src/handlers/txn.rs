@@ -799,7 +799,6 @@ pub fn write_txn_markers(
                 .with_topics(topics),
         );
     }
-    broker.replicas.notify_appended();
     Ok(encode_response(
         ApiKey::WriteTxnMarkers,
         version,
