@@ -143,7 +143,14 @@ pub fn leadership_changed(
                 tracing::error!(partition, %error, "loading the groups of {OFFSETS_TOPIC} failed");
             }
         }
-        (OFFSETS_TOPIC, false, _) => host.groups().unload_shard(partition),
+        (OFFSETS_TOPIC, false, partition_count) => {
+            host.groups().unload_shard(partition);
+            if let Some(partition_count) = partition_count {
+                transactions.forget_staged_offsets(|group_id| {
+                    super::records::partition_for(group_id, partition_count) == partition
+                });
+            }
+        }
         (TRANSACTION_STATE_TOPIC, true, Some(_)) => {
             if let Err(error) = transactions.load_shard(host, partition) {
                 tracing::error!(

@@ -177,19 +177,21 @@ struct State {
     /// the retry path leaves them alone (a late duplicate marker could end the producer's next
     /// transaction in that partition).
     sending: HashSet<String>,
-    /// producer id → group id → offsets staged by TxnOffsetCommit in the open transaction.
-    pending_offsets: StagedOffsets,
 }
 
 pub struct TransactionCoordinator {
     /// Written by every state change (which also writes the logs); read by the produce path's
     /// verification, so transactional produce to different partitions runs in parallel.
     state: RwLock<State>,
-    /// Offsets TxnOffsetCommit staged here for transactions another broker coordinates (this
-    /// one coordinates the group), by producer id, until that coordinator's marker arrives
-    /// (WriteTxnMarkers). Apart from `state`: the marker handler must not wait for this
-    /// coordinator's lock, which may be held across a call to the marker's sender.
-    remote_offsets: Mutex<StagedOffsets>,
+    /// Offsets TxnOffsetCommit staged here (this node coordinates their group), by producer
+    /// id, until the transaction's marker in `__consumer_offsets` decides them — whichever node
+    /// coordinates the transaction, then or by the time it ends: the coordinator moves, and a
+    /// transaction staged under a remote coordinator may end under this one (chaos seeds 5501
+    /// and 5606: kept apart, the offsets a moved transaction had staged were never decided
+    /// and answered UNSTABLE_OFFSET_COMMIT for good). Apart from `state` (locked after it when
+    /// both are): the WriteTxnMarkers handler must not wait for this coordinator's lock, which
+    /// may be held across a call to the marker's sender.
+    staged_offsets: Mutex<StagedOffsets>,
     /// The `__transaction_state` partitions whose shard is loaded here.
     shards: Mutex<BTreeSet<i32>>,
     settings: TransactionSettings,
@@ -227,9 +229,8 @@ impl TransactionCoordinator {
             state: RwLock::new(State {
                 txns: HashMap::new(),
                 sending: HashSet::new(),
-                pending_offsets: HashMap::new(),
             }),
-            remote_offsets: Mutex::new(HashMap::new()),
+            staged_offsets: Mutex::new(HashMap::new()),
             shards: Mutex::new(BTreeSet::new()),
             settings,
         }
@@ -813,7 +814,7 @@ impl TransactionCoordinator {
         commit: bool,
     ) -> Result<(), ApiError> {
         // The markers decided the offsets in `__consumer_offsets`; now the groups see them.
-        let staged = state.pending_offsets.remove(&txn.producer_id);
+        let staged = self.take_staged_offsets(txn.producer_id);
         host.groups()
             .end_transactional_offsets(txn.producer_id, staged.as_ref(), commit);
         txn.state = if commit {
@@ -836,16 +837,29 @@ impl TransactionCoordinator {
         Ok(())
     }
 
-    /// Offsets TxnOffsetCommit staged here for `producer_id` (this broker coordinates the
-    /// group, another the transaction): taken when the marker arrives (WriteTxnMarkers).
+    /// Offsets TxnOffsetCommit staged here for `producer_id`: taken when its marker in
+    /// `__consumer_offsets` is written here (by this coordinator, or by WriteTxnMarkers from
+    /// another).
     pub fn take_staged_offsets(
         &self,
         producer_id: i64,
     ) -> Option<BTreeMap<String, Vec<PendingOffset>>> {
-        self.remote_offsets
+        self.staged_offsets
             .lock()
-            .expect("remote offsets lock")
+            .expect("staged offsets lock")
             .remove(&producer_id)
+    }
+
+    /// The `__consumer_offsets` shard of the groups `in_shard` names left this node: what
+    /// was staged for them is dropped. The new leader replays those offsets from the log
+    /// and waits for their marker there; kept here, they would answer UNSTABLE_OFFSET_COMMIT
+    /// for good if the shard came back after the marker.
+    pub fn forget_staged_offsets(&self, in_shard: impl Fn(&str) -> bool) {
+        let mut staged = self.staged_offsets.lock().expect("staged offsets lock");
+        for groups in staged.values_mut() {
+            groups.retain(|group_id, _| !in_shard(group_id));
+        }
+        staged.retain(|_, groups| !groups.is_empty());
     }
 
     /// Kafka's answer for a transactional id this node cannot serve yet: NOT_COORDINATOR when
@@ -1098,10 +1112,9 @@ impl TransactionCoordinator {
         if !self.coordinates(transactional_id) {
             // Another broker coordinates the transaction (this one the group): its state is
             // not here to check, as for produce; the marker it sends decides the offsets.
-            let mut remote = self.remote_offsets.lock().expect("remote offsets lock");
-            return Self::stage_in(host, &mut remote, producer_id, epoch, group_id, offsets);
+            return self.stage_in(host, producer_id, epoch, group_id, offsets);
         }
-        let mut state = self.lock();
+        let state = self.lock();
         let txn = state.txns.get(transactional_id).ok_or_else(|| {
             api(
                 ResponseError::InvalidProducerIdMapping,
@@ -1120,25 +1133,23 @@ impl TransactionCoordinator {
                 "AddOffsetsToTxn must come first",
             ));
         }
-        Self::stage_in(
-            host,
-            &mut state.pending_offsets,
-            producer_id,
-            epoch,
-            group_id,
-            offsets,
-        )
+        // Held on: the transaction cannot end between the check above and the staging.
+        let staged = self.stage_in(host, producer_id, epoch, group_id, offsets);
+        drop(state);
+        staged
     }
 
-    /// Appends the transactional offsets and stages them under `producer_id`.
+    /// Appends the transactional offsets and stages them under `producer_id`. The staged map
+    /// stays locked across the append, so a marker decided meanwhile waits and finds them.
     fn stage_in(
+        &self,
         host: &dyn CoordinatorHost,
-        pending: &mut StagedOffsets,
         producer_id: i64,
         epoch: i16,
         group_id: &str,
         offsets: Vec<PendingOffset>,
     ) -> Result<(), ApiError> {
+        let mut pending = self.staged_offsets.lock().expect("staged offsets lock");
         let groups = pending.entry(producer_id).or_default();
         let staged_count: usize = groups.values().map(Vec::len).sum();
         if staged_count + offsets.len() > PENDING_OFFSETS_PER_TRANSACTION_MAX {
@@ -1211,8 +1222,7 @@ impl TransactionCoordinator {
                 })
             })
         };
-        staged(&self.read().pending_offsets)
-            || staged(&self.remote_offsets.lock().expect("remote offsets lock"))
+        staged(&self.staged_offsets.lock().expect("staged offsets lock"))
     }
 
     /// EndTxn: commits or aborts the open transaction; returns the producer id and epoch the
@@ -2129,6 +2139,95 @@ mod tests {
             .fetch_offsets("g", (None, -1), Some(vec![("t".to_string(), vec![0])]))
             .unwrap();
         assert_eq!(fetched[0].1[0].1.as_ref().map(|v| v.offset), Some(42));
+    }
+
+    /// Offsets staged while another node coordinated the transaction, decided by this node
+    /// once the coordinator moved here (chaos seeds 5501 and 5606: the group coordinator
+    /// kept them staged for good, answering UNSTABLE_OFFSET_COMMIT, and a consumer gave up
+    /// and read its partition again from the start).
+    #[test]
+    fn offsets_staged_under_a_remote_coordinator_are_decided_when_it_moves_here() {
+        use crate::controller::image::{PartitionImage, TopicImage};
+        let mut host = FakeHost::new();
+        let mut image = (*host.image).clone();
+        let partition = PartitionImage {
+            replicas: vec![1],
+            isr: vec![1],
+            leader: 1,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
+        };
+        image.topics.insert(
+            OFFSETS_TOPIC.to_string(),
+            TopicImage {
+                name: OFFSETS_TOPIC.to_string(),
+                id: uuid::Uuid::nil(),
+                partitions: BTreeMap::from([(0, partition)]),
+                configs: BTreeMap::new(),
+            },
+        );
+        host.image = std::sync::Arc::new(image);
+        let coordinator = one_shard_coordinator();
+        coordinator.load_shard(&host, 0).unwrap();
+        let (pid, epoch) = coordinator
+            .init_producer_id(&host, "t", 60_000, None)
+            .unwrap();
+        coordinator
+            .add_offsets(&host, "t", (pid, epoch), "g", false)
+            .unwrap();
+        // The transactional id's shard is elsewhere while TxnOffsetCommit arrives...
+        coordinator.shards.lock().unwrap().remove(&0);
+        let offset = PendingOffset {
+            topic: "source".to_string(),
+            partition: 5,
+            offset: 365,
+            leader_epoch: -1,
+            metadata: None,
+        };
+        coordinator
+            .stage_offsets(&host, "t", pid, epoch, "g", vec![offset])
+            .unwrap();
+        assert!(coordinator.has_staged_offset("g", "source", 5));
+        // ...and back here for the EndTxn.
+        coordinator.shards.lock().unwrap().insert(0);
+        coordinator
+            .end_transaction(&host, "t", pid, epoch, true, false)
+            .unwrap();
+        assert!(
+            !coordinator.has_staged_offset("g", "source", 5),
+            "the commit decided the staged offset"
+        );
+        let fetched = host
+            .groups
+            .fetch_offsets("g", (None, -1), Some(vec![("source".to_string(), vec![5])]))
+            .unwrap();
+        assert_eq!(fetched[0].1[0].1.as_ref().map(|v| v.offset), Some(365));
+    }
+
+    /// A group shard that left this node takes its staged offsets with it: the new leader
+    /// replays them and waits for their marker there.
+    #[test]
+    fn staged_offsets_of_an_unloaded_group_shard_are_forgotten() {
+        let coordinator = one_shard_coordinator();
+        let offset = |partition| PendingOffset {
+            topic: "source".to_string(),
+            partition,
+            offset: 1,
+            leader_epoch: -1,
+            metadata: None,
+        };
+        coordinator.staged_offsets.lock().unwrap().insert(
+            7,
+            BTreeMap::from([
+                ("gone".to_string(), vec![offset(0)]),
+                ("kept".to_string(), vec![offset(1)]),
+            ]),
+        );
+        coordinator.forget_staged_offsets(|group_id| group_id == "gone");
+        assert!(!coordinator.has_staged_offset("gone", "source", 0));
+        assert!(coordinator.has_staged_offset("kept", "source", 1));
     }
 
     /// EndTxn v5 straight after InitProducerId (franz-go aborts when a transaction's produces
