@@ -547,6 +547,7 @@ impl GroupCoordinator {
             consumer_groups = consumer_groups.len(),
             records = record_count,
             undecided_transactions = undecided.len(),
+            undecided_producers = ?undecided.keys().collect::<Vec<_>>(),
             "loaded consumer groups"
         );
         for (producer_id, records) in undecided {
@@ -848,6 +849,13 @@ impl GroupCoordinator {
             .lock()
             .expect("undecided offsets lock")
             .remove(&producer_id);
+        tracing::debug!(
+            producer_id,
+            commit,
+            loaded = loaded.as_ref().map_or(0, Vec::len),
+            staged = staged.map_or(0, |s| s.values().map(Vec::len).sum::<usize>()),
+            "transactional offsets decided"
+        );
         if !commit || (loaded.is_none() && staged.is_none()) {
             return;
         }
@@ -986,7 +994,18 @@ impl GroupCoordinator {
                 .map(|(topic, partitions)| {
                     let found = partitions
                         .into_iter()
-                        .map(|p| (p, group.and_then(|g| g.offsets.get(&topic, p)).cloned()))
+                        .map(|p| {
+                            let committed = group.and_then(|g| g.offsets.get(&topic, p)).cloned();
+                            if committed.is_none() {
+                                tracing::debug!(
+                                    group_id,
+                                    topic,
+                                    partition = p,
+                                    "OffsetFetch: no committed offset"
+                                );
+                            }
+                            (p, committed)
+                        })
                         .collect();
                     (topic, found)
                 })

@@ -339,7 +339,19 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> ReadPass {
                 result.records = Some(RecordsSource::File(slice));
             }
             Ok(Ok(None)) => {}
-            Ok(Err(_out_of_range)) => result.error_code = ResponseError::OffsetOutOfRange.code(),
+            Ok(Err(_out_of_range)) => {
+                // Rare and decisive for a consumer (it resets to auto.offset.reset): logged.
+                tracing::info!(
+                    topic = key.topic,
+                    partition = key.partition,
+                    fetch_offset = state.fetch_offset,
+                    log_start_offset = offsets.log_start_offset,
+                    log_end_offset = offsets.log_end_offset,
+                    follower,
+                    "fetch offset out of range"
+                );
+                result.error_code = ResponseError::OffsetOutOfRange.code()
+            }
             Err(error) => {
                 tracing::error!(topic = key.topic, partition = key.partition, %error, "fetch read failed");
                 result.error_code = ResponseError::KafkaStorageError.code();

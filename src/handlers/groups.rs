@@ -560,11 +560,20 @@ fn fetched_partition(value: Option<OffsetValue>, unstable: bool) -> (i64, i32, S
 /// offset, and the client retries: else a new member could start from the offset that the
 /// transaction is about to replace, and process those records twice.
 fn unstable(broker: &Node, require_stable: bool, group: &str, topic: &str, partition: i32) -> bool {
-    require_stable
+    let unstable = require_stable
         && (broker
             .transactions
             .has_staged_offset(group, topic, partition)
-            || broker.groups.has_undecided_offset(group, topic, partition))
+            || broker.groups.has_undecided_offset(group, topic, partition));
+    if unstable {
+        tracing::debug!(
+            group,
+            topic,
+            partition,
+            "OffsetFetch: unstable offset commit"
+        );
+    }
+    unstable
 }
 
 pub fn offset_fetch(

@@ -58,6 +58,15 @@ pub fn handle(
                         };
                         let (epoch, end_offset) =
                             led.log.end_offset_for_leader_epoch(asked.leader_epoch);
+                        if end_offset < 0 && !follower {
+                            // A consumer answered "no such epoch" resets to auto.offset.reset.
+                            tracing::info!(
+                                topic = topic.topic.as_str(),
+                                partition = asked.partition,
+                                leader_epoch = asked.leader_epoch,
+                                "OffsetForLeaderEpoch: epoch unknown to the leader"
+                            );
+                        }
                         answer.with_leader_epoch(epoch).with_end_offset(end_offset)
                     })
                     .collect();
