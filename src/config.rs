@@ -339,6 +339,12 @@ pub const BROKER_PROPERTIES: &[Property] = &[
         "100",
         0,
     ),
+    at_least(
+        "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms",
+        Kind::Long,
+        "10000",
+        0,
+    ),
     property("sasl.oauthbearer.expected.audience", Kind::List, ""),
     property("sasl.oauthbearer.expected.issuer", Kind::String, ""),
     at_least("sasl.oauthbearer.clock.skew.seconds", Kind::Int, "30", 0),
@@ -507,6 +513,8 @@ pub const SASL_OAUTHBEARER_JWKS_ENDPOINT_REFRESH_MS: Key =
     key("sasl.oauthbearer.jwks.endpoint.refresh.ms");
 pub const SASL_OAUTHBEARER_JWKS_ENDPOINT_RETRY_BACKOFF_MS: Key =
     key("sasl.oauthbearer.jwks.endpoint.retry.backoff.ms");
+pub const SASL_OAUTHBEARER_JWKS_ENDPOINT_RETRY_BACKOFF_MAX_MS: Key =
+    key("sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms");
 pub const SASL_OAUTHBEARER_EXPECTED_AUDIENCE: Key = key("sasl.oauthbearer.expected.audience");
 pub const SASL_OAUTHBEARER_EXPECTED_ISSUER: Key = key("sasl.oauthbearer.expected.issuer");
 pub const SASL_OAUTHBEARER_CLOCK_SKEW_SECONDS: Key = key("sasl.oauthbearer.clock.skew.seconds");

@@ -3,6 +3,9 @@
 
   oauth_client.py keys WORK            writes WORK/jwks.json (the broker's key set, kid
                                        "compat-1") and the private keys that sign tokens
+  oauth_client.py serve WORK PORT      the identity provider's JWKS endpoint: serves
+                                       WORK/jwks.json at https://127.0.0.1:PORT/jwks.json with
+                                       the suite's broker certificate (WORK/broker-chain.pem)
   oauth_client.py run BOOTSTRAP WORK TOPIC GROUP
                                        confluent-kafka (librdkafka) over SASL_PLAINTEXT with
                                        OAUTHBEARER, tokens handed over by oauth_cb:
@@ -115,8 +118,37 @@ def run(bootstrap, work, topic, group):
     return 0 if ok else 1
 
 
+def serve(work, port):
+    """Answers GET /jwks.json with the key set, over TLS, until killed; counts the requests
+    on stdout (a broker reads the set at start, on schedule and for an unknown key id)."""
+    import http.server
+    import ssl
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path != "/jwks.json":
+                self.send_error(404)
+                return
+            with open(f"{work}/jwks.json", "rb") as f:
+                body = f.read()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            print("served jwks.json", flush=True)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", int(port)), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(f"{work}/broker-chain.pem", f"{work}/broker.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "keys":
         keys(sys.argv[2])
+    elif sys.argv[1] == "serve":
+        serve(sys.argv[2], sys.argv[3])
     else:
         sys.exit(run(*sys.argv[2:6]))

@@ -17,7 +17,9 @@
 # -acl-prefixed-deny, -server-properties (dlog started from a server.properties as Kafka reads it),
 # -oauthbearer-unsecured (OAUTH listener: Kafka's unsecured OAUTHBEARER tokens from the Java
 # client's default login handler, ACLs on User:<sub>), -oauthbearer-jwt (OAUTHJWT listener:
-# KIP-768's validator over a JWKS file; confluent-kafka with RS256 tokens from oauth_client.py).
+# KIP-768's validator over an https JWKS endpoint, trusted through the ssl.truststore.* options
+# of the listener's OAuthBearerLoginModule entry; confluent-kafka with RS256 tokens from
+# oauth_client.py).
 # SECURITY_PORTS=LOW-HIGH (env) picks the brokers' ports in that range instead of any free one.
 # Prints one "RESULT <scenario> PASS|FAIL|SKIP <detail>" line per scenario; exits 1 if any FAIL.
 # Every step is bounded (timeout); the whole run takes about a minute.
@@ -30,9 +32,11 @@ OUT="${2:-$WORK}"
 mkdir -p "$OUT"
 rm -f "$OUT/tools.log"
 broker_pid=""
+jwks_pid=""
 stop_broker() { :; }
 cleanup() {
   stop_broker
+  [[ -n "$jwks_pid" ]] && kill "$jwks_pid" 2>/dev/null
   [[ -n "${KEEP_WORK:-}" ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -89,10 +93,15 @@ certs() {
 if ! certs >"$WORK/openssl.log" 2>&1; then
   result security-setup FAIL "openssl: $(tail -n 3 "$WORK/openssl.log" | tr '\n' ' ')"; exit 1
 fi
-# The signing keys of the OAUTHJWT scenario and the key set both brokers read (file://).
+# The signing keys of the OAUTHJWT scenario and the key set both brokers read.
 if ! python3 "$HERE/oauth_client.py" keys "$WORK" >"$WORK/oauth-keys.log" 2>&1; then
   result security-setup FAIL "oauth_client.py keys: $(tail -n 3 "$WORK/oauth-keys.log" | tr '\n' ' ')"; exit 1
 fi
+# The identity provider's JWKS endpoint (https, the broker certificate) both brokers read.
+P_JWKS="$(free_port)"
+python3 "$HERE/oauth_client.py" serve "$WORK" "$P_JWKS" >"$WORK/jwks-server.log" 2>&1 &
+jwks_pid=$!
+JWKS_URL="https://127.0.0.1:$P_JWKS/jwks.json"
 cd "$ROOT" || exit 1
 CLIENT_PRINCIPAL="User:CN=client,O=dlog-compat"
 
@@ -108,9 +117,9 @@ settings=(
   "listener.name.oauth.sasl.enabled.mechanisms=OAUTHBEARER"
   "listener.name.oauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"broker\" unsecuredValidatorAllowableClockSkewMs=\"1000\";"
   "listener.name.oauthjwt.sasl.enabled.mechanisms=OAUTHBEARER"
-  "listener.name.oauthjwt.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"broker\";"
+  "listener.name.oauthjwt.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub=\"broker\" ssl.truststore.location=\"$WORK/ca.pem\" ssl.truststore.type=\"PEM\";"
   "listener.name.oauthjwt.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler"
-  "sasl.oauthbearer.jwks.endpoint.url=file://$WORK/jwks.json"
+  "sasl.oauthbearer.jwks.endpoint.url=$JWKS_URL"
   "sasl.oauthbearer.expected.audience=dlog-compat"
   "sasl.oauthbearer.expected.issuer=https://issuer.dlog-compat.invalid"
   # Kafka 4.1.1's default (DefaultJwtValidator) checks no signature on a broker: a token signed
@@ -158,7 +167,7 @@ advertised.listeners=PLAINTEXT://127.0.0.1:$P_PLAIN,$secured
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,$protocol_map"
     extra+=$'\n'"$(cat "$WORK/secured.properties")"
     # Kafka 4 reads a JWKS URL only when this system property allows it (CVE-2025-27817).
-    KAFKA_JAVA_OPTS_EXTRA="-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=file://$WORK/jwks.json" \
+    KAFKA_JAVA_OPTS_EXTRA="-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=$JWKS_URL" \
     KAFKA_EXTRA_PROPS="$extra" START_TIMEOUT=90 "$ROOT/compat/kafka/start.sh" "$P_PLAIN" "$WORK/kafka" >"$OUT/broker.log" 2>&1
     stop_broker() { "$ROOT/compat/kafka/stop.sh" "$WORK/kafka" >>"$OUT/broker.log" 2>&1; cp "$WORK/kafka/kafka.log" "$OUT/kafka.log" 2>/dev/null; }
     for _ in $(seq 1 100); do port_open "$P_SASL_SSL" && break; sleep 0.2; done
@@ -501,19 +510,20 @@ fi
 detail_text="$(printf '%s; ' "${notes[@]}")"
 if $ok; then result $s PASS "${detail_text%; }"; else result $s FAIL "${detail_text%; }"; fi
 
-# 13. OAUTHBEARER with signed tokens (the OAUTHJWT listener, KIP-768's validator over the JWKS
-#     file): confluent-kafka hands RS256 tokens over with oauth_cb. alice's token (right key,
-#     audience and issuer) produces and consumes; one signed by another key and an expired one
-#     are refused with an authentication error.
+# 13. OAUTHBEARER with signed tokens (the OAUTHJWT listener, KIP-768's validator over the https
+#     JWKS endpoint): confluent-kafka hands RS256 tokens over with oauth_cb. alice's token (right
+#     key, audience and issuer) produces and consumes; one signed by another key and an expired
+#     one are refused with an authentication error; the broker read the key set over https.
 s=security-oauthbearer-jwt
 t0=$SECONDS
 timeout 120 python3 "$HERE/oauth_client.py" run "$OAUTHJWT" "$WORK" "$T_JWT" "$G-oauth-jwt" >"$WORK/oauth-jwt.out" 2>"$WORK/oauth-jwt.err"
 rc=$?
 { echo "### oauth_client.py run: exit $rc in $((SECONDS - t0)) s"; cat "$WORK/oauth-jwt.out"; echo "--- stderr"; tail -n 20 "$WORK/oauth-jwt.err"; } >>"$OUT/tools.log"
-if [[ $rc -eq 0 ]]; then
-  result $s PASS "in $((SECONDS - t0)) s: $(cut -c1-400 "$WORK/oauth-jwt.out")"
+served="$(grep -c 'served jwks.json' "$WORK/jwks-server.log")"
+if [[ $rc -eq 0 && "$served" -ge 1 ]]; then
+  result $s PASS "in $((SECONDS - t0)) s, key set read $served time(s) over https: $(cut -c1-400 "$WORK/oauth-jwt.out")"
 else
-  result $s FAIL "exit $rc: $(cut -c1-400 "$WORK/oauth-jwt.out") $(tail -n 2 "$WORK/oauth-jwt.err" | tr '\n' ' ' | cut -c1-200)"
+  result $s FAIL "exit $rc, key set read $served time(s) over https: $(cut -c1-400 "$WORK/oauth-jwt.out") $(tail -n 2 "$WORK/oauth-jwt.err" | tr '\n' ' ' | cut -c1-200)"
 fi
 
 # 7. The broker takes the secured settings from a server.properties file as Kafka writes them:

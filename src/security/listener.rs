@@ -208,34 +208,34 @@ fn oauthbearer_validator(
         properties.get_for_listener(listener, config::SASL_SERVER_CALLBACK_HANDLER_CLASS)
     })
     .trim();
+    let jaas_setting = format!(
+        "listener.name.{}.oauthbearer.sasl.jaas.config",
+        listener.to_ascii_lowercase()
+    );
+    let text = mechanism_setting(
+        properties,
+        listener,
+        Mechanism::OAuthBearer,
+        "sasl.jaas.config",
+    )
+    .unwrap_or_else(|| properties.get_for_listener(listener, config::SASL_JAAS_CONFIG));
+    // Kafka demands an OAuthBearerLoginModule entry; its options are all optional, so
+    // dlog takes the defaults when there is none.
+    let modules = if text.trim().is_empty() {
+        Vec::new()
+    } else {
+        jaas::parse(text)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| {
+                format!("{jaas_setting} (or sasl.jaas.config): cannot parse the JAAS config")
+            })?
+    };
+    let empty = Default::default();
+    let options = modules
+        .iter()
+        .find(|m| m.class == jaas::OAUTHBEARER_LOGIN_MODULE)
+        .map_or(&empty, |m| &m.options);
     if handler.is_empty() || handler == UNSECURED_VALIDATOR {
-        let jaas_setting = format!(
-            "listener.name.{}.oauthbearer.sasl.jaas.config",
-            listener.to_ascii_lowercase()
-        );
-        let text = mechanism_setting(
-            properties,
-            listener,
-            Mechanism::OAuthBearer,
-            "sasl.jaas.config",
-        )
-        .unwrap_or_else(|| properties.get_for_listener(listener, config::SASL_JAAS_CONFIG));
-        // Kafka demands an OAuthBearerLoginModule entry; its options are all optional, so
-        // dlog takes the defaults when there is none.
-        let modules = if text.trim().is_empty() {
-            Vec::new()
-        } else {
-            jaas::parse(text)
-                .map_err(anyhow::Error::msg)
-                .with_context(|| {
-                    format!("{jaas_setting} (or sasl.jaas.config): cannot parse the JAAS config")
-                })?
-        };
-        let empty = Default::default();
-        let options = modules
-            .iter()
-            .find(|m| m.class == jaas::OAUTHBEARER_LOGIN_MODULE)
-            .map_or(&empty, |m| &m.options);
         let validator = unsecured::UnsecuredValidator::from_options(options)
             .map_err(anyhow::Error::msg)
             .with_context(|| format!("{jaas_setting}: bad OAuthBearerLoginModule option"))?;
@@ -271,13 +271,18 @@ fn oauthbearer_validator(
             .parse::<u64>()
             .with_context(|| format!("{}: not a non-negative number", key.name()))
     };
-    let location = jwks::JwksLocation::parse(url)
+    let trusted_pem = jwks_truststore(options)
+        .with_context(|| format!("{jaas_setting}: the key set endpoint's truststore"))?;
+    let location = jwks::JwksLocation::parse(url, trusted_pem.as_deref())
         .map_err(anyhow::Error::msg)
         .with_context(|| config::SASL_OAUTHBEARER_JWKS_ENDPOINT_URL.name())?;
     let key_set = jwks::Jwks::open(
         location,
-        number(config::SASL_OAUTHBEARER_JWKS_ENDPOINT_REFRESH_MS)?,
-        number(config::SASL_OAUTHBEARER_JWKS_ENDPOINT_RETRY_BACKOFF_MS)?,
+        jwks::JwksSchedule::from_ms(
+            number(config::SASL_OAUTHBEARER_JWKS_ENDPOINT_REFRESH_MS)?,
+            number(config::SASL_OAUTHBEARER_JWKS_ENDPOINT_RETRY_BACKOFF_MS)?,
+            number(config::SASL_OAUTHBEARER_JWKS_ENDPOINT_RETRY_BACKOFF_MAX_MS)?,
+        ),
     )
     .map_err(anyhow::Error::msg)
     .with_context(|| {
@@ -308,4 +313,36 @@ fn oauthbearer_validator(
         scope_claim: text_or(config::SASL_OAUTHBEARER_SCOPE_CLAIM_NAME, "scope"),
         sub_claim: text_or(config::SASL_OAUTHBEARER_SUB_CLAIM_NAME, "sub"),
     }))
+}
+
+/// The certificates (PEM) an https key set endpoint must chain to, from the `ssl.truststore.*`
+/// options of the OAuthBearerLoginModule entry, where Kafka reads its client TLS settings for
+/// that endpoint (`JaasOptionsUtils`); None (no truststore option) trusts the webpki roots.
+fn jwks_truststore(
+    options: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<Vec<u8>>> {
+    let option = |name: &str| {
+        options
+            .get(name)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let location = option("ssl.truststore.location");
+    let inline = option("ssl.truststore.certificates");
+    if location.is_none() && inline.is_none() {
+        return Ok(None);
+    }
+    let truststore_type = option("ssl.truststore.type").unwrap_or("JKS");
+    if !truststore_type.eq_ignore_ascii_case("PEM") {
+        bail!("ssl.truststore.type {truststore_type} is not supported; use PEM");
+    }
+    match (location, inline) {
+        (Some(path), None) => {
+            Ok(Some(std::fs::read(path).with_context(|| {
+                format!("ssl.truststore.location {path}")
+            })?))
+        }
+        (None, Some(text)) => Ok(Some(text.replace("\\n", "\n").into_bytes())),
+        _ => bail!("set ssl.truststore.location or ssl.truststore.certificates, not both"),
+    }
 }

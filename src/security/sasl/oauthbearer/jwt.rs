@@ -109,7 +109,7 @@ impl TokenValidator for SecuredValidator {
 
 #[cfg(test)]
 mod tests {
-    use super::super::jwks::JwksLocation;
+    use super::super::jwks::{JwksLocation, JwksSchedule};
     use super::*;
     use base64::Engine;
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -150,7 +150,11 @@ mod tests {
         let path = dir.path().join("jwks.json");
         std::fs::write(&path, fixtures()["jwks"].to_string()).unwrap();
         let url = format!("file://{}", path.display());
-        let jwks = Jwks::open(JwksLocation::parse(&url).unwrap(), 3_600_000, 0).unwrap();
+        let jwks = Jwks::open(
+            JwksLocation::parse(&url, None).unwrap(),
+            JwksSchedule::from_ms(3_600_000, 0, 0),
+        )
+        .unwrap();
         let validator = SecuredValidator {
             jwks: Arc::new(jwks),
             expected_audience: audience.iter().map(|a| a.to_string()).collect(),
@@ -320,6 +324,77 @@ mod tests {
         assert!(v.validate(&rotated, NOW_MS).is_ok());
     }
 
+    /// A one-route HTTP server on loopback answering every GET with the current `body`
+    /// (an identity provider's JWKS endpoint), counting the requests.
+    fn jwks_endpoint(
+        body: Arc<std::sync::Mutex<String>>,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = served.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let text = body.lock().unwrap().clone();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        (url, served)
+    }
+
+    #[test]
+    fn a_remote_set_is_refreshed_by_its_thread_when_a_key_id_is_unknown() {
+        let body = Arc::new(std::sync::Mutex::new(fixtures()["jwks"].to_string()));
+        let (url, served) = jwks_endpoint(body.clone());
+        let jwks = Jwks::open(
+            JwksLocation::parse(&url, None).unwrap(),
+            JwksSchedule::from_ms(3_600_000, 0, 1_000),
+        )
+        .unwrap();
+        let v = SecuredValidator {
+            jwks: Arc::new(jwks),
+            expected_audience: Vec::new(),
+            expected_issuer: None,
+            clock_skew_seconds: 30,
+            scope_claim: "scope".into(),
+            sub_claim: "sub".into(),
+        };
+        let current = rs256(Some("rsa-1"), json!({"sub": "alice", "exp": EXP}));
+        assert!(v.validate(&current, NOW_MS).is_ok(), "read at open");
+        assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let mut set = fixtures()["jwks"].clone();
+        set["keys"][0]["kid"] = json!("rsa-2");
+        *body.lock().unwrap() = set.to_string();
+        let rotated = rs256(Some("rsa-2"), json!({"sub": "alice", "exp": EXP}));
+        // The login that names the new key id is refused (the set is read on the refresher
+        // thread, not on the login path) and wakes the refresher; a later login gets in.
+        assert!(v.validate(&rotated, NOW_MS).is_err());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while v.validate(&rotated, NOW_MS).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the set was not refreshed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            v.validate(&current, NOW_MS).is_err(),
+            "the old key id left the set"
+        );
+    }
+
     #[test]
     fn key_sets_are_bounded_and_checked() {
         assert!(super::super::jwks::parse(b"{}").is_err());
@@ -329,8 +404,14 @@ mod tests {
             .map(|_| fixtures()["jwks"]["keys"][0].clone())
             .collect();
         assert!(super::super::jwks::parse(json!({"keys": many}).to_string().as_bytes()).is_err());
-        assert!(JwksLocation::parse("https://idp/jwks").is_err());
-        assert!(JwksLocation::parse("file://relative").is_err());
-        assert!(Jwks::open(JwksLocation::File("/nonexistent/jwks.json".into()), 1, 0).is_err());
+        assert!(JwksLocation::parse("ftp://idp/jwks", None).is_err());
+        assert!(JwksLocation::parse("file://relative", None).is_err());
+        assert!(JwksLocation::parse("https://idp/jwks", Some(b"no certificate")).is_err());
+        let schedule = JwksSchedule::from_ms(1, 0, 0);
+        assert!(Jwks::open(
+            JwksLocation::File("/nonexistent/jwks.json".into()),
+            schedule
+        )
+        .is_err());
     }
 }
