@@ -674,6 +674,7 @@ impl CoordinatorHost for Node {
         durable: bool,
     ) -> Result<(), WriteError> {
         let led = self.led_partition(topic, partition)?;
+        refuse_under_min_isr(topic, partition, &led)?;
         let now = now_ms();
         let storage = |e: &dyn std::fmt::Display| WriteError::Storage(e.to_string());
         let appended = led
@@ -710,6 +711,7 @@ impl CoordinatorHost for Node {
         commit: bool,
     ) -> Result<(), WriteError> {
         let led = self.led_partition(topic, partition)?;
+        refuse_under_min_isr(topic, partition, &led)?;
         let log = &led.log;
         let now = now_ms();
         let written = log
@@ -884,6 +886,25 @@ impl Node {
         partition: i32,
     ) -> Result<Arc<crate::replica::PartitionLog>, WriteError> {
         self.led_partition(topic, partition).map(|led| led.log)
+    }
+}
+
+/// Kafka's coordinators and markers append with acks=all, so `min.insync.replicas` holds for
+/// them as for a client: with fewer replicas in sync nothing is written, and the coordinator
+/// answers COORDINATOR_NOT_AVAILABLE or keeps the transaction prepared for its retry. A write
+/// answered for while only the leader holds it is lost with the leader's unsynced data.
+fn refuse_under_min_isr(
+    topic: &str,
+    partition: i32,
+    led: &crate::replica::LedPartition,
+) -> Result<(), WriteError> {
+    match led.under_min_isr() {
+        false => Ok(()),
+        true => Err(WriteError::Storage(format!(
+            "{topic}-{partition}: NOT_ENOUGH_REPLICAS: ISR {:?} is below min.insync.replicas {}",
+            led.replication.isr(),
+            led.log.config().min_insync_replicas
+        ))),
     }
 }
 

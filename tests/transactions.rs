@@ -946,3 +946,63 @@ async fn transactions_v2_epoch_bump_implicit_add_and_fencing() {
     let committed = read_all(&bootstrap, "tv2", 2, "read_committed");
     assert_eq!(committed[&1].len(), 2);
 }
+
+/// Kafka appends transaction markers with acks=all, so `min.insync.replicas` holds for them as
+/// for a client's produce: with fewer replicas in sync (here a topic asking for 2 on a single
+/// node) WriteTxnMarkers answers NOT_ENOUGH_REPLICAS and writes nothing, and the coordinator
+/// writes the marker again later. A marker answered for while only the leader holds it is
+/// lost with the leader's unsynced data, and the producer's next marker would decide the
+/// aborted records too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markers_keep_min_insync_replicas() {
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, ProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    create_topic(
+        &bootstrap,
+        "marker-min-isr",
+        1,
+        &[("min.insync.replicas", "2")],
+    )
+    .await;
+    create_topic(&bootstrap, "marker-one", 1, &[]).await;
+    let marker_error = |topic: &'static str| {
+        let request =
+            WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+                .with_producer_id(ProducerId(4242))
+                .with_producer_epoch(0)
+                .with_transaction_result(false)
+                .with_coordinator_epoch(0)
+                .with_topics(vec![WritableTxnMarkerTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str(topic)))
+                    .with_partition_indexes(vec![0])])]);
+        let mut client = raw::RawClient::connect(broker.addr());
+        let response: WriteTxnMarkersResponse = client.call(ApiKey::WriteTxnMarkers, 1, &request);
+        response.markers[0].topics[0].partitions[0].error_code
+    };
+    assert_eq!(
+        marker_error("marker-min-isr"),
+        kafka_protocol::ResponseError::NotEnoughReplicas.code()
+    );
+    assert_eq!(
+        watermarks(&bootstrap, "marker-min-isr", 0).1,
+        0,
+        "nothing written"
+    );
+    assert_eq!(
+        marker_error("marker-one"),
+        0,
+        "min.insync.replicas 1 is met"
+    );
+    assert_eq!(
+        watermarks(&bootstrap, "marker-one", 0).1,
+        1,
+        "the marker is written"
+    );
+}

@@ -177,8 +177,8 @@ fn append_partition(
         }
     };
     let log = &led.log;
-    let min_insync_replicas = log.config().min_insync_replicas;
-    if acks == -1 && led.replication.isr_len() < min_insync_replicas {
+    if acks == -1 && led.under_min_isr() {
+        let min_insync_replicas = log.config().min_insync_replicas;
         return failed(
             index,
             ResponseError::NotEnoughReplicas,
@@ -503,8 +503,7 @@ fn settle(broker: &Node, topic: &str, outcome: &mut PartitionOutcome, timed_out:
             return false;
         }
     } else if led.high_watermark() >= *committed_end {
-        let min_insync_replicas = led.log.config().min_insync_replicas;
-        (led.replication.isr_len() < min_insync_replicas)
+        led.under_min_isr()
             .then_some(ResponseError::NotEnoughReplicasAfterAppend)
     } else if timed_out {
         Some(ResponseError::RequestTimedOut)

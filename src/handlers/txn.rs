@@ -740,6 +740,13 @@ pub fn write_txn_markers(
                     } else if too_many {
                         Some(ResponseError::InvalidRequest)
                     } else if let Ok(led) = led {
+                        if led.under_min_isr() {
+                            // Kafka appends markers with acks=all: NOT_ENOUGH_REPLICAS, and the
+                            // coordinator writes it again later.
+                            return WritableTxnMarkerPartitionResult::default()
+                                .with_partition_index(index)
+                                .with_error_code(ResponseError::NotEnoughReplicas.code());
+                        }
                         match led.log.append_marker(
                             producer_id,
                             marker.producer_epoch,

@@ -74,6 +74,12 @@ pub struct LedPartition {
 }
 
 impl LedPartition {
+    /// Whether fewer replicas are in sync than the topic's `min.insync.replicas`: an acks=all
+    /// write is refused (NOT_ENOUGH_REPLICAS), a client's as a coordinator's or a marker's.
+    pub fn under_min_isr(&self) -> bool {
+        self.replication.isr_len() < self.log.config().min_insync_replicas
+    }
+
     /// KIP-320: a fetcher behind this leader's epoch is fenced; one ahead of it knows of a
     /// leadership this node has not applied yet. -1 is not checked.
     pub fn check_leader_epoch(self, current_leader_epoch: i32) -> Result<Self, ResponseError> {
