@@ -160,6 +160,13 @@ impl Node {
                     "broker caught up and unfenced: running"
                 );
                 self.lifecycle.running.send_replace(true);
+                // What the shards loaded meanwhile hold prepared (off this thread: it may send
+                // markers to other brokers).
+                if let (Ok(handle), Some(node)) =
+                    (tokio::runtime::Handle::try_current(), self.this())
+                {
+                    handle.spawn_blocking(move || node.complete_prepared_if_running());
+                }
             }
         }
         if let Err(error) = &reply {

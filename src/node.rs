@@ -303,12 +303,13 @@ impl Node {
                 .map_err(|e| anyhow::anyhow!("registering broker: {}", e.message))?;
         }
         // The replay loaded the coordinator shards of the partitions led here; transactions a
-        // crash left prepared are completed now; open ones time out later.
-        broker.transactions.complete_prepared(broker.as_ref());
+        // crash left prepared are completed now (a node of a larger quorum does it once it has
+        // caught up: see `complete_prepared_if_running`); open ones time out later.
+        broker.complete_prepared_if_running();
         Ok(broker)
     }
 
-    fn this(&self) -> Option<Arc<Node>> {
+    pub(crate) fn this(&self) -> Option<Arc<Node>> {
         self.this.upgrade()
     }
 
@@ -356,12 +357,26 @@ impl Node {
         let transaction_shard_loaded = changes.iter().any(|change| {
             change.led && change.topic == crate::coordinator::transaction::TRANSACTION_STATE_TOPIC
         });
-        if transaction_shard_loaded && self.lifecycle.epoch() >= 0 {
+        if transaction_shard_loaded && self.lifecycle.is_running() {
             // Leadership arrived while running: what the previous leader left prepared is
             // completed off the metadata path (it may send markers to other brokers).
             if let (Ok(handle), Some(node)) = (tokio::runtime::Handle::try_current(), self.this()) {
-                handle.spawn_blocking(move || node.transactions.complete_prepared(node.as_ref()));
+                handle.spawn_blocking(move || node.complete_prepared_if_running());
             }
+        }
+    }
+
+    /// Completes the transactions the loaded shards hold prepared, once this node runs:
+    /// caught up with the metadata quorum and unfenced. Before that, a restarted node applies
+    /// the metadata log's history on its way to the present, and may lead a transaction
+    /// state partition for a moment in a state long gone, a transaction prepared there
+    /// included: completing it would send the markers of a transaction another coordinator
+    /// finished since, and a late COMMIT marker decides the producer's next transaction in
+    /// that partition (chaos soak seed 5628: an aborted record read committed). The
+    /// transition to running calls this again. Transaction timeouts wait likewise.
+    pub fn complete_prepared_if_running(&self) {
+        if self.lifecycle.is_running() {
+            self.transactions.complete_prepared(self);
         }
     }
 
@@ -547,8 +562,11 @@ impl Node {
                 // other brokers: on the blocking pool, not on a runtime worker.
                 let node = self.clone();
                 let checked = tokio::task::spawn_blocking(move || {
-                    node.transactions.abort_timed_out(node.as_ref(), now);
-                    node.transactions.abort_hanging(node.as_ref());
+                    // Not while catching up: see `complete_prepared_if_running`.
+                    if node.lifecycle.is_running() {
+                        node.transactions.abort_timed_out(node.as_ref(), now);
+                        node.transactions.abort_hanging(node.as_ref());
+                    }
                 })
                 .await;
                 if let Err(error) = checked {
