@@ -788,8 +788,11 @@ async fn controller_mutation_rate_refuses_topics_beyond_the_quota() {
     // Now empty: the next topics are refused with THROTTLING_QUOTA_EXCEEDED and the time until
     // the bucket is back at zero (~9 s); an existing topic is answered as such, uncharged.
     let mut client = RawClient::connect(broker.addr());
-    let (codes, throttle_ms) =
-        create_topics(&mut client, 7, &[("refused-a", 1), ("refused-b", 3), ("burst", 1)]);
+    let (codes, throttle_ms) = create_topics(
+        &mut client,
+        7,
+        &[("refused-a", 1), ("refused-b", 3), ("burst", 1)],
+    );
     assert_eq!(
         codes,
         vec![THROTTLING_QUOTA_EXCEEDED, THROTTLING_QUOTA_EXCEEDED, 36]
