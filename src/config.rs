@@ -105,6 +105,9 @@ pub const BROKER_PROPERTIES: &[Property] = &[
     // Client quotas (`security::quota`): rates measured over this many windows of this size.
     at_least("quota.window.num", Kind::Int, "11", 2),
     at_least("quota.window.size.seconds", Kind::Int, "1", 1),
+    // KIP-599's controller mutation quota: its token bucket holds num × size × rate tokens.
+    at_least("controller.quota.window.num", Kind::Int, "11", 1),
+    at_least("controller.quota.window.size.seconds", Kind::Int, "1", 1),
     // Replication quotas (KIP-73, `replica::replication_quota`): dynamic per broker (or as the
     // cluster default), bytes per second of throttled replicas' traffic; the defaults are
     // Kafka's, Long.MAX_VALUE = unthrottled. Measured over the windows below (static).
@@ -471,6 +474,8 @@ pub const ALLOW_EVERYONE_IF_NO_ACL_FOUND: Key = key("allow.everyone.if.no.acl.fo
 // Client quotas (`security::quota::QuotaSettings`).
 pub const QUOTA_WINDOW_NUM: Key = key("quota.window.num");
 pub const QUOTA_WINDOW_SIZE_SECONDS: Key = key("quota.window.size.seconds");
+pub const CONTROLLER_QUOTA_WINDOW_NUM: Key = key("controller.quota.window.num");
+pub const CONTROLLER_QUOTA_WINDOW_SIZE_SECONDS: Key = key("controller.quota.window.size.seconds");
 // Automatic preferred-leader balancing (`controller::election::LeaderBalanceSettings`).
 pub const AUTO_LEADER_REBALANCE_ENABLE: Key = key("auto.leader.rebalance.enable");
 pub const LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS: Key =

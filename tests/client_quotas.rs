@@ -738,3 +738,147 @@ fn connection_creation_rate_limits_new_connections_per_address() {
         );
     }
 }
+
+/// CreateTopics of `topics` (name, partitions) at `version`: each topic's error code, and the
+/// response's throttle time.
+fn create_topics(client: &mut RawClient, version: i16, topics: &[(&str, i32)]) -> (Vec<i16>, i32) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(10_000)
+        .with_topics(
+            topics
+                .iter()
+                .map(|(name, partitions)| {
+                    CreatableTopic::default()
+                        .with_name(TopicName(s(name)))
+                        .with_num_partitions(*partitions)
+                        .with_replication_factor(1)
+                })
+                .collect(),
+        );
+    let response: CreateTopicsResponse = client.call(ApiKey::CreateTopics, version, &request);
+    (
+        response.topics.iter().map(|t| t.error_code).collect(),
+        response.throttle_time_ms,
+    )
+}
+
+const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn controller_mutation_rate_refuses_topics_beyond_the_quota() {
+    let metrics_port = free_port();
+    let broker = Broker::start_with(&[&format!("metrics.listen=127.0.0.1:{metrics_port}")]);
+    let mut admin = RawClient::connect(broker.addr());
+    // 1 partition mutation per second for the raw client: a bucket of 11 (11 windows of 1 s).
+    let codes = alter(
+        &mut admin,
+        vec![entry(
+            &[("client-id", Some("raw-test"))],
+            &[("controller_mutation_rate", Some(1.0))],
+        )],
+        false,
+    );
+    assert_eq!(codes, vec![0]);
+    // Strict (v6+): the bucket is not empty, so 20 partitions pass and take it to -9.
+    let mut client = RawClient::connect(broker.addr());
+    let (codes, throttle_ms) = create_topics(&mut client, 7, &[("burst", 20)]);
+    assert_eq!((codes, throttle_ms), (vec![0], 0));
+    // Now empty: the next topics are refused with THROTTLING_QUOTA_EXCEEDED and the time until
+    // the bucket is back at zero (~9 s); an existing topic is answered as such, uncharged.
+    let mut client = RawClient::connect(broker.addr());
+    let (codes, throttle_ms) = create_topics(
+        &mut client,
+        7,
+        &[("refused-a", 1), ("refused-b", 3), ("burst", 1)],
+    );
+    assert_eq!(
+        codes,
+        vec![THROTTLING_QUOTA_EXCEEDED, THROTTLING_QUOTA_EXCEEDED, 36]
+    );
+    assert!(
+        (5_000..=9_000).contains(&throttle_ms),
+        "throttle {throttle_ms} ms"
+    );
+    // Permissive (v5 and older): accepted, and throttled afterwards.
+    let mut client = RawClient::connect(broker.addr());
+    let (codes, throttle_ms) = create_topics(&mut client, 5, &[("permissive", 2)]);
+    assert_eq!(codes, vec![0]);
+    assert!(throttle_ms >= 5_000, "throttle {throttle_ms} ms");
+    // Another client (librdkafka's admin client, its own client id) has no quota.
+    create_topic(&broker.bootstrap(), "unlimited", 30, &[]).await;
+    // Throttles are counted by quota type.
+    let scrape = metrics_text(metrics_port);
+    let throttled = metric_value(
+        &scrape,
+        "dlog_quota_throttled_requests_total{quota_type=\"controller_mutation\"}",
+    );
+    assert!(throttled >= 2.0, "throttled requests {throttled}");
+}
+
+#[test]
+fn request_percentage_throttles_a_client_that_keeps_the_broker_busy() {
+    use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+    let metrics_port = free_port();
+    let broker = Broker::start_with(&[&format!("metrics.listen=127.0.0.1:{metrics_port}")]);
+    let mut admin = RawClient::connect(broker.addr());
+    // 0.01 % of one thread: 1 ms of handling per 10 s window.
+    let codes = alter(
+        &mut admin,
+        vec![entry(
+            &[("client-id", Some("raw-test"))],
+            &[("request_percentage", Some(0.01))],
+        )],
+        false,
+    );
+    assert_eq!(codes, vec![0]);
+    let mut client = RawClient::connect(broker.addr());
+    let mut answered = 0;
+    let throttle_ms = loop {
+        let response: MetadataResponse = client.call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        );
+        answered += 1;
+        if response.throttle_time_ms > 0 || answered == 2_000 {
+            break response.throttle_time_ms;
+        }
+    };
+    // Kafka caps a request-quota throttle at one window (1 s).
+    assert!(
+        (1..=1_000).contains(&throttle_ms),
+        "throttle {throttle_ms} ms after {answered} requests"
+    );
+    // The connection is muted meanwhile; the next answer is still throttled (the window
+    // still holds the time spent).
+    let started = Instant::now();
+    let response: MetadataResponse = client.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(throttle_ms as u64 / 2),
+        "answered after {:?}, throttle was {throttle_ms} ms",
+        started.elapsed()
+    );
+    assert!(response.throttle_time_ms > 0);
+    // A produce answer carries it too (its throttle time is the last field of the body).
+    create_topic_raw(&mut admin, "busy");
+    let (_, produce_throttle_ms) = produce(&mut client, "busy", &big_batch(10));
+    assert!(produce_throttle_ms > 0, "produce throttle");
+    let scrape = metrics_text(metrics_port);
+    let throttled = metric_value(
+        &scrape,
+        "dlog_quota_throttled_requests_total{quota_type=\"request\"}",
+    );
+    assert!(throttled >= 3.0, "throttled requests {throttled}");
+}
+
+/// A topic of one partition, created by the admin connection (no quota for it).
+fn create_topic_raw(admin: &mut RawClient, name: &str) {
+    let (codes, _) = create_topics(admin, 7, &[(name, 1)]);
+    assert_eq!(codes, vec![0]);
+}

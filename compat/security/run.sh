@@ -19,7 +19,9 @@
 # client's default login handler, ACLs on User:<sub>), -oauthbearer-jwt (OAUTHJWT listener:
 # KIP-768's validator over an https JWKS endpoint, trusted through the ssl.truststore.* options
 # of the listener's OAuthBearerLoginModule entry; confluent-kafka with RS256 tokens from
-# oauth_client.py).
+# oauth_client.py), -mutation-quota (controller_mutation_rate refuses kafka-topics with
+# THROTTLING_QUOTA_EXCEEDED), -request-quota (request_percentage: Metadata answers carry
+# throttle_time_ms, request_quota.py).
 # SECURITY_PORTS=LOW-HIGH (env) picks the brokers' ports in that range instead of any free one.
 # Prints one "RESULT <scenario> PASS|FAIL|SKIP <detail>" line per scenario; exits 1 if any FAIL.
 # Every step is bounded (timeout); the whole run takes about a minute.
@@ -524,6 +526,60 @@ if [[ $rc -eq 0 && "$served" -ge 1 ]]; then
   result $s PASS "in $((SECONDS - t0)) s, key set read $served time(s) over https: $(cut -c1-400 "$WORK/oauth-jwt.out")"
 else
   result $s FAIL "exit $rc, key set read $served time(s) over https: $(cut -c1-400 "$WORK/oauth-jwt.out") $(tail -n 2 "$WORK/oauth-jwt.err" | tr '\n' ' ' | cut -c1-200)"
+fi
+
+# 14. KIP-599 controller_mutation_rate: 1 partition/s for client id `mutator` (a bucket of
+#     11 s × 1/s). kafka-topics (which opts out of the admin client's retry on quota violation)
+#     creates a 40-partition topic (the bucket was full, so it passes and goes to -29), then a
+#     1-partition topic is refused: THROTTLING_QUOTA_EXCEEDED. Another client id is not limited.
+s=security-mutation-quota
+notes=() ok=true
+{ cat "$WORK/admin.properties"; echo "client.id=mutator"; } >"$WORK/mutator.properties"
+if tool mutation-quota kafka.admin.ConfigCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+     --alter --add-config controller_mutation_rate=1 --entity-type clients --entity-name mutator; then
+  sleep 2 # the quota reaches the controller's quota manager once its record is applied
+  tool mutation-burst org.apache.kafka.tools.TopicCommand --bootstrap-server "$PLAIN" --command-config "$WORK/mutator.properties" \
+    --create --topic quota-burst --partitions 40 --replication-factor 1 &&
+    notes+=("40 partitions created (bucket was full)") || { ok=false; notes+=("burst: $(detail mutation-burst)"); }
+  if tool mutation-refused org.apache.kafka.tools.TopicCommand --bootstrap-server "$PLAIN" --command-config "$WORK/mutator.properties" \
+       --create --topic quota-refused --partitions 1 --replication-factor 1; then
+    ok=false; notes+=("the next topic was created: $(detail mutation-refused)")
+  elif grep -q -E 'ThrottlingQuotaExceededException|throttling quota has been exceeded' "$WORK/mutation-refused.out" "$WORK/mutation-refused.err"; then
+    notes+=("the next topic refused: $(grep -h -o -E 'The throttling quota has been exceeded[^"]*' "$WORK/mutation-refused.out" "$WORK/mutation-refused.err" | head -n 1)")
+  else
+    ok=false; notes+=("refused otherwise: $(detail mutation-refused)")
+  fi
+  tool mutation-other org.apache.kafka.tools.TopicCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+    --create --topic quota-other --partitions 40 --replication-factor 1 &&
+    notes+=("another client id created 40 partitions") || { ok=false; notes+=("other client: $(detail mutation-other)"); }
+  tool mutation-quota-remove kafka.admin.ConfigCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+    --alter --delete-config controller_mutation_rate --entity-type clients --entity-name mutator || true
+else
+  ok=false; notes+=("kafka-configs: $(detail mutation-quota)")
+fi
+detail_text="$(printf '%s; ' "${notes[@]}")"
+if $ok; then result $s PASS "${detail_text%; }"; else result $s FAIL "${detail_text%; }"; fi
+
+# 15. request_percentage: 0.01 % of one thread for client id `busy` (1 ms of request handling
+#     per 10 s window). carol (SASL_PLAINTEXT, PLAIN) sends Metadata requests as `busy` until
+#     answers carry throttle_time_ms > 0; as `idle` (no quota) none of 50 answers does.
+s=security-request-quota
+if tool request-quota kafka.admin.ConfigCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+     --alter --add-config request_percentage=0.01 --entity-type clients --entity-name busy; then
+  sleep 2
+  busy="$(timeout 60 python3 "$HERE/request_quota.py" "$SASL_PLAIN" busy 5000 carol "$CAROL_PASSWORD" 2>&1 | tail -n 1)"
+  idle="$(timeout 60 python3 "$HERE/request_quota.py" "$SASL_PLAIN" idle 50 carol "$CAROL_PASSWORD" 2>&1 | tail -n 1)"
+  echo "### request_quota.py: busy: $busy; idle: $idle" >>"$OUT/tools.log"
+  if [[ "$busy" =~ throttled=([0-9]+)\ first_throttle_ms=([0-9]+) ]] && (( BASH_REMATCH[1] > 0 && BASH_REMATCH[2] > 0 )) &&
+     [[ "$idle" == *"requests=50 throttled=0 "* ]]; then
+    result $s PASS "busy: ${busy}; idle: ${idle}"
+  else
+    result $s FAIL "busy: ${busy}; idle: ${idle}"
+  fi
+  tool request-quota-remove kafka.admin.ConfigCommand --bootstrap-server "$PLAIN" --command-config "$WORK/admin.properties" \
+    --alter --delete-config request_percentage --entity-type clients --entity-name busy || true
+else
+  result $s FAIL "kafka-configs: $(detail request-quota)"
 fi
 
 # 7. The broker takes the secured settings from a server.properties file as Kafka writes them:

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::controller::image::TopicImage;
 use crate::controller::{ApiError, NewTopic};
+use crate::handlers::client_quotas::QuotaClient;
 use crate::handlers::configs::topic_config_entries;
 use crate::handlers::context::RequestContext;
 use crate::node::Node;
@@ -122,6 +123,7 @@ pub fn create_topics(
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
+    let quota_client = QuotaClient::of(context, &request);
     let body: CreateTopicsRequest = decode(&mut request.body, version)?;
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> = body
@@ -149,6 +151,34 @@ pub fn create_topics(
             new_topic(topic)
         })
         .collect();
+    // KIP-599: each valid topic's partitions are charged to the client's controller mutation
+    // quota, strictly from v6 (a topic beyond it is refused), permissively before. Kafka
+    // charges once the controller's checks passed: an existing topic is left to answer
+    // TOPIC_ALREADY_EXISTS uncharged, and a topic the controller then refuses is given back.
+    let mut mutation = quota_client.mutation_quota(broker, version >= 6);
+    let mut charged_partitions: Vec<u32> = vec![0; parsed.len()];
+    let parsed: Vec<Result<NewTopic, ApiError>> = {
+        let image = broker.image();
+        parsed
+            .into_iter()
+            .zip(charged_partitions.iter_mut())
+            .map(|(parsed, charged)| {
+                let new = parsed?;
+                if image.topics.contains_key(&new.name) {
+                    return Ok(new);
+                }
+                let partitions = match new.partition_count {
+                    -1 if new.assignments.is_empty() => broker.config.default_partition_count,
+                    -1 => new.assignments.len() as i32,
+                    count => count,
+                }
+                .max(0) as u32;
+                quota_client.record_mutation(broker, &mut mutation, partitions)?;
+                *charged = partitions;
+                Ok(new)
+            })
+            .collect()
+    };
     // All valid topics of the request in one go (one metadata commit for many topics).
     let valid: Vec<NewTopic> = parsed
         .iter()
@@ -161,9 +191,13 @@ pub fn create_topics(
         .into_iter();
     let outcomes: Vec<Result<NewTopic, ApiError>> = parsed
         .into_iter()
-        .map(|parsed| {
+        .zip(charged_partitions)
+        .map(|(parsed, charged)| {
             let new = parsed?;
             let outcome = created.next().expect("one outcome per valid topic");
+            if outcome.is_err() && charged > 0 {
+                broker.quotas.unrecord_mutation(&mutation, charged);
+            }
             outcome.map(|()| new)
         })
         .collect();
@@ -239,7 +273,9 @@ pub fn create_topics(
             result
         })
         .collect();
-    let response = CreateTopicsResponse::default().with_topics(topics);
+    let response = CreateTopicsResponse::default()
+        .with_throttle_time_ms(quota_client.mutation_throttle_ms(&mutation))
+        .with_topics(topics);
     Ok(encode_response(
         ApiKey::CreateTopics,
         version,
@@ -254,6 +290,10 @@ pub fn delete_topics(
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
+    let quota_client = QuotaClient::of(context, &request);
+    // KIP-599: a deleted topic's partitions count against the mutation quota, strictly
+    // from v5.
+    let mut mutation = quota_client.mutation_quota(broker, version >= 5);
     let body: DeleteTopicsRequest = decode(&mut request.body, version)?;
     // v6 names topics by name or id in `topics`; earlier versions by name in `topic_names`.
     let wanted: Vec<(Option<String>, Uuid)> = if version >= 6 {
@@ -293,8 +333,18 @@ pub fn delete_topics(
                     false => Err(topic_denied()),
                 }
             });
-            let outcome =
-                resolved.and_then(|(name, id)| broker.delete_topic(&name).map(|()| (name, id)));
+            let outcome = resolved.and_then(|(name, id)| {
+                let partitions = image
+                    .topics
+                    .get(&name)
+                    .map_or(0, |t| t.partition_count().max(0) as u32);
+                quota_client.record_mutation(broker, &mut mutation, partitions)?;
+                let deleted = broker.delete_topic(&name);
+                if deleted.is_err() {
+                    broker.quotas.unrecord_mutation(&mutation, partitions);
+                }
+                deleted.map(|()| (name, id))
+            });
             let mut result = DeletableTopicResult::default();
             match outcome {
                 Ok((name, topic_id)) => {
@@ -318,7 +368,9 @@ pub fn delete_topics(
             result
         })
         .collect();
-    let response = DeleteTopicsResponse::default().with_responses(responses);
+    let response = DeleteTopicsResponse::default()
+        .with_throttle_time_ms(quota_client.mutation_throttle_ms(&mutation))
+        .with_responses(responses);
     Ok(encode_response(
         ApiKey::DeleteTopics,
         version,
@@ -333,6 +385,9 @@ pub fn create_partitions(
     mut request: Request,
 ) -> Result<ResponseFrame, RequestError> {
     let version = request.version;
+    let quota_client = QuotaClient::of(context, &request);
+    // KIP-599: the partitions added count against the mutation quota, strictly from v3.
+    let mut mutation = quota_client.mutation_quota(broker, version >= 3);
     let body: CreatePartitionsRequest = decode(&mut request.body, version)?;
     let mut seen = HashSet::new();
     let results = body
@@ -355,12 +410,25 @@ pub fn create_partitions(
                         .map(|a| a.broker_ids.iter().map(|id| id.0).collect())
                         .collect()
                 });
-                broker.controller.create_partitions(
-                    &name,
-                    topic.count,
-                    assignments,
-                    body.validate_only,
-                )
+                let added = broker
+                    .image()
+                    .topics
+                    .get(&name)
+                    .map_or(0, |t| (topic.count - t.partition_count()).max(0) as u32);
+                quota_client
+                    .record_mutation(broker, &mut mutation, added)
+                    .and_then(|()| {
+                        let created = broker.controller.create_partitions(
+                            &name,
+                            topic.count,
+                            assignments,
+                            body.validate_only,
+                        );
+                        if created.is_err() {
+                            broker.quotas.unrecord_mutation(&mutation, added);
+                        }
+                        created
+                    })
             };
             let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
             match outcome {
@@ -371,7 +439,9 @@ pub fn create_partitions(
             }
         })
         .collect();
-    let response = CreatePartitionsResponse::default().with_results(results);
+    let response = CreatePartitionsResponse::default()
+        .with_throttle_time_ms(quota_client.mutation_throttle_ms(&mutation))
+        .with_results(results);
     Ok(encode_response(
         ApiKey::CreatePartitions,
         version,

@@ -2,7 +2,8 @@
 //! Kafka's filter semantics, and AlterClientQuotas (API 49), committed by the active controller
 //! (forwarded from elsewhere) as `ClientQuota` records. Kafka's checks: DESCRIBE_CONFIGS and
 //! ALTER_CONFIGS on the cluster. Enforcement lives in `security::quota::QuotaManager`, asked by
-//! Produce and Fetch.
+//! Produce and Fetch (byte rates), the dispatcher (request time) and the topic admin APIs
+//! (controller mutations), each through a [`QuotaClient`].
 
 use std::sync::Arc;
 
@@ -18,11 +19,14 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::controller::security::QuotaAlteration;
+use crate::controller::ApiError;
 use crate::handlers::context::{ConnectionMute, RequestContext};
 use crate::handlers::Handled;
 use crate::node::Node;
 use crate::protocol::{decode, encode_response, Request, RequestError, ResponseFrame};
-use crate::security::quota::{MatchType, QuotaType, ENTITY_CLIENT_ID, ENTITY_IP, ENTITY_USER};
+use crate::security::quota::{
+    ControllerMutationQuota, MatchType, QuotaType, ENTITY_CLIENT_ID, ENTITY_IP, ENTITY_USER,
+};
 use crate::security::{Operation, Resource};
 
 /// Kafka's filter match types (`ClientQuotaFilterComponent`).
@@ -261,6 +265,7 @@ pub struct QuotaClient {
     user: String,
     client_id: String,
     mute: Arc<ConnectionMute>,
+    exempt: bool,
 }
 
 impl QuotaClient {
@@ -274,7 +279,86 @@ impl QuotaClient {
                 .map(|id| id.to_string())
                 .unwrap_or_default(),
             mute: context.mute().clone(),
+            exempt: context.quota_exempt,
         }
+    }
+
+    /// The client of a request of `client_id` on `context`'s connection (the dispatcher's,
+    /// which reads the client id before the handler decodes the request).
+    pub fn of_client_id(context: &RequestContext, client_id: &str) -> QuotaClient {
+        QuotaClient {
+            user: context.quota_user().to_string(),
+            client_id: client_id.to_string(),
+            mute: context.mute().clone(),
+            exempt: context.quota_exempt,
+        }
+    }
+
+    /// Records `handling_ns` spent handling a request against this client's
+    /// `request_percentage` and returns the throttle time (ms) for the response; when it is
+    /// not 0 the connection is muted that long and it is counted.
+    pub fn record_request_time(&self, broker: &Node, handling_ns: u64) -> i32 {
+        if self.exempt {
+            return 0;
+        }
+        let image = broker.image();
+        let throttle_ms = broker.quotas.record_request_time(
+            &image.client_quotas,
+            &self.user,
+            &self.client_id,
+            handling_ns,
+            crate::clock::now_ms().max(0) as u64,
+        );
+        self.throttled(QuotaType::Request, throttle_ms)
+    }
+
+    /// This request's controller mutation quota (KIP-599): strict from the request version
+    /// that may answer THROTTLING_QUOTA_EXCEEDED, permissive before; none when exempt.
+    pub fn mutation_quota(&self, broker: &Node, strict: bool) -> ControllerMutationQuota {
+        let image = broker.image();
+        let none = crate::security::quota::ClientQuotas::default();
+        let quotas = if self.exempt {
+            &none
+        } else {
+            &image.client_quotas
+        };
+        broker
+            .quotas
+            .mutation_quota(quotas, &self.user, &self.client_id, strict)
+    }
+
+    /// Charges `partitions` created or deleted; Err: refused (strict, the bucket is empty),
+    /// with Kafka's THROTTLING_QUOTA_EXCEEDED.
+    pub fn record_mutation(
+        &self,
+        broker: &Node,
+        quota: &mut ControllerMutationQuota,
+        partitions: u32,
+    ) -> Result<(), ApiError> {
+        let now_ms = crate::clock::now_ms().max(0) as u64;
+        broker
+            .quotas
+            .record_mutation(quota, partitions, now_ms)
+            .map_err(|_| {
+                ApiError::new(
+                    ResponseError::ThrottlingQuotaExceeded,
+                    "The throttling quota has been exceeded.",
+                )
+            })
+    }
+
+    /// The response's throttle time after the request's mutations; mutes and counts as
+    /// [`QuotaClient::record`] does.
+    pub fn mutation_throttle_ms(&self, quota: &ControllerMutationQuota) -> i32 {
+        self.throttled(QuotaType::ControllerMutation, quota.throttle_ms())
+    }
+
+    fn throttled(&self, quota: QuotaType, throttle_ms: u64) -> i32 {
+        if throttle_ms > 0 {
+            self.mute.mute_for(throttle_ms);
+            crate::metrics::quota_throttled(quota.name(), throttle_ms);
+        }
+        throttle_ms.min(i32::MAX as u64) as i32
     }
 
     /// Records `bytes` against this client's `quota` and returns the throttle time (ms) for
@@ -289,11 +373,7 @@ impl QuotaClient {
             bytes,
             crate::clock::now_ms().max(0) as u64,
         );
-        if throttle_ms > 0 {
-            self.mute.mute_for(throttle_ms);
-            crate::metrics::quota_throttled(quota.name(), throttle_ms);
-        }
-        throttle_ms.min(i32::MAX as u64) as i32
+        self.throttled(quota, throttle_ms)
     }
 
     /// The most bytes one response may carry under this client's `quota` (None: no quota).

@@ -20,6 +20,9 @@ pub struct RequestContext {
     /// When the connection may be read from again after a quota throttle; shared by every
     /// context of the connection (it outlives re-authentication).
     mute: Arc<ConnectionMute>,
+    /// Requests of this connection count against no request or mutation quota: Kafka exempts
+    /// inter-broker and controller traffic (here: the controller listener's connections).
+    pub quota_exempt: bool,
 }
 
 /// Kafka's muted channel (KIP-219): a client over its quota is answered with a throttle time
@@ -67,6 +70,7 @@ impl RequestContext {
             principal,
             authorizer,
             mute: Arc::default(),
+            quota_exempt: false,
         }
     }
 
@@ -86,6 +90,7 @@ impl RequestContext {
             principal,
             authorizer,
             mute: Arc::default(),
+            quota_exempt: false,
         }
     }
 
@@ -98,6 +103,7 @@ impl RequestContext {
             principal,
             authorizer: self.authorizer.clone(),
             mute: self.mute.clone(),
+            quota_exempt: self.quota_exempt,
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub mod api_versions;
 pub mod fetch_response;
+pub mod throttle_time;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};

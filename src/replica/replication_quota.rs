@@ -203,6 +203,8 @@ impl ReplicationQuotas {
             // One sensor per side: the bounds on client sensors do not apply.
             sensors_max: 1,
             sensor_idle_ms_max: u64::MAX,
+            // No token bucket on the replication side.
+            mutation_burst_seconds: 0.0,
         }
     }
 

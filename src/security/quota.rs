@@ -1,6 +1,8 @@
 //! Kafka's client quotas: what is configured (entities and their quota values, held in the
 //! metadata image, changed by AlterClientQuotas through `ClientQuota` records) and how the
-//! broker measures and enforces byte rates (Kafka's ClientQuotaManager).
+//! broker measures and enforces them: byte rates (Kafka's ClientQuotaManager), request time
+//! (ClientRequestQuotaManager) and partition mutations (KIP-599's ControllerMutationQuotaManager,
+//! a token bucket).
 //!
 //! An entity is a set of (entity type, name) pairs where a name of None is the type's default
 //! (`--entity-default`). Users and client ids combine; ip stands alone. The quota that applies
@@ -156,12 +158,15 @@ impl<'de> Deserialize<'de> for ClientQuotas {
     }
 }
 
-/// Which rate something counts against: a request's bytes, or a new connection from an
-/// address (KIP-612's per-IP `connection_creation_rate`).
+/// Which rate something counts against: a request's bytes, the time spent handling a
+/// request, partitions created or deleted, or a new connection from an address (KIP-612's
+/// per-IP `connection_creation_rate`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum QuotaType {
     Produce,
     Fetch,
+    Request,
+    ControllerMutation,
     ConnectionCreation,
 }
 
@@ -170,6 +175,8 @@ impl QuotaType {
         match self {
             QuotaType::Produce => PRODUCER_BYTE_RATE,
             QuotaType::Fetch => CONSUMER_BYTE_RATE,
+            QuotaType::Request => REQUEST_PERCENTAGE,
+            QuotaType::ControllerMutation => CONTROLLER_MUTATION_RATE,
             QuotaType::ConnectionCreation => CONNECTION_CREATION_RATE,
         }
     }
@@ -178,6 +185,8 @@ impl QuotaType {
         match self {
             QuotaType::Produce => "produce",
             QuotaType::Fetch => "fetch",
+            QuotaType::Request => "request",
+            QuotaType::ControllerMutation => "controller_mutation",
             QuotaType::ConnectionCreation => "connection_creation",
         }
     }
@@ -188,7 +197,8 @@ impl QuotaType {
 /// own name; "" for a type the entity does not have).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResolvedQuota {
-    pub bytes_per_second: f64,
+    /// The quota's value: bytes/s, percent of one thread, or partition mutations/s.
+    pub bound_per_second: f64,
     pub user: String,
     pub client_id: String,
 }
@@ -265,7 +275,7 @@ impl ClientQuotas {
             let entity = QuotaEntity::of(user_part, client_part);
             let value = *self.entries.get(&entity)?.get(quota.key())?;
             Some(ResolvedQuota {
-                bytes_per_second: value,
+                bound_per_second: value,
                 user: if user_part.is_some() {
                     user.to_string()
                 } else {
@@ -321,6 +331,9 @@ pub struct QuotaSettings {
     pub sensors_max: usize,
     /// A sensor not recorded to for this long is dropped (Kafka: one hour).
     pub sensor_idle_ms_max: u64,
+    /// The controller mutation token bucket holds this many seconds of its rate (Kafka:
+    /// `controller.quota.window.num` × `controller.quota.window.size.seconds`).
+    pub mutation_burst_seconds: f64,
 }
 
 impl QuotaSettings {
@@ -335,6 +348,12 @@ impl QuotaSettings {
                 * 1000) as u64,
             sensors_max: SENSORS_MAX,
             sensor_idle_ms_max: SENSOR_IDLE_MS_MAX,
+            mutation_burst_seconds: (properties
+                .get_i64(crate::config::CONTROLLER_QUOTA_WINDOW_NUM)
+                .clamp(1, 1000)
+                * properties
+                    .get_i64(crate::config::CONTROLLER_QUOTA_WINDOW_SIZE_SECONDS)
+                    .clamp(1, 3600)) as f64,
         }
     }
 }
@@ -444,6 +463,54 @@ struct SensorKey {
 pub struct QuotaManager {
     settings: QuotaSettings,
     sensors: Mutex<HashMap<SensorKey, Sensor>>,
+    /// Controller mutation token buckets, bounded as the sensors are.
+    buckets: Mutex<HashMap<SensorKey, TokenBucket>>,
+}
+
+/// Kafka's TokenBucket: refilled at the quota's rate up to `burst` tokens, one taken per
+/// partition created or deleted; below zero the quota is exhausted.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    last_update_ms: u64,
+}
+
+impl TokenBucket {
+    fn refill(&mut self, rate_per_second: f64, burst: f64, now_ms: u64) {
+        let elapsed_ms = now_ms.saturating_sub(self.last_update_ms);
+        self.tokens = (self.tokens + rate_per_second * elapsed_ms as f64 / 1000.0).min(burst);
+        self.last_update_ms = self.last_update_ms.max(now_ms);
+    }
+
+    /// The time until the bucket is back at zero (Kafka's `-tokens / rate × 1000`); with a
+    /// rate of 0 it never is: one hour, as a bound.
+    fn throttle_ms(&self, rate_per_second: f64) -> u64 {
+        if self.tokens >= 0.0 {
+            return 0;
+        }
+        if rate_per_second <= 0.0 {
+            return SENSOR_IDLE_MS_MAX;
+        }
+        ((-self.tokens / rate_per_second * 1000.0).round() as u64).min(SENSOR_IDLE_MS_MAX)
+    }
+}
+
+/// One request's controller mutation quota (Kafka's ControllerMutationQuota): the bucket it
+/// charges (None without a quota), strict or permissive, and the throttle time its charges
+/// led to, for the response.
+#[derive(Debug)]
+pub struct ControllerMutationQuota {
+    bucket: Option<(SensorKey, f64)>,
+    strict: bool,
+    throttle_ms: u64,
+}
+
+impl ControllerMutationQuota {
+    /// The throttle time for the response: set by a strict refusal or a permissive charge
+    /// that emptied the bucket, else 0.
+    pub fn throttle_ms(&self) -> u64 {
+        self.throttle_ms
+    }
 }
 
 impl QuotaManager {
@@ -454,6 +521,7 @@ impl QuotaManager {
         QuotaManager {
             settings,
             sensors: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -476,7 +544,42 @@ impl QuotaManager {
         let Some((key, bound)) = Self::sensor_key(quotas, quota, user, client_id) else {
             return 0;
         };
-        self.record_into(key, bound, bytes as f64, now_ms)
+        let throttle_ms_max = self.settings.window_size_ms * self.settings.window_count as u64;
+        self.record_into(key, bound, bytes as f64, now_ms, throttle_ms_max)
+    }
+
+    /// Kafka's ClientRequestQuotaManager: records `handling_ns` of request handling against
+    /// the `request_percentage` that applies to (`user`, `client_id`) and returns the
+    /// throttle time in milliseconds.
+    ///
+    /// The quota is a percentage of one thread's time: Kafka records each request's network
+    /// and I/O thread nanoseconds as `nanos × 100 / 1e9` and compares the per-second rate of
+    /// that sum with the quota, so 100 is one whole thread, 200 two, whatever the thread pool
+    /// sizes. dlog has no fixed I/O and network pools (requests run on the runtime's workers
+    /// and the blocking pool), so the faithful equivalent is the same unit of time: the wall
+    /// time the request spent being handled on whichever thread ran it, measured around
+    /// dispatch (waits for a deferred response excluded, as Kafka excludes purgatory time).
+    /// As Kafka, one throttle is at most one window (`quota.window.size.seconds`).
+    pub fn record_request_time(
+        &self,
+        quotas: &ClientQuotas,
+        user: &str,
+        client_id: &str,
+        handling_ns: u64,
+        now_ms: u64,
+    ) -> u64 {
+        let Some((key, bound)) = Self::sensor_key(quotas, QuotaType::Request, user, client_id)
+        else {
+            return 0;
+        };
+        let percent_seconds = handling_ns as f64 * 100.0 / 1e9;
+        self.record_into(
+            key,
+            bound,
+            percent_seconds,
+            now_ms,
+            self.settings.window_size_ms,
+        )
     }
 
     /// Records a new connection from `ip` against its `connection_creation_rate`: true when
@@ -491,7 +594,8 @@ impl QuotaManager {
             user: String::new(),
             client_id: ip.to_string(),
         };
-        if self.record_into(key.clone(), bound, 1.0, now_ms) == 0 {
+        let throttle_ms_max = self.settings.window_size_ms * self.settings.window_count as u64;
+        if self.record_into(key.clone(), bound, 1.0, now_ms, throttle_ms_max) == 0 {
             return true;
         }
         let mut sensors = self.sensors.lock().expect("quota sensors lock");
@@ -502,8 +606,15 @@ impl QuotaManager {
     }
 
     /// Records `amount` into the sensor `key` with bound `bound` (per second) and returns the
-    /// throttle time in milliseconds.
-    fn record_into(&self, key: SensorKey, bound: f64, amount: f64, now_ms: u64) -> u64 {
+    /// throttle time in milliseconds, at most `throttle_ms_max`.
+    fn record_into(
+        &self,
+        key: SensorKey,
+        bound: f64,
+        amount: f64,
+        now_ms: u64,
+        throttle_ms_max: u64,
+    ) -> u64 {
         let settings = &self.settings;
         let mut sensors = self.sensors.lock().expect("quota sensors lock");
         if !sensors.contains_key(&key) && sensors.len() >= settings.sensors_max {
@@ -517,7 +628,6 @@ impl QuotaManager {
         if rate <= bound {
             return 0;
         }
-        let throttle_ms_max = settings.window_size_ms * settings.window_count as u64;
         if bound <= 0.0 {
             // Kafka accepts a quota of 0 (nothing may pass): its throttle is unbounded.
             return throttle_ms_max;
@@ -540,7 +650,7 @@ impl QuotaManager {
             user: resolved.user,
             client_id: resolved.client_id,
         };
-        Some((key, resolved.bytes_per_second))
+        Some((key, resolved.bound_per_second))
     }
 
     /// Takes back `bytes` recorded now (a throttled fetch answers no data, as Kafka's
@@ -575,7 +685,82 @@ impl QuotaManager {
     ) -> Option<u64> {
         let resolved = quotas.resolve(quota, user, client_id)?;
         let span_ms = (self.settings.window_count as u64 - 1) * self.settings.window_size_ms;
-        Some((resolved.bytes_per_second.max(0.0) * span_ms as f64 / 1000.0) as u64)
+        Some((resolved.bound_per_second.max(0.0) * span_ms as f64 / 1000.0) as u64)
+    }
+
+    /// The controller mutation quota of one request from (`user`, `client_id`): `strict` for
+    /// the request versions that may refuse topics (KIP-599), permissive for older ones.
+    pub fn mutation_quota(
+        &self,
+        quotas: &ClientQuotas,
+        user: &str,
+        client_id: &str,
+        strict: bool,
+    ) -> ControllerMutationQuota {
+        ControllerMutationQuota {
+            bucket: Self::sensor_key(quotas, QuotaType::ControllerMutation, user, client_id),
+            strict,
+            throttle_ms: 0,
+        }
+    }
+
+    /// Kafka's `applyPartitionChangeQuota`: charges `partitions` created or deleted to the
+    /// request's bucket. A strict quota refuses (Err with the throttle time in ms) when the
+    /// bucket is already empty, and otherwise lets the charge take it below zero; a
+    /// permissive one always charges and takes a throttle time once it is below zero.
+    pub fn record_mutation(
+        &self,
+        quota: &mut ControllerMutationQuota,
+        partitions: u32,
+        now_ms: u64,
+    ) -> Result<(), u64> {
+        let Some((key, bound)) = &quota.bucket else {
+            return Ok(());
+        };
+        let mut buckets = self.buckets.lock().expect("quota buckets lock");
+        if !buckets.contains_key(key) && buckets.len() >= self.settings.sensors_max {
+            let idle_ms_max = self.settings.sensor_idle_ms_max;
+            buckets.retain(|_, b| now_ms.saturating_sub(b.last_update_ms) < idle_ms_max);
+            if buckets.len() >= self.settings.sensors_max {
+                // Full buckets first: dropping one forgets nothing (a new bucket starts full).
+                let victim = buckets
+                    .iter()
+                    .max_by(|a, b| a.1.tokens.total_cmp(&b.1.tokens))
+                    .map(|(k, _)| k.clone());
+                if let Some(victim) = victim {
+                    buckets.remove(&victim);
+                }
+            }
+        }
+        let burst = bound.max(0.0) * self.settings.mutation_burst_seconds;
+        let bucket = buckets.entry(key.clone()).or_insert(TokenBucket {
+            tokens: burst,
+            last_update_ms: now_ms,
+        });
+        bucket.refill(*bound, burst, now_ms);
+        if quota.strict && bucket.tokens < 0.0 {
+            let throttle_ms = bucket.throttle_ms(*bound);
+            quota.throttle_ms = throttle_ms;
+            return Err(throttle_ms);
+        }
+        bucket.tokens = (bucket.tokens - partitions as f64).min(burst);
+        if !quota.strict && bucket.tokens < 0.0 {
+            quota.throttle_ms = bucket.throttle_ms(*bound);
+        }
+        Ok(())
+    }
+
+    /// Gives back `partitions` charged for a change that then failed (dlog charges before
+    /// the controller's own checks; Kafka charges after them).
+    pub fn unrecord_mutation(&self, quota: &ControllerMutationQuota, partitions: u32) {
+        let Some((key, _)) = &quota.bucket else {
+            return;
+        };
+        let mut buckets = self.buckets.lock().expect("quota buckets lock");
+        if let Some(bucket) = buckets.get_mut(key) {
+            // Never above the burst the next refill allows; a lower value is refilled later.
+            bucket.tokens += partitions as f64;
+        }
     }
 
     pub fn sensor_count(&self) -> usize {
@@ -618,6 +803,7 @@ mod tests {
             window_size_ms: 1000,
             sensors_max: 3,
             sensor_idle_ms_max: 3_600_000,
+            mutation_burst_seconds: 11.0,
         }
     }
 
@@ -667,7 +853,7 @@ mod tests {
         // Remove the most specific one at a time: the next level takes over.
         for expected in 1..=8 {
             let resolved = quotas.resolve(QuotaType::Produce, "u", "c").unwrap();
-            assert_eq!(resolved.bytes_per_second, expected as f64);
+            assert_eq!(resolved.bound_per_second, expected as f64);
             let (parts, _) = levels[8 - expected];
             quotas.apply(&entity(parts), PRODUCER_BYTE_RATE, None);
         }
@@ -759,6 +945,74 @@ mod tests {
             manager.record(&quotas, QuotaType::Produce, "u", "c", 1 << 30, 20_000),
             11_000
         );
+    }
+
+    #[test]
+    fn request_time_is_a_percentage_of_one_thread() {
+        let mut quotas = ClientQuotas::default();
+        quotas.apply(
+            &entity(&[("user", Some("u"))]),
+            REQUEST_PERCENTAGE,
+            Some(10.0),
+        );
+        let manager = QuotaManager::new(settings());
+        let second_ns = 1_000_000_000;
+        // 10 % of one thread over the 10 s minimum window: 1 s of handling is the quota.
+        assert_eq!(
+            manager.record_request_time(&quotas, "u", "c", second_ns, 0),
+            0
+        );
+        // 2 s: twice the quota, throttled one window — Kafka's cap for the request quota.
+        assert_eq!(
+            manager.record_request_time(&quotas, "u", "c", second_ns, 0),
+            1_000
+        );
+        // Slightly over: (observed - quota) / quota × window.
+        let manager = QuotaManager::new(settings());
+        let throttle_ms =
+            manager.record_request_time(&quotas, "u", "c", second_ns + second_ns / 20, 0);
+        assert_eq!(throttle_ms, 500);
+        // Another user has no request quota; a byte-rate quota does not make one.
+        assert_eq!(
+            manager.record_request_time(&quotas, "v", "c", 100 * second_ns, 0),
+            0
+        );
+    }
+
+    #[test]
+    fn mutation_quota_is_kafkas_token_bucket() {
+        let mut quotas = ClientQuotas::default();
+        quotas.apply(
+            &entity(&[("client-id", Some("c"))]),
+            CONTROLLER_MUTATION_RATE,
+            Some(2.0),
+        );
+        let manager = QuotaManager::new(settings());
+        // Burst: 11 s × 2/s = 22 tokens. A strict quota lets a charge take the bucket below
+        // zero as long as it was not already below.
+        let mut strict = manager.mutation_quota(&quotas, "u", "c", true);
+        assert_eq!(manager.record_mutation(&mut strict, 30, 0), Ok(()));
+        assert_eq!(strict.throttle_ms(), 0);
+        // -8 tokens: refused, throttled until the bucket is back at 0 (4 s at 2/s).
+        assert_eq!(manager.record_mutation(&mut strict, 1, 0), Err(4_000));
+        assert_eq!(strict.throttle_ms(), 4_000);
+        // 1 s later: -6 tokens, 3 s to go.
+        let mut strict = manager.mutation_quota(&quotas, "u", "c", true);
+        assert_eq!(manager.record_mutation(&mut strict, 1, 1_000), Err(3_000));
+        // 4 s after the charge it is at 0: accepted again.
+        assert_eq!(manager.record_mutation(&mut strict, 1, 4_000), Ok(()));
+        // Permissive: always accepted, throttled once below zero (-1 - 2 = -3 tokens).
+        let mut permissive = manager.mutation_quota(&quotas, "u", "c", false);
+        assert_eq!(manager.record_mutation(&mut permissive, 2, 4_000), Ok(()));
+        assert_eq!(permissive.throttle_ms(), 1_500);
+        // A change that failed gives its partitions back.
+        manager.unrecord_mutation(&permissive, 2);
+        let mut strict = manager.mutation_quota(&quotas, "u", "c", true);
+        assert_eq!(manager.record_mutation(&mut strict, 1, 4_500), Ok(()));
+        // No quota for another client: unbounded.
+        let mut other = manager.mutation_quota(&quotas, "u", "d", true);
+        assert_eq!(manager.record_mutation(&mut other, 1_000_000, 0), Ok(()));
+        assert_eq!(other.throttle_ms(), 0);
     }
 
     #[test]

@@ -141,14 +141,16 @@ pub async fn serve(
         super::ListenerKind::Broker => broker.authorizer.clone(),
         super::ListenerKind::Controller => Arc::new(crate::security::AllowAll),
     };
+    let mut context = RequestContext::authenticated(
+        peer,
+        &listener,
+        security.listener.protocol,
+        principal,
+        authorizer,
+    );
+    context.quota_exempt = kind == super::ListenerKind::Controller;
     let identity = Identity {
-        context: Arc::new(RequestContext::authenticated(
-            peer,
-            &listener,
-            security.listener.protocol,
-            principal,
-            authorizer,
-        )),
+        context: Arc::new(context),
         authenticator: security
             .sasl
             .clone()

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 
 use crate::handlers::admin;
+use crate::handlers::client_quotas::QuotaClient;
 use crate::handlers::quorum::forward_authorized;
 use crate::handlers::{self, context::RequestContext, Handled};
 use crate::node::Node;
@@ -14,7 +15,8 @@ use crate::protocol::{self, RequestError};
 
 /// Handles one request frame. An Err closes the connection: the request could not be
 /// understood well enough to answer it (unknown api, unsupported version, malformed bytes).
-/// Every request is counted and timed here, by API and outcome.
+/// Every request is counted and timed here, by API and outcome, and its handling time is
+/// charged to the client's `request_percentage` quota (Kafka's ClientRequestQuotaManager).
 pub async fn handle(
     broker: &Arc<Node>,
     context: &Arc<RequestContext>,
@@ -22,12 +24,28 @@ pub async fn handle(
     frame: Bytes,
 ) -> Result<Handled, String> {
     let timer = crate::metrics::RequestTimer::start(&frame);
+    let quota_subject = request_quota_subject(broker, context, kind, &frame);
+    let started = std::time::Instant::now();
     let routed = match kind {
         super::ListenerKind::Broker => route(broker, context, frame).await,
         super::ListenerKind::Controller => handlers::quorum::route(broker, context, frame).await,
     };
+    // The time the handler ran (for a deferred response, until it handed off its wait, as
+    // Kafka counts thread time and not purgatory time): a throttle raises the response's
+    // throttle_time_ms and mutes the connection.
+    let request_throttle = quota_subject.map(|(api_key, version, client)| {
+        let handling_ns = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        let throttle_ms = client.record_request_time(broker, handling_ns);
+        (api_key, version, throttle_ms)
+    });
+    let raise_throttle = move |response: &mut protocol::ResponseFrame| {
+        if let Some((api_key, version, throttle_ms)) = request_throttle {
+            protocol::throttle_time::raise(response, api_key, version, throttle_ms);
+        }
+    };
     match routed {
-        Ok(Handled::Response(response)) => {
+        Ok(Handled::Response(mut response)) => {
+            raise_throttle(&mut response);
             timer.answered(response.size_bytes());
             Ok(Handled::Response(response))
         }
@@ -36,7 +54,10 @@ pub async fn handle(
             Ok(Handled::NoResponse)
         }
         Ok(Handled::Deferred(future)) => Ok(Handled::Deferred(Box::pin(async move {
-            let response = future.await;
+            let mut response = future.await;
+            if let Some(response) = &mut response {
+                raise_throttle(response);
+            }
             match &response {
                 Some(response) => timer.answered(response.size_bytes()),
                 None => timer.failed("UNKNOWN_SERVER_ERROR"),
@@ -51,6 +72,35 @@ pub async fn handle(
             Err(error.to_string())
         }
     }
+}
+
+/// Who a request's handling time counts against, and the API and version its response is
+/// patched for: None when no quota could apply (the controller listener's trusted traffic,
+/// an exempt connection, no client quota configured at all, a header that does not parse).
+/// ApiVersions and SASL before authentication never come here: the authenticator answers them.
+fn request_quota_subject(
+    broker: &Node,
+    context: &RequestContext,
+    kind: super::ListenerKind,
+    frame: &Bytes,
+) -> Option<(ApiKey, i16, QuotaClient)> {
+    if kind != super::ListenerKind::Broker
+        || context.quota_exempt
+        || broker.image().client_quotas.is_empty()
+    {
+        return None;
+    }
+    let request = protocol::parse_request(frame.clone()).ok()?;
+    // Kafka exempts the inter-broker APIs it authorizes as CLUSTER_ACTION.
+    if request.api_key == ApiKey::WriteTxnMarkers {
+        return None;
+    }
+    let client_id = request.header.client_id.as_deref().unwrap_or("");
+    Some((
+        request.api_key,
+        request.version,
+        QuotaClient::of_client_id(context, client_id),
+    ))
 }
 
 async fn route(
