@@ -103,8 +103,14 @@ fn rebalance(args: RebalanceArgs) -> Result<std::process::ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let code = runtime.block_on(dlog::rebalance::run(options))?;
-    Ok(std::process::ExitCode::from(code))
+    match runtime.block_on(dlog::rebalance::run(options)) {
+        Ok(code) => Ok(std::process::ExitCode::from(code)),
+        // One line with its causes: an operator's tool, not a crash report.
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            Ok(std::process::ExitCode::FAILURE)
+        }
+    }
 }
 
 fn properties(cli: &Cli) -> Result<Properties> {

@@ -331,10 +331,10 @@ impl Planning<'_> {
         }
     }
 
-    /// A chain of (partition index, its new first replica) from a broker with the most
-    /// leaders to one with at least two fewer, found breadth first; None when balanced.
+    /// A chain of (partition index, its new first replica) from a broker to one that leads at
+    /// least two fewer partitions, found breadth first from the brokers that lead the most;
+    /// None when no such chain exists (as balanced as the replicas allow).
     fn leader_chain(&self) -> Option<Vec<(usize, BrokerId)>> {
-        let most = *self.leaders.values().max()?;
         // Partitions led by each broker, in a stable order; ones this plan already changes
         // first, so that untouched partitions stay out of the plan where possible.
         let mut led: BTreeMap<BrokerId, Vec<usize>> = BTreeMap::new();
@@ -351,8 +351,9 @@ impl Planning<'_> {
                 )
             });
         }
-        let starts = self.leaders.iter().filter(|(_, &c)| c == most);
-        for (&start, _) in starts {
+        let mut starts: Vec<(BrokerId, usize)> = self.leaders.iter().map(|(&b, &c)| (b, c)).collect();
+        starts.sort_by_key(|&(b, c)| (std::cmp::Reverse(c), b));
+        for (start, most) in starts {
             // broker → (partition index, broker it came from)
             let mut came_from: BTreeMap<BrokerId, (usize, BrokerId)> = BTreeMap::new();
             let mut queue = VecDeque::from([start]);
