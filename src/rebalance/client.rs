@@ -124,7 +124,11 @@ impl Admin {
                 continue;
             };
             if topic.error_code != 0 {
-                bail!("topic {}: {}", name.0.as_str(), error_text(topic.error_code, None));
+                bail!(
+                    "topic {}: {}",
+                    name.0.as_str(),
+                    error_text(topic.error_code, None)
+                );
             }
             if topic.is_internal {
                 cluster.internal_topics.insert(name.0.to_string());
@@ -155,10 +159,7 @@ impl Admin {
     }
 
     /// Each partition's size: the largest any broker's log dirs report for it.
-    pub async fn partition_sizes(
-        &self,
-        cluster: &Cluster,
-    ) -> Result<BTreeMap<(String, i32), u64>> {
+    pub async fn partition_sizes(&self, cluster: &Cluster) -> Result<BTreeMap<(String, i32), u64>> {
         let mut sizes: BTreeMap<(String, i32), u64> = BTreeMap::new();
         for broker in &cluster.brokers {
             let response = self
@@ -421,7 +422,9 @@ impl Admin {
                     None => PartitionState::Different(Vec::new()),
                 }
             };
-            verification.partitions.push((name, p.replicas.clone(), state));
+            verification
+                .partitions
+                .push((name, p.replicas.clone(), state));
         }
         if verification.moving() > 0 {
             return Ok(verification);
@@ -445,7 +448,9 @@ impl Admin {
                 vec![(LEADER_REPLICAS, None), (FOLLOWER_REPLICAS, None)],
             )
             .await?;
-            verification.throttles_cleared_topics.push(topic.to_string());
+            verification
+                .throttles_cleared_topics
+                .push(topic.to_string());
         }
         if elect_leaders {
             verification.elections = Some(self.elect_preferred(cluster, &planned).await?);

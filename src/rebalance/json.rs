@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(Reassignment::parse(&line).unwrap(), plan);
         // The Kafka tool's files may leave log_dirs out.
         let bare = r#"{"version":1,"partitions":[{"topic":"a","partition":0,"replicas":[1,2]}]}"#;
-        assert_eq!(Reassignment::parse(bare).unwrap().partitions[0].replicas, [1, 2]);
+        assert_eq!(
+            Reassignment::parse(bare).unwrap().partitions[0].replicas,
+            [1, 2]
+        );
     }
 
     #[test]

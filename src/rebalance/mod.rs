@@ -79,8 +79,9 @@ fn balance_lines(state: &ClusterState, plan: &Plan) -> Vec<String> {
             (replicas, p.size_bytes)
         }),
     );
-    let mut lines =
-        vec!["Balance per broker (replicas, preferred leaders, disk bytes: now -> planned):".into()];
+    let mut lines = vec![
+        "Balance per broker (replicas, preferred leaders, disk bytes: now -> planned):".into(),
+    ];
     for broker in &state.brokers {
         let id = broker.id;
         lines.push(format!(

@@ -198,7 +198,10 @@ impl Planning<'_> {
         let size_bytes = self.partitions[index].size_bytes;
         let target = self.target[index].as_mut().expect("a movable partition");
         assert!(!target.contains(&to), "never two replicas on one broker");
-        let position = target.iter().position(|&b| b == from).expect("from holds it");
+        let position = target
+            .iter()
+            .position(|&b| b == from)
+            .expect("from holds it");
         target[position] = to;
         *self.replicas.get_mut(&from).expect("known") -= 1;
         *self.replicas.get_mut(&to).expect("known") += 1;
@@ -233,8 +236,7 @@ impl Planning<'_> {
                 if self.racks.distinct(&current) >= self.racks.needed(current.len()) {
                     break;
                 }
-                let used: BTreeSet<&String> =
-                    current.iter().map(|b| &self.racks.of[b]).collect();
+                let used: BTreeSet<&String> = current.iter().map(|b| &self.racks.of[b]).collect();
                 // The last replica of a rack that holds two (keeps the preferred leader).
                 let Some(&from) = current.iter().rev().find(|&&b| {
                     current
@@ -305,7 +307,8 @@ impl Planning<'_> {
                 let original = &self.partitions[index].replicas;
                 // Copies this replacement adds to the plan: -1 if `to` held it originally (a
                 // move undone), 0 if `from` was itself added by the plan, else 1.
-                let copies = i32::from(!original.contains(&to)) - i32::from(!original.contains(&from));
+                let copies =
+                    i32::from(!original.contains(&to)) - i32::from(!original.contains(&from));
                 let size_bytes = self.partitions[index].size_bytes as i128;
                 // Disk bytes between the two brokers after the move (smaller is more even).
                 let gap_after_bytes = (gap_bytes - 2 * size_bytes).abs();
@@ -351,7 +354,8 @@ impl Planning<'_> {
                 )
             });
         }
-        let mut starts: Vec<(BrokerId, usize)> = self.leaders.iter().map(|(&b, &c)| (b, c)).collect();
+        let mut starts: Vec<(BrokerId, usize)> =
+            self.leaders.iter().map(|(&b, &c)| (b, c)).collect();
         starts.sort_by_key(|&(b, c)| (std::cmp::Reverse(c), b));
         for (start, most) in starts {
             // broker → (partition index, broker it came from)
@@ -521,13 +525,19 @@ mod tests {
     #[test]
     fn a_grown_cluster_spreads_onto_the_new_broker_with_the_fewest_moves() {
         let state = grown(12, 2);
-        let plan = plan(&state).unwrap();
+        let plan = super::plan(&state).unwrap();
         let assignment = after(&state, &plan);
         let load = load(&state, &assignment);
         // 24 replicas over 4 brokers: 6 each; broker 4 had none, so exactly 6 copies.
-        assert_eq!(load.replicas.values().copied().collect::<Vec<_>>(), [6, 6, 6, 6]);
+        assert_eq!(
+            load.replicas.values().copied().collect::<Vec<_>>(),
+            [6, 6, 6, 6]
+        );
         assert_eq!(plan.replicas_moved(), 6);
-        assert_eq!(load.leaders.values().copied().collect::<Vec<_>>(), [3, 3, 3, 3]);
+        assert_eq!(
+            load.leaders.values().copied().collect::<Vec<_>>(),
+            [3, 3, 3, 3]
+        );
     }
 
     #[test]
@@ -555,10 +565,13 @@ mod tests {
                 partition("t", 3, &[2, 3], 10),
             ],
         };
-        let plan = plan(&state).unwrap();
+        let plan = super::plan(&state).unwrap();
         let assignment = after(&state, &plan);
         let racks = Racks::new(&state.brokers);
-        assert!(assignment.iter().all(|r| racks.distinct(r) == 2), "{assignment:?}");
+        assert!(
+            assignment.iter().all(|r| racks.distinct(r) == 2),
+            "{assignment:?}"
+        );
     }
 
     #[test]
@@ -567,12 +580,9 @@ mod tests {
         // big one evens out the bytes better... unless it leaves 2 heavier: the gap decides.
         let state = ClusterState {
             brokers: brokers(&[1, 2], None),
-            partitions: vec![
-                partition("t", 0, &[1], 1_000),
-                partition("t", 1, &[1], 10),
-            ],
+            partitions: vec![partition("t", 0, &[1], 1_000), partition("t", 1, &[1], 10)],
         };
-        let plan = plan(&state).unwrap();
+        let plan = super::plan(&state).unwrap();
         assert_eq!(plan.moves.len(), 1);
         // Gap 1010: moving 1000 leaves |1010 - 2000| = 990, moving 10 leaves 990 as well;
         // with a third small partition the big one is the better move.
@@ -585,7 +595,7 @@ mod tests {
                 partition("t", 3, &[1], 10),
             ],
         };
-        let plan = plan(&state).unwrap();
+        let plan = super::plan(&state).unwrap();
         let assignment = after(&state, &plan);
         assert_eq!(assignment[0], vec![2], "{plan:?}");
     }
@@ -599,7 +609,7 @@ mod tests {
                 partition("t", 1, &[1, 2], 10),
             ],
         };
-        let plan = plan(&state).unwrap();
+        let plan = super::plan(&state).unwrap();
         assert_eq!(plan.skipped, vec![("t".to_string(), 0)]);
         assert!(plan.moves.iter().all(|m| m.partition != 0));
     }
@@ -665,7 +675,7 @@ mod tests {
 
         #[test]
         fn plans_keep_the_invariants((state, racks) in cluster()) {
-            let plan = plan(&state).unwrap();
+            let plan = super::plan(&state).unwrap();
             let assignment = after(&state, &plan);
             let rack_of = Racks::new(&state.brokers);
             for (replicas, original) in assignment.iter().zip(&state.partitions) {
@@ -701,14 +711,51 @@ mod tests {
 
         #[test]
         fn a_plan_applied_plans_nothing_more((state, _racks) in cluster()) {
-            let first = plan(&state).unwrap();
+            let first = super::plan(&state).unwrap();
             let applied = ClusterState {
                 brokers: state.brokers.clone(),
                 partitions: state.partitions.iter().zip(after(&state, &first))
                     .map(|(p, replicas)| Partition { replicas, ..p.clone() }).collect(),
             };
-            let second = plan(&applied).unwrap();
+            let second = super::plan(&applied).unwrap();
             prop_assert_eq!(second.replicas_moved(), 0, "{:?}", second);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Racks of equal size, RF = racks, every partition on the first broker of each rack
+        /// (the cluster before each rack grew): replicas move only within racks, and counts
+        /// end within one everywhere.
+        #[test]
+        fn grown_racks_balance_within_racks(racks in 1usize..4, per_rack in 1usize..4, count in 0usize..40) {
+            let ids: Vec<BrokerId> = (1..=(racks * per_rack) as BrokerId).collect();
+            // broker id % racks is its rack; the first `racks` ids cover every rack once.
+            let first: Vec<BrokerId> = (1..=racks as BrokerId).collect();
+            let state = ClusterState {
+                brokers: brokers(&ids, Some(racks)),
+                partitions: (0..count).map(|p| {
+                    let mut replicas = first.clone();
+                    replicas.rotate_left(p % racks);
+                    partition("t", p as i32, &replicas, 10)
+                }).collect(),
+            };
+            let plan = super::plan(&state).unwrap();
+            let assignment = after(&state, &plan);
+            let rack_of = Racks::new(&state.brokers);
+            prop_assert!(assignment.iter().all(|r| rack_of.distinct(r) == racks));
+            // Every move stays within a rack: a partition's racks are the same before and after.
+            for m in &plan.moves {
+                let racks_of = |replicas: &[BrokerId]| {
+                    let mut racks: Vec<&String> = replicas.iter().map(|b| &rack_of.of[b]).collect();
+                    racks.sort();
+                    racks
+                };
+                prop_assert_eq!(racks_of(&m.current), racks_of(&m.target), "{:?}", m);
+            }
+            let load = load(&state, &assignment);
+            prop_assert!(spread(&load.replicas) <= 1, "{:?}", load.replicas);
         }
     }
 
@@ -717,10 +764,16 @@ mod tests {
         for partitions in [4, 9, 12, 30] {
             for replication_factor in [1, 2, 3] {
                 let state = grown(partitions, replication_factor);
-                let plan = plan(&state).unwrap();
+                let plan = super::plan(&state).unwrap();
                 let load = load(&state, &after(&state, &plan));
-                assert!(spread(&load.replicas) <= 1, "{partitions}x{replication_factor}: {load:?}");
-                assert!(spread(&load.leaders) <= 1, "{partitions}x{replication_factor}: {load:?}");
+                assert!(
+                    spread(&load.replicas) <= 1,
+                    "{partitions}x{replication_factor}: {load:?}"
+                );
+                assert!(
+                    spread(&load.leaders) <= 1,
+                    "{partitions}x{replication_factor}: {load:?}"
+                );
             }
         }
     }
