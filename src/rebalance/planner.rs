@@ -225,14 +225,11 @@ impl Planning<'_> {
         after >= needed.min(before)
     }
 
-    /// 1. Partitions whose replicas share a rack when they need not: move a replica of a
+    /// Goal 1, racks: partitions whose replicas share a rack when they need not: move a replica of a
     /// shared rack to the least loaded broker of a rack the partition does not use.
     fn repair_racks(&mut self) {
         for index in 0..self.partitions.len() {
-            loop {
-                let Some(current) = self.target[index].clone() else {
-                    break;
-                };
+            while let Some(current) = self.target[index].clone() {
                 if self.racks.distinct(&current) >= self.racks.needed(current.len()) {
                     break;
                 }
@@ -261,7 +258,7 @@ impl Planning<'_> {
         }
     }
 
-    /// 2. Replica counts: from the fullest broker to the emptiest while they differ by two or
+    /// Goal 2, replica counts: from the fullest broker to the emptiest while they differ by two or
     /// more and a partition can go; for each pair, the partition that adds the fewest copies
     /// (moving again a replica this plan already moves is free) and best evens disk bytes.
     fn balance_replicas(&mut self) {
@@ -316,7 +313,7 @@ impl Planning<'_> {
             })
     }
 
-    /// 3. Preferred leaders: while some broker leads two or more partitions more than another
+    /// Goal 3, preferred leaders: while some broker leads two or more partitions more than another
     /// it can hand leadership to along a chain (partition led by u with v among its replicas:
     /// u → v), make each chain's next broker the first replica of that partition. A chain
     /// (augmenting path) lets balance flow where no partition links the two brokers directly.
