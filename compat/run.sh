@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs compat suites against one broker that this script starts and stops.
-#   compat/run.sh dlog|kafka OUT_DIR [python|java|go|tools|share|rolling|security|reassign|closest|streams ...]     (default: the first four)
+#   compat/run.sh dlog|kafka OUT_DIR [python|java|go|tools|share|rolling|security|reassign|grow|closest|streams ...]     (default: the first four)
 # dlog: target/release/dlog (build it first) on 127.0.0.1:19092, fresh data dir.
 # kafka: real Apache Kafka 4.x (compat/kafka/start.sh) on 127.0.0.1:29092, fresh data dir.
 # Writes OUT_DIR/<suite>.log (full output) and OUT_DIR/<suite>.results (lines
@@ -84,6 +84,13 @@ for suite in "${suites[@]}"; do
       # kafka-leader-election on a three-node cluster of its own under a Java producer (the
       # broker above is not used), so dlog and Kafka are compared on the same scenario.
       DLOG_BIN="$dlog_bin" timeout 600 "$root/compat/cluster/reassign.sh" "$target" "$out/reassign" >"$log" 2>&1; rc=$?
+      grep -E '^RESULT ' "$log" | awk '{print $3, $2}' | sort -u >"$results"
+      ;;
+    grow)
+      # Issue 15: a three-node cluster of its own grows to four; `dlog rebalance --execute
+      # --throttle` / `--verify --elect-leaders` spreads replicas and leaders onto the new broker
+      # under a Java producer. The same dlog client drives Kafka in the differential run.
+      DLOG_BIN="$dlog_bin" timeout 600 "$root/compat/cluster/grow.sh" "$target" "$out/grow" >"$log" 2>&1; rc=$?
       grep -E '^RESULT ' "$log" | awk '{print $3, $2}' | sort -u >"$results"
       ;;
     closest)

@@ -30,13 +30,13 @@ if [ -x protocol-tests/fuzz/run.sh ]; then
 fi
 stage "deploy files (promtool, YAML/JSON, systemd, live scrape)" deploy/check.sh
 stage "on-disk format read by Kafka's DumpLogSegments" compat/storage/verify.sh
-stage "compat suites against dlog (python, java, go, Kafka's tools, Java share consumer, secured broker, reassignment on three nodes, fetch from the closest replica, Kafka Streams)" compat/run.sh dlog "$out/compat" python java go tools share security reassign closest streams
+stage "compat suites against dlog (python, java, go, Kafka's tools, Java share consumer, secured broker, reassignment on three nodes, a 3→4 grow with dlog rebalance, fetch from the closest replica, Kafka Streams)" compat/run.sh dlog "$out/compat" python java go tools share security reassign grow closest streams
 # ROLLING_RESULTS: the rolling kill -9 scenario's dlog results go next to the compat suites,
 # where the differential stage compares them with the same scenario on a three-node Kafka.
 ROLLING_RESULTS="$out/compat" stage "three-node dlog cluster (kafka-metadata-quorum, kafka-topics, Java client, failover, rolling kill -9 under load)" compat/cluster/run.sh
 CHAOS_OUT="$out/chaos" stage "chaos, short (histories under kill -9, pause, delayed and duplicated requests and network partitions; checker)" compat/chaos/ci.sh
-DLOG_RESULTS="$out/compat" stage "differential run against Apache Kafka (python, java, Kafka's tools, rolling kill -9 on three nodes, secured broker, reassignment, fetch from the closest replica, Kafka Streams)" \
-  compat/diff.sh "$out/diff" python java tools rolling security reassign closest streams
+DLOG_RESULTS="$out/compat" stage "differential run against Apache Kafka (python, java, Kafka's tools, rolling kill -9 on three nodes, secured broker, reassignment, a 3→4 grow with dlog rebalance, fetch from the closest replica, Kafka Streams)" \
+  compat/diff.sh "$out/diff" python java tools rolling security reassign grow closest streams
 echo
 for name in "${failures[@]}"; do echo "failed stage: $name"; done
 echo "stages: $passed passed, $failed failed"

@@ -16,6 +16,8 @@
 //! - [`log`] and [`record`]: storage (segments, indexes, cleaner) and record batches.
 //! - [`share`]: share groups' data side: share-partitions (acquired records, locks,
 //!   delivery counts) and share sessions of the partitions this node leads.
+//! - [`rebalance`]: `dlog rebalance`, a client of the protocol that plans and executes
+//!   reassignments evening out replicas, leaders and disk bytes per broker.
 //! - [`node`]: wiring only: builds the owners, starts their tasks, shuts them down in order.
 
 pub mod clock;
@@ -30,6 +32,7 @@ pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod raft;
+pub mod rebalance;
 pub mod record;
 pub mod replica;
 pub mod security;

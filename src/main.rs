@@ -13,9 +13,12 @@ use dlog::metrics::http::{NodeStatus, Stage};
 use dlog::node::Node;
 
 /// A Kafka-compatible commit log. Properties use Kafka's names (server.properties).
+/// With no subcommand, `dlog` runs one node; `dlog rebalance` is a client of a running cluster.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address of the PLAINTEXT listener (replaces the `PLAINTEXT://` entry of `listeners`,
     /// keeping the others, e.g. a SASL_SSL listener set in the config).
     #[arg(long)]
@@ -45,6 +48,69 @@ struct Cli {
     /// default: off).
     #[arg(long)]
     metrics_listen: Option<String>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Plan a reassignment that evens out replicas, preferred leaders and disk bytes per broker
+    /// (within racks), print it as kafka-reassign-partitions JSON, and execute (with
+    /// throttles) or verify it. Without --execute or --verify it only plans.
+    Rebalance(RebalanceArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RebalanceArgs {
+    /// A broker of the cluster, HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    bootstrap_server: String,
+    /// Topics to balance, comma-separated (default: every topic but the internal ones).
+    #[arg(long, value_delimiter = ',')]
+    topics: Vec<String>,
+    /// Start the reassignment (the computed plan, or --plan FILE).
+    #[arg(long, conflicts_with = "verify")]
+    execute: bool,
+    /// With --execute: replication throttle in bytes per second on the brokers of the moves,
+    /// set as kafka-reassign-partitions --throttle sets it; --verify removes it when done.
+    #[arg(long, value_name = "BYTES_PER_S", requires = "execute")]
+    throttle: Option<u64>,
+    /// Report the progress of the reassignment of --plan FILE; once complete, remove the
+    /// throttles. Exits 3 while partitions are still moving.
+    #[arg(long, requires = "plan")]
+    verify: bool,
+    /// With --verify: once complete, elect the preferred (first) replicas as leaders.
+    #[arg(long, requires = "verify")]
+    elect_leaders: bool,
+    /// A plan (kafka-reassign-partitions JSON) to execute or verify instead of computing one.
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
+    /// Write the proposed plan (kafka-reassign-partitions JSON) to FILE.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// `dlog rebalance`: a protocol client on a small runtime of its own; no broker logging.
+fn rebalance(args: RebalanceArgs) -> Result<std::process::ExitCode> {
+    let options = dlog::rebalance::Options {
+        bootstrap_server: args.bootstrap_server,
+        topics: args.topics,
+        execute: args.execute,
+        verify: args.verify,
+        throttle_bytes_per_s: args.throttle,
+        output: args.output,
+        plan: args.plan,
+        elect_leaders: args.elect_leaders,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(dlog::rebalance::run(options)) {
+        Ok(code) => Ok(std::process::ExitCode::from(code)),
+        // One line with its causes: an operator's tool, not a crash report.
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            Ok(std::process::ExitCode::FAILURE)
+        }
+    }
 }
 
 fn properties(cli: &Cli) -> Result<Properties> {
@@ -137,8 +203,11 @@ fn raise_file_limit() {
     }
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() -> Result<std::process::ExitCode> {
+    let mut cli = Cli::parse();
+    if let Some(Command::Rebalance(args)) = cli.command.take() {
+        return rebalance(args);
+    }
     let properties =
         tracing::subscriber::with_default(dlog::logging::startup_logger(), || properties(&cli))?;
     dlog::logging::init(&properties)?;
@@ -147,7 +216,8 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(config))
+    runtime.block_on(run(config))?;
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// `metrics.listen`: empty = off, else an address to bind (`host:port`).

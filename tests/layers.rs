@@ -43,6 +43,9 @@ const ALLOWED_ONLY: &[(&str, &[&str])] = &[
     ("security", &["config", "protocol"]),
     // Share-partitions are a pure state machine fed by the handlers; only settings come in.
     ("share", &["config"]),
+    // `dlog rebalance` is a client of the protocol: it reaches the cluster only over the wire
+    // (the peer client), never a broker's state.
+    ("rebalance", &["controller"]),
 ];
 
 fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
