@@ -1909,33 +1909,14 @@ fn an_unknown_replica_selector_class_is_refused_at_start() {
 /// Once the followers are back, the coordinator's retry is answered.
 #[test]
 fn transaction_markers_wait_for_the_isr() {
-    use kafka_protocol::messages::write_txn_markers_request::{
-        WritableTxnMarker, WritableTxnMarkerTopic,
-    };
-    use kafka_protocol::messages::{
-        ApiKey, ProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
-    };
-    use kafka_protocol::protocol::StrBytes;
     let cluster = Cluster::start_with(3, &["replica.lag.time.max.ms=60000"]);
     cluster.wait_registered();
     let topic = "markers-isr";
     let state = one_partition_on_every_node(&cluster, topic);
     let leader = state[&0].0;
     let followers: Vec<usize> = (0..3).filter(|i| *i as i32 + 1 != leader).collect();
-    let request =
-        WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
-            .with_producer_id(ProducerId(4242))
-            .with_producer_epoch(0)
-            .with_transaction_result(false)
-            .with_coordinator_epoch(0)
-            .with_topics(vec![WritableTxnMarkerTopic::default()
-                .with_name(TopicName(StrBytes::from_static_str(topic)))
-                .with_partition_indexes(vec![0])])]);
     let mut client = raw::RawClient::connect(cluster.nodes[(leader - 1) as usize].addr());
-    let mut marker_error = || {
-        let response: WriteTxnMarkersResponse = client.call(ApiKey::WriteTxnMarkers, 1, &request);
-        response.markers[0].topics[0].partitions[0].error_code
-    };
+    let mut marker_error = || raw::write_abort_marker(&mut client, topic, 4242);
     // With every replica running, answered (once the leader has taken up the partition).
     eventually(Duration::from_secs(20), &mut marker_error, |error| {
         *error == 0

@@ -955,13 +955,6 @@ async fn transactions_v2_epoch_bump_implicit_add_and_fencing() {
 /// aborted records too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn markers_keep_min_insync_replicas() {
-    use kafka_protocol::messages::write_txn_markers_request::{
-        WritableTxnMarker, WritableTxnMarkerTopic,
-    };
-    use kafka_protocol::messages::{
-        ApiKey, ProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
-    };
-    use kafka_protocol::protocol::StrBytes;
     let broker = Broker::start();
     let bootstrap = broker.bootstrap();
     create_topic(
@@ -973,18 +966,7 @@ async fn markers_keep_min_insync_replicas() {
     .await;
     create_topic(&bootstrap, "marker-one", 1, &[]).await;
     let marker_error = |topic: &'static str| {
-        let request =
-            WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
-                .with_producer_id(ProducerId(4242))
-                .with_producer_epoch(0)
-                .with_transaction_result(false)
-                .with_coordinator_epoch(0)
-                .with_topics(vec![WritableTxnMarkerTopic::default()
-                    .with_name(TopicName(StrBytes::from_static_str(topic)))
-                    .with_partition_indexes(vec![0])])]);
-        let mut client = raw::RawClient::connect(broker.addr());
-        let response: WriteTxnMarkersResponse = client.call(ApiKey::WriteTxnMarkers, 1, &request);
-        response.markers[0].topics[0].partitions[0].error_code
+        raw::write_abort_marker(&mut raw::RawClient::connect(broker.addr()), topic, 4242)
     };
     assert_eq!(
         marker_error("marker-min-isr"),

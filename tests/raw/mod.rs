@@ -217,3 +217,24 @@ pub fn producer_batch(
     }
     builder.build()
 }
+
+/// WriteTxnMarkers v1 for partition 0 of `topic`: one ABORT marker of producer `producer_id`
+/// at epoch 0, coordinator epoch 0, as a transaction coordinator sends it. Returns the
+/// partition's error code.
+pub fn write_abort_marker(client: &mut RawClient, topic: &'static str, producer_id: i64) -> i16 {
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    use kafka_protocol::messages::{ProducerId, WriteTxnMarkersRequest, WriteTxnMarkersResponse};
+    let request =
+        WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(0)
+            .with_transaction_result(false)
+            .with_coordinator_epoch(0)
+            .with_topics(vec![WritableTxnMarkerTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(topic)))
+                .with_partition_indexes(vec![0])])]);
+    let response: WriteTxnMarkersResponse = client.call(ApiKey::WriteTxnMarkers, 1, &request);
+    response.markers[0].topics[0].partitions[0].error_code
+}
