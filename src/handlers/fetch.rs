@@ -340,8 +340,9 @@ fn read_pass(broker: &Node, plan: &FetchPlan) -> ReadPass {
             }
             Ok(Ok(None)) => {}
             Ok(Err(_out_of_range)) => {
-                // Rare and decisive for a consumer (it resets to auto.offset.reset): logged.
-                tracing::info!(
+                // Decisive for a consumer (it resets to auto.offset.reset); at debug level, as a
+                // client may ask again and again.
+                tracing::debug!(
                     topic = key.topic,
                     partition = key.partition,
                     fetch_offset = state.fetch_offset,

@@ -59,8 +59,9 @@ pub fn handle(
                         let (epoch, end_offset) =
                             led.log.end_offset_for_leader_epoch(asked.leader_epoch);
                         if end_offset < 0 && !follower {
-                            // A consumer answered "no such epoch" resets to auto.offset.reset.
-                            tracing::info!(
+                            // A consumer answered "no such epoch" resets to auto.offset.reset
+                            // (debug level: a client may ask again and again).
+                            tracing::debug!(
                                 topic = topic.topic.as_str(),
                                 partition = asked.partition,
                                 leader_epoch = asked.leader_epoch,
