@@ -766,21 +766,27 @@ fn create_topics(client: &mut RawClient, version: i16, topics: &[(&str, i32)]) -
 
 const THROTTLING_QUOTA_EXCEEDED: i16 = 89;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn controller_mutation_rate_refuses_topics_beyond_the_quota() {
+/// A broker with its metrics served, and `key` = `value` set for the raw client's id.
+fn broker_with_raw_client_quota(key: &str, value: f64) -> (Broker, u16) {
     let metrics_port = free_port();
     let broker = Broker::start_with(&[&format!("metrics.listen=127.0.0.1:{metrics_port}")]);
     let mut admin = RawClient::connect(broker.addr());
-    // 1 partition mutation per second for the raw client: a bucket of 11 (11 windows of 1 s).
     let codes = alter(
         &mut admin,
         vec![entry(
             &[("client-id", Some("raw-test"))],
-            &[("controller_mutation_rate", Some(1.0))],
+            &[(key, Some(value))],
         )],
         false,
     );
     assert_eq!(codes, vec![0]);
+    (broker, metrics_port)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn controller_mutation_rate_refuses_topics_beyond_the_quota() {
+    // 1 partition mutation per second for the raw client: a bucket of 11 (11 windows of 1 s).
+    let (broker, metrics_port) = broker_with_raw_client_quota("controller_mutation_rate", 1.0);
     // Strict (v6+): the bucket is not empty, so 20 partitions pass and take it to -9.
     let mut client = RawClient::connect(broker.addr());
     let (codes, throttle_ms) = create_topics(&mut client, 7, &[("burst", 20)]);
@@ -820,19 +826,8 @@ async fn controller_mutation_rate_refuses_topics_beyond_the_quota() {
 #[test]
 fn request_percentage_throttles_a_client_that_keeps_the_broker_busy() {
     use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
-    let metrics_port = free_port();
-    let broker = Broker::start_with(&[&format!("metrics.listen=127.0.0.1:{metrics_port}")]);
-    let mut admin = RawClient::connect(broker.addr());
     // 0.01 % of one thread: 1 ms of handling per 10 s window.
-    let codes = alter(
-        &mut admin,
-        vec![entry(
-            &[("client-id", Some("raw-test"))],
-            &[("request_percentage", Some(0.01))],
-        )],
-        false,
-    );
-    assert_eq!(codes, vec![0]);
+    let (broker, metrics_port) = broker_with_raw_client_quota("request_percentage", 0.01);
     let mut client = RawClient::connect(broker.addr());
     let mut answered = 0;
     let throttle_ms = loop {
@@ -866,6 +861,7 @@ fn request_percentage_throttles_a_client_that_keeps_the_broker_busy() {
     );
     assert!(response.throttle_time_ms > 0);
     // A produce answer carries it too (its throttle time is the last field of the body).
+    let mut admin = RawClient::connect(broker.addr());
     create_topic_raw(&mut admin, "busy");
     let (_, produce_throttle_ms) = produce(&mut client, "busy", &big_batch(10));
     assert!(produce_throttle_ms > 0, "produce throttle");
