@@ -20,7 +20,7 @@ use crate::coordinator::producer_ids::ProducerIdManager;
 use crate::coordinator::runtime::{self, CoordinatorHost, OpenTransaction, WriteError};
 use crate::coordinator::transaction::{
     TransactionCoordinator, TransactionSettings, ADD_PARTITIONS_TO_TXN_BROKER_VERSION,
-    COORDINATOR_EPOCH, WRITE_TXN_MARKERS_VERSION,
+    WRITE_TXN_MARKERS_VERSION,
 };
 use crate::coordinator::GroupCoordinator;
 use crate::log::cleaner::CleanerSettings;
@@ -726,6 +726,7 @@ impl CoordinatorHost for Node {
         partition: i32,
         producer_id: i64,
         producer_epoch: i16,
+        coordinator_epoch: i32,
         commit: bool,
     ) -> Result<(), WriteError> {
         let led = self.led_partition(topic, partition)?;
@@ -733,7 +734,7 @@ impl CoordinatorHost for Node {
         let log = &led.log;
         let now = now_ms();
         let written = log
-            .append_marker(producer_id, producer_epoch, COORDINATOR_EPOCH, commit, now)
+            .append_marker(producer_id, producer_epoch, coordinator_epoch, commit, now)
             .and_then(|offset| {
                 // As a coordinator append: a flush `flush.messages` owes is done before the
                 // marker counts as written.
@@ -757,9 +758,10 @@ impl CoordinatorHost for Node {
         let mut open = Vec::new();
         for log in self.replicas.led_logs() {
             for (producer_id, first_offset) in log.ongoing_transactions() {
-                let Some(producer_epoch) =
-                    log.with_producers(|p| p.producer(producer_id).map(|e| e.epoch))
-                else {
+                let Some((producer_epoch, coordinator_epoch)) = log.with_producers(|p| {
+                    p.producer(producer_id)
+                        .map(|e| (e.epoch, e.coordinator_epoch))
+                }) else {
                     continue;
                 };
                 open.push(OpenTransaction {
@@ -767,6 +769,7 @@ impl CoordinatorHost for Node {
                     partition: log.partition(),
                     producer_id,
                     producer_epoch,
+                    coordinator_epoch,
                     first_offset,
                 });
             }

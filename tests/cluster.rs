@@ -1916,7 +1916,7 @@ fn transaction_markers_wait_for_the_isr() {
     let leader = state[&0].0;
     let followers: Vec<usize> = (0..3).filter(|i| *i as i32 + 1 != leader).collect();
     let mut client = raw::RawClient::connect(cluster.nodes[(leader - 1) as usize].addr());
-    let mut marker_error = || raw::write_abort_marker(&mut client, topic, 4242);
+    let mut marker_error = || raw::write_marker(&mut client, topic, 4242, 0, 0, false);
     // With every replica running, answered (once the leader has taken up the partition).
     eventually(Duration::from_secs(20), &mut marker_error, |error| {
         *error == 0

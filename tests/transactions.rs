@@ -947,6 +947,49 @@ async fn transactions_v2_epoch_bump_implicit_add_and_fencing() {
     assert_eq!(committed[&1].len(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markers_of_an_older_coordinator_or_producer_epoch_are_refused() {
+    // Kafka's fencing of zombie coordinators: once a partition took a marker from coordinator
+    // epoch 5, a marker from epoch 4 is refused (TRANSACTION_COORDINATOR_FENCED) — it may be
+    // from a coordinator that lost its shard and decided the transaction the other way — and
+    // so is one for an older producer epoch (INVALID_PRODUCER_EPOCH), which would otherwise end
+    // the producer's next transaction.
+    let broker = Broker::start();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "marker-fencing", 1, &[]).await;
+    let mut client = raw::RawClient::connect(broker.addr());
+    let mut marker = |producer_epoch: i16, coordinator_epoch: i32| {
+        raw::write_marker(
+            &mut client,
+            "marker-fencing",
+            4343,
+            producer_epoch,
+            coordinator_epoch,
+            true,
+        )
+    };
+    assert_eq!(marker(3, 5), 0, "the first marker is taken");
+    assert_eq!(marker(3, 5), 0, "a retried marker is taken again");
+    assert_eq!(
+        marker(3, 4),
+        kafka_protocol::ResponseError::TransactionCoordinatorFenced.code()
+    );
+    assert_eq!(
+        marker(2, 5),
+        kafka_protocol::ResponseError::InvalidProducerEpoch.code()
+    );
+    assert_eq!(marker(4, 6), 0, "a newer coordinator and epoch are taken");
+    assert_eq!(
+        marker(4, 5),
+        kafka_protocol::ResponseError::TransactionCoordinatorFenced.code()
+    );
+    assert_eq!(
+        watermarks(&bootstrap, "marker-fencing", 0).1,
+        3,
+        "only the three markers taken are in the log"
+    );
+}
+
 /// Kafka appends transaction markers with acks=all, so `min.insync.replicas` holds for them as
 /// for a client's produce: with fewer replicas in sync (here a topic asking for 2 on a single
 /// node) WriteTxnMarkers answers NOT_ENOUGH_REPLICAS and writes nothing, and the coordinator
@@ -966,7 +1009,14 @@ async fn markers_keep_min_insync_replicas() {
     .await;
     create_topic(&bootstrap, "marker-one", 1, &[]).await;
     let marker_error = |topic: &'static str| {
-        raw::write_abort_marker(&mut raw::RawClient::connect(broker.addr()), topic, 4242)
+        raw::write_marker(
+            &mut raw::RawClient::connect(broker.addr()),
+            topic,
+            4242,
+            0,
+            0,
+            false,
+        )
     };
     assert_eq!(
         marker_error("marker-min-isr"),

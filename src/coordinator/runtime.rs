@@ -41,6 +41,8 @@ pub struct OpenTransaction {
     pub partition: i32,
     pub producer_id: i64,
     pub producer_epoch: i16,
+    /// The coordinator epoch of the producer's last marker here.
+    pub coordinator_epoch: i32,
     pub first_offset: i64,
 }
 
@@ -74,6 +76,7 @@ pub trait CoordinatorHost: Send + Sync {
         partition: i32,
         producer_id: i64,
         producer_epoch: i16,
+        coordinator_epoch: i32,
         commit: bool,
     ) -> Result<(), WriteError>;
 
@@ -152,7 +155,12 @@ pub fn leadership_changed(
             }
         }
         (TRANSACTION_STATE_TOPIC, true, Some(_)) => {
-            if let Err(error) = transactions.load_shard(host, partition) {
+            let leader_epoch = image
+                .topics
+                .get(topic)
+                .and_then(|t| t.partitions.get(&partition))
+                .map_or(0, |p| p.leader_epoch);
+            if let Err(error) = transactions.load_shard(host, partition, leader_epoch) {
                 tracing::error!(
                     partition,
                     message = error.message,

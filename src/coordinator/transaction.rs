@@ -68,8 +68,6 @@ pub type PartitionErrors = Vec<((String, i32), ResponseError)>;
 
 /// Offsets one transaction may stage with TxnOffsetCommit (over all its groups).
 pub const PENDING_OFFSETS_PER_TRANSACTION_MAX: usize = 100_000;
-/// The coordinator epoch written into markers: one coordinator, never moved.
-pub const COORDINATOR_EPOCH: i32 = 0;
 /// The WriteTxnMarkers version brokers send (the one kafka_protocol knows).
 pub const WRITE_TXN_MARKERS_VERSION: i16 = 1;
 /// Partitions one WriteTxnMarkers request may name (over all its markers).
@@ -192,8 +190,10 @@ pub struct TransactionCoordinator {
     /// both are): the WriteTxnMarkers handler must not wait for this coordinator's lock, which
     /// may be held across a call to the marker's sender.
     staged_offsets: Mutex<StagedOffsets>,
-    /// The `__transaction_state` partitions whose shard is loaded here.
-    shards: Mutex<BTreeSet<i32>>,
+    /// The `__transaction_state` partitions whose shard is loaded here, with the coordinator
+    /// epoch of each: the partition's leader epoch when it loaded (Kafka's), written into the
+    /// shard's markers so that partitions refuse those of an older coordinator.
+    shards: Mutex<BTreeMap<i32, i32>>,
     settings: TransactionSettings,
 }
 
@@ -231,7 +231,7 @@ impl TransactionCoordinator {
                 sending: HashSet::new(),
             }),
             staged_offsets: Mutex::new(HashMap::new()),
-            shards: Mutex::new(BTreeSet::new()),
+            shards: Mutex::new(BTreeMap::new()),
             settings,
         }
     }
@@ -624,7 +624,12 @@ impl TransactionCoordinator {
     /// record per id winning. Transactions it left prepared are completed by
     /// [`Self::complete_prepared`] (which may send markers to other brokers, so it is not
     /// done here, on the metadata path).
-    pub fn load_shard(&self, host: &dyn CoordinatorHost, partition: i32) -> Result<(), ApiError> {
+    pub fn load_shard(
+        &self,
+        host: &dyn CoordinatorHost,
+        partition: i32,
+        coordinator_epoch: i32,
+    ) -> Result<(), ApiError> {
         let storage = |e: WriteError| api(ResponseError::CoordinatorNotAvailable, e.to_string());
         let bytes = host
             .read_all(TRANSACTION_STATE_TOPIC, partition)
@@ -659,18 +664,28 @@ impl TransactionCoordinator {
             .retain(|id, _| self.state_partition(id) != partition);
         tracing::info!(
             partition,
+            coordinator_epoch,
             transactions = loaded.len(),
             "loaded transaction state"
         );
         state.txns.extend(loaded);
-        self.shards.lock().expect("shards lock").insert(partition);
+        self.shards
+            .lock()
+            .expect("shards lock")
+            .insert(partition, coordinator_epoch);
         Ok(())
     }
 
     /// Unloads the shard of `partition` (this node stopped leading it): its transactional ids
     /// are forgotten here; the new leader replays them.
     pub fn unload_shard(&self, partition: i32) {
-        if !self.shards.lock().expect("shards lock").remove(&partition) {
+        if self
+            .shards
+            .lock()
+            .expect("shards lock")
+            .remove(&partition)
+            .is_none()
+        {
             return;
         }
         let mut state = self.lock();
@@ -753,7 +768,8 @@ impl TransactionCoordinator {
         commit: bool,
     ) -> Result<(), ApiError> {
         let remote = self.prepare(host, state, txn, commit)?;
-        send_remote_markers(host, txn, commit, &remote)?;
+        let coordinator_epoch = self.coordinator_epoch(&txn.transactional_id);
+        send_remote_markers(host, txn, coordinator_epoch, commit, &remote)?;
         self.finish(host, state, txn, commit)
     }
 
@@ -797,6 +813,7 @@ impl TransactionCoordinator {
                 *partition,
                 txn.producer_id,
                 txn.producer_epoch,
+                self.coordinator_epoch(&txn.transactional_id),
                 commit,
             )
             .map_err(|e| api(ResponseError::KafkaStorageError, e.to_string()))?;
@@ -890,7 +907,15 @@ impl TransactionCoordinator {
         self.shards
             .lock()
             .expect("shards lock")
-            .contains(&partition)
+            .contains_key(&partition)
+    }
+
+    /// The coordinator epoch of `transactional_id`'s shard here (0 when it is not loaded: a
+    /// marker written with it is refused wherever a loaded coordinator wrote one).
+    fn coordinator_epoch(&self, transactional_id: &str) -> i32 {
+        let partition = self.state_partition(transactional_id);
+        let shards = self.shards.lock().expect("shards lock");
+        shards.get(&partition).copied().unwrap_or(0)
     }
 
     /// InitProducerId with a transactional id: (producer id, epoch). Fences the previous
@@ -1349,7 +1374,8 @@ impl TransactionCoordinator {
         // (CONCURRENT_TRANSACTIONS) and the retry path leaves it to us.
         state.sending.insert(transactional_id.to_string());
         drop(state);
-        let sent = send_remote_markers(host, &txn, commit, &remote);
+        let coordinator_epoch = self.coordinator_epoch(transactional_id);
+        let sent = send_remote_markers(host, &txn, coordinator_epoch, commit, &remote);
         let mut state = self.lock();
         state.sending.remove(transactional_id);
         if let Err(error) = sent {
@@ -1533,6 +1559,8 @@ impl TransactionCoordinator {
                 open.partition,
                 producer_id,
                 open.producer_epoch,
+                // The last coordinator's epoch: this abort stands in for it.
+                open.coordinator_epoch,
                 false,
             ) {
                 tracing::error!(%error, "writing the abort marker failed");
@@ -1557,6 +1585,7 @@ impl TransactionCoordinator {
 fn send_remote_markers(
     host: &dyn CoordinatorHost,
     txn: &TxnMetadata,
+    coordinator_epoch: i32,
     commit: bool,
     partitions: &[(String, i32)],
 ) -> Result<(), ApiError> {
@@ -1608,7 +1637,7 @@ fn send_remote_markers(
             .with_producer_id(ProducerId(txn.producer_id))
             .with_producer_epoch(txn.producer_epoch)
             .with_transaction_result(commit)
-            .with_coordinator_epoch(COORDINATOR_EPOCH)
+            .with_coordinator_epoch(coordinator_epoch)
             .with_topics(
                 topics
                     .iter()
@@ -2014,6 +2043,7 @@ mod tests {
             partition: i32,
             producer_id: i64,
             producer_epoch: i16,
+            _coordinator_epoch: i32,
             commit: bool,
         ) -> Result<(), WriteError> {
             self.markers.lock().unwrap().push((
@@ -2071,7 +2101,7 @@ mod tests {
                 .map_err(|e| e.error)
         };
         assert_eq!(init(), Err(ResponseError::CoordinatorLoadInProgress));
-        coordinator.load_shard(&host, 0).unwrap();
+        coordinator.load_shard(&host, 0, 0).unwrap();
         let (pid, epoch) = init().unwrap();
         coordinator.unload_shard(0);
         host.leading
@@ -2093,7 +2123,7 @@ mod tests {
         // Back as leader: the replay finds the producer where it was.
         host.leading
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        coordinator.load_shard(&host, 0).unwrap();
+        coordinator.load_shard(&host, 0, 0).unwrap();
         assert_eq!(init(), Ok((pid, epoch + 1)));
     }
 
@@ -2170,7 +2200,7 @@ mod tests {
         );
         host.image = std::sync::Arc::new(image);
         let coordinator = one_shard_coordinator();
-        coordinator.load_shard(&host, 0).unwrap();
+        coordinator.load_shard(&host, 0, 0).unwrap();
         let (pid, epoch) = coordinator
             .init_producer_id(&host, "t", 60_000, None)
             .unwrap();
@@ -2191,7 +2221,7 @@ mod tests {
             .unwrap();
         assert!(coordinator.has_staged_offset("g", "source", 5));
         // ...and back here for the EndTxn.
-        coordinator.shards.lock().unwrap().insert(0);
+        coordinator.shards.lock().unwrap().insert(0, 0);
         coordinator
             .end_transaction(&host, "t", pid, epoch, true, false)
             .unwrap();
@@ -2239,7 +2269,7 @@ mod tests {
     fn end_txn_v5_aborts_a_fresh_producers_empty_transaction() {
         let host = FakeHost::new();
         let coordinator = one_shard_coordinator();
-        coordinator.load_shard(&host, 0).unwrap();
+        coordinator.load_shard(&host, 0, 0).unwrap();
         let (pid, epoch) = coordinator
             .init_producer_id(&host, "t", 60_000, None)
             .unwrap();
@@ -2289,7 +2319,7 @@ mod tests {
     fn end_txn_at_epoch_exhaustion_moves_to_a_new_producer_id() {
         let host = FakeHost::new();
         let coordinator = one_shard_coordinator();
-        coordinator.load_shard(&host, 0).unwrap();
+        coordinator.load_shard(&host, 0, 0).unwrap();
         let last_epoch = i16::MAX - 1;
         coordinator.lock().txns.insert(
             "t".into(),
@@ -2365,7 +2395,7 @@ mod tests {
 
         // Replay: the last record per id wins, tagged fields included.
         let replayed = TransactionCoordinator::new(coordinator.settings.clone());
-        replayed.load_shard(&host, 0).unwrap();
+        replayed.load_shard(&host, 0, 0).unwrap();
         assert_eq!(replayed.transaction("t"), coordinator.transaction("t"));
         assert_eq!(replayed.transaction("t").unwrap().previous_producer_id, 7);
     }

@@ -84,6 +84,9 @@ fn append_error_code(error: &AppendError) -> ResponseError {
         }
         AppendError::Producer(ProducerError::Invalid(_)) => ResponseError::InvalidRecord,
         AppendError::Producer(ProducerError::InvalidTxnState) => ResponseError::InvalidTxnState,
+        AppendError::Producer(ProducerError::CoordinatorFenced { .. }) => {
+            ResponseError::TransactionCoordinatorFenced
+        }
         AppendError::VerificationVoided => ResponseError::InvalidTxnState,
         // Only followers append copies; a client's batches get offsets assigned.
         AppendError::NotContiguous { .. } => ResponseError::UnknownServerError,

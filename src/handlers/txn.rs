@@ -773,6 +773,10 @@ pub fn write_txn_markers(
                             Err(AppendError::Producer(ProducerError::InvalidEpoch { .. })) => {
                                 Some(ResponseError::InvalidProducerEpoch)
                             }
+                            Err(AppendError::Producer(error @ ProducerError::CoordinatorFenced { .. })) => {
+                                tracing::info!(topic = name, partition = index, producer_id, %error, "transaction marker of a fenced coordinator refused");
+                                Some(ResponseError::TransactionCoordinatorFenced)
+                            }
                             Err(error) => {
                                 tracing::error!(topic = name, partition = index, %error, "writing a transaction marker failed");
                                 Some(ResponseError::KafkaStorageError)

@@ -690,6 +690,17 @@ impl PartitionLog {
                 return Err(AppendError::VerificationVoided);
             }
         }
+        if let Some(marker) = marker {
+            let (_, header) = headers[0];
+            state
+                .producers
+                .check_marker(
+                    header.producer_id,
+                    header.producer_epoch,
+                    marker.coordinator_epoch,
+                )
+                .map_err(AppendError::Producer)?;
+        }
         // Producer checks run under the log lock, so two retries of one batch racing on two
         // connections cannot both pass.
         let mut pending = HashMap::new();

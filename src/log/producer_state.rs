@@ -112,6 +112,9 @@ pub enum ProducerError {
     Invalid(&'static str),
     /// A non-transactional batch from a producer with an open transaction here.
     InvalidTxnState,
+    /// A transaction marker from a coordinator older than the one whose marker this partition
+    /// last took for the producer (a zombie coordinator: its shard has moved on).
+    CoordinatorFenced { epoch: i32, current: i32 },
 }
 
 impl std::fmt::Display for ProducerError {
@@ -132,6 +135,10 @@ impl std::fmt::Display for ProducerError {
             ProducerError::InvalidTxnState => {
                 f.write_str("non-transactional write from a producer with an open transaction")
             }
+            ProducerError::CoordinatorFenced { epoch, current } => write!(
+                f,
+                "transaction marker from coordinator epoch {epoch}, older than the current {current}"
+            ),
         }
     }
 }
@@ -275,6 +282,35 @@ impl ProducerStateManager {
             });
         }
         Ok(Verdict::Append)
+    }
+
+    /// Checks a transaction marker the leader is about to write (Kafka's rules for markers of
+    /// transactions v1, which also admit a retried marker): its producer epoch may not be older
+    /// than the producer's, nor its coordinator epoch older than the last marker's — a
+    /// coordinator that lost its shard must not decide a transaction its successor may have
+    /// decided otherwise, or the producer's next one.
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), ProducerError> {
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return Ok(());
+        };
+        if producer_epoch < entry.epoch {
+            return Err(ProducerError::InvalidEpoch {
+                epoch: producer_epoch,
+                current: entry.epoch,
+            });
+        }
+        if coordinator_epoch < entry.coordinator_epoch {
+            return Err(ProducerError::CoordinatorFenced {
+                epoch: coordinator_epoch,
+                current: entry.coordinator_epoch,
+            });
+        }
+        Ok(())
     }
 
     /// The entry `pending` would hold after `header` is appended at `first_offset`; the caller

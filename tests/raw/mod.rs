@@ -218,10 +218,16 @@ pub fn producer_batch(
     builder.build()
 }
 
-/// WriteTxnMarkers v1 for partition 0 of `topic`: one ABORT marker of producer `producer_id`
-/// at epoch 0, coordinator epoch 0, as a transaction coordinator sends it. Returns the
-/// partition's error code.
-pub fn write_abort_marker(client: &mut RawClient, topic: &'static str, producer_id: i64) -> i16 {
+/// WriteTxnMarkers v1 for partition 0 of `topic`: one COMMIT or ABORT marker of producer
+/// `producer_id`, as a transaction coordinator sends it. Returns the partition's error code.
+pub fn write_marker(
+    client: &mut RawClient,
+    topic: &'static str,
+    producer_id: i64,
+    producer_epoch: i16,
+    coordinator_epoch: i32,
+    commit: bool,
+) -> i16 {
     use kafka_protocol::messages::write_txn_markers_request::{
         WritableTxnMarker, WritableTxnMarkerTopic,
     };
@@ -229,9 +235,9 @@ pub fn write_abort_marker(client: &mut RawClient, topic: &'static str, producer_
     let request =
         WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
             .with_producer_id(ProducerId(producer_id))
-            .with_producer_epoch(0)
-            .with_transaction_result(false)
-            .with_coordinator_epoch(0)
+            .with_producer_epoch(producer_epoch)
+            .with_transaction_result(commit)
+            .with_coordinator_epoch(coordinator_epoch)
             .with_topics(vec![WritableTxnMarkerTopic::default()
                 .with_name(TopicName(StrBytes::from_static_str(topic)))
                 .with_partition_indexes(vec![0])])]);
