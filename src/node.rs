@@ -16,6 +16,7 @@ use crate::config::BrokerConfig;
 use crate::controller::image::{Change, MetadataImage};
 use crate::controller::quorum::QuorumConfig;
 use crate::controller::{ApiError, Controller, NewTopic};
+use crate::coordinator::loader::{ShardChange, ShardLoader};
 use crate::coordinator::producer_ids::ProducerIdManager;
 use crate::coordinator::runtime::{self, CoordinatorHost, OpenTransaction, WriteError};
 use crate::coordinator::transaction::{
@@ -41,6 +42,9 @@ pub const COORDINATOR_REPLICATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often replication looks for fetchers to start and ISR changes to ask for.
 const REPLICATION_TICK: Duration = Duration::from_millis(100);
 
+/// How long a starting node waits for the coordinator shards its replay queued.
+const SHARD_LOADS_AT_START_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub struct Node {
     /// This node itself, for the tasks it spawns.
     this: std::sync::Weak<Node>,
@@ -61,6 +65,8 @@ pub struct Node {
     pub producer_ids: ProducerIdManager,
     /// Transactional ids and their transactions (`__transaction_state`).
     pub transactions: TransactionCoordinator,
+    /// Loads and unloads the coordinators' shards on its own thread, off the metadata path.
+    shard_loader: Arc<ShardLoader>,
     /// Flips to true when the node begins shutting down.
     pub shutdown: watch::Sender<bool>,
     /// Registration with the controller and heartbeats.
@@ -258,6 +264,7 @@ impl Node {
             transactions: TransactionCoordinator::new(TransactionSettings::from_properties(
                 &properties,
             )),
+            shard_loader: Arc::default(),
             request_memory,
             connection_quotas,
             shutdown,
@@ -270,6 +277,7 @@ impl Node {
         // Every change applied to the image (the replay now, commits from anywhere later)
         // opens or deletes this node's logs. A controller-only node holds no partitions.
         if broker.config.roles.broker {
+            broker.spawn_shard_loader()?;
             let weak = Arc::downgrade(&broker);
             let failed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
             let first_failure = failed.clone();
@@ -302,9 +310,13 @@ impl Node {
                 .register_and_heartbeat(false)
                 .map_err(|e| anyhow::anyhow!("registering broker: {}", e.message))?;
         }
-        // The replay loaded the coordinator shards of the partitions led here; transactions a
-        // crash left prepared are completed now (a node of a larger quorum does it once it has
-        // caught up: see `complete_prepared_if_running`); open ones time out later.
+        // The replay queued the coordinator shards of the partitions led here: loaded before
+        // the listener opens, as the first requests expect. Transactions a crash left prepared
+        // are completed now (a node of a larger quorum does it once it has caught up: see
+        // `complete_prepared_if_running`); open ones time out later.
+        if !broker.shard_loader.wait_idle(SHARD_LOADS_AT_START_TIMEOUT) {
+            tracing::warn!("coordinator shards still loading as the node starts");
+        }
         broker.complete_prepared_if_running();
         Ok(broker)
     }
@@ -343,27 +355,54 @@ impl Node {
         Ok(())
     }
 
+    /// Queues the coordinator shards of internal partitions whose leadership here began or
+    /// ended for the shard loader (the metadata path never waits for a coordinator's lock).
     fn leadership_changed(&self, image: &MetadataImage, changes: &[LeadershipChange]) {
-        for change in changes {
-            runtime::leadership_changed(
-                self,
-                &self.transactions,
-                image,
-                &change.topic,
-                change.partition,
-                change.led,
-            );
+        let shard_changes: Vec<ShardChange> = changes
+            .iter()
+            .filter_map(|change| {
+                ShardChange::new(image, &change.topic, change.partition, change.led)
+            })
+            .collect();
+        if !shard_changes.is_empty() {
+            self.shard_loader.enqueue(shard_changes);
         }
-        let transaction_shard_loaded = changes.iter().any(|change| {
-            change.led && change.topic == crate::coordinator::transaction::TRANSACTION_STATE_TOPIC
-        });
-        if transaction_shard_loaded && self.lifecycle.is_running() {
-            // Leadership arrived while running: what the previous leader left prepared is
-            // completed off the metadata path (it may send markers to other brokers).
-            if let (Ok(handle), Some(node)) = (tokio::runtime::Handle::try_current(), self.this()) {
-                handle.spawn_blocking(move || node.complete_prepared_if_running());
-            }
-        }
+    }
+
+    /// Starts the shard loader's thread; it ends when the node is dropped.
+    fn spawn_shard_loader(&self) -> Result<()> {
+        let loader = self.shard_loader.clone();
+        let node = self.this.clone();
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        std::thread::Builder::new()
+            .name("shard-loader".to_string())
+            .spawn(move || {
+                while let Some(changes) = loader.next() {
+                    let Some(node) = node.upgrade() else { break };
+                    for change in &changes {
+                        runtime::apply_shard_change(node.as_ref(), &node.transactions, change);
+                    }
+                    loader.applied(changes.len());
+                    let transaction_shard_loaded = changes.iter().any(|change| {
+                        change.led
+                            && change.topic
+                                == crate::coordinator::transaction::TRANSACTION_STATE_TOPIC
+                    });
+                    if transaction_shard_loaded && node.lifecycle.is_running() {
+                        // Leadership arrived while running: what the previous leader left
+                        // prepared is completed (it may send markers to other brokers, so not
+                        // on this thread, which other shards wait for).
+                        match &runtime {
+                            Some(runtime) => {
+                                runtime.spawn_blocking(move || node.complete_prepared_if_running());
+                            }
+                            None => node.complete_prepared_if_running(),
+                        }
+                    }
+                }
+            })
+            .context("starting the shard loader thread")?;
+        Ok(())
     }
 
     /// Completes the transactions the loaded shards hold prepared, once this node runs:
@@ -670,6 +709,12 @@ impl Node {
     }
 }
 
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shard_loader.stop();
+    }
+}
+
 /// The coordinators' port: what they may do on this node, and nothing more.
 impl CoordinatorHost for Node {
     fn node_id(&self) -> i32 {
@@ -796,7 +841,11 @@ impl CoordinatorHost for Node {
             replication_factor,
             ..topic.clone()
         };
-        Node::create_topic(self, &topic, false)
+        Node::create_topic(self, &topic, false)?;
+        // The shards of the partitions led here load as the creation applies: the coordinator
+        // that asked answers once they are loaded, as when loading was on the metadata path.
+        self.shard_loader.wait_idle(COORDINATOR_REPLICATION_TIMEOUT);
+        Ok(())
     }
 
     fn next_producer_id(&self) -> Result<i64, ApiError> {

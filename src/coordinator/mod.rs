@@ -16,6 +16,7 @@ pub mod assignor;
 pub mod consumer_group;
 pub mod consumer_records;
 pub mod group;
+pub mod loader;
 pub mod offsets;
 pub mod producer_ids;
 pub mod records;
@@ -451,7 +452,7 @@ impl GroupCoordinator {
 
     /// Loads the shard of `partition` (this node became its leader): replays the partition,
     /// the latest record per key winning, into the groups map.
-    /// `partition_count` is the topic's, from the image being applied.
+    /// `partition_count` is the topic's, from the image that made this node its leader.
     pub fn load_shard(
         &self,
         host: &dyn CoordinatorHost,

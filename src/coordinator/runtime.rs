@@ -4,8 +4,10 @@
 //! A shard is the state of one internal partition (`__consumer_offsets`-N holds the groups
 //! hashed to N, `__transaction_state`-N the transactional ids hashed to N). A shard is loaded
 //! (its partition replayed) when this node becomes the partition's leader and unloaded when it
-//! stops being the leader; a request for a group or transactional id whose shard is not loaded
-//! here is answered NOT_COORDINATOR, so the client asks FindCoordinator again.
+//! stops being the leader, by the shard loader ([`super::loader`]); a request for a group or
+//! transactional id whose shard is not loaded here is answered COORDINATOR_LOAD_IN_PROGRESS
+//! while this node leads its partition, else NOT_COORDINATOR, so the client asks
+//! FindCoordinator again.
 //!
 //! Coordinators reach storage and the rest of the node only through [`CoordinatorHost`]: they
 //! never import the node, a handler or the server.
@@ -20,6 +22,7 @@ use kafka_protocol::messages::{
 use crate::controller::image::MetadataImage;
 use crate::controller::{ApiError, NewTopic};
 
+use super::loader::ShardChange;
 use super::transaction::TRANSACTION_STATE_TOPIC;
 use super::{GroupCoordinator, OFFSETS_TOPIC};
 
@@ -128,18 +131,14 @@ pub fn unloaded_shard_error(
 }
 
 /// Loads or unloads the coordinator shard of an internal partition whose leadership here
-/// began (`led`) or ended, as `image` (being applied; readers do not see it yet) says.
-/// Partitions of other topics have no shard.
-pub fn leadership_changed(
+/// began or ended (on the shard loader's thread: [`super::loader`]).
+pub fn apply_shard_change(
     host: &dyn CoordinatorHost,
     transactions: &super::transaction::TransactionCoordinator,
-    image: &MetadataImage,
-    topic: &str,
-    partition: i32,
-    led: bool,
+    change: &ShardChange,
 ) {
-    let partition_count = image.topics.get(topic).map(|t| t.partition_count());
-    match (topic, led, partition_count) {
+    let partition = change.partition;
+    match (change.topic.as_str(), change.led, change.partition_count) {
         (OFFSETS_TOPIC, true, Some(partition_count)) => {
             let loaded = host.groups().load_shard(host, partition, partition_count);
             if let Err(error) = loaded {
@@ -155,12 +154,7 @@ pub fn leadership_changed(
             }
         }
         (TRANSACTION_STATE_TOPIC, true, Some(_)) => {
-            let leader_epoch = image
-                .topics
-                .get(topic)
-                .and_then(|t| t.partitions.get(&partition))
-                .map_or(0, |p| p.leader_epoch);
-            if let Err(error) = transactions.load_shard(host, partition, leader_epoch) {
+            if let Err(error) = transactions.load_shard(host, partition, change.leader_epoch) {
                 tracing::error!(
                     partition,
                     message = error.message,

@@ -12,8 +12,8 @@
 //!
 //! This node coordinates the transactional ids of the `__transaction_state` partitions it
 //! leads: one shard per partition, loaded when leadership arrives (a replay; the transactions
-//! it left prepared are completed afterwards, off the metadata path) and unloaded when it
-//! leaves ([`super::runtime`]).
+//! it left prepared are completed afterwards, off the shard loader's thread) and unloaded when
+//! it leaves ([`super::runtime`], [`super::loader`]).
 //!
 //! One read-write lock guards the coordinator: state changes (including the log writes they
 //! make) hold it for writing; produce of transactional batches only reads it to verify
@@ -623,7 +623,7 @@ impl TransactionCoordinator {
     /// Loads the shard of `partition` (this node became its leader): replays it, the last
     /// record per id winning. Transactions it left prepared are completed by
     /// [`Self::complete_prepared`] (which may send markers to other brokers, so it is not
-    /// done here, on the metadata path).
+    /// done here, on the shard loader's thread).
     pub fn load_shard(
         &self,
         host: &dyn CoordinatorHost,

@@ -141,6 +141,24 @@ impl Replication {
                 }
             }
         }
+        if leading && !new_term {
+            // A follower taken out of the ISR (the controller fenced it: it may be dead) joins
+            // again only once a fetch shows it caught up. Its last position may be exactly the
+            // high watermark it held back while it was in the ISR, which would pass the join
+            // test at the next tick: the leader asked to add a killed broker back within
+            // 100 ms of its fencing (Kafka expands only on a follower's fetch).
+            let removed: Vec<i32> = state
+                .isr
+                .iter()
+                .copied()
+                .filter(|id| !partition.isr.contains(id))
+                .collect();
+            for id in removed {
+                if let Some(progress) = state.followers.get_mut(&id) {
+                    progress.log_end_offset = -1;
+                }
+            }
+        }
         if partition.partition_epoch != state.partition_epoch || new_term || !leading {
             state.isr_change_in_flight = false;
             state.joining.clear();
@@ -439,6 +457,27 @@ mod tests {
             "twice: 200 ms"
         );
         assert!(replication.isr_change_due(10, 1000, 2000).is_some());
+    }
+
+    #[test]
+    fn a_follower_taken_out_of_the_isr_joins_only_after_fetching_again() {
+        let replication = Replication::new(1, 0);
+        replication.apply(&partition(&[1, 2, 3], 1), 10, 0);
+        replication.follower_fetched(2, 10, 10, 100);
+        replication.follower_fetched(3, 10, 10, 100);
+        // Follower 3 dies; the leader appends up to 14, which 2 has not fetched yet.
+        assert_eq!(replication.high_watermark_as_leader(14), 10);
+        // The controller fences 3 and takes it out of the ISR: the high watermark stays at 10,
+        // 2's position, which is also 3's last.
+        replication.apply(&partition(&[1, 2], 2), 14, 300);
+        assert_eq!(
+            replication.isr_change_due(14, 30_000, 350),
+            None,
+            "3's old position equals the high watermark, but it has not fetched since"
+        );
+        replication.follower_fetched(3, 14, 14, 400);
+        let change = replication.isr_change_due(14, 30_000, 400).unwrap();
+        assert_eq!(change.new_isr, vec![1, 2, 3]);
     }
 
     /// Found by the simulation (seed 1393): the controller commits an expansion, then a clean
