@@ -12,6 +12,7 @@ use kafka_protocol::ResponseError;
 use dlog::config::Properties;
 use dlog::controller::image::{Change, MetadataImage, PartitionImage, TopicImage};
 use dlog::controller::{ApiError, NewTopic};
+use dlog::coordinator::loader::ShardChange;
 use dlog::coordinator::runtime::{self, CoordinatorHost, OpenTransaction, WriteError};
 use dlog::coordinator::transaction::{TransactionCoordinator, TransactionSettings};
 use dlog::coordinator::{GroupCoordinator, OFFSETS_TOPIC};
@@ -81,15 +82,13 @@ impl TestNode {
                 Arc::new(LogConfig::new(&Properties::default(), &t.configs))
             })
             .unwrap();
+        // The node's shard loader applies these on its thread; here, at once.
         for change in leadership {
-            runtime::leadership_changed(
-                self,
-                &self.transactions,
-                &image,
-                &change.topic,
-                change.partition,
-                change.led,
-            );
+            if let Some(change) =
+                ShardChange::new(&image, &change.topic, change.partition, change.led)
+            {
+                runtime::apply_shard_change(self, &self.transactions, &change);
+            }
         }
     }
 }
@@ -121,7 +120,15 @@ impl CoordinatorHost for TestNode {
         log.read_all_from(0)
             .map_err(|e| WriteError::Storage(e.to_string()))
     }
-    fn write_marker(&self, _: &str, _: i32, _: i64, _: i16, _: bool) -> Result<(), WriteError> {
+    fn write_marker(
+        &self,
+        _: &str,
+        _: i32,
+        _: i64,
+        _: i16,
+        _: i32,
+        _: bool,
+    ) -> Result<(), WriteError> {
         unreachable!("no transactions here")
     }
     fn open_transactions(&self) -> Vec<OpenTransaction> {
