@@ -142,10 +142,8 @@ pub const NO_PRODUCER_ID: i64 = -1;
 /// The `transaction.version` level this broker finalizes (KIP-890 part 2 at 2: implicit
 /// partition adds and an epoch bump per transaction). The switch for transactions v2: at 0
 /// clients keep AddPartitionsToTxn and EndTxn v4, and produce never adds partitions.
-/// Off (0) for now: with it at 2, franz-go 1.22.3's `TestTxnEtl` (a transactional
-/// consume-transform-produce across rebalances, passing on Kafka 4.1.1 with transactions v2)
-/// failed on dlog — first PRODUCER_FENCED (an empty abort after a commit was refused; fixed:
-/// `check_end_v2`), then INVALID_TXN_STATE on produce (not traced yet).
+/// It was at 0 for a while: franz-go 1.22.3's `TestTxnEtl` failed with v2 until each EndTxn
+/// picked the v1 or v2 rules by its own version; it passes with 2 (`compat/go`).
 pub const TRANSACTION_VERSION_FINALIZED: i16 = 2;
 /// The highest `transaction.version` this broker supports.
 pub const TRANSACTION_VERSION_SUPPORTED_MAX: i16 = 2;
