@@ -481,9 +481,12 @@ impl Node {
             }
             self.fetchers.ensure(&self.replicas, &address_of, &shutdown);
             let now = now_ms();
+            let image = self.image();
             for (topic, partition, led) in self.replicas.led_with_followers() {
                 let leader_end = led.log.offsets().log_end_offset;
-                let Some(change) = led.replication.isr_change_due(leader_end, lag_max_ms, now)
+                let Some(change) =
+                    led.replication
+                        .isr_change_due(leader_end, lag_max_ms, now, |id| image.is_live(id))
                 else {
                     continue;
                 };

@@ -52,13 +52,27 @@ pub struct HeartbeatReply {
     pub should_shutdown: bool,
 }
 
-/// Last heartbeat of each registered broker, as this controller saw it.
+/// Last heartbeat of each registered broker, as this controller saw it in its current term.
 #[derive(Debug, Default)]
 pub struct HeartbeatTimes {
     last_seen: HashMap<i32, Instant>,
+    /// The quorum epoch `last_seen` belongs to.
+    epoch: i32,
 }
 
 impl HeartbeatTimes {
+    /// Forgets what an earlier term saw: a controller active again after another one was
+    /// (Kafka makes a new heartbeat manager at each activation) must not fence brokers by the
+    /// heartbeats they stopped sending it when they turned to that other controller. Without
+    /// it, a controller that came back after a partition fenced every broker, itself included,
+    /// 3 s later, and every single-replica partition went offline (chaos soak seed 5707).
+    fn begin_term(&mut self, epoch: i32) {
+        if epoch != self.epoch {
+            self.last_seen.clear();
+            self.epoch = epoch;
+        }
+    }
+
     fn touch(&mut self, broker_id: i32, now: Instant) {
         if self.last_seen.len() >= BROKERS_MAX && !self.last_seen.contains_key(&broker_id) {
             return;
@@ -87,6 +101,14 @@ impl HeartbeatTimes {
 }
 
 impl Controller {
+    /// The heartbeat times of this controller's current term.
+    fn heartbeat_times(&self) -> std::sync::MutexGuard<'_, HeartbeatTimes> {
+        let epoch = self.quorum.status().epoch;
+        let mut times = self.heartbeats.lock().expect("heartbeats lock");
+        times.begin_term(epoch);
+        times
+    }
+
     fn session_timeout(&self) -> Duration {
         Duration::from_millis(
             self.broker_properties
@@ -105,7 +127,7 @@ impl Controller {
             if existing.incarnation_id == registration.incarnation_id {
                 return Ok(existing.epoch);
             }
-            let heartbeats = self.heartbeats.lock().expect("heartbeats lock");
+            let heartbeats = self.heartbeat_times();
             if !existing.fenced
                 && heartbeats.has_session(registration.broker_id, now, self.session_timeout())
             {
@@ -127,10 +149,7 @@ impl Controller {
         }];
         let liveness = BTreeMap::from([(registration.broker_id, false)]);
         self.commit_with_elections(&image, records, &liveness)?;
-        self.heartbeats
-            .lock()
-            .expect("heartbeats lock")
-            .touch(registration.broker_id, now);
+        self.heartbeat_times().touch(registration.broker_id, now);
         let epoch = self
             .image()
             .brokers
@@ -164,9 +183,7 @@ impl Controller {
                 ),
             ));
         }
-        self.heartbeats
-            .lock()
-            .expect("heartbeats lock")
+        self.heartbeat_times()
             .touch(heartbeat.broker_id, Instant::now());
         let is_caught_up = heartbeat.metadata_offset >= broker.epoch;
         let fence = heartbeat.want_fence || heartbeat.want_shutdown;
@@ -207,7 +224,7 @@ impl Controller {
         let session = self.session_timeout();
         let image = self.image();
         let records: Vec<MetadataRecord> = {
-            let mut heartbeats = self.heartbeats.lock().expect("heartbeats lock");
+            let mut heartbeats = self.heartbeat_times();
             image
                 .live_brokers()
                 .filter(|broker| heartbeats.expired(broker.id, now, session))
@@ -537,5 +554,27 @@ pub(super) mod tests {
             controller.alter_partition(&wrong_epoch).unwrap_err().error,
             ResponseError::StaleBrokerEpoch
         );
+    }
+
+    #[test]
+    fn a_new_term_gives_every_broker_a_new_session() {
+        let session = Duration::from_secs(6);
+        let start = Instant::now();
+        let mut times = HeartbeatTimes::default();
+        times.begin_term(2);
+        times.touch(1, start);
+        let later = start + Duration::from_secs(10);
+        times.begin_term(2);
+        assert!(times.expired(1, later, session), "same term: expired");
+        // Another controller led in between; this one is active again in term 4.
+        let mut times = HeartbeatTimes::default();
+        times.begin_term(2);
+        times.touch(1, start);
+        times.begin_term(4);
+        assert!(
+            !times.expired(1, later, session),
+            "the heartbeats of term 2 do not count in term 4"
+        );
+        assert!(times.expired(1, later + session, session));
     }
 }

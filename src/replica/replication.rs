@@ -299,12 +299,16 @@ impl Replication {
     /// The ISR change this leader should ask for now, if any (and none is in flight):
     /// followers that have not caught up for `lag_max_ms` leave (Kafka's
     /// `replica.lag.time.max.ms`); followers outside the ISR whose log reached the high
-    /// watermark join. Marks the change in flight; [`Self::isr_change_failed`] clears it.
+    /// watermark join, if `eligible` (the broker is live in the leader's image: Kafka's
+    /// `isReplicaIsrEligible`; a restarted broker fetches while still fenced, and the
+    /// controller would refuse it). Marks the change in flight; [`Self::isr_change_failed`]
+    /// clears it.
     pub fn isr_change_due(
         &self,
         leader_end: i64,
         lag_max_ms: i64,
         now_ms: i64,
+        eligible: impl Fn(i32) -> bool,
     ) -> Option<IsrChange> {
         let mut state = self.lock();
         if !state.leading
@@ -327,7 +331,8 @@ impl Replication {
                 match in_sync {
                     true => now_ms - progress.last_caught_up_ms <= lag_max_ms,
                     false => {
-                        progress.log_end_offset >= state.high_watermark
+                        eligible(id)
+                            && progress.log_end_offset >= state.high_watermark
                             && progress.log_end_offset >= leader_end.min(state.high_watermark)
                             && now_ms - progress.last_caught_up_ms <= lag_max_ms
                     }
@@ -429,13 +434,15 @@ mod tests {
         let replication = Replication::new(1, 0);
         replication.apply(&partition(&[1, 2, 3], 1), 10, 0);
         replication.follower_fetched(2, 10, 10, 100);
-        assert_eq!(replication.isr_change_due(10, 1000, 500), None);
+        assert_eq!(replication.isr_change_due(10, 1000, 500, |_| true), None);
         replication.follower_fetched(2, 10, 10, 1400);
         // Follower 3 never fetched: out after the lag time; 2 keeps up.
-        let change = replication.isr_change_due(10, 1000, 1500).unwrap();
+        let change = replication
+            .isr_change_due(10, 1000, 1500, |_| true)
+            .unwrap();
         assert_eq!(change.new_isr, vec![1, 2]);
         assert_eq!(
-            replication.isr_change_due(10, 1000, 1600),
+            replication.isr_change_due(10, 1000, 1600, |_| true),
             None,
             "one in flight"
         );
@@ -443,20 +450,30 @@ mod tests {
         // HW follows the smaller ISR; 3 catches up and is taken back.
         assert_eq!(replication.high_watermark(), 10);
         replication.follower_fetched(3, 10, 10, 1700);
-        let change = replication.isr_change_due(10, 1000, 1700).unwrap();
+        let change = replication
+            .isr_change_due(10, 1000, 1700, |_| true)
+            .unwrap();
         assert_eq!(change.new_isr, vec![1, 2, 3]);
         replication.isr_change_failed(1700);
         assert!(
-            replication.isr_change_due(10, 1000, 1750).is_none(),
+            replication
+                .isr_change_due(10, 1000, 1750, |_| true)
+                .is_none(),
             "refused: not asked again at once"
         );
-        assert!(replication.isr_change_due(10, 1000, 1800).is_some());
+        assert!(replication
+            .isr_change_due(10, 1000, 1800, |_| true)
+            .is_some());
         replication.isr_change_failed(1800);
         assert!(
-            replication.isr_change_due(10, 1000, 1950).is_none(),
+            replication
+                .isr_change_due(10, 1000, 1950, |_| true)
+                .is_none(),
             "twice: 200 ms"
         );
-        assert!(replication.isr_change_due(10, 1000, 2000).is_some());
+        assert!(replication
+            .isr_change_due(10, 1000, 2000, |_| true)
+            .is_some());
     }
 
     #[test]
@@ -471,12 +488,31 @@ mod tests {
         // 2's position, which is also 3's last.
         replication.apply(&partition(&[1, 2], 2), 14, 300);
         assert_eq!(
-            replication.isr_change_due(14, 30_000, 350),
+            replication.isr_change_due(14, 30_000, 350, |_| true),
             None,
             "3's old position equals the high watermark, but it has not fetched since"
         );
         replication.follower_fetched(3, 14, 14, 400);
-        let change = replication.isr_change_due(14, 30_000, 400).unwrap();
+        let change = replication
+            .isr_change_due(14, 30_000, 400, |_| true)
+            .unwrap();
+        assert_eq!(change.new_isr, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_follower_fenced_in_the_leaders_image_does_not_join() {
+        let replication = Replication::new(1, 0);
+        replication.apply(&partition(&[1, 2], 1), 10, 0);
+        replication.follower_fetched(2, 10, 10, 100);
+        // Broker 3 restarted and caught up, but the controller has not unfenced it yet.
+        replication.follower_fetched(3, 10, 10, 100);
+        assert_eq!(
+            replication.isr_change_due(10, 30_000, 200, |id| id != 3),
+            None
+        );
+        let change = replication
+            .isr_change_due(10, 30_000, 300, |_| true)
+            .unwrap();
         assert_eq!(change.new_isr, vec![1, 2, 3]);
     }
 
@@ -489,7 +525,7 @@ mod tests {
         replication.follower_fetched(2, 10, 10, 1);
         replication.follower_fetched(3, 10, 10, 1);
         assert_eq!(replication.high_watermark(), 10);
-        let change = replication.isr_change_due(10, 1000, 2).unwrap();
+        let change = replication.isr_change_due(10, 1000, 2, |_| true).unwrap();
         assert_eq!(change.new_isr, vec![1, 2, 3]);
         // The leader appends; follower 2 has it all, 3 (joining) not yet.
         replication.follower_fetched(2, 20, 20, 3);
@@ -514,12 +550,12 @@ mod tests {
         moving.removing_replicas = vec![3];
         replication.apply(&moving, 10, 2);
         assert_eq!(
-            replication.isr_change_due(10, 1000, 3),
+            replication.isr_change_due(10, 1000, 3, |_| true),
             None,
             "4 not fetched yet"
         );
         replication.follower_fetched(4, 10, 10, 4);
-        let change = replication.isr_change_due(10, 1000, 5).unwrap();
+        let change = replication.isr_change_due(10, 1000, 5, |_| true).unwrap();
         assert_eq!(change.new_isr, vec![1, 2, 4, 3]);
         // The move completed: 3 is gone, its progress no longer tracked.
         let mut done = partition(&[1, 2, 4], 3);

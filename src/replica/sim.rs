@@ -888,7 +888,8 @@ impl Sim {
         let leader_end = process.log_end();
         let replication = process.replication.clone();
         let isr_before = process.applied.isr.len();
-        let Some(change) = replication.isr_change_due(leader_end, LAG_MAX_MS, now) else {
+        // Eligibility is the controller's to check here: the simulation's fencing is its own.
+        let Some(change) = replication.isr_change_due(leader_end, LAG_MAX_MS, now, |_| true) else {
             return;
         };
         match self.alter_partition(id, &change) {
