@@ -793,6 +793,7 @@ impl TransactionCoordinator {
             state.txns.insert(txn.transactional_id.clone(), txn.clone());
         }
         let image = host.image();
+        let coordinator_epoch = self.coordinator_epoch(&txn.transactional_id);
         let mut remote = Vec::new();
         for (topic, partition) in &txn.partitions {
             if !host.leads(topic, *partition) {
@@ -811,7 +812,7 @@ impl TransactionCoordinator {
                 *partition,
                 txn.producer_id,
                 txn.producer_epoch,
-                self.coordinator_epoch(&txn.transactional_id),
+                coordinator_epoch,
                 commit,
             )
             .map_err(|e| api(ResponseError::KafkaStorageError, e.to_string()))?;

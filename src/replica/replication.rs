@@ -147,14 +147,9 @@ impl Replication {
             // high watermark it held back while it was in the ISR, which would pass the join
             // test at the next tick: the leader asked to add a killed broker back within
             // 100 ms of its fencing (Kafka expands only on a follower's fetch).
-            let removed: Vec<i32> = state
-                .isr
-                .iter()
-                .copied()
-                .filter(|id| !partition.isr.contains(id))
-                .collect();
-            for id in removed {
-                if let Some(progress) = state.followers.get_mut(&id) {
+            let state = &mut *state;
+            for (id, progress) in &mut state.followers {
+                if state.isr.contains(id) && !partition.isr.contains(id) {
                     progress.log_end_offset = -1;
                 }
             }
